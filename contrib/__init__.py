@@ -1,0 +1,1 @@
+"""Integrations with other frameworks, installed as ``odm.contrib`` (like ``django.contrib``)."""

@@ -1,0 +1,84 @@
+"""The few places where PyMongo's async API and Motor differ, behind one small interface.
+
+PyMongo's ``AsyncMongoClient`` is the default driver. Motor (deprecated since May 2025) is
+still accepted. Their collection and cursor APIs match for what the ODM uses, except that some
+calls are coroutines in one and plain calls in the other; everything that differs is here, so
+no other module tests which driver it holds.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+from .exceptions import ConfigurationError
+
+DriverName = Literal["pymongo", "motor"]
+DRIVERS: tuple[DriverName, ...] = ("pymongo", "motor")
+
+
+def create_client(uri: str, driver: DriverName, **options: Any) -> Any:
+    """Return a new, not yet connected client of ``driver`` for ``uri``."""
+    if driver == "pymongo":
+        from pymongo import AsyncMongoClient
+
+        return AsyncMongoClient(uri, **options)
+    if driver == "motor":
+        try:
+            from motor.motor_asyncio import AsyncIOMotorClient
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigurationError(
+                "driver='motor' needs Motor: pip install 'odm[motor]'"
+            ) from exc
+        return AsyncIOMotorClient(uri, **options)
+    raise ConfigurationError(f"unknown driver {driver!r}: expected one of {', '.join(DRIVERS)}")
+
+
+def driver_of(client: Any) -> DriverName:
+    """Tell which driver a client object belongs to."""
+    module = type(client).__module__
+    if module.startswith("motor"):
+        return "motor"
+    if module.startswith("pymongo"):
+        return "pymongo"
+    raise ConfigurationError(
+        f"client of type {type(client).__qualname__} is neither PyMongo's AsyncMongoClient "
+        "nor Motor's AsyncIOMotorClient"
+    )
+
+
+async def resolve(value: Any) -> Any:
+    """Await ``value`` if the driver returned an awaitable, else return it as is."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def close_client(client: Any) -> None:
+    """Close a client of either driver (a coroutine in PyMongo, a plain call in Motor)."""
+    await resolve(client.close())
+
+
+async def aggregate(collection: Any, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
+    """Start an aggregation and return its async cursor."""
+    return await resolve(collection.aggregate(pipeline, **kwargs))
+
+
+async def watch(target: Any, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
+    """Open a change stream on a collection, database or client and return it."""
+    return await resolve(target.watch(pipeline, **kwargs))
+
+
+async def start_session(client: Any, **kwargs: Any) -> Any:
+    """Start a client session (PyMongo returns it directly, Motor from a coroutine)."""
+    return await resolve(client.start_session(**kwargs))
+
+
+async def start_transaction(session: Any, **kwargs: Any) -> None:
+    """Start a transaction on ``session`` (a coroutine in PyMongo >= 4.10, plain in Motor)."""
+    await resolve(session.start_transaction(**kwargs))
+
+
+def supports_bind(session: Any) -> bool:
+    """Tell whether the driver can bind ``session`` implicitly (PyMongo >= 4.17)."""
+    return hasattr(session, "bind") and driver_of(session.client) == "pymongo"

@@ -1,0 +1,126 @@
+"""Every exception the ODM raises on purpose, in one small hierarchy.
+
+All of them derive from :class:`OdmError`, so ``except odm.OdmError`` catches what the ODM means
+to raise; driver and pydantic errors that the ODM does not translate pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class OdmError(Exception):
+    """Base class of every error the ODM raises itself."""
+
+
+class ConfigurationError(OdmError):
+    """A setting, a connection alias or a declaration is wrong or missing."""
+
+
+class ConnectionFailed(OdmError):
+    """The server could not be reached after every retry; names the address and the cause."""
+
+    def __init__(self, address: str, cause: BaseException | str, attempts: int = 1) -> None:
+        self.address = address
+        self.cause = cause
+        self.attempts = attempts
+        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        super().__init__(
+            f"could not connect to MongoDB at {address} after {attempts} attempt(s): {reason}"
+        )
+
+
+class AlreadyConnected(ConfigurationError):
+    """``connect`` was called twice for the same alias."""
+
+
+class NotConnected(ConfigurationError):
+    """An operation needed a connection that no ``connect`` call has made."""
+
+
+class ServerNotFound(ConfigurationError):
+    """No ``mongod`` binary could be found to start a local server."""
+
+
+class DeclarationError(ConfigurationError):
+    """A Document class was declared wrongly; raised at class creation, naming class and field."""
+
+
+class QueryError(OdmError):
+    """A filter, lookup or update cannot be built: unknown field, wrong type, unsafe value."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class DoesNotExist(OdmError):
+    """No document matched a query that needed one; each model has its own subclass."""
+
+
+class MultipleObjectsReturned(OdmError):
+    """More than one document matched a query that needed exactly one."""
+
+
+class StaleDocument(OdmError):
+    """An optimistic-lock save found that someone else changed the document since it was loaded."""
+
+
+class DuplicateKey(OdmError):
+    """A write broke a unique index."""
+
+
+class OperationTimeout(OdmError):
+    """An operation did not finish within its ``timeout=``."""
+
+
+class TransactionError(OdmError):
+    """A transaction could not be started, joined or finished."""
+
+
+class TransactionsNotSupported(TransactionError):
+    """The server (a standalone ``mongod``, for one) cannot run multi-document transactions."""
+
+
+class MigrationError(OdmError):
+    """A migration could not be loaded, planned, applied or rolled back."""
+
+
+class Invalid:
+    """A stored document that failed validation, yielded by ``.lenient()`` querysets.
+
+    ``raw`` is the document as stored and ``error`` the pydantic ``ValidationError``.
+    """
+
+    __slots__ = ("error", "raw")
+
+    def __init__(self, raw: dict[str, Any], error: ValidationError) -> None:
+        self.raw = raw
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Invalid(_id={self.raw.get('_id')!r}, errors={self.error.error_count()})"
+
+
+__all__ = [
+    "AlreadyConnected",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "DeclarationError",
+    "DoesNotExist",
+    "DuplicateKey",
+    "Invalid",
+    "MigrationError",
+    "MultipleObjectsReturned",
+    "NotConnected",
+    "OdmError",
+    "OperationTimeout",
+    "QueryError",
+    "ServerNotFound",
+    "StaleDocument",
+    "TransactionError",
+    "TransactionsNotSupported",
+    "ValidationError",
+]

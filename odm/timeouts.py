@@ -1,0 +1,45 @@
+"""Per-operation timeouts on the driver's client-side operation timeout (CSOT).
+
+Every ODM operation takes ``timeout=`` seconds and runs inside :func:`operation_timeout`, which
+enters ``pymongo.timeout()`` so that server selection, connection checkout, the command itself
+and its retries all share one deadline, and turns the driver's timeout errors into
+:class:`odm.OperationTimeout`. Nobody has to wrap calls in ``asyncio.wait_for`` (which would
+cancel mid-write and leave the outcome unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pymongo
+from pymongo.errors import PyMongoError
+
+from .exceptions import OperationTimeout
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Tell whether a driver error means a deadline passed (CSOT, server selection, maxTimeMS)."""
+    return isinstance(exc, PyMongoError) and bool(getattr(exc, "timeout", False))
+
+
+@contextmanager
+def operation_timeout(seconds: float | None, what: str = "operation") -> Iterator[None]:
+    """Run the block under a client-side deadline of ``seconds`` (``None``: no own deadline).
+
+    A deadline set by an enclosing block still applies; the driver keeps the shorter one.
+    Timeouts inside the block surface as :class:`odm.OperationTimeout` naming ``what``.
+    """
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {seconds!r}")
+    try:
+        if seconds is None:
+            yield
+        else:
+            with pymongo.timeout(seconds):
+                yield
+    except PyMongoError as exc:
+        if is_timeout(exc):
+            limit = f" within {seconds:g} s" if seconds is not None else ""
+            raise OperationTimeout(f"{what} did not finish{limit}: {exc}") from exc
+        raise
