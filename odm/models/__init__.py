@@ -1,0 +1,1 @@
+"""Document declarations: the metaclass, options, fields, indexes and change tracking."""

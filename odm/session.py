@@ -1,0 +1,58 @@
+"""The bound session: one context variable that every ODM operation reads.
+
+``odm.transaction()`` (in :mod:`odm.uow`) and :func:`session` bind a driver session here; the
+executor passes :func:`current_session` to every driver call, so no operation inside the block
+can run outside it and no caller ever passes ``session=`` by hand. Tasks spawned inside the block
+inherit the binding (context variables are copied into new tasks); tasks started outside do not
+see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from . import drivers
+from .connection import DEFAULT_ALIAS, get_client
+
+if TYPE_CHECKING:
+    from .uow import UnitOfWork
+
+_bound_session: ContextVar[Any | None] = ContextVar("odm_session", default=None)
+_bound_uow: ContextVar[UnitOfWork | None] = ContextVar("odm_unit_of_work", default=None)
+
+
+def current_session() -> Any | None:
+    """Return the driver session bound to this context, or ``None`` outside any block."""
+    return _bound_session.get()
+
+
+def current_unit_of_work() -> UnitOfWork | None:
+    """Return the unit of work of the enclosing ``odm.transaction()`` block, if any."""
+    return _bound_uow.get()
+
+
+@asynccontextmanager
+async def session(
+    alias: str = DEFAULT_ALIAS, *, causal_consistency: bool = True
+) -> AsyncIterator[Any]:
+    """Bind a causally consistent session (no transaction) to every ODM operation inside.
+
+    Reads inside see the writes made before them in the block, even from secondaries. Inside a
+    transaction the transaction's session is reused.
+    """
+    existing = _bound_session.get()
+    if existing is not None:
+        yield existing
+        return
+    driver_session = await drivers.start_session(
+        get_client(alias), causal_consistency=causal_consistency
+    )
+    token = _bound_session.set(driver_session)
+    try:
+        yield driver_session
+    finally:
+        _bound_session.reset(token)
+        await drivers.resolve(driver_session.end_session())
