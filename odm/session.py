@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import drivers
 from .connection import DEFAULT_ALIAS, get_client
 
-if TYPE_CHECKING:
-    from .uow import UnitOfWork
-
 _bound_session: ContextVar[Any | None] = ContextVar("odm_session", default=None)
-_bound_uow: ContextVar[UnitOfWork | None] = ContextVar("odm_unit_of_work", default=None)
+# Holds the odm.uow.UnitOfWork of the enclosing transaction() block (typed loosely to keep this
+# module free of an import cycle with odm.uow).
+_bound_uow: ContextVar[Any | None] = ContextVar("odm_unit_of_work", default=None)
 
 
 def current_session() -> Any | None:
@@ -29,7 +28,7 @@ def current_session() -> Any | None:
     return _bound_session.get()
 
 
-def current_unit_of_work() -> UnitOfWork | None:
+def current_unit_of_work() -> Any | None:
     """Return the unit of work of the enclosing ``odm.transaction()`` block, if any."""
     return _bound_uow.get()
 
