@@ -151,7 +151,11 @@ class Reference(Generic[T]):
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "format": "objectid", "description": "id of the referenced document"}
+        return {
+            "type": "string",
+            "format": "objectid",
+            "description": "id of the referenced document",
+        }
 
     async def fetch(self) -> T:
         """Load (once) and return the referenced document."""
