@@ -3,6 +3,7 @@
 This module re-exports the public names of the API (see ``docs/``); nothing else lives here.
 """
 
+from . import signals
 from ._version import __version__
 from .connection import (
     Connection,
@@ -33,34 +34,66 @@ from .exceptions import (
     TransactionsNotSupported,
     ValidationError,
 )
+from .models.base import Document, Embedded
+from .models.fields import Field, Indexed, ObjectId, Reference, utcnow
+from .models.indexes import Index
+from .query import F, Q
+from .queryset import ChangeEvent, Manager, QuerySet
+from .registry import registry
+from .schema import IndexConflict, ensure_indexes
+from .session import current_session, session
 from .timeouts import operation_timeout
+from .uow import UnitOfWork, atomic, run_in_transaction, transaction
 
 __all__ = [
     "AlreadyConnected",
+    "ChangeEvent",
     "ConfigurationError",
     "Connection",
     "ConnectionFailed",
     "DeclarationError",
+    "Document",
     "DoesNotExist",
     "DuplicateKey",
+    "Embedded",
+    "F",
+    "Field",
+    "Index",
+    "IndexConflict",
+    "Indexed",
     "Invalid",
+    "Manager",
     "MigrationError",
     "MultipleObjectsReturned",
     "NotConnected",
+    "ObjectId",
     "OdmError",
     "OperationTimeout",
+    "Q",
     "QueryError",
+    "QuerySet",
+    "Reference",
     "Retry",
     "ServerNotFound",
     "StaleDocument",
     "TransactionError",
     "TransactionsNotSupported",
+    "UnitOfWork",
     "ValidationError",
     "__version__",
+    "atomic",
     "connect",
+    "current_session",
     "disconnect",
+    "ensure_indexes",
     "get_client",
     "get_connection",
     "get_database",
     "operation_timeout",
+    "registry",
+    "run_in_transaction",
+    "session",
+    "signals",
+    "transaction",
+    "utcnow",
 ]

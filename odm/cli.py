@@ -53,7 +53,9 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _command_registrars() -> list[Callable[[Any], None]]:
-    return [_register_server]
+    from .migrations.cli import register as _register_migrate
+
+    return [_register_server, _register_migrate]
 
 
 def build_parser() -> argparse.ArgumentParser:

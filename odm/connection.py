@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,13 @@ def _database_name(uri: str | None, db: str | None) -> str:
     )
 
 
-async def _ping_with_retry(client: Any, address: str, retry: Retry, timeout: float) -> None:
+async def _ping_with_retry(
+    client: Any,
+    address: str,
+    retry: Retry,
+    timeout: float,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     last: BaseException | str = "no attempt was made"
     for attempt in range(1, retry.attempts + 1):
@@ -98,6 +104,8 @@ async def _ping_with_retry(client: Any, address: str, retry: Retry, timeout: flo
             return
         except (PyMongoError, TimeoutError, OSError) as exc:
             last = exc if not isinstance(exc, TimeoutError) else f"no answer within {timeout:g} s"
+            if on_retry is not None:
+                on_retry(attempt, exc)
         if attempt < retry.attempts:
             pause = min(retry.delay(attempt), deadline - time.monotonic())
             if pause > 0:
@@ -115,14 +123,18 @@ async def connect(
     timeout: float = 10.0,
     driver: DriverName | None = None,
     client: Any = None,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+    ensure_indexes: bool = False,
     **client_options: Any,
 ) -> Connection:
     """Create and check the client for ``alias`` and bind ``models`` to it.
 
     ``uri`` names the server and (in its path) the database, unless ``db=`` is given. Pass a
     ready ``client=`` (PyMongo async or Motor) instead of ``uri`` to reuse one; it is not closed
-    by :func:`disconnect`. Raises :class:`odm.AlreadyConnected` if ``alias`` is connected,
-    :class:`odm.ConnectionFailed` when the ping fails after every retry.
+    by :func:`disconnect`. ``on_retry(attempt, error)`` is called after each failed ping
+    (attempt counts from 1), e.g. to log it. Raises :class:`odm.AlreadyConnected` if ``alias``
+    is connected, :class:`odm.ConnectionFailed` when the ping fails after every retry. With
+    ``ensure_indexes=True`` the bound models' indexes are created before it returns.
     """
     if alias in _connections:
         raise AlreadyConnected(
@@ -153,7 +165,7 @@ async def connect(
         address = ",".join(f"{h}:{p}" for h, p in _client_nodes(client)) or "the given client"
     name = _database_name(uri, db) if (uri or db) else _default_database_name(client)
     try:
-        await _ping_with_retry(client, address, retry, timeout)
+        await _ping_with_retry(client, address, retry, timeout, on_retry)
     except BaseException:
         if owns_client:
             await drivers.close_client(client)
@@ -171,6 +183,10 @@ async def connect(
     _connections[alias] = connection
     for model in bound:
         _model_aliases[model] = alias
+    if ensure_indexes:
+        from .schema import ensure_indexes as create_declared_indexes
+
+        await create_declared_indexes(alias)
     return connection
 
 

@@ -79,6 +79,11 @@ async def start_transaction(session: Any, **kwargs: Any) -> None:
     await resolve(session.start_transaction(**kwargs))
 
 
+async def end_session(session: Any) -> None:
+    """End a session of either driver."""
+    await resolve(session.end_session())
+
+
 def supports_bind(session: Any) -> bool:
     """Tell whether the driver can bind ``session`` implicitly (PyMongo >= 4.17)."""
     return hasattr(session, "bind") and driver_of(session.client) == "pymongo"

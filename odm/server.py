@@ -92,7 +92,8 @@ class LocalServer:
             await odm.connect(server.uri + "shop")
 
     ``port=None`` picks free ports; ``dbpath=None`` uses a temporary directory that is removed
-    on stop (a given ``dbpath`` is kept).
+    on stop (a given ``dbpath`` is kept). ``replica_set=None`` starts a plain standalone
+    ``mongod`` (one member, no transactions), for testing what happens there.
     """
 
     def __init__(
@@ -101,13 +102,15 @@ class LocalServer:
         members: int = 1,
         dbpath: str | os.PathLike[str] | None = None,
         *,
-        replica_set: str = "rs0",
+        replica_set: str | None = "rs0",
         mongod: str | None = None,
         startup_timeout: float = 30.0,
         cache_size_gb: float = 0.25,
     ) -> None:
         if members < 1:
             raise ValueError(f"members must be at least 1, not {members}")
+        if replica_set is None and members != 1:
+            raise ValueError("a standalone server (replica_set=None) has exactly one member")
         self.members = members
         self.replica_set = replica_set
         self.startup_timeout = startup_timeout
@@ -126,12 +129,13 @@ class LocalServer:
         """The connection string, ending in ``/`` so that a database name can be appended."""
         if not self.ports:
             raise OdmError("the LocalServer is not started")
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
-        return f"mongodb://{hosts}/?replicaSet={self.replica_set}"
+        return self.uri_for("")
 
     def uri_for(self, database: str) -> str:
         """The connection string with ``database`` as its default database."""
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        if self.replica_set is None:
+            return f"mongodb://{hosts}/{database}"
         return f"mongodb://{hosts}/{database}?replicaSet={self.replica_set}"
 
     @property
@@ -175,7 +179,7 @@ class LocalServer:
         member_dir.mkdir(parents=True, exist_ok=True)
         args = [
             binary,
-            "--replSet", self.replica_set,
+            *(["--replSet", self.replica_set] if self.replica_set else []),
             "--port", str(port),
             "--bind_ip", "127.0.0.1",
             "--dbpath", str(member_dir),
@@ -232,6 +236,8 @@ class LocalServer:
                     self._wait_until(
                         f"port {port} answering", lambda m=member: m.admin.command("ping")
                     )
+            if self.replica_set is None:
+                return
             config = {
                 "_id": self.replica_set,
                 "members": [

@@ -28,6 +28,17 @@ def current_session() -> Any | None:
     return _bound_session.get()
 
 
+def operation_session() -> Any | None:
+    """Return the session an ODM operation must use, refusing foreign tasks in a transaction.
+
+    The executor calls this before every driver call (see :mod:`odm.uow` for the rule).
+    """
+    uow = _bound_uow.get()
+    if uow is not None:
+        uow.check_task()
+    return _bound_session.get()
+
+
 def current_unit_of_work() -> Any | None:
     """Return the unit of work of the enclosing ``odm.transaction()`` block, if any."""
     return _bound_uow.get()
@@ -54,4 +65,4 @@ async def session(
         yield driver_session
     finally:
         _bound_session.reset(token)
-        await drivers.resolve(driver_session.end_session())
+        await drivers.end_session(driver_session)

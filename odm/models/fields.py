@@ -59,10 +59,15 @@ class ObjectIdAnnotation:
                 core_schema.no_info_plain_validator_function(_object_id_from_str),
             ]
         )
+        # One clear error for a bad value, not one per union member.
+        message = "Value is not a valid ObjectId: expected an ObjectId or 24 hexadecimal characters"
         return core_schema.json_or_python_schema(
             json_schema=from_str,
             python_schema=core_schema.union_schema(
-                [core_schema.is_instance_schema(bson.ObjectId), from_str]
+                [core_schema.is_instance_schema(bson.ObjectId), from_str],
+                mode="left_to_right",
+                custom_error_type="objectid",
+                custom_error_message=message,
             ),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 str, when_used="json"
@@ -116,11 +121,14 @@ class Reference(Generic[T]):
     ``select_related`` or :meth:`fetch`).
     """
 
-    __slots__ = ("document", "id")
+    __slots__ = ("document", "id", "model")
 
-    def __init__(self, id: Any, document: T | None = None) -> None:
+    def __init__(
+        self, id: Any, document: T | None = None, model: type[T] | None = None
+    ) -> None:
         self.id = id
         self.document = document
+        self.model = model if model is not None or document is None else type(document)
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -130,14 +138,16 @@ class Reference(Generic[T]):
 
         def validate(value: Any) -> Reference[Any]:
             if isinstance(value, Reference):
+                if value.model is None and target is not None:
+                    return Reference(value.id, value.document, target)
                 return value
             if target is not None and isinstance(value, target):
-                return Reference(getattr(value, "id", None), value)
+                return Reference(getattr(value, "id", None), value, target)
             if isinstance(value, str) and bson.ObjectId.is_valid(value):
-                return Reference(bson.ObjectId(value))
-            if isinstance(value, dict | list):
-                raise ValueError("a reference is an id or a document, not a dict or a list")
-            return Reference(value)
+                return Reference(bson.ObjectId(value), None, target)
+            if isinstance(value, dict | list) or value is None:
+                raise ValueError("a reference is an id or a document, not a dict, list or None")
+            return Reference(value, None, target)
 
         return core_schema.no_info_plain_validator_function(
             validate,
@@ -157,10 +167,20 @@ class Reference(Generic[T]):
             "description": "id of the referenced document",
         }
 
-    async def fetch(self) -> T:
-        """Load (once) and return the referenced document."""
+    async def fetch(self, *, timeout: float | None = None) -> T:
+        """Load (once) and return the referenced document.
+
+        Raises the target's ``DoesNotExist`` when no document has the id.
+        """
         if self.document is None:
-            raise LookupError("Reference.fetch needs the target model; use select_related")
+            if self.model is None:
+                raise LookupError(
+                    f"Reference({self.id!r}) does not know its target model; declare the field "
+                    "as Reference[Model]"
+                )
+            from .base import fetch_by_id
+
+            self.document = await fetch_by_id(self.model, self.id, timeout=timeout)
         return self.document
 
     def __eq__(self, other: object) -> bool:

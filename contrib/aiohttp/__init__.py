@@ -1,0 +1,32 @@
+"""aiohttp integration: ``setup_odm`` and the unit-of-work and error middlewares.
+
+.. code-block:: python
+
+    app = web.Application(middlewares=[odm_errors_middleware, unit_of_work_middleware])
+    setup_odm(app, uri="mongodb://localhost:27017/shop", models=[Customer, Order])
+
+``setup_odm`` connects on startup (with retry, through ``app.cleanup_ctx``) and disconnects on
+shutdown; ``unit_of_work_middleware`` runs each unsafe request in one transaction, committed only
+when the response status is below 400; ``odm_errors_middleware`` answers ODM errors with JSON.
+Keep the errors middleware first (outermost) so that it also maps errors of the commit.
+"""
+
+from .errors import error_response, odm_errors_middleware, response_for
+from .middlewares import (
+    UNSAFE_METHODS,
+    unit_of_work_middleware,
+    unit_of_work_middleware_factory,
+)
+from .setup import ODM_CONNECTION, ODM_CONNECTIONS, setup_odm
+
+__all__ = [
+    "ODM_CONNECTION",
+    "ODM_CONNECTIONS",
+    "UNSAFE_METHODS",
+    "error_response",
+    "odm_errors_middleware",
+    "response_for",
+    "setup_odm",
+    "unit_of_work_middleware",
+    "unit_of_work_middleware_factory",
+]

@@ -1,0 +1,186 @@
+"""``odm_errors_middleware``: ODM, pydantic and driver errors as JSON responses.
+
+Every answer has the shape ``{"error": <short code>, "detail": <message, list or null>}``:
+
+=====================================================  ======  ====================
+exception                                              status  ``error``
+=====================================================  ======  ====================
+``odm.DoesNotExist``                                   404     ``not_found``
+pydantic ``ValidationError``                           400     ``invalid``
+``odm.QueryError``, a malformed ObjectId, bad JSON     400     ``invalid``
+``odm.DuplicateKey``, pymongo ``DuplicateKeyError``    409     ``duplicate_key``
+``odm.StaleDocument``                                  409     ``stale_document``
+a write conflict (``TransientTransactionError``)       409     ``conflict``
+``odm.OperationTimeout``, driver timeouts              503     ``timeout``
+unreachable server (``ConnectionFailure``, ...)        503     ``unavailable``
+anything else                                          500     ``internal``
+=====================================================  ======  ====================
+
+A 500 says nothing about the cause (the exception is logged instead), so that internals never
+reach a client. ``HTTPException`` and ``CancelledError`` pass through untouched. Put this
+middleware outermost so that it also sees errors raised by the commit of the unit of work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from bson.errors import InvalidId
+from pydantic import ValidationError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from odm.exceptions import (
+    ConnectionFailed,
+    DoesNotExist,
+    DuplicateKey,
+    OperationTimeout,
+    QueryError,
+    StaleDocument,
+)
+from odm.timeouts import is_timeout
+
+from .middlewares import new_style
+
+logger = logging.getLogger("odm.contrib.aiohttp")
+
+RETRY_AFTER_SECONDS = 1
+"""The ``Retry-After`` header sent with a 503: the client may try again shortly."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def error_response(
+    status: int, error: str, detail: Any = None, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Return the JSON error response ``{"error": error, "detail": detail}`` with ``status``."""
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    # Input values and ctx are left out: they may be large, secret or not JSON-serializable.
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+DUPLICATE_KEY_CODES = frozenset({11000, 11001})
+"""Server error codes of a unique index violation."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    # The ODM raises its own errors "from" the driver's: look at the whole chain.
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain
+
+
+def _duplicate_error(exc: BaseException) -> dict[str, Any] | None:
+    """Return the server's write error when ``exc`` (or its cause) is a duplicate key."""
+    for cause in _causes(exc):
+        if isinstance(cause, DuplicateKeyError):
+            return dict(cause.details or {})
+        if isinstance(cause, BulkWriteError):
+            for error in cause.details.get("writeErrors", []):
+                if error.get("code") in DUPLICATE_KEY_CODES:
+                    return dict(error)
+    if isinstance(exc, DuplicateKey):
+        return {}
+    return None
+
+
+def _duplicate_fields(exc: BaseException, error: dict[str, Any]) -> list[str]:
+    # The key pattern names the fields that clashed; the values (keyValue) are left out, as
+    # they may be personal data.
+    pattern = error.get("keyPattern") or {}
+    fields = getattr(exc, "fields", None)
+    if not pattern and isinstance(fields, list | tuple):
+        return [str(f) for f in fields]
+    return [str(name) for name in pattern]
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, ServerSelectionTimeoutError | ConnectionFailed):
+            return True
+        if isinstance(cause, ConnectionFailure) and not is_timeout(cause):
+            return True
+    return False
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
+
+
+def response_for(exc: Exception) -> web.Response | None:
+    """Return the JSON response that ``exc`` maps to, or ``None`` when it is not a known error."""
+    if isinstance(exc, DoesNotExist):
+        return error_response(404, "not_found", str(exc) or "no such document")
+    if isinstance(exc, ValidationError):
+        return error_response(400, "invalid", _field_errors(exc))
+    if isinstance(exc, QueryError):
+        return error_response(400, "invalid", [{"field": exc.field, "message": str(exc)}])
+    if isinstance(exc, InvalidId):
+        return error_response(400, "invalid", [{"field": None, "message": str(exc)}])
+    if isinstance(exc, json.JSONDecodeError):
+        return error_response(400, "invalid", f"the request body is not valid JSON: {exc.msg}")
+    duplicate = _duplicate_error(exc)
+    if duplicate is not None:
+        return error_response(
+            409, "duplicate_key", {"fields": _duplicate_fields(exc, duplicate)}
+        )
+    if isinstance(exc, StaleDocument):
+        return error_response(
+            409, "stale_document", "the document was changed by someone else; reload it"
+        )
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if _is_unreachable(exc):
+        return error_response(503, "unavailable", "the database is unreachable", headers=retry)
+    if isinstance(exc, OperationTimeout) or is_timeout(exc):
+        return error_response(503, "timeout", "the database did not answer in time", headers=retry)
+    if _is_write_conflict(exc):
+        return error_response(
+            409, "conflict", "a concurrent request changed the same data; try again"
+        )
+    return None
+
+
+@new_style
+async def odm_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn the exceptions of the handler (and inner middlewares) into JSON error responses.
+
+    See the module docstring for the table. Unknown exceptions become a bare 500 and are logged
+    with their traceback.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        response = response_for(exc)
+        if response is not None:
+            if response.status >= 500:
+                # Not a bug but worth seeing in the logs: the database is slow or away.
+                logger.warning("%s %s: %s", request.method, request.path, _describe(exc))
+            return response
+        logger.exception("%s %s: unhandled exception", request.method, request.path)
+        return error_response(500, "internal", None)

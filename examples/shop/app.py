@@ -1,0 +1,181 @@
+"""The shop's web application: ``create_app(uri)`` builds it, ``seed()`` fills a fresh database.
+
+Handlers never pass a session nor undo their writes: every POST runs in one transaction
+(``unit_of_work_middleware``), committed when the response status is below 400 and aborted
+otherwise, and ODM errors become JSON answers (``odm_errors_middleware``): a bad id is a 400, a
+missing customer a 404, a taken email a 409.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field, model_validator
+
+from odm.connection import Retry
+from odm.contrib.aiohttp import (
+    error_response,
+    odm_errors_middleware,
+    setup_odm,
+    unit_of_work_middleware,
+)
+from odm.drivers import DriverName
+from odm.query.expressions import F
+from odm.uow import transaction
+
+from .models import MODELS, Customer, Order
+
+routes = web.RouteTableDef()
+
+
+class NewCustomer(BaseModel):
+    """The body of ``POST /customers``: clients may not choose an id."""
+
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(min_length=1)
+    balance: int = Field(default=0, ge=0)
+
+
+class NewOrder(BaseModel):
+    """The body of ``POST /customers/{id}/orders``."""
+
+    total: int = Field(gt=0)
+    items: list[dict[str, Any]] = []
+
+
+class Transfer(BaseModel):
+    """The body of ``POST /transfers``: move ``amount`` cents from ``source`` to ``target``."""
+
+    source: str
+    target: str
+    amount: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Transfer:
+        if self.source == self.target:
+            raise ValueError("source and target must be different accounts")
+        return self
+
+
+def customer_json(customer: Customer) -> dict[str, Any]:
+    """The public representation of a customer."""
+    return customer.model_dump(mode="json")
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    """The public representation of an order (the customer as its id)."""
+    return {
+        "id": str(order.id),
+        "customer": str(order.customer.id),
+        "total": order.total,
+        "items": order.items,
+        "status": order.status,
+    }
+
+
+@routes.get("/customers")
+async def list_customers(request: web.Request) -> web.Response:
+    """Every customer, by email."""
+    customers = await Customer.objects.order_by("email")
+    return web.json_response([customer_json(c) for c in customers])
+
+
+@routes.post("/customers")
+async def create_customer(request: web.Request) -> web.Response:
+    """Create a customer; a taken email is a 409 (unique index), a bad body a 400."""
+    body = NewCustomer.model_validate(await request.json())
+    customer = Customer(**body.model_dump())
+    await customer.insert()
+    return web.json_response(customer_json(customer), status=201)
+
+
+@routes.get("/customers/{id}")
+async def show_customer(request: web.Request) -> web.Response:
+    """One customer: a malformed id is a 400 and an unknown one a 404 (the middleware)."""
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    return web.json_response(customer_json(customer))
+
+
+@routes.get("/customers/{id}/orders")
+async def list_orders(request: web.Request) -> web.Response:
+    """The orders of one customer."""
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    orders = await Order.objects.filter(customer=customer.id).order_by("created")
+    return web.json_response([order_json(o) for o in orders])
+
+
+@routes.post("/customers/{id}/orders")
+async def place_order(request: web.Request) -> web.Response:
+    """Place an order paid from the customer's balance; 409 if the balance is too low."""
+    body = NewOrder.model_validate(await request.json())
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    if customer.balance < body.total:
+        return error_response(409, "insufficient_balance", {"balance": customer.balance})
+    customer.balance -= body.total
+    await customer.save()
+    order = Order(customer=customer, total=body.total, items=body.items)
+    await order.insert()
+    return web.json_response(order_json(order), status=201)
+
+
+@routes.post("/transfers")
+async def transfer(request: web.Request) -> web.Response:
+    """Move money between two balances, all or nothing."""
+    body = Transfer.model_validate(await request.json())
+    # One conditional update: the balance cannot go negative even under concurrent transfers.
+    debited = await Customer.objects.filter(id=body.source, balance__gte=body.amount).update(
+        balance=F("balance") - body.amount
+    )
+    if not debited:
+        await Customer.objects.get(id=body.source)  # an unknown source is a 404
+        return error_response(409, "insufficient_balance", None)
+    credited = await Customer.objects.filter(id=body.target).update(
+        balance=F("balance") + body.amount
+    )
+    if not credited:
+        # The debit is already written, in this request's transaction: answering with a 4xx is
+        # enough for the unit-of-work middleware to abort it.
+        return error_response(404, "not_found", "no customer with the target id")
+    return web.json_response(body.model_dump())
+
+
+def create_app(
+    uri: str,
+    *,
+    db: str | None = None,
+    driver: DriverName | None = None,
+    retry: Retry | None = None,
+    timeout: float = 10.0,
+) -> web.Application:
+    """Build the shop application for the MongoDB at ``uri`` (database in its path or ``db``)."""
+    app = web.Application(middlewares=[odm_errors_middleware, unit_of_work_middleware])
+    app.add_routes(routes)
+    setup_odm(app, uri, models=MODELS, db=db, driver=driver, retry=retry, timeout=timeout)
+    return app
+
+
+async def seed() -> dict[str, Customer]:
+    """Insert two customers and an order, in one transaction, on the connected default alias.
+
+    Return the customers by first name.
+    """
+    async with transaction():
+        ann = Customer(email="ann@example.org", name="Ann", balance=100_00)
+        bob = Customer(email="bob@example.org", name="Bob", balance=50_00)
+        await ann.insert()
+        await bob.insert()
+        await Order(customer=ann, total=12_50, items=[{"sku": "tea", "qty": 2}]).insert()
+        ann.balance -= 12_50
+        await ann.save()
+    return {"ann": ann, "bob": bob}
+
+
+def main() -> None:
+    """Serve the shop on http://localhost:8080 (``$MONGODB_URI``, ``$PORT`` to change)."""
+    uri = os.environ.get("MONGODB_URI", "mongodb://localhost:27017/shop")
+    # handler_cancellation: a client that goes away cancels its handler, and so aborts its
+    # unit of work instead of committing work nobody will see the answer to.
+    port = int(os.environ.get("PORT", "8080"))
+    web.run_app(create_app(uri), port=port, handler_cancellation=True)

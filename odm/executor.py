@@ -1,0 +1,537 @@
+"""The executor: the ONLY module that calls a driver collection.
+
+Every function takes the Document class, finds its collection (cached per model and
+database), runs one driver call under the model's read preference / write concern, inside
+``timeout=`` (the driver's client-side operation timeout) and with the session bound by
+``odm.transaction()`` / ``odm.session()`` (:func:`odm.session.current_session`): callers never
+pass a session, so nothing inside a transaction can run outside it. A broken unique index
+becomes :class:`odm.DuplicateKey`. Reads return raw BSON dicts; turning them into documents is
+:func:`odm.models.base.load_documents`'s job.
+
+Kept small on purpose: this is the hot path that benchmarks compare with raw PyMongo.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import time
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions, TypeRegistry
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+
+from . import drivers
+from .connection import database_for
+from .exceptions import DuplicateKey
+from .session import operation_session
+from .timeouts import operation_timeout
+
+__all__ = [
+    "CODEC_OPTIONS",
+    "aggregate",
+    "aggregate_list",
+    "bulk_write",
+    "collection",
+    "count_documents",
+    "create_indexes",
+    "delete_many",
+    "delete_one",
+    "distinct",
+    "drop_index",
+    "estimated_document_count",
+    "explain",
+    "find",
+    "find_list",
+    "find_one",
+    "find_one_and_delete",
+    "find_one_and_update",
+    "insert_many",
+    "insert_one",
+    "list_indexes",
+    "replace_one",
+    "update_many",
+    "update_one",
+    "watch",
+]
+
+
+def _encode_fallback(value: Any) -> Any:
+    # Types that BSON cannot encode but a pydantic dump holds: stored as their plain value.
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.UTC)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    return value
+
+
+#: How the ODM's collections encode and decode: aware UTC datetimes, standard UUIDs.
+CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+    document_class=dict,
+    tz_aware=True,
+    uuid_representation=UuidRepresentation.STANDARD,
+    type_registry=TypeRegistry(fallback_encoder=_encode_fallback),
+)
+
+# model -> (database object, collection object): the collection is rebuilt when the model's
+# database changes (a reconnect), and otherwise costs one dict lookup.
+_collections: dict[type[Any], tuple[Any, Any]] = {}
+
+
+def collection(model: type[Any]) -> Any:
+    """Return the driver collection of ``model`` with its codec, read and write defaults."""
+    database = database_for(model)
+    cached = _collections.get(model)
+    if cached is not None and cached[0] is database:
+        return cached[1]
+    meta = model._meta
+    coll = database.get_collection(
+        meta.collection,
+        codec_options=CODEC_OPTIONS,
+        read_preference=meta.read_preference,
+        write_concern=meta.write_concern,
+    )
+    _collections[model] = (database, coll)
+    return coll
+
+
+def _with(coll: Any, write_concern: Any = None, read_preference: Any = None) -> Any:
+    if write_concern is None and read_preference is None:
+        return coll
+    from .models.options import as_read_preference, as_write_concern
+
+    return coll.with_options(
+        write_concern=as_write_concern(write_concern),
+        read_preference=as_read_preference(read_preference),
+    )
+
+
+def _duplicate(model: type[Any], details: Mapping[str, Any] | None, exc: BaseException) -> Any:
+    details = details or {}
+    message = str(details.get("errmsg") or exc)
+    index = message.split("index: ", 1)[1].split(" ", 1)[0] if "index: " in message else "?"
+    key = details.get("keyValue")
+    where = f"{model.__name__} ({model._meta.collection})"
+    return DuplicateKey(f"{where}: duplicate key {key!r} breaks unique index {index!r}")
+
+
+@contextmanager
+def _run(model: type[Any], what: str, timeout: float | None) -> Iterator[None]:
+    try:
+        with operation_timeout(timeout, what):
+            yield
+    except DuplicateKeyError as exc:
+        raise _duplicate(model, exc.details, exc) from exc
+    except BulkWriteError as exc:
+        errors = (exc.details or {}).get("writeErrors") or []
+        if errors and all(e.get("code") == 11000 for e in errors):
+            raise _duplicate(model, errors[0], exc) from exc
+        raise
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+async def find_one(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    projection: Any = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    skip: int = 0,
+    timeout: float | None = None,
+    read_preference: Any = None,
+    **options: Any,
+) -> dict[str, Any] | None:
+    """Return the first raw document matching ``filter``, or ``None``."""
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, f"{model.__name__} find_one", timeout):
+        result: dict[str, Any] | None = await coll.find_one(
+            filter, projection, sort=sort, skip=skip, session=operation_session(), **options
+        )
+    return result
+
+
+async def find(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    projection: Any = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    skip: int = 0,
+    limit: int = 0,
+    batch_size: int = 0,
+    timeout: float | None = None,
+    read_preference: Any = None,
+    **options: Any,
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Yield the raw documents matching ``filter`` batch by batch (memory stays flat).
+
+    ``timeout`` covers the whole iteration: each batch gets what is left of it. Close the
+    generator (``aclose()`` or ``contextlib.aclosing``) when stopping early, so the server
+    cursor is killed at once.
+    """
+    coll = _with(collection(model), read_preference=read_preference)
+    if batch_size:
+        options["batch_size"] = batch_size
+    cursor = coll.find(
+        filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
+        **options,
+    )
+    chunk = batch_size or 1000
+    deadline = None if timeout is None else time.monotonic() + timeout
+    what = f"{model.__name__} find"
+    try:
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+            with _run(model, what, left):
+                batch: list[dict[str, Any]] = await cursor.to_list(chunk)
+            if not batch:
+                return
+            yield batch
+    finally:
+        await drivers.resolve(cursor.close())
+
+
+async def find_list(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    projection: Any = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    skip: int = 0,
+    limit: int = 0,
+    timeout: float | None = None,
+    read_preference: Any = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Return every raw document matching ``filter`` as one list."""
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, f"{model.__name__} find", timeout):
+        cursor = coll.find(
+            filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
+            **options,
+        )
+        result: list[dict[str, Any]] = await cursor.to_list(None)
+    return result
+
+
+async def count_documents(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    read_preference: Any = None,
+    **options: Any,
+) -> int:
+    """Return how many documents match ``filter`` (``skip=`` / ``limit=`` / ``hint=`` pass on)."""
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, f"{model.__name__} count", timeout):
+        count: int = await coll.count_documents(filter, session=operation_session(), **options)
+    return count
+
+
+async def estimated_document_count(model: type[Any], *, timeout: float | None = None) -> int:
+    """Return the collection's size from its metadata (fast, ignores transactions' writes)."""
+    with _run(model, f"{model.__name__} estimated count", timeout):
+        count: int = await collection(model).estimated_document_count()
+    return count
+
+
+async def distinct(
+    model: type[Any],
+    key: str,
+    filter: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
+    read_preference: Any = None,
+) -> list[Any]:
+    """Return the distinct values of ``key`` among the documents matching ``filter``."""
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, f"{model.__name__} distinct", timeout):
+        values: list[Any] = await coll.distinct(key, filter, session=operation_session())
+    return values
+
+
+async def aggregate(
+    model: type[Any],
+    pipeline: list[dict[str, Any]],
+    *,
+    batch_size: int = 0,
+    timeout: float | None = None,
+    read_preference: Any = None,
+    **options: Any,
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Yield the results of ``pipeline`` on ``model``'s collection batch by batch."""
+    coll = _with(collection(model), read_preference=read_preference)
+    if batch_size:
+        options["batchSize"] = batch_size
+    chunk = batch_size or 1000
+    deadline = None if timeout is None else time.monotonic() + timeout
+    what = f"{model.__name__} aggregate"
+    with _run(model, what, timeout):
+        cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
+    try:
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+            with _run(model, what, left):
+                batch: list[dict[str, Any]] = await cursor.to_list(chunk)
+            if not batch:
+                return
+            yield batch
+    finally:
+        await drivers.resolve(cursor.close())
+
+
+async def aggregate_list(
+    model: type[Any],
+    pipeline: list[dict[str, Any]],
+    *,
+    timeout: float | None = None,
+    read_preference: Any = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Return every result of ``pipeline`` as one list."""
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, f"{model.__name__} aggregate", timeout):
+        cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
+        result: list[dict[str, Any]] = await cursor.to_list(None)
+    return result
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+async def insert_one(
+    model: type[Any],
+    document: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> Any:
+    """Insert one raw document; return the driver's ``InsertOneResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} insert", timeout):
+        return await coll.insert_one(document, session=operation_session())
+
+
+async def insert_many(
+    model: type[Any],
+    documents: Sequence[Mapping[str, Any]],
+    *,
+    ordered: bool = True,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> Any:
+    """Insert raw documents in one batch; return the driver's ``InsertManyResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} insert_many", timeout):
+        return await coll.insert_many(documents, ordered=ordered, session=operation_session())
+
+
+async def update_one(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    upsert: bool = False,
+    timeout: float | None = None,
+    write_concern: Any = None,
+    **options: Any,
+) -> Any:
+    """Update the first document matching ``filter``; return the ``UpdateResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} update", timeout):
+        return await coll.update_one(
+            filter, update, upsert=upsert, session=operation_session(), **options
+        )
+
+
+async def update_many(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    upsert: bool = False,
+    timeout: float | None = None,
+    write_concern: Any = None,
+    **options: Any,
+) -> Any:
+    """Update every document matching ``filter``; return the ``UpdateResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} update_many", timeout):
+        return await coll.update_many(
+            filter, update, upsert=upsert, session=operation_session(), **options
+        )
+
+
+async def replace_one(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    document: Mapping[str, Any],
+    *,
+    upsert: bool = False,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> Any:
+    """Replace the first document matching ``filter``; return the ``UpdateResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} replace", timeout):
+        return await coll.replace_one(filter, document, upsert=upsert, session=operation_session())
+
+
+async def find_one_and_update(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    projection: Any = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    upsert: bool = False,
+    return_new: bool = True,
+    timeout: float | None = None,
+    write_concern: Any = None,
+    **options: Any,
+) -> dict[str, Any] | None:
+    """Update one document atomically and return it (after the update unless
+    ``return_new=False``), or ``None`` when nothing matched."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} find_one_and_update", timeout):
+        result: dict[str, Any] | None = await coll.find_one_and_update(
+            filter,
+            update,
+            projection=projection,
+            sort=sort,
+            upsert=upsert,
+            return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
+            session=operation_session(),
+            **options,
+        )
+    return result
+
+
+async def find_one_and_delete(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    projection: Any = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> dict[str, Any] | None:
+    """Delete one document atomically and return it, or ``None`` when nothing matched."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} find_one_and_delete", timeout):
+        result: dict[str, Any] | None = await coll.find_one_and_delete(
+            filter, projection=projection, sort=sort, session=operation_session()
+        )
+    return result
+
+
+async def delete_one(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> Any:
+    """Delete the first document matching ``filter``; return the ``DeleteResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} delete", timeout):
+        return await coll.delete_one(filter, session=operation_session())
+
+
+async def delete_many(
+    model: type[Any],
+    filter: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> Any:
+    """Delete every document matching ``filter``; return the ``DeleteResult``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} delete_many", timeout):
+        return await coll.delete_many(filter, session=operation_session())
+
+
+async def bulk_write(
+    model: type[Any],
+    requests: Sequence[Any],
+    *,
+    ordered: bool = True,
+    timeout: float | None = None,
+    write_concern: Any = None,
+) -> Any:
+    """Send PyMongo write models (``UpdateOne``, ``InsertOne``...) in one ``bulk_write``."""
+    coll = _with(collection(model), write_concern)
+    with _run(model, f"{model.__name__} bulk_write", timeout):
+        return await coll.bulk_write(list(requests), ordered=ordered, session=operation_session())
+
+
+# -- indexes and change streams --------------------------------------------------------------
+
+
+async def create_indexes(
+    model: type[Any], indexes: Sequence[Any], *, timeout: float | None = None
+) -> list[str]:
+    """Create PyMongo ``IndexModel``s on ``model``'s collection; return their names."""
+    with _run(model, f"{model.__name__} create_indexes", timeout):
+        names: list[str] = await collection(model).create_indexes(
+            list(indexes), session=operation_session()
+        )
+    return names
+
+
+async def list_indexes(model: type[Any], *, timeout: float | None = None) -> list[dict[str, Any]]:
+    """Return the server's description of each index of ``model``'s collection (none when the
+    collection does not exist yet)."""
+    with _run(model, f"{model.__name__} list_indexes", timeout):
+        try:
+            cursor = await drivers.resolve(
+                collection(model).list_indexes(session=operation_session())
+            )
+            found: list[dict[str, Any]] = [dict(i) for i in await cursor.to_list(None)]
+        except OperationFailure as exc:
+            if exc.code == 26:  # NamespaceNotFound: no collection, so no index
+                return []
+            raise
+    return found
+
+
+async def drop_index(model: type[Any], name: str, *, timeout: float | None = None) -> None:
+    """Drop the index ``name`` of ``model``'s collection."""
+    with _run(model, f"{model.__name__} drop_index", timeout):
+        await collection(model).drop_index(name, session=operation_session())
+
+
+async def explain(
+    model: type[Any], command: dict[str, Any], *, timeout: float | None = None
+) -> dict[str, Any]:
+    """Return the server's ``queryPlanner`` explanation of a ``find`` or ``aggregate``
+    command on ``model``'s collection."""
+    database = collection(model).database
+    with _run(model, f"{model.__name__} explain", timeout):
+        plan: dict[str, Any] = await database.command(
+            {"explain": command, "verbosity": "queryPlanner"}, session=operation_session()
+        )
+    return plan
+
+
+async def watch(
+    model: type[Any],
+    pipeline: list[dict[str, Any]] | None = None,
+    *,
+    timeout: float | None = None,
+    **options: Any,
+) -> Any:
+    """Open a change stream on ``model``'s collection and return the driver's stream."""
+    with _run(model, f"{model.__name__} watch", timeout):
+        return await drivers.watch(
+            collection(model), pipeline or [], session=operation_session(), **options
+        )

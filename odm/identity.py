@@ -1,0 +1,63 @@
+"""IdentityMap: within one unit of work, one ``_id`` is one Python object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+Key = tuple[str, str, Any]
+
+
+class IdentityMap:
+    """Documents of one unit of work keyed by (alias, collection, ``_id``).
+
+    Keyed by collection rather than class so that a polymorphic family (one collection, many
+    classes) still maps one stored document to one object.
+    """
+
+    __slots__ = ("_documents",)
+
+    def __init__(self) -> None:
+        self._documents: dict[Key, Any] = {}
+
+    @staticmethod
+    def key_of(document: Any) -> Key | None:
+        """Return the map key of ``document``, or ``None`` when it has no id yet."""
+        ident = getattr(document, "id", None)
+        if ident is None:
+            return None
+        meta = type(document)._meta
+        return (meta.alias, meta.collection, ident)
+
+    def add(self, document: Any) -> Any:
+        """Return the canonical object for ``document``'s id, registering it if it is new.
+
+        A document loaded a second time is dropped in favour of the first object, so changes
+        made to that object are not lost under a fresh copy from the database.
+        """
+        key = self.key_of(document)
+        if key is None:
+            return document
+        try:
+            return self._documents[key]
+        except TypeError:  # an unhashable id (a dict, say) cannot be mapped
+            return document
+        except KeyError:
+            self._documents[key] = document
+            return document
+
+    def discard(self, document: Any) -> None:
+        """Forget ``document`` (after it was deleted)."""
+        key = self.key_of(document)
+        if key is not None:
+            self._documents.pop(key, None)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._documents.values()))
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def __contains__(self, document: object) -> bool:
+        key = self.key_of(document)
+        return key is not None and self._documents.get(key) is document

@@ -1,0 +1,150 @@
+"""What has been applied: one document per applied migration, plus a log of every change.
+
+``_odm_migrations`` holds ``{_id: id, checksum, applied_at, applied_by, duration_ms}`` for each
+applied file; ``_odm_migrations_log`` keeps every apply, rollback, mark and unmark (and failed
+attempts) for audit. ``_odm_migrations_state`` holds the positions a killed run resumes from.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+APPLIED = "_odm_migrations"
+LOG = "_odm_migrations_log"
+STATE = "_odm_migrations_state"
+LOCK = "_odm_migrations_lock"
+
+
+def whoami() -> str:
+    """Return who is running this process: ``user@host:pid``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+
+
+def now() -> datetime:
+    """Return the current time, timezone-aware UTC (what gets stored)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AppliedRecord:
+    """One applied migration as recorded."""
+
+    id: str
+    checksum: str
+    applied_at: datetime | None
+    applied_by: str
+    duration_ms: int
+    marked: bool = False
+
+
+class Recorder:
+    """Reads and writes the applied collection, the log and the resume state of a database.
+
+    Writes go through the driver with no explicit session: inside the runner's bound
+    transaction (PyMongo's ``session.bind()``) they join it, so a file and its record commit
+    together.
+    """
+
+    def __init__(self, database: Any) -> None:
+        self.database = database
+        self.applied_collection = database[APPLIED]
+        self.log_collection = database[LOG]
+        self.state = database[STATE]
+
+    async def applied(self) -> dict[str, AppliedRecord]:
+        """Return the applied migrations by id."""
+        records: dict[str, AppliedRecord] = {}
+        async for doc in self.applied_collection.find({}):
+            records[doc["_id"]] = AppliedRecord(
+                id=doc["_id"],
+                checksum=doc.get("checksum", ""),
+                applied_at=doc.get("applied_at"),
+                applied_by=doc.get("applied_by", ""),
+                duration_ms=int(doc.get("duration_ms", 0)),
+                marked=bool(doc.get("marked", False)),
+            )
+        return records
+
+    async def record_applied(
+        self, migration_id: str, checksum: str, duration_ms: int, *, marked: bool = False
+    ) -> None:
+        """Record ``migration_id`` as applied with the checksum of its file."""
+        await self.applied_collection.replace_one(
+            {"_id": migration_id},
+            {
+                "_id": migration_id,
+                "checksum": checksum,
+                "applied_at": now(),
+                "applied_by": whoami(),
+                "duration_ms": duration_ms,
+                "marked": marked,
+            },
+            upsert=True,
+        )
+
+    async def forget(self, migration_id: str) -> None:
+        """Remove the applied record of ``migration_id``."""
+        await self.applied_collection.delete_one({"_id": migration_id})
+
+    async def log(
+        self,
+        migration_id: str,
+        action: str,
+        *,
+        checksum: str = "",
+        duration_ms: int = 0,
+        ok: bool = True,
+        error: str | None = None,
+        forced: bool = False,
+    ) -> None:
+        """Append an entry to the log (apply, rollback, mark, unmark)."""
+        entry: dict[str, Any] = {
+            "migration": migration_id,
+            "action": action,
+            "at": now(),
+            "by": whoami(),
+            "checksum": checksum,
+            "duration_ms": duration_ms,
+            "ok": ok,
+        }
+        if error is not None:
+            entry["error"] = error
+        if forced:
+            entry["forced"] = True
+        await self.log_collection.insert_one(entry)
+
+    async def step_position(self, migration_id: str, direction: str) -> int:
+        """Return how many steps of an interrupted run in ``direction`` are already done."""
+        doc = await self.state.find_one({"_id": f"file:{migration_id}"})
+        if doc is None or doc.get("direction") != direction:
+            return 0
+        return int(doc.get("next_step", 0))
+
+    async def save_step_position(self, migration_id: str, direction: str, next_step: int) -> None:
+        """Remember that the first ``next_step`` steps of this run are done."""
+        await self.state.update_one(
+            {"_id": f"file:{migration_id}"},
+            {
+                "$set": {
+                    "direction": direction,
+                    "next_step": next_step,
+                    "migration": migration_id,
+                    "by": whoami(),
+                    "at": now(),
+                }
+            },
+            upsert=True,
+        )
+
+    async def clear_state(self, migration_id: str) -> None:
+        """Forget every resume position of ``migration_id`` (its run finished or was undone)."""
+        await self.state.delete_many({"migration": migration_id})

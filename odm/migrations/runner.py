@@ -1,0 +1,425 @@
+"""Applying and rolling back migrations: plan, apply, rollback, list, mark, unmark.
+
+A file's steps run in order. Where the server runs transactions (a replica set or mongos, with
+PyMongo's async driver) and the file does not say ``__transactional__ = False``, the steps run
+in a transaction bound with ``session.bind()``, so that the steps' own driver calls and the
+applied record join it without passing ``session=``. Operations MongoDB refuses in a
+transaction (index builds, ``collMod``, drops, ``$out``/``$merge``) and batched updates split
+it: what came before commits, the operation runs on its own, and a new transaction starts for
+the steps after it.
+
+After each step the position is saved (inside the transaction when there is one), so that a
+run that was killed resumes after the last step that was durably done. When a step fails, the
+open transaction is aborted and the earlier steps that were committed are rolled back, newest
+first, where they have a rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import drivers
+from ..exceptions import MigrationError
+from . import loader
+from .loader import Migration
+from .lock import MigrationLock
+from .operations import (
+    Context,
+    Operation,
+    StepAction,
+    bind_context,
+    describe_action,
+    resolve_action,
+    unbind_context,
+)
+from .recorder import AppliedRecord, Recorder
+
+#: Set to ``1`` to run as on a server without transactions (tests of the standalone path).
+NO_TRANSACTIONS_ENV = "ODM_MIGRATIONS_NO_TRANSACTIONS"
+
+Direction = Literal["apply", "rollback"]
+State = Literal["applied", "pending", "changed", "missing"]
+
+
+@dataclass(frozen=True)
+class Status:
+    """One row of ``list``: a migration file and/or its applied record."""
+
+    id: str
+    state: State
+    migration: Migration | None
+    record: AppliedRecord | None
+
+
+async def supports_transactions(database: Any) -> bool:
+    """Tell whether migrations on ``database`` can run in transactions.
+
+    That needs a replica set or mongos, and PyMongo's async driver (whose ``session.bind()``
+    lets a step's own calls join the transaction); Motor runs without.
+    """
+    if os.environ.get(NO_TRANSACTIONS_ENV) == "1":
+        return False
+    try:
+        if drivers.driver_of(database.client) != "pymongo":
+            return False
+    except MigrationError:
+        return False
+    hello = await database.client.admin.command("hello")
+    replicated = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+    return replicated and "logicalSessionTimeoutMinutes" in hello
+
+
+class _Transaction:
+    """A transaction bound to the running task, opened lazily and closed between segments."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.session: Any = None
+        self.binding: Any = None
+
+    @property
+    def open(self) -> bool:
+        return self.session is not None
+
+    async def begin(self) -> None:
+        if self.session is not None:
+            return
+        self.session = await drivers.start_session(self.client)
+        await drivers.start_transaction(self.session)
+        self.binding = self.session.bind(end_session=False)
+        await self.binding.__aenter__()
+
+    async def _close(self, commit: bool) -> None:
+        session, binding = self.session, self.binding
+        self.session = self.binding = None
+        if session is None:
+            return
+        try:
+            await binding.__aexit__(None, None, None)
+            if commit:
+                await session.commit_transaction()
+            elif session.in_transaction:
+                await session.abort_transaction()
+        finally:
+            await drivers.resolve(session.end_session())
+
+    async def commit(self) -> None:
+        await self._close(commit=True)
+
+    async def abort(self) -> None:
+        await self._close(commit=False)
+
+
+class Runner:
+    """Runs the migrations of ``directory`` against ``database`` (a driver database object)."""
+
+    def __init__(
+        self,
+        database: Any,
+        directory: Path | str,
+        *,
+        echo: Callable[[str], None] = print,
+        lock_lease: float = 60.0,
+        lock_timeout: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.directory = Path(directory)
+        self.echo = echo
+        self.lock_lease = lock_lease
+        self.lock_timeout = lock_timeout
+        self.recorder = Recorder(database)
+        self.transactions = False
+
+    def migrations(self) -> list[Migration]:
+        """Load the files, in dependency order (errors name the file or the cycle)."""
+        return loader.load(self.directory)
+
+    def lock(self) -> MigrationLock:
+        """Return the deploy lock with this runner's lease and timeout."""
+        return MigrationLock(
+            self.database, lease=self.lock_lease, timeout=self.lock_timeout, echo=self.echo
+        )
+
+    async def status(self) -> list[Status]:
+        """Return every file and every applied record: applied, pending, changed or missing."""
+        migrations = self.migrations()
+        applied = await self.recorder.applied()
+        rows = []
+        for migration in migrations:
+            record = applied.get(migration.id)
+            state: State = "pending"
+            if record is not None:
+                state = "applied" if record.checksum == migration.checksum else "changed"
+            rows.append(Status(migration.id, state, migration, record))
+        known = {m.id for m in migrations}
+        for mid in sorted(set(applied) - known):
+            rows.append(Status(mid, "missing", None, applied[mid]))
+        return rows
+
+    def _refuse_changed(self, rows: Sequence[Status], force: bool) -> None:
+        changed = [row.id for row in rows if row.state == "changed"]
+        if changed and not force:
+            raise MigrationError(
+                f"changed since applied: {', '.join(changed)} (the file's checksum differs "
+                "from the recorded one); restore the file, record the edit with `odm migrate "
+                "mark ID`, or pass --force"
+            )
+        for mid in changed:
+            self.echo(f"warning: {mid} changed since it was applied (--force)")
+
+    def _pending(self, rows: Sequence[Status], to: str | None) -> list[Migration]:
+        pending = [row.migration for row in rows if row.state == "pending" and row.migration]
+        if to is None:
+            return pending
+        migrations = [row.migration for row in rows if row.migration]
+        target = loader.resolve_id(migrations, to)
+        wanted = loader.ancestors(migrations, target) | {target}
+        return [m for m in pending if m.id in wanted]
+
+    async def plan(self, to: str | None = None, force: bool = False) -> list[Migration]:
+        """Print what :meth:`apply` would do and return the files it would apply."""
+        rows = await self.status()
+        self._refuse_changed(rows, force)
+        pending = self._pending(rows, to)
+        self.transactions = await supports_transactions(self.database)
+        if not pending:
+            self.echo("nothing to apply")
+        for migration in pending:
+            mode = self._mode(migration)
+            self.echo(f"apply {migration.id} ({len(migration.steps)} step(s), {mode})")
+            for number, item in enumerate(migration.steps, 1):
+                self.echo(f"  {number}. {item.describe()}")
+        return pending
+
+    def _mode(self, migration: Migration) -> str:
+        if not migration.transactional:
+            return "no transaction: __transactional__ = False"
+        if not self.transactions:
+            return "no transaction: the server does not support them"
+        return "in a transaction"
+
+    async def apply(self, to: str | None = None, force: bool = False) -> list[str]:
+        """Apply the pending migrations (up to ``to`` and its dependencies) under the lock."""
+        self.migrations()  # fail on a bad file before waiting for the lock
+        self.transactions = await supports_transactions(self.database)
+        async with self.lock() as lock:
+            rows = await self.status()
+            self._refuse_changed(rows, force)
+            pending = self._pending(rows, to)
+            if not pending:
+                self.echo("nothing to apply")
+                return []
+            done = []
+            for migration in pending:
+                await self._run(migration, "apply", lock, forced=force)
+                done.append(migration.id)
+            return done
+
+    async def rollback(
+        self, to: str | None = None, steps: int | None = None, force: bool = False
+    ) -> list[str]:
+        """Roll back the last ``steps`` applied migrations (1 by default), or all after ``to``."""
+        if to is not None and steps is not None:
+            raise MigrationError("rollback takes --to or --steps, not both")
+        self.transactions = await supports_transactions(self.database)
+        async with self.lock() as lock:
+            rows = await self.status()
+            applied_rows = [row for row in rows if row.state in ("applied", "changed")]
+            missing = [row.id for row in rows if row.state == "missing"]
+            if to is not None:
+                migrations = [row.migration for row in rows if row.migration]
+                target = loader.resolve_id(migrations, to)
+                keep = loader.ancestors(migrations, target) | {target}
+                targets = [row for row in reversed(applied_rows) if row.id not in keep]
+                if missing:
+                    raise MigrationError(
+                        f"applied but no file: {', '.join(missing)}; restore the files or "
+                        "`odm migrate unmark` them first"
+                    )
+            else:
+                count = 1 if steps is None else steps
+                if count < 1:
+                    raise MigrationError(f"--steps must be at least 1, not {count}")
+                targets = list(reversed(applied_rows))[:count]
+            self._refuse_changed(targets, force)
+            if not targets:
+                self.echo("nothing to roll back")
+                return []
+            done = []
+            for row in targets:
+                assert row.migration is not None
+                await self._run(row.migration, "rollback", lock, forced=force)
+                done.append(row.id)
+            return done
+
+    async def mark(self, given: str) -> str:
+        """Record a migration as applied without running it (or record its edited content)."""
+        migrations = self.migrations()
+        mid = loader.resolve_id(migrations, given)
+        migration = next(m for m in migrations if m.id == mid)
+        async with self.lock():
+            await self.recorder.clear_state(mid)
+            await self.recorder.record_applied(mid, migration.checksum, 0, marked=True)
+            await self.recorder.log(mid, "mark", checksum=migration.checksum)
+        self.echo(f"marked {mid} as applied")
+        return mid
+
+    async def unmark(self, given: str) -> str:
+        """Forget that a migration was applied, without running its rollback."""
+        applied = await self.recorder.applied()
+        try:
+            mid = loader.resolve_id(self.migrations(), given)
+        except MigrationError:
+            # An applied record whose file is gone can still be unmarked by its full id.
+            mid = given.removesuffix(".py")
+        if mid not in applied:
+            raise MigrationError(f"{mid} is not applied")
+        async with self.lock():
+            await self.recorder.clear_state(mid)
+            await self.recorder.forget(mid)
+            await self.recorder.log(mid, "unmark", checksum=applied[mid].checksum)
+        self.echo(f"unmarked {mid}")
+        return mid
+
+    def _sequence(self, migration: Migration, direction: Direction) -> list[tuple[int, Any]]:
+        if direction == "apply":
+            return [(i, s.apply) for i, s in enumerate(migration.steps)]
+        return [(i, s.rollback) for i, s in reversed(list(enumerate(migration.steps)))]
+
+    def _context(self, migration: Migration, direction: str, index: int, tx: bool) -> Context:
+        return Context(
+            database=self.database,
+            migration_id=migration.id,
+            direction=direction,
+            step_index=index,
+            state=self.recorder.state,
+            in_transaction=tx,
+            transactions=self.transactions,
+            echo=self.echo,
+        )
+
+    async def _perform(self, target: Any, context: Context) -> None:
+        token = bind_context(context)
+        try:
+            if isinstance(target, Operation):
+                await target.run(context)
+            elif target is not None:
+                await target
+        finally:
+            unbind_context(token)
+
+    async def _run(
+        self, migration: Migration, direction: Direction, lock: MigrationLock, forced: bool
+    ) -> None:
+        sequence = self._sequence(migration, direction)
+        start = await self.recorder.step_position(migration.id, direction)
+        if start:
+            self.echo(f"{direction} {migration.id}: resuming at step {sequence[start][0] + 1}")
+        else:
+            self.echo(f"{direction} {migration.id}")
+        use_tx = self.transactions and migration.transactional
+        tx = _Transaction(self.database.client)
+        durable = list(range(start))  # positions whose effects are stored for good
+        pending: list[int] = []  # positions done inside the open transaction
+        begun = time.monotonic()
+        position = start
+        try:
+            for position in range(start, len(sequence)):
+                lock.check()
+                index, action = sequence[position]
+                if action is None:
+                    self.echo(f"  step {index + 1}: no {direction} (skipped)")
+                    target: Any = None
+                else:
+                    target = resolve_action(action, self.database)
+                joinable = not (isinstance(target, Operation) and not target.transactional)
+                if use_tx and joinable and target is not None:
+                    await tx.begin()
+                elif tx.open and not joinable:
+                    await tx.commit()
+                    durable.extend(pending)
+                    pending.clear()
+                await self._perform(target, self._context(migration, direction, index, tx.open))
+                await self.recorder.save_step_position(migration.id, direction, position + 1)
+                (pending if tx.open else durable).append(position)
+            lock.check()
+            elapsed = int((time.monotonic() - begun) * 1000)
+            if direction == "apply":
+                await self.recorder.record_applied(migration.id, migration.checksum, elapsed)
+            else:
+                await self.recorder.forget(migration.id)
+            await self.recorder.log(
+                migration.id,
+                direction,
+                checksum=migration.checksum,
+                duration_ms=elapsed,
+                forced=forced,
+            )
+            await self.recorder.clear_state(migration.id)
+            await tx.commit()
+        except Exception as exc:
+            await _quietly(tx.abort())
+            index = sequence[position][0] if sequence else 0
+            reason = str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
+            message = f"{direction} {migration.id} failed at step {index + 1}: {reason}"
+            if direction == "apply" and durable:
+                message += await self._compensate(migration, sequence, durable)
+            elif direction == "rollback" and durable:
+                message += f"; re-run rollback to resume after step {sequence[durable[-1]][0] + 1}"
+            await _quietly(
+                self.recorder.log(
+                    migration.id,
+                    direction,
+                    checksum=migration.checksum,
+                    ok=False,
+                    error=message,
+                    duration_ms=int((time.monotonic() - begun) * 1000),
+                )
+            )
+            if direction == "apply":
+                await _quietly(self.recorder.clear_state(migration.id))
+            raise MigrationError(message) from exc
+        except BaseException:
+            # Cancelled or interrupted: leave the saved position, so that the next run resumes.
+            await _quietly(tx.abort())
+            raise
+        self.echo(f"  done in {elapsed} ms")
+
+    async def _compensate(
+        self, migration: Migration, sequence: list[tuple[int, Any]], durable: list[int]
+    ) -> str:
+        undone: list[str] = []
+        for position in reversed(durable):
+            index = sequence[position][0]
+            rollback: StepAction | None = migration.steps[index].rollback
+            if rollback is None:
+                continue
+            try:
+                target = resolve_action(rollback, self.database)
+                await self._perform(target, self._context(migration, "compensate", index, False))
+            except Exception as exc:
+                return (
+                    f"; rolling back step {index + 1} also failed ({type(exc).__name__}: "
+                    f"{exc}): the database is partly migrated"
+                )
+            undone.append(str(index + 1))
+        if not undone:
+            return "; earlier steps have no rollback and were left applied"
+        return f"; rolled back step(s) {', '.join(undone)}"
+
+
+async def _quietly(awaitable: Any) -> None:
+    # A cleanup must not hide the error that caused it.
+    with contextlib.suppress(Exception):
+        await awaitable
+
+
+def describe(action: StepAction | None) -> str:
+    """Describe a step action (re-exported for the CLI)."""
+    return describe_action(action)

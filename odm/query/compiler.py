@@ -1,0 +1,594 @@
+"""Turn a :class:`~odm.query.query.Query` into what the executor sends. No I/O.
+
+A query compiles to ``find`` arguments when it can (:class:`CompiledFind`) and to an aggregation
+pipeline when it needs one (:class:`CompiledPipeline`): joins (``select_related``, lookups across a
+``Reference``), ``values()`` rows, ``annotate()`` groups. The other entry points build counts,
+``aggregate()`` totals, the target of ``update()`` / ``delete()`` and update documents.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import json_util
+
+from ..exceptions import QueryError
+from .expressions import ArrayUpdate, CombinedExpression, Expression
+from .paths import (
+    ID_FIELD,
+    RELATED_PREFIX,
+    Join,
+    Kind,
+    ResolvedPath,
+    check_name,
+    resolve,
+)
+from .query import Query, _resolve_aggregate
+from .where import and_mql
+
+__all__ = [
+    "CompiledAggregate",
+    "CompiledCount",
+    "CompiledFind",
+    "CompiledPipeline",
+    "CompiledWrite",
+    "Related",
+    "compile_aggregate",
+    "compile_count",
+    "compile_exists",
+    "compile_query",
+    "compile_update",
+    "compile_write",
+    "explain_query",
+    "jsonable",
+]
+
+
+def jsonable(value: Any) -> Any:
+    """Return ``value`` as plain JSON data (ObjectIds, dates... in MongoDB extended JSON)."""
+    return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFind:
+    """Arguments of ``collection.find()``."""
+
+    filter: dict[str, Any]
+    projection: dict[str, Any] | None = None
+    sort: list[tuple[str, int]] | None = None
+    skip: int = 0
+    limit: int = 0
+    batch_size: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments for ``collection.find(**kwargs)`` (defaults left out)."""
+        out: dict[str, Any] = {"filter": self.filter}
+        if self.projection is not None:
+            out["projection"] = self.projection
+        if self.sort:
+            out["sort"] = self.sort
+        if self.skip:
+            out["skip"] = self.skip
+        if self.limit:
+            out["limit"] = self.limit
+        if self.batch_size:
+            out["batch_size"] = self.batch_size
+        return out
+
+    def explain(self) -> dict[str, Any]:
+        """Return ``{"find": {...}}`` as plain JSON data."""
+        out = self.kwargs()
+        if self.sort:
+            out["sort"] = dict(self.sort)
+        return {"find": jsonable(out)}
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    """A ``select_related`` join: the joined document of ``path`` is at ``raw[key]``."""
+
+    path: str
+    key: str
+    target: type[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPipeline:
+    """An aggregation pipeline and how to read its rows."""
+
+    pipeline: list[dict[str, Any]]
+    #: ``"documents"`` (model rows, select_related docs under :attr:`related` keys) or a
+    #: values mode: rows are dicts keyed by :attr:`names`.
+    rows: str = "documents"
+    related: tuple[Related, ...] = ()
+    names: tuple[str, ...] = ()
+    batch_size: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments for ``collection.aggregate(**kwargs)``."""
+        out: dict[str, Any] = {"pipeline": self.pipeline}
+        if self.batch_size:
+            out["batchSize"] = self.batch_size
+        return out
+
+    def explain(self) -> dict[str, Any]:
+        """Return ``{"aggregate": [...]}`` as plain JSON data."""
+        return {"aggregate": jsonable(self.pipeline)}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCount:
+    """A count: ``count_documents(filter, skip=, limit=)``, or a pipeline ending in ``$count``.
+
+    With a pipeline the count is ``rows[0]["n"]`` (no row: 0).
+    """
+
+    filter: dict[str, Any] | None = None
+    skip: int = 0
+    limit: int = 0
+    pipeline: list[dict[str, Any]] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``count_documents`` (when :attr:`filter` is set)."""
+        out: dict[str, Any] = {"filter": self.filter}
+        if self.skip:
+            out["skip"] = self.skip
+        if self.limit:
+            out["limit"] = self.limit
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAggregate:
+    """An ``aggregate(**totals)`` pipeline; read ``rows[0]`` or, with no row, :attr:`empty`."""
+
+    pipeline: list[dict[str, Any]]
+    empty: dict[str, Any] = field(default_factory=dict)
+
+    def result(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Return the totals dict from the pipeline's rows."""
+        row = rows[0] if rows else {}
+        return {name: row.get(name, default) for name, default in self.empty.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWrite:
+    """Target of ``update()`` / ``delete()``: a filter, or a pipeline yielding ``_id``s.
+
+    A pipeline (filters across references) means: run it, then write ``{"_id": {"$in": ids}}``.
+    """
+
+    filter: dict[str, Any] | None = None
+    pipeline: list[dict[str, Any]] | None = None
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _class_filter(query: Query) -> dict[str, Any]:
+    meta = getattr(query.model, "_meta", None)
+    if meta is None or not hasattr(meta, "class_filter"):
+        return {}
+    return dict(meta.class_filter())
+
+
+def _sort_spec(query: Query, names: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """Return ``[(db path, ±1), ...]``; with ``names`` (grouped rows) the output names."""
+    spec: list[tuple[str, int]] = []
+    for item in query.default_ordering():
+        direction = -1 if item.startswith("-") else 1
+        name = item.lstrip("-+")
+        if names is not None:
+            if name not in names:
+                raise QueryError(
+                    f"order_by({item!r}): grouped rows can be ordered by {', '.join(names)}",
+                    field=name,
+                )
+            key = name
+        else:
+            key = resolve(query.model, name).db_path
+        if key not in dict(spec):
+            spec.append((key, direction))
+    return spec
+
+
+def _ordering_joins(query: Query) -> list[Join]:
+    if query.grouped:
+        return []
+    joins: list[Join] = []
+    for item in query.default_ordering():
+        target = resolve(query.model, item.lstrip("-+"))
+        if any(j.many for j in target.joins):
+            raise QueryError(f"cannot order by {item!r}: it goes through a list of references")
+        joins.extend(target.joins)
+    return joins
+
+
+def _related(query: Query) -> list[tuple[Join, Related]]:
+    out: list[tuple[Join, Related]] = []
+    for path in query.related:
+        target = resolve(query.model, path)
+        assert target.field.target is not None
+        key = RELATED_PREFIX + path
+        join = Join(path, target.db_path, key, target.field.target, False)
+        for parent in target.joins:
+            out.append((parent, Related(parent.path, parent.key, parent.target)))
+        out.append((join, Related(path, key, join.target)))
+    return out
+
+
+def _merge_joins(*groups: list[Join]) -> list[Join]:
+    """Dedupe joins by key, parents first (a key is a prefix of its children's)."""
+    seen: dict[str, Join] = {}
+    for group in groups:
+        for join in group:
+            seen.setdefault(join.key, join)
+    return sorted(seen.values(), key=lambda j: j.path.count("__"))
+
+
+def _join_stages(joins: list[Join]) -> list[dict[str, Any]]:
+    stages: list[dict[str, Any]] = []
+    for join in joins:
+        stages.extend(join.stages())
+    return stages
+
+
+def _values_paths(query: Query) -> dict[str, ResolvedPath]:
+    return {
+        name: resolve(query.model, name)
+        for name in query.output_names()
+        if name not in query.annotations
+    }
+
+
+def _projection(query: Query) -> dict[str, Any] | None:
+    meta = getattr(query.model, "_meta", None)
+    if query.only_fields is not None:
+        paths = sorted({resolve(query.model, f).db_path for f in query.only_fields})
+        keep: list[str] = []
+        for path in paths:  # "address" covers "address.city": MongoDB refuses both
+            if not any(path.startswith(p + ".") for p in keep):
+                keep.append(path)
+        projection: dict[str, Any] = dict.fromkeys(keep, 1)
+        if meta is not None and (meta.polymorphic or meta.class_name):
+            projection["_cls"] = 1  # needed to build the right subclass
+        if meta is not None and meta.optimistic_lock:
+            projection[meta.db_key(meta.version_field)] = 1
+        return projection
+    if query.deferred:
+        return {resolve(query.model, f).db_path: 0 for f in query.deferred}
+    return None
+
+
+@dataclass
+class _Parts:
+    """The pieces of a query's pipeline, before choosing find or aggregate."""
+
+    pre: dict[str, Any]
+    joins: list[Join]
+    joined: dict[str, Any]
+    post: dict[str, Any]
+    related: list[Related]
+
+
+def _parts(query: Query, extra_joins: list[Join] | None = None) -> _Parts:
+    class_filter = _class_filter(query)
+    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
+    joined: list[dict[str, Any]] = []
+    post: list[dict[str, Any]] = []
+    where_joins: list[Join] = []
+    for where in query.where:
+        if where.post:
+            post.append(where.mql)
+        elif where.joins:
+            joined.append(where.mql)
+            where_joins.extend(where.joins)
+        else:
+            pre.append(where.mql)
+    related = _related(query) if not query.grouped and query.values_fields is None else []
+    value_joins = [j for p in _values_paths(query).values() for j in p.joins]
+    joins = _merge_joins(
+        where_joins,
+        _ordering_joins(query),
+        [j for j, _ in related],
+        value_joins,
+        extra_joins or [],
+    )
+    return _Parts(
+        pre=and_mql(pre),
+        joins=joins,
+        joined=and_mql(joined),
+        post=and_mql(post),
+        related=list(dict.fromkeys(r for _, r in related)),
+    )
+
+
+def _window(query: Query) -> list[dict[str, Any]]:
+    stages: list[dict[str, Any]] = []
+    if query.low_mark:
+        stages.append({"$skip": query.low_mark})
+    if query.high_mark is not None:
+        stages.append({"$limit": query.limit})
+    return stages
+
+
+def _group_stages(query: Query) -> list[dict[str, Any]]:
+    paths = _values_paths(query)
+    by_name = {name: target.db_path for name, target in paths.items()}
+    group: dict[str, Any] = {"_id": {name: "$" + path for name, path in by_name.items()}}
+    project: dict[str, Any] = {"_id": 0}
+    project.update({name: "$_id." + name for name in by_name})
+    for name, agg in query.annotations.items():
+        resolved = _resolve_aggregate(query.model, agg)
+        group[name] = agg.as_accumulator(lambda n, r=resolved: r[n].db_path)
+        project[name] = agg.finalize(name)
+    return [{"$group": group}, {"$project": project}]
+
+
+def _values_project(query: Query) -> dict[str, Any]:
+    # $ifNull: a missing field still gives its key (None), so every row has every name.
+    project: dict[str, Any] = {"_id": 0}
+    for name, target in _values_paths(query).items():
+        project[name] = {"$ifNull": ["$" + target.db_path, None]}
+    return {"$project": project}
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
+    """Compile the rows of a queryset: ``find`` arguments when possible, else a pipeline."""
+    parts = _parts(query)
+    if not parts.joins and query.values_fields is None and not query.grouped:
+        return CompiledFind(
+            filter=parts.pre,
+            projection=_projection(query),
+            sort=_sort_spec(query) or None,
+            skip=query.low_mark,
+            limit=query.limit,
+            batch_size=query.batch_size,
+        )
+    pipeline: list[dict[str, Any]] = []
+    if parts.pre:
+        pipeline.append({"$match": parts.pre})
+    names = query.output_names()
+    if query.grouped:
+        pipeline += _join_stages(parts.joins)
+        if parts.joined:
+            pipeline.append({"$match": parts.joined})
+        if query.annotations:
+            pipeline += _group_stages(query)
+        else:  # distinct values(): group on the fields
+            pipeline += _distinct_stages(query)
+        if parts.post:
+            pipeline.append({"$match": parts.post})
+        sort = _sort_spec(query, names)
+        if sort:
+            pipeline.append({"$sort": dict(sort)})
+        pipeline += _window(query)
+        return CompiledPipeline(
+            pipeline, rows=query.values_mode, names=names, batch_size=query.batch_size
+        )
+    sort = _sort_spec(query)
+    ordering_joined = bool(_ordering_joins(query))
+    if not parts.joined and not ordering_joined:
+        # Nothing after the joins can drop or reorder rows: sort and cut first, so that a
+        # page of 20 costs 20 $lookups, not one per matching document.
+        if sort:
+            pipeline.append({"$sort": dict(sort)})
+        pipeline += _window(query)
+        pipeline += _join_stages(parts.joins)
+    else:
+        pipeline += _join_stages(parts.joins)
+        if parts.joined:
+            pipeline.append({"$match": parts.joined})
+        if sort:
+            pipeline.append({"$sort": dict(sort)})
+        pipeline += _window(query)
+    if query.values_fields is not None:
+        pipeline.append(_values_project(query))
+        return CompiledPipeline(
+            pipeline, rows=query.values_mode, names=names, batch_size=query.batch_size
+        )
+    kept = {r.key for r in parts.related}
+    temporary = [j.key for j in parts.joins if j.key not in kept]
+    if temporary:
+        pipeline.append({"$unset": temporary})
+    projection = _projection(query)
+    if projection is not None:
+        if any(v == 1 for v in projection.values()):
+            projection.update(dict.fromkeys(kept, 1))
+        pipeline.append({"$project": projection})
+    return CompiledPipeline(
+        pipeline, rows="documents", related=tuple(parts.related), batch_size=query.batch_size
+    )
+
+
+def _distinct_stages(query: Query) -> list[dict[str, Any]]:
+    paths = _values_paths(query)
+    group = {"_id": {name: "$" + target.db_path for name, target in paths.items()}}
+    project: dict[str, Any] = {"_id": 0}
+    project.update({name: "$_id." + name for name in paths})
+    return [{"$group": group}, {"$project": project}]
+
+
+def explain_query(query: Query) -> dict[str, Any]:
+    """Return what the queryset will send, as JSON: ``{"find": ...}`` or ``{"aggregate": ...}``."""
+    return compile_query(query).explain()
+
+
+def compile_count(query: Query) -> CompiledCount:
+    """Compile ``count()``: ``count_documents`` arguments, or a pipeline ending in ``$count``."""
+    parts = _parts(query)
+    if not parts.joins and not query.grouped:
+        return CompiledCount(filter=parts.pre, skip=query.low_mark, limit=query.limit)
+    counted = query.clone()
+    counted.ordering = ()
+    compiled = compile_query(counted)
+    assert isinstance(compiled, CompiledPipeline)
+    pipeline = [s for s in compiled.pipeline if not ({"$unset", "$project"} & s.keys())]
+    if query.grouped:
+        pipeline = compiled.pipeline
+    return CompiledCount(pipeline=[*pipeline, {"$count": "n"}])
+
+
+def compile_exists(query: Query) -> CompiledFind | CompiledPipeline:
+    """Compile ``exists()``: the cheapest read of at most one row (only its ``_id``)."""
+    probe = query.clone()
+    probe.ordering = ()
+    probe.related = ()
+    probe.apply_slice(slice(0, 1))
+    if probe.values_fields is None and not probe.grouped:
+        probe.only_fields = (ID_FIELD,)
+        probe.deferred = ()
+    return compile_query(probe)
+
+
+def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAggregate:
+    """Compile ``aggregate(name=Count(), ...)`` into one ``$group`` over the queryset."""
+    from ..aggregates import Aggregate
+
+    if not aggregates:
+        raise QueryError("aggregate() needs at least one aggregate, e.g. aggregate(n=Count())")
+    if query.grouped:
+        raise QueryError("aggregate() over values().annotate() is not supported")
+    resolved: dict[str, dict[str, ResolvedPath]] = {}
+    for name, agg in aggregates.items():
+        check_name(name, where="aggregate")
+        if name == "_id":
+            raise QueryError("'_id' cannot name an aggregate", field=name)
+        if not isinstance(agg, Aggregate):
+            raise QueryError(f"aggregate({name}=...) takes an aggregate such as Count()")
+        resolved[name] = _resolve_aggregate(query.model, agg)
+    agg_joins = [j for r in resolved.values() for p in r.values() for j in p.joins]
+    base = query.clone()
+    base.values_fields = None
+    base.related = ()
+    if not base.is_sliced:
+        base.ordering = ()  # order does not change totals; leave the sort out
+    parts = _parts(base, agg_joins)
+    pipeline: list[dict[str, Any]] = []
+    if parts.pre:
+        pipeline.append({"$match": parts.pre})
+    pipeline += _join_stages(parts.joins)
+    if parts.joined:
+        pipeline.append({"$match": parts.joined})
+    if base.is_sliced:
+        sort = _sort_spec(base)
+        if sort:
+            pipeline.append({"$sort": dict(sort)})
+        pipeline += _window(base)
+    group: dict[str, Any] = {"_id": None}
+    project: dict[str, Any] = {"_id": 0}
+    for name, agg in aggregates.items():
+        paths = resolved[name]
+        group[name] = agg.as_accumulator(lambda n, p=paths: p[n].db_path)
+        project[name] = agg.finalize(name)
+    pipeline += [{"$group": group}, {"$project": project}]
+    return CompiledAggregate(pipeline, {name: agg.empty for name, agg in aggregates.items()})
+
+
+def compile_write(query: Query) -> CompiledWrite:
+    """Compile the target of ``update()`` / ``delete()``: a filter, or an ``_id`` pipeline."""
+    if query.is_sliced:
+        raise QueryError("cannot update or delete a sliced queryset; filter it instead")
+    if query.values_fields is not None or query.grouped:
+        raise QueryError("cannot update or delete from values() or annotate()")
+    plain = query.clone()
+    plain.related = ()
+    plain.ordering = ()
+    parts = _parts(plain)
+    if not parts.joins:
+        return CompiledWrite(filter=parts.pre)
+    pipeline: list[dict[str, Any]] = []
+    if parts.pre:
+        pipeline.append({"$match": parts.pre})
+    pipeline += _join_stages(parts.joins)
+    if parts.joined:
+        pipeline.append({"$match": parts.joined})
+    pipeline.append({"$project": {"_id": 1}})
+    return CompiledWrite(pipeline=pipeline)
+
+
+def compile_update(model: type[Any], values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Compile ``update(**values)`` into an update document (``$set``, ``$inc``, ``$push``...).
+
+    Plain values are validated as the field's type, constraints included, then ``$set`` (so
+    ``None`` is ``$set: null``, allowed only on a field that accepts None); ``F("n") + 1`` is
+    ``$inc``, ``F("n") * 2`` ``$mul``; ``F("tags").push(v)`` / ``.add_to_set(v)`` /
+    ``.pull(v)`` are ``$push`` / ``$addToSet`` / ``$pull`` (``$pullAll`` for several values or
+    a document, so that a value is never read as a condition).
+    """
+    if not values:
+        raise QueryError("update() needs at least one field to change")
+    update: dict[str, dict[str, Any]] = {}
+    written: list[str] = []
+    for key, value in values.items():
+        target = _update_target(model, key)
+        db_path, field_type = target.db_path, target.field
+        for other in written:
+            if db_path == other or db_path.startswith(other + ".") or other.startswith(
+                db_path + "."
+            ):
+                raise QueryError(f"update() writes {key!r} twice (overlapping paths)", field=key)
+        written.append(db_path)
+        if isinstance(value, ArrayUpdate):
+            op, operand = _array_update(key, value, target)
+        elif isinstance(value, CombinedExpression):
+            op, number = value.as_update(key)
+            if field_type.kind not in (Kind.NUMBER, Kind.ANY):
+                raise QueryError(
+                    f"{key!r} is {field_type.label}: {op} needs a number field", field=key
+                )
+            operand = field_type.convert(number, key)
+            if isinstance(operand, bool) or not isinstance(operand, int | float):
+                raise QueryError(f"{op} on {key!r} needs a number", field=key)
+        elif isinstance(value, Expression):
+            raise QueryError(
+                f"update({key}={value!r}): copying another field needs an update pipeline, "
+                "which update() does not build; use F(field) + number or a plain value",
+                field=key,
+            )
+        else:
+            op, operand = "$set", field_type.convert(value, key, store=True)
+        update.setdefault(op, {})[db_path] = operand
+    return update
+
+
+def _update_target(model: type[Any], key: str) -> ResolvedPath:
+    if not isinstance(key, str):
+        raise QueryError(f"update() takes field names, not {type(key).__name__}")
+    target = resolve(model, key)
+    if target.names and target.names[0] == ID_FIELD:
+        raise QueryError("the id of a document cannot be updated", field=key)
+    if target.joins:
+        raise QueryError(f"update() cannot write through a reference: {key!r}", field=key)
+    if target.through_list:
+        raise QueryError(
+            f"update() cannot write {key!r}: it is inside a list (write the whole list)",
+            field=key,
+        )
+    return target
+
+
+def _array_update(key: str, value: ArrayUpdate, target: ResolvedPath) -> tuple[str, Any]:
+    if value.field != key:
+        raise QueryError(
+            f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
+            field=key,
+        )
+    field_type = target.field
+    if field_type.kind not in (Kind.LIST, Kind.ANY):
+        raise QueryError(f"{value.kind}() needs a list field; {key!r} is {field_type.label}")
+    item = field_type.item if field_type.item is not None else field_type
+    items = [item.convert(v, key, store=True) for v in value.values]
+    if value.kind == "pull":
+        if len(items) == 1 and not isinstance(items[0], dict | list):
+            return "$pull", items[0]
+        return "$pullAll", items
+    op = "$push" if value.kind == "push" else "$addToSet"
+    return op, items[0] if len(items) == 1 else {"$each": items}
+

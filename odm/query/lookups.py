@@ -1,0 +1,611 @@
+"""One small class per lookup (``age__gte=18``), registered by name.
+
+A lookup validates its value against the field's type when it is built (so a bad value raises
+:class:`~odm.exceptions.QueryError` at ``filter()`` time, before anything is sent) and then
+renders one MongoDB condition. Every operator in the output is written here; a value only ever
+lands in an operand position, converted by pydantic and checked by
+:func:`~odm.query.paths.check_literal`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Final
+
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from ..exceptions import QueryError
+from .expressions import ArrayUpdate, CombinedExpression, Expression
+from .paths import FieldType, Join, Kind, ResolvedPath
+
+__all__ = ["LOOKUPS", "Lookup", "escape_regex", "get_lookup", "register_lookup"]
+
+#: Every registered lookup class, by ``lookup_name``.
+LOOKUPS: dict[str, type[Lookup]] = {}
+
+_BOOL: Final = TypeAdapter(bool)
+
+#: Kinds that MongoDB orders meaningfully against a scalar operand.
+_ORDERED: Final = frozenset(
+    {
+        Kind.NUMBER,
+        Kind.STRING,
+        Kind.DATE,
+        Kind.OBJECTID,
+        Kind.OTHER,
+        Kind.ANY,
+        Kind.REFERENCE,
+        Kind.BOOL,
+    }
+)
+_TEXT: Final = frozenset({Kind.STRING, Kind.ANY})
+_ALL_KINDS: Final = frozenset(Kind)
+
+
+def register_lookup(cls: type[Lookup]) -> type[Lookup]:
+    """Register a lookup class under its ``lookup_name`` (a class decorator)."""
+    LOOKUPS[cls.lookup_name] = cls
+    return cls
+
+
+def get_lookup(name: str) -> type[Lookup] | None:
+    """Return the lookup class registered as ``name``, or ``None``."""
+    return LOOKUPS.get(name)
+
+
+def escape_regex(text: str) -> str:
+    """Return a PCRE pattern matching ``text`` literally.
+
+    ``re.escape`` backslashes every metacharacter, which PCRE reads as literals too; a NUL is
+    written ``\\x00`` because the server refuses a pattern holding a raw NUL byte.
+    """
+    return re.escape(text).replace("\x00", "\\x00")
+
+
+def _elements(field: FieldType) -> FieldType:
+    while field.kind is Kind.LIST and field.item is not None:
+        field = field.item
+    return field
+
+
+class Lookup:
+    """Base of lookups: validate a value for a resolved path and render one condition."""
+
+    lookup_name: ClassVar[str]
+    #: Kinds of field (of its elements, for ``element_wise`` lookups on lists) accepted.
+    kinds: ClassVar[frozenset[Kind]] = _ALL_KINDS
+    #: On a list field, test the elements (MongoDB's own array semantics) rather than the list.
+    element_wise: ClassVar[bool] = True
+    #: Accept an ``F()`` expression as the value (compiled to ``$expr``).
+    accepts_expressions: ClassVar[bool] = False
+    #: The aggregation operator for ``$expr`` comparisons.
+    expr_operator: ClassVar[str] = ""
+
+    __slots__ = ("expression_paths", "path", "subject", "target", "value")
+
+    def __init__(
+        self,
+        target: ResolvedPath,
+        value: Any,
+        *,
+        resolve_f: Callable[[str], ResolvedPath] | None = None,
+    ) -> None:
+        self.target = target
+        self.path = target.path
+        self.subject = _elements(target.field) if self.element_wise else target.field
+        self.expression_paths: tuple[ResolvedPath, ...] = ()
+        self.value: Any
+        if isinstance(value, Expression):
+            self.value = self._prepare_expression(value, resolve_f)
+            return
+        if isinstance(value, ArrayUpdate):
+            raise QueryError(
+                f"{self.path!r}: push/pull/add_to_set belong in update(), not in a filter",
+                field=self.path,
+            )
+        self._check_kind()
+        self.value = self.prepare(value)
+
+    # -- validation --------------------------------------------------------------------------
+
+    def _check_kind(self) -> None:
+        if self.subject.kind not in self.kinds:
+            raise QueryError(
+                f"lookup {self.lookup_name!r} does not apply to {self.path!r} "
+                f"({self.target.field.label})",
+                field=self.path,
+            )
+
+    def convert(self, value: Any, field: FieldType | None = None) -> Any:
+        """Validate one value as the field's (element) type; return its BSON-ready form."""
+        return (field or self.subject).convert(value, self.path)
+
+    def convert_text(self, value: Any) -> str:
+        """Return ``value`` if it is a string, else raise QueryError."""
+        if not isinstance(value, str):
+            raise QueryError(
+                f"lookup {self.lookup_name!r} on {self.path!r} takes a string, "
+                f"not {type(value).__name__}",
+                field=self.path,
+            )
+        return value
+
+    def convert_many(self, value: Any) -> list[Any]:
+        """Validate a list of values (for ``in``, ``nin``, ``all``) one by one."""
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+            raise QueryError(
+                f"lookup {self.lookup_name!r} on {self.path!r} takes a list of values, "
+                f"not {type(value).__name__}",
+                field=self.path,
+            )
+        return [self.convert_or_none(v) for v in value]
+
+    def convert_or_none(self, value: Any) -> Any:
+        """Convert ``value``; ``None`` always passes (it matches null and missing fields)."""
+        return None if value is None else self.convert(value)
+
+    def convert_bool(self, value: Any) -> bool:
+        """Validate a boolean switch (``isnull=True``)."""
+        try:
+            return _BOOL.validate_python(value)
+        except PydanticValidationError:
+            raise QueryError(
+                f"lookup {self.lookup_name!r} on {self.path!r} takes True or False",
+                field=self.path,
+            ) from None
+
+    def prepare(self, value: Any) -> Any:
+        """Validate and convert the user's value; return what :meth:`operand` renders."""
+        return self.convert(value)
+
+    def _prepare_expression(
+        self, value: Expression, resolve_f: Callable[[str], ResolvedPath] | None
+    ) -> Expression:
+        if not self.accepts_expressions or resolve_f is None:
+            raise QueryError(
+                f"lookup {self.lookup_name!r} on {self.path!r} does not take an F() expression",
+                field=self.path,
+            )
+        paths = tuple(resolve_f(name) for name in value.fields())
+        arithmetic = isinstance(value, CombinedExpression)
+        for resolved in (self.target, *paths):
+            listy = resolved.through_list or resolved.field.kind is Kind.LIST
+            if listy or any(j.many for j in resolved.joins):
+                raise QueryError(
+                    f"F() comparisons need single values; {resolved.path!r} goes through a list",
+                    field=resolved.path,
+                )
+        for resolved in paths:
+            if arithmetic and resolved.field.kind not in (Kind.NUMBER, Kind.ANY):
+                raise QueryError(
+                    f"F() arithmetic needs number fields; {resolved.path!r} is "
+                    f"{resolved.field.label}",
+                    field=resolved.path,
+                )
+        self.expression_paths = paths
+        return value
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    @property
+    def joins(self) -> tuple[Join, ...]:
+        """Return the joins this condition needs (its path's and its F() paths')."""
+        found = list(self.target.joins)
+        for resolved in self.expression_paths:
+            found.extend(j for j in resolved.joins if j not in found)
+        return tuple(found)
+
+    def operand(self) -> Any:
+        """Return the condition on the field: a value, or a dict of our own operators."""
+        raise NotImplementedError
+
+    def as_mql(self) -> dict[str, Any]:
+        """Return the MongoDB filter for this lookup."""
+        if isinstance(self.value, Expression):
+            by_name = {p.path: p.db_path for p in self.expression_paths}
+            rhs = self.value.as_expr(by_name.__getitem__)
+            return {"$expr": {self.expr_operator: ["$" + self.target.db_path, rhs]}}
+        return {self.target.db_path: self.operand()}
+
+
+def _literal(value: Any) -> Any:
+    # A dict or list operand is wrapped in $eq so that it is plainly an equality on a literal
+    # document/array, never a bag of operators (its keys are checked anyway).
+    return {"$eq": value} if isinstance(value, dict | list) else value
+
+
+@register_lookup
+class Exact(Lookup):
+    """``field=value``: equality; on a list field an element, or the whole list if a list."""
+
+    lookup_name = "exact"
+    element_wise = False
+    accepts_expressions = True
+    expr_operator = "$eq"
+
+    def prepare(self, value: Any) -> Any:
+        """Validate the value as the list (for a list value) or as its element type."""
+        if value is None:
+            return None
+        field = self.subject
+        if field.kind is Kind.LIST:
+            if isinstance(value, list | tuple):
+                return self.convert(value)
+            return self.convert(value, _elements(field))
+        return self.convert(value)
+
+    def operand(self) -> Any:
+        """Return the literal value (dicts and lists wrapped in ``$eq``)."""
+        return _literal(self.value)
+
+
+@register_lookup
+class NotEqual(Exact):
+    """``field__ne=value``: not equal (missing fields match, as in MongoDB)."""
+
+    lookup_name = "ne"
+    expr_operator = "$ne"
+
+    def operand(self) -> Any:
+        """Return ``{"$ne": value}``."""
+        return {"$ne": self.value}
+
+
+class _Comparison(Lookup):
+    kinds = _ORDERED
+    accepts_expressions = True
+    operator: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.expr_operator = cls.operator
+
+    def operand(self) -> Any:
+        return {self.operator: self.value}
+
+
+@register_lookup
+class GreaterThan(_Comparison):
+    """``field__gt=value``."""
+
+    lookup_name = "gt"
+    operator = "$gt"
+
+
+@register_lookup
+class GreaterThanOrEqual(_Comparison):
+    """``field__gte=value``."""
+
+    lookup_name = "gte"
+    operator = "$gte"
+
+
+@register_lookup
+class LessThan(_Comparison):
+    """``field__lt=value``."""
+
+    lookup_name = "lt"
+    operator = "$lt"
+
+
+@register_lookup
+class LessThanOrEqual(_Comparison):
+    """``field__lte=value``."""
+
+    lookup_name = "lte"
+    operator = "$lte"
+
+
+@register_lookup
+class Range(Lookup):
+    """``field__range=(low, high)``: both ends included."""
+
+    lookup_name = "range"
+    kinds = _ORDERED
+
+    def prepare(self, value: Any) -> Any:
+        """Validate a pair of bounds."""
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise QueryError(f"{self.path}__range takes a (low, high) pair", field=self.path)
+        return [self.convert(value[0]), self.convert(value[1])]
+
+    def operand(self) -> Any:
+        """Return ``{"$gte": low, "$lte": high}``."""
+        return {"$gte": self.value[0], "$lte": self.value[1]}
+
+
+@register_lookup
+class In(Lookup):
+    """``field__in=[...]``: the field (an element, on a list field) is one of the values."""
+
+    lookup_name = "in"
+    operator: ClassVar[str] = "$in"
+
+    def prepare(self, value: Any) -> Any:
+        """Validate every value as the field's (element) type."""
+        return self.convert_many(value)
+
+    def operand(self) -> Any:
+        """Return ``{"$in": [...]}``."""
+        return {self.operator: self.value}
+
+
+@register_lookup
+class NotIn(In):
+    """``field__nin=[...]``: the field is none of the values."""
+
+    lookup_name = "nin"
+    operator = "$nin"
+
+
+@register_lookup
+class All(Lookup):
+    """``tags__all=[...]``: the list holds every one of the values."""
+
+    lookup_name = "all"
+    element_wise = False
+    kinds = frozenset({Kind.LIST, Kind.ANY})
+
+    def prepare(self, value: Any) -> Any:
+        """Validate every value as the list's element type."""
+        self.subject = _elements(self.subject)
+        return self.convert_many(value)
+
+    def operand(self) -> Any:
+        """Return ``{"$all": [...]}``."""
+        return {"$all": self.value}
+
+
+@register_lookup
+class Size(Lookup):
+    """``tags__size=3``: the list has exactly that many elements."""
+
+    lookup_name = "size"
+    element_wise = False
+    kinds = frozenset({Kind.LIST, Kind.ANY})
+
+    def prepare(self, value: Any) -> Any:
+        """Validate a non-negative int."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise QueryError(f"{self.path}__size takes an int >= 0", field=self.path)
+        return value
+
+    def operand(self) -> Any:
+        """Return ``{"$size": n}``."""
+        return {"$size": self.value}
+
+
+@register_lookup
+class IsNull(Lookup):
+    """``field__isnull=True``: the field is null or missing (``False``: it has a value)."""
+
+    lookup_name = "isnull"
+    element_wise = False
+
+    def prepare(self, value: Any) -> Any:
+        """Validate the boolean switch."""
+        return self.convert_bool(value)
+
+    def operand(self) -> Any:
+        """Return ``None`` (null or missing) or ``{"$ne": None}``."""
+        return None if self.value else {"$ne": None}
+
+
+@register_lookup
+class Exists(Lookup):
+    """``field__exists=True``: the key is present in the stored document (even if null)."""
+
+    lookup_name = "exists"
+    element_wise = False
+
+    def prepare(self, value: Any) -> Any:
+        """Validate the boolean switch."""
+        return self.convert_bool(value)
+
+    def operand(self) -> Any:
+        """Return ``{"$exists": bool}``."""
+        return {"$exists": self.value}
+
+
+class _Pattern(Lookup):
+    """Base of the text lookups: render a ``$regex`` built from escaped user text."""
+
+    kinds = _TEXT
+    insensitive: ClassVar[bool] = False
+    template: ClassVar[str] = "{}"
+
+    def prepare(self, value: Any) -> Any:
+        return self.template.format(escape_regex(self.convert_text(value)))
+
+    def operand(self) -> Any:
+        if self.insensitive:
+            return {"$regex": self.value, "$options": "i"}
+        return {"$regex": self.value}
+
+
+@register_lookup
+class IExact(_Pattern):
+    """``field__iexact="ann"``: equal ignoring case."""
+
+    lookup_name = "iexact"
+    insensitive = True
+    # \A and \z, not ^ and $: "$" would also match before a trailing newline.
+    template = r"\A{}\z"
+
+
+@register_lookup
+class Contains(_Pattern):
+    """``name__contains="nn"``: substring; on a list field, the list holds the value."""
+
+    lookup_name = "contains"
+    kinds = _ALL_KINDS
+
+    def prepare(self, value: Any) -> Any:
+        """Validate an element value on a list, else the substring text."""
+        if self.target.field.kind is Kind.LIST:
+            return self.convert(value)
+        if self.subject.kind not in _TEXT:
+            raise QueryError(
+                f"lookup 'contains' does not apply to {self.path!r} ({self.subject.label})",
+                field=self.path,
+            )
+        return super().prepare(value)
+
+    def operand(self) -> Any:
+        """Return the element value (list field) or an escaped ``$regex``."""
+        if self.target.field.kind is Kind.LIST:
+            return _literal(self.value)
+        return super().operand()
+
+
+@register_lookup
+class IContains(_Pattern):
+    """``name__icontains="nn"``: substring ignoring case; on a list, an element ignoring case."""
+
+    lookup_name = "icontains"
+    insensitive = True
+
+    def prepare(self, value: Any) -> Any:
+        """Escape the text; on a list field the whole element must match."""
+        text = escape_regex(self.convert_text(value))
+        return rf"\A{text}\z" if self.target.field.kind is Kind.LIST else text
+
+
+@register_lookup
+class StartsWith(_Pattern):
+    """``name__startswith="A"``."""
+
+    lookup_name = "startswith"
+    template = "^{}"
+
+
+@register_lookup
+class IStartsWith(StartsWith):
+    """``name__istartswith="a"``."""
+
+    lookup_name = "istartswith"
+    insensitive = True
+
+
+@register_lookup
+class EndsWith(_Pattern):
+    """``name__endswith="n"``."""
+
+    lookup_name = "endswith"
+    template = r"{}\z"
+
+
+@register_lookup
+class IEndsWith(EndsWith):
+    """``name__iendswith="N"``."""
+
+    lookup_name = "iendswith"
+    insensitive = True
+
+
+@register_lookup
+class Regex(_Pattern):
+    """``name__regex=r"^A.n$"``: a pattern chosen by the developer (the only unescaped text)."""
+
+    lookup_name = "regex"
+
+    def prepare(self, value: Any) -> Any:
+        """Validate a string pattern without NUL bytes."""
+        pattern = self.convert_text(value)
+        if "\x00" in pattern:
+            raise QueryError(f"{self.path}__{self.lookup_name}: NUL in a pattern", field=self.path)
+        return pattern
+
+
+@register_lookup
+class IRegex(Regex):
+    """``name__iregex=r"^a"``: a pattern, ignoring case."""
+
+    lookup_name = "iregex"
+    insensitive = True
+
+
+@register_lookup
+class ElemMatch(Lookup):
+    """``items__elemmatch={"sku": "A1", "qty__gte": 2}`` (or a Q): one element matches all.
+
+    On a list of scalars the keys are lookup names: ``scores__elemmatch={"gte": 80, "lt": 90}``.
+    """
+
+    lookup_name = "elemmatch"
+    element_wise = False
+    kinds = frozenset({Kind.LIST, Kind.ANY})
+
+    def prepare(self, value: Any) -> Any:
+        """Compile the inner conditions against the list's element type."""
+        from .q import Q
+        from .where import compile_q, condition_for
+
+        item = self.subject.item if self.subject.kind is Kind.LIST else None
+        item = item or FieldType(Kind.ANY, Any)
+        if isinstance(value, Mapping):
+            if item.kind not in (Kind.MODEL, Kind.DICT, Kind.ANY):
+                return self._scalar(item, value, condition_for)
+            value = Q(**{_key(k, self.path): v for k, v in value.items()})
+        if not isinstance(value, Q):
+            raise QueryError(
+                f"{self.path}__elemmatch takes a dict of lookups or a Q", field=self.path
+            )
+        if item.kind not in (Kind.MODEL, Kind.DICT, Kind.ANY):
+            raise QueryError(
+                f"{self.path}__elemmatch on a list of {item.label} takes a dict of lookups",
+                field=self.path,
+            )
+        parts = compile_q(self.target_model(), value, root=item, split=False)
+        if any(part.joins for part in parts):
+            raise QueryError(f"{self.path}__elemmatch cannot cross references", field=self.path)
+        return parts[0].mql if parts else {}
+
+    def _scalar(
+        self, item: FieldType, value: Mapping[str, Any], condition_for: Callable[..., Any]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, sub in value.items():
+            if get_lookup(_key(name, self.path)) is None:
+                raise QueryError(
+                    f"{self.path}__elemmatch on a list of {item.label} takes lookup names "
+                    f"(gte, lt, ...), not {name!r}",
+                    field=self.path,
+                )
+            element = ResolvedPath(self.path, (), "", item, (), False, False)
+            mql = condition_for(element, name, sub).mql[""]
+            # {"$gte": 1} merges; a bare value (exact) becomes {"$eq": value}.
+            mql = mql if isinstance(mql, dict) and not _is_literal(mql) else {"$eq": mql}
+            for op, operand in mql.items():
+                if op in out:
+                    raise QueryError(f"{self.path}__elemmatch: {op} twice", field=self.path)
+                out[op] = operand
+        return out
+
+    def target_model(self) -> type[Any]:
+        """Return a model class name holder for error messages."""
+        models = self.subject.item.models if self.subject.item else ()
+        return models[0] if models else _FreeForm
+
+    def operand(self) -> Any:
+        """Return ``{"$elemMatch": {...}}``."""
+        return {"$elemMatch": self.value}
+
+
+def _is_literal(mql: dict[str, Any]) -> bool:
+    return not all(isinstance(k, str) and k.startswith("$") for k in mql)
+
+
+def _key(name: Any, path: str) -> str:
+    if not isinstance(name, str):
+        raise QueryError(f"{path}__elemmatch: keys must be strings", field=path)
+    return name
+
+
+class _FreeForm:
+    """Stands for the (unnamed) model of free-form list elements in error messages."""
+
+    model_fields: ClassVar[dict[str, Any]] = {}
+

@@ -1,0 +1,535 @@
+"""Resolve Django-style paths (``address__city``, ``customer__age``) against a model's types.
+
+A path walks pydantic ``model_fields`` through ``Optional``/``Union``, ``list[X]``, embedded
+models, free-form ``dict`` fields and ``Reference[Target]`` (crossing one needs a ``$lookup``,
+reported as a :class:`Join`). Every resolution, with the ``TypeAdapter`` that validates values
+for it, is cached per (model, path): compiling a query does no type analysis twice.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import enum
+import re
+import threading
+import types
+import typing
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Union, get_args, get_origin
+
+import bson
+from pydantic import BaseModel, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from ..exceptions import QueryError
+from ..models.fields import Reference, reference_target
+
+__all__ = [
+    "ID_FIELD",
+    "RELATED_PREFIX",
+    "FieldType",
+    "Join",
+    "Kind",
+    "ResolvedPath",
+    "check_literal",
+    "check_name",
+    "field_type_of",
+    "model_type",
+    "resolve",
+]
+
+ID_FIELD: Final = "id"
+#: Prefix of the keys under which ``$lookup`` places joined documents (``__odm_rel_customer``).
+RELATED_PREFIX: Final = "__odm_rel_"
+SEP: Final = "__"
+
+
+class Kind(enum.Enum):
+    """What a field holds, as far as lookups care."""
+
+    STRING = "string"
+    NUMBER = "number"
+    BOOL = "bool"
+    DATE = "date"
+    OBJECTID = "objectid"
+    LIST = "list"
+    MODEL = "model"
+    DICT = "dict"
+    ANY = "any"
+    REFERENCE = "reference"
+    OTHER = "other"
+
+
+def check_name(name: str, *, where: str = "field") -> None:
+    """Refuse a name that MongoDB would read as an operator or a path: ``$``, ``.``, NUL."""
+    if not isinstance(name, str) or not name:
+        raise QueryError(f"empty {where} name in a query path", field=str(name))
+    if name.startswith("$") or "." in name or "\x00" in name:
+        raise QueryError(
+            f"{where} name {name!r} is not allowed: names may not start with '$' or contain "
+            "'.' or NUL",
+            field=name,
+        )
+
+
+_UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
+
+
+def check_literal(value: Any, field: str) -> None:
+    """Refuse a value that MongoDB could read as something other than data.
+
+    Any dict inside the value (at any depth) may not have a key starting with ``$`` or holding
+    ``.`` or NUL; regex and JavaScript objects are refused (inside ``$in`` a regex matches).
+    Iterative, so that a deeply nested hostile value cannot blow the stack.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise QueryError(
+                        f"value for {field!r}: document keys must be strings", field=field
+                    )
+                if key.startswith("$") or "." in key or "\x00" in key:
+                    raise QueryError(
+                        f"value for {field!r} holds the key {key!r}: keys starting with '$' or "
+                        "containing '.' or NUL are refused in query and update values",
+                        field=field,
+                    )
+                stack.append(sub)
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, _UNSAFE_VALUES):
+            raise QueryError(
+                f"value for {field!r}: {type(item).__name__} objects are not accepted as values; "
+                "use the regex/iregex lookups",
+                field=field,
+            )
+
+
+_SCHEMA_HOOK: Final = "__get_pydantic_core_schema__"
+_LIST_ORIGINS: Final = (list, tuple, set, frozenset, Sequence)
+_NONE_TYPE: Final = type(None)
+
+
+def _loosen(annotation: Any) -> Any:
+    """Return the annotation without its constraints (``ge``, ``max_length``, ``pattern``...).
+
+    A filter value is a thing to look for, not a thing to store: ``name__startswith="A"`` must
+    pass a ``min_length=3`` field. Metadata that defines a type or converts values (ObjectId's
+    schema, ``AfterValidator``) is kept, so ``id="<24 hex>"`` still becomes an ObjectId.
+    """
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        inner, *metadata = list(get_args(annotation))
+        kept = [m for m in metadata if hasattr(m, _SCHEMA_HOOK)]
+        loose = _loosen(inner)
+        return typing.Annotated[(loose, *kept)] if kept else loose
+    if origin is Union or origin is types.UnionType:
+        return Union[tuple(_loosen(a) for a in get_args(annotation))]  # noqa: UP007
+    if origin in (list, set, frozenset, tuple, dict) and get_args(annotation):
+        return origin[tuple(_loosen(a) for a in get_args(annotation))]
+    return annotation
+
+
+class FieldType:
+    """The type of a path's target: its kind, parts (items, models) and validators."""
+
+    __slots__ = (
+        "_adapter",
+        "_lock",
+        "_store_adapter",
+        "annotation",
+        "item",
+        "kind",
+        "label",
+        "models",
+        "nullable",
+        "store_annotation",
+        "target",
+        "value",
+    )
+
+    def __init__(
+        self,
+        kind: Kind,
+        annotation: Any,
+        store_annotation: Any = None,
+        *,
+        nullable: bool = False,
+        item: FieldType | None = None,
+        models: tuple[type[BaseModel], ...] = (),
+        target: type[Any] | None = None,
+        value: FieldType | None = None,
+    ) -> None:
+        self.kind = kind
+        self.annotation = annotation
+        self.store_annotation = annotation if store_annotation is None else store_annotation
+        self.nullable = nullable
+        self.item = item
+        self.models = models
+        self.target = target
+        self.value = value
+        self._adapter: TypeAdapter[Any] | None = None
+        self._store_adapter: TypeAdapter[Any] | None = None
+        self._lock = threading.Lock()
+        self.label = _label(annotation)
+
+    @property
+    def adapter(self) -> TypeAdapter[Any]:
+        """Return the (cached) TypeAdapter validating filter values for this type."""
+        if self._adapter is None:
+            with self._lock:
+                if self._adapter is None:
+                    self._adapter = TypeAdapter(self.annotation)
+        return self._adapter
+
+    @property
+    def store_adapter(self) -> TypeAdapter[Any]:
+        """Return the (cached) TypeAdapter validating stored values (constraints included)."""
+        if self._store_adapter is None:
+            with self._lock:
+                if self._store_adapter is None:
+                    self._store_adapter = TypeAdapter(self.store_annotation)
+        return self._store_adapter
+
+    def convert(self, value: Any, field: str, *, store: bool = False) -> Any:
+        """Validate ``value`` as this type and return its BSON-ready form, or raise QueryError."""
+        if self.kind is Kind.ANY:
+            check_literal(value, field)
+            return value
+        if self.kind is Kind.REFERENCE:
+            return self._convert_reference(value, field)
+        adapter = self.store_adapter if store else self.adapter
+        try:
+            validated = adapter.validate_python(value)
+            converted = adapter.dump_python(validated, by_alias=True)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0] if exc.error_count() else {"msg": str(exc)}
+            raise QueryError(
+                f"invalid value for {field!r} ({self.label}): {first['msg']}", field=field
+            ) from None
+        check_literal(converted, field)
+        return converted
+
+    def _convert_reference(self, value: Any, field: str) -> Any:
+        target = self.target
+        if isinstance(value, Reference):
+            value = value.id
+        elif target is not None and isinstance(value, target):
+            value = getattr(value, ID_FIELD, None)
+            if value is None:
+                raise QueryError(
+                    f"value for {field!r} is a {target.__name__} without an id (not saved yet)",
+                    field=field,
+                )
+        if value is None and self.nullable:
+            return None
+        id_type = _target_id_type(target)
+        if id_type is not None:
+            return id_type.convert(value, field)
+        check_literal(value, field)
+        if isinstance(value, Mapping | list | tuple):
+            raise QueryError(f"value for {field!r} must be an id or a document", field=field)
+        return value
+
+    def __repr__(self) -> str:
+        return f"<FieldType {self.kind.value} {self.label}>"
+
+
+def _label(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _target_id_type(target: type[Any] | None) -> FieldType | None:
+    fields = getattr(target, "model_fields", None)
+    if target is None or not fields or ID_FIELD not in fields:
+        return None
+    return _field_of(target, ID_FIELD)
+
+
+def _model_key(model: type[Any], name: str) -> str:
+    meta = getattr(model, "_meta", None)
+    if meta is not None and hasattr(meta, "db_key"):
+        return str(meta.db_key(name))
+    if name == ID_FIELD and getattr(model, "_meta", None) is not None:
+        return "_id"
+    info = model.model_fields[name]
+    return info.alias or name
+
+
+def analyze(annotation: Any, store_annotation: Any = None) -> FieldType:
+    """Return the :class:`FieldType` of an annotation (filter form) and its stored form."""
+    store = annotation if store_annotation is None else store_annotation
+    loose = _loosen(annotation)
+    base = loose
+    while get_origin(base) is typing.Annotated:
+        base = get_args(base)[0]
+    origin = get_origin(base)
+    if origin is Union or origin is types.UnionType:
+        members = [a for a in get_args(base) if a is not _NONE_TYPE]
+        nullable = len(members) < len(get_args(base))
+        if len(members) == 1:
+            inner = analyze(members[0])
+            return _with(inner, loose, store, nullable=nullable or inner.nullable)
+        plain = [_strip(a) for a in members]
+        if all(isinstance(m, type) and issubclass(m, BaseModel) for m in plain):
+            return FieldType(Kind.MODEL, loose, store, nullable=nullable, models=tuple(plain))
+        if reference_target(base) is not None:
+            return FieldType(
+                Kind.REFERENCE, loose, store, nullable=nullable, target=reference_target(base)
+            )
+        return FieldType(Kind.OTHER, loose, store, nullable=nullable)
+    if origin is Reference or base is Reference:
+        return FieldType(Kind.REFERENCE, loose, store, target=reference_target(base))
+    if origin in _LIST_ORIGINS or base in _LIST_ORIGINS:
+        args = [a for a in get_args(base) if a is not Ellipsis]
+        item = analyze(args[0]) if len(args) == 1 else FieldType(Kind.ANY, Any)
+        return FieldType(Kind.LIST, loose, store, item=item)
+    if origin in (dict, Mapping) or base in (dict, Mapping):
+        dargs = get_args(base)
+        value = analyze(dargs[1]) if len(dargs) == 2 else FieldType(Kind.ANY, Any)
+        return FieldType(Kind.DICT, loose, store, value=value)
+    if origin is Literal:
+        kinds = {type(a) for a in get_args(base)}
+        kind = Kind.STRING if kinds == {str} else Kind.OTHER
+        return FieldType(kind, loose, store)
+    if base is Any or base is object:
+        return FieldType(Kind.ANY, Any)
+    if isinstance(base, type):
+        return FieldType(_scalar_kind(base), loose, store, models=_models(base))
+    return FieldType(Kind.OTHER, loose, store)
+
+
+def _strip(annotation: Any) -> Any:
+    while get_origin(annotation) is typing.Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _models(base: type) -> tuple[type[BaseModel], ...]:
+    return (base,) if issubclass(base, BaseModel) else ()
+
+
+def _scalar_kind(base: type) -> Kind:
+    if issubclass(base, BaseModel):
+        return Kind.MODEL
+    if issubclass(base, enum.Enum):
+        return Kind.OTHER
+    if issubclass(base, bool):
+        return Kind.BOOL
+    if issubclass(base, int | float | decimal.Decimal | bson.Decimal128):
+        return Kind.NUMBER
+    if issubclass(base, str):
+        return Kind.STRING
+    if issubclass(base, _dt.date | _dt.time):
+        return Kind.DATE
+    if issubclass(base, bson.ObjectId):
+        return Kind.OBJECTID
+    return Kind.OTHER
+
+
+def _with(inner: FieldType, loose: Any, store: Any, *, nullable: bool) -> FieldType:
+    return FieldType(
+        inner.kind if inner.kind is not Kind.ANY else Kind.ANY,
+        loose if inner.kind is not Kind.ANY else Any,
+        store,
+        nullable=nullable,
+        item=inner.item,
+        models=inner.models,
+        target=inner.target,
+        value=inner.value,
+    )
+
+
+# model -> {field name -> FieldType}; weak so that test-local model classes can be collected.
+_FIELD_CACHE: weakref.WeakKeyDictionary[type[Any], dict[str, FieldType]] = (
+    weakref.WeakKeyDictionary()
+)
+_MODEL_CACHE: weakref.WeakKeyDictionary[type[Any], FieldType] = weakref.WeakKeyDictionary()
+
+
+def model_type(model: type[Any]) -> FieldType:
+    """Return the (cached) :class:`FieldType` of a model class itself."""
+    found = _MODEL_CACHE.get(model)
+    if found is None:
+        found = FieldType(Kind.MODEL, model, models=(model,))
+        _MODEL_CACHE[model] = found
+    return found
+
+
+def _field_of(model: type[Any], name: str) -> FieldType:
+    per_model = _FIELD_CACHE.get(model)
+    if per_model is None:
+        per_model = {}
+        _FIELD_CACHE[model] = per_model
+    found = per_model.get(name)
+    if found is None:
+        info = model.model_fields[name]
+        schema_meta = [m for m in info.metadata if hasattr(m, _SCHEMA_HOOK)]
+        annotation = info.annotation
+        if schema_meta:
+            annotation = typing.Annotated[(annotation, *schema_meta)]
+        found = analyze(annotation, info.rebuild_annotation())
+        per_model[name] = found
+    return found
+
+
+def field_type_of(model: type[Any], name: str) -> FieldType:
+    """Return the :class:`FieldType` of one declared field of ``model``."""
+    return _field_of(model, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A ``$lookup`` a path needs: the reference at ``path`` joined from ``target``."""
+
+    path: str
+    local: str
+    key: str
+    target: type[Any]
+    many: bool
+
+    def stages(self, *, unwind: bool = True) -> list[dict[str, Any]]:
+        """Return the ``$lookup`` (+ ``$unwind`` for a single reference) stages."""
+        meta = getattr(self.target, "_meta", None)
+        collection = getattr(meta, "collection", None)
+        if not collection:
+            raise QueryError(
+                f"{self.target.__name__} has no collection to join for {self.path!r}",
+                field=self.path,
+            )
+        stages: list[dict[str, Any]] = [
+            {
+                "$lookup": {
+                    "from": collection,
+                    "localField": self.local,
+                    "foreignField": "_id",
+                    "as": self.key,
+                }
+            }
+        ]
+        if unwind and not self.many:
+            stages.append(
+                {"$unwind": {"path": "$" + self.key, "preserveNullAndEmptyArrays": True}}
+            )
+        return stages
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPath:
+    """Where a path leads: its stored dotted key, its type and the joins it needs."""
+
+    path: str
+    names: tuple[str, ...]
+    db_path: str
+    field: FieldType
+    joins: tuple[Join, ...]
+    #: The path passed through a list: MongoDB matches it against every element.
+    through_list: bool
+    #: The path went into a free-form dict: no declared type below this point.
+    free: bool
+
+
+_RESOLVED: weakref.WeakKeyDictionary[type[Any], dict[str, ResolvedPath]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> ResolvedPath:
+    """Resolve a ``__`` path made only of fields (no lookup) against ``model``."""
+    if root is None:
+        per_model = _RESOLVED.get(model)
+        if per_model is None:
+            per_model = {}
+            _RESOLVED[model] = per_model
+        found = per_model.get(path)
+        if found is None:
+            found = _resolve(model, path, model_type(model))
+            per_model[path] = found
+        return found
+    return _resolve(model, path, root)
+
+
+def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
+    if not isinstance(path, str):
+        raise QueryError(f"a field path must be a string, not {type(path).__name__}")
+    parts = path.split(SEP)
+    current = root
+    db_parts: list[str] = []
+    names: list[str] = []
+    joins: list[Join] = []
+    through_list = free = False
+    owner = model.__name__
+    for index, part in enumerate(parts):
+        check_name(part)
+        while current.kind is Kind.LIST:
+            assert current.item is not None
+            if part.isdigit():
+                break
+            current = current.item
+            through_list = True
+        if current.kind is Kind.LIST and part.isdigit():
+            db_parts.append(part)  # a position: tags__0 is "tags.0"
+            names.append(part)
+            assert current.item is not None
+            current = current.item
+            continue
+        if current.kind is Kind.REFERENCE:
+            target = current.target
+            if target is None:
+                raise QueryError(f"{'__'.join(names)!r} has no known target model", field=path)
+            if part == ID_FIELD and index == len(parts) - 1:
+                # customer__id is the stored reference itself: no join needed.
+                names.append(part)
+                break
+            ref_path = SEP.join(names)
+            key = RELATED_PREFIX + ref_path
+            if any(j.many for j in joins) or (through_list and joins):
+                raise QueryError(
+                    f"{path!r} crosses a reference inside a list of references; "
+                    "filter on it in two steps",
+                    field=path,
+                )
+            joins.append(Join(ref_path, ".".join(db_parts), key, target, through_list))
+            db_parts = [key]
+            current = model_type(target)
+            owner = target.__name__
+        if current.kind is Kind.MODEL:
+            model_cls = next((m for m in current.models if part in m.model_fields), None)
+            if model_cls is None:
+                raise QueryError(
+                    f"{owner} has no field {part!r}"
+                    + (f" (in path {path!r})" if path != part else ""),
+                    field=path,
+                )
+            db_parts.append(_model_key(model_cls, part))
+            names.append(part)
+            current = _field_of(model_cls, part)
+            owner = current.models[0].__name__ if current.models else owner
+            continue
+        if current.kind in (Kind.DICT, Kind.ANY):
+            db_parts.append(part)
+            names.append(part)
+            free = True
+            current = current.value if current.value is not None else FieldType(Kind.ANY, Any)
+            continue
+        raise QueryError(
+            f"field {SEP.join(names)!r} of {owner} ({current.label}) has no sub-field {part!r}",
+            field=path,
+        )
+    return ResolvedPath(
+        path=path,
+        names=tuple(names),
+        db_path=".".join(db_parts),
+        field=current,
+        joins=tuple(joins),
+        through_list=through_list,
+        free=free,
+    )

@@ -1,0 +1,285 @@
+"""``Query``: the cloneable state of a queryset. No I/O.
+
+A :class:`~odm.queryset.QuerySet` holds one ``Query``; every chaining method clones it and
+changes the clone. Filters are validated and compiled when they are added (a bad field, lookup
+or value raises :class:`~odm.exceptions.QueryError` at ``filter()`` time); turning the whole
+state into ``find`` arguments or a pipeline is :mod:`odm.query.compiler`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ..exceptions import QueryError
+from .paths import ID_FIELD, FieldType, Kind, check_name, resolve
+from .q import Q
+from .where import Where, compile_q
+
+__all__ = ["Query", "ValuesMode"]
+
+#: How rows come back: model instances, dicts, tuples or single values.
+ValuesMode = Literal["documents", "dicts", "tuples", "flat"]
+
+
+class Query:
+    """Hold what a queryset asks for: filters, ordering, slice, projection, grouping."""
+
+    __slots__ = (
+        "annotations",
+        "batch_size",
+        "deferred",
+        "distinct",
+        "high_mark",
+        "lenient",
+        "low_mark",
+        "model",
+        "only_fields",
+        "ordering",
+        "read_preference",
+        "related",
+        "timeout",
+        "values_fields",
+        "values_mode",
+        "where",
+    )
+
+    def __init__(self, model: type[Any]) -> None:
+        self.model = model
+        #: Compiled filter fragments, ANDed together.
+        self.where: tuple[Where, ...] = ()
+        #: ``None``: the model's ``Meta.ordering``; ``()``: explicitly unordered.
+        self.ordering: tuple[str, ...] | None = None
+        self.low_mark = 0
+        self.high_mark: int | None = None
+        self.only_fields: tuple[str, ...] | None = None
+        self.deferred: tuple[str, ...] = ()
+        self.values_fields: tuple[str, ...] | None = None
+        self.values_mode: ValuesMode = "documents"
+        self.distinct = False
+        self.annotations: dict[str, Any] = {}
+        self.related: tuple[str, ...] = ()
+        self.batch_size: int | None = None
+        self.timeout: float | None = None
+        self.read_preference: Any = None
+        self.lenient = False
+
+    def clone(self) -> Query:
+        """Return a copy that can be changed without touching this one (cheap: tuples shared)."""
+        new = Query.__new__(Query)
+        for name in Query.__slots__:
+            object.__setattr__(new, name, getattr(self, name))
+        new.annotations = dict(self.annotations)  # the only mutable container
+        return new
+
+    # -- filters -----------------------------------------------------------------------------
+
+    def add_q(self, q: Q, *, negate: bool = False) -> None:
+        """Validate and add a condition (negated, for ``exclude``)."""
+        types = {name: agg.output for name, agg in self.annotations.items()}
+        self.where = (*self.where, *compile_q(self.model, q, negate=negate, annotations=types))
+
+    def add_filter(self, *args: Q, negate: bool = False, **kwargs: Any) -> None:
+        """Add ``filter(*args, **kwargs)`` (or ``exclude`` with ``negate=True``)."""
+        self.add_q(Q(*args, **kwargs), negate=negate)
+
+    # -- ordering ----------------------------------------------------------------------------
+
+    def set_ordering(self, *fields: str) -> None:
+        """Replace the ordering (``"-name"`` descends); no fields: unordered."""
+        for name in fields:
+            if not isinstance(name, str) or not name:
+                raise QueryError(f"order_by() takes field names, not {name!r}")
+            bare = name[1:] if name[0] in "-+" else name
+            if bare == "?":
+                raise QueryError(
+                    "random ordering is not supported; use aggregate_pipeline($sample)"
+                )
+            if bare.split("__", 1)[0] not in self.annotations and self.values_fields is None:
+                resolve(self.model, bare)  # raises on an unknown field, now rather than later
+            else:
+                check_name(bare.split("__", 1)[0])
+        self.ordering = tuple(fields)
+
+    def default_ordering(self) -> tuple[str, ...]:
+        """Return the ordering in force: explicit, else the model's ``Meta.ordering``."""
+        if self.ordering is not None:
+            return self.ordering
+        if self.annotations or self.distinct:
+            return ()  # as in Django, Meta.ordering does not apply to grouped queries
+        meta = getattr(self.model, "_meta", None)
+        return tuple(getattr(meta, "ordering", ()) or ())
+
+    def reverse_ordering(self) -> None:
+        """Reverse the ordering in force (for ``last()``); unordered becomes ``-id``."""
+        current = self.default_ordering() or (ID_FIELD,)
+        self.ordering = tuple(f[1:] if f.startswith("-") else "-" + f.lstrip("+") for f in current)
+
+    # -- slicing -----------------------------------------------------------------------------
+
+    @property
+    def is_sliced(self) -> bool:
+        """Return whether a skip or a limit is set."""
+        return self.low_mark != 0 or self.high_mark is not None
+
+    @property
+    def limit(self) -> int:
+        """Return the limit to send (0: none)."""
+        return 0 if self.high_mark is None else self.high_mark - self.low_mark
+
+    def apply_slice(self, key: slice | int) -> None:
+        """Narrow to ``[start:stop]`` (or the single row ``[i]``) of the current window.
+
+        Slices compose, as in Django: ``qs[10:20][2:5]`` is rows 12 to 15. Negative indexes
+        and steps are refused: MongoDB cannot count from the end without counting everything.
+        """
+        if isinstance(key, bool) or not isinstance(key, int | slice):
+            raise QueryError(f"querysets are sliced with ints, not {type(key).__name__}")
+        if isinstance(key, int):
+            start: int | None = key
+            stop: int | None = key + 1
+        else:
+            if key.step not in (None, 1):
+                raise QueryError("slicing a queryset with a step is not supported")
+            start, stop = key.start, key.stop
+        for bound in (start, stop):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                raise QueryError(f"querysets are sliced with ints, not {type(bound).__name__}")
+            if bound is not None and bound < 0:
+                raise QueryError(
+                    "negative indexing is not supported: MongoDB cannot count from the end; "
+                    "reverse the ordering instead (qs.order_by('-field')[:n])"
+                )
+        low = self.low_mark + (start or 0)
+        high = self.high_mark
+        if stop is not None:
+            high = self.low_mark + stop if high is None else min(high, self.low_mark + stop)
+        if high is not None:
+            low = min(low, high)
+        self.low_mark, self.high_mark = low, high
+
+    # -- projection --------------------------------------------------------------------------
+
+    def _fields(self, names: tuple[str, ...], what: str) -> tuple[str, ...]:
+        for name in names:
+            target = resolve(self.model, name)
+            if target.joins:
+                raise QueryError(f"{what}() cannot reach through a reference: {name!r}", field=name)
+        return names
+
+    def add_only(self, *fields: str) -> None:
+        """Load only these fields (plus ``id``); replaces an earlier ``only()``."""
+        self.only_fields = self._fields(fields, "only")
+        self.deferred = ()
+
+    def add_defer(self, *fields: str) -> None:
+        """Leave these fields out when loading; adds to earlier ``defer()`` calls."""
+        if ID_FIELD in fields:
+            raise QueryError("the id cannot be deferred", field=ID_FIELD)
+        self._fields(fields, "defer")
+        if self.only_fields is not None:
+            self.only_fields = tuple(f for f in self.only_fields if f not in fields)
+        else:
+            self.deferred = (*self.deferred, *(f for f in fields if f not in self.deferred))
+
+    def clear_projection(self) -> None:
+        """Load every field again (``defer(None)``)."""
+        self.only_fields = None
+        self.deferred = ()
+
+    # -- values and grouping -----------------------------------------------------------------
+
+    def set_values(self, fields: tuple[str, ...], mode: ValuesMode) -> None:
+        """Return rows as dicts/tuples/single values of these fields (paths may cross refs)."""
+        if mode == "flat" and len(fields) != 1:
+            raise QueryError("values_list(flat=True) takes exactly one field")
+        for name in fields:
+            if name in self.annotations:
+                continue
+            target = resolve(self.model, name)
+            if any(j.many for j in target.joins):
+                raise QueryError(f"values() cannot read through a list of references: {name!r}")
+        self.values_fields = fields
+        self.values_mode = mode
+
+    def add_annotations(self, annotations: Mapping[str, Any]) -> None:
+        """Add aggregates computed per group of ``values(...)``: ``annotate(n=Count())``."""
+        from ..aggregates import Aggregate
+
+        if not self.values_fields:
+            raise QueryError(
+                "annotate() groups by the fields of a values(...) call before it; "
+                "use aggregate() for totals over the whole queryset"
+            )
+        for name, agg in annotations.items():
+            check_name(name, where="annotation")
+            if "__" in name or name == "_id":
+                raise QueryError(f"annotation name {name!r} is not allowed", field=name)
+            if not isinstance(agg, Aggregate):
+                raise QueryError(f"annotate({name}=...) takes an aggregate such as Count()")
+            if name in self.values_fields or name in self.annotations:
+                raise QueryError(f"annotation {name!r} clashes with a field", field=name)
+            _resolve_aggregate(self.model, agg)
+        self.annotations.update(annotations)
+
+    @property
+    def grouped(self) -> bool:
+        """Return whether rows are groups (``values().annotate()`` or a distinct ``values()``)."""
+        return bool(self.annotations) or (self.distinct and self.values_fields is not None)
+
+    def output_names(self) -> tuple[str, ...]:
+        """Return the keys of values() rows, in order (fields, then annotations)."""
+        fields = self.values_fields
+        if fields is None:
+            return ()
+        if not fields:
+            return tuple(self.model.model_fields)
+        return (*fields, *(n for n in self.annotations if n not in fields))
+
+    # -- relations ---------------------------------------------------------------------------
+
+    def add_related(self, *paths: str) -> None:
+        """Join these references in the same pipeline (``select_related``); none: clear."""
+        if not paths:
+            self.related = ()
+            return
+        for path in paths:
+            target = resolve(self.model, path)
+            field = target.field
+            while field.kind is Kind.LIST and field.item is not None:
+                field = field.item
+            if field is not target.field and field.kind is Kind.REFERENCE:
+                raise QueryError(
+                    f"select_related({path!r}) is a list of references; use prefetch_related",
+                    field=path,
+                )
+            if target.field.kind is not Kind.REFERENCE:
+                raise QueryError(
+                    f"select_related({path!r}): {path!r} is not a Reference field", field=path
+                )
+            if target.through_list or any(j.many for j in target.joins):
+                raise QueryError(
+                    f"select_related({path!r}) goes through a list; use prefetch_related",
+                    field=path,
+                )
+        self.related = (*self.related, *(p for p in paths if p not in self.related))
+
+    def __repr__(self) -> str:
+        return f"<Query {self.model.__name__}>"
+
+
+def _resolve_aggregate(model: type[Any], agg: Any) -> dict[str, Any]:
+    """Check an aggregate's fields against ``model``; return {name: ResolvedPath}."""
+    found: dict[str, Any] = {}
+    for name in agg.fields():
+        target = resolve(model, name)
+        if any(j.many for j in target.joins):
+            raise QueryError(f"{agg!r}: cannot aggregate through a list of references", field=name)
+        field: FieldType = target.field
+        if agg.numeric and field.kind not in (Kind.NUMBER, Kind.ANY):
+            raise QueryError(
+                f"{type(agg).__name__}() needs a number field; {name!r} is {field.label}",
+                field=name,
+            )
+        found[name] = target
+    return found

@@ -1,0 +1,175 @@
+"""Compile a :class:`~odm.query.q.Q` tree against a model into MongoDB filter fragments.
+
+Runs when a filter is added to a query (so errors surface at ``filter()`` time) and keeps, per
+fragment, the joins it needs and whether it filters on annotations (after ``$group``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import QueryError
+from .lookups import LOOKUPS, Lookup
+from .paths import SEP, FieldType, Join, Kind, ResolvedPath, check_name, resolve
+from .q import Q
+
+__all__ = ["Where", "and_mql", "compile_q", "condition_for", "split_lookup"]
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """One compiled filter fragment: its MongoDB form and what it needs to run."""
+
+    mql: dict[str, Any]
+    joins: tuple[Join, ...] = ()
+    #: Filters on annotations (values().annotate()): applied after ``$group``.
+    post: bool = False
+
+
+def and_mql(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """AND filter dicts: merged into one when their keys differ, else under ``$and``."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, Any] = {}
+    for part in parts:
+        if any(key in merged for key in part):
+            return {"$and": parts}
+        merged.update(part)
+    return merged
+
+
+def condition_for(
+    target: ResolvedPath,
+    lookup_name: str,
+    value: Any,
+    resolve_f: Callable[[str], ResolvedPath] | None = None,
+) -> Where:
+    """Build one lookup on a resolved path and return its fragment."""
+    lookup_cls = LOOKUPS.get(lookup_name)
+    if lookup_cls is None:
+        raise QueryError(f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path)
+    lookup: Lookup = lookup_cls(target, value, resolve_f=resolve_f)
+    return Where(lookup.as_mql(), lookup.joins)
+
+
+def _elements(field: FieldType) -> FieldType:
+    while field.kind is Kind.LIST and field.item is not None:
+        field = field.item
+    return field
+
+
+def split_lookup(
+    model: type[Any], key: str, root: FieldType | None = None
+) -> tuple[ResolvedPath, str]:
+    """Split ``address__city__in`` into its resolved path and its lookup name (``exact``).
+
+    A declared field wins over a lookup of the same name (an embedded ``size`` field is a
+    field; write ``dims__size__size`` for the lookup); in a free-form dict the lookup wins.
+    """
+    if not isinstance(key, str):
+        raise QueryError(f"a filter name must be a string, not {type(key).__name__}")
+    head, _, last = key.rpartition(SEP)
+    if head and last in LOOKUPS:
+        resolved = resolve(model, head, root=root)
+        element = _elements(resolved.field)
+        declared = element.kind is Kind.MODEL and any(
+            last in m.model_fields for m in element.models
+        )
+        if not declared:
+            return resolved, last
+    return resolve(model, key, root=root), "exact"
+
+
+def _leaf(
+    model: type[Any],
+    key: Any,
+    value: Any,
+    root: FieldType | None,
+    annotations: Mapping[str, FieldType],
+) -> Where:
+    if not isinstance(key, str):
+        raise QueryError(f"a filter name must be a string, not {type(key).__name__}")
+    first = key.split(SEP, 1)[0]
+    if first in annotations:
+        name, _, lookup_name = key.partition(SEP)
+        if SEP in lookup_name:
+            raise QueryError(f"annotation {name!r} has no sub-fields", field=key)
+        check_name(name)
+        target = ResolvedPath(name, (name,), name, annotations[name], (), False, False)
+        where = condition_for(target, lookup_name or "exact", value)
+        return Where(where.mql, (), post=True)
+    target, lookup_name = split_lookup(model, key, root)
+
+    def resolve_f(name: str) -> ResolvedPath:
+        if name in annotations:
+            raise QueryError(f"F({name!r}) on an annotation is not supported", field=name)
+        return resolve(model, name, root=root)
+
+    return condition_for(target, lookup_name, value, resolve_f)
+
+
+def _node(
+    model: type[Any], q: Q, root: FieldType | None, annotations: Mapping[str, FieldType]
+) -> Where:
+    children: list[Where] = []
+    for child in q.children:
+        if isinstance(child, Q):
+            children.append(_node(model, child, root, annotations))
+        else:
+            children.append(_leaf(model, child[0], child[1], root, annotations))
+    posts = {c.post for c in children if c.mql}
+    if len(posts) > 1 and (q.connector == Q.OR or q.negated):
+        raise QueryError(
+            "a condition mixes fields and annotations under OR/NOT; filter on them separately"
+        )
+    joins: list[Join] = []
+    for c in children:
+        joins.extend(j for j in c.joins if j not in joins)
+    if q.connector == Q.OR:
+        # An empty branch matches everything, so the whole OR does.
+        parts = [c.mql for c in children]
+        mql = {} if not parts or any(not p for p in parts) else (
+            parts[0] if len(parts) == 1 else {"$or": parts}
+        )
+    else:
+        mql = and_mql([c.mql for c in children])
+    if q.negated and mql:
+        mql = {"$nor": [mql]}
+    return Where(mql, tuple(joins), post=posts == {True})
+
+
+def compile_q(
+    model: type[Any],
+    q: Q,
+    *,
+    negate: bool = False,
+    root: FieldType | None = None,
+    split: bool = True,
+    annotations: Mapping[str, FieldType] | None = None,
+) -> list[Where]:
+    """Compile ``q`` (negated for ``exclude``) into fragments to be ANDed.
+
+    With ``split`` a top-level AND comes back as one fragment per child, so that conditions
+    needing no join can be matched before the ``$lookup`` stages, and those on annotations
+    after ``$group``.
+    """
+    annotations = annotations or {}
+    if negate:
+        q = ~q if q else q
+    if split and q.connector == Q.AND and not q.negated:
+        out: list[Where] = []
+        for child in q.children:
+            if isinstance(child, Q):
+                out.extend(compile_q(model, child, root=root, annotations=annotations))
+            else:
+                where = _leaf(model, child[0], child[1], root, annotations)
+                if where.mql:
+                    out.append(where)
+        return out
+    where = _node(model, q, root, annotations)
+    return [where] if where.mql else []

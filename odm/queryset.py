@@ -1,0 +1,699 @@
+"""QuerySet and Manager: lazy, chainable, typed; they run only when awaited or iterated.
+
+Every chaining method returns a NEW queryset and sends nothing; the state lives in a
+:class:`~odm.query.query.Query`, the compiler turns it into ``find`` arguments or a pipeline,
+and the executor runs that. A queryset runs when awaited (a list), iterated with ``async for``
+(streams batch by batch, memory stays flat) or through a terminal method (``first``, ``get``,
+``count``, ``update``...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
+
+from pymongo.errors import OperationFailure
+
+from . import executor
+from .exceptions import (
+    ConfigurationError,
+    DoesNotExist,
+    DuplicateKey,
+    Invalid,
+    QueryError,
+)
+from .models.fields import Reference
+from .models.options import ID_KEY
+from .query import compiler
+from .query.q import Q
+from .query.query import Query
+
+if TYPE_CHECKING:
+    from .models.base import Document
+
+M = TypeVar("M")
+QS = TypeVar("QS", bound="QuerySet[Any]")
+D = TypeVar("D", bound="Document")
+
+#: Change-stream errors that mean the server is not a replica set or sharded cluster.
+_NO_CHANGE_STREAMS = {40573, 40324}
+
+
+def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
+    from .models.base import load_documents
+
+    return load_documents(model, raws, lenient=lenient)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent(Generic[M]):
+    """One change-stream event: ``operation`` (insert, update, replace, delete, ...),
+    ``document`` (the document after the change, validated; ``None`` for deletes), its
+    ``document_key`` and the ``raw`` event."""
+
+    operation: str
+    document: M | None
+    document_key: dict[str, Any]
+    raw: dict[str, Any]
+
+
+class QuerySet(Generic[M]):
+    """A lazy query over one Document class; ``await`` it for ``list[M]``."""
+
+    __slots__ = ("_model", "_prefetch", "_query")
+
+    def __init__(self, model: type[Any], query: Query | None = None) -> None:
+        self._model = model
+        self._query = query if query is not None else Query(model)
+        self._prefetch: tuple[str, ...] = ()
+
+    # -- building (no I/O) -------------------------------------------------------------------
+
+    @property
+    def model(self) -> type[Any]:
+        """The Document class this queryset reads."""
+        return self._model
+
+    @property
+    def query(self) -> Query:
+        """The query state (read it; chain methods to change it)."""
+        return self._query
+
+    def _chain(self) -> Self:
+        clone = type(self).__new__(type(self))
+        clone._model = self._model
+        clone._query = self._query.clone()
+        clone._prefetch = self._prefetch
+        return clone
+
+    def all(self) -> Self:
+        """Return a copy of this queryset."""
+        return self._chain()
+
+    def filter(self, *args: Q, **kwargs: Any) -> Self:
+        """Return a new queryset with these conditions ANDed to the filter."""
+        clone = self._chain()
+        clone._query.add_filter(*args, **kwargs)
+        return clone
+
+    def exclude(self, *args: Q, **kwargs: Any) -> Self:
+        """Return a new queryset without the documents matching these conditions."""
+        clone = self._chain()
+        clone._query.add_filter(*args, negate=True, **kwargs)
+        return clone
+
+    def order_by(self, *fields: str) -> Self:
+        """Return a new queryset sorted by ``fields`` (``-name`` descending); none: unsorted."""
+        clone = self._chain()
+        clone._query.set_ordering(*fields)
+        return clone
+
+    def only(self, *fields: str) -> Self:
+        """Return a new queryset loading only these fields (the others stay unset)."""
+        clone = self._chain()
+        clone._query.add_only(*fields)
+        return clone
+
+    def defer(self, *fields: str) -> Self:
+        """Return a new queryset that does not load these fields."""
+        clone = self._chain()
+        clone._query.add_defer(*fields)
+        return clone
+
+    def values(self, *fields: str) -> QuerySet[dict[str, Any]]:
+        """Return a new queryset yielding dicts of these fields (``address__city`` keys)."""
+        clone: QuerySet[Any] = self._chain()
+        clone._query.set_values(fields, "dicts")
+        return clone
+
+    def values_list(self, *fields: str, flat: bool = False) -> QuerySet[Any]:
+        """Return a new queryset yielding tuples of these fields (or values, with ``flat``)."""
+        if flat and len(fields) != 1:
+            raise QueryError("values_list(flat=True) takes exactly one field")
+        clone: QuerySet[Any] = self._chain()
+        clone._query.set_values(fields, "flat" if flat else "tuples")
+        return clone
+
+    def distinct(self) -> Self:
+        """Return a new queryset yielding each ``values()`` row once."""
+        clone = self._chain()
+        clone._query.distinct = True
+        return clone
+
+    def annotate(self, **aggregates: Any) -> QuerySet[dict[str, Any]]:
+        """Return a new queryset grouping ``values()`` rows with these aggregates
+        (one ``$group`` stage)."""
+        clone: QuerySet[Any] = self._chain()
+        clone._query.add_annotations(aggregates)
+        return clone
+
+    def select_related(self, *paths: str) -> Self:
+        """Return a new queryset loading these references in the same round trip
+        (``$lookup``); ``ref.document`` is then the loaded document."""
+        clone = self._chain()
+        clone._query.add_related(*paths)
+        return clone
+
+    def prefetch_related(self, *paths: str) -> Self:
+        """Return a new queryset loading these references (lists of them too) with one
+        extra query per relation, not per row."""
+        clone = self._chain()
+        for path in paths:
+            _reference_field(self._model, path)
+        clone._prefetch = (*self._prefetch, *paths) if paths else ()
+        return clone
+
+    def batch_size(self, size: int) -> Self:
+        """Return a new queryset fetching ``size`` documents per round trip."""
+        if size < 1:
+            raise QueryError(f"batch_size must be at least 1, not {size}")
+        clone = self._chain()
+        clone._query.batch_size = size
+        return clone
+
+    def timeout(self, seconds: float | None) -> Self:
+        """Return a new queryset whose operations must finish within ``seconds``."""
+        if seconds is not None and seconds <= 0:
+            raise QueryError(f"timeout must be a positive number of seconds, not {seconds!r}")
+        clone = self._chain()
+        clone._query.timeout = seconds
+        return clone
+
+    def read_preference(self, preference: Any) -> Self:
+        """Return a new queryset reading with ``preference`` (``"secondaryPreferred"``...)."""
+        from .models.options import as_read_preference
+
+        clone = self._chain()
+        clone._query.read_preference = as_read_preference(preference)
+        return clone
+
+    def lenient(self) -> QuerySet[M | Invalid]:
+        """Return a new queryset yielding ``odm.Invalid`` for stored documents that no
+        longer validate, instead of failing."""
+        clone: QuerySet[Any] = self._chain()
+        clone._query.lenient = True
+        return clone
+
+    @overload
+    def __getitem__(self, key: slice) -> Self: ...
+
+    @overload
+    def __getitem__(self, key: int) -> _Single[M]: ...
+
+    def __getitem__(self, key: slice | int) -> Self | _Single[M]:
+        """Slice (``qs[10:20]``: skip/limit) or pick one row (``await qs[3]``)."""
+        if isinstance(key, slice):
+            clone = self._chain()
+            clone._query.apply_slice(key)
+            return clone
+        if not isinstance(key, int):
+            raise TypeError(f"QuerySet indices must be integers or slices, not {type(key)}")
+        clone = self._chain()
+        clone._query.apply_slice(key)
+        return _Single(clone, key)
+
+    def explain_query(self) -> dict[str, Any]:
+        """Return what this queryset will send (``{"find": ...}`` or ``{"aggregate": ...}``)."""
+        return compiler.explain_query(self._query)
+
+    def __repr__(self) -> str:
+        return f"<QuerySet {self._model.__name__} {self.explain_query()}>"
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _read_options(self) -> dict[str, Any]:
+        query = self._query
+        return {"timeout": query.timeout, "read_preference": query.read_preference}
+
+    async def _batches(self) -> AsyncIterator[list[Any]]:
+        """Yield the results batch by batch, each batch validated at once."""
+        compiled = compiler.compile_query(self._query)
+        options = self._read_options()
+        if isinstance(compiled, compiler.CompiledFind):
+            source = executor.find(self._model, **compiled.kwargs(), **options)
+            async with aclosing(source) as batches:
+                async for raws in batches:
+                    yield await self._documents(raws)
+            return
+        kwargs = compiled.kwargs()
+        batch_size = kwargs.pop("batchSize", 0)
+        source = executor.aggregate(
+            self._model, kwargs["pipeline"], batch_size=batch_size, **options
+        )
+        async with aclosing(source) as batches:
+            async for raws in batches:
+                if compiled.rows == "documents":
+                    yield await self._documents(raws, compiled.related)
+                else:
+                    yield _shape_rows(raws, compiled.rows, compiled.names)
+
+    async def _documents(
+        self, raws: list[dict[str, Any]], related: Sequence[compiler.Related] = ()
+    ) -> list[Any]:
+        joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
+        query = self._query
+        if query.only_fields is not None or query.deferred:
+            documents = _load_partial(self._model, raws, query)
+        else:
+            documents = _load(self._model, raws, query.lenient)
+        for relation, targets in zip(related, joined, strict=True):
+            _attach(documents, relation, targets, query.lenient)
+        if self._prefetch:
+            await _prefetch(self._model, documents, self._prefetch, self._read_options())
+        return documents
+
+    async def _fetch_all(self) -> list[M]:
+        results: list[M] = []
+        async for batch in self._batches():
+            results.extend(batch)
+        return results
+
+    def __await__(self) -> Generator[Any, None, list[M]]:
+        """Run the query and return every result as a list."""
+        return self._fetch_all().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[M]:
+        """Stream the results: one batch in memory at a time."""
+        async for batch in self._batches():
+            for item in batch:
+                yield item
+
+    async def to_list(self, length: int | None = None) -> list[M]:
+        """Return at most ``length`` results (all with ``None``), as Motor's cursors do."""
+        if length is None:
+            return await self
+        if length < 0:
+            raise QueryError(f"to_list length must not be negative, not {length}")
+        return await self[:length]
+
+    async def first(self) -> M | None:
+        """Return the first result (ordered by ``id`` when no ordering applies), or ``None``."""
+        clone = self._chain()
+        if not clone._query.default_ordering():
+            clone._query.set_ordering("id")
+        rows = await clone[:1]
+        return rows[0] if rows else None
+
+    async def last(self) -> M | None:
+        """Return the last result (in reverse ordering), or ``None``."""
+        if self._query.is_sliced:
+            raise QueryError("last() cannot be used on a sliced queryset; order it instead")
+        clone = self._chain()
+        clone._query.reverse_ordering()
+        rows = await clone[:1]
+        return rows[0] if rows else None
+
+    async def get(self, *args: Q, **kwargs: Any) -> M:
+        """Return the one result matching these conditions; raise ``Model.DoesNotExist`` or
+        ``Model.MultipleObjectsReturned``."""
+        clone = self.filter(*args, **kwargs) if args or kwargs else self._chain()
+        clone._query.apply_slice(slice(0, 2))
+        rows = await clone
+        model = self._model
+        if not rows:
+            what = _describe(args, kwargs)
+            raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
+        if len(rows) > 1:
+            what = _describe(args, kwargs)
+            raise model.MultipleObjectsReturned(
+                f"get() of {model.__name__} matching {what} found more than one document"
+            )
+        return rows[0]
+
+    async def count(self) -> int:
+        """Return how many documents match (slicing respected)."""
+        compiled = compiler.compile_count(self._query)
+        options = self._read_options()
+        if compiled.filter is not None:
+            return await executor.count_documents(self._model, **compiled.kwargs(), **options)
+        assert compiled.pipeline is not None
+        rows = await executor.aggregate_list(self._model, compiled.pipeline, **options)
+        return int(rows[0]["n"]) if rows else 0
+
+    async def exists(self) -> bool:
+        """Tell whether any document matches (fetches at most one ``_id``)."""
+        compiled = compiler.compile_exists(self._query)
+        options = self._read_options()
+        if isinstance(compiled, compiler.CompiledFind):
+            kwargs = compiled.kwargs()
+            kwargs.pop("batch_size", None)
+            rows = await executor.find_list(self._model, **kwargs, **options)
+        else:
+            rows = await executor.aggregate_list(self._model, compiled.pipeline, **options)
+        return bool(rows)
+
+    async def aggregate(self, **aggregates: Any) -> dict[str, Any]:
+        """Return ``{name: value}`` for aggregates over the matching documents
+        (``aggregate(n=Count(), avg_age=Avg("age"))``), in one round trip."""
+        if not aggregates:
+            raise QueryError("aggregate() needs at least one name=Aggregate(...)")
+        compiled = compiler.compile_aggregate(self._query, aggregates)
+        rows = await executor.aggregate_list(
+            self._model, compiled.pipeline, **self._read_options()
+        )
+        return compiled.result(rows)
+
+    async def aggregate_pipeline(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Run a raw aggregation ``pipeline`` (the explicit escape hatch: nothing in it is
+        checked) after this queryset's filter; return the raw rows."""
+        target = compiler.compile_write(self._query)
+        stages: list[dict[str, Any]] = []
+        if target.filter:
+            stages.append({"$match": target.filter})
+        elif target.pipeline is not None:
+            stages.extend(target.pipeline[:-1])
+        stages.extend(dict(stage) for stage in pipeline)
+        return await executor.aggregate_list(self._model, stages, **self._read_options())
+
+    async def _write_filter(self) -> dict[str, Any]:
+        target = compiler.compile_write(self._query)
+        if target.filter is not None:
+            return target.filter
+        assert target.pipeline is not None
+        rows = await executor.aggregate_list(
+            self._model, target.pipeline, timeout=self._query.timeout
+        )
+        return {ID_KEY: {"$in": [row[ID_KEY] for row in rows]}}
+
+    async def update(self, **values: Any) -> int:
+        """Update every matching document in one ``update_many``; return how many matched.
+
+        Plain values become ``$set``; ``F("n") + 1`` ``$inc``; ``F("n") * 2`` ``$mul``;
+        ``F("tags").push(x)`` / ``.pull(x)`` / ``.add_to_set(x)`` the array operators. Under
+        ``Meta.optimistic_lock`` the version is bumped too, so copies loaded before go stale.
+        """
+        if not values:
+            raise QueryError("update() needs at least one field=value")
+        update = compiler.compile_update(self._model, values)
+        meta = self._model._meta
+        if meta.optimistic_lock:
+            version = meta.db_key(meta.version_field)
+            update.setdefault("$inc", {})[version] = 1
+        result = await executor.update_many(
+            self._model, await self._write_filter(), update, timeout=self._query.timeout
+        )
+        return int(result.matched_count)
+
+    async def delete(self) -> int:
+        """Delete every matching document in one ``delete_many``; return how many.
+
+        Per-instance hooks and signals do not run (as with Django's bulk delete they would
+        need every document loaded); delete instances one by one when they must.
+        """
+        result = await executor.delete_many(
+            self._model, await self._write_filter(), timeout=self._query.timeout
+        )
+        return int(result.deleted_count)
+
+    async def get_or_create(
+        self, defaults: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[M, bool]:
+        """Return ``(document, created)``: the one matching ``kwargs``, else a new one made
+        from ``kwargs`` and ``defaults`` and inserted. A concurrent insert that wins a unique
+        index is read back instead of failing."""
+        try:
+            return await self.get(**kwargs), False
+        except DoesNotExist:
+            pass
+        document = self._model(**_plain_fields(kwargs), **(defaults or {}))
+        try:
+            await document.insert(timeout=self._query.timeout)
+        except DuplicateKey:
+            try:
+                return await self.get(**kwargs), False
+            except DoesNotExist:
+                raise
+        return document, True
+
+    async def update_or_create(
+        self, defaults: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[M, bool]:
+        """Return ``(document, created)`` after setting ``defaults`` on the one matching
+        ``kwargs`` (only the changed fields are sent) or inserting a new one."""
+        document, created = await self.get_or_create(defaults=defaults, **kwargs)
+        if not created and defaults:
+            for name, value in defaults.items():
+                setattr(document, name, value)
+            await document.save(timeout=self._query.timeout)  # type: ignore[attr-defined]
+        return document, created
+
+    async def in_bulk(self, ids: Iterable[Any] | None = None) -> dict[Any, M]:
+        """Return ``{id: document}`` for these ids (every match when ``None``)."""
+        qs = self if ids is None else self.filter(id__in=list(ids))
+        return {getattr(doc, "id", None): doc async for doc in qs}
+
+    async def bulk_create(
+        self, documents: Iterable[Any], *, ordered: bool = True
+    ) -> list[Any]:
+        """Insert these documents with ONE ``insert_many`` (hooks and signals do not run);
+        return them."""
+        from .models.tracking import set_snapshot
+        from .session import current_unit_of_work
+
+        docs = list(documents)
+        if not docs:
+            return []
+        model = self._model
+        for doc in docs:
+            if not isinstance(doc, model):
+                raise QueryError(
+                    f"bulk_create on {model.__name__} got a {type(doc).__name__}: pass "
+                    f"{model.__name__} instances"
+                )
+        raws = [doc.to_bson() for doc in docs]
+        await executor.insert_many(model, raws, ordered=ordered, timeout=self._query.timeout)
+        uow = current_unit_of_work()
+        for doc, raw in zip(docs, raws, strict=True):
+            set_snapshot(doc, raw)
+            if uow is not None:
+                uow.track(doc)
+        return docs
+
+    async def explain(self) -> dict[str, Any]:
+        """Return the server's plan for this queryset (``queryPlanner`` verbosity): which
+        index it would use."""
+        compiled = compiler.compile_query(self._query)
+        name = self._model._meta.collection
+        command: dict[str, Any]
+        if isinstance(compiled, compiler.CompiledFind):
+            command = {"find": name, "filter": compiled.filter}
+            if compiled.projection is not None:
+                command["projection"] = compiled.projection
+            if compiled.sort:
+                command["sort"] = dict(compiled.sort)
+            if compiled.skip:
+                command["skip"] = compiled.skip
+            if compiled.limit:
+                command["limit"] = compiled.limit
+        else:
+            command = {"aggregate": name, "pipeline": compiled.pipeline, "cursor": {}}
+        return await executor.explain(self._model, command, timeout=self._query.timeout)
+
+    async def watch(
+        self, *, full_document: str = "updateLookup", **options: Any
+    ) -> AsyncIterator[ChangeEvent[M]]:
+        """Stream changes to the matching documents as :class:`ChangeEvent` s.
+
+        Needs a replica set or a sharded cluster (a standalone server raises
+        :class:`odm.ConfigurationError`). Deletes match when the filter is on ``_id`` only;
+        other filters see inserts, updates and replaces (the changed document is looked up).
+        """
+        target = compiler.compile_write(self._query)
+        if target.pipeline is not None:
+            raise QueryError("watch() cannot filter across references")
+        match = _prefix_filter(target.filter or {}, "fullDocument.")
+        pipeline = [{"$match": match}] if match else []
+        try:
+            stream = await executor.watch(
+                self._model, pipeline, full_document=full_document, **options
+            )
+        except OperationFailure as exc:
+            if exc.code in _NO_CHANGE_STREAMS:
+                raise ConfigurationError(
+                    "watch() needs a replica set or a sharded cluster: this server is a "
+                    "standalone mongod (run `odm server`, or mongod --replSet)"
+                ) from exc
+            raise
+        try:
+            async for event in stream:
+                raw_doc = event.get("fullDocument")
+                document = _load(self._model, [raw_doc], False)[0] if raw_doc else None
+                yield ChangeEvent(
+                    operation=event.get("operationType", ""),
+                    document=document,
+                    document_key=dict(event.get("documentKey") or {}),
+                    raw=event,
+                )
+        finally:
+            await stream.close()
+
+    # -- managers ----------------------------------------------------------------------------
+
+    @classmethod
+    def as_manager(cls) -> Manager[Self]:
+        """Return a manager whose querysets are of this class (Django's idiom)::
+
+        class Customer(Document):
+            objects = CustomerQuerySet.as_manager()
+        """
+        return Manager(cls)
+
+
+class _Single(Generic[M]):
+    """``await qs[3]``: one row by position; ``IndexError`` when there is none."""
+
+    __slots__ = ("_index", "_queryset")
+
+    def __init__(self, queryset: QuerySet[M], index: int) -> None:
+        self._queryset = queryset
+        self._index = index
+
+    async def _get(self) -> M:
+        rows = await self._queryset
+        if not rows:
+            raise IndexError(f"queryset index {self._index} out of range")
+        return rows[0]
+
+    def __await__(self) -> Generator[Any, None, M]:
+        return self._get().__await__()
+
+
+class DefaultManager:
+    """``Model.objects``: a fresh ``QuerySet[Model]`` on each access from the class."""
+
+    def __get__(self, instance: object, owner: type[D]) -> QuerySet[D]:
+        if instance is not None:
+            raise AttributeError(
+                f"{owner.__name__}.objects is reached through the class, not an instance"
+            )
+        return QuerySet(owner)
+
+
+class Manager(DefaultManager, Generic[QS]):
+    """A manager whose querysets are of a custom class (made by ``QuerySet.as_manager()``)."""
+
+    def __init__(self, queryset_class: type[QS]) -> None:
+        self.queryset_class = queryset_class
+
+    def __get__(self, instance: object, owner: type[Any]) -> QS:
+        if instance is not None:
+            raise AttributeError(
+                f"{owner.__name__}.objects is reached through the class, not an instance"
+            )
+        return self.queryset_class(owner)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    text = ", ".join(parts) or "the queryset's filter"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the ``field=value`` / ``field__exact=value`` items of ``get_or_create`` kwargs."""
+    fields: dict[str, Any] = {}
+    for key, value in lookups.items():
+        name = key.removesuffix("__exact")
+        if "__" not in name:
+            fields[name] = value
+    return fields
+
+
+def _shape_rows(rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]) -> list[Any]:
+    if mode == "dicts":
+        return rows
+    if mode == "flat":
+        name = names[0]
+        return [row.get(name) for row in rows]
+    return [tuple(row.get(name) for name in names) for row in rows]
+
+
+def _attach(
+    documents: list[Any], relation: compiler.Related, targets: list[Any], lenient: bool
+) -> None:
+    """Put each joined document of ``relation`` into its row's Reference."""
+    present = [(i, t) for i, t in enumerate(targets) if isinstance(t, dict)]
+    if not present:
+        return
+    loaded = _load(relation.target, [t for _, t in present], lenient)
+    path = relation.path.split("__")
+    for (position, _), target in zip(present, loaded, strict=True):
+        owner = documents[position]
+        if isinstance(owner, Invalid) or isinstance(target, Invalid):
+            continue
+        for name in path[:-1]:
+            owner = getattr(owner, name, None)
+        reference = getattr(owner, path[-1], None) if owner is not None else None
+        if isinstance(reference, Reference):
+            reference.document = target
+
+
+def _reference_field(model: type[Any], name: str) -> type[Any]:
+    from .models.fields import reference_target
+
+    info = model.model_fields.get(name)
+    target = reference_target(info.annotation) if info is not None else None
+    if target is None:
+        raise QueryError(
+            f"prefetch_related({name!r}): {model.__name__}.{name} is not a Reference or a "
+            "list of References",
+            field=name,
+        )
+    return target
+
+
+async def _prefetch(
+    model: type[Any], documents: list[Any], paths: tuple[str, ...], options: dict[str, Any]
+) -> None:
+    """Load the references of ``paths`` with one query per path and attach them."""
+    for name in dict.fromkeys(paths):
+        target = _reference_field(model, name)
+        references: list[Reference[Any]] = []
+        for document in documents:
+            value = getattr(document, name, None)
+            if isinstance(value, Reference):
+                references.append(value)
+            elif isinstance(value, list):
+                references.extend(v for v in value if isinstance(v, Reference))
+        ids = list({ref.id for ref in references if ref.id is not None})
+        if not ids:
+            continue
+        raws = await executor.find_list(
+            target, {ID_KEY: {"$in": ids}, **target._meta.class_filter()}, **options
+        )
+        by_id = {doc.id: doc for doc in _load(target, raws, False)}
+        for ref in references:
+            ref.document = by_id.get(ref.id)
+
+
+def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) -> list[Any]:
+    """Build documents from a projection: loaded fields validated, the others left unset.
+
+    Such documents are read-only views: ``save()`` refuses them (it would not know the
+    fields that were not loaded).
+    """
+    from .models.base import load_partial
+
+    return load_partial(
+        model, raws, only=query.only_fields, deferred=query.deferred, lenient=query.lenient
+    )
+
+
+def _prefix_filter(filter: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Rewrite a collection filter for change events, whose document is under ``prefix``."""
+    out: dict[str, Any] = {}
+    for key, value in filter.items():
+        if key in ("$and", "$or", "$nor"):
+            out[key] = [_prefix_filter(part, prefix) for part in value]
+        elif key == "$expr":
+            raise QueryError("watch() cannot use F() expressions in its filter")
+        elif key == ID_KEY:
+            out["documentKey._id"] = value
+        else:
+            out[prefix + key] = value
+    return out

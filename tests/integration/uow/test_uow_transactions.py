@@ -1,0 +1,237 @@
+"""odm.transaction(), atomic and run_in_transaction on a real replica set, driver-level writes.
+
+These tests write through the driver with the bound session (``odm.current_session()``), so they
+exercise the unit of work itself; the Document-level tests live beside them.
+"""
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo.errors import OperationFailure
+
+import odm
+from odm.server import LocalServer
+from odm.session import current_session, current_unit_of_work, operation_session
+from odm.uow import atomic, backoff_delay, run_in_transaction, transaction
+
+
+async def fail_point(db: Any, data: dict[str, Any], times: int = 1) -> None:
+    await db.client.admin.command(
+        {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}
+    )
+
+
+@pytest.fixture
+async def fail_points_off(odm_database: Any) -> AsyncIterator[None]:
+    yield
+    await odm_database.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+async def insert(db: Any, doc: dict[str, Any]) -> None:
+    await db.items.insert_one(doc, session=current_session())
+
+
+async def count_outside(db: Any) -> int:
+    return int(await db.items.count_documents({}))
+
+
+async def test_commit_writes_and_outside_readers_do_not_see_until_then(odm_database: Any) -> None:
+    async with transaction() as uow:
+        await insert(odm_database, {"n": 1})
+        inside = await odm_database.items.count_documents({}, session=current_session())
+        # A task with an empty context stands for another request: it has no bound session.
+        outside = await asyncio.create_task(
+            count_outside(odm_database), context=contextvars.Context()
+        )
+        assert uow.session is current_session()
+    assert (inside, outside) == (1, 0)
+    assert await odm_database.items.count_documents({}) == 1
+    assert current_session() is None
+
+
+async def test_exception_aborts_and_propagates(odm_database: Any) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with transaction():
+            await insert(odm_database, {"n": 1})
+            raise RuntimeError("boom")
+    assert await odm_database.items.count_documents({}) == 0
+
+
+@pytest.mark.odm_drivers("pymongo")
+async def test_raw_driver_calls_join_through_bind(odm_database: Any) -> None:
+    """With PyMongo >= 4.17 a raw call with no session= joins the transaction."""
+    with pytest.raises(RuntimeError):
+        async with transaction():
+            await odm_database.items.insert_one({"raw": True})
+            raise RuntimeError("abort")
+    assert await odm_database.items.count_documents({}) == 0
+
+
+async def test_on_commit_runs_after_commit_in_order_and_is_dropped_on_abort(
+    odm_database: Any,
+) -> None:
+    seen: list[str] = []
+
+    async def async_callback() -> None:
+        seen.append(f"async saw {await odm_database.items.count_documents({})}")
+
+    async with transaction() as uow:
+        await insert(odm_database, {"n": 1})
+        uow.on_commit(lambda: seen.append("sync"))
+        uow.on_commit(async_callback)
+        seen.append("body done")
+    assert seen == ["body done", "sync", "async saw 1"]
+
+    seen.clear()
+    with pytest.raises(ValueError):
+        async with transaction() as uow:
+            uow.on_commit(lambda: seen.append("must not run"))
+            raise ValueError
+    assert seen == []
+
+
+async def test_nested_transaction_joins_the_outer_one(odm_database: Any) -> None:
+    with pytest.raises(RuntimeError):
+        async with transaction() as outer:
+            async with transaction() as inner:
+                assert inner is outer
+                await insert(odm_database, {"n": 1})
+            raise RuntimeError("abort outer")
+    assert await odm_database.items.count_documents({}) == 0
+
+
+async def test_tasks_spawned_inside_are_refused(odm_database: Any) -> None:
+    async def spawned() -> None:
+        operation_session()
+
+    async with transaction():
+        assert operation_session() is current_session()
+        with pytest.raises(odm.TransactionError, match="task that opened it"):
+            await asyncio.gather(spawned())
+
+
+async def test_tasks_started_outside_do_not_see_the_transaction(odm_database: Any) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[Any] = []
+
+    async def outsider() -> None:
+        await entered.wait()
+        seen.append(current_unit_of_work())
+        release.set()
+
+    task = asyncio.create_task(outsider())
+    async with transaction():
+        entered.set()
+        await release.wait()
+    await task
+    assert seen == [None]
+
+
+async def test_atomic_reruns_body_on_transient_error(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    runs = 0
+
+    @atomic(retries=3)
+    async def body() -> str:
+        nonlocal runs
+        runs += 1
+        await insert(odm_database, {"run": runs})
+        return "done"
+
+    await fail_point(
+        odm_database,
+        {
+            "failCommands": ["insert"],
+            "errorCode": 251,
+            "errorLabels": ["TransientTransactionError"],
+        },
+    )
+    assert await body() == "done"
+    assert runs == 2
+    assert [d["run"] async for d in odm_database.items.find({}, {"_id": 0})] == [2]
+
+
+async def test_unknown_commit_result_retries_the_commit_only(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    runs = 0
+
+    async def body() -> None:
+        nonlocal runs
+        runs += 1
+        await insert(odm_database, {"n": runs})
+
+    # Two failures: the driver retries a commit once by itself, so the second one reaches
+    # our loop, which must retry the commit and not the body.
+    await fail_point(
+        odm_database,
+        {"failCommands": ["commitTransaction"], "errorCode": 6},
+        times=2,
+    )
+    await run_in_transaction(body, retries=3)
+    assert runs == 1
+    assert await odm_database.items.count_documents({}) == 1
+
+
+async def test_non_retryable_error_aborts_cleanly(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    runs = 0
+
+    @atomic(retries=5)
+    async def body() -> None:
+        nonlocal runs
+        runs += 1
+        await insert(odm_database, {"first": True})
+        await insert(odm_database, {"second": True})
+
+    await fail_point(odm_database, {"failCommands": ["insert"], "errorCode": 2}, times=1)
+    with pytest.raises(OperationFailure):
+        await body()
+    assert runs == 1
+    assert await odm_database.items.count_documents({}) == 0
+
+
+async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any) -> None:
+    accounts = 8
+    await odm_database.accounts.insert_many([{"_id": i, "balance": 1000} for i in range(accounts)])
+
+    @atomic(retries=50, timeout=60)
+    async def transfer(src: int, dst: int, amount: int) -> None:
+        session = current_session()
+        await odm_database.accounts.update_one(
+            {"_id": src}, {"$inc": {"balance": -amount}}, session=session
+        )
+        await odm_database.accounts.update_one(
+            {"_id": dst}, {"$inc": {"balance": amount}}, session=session
+        )
+
+    await asyncio.gather(
+        *(transfer(i % accounts, (i * 3 + 1) % accounts, 1 + i % 7) for i in range(200))
+    )
+    total = 0
+    async for account in odm_database.accounts.find({}):
+        total += account["balance"]
+    assert total == accounts * 1000
+
+
+def test_backoff_follows_the_spec() -> None:
+    for attempt in range(1, 20):
+        assert 0 <= backoff_delay(attempt) <= min(0.005 * 1.5**attempt, 0.5)
+
+
+async def test_standalone_server_refuses_transactions_before_writing() -> None:
+    async with LocalServer(replica_set=None) as server:
+        await odm.connect(server.uri_for("solo"), alias="solo")
+        try:
+            with pytest.raises(odm.TransactionsNotSupported, match="standalone"):
+                async with transaction("solo"):
+                    pytest.fail("the body must not run")
+            assert await odm.get_database("solo").items.count_documents({}) == 0
+        finally:
+            await odm.disconnect("solo")
