@@ -38,7 +38,7 @@ from pymongo.write_concern import WriteConcern
 
 from . import drivers
 from .connection import DEFAULT_ALIAS, get_client
-from .exceptions import TransactionError, TransactionsNotSupported
+from .exceptions import StaleDocument, TransactionError, TransactionsNotSupported
 from .identity import IdentityMap
 from .session import _bound_session, _bound_uow, current_unit_of_work
 
@@ -106,7 +106,9 @@ class UnitOfWork:
                 pending[(root, root._meta.collection)].append((document, operation))
         written = 0
         for (model, _collection), items in pending.items():
-            await executor.bulk_write(model, [op for _, op in items], ordered=True)
+            result = await executor.bulk_write(model, [op for _, op in items], ordered=True)
+            if result.acknowledged and result.matched_count != len(items):
+                raise _flush_mismatch(model, len(items), result.matched_count)
             for document, _ in items:
                 tracking.mark_clean(document)
             written += len(items)
@@ -117,6 +119,17 @@ class UnitOfWork:
             result = callback()
             if inspect.isawaitable(result):
                 await result
+
+
+def _flush_mismatch(model: type[Any], expected: int, matched: int) -> Exception:
+    missing = expected - matched
+    what = (
+        f"{missing} of {expected} changed {model.__name__} document(s) could not be written at "
+        "commit: "
+    )
+    if model._meta.optimistic_lock:
+        return StaleDocument(what + "changed or deleted by someone else since they were loaded")
+    return model.DoesNotExist(what + "deleted since they were loaded")  # type: ignore[no-any-return]
 
 
 async def _check_transactions_supported(client: Any) -> None:

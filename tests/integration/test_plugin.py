@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,19 +30,26 @@ async def test_waits(odm_database):
 '''
 
 
-def mongod_children() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "odm-mongod-"], capture_output=True, text=True)
+def mongod_children(tmp_path: Path) -> set[int]:
+    """The mongod processes whose data directory is under this test's own TMPDIR."""
+    out = subprocess.run(
+        ["pgrep", "-f", f"{tmp_path / 'tmp'}/odm-mongod-"], capture_output=True, text=True
+    )
     return {int(p) for p in out.stdout.split()}
 
 
-def odm_tempdirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("odm-mongod-*")}
+def odm_tempdirs(tmp_path: Path) -> set[str]:
+    return {p.name for p in (tmp_path / "tmp").glob("odm-mongod-*")}
 
 
 def run_sample(tmp_path: Path, env_extra: dict[str, str]) -> subprocess.Popen[str]:
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "ODM_TEST_URI"}
+    # A TMPDIR of its own makes the run's mongod and data directory recognisable, whatever
+    # else runs on the machine.
+    env["TMPDIR"] = str(tmp_path / "tmp")
     env.update(env_extra)
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(tmp_path)],
@@ -52,16 +58,14 @@ def run_sample(tmp_path: Path, env_extra: dict[str, str]) -> subprocess.Popen[st
 
 
 def test_failing_run_still_cleans_up(tmp_path: Path) -> None:
-    before_pids, before_dirs = mongod_children(), odm_tempdirs()
     proc = run_sample(tmp_path, {})
     out, _ = proc.communicate(timeout=120)
     assert "2 passed, 1 failed" in out or "1 failed, 2 passed" in out, out
-    assert mongod_children() - before_pids == set()
-    assert odm_tempdirs() - before_dirs == set()
+    assert mongod_children(tmp_path) == set()
+    assert odm_tempdirs(tmp_path) == set()
 
 
 def test_ctrl_c_cleans_up(tmp_path: Path) -> None:
-    before_pids, before_dirs = mongod_children(), odm_tempdirs()
     proc = run_sample(tmp_path, {"SAMPLE_WAIT": "1"})
     assert proc.stdout is not None
     lines: list[str] = []
@@ -73,19 +77,20 @@ def test_ctrl_c_cleans_up(tmp_path: Path) -> None:
             break
     else:
         pytest.fail("the sample never reached its waiting test:\n" + "".join(lines))
-    assert mongod_children() - before_pids, "the plugin should have started a mongod"
+    assert mongod_children(tmp_path), "the plugin should have started a mongod"
+    assert odm_tempdirs(tmp_path), "the plugin should have made a data directory"
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
-    assert mongod_children() - before_pids == set()
-    assert odm_tempdirs() - before_dirs == set()
+    assert mongod_children(tmp_path) == set()
+    assert odm_tempdirs(tmp_path) == set()
 
 
 def test_odm_test_uri_reuses_a_running_server(tmp_path: Path, odm_uri: str) -> None:
-    before_pids = mongod_children()
     proc = run_sample(tmp_path, {"ODM_TEST_URI": odm_uri})
     out, _ = proc.communicate(timeout=120)
     assert "2 passed" in out, out
-    assert mongod_children() == before_pids
+    assert mongod_children(tmp_path) == set()
+    assert odm_tempdirs(tmp_path) == set()
 
 
 def test_missing_binary_says_how_to_get_one(monkeypatch: Any) -> None:
