@@ -53,9 +53,10 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _command_registrars() -> list[Callable[[Any], None]]:
+    from .demo import register as _register_demo
     from .migrations.cli import register as _register_migrate
 
-    return [_register_server, _register_migrate]
+    return [_register_server, _register_migrate, _register_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

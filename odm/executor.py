@@ -16,20 +16,20 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
+import pymongo
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, TypeRegistry
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import drivers
 from .connection import database_for
-from .exceptions import DuplicateKey
+from .exceptions import DuplicateKey, OperationTimeout
 from .session import operation_session
-from .timeouts import operation_timeout
+from .timeouts import is_timeout
 
 __all__ = [
     "CODEC_OPTIONS",
@@ -121,18 +121,49 @@ def _duplicate(model: type[Any], details: Mapping[str, Any] | None, exc: BaseExc
     return DuplicateKey(f"{where}: duplicate key {key!r} breaks unique index {index!r}")
 
 
-@contextmanager
-def _run(model: type[Any], what: str, timeout: float | None) -> Iterator[None]:
-    try:
-        with operation_timeout(timeout, what):
-            yield
-    except DuplicateKeyError as exc:
-        raise _duplicate(model, exc.details, exc) from exc
-    except BulkWriteError as exc:
-        errors = (exc.details or {}).get("writeErrors") or []
-        if errors and all(e.get("code") == 11000 for e in errors):
-            raise _duplicate(model, errors[0], exc) from exc
-        raise
+class _run:
+    """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
+    given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
+    deadline as :class:`odm.OperationTimeout` naming ``what``.
+
+    A class rather than a generator-based context manager: it runs around every driver call,
+    and without a timeout it costs two method calls.
+    """
+
+    __slots__ = ("_deadline", "model", "timeout", "what")
+
+    def __init__(self, model: type[Any], what: str, timeout: float | None) -> None:
+        self.model = model
+        self.what = what
+        self.timeout = timeout
+        self._deadline: Any = None
+
+    def __enter__(self) -> None:
+        timeout = self.timeout
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError(
+                    f"timeout must be a positive number of seconds, not {timeout!r}"
+                )
+            self._deadline = pymongo.timeout(timeout)
+            self._deadline.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._deadline is not None:
+            self._deadline.__exit__(exc_type, exc, tb)
+            self._deadline = None
+        if exc is None or not isinstance(exc, PyMongoError):
+            return
+        if is_timeout(exc):
+            timeout = self.timeout
+            limit = f" within {timeout:g} s" if timeout is not None else ""
+            raise OperationTimeout(f"{self.what} did not finish{limit}: {exc}") from exc
+        if isinstance(exc, DuplicateKeyError):
+            raise _duplicate(self.model, exc.details, exc) from exc
+        if isinstance(exc, BulkWriteError):
+            errors = (exc.details or {}).get("writeErrors") or []
+            if errors and all(e.get("code") == 11000 for e in errors):
+                raise _duplicate(self.model, errors[0], exc) from exc
 
 
 # -- reads -----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .models.options import ID_KEY
 from .query import compiler
 from .query.q import Q
 from .query.query import Query
+from .session import current_unit_of_work
 
 if TYPE_CHECKING:
     from .models.base import Document
@@ -36,6 +37,15 @@ if TYPE_CHECKING:
 M = TypeVar("M")
 QS = TypeVar("QS", bound="QuerySet[Any]")
 D = TypeVar("D", bound="Document")
+
+#: Documents per round trip when a queryset is iterated with ``async for`` and no
+#: ``batch_size()`` was given. Without a bound the server sends batches of up to 16 MiB,
+#: which the driver decodes at once (~158 MB of dicts for 300-byte documents); 1,000 keeps
+#: memory flat at a small cost in round trips (see docs/performance.md).
+STREAM_BATCH_SIZE = 1000
+
+#: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
+_ID_LOOKUPS = frozenset({"id", "id__exact"})
 
 #: Change-stream errors that mean the server is not a replica set or sharded cluster.
 _NO_CHANGE_STREAMS = {40573, 40324}
@@ -265,6 +275,15 @@ class QuerySet(Generic[M]):
         return documents
 
     async def _fetch_all(self) -> list[M]:
+        query = self._query
+        if not query.batch_size:
+            compiled = compiler.compile_query(query)
+            if isinstance(compiled, compiler.CompiledFind):
+                # A plain find: one driver to_list(), one validation of the whole list.
+                raws = await executor.find_list(
+                    self._model, **compiled.kwargs(), **self._read_options()
+                )
+                return await self._documents(raws)
         results: list[M] = []
         async for batch in self._batches():
             results.extend(batch)
@@ -275,8 +294,13 @@ class QuerySet(Generic[M]):
         return self._fetch_all().__await__()
 
     async def __aiter__(self) -> AsyncIterator[M]:
-        """Stream the results: one batch in memory at a time."""
-        async for batch in self._batches():
+        """Stream the results: one batch in memory at a time (:data:`STREAM_BATCH_SIZE`
+        documents per round trip unless ``batch_size()`` says otherwise)."""
+        source = self
+        if not self._query.batch_size:
+            source = self._chain()
+            source._query.batch_size = STREAM_BATCH_SIZE
+        async for batch in source._batches():
             for item in batch:
                 yield item
 
@@ -308,6 +332,10 @@ class QuerySet(Generic[M]):
     async def get(self, *args: Q, **kwargs: Any) -> M:
         """Return the one result matching these conditions; raise ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
+        if not args and len(kwargs) == 1 and self._by_id_only():
+            ((key, value),) = kwargs.items()
+            if key in _ID_LOOKUPS and value is not None:
+                return await self._get_by_id(key, value)
         clone = self.filter(*args, **kwargs) if args or kwargs else self._chain()
         clone._query.apply_slice(slice(0, 2))
         rows = await clone
@@ -321,6 +349,44 @@ class QuerySet(Generic[M]):
                 f"get() of {model.__name__} matching {what} found more than one document"
             )
         return rows[0]
+
+    def _by_id_only(self) -> bool:
+        """Tell whether this queryset adds nothing to a lookup by ``_id`` (no filter, slice,
+        projection, grouping, join or prefetch), so ``get(id=...)`` can be one ``find_one``."""
+        query = self._query
+        return (
+            not query.where
+            and not query.low_mark
+            and query.high_mark is None
+            and query.only_fields is None
+            and not query.deferred
+            and query.values_fields is None
+            and not query.annotations
+            and not query.related
+            and not self._prefetch
+        )
+
+    async def _get_by_id(self, key: str, value: Any) -> M:
+        """``get(id=value)``: the value validated as the id field's type (the same lookup as
+        ``filter(id=value)``), then one ``find_one``; ``_id`` is unique, so no second row."""
+        from .query.paths import resolve
+        from .query.where import condition_for
+
+        model = self._model
+        where = condition_for(resolve(model, "id"), "exact", value)
+        filter = where.mql
+        class_filter = model._meta.class_filter()
+        if class_filter:
+            filter = {**filter, **class_filter}
+        query = self._query
+        raw = await executor.find_one(
+            model, filter, timeout=query.timeout, read_preference=query.read_preference
+        )
+        if raw is None:
+            what = _describe((), {key: value})
+            raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
+        documents = await self._documents([raw])
+        return documents[0]  # type: ignore[no-any-return]
 
     async def count(self) -> int:
         """Return how many documents match (slicing respected)."""
@@ -368,6 +434,12 @@ class QuerySet(Generic[M]):
         return await executor.aggregate_list(self._model, stages, **self._read_options())
 
     async def _write_filter(self) -> dict[str, Any]:
+        # Autoflush, as SQLAlchemy does before it queries: changes to tracked documents made
+        # earlier in this unit of work reach the server before a bulk write, so that an F()
+        # update applies on top of them instead of being overwritten by them at commit.
+        uow = current_unit_of_work()
+        if uow is not None:
+            await uow.flush()
         target = compiler.compile_write(self._query)
         if target.filter is not None:
             return target.filter
@@ -450,7 +522,6 @@ class QuerySet(Generic[M]):
         """Insert these documents with ONE ``insert_many`` (hooks and signals do not run);
         return them."""
         from .models.tracking import set_snapshot
-        from .session import current_unit_of_work
 
         docs = list(documents)
         if not docs:
@@ -510,14 +581,18 @@ class QuerySet(Generic[M]):
                 self._model, pipeline, full_document=full_document, **options
             )
         except OperationFailure as exc:
-            if exc.code in _NO_CHANGE_STREAMS:
-                raise ConfigurationError(
-                    "watch() needs a replica set or a sharded cluster: this server is a "
-                    "standalone mongod (run `odm server`, or mongod --replSet)"
-                ) from exc
+            _raise_if_no_change_streams(exc)
             raise
         try:
-            async for event in stream:
+            while True:
+                # Motor opens the stream on the first read: a standalone fails here.
+                try:
+                    event = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except OperationFailure as exc:
+                    _raise_if_no_change_streams(exc)
+                    raise
                 raw_doc = event.get("fullDocument")
                 document = _load(self._model, [raw_doc], False)[0] if raw_doc else None
                 yield ChangeEvent(
@@ -682,6 +757,15 @@ def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) ->
     return load_partial(
         model, raws, only=query.only_fields, deferred=query.deferred, lenient=query.lenient
     )
+
+
+def _raise_if_no_change_streams(exc: OperationFailure) -> None:
+    """Raise a ConfigurationError when ``exc`` says the server cannot stream changes."""
+    if exc.code in _NO_CHANGE_STREAMS:
+        raise ConfigurationError(
+            "watch() needs a replica set or a sharded cluster: this server is a "
+            "standalone mongod (run `odm server`, or mongod --replSet)"
+        ) from exc
 
 
 def _prefix_filter(filter: Mapping[str, Any], prefix: str) -> dict[str, Any]:

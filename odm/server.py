@@ -295,6 +295,23 @@ class LocalServer:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
 
+    def restart(self, member: int) -> None:
+        """Start a stopped (killed) member again on its port and data; it rejoins the set.
+
+        Returns once it answers a ping; it may still be recovering (``RECOVERING``,
+        ``STARTUP2``) before it is a ``SECONDARY`` again. Call it from the thread that
+        started the server (see ``PR_SET_PDEATHSIG``).
+        """
+        proc = self.processes[member]
+        if proc.poll() is None:
+            raise OdmError(f"member {member} is still running")
+        self.processes[member] = self._spawn(self._mongod or find_mongod(), member,
+                                             self.ports[member])
+        with self._direct(self.ports[member]) as client:
+            self._wait_until(
+                f"member {member} answering again", lambda: client.admin.command("ping")
+            )
+
     # -- context managers ----------------------------------------------------------------
 
     def __enter__(self) -> LocalServer:

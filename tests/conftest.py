@@ -1,1 +1,40 @@
-"""Shared test settings; the real server and database fixtures come from odm.contrib.pytest."""
+"""Shared test settings; the real server and database fixtures come from odm.contrib.pytest.
+
+``--odm-long`` runs the long variants (soak, big fuzz counts): tests marked ``slow`` are skipped
+without it, and tests that only scale up read it through the ``odm_long`` fixture.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare ``--odm-long``."""
+    parser.addoption(
+        "--odm-long",
+        action="store_true",
+        default=False,
+        help="run the long variants (tests marked slow; bigger loads and fuzz counts)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``slow`` marker (also declared in pyproject.toml)."""
+    config.addinivalue_line("markers", "slow: long soak or fuzz variants, run with --odm-long")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``slow`` tests unless ``--odm-long`` is given."""
+    if config.getoption("--odm-long"):
+        return
+    skip = pytest.mark.skip(reason="long variant: run with --odm-long")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def odm_long(pytestconfig: pytest.Config) -> bool:
+    """Whether ``--odm-long`` was given (tests scale their load and counts up with it)."""
+    return bool(pytestconfig.getoption("--odm-long"))

@@ -72,6 +72,7 @@ def unit_of_work_middleware_factory(
     async def unit_of_work_middleware(
         request: web.Request, handler: Handler
     ) -> web.StreamResponse:
+        """Run an unsafe request's handler in one transaction, committed only on success."""
         if request.method not in unsafe:
             if not causal_reads:
                 return await handler(request)

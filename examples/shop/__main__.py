@@ -1,5 +1,5 @@
 """``python -m examples.shop``: serve the example shop."""
 
-from .app import main
+from odm.demo.shop.app import main
 
 main()

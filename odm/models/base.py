@@ -16,6 +16,7 @@ import copy
 import datetime as _dt
 import decimal
 import enum
+import gc
 import re
 import types
 import typing
@@ -669,12 +670,25 @@ def _class_for(model: type[Any], raw: Mapping[str, Any]) -> type[Any]:
     return found if found is not None and issubclass(found, model) else model
 
 
+#: Batches at least this long are validated with the cyclic GC paused (see _validate_batch).
+_GC_PAUSE_MIN = 64
+
+
 def _validate_batch(
     model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool
 ) -> list[Any]:
     adapter: TypeAdapter[list[Any]] = model._meta.list_adapter()
     try:
-        return adapter.validate_python(raws)
+        if len(raws) < _GC_PAUSE_MIN or not gc.isenabled():
+            return adapter.validate_python(raws)
+        # Validating a batch allocates several objects per document, none of them in a
+        # reference cycle; left on, the cyclic GC would run dozens of collections that walk
+        # the fresh (young) raw documents again and again: ~40 % of the batch's time.
+        gc.disable()
+        try:
+            return adapter.validate_python(raws)
+        finally:
+            gc.enable()
     except _PydanticValidationError as exc:
         if not lenient:
             errors = exc.errors()

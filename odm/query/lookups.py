@@ -41,6 +41,8 @@ _ORDERED: Final = frozenset(
     }
 )
 _TEXT: Final = frozenset({Kind.STRING, Kind.ANY})
+#: The longest ``$regex`` pattern the server accepts (longer: "regular expression is too large").
+MAX_PATTERN_BYTES: Final = 32761
 _ALL_KINDS: Final = frozenset(Kind)
 
 
@@ -368,8 +370,9 @@ class Size(Lookup):
 
     def prepare(self, value: Any) -> Any:
         """Validate a non-negative int."""
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise QueryError(f"{self.path}__size takes an int >= 0", field=self.path)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+            # The server parses $size as a 32-bit int: a larger one is a server error.
+            raise QueryError(f"{self.path}__size takes an int >= 0 (and < 2**31)", field=self.path)
         return value
 
     def operand(self) -> Any:
@@ -417,7 +420,17 @@ class _Pattern(Lookup):
     template: ClassVar[str] = "{}"
 
     def prepare(self, value: Any) -> Any:
-        return self.template.format(escape_regex(self.convert_text(value)))
+        return self.checked(self.template.format(escape_regex(self.convert_text(value))))
+
+    def checked(self, pattern: str) -> str:
+        """Return ``pattern``, or raise QueryError if the server would refuse its length."""
+        if len(pattern.encode("utf-8", "surrogatepass")) > MAX_PATTERN_BYTES:
+            raise QueryError(
+                f"{self.path}__{self.lookup_name}: the text is too long for a pattern "
+                f"(MongoDB takes at most {MAX_PATTERN_BYTES} bytes once escaped)",
+                field=self.path,
+            )
+        return pattern
 
     def operand(self) -> Any:
         if self.insensitive:
@@ -470,7 +483,7 @@ class IContains(_Pattern):
     def prepare(self, value: Any) -> Any:
         """Escape the text; on a list field the whole element must match."""
         text = escape_regex(self.convert_text(value))
-        return rf"\A{text}\z" if self.target.field.kind is Kind.LIST else text
+        return self.checked(rf"\A{text}\z" if self.target.field.kind is Kind.LIST else text)
 
 
 @register_lookup
@@ -516,7 +529,7 @@ class Regex(_Pattern):
         pattern = self.convert_text(value)
         if "\x00" in pattern:
             raise QueryError(f"{self.path}__{self.lookup_name}: NUL in a pattern", field=self.path)
-        return pattern
+        return self.checked(pattern)
 
 
 @register_lookup

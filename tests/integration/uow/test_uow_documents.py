@@ -276,3 +276,13 @@ async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -
     )
     total = sum(a.balance for a in await UowAccount.objects.all())
     assert total == 8000
+
+
+async def test_queryset_write_autoflushes_tracked_changes_first(odm_database: Any) -> None:
+    """API.md section 5: ``ann.age += 1`` then ``update(age=F("age") + 1)`` adds two."""
+    ann = await UowAccount(owner="ann", balance=30, tags=["vip"]).insert()
+    async with transaction():
+        loaded = await UowAccount.objects.get(owner="ann")
+        loaded.balance += 1
+        await UowAccount.objects.filter(tags="vip").update(balance=F("balance") + 1)
+    assert (await UowAccount.objects.get(id=ann.id)).balance == 32

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from odm.models.base import Document
 from odm.models.fields import Field, Indexed, Reference, utcnow
+from odm.models.indexes import Index
 
 
 class Customer(Document):
@@ -32,6 +33,8 @@ class Order(Document):
 
     class Meta:
         collection = "orders"
+        # GET /customers/{id}/orders: one customer's orders, oldest first.
+        indexes = [Index("customer", "created")]
 
 
 MODELS: list[type[Document]] = [Customer, Order]

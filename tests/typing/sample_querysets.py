@@ -1,0 +1,71 @@
+"""Typing sample, checked by mypy --strict in tests/integration/querysets/test_qs_typing.py.
+
+Not collected by pytest (its name does not start with test_); never run, only type-checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+from odm import Document, Invalid, QuerySet, Reference
+from odm.queryset import ChangeEvent
+
+
+class Customer(Document):
+    name: str
+    age: int = 0
+
+
+class CustomerQuerySet(QuerySet["Shopper"]):
+    def adults(self) -> CustomerQuerySet:
+        return self.filter(age__gte=18)
+
+
+class Shopper(Document):
+    name: str
+    age: int = 0
+
+    objects = CustomerQuerySet.as_manager()
+
+
+class Order(Document):
+    customer: Reference[Customer]
+    total: float
+
+
+async def sample() -> None:
+    qs = Customer.objects.filter(age__gte=18)
+    assert_type(qs, QuerySet[Customer])
+    assert_type(await qs, list[Customer])
+    assert_type(await Customer.objects.filter(name="a").exclude(age=3), list[Customer])
+    assert_type(await qs.order_by("-age")[:10], list[Customer])
+    assert_type(await qs.first(), Customer | None)
+    assert_type(await qs.last(), Customer | None)
+    assert_type(await qs.get(name="Ann"), Customer)
+    assert_type(await qs[3], Customer)
+    assert_type(await qs.to_list(length=5), list[Customer])
+    assert_type(await qs.count(), int)
+    assert_type(await qs.exists(), bool)
+    assert_type(await qs.update(age=1), int)
+    assert_type(await qs.delete(), int)
+    assert_type(await qs.get_or_create(name="Bo"), tuple[Customer, bool])
+    assert_type(await qs.in_bulk(), dict[Any, Customer])
+    assert_type(await qs.aggregate(), dict[str, Any])
+    assert_type(await qs.values("name"), list[dict[str, Any]])
+    assert_type(await qs.only("name"), list[Customer])
+    assert_type(await qs.lenient(), list[Customer | Invalid])
+    async for customer in qs.batch_size(100):
+        assert_type(customer, Customer)
+    async for change in qs.watch():
+        assert_type(change, ChangeEvent[Customer])
+        assert_type(change.document, Customer | None)
+
+    shoppers = Shopper.objects.adults().filter(name__startswith="A").adults()
+    assert_type(shoppers, CustomerQuerySet)
+    assert_type(await shoppers, list[Shopper])
+    assert_type(await shoppers.first(), Shopper | None)
+
+    orders = await Order.objects.select_related("customer")
+    assert_type(orders, list[Order])
+    assert_type(orders[0].customer, Reference[Customer])
+    assert_type(orders[0].customer.document, Customer | None)
