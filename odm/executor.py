@@ -19,15 +19,24 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
+import bson
 import pymongo
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, TypeRegistry
+from bson.errors import InvalidDocument
+from pydantic import ValidationError
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from . import drivers
 from .connection import database_for
-from .exceptions import DuplicateKey, OperationTimeout
+from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .session import operation_session
 from .timeouts import is_timeout
 
@@ -121,6 +130,47 @@ def _duplicate(model: type[Any], details: Mapping[str, Any] | None, exc: BaseExc
     return DuplicateKey(f"{where}: duplicate key {key!r} breaks unique index {index!r}")
 
 
+#: Server errors that mean the query or update itself is wrong, not the server: an invalid
+#: regular expression (51091, the ``regex`` lookups pass the caller's pattern on) and a path
+#: that cannot be created (28, e.g. setting ``address.city`` where ``address`` is null).
+_REFUSED_QUERY_CODES = frozenset({28, 51091})
+
+
+def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exception:
+    """Return pydantic's ValidationError naming the field whose value BSON cannot encode
+    (a NUL byte in a key, an integer beyond 64 bits...), found by encoding field by field."""
+    for document in payload or ():
+        if not isinstance(document, Mapping):  # an update pipeline: nothing to point at
+            continue
+        for key, value in document.items():
+            # An update document holds {"$set": {"path": value}}: look one level down.
+            pairs = value.items() if key.startswith("$") and isinstance(value, Mapping) else [
+                (key, value)
+            ]
+            for path, item in pairs:
+                try:
+                    bson.encode({"v": item})
+                except (InvalidDocument, OverflowError) as error:
+                    return ValidationError.from_exception_data(
+                        model.__name__,
+                        [{
+                            "type": "value_error",
+                            "loc": tuple(str(path).split(".")),
+                            "input": item,
+                            "ctx": {"error": ValueError(f"cannot be stored in BSON: {error}")},
+                        }],
+                    )
+    return ValidationError.from_exception_data(
+        model.__name__,
+        [{
+            "type": "value_error",
+            "loc": (),
+            "input": None,
+            "ctx": {"error": ValueError(f"a value cannot be stored in BSON: {exc}")},
+        }],
+    )
+
+
 class _run:
     """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
     given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
@@ -130,12 +180,17 @@ class _run:
     and without a timeout it costs two method calls.
     """
 
-    __slots__ = ("_deadline", "model", "timeout", "what")
+    __slots__ = ("_deadline", "model", "payload", "timeout", "what")
 
-    def __init__(self, model: type[Any], what: str, timeout: float | None) -> None:
+    def __init__(
+        self, model: type[Any], what: str, timeout: float | None, payload: Any = None
+    ) -> None:
         self.model = model
         self.what = what
         self.timeout = timeout
+        #: The documents or update being written: read only to name the culprit of an
+        #: encoding error, so the happy path pays nothing for it.
+        self.payload = payload
         self._deadline: Any = None
 
     def __enter__(self) -> None:
@@ -152,12 +207,19 @@ class _run:
         if self._deadline is not None:
             self._deadline.__exit__(exc_type, exc, tb)
             self._deadline = None
+        if isinstance(exc, InvalidDocument | OverflowError) and not isinstance(
+            exc, DocumentTooLarge
+        ):
+            raise _unencodable(self.model, self.payload, exc) from exc
         if exc is None or not isinstance(exc, PyMongoError):
             return
         if is_timeout(exc):
             timeout = self.timeout
             limit = f" within {timeout:g} s" if timeout is not None else ""
             raise OperationTimeout(f"{self.what} did not finish{limit}: {exc}") from exc
+        if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
+            message = (exc.details or {}).get("errmsg") or str(exc)
+            raise QueryError(f"{self.what}: the server refused it: {message}") from exc
         if isinstance(exc, DuplicateKeyError):
             raise _duplicate(self.model, exc.details, exc) from exc
         if isinstance(exc, BulkWriteError):
@@ -348,7 +410,7 @@ async def insert_one(
 ) -> Any:
     """Insert one raw document; return the driver's ``InsertOneResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} insert", timeout):
+    with _run(model, f"{model.__name__} insert", timeout, [document]):
         return await coll.insert_one(document, session=operation_session())
 
 
@@ -362,7 +424,7 @@ async def insert_many(
 ) -> Any:
     """Insert raw documents in one batch; return the driver's ``InsertManyResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} insert_many", timeout):
+    with _run(model, f"{model.__name__} insert_many", timeout, documents):
         return await coll.insert_many(documents, ordered=ordered, session=operation_session())
 
 
@@ -378,7 +440,7 @@ async def update_one(
 ) -> Any:
     """Update the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} update", timeout):
+    with _run(model, f"{model.__name__} update", timeout, [update]):
         return await coll.update_one(
             filter, update, upsert=upsert, session=operation_session(), **options
         )
@@ -396,7 +458,7 @@ async def update_many(
 ) -> Any:
     """Update every document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} update_many", timeout):
+    with _run(model, f"{model.__name__} update_many", timeout, [update]):
         return await coll.update_many(
             filter, update, upsert=upsert, session=operation_session(), **options
         )
@@ -413,7 +475,7 @@ async def replace_one(
 ) -> Any:
     """Replace the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} replace", timeout):
+    with _run(model, f"{model.__name__} replace", timeout, [document]):
         return await coll.replace_one(filter, document, upsert=upsert, session=operation_session())
 
 
@@ -501,7 +563,9 @@ async def bulk_write(
 ) -> Any:
     """Send PyMongo write models (``UpdateOne``, ``InsertOne``...) in one ``bulk_write``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} bulk_write", timeout):
+    with _run(
+        model, f"{model.__name__} bulk_write", timeout, [getattr(r, "_doc", {}) for r in requests]
+    ):
         return await coll.bulk_write(list(requests), ordered=ordered, session=operation_session())
 
 

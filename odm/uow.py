@@ -29,9 +29,10 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext, suppress
 from typing import Any, ParamSpec, TypeVar, overload
 
+import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
@@ -41,6 +42,7 @@ from .connection import DEFAULT_ALIAS, get_client
 from .exceptions import StaleDocument, TransactionError, TransactionsNotSupported
 from .identity import IdentityMap
 from .session import _bound_session, _bound_uow, current_unit_of_work
+from .timeouts import operation_timeout
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -157,7 +159,8 @@ async def _commit(session: Any, deadline: float) -> None:
     attempt = 0
     while True:
         try:
-            await drivers.resolve(session.commit_transaction())
+            with operation_timeout(max(deadline - time.monotonic(), 0.001), "commitTransaction"):
+                await drivers.resolve(session.commit_transaction())
             return
         except PyMongoError as exc:
             attempt += 1
@@ -189,9 +192,10 @@ async def transaction(
 ) -> AsyncIterator[UnitOfWork]:
     """Run the block in one transaction; yield its :class:`UnitOfWork`.
 
-    A nested ``transaction()`` joins the enclosing one. The commit is retried on
-    ``UnknownTransactionCommitResult`` until ``timeout`` (default 120 s); the body is never
-    re-run here (use :func:`atomic` for that).
+    A nested ``transaction()`` joins the enclosing one. ``timeout`` bounds every operation of
+    the block and the commit (:class:`odm.OperationTimeout` past it, and the transaction is
+    aborted). The commit is retried on ``UnknownTransactionCommitResult`` until ``timeout``
+    (default 120 s); the body is never re-run here (use :func:`atomic` for that).
     """
     outer = current_unit_of_work()
     if outer is not None:
@@ -222,9 +226,12 @@ async def transaction(
             if drivers.supports_bind(session):
                 await stack.enter_async_context(session.bind(end_session=False))
             try:
-                yield uow
-                await uow.flush()
-                await _commit(session, deadline)
+                # timeout= bounds every operation of the block and the commit (CSOT-style);
+                # the abort below runs outside it, so that a late block still aborts at once.
+                with operation_timeout(timeout, "transaction") if timeout else nullcontext():
+                    yield uow
+                    await uow.flush()
+                    await _commit(session, deadline)
             except BaseException:
                 await _abort_quietly(session)
                 raise
@@ -235,12 +242,16 @@ async def transaction(
 
 
 async def _abort_quietly(session: Any) -> None:
-    # The spec ignores abort errors: the server aborts an unfinished transaction on its own
-    # when it times out, and the original exception is the one the caller must see.
-    if not session.in_transaction:
+    # The spec ignores abort errors: the original exception is the one the caller must see.
+    if session.in_transaction:
+        with suppress(PyMongoError):
+            await drivers.resolve(session.abort_transaction())
         return
-    with suppress(PyMongoError):
-        await drivers.resolve(session.abort_transaction())
+    # The commit itself failed or timed out: the driver will not abort after a commit, and the
+    # server would hold the transaction's locks until its lifetime limit (a minute or more).
+    # Killing the server session ends it now; a commit that did go through stays committed.
+    with suppress(PyMongoError), pymongo.timeout(5):
+        await session.client.admin.command("killSessions", [session.session_id])
 
 
 def _is_transient(exc: BaseException) -> bool:

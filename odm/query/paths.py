@@ -76,13 +76,16 @@ def check_name(name: str, *, where: str = "field") -> None:
 
 
 _UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 def check_literal(value: Any, field: str) -> None:
     """Refuse a value that MongoDB could read as something other than data.
 
     Any dict inside the value (at any depth) may not have a key starting with ``$`` or holding
-    ``.`` or NUL; regex and JavaScript objects are refused (inside ``$in`` a regex matches).
+    ``.`` or NUL; regex and JavaScript objects are refused (inside ``$in`` a regex matches), and
+    so are integers beyond BSON's 64 bits (the encoder would fail with an untyped error).
     Iterative, so that a deeply nested hostile value cannot blow the stack.
     """
     stack = [value]
@@ -103,6 +106,10 @@ def check_literal(value: Any, field: str) -> None:
                 stack.append(sub)
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(item)
+        elif isinstance(item, int) and not _INT64_MIN <= item <= _INT64_MAX:
+            raise QueryError(
+                f"value for {field!r}: {item} does not fit in BSON's 64-bit integer", field=field
+            )
         elif isinstance(item, _UNSAFE_VALUES):
             raise QueryError(
                 f"value for {field!r}: {type(item).__name__} objects are not accepted as values; "
