@@ -6,7 +6,7 @@ database), runs one driver call under the model's read preference / write concer
 ``odm.transaction()`` / ``odm.session()`` (:func:`odm.session.current_session`): callers never
 pass a session, so nothing inside a transaction can run outside it. A broken unique index
 becomes :class:`odm.DuplicateKey`. Reads return raw BSON dicts; turning them into documents is
-:func:`odm.models.base.load_documents`'s job.
+:func:`odm.models.loading.load_documents`'s job.
 
 Kept small on purpose: this is the hot path that benchmarks compare with raw PyMongo.
 """

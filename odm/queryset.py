@@ -52,7 +52,7 @@ _NO_CHANGE_STREAMS = {40573, 40324}
 
 
 def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
-    from .models.base import load_documents
+    from .models.loading import load_documents
 
     return load_documents(model, raws, lenient=lenient)
 
@@ -752,7 +752,7 @@ def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) ->
     Such documents are read-only views: ``save()`` refuses them (it would not know the
     fields that were not loaded).
     """
-    from .models.base import load_partial
+    from .models.loading import load_partial
 
     return load_partial(
         model, raws, only=query.only_fields, deferred=query.deferred, lenient=query.lenient

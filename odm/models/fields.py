@@ -178,7 +178,7 @@ class Reference(Generic[T]):
                     f"Reference({self.id!r}) does not know its target model; declare the field "
                     "as Reference[Model]"
                 )
-            from .base import fetch_by_id
+            from .loading import fetch_by_id
 
             self.document = await fetch_by_id(self.model, self.id, timeout=timeout)
         return self.document

@@ -141,7 +141,7 @@ def pending_update(document: Any) -> Any:
     :func:`mark_clean`."""
     from pymongo import UpdateOne
 
-    from .base import prepare_update
+    from .writes import prepare_update
 
     plan = prepare_update(document)
     if plan is None:
@@ -155,7 +155,7 @@ def mark_clean(document: Any) -> None:
     """Record that the update from :func:`pending_update` is stored."""
     new_snapshot = getattr(document, _PENDING, None)
     if new_snapshot is not None:
-        from .base import commit_update
+        from .writes import commit_update
 
         commit_update(document, new_snapshot)
         _set_slot(document, _PENDING, None)

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from odm.executor import CODEC_OPTIONS
-from odm.models.base import Document, Embedded, load_documents
+from odm.models.base import Document, Embedded
 from odm.models.fields import ObjectId, Reference
+from odm.models.loading import load_documents
 from odm.models.tracking import diff
 
 

@@ -9,8 +9,10 @@ from typing import Any
 import bson
 
 from odm.models import tracking
-from odm.models.base import Document, load_documents, prepare_update
+from odm.models.base import Document
+from odm.models.loading import load_documents
 from odm.models.tracking import diff, same
+from odm.models.writes import prepare_update
 
 
 def test_no_change_no_update() -> None:

@@ -10,8 +10,9 @@ from documents_support import Monitored, monitored_fixture  # noqa: F401 - the f
 
 import odm
 from odm import executor, signals
-from odm.models.base import Document, Embedded, load_documents
+from odm.models.base import Document, Embedded
 from odm.models.fields import Field, Indexed, Reference, utcnow
+from odm.models.loading import load_documents
 from odm.schema import ensure_indexes
 
 

@@ -1,0 +1,373 @@
+"""DocumentMeta: what happens when a Document class is declared.
+
+The metaclass reads ``class Meta`` at class creation, builds ``Model._meta`` (an
+:class:`~odm.models.options.Options`), gives the class its own ``DoesNotExist`` and
+``MultipleObjectsReturned``, and registers it in :data:`odm.registry.registry`. A wrong
+declaration raises :class:`odm.DeclarationError` there and then, naming the class and the field.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import enum
+import re
+import types
+import typing
+import uuid
+from typing import Any, Union, get_args, get_origin
+
+import bson
+from pydantic import BaseModel
+from pydantic._internal._model_construction import ModelMetaclass
+from pydantic.fields import FieldInfo
+
+from ..exceptions import (
+    DeclarationError,
+    DoesNotExist,
+    MultipleObjectsReturned,
+)
+from ..registry import registry
+from .fields import Field, Indexed
+from .indexes import Index
+from .options import ID_FIELD, ID_KEY, META_OPTIONS, Options, resolve_path
+
+_set_slot = object.__setattr__
+
+
+# -- declaration helpers ---------------------------------------------------------------------
+
+
+def collection_name(class_name: str) -> str:
+    """Return the default collection of a class: the snake_case plural of its name
+    (``Customer`` -> ``customers``, ``OrderItem`` -> ``order_items``, ``Category`` ->
+    ``categories``, ``Box`` -> ``boxes``)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name).lower()
+    if re.search(r"[^aeiou]y$", snake):
+        return snake[:-1] + "ies"
+    if re.search(r"(s|x|z|ch|sh)$", snake):
+        return snake + "es"
+    return snake + "s"
+
+
+def _annotation_has(annotation: Any, wanted: type[Any]) -> bool:
+    """Tell whether ``annotation`` is ``wanted`` (or a subclass), possibly inside Optional,
+    a union, ``Annotated`` or a list."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, wanted)
+    return any(_annotation_has(arg, wanted) for arg in get_args(annotation))
+
+
+# Immutable values: sharing them with the raw document is harmless.
+_SAFE_SCALARS: tuple[type[Any], ...] = (
+    str, int, float, bool, bytes, type(None), enum.Enum, _dt.date, _dt.time, _dt.timedelta,
+    uuid.UUID, decimal.Decimal, bson.ObjectId, bson.Decimal128, bson.Int64,
+)
+
+
+def _may_share(annotation: Any, seen: set[int] | None = None) -> bool:
+    """Tell whether a validated value of this type can hold mutable objects of its raw input.
+
+    pydantic copies typed containers and builds new models, but keeps the very objects it
+    finds under ``Any``, bare ``dict`` / ``list`` and the like; the tracking snapshot must
+    copy those keys or an in-place change would go unseen.
+    """
+    seen = seen if seen is not None else set()
+    if annotation is Any or annotation is object:
+        return True
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            if id(annotation) in seen:
+                return False
+            seen.add(id(annotation))
+            return any(_may_share(f.annotation, seen) for f in annotation.model_fields.values())
+        if annotation in (dict, list, tuple, set, frozenset):
+            return True
+        return not issubclass(annotation, _SAFE_SCALARS)
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _may_share(get_args(annotation)[0], seen)
+    if origin is typing.Literal:
+        return False
+    from .fields import Reference
+
+    if origin is Reference:
+        return False
+    if origin in (Union, types.UnionType) or origin in (list, tuple, set, frozenset, dict):
+        return any(_may_share(a, seen) for a in get_args(annotation) if a is not ...)
+    return True
+
+
+def _meta_options(class_name: str, meta: type | None) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    declared = {k: v for k, v in vars(meta).items() if not k.startswith("__")}
+    unknown = sorted(set(declared) - META_OPTIONS)
+    if unknown:
+        raise DeclarationError(
+            f"{class_name}.Meta: unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"known options: {', '.join(sorted(META_OPTIONS))}"
+        )
+    return declared
+
+
+def _is_class_attribute(name: str, value: Any) -> bool:
+    """Tell whether a non-annotated class attribute should stay a plain class attribute
+    (a manager such as ``objects = CustomQuerySet.as_manager()``) rather than reach pydantic,
+    which would refuse it. Plain data and ``Field(...)`` still reach pydantic, so that a
+    forgotten annotation keeps its clear error."""
+    if name.startswith("_") or isinstance(value, FieldInfo):
+        return False
+    if isinstance(value, (int, float, str, bytes, list, dict, tuple, set, type(None))):
+        return False
+    return not isinstance(
+        value, (types.FunctionType, classmethod, staticmethod, property, type)
+    ) and not type(value).__module__.startswith("pydantic")
+
+
+# -- the metaclass ---------------------------------------------------------------------------
+
+
+class DocumentMeta(ModelMetaclass):
+    """Builds ``_meta``, the per-model exceptions and the registry entry of Document classes."""
+
+    def __new__(
+        mcs,
+        cls_name: str,
+        bases: tuple[type[Any], ...],
+        namespace: dict[str, Any],
+        **kwargs: Any,
+    ) -> type:
+        if not any(isinstance(base, DocumentMeta) for base in bases):
+            # Document itself: nothing to declare.
+            return super().__new__(mcs, cls_name, bases, namespace, **kwargs)
+        options = _meta_options(cls_name, namespace.pop("Meta", None))
+        parent: Options | None = next(
+            (b._meta for b in bases if isinstance(getattr(b, "_meta", None), Options)), None
+        )
+        annotations: dict[str, Any] = namespace.setdefault("__annotations__", {})
+        inherited_fields: set[str] = set()
+        for base in bases:
+            inherited_fields.update(getattr(base, "model_fields", {}))
+
+        lock = bool(options.get("optimistic_lock", parent.optimistic_lock if parent else False))
+        version_field = str(
+            options.get("version_field", parent.version_field if parent else "version")
+        )
+        if lock and version_field not in annotations and version_field not in inherited_fields:
+            # The lock's counter is an ordinary field, so it shows in dumps and schemas.
+            annotations[version_field] = int
+            namespace[version_field] = 0
+
+        if ID_FIELD in annotations:
+            declared = namespace.get(ID_FIELD, ...)
+            if not (isinstance(declared, FieldInfo) and declared.alias):
+                # A custom id type still lives in _id.
+                namespace[ID_FIELD] = (
+                    Field(default=declared, alias=ID_KEY)
+                    if not isinstance(declared, FieldInfo)
+                    else _with_alias(declared)
+                )
+
+        class_attributes = {
+            name: value
+            for name, value in list(namespace.items())
+            if name not in annotations and _is_class_attribute(name, value)
+        }
+        for name in class_attributes:
+            del namespace[name]
+
+        cls = super().__new__(mcs, cls_name, bases, namespace, **kwargs)
+        for name, value in class_attributes.items():
+            setattr(cls, name, value)
+            set_name = getattr(value, "__set_name__", None)
+            if set_name is not None:
+                set_name(cls, name)
+
+        cls.DoesNotExist = type(  # type: ignore[attr-defined]
+            "DoesNotExist",
+            (getattr(cls, "DoesNotExist", DoesNotExist),),
+            {"__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}.DoesNotExist"},
+        )
+        cls.MultipleObjectsReturned = type(  # type: ignore[attr-defined]
+            "MultipleObjectsReturned",
+            (getattr(cls, "MultipleObjectsReturned", MultipleObjectsReturned),),
+            {
+                "__module__": cls.__module__,
+                "__qualname__": f"{cls.__qualname__}.MultipleObjectsReturned",
+            },
+        )
+        meta = _build_options(cls, options, parent, lock, version_field)
+        cls._meta = meta  # type: ignore[attr-defined]
+        if not meta.abstract:
+            registry.register(cls)
+            if meta.root is not None and meta.class_name is not None:
+                meta.family[meta.class_name] = cls
+        return cls
+
+
+def _with_alias(info: FieldInfo) -> FieldInfo:
+    merged = FieldInfo.merge_field_infos(info, alias=ID_KEY)
+    return merged
+
+
+def _build_options(
+    cls: type[Any],
+    options: dict[str, Any],
+    parent: Options | None,
+    lock: bool,
+    version_field: str,
+) -> Options:
+    name = cls.__qualname__
+
+    def inherited(key: str, default: Any) -> Any:
+        if key in options:
+            return options[key]
+        return getattr(parent, key, default) if parent is not None else default
+
+    abstract = bool(options.get("abstract", False))
+    family_parent = (
+        parent if parent is not None and parent.polymorphic and not parent.abstract else None
+    )
+    if family_parent is not None:
+        collection = family_parent.collection
+        if "collection" in options and options["collection"] != collection:
+            raise DeclarationError(
+                f"{name}: Meta.collection {options['collection']!r} conflicts with the "
+                f"polymorphic base, stored in {collection!r}"
+            )
+    else:
+        collection = str(options.get("collection") or collection_name(cls.__name__))
+
+    meta = Options(
+        model=cls,
+        collection="" if abstract else collection,
+        alias=str(inherited("alias", "default")),
+        abstract=abstract,
+        optimistic_lock=lock,
+        version_field=version_field,
+        validate_on_server=bool(inherited("validate_on_server", False)),
+    )
+    try:
+        from .options import as_read_preference, as_write_concern
+
+        meta.read_preference = as_read_preference(inherited("read_preference", None))
+        meta.write_concern = as_write_concern(inherited("write_concern", None))
+    except ValueError as exc:
+        raise DeclarationError(f"{name}.Meta: {exc}") from exc
+
+    def check_path(path: str, what: str) -> str:
+        try:
+            return resolve_path(cls, path)
+        except LookupError as exc:
+            raise DeclarationError(f"{name}: {what} is on unknown field {path!r}: {exc}") from exc
+
+    ordering = inherited("ordering", ())
+    if isinstance(ordering, str):
+        ordering = (ordering,)
+    for item in ordering:
+        check_path(str(item).lstrip("-+"), "Meta.ordering")
+    meta.ordering = tuple(str(o) for o in ordering)
+
+    shard_key = inherited("shard_key", ())
+    if isinstance(shard_key, str):
+        shard_key = (shard_key,)
+    for key in shard_key:
+        check_path(str(key), "Meta.shard_key")
+    meta.shard_key = tuple(str(k) for k in shard_key)
+
+    # Polymorphism: a family shares the root's collection, options and _cls map.
+    if family_parent is not None:
+        meta.polymorphic = True
+        meta.root = family_parent.root
+        meta.family = family_parent.family
+        meta.class_name = cls.__name__
+        meta.class_values = (cls.__name__,)
+        existing = meta.family.get(cls.__name__)
+        if existing is not None and not (
+            existing.__module__ == cls.__module__ and existing.__qualname__ == cls.__qualname__
+        ):
+            raise DeclarationError(
+                f"{name}: the polymorphic family of {meta.root.__name__ if meta.root else '?'} "
+                f"already has a class named {cls.__name__!r} ({existing.__module__}); "
+                "class names are the stored _cls values and must differ"
+            )
+        for ancestor in cls.__mro__[1:]:
+            ancestor_meta = getattr(ancestor, "_meta", None)
+            if (
+                isinstance(ancestor_meta, Options)
+                and ancestor_meta.family is meta.family
+                and ancestor_meta.class_values is not None
+                and cls.__name__ not in ancestor_meta.class_values
+            ):
+                ancestor_meta.class_values = (*ancestor_meta.class_values, cls.__name__)
+    elif options.get("polymorphic") and not abstract:
+        meta.polymorphic = True
+        meta.root = cls
+        meta.class_name = cls.__name__
+        meta.family = {}
+    else:
+        meta.root = cls if not abstract else None
+        if options.get("polymorphic") and abstract:
+            raise DeclarationError(f"{name}: an abstract class cannot be polymorphic")
+
+    # Indexes: inherited declarations, Meta.indexes, then Indexed(...) annotations.
+    declared = list(parent.declared_indexes) if parent is not None else []
+    own = options.get("indexes", [])
+    for index in own:
+        if not isinstance(index, Index):
+            raise DeclarationError(
+                f"{name}.Meta.indexes: {index!r} is not an odm.Index(...)"
+            )
+    declared.extend(own)
+    meta.declared_indexes = list(declared)
+    for field_name, info in cls.model_fields.items():
+        for marker in info.metadata:
+            if isinstance(marker, Indexed):
+                declared_index = Index(
+                    (field_name, marker.direction),
+                    unique=marker.unique,
+                    sparse=marker.sparse,
+                    expire_after=marker.expire_after,
+                    partial=marker.partial,
+                    name=marker.name,
+                )
+                declared.append(declared_index)
+    resolved: dict[str, Index] = {}
+    for index in declared:
+        for path in index.fields:
+            check_path(path, f"index {index.name!r}")
+        if index.expire_after is not None:
+            _check_ttl(cls, name, index)
+        stored = index.with_paths(lambda p: resolve_path(cls, p))
+        resolved[stored.name] = stored
+    meta.indexes = list(resolved.values())
+
+    meta.shared_keys = frozenset(
+        (info.alias or field_name)
+        for field_name, info in cls.model_fields.items()
+        if _may_share(info.annotation)
+    )
+    return meta
+
+
+def _check_ttl(cls: type[Any], name: str, index: Index) -> None:
+    if len(index.keys) != 1:
+        raise DeclarationError(
+            f"{name}: TTL index {index.name!r} (expire_after) must have exactly one field, "
+            f"not {index.fields}"
+        )
+    path = index.fields[0]
+    head, _, rest = path.partition(".")
+    info = cls.model_fields.get(head)
+    if info is None or rest:
+        return  # nested paths: the server checks the value type at expiry time
+    if not _annotation_has(info.annotation, _dt.datetime):
+        raise DeclarationError(
+            f"{name}: TTL index {index.name!r} is on field {head!r} of type "
+            f"{getattr(info.annotation, '__name__', info.annotation)!r}; expire_after needs "
+            "a datetime field"
+        )
+
+
