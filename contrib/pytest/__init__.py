@@ -10,6 +10,9 @@ the server at ``$ODM_TEST_URI``. Fixtures:
   (default ``pymongo``; list ``pymongo motor`` to run every database test under both).
 - ``odm_database``: a fresh database per test, bound through ``odm.connect`` on the default
   alias, dropped and disconnected afterwards; yields the driver's database object.
+- ``odm_monitored``: the same, through a client that records every command it sends
+  (:class:`CommandLog`), so that a test can assert the exact commands an operation sent, as
+  SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from pymongo import monitoring
 
 from odm import connection
-from odm.drivers import DRIVERS, DriverName
+from odm.drivers import DRIVERS, DriverName, close_client, create_client
 from odm.server import LocalServer
 
 try:
@@ -93,12 +98,63 @@ def odm_driver(request: pytest.FixtureRequest) -> DriverName:
     return driver
 
 
+#: Commands a test rarely means: handshakes, topology checks, session and cursor upkeep.
+HOUSEKEEPING = frozenset(
+    {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo", "saslStart",
+     "saslContinue", "killCursors", "dropDatabase", "getMore"}
+)
+
+
+@dataclass
+class CommandLog(monitoring.CommandListener):
+    """A PyMongo command listener that keeps the commands sent, in order (name, command),
+    leaving out the ``ignore`` set (:data:`HOUSEKEEPING` by default)."""
+
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ignore: frozenset[str] = HOUSEKEEPING
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Record a command as it is sent."""
+        if event.command_name not in self.ignore:
+            self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Ignore replies."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Ignore failures (the test sees the exception)."""
+
+    def clear(self) -> None:
+        """Forget what was recorded so far."""
+        self.commands.clear()
+
+    def names(self) -> list[str]:
+        """Return the names of the recorded commands, in order."""
+        return [name for name, _ in self.commands]
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        """Return the recorded commands called ``name`` (``"find"``, ``"update"``...)."""
+        return [command for command_name, command in self.commands if command_name == name]
+
+
+@dataclass
+class MonitoredDatabase:
+    """What ``odm_monitored`` yields: the driver's database and the log of its client."""
+
+    database: Any
+    log: CommandLog
+
+
+def _fresh_name() -> str:
+    return f"odm_test_{uuid.uuid4().hex[:12]}"
+
+
 if HAS_PYTEST_ASYNCIO:
 
     @pytest_asyncio.fixture
     async def odm_database(odm_uri: str, odm_driver: DriverName) -> AsyncIterator[Any]:
         """A fresh database bound to the default alias, dropped and disconnected afterwards."""
-        name = f"odm_test_{uuid.uuid4().hex[:12]}"
+        name = _fresh_name()
         conn = await connection.connect(odm_uri, db=name, driver=odm_driver, timeout=30.0)
         try:
             yield conn.database
@@ -107,6 +163,28 @@ if HAS_PYTEST_ASYNCIO:
                 await conn.client.drop_database(name)
             finally:
                 await connection.disconnect(None)
+
+    @pytest_asyncio.fixture
+    async def odm_monitored(
+        odm_uri: str, odm_driver: DriverName
+    ) -> AsyncIterator[MonitoredDatabase]:
+        """A fresh database bound to the default alias through a client that logs commands."""
+        log = CommandLog()
+        client = create_client(
+            odm_uri, odm_driver, event_listeners=[log], tz_aware=True,
+            uuidRepresentation="standard",
+        )
+        name = _fresh_name()
+        conn = await connection.connect(client=client, db=name, timeout=30.0)
+        log.clear()
+        try:
+            yield MonitoredDatabase(conn.database, log)
+        finally:
+            try:
+                await client.drop_database(name)
+            finally:
+                await connection.disconnect(None)
+                await close_client(client)
 
 else:  # pragma: no cover
 

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import pytest
-from documents_support import Monitored, monitored_fixture  # noqa: F401 - the fixture
 
 import odm
 from odm import executor, signals
+from odm.contrib.pytest import MonitoredDatabase
 from odm.models.base import Document, Embedded
 from odm.models.fields import Field, Indexed, Reference, utcnow
 from odm.models.loading import load_documents
@@ -60,16 +60,16 @@ async def load(model: type[Any], id: Any) -> Any:
     return load_documents(model, [raw])[0]
 
 
-async def test_insert_save_refresh_delete(monitored: Monitored) -> None:
+async def test_insert_save_refresh_delete(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann")
     await c.insert()
     stored = await monitored.database.life_customers.find_one({"_id": c.id})
     assert stored["email"] == "a@x.io" and "id" not in stored
 
-    monitored.recorder.clear()
+    monitored.log.clear()
     c.age = 31
     await c.save()
-    (update,) = monitored.recorder.named("update")
+    (update,) = monitored.log.named("update")
     assert update["updates"][0]["u"] == {"$set": {"age": 31}}
     assert update["updates"][0]["q"] == {"_id": c.id}
 
@@ -84,26 +84,26 @@ async def test_insert_save_refresh_delete(monitored: Monitored) -> None:
     assert issubclass(LifeCustomer.DoesNotExist, odm.DoesNotExist)
 
 
-async def test_save_of_a_new_document_inserts_it(monitored: Monitored) -> None:
+async def test_save_of_a_new_document_inserts_it(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="new@x.io", name="New")
     await c.save()
-    assert [name for name, _ in monitored.recorder.commands] == ["insert"]
+    assert [name for name, _ in monitored.log.commands] == ["insert"]
     assert c.is_stored
 
 
-async def test_save_without_change_sends_nothing(monitored: Monitored) -> None:
+async def test_save_without_change_sends_nothing(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann", address=LifeAddress(street="s", city="Paris"))
     await c.insert()
     loaded = await load(LifeCustomer, c.id)
-    monitored.recorder.clear()
+    monitored.log.clear()
     await c.save()
     await loaded.save()
     loaded.age = 0  # assigning the same value is no change either
     await loaded.save()
-    assert monitored.recorder.commands == []
+    assert monitored.log.commands == []
 
 
-async def test_a_concurrent_change_to_another_field_survives(monitored: Monitored) -> None:
+async def test_a_concurrent_change_to_another_field_survives(monitored: MonitoredDatabase) -> None:
     await LifeCustomer(email="a@x.io", name="Ann").insert()
     raw = await monitored.database.life_customers.find_one({})
     mine = load_documents(LifeCustomer, [raw])[0]
@@ -114,22 +114,22 @@ async def test_a_concurrent_change_to_another_field_survives(monitored: Monitore
     assert stored["name"] == "Changed" and stored["age"] == 40
 
 
-async def test_concurrent_list_appends_both_survive(monitored: Monitored) -> None:
+async def test_concurrent_list_appends_both_survive(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann", tags=["a"])
     await c.insert()
     first, second = await load(LifeCustomer, c.id), await load(LifeCustomer, c.id)
     first.tags.append("b")
     second.tags.append("c")
-    monitored.recorder.clear()
+    monitored.log.clear()
     await first.save()
     await second.save()
-    updates = [u["updates"][0]["u"] for u in monitored.recorder.named("update")]
+    updates = [u["updates"][0]["u"] for u in monitored.log.named("update")]
     assert updates == [{"$push": {"tags": {"$each": ["b"]}}}, {"$push": {"tags": {"$each": ["c"]}}}]
     stored = await monitored.database.life_customers.find_one({})
     assert stored["tags"] == ["a", "b", "c"]
 
 
-async def test_nested_paths_whole_lists_and_unset(monitored: Monitored) -> None:
+async def test_nested_paths_whole_lists_and_unset(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(
         email="a@x.io", name="Ann", tags=["a", "b"], extra={"k": 1, "gone": 2},
         address=LifeAddress(street="s", city="Paris"),
@@ -140,9 +140,9 @@ async def test_nested_paths_whole_lists_and_unset(monitored: Monitored) -> None:
     loaded.tags.remove("a")
     del loaded.extra["gone"]
     loaded.extra["k"] = {"deep": True}
-    monitored.recorder.clear()
+    monitored.log.clear()
     await loaded.save()
-    (update,) = monitored.recorder.named("update")
+    (update,) = monitored.log.named("update")
     assert update["updates"][0]["u"] == {
         "$set": {"address.city": "Lyon", "tags": ["b"], "extra.k": {"deep": True}},
         "$unset": {"extra.gone": ""},
@@ -151,7 +151,7 @@ async def test_nested_paths_whole_lists_and_unset(monitored: Monitored) -> None:
     assert again.model_dump() == loaded.model_dump()
 
 
-async def test_in_place_change_under_any_is_seen(monitored: Monitored) -> None:
+async def test_in_place_change_under_any_is_seen(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann", extra={"nested": {"n": 1}})
     await c.insert()
     loaded = await load(LifeCustomer, c.id)
@@ -161,7 +161,7 @@ async def test_in_place_change_under_any_is_seen(monitored: Monitored) -> None:
     assert stored["extra"] == {"nested": {"n": 2}}
 
 
-async def test_optimistic_lock(monitored: Monitored) -> None:
+async def test_optimistic_lock(monitored: MonitoredDatabase) -> None:
     customer = LifeCustomer(email="a@x.io", name="Ann")
     await customer.insert()
     order = LifeOrder(customer=customer, total=10)
@@ -185,20 +185,22 @@ async def test_optimistic_lock(monitored: Monitored) -> None:
     assert (await second.customer.fetch()).email == "a@x.io"
 
 
-async def test_shard_key_is_in_the_filter_of_every_instance_write(monitored: Monitored) -> None:
+async def test_shard_key_is_in_the_filter_of_every_instance_write(
+    monitored: MonitoredDatabase
+) -> None:
     doc = Tenanted(tenant="acme")
     await doc.insert()
     doc.value = 5
     await doc.save()
     await doc.refresh()
     await doc.delete()
-    filters = [monitored.recorder.named("update")[0]["updates"][0]["q"],
-               monitored.recorder.named("find")[0]["filter"],
-               monitored.recorder.named("delete")[0]["deletes"][0]["q"]]
+    filters = [monitored.log.named("update")[0]["updates"][0]["q"],
+               monitored.log.named("find")[0]["filter"],
+               monitored.log.named("delete")[0]["deletes"][0]["q"]]
     assert all(f == {"_id": doc.id, "tenant": "acme"} for f in filters), filters
 
 
-async def test_duplicate_key_names_the_index(monitored: Monitored) -> None:
+async def test_duplicate_key_names_the_index(monitored: MonitoredDatabase) -> None:
     await ensure_indexes(models=[LifeCustomer])
     await LifeCustomer(email="a@x.io", name="Ann").insert()
     with pytest.raises(odm.DuplicateKey, match="email_1") as info:
@@ -206,7 +208,7 @@ async def test_duplicate_key_names_the_index(monitored: Monitored) -> None:
     assert info.value.__cause__ is not None
 
 
-async def test_hooks_and_signals_order(monitored: Monitored) -> None:
+async def test_hooks_and_signals_order(monitored: MonitoredDatabase) -> None:
     calls: list[str] = []
 
     class Hooked(Document):
@@ -264,7 +266,7 @@ async def test_hooks_and_signals_order(monitored: Monitored) -> None:
     ]
 
 
-async def test_a_pre_save_receiver_can_veto(monitored: Monitored) -> None:
+async def test_a_pre_save_receiver_can_veto(monitored: MonitoredDatabase) -> None:
     def veto(sender: type[Any], **kwargs: Any) -> None:
         raise RuntimeError("no")
 
@@ -274,22 +276,24 @@ async def test_a_pre_save_receiver_can_veto(monitored: Monitored) -> None:
             await LifeCustomer(email="a@x.io", name="Ann").insert()
     finally:
         signals.pre_save.disconnect(veto, sender=LifeCustomer)
-    assert monitored.recorder.named("insert") == []
+    assert monitored.log.named("insert") == []
 
 
-async def test_invalid_assignment_fails_before_anything_is_written(monitored: Monitored) -> None:
+async def test_invalid_assignment_fails_before_anything_is_written(
+    monitored: MonitoredDatabase
+) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann")
     with pytest.raises(odm.ValidationError):
         c.age = "old"  # type: ignore[assignment]
     with pytest.raises(odm.ValidationError):
         LifeCustomer(email="a@x.io")  # type: ignore[call-arg]
-    assert monitored.recorder.commands == []
+    assert monitored.log.commands == []
 
 
-async def test_timeout_and_write_concern_are_accepted(monitored: Monitored) -> None:
+async def test_timeout_and_write_concern_are_accepted(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann")
     await c.insert(timeout=5.0, write_concern={"w": "majority"})
-    (insert,) = monitored.recorder.named("insert")
+    (insert,) = monitored.log.named("insert")
     assert insert["writeConcern"] == {"w": "majority"}
     c.age = 2
     await c.save(timeout=5.0)
@@ -299,7 +303,7 @@ async def test_timeout_and_write_concern_are_accepted(monitored: Monitored) -> N
         await c.insert(timeout=0)
 
 
-async def test_stored_document_that_no_longer_fits(monitored: Monitored) -> None:
+async def test_stored_document_that_no_longer_fits(monitored: MonitoredDatabase) -> None:
     c = LifeCustomer(email="a@x.io", name="Ann")
     await c.insert()
     await monitored.database.life_customers.update_one({}, {"$set": {"age": "old"}})

@@ -1,5 +1,11 @@
 """Fixtures of the queryset integration tests."""
 
-from qs_support import monitored_fixture
+import pytest
 
-__all__ = ["monitored_fixture"]
+from odm.contrib.pytest import MonitoredDatabase
+
+
+@pytest.fixture
+def monitored(odm_monitored: MonitoredDatabase) -> MonitoredDatabase:
+    """The plugin's command-logging database, under the name these tests use."""
+    return odm_monitored

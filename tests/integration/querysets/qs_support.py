@@ -1,26 +1,15 @@
-"""Models and a command-recording database for the queryset integration tests."""
+"""Models and seed data for the queryset integration tests."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-import pytest_asyncio
 from pydantic import Field
-from pymongo import monitoring
 
 import odm
 from odm import Document, Embedded, Indexed, QuerySet, Reference
-from odm.drivers import DriverName, close_client, create_client
-
-# Commands that are not the test's own (handshakes, topology, session cleanup).
-NOISE = frozenset(
-    {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo", "saslStart",
-     "saslContinue", "killCursors", "dropDatabase", "getMore"}
-)
 
 
 class QsAddress(Embedded):
@@ -88,59 +77,6 @@ class QsCat(QsAnimal):
 
 class QsDog(QsAnimal):
     good: bool = True
-
-
-@dataclass
-class Recorder(monitoring.CommandListener):
-    """Keeps the commands that reach the server, in order."""
-
-    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in NOISE:
-            self.commands.append((event.command_name, dict(event.command)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def clear(self) -> None:
-        self.commands.clear()
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.commands]
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        return [command for command_name, command in self.commands if command_name == name]
-
-
-@dataclass
-class Monitored:
-    database: Any
-    recorder: Recorder
-
-
-@pytest_asyncio.fixture(name="monitored")
-async def monitored_fixture(odm_uri: str, odm_driver: DriverName) -> AsyncIterator[Monitored]:
-    """A fresh database on the default alias, through a client that records its commands."""
-    recorder = Recorder()
-    client = create_client(
-        odm_uri, odm_driver, event_listeners=[recorder], tz_aware=True,
-        uuidRepresentation="standard",
-    )
-    name = f"odm_test_{uuid.uuid4().hex[:12]}"
-    conn = await odm.connect(client=client, db=name)
-    recorder.clear()
-    try:
-        yield Monitored(conn.database, recorder)
-    finally:
-        try:
-            await client.drop_database(name)
-        finally:
-            await odm.disconnect(None)
-            await close_client(client)
 
 
 PEOPLE: list[dict[str, Any]] = [

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from qs_support import (
-    Monitored,
     QsAnimal,
     QsCat,
     QsCustomer,
@@ -22,6 +21,7 @@ from qs_support import (
 import odm
 from odm import F, Invalid, Q, QueryError
 from odm.aggregates import Avg, Count, Max, Min, StdDev, Sum
+from odm.contrib.pytest import MonitoredDatabase
 from odm.query.query import Query
 
 
@@ -166,16 +166,16 @@ async def test_select_related_and_aggregate_across_reference(odm_database: Any) 
     ]
 
 
-async def test_prefetch_related_is_one_query_per_relation(monitored: Monitored) -> None:
+async def test_prefetch_related_is_one_query_per_relation(monitored: MonitoredDatabase) -> None:
     people = await seed_people()
     await QsOrder.objects.bulk_create([
         QsOrder(customer=people["Ann"], total=i, watchers=[people["Bob"], people["dee"]])
         for i in range(30)
     ])
-    monitored.recorder.clear()
+    monitored.log.clear()
     orders = await QsOrder.objects.prefetch_related("customer", "watchers")
     assert len(orders) == 30
-    assert monitored.recorder.names() == ["find", "find", "find"]
+    assert monitored.log.names() == ["find", "find", "find"]
     assert all(o.customer.document is not None for o in orders)
     assert {w.document.name for o in orders for w in o.watchers} == {"Bob", "dee"}  # type: ignore[union-attr]
     with pytest.raises(QueryError):
@@ -249,11 +249,11 @@ async def test_get_or_create_race_on_a_unique_index(odm_database: Any) -> None:
     assert await QsCustomer.objects.filter(email="race@x.io").count() == 1
 
 
-async def test_bulk_create_is_one_insert_many(monitored: Monitored) -> None:
+async def test_bulk_create_is_one_insert_many(monitored: MonitoredDatabase) -> None:
     docs = [QsCustomer(email=f"u{i}@x.io", name=f"u{i}") for i in range(50)]
     assert await QsCustomer.objects.bulk_create(docs) == docs
-    assert monitored.recorder.names() == ["insert"]
-    assert len(monitored.recorder.named("insert")[0]["documents"]) == 50
+    assert monitored.log.names() == ["insert"]
+    assert len(monitored.log.named("insert")[0]["documents"]) == 50
     assert all(d.is_stored for d in docs)
     assert await QsCustomer.objects.bulk_create([]) == []
     with pytest.raises(QueryError):
@@ -340,9 +340,9 @@ async def test_timeouts_and_read_preference(odm_database: Any) -> None:
             await admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
-async def test_chaining_is_immutable_and_lazy(monitored: Monitored) -> None:
+async def test_chaining_is_immutable_and_lazy(monitored: MonitoredDatabase) -> None:
     await seed_people()
-    monitored.recorder.clear()
+    monitored.log.clear()
     base = QsCustomer.objects.filter(age__gte=18)
     before = base.explain_query()
     query_before: Query = base.query
@@ -364,10 +364,10 @@ async def test_chaining_is_immutable_and_lazy(monitored: Monitored) -> None:
     related.select_related("customer")
     related.prefetch_related("watchers")
     assert related.explain_query() == related_before
-    assert monitored.recorder.commands == []  # nothing was sent
+    assert monitored.log.commands == []  # nothing was sent
     assert {c.name for c in await base} == {"Ann", "Cid.Jr", "dee"}
-    assert monitored.recorder.names() == ["find"]
+    assert monitored.log.names() == ["find"]
     # awaiting twice runs twice (no cache), iteration streams the same rows
     assert len(await base) == 3
     assert [c.name async for c in base] == ["Ann", "Cid.Jr", "dee"]
-    assert monitored.recorder.names() == ["find", "find", "find"]
+    assert monitored.log.names() == ["find", "find", "find"]

@@ -22,10 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo.errors import OperationFailure
-from qs_support import Monitored, QsCustomer, QsOrder, seed_people
+from qs_support import QsCustomer, QsOrder, seed_people
 
 from odm import QueryError
 from odm.aggregates import Count, Max, Sum
+from odm.contrib.pytest import MonitoredDatabase
 from odm.query.lookups import LOOKUPS
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
@@ -237,28 +238,28 @@ _references: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
 
 
 async def reference_commands(
-    monitored: Monitored, key: str, op: str
+    monitored: MonitoredDatabase, key: str, op: str
 ) -> list[tuple[str, dict[str, Any]]]:
     """The commands sent for ``op`` with a benign condition on the same path."""
     path = key.rsplit("__", 1)[0] if key.rsplit("__", 1)[-1] in LOOKUPS else key
     cache_key = (path, op)
     if cache_key not in _references:
-        monitored.recorder.clear()
+        monitored.log.clear()
         with contextlib.suppress(QsCustomer.DoesNotExist, QueryError):
             await operations(f"{path}__exists", True)[op]()
-        _references[cache_key] = list(monitored.recorder.commands)
+        _references[cache_key] = list(monitored.log.commands)
     return _references[cache_key]
 
 
-async def attempt(monitored: Monitored, key: str, value: Any, op: str) -> None:
+async def attempt(monitored: MonitoredDatabase, key: str, value: Any, op: str) -> None:
     reference = await reference_commands(monitored, key, op)
-    monitored.recorder.clear()
+    monitored.log.clear()
     try:
         await operations(key, value)[op]()
     except QueryError as error:
         refused_by_server = isinstance(error.__cause__, OperationFailure)
         if not refused_by_server:
-            assert monitored.recorder.commands == [], "nothing is sent once a value is refused"
+            assert monitored.log.commands == [], "nothing is sent once a value is refused"
             return
         # regex/iregex take the developer's pattern as is: an invalid one is the server's to
         # refuse (code 51091, raised as QueryError); what was sent is still checked below.
@@ -266,21 +267,23 @@ async def attempt(monitored: Monitored, key: str, value: Any, op: str) -> None:
         assert error.__cause__.code == 51091, error  # type: ignore[union-attr]
     except QsCustomer.DoesNotExist:
         pass
-    commands = list(monitored.recorder.commands)
+    commands = list(monitored.log.commands)
     assert commands, (key, value, op)
     same_shape = [n for n, _ in commands] == [n for n, _ in reference]
     check_sent(commands, reference if same_shape else None)
 
 
 @pytest.fixture
-async def seeded(monitored: Monitored) -> Monitored:
+async def seeded(monitored: MonitoredDatabase) -> MonitoredDatabase:
     people = await seed_people()
     await QsOrder(customer=people["Ann"], total=5).insert()
-    monitored.recorder.clear()
+    monitored.log.clear()
     return monitored
 
 
-async def _lookups_run(seeded: Monitored, field: str, lookup: str, value: Any, op: str) -> None:
+async def _lookups_run(
+    seeded: MonitoredDatabase, field: str, lookup: str, value: Any, op: str
+) -> None:
     await attempt(seeded, f"{field}__{lookup}", value, op)
 
 
@@ -291,7 +294,7 @@ OPS = st.sampled_from(sorted(operations("name", "x")))
 @given(field=st.sampled_from(FIELDS), lookup=st.sampled_from(sorted(LOOKUPS)), value=HOSTILE,
        op=OPS)
 async def test_hostile_values_on_every_lookup_and_path(
-    seeded: Monitored, field: str, lookup: str, value: Any, op: str
+    seeded: MonitoredDatabase, field: str, lookup: str, value: Any, op: str
 ) -> None:
     await _lookups_run(seeded, field, lookup, value, op)
 
@@ -301,7 +304,7 @@ async def test_hostile_values_on_every_lookup_and_path(
 @given(field=st.sampled_from(FIELDS), lookup=st.sampled_from(sorted(LOOKUPS)), value=HOSTILE,
        op=OPS)
 async def test_hostile_values_long(
-    seeded: Monitored, field: str, lookup: str, value: Any, op: str
+    seeded: MonitoredDatabase, field: str, lookup: str, value: Any, op: str
 ) -> None:
     await _lookups_run(seeded, field, lookup, value, op)
 
@@ -314,7 +317,7 @@ async def test_hostile_values_long(
     how=st.sampled_from(["set", "push", "pull", "add_to_set", "inc"]),
 )
 async def test_hostile_values_in_updates(
-    seeded: Monitored, field: str, value: Any, how: str
+    seeded: MonitoredDatabase, field: str, value: Any, how: str
 ) -> None:
     from odm import F
 
@@ -329,7 +332,7 @@ async def test_hostile_values_in_updates(
     else:
         update = getattr(F(field), how)(value)
     qs = QsCustomer.objects.filter(email="ann@x.io")
-    seeded.recorder.clear()
+    seeded.log.clear()
     try:
         matched = await qs.update(**{field: update})
     except QueryError as error:
@@ -338,19 +341,19 @@ async def test_hostile_values_in_updates(
             # A sub-field cannot be set in a null parent (code 28): the server refuses it,
             # raised as QueryError, and what was sent is still literal.
             assert cause.code == 28 and "__" in field, error
-            check_sent(seeded.recorder.commands, None)
+            check_sent(seeded.log.commands, None)
             return
         assert error.field == field or error.field is None
-        assert seeded.recorder.commands == []
+        assert seeded.log.commands == []
         return
     except OperationFailure as error:
         # Only a free-form (Any) value can be of the wrong kind for the operator ($push on a
         # string): the server says so, and what was sent is still literal.
         assert field.startswith("meta"), error
-        check_sent(seeded.recorder.commands, None)
+        check_sent(seeded.log.commands, None)
         return
     assert matched == 1
-    check_sent(seeded.recorder.commands, None)
+    check_sent(seeded.log.commands, None)
     # the stored document still validates, whatever was written
     await QsCustomer.objects.get(email="ann@x.io")
 
@@ -360,7 +363,9 @@ async def test_hostile_values_in_updates(
     ["name__$ne", "meta__$where", "meta__a.b", "address__$gt", "$where", "name.x", "a____b",
      "customer__$ne", "meta__x\x00y", "items__$elemMatch"]),
     value=SCALARS, op=OPS)
-async def test_hostile_field_names(seeded: Monitored, name: str, value: Any, op: str) -> None:
+async def test_hostile_field_names(
+    seeded: MonitoredDatabase, name: str, value: Any, op: str
+) -> None:
     await attempt(seeded, name, value, op)
     for build in (
         lambda: QsCustomer.objects.order_by(name),
@@ -377,15 +382,15 @@ async def test_hostile_field_names(seeded: Monitored, name: str, value: Any, op:
             qs: Any = build()
         except QueryError:
             continue
-        seeded.recorder.clear()
+        seeded.log.clear()
         try:
             if hasattr(qs, "to_list"):
                 await qs.to_list()
         except QueryError:
-            assert seeded.recorder.commands == []
+            assert seeded.log.commands == []
             continue
-        check_sent(seeded.recorder.commands, None)
-        for _, command in seeded.recorder.commands:
+        check_sent(seeded.log.commands, None)
+        for _, command in seeded.log.commands:
             if "filter" in command:
                 check_filter(command["filter"], ALL_PATHS)
 
@@ -414,7 +419,7 @@ ORACLE: dict[str, Callable[[str, str], bool]] = {
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=HEALTH)
 @given(stored=TEXT, query=TEXT, lookup=st.sampled_from(sorted(ORACLE)))
 async def test_text_lookups_match_literally(
-    seeded: Monitored, stored: str, query: str, lookup: str
+    seeded: MonitoredDatabase, stored: str, query: str, lookup: str
 ) -> None:
     email = f"{uuid.uuid4().hex}@lit.io"
     await QsCustomer(email=email, name=stored).insert()
@@ -431,7 +436,7 @@ async def test_text_lookups_match_literally(
         await QsCustomer.objects.filter(email=email).delete()
 
 
-async def test_huge_and_nul_strings(seeded: Monitored) -> None:
+async def test_huge_and_nul_strings(seeded: MonitoredDatabase) -> None:
     huge = "(a+)+$" * 20_000
     assert await QsCustomer.objects.filter(name=huge).count() == 0
     assert await QsCustomer.objects.filter(name__in=[huge, "Ann"]).count() == 1

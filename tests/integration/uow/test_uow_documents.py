@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from pymongo import monitoring
 from pymongo.errors import OperationFailure
 
 import odm
 from odm import F, transaction
+from odm.contrib.pytest import MonitoredDatabase
 
 
 class UowAccount(odm.Document):
@@ -148,56 +148,32 @@ async def test_identity_map_gives_one_object_per_id(odm_database: Any) -> None:
     assert outside_copy is not first
 
 
-class CommandLog(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, dict[str, Any]]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append((event.command_name, dict(event.command)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-@pytest.mark.odm_drivers("pymongo")
 async def test_flush_at_commit_sends_only_changed_fields_one_bulk_write_per_collection(
-    odm_uri: str,
+    odm_monitored: MonitoredDatabase,
 ) -> None:
-    log = CommandLog()
-    from pymongo import AsyncMongoClient
-
-    client: Any = AsyncMongoClient(odm_uri, event_listeners=[log], tz_aware=True)
-    await odm.connect(client=client, db="uow_flush")
-    try:
-        a = await UowAccount(owner="a", balance=1, tags=["x"]).insert()
-        b = await UowAccount(owner="b", balance=2).insert()
-        c = await UowLocked(name="c").insert()
-        log.commands.clear()
-        async with transaction():
-            loaded_a, loaded_b = await UowAccount.objects.order_by("owner")
-            loaded_c = await UowLocked.objects.get(id=c.id)
-            loaded_a.balance = 10
-            loaded_b.tags = [*loaded_b.tags, "vip"]
-            loaded_c.n = 1
-        updates = [cmd for name, cmd in log.commands if name == "update"]
-        assert len(updates) == 2  # one bulk write per collection
-        by_collection = {cmd["update"]: cmd["updates"] for cmd in updates}
-        assert [u["u"] for u in by_collection["uow_accounts"]] == [
-            {"$set": {"balance": 10}},
-            {"$push": {"tags": {"$each": ["vip"]}}},
-        ]
-        assert all("lsid" in cmd and "txnNumber" in cmd for cmd in updates)
-        assert [name for name, _ in log.commands][-1] == "commitTransaction"
-        assert (await UowAccount.objects.get(id=a.id)).balance == 10
-        assert (await UowAccount.objects.get(id=b.id)).tags == ["vip"]
-        assert (await UowLocked.objects.get(id=c.id)).n == 1
-    finally:
-        await client.drop_database("uow_flush")
-        await odm.disconnect()
-        await client.close()
+    log = odm_monitored.log
+    a = await UowAccount(owner="a", balance=1, tags=["x"]).insert()
+    b = await UowAccount(owner="b", balance=2).insert()
+    c = await UowLocked(name="c").insert()
+    log.clear()
+    async with transaction():
+        loaded_a, loaded_b = await UowAccount.objects.order_by("owner")
+        loaded_c = await UowLocked.objects.get(id=c.id)
+        loaded_a.balance = 10
+        loaded_b.tags = [*loaded_b.tags, "vip"]
+        loaded_c.n = 1
+    updates = log.named("update")
+    assert len(updates) == 2  # one bulk write per collection
+    by_collection = {cmd["update"]: cmd["updates"] for cmd in updates}
+    assert [u["u"] for u in by_collection["uow_accounts"]] == [
+        {"$set": {"balance": 10}},
+        {"$push": {"tags": {"$each": ["vip"]}}},
+    ]
+    assert all("lsid" in cmd and "txnNumber" in cmd for cmd in updates)
+    assert log.names()[-1] == "commitTransaction"
+    assert (await UowAccount.objects.get(id=a.id)).balance == 10
+    assert (await UowAccount.objects.get(id=b.id)).tags == ["vip"]
+    assert (await UowLocked.objects.get(id=c.id)).n == 1
 
 
 async def test_concurrent_change_to_a_tracked_document_aborts_or_retries(
