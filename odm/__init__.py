@@ -35,7 +35,7 @@ from .exceptions import (
     ValidationError,
 )
 from .models.base import Document, Embedded
-from .models.fields import Field, Indexed, ObjectId, Reference, utcnow
+from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
 from .models.indexes import Index
 from .query import F, Q
 from .queryset import ChangeEvent, Manager, QuerySet
@@ -51,6 +51,7 @@ __all__ = [
     "ConfigurationError",
     "Connection",
     "ConnectionFailed",
+    "Decimal",
     "DeclarationError",
     "Document",
     "DoesNotExist",

@@ -174,7 +174,8 @@ def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exceptio
 class _run:
     """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
     given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
-    deadline as :class:`odm.OperationTimeout` naming ``what``.
+    deadline as :class:`odm.OperationTimeout` naming the model and ``what`` (the operation;
+    the message is only built when there is an error).
 
     A class rather than a generator-based context manager: it runs around every driver call,
     and without a timeout it costs two method calls.
@@ -216,10 +217,14 @@ class _run:
         if is_timeout(exc):
             timeout = self.timeout
             limit = f" within {timeout:g} s" if timeout is not None else ""
-            raise OperationTimeout(f"{self.what} did not finish{limit}: {exc}") from exc
+            raise OperationTimeout(
+                f"{self.model.__name__} {self.what} did not finish{limit}: {exc}"
+            ) from exc
         if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
             message = (exc.details or {}).get("errmsg") or str(exc)
-            raise QueryError(f"{self.what}: the server refused it: {message}") from exc
+            raise QueryError(
+                f"{self.model.__name__} {self.what}: the server refused it: {message}"
+            ) from exc
         if isinstance(exc, DuplicateKeyError):
             raise _duplicate(self.model, exc.details, exc) from exc
         if isinstance(exc, BulkWriteError):
@@ -244,7 +249,7 @@ async def find_one(
 ) -> dict[str, Any] | None:
     """Return the first raw document matching ``filter``, or ``None``."""
     coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, f"{model.__name__} find_one", timeout):
+    with _run(model, "find_one", timeout):
         result: dict[str, Any] | None = await coll.find_one(
             filter, projection, sort=sort, skip=skip, session=operation_session(), **options
         )
@@ -279,7 +284,7 @@ async def find(
     )
     chunk = batch_size or 1000
     deadline = None if timeout is None else time.monotonic() + timeout
-    what = f"{model.__name__} find"
+    what = "find"
     try:
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
@@ -306,7 +311,7 @@ async def find_list(
 ) -> list[dict[str, Any]]:
     """Return every raw document matching ``filter`` as one list."""
     coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, f"{model.__name__} find", timeout):
+    with _run(model, "find", timeout):
         cursor = coll.find(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
             **options,
@@ -325,14 +330,14 @@ async def count_documents(
 ) -> int:
     """Return how many documents match ``filter`` (``skip=`` / ``limit=`` / ``hint=`` pass on)."""
     coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, f"{model.__name__} count", timeout):
+    with _run(model, "count", timeout):
         count: int = await coll.count_documents(filter, session=operation_session(), **options)
     return count
 
 
 async def estimated_document_count(model: type[Any], *, timeout: float | None = None) -> int:
     """Return the collection's size from its metadata (fast, ignores transactions' writes)."""
-    with _run(model, f"{model.__name__} estimated count", timeout):
+    with _run(model, "estimated count", timeout):
         count: int = await collection(model).estimated_document_count()
     return count
 
@@ -347,7 +352,7 @@ async def distinct(
 ) -> list[Any]:
     """Return the distinct values of ``key`` among the documents matching ``filter``."""
     coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, f"{model.__name__} distinct", timeout):
+    with _run(model, "distinct", timeout):
         values: list[Any] = await coll.distinct(key, filter, session=operation_session())
     return values
 
@@ -367,7 +372,7 @@ async def aggregate(
         options["batchSize"] = batch_size
     chunk = batch_size or 1000
     deadline = None if timeout is None else time.monotonic() + timeout
-    what = f"{model.__name__} aggregate"
+    what = "aggregate"
     with _run(model, what, timeout):
         cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
     try:
@@ -392,7 +397,7 @@ async def aggregate_list(
 ) -> list[dict[str, Any]]:
     """Return every result of ``pipeline`` as one list."""
     coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, f"{model.__name__} aggregate", timeout):
+    with _run(model, "aggregate", timeout):
         cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
         result: list[dict[str, Any]] = await cursor.to_list(None)
     return result
@@ -410,7 +415,7 @@ async def insert_one(
 ) -> Any:
     """Insert one raw document; return the driver's ``InsertOneResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} insert", timeout, [document]):
+    with _run(model, "insert", timeout, [document]):
         return await coll.insert_one(document, session=operation_session())
 
 
@@ -424,7 +429,7 @@ async def insert_many(
 ) -> Any:
     """Insert raw documents in one batch; return the driver's ``InsertManyResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} insert_many", timeout, documents):
+    with _run(model, "insert_many", timeout, documents):
         return await coll.insert_many(documents, ordered=ordered, session=operation_session())
 
 
@@ -440,7 +445,7 @@ async def update_one(
 ) -> Any:
     """Update the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} update", timeout, [update]):
+    with _run(model, "update", timeout, [update]):
         return await coll.update_one(
             filter, update, upsert=upsert, session=operation_session(), **options
         )
@@ -458,7 +463,7 @@ async def update_many(
 ) -> Any:
     """Update every document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} update_many", timeout, [update]):
+    with _run(model, "update_many", timeout, [update]):
         return await coll.update_many(
             filter, update, upsert=upsert, session=operation_session(), **options
         )
@@ -475,7 +480,7 @@ async def replace_one(
 ) -> Any:
     """Replace the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} replace", timeout, [document]):
+    with _run(model, "replace", timeout, [document]):
         return await coll.replace_one(filter, document, upsert=upsert, session=operation_session())
 
 
@@ -495,7 +500,7 @@ async def find_one_and_update(
     """Update one document atomically and return it (after the update unless
     ``return_new=False``), or ``None`` when nothing matched."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} find_one_and_update", timeout):
+    with _run(model, "find_one_and_update", timeout):
         result: dict[str, Any] | None = await coll.find_one_and_update(
             filter,
             update,
@@ -520,7 +525,7 @@ async def find_one_and_delete(
 ) -> dict[str, Any] | None:
     """Delete one document atomically and return it, or ``None`` when nothing matched."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} find_one_and_delete", timeout):
+    with _run(model, "find_one_and_delete", timeout):
         result: dict[str, Any] | None = await coll.find_one_and_delete(
             filter, projection=projection, sort=sort, session=operation_session()
         )
@@ -536,7 +541,7 @@ async def delete_one(
 ) -> Any:
     """Delete the first document matching ``filter``; return the ``DeleteResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} delete", timeout):
+    with _run(model, "delete", timeout):
         return await coll.delete_one(filter, session=operation_session())
 
 
@@ -549,7 +554,7 @@ async def delete_many(
 ) -> Any:
     """Delete every document matching ``filter``; return the ``DeleteResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, f"{model.__name__} delete_many", timeout):
+    with _run(model, "delete_many", timeout):
         return await coll.delete_many(filter, session=operation_session())
 
 
@@ -564,7 +569,7 @@ async def bulk_write(
     """Send PyMongo write models (``UpdateOne``, ``InsertOne``...) in one ``bulk_write``."""
     coll = _with(collection(model), write_concern)
     with _run(
-        model, f"{model.__name__} bulk_write", timeout, [getattr(r, "_doc", {}) for r in requests]
+        model, "bulk_write", timeout, [getattr(r, "_doc", {}) for r in requests]
     ):
         return await coll.bulk_write(list(requests), ordered=ordered, session=operation_session())
 
@@ -576,7 +581,7 @@ async def create_indexes(
     model: type[Any], indexes: Sequence[Any], *, timeout: float | None = None
 ) -> list[str]:
     """Create PyMongo ``IndexModel``s on ``model``'s collection; return their names."""
-    with _run(model, f"{model.__name__} create_indexes", timeout):
+    with _run(model, "create_indexes", timeout):
         names: list[str] = await collection(model).create_indexes(
             list(indexes), session=operation_session()
         )
@@ -586,7 +591,7 @@ async def create_indexes(
 async def list_indexes(model: type[Any], *, timeout: float | None = None) -> list[dict[str, Any]]:
     """Return the server's description of each index of ``model``'s collection (none when the
     collection does not exist yet)."""
-    with _run(model, f"{model.__name__} list_indexes", timeout):
+    with _run(model, "list_indexes", timeout):
         try:
             cursor = await drivers.resolve(
                 collection(model).list_indexes(session=operation_session())
@@ -601,7 +606,7 @@ async def list_indexes(model: type[Any], *, timeout: float | None = None) -> lis
 
 async def drop_index(model: type[Any], name: str, *, timeout: float | None = None) -> None:
     """Drop the index ``name`` of ``model``'s collection."""
-    with _run(model, f"{model.__name__} drop_index", timeout):
+    with _run(model, "drop_index", timeout):
         await collection(model).drop_index(name, session=operation_session())
 
 
@@ -611,7 +616,7 @@ async def explain(
     """Return the server's ``queryPlanner`` explanation of a ``find`` or ``aggregate``
     command on ``model``'s collection."""
     database = collection(model).database
-    with _run(model, f"{model.__name__} explain", timeout):
+    with _run(model, "explain", timeout):
         plan: dict[str, Any] = await database.command(
             {"explain": command, "verbosity": "queryPlanner"}, session=operation_session()
         )
@@ -626,7 +631,7 @@ async def watch(
     **options: Any,
 ) -> Any:
     """Open a change stream on ``model``'s collection and return the driver's stream."""
-    with _run(model, f"{model.__name__} watch", timeout):
+    with _run(model, "watch", timeout):
         return await drivers.watch(
             collection(model), pipeline or [], session=operation_session(), **options
         )

@@ -9,7 +9,8 @@ and the executor runs that. A queryset runs when awaited (a list), iterated with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
@@ -29,6 +30,7 @@ from .models.options import ID_KEY
 from .query import compiler
 from .query.q import Q
 from .query.query import Query
+from .query.where import resolved_key
 from .session import current_unit_of_work
 
 if TYPE_CHECKING:
@@ -52,9 +54,16 @@ _NO_CHANGE_STREAMS = {40573, 40324}
 
 
 def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
-    from .models.loading import load_documents
+    global _load_documents
+    if _load_documents is None:
+        # Imported late (odm.models imports this module); then kept, off the hot path.
+        from .models.loading import load_documents
 
-    return load_documents(model, raws, lenient=lenient)
+        _load_documents = load_documents
+    return _load_documents(model, raws, lenient=lenient)
+
+
+_load_documents: Callable[..., list[Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +290,14 @@ class QuerySet(Generic[M]):
             if isinstance(compiled, compiler.CompiledFind):
                 # A plain find: one driver to_list(), one validation of the whole list.
                 raws = await executor.find_list(
-                    self._model, **compiled.kwargs(), **self._read_options()
+                    self._model,
+                    compiled.filter,
+                    projection=compiled.projection,
+                    sort=compiled.sort,
+                    skip=compiled.skip,
+                    limit=compiled.limit,
+                    timeout=query.timeout,
+                    read_preference=query.read_preference,
                 )
                 return await self._documents(raws)
         results: list[M] = []
@@ -369,15 +385,14 @@ class QuerySet(Generic[M]):
     async def _get_by_id(self, key: str, value: Any) -> M:
         """``get(id=value)``: the value validated as the id field's type (the same lookup as
         ``filter(id=value)``), then one ``find_one``; ``_id`` is unique, so no second row."""
-        from .query.paths import resolve
-        from .query.where import condition_for
-
         model = self._model
-        where = condition_for(resolve(model, "id"), "exact", value)
-        filter = where.mql
+        # The cached meaning of "id" / "id__exact" (the Exact lookup on the id field), built
+        # on this value: validated as the id field's type, as filter(id=value) does.
+        target, lookup_cls = resolved_key(model, key)
+        filter = lookup_cls(target, value).as_mql()
         class_filter = model._meta.class_filter()
         if class_filter:
-            filter = {**filter, **class_filter}
+            filter.update(class_filter)
         query = self._query
         raw = await executor.find_one(
             model, filter, timeout=query.timeout, read_preference=query.read_preference
@@ -385,8 +400,8 @@ class QuerySet(Generic[M]):
         if raw is None:
             what = _describe((), {key: value})
             raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
-        documents = await self._documents([raw])
-        return documents[0]  # type: ignore[no-any-return]
+        # _by_id_only() ruled out projections, joins and prefetches: a plain load.
+        return _load(model, [raw], query.lenient)[0]  # type: ignore[no-any-return]
 
     async def count(self) -> int:
         """Return how many documents match (slicing respected)."""
@@ -535,10 +550,11 @@ class QuerySet(Generic[M]):
                 )
         raws = [doc.to_bson() for doc in docs]
         await executor.insert_many(model, raws, ordered=ordered, timeout=self._query.timeout)
+        # Each snapshot is the very dict that was inserted (it is no longer used otherwise).
+        deque(map(set_snapshot, docs, raws), maxlen=0)
         uow = current_unit_of_work()
-        for doc, raw in zip(docs, raws, strict=True):
-            set_snapshot(doc, raw)
-            if uow is not None:
+        if uow is not None:
+            for doc in docs:
                 uow.track(doc)
         return docs
 

@@ -3,8 +3,9 @@
 For each concrete model's collection: a declared index missing on the server is created; one
 whose keys or options differ is dropped and created again; an index on the server that no
 model declares (other than ``_id_``) is dropped, its rollback recreating it exactly. Models
-with ``Meta.validate_on_server = True`` get a ``$jsonSchema`` validator built from their
-pydantic schema; a validator that differs is replaced, the rollback restoring the old one.
+with ``Meta.validate_on_server = True`` get the ``$jsonSchema`` validator that
+:func:`odm.models.jsonschema.validator_for` builds from their pydantic schema; a validator that
+differs is replaced, the rollback restoring the old one.
 The file is written only when there is a difference, so ``make`` after applying it is empty.
 """
 
@@ -21,6 +22,7 @@ from pymongo.errors import OperationFailure
 
 from .. import drivers
 from ..exceptions import MigrationError
+from ..models.jsonschema import validator_for
 from . import loader
 from .recorder import APPLIED, LOCK, LOG, STATE
 
@@ -68,102 +70,6 @@ def concrete_models(alias: str = "default") -> list[type[Any]]:
         root = getattr(meta, "root", None) or model
         chosen.setdefault(meta.collection, root)
     return [chosen[name] for name in sorted(chosen)]
-
-
-# -- $jsonSchema from pydantic's JSON schema ---------------------------------------------------
-
-_NUMBER = ["double", "int", "long", "decimal"]
-
-
-def _resolve(node: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return dict(defs.get(ref.split("/")[-1], {}))
-    return node
-
-
-def bson_schema(
-    node: Mapping[str, Any], defs: Mapping[str, Any], depth: int = 0
-) -> dict[str, Any] | None:
-    """Convert one pydantic JSON schema node to MongoDB's ``$jsonSchema`` dialect.
-
-    Returns ``None`` (no constraint) for what cannot be mapped with certainty to a BSON type
-    (a UUID, a date, a custom type): a validator that is too loose is harmless, one that is
-    too strict rejects the application's own writes.
-    """
-    if depth > 10:  # a recursive model: stop constraining deeper levels
-        return None
-    node = _resolve(node, defs)
-    if "allOf" in node and len(node["allOf"]) == 1:
-        return bson_schema(node["allOf"][0], defs, depth + 1)
-    if "anyOf" in node:
-        parts = [bson_schema(part, defs, depth + 1) for part in node["anyOf"]]
-        if any(part is None for part in parts):
-            return None
-        return {"anyOf": parts}
-    if "enum" in node:
-        return {"enum": list(node["enum"])}
-    if "const" in node:
-        return {"enum": [node["const"]]}
-    kind = node.get("type")
-    out: dict[str, Any]
-    if kind == "string":
-        fmt = node.get("format")
-        if fmt == "date-time":
-            return {"bsonType": "date"}
-        if fmt == "objectid":
-            return {"bsonType": "objectId"}
-        if fmt is not None:
-            return None
-        out = {"bsonType": "string"}
-        for key in ("minLength", "maxLength", "pattern"):
-            if key in node:
-                out[key] = node[key]
-        return out
-    if kind in ("integer", "number"):
-        out = {"bsonType": ["int", "long"] if kind == "integer" else list(_NUMBER)}
-        for key in ("minimum", "maximum"):
-            if key in node:
-                out[key] = node[key]
-        # Draft 2020 gives exclusive bounds as numbers, MongoDB (draft 4) as flags.
-        if "exclusiveMinimum" in node:
-            out["minimum"], out["exclusiveMinimum"] = node["exclusiveMinimum"], True
-        if "exclusiveMaximum" in node:
-            out["maximum"], out["exclusiveMaximum"] = node["exclusiveMaximum"], True
-        return out
-    if kind == "boolean":
-        return {"bsonType": "bool"}
-    if kind == "null":
-        return {"bsonType": "null"}
-    if kind == "array":
-        out = {"bsonType": "array"}
-        items = bson_schema(node["items"], defs, depth + 1) if "items" in node else None
-        if items is not None:
-            out["items"] = items
-        for key in ("minItems", "maxItems"):
-            if key in node:
-                out[key] = node[key]
-        return out
-    if kind == "object":
-        out = {"bsonType": "object"}
-        properties = {}
-        for name, sub in dict(node.get("properties", {})).items():
-            converted = bson_schema(sub, defs, depth + 1)
-            if converted is not None:
-                properties[name] = converted
-        if properties:
-            out["properties"] = properties
-        if node.get("required"):
-            out["required"] = list(node["required"])
-        return out
-    return None
-
-
-def validator_for(model: type[Any]) -> dict[str, Any]:
-    """Return the ``{"$jsonSchema": ...}`` validator for ``model``'s stored documents."""
-    schema = model.model_json_schema(by_alias=True)
-    converted = bson_schema(schema, schema.get("$defs", {})) or {"bsonType": "object"}
-    return {"$jsonSchema": converted}
 
 
 # -- the diff ------------------------------------------------------------------------------

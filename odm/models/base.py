@@ -30,6 +30,7 @@ from .tracking import get_snapshot, set_snapshot
 from .writes import commit_update, prepare_update, write_filter
 
 _set_slot = object.__setattr__
+_MODEL_DUMP = BaseModel.model_dump
 
 __all__ = ["Document", "Embedded"]
 
@@ -87,7 +88,13 @@ class Document(BaseModel, metaclass=DocumentMeta):
     def to_bson(self) -> dict[str, Any]:
         """Return the document as stored: aliased keys (``_id``), plus ``_cls`` when it
         belongs to a polymorphic family."""
-        raw = self.model_dump(by_alias=True)
+        cls = type(self)
+        if cls.model_dump is _MODEL_DUMP:
+            # What model_dump(by_alias=True) runs, without its Python-level argument handling
+            # (~10 % of a dump of a 10-field document); an overridden model_dump still counts.
+            raw: dict[str, Any] = cls.__pydantic_serializer__.to_python(self, by_alias=True)
+        else:
+            raw = self.model_dump(by_alias=True)
         class_name = self._meta.class_name
         if class_name is not None:
             raw[CLASS_KEY] = class_name

@@ -5,6 +5,12 @@ The metaclass reads ``class Meta`` at class creation, builds ``Model._meta`` (an
 ``MultipleObjectsReturned``, and registers it in :data:`odm.registry.registry`. A wrong
 declaration raises :class:`odm.DeclarationError` there and then, naming the class and the field.
 No I/O here.
+
+Forward references (``Reference["Customer"]``, or ``Reference[Customer]`` under ``from
+__future__ import annotations`` with ``Customer`` declared further down) leave pydantic's model
+incomplete at class creation; each time a Document class is declared the metaclass tries again
+to complete the pending ones (:func:`complete_model`), with the registered Document classes as
+names, and then redoes what depends on the field types (indexes, checks).
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ import datetime as _dt
 import decimal
 import enum
 import re
+import sys
 import types
 import typing
 import uuid
+import weakref
 from typing import Any, Union, get_args, get_origin
 
 import bson
-from pydantic import BaseModel
-from pydantic._internal._model_construction import ModelMetaclass
+from pydantic import BaseModel, PlainSerializer, WrapSerializer
+from pydantic._internal._model_construction import ModelMetaclass, build_lenient_weakvaluedict
 from pydantic.fields import FieldInfo
 
 from ..exceptions import (
@@ -29,7 +37,7 @@ from ..exceptions import (
     MultipleObjectsReturned,
 )
 from ..registry import registry
-from .fields import Field, Indexed
+from .fields import DecimalAnnotation, Field, Indexed
 from .indexes import Index
 from .options import ID_FIELD, ID_KEY, META_OPTIONS, Options, resolve_path
 
@@ -178,6 +186,10 @@ class DocumentMeta(ModelMetaclass):
         for name in class_attributes:
             del namespace[name]
 
+        # pydantic takes the caller's locals as the namespace of forward references: that
+        # would be this method's, so give it those of the class statement's frame instead.
+        namespace["__pydantic_parent_namespace__"] = _class_statement_namespace()
+        kwargs["__pydantic_reset_parent_namespace__"] = False
         cls = super().__new__(mcs, cls_name, bases, namespace, **kwargs)
         for name, value in class_attributes.items():
             setattr(cls, name, value)
@@ -204,7 +216,74 @@ class DocumentMeta(ModelMetaclass):
             registry.register(cls)
             if meta.root is not None and meta.class_name is not None:
                 meta.family[meta.class_name] = cls
+        if not _is_complete(cls):
+            _incomplete.add(cls)
+        if _incomplete:
+            # This class may be what the pending ones were waiting for.
+            for pending in sorted(_incomplete, key=lambda m: m.__qualname__):
+                if pending is not cls:
+                    complete_model(pending)
         return cls
+
+
+# -- forward references ----------------------------------------------------------------------
+
+
+def _class_statement_namespace() -> dict[str, Any] | None:
+    """Return the locals of the frame running the ``class`` statement (held weakly, as
+    pydantic does), or ``None`` at module level, where the module's globals serve."""
+    frame = sys._getframe(2)  # 0: here, 1: DocumentMeta.__new__, 2: the class statement
+    if frame.f_code.co_name == "<module>" or frame.f_back is None:
+        return None
+    return build_lenient_weakvaluedict(dict(frame.f_locals))
+
+
+#: Document classes whose annotations named a class not declared yet.
+_incomplete: weakref.WeakSet[type[Any]] = weakref.WeakSet()
+
+
+def _is_complete(model: type[Any]) -> bool:
+    return bool(getattr(model, "__pydantic_complete__", True))
+
+
+def _names_for(model: type[Any]) -> dict[str, Any]:
+    """Return the names a forward reference of ``model`` may use: the registered Document
+    classes (those of its own module first; a name two other modules use is left out), then
+    its module's globals."""
+    by_name: dict[str, list[type[Any]]] = {}
+    for candidate in registry:
+        by_name.setdefault(candidate.__name__, []).append(candidate)
+    names: dict[str, Any] = {}
+    for name, classes in by_name.items():
+        chosen = [c for c in classes if c.__module__ == model.__module__] or classes
+        if len(chosen) == 1:
+            names[name] = chosen[0]
+    module = sys.modules.get(model.__module__)
+    if module is not None:
+        names.update(vars(module))
+    return names
+
+
+def complete_model(model: type[Any]) -> bool:
+    """Finish a Document class whose annotations named classes not declared at the time.
+
+    Resolves the names against the registered Document classes and the model's module, then
+    redoes what depends on the field types (``Indexed`` markers, index paths, checks). Returns
+    whether the model is complete; a model still waiting for a class stays pending and is
+    tried again when the next Document class is declared (pydantic also retries on first use).
+    Raises :class:`odm.DeclarationError` for a declaration that the resolved types make wrong.
+    """
+    if _is_complete(model):
+        _incomplete.discard(model)
+    else:
+        model.model_rebuild(raise_errors=False, _types_namespace=_names_for(model))
+        if not _is_complete(model):
+            return False
+        _incomplete.discard(model)
+    meta = getattr(model, "_meta", None)
+    if meta is not None and getattr(meta, "model", None) is model:
+        _resolve_fields(model, meta)
+    return True
 
 
 def _with_alias(info: FieldInfo) -> FieldInfo:
@@ -257,25 +336,16 @@ def _build_options(
     except ValueError as exc:
         raise DeclarationError(f"{name}.Meta: {exc}") from exc
 
-    def check_path(path: str, what: str) -> str:
-        try:
-            return resolve_path(cls, path)
-        except LookupError as exc:
-            raise DeclarationError(f"{name}: {what} is on unknown field {path!r}: {exc}") from exc
-
     ordering = inherited("ordering", ())
     if isinstance(ordering, str):
         ordering = (ordering,)
-    for item in ordering:
-        check_path(str(item).lstrip("-+"), "Meta.ordering")
     meta.ordering = tuple(str(o) for o in ordering)
 
     shard_key = inherited("shard_key", ())
     if isinstance(shard_key, str):
         shard_key = (shard_key,)
-    for key in shard_key:
-        check_path(str(key), "Meta.shard_key")
     meta.shard_key = tuple(str(k) for k in shard_key)
+    _check_paths(cls, meta)
 
     # Polymorphism: a family shares the root's collection, options and _cls map.
     if family_parent is not None:
@@ -312,7 +382,7 @@ def _build_options(
         if options.get("polymorphic") and abstract:
             raise DeclarationError(f"{name}: an abstract class cannot be polymorphic")
 
-    # Indexes: inherited declarations, Meta.indexes, then Indexed(...) annotations.
+    # Indexes: inherited declarations and Meta.indexes (Indexed(...) markers: _resolve_fields).
     declared = list(parent.declared_indexes) if parent is not None else []
     own = options.get("indexes", [])
     for index in own:
@@ -322,6 +392,18 @@ def _build_options(
             )
     declared.extend(own)
     meta.declared_indexes = list(declared)
+    _resolve_fields(cls, meta)
+    return meta
+
+
+def _resolve_fields(cls: type[Any], meta: Options) -> None:
+    """Check and resolve what depends on the field types: ordering and shard key paths,
+    indexes (with the ``Indexed`` markers), the keys the tracking snapshot copies, storable
+    types. Run at class creation, and again once forward references are resolved."""
+    name = cls.__qualname__
+    _check_paths(cls, meta)
+
+    declared = list(meta.declared_indexes)
     for field_name, info in cls.model_fields.items():
         for marker in info.metadata:
             if isinstance(marker, Indexed):
@@ -337,7 +419,7 @@ def _build_options(
     resolved: dict[str, Index] = {}
     for index in declared:
         for path in index.fields:
-            check_path(path, f"index {index.name!r}")
+            _check_path(cls, path, f"index {index.name!r}")
         if index.expire_after is not None:
             _check_ttl(cls, name, index)
         stored = index.with_paths(lambda p: resolve_path(cls, p))
@@ -349,7 +431,90 @@ def _build_options(
         for field_name, info in cls.model_fields.items()
         if _may_share(info.annotation)
     )
-    return meta
+    if _is_complete(cls):
+        _check_storable(cls, name)
+
+
+def _check_path(cls: type[Any], path: str, what: str) -> str:
+    try:
+        return resolve_path(cls, path)
+    except LookupError as exc:
+        raise DeclarationError(
+            f"{cls.__qualname__}: {what} is on unknown field {path!r}: {exc}"
+        ) from exc
+
+
+def _check_paths(cls: type[Any], meta: Options) -> None:
+    for item in meta.ordering:
+        _check_path(cls, item.lstrip("-+"), "Meta.ordering")
+    for key in meta.shard_key:
+        _check_path(cls, key, "Meta.shard_key")
+
+
+# -- storable types --------------------------------------------------------------------------
+
+
+def _converts(marker: Any) -> bool:
+    """Tell whether an ``Annotated`` marker gives the value its own schema or serializer."""
+    return (
+        marker is DecimalAnnotation
+        or isinstance(marker, PlainSerializer | WrapSerializer)
+        or hasattr(marker, "__get_pydantic_core_schema__")
+    )
+
+
+def _bare_decimal(annotation: Any, seen: set[int]) -> str | None:
+    """Return where a plain ``decimal.Decimal`` hides in ``annotation`` (``""`` for the
+    annotation itself, ``"Line.price"`` inside an embedded model), or ``None``."""
+    if annotation is decimal.Decimal:
+        return ""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if id(annotation) in seen or not _is_complete(annotation):
+            return None
+        seen.add(id(annotation))
+        if annotation.__pydantic_decorators__.model_serializers:
+            return None
+        for field_name, info in annotation.model_fields.items():
+            found = _field_bare_decimal(annotation, field_name, info, seen)
+            if found is not None:
+                return f"{annotation.__name__}.{field_name}" + (f".{found}" if found else "")
+        return None
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin is typing.Annotated:
+        if any(_converts(marker) for marker in args[1:]):
+            return None
+        return _bare_decimal(args[0], seen)
+    for arg in args:
+        found = _bare_decimal(arg, seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_bare_decimal(
+    model: type[BaseModel], field_name: str, info: FieldInfo, seen: set[int]
+) -> str | None:
+    if any(_converts(marker) for marker in info.metadata):
+        return None
+    for decorator in model.__pydantic_decorators__.field_serializers.values():
+        if field_name in decorator.info.fields or "*" in decorator.info.fields:
+            return None
+    return _bare_decimal(info.annotation, seen)
+
+
+def _check_storable(cls: type[Any], name: str) -> None:
+    """Refuse a field whose values BSON cannot store: a plain ``decimal.Decimal``."""
+    if cls.__pydantic_decorators__.model_serializers:
+        return
+    for field_name, info in cls.model_fields.items():
+        found = _field_bare_decimal(cls, field_name, info, set())
+        if found is not None:
+            where = f" (at {found})" if found else ""
+            raise DeclarationError(
+                f"{name}.{field_name}: a decimal.Decimal{where} cannot be stored in BSON as is; "
+                "annotate it odm.Decimal (a Decimal stored as BSON Decimal128)"
+            )
 
 
 def _check_ttl(cls: type[Any], name: str, index: Index) -> None:
@@ -363,6 +528,8 @@ def _check_ttl(cls: type[Any], name: str, index: Index) -> None:
     info = cls.model_fields.get(head)
     if info is None or rest:
         return  # nested paths: the server checks the value type at expiry time
+    if isinstance(info.annotation, str | typing.ForwardRef):
+        return  # not resolved yet: checked again once it is (complete_model)
     if not _annotation_has(info.annotation, _dt.datetime):
         raise DeclarationError(
             f"{name}: TTL index {index.name!r} is on field {head!r} of type "

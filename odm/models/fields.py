@@ -1,4 +1,5 @@
-"""Field types and markers: ObjectId as a pydantic type, Reference, Indexed, Field, utcnow.
+"""Field types and markers: ObjectId and Decimal as pydantic types, Reference, Indexed, Field,
+utcnow.
 
 No I/O here except :meth:`Reference.fetch`, which goes through the model's manager.
 """
@@ -6,8 +7,12 @@ No I/O here except :meth:`Reference.fetch`, which goes through the model's manag
 from __future__ import annotations
 
 import datetime as _dt
+import decimal as _decimal
+import sys
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ForwardRef, Generic, TypeVar, get_args, get_origin
 
 import bson
 from pydantic import Field as _PydanticField
@@ -19,6 +24,10 @@ if TYPE_CHECKING:
     from typing import Annotated as Annotated
 
 __all__ = [
+    "BSON_TYPE_METADATA",
+    "REFERENCE_METADATA",
+    "Decimal",
+    "DecimalAnnotation",
     "Field",
     "Indexed",
     "ObjectId",
@@ -27,6 +36,13 @@ __all__ = [
     "reference_target",
     "utcnow",
 ]
+
+#: Key of a pydantic core schema's ``metadata`` giving the ``$jsonSchema`` fragment of the
+#: stored value (``{"bsonType": "decimal"}``); read by :mod:`odm.models.jsonschema`.
+BSON_TYPE_METADATA = "odm_bson_type"
+#: Key of a :class:`Reference` core schema's ``metadata``: a function returning the target
+#: class (or ``None`` while it is unknown); read by :mod:`odm.models.jsonschema`.
+REFERENCE_METADATA = "odm_reference_target"
 
 Field = _PydanticField
 """pydantic's ``Field``, re-exported so that models need only ``import odm``."""
@@ -72,6 +88,7 @@ class ObjectIdAnnotation:
             serialization=core_schema.plain_serializer_function_ser_schema(
                 str, when_used="json"
             ),
+            metadata={BSON_TYPE_METADATA: {"bsonType": "objectId"}},
         )
 
     @classmethod
@@ -93,6 +110,57 @@ else:
 
     ObjectId = Annotated[bson.ObjectId, ObjectIdAnnotation]
 """A BSON ObjectId as a pydantic type: ``bson.ObjectId`` values, validated from 24-hex strings."""
+
+
+def _decimal_from_bson(value: Any) -> Any:
+    return value.to_decimal() if isinstance(value, bson.Decimal128) else value
+
+
+def _as_decimal128(value: _decimal.Decimal) -> _decimal.Decimal:
+    try:
+        stored = bson.Decimal128(value)
+    except _decimal.DecimalException:
+        raise ValueError(
+            f"{value} cannot be stored as a BSON Decimal128 (at most 34 significant digits, "
+            "exponent from -6176 to 6111)"
+        ) from None
+    # The value the database will give back (same digits and exponent, except a clamped one).
+    return stored.to_decimal()
+
+
+def _decimal_serializer(value: _decimal.Decimal, info: Any) -> Any:
+    if getattr(info, "mode", "python") == "json":
+        return str(value)
+    return bson.Decimal128(value)
+
+
+class DecimalAnnotation:
+    """Pydantic schema of :data:`Decimal`: a ``decimal.Decimal`` stored as BSON Decimal128.
+
+    Validates what ``decimal.Decimal`` accepts (constraints such as ``ge`` or ``max_digits``
+    included) and ``bson.Decimal128`` (what the database gives back); refuses a value that
+    Decimal128 cannot hold exactly. Dumps to ``bson.Decimal128`` in Python mode (what
+    ``to_bson()`` stores and what query values become) and to a string in JSON mode.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            _decimal_from_bson,
+            core_schema.no_info_after_validator_function(
+                _as_decimal128, handler(_decimal.Decimal)
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _decimal_serializer, info_arg=True
+            ),
+            metadata={BSON_TYPE_METADATA: {"bsonType": "decimal"}},
+        )
+
+
+Decimal = Annotated[_decimal.Decimal, DecimalAnnotation]
+"""A ``decimal.Decimal`` field stored as BSON Decimal128: ``price: odm.Decimal``."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +202,16 @@ class Reference(Generic[T]):
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        target = reference_target(source)
+        resolved: list[type[Any] | None] = [reference_target(source)]
+
+        def current_target() -> type[Any] | None:
+            # A target named by a string is looked up when first needed, once it exists.
+            if resolved[0] is None:
+                resolved[0] = reference_target(source)
+            return resolved[0]
 
         def validate(value: Any) -> Reference[Any]:
+            target = resolved[0] if resolved[0] is not None else current_target()
             if isinstance(value, Reference):
                 if value.model is None and target is not None:
                     return Reference(value.id, value.document, target)
@@ -155,17 +230,28 @@ class Reference(Generic[T]):
                 _reference_serializer, info_arg=True
             ),
             json_schema_input_schema=core_schema.str_schema(),
+            metadata={REFERENCE_METADATA: current_target},
         )
 
     @classmethod
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {
-            "type": "string",
-            "format": "objectid",
-            "description": "id of the referenced document",
-        }
+        description = {"description": "id of the referenced document"}
+        getter: Callable[[], type[Any] | None] | None = (schema.get("metadata") or {}).get(
+            REFERENCE_METADATA
+        )
+        target = getter() if getter is not None else None
+        id_info = getattr(target, "model_fields", {}).get("id")
+        if id_info is not None and not _annotation_is_object_id(id_info):
+            # Another id type (str, int, UUID...): the reference holds one of those.
+            from pydantic import TypeAdapter
+
+            id_type: Any = id_info.annotation
+            if id_info.metadata:
+                id_type = typing.Annotated[(id_type, *id_info.metadata)]
+            return {**TypeAdapter(id_type).json_schema(mode=handler.mode), **description}
+        return {"type": "string", "format": "objectid", **description}
 
     async def fetch(self, *, timeout: float | None = None) -> T:
         """Load (once) and return the referenced document.
@@ -202,15 +288,48 @@ def _reference_serializer(value: Reference[Any], info: Any) -> Any:
     return value.id
 
 
+def _annotation_is_object_id(info: Any) -> bool:
+    return info.annotation is bson.ObjectId or any(
+        m is ObjectIdAnnotation for m in getattr(info, "metadata", ())
+    )
+
+
+def _lookup(name: str, module: str | None) -> type[Any] | None:
+    """Find the Document class named ``name``: in ``module`` first, else in the registry."""
+    if module is not None:
+        found = getattr(sys.modules.get(module), name, None)
+        if isinstance(found, type):
+            return found
+    from ..registry import registry
+
+    try:
+        return registry.get(name)
+    except LookupError:
+        return None
+
+
 def reference_target(annotation: Any) -> type[Any] | None:
-    """Return ``Customer`` for ``Reference[Customer]`` (also inside Optional), else ``None``."""
+    """Return ``Customer`` for ``Reference[Customer]`` (also inside Optional or a list), else
+    ``None``.
+
+    A target written as a string (``Reference["Customer"]``) is looked up in the registry of
+    Document classes (a dotted ``"shop.models.Customer"`` picks one of several classes of that
+    name); it is ``None`` until the class is declared.
+    """
     if get_origin(annotation) is Reference:
         args = get_args(annotation)
-        return args[0] if args and isinstance(args[0], type) else None
+        if not args:
+            return None
+        target = args[0]
+        if isinstance(target, type):
+            return target
+        if isinstance(target, ForwardRef):
+            return _lookup(target.__forward_arg__, target.__forward_module__)
+        if isinstance(target, str):
+            return _lookup(target, None)
+        return None
     for arg in get_args(annotation):
         found = reference_target(arg)
         if found is not None:
             return found
     return None
-
-

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import gc
 import typing
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter
@@ -83,16 +85,17 @@ _GC_PAUSE_MIN = 64
 def _validate_batch(
     model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool
 ) -> list[Any]:
-    adapter: TypeAdapter[list[Any]] = model._meta.list_adapter()
+    # The adapter's core validator itself (TypeAdapter.validate_python only forwards to it).
+    validate = model._meta.list_adapter().validator.validate_python
     try:
         if len(raws) < _GC_PAUSE_MIN or not gc.isenabled():
-            return adapter.validate_python(raws)
+            return validate(raws)  # type: ignore[no-any-return]
         # Validating a batch allocates several objects per document, none of them in a
         # reference cycle; left on, the cyclic GC would run dozens of collections that walk
         # the fresh (young) raw documents again and again: ~40 % of the batch's time.
         gc.disable()
         try:
-            return adapter.validate_python(raws)
+            return validate(raws)  # type: ignore[no-any-return]
         finally:
             gc.enable()
     except _PydanticValidationError as exc:
@@ -145,8 +148,8 @@ def load_documents(
             if not isinstance(doc, Invalid):
                 set_snapshot(doc, _snapshot_of(doc._meta, raw))
     else:
-        for doc, raw in zip(docs, raws, strict=True):
-            _set_slot(doc, "_odm_snapshot", raw)
+        # The snapshot is the raw document itself: one slot store per document, in C.
+        deque(map(_set_slot, docs, repeat("_odm_snapshot"), raws), maxlen=0)
     uow = current_unit_of_work()
     if uow is not None:
         docs = [d if isinstance(d, Invalid) else uow.track(d) for d in docs]

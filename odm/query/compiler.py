@@ -339,8 +339,46 @@ def _values_project(query: Query) -> dict[str, Any]:
 # -- entry points ----------------------------------------------------------------------------
 
 
+def _simple_find(query: Query) -> CompiledFind | None:
+    """Compile the common case straight to ``find`` arguments: no join (in the filter, the
+    ordering or ``select_related``), no ``values()``, no grouping. ``None``: take the general
+    path (which also raises the errors a join-crossing ordering deserves)."""
+    if query.related or query.values_fields is not None or query.annotations:
+        return None
+    class_filter = _class_filter(query)
+    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
+    for where in query.where:
+        if where.joins or where.post:
+            return None
+        pre.append(where.mql)
+    sort: list[tuple[str, int]] = []
+    ordering = query.default_ordering()
+    if ordering:
+        model = query.model
+        seen: set[str] = set()
+        for item in ordering:
+            target = resolve(model, item.lstrip("-+"))
+            if target.joins:
+                return None
+            key = target.db_path
+            if key not in seen:
+                seen.add(key)
+                sort.append((key, -1 if item.startswith("-") else 1))
+    return CompiledFind(
+        filter=and_mql(pre),
+        projection=_projection(query),
+        sort=sort or None,
+        skip=query.low_mark,
+        limit=query.limit,
+        batch_size=query.batch_size,
+    )
+
+
 def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     """Compile the rows of a queryset: ``find`` arguments when possible, else a pipeline."""
+    simple = _simple_find(query)
+    if simple is not None:
+        return simple
     parts = _parts(query)
     if not parts.joins and query.values_fields is None and not query.grouped:
         return CompiledFind(

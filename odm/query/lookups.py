@@ -10,6 +10,7 @@ lands in an operand position, converted by pydantic and checked by
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
@@ -24,6 +25,14 @@ __all__ = ["LOOKUPS", "Lookup", "escape_regex", "get_lookup", "register_lookup"]
 
 #: Every registered lookup class, by ``lookup_name``.
 LOOKUPS: dict[str, type[Lookup]] = {}
+
+#: model -> {filter key -> (resolved path, lookup class)}, filled by
+#: :func:`odm.query.where.compile_q`: what ``filter(key=...)`` means for a model depends only on
+#: the key, so each key is split and resolved once (only the value is validated on every
+#: call). Weak, like the path cache; cleared when a lookup is registered.
+KEY_CACHE: weakref.WeakKeyDictionary[type[Any], dict[str, tuple[ResolvedPath, type[Lookup]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 _BOOL: Final = TypeAdapter(bool)
 
@@ -49,6 +58,7 @@ _ALL_KINDS: Final = frozenset(Kind)
 def register_lookup(cls: type[Lookup]) -> type[Lookup]:
     """Register a lookup class under its ``lookup_name`` (a class decorator)."""
     LOOKUPS[cls.lookup_name] = cls
+    KEY_CACHE.clear()  # a new lookup name may change how filter keys split
     return cls
 
 
@@ -194,6 +204,8 @@ class Lookup:
     @property
     def joins(self) -> tuple[Join, ...]:
         """Return the joins this condition needs (its path's and its F() paths')."""
+        if not self.expression_paths:
+            return self.target.joins
         found = list(self.target.joins)
         for resolved in self.expression_paths:
             found.extend(j for j in resolved.joins if j not in found)

@@ -78,6 +78,10 @@ def check_name(name: str, *, where: str = "field") -> None:
 _UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+#: Exact types that hold nothing check_literal refuses (subclasses take the full walk).
+_PLAIN_SCALARS: Final = frozenset(
+    {str, float, bool, type(None), bson.ObjectId, _dt.datetime, _dt.date, bytes}
+)
 
 
 def check_literal(value: Any, field: str) -> None:
@@ -88,6 +92,9 @@ def check_literal(value: Any, field: str) -> None:
     so are integers beyond BSON's 64 bits (the encoder would fail with an untyped error).
     Iterative, so that a deeply nested hostile value cannot blow the stack.
     """
+    kind = type(value)
+    if kind in _PLAIN_SCALARS or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
+        return  # the usual filter value: nothing inside it to check
     stack = [value]
     while stack:
         item = stack.pop()
@@ -213,8 +220,10 @@ class FieldType:
             return self._convert_reference(value, field)
         adapter = self.store_adapter if store else self.adapter
         try:
-            validated = adapter.validate_python(value)
-            converted = adapter.dump_python(validated, by_alias=True)
+            # The adapter's core validator and serializer themselves: the TypeAdapter methods
+            # only forward to them, at ~0.4 µs per value of argument handling.
+            validated = adapter.validator.validate_python(value)
+            converted = adapter.serializer.to_python(validated, by_alias=True)
         except PydanticValidationError as exc:
             first = exc.errors()[0] if exc.error_count() else {"msg": str(exc)}
             raise QueryError(

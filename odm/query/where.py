@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..exceptions import QueryError
-from .lookups import LOOKUPS, Lookup
+from .expressions import Expression
+from .lookups import KEY_CACHE, LOOKUPS, Lookup
 from .paths import SEP, FieldType, Join, Kind, ResolvedPath, check_name, resolve
 from .q import Q
 
-__all__ = ["Where", "and_mql", "compile_q", "condition_for", "split_lookup"]
+__all__ = ["Where", "and_mql", "compile_q", "condition_for", "resolved_key", "split_lookup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,24 @@ def split_lookup(
     return resolve(model, key, root=root), "exact"
 
 
+def resolved_key(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup]]:
+    """Return the resolved path and the lookup class of a filter key (``price__gte``), cached
+    per model (errors are raised, never cached)."""
+    per_model = KEY_CACHE.get(model)
+    if per_model is None:
+        per_model = KEY_CACHE[model] = {}
+    found = per_model.get(key)
+    if found is None:
+        target, lookup_name = split_lookup(model, key)
+        lookup_cls = LOOKUPS.get(lookup_name)
+        if lookup_cls is None:
+            raise QueryError(
+                f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
+            )
+        found = per_model[key] = (target, lookup_cls)
+    return found
+
+
 def _leaf(
     model: type[Any],
     key: Any,
@@ -94,6 +114,13 @@ def _leaf(
 ) -> Where:
     if not isinstance(key, str):
         raise QueryError(f"a filter name must be a string, not {type(key).__name__}")
+    if root is None and not annotations:
+        # The common case: a field path of the model itself. The key's meaning is cached; the
+        # value goes through the lookup (and so the field's type) every time.
+        target, lookup_cls = resolved_key(model, key)
+        by_name = partial(resolve, model) if isinstance(value, Expression) else None
+        lookup = lookup_cls(target, value, resolve_f=by_name)
+        return Where(lookup.as_mql(), lookup.joins)
     first = key.split(SEP, 1)[0]
     if first in annotations:
         name, _, lookup_name = key.partition(SEP)

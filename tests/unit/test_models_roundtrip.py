@@ -1,12 +1,14 @@
 """BSON round trip of every supported field type (a hypothesis property test).
 
 The datetime rule: BSON keeps UTC milliseconds, so a datetime comes back aware, in UTC, with its
-microseconds cut to milliseconds; a naive datetime is taken as UTC.
+microseconds cut to milliseconds; a naive datetime is taken as UTC. An ``odm.Decimal`` is stored
+as Decimal128 and comes back as the same ``decimal.Decimal`` (digits and exponent).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
 import uuid
 from typing import Any, Literal
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from odm.executor import CODEC_OPTIONS
 from odm.models.base import Document, Embedded
-from odm.models.fields import ObjectId, Reference
+from odm.models.fields import Decimal, ObjectId, Reference
 from odm.models.loading import load_documents
 from odm.models.tracking import diff
 
@@ -36,6 +38,7 @@ class Inner(Embedded):
     label: str
     when: dt.datetime | None = None
     numbers: list[int] = []
+    cost: Decimal | None = None
 
 
 class Target(Document):
@@ -65,6 +68,8 @@ class Everything(Document):
     inners: list[Inner]
     ref: Reference[Target]
     pair: tuple[int, str]
+    price: Decimal
+    amounts: list[Decimal]
 
     class Meta:
         collection = "roundtrip_everything"
@@ -83,8 +88,15 @@ anything = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
     max_leaves=8,
 )
+# Every finite value BSON's Decimal128 holds exactly: up to 34 digits, exponent -6176..6111.
+decimals = st.builds(
+    lambda sign, digits, exponent: decimal.Decimal((sign, tuple(map(int, str(digits))), exponent)),
+    st.integers(0, 1), st.integers(0, 10**34 - 1),
+    st.integers(-6176, 6111) | st.integers(-10, 10),
+)
 inners = st.builds(
-    Inner, label=texts, when=st.none() | datetimes, numbers=st.lists(int64, max_size=3)
+    Inner, label=texts, when=st.none() | datetimes, numbers=st.lists(int64, max_size=3),
+    cost=st.none() | decimals,
 )
 object_ids = st.builds(bson.ObjectId)
 
@@ -98,7 +110,7 @@ documents = st.builds(
     mapping=st.dictionaries(keys, int64, max_size=3),
     anything=st.dictionaries(keys, anything, max_size=3),
     inner=inners, inners=st.lists(inners, max_size=2), ref=object_ids,
-    pair=st.tuples(int64, texts),
+    pair=st.tuples(int64, texts), price=decimals, amounts=st.lists(decimals, max_size=3),
 )
 
 
@@ -130,3 +142,8 @@ def test_every_field_type_survives_bson(doc: Everything) -> None:
     assert loaded.when.tzinfo is not None and loaded.when.utcoffset() == dt.timedelta(0)
     assert isinstance(loaded.color, Color) and isinstance(loaded.uid, uuid.UUID)
     assert loaded.ref.model is Target
+    # Decimals come back as decimal.Decimal with the same digits and exponent.
+    assert isinstance(raw["price"], bson.Decimal128) and isinstance(loaded.price, decimal.Decimal)
+    assert loaded.price.as_tuple() == doc.price.as_tuple()
+    assert [a.as_tuple() for a in loaded.amounts] == [a.as_tuple() for a in doc.amounts]
+    assert loaded.inner.cost == doc.inner.cost

@@ -435,3 +435,38 @@ def test_compile_update_refuses(values: dict[str, Any]) -> None:
     model = QOrder if {"items", "customer__name"} & values.keys() else QCustomer
     with pytest.raises(QueryError):
         compile_update(model, values)
+
+
+def test_clone_copies_every_slot() -> None:
+    """Query.clone spells its slots out (for speed): a slot added later must be copied too."""
+    query = Query(QCustomer)
+    for position, name in enumerate(Query.__slots__):
+        if name not in ("model", "annotations"):
+            object.__setattr__(query, name, ("marker", position))
+    query.annotations = {"n": Count()}
+    other = query.clone()
+    for name in Query.__slots__:
+        if name != "annotations":
+            assert getattr(other, name) == getattr(query, name), name
+    assert other.annotations == query.annotations
+    assert other.annotations is not query.annotations
+
+
+def test_cached_filter_keys_still_validate_every_value() -> None:
+    """The meaning of a key is cached per model; the value is validated on every call."""
+    first = Query(QCustomer)
+    first.add_filter(age__gte=3, id=OID)
+    assert compile_query(first).filter == {"age": {"$gte": 3}, "_id": bson.ObjectId(OID)}
+    for bad in ({"age__gte": "old"}, {"id": "nope"}, {"email": {"$ne": 1}}):
+        with pytest.raises(QueryError):
+            Query(QCustomer).add_filter(**bad)
+    again = Query(QCustomer)
+    again.add_filter(age__gte="4")  # converted by the field's type, as the first time
+    assert compile_query(again).filter == {"age": {"$gte": 4}}
+
+
+def test_simple_find_falls_back_for_joined_ordering() -> None:
+    """Ordering through a reference takes the pipeline path (the find fast path bails out)."""
+    query = Query(QOrder)
+    query.set_ordering("customer__name")
+    assert isinstance(compile_query(query), CompiledPipeline)
