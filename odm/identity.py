@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 Key = tuple[str, str, Any]
@@ -45,6 +46,25 @@ class IdentityMap:
         except KeyError:
             self._documents[key] = document
             return document
+
+    def get(self, document: Any) -> Any | None:
+        """Return the object held for ``document``'s id, or ``None`` (nothing is added)."""
+        key = self.key_of(document)
+        if key is None:
+            return None
+        try:
+            return self._documents.get(key)
+        except TypeError:
+            return None
+
+    def replace(self, document: Any) -> None:
+        """Make ``document`` the object of its id (it was just inserted: any object held
+        for that id stood for a document deleted since)."""
+        key = self.key_of(document)
+        if key is None:
+            return
+        with suppress(TypeError):  # an unhashable id cannot be mapped
+            self._documents[key] = document
 
     def discard(self, document: Any) -> None:
         """Forget ``document`` (after it was deleted)."""

@@ -248,6 +248,8 @@ class QuerySet(Generic[M]):
 
     async def _batches(self) -> AsyncIterator[list[Any]]:
         """Yield the results batch by batch, each batch validated at once."""
+        if self._query.is_empty:
+            return
         compiled = compiler.compile_query(self._query)
         options = self._read_options()
         if isinstance(compiled, compiler.CompiledFind):
@@ -285,6 +287,8 @@ class QuerySet(Generic[M]):
 
     async def _fetch_all(self) -> list[M]:
         query = self._query
+        if query.is_empty:
+            return []
         if not query.batch_size:
             compiled = compiler.compile_query(query)
             if isinstance(compiled, compiler.CompiledFind):
@@ -405,6 +409,8 @@ class QuerySet(Generic[M]):
 
     async def count(self) -> int:
         """Return how many documents match (slicing respected)."""
+        if self._query.is_empty:
+            return 0
         compiled = compiler.compile_count(self._query)
         options = self._read_options()
         if compiled.filter is not None:
@@ -415,6 +421,8 @@ class QuerySet(Generic[M]):
 
     async def exists(self) -> bool:
         """Tell whether any document matches (fetches at most one ``_id``)."""
+        if self._query.is_empty:
+            return False
         compiled = compiler.compile_exists(self._query)
         options = self._read_options()
         if isinstance(compiled, compiler.CompiledFind):
@@ -431,6 +439,8 @@ class QuerySet(Generic[M]):
         if not aggregates:
             raise QueryError("aggregate() needs at least one name=Aggregate(...)")
         compiled = compiler.compile_aggregate(self._query, aggregates)
+        if self._query.is_empty:
+            return compiled.result([])
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()
         )
@@ -508,6 +518,12 @@ class QuerySet(Generic[M]):
         try:
             await document.insert(timeout=self._query.timeout)
         except DuplicateKey:
+            if current_unit_of_work() is not None:
+                # The server aborted the transaction with the failed insert: a second get()
+                # cannot run in it. Inside a transaction the conflicting document was there
+                # before the get() above (a later concurrent insert is a WriteConflict,
+                # which atomic() retries), so it does not match: say so.
+                raise
             try:
                 return await self.get(**kwargs), False
             except DoesNotExist:
@@ -555,7 +571,7 @@ class QuerySet(Generic[M]):
         uow = current_unit_of_work()
         if uow is not None:
             for doc in docs:
-                uow.track(doc)
+                uow.inserted(doc)
         return docs
 
     async def explain(self) -> dict[str, Any]:

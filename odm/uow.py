@@ -71,6 +71,11 @@ class UnitOfWork:
         """Return the canonical object for ``document`` within this unit of work."""
         return self.identity.add(document)
 
+    def inserted(self, document: Any) -> None:
+        """Track ``document``, just inserted, as the object of its id (replacing one held
+        for a document deleted earlier in the block)."""
+        self.identity.replace(document)
+
     def forget(self, document: Any) -> None:
         """Stop tracking ``document`` (it was deleted)."""
         self.identity.discard(document)

@@ -8,6 +8,7 @@ creation is :mod:`odm.models.declaration`'s job; loading is :mod:`odm.models.loa
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar, Self
 
 import bson
@@ -33,6 +34,16 @@ _set_slot = object.__setattr__
 _MODEL_DUMP = BaseModel.model_dump
 
 __all__ = ["Document", "Embedded"]
+
+
+def _copy_tracking(source: Any, copied: Any, memo: dict[int, Any] | None = None) -> None:
+    """Give ``copied`` the tracking state of ``source`` (its snapshot deep-copied along with
+    the fields when ``memo`` is given). A pending flush stays with ``source``."""
+    snapshot = getattr(source, "_odm_snapshot", None)
+    if memo is not None and snapshot is not None:
+        snapshot = copy.deepcopy(snapshot, memo)
+    _set_slot(copied, "_odm_snapshot", snapshot)
+    _set_slot(copied, "_odm_partial", getattr(source, "_odm_partial", False))
 
 
 # -- the classes users subclass --------------------------------------------------------------
@@ -83,6 +94,33 @@ class Document(BaseModel, metaclass=DocumentMeta):
     async def after_delete(self) -> None:
         """Run after this document was deleted (override)."""
 
+    # -- copies --------------------------------------------------------------------------
+    # A copy (copy, deepcopy, model_copy, pickle) of a stored document is the same stored
+    # document: it keeps the tracking snapshot, so save() sends an update, not an insert
+    # that the _id would refuse. Give the copy a new id to make a new document of it.
+
+    def __copy__(self) -> Self:
+        copied = super().__copy__()
+        _copy_tracking(self, copied)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        memo = {} if memo is None else memo
+        copied = super().__deepcopy__(memo)
+        _copy_tracking(self, copied, memo)
+        return copied
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state["__odm_snapshot__"] = getattr(self, "_odm_snapshot", None)
+        state["__odm_partial__"] = getattr(self, "_odm_partial", False)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        _set_slot(self, "_odm_snapshot", state.get("__odm_snapshot__"))
+        _set_slot(self, "_odm_partial", state.get("__odm_partial__", False))
+
     # -- stored form ---------------------------------------------------------------------
 
     def to_bson(self) -> dict[str, Any]:
@@ -119,7 +157,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
         set_snapshot(self, raw)
         uow = current_unit_of_work()
         if uow is not None:
-            uow.track(self)
+            uow.inserted(self)
         if signals.post_save.has_receivers():
             await signals.post_save.send(model, document=self, created=True)
         await self.after_save()
@@ -172,6 +210,9 @@ class Document(BaseModel, metaclass=DocumentMeta):
         if stale and result.acknowledged and result.deleted_count == 0:
             raise self._missing("delete")
         set_snapshot(self, None)
+        uow = current_unit_of_work()
+        if uow is not None:
+            uow.forget(self)
         if signals.post_delete.has_receivers():
             await signals.post_delete.send(model, document=self)
         await self.after_delete()
@@ -188,6 +229,11 @@ class Document(BaseModel, metaclass=DocumentMeta):
         self.__dict__.update(fresh.__dict__)
         _set_slot(self, "__pydantic_fields_set__", set(fresh.model_fields_set))
         set_snapshot(self, _snapshot_of(model._meta, raw))
+        # Whole again: a document loaded with only()/defer() can be saved after a refresh.
+        _set_slot(self, "_odm_partial", False)
+        uow = current_unit_of_work()
+        if uow is not None:
+            uow.track(self)
         return self
 
     def _missing(self, action: str) -> Exception:

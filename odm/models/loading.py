@@ -234,7 +234,11 @@ def load_partial(
         documents.append(document)
     uow = current_unit_of_work()
     if uow is not None:
-        documents = [uow.track(d) for d in documents]
+        # A partial document never enters the identity map: a later full load of its id
+        # must not return it, and the flush must not write it (its unloaded fields hold
+        # defaults). The object already held for the id, whole, is returned instead.
+        held = [uow.identity.get(d) for d in documents]
+        documents = [d if h is None else h for d, h in zip(documents, held, strict=True)]
     return documents
 
 

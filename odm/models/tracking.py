@@ -42,8 +42,36 @@ def set_snapshot(document: Any, raw: dict[str, Any] | None) -> None:
 
 def get_snapshot(document: Any) -> dict[str, Any] | None:
     """Return what the database held when ``document`` was last loaded or written, or
-    ``None`` for a document that was never stored."""
-    return getattr(document, _SNAPSHOT, None)
+    ``None`` for a document that was never stored.
+
+    A document whose ``id`` was changed since (``doc.id = ...``, ``model_copy(update={"id":
+    ...})``) is a new document: ``None`` too, so ``save()`` inserts it (as Django does when
+    the primary key changes) and ``delete()`` never reaches the document it was copied from.
+    """
+    snapshot: dict[str, Any] | None = getattr(document, _SNAPSHOT, None)
+    if snapshot is not None:
+        stored = snapshot.get("_id", _NO_ID)
+        if stored is not _NO_ID and not _same_id(document, stored):
+            return None
+    return snapshot
+
+
+_NO_ID = object()
+
+
+def _same_id(document: Any, stored: Any) -> bool:
+    """Tell whether ``document``'s id is still ``stored`` (the ``_id`` of its snapshot)."""
+    fields = getattr(document, "__dict__", {})
+    if "id" not in fields:
+        return True
+    ident = fields["id"]
+    if ident is stored or (type(ident) is type(stored) and ident == stored):
+        return True
+    # Another type (a custom id type, say): compare the stored forms.
+    dumped = type(document).__pydantic_serializer__.to_python(
+        document, by_alias=True, include={"id"}
+    )
+    return same(stored, dumped.get("_id", _NO_ID))
 
 
 def _bson_value(value: Any) -> Any:
@@ -143,6 +171,8 @@ def pending_update(document: Any) -> Any:
 
     from .writes import prepare_update
 
+    if getattr(document, "_odm_partial", False):
+        return None  # loaded with only()/defer(): never written back (save() refuses it too)
     plan = prepare_update(document)
     if plan is None:
         return None

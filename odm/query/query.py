@@ -141,6 +141,14 @@ class Query:
         return self.low_mark != 0 or self.high_mark is not None
 
     @property
+    def is_empty(self) -> bool:
+        """Return whether the slice selects no row at all (``qs[5:5]``, ``to_list(0)``).
+
+        MongoDB reads a limit of 0 as "no limit", so such a query must not be sent.
+        """
+        return self.high_mark is not None and self.high_mark <= self.low_mark
+
+    @property
     def limit(self) -> int:
         """Return the limit to send (0: none)."""
         return 0 if self.high_mark is None else self.high_mark - self.low_mark
