@@ -241,10 +241,12 @@ class _Progress:
         self.task: Any = None
         if sys.stderr.isatty():
             try:
+                from rich.console import Console
                 from rich.progress import Progress
             except ImportError:  # rich is the `migrations` extra; plain lines still work.
                 return
-            self.bar = Progress(transient=False)
+            # The bar goes to the terminal it was detected on, not to a piped stdout (a log).
+            self.bar = Progress(console=Console(stderr=True), transient=False)
             self.bar.start()
             self.task = self.bar.add_task(f"updating {name}", total=total, completed=done)
 

@@ -194,7 +194,17 @@ async def open_database(uri: str, timeout: float) -> tuple[Any, Any]:
     return client, client[str(name)]
 
 
+def _project_on_path() -> None:
+    # Migration files and `make --models` import the project's modules (``from shop.models
+    # import Customer``). `python -m odm` puts the current directory on sys.path, but the `odm`
+    # console script does not: put it there, as Alembic's `prepend_sys_path = .` does.
+    cwd = str(Path.cwd())
+    if not any(entry in ("", ".", cwd) for entry in sys.path):
+        sys.path.insert(0, cwd)
+
+
 def _guarded(run: Callable[[], int]) -> int:
+    _project_on_path()
     try:
         return run()
     except LockHeld as exc:
@@ -205,6 +215,8 @@ def _guarded(run: Callable[[], int]) -> int:
         return _fail(f"{type(exc).__name__}: {exc}")
     except OSError as exc:
         return _fail(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug of ours: still one line, with what it was
+        return _fail(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _runner(args: argparse.Namespace, database: Any) -> Any:

@@ -218,7 +218,10 @@ def resolve_id(migrations: Iterable[Migration], given: str) -> str:
     given = given.removesuffix(".py")
     if given in ids:
         return given
-    matches = [mid for mid in ids if mid.split("_", 1)[0] == given or mid.startswith(given)]
+    numbered = [mid for mid in ids if mid.split("_", 1)[0] == given]
+    if len(numbered) == 1:
+        return numbered[0]  # "0001" names 0001_a even when 00010_b also starts with it
+    matches = numbered or [mid for mid in ids if mid.startswith(given)]
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -164,12 +164,22 @@ class MigrationLock:
                 return
 
     def check(self) -> None:
-        """Raise :class:`LockLost` if another process took the lock over."""
+        """Raise :class:`LockLost` if the heartbeat found the lock no longer ours."""
         if self.lost:
             raise LockLost(
-                "the migrations lock was taken over by another process after its lease "
-                "expired; stopped between steps"
+                "the migrations lock was lost (its lease expired and another process took it "
+                "over, or `odm migrate break-lock` removed it); stopped between steps"
             )
+
+    async def held(self) -> bool:
+        """Ask the server whether the lock is still ours (``True`` when it cannot tell)."""
+        try:
+            doc = await self.collection.find_one({"_id": LOCK_ID, "token": self.token})
+        except PyMongoError:
+            return not self.lost
+        if doc is None:
+            self.lost = True
+        return doc is not None
 
     async def release(self) -> None:
         """Stop the heartbeat and delete the lock if it is still ours."""

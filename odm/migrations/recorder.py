@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -145,6 +147,19 @@ class Recorder:
             upsert=True,
         )
 
-    async def clear_state(self, migration_id: str) -> None:
-        """Forget every resume position of ``migration_id`` (its run finished or was undone)."""
-        await self.state.delete_many({"migration": migration_id})
+    async def clear_state(
+        self, migration_id: str, *, keep_steps_except: Iterable[int] | None = None
+    ) -> None:
+        """Forget every resume position of ``migration_id`` (its run finished or was undone).
+
+        With ``keep_steps_except``, forget only where the file is (it starts over) and the
+        positions of the apply steps listed (0-based: they were rolled back); the resumable
+        operations of the other steps keep theirs, so that a new run does not repeat them.
+        """
+        if keep_steps_except is None:
+            await self.state.delete_many({"migration": migration_id})
+            return
+        await self.state.delete_one({"_id": f"file:{migration_id}"})
+        for index in keep_steps_except:
+            prefix = re.escape(f"{migration_id}:apply:{index}:")
+            await self.state.delete_many({"_id": {"$regex": f"^{prefix}"}})

@@ -28,7 +28,7 @@ from .. import drivers
 from ..exceptions import MigrationError
 from . import loader
 from .loader import Migration
-from .lock import MigrationLock
+from .lock import LockLost, MigrationLock
 from .operations import (
     Context,
     Operation,
@@ -318,8 +318,11 @@ class Runner:
         self, migration: Migration, direction: Direction, lock: MigrationLock, forced: bool
     ) -> None:
         sequence = self._sequence(migration, direction)
-        start = await self.recorder.step_position(migration.id, direction)
-        if start:
+        start = min(await self.recorder.step_position(migration.id, direction), len(sequence))
+        if start == len(sequence) and start:
+            # Killed between its last step and its record: only the record is left to write.
+            self.echo(f"{direction} {migration.id}: resuming (every step done; recording it)")
+        elif start:
             self.echo(f"{direction} {migration.id}: resuming at step {sequence[start][0] + 1}")
         else:
             self.echo(f"{direction} {migration.id}")
@@ -365,11 +368,28 @@ class Runner:
             await tx.commit()
         except Exception as exc:
             await _quietly(tx.abort())
-            index = sequence[position][0] if sequence else 0
+            index = sequence[min(position, len(sequence) - 1)][0] if sequence else 0
+            if isinstance(exc, LockLost) or not await lock.held():
+                # Another deployer holds the lock now and may be resuming this very file from
+                # the saved position: undoing steps or forgetting positions would corrupt its run.
+                message = (
+                    f"{direction} {migration.id}: the migrations lock was lost (its lease expired "
+                    "and another process took it over, or `odm migrate break-lock` removed it); "
+                    f"stopped at step {index + 1} with nothing undone: the next {direction} "
+                    "resumes there"
+                )
+                await _quietly(
+                    self.recorder.log(
+                        migration.id, direction, checksum=migration.checksum, ok=False,
+                        error=message, duration_ms=int((time.monotonic() - begun) * 1000),
+                    )
+                )
+                raise LockLost(message) from exc
             reason = str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
             message = f"{direction} {migration.id} failed at step {index + 1}: {reason}"
+            undone: list[int] = []
             if direction == "apply" and durable:
-                message += await self._compensate(migration, sequence, durable)
+                message += await self._compensate(migration, sequence, durable, undone)
             elif direction == "rollback" and durable:
                 message += f"; re-run rollback to resume after step {sequence[durable[-1]][0] + 1}"
             await _quietly(
@@ -383,7 +403,11 @@ class Runner:
                 )
             )
             if direction == "apply":
-                await _quietly(self.recorder.clear_state(migration.id))
+                # The file starts over at its first step, but resumable operations keep their
+                # positions unless their step was rolled back: a batched update that failed
+                # half-way (or finished, in a step without rollback) does not repeat its
+                # documents when the file is applied again.
+                await _quietly(self.recorder.clear_state(migration.id, keep_steps_except=undone))
             raise MigrationError(message) from exc
         except BaseException:
             # Cancelled or interrupted: leave the saved position, so that the next run resumes.
@@ -392,7 +416,11 @@ class Runner:
         self.echo(f"  done in {elapsed} ms")
 
     async def _compensate(
-        self, migration: Migration, sequence: list[tuple[int, Any]], durable: list[int]
+        self,
+        migration: Migration,
+        sequence: list[tuple[int, Any]],
+        durable: list[int],
+        rolled_back: list[int],
     ) -> str:
         undone: list[str] = []
         for position in reversed(durable):
@@ -409,6 +437,7 @@ class Runner:
                     f"{exc}): the database is partly migrated"
                 )
             undone.append(str(index + 1))
+            rolled_back.append(index)
         if not undone:
             return "; earlier steps have no rollback and were left applied"
         return f"; rolled back step(s) {', '.join(undone)}"

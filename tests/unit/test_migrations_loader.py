@@ -138,3 +138,13 @@ def test_step_refuses_what_it_cannot_run() -> None:
     with pytest.raises(MigrationError, match="must be an operation or a callable"):
         step("create index")  # type: ignore[arg-type]
     assert drop_index("c", [("a", 1), ("b", -1)]).index == "a_1_b_-1"
+
+
+def test_resolve_id_prefers_the_exact_number_over_longer_numbers() -> None:
+    from pathlib import Path
+
+    from odm.migrations.loader import Migration, resolve_id
+
+    migrations = [Migration(id=mid, path=Path(mid), steps=[]) for mid in ("0001_a", "00010_b")]
+    assert resolve_id(migrations, "0001") == "0001_a"
+    assert resolve_id(migrations, "00010") == "00010_b"

@@ -89,3 +89,28 @@ def project(odm_uri: str, tmp_path: Path) -> Iterator[Project]:
     finally:
         client.drop_database(name)
         client.close()
+
+
+@pytest.fixture(scope="module")
+def standalone_uri() -> Iterator[str]:
+    """A standalone server (no replica set, so no transactions) for this module's tests."""
+    from odm.server import LocalServer
+
+    server = LocalServer(replica_set=None)
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def solo(standalone_uri: str, tmp_path: Path) -> Iterator[Project]:
+    """Like ``project``, on the standalone server."""
+    name = f"odm_solo_{uuid.uuid4().hex[:10]}"
+    client: MongoClient[dict[str, Any]] = MongoClient(standalone_uri)
+    try:
+        yield Project(tmp_path, uri_with_database(standalone_uri, name), client[name])
+    finally:
+        client.drop_database(name)
+        client.close()
