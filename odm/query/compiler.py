@@ -508,12 +508,7 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
     if not base.is_sliced:
         base.ordering = ()  # order does not change totals; leave the sort out
     parts = _parts(base, agg_joins)
-    pipeline: list[dict[str, Any]] = []
-    if parts.pre:
-        pipeline.append({"$match": parts.pre})
-    pipeline += _join_stages(parts.joins)
-    if parts.joined:
-        pipeline.append({"$match": parts.joined})
+    pipeline = _matched_and_joined(parts)
     if base.is_sliced:
         sort = _sort_spec(base)
         if sort:
@@ -529,6 +524,17 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
     return CompiledAggregate(pipeline, {name: agg.empty for name, agg in aggregates.items()})
 
 
+def _matched_and_joined(parts: _Parts) -> list[dict[str, Any]]:
+    """Return the stages that select the rows: match what needs no join, join, match the rest."""
+    pipeline: list[dict[str, Any]] = []
+    if parts.pre:
+        pipeline.append({"$match": parts.pre})
+    pipeline += _join_stages(parts.joins)
+    if parts.joined:
+        pipeline.append({"$match": parts.joined})
+    return pipeline
+
+
 def compile_write(query: Query) -> CompiledWrite:
     """Compile the target of ``update()`` / ``delete()``: a filter, or an ``_id`` pipeline."""
     if query.is_sliced:
@@ -541,12 +547,7 @@ def compile_write(query: Query) -> CompiledWrite:
     parts = _parts(plain)
     if not parts.joins:
         return CompiledWrite(filter=parts.pre)
-    pipeline: list[dict[str, Any]] = []
-    if parts.pre:
-        pipeline.append({"$match": parts.pre})
-    pipeline += _join_stages(parts.joins)
-    if parts.joined:
-        pipeline.append({"$match": parts.joined})
+    pipeline = _matched_and_joined(parts)
     pipeline.append({"$project": {"_id": 1}})
     return CompiledWrite(pipeline=pipeline)
 
