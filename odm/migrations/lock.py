@@ -208,8 +208,3 @@ async def break_lock(database: Any) -> dict[str, Any] | None:
     doc = await database[LOCK].find_one_and_delete({"_id": LOCK_ID})
     return dict(doc) if doc else None
 
-
-async def lock_status(database: Any) -> dict[str, Any] | None:
-    """Return the lock document, if any."""
-    doc = await database[LOCK].find_one({"_id": LOCK_ID})
-    return dict(doc) if doc else None

@@ -163,18 +163,6 @@ def step(apply: StepAction, rollback: StepAction | None = None) -> Step:
     return Step(apply=apply, rollback=rollback)
 
 
-async def perform(action: StepAction, context: Context) -> None:
-    """Run one step action: an operation, or a callable whose result is awaited or run."""
-    if isinstance(action, Operation):
-        await action.run(context)
-        return
-    result = action(context.database)
-    if isinstance(result, Operation):
-        await result.run(context)
-    elif inspect.isawaitable(result):
-        await result
-
-
 def resolve_action(action: StepAction, database: Any) -> Operation | Awaitable[Any] | None:
     """Turn a step action into what will run, without running it.
 
