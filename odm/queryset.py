@@ -246,11 +246,15 @@ class QuerySet(Generic[M]):
         query = self._query
         return {"timeout": query.timeout, "read_preference": query.read_preference}
 
-    async def _batches(self) -> AsyncIterator[list[Any]]:
-        """Yield the results batch by batch, each batch validated at once."""
+    async def _batches(
+        self, compiled: compiler.CompiledFind | compiler.CompiledPipeline | None = None
+    ) -> AsyncIterator[list[Any]]:
+        """Yield the results batch by batch, each batch validated at once (``compiled``: the
+        query already compiled by the caller)."""
         if self._query.is_empty:
             return
-        compiled = compiler.compile_query(self._query)
+        if compiled is None:
+            compiled = compiler.compile_query(self._query)
         options = self._read_options()
         if isinstance(compiled, compiler.CompiledFind):
             source = executor.find(self._model, **compiled.kwargs(), **options)
@@ -289,23 +293,22 @@ class QuerySet(Generic[M]):
         query = self._query
         if query.is_empty:
             return []
-        if not query.batch_size:
-            compiled = compiler.compile_query(query)
-            if isinstance(compiled, compiler.CompiledFind):
-                # A plain find: one driver to_list(), one validation of the whole list.
-                raws = await executor.find_list(
-                    self._model,
-                    compiled.filter,
-                    projection=compiled.projection,
-                    sort=compiled.sort,
-                    skip=compiled.skip,
-                    limit=compiled.limit,
-                    timeout=query.timeout,
-                    read_preference=query.read_preference,
-                )
-                return await self._documents(raws)
+        compiled = compiler.compile_query(query)
+        if not query.batch_size and isinstance(compiled, compiler.CompiledFind):
+            # A plain find: one driver to_list(), one validation of the whole list.
+            raws = await executor.find_list(
+                self._model,
+                compiled.filter,
+                projection=compiled.projection,
+                sort=compiled.sort,
+                skip=compiled.skip,
+                limit=compiled.limit,
+                timeout=query.timeout,
+                read_preference=query.read_preference,
+            )
+            return await self._documents(raws)
         results: list[M] = []
-        async for batch in self._batches():
+        async for batch in self._batches(compiled):
             results.extend(batch)
         return results
 
