@@ -28,6 +28,8 @@ from .exceptions import (
 from .models.fields import Reference
 from .models.options import ID_KEY
 from .query import compiler
+from .query.lookups import Exact
+from .query.paths import check_literal
 from .query.q import Q
 from .query.query import Query
 from .query.where import resolved_key
@@ -396,7 +398,12 @@ class QuerySet(Generic[M]):
         # The cached meaning of "id" / "id__exact" (the Exact lookup on the id field), built
         # on this value: validated as the id field's type, as filter(id=value) does.
         target, lookup_cls = resolved_key(model, key)
-        filter = lookup_cls(target, value).as_mql()
+        if lookup_cls is Exact and type(value) is target.field.as_is:
+            # An ObjectId for an ObjectId id (the usual call): what the lookup would build.
+            check_literal(value, target.path)
+            filter = {target.db_path: value}
+        else:
+            filter = lookup_cls(target, value).as_mql()
         class_filter = model._meta.class_filter()
         if class_filter:
             filter.update(class_filter)
@@ -480,6 +487,9 @@ class QuerySet(Generic[M]):
     async def update(self, **values: Any) -> int:
         """Update every matching document in one ``update_many``; return how many matched.
 
+        A filter on one ``id`` value (``filter(id=x)``) sends ``update_one`` instead: it can
+        match one document only, and unlike ``update_many`` MongoDB retries it on failover.
+
         Plain values become ``$set``; ``F("n") + 1`` ``$inc``; ``F("n") * 2`` ``$mul``;
         ``F("tags").push(x)`` / ``.pull(x)`` / ``.add_to_set(x)`` the array operators. Under
         ``Meta.optimistic_lock`` the version is bumped too, so copies loaded before go stale.
@@ -491,20 +501,21 @@ class QuerySet(Generic[M]):
         if meta.optimistic_lock:
             version = meta.db_key(meta.version_field)
             update.setdefault("$inc", {})[version] = 1
-        result = await executor.update_many(
-            self._model, await self._write_filter(), update, timeout=self._query.timeout
-        )
+        filter = await self._write_filter()
+        write = executor.update_one if _single(filter) else executor.update_many
+        result = await write(self._model, filter, update, timeout=self._query.timeout)
         return int(result.matched_count)
 
     async def delete(self) -> int:
-        """Delete every matching document in one ``delete_many``; return how many.
+        """Delete every matching document in one ``delete_many``; return how many
+        (``delete_one``, which MongoDB retries on failover, for a filter on one ``id``).
 
         Per-instance hooks and signals do not run (as with Django's bulk delete they would
         need every document loaded); delete instances one by one when they must.
         """
-        result = await executor.delete_many(
-            self._model, await self._write_filter(), timeout=self._query.timeout
-        )
+        filter = await self._write_filter()
+        write = executor.delete_one if _single(filter) else executor.delete_many
+        result = await write(self._model, filter, timeout=self._query.timeout)
         return int(result.deleted_count)
 
     async def get_or_create(
@@ -696,6 +707,15 @@ class Manager(DefaultManager, Generic[QS]):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _single(filter: Mapping[str, Any]) -> bool:
+    """Tell whether ``filter`` can match one document at most: ``_id`` equals one value."""
+    value = filter.get(ID_KEY, _MISSING)
+    return value is not _MISSING and not isinstance(value, Mapping | list)
+
+
+_MISSING = object()
 
 
 def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:

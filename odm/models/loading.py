@@ -128,6 +128,17 @@ def load_documents(
     if not raws:
         return []
     meta: Options = model._meta
+    if len(raws) == 1 and not (lenient or meta.family or meta.shared_keys):
+        # One plain document (get(id=...)): the model's own validator, without the list
+        # adapter's wrapping; half of get()'s own time otherwise.
+        raw = raws[0]
+        try:
+            doc = model.__pydantic_validator__.validate_python(raw)
+        except _PydanticValidationError as exc:
+            raise _named_error(model, raw, exc.errors()) from None
+        _set_slot(doc, "_odm_snapshot", raw)
+        uow = current_unit_of_work()
+        return [doc if uow is None else uow.track(doc)]
     if meta.family and len(meta.family) > 1:
         groups: dict[type[Any], list[int]] = {}
         for position, raw in enumerate(raws):

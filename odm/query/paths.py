@@ -25,7 +25,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
-from ..models.fields import Reference, reference_target
+from ..models.fields import ObjectId, Reference, reference_target
 
 __all__ = [
     "ID_FIELD",
@@ -61,6 +61,10 @@ class Kind(enum.Enum):
     ANY = "any"
     REFERENCE = "reference"
     OTHER = "other"
+
+    # Members are singletons compared by identity: hash them so too, in C (Enum's own
+    # __hash__ is Python code, run for every ``kind in kinds`` test of every filter value).
+    __hash__ = object.__hash__
 
 
 def check_name(name: str, *, where: str = "field") -> None:
@@ -158,6 +162,7 @@ class FieldType:
         "_lock",
         "_store_adapter",
         "annotation",
+        "as_is",
         "item",
         "kind",
         "label",
@@ -192,6 +197,9 @@ class FieldType:
         self._store_adapter: TypeAdapter[Any] | None = None
         self._lock = threading.Lock()
         self.label = _label(annotation)
+        #: The one type whose values this type's filter form validates and dumps to
+        #: themselves (``str`` for a ``str`` field...), or ``None``.
+        self.as_is: type | None = _as_is(annotation)
 
     @property
     def adapter(self) -> TypeAdapter[Any]:
@@ -218,6 +226,11 @@ class FieldType:
             return value
         if self.kind is Kind.REFERENCE:
             return self._convert_reference(value, field)
+        if type(value) is self.as_is and not store:
+            # pydantic would hand this very value back (a str for a str field, an ObjectId
+            # for an ObjectId field): skip its two calls, keep the literal check.
+            check_literal(value, field)
+            return value
         adapter = self.store_adapter if store else self.adapter
         try:
             # The adapter's core validator and serializer themselves: the TypeAdapter methods
@@ -255,6 +268,26 @@ class FieldType:
 
     def __repr__(self) -> str:
         return f"<FieldType {self.kind.value} {self.label}>"
+
+
+#: Plain field annotations whose filter form passes a value of exactly the same type through
+#: unchanged (the validator returns it, the serializer dumps it as is): a subclass (a bool
+#: for an int, a str enum) still goes through pydantic.
+_AS_IS: Final[dict[Any, type]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: bool,
+    bson.ObjectId: bson.ObjectId,
+    ObjectId: bson.ObjectId,
+}
+
+
+def _as_is(annotation: Any) -> type | None:
+    try:
+        return _AS_IS.get(annotation)
+    except TypeError:  # an annotation with unhashable metadata is not one of them
+        return None
 
 
 def _label(annotation: Any) -> str:

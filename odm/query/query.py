@@ -14,7 +14,7 @@ from typing import Any, Literal
 from ..exceptions import QueryError
 from .paths import ID_FIELD, FieldType, Kind, check_name, resolve
 from .q import Q
-from .where import Where, compile_q
+from .where import Where, compile_kwargs, compile_q
 
 __all__ = ["Query", "ValuesMode"]
 
@@ -99,7 +99,10 @@ class Query:
 
     def add_filter(self, *args: Q, negate: bool = False, **kwargs: Any) -> None:
         """Add ``filter(*args, **kwargs)`` (or ``exclude`` with ``negate=True``)."""
-        self.add_q(Q(*args, **kwargs), negate=negate)
+        if args or negate or self.annotations:
+            self.add_q(Q(*args, **kwargs), negate=negate)
+        else:
+            self.where = (*self.where, *compile_kwargs(self.model, kwargs))
 
     # -- ordering ----------------------------------------------------------------------------
 

@@ -200,3 +200,17 @@ def compile_q(
         return out
     where = _node(model, q, root, annotations)
     return [where] if where.mql else []
+
+
+def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
+    """Compile ``filter(**kwargs)`` (keyword lookups on the model's fields, ANDed): what
+    :func:`compile_q` returns for ``Q(**kwargs)``, without building the Q."""
+    out: list[Where] = []
+    for key, value in kwargs.items():
+        where = _leaf(model, key, value, None, _NO_ANNOTATIONS)
+        if where.mql:
+            out.append(where)
+    return out
+
+
+_NO_ANNOTATIONS: Mapping[str, FieldType] = {}

@@ -147,8 +147,10 @@ pytest tests/reliability --odm-long   # bigger loads, 30 s of HTTP load, more fu
 - `insert()`, `save()` (one `update_one`), `delete()` and `bulk_create()` are retryable writes:
   the driver retries them once after a failover or a network error (as many times as fit in
   `timeout=` when one is given) and the server applies them exactly once.
-- `QuerySet.update()` / `.delete()` send `update_many` / `delete_many`, which MongoDB does **not**
-  retry: after a failover they raise (a `pymongo.errors.AutoReconnect` /
+- `QuerySet.update()` / `.delete()` on one id (`filter(id=x)`) send `update_one` /
+  `delete_one`: retryable writes too, applied once.
+- Other `QuerySet.update()` / `.delete()` send `update_many` / `delete_many`, which MongoDB does
+  **not** retry: after a failover they raise (a `pymongo.errors.AutoReconnect` /
   `NotPrimaryError`). Run them inside `@odm.atomic` when they must survive a failover; the
   transaction is re-run on `TransientTransactionError`.
 - `@odm.atomic` re-runs the whole body on `TransientTransactionError` and retries only the

@@ -117,6 +117,22 @@ async def test_queryset_update_is_not_retried_and_not_applied(db: Any, figures: 
                          "AutoReconnect raised (not retryable), nothing written"})
 
 
+async def test_queryset_write_on_one_id_is_retried_and_applied_once(
+    db: Any, figures: Recorder
+) -> None:
+    """filter(id=x).update() / .delete() can match one document: they are sent as update_one /
+    delete_one, which the driver retries after a network error; the server applies them once."""
+    item = await FItem(key="one").insert()
+    await fail(db, ["update"], **NETWORK)
+    assert await FItem.objects.filter(id=item.id).update(n=F("n") + 1, log=F("log").push("x")) == 1
+    assert [(d["n"], d["log"]) for d in await stored("one")] == [(1, ["x"])]
+    await fail(db, ["delete"], **NETWORK)
+    assert await FItem.objects.filter(id=item.id).delete() == 1
+    assert await stored("one") == []
+    figures("faults", **{"QuerySet.update / delete on one id, network error":
+                         "retried (update_one / delete_one), applied once"})
+
+
 @pytest.mark.parametrize("command", ["find", "aggregate"])
 async def test_reads_are_retried(db: Any, command: str, figures: Recorder) -> None:
     await FItem.objects.bulk_create([FItem(key=f"r{i}", n=i) for i in range(10)])
