@@ -17,6 +17,7 @@ import datetime as _dt
 import enum
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import bson
@@ -59,13 +60,15 @@ __all__ = [
     "find_one",
     "find_one_and_delete",
     "find_one_and_update",
-    "insert_many",
+    "insert_encoded",
     "insert_one",
     "list_indexes",
     "replace_one",
+    "unencodable_error",
     "update_many",
     "update_one",
     "watch",
+    "write_guard",
 ]
 
 
@@ -419,18 +422,33 @@ async def insert_one(
         return await coll.insert_one(document, session=operation_session())
 
 
-async def insert_many(
-    model: type[Any],
-    documents: Sequence[Mapping[str, Any]],
-    *,
-    ordered: bool = True,
-    timeout: float | None = None,
-    write_concern: Any = None,
+def write_guard(model: type[Any], what: str, timeout: float | None) -> AbstractContextManager[None]:
+    """Return the context a write made of several driver calls runs in (``bulk_create``'s
+    chunks): one deadline of ``timeout`` for all of them (tasks started inside inherit it) and
+    the driver's errors mapped as for a single call (:class:`odm.DuplicateKey`,
+    :class:`odm.OperationTimeout`...)."""
+    return _run(model, what, timeout)
+
+
+def unencodable_error(
+    model: type[Any], document: Mapping[str, Any], exc: BaseException
+) -> Exception:
+    """Return the pydantic ``ValidationError`` naming the field of ``document`` (a stored
+    form) whose value BSON cannot encode; ``exc`` is the encoder's error."""
+    return _unencodable(model, [document], exc)
+
+
+async def insert_encoded(
+    model: type[Any], documents: Sequence[Any], *, ordered: bool, session: Any
 ) -> Any:
-    """Insert raw documents in one batch; return the driver's ``InsertManyResult``."""
-    coll = _with(collection(model), write_concern)
-    with _run(model, "insert_many", timeout, documents):
-        return await coll.insert_many(documents, ordered=ordered, session=operation_session())
+    """Insert documents already encoded (``RawBSONDocument``s: the driver copies their bytes
+    and neither adds nor reads ``_id``) with one ``insert_many``; return its result.
+
+    Unlike the other functions, ``session`` is passed in (the caller takes it with
+    :func:`~odm.session.operation_session` in its own task, so this may run in a helper task)
+    and errors are not mapped: call it inside :func:`write_guard`.
+    """
+    return await collection(model).insert_many(documents, ordered=ordered, session=session)
 
 
 async def update_one(

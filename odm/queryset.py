@@ -564,8 +564,24 @@ class QuerySet(Generic[M]):
     async def bulk_create(
         self, documents: Iterable[Any], *, ordered: bool = True
     ) -> list[Any]:
-        """Insert these documents with ONE ``insert_many`` (hooks and signals do not run);
-        return them."""
+        """Insert these documents (hooks and signals do not run); return them.
+
+        Up to 1,000 documents go in ONE ``insert_many``. A longer list is sent in chunks (of
+        1,000), one at a time: the next chunk is encoded while the server inserts the previous
+        one (:mod:`odm.bulk`). ``ordered=True`` keeps MongoDB's semantics: the insert stops at
+        the first failing document and nothing after it is sent. ``ordered=False`` attempts
+        every document and raises the write errors of all chunks together. Errors are those of
+        one ``insert_many`` (:class:`odm.DuplicateKey` when every failure is a duplicate key,
+        else the driver's ``BulkWriteError`` indexing the whole list); ``timeout=`` bounds
+        the whole call.
+
+        After a failure, the documents the server acknowledged are marked stored (``is_stored``,
+        so ``[d for d in docs if not d.is_stored]`` are the ones to retry) and the others are
+        not; a document that cannot be stored (a value BSON cannot hold, a document over 16 MB)
+        stops the insert before its chunk is sent. Inside ``odm.transaction()`` a failure marks
+        none: the transaction is to be aborted.
+        """
+        from .bulk import BulkInsert
         from .models.tracking import set_snapshot
 
         docs = list(documents)
@@ -578,14 +594,17 @@ class QuerySet(Generic[M]):
                     f"bulk_create on {model.__name__} got a {type(doc).__name__}: pass "
                     f"{model.__name__} instances"
                 )
-        raws = [doc.to_bson() for doc in docs]
-        await executor.insert_many(model, raws, ordered=ordered, timeout=self._query.timeout)
-        # Each snapshot is the very dict that was inserted (it is no longer used otherwise).
-        deque(map(set_snapshot, docs, raws), maxlen=0)
-        uow = current_unit_of_work()
-        if uow is not None:
-            for doc in docs:
-                uow.inserted(doc)
+        job = BulkInsert(model, docs, ordered=ordered, timeout=self._query.timeout)
+        try:
+            await job.run()
+        finally:
+            # Each snapshot is the very dict that was inserted (it is no longer used otherwise).
+            stored, raws = job.stored()
+            deque(map(set_snapshot, stored, raws), maxlen=0)
+            uow = current_unit_of_work()
+            if uow is not None:
+                for doc in stored:
+                    uow.inserted(doc)
         return docs
 
     async def explain(self) -> dict[str, Any]:
