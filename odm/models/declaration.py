@@ -86,6 +86,8 @@ def _may_share(annotation: Any, seen: set[int] | None = None) -> bool:
         return True
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
+            if annotation.model_config.get("extra") == "allow":
+                return True  # undeclared keys are kept as the raw document's own objects
             if id(annotation) in seen:
                 return False
             seen.add(id(annotation))
@@ -431,6 +433,7 @@ def _resolve_fields(cls: type[Any], meta: Options) -> None:
         for field_name, info in cls.model_fields.items()
         if _may_share(info.annotation)
     )
+    meta.shares_extras = cls.model_config.get("extra") == "allow"
     if _is_complete(cls):
         _check_storable(cls, name)
 

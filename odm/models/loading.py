@@ -36,6 +36,8 @@ _set_slot = object.__setattr__
 
 
 def _snapshot_of(meta: Options, raw: dict[str, Any]) -> dict[str, Any]:
+    if meta.shares_extras:
+        return copy.deepcopy(raw)
     shared = meta.shared_keys
     if not shared:
         return raw
@@ -128,7 +130,7 @@ def load_documents(
     if not raws:
         return []
     meta: Options = model._meta
-    if len(raws) == 1 and not (lenient or meta.family or meta.shared_keys):
+    if len(raws) == 1 and not (lenient or meta.family or meta.copies_snapshot):
         # One plain document (get(id=...)): the model's own validator, without the list
         # adapter's wrapping; half of get()'s own time otherwise.
         raw = raws[0]
@@ -154,7 +156,7 @@ def load_documents(
                     docs[position] = doc
     else:
         docs = _validate_batch(model, raws, lenient)
-    if meta.shared_keys or lenient or meta.family:
+    if meta.copies_snapshot or lenient or meta.family:
         for doc, raw in zip(docs, raws, strict=True):
             if not isinstance(doc, Invalid):
                 set_snapshot(doc, _snapshot_of(doc._meta, raw))

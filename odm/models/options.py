@@ -76,7 +76,15 @@ class Options:
     #: Stored keys whose loaded values may share mutable objects with the raw document
     #: (fields typed ``Any``, bare ``dict``...): the change-tracking snapshot copies them.
     shared_keys: frozenset[str] = frozenset()
+    #: The class keeps undeclared stored keys (``extra="allow"``) as the raw document's own
+    #: objects: the snapshot is a deep copy of the raw document.
+    shares_extras: bool = False
     _list_adapter: TypeAdapter[list[Any]] | None = field(default=None, repr=False)
+
+    @property
+    def copies_snapshot(self) -> bool:
+        """Tell whether a loaded document's snapshot must copy parts of its raw document."""
+        return self.shares_extras or bool(self.shared_keys)
 
     def db_key(self, field_name: str) -> str:
         """Return the stored key of a field: ``_id`` for ``id``, else the field's alias or name."""

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .options import ID_KEY
-from .tracking import diff, get_snapshot, set_snapshot
+from .tracking import changes, get_snapshot, set_snapshot
 
 if TYPE_CHECKING:
     from .base import Document
@@ -57,8 +57,9 @@ def prepare_update(
     snapshot = get_snapshot(document)
     if snapshot is None:
         return None
-    new_raw = document.to_bson()
-    update = diff(snapshot, new_raw)
+    # Compared field by field against the snapshot (tracking.changes), not dumped whole;
+    # new_raw is a new dict (the snapshot's unchanged sub-documents are shared, never mutated).
+    update, new_raw = changes(document, snapshot)
     if not update:
         return None
     meta = document._meta
