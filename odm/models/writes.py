@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .options import ID_KEY
-from .tracking import changes, get_snapshot, set_snapshot
+from .save_plan import changes
+from .tracking import get_snapshot, set_snapshot
 
 if TYPE_CHECKING:
     from .base import Document
@@ -57,7 +58,7 @@ def prepare_update(
     snapshot = get_snapshot(document)
     if snapshot is None:
         return None
-    # Compared field by field against the snapshot (tracking.changes), not dumped whole;
+    # Compared field by field against the snapshot (save_plan.changes), not dumped whole;
     # new_raw is a new dict (the snapshot's unchanged sub-documents are shared, never mutated).
     update, new_raw = changes(document, snapshot)
     if not update:

@@ -1,4 +1,4 @@
-"""save()'s change detection (tracking.changes) against the whole-dump diff it replaces.
+"""save()'s change detection (save_plan.changes) against the whole-dump diff it replaces.
 
 ``changes()`` compares the instance with its snapshot field by field, following a plan read
 from the class's pydantic core schema, instead of dumping the whole document and diffing the
@@ -22,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field, mod
 
 import odm
 from odm.executor import CODEC_OPTIONS
-from odm.models import tracking
+from odm.models import save_plan, tracking
 from odm.models.base import Document, Embedded
+from odm.models.diffing import diff, same
 from odm.models.fields import Field
 from odm.models.loading import load_documents
-from odm.models.tracking import changes, diff, get_snapshot, same
+from odm.models.save_plan import changes
+from odm.models.tracking import get_snapshot
 from odm.models.writes import commit_update, prepare_update
 
 
@@ -179,14 +181,14 @@ def everything() -> Everything:
 
 
 def test_the_class_has_a_plan() -> None:
-    plan = tracking._document_plan(Everything)
+    plan = save_plan._document_plan(Everything)
     assert plan is not None
     kinds = {name: kind for name, _, kind, _, _ in plan.fields}
-    assert kinds["name"] == kinds["other_id"] == kinds["color"] == tracking._PLAIN
-    assert kinds["address"] == kinds["tree"] == kinds["shouted"] == tracking._MODEL
-    assert kinds["lines"] == tracking._MODEL_LIST
+    assert kinds["name"] == kinds["other_id"] == kinds["color"] == save_plan._PLAIN
+    assert kinds["address"] == kinds["tree"] == kinds["shouted"] == save_plan._MODEL
+    assert kinds["lines"] == save_plan._MODEL_LIST
     for other in ("price", "tags", "meta", "loose", "loud"):
-        assert kinds[other] == tracking._OTHER, other
+        assert kinds[other] == save_plan._OTHER, other
     assert {key for _, key, _, _, _ in plan.fields} >= {"_id", "lbl"}
 
 
@@ -515,7 +517,7 @@ class Dumps(Document):
 
 @pytest.mark.parametrize("model", [Computed, Serialized, Open, Dumps])
 def test_classes_without_a_plan_are_dumped_whole(model: type[Any]) -> None:
-    assert tracking._document_plan(model) is None
+    assert save_plan._document_plan(model) is None
     doc = loaded(model())
     assert prepare_update(doc) is None
     doc.a = 5
@@ -587,11 +589,11 @@ class Points(Document):
 
 
 def test_which_models_are_flat() -> None:
-    plan = tracking._document_plan(Points)
+    plan = save_plan._document_plan(Points)
     assert plan is not None
     subs = {name: sub for name, _, _, _, sub in plan.fields if sub is not None}
     assert subs["a"].flat and subs["items"].flat and subs["plain"].flat
-    everything_plan = tracking._document_plan(Everything)
+    everything_plan = save_plan._document_plan(Everything)
     assert everything_plan is not None
     address = {name: sub for name, _, _, _, sub in everything_plan.fields}["address"]
     assert address is not None and not address.flat  # an alias and an embedded model

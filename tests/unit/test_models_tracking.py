@@ -10,8 +10,8 @@ import bson
 
 from odm.models import tracking
 from odm.models.base import Document
+from odm.models.diffing import diff, same
 from odm.models.loading import load_documents
-from odm.models.tracking import diff, same
 from odm.models.writes import prepare_update
 
 

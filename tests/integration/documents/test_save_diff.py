@@ -1,6 +1,6 @@
 """What save() sends for nested documents, against the real server and its command log.
 
-save() compares the instance with its snapshot field by field (odm.models.tracking.changes)
+save() compares the instance with its snapshot field by field (odm.models.save_plan.changes)
 rather than dumping the whole document; these tests pin the commands it sends and check
 that the stored document always ends up as the model dumps it, save after save.
 """
@@ -16,9 +16,9 @@ import odm
 from odm import executor
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models.base import Document, Embedded
+from odm.models.diffing import diff
 from odm.models.fields import Field
 from odm.models.loading import load_documents
-from odm.models.tracking import diff
 
 
 class DiffLine(Embedded):
