@@ -2,12 +2,12 @@
 
 :meth:`QuerySet.bulk_create <odm.queryset.QuerySet.bulk_create>` hands its documents to
 :class:`BulkInsert`. The documents are dumped (a batch per pydantic call when they are all of
-the queryset's class) and encoded here with ``bson.encode``; the driver gets
-``RawBSONDocument`` s and only copies their bytes.
+the queryset's class) and the driver encodes the dumps (in C, a chunk at a time) as it sends
+them.
 
 Up to :data:`SPLIT_ABOVE` documents go in one ``insert_many`` sent from the calling task. A
 longer list is split into chunks: while chunk *k* is at the server (a helper task awaits its reply),
-the calling task dumps and encodes chunk *k + 1*, so the server's work and the client's
+the calling task dumps chunk *k + 1*, so the server's work and the client's
 overlap. One ``insert_many`` is in flight at a time and chunk *k + 1* is sent only after chunk
 *k* came back, which keeps MongoDB's ordered semantics: with ``ordered=True`` nothing after a
 failing document is sent. The session is taken in the calling task
@@ -18,34 +18,27 @@ passed explicitly, and ``timeout=`` is one deadline over every chunk.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import bson
-from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
-from bson.raw_bson import RawBSONDocument
 from pydantic import BaseModel
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from . import executor
 from .models.base import Document
-from .models.options import CLASS_KEY, ID_KEY
+from .models.options import CLASS_KEY
 from .session import current_unit_of_work, operation_session
 
 __all__ = [
     "CHUNK",
-    "CHUNK_BYTES",
     "FIRST_CHUNK",
     "MIN_CHUNK",
     "SPLIT_ABOVE",
     "BulkInsert",
     "chunk_size",
     "dump",
-    "encode",
 ]
 
 #: A list of this many documents or fewer is sent whole, with one ``insert_many`` from the
@@ -61,10 +54,7 @@ FIRST_CHUNK = 250
 #: (the last chunk holds this many to twice as many), so that the chunks nothing overlaps are
 #: short.
 MIN_CHUNK = 250
-#: A chunk is closed early once its encoded documents reach this many bytes.
-CHUNK_BYTES = 8 * 1024 * 1024
-
-#: Documents dumped and encoded between two yields to the event loop while a chunk is in
+#: Documents dumped between two yields to the event loop while a chunk is in
 #: flight (the helper task needs the loop to send it and to read the reply).
 _SLICE = 250
 #: Slices at least this long are dumped with the cyclic GC paused (as reads validate batches,
@@ -72,17 +62,6 @@ _SLICE = 250
 #: in a cycle, and the collections it would trigger walk the fresh documents again and again.
 _GC_PAUSE_MIN = 64
 
-_RAW_OPTIONS: CodecOptions[RawBSONDocument] = CodecOptions(
-    document_class=RawBSONDocument,
-    tz_aware=True,
-    uuid_representation=UuidRepresentation.STANDARD,
-)
-_ENCODE_OPTIONS = executor.CODEC_OPTIONS
-
-
-# The driver only copies these documents' bytes; the codec options say how they would decode
-# again if anything inflated them (a command listener).
-_wrap = functools.partial(RawBSONDocument, codec_options=_RAW_OPTIONS)
 _TO_BSON = Document.to_bson
 _MODEL_DUMP = BaseModel.model_dump
 
@@ -115,33 +94,6 @@ def dump(
     return raws
 
 
-def encode(model: type[Any], raws: Sequence[dict[str, Any]]) -> list[RawBSONDocument]:
-    """Encode stored forms with the ODM's codec; a value BSON cannot hold raises pydantic's
-    ``ValidationError`` naming its field, as ``insert()`` does.
-
-    A stored form without ``_id`` gets a new ``ObjectId`` first, as the driver would add it.
-    """
-    return _encode(model, raws)[0]
-
-
-def _encode(model: type[Any], raws: Sequence[dict[str, Any]]) -> tuple[list[RawBSONDocument], int]:
-    # encode(), plus the total size of the encoded documents.
-    encoded: list[RawBSONDocument] = []
-    append = encoded.append
-    wrap = _wrap
-    nbytes = 0
-    for raw in raws:
-        if ID_KEY not in raw:
-            raw[ID_KEY] = bson.ObjectId()
-        try:
-            data = bson.encode(raw, codec_options=_ENCODE_OPTIONS)
-        except (InvalidDocument, OverflowError) as exc:
-            raise executor.unencodable_error(model, raw, exc) from exc
-        nbytes += len(data)
-        append(wrap(data))
-    return encoded, nbytes
-
-
 def chunk_size(sent: int, total: int) -> int:
     """Return how many documents the next chunk holds once ``sent`` of ``total`` are out:
     all of them up to :data:`SPLIT_ABOVE`; for a split list, :data:`FIRST_CHUNK` first, then
@@ -158,7 +110,7 @@ def chunk_size(sent: int, total: int) -> int:
 
 
 class BulkInsert:
-    """One ``bulk_create``: dump, encode and insert ``documents`` (instances of ``model`` or
+    """One ``bulk_create``: dump and insert ``documents`` (instances of ``model`` or
     of its subclasses), in pipelined chunks when there are more than :data:`SPLIT_ABOVE`.
 
     Call :meth:`run`, then :meth:`stored` (also after a failure) to learn which documents the
@@ -237,13 +189,13 @@ class BulkInsert:
 
     async def _pipeline(self, session: Any, total: int) -> None:
         start = 0
-        encoded = await self._prepare(start, chunk_size(start, total))
+        raws = await self._prepare(start, chunk_size(start, total))
         pending: asyncio.Task[Any] | None = None
         try:
             while True:
-                stop = start + len(encoded)
-                send = executor.insert_encoded(
-                    self.model, encoded, ordered=self.ordered, session=session
+                stop = start + len(raws)
+                send = executor.insert_chunk(
+                    self.model, raws, ordered=self.ordered, session=session
                 )
                 if stop >= total:  # the last chunk (or the only one): from this task
                     await self._settle(send, start, stop)
@@ -254,14 +206,14 @@ class BulkInsert:
                         stop, chunk_size(stop, total), yielding=True
                     )
                 except Exception:
-                    # A value BSON cannot hold: the chunk in flight still counts (and its
-                    # own failure, earlier in the list, wins).
+                    # The next chunk could not be dumped: the chunk in flight still counts
+                    # (and its own failure, earlier in the list, wins).
                     await self._settle(pending, start, stop)
                     pending = None
                     raise
                 await self._settle(pending, start, stop)
                 pending = None
-                start, encoded = stop, following
+                start, raws = stop, following
         finally:
             if pending is not None:
                 if not pending.done():
@@ -274,44 +226,45 @@ class BulkInsert:
 
     async def _prepare(
         self, start: int, size: int, *, yielding: bool = False
-    ) -> list[RawBSONDocument]:
-        """Dump and encode up to ``size`` documents from ``start`` (fewer once they reach
-        :data:`CHUNK_BYTES`), a slice at a time; ``yielding`` lets the event loop run between
-        slices, so that the chunk in flight is sent and its reply read meanwhile."""
+    ) -> list[dict[str, Any]]:
+        """Dump ``size`` documents from ``start``, a slice at a time; ``yielding`` lets the
+        event loop run between slices, so that the chunk in flight is sent (the driver encodes
+        it then) and its reply read meanwhile."""
         stop = min(start + size, len(self.documents))
-        encoded: list[RawBSONDocument] = []
-        nbytes = 0
+        raws: list[dict[str, Any]] = []
         at = start
         while at < stop:
             if yielding:
                 await asyncio.sleep(0)
             end = min(at + _SLICE, stop)
-            part, part_bytes = self._prepare_slice(at, end)
-            encoded += part
+            raws += self._prepare_slice(at, end)
             at = end
-            nbytes += part_bytes
-            if nbytes >= CHUNK_BYTES:
-                break
-        return encoded
+        return raws
 
-    def _prepare_slice(self, start: int, stop: int) -> tuple[list[RawBSONDocument], int]:
+    def _prepare_slice(self, start: int, stop: int) -> list[dict[str, Any]]:
         documents = self.documents[start:stop]
         pause = stop - start >= _GC_PAUSE_MIN and gc.isenabled()
         if pause:
             gc.disable()
         try:
             raws = dump(self.model, documents, batch=self._batch)
-            self.raws += raws
-            return _encode(self.model, raws)
         finally:
             if pause:
                 gc.enable()
+        self.raws += raws
+        return raws
 
     async def _settle(self, insert: Any, start: int, stop: int) -> None:
         """Await the ``insert_many`` of documents [start, stop) and record its outcome; with
         ``ordered=True`` raise at its first write error."""
         try:
             await insert
+        except (InvalidDocument, OverflowError) as exc:
+            if isinstance(exc, DocumentTooLarge):
+                raise
+            # The driver encodes a chunk before it sends it: nothing of it was sent. Name the
+            # field, as insert() does.
+            raise executor.unencodable_error(self.model, self.raws[start:stop], exc) from exc
         except BulkWriteError as exc:
             details: Mapping[str, Any] = exc.details or {}
             errors = details.get("writeErrors") or []
@@ -320,7 +273,7 @@ class BulkInsert:
                 error = dict(error)
                 index = start + int(error["index"])
                 error["index"] = index
-                error["op"] = self.raws[index]  # the stored form, not its encoded bytes
+                error["op"] = self.raws[index]  # the stored form, as one insert_many reports it
                 self._write_errors.append(error)
                 failed.append(index)
             self._concern_errors += details.get("writeConcernErrors") or []

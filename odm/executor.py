@@ -60,7 +60,7 @@ __all__ = [
     "find_one",
     "find_one_and_delete",
     "find_one_and_update",
-    "insert_encoded",
+    "insert_chunk",
     "insert_one",
     "list_indexes",
     "replace_one",
@@ -431,18 +431,17 @@ def write_guard(model: type[Any], what: str, timeout: float | None) -> AbstractC
 
 
 def unencodable_error(
-    model: type[Any], document: Mapping[str, Any], exc: BaseException
+    model: type[Any], documents: Sequence[Mapping[str, Any]], exc: BaseException
 ) -> Exception:
-    """Return the pydantic ``ValidationError`` naming the field of ``document`` (a stored
-    form) whose value BSON cannot encode; ``exc`` is the encoder's error."""
-    return _unencodable(model, [document], exc)
+    """Return the pydantic ``ValidationError`` naming the field of ``documents`` (stored
+    forms) whose value BSON cannot encode; ``exc`` is the encoder's error."""
+    return _unencodable(model, documents, exc)
 
 
-async def insert_encoded(
-    model: type[Any], documents: Sequence[Any], *, ordered: bool, session: Any
+async def insert_chunk(
+    model: type[Any], documents: Sequence[Mapping[str, Any]], *, ordered: bool, session: Any
 ) -> Any:
-    """Insert documents already encoded (``RawBSONDocument``s: the driver copies their bytes
-    and neither adds nor reads ``_id``) with one ``insert_many``; return its result.
+    """Insert stored forms with one ``insert_many``; return its result.
 
     Unlike the other functions, ``session`` is passed in (the caller takes it with
     :func:`~odm.session.operation_session` in its own task, so this may run in a helper task)

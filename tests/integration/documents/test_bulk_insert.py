@@ -138,7 +138,7 @@ async def test_a_small_batch_is_one_insert_many_from_the_calling_task(
     assert await BulkItem.objects.bulk_create(docs) == docs
     assert monitored.log.names() == ["insert"]
     assert len(monitored.log.named("insert")[0]["documents"]) == bulk.SPLIT_ABOVE
-    assert "insert_encoded" not in spawned
+    assert "insert_chunk" not in spawned
     assert all(stored_flags(docs))
     assert get_snapshot(docs[7]) == docs[7].to_bson()
 
