@@ -296,19 +296,27 @@ class QuerySet(Generic[M]):
         if query.is_empty:
             return []
         compiled = compiler.compile_query(query)
-        if not query.batch_size and isinstance(compiled, compiler.CompiledFind):
-            # A plain find: one driver to_list(), one validation of the whole list.
-            raws = await executor.find_list(
-                self._model,
-                compiled.filter,
-                projection=compiled.projection,
-                sort=compiled.sort,
-                skip=compiled.skip,
-                limit=compiled.limit,
-                timeout=query.timeout,
-                read_preference=query.read_preference,
+        if not query.batch_size:
+            # One driver to_list() and one validation of the whole list.
+            if isinstance(compiled, compiler.CompiledFind):
+                raws = await executor.find_list(
+                    self._model,
+                    compiled.filter,
+                    projection=compiled.projection,
+                    sort=compiled.sort,
+                    skip=compiled.skip,
+                    limit=compiled.limit,
+                    timeout=query.timeout,
+                    read_preference=query.read_preference,
+                )
+                return await self._documents(raws)
+            # A pipeline (joins, values(), grouping).
+            rows = await executor.aggregate_list(
+                self._model, compiled.pipeline, **self._read_options()
             )
-            return await self._documents(raws)
+            if compiled.rows == "documents":
+                return await self._documents(rows, compiled.related)
+            return _shape_rows(rows, compiled.rows, compiled.names)
         results: list[M] = []
         async for batch in self._batches(compiled):
             results.extend(batch)
@@ -567,7 +575,7 @@ class QuerySet(Generic[M]):
         """Insert these documents (hooks and signals do not run); return them.
 
         Up to 1,000 documents go in ONE ``insert_many``. A longer list is sent in chunks (of
-        1,000), one at a time: the next chunk is encoded while the server inserts the previous
+        1,000), one at a time: the next chunk is dumped while the server inserts the previous
         one (:mod:`odm.bulk`). ``ordered=True`` keeps MongoDB's semantics: the insert stops at
         the first failing document and nothing after it is sent. ``ordered=False`` attempts
         every document and raises the write errors of all chunks together. Errors are those of
