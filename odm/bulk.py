@@ -18,7 +18,6 @@ passed explicitly, and ``timeout=`` is one deadline over every chunk.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from pydantic import BaseModel
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from . import executor
+from .gcpause import paused_gc
 from .models.base import Document
 from .models.options import CLASS_KEY
 from .session import current_unit_of_work, operation_session
@@ -57,11 +57,6 @@ MIN_CHUNK = 250
 #: Documents dumped between two yields to the event loop while a chunk is in
 #: flight (the helper task needs the loop to send it and to read the reply).
 _SLICE = 250
-#: Slices at least this long are dumped with the cyclic GC paused (as reads validate batches,
-#: see ``odm.models.loading``): dumping allocates several objects per document, none of them
-#: in a cycle, and the collections it would trigger walk the fresh documents again and again.
-_GC_PAUSE_MIN = 64
-
 _TO_BSON = Document.to_bson
 _MODEL_DUMP = BaseModel.model_dump
 
@@ -178,14 +173,8 @@ class BulkInsert:
         # A split list is dumped with the cyclic GC paused from start to end (other tasks run
         # meanwhile with it paused too, for as long as a batch of that size takes): re-enabled
         # between slices, it would run full collections over the new documents again and again.
-        pause = total > SPLIT_ABOVE and gc.isenabled()
-        if pause:
-            gc.disable()
-        try:
+        with paused_gc(total if total > SPLIT_ABOVE else 0):
             await self._pipeline(session, total)
-        finally:
-            if pause:
-                gc.enable()
 
     async def _pipeline(self, session: Any, total: int) -> None:
         start = 0
@@ -243,14 +232,8 @@ class BulkInsert:
 
     def _prepare_slice(self, start: int, stop: int) -> list[dict[str, Any]]:
         documents = self.documents[start:stop]
-        pause = stop - start >= _GC_PAUSE_MIN and gc.isenabled()
-        if pause:
-            gc.disable()
-        try:
+        with paused_gc(stop - start):  # dumping, like validating, makes nothing cyclic
             raws = dump(self.model, documents, batch=self._batch)
-        finally:
-            if pause:
-                gc.enable()
         self.raws += raws
         return raws
 

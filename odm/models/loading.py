@@ -9,7 +9,6 @@ projected rows (``only()`` / ``defer()``).
 from __future__ import annotations
 
 import copy
-import gc
 import typing
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from .. import executor
 from ..exceptions import (
     Invalid,
 )
+from ..gcpause import paused_gc
 from ..session import current_unit_of_work
 from .fields import Field
 from .options import CLASS_KEY, ID_FIELD, ID_KEY, Options
@@ -80,26 +80,14 @@ def _class_for(model: type[Any], raw: Mapping[str, Any]) -> type[Any]:
     return found if found is not None and issubclass(found, model) else model
 
 
-#: Batches at least this long are validated with the cyclic GC paused (see _validate_batch).
-_GC_PAUSE_MIN = 64
-
-
 def _validate_batch(
     model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool
 ) -> list[Any]:
     # The adapter's core validator itself (TypeAdapter.validate_python only forwards to it).
     validate = model._meta.list_adapter().validator.validate_python
     try:
-        if len(raws) < _GC_PAUSE_MIN or not gc.isenabled():
+        with paused_gc(len(raws)):
             return validate(raws)  # type: ignore[no-any-return]
-        # Validating a batch allocates several objects per document, none of them in a
-        # reference cycle; left on, the cyclic GC would run dozens of collections that walk
-        # the fresh (young) raw documents again and again: ~40 % of the batch's time.
-        gc.disable()
-        try:
-            return validate(raws)  # type: ignore[no-any-return]
-        finally:
-            gc.enable()
     except _PydanticValidationError as exc:
         if not lenient:
             errors = exc.errors()
