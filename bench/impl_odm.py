@@ -275,14 +275,13 @@ class SmallCreate(SpecTask):
         await _drop(_m(sctx, "SmallDoc"))
 
 
-class SmallUpdate(SpecTask):
-    """Set ``field1`` on each loaded model and ``save()`` (a ``$set`` of that field)."""
+class _SaveField1(SpecTask):
+    """Set ``field1`` on each loaded model of ``model_name`` and ``save()`` (a ``$set`` of that
+    field); the subclass's ``setup`` stores the documents and loads ``self.models``."""
 
-    async def setup(self, sctx: SpecContext) -> None:
-        model = _m(sctx, "SmallDoc")
-        await model.objects.bulk_create([model(**sctx.small) for _ in range(sctx.ops)])
-        self.models = await model.objects.all()
-        self.iteration = 0
+    model_name = ""
+    models: list[Any]
+    iteration: int
 
     async def do(self, sctx: SpecContext) -> None:
         value = f"updated_value{self.iteration}"
@@ -292,7 +291,19 @@ class SmallUpdate(SpecTask):
             await doc.save()
 
     async def teardown(self, sctx: SpecContext) -> None:
-        await _drop(_m(sctx, "SmallDoc"))
+        await _drop(_m(sctx, self.model_name))
+
+
+class SmallUpdate(_SaveField1):
+    """Set ``field1`` on each loaded model and ``save()`` (a ``$set`` of that field)."""
+
+    model_name = "SmallDoc"
+
+    async def setup(self, sctx: SpecContext) -> None:
+        model = _m(sctx, "SmallDoc")
+        await model.objects.bulk_create([model(**sctx.small) for _ in range(sctx.ops)])
+        self.models = await model.objects.all()
+        self.iteration = 0
 
 
 class SmallFindById(SpecTask):
@@ -350,8 +361,10 @@ class LargeCreate(SpecTask):
         await _drop(_m(sctx, "LargeDoc"))
 
 
-class LargeUpdate(SpecTask):
+class LargeUpdate(_SaveField1):
     """Set ``field1`` on each loaded large model and ``save()``."""
+
+    model_name = "LargeDoc"
 
     async def setup(self, sctx: SpecContext) -> None:
         model = _m(sctx, "LargeDoc")
@@ -359,16 +372,6 @@ class LargeUpdate(SpecTask):
             await model(**sctx.large).insert()
         self.models = await model.objects.all()
         self.iteration = 0
-
-    async def do(self, sctx: SpecContext) -> None:
-        value = f"updated_value{self.iteration}"
-        self.iteration += 1
-        for doc in self.models:
-            doc.field1 = value
-            await doc.save()
-
-    async def teardown(self, sctx: SpecContext) -> None:
-        await _drop(_m(sctx, "LargeDoc"))
 
 
 class NestedCreate(SpecTask):
