@@ -24,6 +24,7 @@ from ..exceptions import (
 from ..queryset import DefaultManager
 from ..session import current_unit_of_work
 from .declaration import DocumentMeta
+from .dumping import dump_document
 from .fields import Field, ObjectId
 from .loading import _snapshot_of, _validate_one
 from .options import CLASS_KEY, ID_KEY, Options
@@ -126,13 +127,16 @@ class Document(BaseModel, metaclass=DocumentMeta):
     def to_bson(self) -> dict[str, Any]:
         """Return the document as stored: aliased keys (``_id``), plus ``_cls`` when it
         belongs to a polymorphic family."""
-        cls = type(self)
-        if cls.model_dump is _MODEL_DUMP:
-            # What model_dump(by_alias=True) runs, without its Python-level argument handling
-            # (~10 % of a dump of a 10-field document); an overridden model_dump still counts.
-            raw: dict[str, Any] = cls.__pydantic_serializer__.to_python(self, by_alias=True)
-        else:
-            raw = self.model_dump(by_alias=True)
+        # What model_dump(by_alias=True) returns, built from the class's plan (see
+        # odm.models.dumping: pydantic's serializer only for the fields the plan cannot vouch
+        # for); a class without a plan (an overridden model_dump...) is dumped by pydantic.
+        raw = dump_document(self)
+        if raw is None:
+            cls = type(self)
+            if cls.model_dump is _MODEL_DUMP:
+                raw = cls.__pydantic_serializer__.to_python(self, by_alias=True)
+            else:
+                raw = self.model_dump(by_alias=True)
         class_name = self._meta.class_name
         if class_name is not None:
             raw[CLASS_KEY] = class_name

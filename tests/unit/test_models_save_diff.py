@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field, mod
 
 import odm
 from odm.executor import CODEC_OPTIONS
-from odm.models import save_plan, tracking
+from odm.models import model_plan, tracking
 from odm.models.base import Document, Embedded
 from odm.models.diffing import diff, same
 from odm.models.fields import Field
@@ -181,14 +181,15 @@ def everything() -> Everything:
 
 
 def test_the_class_has_a_plan() -> None:
-    plan = save_plan._document_plan(Everything)
+    plan = model_plan.document_plan(Everything)
     assert plan is not None
     kinds = {name: kind for name, _, kind, _, _ in plan.fields}
-    assert kinds["name"] == kinds["other_id"] == kinds["color"] == save_plan._PLAIN
-    assert kinds["address"] == kinds["tree"] == kinds["shouted"] == save_plan._MODEL
-    assert kinds["lines"] == save_plan._MODEL_LIST
-    for other in ("price", "tags", "meta", "loose", "loud"):
-        assert kinds[other] == save_plan._OTHER, other
+    assert kinds["name"] == kinds["other_id"] == kinds["color"] == model_plan.PLAIN
+    assert kinds["address"] == kinds["tree"] == kinds["shouted"] == model_plan.MODEL
+    assert kinds["lines"] == model_plan.MODEL_LIST
+    assert kinds["tags"] == model_plan.PLAIN_LIST
+    for other in ("price", "meta", "loose", "loud"):
+        assert kinds[other] == model_plan.OTHER, other
     assert {key for _, key, _, _, _ in plan.fields} >= {"_id", "lbl"}
 
 
@@ -517,7 +518,7 @@ class Dumps(Document):
 
 @pytest.mark.parametrize("model", [Computed, Serialized, Open, Dumps])
 def test_classes_without_a_plan_are_dumped_whole(model: type[Any]) -> None:
-    assert save_plan._document_plan(model) is None
+    assert model_plan.document_plan(model) is None
     doc = loaded(model())
     assert prepare_update(doc) is None
     doc.a = 5
@@ -589,11 +590,11 @@ class Points(Document):
 
 
 def test_which_models_are_flat() -> None:
-    plan = save_plan._document_plan(Points)
+    plan = model_plan.document_plan(Points)
     assert plan is not None
     subs = {name: sub for name, _, _, _, sub in plan.fields if sub is not None}
     assert subs["a"].flat and subs["items"].flat and subs["plain"].flat
-    everything_plan = save_plan._document_plan(Everything)
+    everything_plan = model_plan.document_plan(Everything)
     assert everything_plan is not None
     address = {name: sub for name, _, _, _, sub in everything_plan.fields}["address"]
     assert address is not None and not address.flat  # an alias and an embedded model

@@ -1,0 +1,362 @@
+"""How a model class is dumped, field by field: a plan read once per class from its pydantic
+core schema.
+
+Both ``to_bson()`` (:mod:`odm.models.dumping`) and ``save()``'s change detection
+(:mod:`odm.models.save_plan`) follow the plan, so neither runs pydantic's serializer over the
+whole document. Each field of a plan has a kind:
+
+- :data:`PLAIN`: the dump of a value whose type is one of the field's ``types`` (``str``,
+  ``int``, ``float``, ``bool``, ``bytes``, ``datetime``, ``date``, ``ObjectId``, an enum, the
+  types of a literal, ``None`` if nullable; no serializer of its own) is the value itself;
+- :data:`ANY`: the same for a value of one of the :data:`AS_IS` types, in a field of any type;
+- :data:`MODEL`: an embedded model of class ``sub.cls`` exactly, dumped by its own plan;
+- :data:`MODEL_LIST`: a ``list`` of such models;
+- :data:`PLAIN_LIST`: a ``list`` of plain values (``list[str]``...): its dump is a new list
+  holding the same values;
+- :data:`OTHER`: anything else (other containers, custom types, serializers, a subclass
+  instance...): pydantic dumps it, that field only.
+
+A value that does not fit its kind (an ``int`` in a ``str`` field set with
+``model_construct``, a subclass instance for a model field) is dumped by pydantic, that field
+only, so the result is always what ``model_dump(by_alias=True)`` returns.
+
+A class the plan cannot describe (a model serializer, computed fields, ``extra="allow"``, an
+``exclude_if``, an overridden ``model_dump`` / ``to_bson`` on a Document...) has no plan and is
+dumped whole by pydantic.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Mapping
+from operator import itemgetter
+from typing import Any
+
+import bson
+
+__all__ = [
+    "ANY",
+    "AS_IS",
+    "MODEL",
+    "MODEL_LIST",
+    "OTHER",
+    "PLAIN",
+    "PLAIN_LIST",
+    "FieldPlan",
+    "Group",
+    "ModelPlan",
+    "document_plan",
+]
+
+# Field kinds of a plan (ordered: the kinds compared by value come first).
+PLAIN = 0
+ANY = 1
+MODEL = 2
+MODEL_LIST = 3
+OTHER = 4
+PLAIN_LIST = 5
+
+#: The types that pydantic's serializer returns as they are when it infers (``Any``, or a
+#: serializer used in JSON mode only, such as ``odm.ObjectId``'s).
+AS_IS: frozenset[type[Any]] = frozenset(
+    {str, int, float, bool, bytes, type(None), _dt.datetime, bson.ObjectId}
+)
+_SCALAR_SCHEMAS: dict[str, type[Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "bytes": bytes,
+    "datetime": _dt.datetime,
+    "date": _dt.date,
+    "none": type(None),
+}
+#: Core schema wrappers whose serializer is that of the schema they wrap.
+_TRANSPARENT = frozenset({"default", "function-before", "function-after"})
+#: The keys of a ``model-field`` schema a plan understands (``serialization_exclude_if``,
+#: say, decides per value: such a model is dumped whole).
+_FIELD_KEYS = frozenset(
+    {
+        "type",
+        "schema",
+        "validation_alias",
+        "serialization_alias",
+        "serialization_exclude",
+        "frozen",
+        "metadata",
+    }
+)
+
+#: One field of a plan: (name, stored key, kind, types, plan of the embedded model).
+FieldPlan = tuple[str, str, int, frozenset[type[Any]], "ModelPlan | None"]
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """An ``itemgetter`` that returns a tuple even for one name (or none)."""
+    if not names:
+        return lambda mapping: ()
+    if len(names) == 1:
+        (only,) = names
+        return lambda mapping: (mapping[only],)
+    return itemgetter(*names)
+
+
+class Group:
+    """Fields read all at once (``itemgetter``: C loops) from an instance's ``__dict__`` and
+    from the stored sub-document, so that only the ones that may differ are looked at one by
+    one."""
+
+    __slots__ = ("fields", "keys_of", "names_of")
+
+    def __init__(self, fields: list[FieldPlan]) -> None:
+        self.fields = tuple(fields)
+        self.names_of = _getter(tuple(field[0] for field in fields))
+        self.keys_of = _getter(tuple(field[1] for field in fields))
+
+
+class ModelPlan:
+    """How one model class is dumped, field by field (see the module docstring)."""
+
+    __slots__ = (
+        "cls",
+        "complete",
+        "fields",
+        "flat",
+        "keys",
+        "keys_in_order",
+        "plain",
+        "rest",
+        "size",
+        "types_in_order",
+        "usual_types",
+    )
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.cls = cls
+        self.fields: tuple[FieldPlan, ...] = ()
+        self.keys: frozenset[str] = frozenset()
+        #: Every field's stored key, in schema order.
+        self.keys_in_order: tuple[str, ...] = ()
+        self.types_in_order: tuple[frozenset[type[Any]], ...] = ()
+        #: The type of each field's value when it has one type only (else ``None``): one
+        #: tuple comparison checks a whole instance in the usual case.
+        self.usual_types: tuple[type[Any] | None, ...] = ()
+        self.size = 0
+        #: No field is excluded from dumps: the instance's fields are the dump's keys.
+        self.complete = True
+        # Every field plain and stored under its own name: an instance is unchanged when its
+        # ``__dict__`` equals the stored sub-document (one C-level comparison, which tries
+        # identity first). Only a ``bool`` stored where an ``int`` / ``float`` equal to it is
+        # loaded differs from comparing with ``same``: such a value is not rewritten.
+        self.flat = False
+        # The plain fields (two at least), compared at once with ``==``, then those that
+        # are other objects than the stored ones one by one; and the other fields.
+        self.plain: Group | None = None
+        self.rest: tuple[FieldPlan, ...] = ()
+    def finish(self, fields: list[FieldPlan], complete: bool) -> None:
+        """Set the derived attributes once every field is known."""
+        self.fields = tuple(fields)
+        self.keys = frozenset(field[1] for field in fields)
+        self.keys_in_order = tuple(field[1] for field in fields)
+        self.types_in_order = tuple(field[3] for field in fields)
+        self.usual_types = tuple(
+            next(iter(field[3])) if len(field[3]) == 1 else None for field in fields
+        )
+        self.size = len(fields)
+        self.complete = complete
+        self.flat = all(kind == PLAIN and name == key for name, key, kind, _, _ in fields)
+        plain = [field for field in fields if field[2] == PLAIN]
+        if len(plain) >= 2:
+            self.plain = Group(plain)
+            self.rest = tuple(field for field in fields if field[2] != PLAIN)
+        else:
+            self.rest = self.fields
+
+
+def _json_only(serialization: Mapping[str, Any]) -> bool:
+    """Tell whether a ``serialization`` schema leaves Python-mode dumps alone."""
+    return serialization.get("type") == "function-plain" and (
+        serialization.get("when_used") == "json"
+    )
+
+
+def _unwrap(
+    schema: Mapping[str, Any], definitions: Mapping[str, Any]
+) -> tuple[Mapping[str, Any] | None, bool]:
+    """Follow the wrappers that do not change a dump; return the schema that decides it and
+    whether ``None`` is allowed, or ``None`` when a serializer of its own is in the way."""
+    nullable = False
+    while True:
+        kind = schema.get("type")
+        if "serialization" in schema and not (
+            kind == "json-or-python" and _json_only(schema["serialization"])
+        ):
+            return None, nullable
+        if kind in _TRANSPARENT:
+            schema = schema["schema"]
+        elif kind == "nullable":
+            nullable = True
+            schema = schema["schema"]
+        elif kind == "definition-ref":
+            target = definitions.get(schema.get("schema_ref", ""))
+            if target is None:
+                return None, nullable
+            schema = target
+        else:
+            return schema, nullable
+
+
+def _instance_classes(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> set[type[Any]]:
+    """The classes of the ``is-instance`` checks of a validator (alone or in a union)."""
+    target, _ = _unwrap(schema, definitions)
+    if target is None:
+        return set()
+    choices = target.get("choices", ()) if target.get("type") == "union" else (target,)
+    return {
+        choice["cls"]
+        for choice in choices
+        if isinstance(choice, Mapping)
+        and choice.get("type") == "is-instance"
+        and isinstance(choice.get("cls"), type)
+    }
+
+
+def _plain_types(
+    target: Mapping[str, Any], nullable: bool, definitions: Mapping[str, Any]
+) -> frozenset[type[Any]] | None:
+    """The types whose values ``target`` dumps as they are, or ``None`` if it is not plain
+    (``ANY`` for an ``Any`` field: see :func:`_field_plan`)."""
+    none: set[type[Any]] = {type(None)} if nullable else set()
+    kind = target.get("type")
+    if kind in _SCALAR_SCHEMAS:
+        return frozenset({_SCALAR_SCHEMAS[kind], *none})
+    if kind == "json-or-python":  # with a JSON-only serializer (_unwrap): odm.ObjectId
+        classes = _instance_classes(target.get("python_schema", {}), definitions)
+        if classes:
+            return frozenset(classes & AS_IS | none)
+        return None
+    if kind == "enum" and isinstance(target.get("cls"), type):
+        return frozenset({target["cls"], *none})
+    if kind == "literal":
+        types = {type(value) for value in target.get("expected", ())}
+        return frozenset(types | none)
+    return None
+
+
+def _field_plan(
+    name: str,
+    key: str,
+    schema: Mapping[str, Any],
+    definitions: Mapping[str, Any],
+    plans: dict[int, ModelPlan | None],
+) -> FieldPlan:
+    other: FieldPlan = (name, key, OTHER, frozenset(), None)
+    target, nullable = _unwrap(schema, definitions)
+    if target is None:
+        return other
+    kind = target.get("type")
+    if kind == "any" or (
+        kind == "json-or-python"
+        and not _instance_classes(target.get("python_schema", {}), definitions)
+    ):
+        return (name, key, ANY, AS_IS, None)
+    types = _plain_types(target, nullable, definitions)
+    if types is not None:
+        return (name, key, PLAIN, types, None)
+    if kind == "model":
+        sub = _model_plan(target, definitions, plans)
+        if sub is not None:
+            return (name, key, MODEL, frozenset({type(None)} if nullable else ()), sub)
+    if kind == "list" and not nullable and "items_schema" in target:
+        items, items_nullable = _unwrap(target["items_schema"], definitions)
+        if items is None:
+            return other
+        if items.get("type") == "model" and not items_nullable:
+            sub = _model_plan(items, definitions, plans)
+            if sub is not None:
+                return (name, key, MODEL_LIST, frozenset(), sub)
+        item_types = _plain_types(items, items_nullable, definitions)
+        if item_types is not None:
+            return (name, key, PLAIN_LIST, item_types, None)
+    return other
+
+
+def _model_plan(
+    schema: Mapping[str, Any],
+    definitions: Mapping[str, Any],
+    plans: dict[int, ModelPlan | None],
+) -> ModelPlan | None:
+    """Return the plan of a ``model`` core schema, or ``None`` if it must be dumped whole."""
+    if id(schema) in plans:  # seen already (or being built: a recursive model)
+        return plans[id(schema)]
+    plans[id(schema)] = None
+    cls = schema.get("cls")
+    fields_schema = schema.get("schema", {})
+    config = schema.get("config") or {}
+    if (
+        not isinstance(cls, type)
+        or schema.get("root_model")
+        or "serialization" in schema
+        or "allow" in (schema.get("extra_behavior"), config.get("extra_fields_behavior"))
+        or fields_schema.get("type") != "model-fields"
+        or "serialization" in fields_schema
+        or fields_schema.get("computed_fields")
+        or fields_schema.get("extra_behavior") == "allow"
+        or not fields_schema.get("fields")
+        or any(not field.keys() <= _FIELD_KEYS for field in fields_schema["fields"].values())
+    ):
+        return None
+    plan = ModelPlan(cls)
+    plans[id(schema)] = plan
+    fields: list[FieldPlan] = []
+    complete = True
+    for name, field in fields_schema["fields"].items():
+        if field.get("serialization_exclude"):
+            complete = False
+            continue
+        key = field.get("serialization_alias") or name
+        fields.append(_field_plan(name, key, field["schema"], definitions, plans))
+    plan.finish(fields, complete)
+    if not fields:
+        plans[id(schema)] = None
+        return None
+    return plan
+
+
+_PLAN_SLOT = "__odm_save_plan__"
+
+
+def document_plan(cls: type[Any]) -> ModelPlan | None:
+    """Return the plan of a Document class (built once, again if pydantic rebuilt the
+    class), or ``None`` when its documents are dumped whole."""
+    schema = cls.__pydantic_core_schema__
+    cached = cls.__dict__.get(_PLAN_SLOT)
+    if cached is not None and cached[0] is schema:
+        plan: ModelPlan | None = cached[1]
+        return plan
+    plan = _build_document_plan(cls, schema)
+    type.__setattr__(cls, _PLAN_SLOT, (schema, plan))
+    return plan
+
+
+def _build_document_plan(cls: type[Any], schema: Any) -> ModelPlan | None:
+    from pydantic import BaseModel
+
+    from .base import Document
+
+    if (
+        not getattr(cls, "__pydantic_complete__", False)
+        or not isinstance(schema, Mapping)
+        or cls.model_dump is not BaseModel.model_dump
+        or cls.to_bson is not Document.to_bson
+    ):
+        return None
+    definitions: dict[str, Any] = {}
+    if schema.get("type") == "definitions":
+        definitions = {d["ref"]: d for d in schema.get("definitions", ()) if "ref" in d}
+        schema = schema["schema"]
+    while schema.get("type") in _TRANSPARENT and "serialization" not in schema:
+        schema = schema["schema"]
+    if schema.get("type") != "model" or schema.get("cls") is not cls:
+        return None
+    return _model_plan(schema, definitions, {})
