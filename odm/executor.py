@@ -211,29 +211,34 @@ class _run:
         if self._deadline is not None:
             self._deadline.__exit__(exc_type, exc, tb)
             self._deadline = None
-        if isinstance(exc, InvalidDocument | OverflowError) and not isinstance(
-            exc, DocumentTooLarge
-        ):
-            raise _unencodable(self.model, self.payload, exc) from exc
-        if exc is None or not isinstance(exc, PyMongoError):
-            return
-        if is_timeout(exc):
-            timeout = self.timeout
-            limit = f" within {timeout:g} s" if timeout is not None else ""
-            raise OperationTimeout(
-                f"{self.model.__name__} {self.what} did not finish{limit}: {exc}"
-            ) from exc
-        if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
-            message = (exc.details or {}).get("errmsg") or str(exc)
-            raise QueryError(
-                f"{self.model.__name__} {self.what}: the server refused it: {message}"
-            ) from exc
-        if isinstance(exc, DuplicateKeyError):
-            raise _duplicate(self.model, exc.details, exc) from exc
-        if isinstance(exc, BulkWriteError):
-            errors = (exc.details or {}).get("writeErrors") or []
-            if errors and all(e.get("code") == 11000 for e in errors):
-                raise _duplicate(self.model, errors[0], exc) from exc
+        if exc is not None:
+            _raise_mapped(self.model, self.what, self.timeout, self.payload, exc)
+
+
+def _raise_mapped(
+    model: type[Any], what: str, timeout: float | None, payload: Any, exc: BaseException
+) -> None:
+    """Raise the ODM's error for a driver error ``exc`` of ``what`` on ``model`` (a broken
+    unique index, a passed deadline, a refused query, an unencodable value); return when the
+    driver's error stands as it is."""
+    if isinstance(exc, InvalidDocument | OverflowError) and not isinstance(
+        exc, DocumentTooLarge
+    ):
+        raise _unencodable(model, payload, exc) from exc
+    if not isinstance(exc, PyMongoError):
+        return
+    if is_timeout(exc):
+        limit = f" within {timeout:g} s" if timeout is not None else ""
+        raise OperationTimeout(f"{model.__name__} {what} did not finish{limit}: {exc}") from exc
+    if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
+        message = (exc.details or {}).get("errmsg") or str(exc)
+        raise QueryError(f"{model.__name__} {what}: the server refused it: {message}") from exc
+    if isinstance(exc, DuplicateKeyError):
+        raise _duplicate(model, exc.details, exc) from exc
+    if isinstance(exc, BulkWriteError):
+        errors = (exc.details or {}).get("writeErrors") or []
+        if errors and all(e.get("code") == 11000 for e in errors):
+            raise _duplicate(model, errors[0], exc) from exc
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -313,13 +318,27 @@ async def find_list(
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Return every raw document matching ``filter`` as one list."""
-    coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, "find", timeout):
+    coll = collection(model)
+    if read_preference is not None:
+        coll = _with(coll, read_preference=read_preference)
+    if timeout is not None:
+        with _run(model, "find", timeout):
+            cursor = coll.find(
+                filter, projection, sort=sort, skip=skip, limit=limit,
+                session=operation_session(), **options,
+            )
+            result: list[dict[str, Any]] = await cursor.to_list(None)
+        return result
+    # No deadline (the usual call): what _run does, without building it around every read.
+    try:
         cursor = coll.find(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
             **options,
         )
-        result: list[dict[str, Any]] = await cursor.to_list(None)
+        result = await cursor.to_list(None)
+    except BaseException as exc:
+        _raise_mapped(model, "find", None, None, exc)
+        raise
     return result
 
 
@@ -399,10 +418,23 @@ async def aggregate_list(
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Return every result of ``pipeline`` as one list."""
-    coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, "aggregate", timeout):
+    coll = collection(model)
+    if read_preference is not None:
+        coll = _with(coll, read_preference=read_preference)
+    if timeout is not None:
+        with _run(model, "aggregate", timeout):
+            cursor = await drivers.aggregate(
+                coll, pipeline, session=operation_session(), **options
+            )
+            result: list[dict[str, Any]] = await cursor.to_list(None)
+        return result
+    # No deadline (the usual call): what _run does, without building it around every read.
+    try:
         cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
-        result: list[dict[str, Any]] = await cursor.to_list(None)
+        result = await cursor.to_list(None)
+    except BaseException as exc:
+        _raise_mapped(model, "aggregate", None, None, exc)
+        raise
     return result
 
 

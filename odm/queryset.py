@@ -32,7 +32,7 @@ from .query.lookups import Exact
 from .query.paths import check_literal
 from .query.q import Q
 from .query.query import Query
-from .query.where import resolved_key
+from .query.where import compile_kwargs, resolved_key
 from .session import current_unit_of_work
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ D = TypeVar("D", bound="Document")
 #: memory flat at a small cost in round trips (see docs/performance.md).
 STREAM_BATCH_SIZE = 1000
 
+_new_queryset = object.__new__
+
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
 
@@ -56,13 +58,17 @@ _NO_CHANGE_STREAMS = {40573, 40324}
 
 
 def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
-    global _load_documents
-    if _load_documents is None:
-        # Imported late (odm.models imports this module); then kept, off the hot path.
-        from .models.loading import load_documents
+    loader = _load_documents if _load_documents is not None else _import_loader()
+    return loader(model, raws, lenient=lenient)
 
-        _load_documents = load_documents
-    return _load_documents(model, raws, lenient=lenient)
+
+def _import_loader() -> Callable[..., list[Any]]:
+    global _load_documents
+    # Imported late (odm.models imports this module); then kept, off the hot path.
+    from .models.loading import load_documents
+
+    _load_documents = load_documents
+    return load_documents
 
 
 _load_documents: Callable[..., list[Any]] | None = None
@@ -115,8 +121,19 @@ class QuerySet(Generic[M]):
 
     def filter(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset with these conditions ANDed to the filter."""
-        clone = self._chain()
-        clone._query.add_filter(*args, **kwargs)
+        query = self._query
+        if args or query.annotations:
+            clone = self._chain()
+            clone._query.add_filter(*args, **kwargs)
+            return clone
+        # filter(field=value), the usual call: _chain() and Query.add_filter() inlined, as
+        # this runs on nearly every query and each call costs more than its work.
+        cls = type(self)
+        clone = cls.__new__(cls)
+        clone._model = model = self._model
+        clone._prefetch = self._prefetch
+        new = clone._query = query.clone()
+        new.where = (*query.where, *compile_kwargs(model, kwargs))
         return clone
 
     def exclude(self, *args: Q, **kwargs: Any) -> Self:
@@ -279,48 +296,68 @@ class QuerySet(Generic[M]):
     async def _documents(
         self, raws: list[dict[str, Any]], related: Sequence[compiler.Related] = ()
     ) -> list[Any]:
-        joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
+        documents = self._load_rows(raws, related)
+        if self._prefetch:
+            await _prefetch(self._model, documents, self._prefetch, self._read_options())
+        return documents
+
+    def _load_rows(
+        self, raws: list[dict[str, Any]], related: Sequence[compiler.Related]
+    ) -> list[Any]:
+        """Validate rows into documents, each joined document into its row's Reference."""
         query = self._query
+        if not related:
+            if query.only_fields is not None or query.deferred:
+                return _load_partial(self._model, raws, query)
+            # _load() inlined: this runs on every query.
+            loader = _load_documents if _load_documents is not None else _import_loader()
+            return loader(self._model, raws, lenient=query.lenient)
+        joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
         if query.only_fields is not None or query.deferred:
             documents = _load_partial(self._model, raws, query)
         else:
             documents = _load(self._model, raws, query.lenient)
         for relation, targets in zip(related, joined, strict=True):
             _attach(documents, relation, targets, query.lenient)
-        if self._prefetch:
-            await _prefetch(self._model, documents, self._prefetch, self._read_options())
         return documents
 
     async def _fetch_all(self) -> list[M]:
         query = self._query
-        if query.is_empty:
+        if query.high_mark is not None and query.is_empty:
             return []
         compiled = compiler.compile_query(query)
-        if not query.batch_size:
-            # One driver to_list() and one validation of the whole list.
-            if isinstance(compiled, compiler.CompiledFind):
-                raws = await executor.find_list(
-                    self._model,
-                    compiled.filter,
-                    projection=compiled.projection,
-                    sort=compiled.sort,
-                    skip=compiled.skip,
-                    limit=compiled.limit,
-                    timeout=query.timeout,
-                    read_preference=query.read_preference,
-                )
-                return await self._documents(raws)
+        if query.batch_size:
+            results: list[M] = []
+            async for batch in self._batches(compiled):
+                results.extend(batch)
+            return results
+        # One driver to_list() and one validation of the whole list.
+        if isinstance(compiled, compiler.CompiledFind):
+            raws = await executor.find_list(
+                self._model,
+                compiled.filter,
+                projection=compiled.projection,
+                sort=compiled.sort,
+                skip=compiled.skip,
+                limit=compiled.limit,
+                timeout=query.timeout,
+                read_preference=query.read_preference,
+            )
+            documents = self._load_rows(raws, ())
+        else:
             # A pipeline (joins, values(), grouping).
             rows = await executor.aggregate_list(
-                self._model, compiled.pipeline, **self._read_options()
+                self._model,
+                compiled.pipeline,
+                timeout=query.timeout,
+                read_preference=query.read_preference,
             )
-            if compiled.rows == "documents":
-                return await self._documents(rows, compiled.related)
-            return _shape_rows(rows, compiled.rows, compiled.names)
-        results: list[M] = []
-        async for batch in self._batches(compiled):
-            results.extend(batch)
-        return results
+            if compiled.rows != "documents":
+                return _shape_rows(rows, compiled.rows, compiled.names)
+            documents = self._load_rows(rows, compiled.related)
+        if self._prefetch:
+            await _prefetch(self._model, documents, self._prefetch, self._read_options())
+        return documents
 
     def __await__(self) -> Generator[Any, None, list[M]]:
         """Run the query and return every result as a list."""
@@ -716,7 +753,12 @@ class DefaultManager:
             raise AttributeError(
                 f"{owner.__name__}.objects is reached through the class, not an instance"
             )
-        return QuerySet(owner)
+        # What QuerySet(owner) builds, without the __init__ call: this runs on every query.
+        queryset: QuerySet[D] = _new_queryset(QuerySet)
+        queryset._model = owner
+        queryset._query = Query(owner)
+        queryset._prefetch = ()
+        return queryset
 
 
 class Manager(DefaultManager, Generic[QS]):

@@ -9,6 +9,7 @@ pipeline when it needs one (:class:`CompiledPipeline`): joins (``select_related`
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -339,14 +340,18 @@ def _values_project(query: Query) -> dict[str, Any]:
 # -- entry points ----------------------------------------------------------------------------
 
 
-def _simple_find(query: Query) -> CompiledFind | None:
-    """Compile the common case straight to ``find`` arguments: no join (in the filter, the
-    ordering or ``select_related``), no ``values()``, no grouping. ``None``: take the general
-    path (which also raises the errors a join-crossing ordering deserves)."""
-    if query.related or query.values_fields is not None or query.annotations:
+def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
+    """Compile the common cases straight from the query: a plain find (no join in the filter
+    or the ordering, no ``values()``, no grouping) to ``find`` arguments, and the same with
+    ``select_related`` to ``$match`` + the cached join stages of :func:`_join_plan`.
+    ``None``: take the general path (which also raises the errors a join-crossing ordering
+    deserves). Gives exactly what the general path gives for these queries."""
+    if query.values_fields is not None or query.annotations:
         return None
-    class_filter = _class_filter(query)
-    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
+    # _class_filter() inlined (this runs on every query); a model without _meta has none.
+    meta: Any = getattr(query.model, "_meta", None)
+    class_filter = meta.class_filter() if hasattr(meta, "class_filter") else None
+    pre: list[dict[str, Any]] = [dict(class_filter)] if class_filter else []
     for where in query.where:
         if where.joins or where.post:
             return None
@@ -364,14 +369,78 @@ def _simple_find(query: Query) -> CompiledFind | None:
             if key not in seen:
                 seen.add(key)
                 sort.append((key, -1 if item.startswith("-") else 1))
-    return CompiledFind(
-        filter=and_mql(pre),
-        projection=_projection(query),
-        sort=sort or None,
-        skip=query.low_mark,
-        limit=query.limit,
-        batch_size=query.batch_size,
+    filter = and_mql(pre) if len(pre) != 1 else pre[0]
+    projection = _projection(query) if query.only_fields is not None or query.deferred else None
+    low, high = query.low_mark, query.high_mark
+    if not query.related:
+        # query.limit, inlined.
+        limit = 0 if high is None else high - low
+        return CompiledFind(filter, projection, sort or None, low, limit, query.batch_size)
+    # select_related alone: nothing after the joins can drop or reorder rows, so (as in the
+    # general path) match, sort and cut first, then join.
+    plan = _join_plan(query.model, query.related)
+    pipeline: list[dict[str, Any]] = [{"$match": filter}] if filter else []
+    if sort:
+        pipeline.append({"$sort": dict(sort)})
+    if low:
+        pipeline.append({"$skip": low})
+    if high is not None:
+        pipeline.append({"$limit": high - low})
+    pipeline += plan.stages
+    if plan.unset:
+        pipeline.append({"$unset": list(plan.unset)})
+    if projection is not None:
+        if any(v == 1 for v in projection.values()):
+            projection.update(dict.fromkeys(plan.kept, 1))
+        pipeline.append({"$project": projection})
+    return CompiledPipeline(
+        pipeline, rows="documents", related=plan.related, batch_size=query.batch_size
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _JoinPlan:
+    """What ``select_related(*paths)`` adds to a pipeline: it depends only on the model and the
+    paths (never on a value), so it is built once per (model, paths)."""
+
+    #: The ``$lookup`` / ``$unwind`` stages, parents first. Shared by every pipeline built
+    #: from this plan: neither the ODM nor the driver changes a stage after building it.
+    stages: tuple[dict[str, Any], ...]
+    related: tuple[Related, ...]
+    #: The keys of the joined documents (kept in a projection) and the joins only needed on
+    #: the way (removed with ``$unset``).
+    kept: tuple[str, ...]
+    unset: tuple[str, ...]
+
+
+#: model -> {select_related paths -> plan}; weak, like the path cache. Only successful builds
+#: are stored: a bad path raises every time.
+_JOIN_PLANS: weakref.WeakKeyDictionary[type[Any], dict[tuple[str, ...], _JoinPlan]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _join_plan(model: type[Any], paths: tuple[str, ...]) -> _JoinPlan:
+    """Return the (cached) join plan of ``select_related(*paths)`` on ``model``."""
+    per_model = _JOIN_PLANS.get(model)
+    if per_model is None:
+        per_model = _JOIN_PLANS[model] = {}
+    plan = per_model.get(paths)
+    if plan is None:
+        # The general path's own helpers, so the plan is what it would build.
+        probe = Query(model)
+        probe.related = paths
+        pairs = _related(probe)
+        joins = _merge_joins([j for j, _ in pairs])
+        related = tuple(dict.fromkeys(r for _, r in pairs))
+        kept = tuple(dict.fromkeys(r.key for r in related))
+        plan = per_model[paths] = _JoinPlan(
+            stages=tuple(_join_stages(joins)),
+            related=related,
+            kept=kept,
+            unset=tuple(j.key for j in joins if j.key not in kept),
+        )
+    return plan
 
 
 def compile_query(query: Query) -> CompiledFind | CompiledPipeline:

@@ -19,20 +19,21 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
 from .expressions import ArrayUpdate, CombinedExpression, Expression
-from .paths import FieldType, Join, Kind, ResolvedPath
+from .paths import FieldType, Join, Kind, ResolvedPath, target_id_type
 
 __all__ = ["LOOKUPS", "Lookup", "escape_regex", "get_lookup", "register_lookup"]
 
 #: Every registered lookup class, by ``lookup_name``.
 LOOKUPS: dict[str, type[Lookup]] = {}
 
-#: model -> {filter key -> (resolved path, lookup class)}, filled by
-#: :func:`odm.query.where.compile_q`: what ``filter(key=...)`` means for a model depends only on
+#: model -> {filter key -> (resolved path, lookup class, literal type)}, filled by
+#: :func:`odm.query.where.key_plan`: what ``filter(key=...)`` means for a model depends only on
 #: the key, so each key is split and resolved once (only the value is validated on every
-#: call). Weak, like the path cache; cleared when a lookup is registered.
-KEY_CACHE: weakref.WeakKeyDictionary[type[Any], dict[str, tuple[ResolvedPath, type[Lookup]]]] = (
-    weakref.WeakKeyDictionary()
-)
+#: call). The literal type is :func:`exact_literal_type`'s (``None`` for other lookups). Weak,
+#: like the path cache; cleared when a lookup is registered.
+KEY_CACHE: weakref.WeakKeyDictionary[
+    type[Any], dict[str, tuple[ResolvedPath, type[Lookup], type | None]]
+] = weakref.WeakKeyDictionary()
 
 _BOOL: Final = TypeAdapter(bool)
 
@@ -253,6 +254,28 @@ class Exact(Lookup):
     def operand(self) -> Any:
         """Return the literal value (dicts and lists wrapped in ``$eq``)."""
         return _literal(self.value)
+
+
+def exact_literal_type(target: ResolvedPath) -> type | None:
+    """Return the one type whose values ``Exact`` on ``target`` validates to themselves (only
+    :func:`~odm.query.paths.check_literal` can refuse them), or ``None``.
+
+    For such a value ``Exact(target, value).as_mql()`` is ``{target.db_path: value}``: the
+    field's type (its elements' for a list, the target's id type for a reference) passes a
+    value of exactly its plain type through unchanged (see ``FieldType.convert``), and a plain
+    scalar is never wrapped in ``$eq``. Anything else (a subclass, a list, None) takes the
+    lookup.
+    """
+    field = _elements(target.field)  # a single value on a list field matches an element
+    if field.kind is Kind.REFERENCE:
+        # A bare id: _convert_reference hands it to the target's id type.
+        id_type = target_id_type(field.target)
+        if id_type is None:
+            return None
+        field = id_type
+    if field.kind in (Kind.ANY, Kind.REFERENCE, Kind.LIST):
+        return None
+    return field.as_is
 
 
 @register_lookup

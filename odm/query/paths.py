@@ -258,7 +258,7 @@ class FieldType:
                 )
         if value is None and self.nullable:
             return None
-        id_type = _target_id_type(target)
+        id_type = target_id_type(target)
         if id_type is not None:
             return id_type.convert(value, field)
         check_literal(value, field)
@@ -296,7 +296,8 @@ def _label(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _target_id_type(target: type[Any] | None) -> FieldType | None:
+def target_id_type(target: type[Any] | None) -> FieldType | None:
+    """Return the type of the ``id`` field of a reference's target model (``None``: none)."""
     fields = getattr(target, "model_fields", None)
     if target is None or not fields or ID_FIELD not in fields:
         return None

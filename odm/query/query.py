@@ -8,6 +8,7 @@ state into ``find`` arguments or a pipeline is :mod:`odm.query.compiler`'s job.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -272,29 +273,47 @@ class Query:
         if not paths:
             self.related = ()
             return
+        checked = _RELATED_CHECKED.get(self.model)
         for path in paths:
-            target = resolve(self.model, path)
-            field = target.field
-            while field.kind is Kind.LIST and field.item is not None:
-                field = field.item
-            if field is not target.field and field.kind is Kind.REFERENCE:
-                raise QueryError(
-                    f"select_related({path!r}) is a list of references; use prefetch_related",
-                    field=path,
-                )
-            if target.field.kind is not Kind.REFERENCE:
-                raise QueryError(
-                    f"select_related({path!r}): {path!r} is not a Reference field", field=path
-                )
-            if target.through_list or any(j.many for j in target.joins):
-                raise QueryError(
-                    f"select_related({path!r}) goes through a list; use prefetch_related",
-                    field=path,
-                )
-        self.related = (*self.related, *(p for p in paths if p not in self.related))
+            if checked is None or path not in checked:
+                _check_related(self.model, path)
+                checked = _RELATED_CHECKED.setdefault(self.model, set())
+                checked.add(path)
+        if not self.related:
+            self.related = paths
+        else:
+            self.related = (*self.related, *(p for p in paths if p not in self.related))
 
     def __repr__(self) -> str:
         return f"<Query {self.model.__name__}>"
+
+
+#: model -> the select_related paths already found valid on it: whether a path can be joined
+#: depends only on the model, so it is checked once (a bad path raises every time). Weak, like
+#: the path cache.
+_RELATED_CHECKED: weakref.WeakKeyDictionary[type[Any], set[str]] = weakref.WeakKeyDictionary()
+
+
+def _check_related(model: type[Any], path: str) -> None:
+    """Raise QueryError unless ``path`` is a single Reference that ``select_related`` joins."""
+    target = resolve(model, path)
+    field = target.field
+    while field.kind is Kind.LIST and field.item is not None:
+        field = field.item
+    if field is not target.field and field.kind is Kind.REFERENCE:
+        raise QueryError(
+            f"select_related({path!r}) is a list of references; use prefetch_related",
+            field=path,
+        )
+    if target.field.kind is not Kind.REFERENCE:
+        raise QueryError(
+            f"select_related({path!r}): {path!r} is not a Reference field", field=path
+        )
+    if target.through_list or any(j.many for j in target.joins):
+        raise QueryError(
+            f"select_related({path!r}) goes through a list; use prefetch_related",
+            field=path,
+        )
 
 
 def _resolve_aggregate(model: type[Any], agg: Any) -> dict[str, Any]:

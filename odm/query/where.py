@@ -13,11 +13,19 @@ from typing import Any
 
 from ..exceptions import QueryError
 from .expressions import Expression
-from .lookups import KEY_CACHE, LOOKUPS, Lookup
-from .paths import SEP, FieldType, Join, Kind, ResolvedPath, check_name, resolve
+from .lookups import KEY_CACHE, LOOKUPS, Exact, Lookup, exact_literal_type
+from .paths import SEP, FieldType, Join, Kind, ResolvedPath, check_literal, check_name, resolve
 from .q import Q
 
-__all__ = ["Where", "and_mql", "compile_q", "condition_for", "resolved_key", "split_lookup"]
+__all__ = [
+    "Where",
+    "and_mql",
+    "compile_q",
+    "condition_for",
+    "key_plan",
+    "resolved_key",
+    "split_lookup",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +95,10 @@ def split_lookup(
     return resolve(model, key, root=root), "exact"
 
 
-def resolved_key(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup]]:
-    """Return the resolved path and the lookup class of a filter key (``price__gte``), cached
-    per model (errors are raised, never cached)."""
+def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], type | None]:
+    """Return the resolved path, the lookup class and the literal type (see
+    :func:`~odm.query.lookups.exact_literal_type`; ``None`` unless the lookup is ``exact``) of
+    a filter key (``price__gte``), cached per model (errors are raised, never cached)."""
     per_model = KEY_CACHE.get(model)
     if per_model is None:
         per_model = KEY_CACHE[model] = {}
@@ -101,8 +110,16 @@ def resolved_key(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup]
             raise QueryError(
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
-        found = per_model[key] = (target, lookup_cls)
+        literal = exact_literal_type(target) if lookup_cls is Exact else None
+        found = per_model[key] = (target, lookup_cls, literal)
     return found
+
+
+def resolved_key(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup]]:
+    """Return the resolved path and the lookup class of a filter key (``price__gte``), cached
+    per model (errors are raised, never cached)."""
+    target, lookup_cls, _ = key_plan(model, key)
+    return target, lookup_cls
 
 
 def _leaf(
@@ -116,8 +133,14 @@ def _leaf(
         raise QueryError(f"a filter name must be a string, not {type(key).__name__}")
     if root is None and not annotations:
         # The common case: a field path of the model itself. The key's meaning is cached; the
-        # value goes through the lookup (and so the field's type) every time.
-        target, lookup_cls = resolved_key(model, key)
+        # value goes through the lookup (and so the field's type) every time...
+        target, lookup_cls, literal = key_plan(model, key)
+        if type(value) is literal:
+            # ...except a value of exactly the type that Exact validates to itself (an
+            # ObjectId for an ObjectId field, a str for a str field): the lookup would only
+            # check it as a literal and render {db_path: value}, so do just that.
+            check_literal(value, target.path)
+            return Where({target.db_path: value}, target.joins)
         by_name = partial(resolve, model) if isinstance(value, Expression) else None
         lookup = lookup_cls(target, value, resolve_f=by_name)
         return Where(lookup.as_mql(), lookup.joins)
@@ -207,10 +230,17 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
     :func:`compile_q` returns for ``Q(**kwargs)``, without building the Q."""
     out: list[Where] = []
     for key, value in kwargs.items():
-        where = _leaf(model, key, value, None, _NO_ANNOTATIONS)
-        if where.mql:
-            out.append(where)
+        # _leaf() for a field path of the model, inlined: this runs on nearly every query.
+        target, lookup_cls, literal = key_plan(model, key)
+        if type(value) is literal:
+            # A value of exactly the type that Exact validates to itself (see _leaf).
+            check_literal(value, target.path)
+            out.append(Where({target.db_path: value}, target.joins))
+            continue
+        by_name = partial(resolve, model) if isinstance(value, Expression) else None
+        lookup = lookup_cls(target, value, resolve_f=by_name)
+        mql = lookup.as_mql()
+        if mql:
+            out.append(Where(mql, lookup.joins))
     return out
 
-
-_NO_ANNOTATIONS: Mapping[str, FieldType] = {}

@@ -1,0 +1,328 @@
+"""The per-call short cuts of the query path give exactly what the general path gives.
+
+- ``filter(key=value)`` renders ``{db_path: value}`` without a lookup object when the value is
+  of exactly the type ``Exact`` validates to itself on that path (``exact_literal_type``):
+  Hypothesis compares it with the ``Exact`` lookup on plain, list, embedded, through-list and
+  reference paths, including values that must still take pydantic's path or be refused.
+- ``select_related`` compiles from a join plan cached per (model, paths): the pipeline is the
+  general compiler's, values still go through the lookups on every call, bad paths raise
+  every time.
+- ``executor.find_list`` / ``aggregate_list`` without a timeout map driver errors as ``_run``
+  does and pass the bound session on every call.
+- ``filter()`` on a manager's queryset never shares a Query with it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import bson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure
+from test_query_models import QCustomer, QOrder, QShipment
+
+import odm
+from odm import executor
+from odm.exceptions import DuplicateKey, OperationTimeout, QueryError
+from odm.query import Query, compiler
+from odm.query.compiler import CompiledPipeline, compile_query
+from odm.query.lookups import Exact
+from odm.query.where import compile_kwargs, key_plan
+
+
+class Tone(enum.StrEnum):
+    """A str subclass: never the literal type, so it takes the lookup."""
+
+    LOW = "low"
+
+
+class FastTarget(odm.Document):
+    """The target of the references below (an ObjectId id)."""
+
+    label: str = ""
+
+    class Meta:
+        collection = "percall_targets"
+
+
+class FastPart(odm.Embedded):
+    """An embedded document with an id of its own."""
+
+    unique_id: odm.ObjectId
+    name: str = ""
+
+
+class FastDoc(odm.Document):
+    """One path of each shape the short cut covers (or must not)."""
+
+    name: str = ""
+    count: int = 0
+    ratio: float = 0.0
+    flag: bool = False
+    tags: list[str] = []
+    ids: list[odm.ObjectId] = []
+    part: FastPart | None = None
+    parts: list[FastPart] = []
+    target: odm.Reference[FastTarget] | None = None
+    targets: list[odm.Reference[FastTarget]] = []
+    anything: Any = None
+    extra: dict[str, Any] = {}
+
+    class Meta:
+        collection = "percall_docs"
+
+
+KEYS = [
+    "name",
+    "count",
+    "ratio",
+    "flag",
+    "tags",
+    "ids",
+    "part__unique_id",
+    "part__name",
+    "parts__unique_id",
+    "target",
+    "targets",
+    "anything",
+    "extra__x",
+    "id",
+    "name__exact",
+    "count__gte",
+]
+
+VALUES = (
+    st.text(max_size=4)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.booleans()
+    | st.none()
+    | st.builds(bson.ObjectId)
+    | st.just(Tone.LOW)
+    | st.just("5eb7cf5a86d9755df3a6c593")
+    | st.lists(st.text(max_size=2), max_size=2)
+    | st.just({"$gt": 1})
+)
+
+
+def outcome(call: Any) -> tuple[str, Any]:
+    try:
+        return "ok", call()
+    except QueryError:
+        return "refused", None
+
+
+def general(key: str, value: Any) -> list[dict[str, Any]]:
+    """What filter(key=value) renders through the lookup object."""
+    target, lookup_cls = key_plan(FastDoc, key)[:2]
+    lookup = lookup_cls(target, value)
+    mql = lookup.as_mql()
+    return [mql] if mql else []
+
+
+@given(key=st.sampled_from(KEYS), value=VALUES)
+def test_keyword_short_cut_matches_the_lookup(key: str, value: Any) -> None:
+    fast = outcome(lambda: [w.mql for w in compile_kwargs(FastDoc, {key: value})])
+    slow = outcome(lambda: general(key, value))
+    assert fast[0] == slow[0], (key, value, fast, slow)
+    if fast[0] == "ok":
+        assert repr(fast[1]) == repr(slow[1]), (key, value)  # same value AND same type
+
+
+def test_literal_types() -> None:
+    literal = {key: key_plan(FastDoc, key)[2] for key in KEYS}
+    assert literal == {
+        "name": str,
+        "count": int,
+        "ratio": float,
+        "flag": bool,
+        "tags": str,
+        "ids": bson.ObjectId,
+        "part__unique_id": bson.ObjectId,
+        "part__name": str,
+        "parts__unique_id": bson.ObjectId,
+        "target": bson.ObjectId,
+        "targets": bson.ObjectId,
+        "anything": None,
+        "extra__x": None,
+        "id": bson.ObjectId,
+        "name__exact": str,
+        "count__gte": None,  # only Exact has a short cut
+    }
+    assert key_plan(FastDoc, "target")[1] is Exact
+
+
+def test_short_cut_still_checks_the_literal() -> None:
+    with pytest.raises(QueryError, match="64-bit"):
+        compile_kwargs(FastDoc, {"count": 2**63})
+    with pytest.raises(QueryError):
+        compile_kwargs(FastDoc, {"target": "not an id"})
+    with pytest.raises(QueryError):
+        compile_kwargs(FastDoc, {"nope": 1})
+    with pytest.raises(QueryError):  # raised again: errors are never cached
+        compile_kwargs(FastDoc, {"nope": 1})
+
+
+# -- select_related --------------------------------------------------------------------------
+
+
+def both_paths(query: Query, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    fast = compile_query(query)
+    with monkeypatch.context() as patched:
+        patched.setattr(compiler, "_simple_find", lambda _query: None)
+        slow = compile_query(query)
+    return fast, slow
+
+
+def related_queries() -> list[Query]:
+    plain = Query(QOrder)
+    plain.add_related("customer")
+    filtered = Query(QOrder)
+    filtered.add_filter(status="paid", total__gte=3)
+    filtered.add_related("customer")
+    filtered.set_ordering("-total", "status", "-total")
+    filtered.apply_slice(slice(5, 25))
+    only = Query(QOrder)
+    only.add_related("customer")
+    only.add_only("total")
+    deferred = Query(QOrder)
+    deferred.add_related("customer")
+    deferred.add_defer("items")
+    two_hops = Query(QShipment)
+    two_hops.add_related("order__customer", "order")
+    two_hops.add_filter(carrier="x")
+    default_order = Query(QCustomer)
+    default_order.add_filter(name="Ann")
+    return [plain, filtered, only, deferred, two_hops, default_order]
+
+
+def test_select_related_short_cut_matches_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for query in related_queries():
+        fast, slow = both_paths(query, monkeypatch)
+        assert type(fast) is type(slow)
+        if isinstance(fast, CompiledPipeline):
+            assert fast.pipeline == slow.pipeline
+            assert fast.related == slow.related
+            assert fast.rows == slow.rows == "documents"
+        else:
+            assert fast == slow
+
+
+def test_join_across_a_reference_in_the_filter_takes_the_general_path() -> None:
+    query = Query(QOrder)
+    query.add_filter(customer__age__gte=18)
+    query.add_related("customer")
+    assert {"$match": {"__odm_rel_customer.age": {"$gte": 18}}} in query_pipeline(query)
+
+
+def query_pipeline(query: Query) -> list[dict[str, Any]]:
+    compiled = compile_query(query)
+    assert isinstance(compiled, CompiledPipeline)
+    return compiled.pipeline
+
+
+def test_cached_join_plan_takes_new_values_every_call() -> None:
+    first, second = bson.ObjectId(), bson.ObjectId()
+    a = QOrder.objects.filter(customer=first).select_related("customer")
+    b = QOrder.objects.filter(customer=second).select_related("customer")
+    assert query_pipeline(a._query)[0] == {"$match": {"customer": first}}
+    assert query_pipeline(b._query)[0] == {"$match": {"customer": second}}
+    assert query_pipeline(a._query)[1:] == query_pipeline(b._query)[1:]
+    with pytest.raises(QueryError):
+        QOrder.objects.filter(customer="not an id").select_related("customer")
+    for _ in range(2):  # a bad path raises every time (never cached)
+        with pytest.raises(QueryError):
+            QOrder.objects.select_related("total")
+        with pytest.raises(QueryError, match="prefetch_related"):
+            QOrder.objects.select_related("watchers")
+
+
+def test_select_related_keeps_its_paths() -> None:
+    assert QOrder.objects.select_related("customer", "customer").query.related == (
+        "customer",
+        "customer",
+    )
+    chained = QOrder.objects.select_related("customer").select_related("customer")
+    assert chained.query.related == ("customer",)
+    assert QOrder.objects.select_related("customer").select_related().query.related == ()
+
+
+# -- querysets -------------------------------------------------------------------------------
+
+
+def test_filter_never_shares_the_managers_query() -> None:
+    base = QCustomer.objects
+    one = base.filter(name="Ann")
+    two = base.filter(age=3)
+    assert base.query.where == ()
+    assert [w.mql for w in one.query.where] == [{"name": "Ann"}]
+    assert [w.mql for w in two.query.where] == [{"age": 3}]
+    assert len({id(base.query), id(one.query), id(two.query)}) == 3
+    three = one.filter(age=4)
+    assert [w.mql for w in one.query.where] == [{"name": "Ann"}]
+    assert [w.mql for w in three.query.where] == [{"name": "Ann"}, {"age": 4}]
+    assert type(QCustomer.objects) is odm.QuerySet
+
+
+# -- executor --------------------------------------------------------------------------------
+
+
+class FakeCursor:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+    async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
+        if self.error is not None:
+            raise self.error
+        return [{"_id": 1}]
+
+
+class FakeCollection:
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.sessions: list[Any] = []
+
+    def find(self, *args: Any, session: Any = None, **kwargs: Any) -> FakeCursor:
+        self.sessions.append(session)
+        return FakeCursor(self.error)
+
+    async def aggregate(self, pipeline: Any, session: Any = None, **kwargs: Any) -> FakeCursor:
+        self.sessions.append(session)
+        return FakeCursor(self.error)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (OperationFailure("bad regex", code=51091), QueryError),
+        (ExecutionTimeout("too slow", code=50), OperationTimeout),
+        (DuplicateKeyError("dup", code=11000), DuplicateKey),
+        (OperationFailure("other", code=2), OperationFailure),
+        (ValueError("not the driver's"), ValueError),
+    ],
+)
+async def test_reads_without_timeout_map_errors(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, expected: type[BaseException]
+) -> None:
+    fake = FakeCollection(error)
+    monkeypatch.setattr(executor, "collection", lambda model: fake)
+    with pytest.raises(expected):
+        await executor.find_list(QCustomer, {})
+    with pytest.raises(expected):
+        await executor.aggregate_list(QCustomer, [])
+
+
+async def test_reads_bind_the_session_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCollection()
+    bound = object()
+    monkeypatch.setattr(executor, "collection", lambda model: fake)
+    monkeypatch.setattr(executor, "operation_session", lambda: bound)
+    assert await executor.find_list(QCustomer, {}) == [{"_id": 1}]
+    assert await executor.aggregate_list(QCustomer, []) == [{"_id": 1}]
+    assert await executor.find_list(QCustomer, {}, timeout=5) == [{"_id": 1}]
+    assert fake.sessions == [bound, bound, bound]
