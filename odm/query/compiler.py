@@ -610,6 +610,13 @@ def compile_write(query: Query) -> CompiledWrite:
         raise QueryError("cannot update or delete a sliced queryset; filter it instead")
     if query.values_fields is not None or query.grouped:
         raise QueryError("cannot update or delete from values() or annotate()")
+    if not any(where.joins or where.post for where in query.where):
+        # No join (the usual filter(id=x) / filter(field=value)): what _parts() gives below,
+        # without cloning the query or gathering joins that cannot exist.
+        class_filter = _class_filter(query)
+        pre = [class_filter] if class_filter else []
+        pre.extend(where.mql for where in query.where)
+        return CompiledWrite(filter=and_mql(pre))
     plain = query.clone()
     plain.related = ()
     plain.ordering = ()
