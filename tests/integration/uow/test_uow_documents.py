@@ -262,3 +262,23 @@ async def test_queryset_write_autoflushes_tracked_changes_first(odm_database: An
         loaded.balance += 1
         await UowAccount.objects.filter(tags="vip").update(balance=F("balance") + 1)
     assert (await UowAccount.objects.get(id=ann.id)).balance == 32
+
+
+async def test_a_commit_is_timed_only_under_a_transaction_timeout(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    """Without ``timeout=`` a commit attempt runs as the driver's ``with_transaction`` runs it
+    (no client-side deadline, so no ``maxTimeMS``); with one, under what is left of it."""
+    log = odm_monitored.log
+    account = await UowAccount(owner="t", balance=1).insert()
+    log.clear()
+    async with transaction():
+        await UowAccount.objects.filter(id=account.id).update(balance=2)
+    (commit,) = log.named("commitTransaction")
+    assert "maxTimeMS" not in commit
+    log.clear()
+    async with transaction(timeout=5):
+        await UowAccount.objects.filter(id=account.id).update(balance=3)
+    (commit,) = log.named("commitTransaction")
+    assert 0 < commit["maxTimeMS"] <= 5000
+    assert (await UowAccount.objects.get(id=account.id)).balance == 3
