@@ -2,12 +2,12 @@
 
 :meth:`QuerySet.bulk_create <odm.queryset.QuerySet.bulk_create>` hands its documents to
 :class:`BulkInsert`. The documents are dumped (a batch per pydantic call when they are all of
-the queryset's class) and the driver encodes the dumps (in C, a chunk at a time) as it sends
-them.
+the queryset's class); the driver encodes the dumps of a short list as it sends them, and a
+split list's chunks are encoded here, ahead of their turn.
 
 Up to :data:`SPLIT_ABOVE` documents go in one ``insert_many`` sent from the calling task. A
 longer list is split into chunks: while chunk *k* is at the server (a helper task awaits its reply),
-the calling task dumps chunk *k + 1*, so the server's work and the client's
+the calling task dumps and encodes chunk *k + 1*, so the server's work and the client's
 overlap. One ``insert_many`` is in flight at a time and chunk *k + 1* is sent only after chunk
 *k* came back, which keeps MongoDB's ordered semantics: with ``ordered=True`` nothing after a
 failing document is sent. The session is taken in the calling task
@@ -131,6 +131,7 @@ class BulkInsert:
         #: The stored form of each document dumped so far, in order: its tracking snapshot.
         self.raws: list[dict[str, Any]] = []
         self._batch = _dumps_as_batch(model, documents)
+        self._split = len(documents) > SPLIT_ABOVE
         # Documents [0, _confirmed) were acknowledged, except those in _missing (write errors).
         self._confirmed = 0
         self._missing: set[int] = set()
@@ -213,14 +214,12 @@ class BulkInsert:
         if self._write_errors or self._concern_errors:
             raise self._bulk_error()
 
-    async def _prepare(
-        self, start: int, size: int, *, yielding: bool = False
-    ) -> list[dict[str, Any]]:
-        """Dump ``size`` documents from ``start``, a slice at a time; ``yielding`` lets the
-        event loop run between slices, so that the chunk in flight is sent (the driver encodes
-        it then) and its reply read meanwhile."""
+    async def _prepare(self, start: int, size: int, *, yielding: bool = False) -> list[Any]:
+        """Dump (and, for a split list, encode) ``size`` documents from ``start``, a slice at
+        a time; ``yielding`` lets the event loop run between slices, so that the chunk in
+        flight is sent and its reply read meanwhile."""
         stop = min(start + size, len(self.documents))
-        raws: list[dict[str, Any]] = []
+        raws: list[Any] = []
         at = start
         while at < stop:
             if yielding:
@@ -230,12 +229,15 @@ class BulkInsert:
             at = end
         return raws
 
-    def _prepare_slice(self, start: int, stop: int) -> list[dict[str, Any]]:
+    def _prepare_slice(self, start: int, stop: int) -> list[Any]:
         documents = self.documents[start:stop]
         with paused_gc(stop - start):  # dumping, like validating, makes nothing cyclic
             raws = dump(self.model, documents, batch=self._batch)
+            # A split list is encoded here too, while the previous chunk is at the server:
+            # the driver would encode a chunk only when sending it, after the previous reply.
+            payload = executor.encode_chunk(self.model, raws) if self._split else raws
         self.raws += raws
-        return raws
+        return payload
 
     async def _settle(self, insert: Any, start: int, stop: int) -> None:
         """Await the ``insert_many`` of documents [start, stop) and record its outcome; with

@@ -25,6 +25,7 @@ import pymongo
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, TypeRegistry
 from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
 from pydantic import ValidationError
 from pymongo import ReturnDocument
 from pymongo.errors import (
@@ -53,6 +54,7 @@ __all__ = [
     "delete_one",
     "distinct",
     "drop_index",
+    "encode_chunk",
     "estimated_document_count",
     "explain",
     "find",
@@ -468,6 +470,22 @@ def unencodable_error(
     """Return the pydantic ``ValidationError`` naming the field of ``documents`` (stored
     forms) whose value BSON cannot encode; ``exc`` is the encoder's error."""
     return _unencodable(model, documents, exc)
+
+
+def encode_chunk(
+    model: type[Any], documents: Sequence[Mapping[str, Any]]
+) -> list[RawBSONDocument]:
+    """Encode stored forms as the model's collection would (its codec), ready for
+    :func:`insert_chunk`: the driver then copies the bytes instead of encoding, so a caller
+    can encode the next chunk while the server inserts the previous one. A value BSON cannot
+    hold raises pydantic's ``ValidationError`` naming its field (nothing is sent)."""
+    try:
+        return [
+            RawBSONDocument(bson.encode(document, codec_options=CODEC_OPTIONS))
+            for document in documents
+        ]
+    except (InvalidDocument, OverflowError) as exc:
+        raise _unencodable(model, documents, exc) from exc
 
 
 async def insert_chunk(
