@@ -9,7 +9,6 @@ and the executor runs that. A queryset runs when awaited (a list), iterated with
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -627,7 +626,7 @@ class QuerySet(Generic[M]):
         none: the transaction is to be aborted.
         """
         from .bulk import BulkInsert
-        from .models.tracking import set_snapshot
+        from .models.tracking import set_snapshots
 
         docs = list(documents)
         if not docs:
@@ -645,7 +644,7 @@ class QuerySet(Generic[M]):
         finally:
             # Each snapshot is the very dict that was inserted (it is no longer used otherwise).
             stored, raws = job.stored()
-            deque(map(set_snapshot, stored, raws), maxlen=0)
+            set_snapshots(stored, raws)
             uow = current_unit_of_work()
             if uow is not None:
                 for doc in stored:

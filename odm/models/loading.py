@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import typing
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter
@@ -27,7 +25,7 @@ from ..gcpause import paused_gc
 from ..session import current_unit_of_work
 from .fields import Field
 from .options import CLASS_KEY, ID_FIELD, ID_KEY, Options
-from .tracking import set_snapshot
+from .tracking import set_snapshot, set_snapshots
 
 _set_slot = object.__setattr__
 
@@ -150,7 +148,7 @@ def load_documents(
                 set_snapshot(doc, _snapshot_of(doc._meta, raw))
     else:
         # The snapshot is the raw document itself: one slot store per document, in C.
-        deque(map(_set_slot, docs, repeat("_odm_snapshot"), raws), maxlen=0)
+        set_snapshots(docs, raws)
     uow = current_unit_of_work()
     if uow is not None:
         docs = [d if isinstance(d, Invalid) else uow.track(d) for d in docs]

@@ -19,7 +19,9 @@ dump); the rules for stored values are :mod:`odm.models.diffing`'s.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
+from itertools import repeat
 from typing import Any
 
 from .diffing import diff, same
@@ -31,6 +33,7 @@ __all__ = [
     "mark_clean",
     "pending_update",
     "set_snapshot",
+    "set_snapshots",
 ]
 
 _SNAPSHOT = "_odm_snapshot"
@@ -40,6 +43,12 @@ _set_slot = object.__setattr__
 def set_snapshot(document: Any, raw: dict[str, Any] | None) -> None:
     """Record ``raw`` (a stored form of ``document``) as what the database holds."""
     _set_slot(document, _SNAPSHOT, raw)
+
+
+def set_snapshots(documents: Iterable[Any], raws: Iterable[dict[str, Any]]) -> None:
+    """:func:`set_snapshot` for each document and its stored form, in one C-level loop (a
+    batch of thousands: a Python call per document is a visible part of loading them)."""
+    deque(map(_set_slot, documents, repeat(_SNAPSHOT), raws), maxlen=0)
 
 
 def get_snapshot(document: Any) -> dict[str, Any] | None:
