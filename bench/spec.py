@@ -1,8 +1,9 @@
 """Runs the MongoDB ODM Performance Benchmark tasks (see :mod:`bench.spec_common`).
 
 Score = bytes per operation x operations / median iteration time, in MB/s (10^6 bytes); the
-nearest-rank percentiles of the spec are kept in the JSON. Implementations run one after the
-other per task (they share collection names). Modes:
+nearest-rank percentiles of the spec are kept in the JSON. The implementations of a task run
+iteration by iteration in turn, each in its own database (``<db>_<implementation>``), as the
+workloads' rounds are interleaved: a drift of the machine's speed hits them alike. Modes:
 
 - default: ``ops`` = 2,000, 3 iterations (the issue's setting), ``large_ops`` = 100 (LARGE_DOC
   is 3.2 MB: 2,000 of them would write 6.4 GB per iteration);
@@ -91,32 +92,68 @@ async def _drop_all(uri: str, db_name: str) -> None:
         await client.close()
 
 
+@dataclass
+class _Run:
+    """One implementation's run of one task: its task object, context and samples."""
+
+    task: Any
+    sctx: SpecContext
+    times: list[float]
+    elapsed: float = 0.0
+
+
 async def _run_task(
-    info: SpecTaskInfo, impl: Implementation, sctx: SpecContext, mode: SpecMode
-) -> dict[str, Any]:
-    assert impl.module is not None
-    task_cls = getattr(impl.module, "SPEC_TASKS", {}).get(info.name)
-    if task_cls is None:
-        return {"status": "n/a", "reason": f"bench.impl_{impl.name} has no spec task"}
-    task = task_cls()
-    times: list[float] = []
-    try:
-        await task.setup(sctx)
-        started = time.perf_counter()
-        while True:
-            await task.before(sctx)
-            gc.collect()
-            t0 = time.perf_counter()
-            await task.do(sctx)
-            times.append(time.perf_counter() - t0)
-            await task.after(sctx)
-            if mode.done(len(times), time.perf_counter() - started):
-                break
-        await task.teardown(sctx)
-    except Exception as exc:
-        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-    finally:
-        await _drop_all(sctx.uri, sctx.db_name)
+    info: SpecTaskInfo, impls: list[Implementation], contexts: dict[str, SpecContext],
+    mode: SpecMode,
+) -> dict[str, dict[str, Any]]:
+    """Run one task for every implementation, iteration by iteration in turn (each in its own
+    database), so that a drift of the machine's speed hits every implementation alike; each
+    one stops when ``mode`` says so for its own iterations."""
+    cells: dict[str, dict[str, Any]] = {}
+    active: dict[str, _Run] = {}
+    for impl in impls:
+        if impl.module is None:
+            cells[impl.name] = {"status": "n/a", "reason": impl.reason}
+            continue
+        task_cls = getattr(impl.module, "SPEC_TASKS", {}).get(info.name)
+        if task_cls is None:
+            cells[impl.name] = {
+                "status": "n/a", "reason": f"bench.impl_{impl.name} has no spec task"
+            }
+            continue
+        sctx = contexts[impl.name]
+        run = _Run(task_cls(), sctx, [])
+        try:
+            await run.task.setup(sctx)
+        except Exception as exc:
+            cells[impl.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            await _drop_all(sctx.uri, sctx.db_name)
+            continue
+        active[impl.name] = run
+    while active:
+        for name, run in list(active.items()):
+            task, sctx = run.task, run.sctx
+            try:
+                began = time.perf_counter()
+                await task.before(sctx)
+                gc.collect()
+                t0 = time.perf_counter()
+                await task.do(sctx)
+                run.times.append(time.perf_counter() - t0)
+                await task.after(sctx)
+                run.elapsed += time.perf_counter() - began
+                if not mode.done(len(run.times), run.elapsed):
+                    continue
+                await task.teardown(sctx)
+                cells[name] = _cell(info, mode, run.times)
+            except Exception as exc:
+                cells[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            del active[name]
+            await _drop_all(sctx.uri, sctx.db_name)
+    return {impl.name: cells[impl.name] for impl in impls}
+
+
+def _cell(info: SpecTaskInfo, mode: SpecMode, times: list[float]) -> dict[str, Any]:
     ops = mode.large_ops if info.large else mode.ops
     ordered = sorted(times)
     median = percentile(ordered, 50)
@@ -154,7 +191,10 @@ async def run_spec(
             impl.reason = f"bench.impl_{impl.name} has no SPEC_TASKS"
             impl.module = None
             continue
-        sctx = SpecContext(uri, db_name, mode.ops, mode.large_ops, small, large, nested)
+        # Each implementation in its own database: their iterations run in turn.
+        sctx = SpecContext(
+            uri, f"{db_name}_{impl.name}", mode.ops, mode.large_ops, small, large, nested
+        )
         try:
             await impl.module.spec_setup(sctx)
         except Exception as exc:
@@ -162,18 +202,13 @@ async def run_spec(
             impl.module = None
             continue
         contexts[impl.name] = sctx
-    await _drop_all(uri, db_name)
+        await _drop_all(uri, sctx.db_name)
     tasks = [t for t in TASKS if only is None or t.name in only]
     results: dict[str, dict[str, Any]] = {}
     try:
         for info in tasks:
             log(f"  {info.name} ...")
-            cells: dict[str, Any] = {}
-            for impl in impls:
-                if impl.module is None:
-                    cells[impl.name] = {"status": "n/a", "reason": impl.reason}
-                    continue
-                cells[impl.name] = await _run_task(info, impl, contexts[impl.name], mode)
+            cells = await _run_task(info, impls, contexts, mode)
             raw = cells.get("raw", {})
             for cell in cells.values():
                 if cell.get("status") == "ok" and raw.get("status") == "ok":
@@ -187,7 +222,8 @@ async def run_spec(
                 except Exception as exc:
                     log(f"  (spec_teardown of {impl.name} failed: {exc})")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-        await client.drop_database(db_name)
+        for sctx in contexts.values():
+            await client.drop_database(sctx.db_name)
         await client.close()
     return {
         "params": {
