@@ -2,8 +2,9 @@
 
 Implementations are the modules ``bench.impl_<name>``; a module that is missing or fails to
 import, or whose ``WORKLOADS`` lacks a workload, is reported "n/a" with the reason. Repeats are
-interleaved (round r runs every implementation once) so that drift on a busy machine hits every
-column alike; each cell is the median of ``repeat`` rounds.
+interleaved (round r runs every implementation once, starting one implementation later than
+round r - 1) so that drift on a busy machine, and the server work one implementation leaves
+behind, hit every column alike; each cell is the median of ``repeat`` rounds.
 """
 
 from __future__ import annotations
@@ -259,8 +260,12 @@ async def _one_workload(
             times[impl.name] = []
     if workload != "insert_many" and not seeder.items_seeded:
         await seeder.reset_items(seed=True)
-    for _round in range(repeat):
-        for impl, fn in runnable:
+    for round_index in range(repeat):
+        # Each round starts one implementation later, so that the server work one leaves
+        # behind (10,000 documents just written, a collection dropped) does not always land
+        # on the same next implementation.
+        shift = round_index % len(runnable) if runnable else 0
+        for impl, fn in runnable[shift:] + runnable[:shift]:
             if impl.name in cells:  # failed in an earlier round
                 continue
             if workload == "insert_many":

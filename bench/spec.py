@@ -2,8 +2,10 @@
 
 Score = bytes per operation x operations / median iteration time, in MB/s (10^6 bytes); the
 nearest-rank percentiles of the spec are kept in the JSON. The implementations of a task run
-iteration by iteration in turn, each in its own database (``<db>_<implementation>``), as the
-workloads' rounds are interleaved: a drift of the machine's speed hits them alike. Modes:
+iteration by iteration in turn, each in its own database (``<db>_<implementation>``), each
+round starting with the next implementation, as the workloads' rounds are interleaved: a
+drift of the machine's speed, or a server still busy with the previous implementation's
+writes, hits them alike. Modes:
 
 - default: ``ops`` = 2,000, 3 iterations (the issue's setting), ``large_ops`` = 100 (LARGE_DOC
   is 3.2 MB: 2,000 of them would write 6.4 GB per iteration);
@@ -107,8 +109,9 @@ async def _run_task(
     mode: SpecMode,
 ) -> dict[str, dict[str, Any]]:
     """Run one task for every implementation, iteration by iteration in turn (each in its own
-    database), so that a drift of the machine's speed hits every implementation alike; each
-    one stops when ``mode`` says so for its own iterations."""
+    database; each round starting with the next implementation), so that a drift of the
+    machine's speed hits every implementation alike; each one stops when ``mode`` says so for
+    its own iterations."""
     cells: dict[str, dict[str, Any]] = {}
     active: dict[str, _Run] = {}
     for impl in impls:
@@ -130,8 +133,15 @@ async def _run_task(
             await _drop_all(sctx.uri, sctx.db_name)
             continue
         active[impl.name] = run
+    turn = 0
     while active:
-        for name, run in list(active.items()):
+        # Each round starts one implementation later: a task that leaves the server busy
+        # (3.2 MB documents written, a collection dropped) would otherwise always slow the
+        # same next implementation.
+        order = list(active.items())
+        shift = turn % len(order)
+        turn += 1
+        for name, run in order[shift:] + order[:shift]:
             task, sctx = run.task, run.sctx
             try:
                 began = time.perf_counter()
