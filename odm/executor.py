@@ -17,7 +17,7 @@ import datetime as _dt
 import enum
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import bson
@@ -176,6 +176,18 @@ def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exceptio
     )
 
 
+_NO_DEADLINE = nullcontext()
+
+
+def _deadline(timeout: float | None) -> AbstractContextManager[Any]:
+    """Return ``pymongo.timeout(timeout)``, or a context that does nothing for ``None``."""
+    if timeout is None:
+        return _NO_DEADLINE
+    if timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return pymongo.timeout(timeout)
+
+
 class _run:
     """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
     given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
@@ -200,13 +212,8 @@ class _run:
         self._deadline: Any = None
 
     def __enter__(self) -> None:
-        timeout = self.timeout
-        if timeout is not None:
-            if timeout <= 0:
-                raise ValueError(
-                    f"timeout must be a positive number of seconds, not {timeout!r}"
-                )
-            self._deadline = pymongo.timeout(timeout)
+        if self.timeout is not None:
+            self._deadline = _deadline(self.timeout)
             self._deadline.__enter__()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -323,23 +330,16 @@ async def find_list(
     coll = collection(model)
     if read_preference is not None:
         coll = _with(coll, read_preference=read_preference)
-    if timeout is not None:
-        with _run(model, "find", timeout):
+    # What _run does, without building it around every read (this is the usual query).
+    try:
+        with _deadline(timeout):
             cursor = coll.find(
                 filter, projection, sort=sort, skip=skip, limit=limit,
                 session=operation_session(), **options,
             )
             result: list[dict[str, Any]] = await cursor.to_list(None)
-        return result
-    # No deadline (the usual call): what _run does, without building it around every read.
-    try:
-        cursor = coll.find(
-            filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
-            **options,
-        )
-        result = await cursor.to_list(None)
     except BaseException as exc:
-        _raise_mapped(model, "find", None, None, exc)
+        _raise_mapped(model, "find", timeout, None, exc)
         raise
     return result
 
@@ -423,19 +423,15 @@ async def aggregate_list(
     coll = collection(model)
     if read_preference is not None:
         coll = _with(coll, read_preference=read_preference)
-    if timeout is not None:
-        with _run(model, "aggregate", timeout):
+    # What _run does, without building it around every read (select_related, values()...).
+    try:
+        with _deadline(timeout):
             cursor = await drivers.aggregate(
                 coll, pipeline, session=operation_session(), **options
             )
             result: list[dict[str, Any]] = await cursor.to_list(None)
-        return result
-    # No deadline (the usual call): what _run does, without building it around every read.
-    try:
-        cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
-        result = await cursor.to_list(None)
     except BaseException as exc:
-        _raise_mapped(model, "aggregate", None, None, exc)
+        _raise_mapped(model, "aggregate", timeout, None, exc)
         raise
     return result
 
