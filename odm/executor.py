@@ -265,11 +265,19 @@ async def find_one(
     **options: Any,
 ) -> dict[str, Any] | None:
     """Return the first raw document matching ``filter``, or ``None``."""
-    coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, "find_one", timeout):
-        result: dict[str, Any] | None = await coll.find_one(
-            filter, projection, sort=sort, skip=skip, session=operation_session(), **options
-        )
+    coll = collection(model)
+    if read_preference is not None:
+        coll = _with(coll, read_preference=read_preference)
+    # What _run does, without building it around every read (get(id=...) runs this).
+    try:
+        with _deadline(timeout):
+            result: dict[str, Any] | None = await coll.find_one(
+                filter, projection, sort=sort, skip=skip, session=operation_session(),
+                **options,
+            )
+    except BaseException as exc:
+        _raise_mapped(model, "find_one", timeout, None, exc)
+        raise
     return result
 
 
