@@ -38,9 +38,9 @@ _PYDANTIC: Any = object()
 
 def dump_document(document: Any) -> dict[str, Any] | None:
     """Return the stored form of ``document`` (without ``_cls``), or ``None`` when its class
-    has no plan (then pydantic's serializer dumps it whole)."""
+    has no plan, or fields only pydantic dumps (then pydantic's serializer dumps it whole)."""
     plan = document_plan(type(document))
-    if plan is None:
+    if plan is None or not plan.dumps_alone:
         return None
     try:
         return _dump_model(plan, document)

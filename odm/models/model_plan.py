@@ -120,6 +120,7 @@ class ModelPlan:
     __slots__ = (
         "cls",
         "complete",
+        "dumps_alone",
         "fields",
         "flat",
         "keys",
@@ -144,6 +145,11 @@ class ModelPlan:
         self.size = 0
         #: No field is excluded from dumps: the instance's fields are the dump's keys.
         self.complete = True
+        #: No field, here or in an embedded model's plan, is of a kind only pydantic dumps
+        #: (:data:`OTHER`): following the plan dumps the whole instance (set by
+        #: :func:`document_plan`; a plan with such fields is dumped whole by pydantic, which is
+        #: faster than one pydantic call per model for the fields left over).
+        self.dumps_alone = False
         # Every field plain and stored under its own name: an instance is unchanged when its
         # ``__dict__`` equals the stored sub-document (one C-level comparison, which tries
         # identity first). Only a ``bool`` stored where an ``int`` / ``float`` equal to it is
@@ -359,4 +365,24 @@ def _build_document_plan(cls: type[Any], schema: Any) -> ModelPlan | None:
         schema = schema["schema"]
     if schema.get("type") != "model" or schema.get("cls") is not cls:
         return None
-    return _model_plan(schema, definitions, {})
+    plan = _model_plan(schema, definitions, {})
+    if plan is not None:
+        _mark_dumps_alone(plan, set())
+    return plan
+
+
+def _mark_dumps_alone(plan: ModelPlan, seen: set[int]) -> bool:
+    """Set :attr:`ModelPlan.dumps_alone` on ``plan`` and the plans below it; return it (a
+    plan met again on the way down, a recursive model, counts as dumping alone)."""
+    if id(plan) in seen:
+        return True
+    seen.add(id(plan))
+    alone = True
+    for field in plan.fields:
+        if field[2] == OTHER:
+            alone = False
+        sub = field[4]
+        if sub is not None and not _mark_dumps_alone(sub, seen):
+            alone = False
+    plan.dumps_alone = alone
+    return alone
