@@ -4,8 +4,10 @@ pydantic's serializer costs ~130 ns a field and ~1-2 µs an embedded model (32 �
 spec benchmark's nested document of 15 models). The plan (:mod:`odm.models.model_plan`)
 already says which fields dump as the value itself, so a flat embedded model is one dict
 copy once its keys and value types are checked (15 µs for that document, 1.6 µs instead of
-2.2 µs for the flat small one); only the fields the plan cannot vouch for go through pydantic,
-that field alone.
+2.2 µs for the flat small one); a value that does not fit its field goes through pydantic,
+that field alone. A class with a field of a kind only pydantic dumps (a ``dict``, a
+``Decimal``, a serializer: ``ModelPlan.dumps_alone`` is false) is dumped whole by pydantic,
+which is then faster than the plan plus a pydantic call per model for what is left.
 
 The result is what ``__pydantic_serializer__.to_python(document, by_alias=True)`` returns:
 the same keys in the same order, equal values of the same types, and no mutable object
