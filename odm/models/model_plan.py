@@ -159,6 +159,7 @@ class ModelPlan:
         # are other objects than the stored ones one by one; and the other fields.
         self.plain: Group | None = None
         self.rest: tuple[FieldPlan, ...] = ()
+
     def finish(self, fields: list[FieldPlan], complete: bool) -> None:
         """Set the derived attributes once every field is known."""
         self.fields = tuple(fields)
