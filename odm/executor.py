@@ -17,7 +17,7 @@ import datetime as _dt
 import enum
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 import bson
@@ -176,18 +176,6 @@ def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exceptio
     )
 
 
-_NO_DEADLINE = nullcontext()
-
-
-def _deadline(timeout: float | None) -> AbstractContextManager[Any]:
-    """Return ``pymongo.timeout(timeout)``, or a context that does nothing for ``None``."""
-    if timeout is None:
-        return _NO_DEADLINE
-    if timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return pymongo.timeout(timeout)
-
-
 class _run:
     """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
     given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
@@ -212,42 +200,42 @@ class _run:
         self._deadline: Any = None
 
     def __enter__(self) -> None:
-        if self.timeout is not None:
-            self._deadline = _deadline(self.timeout)
+        timeout = self.timeout
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError(
+                    f"timeout must be a positive number of seconds, not {timeout!r}"
+                )
+            self._deadline = pymongo.timeout(timeout)
             self._deadline.__enter__()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._deadline is not None:
             self._deadline.__exit__(exc_type, exc, tb)
             self._deadline = None
-        if exc is not None:
-            _raise_mapped(self.model, self.what, self.timeout, self.payload, exc)
-
-
-def _raise_mapped(
-    model: type[Any], what: str, timeout: float | None, payload: Any, exc: BaseException
-) -> None:
-    """Raise the ODM's error for a driver error ``exc`` of ``what`` on ``model`` (a broken
-    unique index, a passed deadline, a refused query, an unencodable value); return when the
-    driver's error stands as it is."""
-    if isinstance(exc, InvalidDocument | OverflowError) and not isinstance(
-        exc, DocumentTooLarge
-    ):
-        raise _unencodable(model, payload, exc) from exc
-    if not isinstance(exc, PyMongoError):
-        return
-    if is_timeout(exc):
-        limit = f" within {timeout:g} s" if timeout is not None else ""
-        raise OperationTimeout(f"{model.__name__} {what} did not finish{limit}: {exc}") from exc
-    if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
-        message = (exc.details or {}).get("errmsg") or str(exc)
-        raise QueryError(f"{model.__name__} {what}: the server refused it: {message}") from exc
-    if isinstance(exc, DuplicateKeyError):
-        raise _duplicate(model, exc.details, exc) from exc
-    if isinstance(exc, BulkWriteError):
-        errors = (exc.details or {}).get("writeErrors") or []
-        if errors and all(e.get("code") == 11000 for e in errors):
-            raise _duplicate(model, errors[0], exc) from exc
+        if isinstance(exc, InvalidDocument | OverflowError) and not isinstance(
+            exc, DocumentTooLarge
+        ):
+            raise _unencodable(self.model, self.payload, exc) from exc
+        if exc is None or not isinstance(exc, PyMongoError):
+            return
+        if is_timeout(exc):
+            timeout = self.timeout
+            limit = f" within {timeout:g} s" if timeout is not None else ""
+            raise OperationTimeout(
+                f"{self.model.__name__} {self.what} did not finish{limit}: {exc}"
+            ) from exc
+        if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
+            message = (exc.details or {}).get("errmsg") or str(exc)
+            raise QueryError(
+                f"{self.model.__name__} {self.what}: the server refused it: {message}"
+            ) from exc
+        if isinstance(exc, DuplicateKeyError):
+            raise _duplicate(self.model, exc.details, exc) from exc
+        if isinstance(exc, BulkWriteError):
+            errors = (exc.details or {}).get("writeErrors") or []
+            if errors and all(e.get("code") == 11000 for e in errors):
+                raise _duplicate(self.model, errors[0], exc) from exc
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -265,19 +253,11 @@ async def find_one(
     **options: Any,
 ) -> dict[str, Any] | None:
     """Return the first raw document matching ``filter``, or ``None``."""
-    coll = collection(model)
-    if read_preference is not None:
-        coll = _with(coll, read_preference=read_preference)
-    # What _run does, without building it around every read (get(id=...) runs this).
-    try:
-        with _deadline(timeout):
-            result: dict[str, Any] | None = await coll.find_one(
-                filter, projection, sort=sort, skip=skip, session=operation_session(),
-                **options,
-            )
-    except BaseException as exc:
-        _raise_mapped(model, "find_one", timeout, None, exc)
-        raise
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, "find_one", timeout):
+        result: dict[str, Any] | None = await coll.find_one(
+            filter, projection, sort=sort, skip=skip, session=operation_session(), **options
+        )
     return result
 
 
@@ -335,20 +315,13 @@ async def find_list(
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Return every raw document matching ``filter`` as one list."""
-    coll = collection(model)
-    if read_preference is not None:
-        coll = _with(coll, read_preference=read_preference)
-    # What _run does, without building it around every read (this is the usual query).
-    try:
-        with _deadline(timeout):
-            cursor = coll.find(
-                filter, projection, sort=sort, skip=skip, limit=limit,
-                session=operation_session(), **options,
-            )
-            result: list[dict[str, Any]] = await cursor.to_list(None)
-    except BaseException as exc:
-        _raise_mapped(model, "find", timeout, None, exc)
-        raise
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, "find", timeout):
+        cursor = coll.find(
+            filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
+            **options,
+        )
+        result: list[dict[str, Any]] = await cursor.to_list(None)
     return result
 
 
@@ -428,19 +401,10 @@ async def aggregate_list(
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Return every result of ``pipeline`` as one list."""
-    coll = collection(model)
-    if read_preference is not None:
-        coll = _with(coll, read_preference=read_preference)
-    # What _run does, without building it around every read (select_related, values()...).
-    try:
-        with _deadline(timeout):
-            cursor = await drivers.aggregate(
-                coll, pipeline, session=operation_session(), **options
-            )
-            result: list[dict[str, Any]] = await cursor.to_list(None)
-    except BaseException as exc:
-        _raise_mapped(model, "aggregate", timeout, None, exc)
-        raise
+    coll = _with(collection(model), read_preference=read_preference)
+    with _run(model, "aggregate", timeout):
+        cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
+        result: list[dict[str, Any]] = await cursor.to_list(None)
     return result
 
 
@@ -483,13 +447,11 @@ def encode_chunk(
     :func:`insert_chunk`: the driver then copies the bytes instead of encoding, so a caller
     can encode the next chunk while the server inserts the previous one. A value BSON cannot
     hold raises pydantic's ``ValidationError`` naming its field (nothing is sent)."""
-    try:
+    with _run(model, "insert_many", None, documents):
         return [
             RawBSONDocument(bson.encode(document, codec_options=CODEC_OPTIONS))
             for document in documents
         ]
-    except (InvalidDocument, OverflowError) as exc:
-        raise _unencodable(model, documents, exc) from exc
 
 
 async def insert_chunk(

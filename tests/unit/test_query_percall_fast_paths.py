@@ -7,8 +7,8 @@
 - ``select_related`` compiles from a join plan cached per (model, paths): the pipeline is the
   general compiler's, values still go through the lookups on every call, bad paths raise
   every time.
-- ``executor.find_list`` / ``aggregate_list`` without a timeout map driver errors as ``_run``
-  does and pass the bound session on every call.
+- ``executor.find_list`` / ``aggregate_list`` without a timeout map driver errors (``_run``)
+  and pass the bound session on every call.
 - ``filter()`` on a manager's queryset never shares a Query with it.
 """
 
