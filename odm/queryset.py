@@ -27,11 +27,9 @@ from .exceptions import (
 from .models.fields import Reference
 from .models.options import ID_KEY
 from .query import compiler
-from .query.lookups import Exact
-from .query.paths import check_literal
 from .query.q import Q
 from .query.query import Query
-from .query.where import compile_kwargs, resolved_key
+from .query.where import exact_literal, key_plan
 from .session import current_unit_of_work
 
 if TYPE_CHECKING:
@@ -47,8 +45,6 @@ D = TypeVar("D", bound="Document")
 #: memory flat at a small cost in round trips (see docs/performance.md).
 STREAM_BATCH_SIZE = 1000
 
-_new_queryset = object.__new__
-
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
 
@@ -57,17 +53,13 @@ _NO_CHANGE_STREAMS = {40573, 40324}
 
 
 def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
-    loader = _load_documents if _load_documents is not None else _import_loader()
-    return loader(model, raws, lenient=lenient)
-
-
-def _import_loader() -> Callable[..., list[Any]]:
     global _load_documents
-    # Imported late (odm.models imports this module); then kept, off the hot path.
-    from .models.loading import load_documents
+    if _load_documents is None:
+        # Imported late (odm.models imports this module); then kept, off the hot path.
+        from .models.loading import load_documents
 
-    _load_documents = load_documents
-    return load_documents
+        _load_documents = load_documents
+    return _load_documents(model, raws, lenient=lenient)
 
 
 _load_documents: Callable[..., list[Any]] | None = None
@@ -120,19 +112,8 @@ class QuerySet(Generic[M]):
 
     def filter(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset with these conditions ANDed to the filter."""
-        query = self._query
-        if args or query.annotations:
-            clone = self._chain()
-            clone._query.add_filter(*args, **kwargs)
-            return clone
-        # filter(field=value), the usual call: _chain() and Query.add_filter() inlined, as
-        # this runs on nearly every query and each call costs more than its work.
-        cls = type(self)
-        clone = cls.__new__(cls)
-        clone._model = model = self._model
-        clone._prefetch = self._prefetch
-        new = clone._query = query.clone()
-        new.where = (*query.where, *compile_kwargs(model, kwargs))
+        clone = self._chain()
+        clone._query.add_filter(*args, **kwargs)
         return clone
 
     def exclude(self, *args: Q, **kwargs: Any) -> Self:
@@ -295,34 +276,21 @@ class QuerySet(Generic[M]):
     async def _documents(
         self, raws: list[dict[str, Any]], related: Sequence[compiler.Related] = ()
     ) -> list[Any]:
-        documents = self._load_rows(raws, related)
-        if self._prefetch:
-            await _prefetch(self._model, documents, self._prefetch, self._read_options())
-        return documents
-
-    def _load_rows(
-        self, raws: list[dict[str, Any]], related: Sequence[compiler.Related]
-    ) -> list[Any]:
-        """Validate rows into documents, each joined document into its row's Reference."""
-        query = self._query
-        if not related:
-            if query.only_fields is not None or query.deferred:
-                return _load_partial(self._model, raws, query)
-            # _load() inlined: this runs on every query.
-            loader = _load_documents if _load_documents is not None else _import_loader()
-            return loader(self._model, raws, lenient=query.lenient)
         joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
+        query = self._query
         if query.only_fields is not None or query.deferred:
             documents = _load_partial(self._model, raws, query)
         else:
             documents = _load(self._model, raws, query.lenient)
         for relation, targets in zip(related, joined, strict=True):
             _attach(documents, relation, targets, query.lenient)
+        if self._prefetch:
+            await _prefetch(self._model, documents, self._prefetch, self._read_options())
         return documents
 
     async def _fetch_all(self) -> list[M]:
         query = self._query
-        if query.high_mark is not None and query.is_empty:
+        if query.is_empty:
             return []
         compiled = compiler.compile_query(query)
         if query.batch_size:
@@ -342,21 +310,14 @@ class QuerySet(Generic[M]):
                 timeout=query.timeout,
                 read_preference=query.read_preference,
             )
-            documents = self._load_rows(raws, ())
-        else:
-            # A pipeline (joins, values(), grouping).
-            rows = await executor.aggregate_list(
-                self._model,
-                compiled.pipeline,
-                timeout=query.timeout,
-                read_preference=query.read_preference,
-            )
-            if compiled.rows != "documents":
-                return _shape_rows(rows, compiled.rows, compiled.names)
-            documents = self._load_rows(rows, compiled.related)
-        if self._prefetch:
-            await _prefetch(self._model, documents, self._prefetch, self._read_options())
-        return documents
+            return await self._documents(raws)
+        # A pipeline (joins, values(), grouping).
+        rows = await executor.aggregate_list(
+            self._model, compiled.pipeline, **self._read_options()
+        )
+        if compiled.rows != "documents":
+            return _shape_rows(rows, compiled.rows, compiled.names)
+        return await self._documents(rows, compiled.related)
 
     def __await__(self) -> Generator[Any, None, list[M]]:
         """Run the query and return every result as a list."""
@@ -441,12 +402,9 @@ class QuerySet(Generic[M]):
         model = self._model
         # The cached meaning of "id" / "id__exact" (the Exact lookup on the id field), built
         # on this value: validated as the id field's type, as filter(id=value) does.
-        target, lookup_cls = resolved_key(model, key)
-        if lookup_cls is Exact and type(value) is target.field.as_is:
-            # An ObjectId for an ObjectId id (the usual call): what the lookup would build.
-            check_literal(value, target.path)
-            filter = {target.db_path: value}
-        else:
+        target, lookup_cls, literal = key_plan(model, key)
+        filter = exact_literal(target, literal, value)  # an ObjectId for an ObjectId id
+        if filter is None:
             filter = lookup_cls(target, value).as_mql()
         class_filter = model._meta.class_filter()
         if class_filter:
@@ -752,12 +710,7 @@ class DefaultManager:
             raise AttributeError(
                 f"{owner.__name__}.objects is reached through the class, not an instance"
             )
-        # What QuerySet(owner) builds, without the __init__ call: this runs on every query.
-        queryset: QuerySet[D] = _new_queryset(QuerySet)
-        queryset._model = owner
-        queryset._query = Query(owner)
-        queryset._prefetch = ()
-        return queryset
+        return QuerySet(owner)
 
 
 class Manager(DefaultManager, Generic[QS]):

@@ -22,8 +22,8 @@ __all__ = [
     "and_mql",
     "compile_q",
     "condition_for",
+    "exact_literal",
     "key_plan",
-    "resolved_key",
     "split_lookup",
 ]
 
@@ -115,11 +115,30 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
     return found
 
 
-def resolved_key(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup]]:
-    """Return the resolved path and the lookup class of a filter key (``price__gte``), cached
-    per model (errors are raised, never cached)."""
-    target, lookup_cls, _ = key_plan(model, key)
-    return target, lookup_cls
+def exact_literal(
+    target: ResolvedPath, literal: type | None, value: Any
+) -> dict[str, Any] | None:
+    """Return ``{db_path: value}`` when ``value`` is of exactly ``literal``, the type that
+    ``Exact`` on ``target`` validates to itself (an ObjectId for an ObjectId field, a str for
+    a str field: the lookup would only check it as a literal and render just that), else
+    ``None`` (the value takes the lookup, and so the field's type)."""
+    if type(value) is not literal:
+        return None
+    check_literal(value, target.path)
+    return {target.db_path: value}
+
+
+def _field_leaf(model: type[Any], key: str, value: Any) -> Where:
+    """A ``key=value`` condition on a field path of ``model`` itself (the common case): the
+    key's meaning is cached, the value goes through the lookup every time (see
+    :func:`exact_literal` for the one short cut)."""
+    target, lookup_cls, literal = key_plan(model, key)
+    mql = exact_literal(target, literal, value)
+    if mql is not None:
+        return Where(mql, target.joins)
+    by_name = partial(resolve, model) if isinstance(value, Expression) else None
+    lookup = lookup_cls(target, value, resolve_f=by_name)
+    return Where(lookup.as_mql(), lookup.joins)
 
 
 def _leaf(
@@ -132,18 +151,7 @@ def _leaf(
     if not isinstance(key, str):
         raise QueryError(f"a filter name must be a string, not {type(key).__name__}")
     if root is None and not annotations:
-        # The common case: a field path of the model itself. The key's meaning is cached; the
-        # value goes through the lookup (and so the field's type) every time...
-        target, lookup_cls, literal = key_plan(model, key)
-        if type(value) is literal:
-            # ...except a value of exactly the type that Exact validates to itself (an
-            # ObjectId for an ObjectId field, a str for a str field): the lookup would only
-            # check it as a literal and render {db_path: value}, so do just that.
-            check_literal(value, target.path)
-            return Where({target.db_path: value}, target.joins)
-        by_name = partial(resolve, model) if isinstance(value, Expression) else None
-        lookup = lookup_cls(target, value, resolve_f=by_name)
-        return Where(lookup.as_mql(), lookup.joins)
+        return _field_leaf(model, key, value)
     first = key.split(SEP, 1)[0]
     if first in annotations:
         name, _, lookup_name = key.partition(SEP)
@@ -230,17 +238,8 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
     :func:`compile_q` returns for ``Q(**kwargs)``, without building the Q."""
     out: list[Where] = []
     for key, value in kwargs.items():
-        # _leaf() for a field path of the model, inlined: this runs on nearly every query.
-        target, lookup_cls, literal = key_plan(model, key)
-        if type(value) is literal:
-            # A value of exactly the type that Exact validates to itself (see _leaf).
-            check_literal(value, target.path)
-            out.append(Where({target.db_path: value}, target.joins))
-            continue
-        by_name = partial(resolve, model) if isinstance(value, Expression) else None
-        lookup = lookup_cls(target, value, resolve_f=by_name)
-        mql = lookup.as_mql()
-        if mql:
-            out.append(Where(mql, lookup.joins))
+        where = _field_leaf(model, key, value)
+        if where.mql:
+            out.append(where)
     return out
 
