@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,7 +275,11 @@ class _Parts:
     related: list[Related]
 
 
-def _parts(query: Query, extra_joins: list[Join] | None = None) -> _Parts:
+def _parts(
+    query: Query, extra_joins: list[Join] | None = None, *, rows: bool = True
+) -> _Parts:
+    """Split the query's filter around its joins. ``rows=False`` (a write's target): the
+    ordering and ``select_related`` do not matter, so their joins are not gathered."""
     class_filter = _class_filter(query)
     pre: list[dict[str, Any]] = [class_filter] if class_filter else []
     joined: list[dict[str, Any]] = []
@@ -289,11 +293,12 @@ def _parts(query: Query, extra_joins: list[Join] | None = None) -> _Parts:
             where_joins.extend(where.joins)
         else:
             pre.append(where.mql)
-    related = _related(query) if not query.grouped and query.values_fields is None else []
+    wants_related = rows and not query.grouped and query.values_fields is None
+    related = _related(query) if wants_related else []
     value_joins = [j for p in _values_paths(query).values() for j in p.joins]
     joins = _merge_joins(
         where_joins,
-        _ordering_joins(query),
+        _ordering_joins(query) if rows else [],
         [j for j, _ in related],
         value_joins,
         extra_joins or [],
@@ -340,6 +345,18 @@ def _values_project(query: Query) -> dict[str, Any]:
 # -- entry points ----------------------------------------------------------------------------
 
 
+def _plain_filter(query: Query) -> dict[str, Any] | None:
+    """Return the query's filter when no condition crosses a join or runs after grouping
+    (the usual case: one ``find`` / write filter), else ``None``."""
+    class_filter = _class_filter(query)
+    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
+    for where in query.where:
+        if where.joins or where.post:
+            return None
+        pre.append(where.mql)
+    return and_mql(pre)
+
+
 def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
     """Compile the common cases straight from the query: a plain find (no join in the filter
     or the ordering, no ``values()``, no grouping) to ``find`` arguments, and the same with
@@ -348,14 +365,9 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
     deserves). Gives exactly what the general path gives for these queries."""
     if query.values_fields is not None or query.annotations:
         return None
-    # _class_filter() inlined (this runs on every query); a model without _meta has none.
-    meta: Any = getattr(query.model, "_meta", None)
-    class_filter = meta.class_filter() if hasattr(meta, "class_filter") else None
-    pre: list[dict[str, Any]] = [dict(class_filter)] if class_filter else []
-    for where in query.where:
-        if where.joins or where.post:
-            return None
-        pre.append(where.mql)
+    filter = _plain_filter(query)
+    if filter is None:
+        return None
     sort: list[tuple[str, int]] = []
     ordering = query.default_ordering()
     if ordering:
@@ -369,32 +381,44 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
             if key not in seen:
                 seen.add(key)
                 sort.append((key, -1 if item.startswith("-") else 1))
-    filter = and_mql(pre) if len(pre) != 1 else pre[0]
-    projection = _projection(query) if query.only_fields is not None or query.deferred else None
-    low, high = query.low_mark, query.high_mark
     if not query.related:
-        # query.limit, inlined.
-        limit = 0 if high is None else high - low
-        return CompiledFind(filter, projection, sort or None, low, limit, query.batch_size)
+        return CompiledFind(
+            filter=filter,
+            projection=_projection(query),
+            sort=sort or None,
+            skip=query.low_mark,
+            limit=query.limit,
+            batch_size=query.batch_size,
+        )
     # select_related alone: nothing after the joins can drop or reorder rows, so (as in the
     # general path) match, sort and cut first, then join.
     plan = _join_plan(query.model, query.related)
     pipeline: list[dict[str, Any]] = [{"$match": filter}] if filter else []
     if sort:
         pipeline.append({"$sort": dict(sort)})
-    if low:
-        pipeline.append({"$skip": low})
-    if high is not None:
-        pipeline.append({"$limit": high - low})
+    pipeline += _window(query)
     pipeline += plan.stages
-    if plan.unset:
-        pipeline.append({"$unset": list(plan.unset)})
+    return _documents_pipeline(query, pipeline, plan.related, plan.kept, plan.unset)
+
+
+def _documents_pipeline(
+    query: Query,
+    pipeline: list[dict[str, Any]],
+    related: tuple[Related, ...],
+    kept: Iterable[str],
+    temporary: Sequence[str],
+) -> CompiledPipeline:
+    """End a pipeline of documents: drop the ``temporary`` joins, project (keeping the
+    joined documents under ``kept``) and say how its rows are read."""
+    if temporary:
+        pipeline.append({"$unset": list(temporary)})
+    projection = _projection(query)
     if projection is not None:
         if any(v == 1 for v in projection.values()):
-            projection.update(dict.fromkeys(plan.kept, 1))
+            projection.update(dict.fromkeys(kept, 1))
         pipeline.append({"$project": projection})
     return CompiledPipeline(
-        pipeline, rows="documents", related=plan.related, batch_size=query.batch_size
+        pipeline, rows="documents", related=related, batch_size=query.batch_size
     )
 
 
@@ -502,16 +526,7 @@ def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
         )
     kept = {r.key for r in parts.related}
     temporary = [j.key for j in parts.joins if j.key not in kept]
-    if temporary:
-        pipeline.append({"$unset": temporary})
-    projection = _projection(query)
-    if projection is not None:
-        if any(v == 1 for v in projection.values()):
-            projection.update(dict.fromkeys(kept, 1))
-        pipeline.append({"$project": projection})
-    return CompiledPipeline(
-        pipeline, rows="documents", related=tuple(parts.related), batch_size=query.batch_size
-    )
+    return _documents_pipeline(query, pipeline, tuple(parts.related), kept, temporary)
 
 
 def _distinct_stages(query: Query) -> list[dict[str, Any]]:
@@ -610,17 +625,10 @@ def compile_write(query: Query) -> CompiledWrite:
         raise QueryError("cannot update or delete a sliced queryset; filter it instead")
     if query.values_fields is not None or query.grouped:
         raise QueryError("cannot update or delete from values() or annotate()")
-    if not any(where.joins or where.post for where in query.where):
-        # No join (the usual filter(id=x) / filter(field=value)): what _parts() gives below,
-        # without cloning the query or gathering joins that cannot exist.
-        class_filter = _class_filter(query)
-        pre = [class_filter] if class_filter else []
-        pre.extend(where.mql for where in query.where)
-        return CompiledWrite(filter=and_mql(pre))
-    plain = query.clone()
-    plain.related = ()
-    plain.ordering = ()
-    parts = _parts(plain)
+    filter = _plain_filter(query)
+    if filter is not None:
+        return CompiledWrite(filter=filter)
+    parts = _parts(query, rows=False)
     if not parts.joins:
         return CompiledWrite(filter=parts.pre)
     pipeline = _matched_and_joined(parts)
