@@ -124,7 +124,7 @@ def load_documents(
             doc = model.__pydantic_validator__.validate_python(raw)
         except _PydanticValidationError as exc:
             raise _named_error(model, raw, exc.errors()) from None
-        _set_slot(doc, "_odm_snapshot", raw)
+        set_snapshot(doc, raw)
         uow = current_unit_of_work()
         return [doc if uow is None else uow.track(doc)]
     if meta.family and len(meta.family) > 1:

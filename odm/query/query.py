@@ -279,10 +279,7 @@ class Query:
                 _check_related(self.model, path)
                 checked = _RELATED_CHECKED.setdefault(self.model, set())
                 checked.add(path)
-        if not self.related:
-            self.related = paths
-        else:
-            self.related = (*self.related, *(p for p in paths if p not in self.related))
+        self.related = (*self.related, *(p for p in paths if p not in self.related))
 
     def __repr__(self) -> str:
         return f"<Query {self.model.__name__}>"
