@@ -7,6 +7,7 @@ Examples::
     python -m bench --only get_by_id,find_all --peers raw,odm
     python -m bench --spec                            # the ODM spec benchmark only
     python -m bench --all --quick                     # both, tiny sizes (CI)
+    python -m bench --only find_all --peers raw,odm --profile odm   # where odm's time goes
 
 Without ``--uri`` a throwaway single-node replica set is started with ``odm.server.LocalServer``.
 Every implementation connects with ``w=1`` added to the URI. Results go to stdout and to
@@ -27,10 +28,12 @@ from pymongo import AsyncMongoClient
 
 from .common import IMPLEMENTATIONS, WORKLOAD_NAMES, Counts, machine_info, with_write_concern
 from .harness import format_table, run_workloads
+from .profiling import Profiles
 from .spec import SpecMode, format_spec_table, run_spec
 from .spec_common import TASK_NAMES
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
+DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 DB_NAME = "odm_bench"
 
 
@@ -48,18 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=None, help="rounds per workload (5)")
     parser.add_argument("--uri", help="MongoDB replica set URI (else start a LocalServer)")
     parser.add_argument(
-        "--only", type=_csv, default=None,
+        "--only",
+        type=_csv,
+        default=None,
         help=f"comma list of workloads / spec tasks: {','.join(WORKLOAD_NAMES + TASK_NAMES)}",
     )
     parser.add_argument(
-        "--peers", type=_csv, default=None,
+        "--peers",
+        type=_csv,
+        default=None,
         help=f"comma list of implementations ({','.join(IMPLEMENTATIONS)}); raw is always run",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round (CI smoke)")
     parser.add_argument("--spec", action="store_true", help="run the ODM spec benchmark only")
     parser.add_argument("--all", action="store_true", help="run the workloads AND the spec")
     parser.add_argument(
-        "--spec-full", action="store_true",
+        "--spec-full",
+        action="store_true",
         help="spec v1.0 timing: 10,000 ops, >= 30 s and 10 iterations or 60 s per task",
     )
     parser.add_argument("--spec-ops", type=int, help="spec operations per iteration (2000)")
@@ -69,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", default=DB_NAME, help=f"database name ({DB_NAME}; dropped)")
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON.name})"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="IMPL",
+        help="profile IMPL's timed calls with pyinstrument (its timings then include the "
+        "profiler's overhead); one text tree per workload / task in --profile-dir",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=DEFAULT_PROFILE_DIR,
+        help=f"where --profile writes its trees ({DEFAULT_PROFILE_DIR})",
     )
     return parser
 
@@ -97,6 +117,7 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     run_workloads_too = args.all or not (args.spec or args.spec_full)
     run_spec_too = args.all or args.spec or args.spec_full
     out: dict[str, Any] = {"machine": machine_info(await _mongod_version(uri))}
+    profiles = Profiles(args.profile) if args.profile else None
     m = out["machine"]
     print(
         f"machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gb']} GB; "
@@ -114,7 +135,7 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         peers = _peers(args.peers, IMPLEMENTATIONS)
         print(f"workloads: n={counts.n}, repeat={repeat}, peers={','.join(peers)}")
         started = time.perf_counter()
-        section = await run_workloads(uri, args.db, counts, repeat, peers, only)
+        section = await run_workloads(uri, args.db, counts, repeat, peers, only, profiles=profiles)
         section["elapsed_s"] = round(time.perf_counter() - started, 1)
         out["workloads"] = section
         print()
@@ -124,7 +145,9 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     if run_spec_too:
         mode = SpecMode.make(
             "full" if args.spec_full else ("quick" if args.quick else "default"),
-            args.spec_ops, args.spec_large_ops, args.spec_iterations,
+            args.spec_ops,
+            args.spec_large_ops,
+            args.spec_iterations,
         )
         only = [t for t in args.only if t in TASK_NAMES] if args.only else None
         peers = _peers(args.peers, ["raw", "odm", "beanie"])
@@ -133,13 +156,17 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             f"iterations={mode.iterations}, peers={','.join(peers)}"
         )
         started = time.perf_counter()
-        section = await run_spec(uri, args.db, mode, peers, only)
+        section = await run_spec(uri, args.db, mode, peers, only, profiles=profiles)
         section["elapsed_s"] = round(time.perf_counter() - started, 1)
         out["spec"] = section
         print()
         print("MB/s per task (median iteration; ratio to raw PyMongo async in this run):")
         print(format_spec_table(section))
         print()
+    if profiles is not None:
+        print(f"{args.profile}'s timings above include pyinstrument's overhead (not comparable).")
+        for path in profiles.write(args.profile_dir):
+            print(f"profile written to {path}")
     return out
 
 

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -38,6 +39,7 @@ from .common import (
     make_rows,
     make_transfers,
 )
+from .profiling import Profiles
 
 
 @dataclass
@@ -118,8 +120,10 @@ class Seeder:
         await self.db.create_collection(ACCOUNTS)  # transactions cannot create collections
         ids = [ObjectId() for _ in range(ACCOUNT_COUNT)]
         await coll.insert_many(
-            [{"_id": i, "owner": f"owner-{n}", "balance": INITIAL_BALANCE} for n, i in
-             enumerate(ids)]
+            [
+                {"_id": i, "owner": f"owner-{n}", "balance": INITIAL_BALANCE}
+                for n, i in enumerate(ids)
+            ]
         )
         return ids
 
@@ -146,11 +150,15 @@ def _pick(ids: list[ObjectId], count: int, seed: int) -> list[ObjectId]:
     return [rng.choice(ids) for _ in range(count)]
 
 
-async def _timed(fn: Any, ctx: Context) -> tuple[float, int]:
+async def _timed(
+    fn: Any, ctx: Context, profiled: AbstractContextManager[None]
+) -> tuple[float, int]:
     gc.collect()
-    started = time.perf_counter()
-    result = await fn(ctx)
-    return time.perf_counter() - started, int(result)
+    with profiled:
+        started = time.perf_counter()
+        result = await fn(ctx)
+        elapsed = time.perf_counter() - started
+    return elapsed, int(result)
 
 
 def _run_stream_worker(impl: str, uri: str, db: str, expected: int) -> dict[str, Any]:
@@ -176,8 +184,10 @@ async def run_workloads(
     peers: list[str],
     only: list[str] | None,
     log: Any = print,
+    profiles: Profiles | None = None,
 ) -> dict[str, Any]:
-    """Run the selected workloads for ``peers`` (``raw`` first); return the JSON section."""
+    """Run the selected workloads for ``peers`` (``raw`` first); return the JSON section.
+    With ``profiles``, the timed calls of its implementation are profiled."""
     workloads = [w for w in WORKLOAD_NAMES if only is None or w in only]
     seeder = Seeder(uri, db_name, counts)
     await seeder.reset_items(seed=False)
@@ -211,7 +221,7 @@ async def run_workloads(
             if workload == "stream_memory":
                 results[workload] = await _stream(seeder, impls, uri, db_name, counts, log)
                 continue
-            results[workload] = await _one_workload(workload, seeder, impls, repeat)
+            results[workload] = await _one_workload(workload, seeder, impls, repeat, profiles)
     finally:
         for impl in impls:
             if impl.module is not None and impl.ctx is not None:
@@ -246,7 +256,11 @@ async def run_workloads(
 
 
 async def _one_workload(
-    workload: str, seeder: Seeder, impls: list[Implementation], repeat: int
+    workload: str,
+    seeder: Seeder,
+    impls: list[Implementation],
+    repeat: int,
+    profiles: Profiles | None,
 ) -> dict[str, Any]:
     cells: dict[str, dict[str, Any]] = {}
     times: dict[str, list[float]] = {}
@@ -272,7 +286,8 @@ async def _one_workload(
                 await seeder.reset_items(seed=False)
             assert impl.ctx is not None
             try:
-                seconds, count = await _timed(fn, impl.ctx)
+                profiled = profiles.around(impl.name, workload) if profiles else nullcontext()
+                seconds, count = await _timed(fn, impl.ctx, profiled)
             except Exception as exc:
                 cells[impl.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
                 continue

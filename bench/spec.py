@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import gc
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from .harness import Implementation, load_implementation
+from .profiling import Profiles
 from .spec_common import (
     TASKS,
     SpecContext,
@@ -105,13 +107,17 @@ class _Run:
 
 
 async def _run_task(
-    info: SpecTaskInfo, impls: list[Implementation], contexts: dict[str, SpecContext],
+    info: SpecTaskInfo,
+    impls: list[Implementation],
+    contexts: dict[str, SpecContext],
     mode: SpecMode,
+    profiles: Profiles | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run one task for every implementation, iteration by iteration in turn (each in its own
     database; each round starting with the next implementation), so that a drift of the
     machine's speed hits every implementation alike; each one stops when ``mode`` says so for
-    its own iterations."""
+    its own iterations. With ``profiles``, the timed ``do`` of its implementation is
+    profiled."""
     cells: dict[str, dict[str, Any]] = {}
     active: dict[str, _Run] = {}
     for impl in impls:
@@ -121,7 +127,8 @@ async def _run_task(
         task_cls = getattr(impl.module, "SPEC_TASKS", {}).get(info.name)
         if task_cls is None:
             cells[impl.name] = {
-                "status": "n/a", "reason": f"bench.impl_{impl.name} has no spec task"
+                "status": "n/a",
+                "reason": f"bench.impl_{impl.name} has no spec task",
             }
             continue
         sctx = contexts[impl.name]
@@ -147,9 +154,11 @@ async def _run_task(
                 began = time.perf_counter()
                 await task.before(sctx)
                 gc.collect()
-                t0 = time.perf_counter()
-                await task.do(sctx)
-                run.times.append(time.perf_counter() - t0)
+                profiled = profiles.around(name, info.name) if profiles else nullcontext()
+                with profiled:
+                    t0 = time.perf_counter()
+                    await task.do(sctx)
+                    run.times.append(time.perf_counter() - t0)
                 await task.after(sctx)
                 run.elapsed += time.perf_counter() - began
                 if not mode.done(len(run.times), run.elapsed):
@@ -187,8 +196,10 @@ async def run_spec(
     peers: list[str],
     only: list[str] | None,
     log: Any = print,
+    profiles: Profiles | None = None,
 ) -> dict[str, Any]:
-    """Run the spec tasks for each implementation that has ``SPEC_TASKS``."""
+    """Run the spec tasks for each implementation that has ``SPEC_TASKS`` (profiling the
+    timed iterations of ``profiles``' implementation, if given)."""
     small = load_dataset("small_doc.json")
     large = load_dataset("large_doc.json")
     nested = load_dataset("large_doc_nested.json")
@@ -218,7 +229,7 @@ async def run_spec(
     try:
         for info in tasks:
             log(f"  {info.name} ...")
-            cells = await _run_task(info, impls, contexts, mode)
+            cells = await _run_task(info, impls, contexts, mode, profiles)
             raw = cells.get("raw", {})
             for cell in cells.values():
                 if cell.get("status") == "ok" and raw.get("status") == "ok":

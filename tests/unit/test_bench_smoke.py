@@ -81,3 +81,22 @@ def test_quick_spec(odm_uri: str, results_path: Path) -> None:
         for peer in ("raw", "odm", "beanie"):
             assert cells[peer]["status"] == "ok", (task, peer, cells[peer])
             assert cells[peer]["mb_per_s"] > 0
+
+
+def test_profile_writes_a_tree_per_workload_of_the_profiled_implementation(
+    odm_uri: str, results_path: Path, tmp_path: Path
+) -> None:
+    profile_dir = tmp_path / "profiles"
+    proc = run_bench(
+        "--all", "--quick", "--uri", odm_uri, "--db", "odm_bench_profile_smoke",
+        "--only", "find_all,get_by_id,nested_find", "--peers", "raw,odm",
+        "--profile", "odm", "--profile-dir", str(profile_dir), "--json", str(results_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(path.name for path in profile_dir.iterdir())
+    # Only odm's timed calls are profiled, one tree per workload / task that ran.
+    assert written == ["odm-find_all.txt", "odm-get_by_id.txt", "odm-nested_find.txt"]
+    find_all = (profile_dir / "odm-find_all.txt").read_text()
+    # The tree reaches into the workload's own code (bench/impl_odm.py) and odm's.
+    assert "find_all" in find_all and "impl_odm.py" in find_all
+    assert "include pyinstrument's overhead" in proc.stdout
