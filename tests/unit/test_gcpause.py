@@ -1,0 +1,151 @@
+"""The cyclic GC around batch work: paused inside, a long batch's objects handed to the oldest
+generation at the end (without a collection walking them), the collector back on, frozen
+objects of the program left frozen, cycles still collected."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import bson
+import pytest
+
+from odm.gcpause import MIN_BATCH, PROMOTE_BATCH, paused_gc
+from odm.models.base import Document, Embedded
+from odm.models.loading import load_documents
+
+
+class Size(Embedded):
+    width: float
+    unit: str
+
+
+class Crate(Document):
+    label: str
+    tags: list[str]
+    size: Size
+
+
+def _raws(count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "_id": bson.ObjectId(),
+            "label": f"crate {n}",
+            "tags": ["a", "b"],
+            "size": {"width": float(n), "unit": "cm"},
+        }
+        for n in range(count)
+    ]
+
+
+def _ids_in_generation(generation: int) -> set[int]:
+    return {id(obj) for obj in gc.get_objects(generation=generation)}
+
+
+@pytest.fixture
+def collector_on() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.enable()
+    gc.collect()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            gc.disable()
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_a_long_loaded_batch_ends_in_the_oldest_generation_with_the_collector_back_on() -> None:
+    documents = load_documents(Crate, _raws(PROMOTE_BATCH))
+    assert gc.isenabled()
+    oldest = _ids_in_generation(2)
+    # The documents, their embedded models and their lists: none left to a young collection.
+    for document in documents:
+        assert id(document) in oldest
+        assert id(document.size) in oldest
+        assert id(document.tags) in oldest
+    young = _ids_in_generation(0) | _ids_in_generation(1)
+    assert not young & {id(document) for document in documents}
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_a_short_batch_is_left_to_the_collector() -> None:
+    documents = load_documents(Crate, _raws(MIN_BATCH // 4))
+    assert gc.isenabled()
+    # Not paused, not promoted: the instances are where any new object is (no collection
+    # was run in between: the batch allocates fewer objects than the young threshold).
+    assert gc.get_threshold()[0] > MIN_BATCH // 4 * 8
+    young = _ids_in_generation(0)
+    assert all(id(document) in young for document in documents)
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_a_page_of_documents_is_paused_for_but_not_promoted() -> None:
+    with paused_gc(PROMOTE_BATCH - 1):
+        assert not gc.isenabled()
+        made = [[n] for n in range(10)]
+    assert gc.isenabled()
+    assert id(made) in _ids_in_generation(0)
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_a_failed_batch_promotes_nothing() -> None:
+    with pytest.raises(RuntimeError), paused_gc(PROMOTE_BATCH):
+        assert not gc.isenabled()
+        made = [[n] for n in range(10)]
+        raise RuntimeError("the batch failed")
+    assert gc.isenabled()
+    assert id(made) in _ids_in_generation(0)
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_a_cycle_made_during_a_batch_is_still_collected() -> None:
+    class Node:
+        other: object = None
+
+    with paused_gc(PROMOTE_BATCH):
+        first, second = Node(), Node()
+        first.other, second.other = second, first
+        marker = id(first)
+    del first, second
+    assert marker in _ids_in_generation(2)  # promoted with the batch ...
+    assert gc.collect() >= 2  # ... and freed by the next full collection
+    assert marker not in {id(obj) for obj in gc.get_objects()}
+
+
+def test_an_inner_pause_leaves_the_outer_one_in_charge() -> None:
+    gc.enable()
+    with paused_gc(MIN_BATCH):
+        with paused_gc(MIN_BATCH):
+            pass
+        assert not gc.isenabled()  # the inner block found it paused: left it alone
+    assert gc.isenabled()
+
+
+def test_a_program_that_froze_objects_keeps_them_frozen() -> None:
+    # In a process of its own: whether a program freezes is looked at once per process.
+    script = textwrap.dedent(
+        """
+        import gc
+        from odm.gcpause import PROMOTE_BATCH, paused_gc
+
+        kept = [[n] for n in range(1000)]
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        assert frozen >= 1000, frozen
+        with paused_gc(PROMOTE_BATCH):
+            made = [[n] for n in range(1000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen, (gc.get_freeze_count(), frozen)
+        assert id(made) not in {id(o) for o in gc.get_objects(generation=2)}
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
