@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import bson
 import pytest
 
-from odm.gcpause import MIN_BATCH, PROMOTE_BATCH, paused_gc
+from odm.gcpause import MIN_BATCH, PROMOTE_BATCH, PROMOTION_AVAILABLE, paused_gc
 from odm.models.base import Document, Embedded
 from odm.models.loading import load_documents
 
@@ -42,6 +42,12 @@ def _raws(count: int) -> list[dict[str, object]]:
     ]
 
 
+#: The tests of the promotion itself, on the Pythons that do it.
+promotes = pytest.mark.skipif(
+    not PROMOTION_AVAILABLE, reason="long batches are not promoted on this Python build"
+)
+
+
 def _ids_in_generation(generation: int) -> set[int]:
     return {id(obj) for obj in gc.get_objects(generation=generation)}
 
@@ -58,6 +64,7 @@ def collector_on() -> Iterator[None]:
             gc.disable()
 
 
+@promotes
 @pytest.mark.usefixtures("collector_on")
 def test_a_long_loaded_batch_ends_in_the_oldest_generation_with_the_collector_back_on() -> None:
     documents = load_documents(Crate, _raws(PROMOTE_BATCH))
@@ -102,6 +109,7 @@ def test_a_failed_batch_promotes_nothing() -> None:
     assert id(made) in _ids_in_generation(0)
 
 
+@promotes
 @pytest.mark.usefixtures("collector_on")
 def test_a_cycle_made_during_a_batch_is_still_collected() -> None:
     class Node:
