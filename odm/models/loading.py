@@ -165,15 +165,18 @@ async def fetch_by_id(model: type[Any], id: Any, *, timeout: float | None = None
     return load_documents(model, [raw])[0]
 
 
-_partial_adapters: dict[tuple[type[Any], frozenset[str]], TypeAdapter[list[Any]]] = {}
+class _PartialPlan:
+    """How projected rows of one model become documents, for one set of loaded fields: the
+    adapter validating the loaded fields of a batch, and what ``model_construct`` would do
+    with them, worked out once (it looks every field's alias and default up per call, the
+    better part of a partial load's time)."""
 
+    __slots__ = ("adapter", "extra", "fields", "loaded", "model", "plain")
 
-def _partial_adapter(model: type[Any], names: frozenset[str]) -> TypeAdapter[list[Any]]:
-    key = (model, names)
-    adapter = _partial_adapters.get(key)
-    if adapter is None:
+    def __init__(self, model: type[Any], names: frozenset[str]) -> None:
         from pydantic import create_model
 
+        self.model = model
         fields: dict[str, Any] = {}
         for name in names:
             info = model.model_fields[name]
@@ -185,9 +188,51 @@ def _partial_adapter(model: type[Any], names: frozenset[str]) -> TypeAdapter[lis
         partial = create_model(
             f"{model.__name__}Partial", __config__=ConfigDict(populate_by_name=True), **fields
         )
-        adapter = TypeAdapter(list[partial])
-        _partial_adapters[key] = adapter
-    return adapter
+        self.adapter: TypeAdapter[list[Any]] = TypeAdapter(list[partial])
+        #: (name, stored key) of each loaded field.
+        self.loaded = tuple((name, model._meta.db_key(name)) for name in sorted(names))
+        #: Every field of the model, in order: (name, FieldInfo, required).
+        self.fields = tuple(
+            (name, info, info.is_required()) for name, info in model.__pydantic_fields__.items()
+        )
+        self.extra = model.model_config.get("extra") == "allow"
+        # model_construct also runs model_post_init (private attributes...): left to it.
+        self.plain = not (model.__pydantic_root_model__ or model.__pydantic_post_init__)
+
+    def construct(self, values: dict[str, Any], present: set[str]) -> Any:
+        """What ``model.model_construct(_fields_set=present, **{n: values[n] for n in
+        present})`` returns: ``present`` fields set, the others at their defaults (a
+        factory called, a mutable default copied) or unset when required."""
+        model: Any = self.model
+        if not self.plain:
+            return model.model_construct(
+                _fields_set=present, **{name: values[name] for name in present}
+            )
+        fields_values: dict[str, Any] = {}
+        for name, info, required in self.fields:
+            if name in present:
+                fields_values[name] = values[name]
+            elif not required:
+                fields_values[name] = info.get_default(
+                    call_default_factory=True, validated_data=fields_values
+                )
+        document = model.__new__(model)
+        _set_slot(document, "__dict__", fields_values)
+        _set_slot(document, "__pydantic_fields_set__", present)
+        _set_slot(document, "__pydantic_extra__", {} if self.extra else None)
+        _set_slot(document, "__pydantic_private__", None)
+        return document
+
+
+_partial_plans: dict[tuple[type[Any], frozenset[str]], _PartialPlan] = {}
+
+
+def _partial_plan(model: type[Any], names: frozenset[str]) -> _PartialPlan:
+    key = (model, names)
+    plan = _partial_plans.get(key)
+    if plan is None:
+        plan = _partial_plans[key] = _PartialPlan(model, names)
+    return plan
 
 
 def loaded_fields(
@@ -214,8 +259,10 @@ def load_partial(
     """Build documents from projected rows: the loaded fields validated (in one batch), the
     others left unset. Such documents cannot be saved (``save()`` says why)."""
     names = loaded_fields(model, only, deferred)
+    plan = _partial_plan(model, names)
     try:
-        partials = _partial_adapter(model, names).validate_python(raws)
+        with paused_gc(len(raws)):
+            partials = plan.adapter.validate_python(raws)
     except _PydanticValidationError as exc:
         if not lenient:
             first = exc.errors()[0]["loc"][0]
@@ -223,14 +270,13 @@ def load_partial(
             raise _named_error(model, raws[first], exc.errors()) from None
         return [_partial_one(model, names, raw) for raw in raws]
     documents = []
-    for raw, partial in zip(raws, partials, strict=True):
-        present = {n for n in names if model._meta.db_key(n) in raw}
-        document = model.model_construct(
-            _fields_set=present, **{n: getattr(partial, n) for n in present}
-        )
-        set_snapshot(document, raw)
-        _set_slot(document, "_odm_partial", True)
-        documents.append(document)
+    with paused_gc(len(raws)):  # building documents, like validating, makes nothing cyclic
+        for raw, partial in zip(raws, partials, strict=True):
+            present = {name for name, key in plan.loaded if key in raw}
+            document = plan.construct(partial.__dict__, present)
+            set_snapshot(document, raw)
+            _set_slot(document, "_odm_partial", True)
+            documents.append(document)
     uow = current_unit_of_work()
     if uow is not None:
         # A partial document never enters the identity map: a later full load of its id
