@@ -17,8 +17,10 @@ a bulk load (``await Model.objects`` of thousands, a stream's batches, a split
 ``bulk_create``) does, where it saves 8-17 % of the load (measured on ``await
 Model.objects`` and on a stream). A process whose own code freezes objects (``gc.freeze()``
 before forking workers) is left alone: unfreezing would give its frozen objects back to the
-collector, so there batches end with the plain re-enable; so do those of the free-threaded
-build and of CPython 3.14 and later, where freezing is not known to be two list splices.
+collector, so there batches end with the plain re-enable (CPython 3.12 is such a process
+from start-up: it keeps a few hundred objects of its own frozen); so do those of the
+free-threaded build and of CPython 3.14 and later, where freezing is not known to be two list
+splices.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import sys
 import sysconfig
 from types import TracebackType
 
-__all__ = ["MIN_BATCH", "PROMOTE_BATCH", "PROMOTION_AVAILABLE", "paused_gc"]
+__all__ = ["MIN_BATCH", "PROMOTE_BATCH", "PROMOTION_AVAILABLE", "paused_gc", "promotes_batches"]
 
 #: Batches shorter than this are not worth pausing the collector for.
 MIN_BATCH = 64
@@ -57,9 +59,15 @@ def _process_freezes() -> bool:
     return _freezer[1]
 
 
+def promotes_batches() -> bool:
+    """Tell whether long batches end with their objects promoted in this process (this
+    Python allows it and nothing of the process is frozen)."""
+    return PROMOTION_AVAILABLE and not _process_freezes()
+
+
 def _promote_young_objects() -> None:
     """Move every object of the young generations to the oldest one without walking them."""
-    if PROMOTION_AVAILABLE and not _process_freezes():
+    if promotes_batches():
         gc.freeze()
         gc.unfreeze()
 
