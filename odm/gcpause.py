@@ -44,19 +44,23 @@ PROMOTE_BATCH = 1000
 #: old space, so there batches end with the plain re-enable.
 PROMOTION_AVAILABLE = sys.version_info < (3, 14) and not sysconfig.get_config_var("Py_GIL_DISABLED")
 
-# (pid, whether that process had frozen objects of its own when first looked at).
-_freezer: tuple[int, bool] | None = None
+# The pid of a process found keeping frozen objects of its own.
+_freezer: int | None = None
 
 
 def _process_freezes() -> bool:
-    """Tell whether this process keeps objects frozen with ``gc.freeze()``. Looked at once per
-    process, and again after a fork (``gc.get_freeze_count()`` walks the frozen objects): a
-    program freezes its objects at start-up, before it forks its workers."""
+    """Tell whether this process keeps objects frozen with ``gc.freeze()``. Asked again at
+    each batch while nothing is frozen (``gc.get_freeze_count()`` walks the frozen objects:
+    none, then); once some are, the answer is kept for the process (a forked child asks
+    again)."""
     global _freezer
     pid = os.getpid()
-    if _freezer is None or _freezer[0] != pid:
-        _freezer = (pid, gc.get_freeze_count() > 0)
-    return _freezer[1]
+    if _freezer == pid:
+        return True
+    if gc.get_freeze_count() > 0:
+        _freezer = pid
+        return True
+    return False
 
 
 def promotes_batches() -> bool:

@@ -136,12 +136,15 @@ def test_an_inner_pause_leaves_the_outer_one_in_charge() -> None:
 
 
 def test_a_program_that_froze_objects_keeps_them_frozen() -> None:
-    # In a process of its own: whether a program freezes is looked at once per process.
+    # In a process of its own, which freezes objects after a first batch (once some are
+    # frozen, the answer is kept for the process).
     script = textwrap.dedent(
         """
         import gc
         from odm.gcpause import PROMOTE_BATCH, paused_gc
 
+        with paused_gc(PROMOTE_BATCH):
+            first = [[n] for n in range(1000)]
         kept = [[n] for n in range(1000)]
         gc.freeze()
         frozen = gc.get_freeze_count()
