@@ -213,6 +213,7 @@ class _PartialPlan:
             if name in present:
                 fields_values[name] = values[name]
             elif not required:
+                # validated_data: a factory may take the fields set so far (pydantic 2.10).
                 fields_values[name] = info.get_default(
                     call_default_factory=True, validated_data=fields_values
                 )
