@@ -31,6 +31,8 @@ class PartWide(odm.Document):
     nick: str | None = None
     renamed: str = odm.Field(default="r", alias="stored_as")
     needed: int
+    # A factory given the fields set before it.
+    echo: str = odm.Field(default_factory=lambda data: f"{data.get('name', '-')}!")
 
 
 class PartLoose(odm.Document):
@@ -56,6 +58,7 @@ VALUES: dict[str, Any] = {
     "nick": "nk",
     "renamed": "rn",
     "needed": 11,
+    "echo": "e",
 }
 
 
@@ -93,6 +96,7 @@ def test_defaults_are_fresh_for_each_document() -> None:
     assert first.tags is not second.tags
     assert first.piece is not second.piece
     assert "needed" not in first.__dict__  # required and not loaded: unset
+    assert first.echo == "n!"  # its factory saw the loaded name
 
 
 def test_extra_allowed_and_private_attributes_as_model_construct_has_them() -> None:
