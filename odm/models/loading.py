@@ -261,17 +261,17 @@ def load_partial(
     others left unset. Such documents cannot be saved (``save()`` says why)."""
     names = loaded_fields(model, only, deferred)
     plan = _partial_plan(model, names)
-    try:
-        with paused_gc(len(raws)):
-            partials = plan.adapter.validate_python(raws)
-    except _PydanticValidationError as exc:
-        if not lenient:
-            first = exc.errors()[0]["loc"][0]
-            assert isinstance(first, int)
-            raise _named_error(model, raws[first], exc.errors()) from None
-        return [_partial_one(model, names, raw) for raw in raws]
     documents = []
-    with paused_gc(len(raws)):  # building documents, like validating, makes nothing cyclic
+    # One pause for validating and building: neither makes anything cyclic.
+    with paused_gc(len(raws)):
+        try:
+            partials = plan.adapter.validate_python(raws)
+        except _PydanticValidationError as exc:
+            if not lenient:
+                first = exc.errors()[0]["loc"][0]
+                assert isinstance(first, int)
+                raise _named_error(model, raws[first], exc.errors()) from None
+            return [_partial_one(model, names, raw) for raw in raws]
         for raw, partial in zip(raws, partials, strict=True):
             present = {name for name, key in plan.loaded if key in raw}
             document = plan.construct(partial.__dict__, present)
