@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -39,7 +39,7 @@ from .common import (
     make_rows,
     make_transfers,
 )
-from .profiling import Profiles
+from .profiling import Profiles, profiled
 
 
 @dataclass
@@ -151,10 +151,10 @@ def _pick(ids: list[ObjectId], count: int, seed: int) -> list[ObjectId]:
 
 
 async def _timed(
-    fn: Any, ctx: Context, profiled: AbstractContextManager[None]
+    fn: Any, ctx: Context, profiling: AbstractContextManager[None]
 ) -> tuple[float, int]:
     gc.collect()
-    with profiled:
+    with profiling:
         started = time.perf_counter()
         result = await fn(ctx)
         elapsed = time.perf_counter() - started
@@ -286,8 +286,9 @@ async def _one_workload(
                 await seeder.reset_items(seed=False)
             assert impl.ctx is not None
             try:
-                profiled = profiles.around(impl.name, workload) if profiles else nullcontext()
-                seconds, count = await _timed(fn, impl.ctx, profiled)
+                seconds, count = await _timed(
+                    fn, impl.ctx, profiled(profiles, impl.name, workload)
+                )
             except Exception as exc:
                 cells[impl.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
                 continue

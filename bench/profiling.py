@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_INTERVAL", "Profiles"]
+__all__ = ["DEFAULT_INTERVAL", "Profiles", "profiled"]
 
 #: Seconds between two samples: the sub-millisecond calls of get_by_id add up over their rounds.
 DEFAULT_INTERVAL = 0.0005
@@ -65,3 +65,13 @@ class Profiles:
             path.write_text(self.render(workload))
             paths.append(path)
         return paths
+
+
+def profiled(
+    profiles: Profiles | None, implementation: str, workload: str
+) -> AbstractContextManager[None]:
+    """The block to run ``implementation``'s timed ``workload`` call in: profiled when
+    ``profiles`` profiles that implementation, a no-op otherwise (also without profiles)."""
+    if profiles is None:
+        return nullcontext()
+    return profiles.around(implementation, workload)

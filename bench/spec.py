@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import gc
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from .harness import Implementation, load_implementation
-from .profiling import Profiles
+from .profiling import Profiles, profiled
 from .spec_common import (
     TASKS,
     SpecContext,
@@ -154,8 +153,7 @@ async def _run_task(
                 began = time.perf_counter()
                 await task.before(sctx)
                 gc.collect()
-                profiled = profiles.around(name, info.name) if profiles else nullcontext()
-                with profiled:
+                with profiled(profiles, name, info.name):
                     t0 = time.perf_counter()
                     await task.do(sctx)
                     run.times.append(time.perf_counter() - t0)
