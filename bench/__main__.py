@@ -150,7 +150,7 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
             args.spec_iterations,
         )
         only = [t for t in args.only if t in TASK_NAMES] if args.only else None
-        peers = _peers(args.peers, ["raw", "odm", "beanie"])
+        peers = _peers(args.peers, ["raw", "pydantic", "odm", "beanie"])
         print(
             f"ODM spec benchmark: mode={mode.name}, ops={mode.ops}, large_ops={mode.large_ops}, "
             f"iterations={mode.iterations}, peers={','.join(peers)}"

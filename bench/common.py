@@ -64,8 +64,9 @@ WORKLOAD_NAMES = [
     "transaction_transfer",
     "stream_memory",
 ]
-#: The implementations, in column order; ``raw`` is the baseline of every ratio.
-IMPLEMENTATIONS = ["raw", "motor", "odm", "beanie", "odmantic"]
+#: The implementations, in column order; ``raw`` is the baseline of every ratio, ``pydantic``
+#: (raw plus plain pydantic models) the floor of an ODM that hands out validated models.
+IMPLEMENTATIONS = ["raw", "pydantic", "motor", "odm", "beanie", "odmantic"]
 
 #: The aggregate_group pipeline every implementation runs (an ODM may build it its own way,
 #: but must ask the server for the same thing).

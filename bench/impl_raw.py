@@ -130,14 +130,14 @@ WORKLOADS = {
 # -- the ODM spec benchmark (see bench/spec.py) --------------------------------------------
 
 
-class _RawSpec(SpecTask):
+class RawSpec(SpecTask):
     """Shared client handling: ``sctx.state['db']`` is the database."""
 
     def coll(self, sctx: SpecContext, name: str) -> Any:
         return sctx.state["db"][name]
 
 
-class SmallCreate(_RawSpec):
+class SmallCreate(RawSpec):
     """Insert SMALL_DOC ``ops`` times, one ``insert_one`` each."""
 
     async def do(self, sctx: SpecContext) -> None:
@@ -150,7 +150,7 @@ class SmallCreate(_RawSpec):
         await self.coll(sctx, "small_doc").drop()
 
 
-class SmallUpdate(_RawSpec):
+class SmallUpdate(RawSpec):
     """``$set`` field1 of each of ``ops`` small documents."""
 
     async def setup(self, sctx: SpecContext) -> None:
@@ -170,7 +170,7 @@ class SmallUpdate(_RawSpec):
         await self.coll(sctx, "small_doc").drop()
 
 
-class SmallFindById(_RawSpec):
+class SmallFindById(RawSpec):
     """``find({_id})`` to a list, once per inserted id."""
 
     async def setup(self, sctx: SpecContext) -> None:
@@ -188,7 +188,24 @@ class SmallFindById(_RawSpec):
         await self.coll(sctx, "small_doc").drop()
 
 
-class SmallFindForeignKey(_RawSpec):
+def foreign_key_pipeline(fk: Any) -> list[dict[str, Any]]:
+    """The small document referencing ``fk``, its ``field_fk`` replaced by the joined
+    ``foreign_key`` document (``$match`` first, on the index, then ``$lookup``)."""
+    return [
+        {"$match": {"field_fk": fk}},
+        {
+            "$lookup": {
+                "from": "foreign_key",
+                "localField": "field_fk",
+                "foreignField": "_id",
+                "as": "field_fk",
+            }
+        },
+        {"$unwind": "$field_fk"},
+    ]
+
+
+class SmallFindForeignKey(RawSpec):
     """Find the small document referencing each foreign key, joined with ``$lookup``."""
 
     async def setup(self, sctx: SpecContext) -> None:
@@ -202,20 +219,7 @@ class SmallFindForeignKey(_RawSpec):
     async def do(self, sctx: SpecContext) -> None:
         small = self.coll(sctx, "small_doc_fk")
         for fk in self.fk_ids:
-            cursor = await small.aggregate(
-                [
-                    {"$match": {"field_fk": fk}},
-                    {
-                        "$lookup": {
-                            "from": "foreign_key",
-                            "localField": "field_fk",
-                            "foreignField": "_id",
-                            "as": "field_fk",
-                        }
-                    },
-                    {"$unwind": "$field_fk"},
-                ]
-            )
+            cursor = await small.aggregate(foreign_key_pipeline(fk))
             docs = await cursor.to_list()
             assert len(docs) == 1
 
@@ -224,7 +228,7 @@ class SmallFindForeignKey(_RawSpec):
         await self.coll(sctx, "foreign_key").drop()
 
 
-class LargeCreate(_RawSpec):
+class LargeCreate(RawSpec):
     """Insert LARGE_DOC ``large_ops`` times."""
 
     async def do(self, sctx: SpecContext) -> None:
@@ -236,7 +240,7 @@ class LargeCreate(_RawSpec):
         await self.coll(sctx, "large_doc").drop()
 
 
-class LargeUpdate(_RawSpec):
+class LargeUpdate(RawSpec):
     """``$set`` field1 of each of ``large_ops`` large documents."""
 
     async def setup(self, sctx: SpecContext) -> None:
@@ -257,7 +261,7 @@ class LargeUpdate(_RawSpec):
         await self.coll(sctx, "large_doc").drop()
 
 
-class NestedCreate(_RawSpec):
+class NestedCreate(RawSpec):
     """Insert LARGE_DOC_NESTED (with a fresh ``unique_id`` per embedded document) ``ops`` times."""
 
     async def do(self, sctx: SpecContext) -> None:
@@ -269,7 +273,9 @@ class NestedCreate(_RawSpec):
         await self.coll(sctx, "large_doc_nested").drop()
 
 
-class _NestedSeeded(_RawSpec):
+class NestedSeeded(RawSpec):
+    """Seeds ``ops`` LARGE_DOC_NESTED documents (``self.docs``) and the nested indexes."""
+
     async def setup(self, sctx: SpecContext) -> None:
         coll = self.coll(sctx, "large_doc_nested")
         self.docs = [nested_with_ids(sctx.nested) for _ in range(sctx.ops)]
@@ -282,7 +288,7 @@ class _NestedSeeded(_RawSpec):
         await self.coll(sctx, "large_doc_nested").drop()
 
 
-class NestedUpdate(_NestedSeeded):
+class NestedUpdate(NestedSeeded):
     """``$set`` embedded_str_doc_1.field1 of each nested document."""
 
     async def do(self, sctx: SpecContext) -> None:
@@ -295,7 +301,7 @@ class NestedUpdate(_NestedSeeded):
             )
 
 
-class NestedFind(_NestedSeeded):
+class NestedFind(NestedSeeded):
     """Find the parent by ``embedded_str_doc_1.unique_id``, once per document."""
 
     async def do(self, sctx: SpecContext) -> None:
@@ -306,7 +312,7 @@ class NestedFind(_NestedSeeded):
             assert len(found) == 1
 
 
-class NestedFindArray(_NestedSeeded):
+class NestedFindArray(NestedSeeded):
     """Find the parent by the first ``embedded_str_doc_array`` item's ``unique_id``."""
 
     async def do(self, sctx: SpecContext) -> None:

@@ -24,7 +24,7 @@ TASK_NAMES = [
     "large_create", "large_update", "nested_create", "nested_update", "nested_find",
     "nested_find_array",
 ]
-PEERS = ["raw", "motor", "odm", "beanie", "odmantic"]
+PEERS = ["raw", "pydantic", "motor", "odm", "beanie", "odmantic"]
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +58,7 @@ def test_quick_workloads(odm_uri: str, results_path: Path) -> None:
     assert list(section["results"]) == WORKLOAD_NAMES
     for workload, cells in section["results"].items():
         assert set(cells) == set(PEERS)
-        for peer in ("raw", "motor", "odm", "beanie"):
+        for peer in ("raw", "pydantic", "motor", "odm", "beanie"):
             assert cells[peer]["status"] == "ok", (workload, peer, cells[peer])
         assert cells["raw"]["ratio_to_raw"] == 1.0
         # odmantic lacks update_many / aggregate_group (n/a with a reason)
@@ -77,8 +77,8 @@ def test_quick_spec(odm_uri: str, results_path: Path) -> None:
     section = json.loads(results_path.read_text())["spec"]
     assert list(section["results"]) == TASK_NAMES
     for task, cells in section["results"].items():
-        assert set(cells) == {"raw", "odm", "beanie"}
-        for peer in ("raw", "odm", "beanie"):
+        assert set(cells) == {"raw", "pydantic", "odm", "beanie"}
+        for peer in ("raw", "pydantic", "odm", "beanie"):
             assert cells[peer]["status"] == "ok", (task, peer, cells[peer])
             assert cells[peer]["mb_per_s"] > 0
 
