@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pymongo import AsyncMongoClient
 
 from . import impl_raw
-from .common import ITEMS, PAGE_SIZE, STREAM_ITEMS, Context
+from .common import ITEMS, STREAM_ITEMS, Context
 from .spec_common import SpecContext, SpecTask
 
 NAME = "pydantic"
@@ -124,12 +124,8 @@ async def filter_sort_limit(ctx: Context) -> int:
     coll = ctx.state["db"][ITEMS]
     total = 0
     for category, min_price in ctx.queries:
-        cursor = (
-            coll.find({"category": category, "price": {"$gte": min_price}})
-            .sort("created_at", -1)
-            .limit(PAGE_SIZE)
-        )
-        total += len(ITEM_LIST.validate_python(await cursor.to_list()))
+        page = await impl_raw.page_cursor(coll, category, min_price).to_list()
+        total += len(ITEM_LIST.validate_python(page))
     return total
 
 

@@ -52,17 +52,21 @@ async def get_by_id(ctx: Context) -> int:
     return found
 
 
+def page_cursor(coll: Any, category: str, min_price: float) -> Any:
+    """filter_sort_limit's query: ``category == c and price >= p``, newest first, one page."""
+    return (
+        coll.find({"category": category, "price": {"$gte": min_price}})
+        .sort("created_at", -1)
+        .limit(PAGE_SIZE)
+    )
+
+
 async def filter_sort_limit(ctx: Context) -> int:
     """Equality + range filter, sort on a date, limit 20; once per query."""
     coll = ctx.state["db"][ITEMS]
     total = 0
     for category, min_price in ctx.queries:
-        cursor = (
-            coll.find({"category": category, "price": {"$gte": min_price}})
-            .sort("created_at", -1)
-            .limit(PAGE_SIZE)
-        )
-        total += len(await cursor.to_list())
+        total += len(await page_cursor(coll, category, min_price).to_list())
     return total
 
 
