@@ -6,9 +6,9 @@ writes, dumped from) plain ``pydantic.BaseModel`` classes of the same fields, th
 pydantic offers (a ``TypeAdapter(list[Model])`` per batch, ``model_validate`` per document),
 with the cyclic GC paused around a batch and its objects promoted when it ends (as odm does:
 without it, hand-written code is the slower one). The client decodes datetimes as aware UTC
-(``tz_aware=True``), as odm promises. Updates are
-written by hand (the program knows which field it changed), so nothing tracks changes, and
-nothing maps identities, binds sessions or maps errors. An ODM cannot do less and still give
+(``tz_aware=True``), as odm promises. Assignments are not validated (pydantic's default) and
+updates are written by hand (the program knows which field it changed), so nothing tracks
+changes, maps identities, binds sessions or maps errors. An ODM cannot do less and still give
 its users validated models; what it costs above this column is the ODM's own. See
 ``docs/performance.md``.
 """
