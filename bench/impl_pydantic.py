@@ -4,8 +4,9 @@ hands out validated pydantic models.
 No ODM: the raw implementation's driver calls, with the documents validated into (and, for
 writes, dumped from) plain ``pydantic.BaseModel`` classes of the same fields, the fastest way
 pydantic offers (a ``TypeAdapter(list[Model])`` per batch, ``model_validate`` per document),
-with the cyclic GC paused around a batch and its objects promoted when it ends (as odm does:
-without it, hand-written code is the slower one). The client decodes datetimes as aware UTC
+with the cyclic GC paused around a batch and its objects promoted when it ends by
+:func:`odm.gcpause.paused_gc`, the one piece of odm used here (without the pause, hand-written
+code is the slower one). The client decodes datetimes as aware UTC
 (``tz_aware=True``), as odm promises. Assignments are not validated (pydantic's default) and
 updates are written by hand (the program knows which field it changed), so nothing tracks
 changes, maps identities, binds sessions or maps errors. An ODM cannot do less and still give
@@ -15,15 +16,14 @@ its users validated models; what it costs above this column is the ODM's own. Se
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pymongo import AsyncMongoClient
+
+from odm.gcpause import paused_gc
 
 from . import impl_raw
 from .common import ITEMS, STREAM_ITEMS, Context
@@ -69,19 +69,6 @@ ITEM_LIST: TypeAdapter[list[Item]] = TypeAdapter(list[Item])
 STREAM_BATCH = 1000  # odm's default streaming batch
 
 
-@contextmanager
-def batch_gc() -> Iterator[None]:
-    """The cyclic GC off while a batch is validated or dumped (nothing in it is cyclic), and
-    the batch's objects moved to the oldest generation at the end, unwalked."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.unfreeze()
-        gc.enable()
-
-
 async def setup(ctx: Context) -> None:
     """Create the client (aware UTC datetimes, as odm decodes them)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(ctx.uri, tz_aware=True)
@@ -95,7 +82,7 @@ teardown = impl_raw.teardown
 async def insert_many(ctx: Context) -> int:
     """Build ``Item`` models from ``ctx.rows``, dump them in one call, one ``insert_many``."""
     items = [Item(**row) for row in ctx.rows]
-    with batch_gc():
+    with paused_gc(len(items)):
         docs = ITEM_LIST.dump_python(items, by_alias=True)
     result = await ctx.state["db"][ITEMS].insert_many(docs)
     return len(result.inserted_ids)
@@ -104,7 +91,7 @@ async def insert_many(ctx: Context) -> int:
 async def find_all(ctx: Context) -> int:
     """Load every item and validate the list in one pydantic call."""
     docs = await ctx.state["db"][ITEMS].find({}).to_list()
-    with batch_gc():
+    with paused_gc(len(docs)):
         items = ITEM_LIST.validate_python(docs)
     return len(items)
 
@@ -144,7 +131,7 @@ async def stream_memory(ctx: Context) -> int:
     count = 0
     cursor = ctx.state["db"][STREAM_ITEMS].find({}, batch_size=STREAM_BATCH)
     while docs := await cursor.to_list(STREAM_BATCH):
-        with batch_gc():
+        with paused_gc(len(docs)):
             count += len(ITEM_LIST.validate_python(docs))
     return count
 
@@ -228,7 +215,7 @@ def _list(sctx: SpecContext, key: str) -> TypeAdapter[list[Any]]:
 
 async def _load_all(sctx: SpecContext, collection: str, key: str) -> list[Any]:
     docs = await sctx.state["db"][collection].find().to_list()
-    with batch_gc():
+    with paused_gc(len(docs)):
         return _list(sctx, key).validate_python(docs)
 
 
