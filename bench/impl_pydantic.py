@@ -229,11 +229,17 @@ class SmallCreate(impl_raw.SmallCreate):
 
 
 class _SetField1(impl_raw.RawSpec):
-    """Set ``field1`` on each loaded model (``self.models``) and ``$set`` it by hand."""
+    """The raw task's seeding, then its documents loaded as models (``self.models``); set
+    ``field1`` on each and ``$set`` it by hand."""
 
     collection = ""
+    model_key = ""
     models: list[Any]
     iteration: int
+
+    async def setup(self, sctx: SpecContext) -> None:
+        await super().setup(sctx)
+        self.models = await _load_all(sctx, self.collection, self.model_key)
 
     async def do(self, sctx: SpecContext) -> None:
         coll = self.coll(sctx, self.collection)
@@ -248,10 +254,7 @@ class SmallUpdate(_SetField1, impl_raw.SmallUpdate):
     """The seeded small documents loaded as models; ``field1`` set and ``$set`` on each."""
 
     collection = "small_doc"
-
-    async def setup(self, sctx: SpecContext) -> None:
-        await super().setup(sctx)
-        self.models = await _load_all(sctx, "small_doc", "small")
+    model_key = "small"
 
 
 class SmallFindById(impl_raw.SmallFindById):
@@ -289,10 +292,7 @@ class LargeUpdate(_SetField1, impl_raw.LargeUpdate):
     """The seeded large documents loaded as models; ``field1`` set and ``$set`` on each."""
 
     collection = "large_doc"
-
-    async def setup(self, sctx: SpecContext) -> None:
-        await super().setup(sctx)
-        self.models = await _load_all(sctx, "large_doc", "large")
+    model_key = "large"
 
 
 class NestedCreate(impl_raw.NestedCreate):
