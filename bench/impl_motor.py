@@ -10,7 +10,8 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorClient
 
-from .common import ACCOUNTS, GROUP_PIPELINE, ITEMS, PAGE_SIZE, STREAM_ITEMS, Context
+from .common import ACCOUNTS, GROUP_PIPELINE, ITEMS, STREAM_ITEMS, Context
+from .impl_raw import page_cursor
 
 NAME = "motor"
 DESCRIPTION = f"Motor {__import__('motor').version} AsyncIOMotorClient, hand-written dicts"
@@ -56,12 +57,7 @@ async def filter_sort_limit(ctx: Context) -> int:
     coll = ctx.state["db"][ITEMS]
     total = 0
     for category, min_price in ctx.queries:
-        cursor = (
-            coll.find({"category": category, "price": {"$gte": min_price}})
-            .sort("created_at", -1)
-            .limit(PAGE_SIZE)
-        )
-        total += len(await cursor.to_list(None))
+        total += len(await page_cursor(coll, category, min_price).to_list(None))
     return total
 
 
