@@ -144,7 +144,7 @@ class BulkInsert:
     async def run(self) -> None:
         """Insert every document; raise as one ``insert_many`` of them all would."""
         self._in_transaction = current_unit_of_work() is not None
-        session = operation_session()  # here, in the calling task: it checks the task
+        session = operation_session(self.model)  # here, in the calling task: it checks the task
         try:
             with executor.write_guard(self.model, "insert_many", self.timeout):
                 await self._insert(session)

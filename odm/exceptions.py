@@ -80,6 +80,11 @@ class TransactionError(OdmError):
     """A transaction could not be started, joined or finished."""
 
 
+class OnCommitError(OdmError):
+    """An ``on_commit`` callback failed after its transaction committed (the transaction stays
+    committed; the callback's own exception is the ``__cause__``)."""
+
+
 class TransactionsNotSupported(TransactionError):
     """The server (a standalone ``mongod``, for one) cannot run multi-document transactions."""
 

@@ -256,7 +256,7 @@ async def find_one(
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "find_one", timeout):
         result: dict[str, Any] | None = await coll.find_one(
-            filter, projection, sort=sort, skip=skip, session=operation_session(), **options
+            filter, projection, sort=sort, skip=skip, session=operation_session(model), **options
         )
     return result
 
@@ -284,7 +284,7 @@ async def find(
     if batch_size:
         options["batch_size"] = batch_size
     cursor = coll.find(
-        filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
+        filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),
         **options,
     )
     chunk = batch_size or 1000
@@ -318,7 +318,7 @@ async def find_list(
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "find", timeout):
         cursor = coll.find(
-            filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(),
+            filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),
             **options,
         )
         result: list[dict[str, Any]] = await cursor.to_list(None)
@@ -336,7 +336,7 @@ async def count_documents(
     """Return how many documents match ``filter`` (``skip=`` / ``limit=`` / ``hint=`` pass on)."""
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "count", timeout):
-        count: int = await coll.count_documents(filter, session=operation_session(), **options)
+        count: int = await coll.count_documents(filter, session=operation_session(model), **options)
     return count
 
 
@@ -358,7 +358,7 @@ async def distinct(
     """Return the distinct values of ``key`` among the documents matching ``filter``."""
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "distinct", timeout):
-        values: list[Any] = await coll.distinct(key, filter, session=operation_session())
+        values: list[Any] = await coll.distinct(key, filter, session=operation_session(model))
     return values
 
 
@@ -379,7 +379,9 @@ async def aggregate(
     deadline = None if timeout is None else time.monotonic() + timeout
     what = "aggregate"
     with _run(model, what, timeout):
-        cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
+        cursor = await drivers.aggregate(
+            coll, pipeline, session=operation_session(model), **options
+        )
     try:
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
@@ -403,7 +405,9 @@ async def aggregate_list(
     """Return every result of ``pipeline`` as one list."""
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "aggregate", timeout):
-        cursor = await drivers.aggregate(coll, pipeline, session=operation_session(), **options)
+        cursor = await drivers.aggregate(
+            coll, pipeline, session=operation_session(model), **options
+        )
         result: list[dict[str, Any]] = await cursor.to_list(None)
     return result
 
@@ -421,7 +425,7 @@ async def insert_one(
     """Insert one raw document; return the driver's ``InsertOneResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "insert", timeout, [document]):
-        return await coll.insert_one(document, session=operation_session())
+        return await coll.insert_one(document, session=operation_session(model))
 
 
 def write_guard(model: type[Any], what: str, timeout: float | None) -> AbstractContextManager[None]:
@@ -480,7 +484,7 @@ async def update_one(
     coll = _with(collection(model), write_concern)
     with _run(model, "update", timeout, [update]):
         return await coll.update_one(
-            filter, update, upsert=upsert, session=operation_session(), **options
+            filter, update, upsert=upsert, session=operation_session(model), **options
         )
 
 
@@ -498,7 +502,7 @@ async def update_many(
     coll = _with(collection(model), write_concern)
     with _run(model, "update_many", timeout, [update]):
         return await coll.update_many(
-            filter, update, upsert=upsert, session=operation_session(), **options
+            filter, update, upsert=upsert, session=operation_session(model), **options
         )
 
 
@@ -514,7 +518,9 @@ async def replace_one(
     """Replace the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "replace", timeout, [document]):
-        return await coll.replace_one(filter, document, upsert=upsert, session=operation_session())
+        return await coll.replace_one(
+            filter, document, upsert=upsert, session=operation_session(model)
+        )
 
 
 async def find_one_and_update(
@@ -541,7 +547,7 @@ async def find_one_and_update(
             sort=sort,
             upsert=upsert,
             return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
-            session=operation_session(),
+            session=operation_session(model),
             **options,
         )
     return result
@@ -560,7 +566,7 @@ async def find_one_and_delete(
     coll = _with(collection(model), write_concern)
     with _run(model, "find_one_and_delete", timeout):
         result: dict[str, Any] | None = await coll.find_one_and_delete(
-            filter, projection=projection, sort=sort, session=operation_session()
+            filter, projection=projection, sort=sort, session=operation_session(model)
         )
     return result
 
@@ -575,7 +581,7 @@ async def delete_one(
     """Delete the first document matching ``filter``; return the ``DeleteResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "delete", timeout):
-        return await coll.delete_one(filter, session=operation_session())
+        return await coll.delete_one(filter, session=operation_session(model))
 
 
 async def delete_many(
@@ -588,7 +594,7 @@ async def delete_many(
     """Delete every document matching ``filter``; return the ``DeleteResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "delete_many", timeout):
-        return await coll.delete_many(filter, session=operation_session())
+        return await coll.delete_many(filter, session=operation_session(model))
 
 
 async def bulk_write(
@@ -604,7 +610,9 @@ async def bulk_write(
     with _run(
         model, "bulk_write", timeout, [getattr(r, "_doc", {}) for r in requests]
     ):
-        return await coll.bulk_write(list(requests), ordered=ordered, session=operation_session())
+        return await coll.bulk_write(
+            list(requests), ordered=ordered, session=operation_session(model)
+        )
 
 
 # -- indexes and change streams --------------------------------------------------------------
@@ -616,7 +624,7 @@ async def create_indexes(
     """Create PyMongo ``IndexModel``s on ``model``'s collection; return their names."""
     with _run(model, "create_indexes", timeout):
         names: list[str] = await collection(model).create_indexes(
-            list(indexes), session=operation_session()
+            list(indexes), session=operation_session(model)
         )
     return names
 
@@ -627,7 +635,7 @@ async def list_indexes(model: type[Any], *, timeout: float | None = None) -> lis
     with _run(model, "list_indexes", timeout):
         try:
             cursor = await drivers.resolve(
-                collection(model).list_indexes(session=operation_session())
+                collection(model).list_indexes(session=operation_session(model))
             )
             found: list[dict[str, Any]] = [dict(i) for i in await cursor.to_list(None)]
         except OperationFailure as exc:
@@ -640,7 +648,7 @@ async def list_indexes(model: type[Any], *, timeout: float | None = None) -> lis
 async def drop_index(model: type[Any], name: str, *, timeout: float | None = None) -> None:
     """Drop the index ``name`` of ``model``'s collection."""
     with _run(model, "drop_index", timeout):
-        await collection(model).drop_index(name, session=operation_session())
+        await collection(model).drop_index(name, session=operation_session(model))
 
 
 async def explain(
@@ -651,7 +659,7 @@ async def explain(
     database = collection(model).database
     with _run(model, "explain", timeout):
         plan: dict[str, Any] = await database.command(
-            {"explain": command, "verbosity": "queryPlanner"}, session=operation_session()
+            {"explain": command, "verbosity": "queryPlanner"}, session=operation_session(model)
         )
     return plan
 
@@ -666,5 +674,5 @@ async def watch(
     """Open a change stream on ``model``'s collection and return the driver's stream."""
     with _run(model, "watch", timeout):
         return await drivers.watch(
-            collection(model), pipeline or [], session=operation_session(), **options
+            collection(model), pipeline or [], session=operation_session(model), **options
         )

@@ -477,6 +477,7 @@ class QuerySet(Generic[M]):
         uow = current_unit_of_work()
         if uow is not None:
             await uow.flush()
+            uow.note_write()
         target = compiler.compile_write(self._query)
         if target.filter is not None:
             return target.filter
@@ -602,8 +603,11 @@ class QuerySet(Generic[M]):
         finally:
             # Each snapshot is the very dict that was inserted (it is no longer used otherwise).
             stored, raws = job.stored()
-            set_snapshots(stored, raws)
             uow = current_unit_of_work()
+            if uow is not None:
+                for doc in stored:
+                    uow.remember(doc)
+            set_snapshots(stored, raws)
             if uow is not None:
                 for doc in stored:
                     uow.inserted(doc)

@@ -28,14 +28,17 @@ def current_session() -> Any | None:
     return _bound_session.get()
 
 
-def operation_session() -> Any | None:
-    """Return the session an ODM operation must use, refusing foreign tasks in a transaction.
+def operation_session(model: type[Any] | None = None) -> Any | None:
+    """Return the session an ODM operation on ``model`` must use.
 
-    The executor calls this before every driver call (see :mod:`odm.uow` for the rule).
+    The executor calls this before every driver call. Inside a transaction it refuses, with
+    :class:`odm.TransactionError` and before anything is sent, an operation from a task spawned
+    in the block, on a model of another connection alias, or after an inner block failed (see
+    :mod:`odm.uow` for the rules).
     """
     uow = _bound_uow.get()
     if uow is not None:
-        uow.check_task()
+        uow.check_usable(model)
     return _bound_session.get()
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import random
 import time
 from collections import defaultdict
@@ -33,16 +34,29 @@ from contextlib import AsyncExitStack, asynccontextmanager, nullcontext, suppres
 from typing import Any, ParamSpec, TypeVar, overload
 
 import pymongo
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from . import drivers
+from . import drivers, executor, signals
 from .connection import DEFAULT_ALIAS, get_client
-from .exceptions import StaleDocument, TransactionError, TransactionsNotSupported
+from .exceptions import (
+    OnCommitError,
+    OperationTimeout,
+    StaleDocument,
+    TransactionError,
+    TransactionsNotSupported,
+)
 from .identity import IdentityMap
+from .journal import Journal
+from .models import tracking
+from .models.base import Document
 from .session import _bound_session, _bound_uow, current_unit_of_work
-from .timeouts import operation_timeout
+from .timeouts import is_timeout, operation_timeout
+
+logger = logging.getLogger("odm.uow")
+_DEFAULT_BEFORE_SAVE = Document.before_save
+_DEFAULT_AFTER_SAVE = Document.after_save
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,18 +72,40 @@ def backoff_delay(attempt: int) -> float:
 
 
 class UnitOfWork:
-    """One transaction's state: its session, identity map, and callbacks to run after commit."""
+    """One transaction's state: its session, identity map, the tracking states to put back on
+    abort (:class:`~odm.journal.Journal`), and the callbacks to run after commit."""
 
     def __init__(self, session: Any, alias: str) -> None:
         self.session = session
         self.alias = alias
         self.identity = IdentityMap()
+        self.journal = Journal()
+        #: Whether the transaction sent a write yet (see :meth:`track`).
+        self.wrote = False
         self.owner: asyncio.Task[Any] | None = asyncio.current_task()
-        self._on_commit: list[Callable[[], Any]] = []
+        #: Why the transaction can only be rolled back (an inner block failed), or ``None``.
+        self.failure: str | None = None
+        self._on_commit: list[tuple[Callable[[], Any], bool]] = []
 
     def track(self, document: Any) -> Any:
-        """Return the canonical object for ``document`` within this unit of work."""
-        return self.identity.add(document)
+        """Return the canonical object for ``document`` (just loaded) within this unit of
+        work. A document first loaded after the transaction wrote is marked to be read back
+        if it aborts: it may have been loaded with the transaction's own writes."""
+        held = self.identity.add(document)
+        if self.wrote and held is document:
+            self.journal.remember_to_reload(document)
+        return held
+
+    def remember(self, document: Any) -> None:
+        """Keep ``document``'s tracking state as it is before its first change in this block,
+        so that an abort puts it back (see :class:`~odm.journal.Journal`)."""
+        self.wrote = True
+        self.journal.remember(document)
+
+    def note_write(self) -> None:
+        """Record that the transaction wrote without an instance (a queryset update or
+        delete): documents loaded from now on are read back if it aborts."""
+        self.wrote = True
 
     def inserted(self, document: Any) -> None:
         """Track ``document``, just inserted, as the object of its id (replacing one held
@@ -80,12 +116,25 @@ class UnitOfWork:
         """Stop tracking ``document`` (it was deleted)."""
         self.identity.discard(document)
 
-    def on_commit(self, callback: Callable[[], Any]) -> None:
-        """Run ``callback`` (sync or async, no arguments) after a successful commit only."""
-        self._on_commit.append(callback)
+    def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
+        """Run ``callback`` (sync or async, no arguments) after a successful commit only.
 
-    def check_task(self) -> None:
-        """Refuse an operation coming from a task other than the one that opened the block."""
+        Callbacks run in order, once, after the commit and outside any retry. Every callback
+        runs even when one before it raised. A ``robust`` callback's error is logged; the
+        first error of another is raised, after all ran, as :class:`odm.OnCommitError` (the
+        transaction stays committed).
+        """
+        self.check_usable()
+        self._on_commit.append((callback, robust))
+
+    def check_usable(self, model: type[Any] | None = None) -> None:
+        """Refuse an operation the transaction cannot run: after an inner block failed, from
+        another task, or on a model of another connection alias (``model``)."""
+        if self.failure is not None:
+            raise TransactionError(
+                "an inner atomic block failed; the transaction was rolled back and can only "
+                f"be left now (the failure: {self.failure})"
+            )
         if self.owner is not None and asyncio.current_task() is not self.owner:
             raise TransactionError(
                 "an ODM operation ran in a task spawned inside odm.transaction() (asyncio.gather "
@@ -93,39 +142,123 @@ class UnitOfWork:
                 "opened it, one after another; await them in sequence, or give each task its "
                 "own odm.transaction()"
             )
+        if model is not None:
+            alias = model._meta.alias
+            if alias != self.alias:
+                raise TransactionError(
+                    f"{model.__name__} uses the connection alias {alias!r}, but the open "
+                    f"transaction is on alias {self.alias!r}: a transaction cannot span two "
+                    f"clients; use {model.__name__} outside the block or in a "
+                    f"transaction({alias!r}) of its own"
+                )
 
     async def flush(self) -> int:
-        """Write the changes of every tracked document: one ``bulk_write`` per collection.
+        """Write the changes of every tracked document, one ``bulk_write`` per collection,
+        running each changed document's save hooks and signals as ``save()`` does.
 
-        Return the number of documents written. Documents are marked clean only after their
-        collection's write succeeded.
+        Order, per pass: ``before_save`` and ``pre_save`` of every changed document (until no
+        hook changes another document), the writes, then ``post_save`` and ``after_save``. A
+        hook that changes documents again starts another pass. Documents are marked clean only
+        after their collection's write succeeded. Return the number of documents written.
         """
         if not len(self.identity):
             return 0
-        from . import executor
-        from .models import tracking
+        self.check_usable()
+        written = 0
+        for _ in range(MAX_FLUSH_PASSES):
+            count = await self._flush_pass()
+            if not count:
+                return written
+            written += count
+        raise TransactionError(
+            f"the flush did not settle after {MAX_FLUSH_PASSES} passes: save hooks keep "
+            "changing tracked documents"
+        )
 
-        pending: dict[tuple[type[Any], str], list[tuple[Any, Any]]] = defaultdict(list)
+    async def _flush_pass(self) -> int:
+        hooked = await _run_before_save(self.identity)
+        pending: dict[type[Any], list[tuple[Any, Any]]] = defaultdict(list)
         for document in self.identity:
             operation = tracking.pending_update(document)
             if operation is not None:
-                root = tracking.collection_model(type(document))
-                pending[(root, root._meta.collection)].append((document, operation))
+                pending[tracking.collection_model(type(document))].append((document, operation))
         written = 0
-        for (model, _collection), items in pending.items():
+        for model, items in pending.items():
             result = await executor.bulk_write(model, [op for _, op in items], ordered=True)
             if result.acknowledged and result.matched_count != len(items):
                 raise _flush_mismatch(model, len(items), result.matched_count)
             for document, _ in items:
+                self.journal.remember(document)
                 tracking.mark_clean(document)
             written += len(items)
+        for document in hooked:
+            model = type(document)
+            if signals.post_save.has_receivers():
+                await signals.post_save.send(model, document=document, created=False)
+            await document.after_save()
         return written
 
     async def _run_callbacks(self) -> None:
-        for callback in self._on_commit:
-            result = callback()
-            if inspect.isawaitable(result):
-                await result
+        callbacks, self._on_commit = self._on_commit, []
+        first_error: BaseException | None = None
+        for callback, robust in callbacks:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                if robust:
+                    logger.exception("on_commit callback %r failed", callback)
+                elif first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise OnCommitError(
+                f"the transaction committed, but an on_commit callback failed: "
+                f"{type(first_error).__name__}: {first_error}"
+            ) from first_error
+
+    async def _fail(self, reason: str) -> None:
+        """Make the transaction rollback-only: abort it on the server now, put the tracking
+        states back and drop the callbacks (an inner block failed)."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        self._on_commit.clear()
+        self.journal.restore()
+        await _shielded(_abort_server_transaction(self.session))
+
+
+MAX_FLUSH_PASSES = 10
+
+
+def _has_save_hooks(model: type[Any]) -> bool:
+    return (
+        model.before_save is not _DEFAULT_BEFORE_SAVE
+        or model.after_save is not _DEFAULT_AFTER_SAVE
+        or signals.pre_save.has_receivers()
+        or signals.post_save.has_receivers()
+    )
+
+
+async def _run_before_save(identity: IdentityMap) -> list[Any]:
+    """Run ``before_save`` and ``pre_save`` for every changed tracked document that has hooks,
+    again for documents a hook changed, until none is left; return them in order."""
+    hooked: dict[int, Any] = {}
+    while True:
+        due = [
+            document
+            for document in identity
+            if id(document) not in hooked
+            and _has_save_hooks(type(document))
+            and tracking.is_dirty(document)
+        ]
+        if not due:
+            return list(hooked.values())
+        for document in due:
+            hooked[id(document)] = document
+            await document.before_save()
+            if signals.pre_save.has_receivers():
+                await signals.pre_save.send(type(document), document=document, created=False)
 
 
 def _flush_mismatch(model: type[Any], expected: int, matched: int) -> Exception:
@@ -205,10 +338,14 @@ async def transaction(
 ) -> AsyncIterator[UnitOfWork]:
     """Run the block in one transaction; yield its :class:`UnitOfWork`.
 
-    A nested ``transaction()`` joins the enclosing one. ``timeout`` bounds every operation of
-    the block and the commit (:class:`odm.OperationTimeout` past it, and the transaction is
-    aborted). The commit is retried on ``UnknownTransactionCommitResult`` until ``timeout``
-    (default 120 s); the body is never re-run here (use :func:`atomic` for that).
+    A nested ``transaction()`` joins the enclosing one; an exception leaving it makes the whole
+    transaction rollback-only (MongoDB has no savepoints): it is aborted at once, and anything
+    else in the outer block, or leaving it normally, raises :class:`odm.TransactionError`.
+    ``timeout`` bounds every operation of the block and the commit (:class:`odm.OperationTimeout`
+    past it, and the transaction is aborted). The commit is retried on
+    ``UnknownTransactionCommitResult`` until ``timeout`` (default 120 s); the body is never
+    re-run here (use :func:`atomic` for that). Whatever ends the block, the documents it
+    wrote say what the database holds afterwards (see docs/unit-of-work.md).
     """
     outer = current_unit_of_work()
     if outer is not None:
@@ -217,54 +354,181 @@ async def transaction(
                 f"a transaction on alias {outer.alias!r} is open; a transaction cannot span "
                 f"two clients (asked for alias {alias!r})"
             )
-        yield outer
+        outer.check_usable()
+        try:
+            yield outer
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            await outer._fail(f"{type(exc).__name__}: {exc}")
+            raise
         return
     client = get_client(alias)
     await _check_transactions_supported(client)
     deadline = time.monotonic() + (timeout or DEFAULT_TIME_LIMIT)
     session = await drivers.start_session(client)
+    try:
+        options = {
+            "read_concern": _concern(read_concern, ReadConcern),
+            "write_concern": _concern(write_concern, WriteConcern),
+            "read_preference": read_preference,
+            "max_commit_time_ms": max_commit_time_ms,
+        }
+        await drivers.start_transaction(
+            session, **{k: v for k, v in options.items() if v is not None}
+        )
+    except BaseException:
+        await _shielded(drivers.end_session(session))
+        raise
     uow = UnitOfWork(session, alias)
-    options: dict[str, Any] = {
-        "read_concern": _concern(read_concern, ReadConcern),
-        "write_concern": _concern(write_concern, WriteConcern),
-        "read_preference": read_preference,
-        "max_commit_time_ms": max_commit_time_ms,
-    }
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(drivers.end_session, session)
-        await drivers.start_transaction(session, **{k: v for k, v in options.items() if v})
-        session_token = _bound_session.set(session)
-        uow_token = _bound_uow.set(uow)
-        try:
-            if drivers.supports_bind(session):
-                await stack.enter_async_context(session.bind(end_session=False))
+    cancelled_at_commit = False
+    ending = _SessionEnd(session)
+    try:
+        async with AsyncExitStack() as stack:
+            # Ended last, shielded: a cancellation cannot leave the server session half-closed.
+            stack.push_async_exit(ending.run)
+            session_token = _bound_session.set(session)
+            uow_token = _bound_uow.set(uow)
             try:
-                # timeout= bounds every operation of the block and the commit (CSOT-style);
-                # the abort below runs outside it, so that a late block still aborts at once.
-                with operation_timeout(timeout, "transaction") if timeout else nullcontext():
-                    yield uow
-                    await uow.flush()
-                    await _commit(session, deadline, bounded=bool(timeout))
-            except BaseException:
-                await _abort_quietly(session)
-                raise
-        finally:
-            _bound_uow.reset(uow_token)
-            _bound_session.reset(session_token)
-    await uow._run_callbacks()
+                if drivers.supports_bind(session):
+                    await stack.enter_async_context(session.bind(end_session=False))
+                try:
+                    # timeout= bounds every operation of the block and the commit (CSOT-style);
+                    # the abort below runs outside it, so that a late block still aborts at once.
+                    with operation_timeout(timeout, "transaction") if timeout else nullcontext():
+                        yield uow
+                        uow.check_usable()
+                        await uow.flush()
+                        # Once sent, the commit's outcome is awaited and honoured, whatever
+                        # cancellation comes meanwhile (asyncio's convention: it is re-raised
+                        # after the callbacks of the committed transaction ran).
+                        cancelled_at_commit = await _shielded(
+                            _commit(session, deadline, bool(timeout))
+                        )
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    await _after_failure(uow, exc)
+                    raise
+            finally:
+                _bound_uow.reset(uow_token)
+                _bound_session.reset(session_token)
+    except GeneratorExit:
+        raise
+    except BaseException:
+        if len(uow.journal):  # documents whose truth must be read back, now unbound
+            await _shielded(uow.journal.reload())
+        raise
+    uow.journal.clear()
+    try:
+        await uow._run_callbacks()
+    finally:
+        if cancelled_at_commit or ending.cancelled:
+            raise asyncio.CancelledError("cancelled while the transaction committed")
 
 
-async def _abort_quietly(session: Any) -> None:
-    # The spec ignores abort errors: the original exception is the one the caller must see.
-    if session.in_transaction:
-        with suppress(PyMongoError):
-            await drivers.resolve(session.abort_transaction())
+async def _after_failure(uow: UnitOfWork, exc: BaseException) -> None:
+    """Abort the transaction that ``exc`` ended and make its documents tell the truth: their
+    tracking states are put back; after a commit of unknown outcome they stay in the journal,
+    to be read again from the server once the session is gone."""
+    uow._on_commit.clear()
+    if uow.failure is not None:  # an inner block's failure already aborted it
+        uow.journal.restore()
         return
-    # The commit itself failed or timed out: the driver will not abort after a commit, and the
-    # server would hold the transaction's locks until its lifetime limit (a minute or more).
-    # Killing the server session ends it now; a commit that did go through stays committed.
-    with suppress(PyMongoError), pymongo.timeout(5):
+    uow.failure = f"{type(exc).__name__}: {exc}"
+    # An operation cut off by a cancellation or a deadline may have reached the server
+    # without the driver knowing: it may even be the one that started the server transaction,
+    # which the driver's abort would then not end.
+    interrupted = isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
+    cancelled = await _shielded(_abort_server_transaction(uow.session, kill=interrupted))
+    if not _commit_outcome_unknown(exc):
+        uow.journal.restore()
+    if cancelled and not isinstance(exc, asyncio.CancelledError):
+        raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
+
+
+def _commit_outcome_unknown(exc: BaseException) -> bool:
+    """Tell whether ``exc``, which ended a transaction, may hide a commit that went through."""
+    seen: BaseException | None = exc
+    while isinstance(seen, OperationTimeout | asyncio.CancelledError):
+        seen = seen.__cause__
+    if not isinstance(seen, PyMongoError):
+        return False
+    if isinstance(seen, OperationFailure) and not is_timeout(seen):
+        return seen.has_error_label("UnknownTransactionCommitResult")
+    return (
+        seen.has_error_label("UnknownTransactionCommitResult")
+        or is_timeout(seen)
+        or isinstance(seen, ConnectionFailure)
+    )
+
+
+async def _shielded(operation: Awaitable[Any]) -> bool:
+    """Run ``operation`` to its end even if the calling task is cancelled meanwhile; return
+    whether it was (the caller re-raises the cancellation once it has honoured the outcome).
+    When the operation fails after a cancellation, ``CancelledError`` is raised from its
+    error; otherwise its error is raised as usual."""
+    task = asyncio.ensure_future(operation)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Also when the operation finished just before the cancellation was delivered.
+            cancelled = True
+        except BaseException:
+            break
+    if task.cancelled():  # the operation itself was cancelled (its loop is closing)
+        raise asyncio.CancelledError("the operation was cancelled")
+    error = task.exception()
+    if error is not None:
+        if cancelled:
+            raise asyncio.CancelledError("cancelled while an operation finished") from error
+        raise error
+    return cancelled
+
+
+class _SessionEnd:
+    """Ends a transaction's session, shielded, remembering a cancellation that came meanwhile:
+    after a commit it is re-raised only once the callbacks ran; after a failure at once."""
+
+    __slots__ = ("cancelled", "session")
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.cancelled = False
+
+    async def run(
+        self, exc_type: Any = None, exc: BaseException | None = None, tb: Any = None
+    ) -> None:
+        self.cancelled = await _shielded(drivers.end_session(self.session))
+        if self.cancelled and exc is not None and not isinstance(exc, asyncio.CancelledError):
+            raise asyncio.CancelledError("cancelled while the session ended") from exc
+
+
+async def _abort_server_transaction(session: Any, *, kill: bool = False) -> None:
+    """End the server transaction of ``session`` now, whatever state it is in.
+
+    The driver ignores abort errors (as its spec says), will not abort after a commit was sent,
+    and does not know of an operation it was cut off from (a cancellation); a transaction
+    left so would hold its locks on the server until its lifetime limit (a minute or more).
+    So when the abort fails, a commit was sent (and failed, or its outcome is unknown), or
+    ``kill`` is given (an operation was interrupted), the server session is killed, which ends
+    its transaction at once (a commit that did go through stays committed)."""
+    if session.in_transaction:
+        try:
+            with pymongo.timeout(ABORT_TIME_LIMIT):
+                await drivers.resolve(session.abort_transaction())
+            if not kill:
+                return
+        except PyMongoError:
+            pass
+    with suppress(PyMongoError), pymongo.timeout(ABORT_TIME_LIMIT):
         await session.client.admin.command("killSessions", [session.session_id])
+
+
+#: Seconds an abort (or the killSessions after it) may take.
+ABORT_TIME_LIMIT = 10.0
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -28,7 +28,7 @@ from .dumping import dump_document
 from .fields import Field, ObjectId
 from .loading import _snapshot_of, _validate_one
 from .options import CLASS_KEY, ID_KEY, Options
-from .tracking import get_snapshot, set_snapshot
+from .tracking import get_snapshot, set_snapshot, will_change
 from .writes import commit_update, prepare_update, write_filter
 
 _set_slot = object.__setattr__
@@ -158,6 +158,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
             await signals.pre_save.send(model, document=self, created=True)
         raw = self.to_bson()
         await executor.insert_one(model, raw, timeout=timeout, write_concern=write_concern)
+        will_change(self)
         set_snapshot(self, raw)
         uow = current_unit_of_work()
         if uow is not None:
@@ -194,6 +195,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
             )
             if result.acknowledged and result.matched_count == 0:
                 raise self._missing("save")
+            will_change(self)
             commit_update(self, new_raw)
         if signals.post_save.has_receivers():
             await signals.post_save.send(model, document=self, created=False)
@@ -213,6 +215,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
         stale = self._meta.optimistic_lock and get_snapshot(self) is not None
         if stale and result.acknowledged and result.deleted_count == 0:
             raise self._missing("delete")
+        will_change(self)
         set_snapshot(self, None)
         uow = current_unit_of_work()
         if uow is not None:
@@ -229,6 +232,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
         if raw is None:
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")
         fresh = _validate_one(model, raw)
+        will_change(self)
         # Updated in place, so every holder of this instance (the identity map) sees it.
         self.__dict__.update(fresh.__dict__)
         _set_slot(self, "__pydantic_fields_set__", set(fresh.model_fields_set))

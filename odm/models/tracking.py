@@ -24,16 +24,22 @@ from collections.abc import Iterable, Mapping
 from itertools import repeat
 from typing import Any
 
+from ..session import current_unit_of_work
 from .diffing import diff, same
 
 __all__ = [
+    "TrackingState",
+    "capture_state",
     "collection_model",
     "get_snapshot",
     "has_changes",
+    "is_dirty",
     "mark_clean",
     "pending_update",
+    "restore_state",
     "set_snapshot",
     "set_snapshots",
+    "will_change",
 ]
 
 _SNAPSHOT = "_odm_snapshot"
@@ -96,6 +102,15 @@ def has_changes(document: Any, dumped: Mapping[str, Any]) -> bool:
 _PENDING = "_odm_pending"
 
 
+def is_dirty(document: Any) -> bool:
+    """Tell whether the flush would write ``document`` (stored, whole, and changed)."""
+    from .writes import prepare_update
+
+    if getattr(document, "_odm_partial", False):
+        return False
+    return prepare_update(document) is not None
+
+
 def pending_update(document: Any) -> Any:
     """Return a PyMongo ``UpdateOne`` for what changed in ``document`` since it was loaded,
     or ``None`` when nothing did (or it was never stored). After the write succeeded, call
@@ -128,3 +143,45 @@ def collection_model(model: type[Any]) -> type[Any]:
     """Return the class that owns ``model``'s collection (the root of a polymorphic family)."""
     root: type[Any] | None = model._meta.root
     return root if root is not None else model
+
+
+# -- what an abort puts back -----------------------------------------------------------------
+
+#: An instance's tracking state: its snapshot, whether it is partial, and (under
+#: ``Meta.optimistic_lock``) the version in its fields, which a write bumps in memory too.
+TrackingState = tuple[dict[str, Any] | None, bool, Any]
+_NO_VERSION = object()
+
+
+def capture_state(document: Any) -> TrackingState:
+    """Return ``document``'s tracking state, for :func:`restore_state` after an abort."""
+    meta = type(document)._meta
+    version = (
+        document.__dict__.get(meta.version_field, _NO_VERSION)
+        if meta.optimistic_lock
+        else _NO_VERSION
+    )
+    return (
+        getattr(document, _SNAPSHOT, None),
+        getattr(document, "_odm_partial", False),
+        version,
+    )
+
+
+def restore_state(document: Any, state: TrackingState) -> None:
+    """Put back a state from :func:`capture_state`: the document again says what the database
+    held before the aborted writes (its field values, the user's intent, are left alone)."""
+    snapshot, partial, version = state
+    _set_slot(document, _SNAPSHOT, snapshot)
+    _set_slot(document, "_odm_partial", partial)
+    _set_slot(document, _PENDING, None)
+    if version is not _NO_VERSION:
+        document.__dict__[type(document)._meta.version_field] = version
+
+
+def will_change(document: Any) -> None:
+    """Call before a write changes ``document``'s tracking state: inside a transaction its
+    unit of work keeps the state before the block's first change, to put back on abort."""
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.remember(document)
