@@ -97,7 +97,10 @@ def register(subparsers: Any) -> None:
     mark.add_argument("id")
     unmark = verb("unmark", "forget a migration was applied, without rolling it back", _unmark)
     unmark.add_argument("id")
-    verb("break-lock", "remove the migrations lock, whoever holds it", _break_lock)
+    breaker = verb("break-lock", "remove the lock once its lease has expired", _break_lock)
+    breaker.add_argument(
+        "--force", action="store_true", help="remove it even though its lease has not expired"
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -332,7 +335,7 @@ def _break_lock(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
         from .lock import break_lock
 
-        removed = await break_lock(database)
+        removed = await break_lock(database, force=args.force)
         if removed is None:
             _echo("no lock was held")
         else:

@@ -8,6 +8,13 @@ transaction (index builds, ``collMod``, drops, ``$out``/``$merge``) and batched 
 it: what came before commits, the operation runs on its own, and a new transaction starts for
 the steps after it.
 
+Before each step the run proves it still holds the lock (:meth:`MigrationLock.prove`): inside
+the open transaction for a step that joins one, so that a transaction commits only with a
+proof that it was made under the lock; before the transaction for the first step of it, since a
+proof inside would hold the lock document until the commit (and ``break-lock`` with it). The
+last proof of a transaction is made just before it commits. A run that lost the lock stops
+there: the open transaction is aborted and nothing is undone or recorded.
+
 After each step the position is saved (inside the transaction when there is one), so that a
 run that was killed resumes after the last step that was durably done. When a step fails, the
 open transaction is aborted and the earlier steps that were committed are rolled back, newest
@@ -17,6 +24,7 @@ first, where they have a rollback.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -76,10 +84,16 @@ async def supports_transactions(database: Any) -> bool:
 
 
 class _Transaction:
-    """A transaction bound to the running task, opened lazily and closed between segments."""
+    """A transaction bound to the running task, opened lazily and closed between segments.
 
-    def __init__(self, client: Any) -> None:
+    It opens only after a proof of the lock made outside it, with the heartbeat paused: from
+    then on only a takeover or ``break-lock`` writes the lock document, and the proofs made
+    inside the transaction fail on exactly that. It commits only after one more proof in it.
+    """
+
+    def __init__(self, client: Any, lock: MigrationLock) -> None:
         self.client = client
+        self.lock = lock
         self.session: Any = None
         self.binding: Any = None
 
@@ -90,24 +104,40 @@ class _Transaction:
     async def begin(self) -> None:
         if self.session is not None:
             return
-        self.session = await drivers.start_session(self.client)
-        await drivers.start_transaction(self.session)
-        self.binding = self.session.bind(end_session=False)
-        await self.binding.__aenter__()
+        await self.lock.pause()
+        try:
+            await self.lock.prove()
+            self.session = await drivers.start_session(self.client)
+            await drivers.start_transaction(self.session)
+            self.binding = self.session.bind(end_session=False)
+            await self.binding.__aenter__()
+        except BaseException:
+            await self._close(commit=False)
+            raise
 
     async def _close(self, commit: bool) -> None:
         session, binding = self.session, self.binding
         self.session = self.binding = None
-        if session is None:
-            return
         try:
-            await binding.__aexit__(None, None, None)
-            if commit:
-                await session.commit_transaction()
-            elif session.in_transaction:
-                await session.abort_transaction()
+            if session is None:
+                return
+            try:
+                try:
+                    if commit:
+                        # Bound: the proof joins the transaction and commits with it, or
+                        # fails it (LockLost) and nothing of the transaction is kept.
+                        await self.lock.prove()
+                finally:
+                    if binding is not None:
+                        await binding.__aexit__(None, None, None)
+                if commit:
+                    await session.commit_transaction()
+            finally:
+                if session.in_transaction:  # not committed: an abort, or a failed proof
+                    await _quietly(session.abort_transaction())
+                await drivers.resolve(session.end_session())
         finally:
-            await drivers.resolve(session.end_session())
+            self.lock.resume()
 
     async def commit(self) -> None:
         await self._close(commit=True)
@@ -292,8 +322,11 @@ class Runner:
             return [(i, s.apply) for i, s in enumerate(migration.steps)]
         return [(i, s.rollback) for i, s in reversed(list(enumerate(migration.steps)))]
 
-    def _context(self, migration: Migration, direction: str, index: int, tx: bool) -> Context:
+    def _context(
+        self, migration: Migration, direction: str, index: int, tx: bool, lock: MigrationLock
+    ) -> Context:
         return Context(
+            prove=lock.prove,
             database=self.database,
             migration_id=migration.id,
             direction=direction,
@@ -327,14 +360,13 @@ class Runner:
         else:
             self.echo(f"{direction} {migration.id}")
         use_tx = self.transactions and migration.transactional
-        tx = _Transaction(self.database.client)
+        tx = _Transaction(self.database.client, lock)
         durable = list(range(start))  # positions whose effects are stored for good
         pending: list[int] = []  # positions done inside the open transaction
         begun = time.monotonic()
         position = start
         try:
             for position in range(start, len(sequence)):
-                lock.check()
                 index, action = sequence[position]
                 if action is None:
                     self.echo(f"  step {index + 1}: no {direction} (skipped)")
@@ -342,19 +374,30 @@ class Runner:
                 else:
                     target = resolve_action(action, self.database)
                 joinable = not (isinstance(target, Operation) and not target.transactional)
-                if use_tx and joinable and target is not None:
-                    await tx.begin()
-                elif tx.open and not joinable:
-                    await tx.commit()
-                    durable.extend(pending)
-                    pending.clear()
-                await self._perform(target, self._context(migration, direction, index, tx.open))
+                try:
+                    if tx.open and not joinable:
+                        await tx.commit()  # proves the lock inside it first
+                        durable.extend(pending)
+                        pending.clear()
+                    if use_tx and joinable and target is not None and not tx.open:
+                        await tx.begin()  # proves the lock just before it opens
+                    else:
+                        await lock.prove()  # inside the open transaction when there is one
+                except BaseException:
+                    _discard(target)
+                    raise
+                context = self._context(migration, direction, index, tx.open, lock)
+                await self._perform(target, context)
                 await self.recorder.save_step_position(migration.id, direction, position + 1)
                 (pending if tx.open else durable).append(position)
-            lock.check()
+            if not tx.open:
+                # With a transaction, its commit proves the lock together with the record.
+                await lock.prove()
             elapsed = int((time.monotonic() - begun) * 1000)
             if direction == "apply":
-                await self.recorder.record_applied(migration.id, migration.checksum, elapsed)
+                await self.recorder.record_applied(
+                    migration.id, migration.checksum, elapsed, depends=sorted(migration.depends)
+                )
             else:
                 await self.recorder.forget(migration.id)
             await self.recorder.log(
@@ -369,14 +412,18 @@ class Runner:
         except Exception as exc:
             await _quietly(tx.abort())
             index = sequence[min(position, len(sequence) - 1)][0] if sequence else 0
-            if isinstance(exc, LockLost) or not await lock.held():
+            lost = exc if isinstance(exc, LockLost) else await _lost_or_none(lock)
+            if lost is not None:
                 # Another deployer holds the lock now and may be resuming this very file from
                 # the saved position: undoing steps or forgetting positions would corrupt its run.
+                kept = len(durable)  # the aborted transaction kept none of its steps
+                where = (
+                    f"before step {sequence[kept][0] + 1}" if kept < len(sequence)
+                    else "before recording it"
+                )
                 message = (
-                    f"{direction} {migration.id}: the migrations lock was lost (its lease expired "
-                    "and another process took it over, or `odm migrate break-lock` removed it); "
-                    f"stopped at step {index + 1} with nothing undone: the next {direction} "
-                    "resumes there"
+                    f"{direction} {migration.id}: {lost}; stopped {where} with nothing undone "
+                    f"and nothing recorded: the next {direction} resumes there"
                 )
                 await _quietly(
                     self.recorder.log(
@@ -384,12 +431,12 @@ class Runner:
                         error=message, duration_ms=int((time.monotonic() - begun) * 1000),
                     )
                 )
-                raise LockLost(message) from exc
+                raise LockLost(message, lost.holder) from exc
             reason = str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
             message = f"{direction} {migration.id} failed at step {index + 1}: {reason}"
             undone: list[int] = []
             if direction == "apply" and durable:
-                message += await self._compensate(migration, sequence, durable, undone)
+                message += await self._compensate(migration, sequence, durable, undone, lock)
             elif direction == "rollback" and durable:
                 message += f"; re-run rollback to resume after step {sequence[durable[-1]][0] + 1}"
             await _quietly(
@@ -421,6 +468,7 @@ class Runner:
         sequence: list[tuple[int, Any]],
         durable: list[int],
         rolled_back: list[int],
+        lock: MigrationLock,
     ) -> str:
         undone: list[str] = []
         for position in reversed(durable):
@@ -430,7 +478,8 @@ class Runner:
                 continue
             try:
                 target = resolve_action(rollback, self.database)
-                await self._perform(target, self._context(migration, "compensate", index, False))
+                context = self._context(migration, "compensate", index, False, lock)
+                await self._perform(target, context)
             except Exception as exc:
                 return (
                     f"; rolling back step {index + 1} also failed ({type(exc).__name__}: "
@@ -441,6 +490,21 @@ class Runner:
         if not undone:
             return "; earlier steps have no rollback and were left applied"
         return f"; rolled back step(s) {', '.join(undone)}"
+
+
+def _discard(target: Any) -> None:
+    # A step's coroutine that will not run now: close it rather than leave it never awaited.
+    if inspect.iscoroutine(target):
+        target.close()
+
+
+async def _lost_or_none(lock: MigrationLock) -> LockLost | None:
+    # Why a step failed matters less than whether the lock is still ours: a lost lock means
+    # another run may be resuming this file, so this one must leave its state alone.
+    try:
+        return await lock.lost_error()
+    except Exception:
+        return None
 
 
 async def _quietly(awaitable: Any) -> None:
