@@ -390,9 +390,8 @@ class Runner:
                 await self._perform(target, context)
                 await self.recorder.save_step_position(migration.id, direction, position + 1)
                 (pending if tx.open else durable).append(position)
-            if not tx.open:
-                # With a transaction, its commit proves the lock together with the record.
-                await lock.prove()
+            # Inside the transaction when there is one; its commit proves the lock once more.
+            await lock.prove()
             elapsed = int((time.monotonic() - begun) * 1000)
             if direction == "apply":
                 await self.recorder.record_applied(
