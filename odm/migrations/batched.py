@@ -50,6 +50,7 @@ class BatchedUpdate(Operation):
     """Update the documents matching a filter in ``_id`` order, in resumable batches."""
 
     transactional = False
+    outside_note = "each batch commits on its own, with its position"
     #: Seconds between two plain progress lines (when not on a terminal).
     log_interval = 1.0
 

@@ -91,9 +91,15 @@ def register(subparsers: Any) -> None:
     target = rollback.add_mutually_exclusive_group()
     target.add_argument("--to", help="roll back everything applied after this migration")
     target.add_argument("--steps", type=int, help="roll back the last N migrations")
-    rollback.add_argument("--force", action="store_true", help="roll back changed files too")
-    verb("list", "list migrations: applied, pending, changed, missing", _list)
-    mark = verb("mark", "record a migration as applied without running it", _mark)
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="roll back changed files too, and go on despite applied files that are missing",
+    )
+    verb("list", "list migrations: applied, pending, changed, missing, renamed", _list)
+    mark = verb(
+        "mark", "record a migration as applied without running it (or a renamed file)", _mark
+    )
     mark.add_argument("id")
     unmark = verb("unmark", "forget a migration was applied, without rolling it back", _unmark)
     unmark.add_argument("id")
@@ -309,6 +315,11 @@ def _list(args: argparse.Namespace) -> int:
                 line += "  <- file changed since applied"
             elif row.state == "missing":
                 line += "  <- applied but the file is gone"
+            elif row.state == "renamed":
+                line += (
+                    f"  <- {row.renamed_from} renamed (applied as {row.renamed_from}); "
+                    f"`odm migrate mark {row.id}` records the new name"
+                )
             _echo(line)
         return 0
 

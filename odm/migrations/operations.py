@@ -86,6 +86,10 @@ class Operation:
 
     #: Whether the operation may run inside the file's transaction.
     transactional: bool = False
+    #: How it runs when not in the transaction (``plan`` shows it).
+    outside_note: str = (
+        "MongoDB refuses it in one; the steps before it commit first and it runs on its own"
+    )
 
     async def run(self, context: Context) -> None:
         """Perform the operation."""

@@ -46,23 +46,29 @@ from .operations import (
     resolve_action,
     unbind_context,
 )
+from .planning import describe_step
 from .recorder import AppliedRecord, Recorder
 
 #: Set to ``1`` to run as on a server without transactions (tests of the standalone path).
 NO_TRANSACTIONS_ENV = "ODM_MIGRATIONS_NO_TRANSACTIONS"
 
 Direction = Literal["apply", "rollback"]
-State = Literal["applied", "pending", "changed", "missing"]
+State = Literal["applied", "pending", "changed", "missing", "renamed"]
 
 
 @dataclass(frozen=True)
 class Status:
-    """One row of ``list``: a migration file and/or its applied record."""
+    """One row of ``list``: a migration file and/or its applied record.
+
+    ``renamed``: a file not applied under its id whose content (checksum) is that of an applied
+    migration whose file is gone, ``renamed_from``; ``record`` is that migration's record.
+    """
 
     id: str
     state: State
     migration: Migration | None
     record: AppliedRecord | None
+    renamed_from: str | None = None
 
 
 async def supports_transactions(database: Any) -> bool:
@@ -180,15 +186,24 @@ class Runner:
         """Return every file and every applied record: applied, pending, changed or missing."""
         migrations = self.migrations()
         applied = await self.recorder.applied()
+        known = {m.id for m in migrations}
+        gone: dict[str, list[str]] = {}  # checksum -> applied ids whose file is gone
+        for mid in sorted(set(applied) - known):
+            gone.setdefault(applied[mid].checksum, []).append(mid)
+        renamed_away: set[str] = set()
         rows = []
         for migration in migrations:
             record = applied.get(migration.id)
-            state: State = "pending"
             if record is not None:
-                state = "applied" if record.checksum == migration.checksum else "changed"
-            rows.append(Status(migration.id, state, migration, record))
-        known = {m.id for m in migrations}
-        for mid in sorted(set(applied) - known):
+                state: State = "applied" if record.checksum == migration.checksum else "changed"
+                rows.append(Status(migration.id, state, migration, record))
+            elif migration.checksum in gone:
+                old = gone[migration.checksum][0]
+                renamed_away.add(old)
+                rows.append(Status(migration.id, "renamed", migration, applied[old], old))
+            else:
+                rows.append(Status(migration.id, "pending", migration, None))
+        for mid in sorted(set(applied) - known - renamed_away):
             rows.append(Status(mid, "missing", None, applied[mid]))
         return rows
 
@@ -203,6 +218,17 @@ class Runner:
         for mid in changed:
             self.echo(f"warning: {mid} changed since it was applied (--force)")
 
+    def _refuse_renamed(self, rows: Sequence[Status]) -> None:
+        # No --force: applying a renamed file would run the same migration a second time.
+        renamed = [row for row in rows if row.state == "renamed"]
+        if renamed:
+            pairs = ", ".join(f"{row.id} (applied as {row.renamed_from})" for row in renamed)
+            raise MigrationError(
+                f"renamed since applied: {pairs}: the same content is applied under the old id, "
+                f"whose file is gone, and will not be applied again; record the new name with "
+                f"`odm migrate mark {renamed[0].id}`, or restore the old file name"
+            )
+
     def _pending(self, rows: Sequence[Status], to: str | None) -> list[Migration]:
         pending = [row.migration for row in rows if row.state == "pending" and row.migration]
         if to is None:
@@ -216,15 +242,18 @@ class Runner:
         """Print what :meth:`apply` would do and return the files it would apply."""
         rows = await self.status()
         self._refuse_changed(rows, force)
+        self._refuse_renamed(rows)
         pending = self._pending(rows, to)
         self.transactions = await supports_transactions(self.database)
         if not pending:
             self.echo("nothing to apply")
+        name = str(getattr(self.database, "name", "db"))
         for migration in pending:
             mode = self._mode(migration)
             self.echo(f"apply {migration.id} ({len(migration.steps)} step(s), {mode})")
+            use_tx = self.transactions and migration.transactional
             for number, item in enumerate(migration.steps, 1):
-                self.echo(f"  {number}. {item.describe()}")
+                self.echo(f"  {number}. {describe_step(item.apply, name, use_tx)}")
         return pending
 
     def _mode(self, migration: Migration) -> str:
@@ -232,7 +261,7 @@ class Runner:
             return "no transaction: __transactional__ = False"
         if not self.transactions:
             return "no transaction: the server does not support them"
-        return "in a transaction"
+        return "transactional: each step says whether it runs in the transaction"
 
     async def apply(self, to: str | None = None, force: bool = False) -> list[str]:
         """Apply the pending migrations (up to ``to`` and its dependencies) under the lock."""
@@ -241,6 +270,7 @@ class Runner:
         async with self.lock() as lock:
             rows = await self.status()
             self._refuse_changed(rows, force)
+            self._refuse_renamed(rows)
             pending = self._pending(rows, to)
             if not pending:
                 self.echo("nothing to apply")
@@ -261,22 +291,18 @@ class Runner:
         async with self.lock() as lock:
             rows = await self.status()
             applied_rows = [row for row in rows if row.state in ("applied", "changed")]
-            missing = [row.id for row in rows if row.state == "missing"]
+            self._refuse_unknown(rows, force)
             if to is not None:
                 migrations = [row.migration for row in rows if row.migration]
                 target = loader.resolve_id(migrations, to)
                 keep = loader.ancestors(migrations, target) | {target}
                 targets = [row for row in reversed(applied_rows) if row.id not in keep]
-                if missing:
-                    raise MigrationError(
-                        f"applied but no file: {', '.join(missing)}; restore the files or "
-                        "`odm migrate unmark` them first"
-                    )
             else:
                 count = 1 if steps is None else steps
                 if count < 1:
                     raise MigrationError(f"--steps must be at least 1, not {count}")
                 targets = list(reversed(applied_rows))[:count]
+            self._refuse_needed(rows, targets)
             self._refuse_changed(targets, force)
             if not targets:
                 self.echo("nothing to roll back")
@@ -288,14 +314,75 @@ class Runner:
                 done.append(row.id)
             return done
 
+    def _refuse_unknown(self, rows: Sequence[Status], force: bool) -> None:
+        # An applied migration without its file (or under another name) cannot be rolled back,
+        # and what it depends on is only known from its record: refuse unless told to go on.
+        unknown = [
+            f"{row.renamed_from} (its file renamed to {row.id})" if row.state == "renamed"
+            else row.id
+            for row in rows if row.state in ("missing", "renamed")
+        ]
+        if unknown and not force:
+            raise MigrationError(
+                f"applied but the file is missing: {', '.join(unknown)}; restore the file, "
+                "`odm migrate mark` a renamed one, `odm migrate unmark` one that is gone for "
+                "good, or pass --force to roll back what nothing applied depends on"
+            )
+        for name in unknown:
+            self.echo(f"warning: {name} is applied but its file is missing (--force)")
+
+    def _refuse_needed(self, rows: Sequence[Status], targets: Sequence[Status]) -> None:
+        """Refuse to roll back a migration that one staying applied depends on."""
+        applied = [row for row in rows if row.record is not None]
+        staying = {row.record.id: row for row in applied if row.record is not None}
+        for target in targets:
+            staying.pop(target.id, None)
+            assert target.record is not None
+            for row in staying.values():
+                record = row.record
+                assert record is not None
+                name = record.id if row.migration is not None else f"{record.id} (file missing)"
+                if row.migration is not None:
+                    depends: frozenset[str] | None = row.migration.depends
+                elif record.depends is not None:
+                    depends = frozenset(record.depends)
+                else:
+                    depends = None
+                if depends is not None and target.id not in depends:
+                    continue
+                if depends is None and not _applied_after(record, target.record):
+                    continue
+                why = "depends on it" if depends is not None else (
+                    "was applied after it and its dependencies were not recorded"
+                )
+                raise MigrationError(
+                    f"cannot roll back {target.id}: {name}, which stays applied, {why}; roll "
+                    "that back first (restore its file if it is missing)"
+                )
+
     async def mark(self, given: str) -> str:
-        """Record a migration as applied without running it (or record its edited content)."""
+        """Record a migration as applied without running it (or record its edited content).
+
+        For a renamed file (its content applied under an id whose file is gone), the applied
+        record moves to the new id and the log notes the rename.
+        """
         migrations = self.migrations()
         mid = loader.resolve_id(migrations, given)
         migration = next(m for m in migrations if m.id == mid)
         async with self.lock():
+            row = next(row for row in await self.status() if row.id == mid)
             await self.recorder.clear_state(mid)
-            await self.recorder.record_applied(mid, migration.checksum, 0, marked=True)
+            if row.state == "renamed" and row.renamed_from is not None:
+                await self.recorder.clear_state(row.renamed_from)
+                await self.recorder.rename(row.renamed_from, mid)
+                await self.recorder.log(
+                    mid, "rename", checksum=migration.checksum, renamed_from=row.renamed_from
+                )
+                self.echo(f"recorded {row.renamed_from} as renamed to {mid} (already applied)")
+                return mid
+            await self.recorder.record_applied(
+                mid, migration.checksum, 0, marked=True, depends=sorted(migration.depends)
+            )
             await self.recorder.log(mid, "mark", checksum=migration.checksum)
         self.echo(f"marked {mid} as applied")
         return mid
@@ -489,6 +576,13 @@ class Runner:
         if not undone:
             return "; earlier steps have no rollback and were left applied"
         return f"; rolled back step(s) {', '.join(undone)}"
+
+
+def _applied_after(record: AppliedRecord, other: AppliedRecord) -> bool:
+    # Without times to compare, assume the worst: it may depend on the other.
+    if record.applied_at is None or other.applied_at is None:
+        return True
+    return record.applied_at >= other.applied_at
 
 
 def _discard(target: Any) -> None:
