@@ -15,6 +15,9 @@ Exactly once, however the run dies:
   crash no longer matches, so resuming from an older position repeats no update. The markers are
   removed when the operation finishes.
 
+Before each batch is written, the run proves it still holds the migrations lock (first inside
+the batch's transaction where there is one): a run that lost the lock writes no further batch.
+
 The documents are read and the updates computed outside the transaction, which stays open for
 milliseconds: the 60 s transaction limit never applies, whatever the collection's size.
 """
@@ -25,7 +28,7 @@ import contextlib
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from bson import Binary
@@ -47,6 +50,7 @@ class BatchedUpdate(Operation):
     """Update the documents matching a filter in ``_id`` order, in resumable batches."""
 
     transactional = False
+    outside_note = "each batch commits on its own, with its position"
     #: Seconds between two plain progress lines (when not on a terminal).
     log_interval = 1.0
 
@@ -128,8 +132,11 @@ class BatchedUpdate(Operation):
                         last_id,
                         new_last,
                         done + len(batch),
+                        context.prove,
                     )
                 else:
+                    if context.prove is not None:
+                        await context.prove(None)
                     if requests:
                         await collection.bulk_write(requests, ordered=False)
                     if state is not None:
@@ -196,8 +203,12 @@ class BatchedUpdate(Operation):
         last_id: Any,
         new_last: Any,
         new_done: int,
+        prove: Callable[[Any], Awaitable[None]] | None,
     ) -> None:
         async def write(tx: Any) -> None:
+            if prove is not None:
+                # First in the transaction: the batch commits only with the proof of the lock.
+                await prove(tx)
             if state is not None:
                 # Compare-and-set on the old position: a batch is committed at most once.
                 moved = await state.update_one(

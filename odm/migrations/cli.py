@@ -91,13 +91,22 @@ def register(subparsers: Any) -> None:
     target = rollback.add_mutually_exclusive_group()
     target.add_argument("--to", help="roll back everything applied after this migration")
     target.add_argument("--steps", type=int, help="roll back the last N migrations")
-    rollback.add_argument("--force", action="store_true", help="roll back changed files too")
-    verb("list", "list migrations: applied, pending, changed, missing", _list)
-    mark = verb("mark", "record a migration as applied without running it", _mark)
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="roll back changed files too, and go on despite applied files that are missing",
+    )
+    verb("list", "list migrations: applied, pending, changed, missing, renamed", _list)
+    mark = verb(
+        "mark", "record a migration as applied without running it (or a renamed file)", _mark
+    )
     mark.add_argument("id")
     unmark = verb("unmark", "forget a migration was applied, without rolling it back", _unmark)
     unmark.add_argument("id")
-    verb("break-lock", "remove the migrations lock, whoever holds it", _break_lock)
+    breaker = verb("break-lock", "remove the lock once its lease has expired", _break_lock)
+    breaker.add_argument(
+        "--force", action="store_true", help="remove it even though its lease has not expired"
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -306,6 +315,11 @@ def _list(args: argparse.Namespace) -> int:
                 line += "  <- file changed since applied"
             elif row.state == "missing":
                 line += "  <- applied but the file is gone"
+            elif row.state == "renamed":
+                line += (
+                    f"  <- {row.renamed_from} renamed (applied as {row.renamed_from}); "
+                    f"`odm migrate mark {row.id}` records the new name"
+                )
             _echo(line)
         return 0
 
@@ -332,7 +346,7 @@ def _break_lock(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
         from .lock import break_lock
 
-        removed = await break_lock(database)
+        removed = await break_lock(database, force=args.force)
         if removed is None:
             _echo("no lock was held")
         else:

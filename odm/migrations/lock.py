@@ -7,14 +7,22 @@ ours says who won. Nobody checks then inserts, so two deployers can never both w
 the server's (``$$NOW``), so clocks that disagree between deploy machines do not matter.
 
 While held, a heartbeat task extends the lease every third of it. A holder that dies stops
-extending it, and after the lease expires another deployer may take over (Mongock's model). A
-holder whose lease was taken over notices at its next heartbeat and stops between steps.
+extending it, and after the lease expires another deployer may take over (Mongock's model).
+
+The heartbeat only keeps a live holder's lease from expiring; it proves nothing. Before each
+step (and each batch of a batched update) the runner calls :meth:`MigrationLock.prove`: one
+``find_one_and_update`` filtered by the holder's token that extends the lease. Run inside the
+step's transaction, it commits with the step, and any change to the lock document by someone
+else since the transaction began makes it fail (a write conflict), so a step of a run that lost
+the lock never commits. Nothing but a takeover or ``break-lock`` writes the lock document while
+a transaction is open: the heartbeat pauses, and waiting deployers only read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 import uuid
 from collections.abc import Callable
@@ -23,31 +31,67 @@ from types import TracebackType
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..exceptions import MigrationError
 from .recorder import LOCK, whoami
 
 LOCK_ID = "migrations"
 
+#: MongoDB's code for a write that conflicts with another write since the transaction began.
+_WRITE_CONFLICT = 112
 
 class LockHeld(MigrationError):
     """Another process holds the migrations lock; names the holder and its lease."""
 
-    def __init__(self, holder: str, acquired_at: Any, expires_in: float | None) -> None:
+    def __init__(
+        self,
+        holder: str,
+        acquired_at: Any,
+        expires_in: float | None,
+        advice: str = "try again later, or run `odm migrate break-lock` if that process is gone",
+    ) -> None:
         self.holder = holder
         self.acquired_at = acquired_at
         self.expires_in = expires_in
         since = f" since {_iso(acquired_at)}" if acquired_at else ""
         lease = f" (lease expires in {expires_in:.0f} s)" if expires_in is not None else ""
-        super().__init__(
-            f"migrations lock held by {holder}{since}{lease}; try again later, or run "
-            "`odm migrate break-lock` if that process is gone"
-        )
+        super().__init__(f"migrations lock held by {holder}{since}{lease}; {advice}")
 
 
 class LockLost(MigrationError):
-    """The lease expired and another process took the lock over while this one ran."""
+    """This run no longer holds the lock: it was broken, or its lease expired and was taken.
+
+    ``holder`` names who holds it now (``None``: nobody, the lock was removed).
+    """
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
+def _lost_message(doc: dict[str, Any] | None) -> tuple[str, str | None]:
+    if not doc:
+        return (
+            "the migrations lock was lost: it was removed (`odm migrate break-lock`) and "
+            "nobody holds it now",
+            None,
+        )
+    holder = str(doc.get("holder", "?"))
+    since = f" since {_iso(doc['acquired_at'])}" if doc.get("acquired_at") else ""
+    return f"the migrations lock was lost: it is now held by {holder}{since}", holder
+
+
+async def outside_transaction(work: Callable[[], Any]) -> Any:
+    """Await ``work()`` in a task of its own, out of any session bound to the current task.
+
+    PyMongo's ``session.bind()`` binds through a context variable, so a fresh context is enough
+    to read what is committed rather than the open transaction's snapshot.
+    """
+    async def run() -> Any:
+        return await work()
+
+    return await asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
 
 
 def _iso(value: Any) -> str:
@@ -92,36 +136,55 @@ class MigrationLock:
         self.echo = echo or (lambda line: None)
         self.lost = False
         self._heartbeat: asyncio.Task[None] | None = None
+        # Held by the heartbeat while it writes; pause() takes it so no beat is in flight.
+        self._writing = asyncio.Lock()
+        self._paused = False
 
     async def try_acquire(self) -> dict[str, Any]:
-        """Try once; return the lock document as it is now (ours if the token matches)."""
+        """Try once; return the lock document as it is now (ours if the token matches).
+
+        The update matches only a free lock (expired, absent or already ours), so a deployer
+        waiting for a held lock never writes it: a write would make the holder's open
+        transaction fail its lease proof.
+        """
         lease_ms = int(self.lease * 1000)
-        free = {"$or": [{"$lt": ["$expires_at", "$$NOW"]}, {"$eq": ["$token", self.token]}]}
-
-        def take(value: Any, current: str) -> dict[str, Any]:
-            return {"$cond": [free, value, current]}
-
         update = [
             {
                 "$set": {
-                    "holder": take(self.holder, "$holder"),
-                    "token": take(self.token, "$token"),
-                    "acquired_at": take("$$NOW", "$acquired_at"),
-                    "expires_at": take({"$add": ["$$NOW", lease_ms]}, "$expires_at"),
-                    "server_now": "$$NOW",
+                    "holder": self.holder,
+                    "token": self.token,
+                    "acquired_at": "$$NOW",
+                    "expires_at": {"$add": ["$$NOW", lease_ms]},
                 }
             }
         ]
+        collection = self.collection
         for _ in range(3):
             try:
-                doc = await self.collection.find_one_and_update(
-                    {"_id": LOCK_ID}, update, upsert=True, return_document=ReturnDocument.AFTER
+                # No lock yet (or ours already): the upsert inserts it. Held by another token:
+                # nothing matches, the insert hits the unique _id, and nothing was written.
+                doc = await collection.find_one_and_update(
+                    {"_id": LOCK_ID, "token": self.token},
+                    update,
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
                 )
                 return dict(doc or {})
             except DuplicateKeyError:
-                # Two first-ever upserts raced; the loser simply tries again.
-                continue
-        return dict(await self.collection.find_one({"_id": LOCK_ID}) or {})
+                pass
+            # Held by someone else: take it over only if its lease has expired.
+            doc = await collection.find_one_and_update(
+                {"_id": LOCK_ID, "$expr": {"$lt": ["$expires_at", "$$NOW"]}},
+                update,
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return dict(doc)
+            current = await read_lock(collection.database)
+            if current is not None:
+                return current
+            # Released between the two calls: try again.
+        return await read_lock(collection.database) or {}
 
     async def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout``; :class:`LockHeld` names the holder."""
@@ -151,17 +214,67 @@ class MigrationLock:
         lease_ms = int(self.lease * 1000)
         while True:
             await asyncio.sleep(self.lease / 3)
-            try:
-                result = await self.collection.update_one(
-                    {"_id": LOCK_ID, "token": self.token},
-                    [{"$set": {"expires_at": {"$add": ["$$NOW", lease_ms]}}}],
-                )
-            except PyMongoError:
-                # A blip: the lease still has two thirds left; the next beat tries again.
-                continue
+            async with self._writing:
+                if self._paused:
+                    continue
+                try:
+                    result = await self.collection.update_one(
+                        {"_id": LOCK_ID, "token": self.token},
+                        [{"$set": {"expires_at": {"$add": ["$$NOW", lease_ms]}}}],
+                    )
+                except PyMongoError:
+                    # A blip: the lease still has two thirds left; the next beat tries again.
+                    continue
             if result.matched_count == 0:
                 self.lost = True
                 return
+
+    async def pause(self) -> None:
+        """Stop the heartbeat's writes (before a transaction whose proofs must not conflict)."""
+        async with self._writing:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Let the heartbeat write again (the transaction ended)."""
+        self._paused = False
+
+    async def prove(self, session: Any = None) -> None:
+        """Prove the lock is still ours and extend its lease, in one atomic server-side update.
+
+        The update is filtered by this holder's token; with ``session`` (or a session bound to
+        the task) it runs in that transaction and commits with it. Raises :class:`LockLost`
+        naming the current holder when the lock is no longer ours.
+        """
+        lease_ms = int(self.lease * 1000)
+        options: dict[str, Any] = {} if session is None else {"session": session}
+        try:
+            doc = await self.collection.find_one_and_update(
+                {"_id": LOCK_ID, "token": self.token},
+                [{"$set": {"expires_at": {"$add": ["$$NOW", lease_ms]}}}],
+                projection={"_id": 1},
+                **options,
+            )
+        except OperationFailure as exc:
+            if exc.code != _WRITE_CONFLICT:
+                raise
+            # Someone wrote the lock document since this transaction began: unless it is still
+            # ours (then the conflict was a passing one and the caller may retry), it was lost.
+            lost = await self.lost_error()
+            if lost is None:
+                raise
+            raise lost from exc
+        if doc is None:
+            self.lost = True
+            raise await self.lost_error() or LockLost(_lost_message(None)[0])
+
+    async def lost_error(self) -> LockLost | None:
+        """Return the :class:`LockLost` naming who holds the lock now (``None``: still ours)."""
+        doc = await outside_transaction(lambda: read_lock(self.collection.database))
+        if doc is not None and doc.get("token") == self.token:
+            return None
+        self.lost = True
+        message, holder = _lost_message(doc)
+        return LockLost(message, holder)
 
     def check(self) -> None:
         """Raise :class:`LockLost` if the heartbeat found the lock no longer ours."""
@@ -174,7 +287,9 @@ class MigrationLock:
     async def held(self) -> bool:
         """Ask the server whether the lock is still ours (``True`` when it cannot tell)."""
         try:
-            doc = await self.collection.find_one({"_id": LOCK_ID, "token": self.token})
+            doc = await outside_transaction(
+                lambda: self.collection.find_one({"_id": LOCK_ID, "token": self.token})
+            )
         except PyMongoError:
             return not self.lost
         if doc is None:
@@ -203,8 +318,41 @@ class MigrationLock:
         await self.release()
 
 
-async def break_lock(database: Any) -> dict[str, Any] | None:
-    """Delete the lock whoever holds it; return the document removed (``None``: no lock)."""
-    doc = await database[LOCK].find_one_and_delete({"_id": LOCK_ID})
+async def read_lock(database: Any) -> dict[str, Any] | None:
+    """Return the lock document with the server's time as ``server_now`` (``None``: no lock)."""
+    doc = await database[LOCK].find_one(
+        {"_id": LOCK_ID},
+        {"holder": 1, "token": 1, "acquired_at": 1, "expires_at": 1, "server_now": "$$NOW"},
+    )
     return dict(doc) if doc else None
 
+
+async def break_lock(database: Any, *, force: bool = False) -> dict[str, Any] | None:
+    """Delete the lock and return the document removed (``None``: there was no lock).
+
+    An unexpired lease may belong to a run that is still going: without ``force`` that raises
+    :class:`LockHeld` naming the holder. A holder inside a transaction keeps the lock document
+    until the transaction ends, so a forced break waits for that.
+    """
+    for _ in range(3):
+        doc = await read_lock(database)
+        if doc is None:
+            return None
+        expires_in = _seconds_between(doc.get("expires_at"), doc.get("server_now"))
+        if not force and expires_in is not None and expires_in > 0:
+            raise LockHeld(
+                str(doc.get("holder", "?")),
+                doc.get("acquired_at"),
+                expires_in,
+                advice="its lease has not expired, so it may still be running; wait for it, "
+                "or pass --force if that process is gone",
+            )
+        guard: dict[str, Any] = {"_id": LOCK_ID}
+        if not force:
+            # Only the expired lease just read: not one renewed or taken over meanwhile.
+            guard["token"] = doc.get("token")
+            guard["$expr"] = {"$lt": ["$expires_at", "$$NOW"]}
+        removed = await database[LOCK].find_one_and_delete(guard)
+        if removed is not None:
+            return dict(removed)
+    return None

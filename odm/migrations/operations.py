@@ -45,6 +45,9 @@ class Context:
     #: True when the server runs multi-document transactions (a replica set or mongos).
     transactions: bool = False
     echo: Echo = field(default=lambda line: None)
+    #: Proves the run still holds the migrations lock, extending its lease; takes the session
+    #: whose transaction the proof must join (``None``: the task's own). ``None``: no lock.
+    prove: Callable[[Any], Awaitable[None]] | None = None
     #: Counts the operations a step has run so that each has its own resume position.
     ordinal: int = 0
 
@@ -83,6 +86,10 @@ class Operation:
 
     #: Whether the operation may run inside the file's transaction.
     transactional: bool = False
+    #: How it runs when not in the transaction (``plan`` shows it).
+    outside_note: str = (
+        "MongoDB refuses it in one; the steps before it commit first and it runs on its own"
+    )
 
     async def run(self, context: Context) -> None:
         """Perform the operation."""

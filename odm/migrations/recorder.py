@@ -46,6 +46,8 @@ class AppliedRecord:
     applied_by: str
     duration_ms: int
     marked: bool = False
+    #: The ids the file depended on when applied (``None``: recorded before they were kept).
+    depends: tuple[str, ...] | None = None
 
 
 class Recorder:
@@ -73,13 +75,23 @@ class Recorder:
                 applied_by=doc.get("applied_by", ""),
                 duration_ms=int(doc.get("duration_ms", 0)),
                 marked=bool(doc.get("marked", False)),
+                depends=tuple(doc["depends"]) if isinstance(doc.get("depends"), list) else None,
             )
         return records
 
     async def record_applied(
-        self, migration_id: str, checksum: str, duration_ms: int, *, marked: bool = False
+        self,
+        migration_id: str,
+        checksum: str,
+        duration_ms: int,
+        *,
+        marked: bool = False,
+        depends: Iterable[str] = (),
     ) -> None:
-        """Record ``migration_id`` as applied with the checksum of its file."""
+        """Record ``migration_id`` as applied with the checksum of its file.
+
+        Its dependencies are kept too, so that a rollback still knows them once the file is gone.
+        """
         await self.applied_collection.replace_one(
             {"_id": migration_id},
             {
@@ -89,9 +101,19 @@ class Recorder:
                 "applied_by": whoami(),
                 "duration_ms": duration_ms,
                 "marked": marked,
+                "depends": sorted(depends),
             },
             upsert=True,
         )
+
+    async def rename(self, old_id: str, new_id: str) -> None:
+        """Move the applied record of ``old_id`` to ``new_id`` (its file was renamed)."""
+        doc = await self.applied_collection.find_one({"_id": old_id})
+        if doc is None:
+            return
+        doc["_id"] = new_id
+        await self.applied_collection.replace_one({"_id": new_id}, doc, upsert=True)
+        await self.applied_collection.delete_one({"_id": old_id})
 
     async def forget(self, migration_id: str) -> None:
         """Remove the applied record of ``migration_id``."""
@@ -107,8 +129,9 @@ class Recorder:
         ok: bool = True,
         error: str | None = None,
         forced: bool = False,
+        renamed_from: str | None = None,
     ) -> None:
-        """Append an entry to the log (apply, rollback, mark, unmark)."""
+        """Append an entry to the log (apply, rollback, mark, unmark, rename)."""
         entry: dict[str, Any] = {
             "migration": migration_id,
             "action": action,
@@ -122,6 +145,8 @@ class Recorder:
             entry["error"] = error
         if forced:
             entry["forced"] = True
+        if renamed_from is not None:
+            entry["renamed_from"] = renamed_from
         await self.log_collection.insert_one(entry)
 
     async def step_position(self, migration_id: str, direction: str) -> int:

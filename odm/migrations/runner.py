@@ -8,6 +8,13 @@ transaction (index builds, ``collMod``, drops, ``$out``/``$merge``) and batched 
 it: what came before commits, the operation runs on its own, and a new transaction starts for
 the steps after it.
 
+Before each step the run proves it still holds the lock (:meth:`MigrationLock.prove`): inside
+the open transaction for a step that joins one, so that a transaction commits only with a
+proof that it was made under the lock; before the transaction for the first step of it, since a
+proof inside would hold the lock document until the commit (and ``break-lock`` with it). The
+last proof of a transaction is made just before it commits. A run that lost the lock stops
+there: the open transaction is aborted and nothing is undone or recorded.
+
 After each step the position is saved (inside the transaction when there is one), so that a
 run that was killed resumes after the last step that was durably done. When a step fails, the
 open transaction is aborted and the earlier steps that were committed are rolled back, newest
@@ -17,6 +24,7 @@ first, where they have a rollback.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -38,23 +46,29 @@ from .operations import (
     resolve_action,
     unbind_context,
 )
+from .planning import describe_step
 from .recorder import AppliedRecord, Recorder
 
 #: Set to ``1`` to run as on a server without transactions (tests of the standalone path).
 NO_TRANSACTIONS_ENV = "ODM_MIGRATIONS_NO_TRANSACTIONS"
 
 Direction = Literal["apply", "rollback"]
-State = Literal["applied", "pending", "changed", "missing"]
+State = Literal["applied", "pending", "changed", "missing", "renamed"]
 
 
 @dataclass(frozen=True)
 class Status:
-    """One row of ``list``: a migration file and/or its applied record."""
+    """One row of ``list``: a migration file and/or its applied record.
+
+    ``renamed``: a file not applied under its id whose content (checksum) is that of an applied
+    migration whose file is gone, ``renamed_from``; ``record`` is that migration's record.
+    """
 
     id: str
     state: State
     migration: Migration | None
     record: AppliedRecord | None
+    renamed_from: str | None = None
 
 
 async def supports_transactions(database: Any) -> bool:
@@ -76,10 +90,16 @@ async def supports_transactions(database: Any) -> bool:
 
 
 class _Transaction:
-    """A transaction bound to the running task, opened lazily and closed between segments."""
+    """A transaction bound to the running task, opened lazily and closed between segments.
 
-    def __init__(self, client: Any) -> None:
+    It opens only after a proof of the lock made outside it, with the heartbeat paused: from
+    then on only a takeover or ``break-lock`` writes the lock document, and the proofs made
+    inside the transaction fail on exactly that. It commits only after one more proof in it.
+    """
+
+    def __init__(self, client: Any, lock: MigrationLock) -> None:
         self.client = client
+        self.lock = lock
         self.session: Any = None
         self.binding: Any = None
 
@@ -90,24 +110,40 @@ class _Transaction:
     async def begin(self) -> None:
         if self.session is not None:
             return
-        self.session = await drivers.start_session(self.client)
-        await drivers.start_transaction(self.session)
-        self.binding = self.session.bind(end_session=False)
-        await self.binding.__aenter__()
+        await self.lock.pause()
+        try:
+            await self.lock.prove()
+            self.session = await drivers.start_session(self.client)
+            await drivers.start_transaction(self.session)
+            self.binding = self.session.bind(end_session=False)
+            await self.binding.__aenter__()
+        except BaseException:
+            await self._close(commit=False)
+            raise
 
     async def _close(self, commit: bool) -> None:
         session, binding = self.session, self.binding
         self.session = self.binding = None
-        if session is None:
-            return
         try:
-            await binding.__aexit__(None, None, None)
-            if commit:
-                await session.commit_transaction()
-            elif session.in_transaction:
-                await session.abort_transaction()
+            if session is None:
+                return
+            try:
+                try:
+                    if commit:
+                        # Bound: the proof joins the transaction and commits with it, or
+                        # fails it (LockLost) and nothing of the transaction is kept.
+                        await self.lock.prove()
+                finally:
+                    if binding is not None:
+                        await binding.__aexit__(None, None, None)
+                if commit:
+                    await session.commit_transaction()
+            finally:
+                if session.in_transaction:  # not committed: an abort, or a failed proof
+                    await _quietly(session.abort_transaction())
+                await drivers.resolve(session.end_session())
         finally:
-            await drivers.resolve(session.end_session())
+            self.lock.resume()
 
     async def commit(self) -> None:
         await self._close(commit=True)
@@ -150,15 +186,24 @@ class Runner:
         """Return every file and every applied record: applied, pending, changed or missing."""
         migrations = self.migrations()
         applied = await self.recorder.applied()
+        known = {m.id for m in migrations}
+        gone: dict[str, list[str]] = {}  # checksum -> applied ids whose file is gone
+        for mid in sorted(set(applied) - known):
+            gone.setdefault(applied[mid].checksum, []).append(mid)
+        renamed_away: set[str] = set()
         rows = []
         for migration in migrations:
             record = applied.get(migration.id)
-            state: State = "pending"
             if record is not None:
-                state = "applied" if record.checksum == migration.checksum else "changed"
-            rows.append(Status(migration.id, state, migration, record))
-        known = {m.id for m in migrations}
-        for mid in sorted(set(applied) - known):
+                state: State = "applied" if record.checksum == migration.checksum else "changed"
+                rows.append(Status(migration.id, state, migration, record))
+            elif migration.checksum in gone:
+                old = gone[migration.checksum][0]
+                renamed_away.add(old)
+                rows.append(Status(migration.id, "renamed", migration, applied[old], old))
+            else:
+                rows.append(Status(migration.id, "pending", migration, None))
+        for mid in sorted(set(applied) - known - renamed_away):
             rows.append(Status(mid, "missing", None, applied[mid]))
         return rows
 
@@ -173,6 +218,17 @@ class Runner:
         for mid in changed:
             self.echo(f"warning: {mid} changed since it was applied (--force)")
 
+    def _refuse_renamed(self, rows: Sequence[Status]) -> None:
+        # No --force: applying a renamed file would run the same migration a second time.
+        renamed = [row for row in rows if row.state == "renamed"]
+        if renamed:
+            pairs = ", ".join(f"{row.id} (applied as {row.renamed_from})" for row in renamed)
+            raise MigrationError(
+                f"renamed since applied: {pairs}: the same content is applied under the old id, "
+                f"whose file is gone, and will not be applied again; record the new name with "
+                f"`odm migrate mark {renamed[0].id}`, or restore the old file name"
+            )
+
     def _pending(self, rows: Sequence[Status], to: str | None) -> list[Migration]:
         pending = [row.migration for row in rows if row.state == "pending" and row.migration]
         if to is None:
@@ -186,15 +242,18 @@ class Runner:
         """Print what :meth:`apply` would do and return the files it would apply."""
         rows = await self.status()
         self._refuse_changed(rows, force)
+        self._refuse_renamed(rows)
         pending = self._pending(rows, to)
         self.transactions = await supports_transactions(self.database)
         if not pending:
             self.echo("nothing to apply")
+        name = str(getattr(self.database, "name", "db"))
         for migration in pending:
             mode = self._mode(migration)
             self.echo(f"apply {migration.id} ({len(migration.steps)} step(s), {mode})")
+            use_tx = self.transactions and migration.transactional
             for number, item in enumerate(migration.steps, 1):
-                self.echo(f"  {number}. {item.describe()}")
+                self.echo(f"  {number}. {describe_step(item.apply, name, use_tx)}")
         return pending
 
     def _mode(self, migration: Migration) -> str:
@@ -202,7 +261,7 @@ class Runner:
             return "no transaction: __transactional__ = False"
         if not self.transactions:
             return "no transaction: the server does not support them"
-        return "in a transaction"
+        return "transactional: each step says whether it runs in the transaction"
 
     async def apply(self, to: str | None = None, force: bool = False) -> list[str]:
         """Apply the pending migrations (up to ``to`` and its dependencies) under the lock."""
@@ -211,6 +270,7 @@ class Runner:
         async with self.lock() as lock:
             rows = await self.status()
             self._refuse_changed(rows, force)
+            self._refuse_renamed(rows)
             pending = self._pending(rows, to)
             if not pending:
                 self.echo("nothing to apply")
@@ -231,22 +291,18 @@ class Runner:
         async with self.lock() as lock:
             rows = await self.status()
             applied_rows = [row for row in rows if row.state in ("applied", "changed")]
-            missing = [row.id for row in rows if row.state == "missing"]
+            self._refuse_unknown(rows, force)
             if to is not None:
                 migrations = [row.migration for row in rows if row.migration]
                 target = loader.resolve_id(migrations, to)
                 keep = loader.ancestors(migrations, target) | {target}
                 targets = [row for row in reversed(applied_rows) if row.id not in keep]
-                if missing:
-                    raise MigrationError(
-                        f"applied but no file: {', '.join(missing)}; restore the files or "
-                        "`odm migrate unmark` them first"
-                    )
             else:
                 count = 1 if steps is None else steps
                 if count < 1:
                     raise MigrationError(f"--steps must be at least 1, not {count}")
                 targets = list(reversed(applied_rows))[:count]
+            self._refuse_needed(rows, targets)
             self._refuse_changed(targets, force)
             if not targets:
                 self.echo("nothing to roll back")
@@ -258,14 +314,75 @@ class Runner:
                 done.append(row.id)
             return done
 
+    def _refuse_unknown(self, rows: Sequence[Status], force: bool) -> None:
+        # An applied migration without its file (or under another name) cannot be rolled back,
+        # and what it depends on is only known from its record: refuse unless told to go on.
+        unknown = [
+            f"{row.renamed_from} (its file renamed to {row.id})" if row.state == "renamed"
+            else row.id
+            for row in rows if row.state in ("missing", "renamed")
+        ]
+        if unknown and not force:
+            raise MigrationError(
+                f"applied but the file is missing: {', '.join(unknown)}; restore the file, "
+                "`odm migrate mark` a renamed one, `odm migrate unmark` one that is gone for "
+                "good, or pass --force to roll back what nothing applied depends on"
+            )
+        for name in unknown:
+            self.echo(f"warning: {name} is applied but its file is missing (--force)")
+
+    def _refuse_needed(self, rows: Sequence[Status], targets: Sequence[Status]) -> None:
+        """Refuse to roll back a migration that one staying applied depends on."""
+        applied = [row for row in rows if row.record is not None]
+        staying = {row.record.id: row for row in applied if row.record is not None}
+        for target in targets:
+            staying.pop(target.id, None)
+            assert target.record is not None
+            for row in staying.values():
+                record = row.record
+                assert record is not None
+                name = record.id if row.migration is not None else f"{record.id} (file missing)"
+                if row.migration is not None:
+                    depends: frozenset[str] | None = row.migration.depends
+                elif record.depends is not None:
+                    depends = frozenset(record.depends)
+                else:
+                    depends = None
+                if depends is not None and target.id not in depends:
+                    continue
+                if depends is None and not _applied_after(record, target.record):
+                    continue
+                why = "depends on it" if depends is not None else (
+                    "was applied after it and its dependencies were not recorded"
+                )
+                raise MigrationError(
+                    f"cannot roll back {target.id}: {name}, which stays applied, {why}; roll "
+                    "that back first (restore its file if it is missing)"
+                )
+
     async def mark(self, given: str) -> str:
-        """Record a migration as applied without running it (or record its edited content)."""
+        """Record a migration as applied without running it (or record its edited content).
+
+        For a renamed file (its content applied under an id whose file is gone), the applied
+        record moves to the new id and the log notes the rename.
+        """
         migrations = self.migrations()
         mid = loader.resolve_id(migrations, given)
         migration = next(m for m in migrations if m.id == mid)
         async with self.lock():
+            row = next(row for row in await self.status() if row.id == mid)
             await self.recorder.clear_state(mid)
-            await self.recorder.record_applied(mid, migration.checksum, 0, marked=True)
+            if row.state == "renamed" and row.renamed_from is not None:
+                await self.recorder.clear_state(row.renamed_from)
+                await self.recorder.rename(row.renamed_from, mid)
+                await self.recorder.log(
+                    mid, "rename", checksum=migration.checksum, renamed_from=row.renamed_from
+                )
+                self.echo(f"recorded {row.renamed_from} as renamed to {mid} (already applied)")
+                return mid
+            await self.recorder.record_applied(
+                mid, migration.checksum, 0, marked=True, depends=sorted(migration.depends)
+            )
             await self.recorder.log(mid, "mark", checksum=migration.checksum)
         self.echo(f"marked {mid} as applied")
         return mid
@@ -292,8 +409,11 @@ class Runner:
             return [(i, s.apply) for i, s in enumerate(migration.steps)]
         return [(i, s.rollback) for i, s in reversed(list(enumerate(migration.steps)))]
 
-    def _context(self, migration: Migration, direction: str, index: int, tx: bool) -> Context:
+    def _context(
+        self, migration: Migration, direction: str, index: int, tx: bool, lock: MigrationLock
+    ) -> Context:
         return Context(
+            prove=lock.prove,
             database=self.database,
             migration_id=migration.id,
             direction=direction,
@@ -327,14 +447,13 @@ class Runner:
         else:
             self.echo(f"{direction} {migration.id}")
         use_tx = self.transactions and migration.transactional
-        tx = _Transaction(self.database.client)
+        tx = _Transaction(self.database.client, lock)
         durable = list(range(start))  # positions whose effects are stored for good
         pending: list[int] = []  # positions done inside the open transaction
         begun = time.monotonic()
         position = start
         try:
             for position in range(start, len(sequence)):
-                lock.check()
                 index, action = sequence[position]
                 if action is None:
                     self.echo(f"  step {index + 1}: no {direction} (skipped)")
@@ -342,19 +461,29 @@ class Runner:
                 else:
                     target = resolve_action(action, self.database)
                 joinable = not (isinstance(target, Operation) and not target.transactional)
-                if use_tx and joinable and target is not None:
-                    await tx.begin()
-                elif tx.open and not joinable:
-                    await tx.commit()
-                    durable.extend(pending)
-                    pending.clear()
-                await self._perform(target, self._context(migration, direction, index, tx.open))
+                try:
+                    if tx.open and not joinable:
+                        await tx.commit()  # proves the lock inside it first
+                        durable.extend(pending)
+                        pending.clear()
+                    if use_tx and joinable and target is not None and not tx.open:
+                        await tx.begin()  # proves the lock just before it opens
+                    else:
+                        await lock.prove()  # inside the open transaction when there is one
+                except BaseException:
+                    _discard(target)
+                    raise
+                context = self._context(migration, direction, index, tx.open, lock)
+                await self._perform(target, context)
                 await self.recorder.save_step_position(migration.id, direction, position + 1)
                 (pending if tx.open else durable).append(position)
-            lock.check()
+            # Inside the transaction when there is one; its commit proves the lock once more.
+            await lock.prove()
             elapsed = int((time.monotonic() - begun) * 1000)
             if direction == "apply":
-                await self.recorder.record_applied(migration.id, migration.checksum, elapsed)
+                await self.recorder.record_applied(
+                    migration.id, migration.checksum, elapsed, depends=sorted(migration.depends)
+                )
             else:
                 await self.recorder.forget(migration.id)
             await self.recorder.log(
@@ -369,14 +498,18 @@ class Runner:
         except Exception as exc:
             await _quietly(tx.abort())
             index = sequence[min(position, len(sequence) - 1)][0] if sequence else 0
-            if isinstance(exc, LockLost) or not await lock.held():
+            lost = exc if isinstance(exc, LockLost) else await _lost_or_none(lock)
+            if lost is not None:
                 # Another deployer holds the lock now and may be resuming this very file from
                 # the saved position: undoing steps or forgetting positions would corrupt its run.
+                kept = len(durable)  # the aborted transaction kept none of its steps
+                where = (
+                    f"before step {sequence[kept][0] + 1}" if kept < len(sequence)
+                    else "before recording it"
+                )
                 message = (
-                    f"{direction} {migration.id}: the migrations lock was lost (its lease expired "
-                    "and another process took it over, or `odm migrate break-lock` removed it); "
-                    f"stopped at step {index + 1} with nothing undone: the next {direction} "
-                    "resumes there"
+                    f"{direction} {migration.id}: {lost}; stopped {where} with nothing undone "
+                    f"and nothing recorded: the next {direction} resumes there"
                 )
                 await _quietly(
                     self.recorder.log(
@@ -384,12 +517,12 @@ class Runner:
                         error=message, duration_ms=int((time.monotonic() - begun) * 1000),
                     )
                 )
-                raise LockLost(message) from exc
+                raise LockLost(message, lost.holder) from exc
             reason = str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
             message = f"{direction} {migration.id} failed at step {index + 1}: {reason}"
             undone: list[int] = []
             if direction == "apply" and durable:
-                message += await self._compensate(migration, sequence, durable, undone)
+                message += await self._compensate(migration, sequence, durable, undone, lock)
             elif direction == "rollback" and durable:
                 message += f"; re-run rollback to resume after step {sequence[durable[-1]][0] + 1}"
             await _quietly(
@@ -421,6 +554,7 @@ class Runner:
         sequence: list[tuple[int, Any]],
         durable: list[int],
         rolled_back: list[int],
+        lock: MigrationLock,
     ) -> str:
         undone: list[str] = []
         for position in reversed(durable):
@@ -430,7 +564,8 @@ class Runner:
                 continue
             try:
                 target = resolve_action(rollback, self.database)
-                await self._perform(target, self._context(migration, "compensate", index, False))
+                context = self._context(migration, "compensate", index, False, lock)
+                await self._perform(target, context)
             except Exception as exc:
                 return (
                     f"; rolling back step {index + 1} also failed ({type(exc).__name__}: "
@@ -441,6 +576,28 @@ class Runner:
         if not undone:
             return "; earlier steps have no rollback and were left applied"
         return f"; rolled back step(s) {', '.join(undone)}"
+
+
+def _applied_after(record: AppliedRecord, other: AppliedRecord) -> bool:
+    # Without times to compare, assume the worst: it may depend on the other.
+    if record.applied_at is None or other.applied_at is None:
+        return True
+    return record.applied_at >= other.applied_at
+
+
+def _discard(target: Any) -> None:
+    # A step's coroutine that will not run now: close it rather than leave it never awaited.
+    if inspect.iscoroutine(target):
+        target.close()
+
+
+async def _lost_or_none(lock: MigrationLock) -> LockLost | None:
+    # Why a step failed matters less than whether the lock is still ours: a lost lock means
+    # another run may be resuming this file, so this one must leave its state alone.
+    try:
+        return await lock.lost_error()
+    except Exception:
+        return None
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -292,5 +292,8 @@ def test_lock_held_names_the_holder_and_break_lock(project: Project) -> None:
          "expires_at": __import__("datetime").datetime(2999, 1, 1)}
     )
     assert "ghost@nowhere:1" in project.run("apply", "--lock-timeout", "0").stderr
-    assert "removed the lock held by ghost@nowhere:1" in project.ok("break-lock")
+    refused = project.run("break-lock")
+    assert refused.returncode == 3 and "ghost@nowhere:1" in refused.stderr
+    assert "--force" in refused.stderr and refused.stderr.count("\n") == 1
+    assert "removed the lock held by ghost@nowhere:1" in project.ok("break-lock", "--force")
     assert "no lock was held" in project.ok("break-lock")
