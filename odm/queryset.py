@@ -119,7 +119,7 @@ class QuerySet(Generic[M]):
     def exclude(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset without the documents matching these conditions."""
         clone = self._chain()
-        clone._query.add_filter(*args, negate=True, **kwargs)
+        clone._query.add_exclude(*args, **kwargs)
         return clone
 
     def order_by(self, *fields: str) -> Self:
@@ -525,12 +525,20 @@ class QuerySet(Generic[M]):
     ) -> tuple[M, bool]:
         """Return ``(document, created)``: the one matching ``kwargs``, else a new one made
         from ``kwargs`` and ``defaults`` and inserted. A concurrent insert that wins a unique
-        index is read back instead of failing."""
+        index is read back instead of failing.
+
+        ``defaults`` (Django's keyword) only fills a document that does not exist yet: it
+        never enters the query and never changes a stored document, so a request body that
+        binds it (``get_or_create(**body)``) sets no more than the body's own keys would.
+        Its keys must be fields of the model and may not repeat a field of ``kwargs``
+        (``QueryError`` naming them).
+        """
+        checked = _checked_defaults(self._model, defaults, kwargs, "get_or_create")
         try:
             return await self.get(**kwargs), False
         except DoesNotExist:
             pass
-        document = self._model(**_plain_fields(kwargs), **(defaults or {}))
+        document = self._model(**_plain_fields(kwargs), **checked)
         try:
             await document.insert(timeout=self._query.timeout)
         except DuplicateKey:
@@ -547,13 +555,27 @@ class QuerySet(Generic[M]):
         return document, True
 
     async def update_or_create(
-        self, defaults: Mapping[str, Any] | None = None, **kwargs: Any
+        self, defaults: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> tuple[M, bool]:
         """Return ``(document, created)`` after setting ``defaults`` on the one matching
-        ``kwargs`` (only the changed fields are sent) or inserting a new one."""
-        document, created = await self.get_or_create(defaults=defaults, **kwargs)
-        if not created and defaults:
-            for name, value in defaults.items():
+        ``kwargs`` (only the changed fields are sent) or inserting a new one.
+
+        ``defaults`` is positional only (``update_or_create({"age": 4}, email=...)``): it is
+        written to a stored document, so a key of a request body expanded into the call
+        (``update_or_create(**body)``) must not be able to bind it. Every keyword is a lookup;
+        ``defaults=`` is refused with a ``QueryError`` unless the model has such a field.
+        """
+        if "defaults" in kwargs and "defaults" not in self._model.model_fields:
+            raise QueryError(
+                "update_or_create() takes its defaults positionally "
+                "(update_or_create({...}, field=value)): every keyword is a lookup, and "
+                f"{self._model.__name__} has no field 'defaults'",
+                field="defaults",
+            )
+        checked = _checked_defaults(self._model, defaults, kwargs, "update_or_create")
+        document, created = await self.get_or_create(checked, **kwargs)
+        if not created and checked:
+            for name, value in checked.items():
                 setattr(document, name, value)
             await document.save(timeout=self._query.timeout)  # type: ignore[attr-defined]
         return document, created
@@ -743,6 +765,42 @@ def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:
     parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     text = ", ".join(parts) or "the queryset's filter"
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _checked_defaults(
+    model: type[Any], defaults: Any, lookups: Mapping[str, Any], what: str
+) -> dict[str, Any]:
+    """Return ``defaults`` keyed by field name after checking that it maps fields of ``model``
+    to values and shares no field with ``lookups`` (which would be given twice to the model)."""
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, Mapping):
+        raise QueryError(
+            f"{what}(): defaults must be a mapping of field names to values, not "
+            f"{type(defaults).__name__}",
+            field="defaults",
+        )
+    fields = model.model_fields
+    aliases: dict[str, str] = {}
+    for name, info in fields.items():
+        if info.alias is not None:
+            aliases[info.alias] = name
+    unknown = [k for k in defaults if k not in fields and k not in aliases]
+    if unknown:
+        raise QueryError(
+            f"{what}(): defaults name no field of {model.__name__}: "
+            + ", ".join(repr(k) for k in unknown),
+            field=str(unknown[0]),
+        )
+    given = {aliases.get(k, k) for k in _plain_fields(lookups)}
+    twice = sorted(k for k in defaults if aliases.get(k, k) in given)
+    if twice:
+        raise QueryError(
+            f"{what}(): {', '.join(repr(k) for k in twice)} both in the lookup and in "
+            "defaults; give each field once",
+            field=twice[0],
+        )
+    return {str(aliases.get(k, k)): v for k, v in defaults.items()}
 
 
 def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:

@@ -98,8 +98,18 @@ class Query:
         types = {name: agg.output for name, agg in self.annotations.items()}
         self.where = (*self.where, *compile_q(self.model, q, negate=negate, annotations=types))
 
-    def add_filter(self, *args: Q, negate: bool = False, **kwargs: Any) -> None:
-        """Add ``filter(*args, **kwargs)`` (or ``exclude`` with ``negate=True``)."""
+    # filter/exclude take nothing but Q objects and lookups: a keyword such as ``negate=`` here
+    # would be bound by a request body expanded into ``filter(**body)``.
+
+    def add_filter(self, *args: Q, **kwargs: Any) -> None:
+        """Add ``filter(*args, **kwargs)``: every keyword is a lookup."""
+        self._add(args, kwargs, negate=False)
+
+    def add_exclude(self, *args: Q, **kwargs: Any) -> None:
+        """Add ``exclude(*args, **kwargs)``: every keyword is a lookup."""
+        self._add(args, kwargs, negate=True)
+
+    def _add(self, args: tuple[Q, ...], kwargs: dict[str, Any], *, negate: bool) -> None:
         if args or negate or self.annotations:
             self.add_q(Q(*args, **kwargs), negate=negate)
         else:

@@ -25,7 +25,9 @@ from odm.contrib.aiohttp import (  # type: ignore[import-not-found, unused-ignor
     unit_of_work_middleware,
 )
 from odm.drivers import DriverName
+from odm.exceptions import QueryError
 from odm.query.expressions import F
+from odm.query.q import Q
 from odm.uow import transaction
 
 from .models import MODELS, Customer, Order
@@ -113,6 +115,42 @@ async def list_orders(request: web.Request) -> web.Response:
     customer = await Customer.objects.get(id=request.match_info["id"])
     orders = await Order.objects.filter(customer=customer.id).order_by("created")
     return web.json_response([order_json(o) for o in orders])
+
+
+def _lookups(body: Any) -> dict[str, Any]:
+    """The body of a search: a JSON object of lookups (``{"status": "paid", "total__gte": 5}``).
+
+    It is expanded as keyword arguments as it comes: every key is a lookup for odm (none can
+    bind a parameter of ``filter``/``exclude``/``get``), and unknown ones are a 400.
+    """
+    if not isinstance(body, dict):
+        raise QueryError("the body must be a JSON object of lookups (field__lookup: value)")
+    return body
+
+
+@routes.post("/customers/{id}/orders/search")
+async def search_orders(request: web.Request) -> web.Response:
+    """The orders of one customer matching the body's lookups; ``?exclude=1``: those that do
+    not match them. Never another customer's orders, whatever the body says."""
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    lookups = _lookups(await request.json())
+    if request.query.get("exclude"):
+        found = Order.objects.filter(customer=customer.id).exclude(**lookups)
+    else:
+        found = Order.objects.filter(Q(customer=customer.id), **lookups)
+    return web.json_response([order_json(o) for o in await found.order_by("created")])
+
+
+@routes.post("/customers/{id}/orders/find")
+async def find_order(request: web.Request) -> web.Response:
+    """The one order of this customer matching the body's lookups (404 if none)."""
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    lookups = _lookups(await request.json())
+    try:
+        order = await Order.objects.get(Q(customer=customer.id), **lookups)
+    except Order.MultipleObjectsReturned:
+        return _error(400, "ambiguous", "more than one order matches; narrow the lookups")
+    return web.json_response(order_json(order))
 
 
 @routes.post("/customers/{id}/orders")
