@@ -325,14 +325,22 @@ class QuerySet(Generic[M]):
 
     async def __aiter__(self) -> AsyncIterator[M]:
         """Stream the results: one batch in memory at a time (:data:`STREAM_BATCH_SIZE`
-        documents per round trip unless ``batch_size()`` says otherwise)."""
+        documents per round trip unless ``batch_size()`` says otherwise).
+
+        Leaving the loop early (``break``, ``return``, an exception) drops this iterator, and
+        the event loop closes it at its next turn, which kills the server cursor; code that
+        keeps the iterator around closes it itself with ``contextlib.aclosing``.
+        """
         source = self
         if not self._query.batch_size:
             source = self._chain()
             source._query.batch_size = STREAM_BATCH_SIZE
-        async for batch in source._batches():
-            for item in batch:
-                yield item
+        # The batches are closed with this generator, in the same step: an ``async for``
+        # alone would leave them to be finalized one event-loop turn later, cursor still open.
+        async with aclosing(source._batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     async def to_list(self, length: int | None = None) -> list[M]:
         """Return at most ``length`` results (all with ``None``), as Motor's cursors do."""
