@@ -9,7 +9,7 @@ and the executor runs that. A queryset runs when awaited (a list), iterated with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
@@ -247,7 +247,7 @@ class QuerySet(Generic[M]):
 
     async def _batches(
         self, compiled: compiler.CompiledFind | compiler.CompiledPipeline | None = None
-    ) -> AsyncIterator[list[Any]]:
+    ) -> AsyncGenerator[list[Any], None]:
         """Yield the results batch by batch, each batch validated at once (``compiled``: the
         query already compiled by the caller)."""
         if self._query.is_empty:
