@@ -673,13 +673,20 @@ class QuerySet(Generic[M]):
         """Stream changes to the matching documents as :class:`ChangeEvent` s.
 
         Needs a replica set or a sharded cluster (a standalone server raises
-        :class:`odm.ConfigurationError`). Deletes match when the filter is on ``_id`` only;
-        other filters see inserts, updates and replaces (the changed document is looked up).
+        :class:`odm.ConfigurationError`). An event is delivered only when the filter can be
+        proved on it: a delete event carries the document's key and nothing else, so deletes
+        are delivered when the filter is on ``id`` alone (``filter(id=x)``, ``id__in``,
+        ``exclude(id=x)``) and with no filter; any other filter sees the events that carry the
+        changed document (inserts, replaces, and updates with the default
+        ``full_document="updateLookup"``), matched on it. A negative filter (``exclude``,
+        ``ne``, ``nin``) would otherwise match a delete for want of the field.
         """
         target = compiler.compile_write(self._query)
         if target.pipeline is not None:
             raise QueryError("watch() cannot filter across references")
         match = _prefix_filter(target.filter or {}, "fullDocument.")
+        if match and not _on_key_only(match):
+            match = {"$and": [{"fullDocument": {"$type": "object"}}, match]}
         pipeline = [{"$match": match}] if match else []
         try:
             stream = await executor.watch(
@@ -916,6 +923,18 @@ def _raise_if_no_change_streams(exc: OperationFailure) -> None:
             "watch() needs a replica set or a sharded cluster: this server is a "
             "standalone mongod (run `odm server`, or mongod --replSet)"
         ) from exc
+
+
+def _on_key_only(match: Mapping[str, Any]) -> bool:
+    """Tell whether a change-event filter tests nothing but ``documentKey._id`` (what a delete
+    event carries)."""
+    for key, value in match.items():
+        if key in ("$and", "$or", "$nor"):
+            if not all(_on_key_only(part) for part in value):
+                return False
+        elif key != "documentKey._id":
+            return False
+    return True
 
 
 def _prefix_filter(filter: Mapping[str, Any], prefix: str) -> dict[str, Any]:
