@@ -39,6 +39,7 @@ from pymongo.errors import (
 from . import drivers
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
+from .nesting import check_payload
 from .session import operation_session
 from .timeouts import is_timeout
 
@@ -216,6 +217,9 @@ class _run:
         self._deadline: Any = None
 
     def __enter__(self) -> None:
+        payload = self.payload
+        if payload is not None:
+            check_payload(self.model, payload)  # the server's depth errors are untyped
         timeout = self.timeout
         if timeout is not None:
             if timeout <= 0:

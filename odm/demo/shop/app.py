@@ -20,6 +20,7 @@ from odm.connection import Retry
 # does not follow that mapping, hence the ignore (unused where it does).
 from odm.contrib.aiohttp import (  # type: ignore[import-not-found, unused-ignore]
     error_response,
+    json_body,
     odm_errors_middleware,
     setup_odm,
     unit_of_work_middleware,
@@ -96,7 +97,7 @@ async def list_customers(request: web.Request) -> web.Response:
 @routes.post("/customers")
 async def create_customer(request: web.Request) -> web.Response:
     """Create a customer; a taken email is a 409 (unique index), a bad body a 400."""
-    body = NewCustomer.model_validate(await request.json())
+    body = NewCustomer.model_validate(await json_body(request))
     customer = Customer(**body.model_dump())
     await customer.insert()
     return web.json_response(customer_json(customer), status=201)
@@ -133,7 +134,7 @@ async def search_orders(request: web.Request) -> web.Response:
     """The orders of one customer matching the body's lookups; ``?exclude=1``: those that do
     not match them. Never another customer's orders, whatever the body says."""
     customer = await Customer.objects.get(id=request.match_info["id"])
-    lookups = _lookups(await request.json())
+    lookups = _lookups(await json_body(request))
     if request.query.get("exclude"):
         found = Order.objects.filter(customer=customer.id).exclude(**lookups)
     else:
@@ -145,7 +146,7 @@ async def search_orders(request: web.Request) -> web.Response:
 async def find_order(request: web.Request) -> web.Response:
     """The one order of this customer matching the body's lookups (404 if none)."""
     customer = await Customer.objects.get(id=request.match_info["id"])
-    lookups = _lookups(await request.json())
+    lookups = _lookups(await json_body(request))
     try:
         order = await Order.objects.get(Q(customer=customer.id), **lookups)
     except Order.MultipleObjectsReturned:
@@ -156,7 +157,7 @@ async def find_order(request: web.Request) -> web.Response:
 @routes.post("/customers/{id}/orders")
 async def place_order(request: web.Request) -> web.Response:
     """Place an order paid from the customer's balance; 409 if the balance is too low."""
-    body = NewOrder.model_validate(await request.json())
+    body = NewOrder.model_validate(await json_body(request))
     customer = await Customer.objects.get(id=request.match_info["id"])
     if customer.balance < body.total:
         return _error(409, "insufficient_balance", {"balance": customer.balance})
@@ -170,7 +171,7 @@ async def place_order(request: web.Request) -> web.Response:
 @routes.post("/transfers")
 async def transfer(request: web.Request) -> web.Response:
     """Move money between two balances, all or nothing."""
-    body = Transfer.model_validate(await request.json())
+    body = Transfer.model_validate(await json_body(request))
     # One conditional update: the balance cannot go negative even under concurrent transfers.
     debited = await Customer.objects.filter(id=body.source, balance__gte=body.amount).update(
         balance=F("balance") - body.amount
