@@ -236,6 +236,7 @@ class BulkInsert:
             raws = dump(self.model, documents, batch=self._batch)
             # A split list is encoded here too, while the previous chunk is at the server:
             # the driver would encode a chunk only when sending it, after the previous reply.
+            payload: list[Any]
             if self._split:
                 payload = executor.encode_chunk(self.model, raws)  # depth checked there too
             else:
