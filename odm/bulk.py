@@ -29,6 +29,7 @@ from . import executor
 from .gcpause import paused_gc
 from .models.base import Document
 from .models.options import CLASS_KEY
+from .nesting import check_payload
 from .session import current_unit_of_work, operation_session
 
 __all__ = [
@@ -235,7 +236,12 @@ class BulkInsert:
             raws = dump(self.model, documents, batch=self._batch)
             # A split list is encoded here too, while the previous chunk is at the server:
             # the driver would encode a chunk only when sending it, after the previous reply.
-            payload = executor.encode_chunk(self.model, raws) if self._split else raws
+            payload: list[Any]
+            if self._split:
+                payload = executor.encode_chunk(self.model, raws)  # depth checked there too
+            else:
+                check_payload(self.model, raws)  # the driver encodes when it sends
+                payload = raws
         self.raws += raws
         return payload
 

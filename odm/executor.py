@@ -39,6 +39,7 @@ from pymongo.errors import (
 from . import drivers
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
+from .nesting import check_payload
 from .session import operation_session
 from .timeouts import is_timeout
 
@@ -176,6 +177,15 @@ def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exceptio
     )
 
 
+def _parallel_arrays(exc: OperationFailure) -> bool:
+    """Tell whether the server refused a sort on two array fields of one document (a free-form
+    field can hold arrays the model does not announce, so order_by cannot always see it)."""
+    return exc.code == _BAD_VALUE and "parallel arrays" in str(exc)
+
+
+_BAD_VALUE = 2
+
+
 class _run:
     """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
     given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
@@ -186,10 +196,15 @@ class _run:
     and without a timeout it costs two method calls.
     """
 
-    __slots__ = ("_deadline", "model", "payload", "timeout", "what")
+    __slots__ = ("_deadline", "model", "payload", "sort", "timeout", "what")
 
     def __init__(
-        self, model: type[Any], what: str, timeout: float | None, payload: Any = None
+        self,
+        model: type[Any],
+        what: str,
+        timeout: float | None,
+        payload: Any = None,
+        sort: Any = None,
     ) -> None:
         self.model = model
         self.what = what
@@ -197,9 +212,14 @@ class _run:
         #: The documents or update being written: read only to name the culprit of an
         #: encoding error, so the happy path pays nothing for it.
         self.payload = payload
+        #: The sort of a read, to name its fields when the server refuses it.
+        self.sort = sort
         self._deadline: Any = None
 
     def __enter__(self) -> None:
+        payload = self.payload
+        if payload is not None:
+            check_payload(self.model, payload)  # the server's depth errors are untyped
         timeout = self.timeout
         if timeout is not None:
             if timeout <= 0:
@@ -225,10 +245,16 @@ class _run:
             raise OperationTimeout(
                 f"{self.model.__name__} {self.what} did not finish{limit}: {exc}"
             ) from exc
-        if isinstance(exc, OperationFailure) and exc.code in _REFUSED_QUERY_CODES:
+        if isinstance(exc, OperationFailure) and (
+            exc.code in _REFUSED_QUERY_CODES or _parallel_arrays(exc)
+        ):
             message = (exc.details or {}).get("errmsg") or str(exc)
+            sort = self.sort
+            fields = [key for key, _ in sort] if sort else []
             raise QueryError(
                 f"{self.model.__name__} {self.what}: the server refused it: {message}"
+                + (f" (sorted by {', '.join(fields)})" if fields else ""),
+                field=fields[0] if fields else None,
             ) from exc
         if isinstance(exc, DuplicateKeyError):
             raise _duplicate(self.model, exc.details, exc) from exc
@@ -293,7 +319,7 @@ async def find(
     try:
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
-            with _run(model, what, left):
+            with _run(model, what, left, sort=sort):
                 batch: list[dict[str, Any]] = await cursor.to_list(chunk)
             if not batch:
                 return
@@ -316,7 +342,7 @@ async def find_list(
 ) -> list[dict[str, Any]]:
     """Return every raw document matching ``filter`` as one list."""
     coll = _with(collection(model), read_preference=read_preference)
-    with _run(model, "find", timeout):
+    with _run(model, "find", timeout, sort=sort):
         cursor = coll.find(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),
             **options,

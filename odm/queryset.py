@@ -9,7 +9,15 @@ and the executor runs that. A queryset runs when awaited (a list), iterated with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
@@ -119,7 +127,7 @@ class QuerySet(Generic[M]):
     def exclude(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset without the documents matching these conditions."""
         clone = self._chain()
-        clone._query.add_filter(*args, negate=True, **kwargs)
+        clone._query.add_exclude(*args, **kwargs)
         return clone
 
     def order_by(self, *fields: str) -> Self:
@@ -247,7 +255,7 @@ class QuerySet(Generic[M]):
 
     async def _batches(
         self, compiled: compiler.CompiledFind | compiler.CompiledPipeline | None = None
-    ) -> AsyncIterator[list[Any]]:
+    ) -> AsyncGenerator[list[Any], None]:
         """Yield the results batch by batch, each batch validated at once (``compiled``: the
         query already compiled by the caller)."""
         if self._query.is_empty:
@@ -325,14 +333,22 @@ class QuerySet(Generic[M]):
 
     async def __aiter__(self) -> AsyncIterator[M]:
         """Stream the results: one batch in memory at a time (:data:`STREAM_BATCH_SIZE`
-        documents per round trip unless ``batch_size()`` says otherwise)."""
+        documents per round trip unless ``batch_size()`` says otherwise).
+
+        Leaving the loop early (``break``, ``return``, an exception) drops this iterator, and
+        the event loop closes it at its next turn, which kills the server cursor; code that
+        keeps the iterator around closes it itself with ``contextlib.aclosing``.
+        """
         source = self
         if not self._query.batch_size:
             source = self._chain()
             source._query.batch_size = STREAM_BATCH_SIZE
-        async for batch in source._batches():
-            for item in batch:
-                yield item
+        # The batches are closed with this generator, in the same step: an ``async for``
+        # alone would leave them to be finalized one event-loop turn later, cursor still open.
+        async with aclosing(source._batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     async def to_list(self, length: int | None = None) -> list[M]:
         """Return at most ``length`` results (all with ``None``), as Motor's cursors do."""
@@ -526,12 +542,20 @@ class QuerySet(Generic[M]):
     ) -> tuple[M, bool]:
         """Return ``(document, created)``: the one matching ``kwargs``, else a new one made
         from ``kwargs`` and ``defaults`` and inserted. A concurrent insert that wins a unique
-        index is read back instead of failing."""
+        index is read back instead of failing.
+
+        ``defaults`` (Django's keyword) only fills a document that does not exist yet: it
+        never enters the query and never changes a stored document, so a request body that
+        binds it (``get_or_create(**body)``) sets no more than the body's own keys would.
+        Its keys must be fields of the model and may not repeat a field of ``kwargs``
+        (``QueryError`` naming them).
+        """
+        checked = _checked_defaults(self._model, defaults, kwargs, "get_or_create")
         try:
             return await self.get(**kwargs), False
         except DoesNotExist:
             pass
-        document = self._model(**_plain_fields(kwargs), **(defaults or {}))
+        document = self._model(**_plain_fields(kwargs), **checked)
         try:
             await document.insert(timeout=self._query.timeout)
         except DuplicateKey:
@@ -548,13 +572,27 @@ class QuerySet(Generic[M]):
         return document, True
 
     async def update_or_create(
-        self, defaults: Mapping[str, Any] | None = None, **kwargs: Any
+        self, defaults: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> tuple[M, bool]:
         """Return ``(document, created)`` after setting ``defaults`` on the one matching
-        ``kwargs`` (only the changed fields are sent) or inserting a new one."""
-        document, created = await self.get_or_create(defaults=defaults, **kwargs)
-        if not created and defaults:
-            for name, value in defaults.items():
+        ``kwargs`` (only the changed fields are sent) or inserting a new one.
+
+        ``defaults`` is positional only (``update_or_create({"age": 4}, email=...)``): it is
+        written to a stored document, so a key of a request body expanded into the call
+        (``update_or_create(**body)``) must not be able to bind it. Every keyword is a lookup;
+        ``defaults=`` is refused with a ``QueryError`` unless the model has such a field.
+        """
+        if "defaults" in kwargs and "defaults" not in self._model.model_fields:
+            raise QueryError(
+                "update_or_create() takes its defaults positionally "
+                "(update_or_create({...}, field=value)): every keyword is a lookup, and "
+                f"{self._model.__name__} has no field 'defaults'",
+                field="defaults",
+            )
+        checked = _checked_defaults(self._model, defaults, kwargs, "update_or_create")
+        document, created = await self.get_or_create(checked, **kwargs)
+        if not created and checked:
+            for name, value in checked.items():
                 setattr(document, name, value)
             await document.save(timeout=self._query.timeout)  # type: ignore[attr-defined]
         return document, created
@@ -639,13 +677,20 @@ class QuerySet(Generic[M]):
         """Stream changes to the matching documents as :class:`ChangeEvent` s.
 
         Needs a replica set or a sharded cluster (a standalone server raises
-        :class:`odm.ConfigurationError`). Deletes match when the filter is on ``_id`` only;
-        other filters see inserts, updates and replaces (the changed document is looked up).
+        :class:`odm.ConfigurationError`). An event is delivered only when the filter can be
+        proved on it: a delete event carries the document's key and nothing else, so deletes
+        are delivered when the filter is on ``id`` alone (``filter(id=x)``, ``id__in``,
+        ``exclude(id=x)``) and with no filter; any other filter sees the events that carry the
+        changed document (inserts, replaces, and updates with the default
+        ``full_document="updateLookup"``), matched on it. A negative filter (``exclude``,
+        ``ne``, ``nin``) would otherwise match a delete for want of the field.
         """
         target = compiler.compile_write(self._query)
         if target.pipeline is not None:
             raise QueryError("watch() cannot filter across references")
         match = _prefix_filter(target.filter or {}, "fullDocument.")
+        if match and not _on_key_only(match):
+            match = {"$and": [{"fullDocument": {"$type": "object"}}, match]}
         pipeline = [{"$match": match}] if match else []
         try:
             stream = await executor.watch(
@@ -749,6 +794,42 @@ def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _checked_defaults(
+    model: type[Any], defaults: Any, lookups: Mapping[str, Any], what: str
+) -> dict[str, Any]:
+    """Return ``defaults`` keyed by field name after checking that it maps fields of ``model``
+    to values and shares no field with ``lookups`` (which would be given twice to the model)."""
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, Mapping):
+        raise QueryError(
+            f"{what}(): defaults must be a mapping of field names to values, not "
+            f"{type(defaults).__name__}",
+            field="defaults",
+        )
+    fields = model.model_fields
+    aliases: dict[str, str] = {}
+    for name, info in fields.items():
+        if info.alias is not None:
+            aliases[info.alias] = name
+    unknown = [k for k in defaults if k not in fields and k not in aliases]
+    if unknown:
+        raise QueryError(
+            f"{what}(): defaults name no field of {model.__name__}: "
+            + ", ".join(repr(k) for k in unknown),
+            field=str(unknown[0]),
+        )
+    given = {aliases.get(k, k) for k in _plain_fields(lookups)}
+    twice = sorted(k for k in defaults if aliases.get(k, k) in given)
+    if twice:
+        raise QueryError(
+            f"{what}(): {', '.join(repr(k) for k in twice)} both in the lookup and in "
+            "defaults; give each field once",
+            field=twice[0],
+        )
+    return {str(aliases.get(k, k)): v for k, v in defaults.items()}
+
+
 def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:
     """Keep the ``field=value`` / ``field__exact=value`` items of ``get_or_create`` kwargs."""
     fields: dict[str, Any] = {}
@@ -846,6 +927,18 @@ def _raise_if_no_change_streams(exc: OperationFailure) -> None:
             "watch() needs a replica set or a sharded cluster: this server is a "
             "standalone mongod (run `odm server`, or mongod --replSet)"
         ) from exc
+
+
+def _on_key_only(match: Mapping[str, Any]) -> bool:
+    """Tell whether a change-event filter tests nothing but ``documentKey._id`` (what a delete
+    event carries)."""
+    for key, value in match.items():
+        if key in ("$and", "$or", "$nor"):
+            if not all(_on_key_only(part) for part in value):
+                return False
+        elif key != "documentKey._id":
+            return False
+    return True
 
 
 def _prefix_filter(filter: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -7,10 +7,12 @@
 
 ``setup_odm`` connects on startup (with retry, through ``app.cleanup_ctx``) and disconnects on
 shutdown; ``unit_of_work_middleware`` runs each unsafe request in one transaction, committed only
-when the response status is below 400; ``odm_errors_middleware`` answers ODM errors with JSON.
+when the response status is below 400; ``odm_errors_middleware`` answers ODM errors with JSON;
+``json_body(request)`` reads a JSON body, a body nested too deep to parse being a 400.
 Keep the errors middleware first (outermost) so that it also maps errors of the commit.
 """
 
+from .bodies import json_body
 from .errors import error_response, odm_errors_middleware, response_for
 from .middlewares import (
     UNSAFE_METHODS,
@@ -24,6 +26,7 @@ __all__ = [
     "ODM_CONNECTIONS",
     "UNSAFE_METHODS",
     "error_response",
+    "json_body",
     "odm_errors_middleware",
     "response_for",
     "setup_odm",

@@ -26,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
 from ..models.fields import ObjectId, Reference, reference_target
+from ..nesting import MAX_DEPTH
 
 __all__ = [
     "ID_FIELD",
@@ -94,14 +95,23 @@ def check_literal(value: Any, field: str) -> None:
     Any dict inside the value (at any depth) may not have a key starting with ``$`` or holding
     ``.`` or NUL; regex and JavaScript objects are refused (inside ``$in`` a regex matches), and
     so are integers beyond BSON's 64 bits (the encoder would fail with an untyped error).
-    Iterative, so that a deeply nested hostile value cannot blow the stack.
+    So is a value nesting deeper than :data:`~odm.nesting.MAX_DEPTH` levels (the server would
+    refuse the command untyped). Iterative, so that a deeply nested hostile value cannot blow
+    the stack.
     """
     kind = type(value)
     if kind in _PLAIN_SCALARS or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
         return  # the usual filter value: nothing inside it to check
-    stack = [value]
+    # The document is a level, and so is each part of the path before the value.
+    levels = MAX_DEPTH - 1 - field.count(SEP)
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > levels:
+            raise QueryError(
+                f"value for {field!r} nests deeper than MongoDB's {MAX_DEPTH} levels",
+                field=field,
+            )
         if isinstance(item, Mapping):
             for key, sub in item.items():
                 if not isinstance(key, str):
@@ -114,9 +124,9 @@ def check_literal(value: Any, field: str) -> None:
                         "containing '.' or NUL are refused in query and update values",
                         field=field,
                     )
-                stack.append(sub)
+                stack.append((sub, depth + 1))
         elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
+            stack.extend((sub, depth + 1) for sub in item)
         elif isinstance(item, int) and not _INT64_MIN <= item <= _INT64_MAX:
             raise QueryError(
                 f"value for {field!r}: {item} does not fit in BSON's 64-bit integer", field=field

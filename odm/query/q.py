@@ -2,6 +2,11 @@
 
 Nothing is validated here: a ``Q`` only records what was asked. The model-aware checks (field
 names, lookups, value types) run when a ``Q`` is added to a :class:`~odm.query.query.Query`.
+
+``Q(**body)`` must mean "these lookups" whatever the keys of ``body`` are: every keyword of
+``Q()`` is a lookup, and the connector and negation of a node are set only by ``&``, ``|``,
+``~`` and the private :meth:`Q._make` (a ``_connector=`` keyword bound by a request body once
+turned an AND into an OR, as in Django's CVE-2025-64459).
 """
 
 from __future__ import annotations
@@ -23,9 +28,7 @@ class Q:
     connector: str
     negated: bool
 
-    def __init__(
-        self, *args: Q, _connector: str = "AND", _negated: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Q, **kwargs: Any) -> None:
         for arg in args:
             # A raw dict here would be an unvalidated MongoDB filter; aggregate_pipeline() is the
             # explicit door for those, so refuse it rather than let it through by accident.
@@ -33,14 +36,13 @@ class Q:
                 raise TypeError(
                     f"Q() takes Q objects and keyword lookups, not {type(arg).__name__}"
                 )
-        if _connector not in (self.AND, self.OR):
-            raise ValueError(f"unknown connector {_connector!r}")
         self.children = (*args, *kwargs.items())
-        self.connector = _connector
-        self.negated = _negated
+        self.connector = self.AND
+        self.negated = False
 
     @classmethod
     def _make(cls, children: tuple[Q | tuple[str, Any], ...], connector: str, negated: bool) -> Q:
+        """Build a node with its connector and negation: the only way to set them."""
         q: Q = cls.__new__(cls)
         q.children = children
         q.connector = connector

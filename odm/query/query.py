@@ -98,8 +98,18 @@ class Query:
         types = {name: agg.output for name, agg in self.annotations.items()}
         self.where = (*self.where, *compile_q(self.model, q, negate=negate, annotations=types))
 
-    def add_filter(self, *args: Q, negate: bool = False, **kwargs: Any) -> None:
-        """Add ``filter(*args, **kwargs)`` (or ``exclude`` with ``negate=True``)."""
+    # filter/exclude take nothing but Q objects and lookups: a keyword such as ``negate=`` here
+    # would be bound by a request body expanded into ``filter(**body)``.
+
+    def add_filter(self, *args: Q, **kwargs: Any) -> None:
+        """Add ``filter(*args, **kwargs)``: every keyword is a lookup."""
+        self._add(args, kwargs, negate=False)
+
+    def add_exclude(self, *args: Q, **kwargs: Any) -> None:
+        """Add ``exclude(*args, **kwargs)``: every keyword is a lookup."""
+        self._add(args, kwargs, negate=True)
+
+    def _add(self, args: tuple[Q, ...], kwargs: dict[str, Any], *, negate: bool) -> None:
         if args or negate or self.annotations:
             self.add_q(Q(*args, **kwargs), negate=negate)
         else:
@@ -109,6 +119,7 @@ class Query:
 
     def set_ordering(self, *fields: str) -> None:
         """Replace the ordering (``"-name"`` descends); no fields: unordered."""
+        arrays: dict[str, str] = {}
         for name in fields:
             if not isinstance(name, str) or not name:
                 raise QueryError(f"order_by() takes field names, not {name!r}")
@@ -119,8 +130,19 @@ class Query:
                 )
             if bare.split("__", 1)[0] not in self.annotations and self.values_fields is None:
                 resolve(self.model, bare)  # raises on an unknown field, now rather than later
+                root = _array_root(self.model, bare)
+                if root is not None:
+                    arrays.setdefault(root, bare)
             else:
                 check_name(bare.split("__", 1)[0])
+        if len(arrays) > 1:
+            # The server refuses it ("parallel arrays") only once a document holds both.
+            names = ", ".join(arrays.values())
+            raise QueryError(
+                f"order_by({names}): these fields are in different lists, and MongoDB cannot "
+                "sort on two arrays at once (parallel arrays); order by one of them",
+                field=next(iter(arrays.values())),
+            )
         self.ordering = tuple(fields)
 
     def default_ordering(self) -> tuple[str, ...]:
@@ -311,6 +333,18 @@ def _check_related(model: type[Any], path: str) -> None:
             f"select_related({path!r}) goes through a list; use prefetch_related",
             field=path,
         )
+
+
+def _array_root(model: type[Any], path: str) -> str | None:
+    """Return the stored path of the first list ``path`` goes through or ends on, if any."""
+    names = path.split("__")
+    for end in range(1, len(names) + 1):
+        target = resolve(model, "__".join(names[:end]))
+        if target.joins:
+            return None  # sorted after a $lookup: not a stored array of this collection
+        if target.field.kind is Kind.LIST:
+            return target.db_path
+    return None
 
 
 def _resolve_aggregate(model: type[Any], agg: Any) -> dict[str, Any]:

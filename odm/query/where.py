@@ -171,13 +171,40 @@ def _leaf(
     return condition_for(target, lookup_name, value, resolve_f)
 
 
+#: How deep ``Q`` objects may nest once chains of one connector are flattened (each level is
+#: two BSON levels of ``$or``/``$nor``: this keeps the filter within MongoDB's 100).
+MAX_Q_DEPTH = 40
+
+
+def _flat(q: Q) -> list[Q | tuple[str, Any]]:
+    """The children of ``q``, with those of every non-negated child of the same connector
+    spliced in (``q | a | b`` built in a loop is one ``$or`` of all, not a nest), in order."""
+    out: list[Q | tuple[str, Any]] = []
+    stack = [iter(q.children)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+        elif isinstance(child, Q) and not child.negated and child.connector == q.connector:
+            stack.append(iter(child.children))
+        else:
+            out.append(child)
+    return out
+
+
 def _node(
-    model: type[Any], q: Q, root: FieldType | None, annotations: Mapping[str, FieldType]
+    model: type[Any],
+    q: Q,
+    root: FieldType | None,
+    annotations: Mapping[str, FieldType],
+    depth: int = 1,
 ) -> Where:
+    if depth > MAX_Q_DEPTH:
+        raise QueryError(f"Q objects nest deeper than {MAX_Q_DEPTH} levels")
     children: list[Where] = []
-    for child in q.children:
+    for child in _flat(q):
         if isinstance(child, Q):
-            children.append(_node(model, child, root, annotations))
+            children.append(_node(model, child, root, annotations, depth + 1))
         else:
             children.append(_leaf(model, child[0], child[1], root, annotations))
     posts = {c.post for c in children if c.mql}
@@ -221,9 +248,11 @@ def compile_q(
         q = ~q if q else q
     if split and q.connector == Q.AND and not q.negated:
         out: list[Where] = []
-        for child in q.children:
+        for child in _flat(q):
             if isinstance(child, Q):
-                out.extend(compile_q(model, child, root=root, annotations=annotations))
+                where = _node(model, child, root, annotations)
+                if where.mql:
+                    out.append(where)
             else:
                 where = _leaf(model, child[0], child[1], root, annotations)
                 if where.mql:

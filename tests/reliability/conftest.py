@@ -215,6 +215,42 @@ pass validation and fail in the encoder (nothing is sent), and an invalid patter
      + http["injections"]),
 ])}
 
+### Classes of holes closed
+
+Each class below was found by attacking the ODM as a request would, and is closed for the
+whole class, with a regression test (in `tests/integration/querysets/` unless said).
+
+- **A body expanded into keyword arguments binds a parameter of the method** (`_connector` and
+  `_negated` of `Q`, as in Django's CVE-2025-64459). No public method that takes lookups or
+  field values as `**kwargs` (`filter`, `exclude`, `get`, `Q`, `update`, `annotate`,
+  `aggregate`, `get_or_create`, `update_or_create`, `Query.add_filter` / `add_exclude`) has
+  another keyword parameter a body can bind: every key is a lookup, an unknown one a
+  `QueryError`. A `Q`'s connector and negation are set only by `&`, `|` and `~`;
+  `update_or_create` takes its defaults positionally; `get_or_create`'s `defaults=` (Django's
+  keyword) only fills a new document, never the query nor a stored document.
+  `test_qs_body_kwargs.py` tries every parameter name of every public method (collected by
+  introspection); `test_hostile_input.py::test_http_bodies_expanded_as_lookups` does it over
+  HTTP on the example shop.
+- **A value nested past MongoDB's 100 levels** (the server's untyped depth error, a 500; a bare
+  `RecursionError` from 1,000 levels). Documents, updates and filter values deeper than
+  `odm.nesting.MAX_DEPTH` are refused before anything is sent (`ValidationError` or
+  `QueryError` naming the field); chains of one connector in `Q` are flattened (a loop of
+  1,000 `|` is one `$or`) and `Q` objects nested deeper than 40 are refused;
+  `odm.contrib.aiohttp.json_body` turns the JSON parser's `RecursionError` into a 400.
+  `test_qs_depth.py`, `test_hostile_input.py::test_http_deep_bodies_are_400`.
+- **Untyped errors from body-shaped input.** A field both in the lookup and in `defaults`, or an
+  unknown one there, is a `QueryError` naming it; `order_by` on two lists is refused before
+  sending, and the server's "parallel arrays" refusal (arrays in free-form fields) is a
+  `QueryError` naming the sort. `test_qs_typed_errors.py`.
+- **A change stream delivering events its filter cannot prove.** A delete event carries the
+  document's key and nothing else, so deletes are delivered only when the filter is on `id`
+  alone; any other filter, a negative one (`exclude`, `ne`, `nin`) too, is matched on the
+  changed document. `test_qs_watch.py`.
+- **Server cursors left open when a loop is left early.** `async for` over a queryset closes
+  its batches with the iterator, in one step, so the cursor is killed at the event loop's next
+  turn without the garbage collector's help; `contextlib.aclosing` closes an iterator kept
+  around (docs/querysets.md). `test_qs_cursors.py`.
+
 ## Limits
 
 {_table([

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import urllib.parse
 import uuid
@@ -38,6 +39,7 @@ from odm.models.base import Document, Embedded
 from odm.query.compiler import compile_query, compile_update
 from odm.query.expressions import F
 from odm.query.lookups import LOOKUPS
+from odm.query.query import Query
 
 Recorder = Callable[..., None]
 
@@ -522,9 +524,54 @@ def _body(value: Any) -> bytes:
     return json.dumps(value, allow_nan=True).encode()
 
 
+def parameter_names() -> list[str]:
+    """Every parameter name of every public method of QuerySet, Q and Query (by
+    introspection: a parameter added later is tried too), and Django's own."""
+    names = {"_connector", "_negated", "negate", "defaults", "create_defaults"}
+    for cls in (odm.QuerySet, odm.Q, Query):
+        for attr, member in inspect.getmembers(cls, callable):
+            if attr.startswith("_") and attr != "__init__":
+                continue
+            with contextlib.suppress(TypeError, ValueError):
+                names.update(inspect.signature(member).parameters)
+    return sorted(names - {"self", "cls"})
+
+
+PARAMETER_NAMES = parameter_names()
+#: A body of lookups as a request sends it: parameter names, the shop's fields, hostile keys.
+BODY_KEYS = st.sampled_from(PARAMETER_NAMES) | st.sampled_from(
+    ["status", "total", "total__gte", "customer", "customer__ne", "items", "id", "id__ne",
+     "status__ne", "created__lt"]
+) | HOSTILE_KEYS
+#: The request forms that expand a JSON body into keyword lookups.
+SEARCHES = {
+    "search": "/customers/{id}/orders/search",
+    "search_exclude": "/customers/{id}/orders/search?exclude=1",
+    "find": "/customers/{id}/orders/find",
+}
+
+
+async def _search(client: TestClient[Any, Any], ids: dict[str, str], how: str,
+                  body: Any) -> tuple[int, Any]:
+    """Bob's search (bob has no order of his own at first); return the status and the JSON."""
+    response = await client.post(SEARCHES[how].format(id=ids["bob"]), data=_body(body))
+    return response.status, await response.json()
+
+
+def _foreign(ids: dict[str, str], answer: Any) -> list[Any]:
+    """The orders in ``answer`` (one order or a list) that are not bob's."""
+    orders = answer if isinstance(answer, list) else [answer]
+    return [o for o in orders if isinstance(o, dict) and "customer" in o
+            and o["customer"] != ids["bob"]]
+
+
 async def _request(client: TestClient[Any, Any], ids: dict[str, str], how: str,
                    value: Any) -> int:
     text = value if isinstance(value, str) else json.dumps(value)
+    if how in SEARCHES:
+        status, answer = await _search(client, ids, how, value)
+        assert not _foreign(ids, answer), f"{how} with {value!r} answered {answer!r}"
+        return status
     if how == "show":
         response = await client.get("/customers/" + urllib.parse.quote(text, safe=""))
     elif how == "orders":
@@ -555,9 +602,12 @@ def test_http_endpoints(
 
     @compile_settings(800 * examples)
     @given(value=JSON, how=st.sampled_from(
-        ["show", "orders", "create", "create_fields", "order", "order_raw", "transfer"]))
-    def prop(value: Any, how: str) -> None:
+        ["show", "orders", "create", "create_fields", "order", "order_raw", "transfer",
+         *SEARCHES]), body=st.dictionaries(BODY_KEYS, JSON, max_size=3))
+    def prop(value: Any, how: str, body: dict[str, Any]) -> None:
         COUNTS["http"] += 1
+        if how in SEARCHES:
+            value = body  # a JSON object, as a form or a client library sends it
         status = runner.run(_request(client, ids, how, value))
         if status >= 500 and how == "order" and unencodable(value):
             status = 1  # the known bug of test_unencodable_values_are_refused_when_built
@@ -576,3 +626,61 @@ def test_http_endpoints(
     assert fives == 0
 
 
+@pytest.mark.parametrize("how", sorted(SEARCHES))
+def test_http_bodies_expanded_as_lookups(shop: Shop, how: str) -> None:
+    """A search body holding a parameter name of a queryset method (``_connector``,
+    ``_negated``, ``negate``, ``defaults``, ``flat``...) is an unknown lookup: a 400 naming it,
+    never a query that reaches another customer's orders (on main, ``_connector: "OR"`` made
+    ``filter(Q(customer=bob), **body)`` return ann's orders)."""
+    runner, client, log, ids = shop
+    for name in PARAMETER_NAMES:
+        for value in (True, "OR", 1, None, {"$ne": None}):
+            body = {name: value, "status__ne": "", "total__gt": 0}
+            status, answer = runner.run(_search(client, ids, how, body))
+            assert status == 400, (name, value, status, answer)
+            assert answer["error"] == "invalid" and name in json.dumps(answer), answer
+    log.check()
+    # The same searches without the extra key: bob has no order, ann's stays hers.
+    status, answer = runner.run(_search(client, ids, "search", {"total__gt": 0}))
+    assert (status, answer) == (200, [])
+    status, _ = runner.run(_search(client, ids, "find", {"total__gt": 0}))
+    assert status == 404
+
+
+
+
+def _deep(depth: int) -> bytes:
+    """A JSON object ``depth`` levels deep, written directly (json.dumps recurses too)."""
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+def test_http_deep_bodies_are_400(shop: Shop) -> None:
+    """Issue #19, item 5: bodies nested 190 and 900 deep reached the server (its depth error,
+    unmapped, was a 500); 1,000+ deep, the JSON parser's RecursionError was a 500 too."""
+    runner, client, log, ids = shop
+
+    async def post(path: str, data: bytes) -> tuple[int, Any]:
+        response = await client.post(path, data=data)
+        return response.status, await response.json()
+
+    async def count_orders() -> int:
+        from examples.shop import Order
+
+        return await Order.objects.count()
+
+    orders = runner.run(count_orders())
+    bob = ids["bob"]
+    status, _ = runner.run(post(f"/customers/{bob}/orders",
+                                b'{"total": 1, "items": [' + _deep(90) + b"]}"))
+    assert status == 201
+    for depth in (190, 900, 1100, 5000, 50_000):
+        for path, body in (
+            (f"/customers/{bob}/orders", b'{"total": 1, "items": [' + _deep(depth) + b"]}"),
+            (f"/customers/{bob}/orders/search", b'{"items": ' + _deep(depth) + b"}"),
+            (f"/customers/{bob}/orders/find", b'{"items__elemmatch": ' + _deep(depth) + b"}"),
+        ):
+            status, answer = runner.run(post(path, body))
+            assert status == 400, (depth, path, answer)
+            assert answer["error"] == "invalid", answer
+    assert runner.run(count_orders()) == orders + 1
+    log.check()

@@ -48,7 +48,7 @@ def pipeline(query: Query) -> list[dict[str, Any]]:
 def test_api_example_find() -> None:
     query = Query(QCustomer)
     query.add_filter(age__gte=18, address__city__in=["Paris", "Lyon"])
-    query.add_filter(tags__contains="spam", negate=True)
+    query.add_exclude(tags__contains="spam")
     query.set_ordering("-created")
     query.apply_slice(slice(None, 20))
     assert explain_query(query) == {

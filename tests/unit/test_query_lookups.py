@@ -160,7 +160,7 @@ def test_q_compiles() -> None:
     assert where(QCustomer, Q() | Q(age=1)) == {"age": 1}
     assert where(QCustomer, ~Q()) == {}
     query = Query(QCustomer)
-    query.add_filter(age=1, name="Al", negate=True)
+    query.add_exclude(age=1, name="Al")
     assert compile_query(query).explain()["find"]["filter"] == {"$nor": [{"age": 1, "name": "Al"}]}
 
 

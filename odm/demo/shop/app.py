@@ -20,12 +20,15 @@ from odm.connection import Retry
 # does not follow that mapping, hence the ignore (unused where it does).
 from odm.contrib.aiohttp import (  # type: ignore[import-not-found, unused-ignore]
     error_response,
+    json_body,
     odm_errors_middleware,
     setup_odm,
     unit_of_work_middleware,
 )
 from odm.drivers import DriverName
+from odm.exceptions import QueryError
 from odm.query.expressions import F
+from odm.query.q import Q
 from odm.uow import transaction
 
 from .models import MODELS, Customer, Order
@@ -94,7 +97,7 @@ async def list_customers(request: web.Request) -> web.Response:
 @routes.post("/customers")
 async def create_customer(request: web.Request) -> web.Response:
     """Create a customer; a taken email is a 409 (unique index), a bad body a 400."""
-    body = NewCustomer.model_validate(await request.json())
+    body = NewCustomer.model_validate(await json_body(request))
     customer = Customer(**body.model_dump())
     await customer.insert()
     return web.json_response(customer_json(customer), status=201)
@@ -115,10 +118,46 @@ async def list_orders(request: web.Request) -> web.Response:
     return web.json_response([order_json(o) for o in orders])
 
 
+def _lookups(body: Any) -> dict[str, Any]:
+    """The body of a search: a JSON object of lookups (``{"status": "paid", "total__gte": 5}``).
+
+    It is expanded as keyword arguments as it comes: every key is a lookup for odm (none can
+    bind a parameter of ``filter``/``exclude``/``get``), and unknown ones are a 400.
+    """
+    if not isinstance(body, dict):
+        raise QueryError("the body must be a JSON object of lookups (field__lookup: value)")
+    return body
+
+
+@routes.post("/customers/{id}/orders/search")
+async def search_orders(request: web.Request) -> web.Response:
+    """The orders of one customer matching the body's lookups; ``?exclude=1``: those that do
+    not match them. Never another customer's orders, whatever the body says."""
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    lookups = _lookups(await json_body(request))
+    if request.query.get("exclude"):
+        found = Order.objects.filter(customer=customer.id).exclude(**lookups)
+    else:
+        found = Order.objects.filter(Q(customer=customer.id), **lookups)
+    return web.json_response([order_json(o) for o in await found.order_by("created")])
+
+
+@routes.post("/customers/{id}/orders/find")
+async def find_order(request: web.Request) -> web.Response:
+    """The one order of this customer matching the body's lookups (404 if none)."""
+    customer = await Customer.objects.get(id=request.match_info["id"])
+    lookups = _lookups(await json_body(request))
+    try:
+        order = await Order.objects.get(Q(customer=customer.id), **lookups)
+    except Order.MultipleObjectsReturned:
+        return _error(400, "ambiguous", "more than one order matches; narrow the lookups")
+    return web.json_response(order_json(order))
+
+
 @routes.post("/customers/{id}/orders")
 async def place_order(request: web.Request) -> web.Response:
     """Place an order paid from the customer's balance; 409 if the balance is too low."""
-    body = NewOrder.model_validate(await request.json())
+    body = NewOrder.model_validate(await json_body(request))
     customer = await Customer.objects.get(id=request.match_info["id"])
     if customer.balance < body.total:
         return _error(409, "insufficient_balance", {"balance": customer.balance})
@@ -132,7 +171,7 @@ async def place_order(request: web.Request) -> web.Response:
 @routes.post("/transfers")
 async def transfer(request: web.Request) -> web.Response:
     """Move money between two balances, all or nothing."""
-    body = Transfer.model_validate(await request.json())
+    body = Transfer.model_validate(await json_body(request))
     # One conditional update: the balance cannot go negative even under concurrent transfers.
     debited = await Customer.objects.filter(id=body.source, balance__gte=body.amount).update(
         balance=F("balance") - body.amount

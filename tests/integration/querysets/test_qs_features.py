@@ -210,12 +210,12 @@ async def test_terminals(odm_database: Any) -> None:
                                                           defaults={"name": "Fay", "age": 3})
     assert (doc.name, doc.age, created) == ("Fay", 3, True)
     assert (await QsCustomer.objects.get(email="fay@x.io")).age == 3
-    doc, created = await QsCustomer.objects.update_or_create(email="fay@x.io",
-                                                             defaults={"age": 4})
+    doc, created = await QsCustomer.objects.update_or_create({"age": 4},
+                                                             email="fay@x.io")
     assert (doc.age, created) == (4, False)
     assert (await QsCustomer.objects.get(email="fay@x.io")).age == 4
     doc, created = await QsCustomer.objects.update_or_create(
-        email="gus@x.io", defaults={"name": "Gus", "age": 9})
+        {"name": "Gus", "age": 9}, email="gus@x.io")
     assert created and (await QsCustomer.objects.get(email="gus@x.io")).age == 9
 
     # update() and delete() return counts; F updates
