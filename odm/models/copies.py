@@ -23,6 +23,9 @@ __all__ = ["Family", "join", "known_state", "rejoin", "written"]
 
 _FAMILY = "_odm_family"
 _set_slot = object.__setattr__
+# Reading an unset slot costs an AttributeError (~1 us a save): until a copy of a document
+# exists, no document has a family and save() does not look.
+_copies_made = False
 
 
 class Family:
@@ -40,6 +43,8 @@ class Family:
 
 def join(source: Any, copied: Any) -> None:
     """Make ``copied`` (a copy of ``source``) a member of ``source``'s family."""
+    global _copies_made
+    _copies_made = True
     family = getattr(source, _FAMILY, None)
     if family is None:
         family = Family(getattr(source, "_odm_snapshot", None))
@@ -49,6 +54,9 @@ def join(source: Any, copied: Any) -> None:
 
 def rejoin(document: Any, family: Family | None) -> None:
     """Give an unpickled ``document`` the family it was pickled with."""
+    global _copies_made
+    if family is not None:
+        _copies_made = True
     _set_slot(document, _FAMILY, family)
 
 
@@ -56,6 +64,8 @@ def known_state(document: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
     """Return what the database holds for ``document`` as far as this process knows: the
     stored form last written through a copy of it when there is a later one than its own
     ``snapshot``, else ``snapshot``."""
+    if not _copies_made:
+        return snapshot
     family: Family | None = getattr(document, _FAMILY, None)
     if family is None:
         return snapshot
@@ -67,6 +77,8 @@ def known_state(document: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
 
 def written(document: Any, stored: dict[str, Any]) -> None:
     """Record that ``stored`` is what the database now holds for ``document``."""
+    if not _copies_made:
+        return
     family: Family | None = getattr(document, _FAMILY, None)
     if family is not None:
         family.latest = stored

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_, is_not
 from typing import Any
 
 from pydantic import ValidationError
@@ -72,6 +72,9 @@ def _same_model(plan: ModelPlan, value: Any, old: Any) -> bool:
         return False
     values = value.__dict__
     if plan.flat and values == old:
+        group = plan.plain
+        if group is not None:  # the values and the stored ones in field order, at C speed
+            return same_values(group.names_of(values), group.keys_of(old))
         return same_values(values.values(), map(old.__getitem__, values))
     for name, key, kind, types, sub in plan.fields:
         new = values[name]
@@ -117,7 +120,7 @@ def _pending(group: Group, values: Mapping[str, Any], old: Mapping[str, Any]) ->
     """The plain fields of ``group`` whose value is not the stored object (``KeyError``:
     one is not stored)."""
     now, stored = group.names_of(values), group.keys_of(old)
-    if now == stored and same_values(now, stored):
+    if now == stored and (all(map(is_, now, stored)) or same_values(now, stored)):
         return ()
     return compress(group.fields, map(is_not, now, stored))
 
