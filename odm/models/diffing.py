@@ -131,8 +131,11 @@ def same_values(new: Iterable[Any], old: Iterable[Any]) -> bool:
 def addressable(key: Any) -> bool:
     """Tell whether a dict key can be one segment of an update path: a non-empty ``str``
     with no dot that does not start with ``$`` (neither an operator nor a positional form:
-    ``$``, ``$[]``, ``$[name]``). Any other key would name another field, or none."""
-    return type(key) is str and key != "" and "." not in key and key[0] != "$"
+    ``$``, ``$[]``, ``$[name]``) and holds no NUL byte. Any other key would name another
+    field, or none (a NUL: BSON refuses it, and the error then names the field it is in)."""
+    return (
+        type(key) is str and key != "" and "." not in key and key[0] != "$" and "\x00" not in key
+    )
 
 
 #: Where a change applies: a tuple of stored keys, each :func:`addressable` once the change
