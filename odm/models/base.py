@@ -23,6 +23,7 @@ from ..exceptions import (
 )
 from ..queryset import DefaultManager
 from ..session import current_unit_of_work
+from . import copies
 from .declaration import DocumentMeta
 from .dumping import dump_document
 from .fields import Field, ObjectId
@@ -39,12 +40,15 @@ __all__ = ["Document", "Embedded"]
 
 def _copy_tracking(source: Any, copied: Any, memo: dict[int, Any] | None = None) -> None:
     """Give ``copied`` the tracking state of ``source`` (its snapshot deep-copied along with
-    the fields when ``memo`` is given). A pending flush stays with ``source``."""
+    the fields when ``memo`` is given) and make it one of its copies (odm.models.copies: a
+    save of either is diffed against what the other wrote). A pending flush stays with
+    ``source``."""
     snapshot = getattr(source, "_odm_snapshot", None)
     if memo is not None and snapshot is not None:
         snapshot = copy.deepcopy(snapshot, memo)
     _set_slot(copied, "_odm_snapshot", snapshot)
     _set_slot(copied, "_odm_partial", getattr(source, "_odm_partial", False))
+    copies.join(source, copied)
 
 
 # -- the classes users subclass --------------------------------------------------------------
@@ -70,7 +74,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
 
     # The tracking snapshot lives in a slot: pydantic leaves it alone, and setting it costs
     # one attribute store per loaded document.
-    __slots__ = ("_odm_partial", "_odm_pending", "_odm_snapshot")
+    __slots__ = ("_odm_family", "_odm_partial", "_odm_pending", "_odm_snapshot")
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
 
@@ -115,12 +119,15 @@ class Document(BaseModel, metaclass=DocumentMeta):
         state = super().__getstate__()
         state["__odm_snapshot__"] = getattr(self, "_odm_snapshot", None)
         state["__odm_partial__"] = getattr(self, "_odm_partial", False)
+        # Objects pickled together share one family token (pickle's memo): they stay copies.
+        state["__odm_family__"] = getattr(self, "_odm_family", None)
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
         _set_slot(self, "_odm_snapshot", state.get("__odm_snapshot__"))
         _set_slot(self, "_odm_partial", state.get("__odm_partial__", False))
+        copies.rejoin(self, state.get("__odm_family__"))
 
     # -- stored form ---------------------------------------------------------------------
 
@@ -236,7 +243,9 @@ class Document(BaseModel, metaclass=DocumentMeta):
         # Updated in place, so every holder of this instance (the identity map) sees it.
         self.__dict__.update(fresh.__dict__)
         _set_slot(self, "__pydantic_fields_set__", set(fresh.model_fields_set))
-        set_snapshot(self, _snapshot_of(model._meta, raw))
+        snapshot = _snapshot_of(model._meta, raw)
+        set_snapshot(self, snapshot)
+        copies.written(self, snapshot)  # the freshest knowledge: its copies diff against it
         # Whole again: a document loaded with only()/defer() can be saved after a refresh.
         _set_slot(self, "_odm_partial", False)
         uow = current_unit_of_work()

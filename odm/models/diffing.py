@@ -5,16 +5,39 @@ the update document (``$set`` / ``$unset`` / ``$push $each``) that turns one sto
 another; :class:`ChangeSet` collects such changes by path while they are found. The rules
 (dotted paths, unknown stored keys left alone, appends as ``$push``) are listed in
 :mod:`odm.models.tracking`.
+
+Two rules keep an update faithful to the values it writes:
+
+- equal in Python is not enough: ``1 == 1.0 == True`` and ``0.0 == -0.0``, but BSON stores an
+  int32, an int64, a double and a bool apart, and keeps the sign of zero; :func:`same`
+  compares BSON type and value;
+- a dict key is data, not structure: a key is addressed in an update path only when it is a
+  plain path segment (:func:`addressable`); a change under any other key (``"a.b"``,
+  ``"$x"``, ``""``, a non-string) rewrites the nearest ancestor that can be addressed, whole.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from math import copysign
+from operator import is_
 from typing import Any
 
-__all__ = ["ChangeSet", "Path", "diff", "diff_value", "same"]
+import bson
+
+__all__ = [
+    "ChangeSet",
+    "Path",
+    "addressable",
+    "diff",
+    "diff_changes",
+    "diff_value",
+    "same",
+    "same_values",
+]
+
 
 def _bson_value(value: Any) -> Any:
     """Return ``value`` as it reads back from BSON, for comparisons only."""
@@ -29,19 +52,94 @@ def _bson_value(value: Any) -> Any:
     return value
 
 
+#: Types whose equal values are stored alike: ``a == b`` with ``type(a) is type(b)`` is enough.
+_PLAIN_EQUAL: frozenset[type[Any]] = frozenset(
+    {str, int, bool, bytes, type(None), bson.ObjectId, bson.Int64, bson.Decimal128, _dt.datetime}
+)
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+
+def _number_type(value: Any) -> int:
+    """The BSON type number of a number (double 1, bool 8, int32 16, int64 18), 0 for any
+    other value: the types that Python's ``==`` takes for one another."""
+    if type(value) is bool:
+        return 8
+    if isinstance(value, float):
+        return 1
+    if isinstance(value, bson.Int64):
+        return 18
+    if isinstance(value, int):
+        # PyMongo stores a Python int in 32 bits when it fits, else in 64.
+        return 16 if _INT32_MIN <= value <= _INT32_MAX else 18
+    return 0
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    """For ``a == b``: tell whether they are also stored as the same BSON type (and a zero
+    with the same sign: BSON keeps ``-0.0``)."""
+    kind = _number_type(a)
+    if kind != _number_type(b):
+        return False
+    return kind != 1 or a != 0.0 or copysign(1.0, a) == copysign(1.0, b)
+
+
+def _same_equal(a: Any, b: Any) -> bool:
+    """For ``a == b`` (not of one of the :data:`_PLAIN_EQUAL` types): tell whether BSON
+    stores them alike too, looking into containers (``[1] == [1.0]``)."""
+    # The items are usually the very same objects (a dump keeps the scalars it was given):
+    # checked at C speed first, item by item only when some are not.
+    # (Exact types tested first: an ABC isinstance costs more than the rest.)
+    kind = type(a)
+    if kind is list or kind is tuple or (kind is not dict and isinstance(a, list | tuple)):
+        return isinstance(b, list | tuple) and (all(map(is_, a, b)) or all(map(same, a, b)))
+    if kind is dict or isinstance(a, Mapping):
+        if type(b) is not dict and not isinstance(b, Mapping):
+            return False
+        return all(map(is_, a.values(), map(b.__getitem__, a))) or all(
+            same(value, b[key]) for key, value in a.items()
+        )
+    return _same_scalar(_bson_value(a), _bson_value(b))
+
+
 def same(a: Any, b: Any) -> bool:
-    """Tell whether ``a`` and ``b`` are stored as the same BSON value."""
+    """Tell whether ``a`` and ``b`` are stored as the same BSON value (type and value)."""
+    if a is b:
+        return True
     if a == b:
-        # True == 1 in Python, but BSON stores a bool and an int differently.
-        return (type(a) is not bool and type(b) is not bool) or type(a) is type(b)
+        kind = type(a)
+        if kind is type(b) and kind in _PLAIN_EQUAL:
+            return True
+        return _same_equal(a, b)
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(_bson_value(a) == _bson_value(b))
+        return len(a) == len(b) and all(map(same, a, b))
+    if type(a) is float and type(b) is float:
+        return a != a and b != b  # NaN is stored as NaN (and NaN != NaN)
+    a, b = _bson_value(a), _bson_value(b)
+    return bool(a == b) and _same_scalar(a, b)
 
 
-#: Where a change applies: a tuple of stored keys (a key may itself hold a dot).
+def same_values(new: Iterable[Any], old: Iterable[Any]) -> bool:
+    """Tell whether each value of ``new`` is stored as the one of ``old`` at its position:
+    the check that follows a C-level ``==`` found them equal (identity first, so the usual
+    unchanged values cost one comparison each)."""
+    return all(map(is_, new, old)) or all(map(same, new, old))
+
+
+def addressable(key: Any) -> bool:
+    """Tell whether a dict key can be one segment of an update path: a non-empty ``str``
+    with no dot that does not start with ``$`` (neither an operator nor a positional form:
+    ``$``, ``$[]``, ``$[name]``) and holds no NUL byte. Any other key would name another
+    field, or none (a NUL: BSON refuses it, and the error then names the field it is in)."""
+    return (
+        type(key) is str and key != "" and "." not in key and key[0] != "$" and "\x00" not in key
+    )
+
+
+#: Where a change applies: a tuple of stored keys, each :func:`addressable` once the change
+#: set is complete (:meth:`ChangeSet.unaddressable` finds the exceptions).
 Path = tuple[str, ...]
 
 
@@ -61,6 +159,16 @@ class ChangeSet:
     def __bool__(self) -> bool:
         return bool(self.sets or self.unsets or self.pushes)
 
+    def unaddressable(self) -> Path | None:
+        """Return the first path of a change with a segment that is not
+        :func:`addressable` (a declared key such as an alias with a dot, or a top-level key
+        of a model with ``extra="allow"``), or ``None``."""
+        for changed in (self.sets, self.unsets, self.pushes):
+            for path in changed:
+                if not all(map(addressable, path)):
+                    return path
+        return None
+
     def update(self) -> dict[str, Any]:
         """Return the update document (dotted paths)."""
         update: dict[str, Any] = {}
@@ -73,9 +181,25 @@ class ChangeSet:
         return update
 
 
+def _keys_addressable(old: Mapping[Any, Any], new: Mapping[Any, Any]) -> bool:
+    """Tell whether every key a change between sub-documents ``old`` and ``new`` would name
+    in a path is :func:`addressable` (keys whose value is unchanged are never named)."""
+    if all(map(addressable, new)) and all(map(addressable, old)):
+        return True
+    for key, value in new.items():
+        if not addressable(key) and (key not in old or not same(old[key], value)):
+            return False
+    return all(addressable(key) or key in new for key in old)
+
+
 def diff_value(path: Path, old: Any, new: Any, changes: ChangeSet) -> None:
-    """Record in ``changes`` what turns the stored value ``old`` at ``path`` into ``new``."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping) and new:
+    """Record in ``changes`` what turns the stored value ``old`` at ``path`` into ``new``.
+
+    A sub-document is changed key by key when every key a change names is
+    :func:`addressable`, else it is set whole; a list is pushed to when it only grew.
+    """
+    mappings = isinstance(old, Mapping) and isinstance(new, Mapping) and new
+    if mappings and _keys_addressable(old, new):
         for key, value in new.items():
             if key in old:
                 if not same(old[key], value):
@@ -93,12 +217,8 @@ def diff_value(path: Path, old: Any, new: Any, changes: ChangeSet) -> None:
     changes.sets[path] = new
 
 
-def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the update document that turns stored ``old`` into ``new`` (``{}``: no change).
-
-    Only keys of ``new`` (the model's dump) are considered at the top level, so keys stored
-    by others and unknown to the model are never touched.
-    """
+def diff_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> ChangeSet:
+    """Return the changes that turn stored ``old`` into ``new``; see :func:`diff`."""
     changes = ChangeSet()
     for key, value in new.items():
         if key in old:
@@ -108,4 +228,14 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
             diff_value((key,), before, value, changes)
         else:
             changes.sets[(key,)] = value
-    return changes.update()
+    return changes
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the update document that turns stored ``old`` into ``new`` (``{}``: no change).
+
+    Only keys of ``new`` (the model's dump) are considered at the top level, so keys stored
+    by others and unknown to the model are never touched. The top-level keys are the
+    caller's to check (:meth:`ChangeSet.unaddressable`): there is no ancestor to set whole.
+    """
+    return diff_changes(old, new).update()

@@ -152,8 +152,8 @@ class ModelPlan:
         self.dumps_alone = False
         # Every field plain and stored under its own name: an instance is unchanged when its
         # ``__dict__`` equals the stored sub-document (one C-level comparison, which tries
-        # identity first). Only a ``bool`` stored where an ``int`` / ``float`` equal to it is
-        # loaded differs from comparing with ``same``: such a value is not rewritten.
+        # identity first) and the values are the stored objects or stored alike
+        # (``diffing.same_values``: ``1 == 1.0 == True`` and ``0.0 == -0.0`` are not).
         self.flat = False
         # The plain fields (two at least), compared at once with ``==``, then those that
         # are other objects than the stored ones one by one; and the other fields.

@@ -16,9 +16,17 @@ The document is compared with its snapshot following its class's plan
 - anything else is dumped on its own (:func:`odm.models.dumping.dump_field`), that field
   only, and compared as the whole dump was.
 
-A class without a plan is dumped whole and diffed, as before. The one difference from
-diffing a whole dump: a stored BSON ``bool`` read into an ``int`` / ``float`` field (``True``
-loaded as ``1``) is equal to it, so a save does not rewrite it as a number.
+A class without a plan is dumped whole and diffed, as before; both ways send the same update.
+Values ``==`` finds equal are checked with :func:`~odm.models.diffing.same` too (BSON type and
+value): a stored ``True`` or ``1`` read into a ``float`` field is rewritten as the double the
+model holds, and ``-0.0`` over a stored ``0.0`` is a change.
+
+A change is only ever sent under a path whose every segment is a plain field name
+(:func:`~odm.models.diffing.addressable`): dict keys and stored keys that are not are handled
+by :func:`~odm.models.diffing.diff_value` (their sub-document is set whole); a declared key
+that is not (an alias with a dot) sends the document through the whole-dump diff; a top-level
+key that is not (a model with ``extra="allow"``) cannot be written by an update and raises
+pydantic's ``ValidationError`` naming it before anything is sent.
 """
 
 from __future__ import annotations
@@ -26,10 +34,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_, is_not
 from typing import Any
 
-from .diffing import ChangeSet, Path, diff, diff_value, same
+from pydantic import ValidationError
+
+from .diffing import (
+    ChangeSet,
+    Path,
+    addressable,
+    diff_changes,
+    diff_value,
+    same,
+    same_values,
+)
 from .dumping import dump_field
 from .model_plan import (
     ANY,
@@ -54,7 +72,10 @@ def _same_model(plan: ModelPlan, value: Any, old: Any) -> bool:
         return False
     values = value.__dict__
     if plan.flat and values == old:
-        return True
+        group = plan.plain
+        if group is not None:  # the values and the stored ones in field order, at C speed
+            return same_values(group.names_of(values), group.keys_of(old))
+        return same_values(values.values(), map(old.__getitem__, values))
     for name, key, kind, types, sub in plan.fields:
         new = values[name]
         before = old.get(key, _MISSING)
@@ -99,7 +120,7 @@ def _pending(group: Group, values: Mapping[str, Any], old: Mapping[str, Any]) ->
     """The plain fields of ``group`` whose value is not the stored object (``KeyError``:
     one is not stored)."""
     now, stored = group.names_of(values), group.keys_of(old)
-    if now == stored:
+    if now == stored and (all(map(is_, now, stored)) or same_values(now, stored)):
         return ()
     return compress(group.fields, map(is_not, now, stored))
 
@@ -127,13 +148,17 @@ def _walk(
                 continue
         elif kind == MODEL:
             if sub is not None and type(new) is sub.cls and type(before) is dict:
-                if not (sub.flat and new.__dict__ == before):
+                if sub.flat and _same_model(sub, new, before):
+                    continue
+                # Keys stored by others ("a.b", "$x"...) cannot be named in an $unset: then
+                # the sub-document is diffed from its dump (and set whole).
+                if all(map(addressable, before)):
                     where = (*path, key)
                     _walk(sub, new, before, where, changes)
                     for stored_key in before:
                         if stored_key not in sub.keys:
                             changes.unsets[(*where, stored_key)] = ""
-                continue
+                    continue
         elif kind == MODEL_LIST and sub is not None and _same_list(sub, new, before):
             continue
         # The stored form of this field alone, as the whole dump has it.
@@ -175,10 +200,29 @@ def _apply(snapshot: Mapping[str, Any], changes: ChangeSet) -> dict[str, Any]:
     return new
 
 
+def _refuse(cls: type[Any], path: Path, value: Any) -> ValidationError:
+    """The error for a top-level key that no update can write (nothing is sent)."""
+    return ValidationError.from_exception_data(
+        cls.__name__,
+        [{
+            "type": "value_error",
+            "loc": path,
+            "input": value,
+            "ctx": {"error": ValueError(
+                f"the stored key {path[0]!r} cannot be written by an update (an empty key, a "
+                "dot or a leading '$'); rename it"
+            )},
+        }],
+    )
+
+
 def changes(document: Any, snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(update, new_snapshot)``: the update document that turns ``snapshot`` into
     what ``document`` stores now (``{}`` when nothing changed), and the snapshot to keep once
-    it is written (``snapshot`` itself when nothing changed; never mutated)."""
+    it is written (``snapshot`` itself when nothing changed; never mutated).
+
+    Raise pydantic's ``ValidationError`` for a changed top-level key that an update cannot
+    name (see the module docstring)."""
     cls = type(document)
     plan = document_plan(cls)
     if plan is not None:
@@ -195,6 +239,12 @@ def changes(document: Any, snapshot: dict[str, Any]) -> tuple[dict[str, Any], di
                     found.sets[(CLASS_KEY,)] = class_name
             if not found:
                 return {}, snapshot
-            return found.update(), _apply(snapshot, found)
+            if found.unaddressable() is None:
+                return found.update(), _apply(snapshot, found)
+            # A declared key that is no plain segment: the whole-dump diff sets its ancestor.
     new_raw: dict[str, Any] = document.to_bson()
-    return diff(snapshot, new_raw), new_raw
+    whole = diff_changes(snapshot, new_raw)
+    bad = whole.unaddressable()
+    if bad is not None:
+        raise _refuse(cls, bad[:1], new_raw.get(bad[0]))
+    return whole.update(), new_raw

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .copies import known_state, written
 from .options import ID_KEY
 from .save_plan import changes
 from .tracking import get_snapshot, set_snapshot
@@ -60,7 +61,9 @@ def prepare_update(
         return None
     # Compared field by field against the snapshot (save_plan.changes), not dumped whole;
     # new_raw is a new dict (the snapshot's unchanged sub-documents are shared, never mutated).
-    update, new_raw = changes(document, snapshot)
+    # A copy of the document may have written since this snapshot (odm.models.copies): the
+    # changes are found against what it wrote; the filter keeps this snapshot's version.
+    update, new_raw = changes(document, known_state(document, snapshot))
     if not update:
         return None
     meta = document._meta
@@ -81,5 +84,6 @@ def commit_update(document: Document, new_snapshot: dict[str, Any]) -> None:
     if meta.optimistic_lock:
         document.__dict__[meta.version_field] = new_snapshot[meta.db_key(meta.version_field)]
     set_snapshot(document, new_snapshot)
+    written(document, new_snapshot)
 
 

@@ -62,9 +62,24 @@ def test_values_equal_once_stored_are_not_changes() -> None:
     assert same(aware.astimezone(paris), aware)
     assert same("red", Color.RED)
     assert same([1, 2], (1, 2))
-    assert same(1, 1.0)
     assert not same(True, 1)
     assert not same(aware, aware.replace(microsecond=679_000))
+
+
+def test_values_equal_in_python_but_not_in_bson_are_changes() -> None:
+    """Issue #19 item 4: BSON keeps int32, int64, double and bool apart, and the sign of
+    zero; ``==`` does not."""
+    assert not same(1, 1.0) and not same(1.0, 1)
+    assert not same(0.0, -0.0) and not same(-0.0, 0.0) and same(-0.0, -0.0)
+    assert not same(True, 1.0) and not same(1, True)
+    assert not same(bson.Int64(5), 5) and same(bson.Int64(2**40), 2**40)
+    assert same(float("nan"), float("nan"))
+    # Inside containers too, however deep, and whatever the container types.
+    assert not same({"a": [1, {"b": 0.0}]}, {"a": [1, {"b": -0.0}]})
+    assert not same([1, 2], (1, 2.0)) and not same({"k": 1}, {"k": 1.0})
+    assert same({"a": [1, {"b": 0.5}]}, {"a": (1, {"b": 0.5})})
+    assert diff({"x": 1, "y": 0.0}, {"x": 1.0, "y": -0.0}) == {"$set": {"x": 1.0, "y": -0.0}}
+    assert diff({"m": {"k": 1}}, {"m": {"k": 1.0}}) == {"$set": {"m.k": 1.0}}
 
 
 class Tracked(Document):

@@ -7,10 +7,14 @@ that the stored document always ends up as the model dumps it, save after save.
 
 from __future__ import annotations
 
+import copy
+import math
+import pickle
 from typing import Any
 
+import bson
 import pytest
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationError
 
 import odm
 from odm import executor
@@ -242,3 +246,143 @@ async def test_extra_values_changed_in_place_after_a_load_are_saved(
     assert await sent(monitored, loaded_order) == {"$set": {"loose.b.deep": 2}}
     stored = await monitored.database.save_diff_open_documents.find_one({})
     assert stored["tags"] == ["a", "b"]
+
+
+# -- issue #19: dict keys are data, copies, BSON types ----------------------------------------
+
+
+async def test_dict_keys_that_are_not_path_segments_are_never_paths(
+    monitored: MonitoredDatabase,
+) -> None:
+    """Item 2: a key with a dot, a ``$``, the empty key or a positional form is data: a
+    change under it sets the nearest sub-document that can be named, whole."""
+    order = DiffOrder(notes={"a.b": 1, "tags": [1, 2], "deep": {"x": {"$y": 1}}})
+    await order.insert()
+    order.notes["a.b"] = 2
+    assert await sent(monitored, order) == {"$set": {"notes": order.notes}}
+    order.notes["tags.$[]"] = 0  # once overwrote every element of notes.tags
+    order.notes["deep"]["x"]["$y"] = 2
+    order.notes["deep"]["z"] = 3
+    assert await sent(monitored, order) == {"$set": {"notes": order.notes}}
+    order.notes["deep"]["x"]["$y"] = 3
+    assert await sent(monitored, order) == {"$set": {"notes.deep.x": {"$y": 3}}}
+    order.notes[""] = 1  # once a raw WriteError ('notes.' has an empty field name)
+    order.notes["$"] = 1
+    assert await sent(monitored, order) == {"$set": {"notes": order.notes}}
+    del order.notes["a.b"]
+    order.notes["plain"] = 1
+    assert await sent(monitored, order) == {"$set": {"notes": order.notes}}
+    stored = await monitored.database.save_diff_orders.find_one({"_id": order.id})
+    assert stored["notes"] == {
+        "tags": [1, 2], "deep": {"x": {"$y": 3}, "z": 3}, "tags.$[]": 0, "": 1, "$": 1,
+        "plain": 1,
+    }
+    # A key that is unchanged does not stop its siblings from being named.
+    order.notes["plain"] = 2
+    assert await sent(monitored, order) == {"$set": {"notes.plain": 2}}
+
+
+async def test_stored_keys_that_are_not_path_segments_are_never_unset_by_path(
+    monitored: MonitoredDatabase,
+) -> None:
+    """Item 2: a key stored by others under an embedded document is dropped by setting the
+    document whole, not by an ``$unset`` of a path that names another field."""
+    order = DiffOrder()
+    await order.insert()
+    await monitored.database.save_diff_orders.update_one(
+        {"_id": order.id}, {"$set": {"address": {"city": "Paris", "zip": "75000", "a.b": 1,
+                                                 "a": {"b": 2}}}}
+    )
+    doc = await load(DiffOrder, order.id)
+    doc.address.city = "Lyon"
+    assert await sent(monitored, doc) == {"$set": {"address": {"city": "Lyon", "zip": "75000"}}}
+
+
+async def test_keys_no_update_can_write_are_a_validation_error(
+    monitored: MonitoredDatabase,
+) -> None:
+    """Item 2: a top-level key an update cannot name (a model with ``extra="allow"``), and a
+    key BSON cannot hold (a NUL byte), are a ValidationError naming the field; nothing is
+    sent."""
+    doc = DiffOpen(name="n")
+    await doc.insert()
+    for key in ("$x", "", "a.b"):
+        setattr(doc, key, 1)
+        monitored.log.clear()
+        with pytest.raises(ValidationError) as info:
+            await doc.save()
+        assert info.value.errors()[0]["loc"] == (key,)
+        assert monitored.log.named("update") == []
+        delattr(doc, key)
+    order = DiffOrder()
+    await order.insert()
+    order.notes["a\x00b"] = 1
+    monitored.log.clear()
+    with pytest.raises(ValidationError) as info:
+        await order.save()
+    assert info.value.errors()[0]["loc"][0] == "notes"
+    assert monitored.log.named("update") == []
+    stored = await monitored.database.save_diff_orders.find_one({"_id": order.id})
+    assert stored["notes"] == {}
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [lambda d: (d, copy.copy(d)), lambda d: (d, d.model_copy()), lambda d: (d, copy.deepcopy(d)),
+     lambda d: (d, d.model_copy(deep=True)),
+     lambda d: tuple(pickle.loads(pickle.dumps([d, copy.copy(d)])))],
+    ids=["copy", "model_copy", "deepcopy", "model_copy_deep", "pickled_together"],
+)
+async def test_each_save_of_copies_stores_that_object(
+    monitored: MonitoredDatabase, pair: Any
+) -> None:
+    """Item 3: copies that share a list no longer push an append twice, and after a save
+    through any copy the stored document is that copy's fields."""
+    inserted = DiffOrder(lines=[DiffLine(sku="a")], notes={"t": ["a"]})
+    await inserted.insert()
+    order, twin = pair(inserted)
+    order.lines.append(DiffLine(sku="b"))
+    order.notes["t"].append("b")
+    order.number = 1
+    await sent(monitored, order)
+    # Shared lists: twin now holds what order stored (nothing to send); its own
+    # number 0 is what it stores.
+    await sent(monitored, twin)
+    stored = await monitored.database.save_diff_orders.find_one({"_id": order.id})
+    assert stored["lines"] == twin.to_bson()["lines"] and stored["number"] == 0
+    twin.lines.append(DiffLine(sku="c"))
+    await sent(monitored, twin)
+    await sent(monitored, order)
+    stored = await monitored.database.save_diff_orders.find_one({"_id": order.id})
+    assert [line["sku"] for line in stored["lines"]] == [line.sku for line in order.lines]
+
+
+async def test_values_equal_in_python_but_not_in_bson_are_saved(
+    monitored: MonitoredDatabase,
+) -> None:
+    """Item 4: ``-0.0`` over ``0.0``, ``1.0`` over an int ``1``, ``True`` over ``1``,
+    ``1`` over an int64 ``1`` are changes, in dicts, ``Any`` values and typed fields."""
+    order = DiffOrder(notes={"z": 0.0, "one": 1, "flag": 1, "long": bson.Int64(1)})
+    await order.insert()
+    order.notes.update(z=-0.0, one=1.0, flag=True, long=1)
+    assert await sent(monitored, order) == {
+        "$set": {"notes.z": -0.0, "notes.one": 1.0, "notes.flag": True, "notes.long": 1}
+    }
+    stored = await monitored.database.save_diff_orders.find_one({"_id": order.id})
+    assert [type(v) for v in stored["notes"].values()] == [float, float, bool, int]
+    assert math.copysign(1.0, stored["notes"]["z"]) == -1.0
+    await monitored.database.save_diff_lines.insert_one({"lat": 1, "lng": 0.0})
+    raw = await monitored.database.save_diff_lines.find_one({})
+    point = await load(DiffPoint, raw["_id"])
+    point.lng = -0.0  # a float field: 1 was loaded as 1.0, stored as int32 1
+    assert await sent(monitored, point) == {"$set": {"lat": 1.0, "lng": -0.0}}
+    stored = await monitored.database.save_diff_lines.find_one({})
+    assert type(stored["lat"]) is float and math.copysign(1.0, stored["lng"]) == -1.0
+
+
+class DiffPoint(Document):
+    lat: float = 0.0
+    lng: float = 0.0
+
+    class Meta:
+        collection = "save_diff_lines"
