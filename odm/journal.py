@@ -23,6 +23,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from . import executor
+from .models.copies import written
 from .models.loading import _snapshot_of
 from .models.options import ID_KEY
 from .models.tracking import (
@@ -69,7 +70,7 @@ class Journal:
         """Put every kept state back (the transaction was aborted) and forget them; documents
         to read back stay, for :meth:`reload` once the session is gone."""
         left: dict[int, tuple[Any, TrackingState | None]] = {}
-        for key, (document, state) in self._entries.items():
+        for key, (document, state) in reversed(self._entries.items()):
             if state is None:
                 left[key] = (document, state)
             else:
@@ -111,7 +112,10 @@ class Journal:
                     restore_state(document, state)
                 raw = stored.get(ident)
                 meta = type(document)._meta
-                set_snapshot(document, None if raw is None else _snapshot_of(meta, raw))
+                snapshot = None if raw is None else _snapshot_of(meta, raw)
+                set_snapshot(document, snapshot)
+                if snapshot is not None:
+                    written(document, snapshot)
                 if raw is not None and meta.optimistic_lock:
                     document.__dict__[meta.version_field] = raw.get(
                         meta.db_key(meta.version_field)

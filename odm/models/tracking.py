@@ -147,9 +147,10 @@ def collection_model(model: type[Any]) -> type[Any]:
 
 # -- what an abort puts back -----------------------------------------------------------------
 
-#: An instance's tracking state: its snapshot, whether it is partial, and (under
-#: ``Meta.optimistic_lock``) the version in its fields, which a write bumps in memory too.
-TrackingState = tuple[dict[str, Any] | None, bool, Any]
+#: An instance's tracking state: its snapshot, whether it is partial, (under
+#: ``Meta.optimistic_lock``) the version in its fields, which a write bumps in memory too, and
+#: the family of its copies with what that family last knew (:mod:`odm.models.copies`).
+TrackingState = tuple[dict[str, Any] | None, bool, Any, Any, dict[str, Any] | None]
 _NO_VERSION = object()
 
 
@@ -161,22 +162,29 @@ def capture_state(document: Any) -> TrackingState:
         if meta.optimistic_lock
         else _NO_VERSION
     )
+    family = getattr(document, "_odm_family", None)
     return (
         getattr(document, _SNAPSHOT, None),
         getattr(document, "_odm_partial", False),
         version,
+        family,
+        None if family is None else family.latest,
     )
 
 
 def restore_state(document: Any, state: TrackingState) -> None:
     """Put back a state from :func:`capture_state`: the document again says what the database
-    held before the aborted writes (its field values, the user's intent, are left alone)."""
-    snapshot, partial, version = state
+    held before the aborted writes (its field values, the user's intent, are left alone).
+    Restore the states of one transaction newest first, so that a family of copies ends with
+    what it knew before the first of them changed."""
+    snapshot, partial, version, family, latest = state
     _set_slot(document, _SNAPSHOT, snapshot)
     _set_slot(document, "_odm_partial", partial)
     _set_slot(document, _PENDING, None)
     if version is not _NO_VERSION:
         document.__dict__[type(document)._meta.version_field] = version
+    if family is not None:
+        family.latest = latest
 
 
 def will_change(document: Any) -> None:

@@ -1,6 +1,7 @@
 """The unit of work with Documents and QuerySets: every operation joins the transaction."""
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -252,6 +253,46 @@ async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -
     )
     total = sum(a.balance for a in await UowAccount.objects.all())
     assert total == 8000
+
+
+async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_half_the_time(
+    odm_database: Any,
+) -> None:
+    """Each transfer moves money in an inner atomic block that fails between the debit and
+    the credit for every other transfer; the caller swallows the error and leaves normally.
+    The whole transaction must then refuse to commit, so no debit lands without its credit."""
+    accounts = await UowAccount.objects.bulk_create(
+        [UowAccount(owner=f"acc{i}", balance=1000) for i in range(8)]
+    )
+    ids = [a.id for a in accounts]
+    outcomes: list[str] = []
+
+    @odm.atomic
+    async def move(src: Any, dst: Any, amount: int, fail: bool) -> None:
+        payer = await UowAccount.objects.get(id=src)
+        payer.balance -= amount
+        await payer.save()
+        if fail:
+            raise ValueError("refused between the debit and the credit")
+        await UowAccount.objects.filter(id=dst).update(balance=F("balance") + amount)
+
+    @odm.atomic(retries=50, timeout=60)
+    async def transfer(src: Any, dst: Any, amount: int, fail: bool) -> None:
+        with contextlib.suppress(ValueError):
+            await move(src, dst, amount, fail)
+
+    async def attempt(i: int) -> None:
+        try:
+            await transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5, i % 2 == 1)
+            outcomes.append("committed")
+        except odm.TransactionError:
+            outcomes.append("rolled back")
+
+    await asyncio.gather(*(attempt(i) for i in range(200)))
+    total = sum(a.balance for a in await UowAccount.objects.all())
+    assert total == 8000
+    assert outcomes.count("committed") == 100
+    assert outcomes.count("rolled back") == 100
 
 
 async def test_queryset_write_autoflushes_tracked_changes_first(odm_database: Any) -> None:

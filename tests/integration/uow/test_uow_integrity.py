@@ -463,3 +463,41 @@ async def test_a_cancel_while_the_first_command_is_on_the_server_leaves_no_trans
         await task
     await asyncio.sleep(0.5)  # past the blocked command's end
     assert await open_transactions(odm_database) == []
+
+
+async def test_a_document_loaded_after_the_block_wrote_is_read_back_on_abort(
+    odm_database: Any,
+) -> None:
+    """Loaded after the transaction's own write, it was loaded with that write: after the
+    abort its snapshot is read back from the server."""
+    order = await IntOrder(ref="h").insert()
+    with pytest.raises(RuntimeError):
+        async with odm.transaction():
+            order.status = "paid"
+            await order.save()  # an instance write: `order` is not in the identity map
+            again = await IntOrder.objects.filter(id=order.id).first()
+            assert again is not None and again is not order
+            assert again.status == "paid"
+            raise RuntimeError("abort")
+    await truthful(order)
+    await truthful(again)
+    again.status = "paid"
+    await again.save()
+    assert (await stored(again) or {})["status"] == "paid"
+
+
+async def test_copies_saved_in_an_aborted_block_leave_the_others_truthful(
+    odm_database: Any,
+) -> None:
+    order = await IntOrder(ref="copy", tags=["a"]).insert()
+    twin = order.model_copy()
+    with pytest.raises(RuntimeError):
+        async with odm.transaction():
+            twin.tags.append("b")  # shared list: both objects see it
+            await twin.save()
+            raise RuntimeError("abort")
+    await truthful(order)
+    await order.save()  # the append never landed: this save must send it
+    assert (await stored(order) or {})["tags"] == ["a", "b"]
+    await twin.save()
+    assert (await stored(twin) or {})["tags"] == ["a", "b"]

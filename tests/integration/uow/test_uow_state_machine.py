@@ -1,0 +1,279 @@
+"""A hypothesis state machine over the unit of work, on the real replica set.
+
+Each rule runs one block of random operations (load, change, save, insert, delete, flush,
+a failing inner block) that ends in one of the ways a block can end: it commits, raises,
+hits an injected transient error (``failCommand``: ``atomic`` re-runs it), or its commit
+fails. Outside blocks it also changes and saves documents. After every rule, every document
+object the user holds must tell the truth: its snapshot is the stored document (``None`` when
+none is stored), and under the optimistic lock its version is the stored one. The next
+``save()`` of an object then writes exactly what differs: the machine saves the objects it
+holds and compares their fields with the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import bson
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from pymongo.errors import PyMongoError
+
+import odm
+from odm import executor
+from odm.models.tracking import get_snapshot
+from odm.session import current_unit_of_work
+
+
+class SmPlain(odm.Document):
+    n: int = 0
+    tags: list[str] = []
+    meta: dict[str, int] = {}
+
+    class Meta:
+        collection = "sm_plain"
+
+
+class SmLocked(odm.Document):
+    n: int = 0
+    tags: list[str] = []
+    meta: dict[str, int] = {}
+
+    class Meta:
+        collection = "sm_locked"
+        optimistic_lock = True
+
+
+MODELS: tuple[type[odm.Document], ...] = (SmPlain, SmLocked)
+# One document per model: two collections, and the orders of operations on one document are
+# what matters (with more ids, hypothesis seldom draws several on the same one).
+IDS = [bson.ObjectId(f"{i:024x}") for i in range(1, 2)]
+
+Key = tuple[int, int]  # (model index, id index)
+
+change = st.one_of(
+    st.tuples(st.just("inc"), st.integers(-3, 3)),
+    st.tuples(st.just("append"), st.sampled_from(["a", "b", "c"])),
+    st.tuples(st.just("pop"), st.just(None)),
+    st.tuples(st.just("meta"), st.sampled_from(["x", "y"])),
+)
+key = st.tuples(st.integers(0, len(MODELS) - 1), st.integers(0, len(IDS) - 1))
+# Changes, saves and loads are drawn more often than the rest: the lies hide in their orders
+# (a save, then a load of the same document in the block, then an abort).
+KINDS = [*(["load", "change", "save"] * 3), "insert", "delete", "flush", "inner_fails"]
+operation = st.tuples(st.sampled_from(KINDS), key, change)
+ENDINGS = ["commit", "raise", "transient_body", "transient_commit", "commit_fails"]
+
+
+class Abort(Exception):
+    """The block's own failure."""
+
+
+def apply_change(document: Any, how: tuple[str, Any]) -> None:
+    kind, value = how
+    if kind == "inc":
+        document.n += value
+    elif kind == "append":
+        document.tags.append(value)
+    elif kind == "pop":
+        if document.tags:
+            document.tags.pop()
+    else:
+        document.meta[value] = document.meta.get(value, 0) + 1
+
+
+class UnitOfWorkMachine(RuleBasedStateMachine):
+    """The user holds at most one object per (model, id); the machine checks each of them."""
+
+    # What the test gives the machine: its loop and the driver's database. Kept in a dict:
+    # hypothesis looks for rules among the class's attributes, and a database answers any.
+    given: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: dict[Key, Any] = {}
+        self.run(self._reset())
+
+    def run(self, coroutine: Any) -> Any:
+        return self.given["runner"].run(coroutine)
+
+    async def _reset(self) -> None:
+        for model in MODELS:
+            await executor.collection(model).delete_many({})
+        await fail_points_off(self.given["database"])
+
+    # -- what an operation does, in or out of a block ---------------------------------------
+
+    def _document(self, model: type[Any], ident: str) -> Any:
+        return model(id=ident)
+
+    async def _op(self, op: tuple[str, Any, Any], in_block: bool) -> None:
+        name, where, how = op
+        if name == "flush":
+            if in_block:
+                uow = current_unit_of_work()
+                await uow.flush()
+            return
+        model, ident = MODELS[where[0]], IDS[where[1]]
+        held = self.held.get(where)
+        if name == "load":
+            found = await model.objects.filter(id=ident).first()
+            if found is not None:
+                self.held[where] = found
+        elif name == "change" and held is not None:
+            apply_change(held, how)
+        elif name == "save" and held is not None:
+            await held.save()
+        elif name == "insert" and (held is None or not held.is_stored):
+            # Held or not, the id is free: the user holds every document it ever stored.
+            document = held if held is not None else self._document(model, ident)
+            self.held[where] = document
+            await document.insert()
+        elif name == "delete" and held is not None and held.is_stored:
+            await held.delete()
+        elif name == "inner_fails" and in_block and held is not None:
+            with contextlib.suppress(Abort):
+                async with odm.transaction():
+                    apply_change(held, how)
+                    await held.save()
+                    raise Abort
+
+    # -- rules -------------------------------------------------------------------------------
+
+    @initialize()
+    def store_every_document(self) -> None:
+        """Start with every document stored and held (the user inserted them)."""
+        for where in itertools.product(range(len(MODELS)), range(len(IDS))):
+            self.run(self._op(("insert", where, None), in_block=False))
+
+    @rule(ops=st.lists(operation, min_size=2, max_size=10), ending=st.sampled_from(ENDINGS))
+    def block(self, ops: list[tuple[str, Any, Any]], ending: str) -> None:
+        self.run(self._block(ops, ending))
+
+    async def _block(self, ops: list[tuple[str, Any, Any]], ending: str) -> None:
+        db = self.given["database"]
+        if ending == "transient_commit":
+            await fail_point(db, "commitTransaction", transient=True)
+        elif ending == "commit_fails":
+            await fail_point(db, "commitTransaction", transient=False)
+
+        attempts = 0
+
+        async def body() -> None:
+            nonlocal attempts
+            attempts += 1
+            for op in ops:
+                await self._op(op, in_block=True)
+            if ending == "raise":
+                raise Abort
+            if ending == "transient_body" and attempts == 1:
+                raise PyMongoError_transient()
+
+        try:
+            await odm.run_in_transaction(body, retries=3)
+        except (Abort, odm.TransactionError):
+            pass  # raised by the block, or after its inner block failed
+        except PyMongoError:
+            assert ending == "commit_fails"
+        finally:
+            await fail_points_off(db)
+
+    @rule(where=key, how=change)
+    def change_and_save_outside(self, where: Key, how: tuple[str, Any]) -> None:
+        held = self.held.get(where)
+        if held is None or not held.is_stored:
+            return
+        apply_change(held, how)
+        self.run(held.save())
+
+    @rule(where=key)
+    def load_outside(self, where: Key) -> None:
+        self.run(self._op(("load", where, None), in_block=False))
+
+    # -- the truth -----------------------------------------------------------------------------
+
+    @invariant()
+    def every_object_tells_the_truth(self) -> None:
+        self.run(self._check())
+
+    async def _check(self) -> None:
+        for where, document in self.held.items():
+            model = MODELS[where[0]]
+            raw = await executor.collection(model).find_one({"_id": document.id})
+            assert get_snapshot(document) == raw, (where, get_snapshot(document), raw)
+            assert document.is_stored is (raw is not None)
+            meta = model._meta
+            if meta.optimistic_lock and raw is not None:
+                version = getattr(document, meta.version_field)
+                assert version == raw.get(meta.db_key(meta.version_field)), (where, version, raw)
+            if raw is not None:
+                # The next save writes exactly what differs: afterwards memory == database.
+                await document.save()
+                raw = await executor.collection(model).find_one({"_id": document.id})
+                assert raw is not None
+                assert document.to_bson() == raw, (where, document.to_bson(), raw)
+
+
+def PyMongoError_transient() -> PyMongoError:
+    return PyMongoError("injected transient error", error_labels=["TransientTransactionError"])
+
+
+async def fail_point(db: Any, command: str, *, transient: bool) -> None:
+    data: dict[str, Any] = {"failCommands": [command], "errorCode": 112 if transient else 2}
+    if transient:
+        data["errorLabels"] = ["TransientTransactionError"]
+    await db.client.admin.command(
+        {"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data}
+    )
+
+
+async def fail_points_off(db: Any) -> None:
+    await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+@pytest.fixture
+def machine_runner(odm_uri: str, odm_driver: str) -> Iterator[asyncio.Runner]:
+    """A loop of its own (hypothesis drives sync rules) with the ODM connected in it."""
+    name = f"odm_uow_sm_{uuid.uuid4().hex[:10]}"
+    runner = asyncio.Runner()
+
+    async def up() -> Any:
+        connection = await odm.connect(odm_uri, db=name, driver=odm_driver, timeout=30.0)
+        return connection
+
+    runner.run(up())
+    try:
+        yield runner
+    finally:
+
+        async def down() -> None:
+            await odm.get_client().drop_database(name)
+            await odm.disconnect()
+
+        runner.run(down())
+        runner.close()
+
+
+def test_the_unit_of_work_state_machine(
+    machine_runner: asyncio.Runner, odm_long: bool
+) -> None:
+    UnitOfWorkMachine.given.update(runner=machine_runner, database=machine_runner.run(_database()))
+    machine = UnitOfWorkMachine.TestCase
+    machine.settings = settings(
+        max_examples=600 if odm_long else 100,
+        stateful_step_count=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    machine().runTest()
+
+
+async def _database() -> Any:
+    return odm.get_database()
