@@ -10,12 +10,19 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Declare ``--odm-long``."""
+    """Declare ``--odm-long`` and ``--odm-write-reliability-page``."""
     parser.addoption(
         "--odm-long",
         action="store_true",
         default=False,
         help="run the long variants (tests marked slow; bigger loads and fuzz counts)",
+    )
+    parser.addoption(
+        "--odm-write-reliability-page",
+        action="store_true",
+        default=False,
+        help="rewrite docs/reliability.md from this run's figures (a full, passing run of "
+        "tests/reliability); without it the tracked page is never touched",
     )
 
 

@@ -2,9 +2,11 @@
 
 Each test records its numbers with the ``figures`` fixture (``figures("failover.stepdown",
 attempted=..., lost=0)``). At the end of the session they are written to
-``tests/reliability/.figures.json`` (git-ignored scratch) and, when every section of the page was
-produced by this run and nothing failed, ``docs/reliability.md`` is rendered from them: the page
-shows the figures of the last full run, the date and the machine, never hand-written numbers.
+``tests/reliability/.figures.json`` (git-ignored scratch) and, with
+``--odm-write-reliability-page``, when every section of the page was produced by this run and
+nothing failed, ``docs/reliability.md`` is rendered from them: the page shows the figures of the
+last full run, the date and the machine, never hand-written numbers (the classes of failures
+closed are appended from ``static_sections.md``).
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         why = f"missing sections {missing}" if missing else f"failures {_FAILED}"
         print(f"\n[reliability] docs/reliability.md left as it was ({why})")
         return
+    if not session.config.getoption("--odm-write-reliability-page", default=False):
+        # The page is tracked: a test run leaves the work tree as it found it.
+        print("\n[reliability] figures in tests/reliability/.figures.json; pass "
+              "--odm-write-reliability-page to rewrite docs/reliability.md from them")
+        return
     PAGE.write_text(render(run, _FIGURES))
     print(f"\n[reliability] wrote {PAGE.relative_to(ROOT)}")
 
@@ -137,6 +144,7 @@ typed by hand. Last run: {run["date"]}, {variant}, on {run["machine"]}. Run it y
 ```text
 pytest tests/reliability              # CI size, about 2-3 minutes on 2 cores
 pytest tests/reliability --odm-long   # bigger loads, 30 s of HTTP load, more fuzz examples
+pytest tests/reliability --odm-write-reliability-page   # rewrite this page from the run
 ```
 
 ## The guarantee
@@ -270,4 +278,10 @@ whole class, with a regression test (in `tests/integration/querysets/` unless sa
     ("HTTP load: connections checked out and not returned", load["leaked_connections"]),
     ("HTTP load: transactions started and never finished", load["open_transactions"]),
 ])}
-"""
+""" + STATIC_SECTIONS
+
+
+
+#: Hand-written sections (no figures: classes of failures closed, with their tests), kept
+#: beside this file and appended to the rendered page.
+STATIC_SECTIONS = "\n" + (HERE / "static_sections.md").read_text()
