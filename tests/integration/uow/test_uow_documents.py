@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 import odm
 from odm import F, transaction
@@ -248,9 +248,17 @@ async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -
         payer.balance -= amount  # flushed at commit
         await UowAccount.objects.filter(id=dst).update(balance=F("balance") + amount)
 
-    await asyncio.gather(
-        *(transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5) for i in range(200))
+    results = await asyncio.gather(
+        *(transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5) for i in range(200)),
+        return_exceptions=True,
     )
+    # On a loaded machine a transfer may exhaust its retries: it is aborted whole.
+    failed = [r for r in results if r is not None]
+    assert all(
+        isinstance(r, PyMongoError) and r.has_error_label("TransientTransactionError")
+        for r in failed
+    ), failed
+    assert len(failed) <= len(results) // 4, failed
     total = sum(a.balance for a in await UowAccount.objects.all())
     assert total == 8000
 
@@ -265,7 +273,6 @@ async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_hal
         [UowAccount(owner=f"acc{i}", balance=1000) for i in range(8)]
     )
     ids = [a.id for a in accounts]
-    outcomes: list[str] = []
 
     @odm.atomic
     async def move(src: Any, dst: Any, amount: int, fail: bool) -> None:
@@ -281,18 +288,24 @@ async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_hal
         with contextlib.suppress(ValueError):
             await move(src, dst, amount, fail)
 
-    async def attempt(i: int) -> None:
+    async def attempt(i: int) -> tuple[bool, str]:
+        failing = i % 2 == 1
         try:
-            await transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5, i % 2 == 1)
-            outcomes.append("committed")
+            await transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5, failing)
+            return failing, "committed"
         except odm.TransactionError:
-            outcomes.append("rolled back")
+            return failing, "rolled back"
+        except PyMongoError as exc:
+            # On a loaded machine a transfer may exhaust its retries; it is aborted whole.
+            assert exc.has_error_label("TransientTransactionError"), exc
+            return failing, "gave up"
 
-    await asyncio.gather(*(attempt(i) for i in range(200)))
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(200)))
     total = sum(a.balance for a in await UowAccount.objects.all())
     assert total == 8000
-    assert outcomes.count("committed") == 100
-    assert outcomes.count("rolled back") == 100
+    assert all(o in ("rolled back", "gave up") for failing, o in outcomes if failing)
+    assert all(o in ("committed", "gave up") for failing, o in outcomes if not failing)
+    assert sum(o == "gave up" for _, o in outcomes) <= len(outcomes) // 4, outcomes
 
 
 async def test_queryset_write_autoflushes_tracked_changes_first(odm_database: Any) -> None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 import odm
 from odm.server import LocalServer
@@ -211,9 +211,18 @@ async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any) -> N
             {"_id": dst}, {"$inc": {"balance": amount}}, session=session
         )
 
-    await asyncio.gather(
-        *(transfer(i % accounts, (i * 3 + 1) % accounts, 1 + i % 7) for i in range(200))
+    results = await asyncio.gather(
+        *(transfer(i % accounts, (i * 3 + 1) % accounts, 1 + i % 7) for i in range(200)),
+        return_exceptions=True,
     )
+    # On a loaded machine a transfer may exhaust its retries: it is then aborted whole, and
+    # the total stays exact all the same.
+    failed = [r for r in results if r is not None]
+    assert all(
+        isinstance(r, PyMongoError) and r.has_error_label("TransientTransactionError")
+        for r in failed
+    ), failed
+    assert len(failed) <= len(results) // 4, failed
     total = 0
     async for account in odm_database.accounts.find({}):
         total += account["balance"]
