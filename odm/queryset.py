@@ -20,7 +20,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
 
 from pymongo.errors import OperationFailure
 
@@ -117,6 +117,18 @@ class QuerySet(Generic[M]):
     def all(self) -> Self:
         """Return a copy of this queryset."""
         return self._chain()
+
+    def none(self) -> Self:
+        """Return a queryset that matches nothing and never reaches the server.
+
+        Awaiting it gives ``[]``, ``count()`` 0, ``exists()`` False, ``update()`` and
+        ``delete()`` 0, ``get()`` raises ``DoesNotExist``; chaining more methods keeps it empty
+        (Django's ``none()``). A view returns it where a permission check leaves nothing to see,
+        and the code after it needs no special case.
+        """
+        clone = self._chain()
+        clone._query.nothing = True
+        return clone
 
     def filter(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset with these conditions ANDed to the filter."""
@@ -241,11 +253,46 @@ class QuerySet(Generic[M]):
         return _Single(clone, key)
 
     def explain_query(self) -> dict[str, Any]:
-        """Return what this queryset will send (``{"find": ...}`` or ``{"aggregate": ...}``)."""
+        """Return what this queryset will send (``{"find": ...}`` or ``{"aggregate": ...}``;
+        ``{}`` after ``none()``, which sends nothing)."""
+        if self._query.nothing:
+            return {}
         return compiler.explain_query(self._query)
 
     def __repr__(self) -> str:
         return f"<QuerySet {self._model.__name__} {self.explain_query()}>"
+
+    # -- sync misuse fails fast --------------------------------------------------------------
+    # A queryset runs on the event loop. Without these, Python would fall back on
+    # ``__getitem__`` for ``for x in qs`` / ``list(qs)`` / ``x in qs`` and build an endless
+    # stream of unawaited ``qs[0]``, ``qs[1]``... (hanging, memory growing); ``bool(qs)`` would
+    # be True for an empty queryset. Each raises at once, saying what to write instead.
+
+    if TYPE_CHECKING:
+        # Declared None for type checkers, so that mypy flags `for x in qs`, `list(qs)`,
+        # `len(qs)` and `x in qs` as errors before they run.
+        __iter__: ClassVar[None]
+        __len__: ClassVar[None]
+        __contains__: ClassVar[None]
+    else:
+        def __iter__(self) -> NoReturn:
+            """Refuse ``for x in qs`` / ``list(qs)``: use ``async for x in qs`` / ``await qs``."""
+            raise TypeError(_sync_misuse("iterated with `for` (or list(), tuple(), unpacking)",
+                                         "`async for x in qs`, or `await qs` for a list"))
+
+        def __len__(self) -> NoReturn:
+            """Refuse ``len(qs)``: use ``await qs.count()``."""
+            raise TypeError(_sync_misuse("measured with len()", "`await qs.count()`"))
+
+        def __contains__(self, item: object) -> NoReturn:
+            """Refuse ``x in qs``: use ``await qs.filter(id=x.id).exists()``."""
+            raise TypeError(_sync_misuse(
+                "searched with `in`", "`await qs.filter(id=x.id).exists()`, or `x in await qs`"
+            ))
+
+    def __bool__(self) -> NoReturn:
+        """Refuse ``bool(qs)`` / ``if qs:``: use ``await qs.exists()``."""
+        raise TypeError(_sync_misuse("tested for truth (bool(), if qs:)", "`await qs.exists()`"))
 
     # -- running -----------------------------------------------------------------------------
 
@@ -401,7 +448,8 @@ class QuerySet(Generic[M]):
         projection, grouping, join or prefetch), so ``get(id=...)`` can be one ``find_one``."""
         query = self._query
         return (
-            not query.where
+            not query.nothing
+            and not query.where
             and not query.low_mark
             and query.high_mark is None
             and query.only_fields is None
@@ -477,6 +525,8 @@ class QuerySet(Generic[M]):
     async def aggregate_pipeline(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Run a raw aggregation ``pipeline`` (the explicit escape hatch: nothing in it is
         checked) after this queryset's filter; return the raw rows."""
+        if self._query.nothing:
+            return []
         target = compiler.compile_write(self._query)
         stages: list[dict[str, Any]] = []
         if target.filter:
@@ -516,6 +566,8 @@ class QuerySet(Generic[M]):
         if not values:
             raise QueryError("update() needs at least one field=value")
         update = compiler.compile_update(self._model, values)
+        if self._query.nothing:
+            return 0  # checked like any update, sent nowhere
         meta = self._model._meta
         if meta.optimistic_lock:
             version = meta.db_key(meta.version_field)
@@ -532,6 +584,8 @@ class QuerySet(Generic[M]):
         Per-instance hooks and signals do not run (as with Django's bulk delete they would
         need every document loaded); delete instances one by one when they must.
         """
+        if self._query.nothing:
+            return 0
         filter = await self._write_filter()
         write = executor.delete_one if _single(filter) else executor.delete_many
         result = await write(self._model, filter, timeout=self._query.timeout)
@@ -653,7 +707,9 @@ class QuerySet(Generic[M]):
 
     async def explain(self) -> dict[str, Any]:
         """Return the server's plan for this queryset (``queryPlanner`` verbosity): which
-        index it would use."""
+        index it would use; ``{}`` after ``none()``, which sends nothing)."""
+        if self._query.nothing:
+            return {}
         compiled = compiler.compile_query(self._query)
         name = self._model._meta.collection
         command: dict[str, Any]
@@ -685,6 +741,8 @@ class QuerySet(Generic[M]):
         ``full_document="updateLookup"``), matched on it. A negative filter (``exclude``,
         ``ne``, ``nin``) would otherwise match a delete for want of the field.
         """
+        if self._query.nothing:
+            raise QueryError("watch() on none() would never deliver an event")
         target = compiler.compile_write(self._query)
         if target.pipeline is not None:
             raise QueryError("watch() cannot filter across references")
@@ -777,6 +835,13 @@ class Manager(DefaultManager, Generic[QS]):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _sync_misuse(what: str, instead: str) -> str:
+    return (
+        f"a QuerySet cannot be {what}: it runs on the event loop and sends nothing until "
+        f"awaited; use {instead}"
+    )
 
 
 def _single(filter: Mapping[str, Any]) -> bool:

@@ -54,6 +54,9 @@ async def sample() -> None:
     assert_type(await qs.values("name"), list[dict[str, Any]])
     assert_type(await qs.only("name"), list[Customer])
     assert_type(await qs.lenient(), list[Customer | Invalid])
+    assert_type(qs.none(), QuerySet[Customer])
+    assert_type(await qs.none(), list[Customer])
+    assert_type(Shopper.objects.adults().none(), CustomerQuerySet)
     async for customer in qs.batch_size(100):
         assert_type(customer, Customer)
     async for change in qs.watch():
