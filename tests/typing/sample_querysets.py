@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from odm import Document, Invalid, QuerySet, Reference
+from odm import Document, DuplicateKey, Invalid, QuerySet, Reference
 from odm.queryset import ChangeEvent
 
 
@@ -72,3 +72,14 @@ async def sample() -> None:
     assert_type(orders, list[Order])
     assert_type(orders[0].customer, Reference[Customer])
     assert_type(orders[0].customer.document, Customer | None)
+
+
+async def duplicate_key() -> None:
+    try:
+        await Customer(name="a").insert()
+    except DuplicateKey as exc:
+        assert_type(exc.model, type[Any] | None)
+        assert_type(exc.collection, str | None)
+        assert_type(exc.index, str | None)
+        assert_type(exc.key, dict[str, Any])
+        assert_type(exc.fields, tuple[str, ...])
