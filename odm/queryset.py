@@ -37,6 +37,7 @@ from .models.options import ID_KEY
 from .query import compiler
 from .query.q import Q
 from .query.query import Query
+from .query.results import aggregate_reader, row_converter
 from .query.where import exact_literal, key_plan
 from .session import current_unit_of_work
 
@@ -161,7 +162,9 @@ class QuerySet(Generic[M]):
         return clone
 
     def values(self, *fields: str) -> QuerySet[dict[str, Any]]:
-        """Return a new queryset yielding dicts of these fields (``address__city`` keys)."""
+        """Return a new queryset yielding dicts of these fields (``address__city`` keys), each
+        value as the field gives it on a loaded document (a ``Decimal``, not BSON's
+        ``Decimal128``); a reference gives its id."""
         clone: QuerySet[Any] = self._chain()
         clone._query.set_values(fields, "dicts")
         return clone
@@ -326,7 +329,7 @@ class QuerySet(Generic[M]):
                 if compiled.rows == "documents":
                     yield await self._documents(raws, compiled.related)
                 else:
-                    yield _shape_rows(raws, compiled.rows, compiled.names)
+                    yield _shape_rows(self._query, raws, compiled.rows, compiled.names)
 
     async def _documents(
         self, raws: list[dict[str, Any]], related: Sequence[compiler.Related] = ()
@@ -371,7 +374,7 @@ class QuerySet(Generic[M]):
             self._model, compiled.pipeline, **self._read_options()
         )
         if compiled.rows != "documents":
-            return _shape_rows(rows, compiled.rows, compiled.names)
+            return _shape_rows(query, rows, compiled.rows, compiled.names)
         return await self._documents(rows, compiled.related)
 
     def __await__(self) -> Generator[Any, None, list[M]]:
@@ -511,7 +514,10 @@ class QuerySet(Generic[M]):
 
     async def aggregate(self, **aggregates: Any) -> dict[str, Any]:
         """Return ``{name: value}`` for aggregates over the matching documents
-        (``aggregate(n=Count(), avg_age=Avg("age"))``), in one round trip."""
+        (``aggregate(n=Count(), avg_age=Avg("age"))``), in one round trip.
+
+        ``Sum``/``Min``/``Max`` over a field give that field's type (a ``Decimal`` over an
+        ``odm.Decimal`` field), ``Avg``/``StdDev`` a float (a ``Decimal`` over decimals)."""
         if not aggregates:
             raise QueryError("aggregate() needs at least one name=Aggregate(...)")
         compiled = compiler.compile_aggregate(self._query, aggregates)
@@ -520,7 +526,11 @@ class QuerySet(Generic[M]):
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()
         )
-        return compiled.result(rows)
+        result = compiled.result(rows)
+        for name, value in result.items():
+            if value is not None:
+                result[name] = aggregate_reader(self._model, aggregates[name])(value)
+        return result
 
     async def aggregate_pipeline(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Run a raw aggregation ``pipeline`` (the explicit escape hatch: nothing in it is
@@ -905,7 +915,13 @@ def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _shape_rows(rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]) -> list[Any]:
+def _shape_rows(
+    query: Query, rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]
+) -> list[Any]:
+    """Return ``values()`` rows as dicts, tuples or values, each value in its field's Python
+    type (:mod:`odm.query.results`)."""
+    convert = row_converter(query.model, names, query.annotations)
+    rows = [convert(row) for row in rows]
     if mode == "dicts":
         return rows
     if mode == "flat":

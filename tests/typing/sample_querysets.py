@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from odm import Document, DuplicateKey, Invalid, QuerySet, Reference
+from odm import Document, DuplicateKey, Invalid, QuerySet, Reference, to_jsonable
 from odm.queryset import ChangeEvent
 
 
@@ -83,3 +83,8 @@ async def duplicate_key() -> None:
         assert_type(exc.index, str | None)
         assert_type(exc.key, dict[str, Any])
         assert_type(exc.fields, tuple[str, ...])
+
+
+async def json_data() -> None:
+    rows = await Customer.objects.values("name")
+    assert_type(to_jsonable(rows), Any)
