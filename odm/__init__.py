@@ -35,6 +35,7 @@ from .exceptions import (
     TransactionsNotSupported,
     ValidationError,
 )
+from .jsonable import to_jsonable
 from .models.base import Document, Embedded
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
 from .models.indexes import Index
@@ -97,6 +98,7 @@ __all__ = [
     "run_in_transaction",
     "session",
     "signals",
+    "to_jsonable",
     "transaction",
     "utcnow",
 ]

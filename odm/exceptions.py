@@ -69,7 +69,45 @@ class StaleDocument(OdmError):
 
 
 class DuplicateKey(OdmError):
-    """A write broke a unique index."""
+    """A write broke a unique index; what clashed is data, not only text.
+
+    - ``model``: the Document class written (``None`` when raised by hand);
+    - ``collection``: its collection's name;
+    - ``index``: the name of the unique index (``"email_1"``), ``None`` when the server did
+      not say;
+    - ``key``: the duplicated values keyed by field, spelled as ``filter()`` takes them
+      (``{"email": "a@x.io"}``, ``{"id": ...}``, ``{"address__city": ...}``), so that
+      ``Model.objects.get(**exc.key)`` reads the document already holding them; ``{}`` when
+      the server did not say;
+    - ``fields``: the index's fields in the same spelling, in the index's order.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type[Any] | None = None,
+        collection: str | None = None,
+        index: str | None = None,
+        key: dict[str, Any] | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
+        self.model = model
+        self.collection = collection
+        self.index = index
+        self.key: dict[str, Any] = dict(key or {})
+        self.fields = tuple(fields)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only data survives pickling (exceptions are pickled by their args alone).
+        return (_rebuild_duplicate, (str(self), self.__dict__))
+
+
+def _rebuild_duplicate(message: str, state: dict[str, Any]) -> DuplicateKey:
+    error = DuplicateKey(message)
+    error.__dict__.update(state)
+    return error
 
 
 class OperationTimeout(OdmError):

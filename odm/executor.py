@@ -128,12 +128,44 @@ def _with(coll: Any, write_concern: Any = None, read_preference: Any = None) -> 
 
 
 def _duplicate(model: type[Any], details: Mapping[str, Any] | None, exc: BaseException) -> Any:
+    """Return the DuplicateKey for the server's write error ``details`` (``errmsg``,
+    ``keyPattern``, ``keyValue``), its parts as attributes."""
     details = details or {}
     message = str(details.get("errmsg") or exc)
-    index = message.split("index: ", 1)[1].split(" ", 1)[0] if "index: " in message else "?"
+    # The server names the index only in its message: "... index: email_1 dup key: {...}".
+    index = message.split("index: ", 1)[1].split(" ", 1)[0] if "index: " in message else None
     key = details.get("keyValue")
-    where = f"{model.__name__} ({model._meta.collection})"
-    return DuplicateKey(f"{where}: duplicate key {key!r} breaks unique index {index!r}")
+    pattern = details.get("keyPattern")
+    collection = model._meta.collection
+    shown = index if index is not None else "?"
+    return DuplicateKey(
+        f"{model.__name__} ({collection}): duplicate key {key!r} breaks unique index {shown!r}",
+        model=model,
+        collection=collection,
+        index=index,
+        key={
+            _field_path(model, str(name)): value
+            for name, value in (key.items() if isinstance(key, Mapping) else ())
+        },
+        fields=tuple(
+            _field_path(model, str(name))
+            for name in (pattern if isinstance(pattern, Mapping) else ())
+        ),
+    )
+
+
+def _field_path(model: type[Any], stored: str) -> str:
+    """Return the ``filter()`` spelling of a stored dotted key: ``_id`` is ``id``, a
+    top-level alias is its field's name, dots become ``__``."""
+    head, dot, rest = stored.partition(".")
+    if head == "_id":  # the stored name of every id field
+        head = "id"
+    else:
+        for name, info in model.model_fields.items():
+            if info.alias == head:
+                head = name
+                break
+    return head + ("__" + rest.replace(".", "__") if dot else "")
 
 
 #: Server errors that mean the query or update itself is wrong, not the server: an invalid

@@ -20,7 +20,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
 
 from pymongo.errors import OperationFailure
 
@@ -37,6 +37,7 @@ from .models.options import ID_KEY
 from .query import compiler
 from .query.q import Q
 from .query.query import Query
+from .query.results import aggregate_reader, row_converter
 from .query.where import exact_literal, key_plan
 from .session import current_unit_of_work
 
@@ -118,6 +119,18 @@ class QuerySet(Generic[M]):
         """Return a copy of this queryset."""
         return self._chain()
 
+    def none(self) -> Self:
+        """Return a queryset that matches nothing and never reaches the server.
+
+        Awaiting it gives ``[]``, ``count()`` 0, ``exists()`` False, ``update()`` and
+        ``delete()`` 0, ``get()`` raises ``DoesNotExist``; chaining more methods keeps it empty
+        (Django's ``none()``). A view returns it where a permission check leaves nothing to see,
+        and the code after it needs no special case.
+        """
+        clone = self._chain()
+        clone._query.nothing = True
+        return clone
+
     def filter(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset with these conditions ANDed to the filter."""
         clone = self._chain()
@@ -149,7 +162,9 @@ class QuerySet(Generic[M]):
         return clone
 
     def values(self, *fields: str) -> QuerySet[dict[str, Any]]:
-        """Return a new queryset yielding dicts of these fields (``address__city`` keys)."""
+        """Return a new queryset yielding dicts of these fields (``address__city`` keys), each
+        value as the field gives it on a loaded document (a ``Decimal``, not BSON's
+        ``Decimal128``); a reference gives its id."""
         clone: QuerySet[Any] = self._chain()
         clone._query.set_values(fields, "dicts")
         return clone
@@ -241,11 +256,46 @@ class QuerySet(Generic[M]):
         return _Single(clone, key)
 
     def explain_query(self) -> dict[str, Any]:
-        """Return what this queryset will send (``{"find": ...}`` or ``{"aggregate": ...}``)."""
+        """Return what this queryset will send (``{"find": ...}`` or ``{"aggregate": ...}``;
+        ``{}`` after ``none()``, which sends nothing)."""
+        if self._query.nothing:
+            return {}
         return compiler.explain_query(self._query)
 
     def __repr__(self) -> str:
         return f"<QuerySet {self._model.__name__} {self.explain_query()}>"
+
+    # -- sync misuse fails fast --------------------------------------------------------------
+    # A queryset runs on the event loop. Without these, Python would fall back on
+    # ``__getitem__`` for ``for x in qs`` / ``list(qs)`` / ``x in qs`` and build an endless
+    # stream of unawaited ``qs[0]``, ``qs[1]``... (hanging, memory growing); ``bool(qs)`` would
+    # be True for an empty queryset. Each raises at once, saying what to write instead.
+
+    if TYPE_CHECKING:
+        # Declared None for type checkers, so that mypy flags `for x in qs`, `list(qs)`,
+        # `len(qs)` and `x in qs` as errors before they run.
+        __iter__: ClassVar[None]
+        __len__: ClassVar[None]
+        __contains__: ClassVar[None]
+    else:
+        def __iter__(self) -> NoReturn:
+            """Refuse ``for x in qs`` / ``list(qs)``: use ``async for x in qs`` / ``await qs``."""
+            raise TypeError(_sync_misuse("iterated with `for` (or list(), tuple(), unpacking)",
+                                         "`async for x in qs`, or `await qs` for a list"))
+
+        def __len__(self) -> NoReturn:
+            """Refuse ``len(qs)``: use ``await qs.count()``."""
+            raise TypeError(_sync_misuse("measured with len()", "`await qs.count()`"))
+
+        def __contains__(self, item: object) -> NoReturn:
+            """Refuse ``x in qs``: use ``await qs.filter(id=x.id).exists()``."""
+            raise TypeError(_sync_misuse(
+                "searched with `in`", "`await qs.filter(id=x.id).exists()`, or `x in await qs`"
+            ))
+
+    def __bool__(self) -> NoReturn:
+        """Refuse ``bool(qs)`` / ``if qs:``: use ``await qs.exists()``."""
+        raise TypeError(_sync_misuse("tested for truth (bool(), if qs:)", "`await qs.exists()`"))
 
     # -- running -----------------------------------------------------------------------------
 
@@ -279,7 +329,7 @@ class QuerySet(Generic[M]):
                 if compiled.rows == "documents":
                     yield await self._documents(raws, compiled.related)
                 else:
-                    yield _shape_rows(raws, compiled.rows, compiled.names)
+                    yield _shape_rows(self._query, raws, compiled.rows, compiled.names)
 
     async def _documents(
         self, raws: list[dict[str, Any]], related: Sequence[compiler.Related] = ()
@@ -324,7 +374,7 @@ class QuerySet(Generic[M]):
             self._model, compiled.pipeline, **self._read_options()
         )
         if compiled.rows != "documents":
-            return _shape_rows(rows, compiled.rows, compiled.names)
+            return _shape_rows(query, rows, compiled.rows, compiled.names)
         return await self._documents(rows, compiled.related)
 
     def __await__(self) -> Generator[Any, None, list[M]]:
@@ -401,7 +451,8 @@ class QuerySet(Generic[M]):
         projection, grouping, join or prefetch), so ``get(id=...)`` can be one ``find_one``."""
         query = self._query
         return (
-            not query.where
+            not query.nothing
+            and not query.where
             and not query.low_mark
             and query.high_mark is None
             and query.only_fields is None
@@ -463,7 +514,10 @@ class QuerySet(Generic[M]):
 
     async def aggregate(self, **aggregates: Any) -> dict[str, Any]:
         """Return ``{name: value}`` for aggregates over the matching documents
-        (``aggregate(n=Count(), avg_age=Avg("age"))``), in one round trip."""
+        (``aggregate(n=Count(), avg_age=Avg("age"))``), in one round trip.
+
+        ``Sum``/``Min``/``Max`` over a field give that field's type (a ``Decimal`` over an
+        ``odm.Decimal`` field), ``Avg``/``StdDev`` a float (a ``Decimal`` over decimals)."""
         if not aggregates:
             raise QueryError("aggregate() needs at least one name=Aggregate(...)")
         compiled = compiler.compile_aggregate(self._query, aggregates)
@@ -472,11 +526,17 @@ class QuerySet(Generic[M]):
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()
         )
-        return compiled.result(rows)
+        result = compiled.result(rows)
+        for name, value in result.items():
+            if value is not None:
+                result[name] = aggregate_reader(self._model, aggregates[name])(value)
+        return result
 
     async def aggregate_pipeline(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Run a raw aggregation ``pipeline`` (the explicit escape hatch: nothing in it is
         checked) after this queryset's filter; return the raw rows."""
+        if self._query.nothing:
+            return []
         target = compiler.compile_write(self._query)
         stages: list[dict[str, Any]] = []
         if target.filter:
@@ -516,6 +576,8 @@ class QuerySet(Generic[M]):
         if not values:
             raise QueryError("update() needs at least one field=value")
         update = compiler.compile_update(self._model, values)
+        if self._query.nothing:
+            return 0  # checked like any update, sent nowhere
         meta = self._model._meta
         if meta.optimistic_lock:
             version = meta.db_key(meta.version_field)
@@ -532,6 +594,8 @@ class QuerySet(Generic[M]):
         Per-instance hooks and signals do not run (as with Django's bulk delete they would
         need every document loaded); delete instances one by one when they must.
         """
+        if self._query.nothing:
+            return 0
         filter = await self._write_filter()
         write = executor.delete_one if _single(filter) else executor.delete_many
         result = await write(self._model, filter, timeout=self._query.timeout)
@@ -653,7 +717,9 @@ class QuerySet(Generic[M]):
 
     async def explain(self) -> dict[str, Any]:
         """Return the server's plan for this queryset (``queryPlanner`` verbosity): which
-        index it would use."""
+        index it would use; ``{}`` after ``none()``, which sends nothing)."""
+        if self._query.nothing:
+            return {}
         compiled = compiler.compile_query(self._query)
         name = self._model._meta.collection
         command: dict[str, Any]
@@ -685,6 +751,8 @@ class QuerySet(Generic[M]):
         ``full_document="updateLookup"``), matched on it. A negative filter (``exclude``,
         ``ne``, ``nin``) would otherwise match a delete for want of the field.
         """
+        if self._query.nothing:
+            raise QueryError("watch() on none() would never deliver an event")
         target = compiler.compile_write(self._query)
         if target.pipeline is not None:
             raise QueryError("watch() cannot filter across references")
@@ -779,6 +847,13 @@ class Manager(DefaultManager, Generic[QS]):
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _sync_misuse(what: str, instead: str) -> str:
+    return (
+        f"a QuerySet cannot be {what}: it runs on the event loop and sends nothing until "
+        f"awaited; use {instead}"
+    )
+
+
 def _single(filter: Mapping[str, Any]) -> bool:
     """Tell whether ``filter`` can match one document at most: ``_id`` equals one value."""
     value = filter.get(ID_KEY, _MISSING)
@@ -840,7 +915,13 @@ def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _shape_rows(rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]) -> list[Any]:
+def _shape_rows(
+    query: Query, rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]
+) -> list[Any]:
+    """Return ``values()`` rows as dicts, tuples or values, each value in its field's Python
+    type (:mod:`odm.query.results`)."""
+    convert = row_converter(query.model, names, query.annotations)
+    rows = [convert(row) for row in rows]
     if mode == "dicts":
         return rows
     if mode == "flat":

@@ -8,7 +8,9 @@
 ``setup_odm`` connects on startup (with retry, through ``app.cleanup_ctx``) and disconnects on
 shutdown; ``unit_of_work_middleware`` runs each unsafe request in one transaction, committed only
 when the response status is below 400; ``odm_errors_middleware`` answers ODM errors with JSON;
-``json_body(request)`` reads a JSON body, a body nested too deep to parse being a 400.
+``json_body(request)`` reads a JSON body, a body nested too deep to parse being a 400;
+``json_response(data)`` answers with documents, ``values()`` rows or aggregates as JSON
+(ObjectIds, decimals and datetimes as strings).
 Keep the errors middleware first (outermost) so that it also maps errors of the commit.
 """
 
@@ -19,6 +21,7 @@ from .middlewares import (
     unit_of_work_middleware,
     unit_of_work_middleware_factory,
 )
+from .responses import json_dumps, json_response
 from .setup import ODM_CONNECTION, ODM_CONNECTIONS, setup_odm
 
 __all__ = [
@@ -27,6 +30,8 @@ __all__ = [
     "UNSAFE_METHODS",
     "error_response",
     "json_body",
+    "json_dumps",
+    "json_response",
     "odm_errors_middleware",
     "response_for",
     "setup_odm",

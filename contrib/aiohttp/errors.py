@@ -50,6 +50,7 @@ from odm.exceptions import (
 from odm.timeouts import is_timeout
 
 from .middlewares import new_style
+from .responses import json_response
 
 logger = logging.getLogger("odm.contrib.aiohttp")
 
@@ -65,7 +66,8 @@ def error_response(
     status: int, error: str, detail: Any = None, *, headers: dict[str, str] | None = None
 ) -> web.Response:
     """Return the JSON error response ``{"error": error, "detail": detail}`` with ``status``."""
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+    # Through odm.to_jsonable: a detail may hold an ObjectId or a Decimal.
+    return json_response({"error": error, "detail": detail}, status=status, headers=headers)
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ class Query:
         "lenient",
         "low_mark",
         "model",
+        "nothing",
         "only_fields",
         "ordering",
         "read_preference",
@@ -66,6 +67,8 @@ class Query:
         self.timeout: float | None = None
         self.read_preference: Any = None
         self.lenient = False
+        #: ``none()``: the queryset matches nothing and sends nothing.
+        self.nothing = False
 
     def clone(self) -> Query:
         """Return a copy that can be changed without touching this one (cheap: tuples shared)."""
@@ -89,6 +92,7 @@ class Query:
         new.timeout = self.timeout
         new.read_preference = self.read_preference
         new.lenient = self.lenient
+        new.nothing = self.nothing
         return new
 
     # -- filters -----------------------------------------------------------------------------
@@ -168,11 +172,12 @@ class Query:
 
     @property
     def is_empty(self) -> bool:
-        """Return whether the slice selects no row at all (``qs[5:5]``, ``to_list(0)``).
+        """Return whether the query selects no row at all: ``none()``, or a slice such as
+        ``qs[5:5]`` or ``to_list(0)``.
 
         MongoDB reads a limit of 0 as "no limit", so such a query must not be sent.
         """
-        return self.high_mark is not None and self.high_mark <= self.low_mark
+        return self.nothing or (self.high_mark is not None and self.high_mark <= self.low_mark)
 
     @property
     def limit(self) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from odm import Document, Invalid, QuerySet, Reference
+from odm import Document, DuplicateKey, Invalid, QuerySet, Reference, to_jsonable
 from odm.queryset import ChangeEvent
 
 
@@ -54,6 +54,9 @@ async def sample() -> None:
     assert_type(await qs.values("name"), list[dict[str, Any]])
     assert_type(await qs.only("name"), list[Customer])
     assert_type(await qs.lenient(), list[Customer | Invalid])
+    assert_type(qs.none(), QuerySet[Customer])
+    assert_type(await qs.none(), list[Customer])
+    assert_type(Shopper.objects.adults().none(), CustomerQuerySet)
     async for customer in qs.batch_size(100):
         assert_type(customer, Customer)
     async for change in qs.watch():
@@ -69,3 +72,19 @@ async def sample() -> None:
     assert_type(orders, list[Order])
     assert_type(orders[0].customer, Reference[Customer])
     assert_type(orders[0].customer.document, Customer | None)
+
+
+async def duplicate_key() -> None:
+    try:
+        await Customer(name="a").insert()
+    except DuplicateKey as exc:
+        assert_type(exc.model, type[Any] | None)
+        assert_type(exc.collection, str | None)
+        assert_type(exc.index, str | None)
+        assert_type(exc.key, dict[str, Any])
+        assert_type(exc.fields, tuple[str, ...])
+
+
+async def json_data() -> None:
+    rows = await Customer.objects.values("name")
+    assert_type(to_jsonable(rows), Any)
