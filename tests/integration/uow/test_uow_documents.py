@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure, PyMongoError
+from uow_support import gave_up
 
 import odm
 from odm import F, transaction
@@ -252,13 +253,7 @@ async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -
         *(transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5) for i in range(200)),
         return_exceptions=True,
     )
-    # On a loaded machine a transfer may exhaust its retries: it is aborted whole.
-    failed = [r for r in results if r is not None]
-    assert all(
-        isinstance(r, PyMongoError) and r.has_error_label("TransientTransactionError")
-        for r in failed
-    ), failed
-    assert len(failed) <= len(results) // 4, failed
+    gave_up(results)  # the total stays exact all the same
     total = sum(a.balance for a in await UowAccount.objects.all())
     assert total == 8000
 

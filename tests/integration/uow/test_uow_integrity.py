@@ -12,11 +12,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure, PyMongoError
+from uow_support import fail_point
 
 import odm
 from odm import drivers, executor, signals
@@ -78,16 +78,6 @@ class IntOther(odm.Document):
         alias = "int-second"
 
 
-async def fail_point(db: Any, data: dict[str, Any], times: int = 1) -> None:
-    await db.client.admin.command(
-        {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}
-    )
-
-
-@pytest.fixture
-async def fail_points_off(odm_database: Any) -> AsyncIterator[None]:
-    yield
-    await odm_database.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
 TRANSIENT_COMMIT = {

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from pymongo.errors import PyMongoError
+from uow_support import fail_point, fail_points_off
 
 import odm
 from odm import executor
@@ -160,9 +161,9 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
     async def _block(self, ops: list[tuple[str, Any, Any]], ending: str) -> None:
         db = self.given["database"]
         if ending == "transient_commit":
-            await fail_point(db, "commitTransaction", transient=True)
+            await fail_command(db, "commitTransaction", transient=True)
         elif ending == "commit_fails":
-            await fail_point(db, "commitTransaction", transient=False)
+            await fail_command(db, "commitTransaction", transient=False)
 
         attempts = 0
 
@@ -225,17 +226,12 @@ def PyMongoError_transient() -> PyMongoError:
     return PyMongoError("injected transient error", error_labels=["TransientTransactionError"])
 
 
-async def fail_point(db: Any, command: str, *, transient: bool) -> None:
+async def fail_command(db: Any, command: str, *, transient: bool) -> None:
+    """Make the next ``command`` fail, with a transient error or a plain one."""
     data: dict[str, Any] = {"failCommands": [command], "errorCode": 112 if transient else 2}
     if transient:
         data["errorLabels"] = ["TransientTransactionError"]
-    await db.client.admin.command(
-        {"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data}
-    )
-
-
-async def fail_points_off(db: Any) -> None:
-    await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    await fail_point(db, data)
 
 
 @pytest.fixture
