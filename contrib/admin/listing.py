@@ -46,8 +46,8 @@ LOOKUPS = frozenset(
 )
 """The lookups a filter parameter may use."""
 
-RESERVED = frozenset({"o", "q", "after", "before"})
-"""Parameters of the list itself: ordering, search, and the two cursors."""
+RESERVED = frozenset({"o", "q", "after", "before", "msg"})
+"""Parameters of the list itself: ordering, search, the two cursors, and a notice's code."""
 
 MAX_SEARCH = 200
 """The longest search text taken."""

@@ -74,17 +74,19 @@ class AdminBook(Document):
         optimistic_lock = True
 
 
-MODELS = [
-    ModelAdmin(AdminAuthor, name="author"),
-    ModelAdmin(
-        AdminBook,
-        name="book",
-        list_display=("id", "title", "pages", "price", "binding", "published"),
-        search_fields=("title", "notes"),
-        readonly_fields=("notes",),
-        per_page=25,
-    ),
-]
+def admin_models(per_page: int = 25) -> list[ModelAdmin]:
+    """The admin options of the test app, with ``per_page`` books on a list page."""
+    return [
+        ModelAdmin(AdminAuthor, name="author"),
+        ModelAdmin(
+            AdminBook,
+            name="book",
+            list_display=("id", "title", "pages", "price", "binding", "published"),
+            search_fields=("title", "notes"),
+            readonly_fields=("notes",),
+            per_page=per_page,
+        ),
+    ]
 
 
 def authorize(request: web.Request) -> bool:
@@ -97,7 +99,9 @@ def fresh_name() -> str:
     return f"odm_admin_{uuid.uuid4().hex[:12]}"
 
 
-def create_app(uri: str, name: str, driver: DriverName | None = None) -> web.Application:
+def create_app(
+    uri: str, name: str, driver: DriverName | None = None, *, per_page: int = 25
+) -> web.Application:
     """The test app: the admin of the two models on database ``name``, dropped on shutdown."""
     app = web.Application(middlewares=[odm_errors_middleware])
     setup_odm(app, uri, db=name, driver=driver, models=[AdminAuthor, AdminBook], timeout=30.0)
@@ -110,5 +114,5 @@ def create_app(uri: str, name: str, driver: DriverName | None = None) -> web.App
         await odm.get_client().drop_database(name)
 
     app.cleanup_ctx.append(collections)
-    setup_admin(app, MODELS, authorize=authorize, migrations=MIGRATIONS_DIR)
+    setup_admin(app, admin_models(per_page), authorize=authorize, migrations=MIGRATIONS_DIR)
     return app
