@@ -21,7 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import bson
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from odm.models.fields import Reference, reference_target
 
@@ -75,6 +77,8 @@ def _kind(annotation: Any) -> tuple[str, dict[str, Any]]:
     if reference_target(annotation) is not None and typing.get_origin(annotation) is Reference:
         return "reference", {"target": reference_target(annotation)}
     if isinstance(annotation, type):
+        if issubclass(annotation, bson.ObjectId):
+            return "text", {}
         if issubclass(annotation, enum.Enum):
             return "enum", {"choices": tuple(str(m.value) for m in annotation)}
         if issubclass(annotation, bool):
@@ -143,6 +147,8 @@ def shown(spec: FieldSpec, value: Any) -> Any:
         return str(value.id if isinstance(value, Reference) else getattr(value, "id", value))
     if kind == "enum":
         return str(value.value if isinstance(value, enum.Enum) else value)
+    if kind == "datetime" and isinstance(value, str):
+        return value.removesuffix("Z")  # as read back from a form: shown as it was typed
     if kind == "datetime" and isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
@@ -163,6 +169,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     return value
+
+
+def defaults(model: type[BaseModel], specs: tuple[FieldSpec, ...]) -> dict[str, Any]:
+    """The values a new document's form starts with: the fields' plain defaults, shown."""
+    values = {}
+    for spec in specs:
+        info = model.model_fields[spec.name]
+        if info.default is not PydanticUndefined and info.default_factory is None:
+            values[spec.name] = shown(spec, info.default)
+    return values
 
 
 # -- reading a posted form ---------------------------------------------------------------------

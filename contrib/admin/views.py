@@ -86,7 +86,7 @@ def _cell(doc: Any, name: str, specs: dict[str, forms.FieldSpec]) -> str:
     if value is None:
         return "\u2014"
     spec = specs.get(name)
-    if spec is None:  # id
+    if spec is None or name == "id":
         return str(value)
     return str(forms.shown(spec, value))
 
@@ -179,7 +179,7 @@ def _shown_all(specs: tuple[forms.FieldSpec, ...], source: Any) -> dict[str, Any
 async def add_form(request: web.Request) -> web.Response:
     """An empty form for a new document (defaults filled in where they are plain values)."""
     admin = _site(request).admin_for(request.match_info["model"])
-    return await _form_page(request, admin, None, {})
+    return await _form_page(request, admin, None, forms.defaults(admin.model, _specs(admin)))
 
 
 @routes.get("/{model}/{id}/")

@@ -29,7 +29,9 @@ async def test_index_filter_order_and_page_through_10000_documents(
     await page.goto(f"{base}/admin/")
     book_row = page.locator("#models tr", has_text="AdminBook")
     assert await book_row.locator(".count").inner_text() == str(BOOKS)
+    await page.set_viewport_size({"width": 1100, "height": 260})
     await screenshot(page, "index")
+    await page.set_viewport_size({"width": 1100, "height": 800})
 
     await book_row.get_by_role("link", name="AdminBook").click()
     await page.wait_for_url("**/admin/book/")

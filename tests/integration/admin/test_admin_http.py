@@ -156,6 +156,9 @@ async def test_keyset_pages_with_nulls_and_ties(admin: Client) -> None:
 async def test_create_with_a_validation_error_then_fixed(admin: Client) -> None:
     author = await AdminAuthor(name="Ann").insert()
     token = await csrf(admin, "/admin/book/add/")
+    blank = await (await admin.get("/admin/book/add/")).text()
+    assert 'name="in_print" checked' in blank  # the field's default
+    assert 'name="id"' not in blank  # read-only: not an input
     form = {
         "csrf_token": token,
         "title": "",
@@ -176,6 +179,7 @@ async def test_create_with_a_validation_error_then_fixed(admin: Client) -> None:
     text = await response.text()
     assert 'data-error="title"' in text and 'data-error="pages"' in text
     assert 'value="12.30"' in text  # what was typed is shown again
+    assert 'name="published" value="2024-05-01T10:30:00"' in text
     assert await AdminBook.objects.count() == 0
     response = await admin.post(
         "/admin/book/add/", data={**form, "title": "Tea", "pages": "10"}, allow_redirects=False
