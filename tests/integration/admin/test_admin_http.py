@@ -13,8 +13,6 @@ from bson import ObjectId
 from tests.integration.admin.conftest import Client, csrf
 from tests.integration.admin.support import AdminAuthor, AdminBook, Binding, Line
 
-pytestmark = pytest.mark.odm_drivers("pymongo")
-
 
 def ids_in(text: str) -> list[str]:
     """The document ids of a list page, in order."""
