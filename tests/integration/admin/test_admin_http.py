@@ -10,6 +10,7 @@ import re
 import pytest
 from bson import ObjectId
 
+import odm
 from tests.integration.admin.conftest import Client, csrf
 from tests.integration.admin.support import AdminAuthor, AdminBook, Binding, Line
 
@@ -265,3 +266,34 @@ async def test_migrations_page_lists_pending_migrations(admin: Client) -> None:
     assert response.status == 200
     text = await response.text()
     assert "0001" in text and "pending" in text
+
+
+async def test_a_read_only_embedded_list_is_shown_not_offered(
+    aiohttp_client: object, odm_uri: str
+) -> None:
+    from typing import Any
+
+    from aiohttp import web
+
+    from odm.contrib.admin import ModelAdmin, setup_admin
+    from odm.contrib.aiohttp import setup_odm
+    from tests.integration.admin.support import ADMIN_HEADER, authorize, fresh_name
+
+    name = fresh_name()
+    app = web.Application()
+    setup_odm(app, odm_uri, db=name, models=[AdminBook], timeout=30.0)
+    setup_admin(app, [ModelAdmin(AdminBook, readonly_fields=("lines",))], authorize=authorize)
+    client: Any = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})  # type: ignore[operator]
+    book = await AdminBook(title="T", pages=1, lines=[Line(sku="a", qty=1)]).insert()
+    try:
+        text = await (await client.get(f"/admin/adminbook/{book.id}/")).text()
+        assert 'name="lines.0.sku"' not in text and '"sku": "a"' in text
+        token = await csrf(client, f"/admin/adminbook/{book.id}/")
+        response = await client.post(
+            f"/admin/adminbook/{book.id}/",
+            data={"csrf_token": token, "_version": "0", "lines.0.sku": "b", "lines.0.qty": "1"},
+        )
+        assert response.status == 400
+        assert "'lines.0.sku': the field is read-only" in html.unescape(await response.text())
+    finally:
+        await odm.get_client().drop_database(name)
