@@ -162,8 +162,19 @@ def _after(name: str, value: Any, id: str, descending: bool) -> Q:
     return rest | Q(**{f"{name}__isnull": True}) if descending else rest
 
 
-async def page(admin: ModelAdmin, query: Mapping[str, str]) -> Page:
-    """Run the list's query for ``query`` (the request's query string) and return the page."""
+@dataclass(frozen=True)
+class ListQuery:
+    """The query of one list page: at most ``per_page + 1`` rows (one more tells that another
+    page follows), and how to read them."""
+
+    queryset: QuerySet[Any]
+    column: str
+    backwards: bool
+    cursor: str | None
+
+
+def list_query(admin: ModelAdmin, query: Mapping[str, str]) -> ListQuery:
+    """Build (without running it) the query of the list page that ``query`` asks for."""
     name, descending = _ordering(admin, query)
     queryset = _filtered(admin, query)
     after, before = query.get("after"), query.get("before")
@@ -181,7 +192,15 @@ async def page(admin: ModelAdmin, query: Mapping[str, str]) -> Page:
             queryset = queryset.filter(_after(name, value, id, reverse))
         except QueryError as exc:
             raise ListError(cursor_parameter, str(exc)) from None
-    rows = await queryset.order_by(*order)[: admin.per_page + 1]
+    limited = queryset.order_by(*order)[: admin.per_page + 1]
+    return ListQuery(limited, name, backwards, cursor)
+
+
+async def page(admin: ModelAdmin, query: Mapping[str, str]) -> Page:
+    """Run the list's query for ``query`` (the request's query string) and return the page."""
+    planned = list_query(admin, query)
+    name, backwards, cursor = planned.column, planned.backwards, planned.cursor
+    rows = await planned.queryset
     more = len(rows) > admin.per_page
     rows = rows[: admin.per_page]
     if backwards:
