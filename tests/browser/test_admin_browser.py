@@ -66,6 +66,11 @@ async def test_index_filter_order_and_page_through_10000_documents(
     assert titles == [f"book {i:05d}" for i in range(10, 20)]
     await page.set_viewport_size({"width": 1100, "height": 520})
     await screenshot(page, "list")
+    await page.click("text=Migrations")
+    await page.wait_for_url("**/admin/_migrations/")
+    assert await page.locator("#migrations tr.state-pending").count() >= 1
+    await page.set_viewport_size({"width": 1100, "height": 300})
+    await screenshot(page, "migrations")
     await page.goto(f"{base}/admin/book/?pages__where=1")
     assert "parameter 'pages__where'" in await page.locator("#problem").inner_text()
     await context.close()
