@@ -10,7 +10,7 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Declare ``--odm-long`` and ``--odm-write-reliability-page``."""
+    """Declare ``--odm-long``, ``--odm-write-reliability-page`` and ``--odm-admin-screenshots``."""
     parser.addoption(
         "--odm-long",
         action="store_true",
@@ -23,6 +23,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite docs/reliability.md from this run's figures (a full, passing run of "
         "tests/reliability); without it the tracked page is never touched",
+    )
+    parser.addoption(
+        "--odm-admin-screenshots",
+        action="store_true",
+        default=False,
+        help="have tests/browser save screenshots of the admin's pages into docs/img/ (for "
+        "docs/admin.md); without it they write nothing into the work tree",
     )
 
 

@@ -120,6 +120,7 @@ async def serve(
     """
     from aiohttp import web
 
+    from ..contrib.admin import local_only  # type: ignore[import-not-found, unused-ignore]
     from ..server import LocalServer
     from .shop import Customer, create_app, seed
 
@@ -152,7 +153,9 @@ async def serve(
 
             # handler_cancellation: a client that goes away cancels its handler, and so
             # aborts its unit of work instead of committing work nobody sees the answer to.
-            runner = web.AppRunner(create_app(uri), handler_cancellation=True)
+            # The admin writes to the database: served to this machine only, and said so.
+            app = create_app(uri, admin=local_only)
+            runner = web.AppRunner(app, handler_cancellation=True)
             await runner.setup()  # connects (setup_odm's cleanup context)
             stack.push_async_callback(runner.cleanup)
             if not await Customer.objects.exists():
@@ -168,6 +171,7 @@ async def serve(
             customers = await Customer.objects.order_by("email")[:2]
             ids = [str(c.id) for c in customers] + ["<id>", "<id>"]
             echo(f"the shop is serving on {base}")
+            echo(f"the admin: {base}/admin/ (local-only: served to requests from this machine)")
             echo("try:")
             for line in try_lines(base, ids[0], ids[1]):
                 echo(f"  {line}")

@@ -6,12 +6,7 @@ Its migrations (``migrations/``, applied by ``odm demo`` or ``odm migrate apply 
 the indexes the models declare.
 """
 
-from pathlib import Path
-
-from .app import create_app, seed
+from .app import MIGRATIONS, create_app, seed
 from .models import MODELS, Customer, Order
-
-MIGRATIONS = Path(__file__).with_name("migrations")
-"""The directory of the shop's migration files."""
 
 __all__ = ["MIGRATIONS", "MODELS", "Customer", "Order", "create_app", "seed"]

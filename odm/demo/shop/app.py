@@ -9,12 +9,18 @@ missing customer a 404, a taken email a 409.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
 from odm.connection import Retry
+from odm.contrib.admin import (  # type: ignore[import-not-found, unused-ignore]
+    ModelAdmin,
+    setup_admin,
+)
 
 # odm.contrib is contrib/ installed under odm (see pyproject.toml); mypy, run on the source tree,
 # does not follow that mapping, hence the ignore (unused where it does).
@@ -33,7 +39,43 @@ from odm.uow import transaction
 
 from .models import MODELS, Customer, Order
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+"""The shop's migration files (the admin's migrations page shows their state)."""
+
 routes = web.RouteTableDef()
+
+LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>odm demo: the shop</title></head>
+<body style="font: 15px/1.5 system-ui, sans-serif; max-width: 40em; margin: 2em auto">
+<h1>odm demo: the shop</h1>
+<p>An aiohttp application on odm, with its data in MongoDB.</p>
+<ul>
+{admin}
+<li>The JSON API: <a href="/customers">GET /customers</a>, <code>GET /customers/{{id}}</code>,
+<code>GET /customers/{{id}}/orders</code>, <code>POST /customers</code>,
+<code>POST /customers/{{id}}/orders</code>, <code>POST /transfers</code></li>
+</ul>
+</body></html>
+"""
+"""The demo's page at ``/``; ``{admin}`` is the admin's item (empty without an admin)."""
+
+ADMIN_ITEM = (
+    '<li><a href="/admin/">The admin</a>: browse and edit customers and orders, see the '
+    "migrations. It is served to this machine only (an explicit local-only allowance).</li>"
+)
+"""The landing page's line about the admin."""
+
+
+async def landing(request: web.Request) -> web.Response:
+    """The page at ``/``: where the admin and the JSON API are."""
+    with_admin = request.app.get(ADMIN_ENABLED, False)
+    return web.Response(
+        text=LANDING.format(admin=ADMIN_ITEM if with_admin else ""), content_type="text/html"
+    )
+
+
+ADMIN_ENABLED: web.AppKey[bool] = web.AppKey("shop_admin_enabled", bool)
+"""Whether the app serves the admin (the landing page links it then)."""
 
 
 class NewCustomer(BaseModel):
@@ -196,12 +238,32 @@ def create_app(
     driver: DriverName | None = None,
     retry: Retry | None = None,
     timeout: float = 10.0,
+    admin: Callable[[web.Request], bool] | None = None,
 ) -> web.Application:
-    """Build the shop application for the MongoDB at ``uri`` (database in its path or ``db``)."""
+    """Build the shop application for the MongoDB at ``uri`` (database in its path or ``db``).
+
+    With ``admin`` (the admin's ``authorize`` callable) the app also serves
+    :mod:`odm.contrib.admin` on the shop's models under ``/admin/``.
+    """
     app = web.Application(middlewares=[odm_errors_middleware, unit_of_work_middleware])
+    app.router.add_get("/", landing)
     app.add_routes(routes)
     setup_odm(app, uri, models=MODELS, db=db, driver=driver, retry=retry, timeout=timeout)
+    app[ADMIN_ENABLED] = admin is not None
+    if admin is not None:
+        setup_admin(app, ADMIN_MODELS, authorize=admin, migrations=MIGRATIONS, title="shop admin")
     return app
+
+
+ADMIN_MODELS = [
+    ModelAdmin(Customer, list_display=("id", "email", "name", "balance", "created")),
+    ModelAdmin(
+        Order,
+        list_display=("id", "customer", "total", "status", "created"),
+        search_fields=("status",),
+    ),
+]
+"""The shop's models as the admin shows them."""
 
 
 async def seed() -> dict[str, Customer]:

@@ -141,6 +141,20 @@ async def test_demo_uses_the_server_given_by_uri(odm_uri: str, demo_tmpdir: Path
             assert processes_using(demo_tmpdir) == []  # no mongod of its own
             customers = await get_json(f"{base}/customers")
             assert isinstance(customers, list) and len(customers) == 2
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{base}/") as landing:
+                    assert landing.status == 200
+                    page = await landing.text()
+                    assert 'href="/admin/"' in page and 'href="/customers"' in page
+                    assert "this machine only" in page
+                # The demo allows local requests only, and this test is one.
+                async with http.get(f"{base}/admin/") as index:
+                    assert index.status == 200
+                    assert "Customer" in await index.text()
+                async with http.get(f"{base}/admin/_migrations/") as listed:
+                    assert "0001_initial" in await listed.text()
+            await demo.read_until(re.compile("press Ctrl-C to stop"), 10)
+            assert f"{base}/admin/ (local-only" in demo.output
 
             database = client[name]
             assert await database.customers.count_documents({}) == 2

@@ -1,0 +1,315 @@
+"""Forms generated from a model: what each field's input is, and reading a posted form back.
+
+A field's input follows its annotation: text, numbers, a checkbox, a select for an enum, a
+``datetime-local`` for a datetime (taken as UTC), a text input for a Decimal (kept exact), a
+select over the target model for a reference, a fieldset for an embedded model and one per row
+for a list of them, one line per item for a list of scalars, and JSON for anything else.
+Input names are the field paths (``address.city``, ``lines.0.qty``), so that pydantic's error
+locations name the input they belong to. A posted name that is not such a path, or names a
+read-only field, is refused (:class:`FormError`): no field outside the model can be written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import json
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from odm.models.fields import Reference, reference_target
+
+from .options import strip_optional
+
+CONTROL_KEYS = frozenset({"csrf_token", "_version"})
+"""Posted names that are the form's own, not fields."""
+
+DELETE_ROW = "_delete"
+"""The checkbox of a row of an embedded list that removes the row."""
+
+BLANK_ROWS = 1
+"""Empty rows offered under an embedded list, to add one."""
+
+_OFFSET = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+_INDEX = re.compile(r"^(0|[1-9][0-9]{0,3})$")
+
+
+class FormError(ValueError):
+    """A posted form names something that is not a writable input of the model's form."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name!r}: {message}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One input of a generated form."""
+
+    name: str
+    kind: str
+    required: bool
+    nullable: bool
+    readonly: bool = False
+    choices: tuple[str, ...] = ()
+    target: type[Any] | None = None
+    children: tuple[FieldSpec, ...] = ()
+    item: type[Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """The name as shown."""
+        return self.name.replace("_", " ")
+
+
+def _kind(annotation: Any) -> tuple[str, dict[str, Any]]:
+    # The order matters: bool is an int, a datetime is a date.
+    if annotation is Any:
+        return "json", {}
+    if reference_target(annotation) is not None and typing.get_origin(annotation) is Reference:
+        return "reference", {"target": reference_target(annotation)}
+    if isinstance(annotation, type):
+        if issubclass(annotation, bson.ObjectId):
+            return "text", {}
+        if issubclass(annotation, enum.Enum):
+            return "enum", {"choices": tuple(str(m.value) for m in annotation)}
+        if issubclass(annotation, bool):
+            return "bool", {}
+        if issubclass(annotation, int):
+            return "int", {}
+        if issubclass(annotation, float):
+            return "float", {}
+        if issubclass(annotation, decimal.Decimal):
+            return "decimal", {}
+        if issubclass(annotation, dt.datetime):
+            return "datetime", {}
+        if issubclass(annotation, dt.date):
+            return "date", {}
+        if issubclass(annotation, str):
+            return "text", {}
+        if issubclass(annotation, BaseModel) and not hasattr(annotation, "_meta"):
+            return "embedded", {"children": describe(annotation)}
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        item, _ = strip_optional(item)
+        if isinstance(item, type) and issubclass(item, BaseModel) and not hasattr(item, "_meta"):
+            return "embedded_list", {"children": describe(item), "item": item}
+        if isinstance(item, type) and issubclass(item, str | int | float):
+            return "lines", {"item": item}
+    return "json", {}
+
+
+def describe(model: type[BaseModel], readonly: Iterable[str] = ()) -> tuple[FieldSpec, ...]:
+    """Return the inputs of ``model``'s form, in declaration order."""
+    frozen = frozenset(readonly)
+    specs = []
+    for name, info in model.model_fields.items():
+        annotation, nullable = strip_optional(info.annotation)
+        kind, extra = _kind(annotation)
+        specs.append(
+            FieldSpec(
+                name=name,
+                kind=kind,
+                required=info.is_required(),
+                nullable=nullable,
+                readonly=name in frozen,
+                **extra,
+            )
+        )
+    return tuple(specs)
+
+
+# -- showing values ----------------------------------------------------------------------------
+
+
+def shown(spec: FieldSpec, value: Any) -> Any:
+    """The value as an input shows it (a string; a list of row dicts for an embedded list)."""
+    if value is None:
+        return ""
+    kind = spec.kind
+    if kind == "embedded":
+        return {c.name: shown(c, _part(value, c.name)) for c in spec.children}
+    if kind == "embedded_list":
+        return [{c.name: shown(c, _part(row, c.name)) for c in spec.children} for row in value]
+    if kind == "lines":
+        return "\n".join(str(v) for v in value)
+    if kind == "json":
+        return json.dumps(_plain(value), indent=1, default=str)
+    if kind == "reference":
+        return str(value.id if isinstance(value, Reference) else getattr(value, "id", value))
+    if kind == "enum":
+        return str(value.value if isinstance(value, enum.Enum) else value)
+    if kind == "datetime" and isinstance(value, str):
+        return value.removesuffix("Z")  # as read back from a form: shown as it was typed
+    if kind == "datetime" and isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="seconds")
+    if kind == "bool":
+        return "on" if value else ""
+    return str(value)
+
+
+def _part(value: Any, name: str) -> Any:
+    # A stored value is a model; a value read back from a posted form is a dict.
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+def defaults(model: type[BaseModel], specs: tuple[FieldSpec, ...]) -> dict[str, Any]:
+    """The values a new document's form starts with: the fields' plain defaults, shown."""
+    values = {}
+    for spec in specs:
+        info = model.model_fields[spec.name]
+        if info.default is not PydanticUndefined and info.default_factory is None:
+            values[spec.name] = shown(spec, info.default)
+    return values
+
+
+# -- reading a posted form ---------------------------------------------------------------------
+
+
+def check_names(specs: tuple[FieldSpec, ...], names: Iterable[str]) -> None:
+    """Refuse (:class:`FormError`) any posted name that is not a writable input of the form."""
+    by_name = {s.name: s for s in specs}
+    for name in names:
+        if name in CONTROL_KEYS:
+            continue
+        head, _, rest = name.partition(".")
+        spec = by_name.get(head)
+        if spec is None:
+            raise FormError(name, "the model has no such field")
+        if spec.readonly:
+            raise FormError(name, "the field is read-only")
+        _check_rest(spec, name, rest)
+
+
+def _check_rest(spec: FieldSpec, name: str, rest: str) -> None:
+    if spec.kind == "embedded":
+        head, _, deeper = rest.partition(".")
+        child = {c.name: c for c in spec.children}.get(head)
+        if child is None:
+            raise FormError(name, "the embedded model has no such field")
+        _check_rest(child, name, deeper)
+    elif spec.kind == "embedded_list":
+        index, _, deeper = rest.partition(".")
+        if not _INDEX.match(index):
+            raise FormError(name, "expected a row number")
+        if deeper == DELETE_ROW:
+            return
+        head, _, deepest = deeper.partition(".")
+        child = {c.name: c for c in spec.children}.get(head)
+        if child is None:
+            raise FormError(name, "the embedded model has no such field")
+        _check_rest(child, name, deepest)
+    elif rest:
+        raise FormError(name, "the field has no parts")
+
+
+def read_form(
+    specs: tuple[FieldSpec, ...], form: Mapping[str, str], prefix: str = ""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the values for pydantic (by field name) and the errors found on the way.
+
+    Read-only fields are left out. Values stay strings where pydantic parses them (numbers,
+    dates, Decimal, enums), so that its messages name the inputs.
+    """
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for spec in specs:
+        if spec.readonly:
+            continue
+        key = f"{prefix}{spec.name}"
+        kind = spec.kind
+        if kind == "bool":
+            data[spec.name] = key in form
+        elif kind == "embedded":
+            sub, sub_errors = read_form(spec.children, form, f"{key}.")
+            errors.update(sub_errors)
+            if spec.nullable and not any(v not in ("", None, False) for v in sub.values()):
+                data[spec.name] = None
+            else:
+                data[spec.name] = sub
+        elif kind == "embedded_list":
+            data[spec.name] = _read_rows(spec, form, key, errors)
+        elif kind == "lines":
+            text = form.get(key, "")
+            data[spec.name] = [line.strip() for line in text.splitlines() if line.strip()]
+        elif kind == "json":
+            text = form.get(key, "").strip()
+            if not text:
+                data[spec.name] = None
+            else:
+                try:
+                    data[spec.name] = json.loads(text)
+                except (ValueError, RecursionError) as exc:
+                    errors[key] = f"not valid JSON: {exc}"
+                    data[spec.name] = None
+        else:
+            text = form.get(key, "")
+            if text == "" and spec.nullable:
+                data[spec.name] = None
+            elif text == "" and not spec.required and kind != "text":
+                continue  # the default applies
+            elif kind == "datetime" and not _OFFSET.search(text):
+                data[spec.name] = f"{text}Z"  # the form's times are UTC, as shown
+            else:
+                data[spec.name] = text
+    return data, errors
+
+
+def _read_rows(
+    spec: FieldSpec, form: Mapping[str, str], key: str, errors: dict[str, str]
+) -> list[dict[str, Any]]:
+    indexes = sorted(
+        {int(name[len(key) + 1 :].split(".", 1)[0]) for name in form if name.startswith(f"{key}.")}
+    )
+    rows = []
+    for index in indexes:
+        row_key = f"{key}.{index}"
+        if f"{row_key}.{DELETE_ROW}" in form:
+            continue
+        names = [n for n in form if n.startswith(f"{row_key}.")]
+        if all(form[n] == "" for n in names):
+            continue  # an empty row offered for adding, left empty
+        row, row_errors = read_form(spec.children, form, f"{row_key}.")
+        errors.update(row_errors)
+        rows.append(row)
+    return rows
+
+
+def error_key(loc: tuple[int | str, ...], specs: tuple[FieldSpec, ...]) -> str:
+    """The input name of a pydantic error location ('' when it names no input)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {s.name for s in specs}:
+        return ".".join(parts)
+    return ""
+
+
+def renumbered(rows: list[Any]) -> list[Any]:
+    """``rows`` plus :data:`BLANK_ROWS` empty rows (``None``) for adding."""
+    return [*rows, *([None] * BLANK_ROWS)]
+
+
+@dataclass
+class FormState:
+    """What a form page shows: the values (as strings) and the errors by input name."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    general: list[str] = field(default_factory=list)

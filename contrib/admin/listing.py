@@ -1,0 +1,227 @@
+"""The list view's query: filters, search, ordering and keyset pagination from a query string.
+
+Nothing from the query string becomes query structure. A filter parameter is ``field`` or
+``field__lookup`` for a declared field and a lookup of :data:`LOOKUPS`, and its value goes
+through ``Model.objects.filter(**{key: value})``, which validates it against the field's type
+as for any code; anything else is a :class:`ListError` naming the parameter (a 400).
+
+Pages are keyset pages: the query orders by ``(field, id)`` and a page starts after (or ends
+before) the ``(value, id)`` of a row of the page before, so a page costs an index range and a
+limit, never a skip over the rows before it. The cursor is that pair as JSON in base64url.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from odm.exceptions import QueryError
+from odm.query.q import Q
+from odm.queryset import QuerySet
+
+from .options import ModelAdmin, is_scalar
+
+LOOKUPS = frozenset(
+    {
+        "exact",
+        "iexact",
+        "ne",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "in",
+        "contains",
+        "icontains",
+        "startswith",
+        "istartswith",
+        "endswith",
+        "iendswith",
+        "isnull",
+    }
+)
+"""The lookups a filter parameter may use."""
+
+RESERVED = frozenset({"o", "q", "after", "before", "msg"})
+"""Parameters of the list itself: ordering, search, the two cursors, and a notice's code."""
+
+MAX_SEARCH = 200
+"""The longest search text taken."""
+
+
+class ListError(ValueError):
+    """A query-string parameter the list refuses; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"parameter {parameter!r}: {message}")
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the list and the cursors of its neighbours (``None``: no such page)."""
+
+    rows: list[Any]
+    ordering: str
+    next_cursor: str | None
+    previous_cursor: str | None
+    filters: dict[str, str]
+    search: str
+
+
+def encode_cursor(value: Any, id: Any) -> str:
+    """The cursor of a row: its ordering value and id, as base64url JSON."""
+    text = json.dumps([_jsonable(value), str(id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(parameter: str, cursor: str) -> tuple[Any, str]:
+    """The ``(value, id)`` of a cursor; a malformed one is a :class:`ListError`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        raise ListError(parameter, "not a cursor of this list") from None
+    if not isinstance(id, str) or isinstance(value, dict | list):
+        raise ListError(parameter, "not a cursor of this list")
+    return value, id
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "value") and not hasattr(value, "isoformat"):  # an enum member
+        return _jsonable(value.value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def filter_kwargs(admin: ModelAdmin, query: Mapping[str, str]) -> dict[str, Any]:
+    """The lookups of the filter parameters of ``query``, checked by name (not yet by value)."""
+    fields = admin.model.model_fields
+    kwargs: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in RESERVED:
+            continue
+        name, _, lookup = key.partition("__")
+        if name != "id" and name not in fields:
+            raise ListError(key, f"{admin.verbose_name} has no field {name!r}")
+        if lookup and lookup not in LOOKUPS:
+            raise ListError(key, f"unknown lookup {lookup!r}; known: {', '.join(sorted(LOOKUPS))}")
+        if lookup in ("in",):
+            kwargs[key] = [part for part in value.split(",") if part]
+        elif lookup == "isnull":
+            kwargs[key] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            kwargs[key] = value
+    return kwargs
+
+
+def _filtered(admin: ModelAdmin, query: Mapping[str, str]) -> QuerySet[Any]:
+    queryset: QuerySet[Any] = admin.model.objects.all()
+    for key, value in filter_kwargs(admin, query).items():
+        try:
+            queryset = queryset.filter(**{key: value})
+        except QueryError as exc:
+            raise ListError(key, str(exc)) from None
+    search = query.get("q", "").strip()[:MAX_SEARCH]
+    fields = admin.searched()
+    if search and fields:
+        either = Q()
+        for name in fields:
+            either = either | Q(**{f"{name}__icontains": search})
+        queryset = queryset.filter(either)
+    return queryset
+
+
+def _ordering(admin: ModelAdmin, query: Mapping[str, str]) -> tuple[str, bool]:
+    ordering = query.get("o") or admin.ordering
+    name = ordering.removeprefix("-")
+    if not is_scalar(admin.model, name) or name not in ("id", *admin.columns()):
+        raise ListError("o", f"cannot order by {name!r}; order by one of the columns")
+    return name, ordering.startswith("-")
+
+
+def _after(name: str, value: Any, id: str, descending: bool) -> Q:
+    """The rows after ``(value, id)`` in the order ``(name, id)``, both ``descending`` or not.
+
+    MongoDB puts null (and missing) before every value in an ascending order.
+    """
+    beyond = "lt" if descending else "gt"
+    if name == "id":
+        return Q(**{f"id__{beyond}": id})
+    tie = Q(**{name: value, f"id__{beyond}": id})
+    if value is None:
+        return tie if descending else tie | Q(**{f"{name}__isnull": False})
+    rest = tie | Q(**{f"{name}__{beyond}": value})
+    return rest | Q(**{f"{name}__isnull": True}) if descending else rest
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The query of one list page: at most ``per_page + 1`` rows (one more tells that another
+    page follows), and how to read them."""
+
+    queryset: QuerySet[Any]
+    column: str
+    backwards: bool
+    cursor: str | None
+
+
+def list_query(admin: ModelAdmin, query: Mapping[str, str]) -> ListQuery:
+    """Build (without running it) the query of the list page that ``query`` asks for."""
+    name, descending = _ordering(admin, query)
+    queryset = _filtered(admin, query)
+    after, before = query.get("after"), query.get("before")
+    backwards = before is not None and after is None
+    cursor_parameter = "before" if backwards else "after"
+    cursor = before if backwards else after
+    # Reading backwards is reading forwards in the reversed order, then turning the page over.
+    reverse = descending != backwards
+    order = [f"-{name}", "-id"] if reverse else [name, "id"]
+    if name == "id":
+        order = order[:1]
+    if cursor is not None:
+        value, id = decode_cursor(cursor_parameter, cursor)
+        try:
+            queryset = queryset.filter(_after(name, value, id, reverse))
+        except QueryError as exc:
+            raise ListError(cursor_parameter, str(exc)) from None
+    limited = queryset.order_by(*order)[: admin.per_page + 1]
+    return ListQuery(limited, name, backwards, cursor)
+
+
+async def page(admin: ModelAdmin, query: Mapping[str, str]) -> Page:
+    """Run the list's query for ``query`` (the request's query string) and return the page."""
+    planned = list_query(admin, query)
+    name, backwards, cursor = planned.column, planned.backwards, planned.cursor
+    rows = await planned.queryset
+    more = len(rows) > admin.per_page
+    rows = rows[: admin.per_page]
+    if backwards:
+        rows.reverse()
+    first = encode_cursor(_value(rows[0], name), rows[0].id) if rows else None
+    last = encode_cursor(_value(rows[-1], name), rows[-1].id) if rows else None
+    if backwards:
+        next_cursor, previous_cursor = last, (first if more else None)
+    else:
+        next_cursor = last if more else None
+        previous_cursor = first if cursor is not None else None
+    filters = {k: v for k, v in query.items() if k not in RESERVED}
+    return Page(
+        rows=rows,
+        ordering=query.get("o") or admin.ordering,
+        next_cursor=next_cursor,
+        previous_cursor=previous_cursor,
+        filters=filters,
+        search=query.get("q", ""),
+    )
+
+
+def _value(row: Any, name: str) -> Any:
+    return getattr(row, name)

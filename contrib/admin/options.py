@@ -1,0 +1,118 @@
+"""``ModelAdmin``: how the admin shows one Document class (columns, search, read-only fields)."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+SCALARS: tuple[type[Any], ...] = (str, int, float, bool)
+"""Annotations that make a default list column (after Optional is stripped)."""
+
+DEFAULT_COLUMNS = 4
+"""How many scalar fields the list shows when ``list_display`` is not given."""
+
+
+@dataclass(frozen=True)
+class ModelAdmin:
+    """The admin options of one Document class; pass it to ``setup_admin(models=[...])``.
+
+    ``list_display``: the list's columns (default: ``id`` and the first few scalar fields);
+    ``search_fields``: the fields the search box matches (case-insensitive substring; default:
+    the string columns); ``readonly_fields``: shown but never written (``id`` and the optimistic
+    lock's version field always are); ``per_page``: rows per list page; ``ordering``: the
+    default order (``"-id"``: newest first, served by the ``_id`` index).
+    """
+
+    model: type[Any]
+    list_display: tuple[str, ...] = ()
+    search_fields: tuple[str, ...] = ()
+    readonly_fields: tuple[str, ...] = ()
+    per_page: int = 50
+    ordering: str = "-id"
+    name: str = field(default="")
+
+    def __post_init__(self) -> None:
+        fields = self.model.model_fields
+        for option in ("list_display", "search_fields", "readonly_fields"):
+            for name in getattr(self, option):
+                if name != "id" and name not in fields:
+                    raise ValueError(
+                        f"ModelAdmin({self.model.__name__}).{option}: {self.model.__name__} "
+                        f"has no field {name!r}"
+                    )
+        if self.per_page < 1:
+            raise ValueError("ModelAdmin.per_page must be at least 1")
+        if not self.name:
+            object.__setattr__(self, "name", self.model.__name__.lower())
+
+    @property
+    def slug(self) -> str:
+        """The model's part of the admin's URLs."""
+        return self.name
+
+    @property
+    def verbose_name(self) -> str:
+        """The model's name as shown."""
+        return str(self.model.__name__)
+
+    def columns(self) -> tuple[str, ...]:
+        """The list's columns: ``list_display`` or ``id`` and the first scalar fields."""
+        if self.list_display:
+            return self.list_display
+        scalars = [name for name in self.model.model_fields if is_scalar(self.model, name)]
+        return ("id", *[n for n in scalars if n != "id"][:DEFAULT_COLUMNS])
+
+    def searched(self) -> tuple[str, ...]:
+        """The fields the search box matches."""
+        if self.search_fields:
+            return self.search_fields
+        return tuple(n for n in self.columns() if scalar_type(self.model, n) is str)
+
+    def readonly(self) -> frozenset[str]:
+        """Fields never written through the admin."""
+        meta = getattr(self.model, "_meta", None)
+        locked = {meta.version_field} if meta is not None and meta.optimistic_lock else set()
+        return frozenset({"id", *self.readonly_fields, *locked})
+
+
+def strip_optional(annotation: Any) -> tuple[Any, bool]:
+    """Return ``(T, True)`` for ``T | None``, else ``(annotation, False)``."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def scalar_type(model: type[BaseModel], name: str) -> Any:
+    """The field's annotation with Optional stripped (``None`` for an unknown field)."""
+    if name == "id":
+        return "id"
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    return strip_optional(info.annotation)[0]
+
+
+def is_scalar(model: type[BaseModel], name: str) -> bool:
+    """Tell whether a field holds one orderable value (a string, number, date, enum...)."""
+    import datetime as dt
+    import decimal
+    import enum
+
+    kind = scalar_type(model, name)
+    if kind == "id":
+        return True
+    return isinstance(kind, type) and issubclass(
+        kind, (*SCALARS, dt.datetime, dt.date, decimal.Decimal, enum.Enum)
+    )
+
+
+def as_admin(entry: type[Any] | ModelAdmin) -> ModelAdmin:
+    """Return ``entry`` itself, or default options for a bare Document class."""
+    return entry if isinstance(entry, ModelAdmin) else ModelAdmin(entry)

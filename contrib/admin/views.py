@@ -1,0 +1,321 @@
+"""The admin's pages: index, list, add, change (detail and edit), delete, migrations.
+
+Every POST runs in one unit of work (the sub-app's ``unit_of_work_middleware``): a handler that
+answers with an error status, or raises, leaves nothing written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from bson import ObjectId
+from pydantic import ValidationError
+
+import odm
+from odm.exceptions import QueryError, StaleDocument
+
+from . import forms, listing
+from .options import ModelAdmin
+from .security import CSRF_TOKEN
+from .site import ADMIN_SITE, AdminSite
+
+routes = web.RouteTableDef()
+
+REFERENCE_CHOICES = 200
+"""How many documents a reference's picker offers (the newest; the current one is kept)."""
+
+MESSAGES = {
+    "created": "The document was created.",
+    "saved": "The changes were saved.",
+    "deleted": "The document was deleted.",
+}
+"""The notices a redirect may ask for (by code: no text from the URL is shown)."""
+
+
+def _site(request: web.Request) -> AdminSite:
+    return request.app[ADMIN_SITE]
+
+
+def _context(request: web.Request, **values: Any) -> dict[str, Any]:
+    site = _site(request)
+    return {
+        "site": site,
+        "csrf_token": request[CSRF_TOKEN],
+        "message": MESSAGES.get(request.query.get("msg", "")),
+        **values,
+    }
+
+
+def _render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    return aiohttp_jinja2.render_template(
+        template, request, _context(request, **values), status=status
+    )
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    """The registered models with their document counts (the collection's metadata count)."""
+    site = _site(request)
+    rows = []
+    for admin in site.admins.values():
+        meta = admin.model._meta
+        collection = odm.get_database(meta.alias)[meta.collection]
+        count = await collection.estimated_document_count()
+        rows.append({"admin": admin, "count": count})
+    return _render(request, "index.html", rows=rows)
+
+
+@routes.get("/{model}/")
+async def changelist(request: web.Request) -> web.Response:
+    """One page of a model's documents: filtered, searched, ordered, by keyset."""
+    admin = _site(request).admin_for(request.match_info["model"])
+    found = await listing.page(admin, request.query)
+    columns = admin.columns()
+    specs = {s.name: s for s in forms.describe(admin.model)}
+    rows = [
+        {"id": str(doc.id), "cells": [_cell(doc, name, specs) for name in columns]}
+        for doc in found.rows
+    ]
+    return _render(request, "list.html", admin=admin, page=found, columns=columns, rows=rows)
+
+
+def _cell(doc: Any, name: str, specs: dict[str, forms.FieldSpec]) -> str:
+    value = getattr(doc, name, None)
+    if value is None:
+        return "\u2014"
+    spec = specs.get(name)
+    if spec is None or name == "id":
+        return str(value)
+    return str(forms.shown(spec, value))
+
+
+async def _load(admin: ModelAdmin, id: str) -> Any:
+    if not ObjectId.is_valid(id):
+        raise web.HTTPNotFound(text=f"{id!r} is not a document id")
+    return await admin.model.objects.get(id=id)
+
+
+def _specs(admin: ModelAdmin) -> tuple[forms.FieldSpec, ...]:
+    return forms.describe(admin.model, admin.readonly())
+
+
+async def _choices(
+    site: AdminSite, specs: tuple[forms.FieldSpec, ...], values: dict[str, Any]
+) -> dict[str, list[tuple[str, str]]]:
+    """The picker of each reference field: the newest documents of the target, and the
+    current one."""
+    choices: dict[str, list[tuple[str, str]]] = {}
+    for spec in specs:
+        if spec.kind != "reference" or spec.target is None:
+            continue
+        target_admin = site.admin_of(spec.target)
+        docs = await spec.target.objects.order_by("-id")[:REFERENCE_CHOICES]
+        current = values.get(spec.name)
+        options = [(str(d.id), _label(target_admin, d)) for d in docs]
+        if current and current not in {o[0] for o in options}:
+            options.insert(0, (current, current))
+        choices[spec.name] = options
+    return choices
+
+
+def _label(admin: ModelAdmin | None, doc: Any) -> str:
+    searched = admin.searched() if admin is not None else ()
+    for name in searched:
+        value = getattr(doc, name, None)
+        if value:
+            return f"{value} ({doc.id})"
+    return str(doc.id)
+
+
+async def _form_page(
+    request: web.Request,
+    admin: ModelAdmin,
+    doc: Any,
+    values: dict[str, Any],
+    *,
+    status: int = 200,
+    errors: dict[str, list[str]] | None = None,
+    general: list[str] | None = None,
+) -> web.Response:
+    site = _site(request)
+    specs = _specs(admin)
+    links = {}
+    for spec in specs:
+        target = site.admin_of(spec.target) if spec.kind == "reference" else None
+        if target is not None and values.get(spec.name):
+            links[spec.name] = site.url(target.slug, values[spec.name])
+    version = None
+    meta = admin.model._meta
+    if doc is not None and meta.optimistic_lock:
+        version = getattr(doc, meta.version_field)
+    return _render(
+        request,
+        "form.html",
+        status=status,
+        admin=admin,
+        doc=doc,
+        specs=specs,
+        values=values,
+        errors=errors or {},
+        general=general or [],
+        choices=await _choices(site, specs, values),
+        links=links,
+        version=version,
+        blank_rows=forms.BLANK_ROWS,
+    )
+
+
+def _shown_all(specs: tuple[forms.FieldSpec, ...], source: Any) -> dict[str, Any]:
+    values = {}
+    for spec in specs:
+        value = source.get(spec.name) if isinstance(source, dict) else getattr(source, spec.name)
+        values[spec.name] = forms.shown(spec, value)
+    return values
+
+
+@routes.get("/{model}/add/")
+async def add_form(request: web.Request) -> web.Response:
+    """An empty form for a new document (defaults filled in where they are plain values)."""
+    admin = _site(request).admin_for(request.match_info["model"])
+    return await _form_page(request, admin, None, forms.defaults(admin.model, _specs(admin)))
+
+
+@routes.get("/{model}/{id}/")
+async def change_form(request: web.Request) -> web.Response:
+    """A document: every field, the writable ones in a form."""
+    admin = _site(request).admin_for(request.match_info["model"])
+    doc = await _load(admin, request.match_info["id"])
+    return await _form_page(request, admin, doc, _shown_all(_specs(admin), doc))
+
+
+def _validation_errors(
+    exc: ValidationError,
+    specs: tuple[forms.FieldSpec, ...],
+    errors: dict[str, list[str]],
+    general: list[str],
+) -> None:
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        key = forms.error_key(error["loc"], specs)
+        if key:
+            errors.setdefault(key, []).append(error["msg"])
+        else:
+            general.append(error["msg"])
+
+
+async def _check_references(
+    specs: tuple[forms.FieldSpec, ...], data: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    """A reference must name an existing document of its target."""
+    for spec in specs:
+        value = data.get(spec.name)
+        if spec.kind != "reference" or spec.target is None or not value:
+            continue
+        try:
+            exists = await spec.target.objects.filter(id=value).exists()
+        except QueryError:
+            exists = False
+        if not exists:
+            errors.setdefault(spec.name, []).append(
+                f"no {spec.target.__name__} has the id {value!r}"
+            )
+
+
+async def _submitted(
+    request: web.Request, admin: ModelAdmin
+) -> tuple[dict[str, Any], dict[str, list[str]], Any]:
+    """The posted form read back: values by field, errors by input, the raw form."""
+    form = await request.post()
+    specs = _specs(admin)
+    plain = {k: v for k, v in form.items() if isinstance(v, str)}
+    forms.check_names(specs, form.keys())
+    data, read_errors = forms.read_form(specs, plain)
+    errors = {key: [message] for key, message in read_errors.items()}
+    await _check_references(specs, data, errors)
+    return data, errors, plain
+
+
+@routes.post("/{model}/add/")
+async def add(request: web.Request) -> web.StreamResponse:
+    """Create a document; invalid values re-show the form with the errors by their fields."""
+    site = _site(request)
+    admin = site.admin_for(request.match_info["model"])
+    specs = _specs(admin)
+    data, errors, _ = await _submitted(request, admin)
+    general: list[str] = []
+    doc = None
+    try:
+        doc = admin.model.model_validate(data)
+    except ValidationError as exc:
+        _validation_errors(exc, specs, errors, general)
+    if errors or general or doc is None:
+        return await _form_page(
+            request,
+            admin,
+            None,
+            _shown_all(specs, data),
+            status=400,
+            errors=errors,
+            general=general,
+        )
+    await doc.insert()
+    raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=created")
+
+
+@routes.post("/{model}/{id}/")
+async def change(request: web.Request) -> web.StreamResponse:
+    """Save the edited fields; a copy edited from a stale page is refused (409)."""
+    site = _site(request)
+    admin = site.admin_for(request.match_info["model"])
+    doc = await _load(admin, request.match_info["id"])
+    specs = _specs(admin)
+    data, errors, form = await _submitted(request, admin)
+    meta = admin.model._meta
+    if meta.optimistic_lock and form.get("_version") != str(getattr(doc, meta.version_field)):
+        raise StaleDocument(f"{admin.verbose_name} {doc.id} was changed since the form was opened")
+    general: list[str] = []
+    candidate = None
+    current = {name: getattr(doc, name) for name in admin.model.model_fields}
+    try:
+        candidate = admin.model.model_validate({**current, **data})
+    except ValidationError as exc:
+        _validation_errors(exc, specs, errors, general)
+    if errors or general or candidate is None:
+        values = _shown_all(specs, {**current, **data})
+        return await _form_page(
+            request, admin, doc, values, status=400, errors=errors, general=general
+        )
+    for name in data:
+        setattr(doc, name, getattr(candidate, name))
+    await doc.save()
+    raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")
+
+
+@routes.get("/{model}/{id}/delete/")
+async def delete_form(request: web.Request) -> web.Response:
+    """Ask before deleting."""
+    admin = _site(request).admin_for(request.match_info["model"])
+    doc = await _load(admin, request.match_info["id"])
+    return _render(request, "delete.html", admin=admin, doc=doc)
+
+
+@routes.post("/{model}/{id}/delete/")
+async def delete(request: web.Request) -> web.StreamResponse:
+    """Delete the document, then show the list."""
+    site = _site(request)
+    admin = site.admin_for(request.match_info["model"])
+    doc = await _load(admin, request.match_info["id"])
+    await doc.delete()
+    raise web.HTTPSeeOther(site.url(admin.slug) + "?msg=deleted")
+
+
+async def migrations(request: web.Request) -> web.Response:
+    """Applied, pending, changed and missing migrations (``odm migrate list``'s rows)."""
+    from odm.migrations.runner import Runner
+
+    site = _site(request)
+    if site.migrations is None:
+        raise web.HTTPNotFound(text="this admin was set up without a migrations directory")
+    rows = await Runner(odm.get_database(), site.migrations).status()
+    return _render(request, "migrations.html", rows=rows, directory=site.migrations)

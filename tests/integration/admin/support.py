@@ -1,0 +1,118 @@
+"""The admin's test application: documents with every kind of field the forms handle, and
+the app serving them (shared by the HTTP tests and the browser tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+import odm
+from odm import Decimal, Document, Embedded, Field, Reference
+from odm.contrib.admin import ModelAdmin, setup_admin
+from odm.contrib.aiohttp import odm_errors_middleware, setup_odm
+from odm.demo.shop import MIGRATIONS as MIGRATIONS_DIR
+from odm.drivers import DriverName
+
+ADMIN_HEADER = "X-Test-Admin"
+"""The header (or cookie) the test app's authorize callable wants to see set to "yes"."""
+
+
+class Binding(enum.Enum):
+    """An enum field's values."""
+
+    PAPER = "paper"
+    CLOTH = "cloth"
+
+
+class Line(Embedded):
+    """A row of an embedded list."""
+
+    sku: str = Field(min_length=1)
+    qty: int = Field(gt=0)
+
+
+class Address(Embedded):
+    """An embedded model."""
+
+    city: str
+    zip: str = ""
+
+
+class AdminAuthor(Document):
+    """A reference's target."""
+
+    name: str
+    email: str = ""
+
+    class Meta:
+        collection = "admin_authors"
+
+
+class AdminBook(Document):
+    """A document with scalars, an enum, a datetime, a Decimal, a reference, embedded models
+    and lists, under an optimistic lock."""
+
+    title: str = Field(min_length=1)
+    pages: int = Field(ge=1)
+    price: Decimal = decimal.Decimal("0")
+    binding: Binding = Binding.PAPER
+    published: dt.datetime | None = None
+    in_print: bool = True
+    author: Reference[AdminAuthor] | None = None
+    address: Address | None = None
+    lines: list[Line] = []
+    tags: list[str] = []
+    notes: str = ""
+
+    class Meta:
+        collection = "admin_books"
+        optimistic_lock = True
+
+
+def admin_models(per_page: int = 25) -> list[ModelAdmin]:
+    """The admin options of the test app, with ``per_page`` books on a list page."""
+    return [
+        ModelAdmin(AdminAuthor, name="author"),
+        ModelAdmin(
+            AdminBook,
+            name="book",
+            list_display=("id", "title", "pages", "price", "binding", "published"),
+            search_fields=("title", "notes"),
+            readonly_fields=("notes",),
+            per_page=per_page,
+        ),
+    ]
+
+
+def authorize(request: web.Request) -> bool:
+    """Allow requests carrying the test header or cookie."""
+    return "yes" in (request.headers.get(ADMIN_HEADER), request.cookies.get("admin"))
+
+
+def fresh_name() -> str:
+    """A database name no other test uses."""
+    return f"odm_admin_{uuid.uuid4().hex[:12]}"
+
+
+def create_app(
+    uri: str, name: str, driver: DriverName | None = None, *, per_page: int = 25
+) -> web.Application:
+    """The test app: the admin of the two models on database ``name``, dropped on shutdown."""
+    app = web.Application(middlewares=[odm_errors_middleware])
+    setup_odm(app, uri, db=name, driver=driver, models=[AdminAuthor, AdminBook], timeout=30.0)
+
+    async def collections(app: web.Application) -> AsyncIterator[None]:
+        # Created up front: transactions cannot create collections concurrently.
+        for collection in ("admin_authors", "admin_books"):
+            await odm.get_database().create_collection(collection)
+        yield
+        await odm.get_client().drop_database(name)
+
+    app.cleanup_ctx.append(collections)
+    setup_admin(app, admin_models(per_page), authorize=authorize, migrations=MIGRATIONS_DIR)
+    return app
