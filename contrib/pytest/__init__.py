@@ -10,9 +10,12 @@ the server at ``$ODM_TEST_URI``. Fixtures:
   (default ``pymongo``; list ``pymongo motor`` to run every database test under both).
 - ``odm_database``: a fresh database per test, bound through ``odm.connect`` on the default
   alias, dropped and disconnected afterwards; yields the driver's database object.
-- ``odm_monitored``: the same, through a client that records every command it sends
-  (:class:`CommandLog`), so that a test can assert the exact commands an operation sent, as
-  SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
+- ``odm_database_uri``: the URI of a fresh database (its name in the URI's path), bound to
+  nothing, dropped afterwards: for an application under test that connects itself, such as an
+  aiohttp app calling ``setup_odm(app, uri)``.
+- ``odm_monitored``: the same as ``odm_database``, through a client that records every command
+  it sends (:class:`CommandLog`), so that a test can assert the exact commands an operation
+  sent, as SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
 """
 
 from __future__ import annotations
@@ -149,6 +152,22 @@ def _fresh_name() -> str:
     return f"odm_test_{uuid.uuid4().hex[:12]}"
 
 
+def database_uri(uri: str, database: str) -> str:
+    """``uri`` with ``database`` as its default database (replacing any), options kept.
+
+    ``database_uri("mongodb://h:1/?replicaSet=rs0", "shop")`` is
+    ``"mongodb://h:1/shop?replicaSet=rs0"``.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"not a MongoDB URI: {uri!r}")
+    # The host list ends at the first "/" or "?" (neither can appear unescaped before it).
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    hosts, tail = rest[:end], rest[end:]
+    _, qmark, options = tail.partition("?")
+    return f"{scheme}://{hosts}/{database}{qmark}{options}"
+
+
 if HAS_PYTEST_ASYNCIO:
 
     @pytest_asyncio.fixture
@@ -163,6 +182,24 @@ if HAS_PYTEST_ASYNCIO:
                 await conn.client.drop_database(name)
             finally:
                 await connection.disconnect(None)
+
+    @pytest_asyncio.fixture
+    async def odm_database_uri(odm_uri: str) -> AsyncIterator[str]:
+        """The URI of a fresh database for an application that connects itself; dropped after.
+
+        Nothing is bound: the application under test calls ``odm.connect`` or ``setup_odm``
+        with this URI, as it would in production, so that it is tested as it runs.
+        """
+        name = _fresh_name()
+        try:
+            yield database_uri(odm_uri, name)
+        finally:
+            # A client of its own: the application's may be closed (or never opened) by now.
+            client = create_client(odm_uri, "pymongo")
+            try:
+                await client.drop_database(name)
+            finally:
+                await close_client(client)
 
     @pytest_asyncio.fixture
     async def odm_monitored(
