@@ -30,9 +30,16 @@ MAIN_PYTHON = "3.11"
 
 #: Left out of the runs on the other interpreters, because the 3.11 run already gives their
 #: answer: ruff and mypy check the source against ``target-version``/``python_version`` 3.11
-#: whatever runs them, and the wheel is pure Python (``py3-none-any``), built and installed
-#: the same way by every interpreter.
-INTERPRETER_INDEPENDENT = ["tests/unit/test_static.py", "tests/install"]
+#: whatever runs them; the typing tests run mypy and pyright on samples (static analysis, the
+#: same verdict whichever interpreter starts them); and the wheel is pure Python
+#: (``py3-none-any``), built and installed the same way by every interpreter. Together they
+#: are the slowest tests, and leaving them out keeps the three runs within CI's time.
+INTERPRETER_INDEPENDENT = [
+    "tests/unit/test_static.py",
+    "tests/unit/test_typed_constructors.py",
+    "tests/unit/test_mypy_plugin.py",
+    "tests/install",
+]
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
