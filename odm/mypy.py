@@ -26,10 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+# mypy.plugin first: it imports mypy's modules in the order they need (importing
+# mypy.maptype first fails on a circular import when this module is imported outside mypy).
+from mypy.plugin import MethodContext  # isort: skip
 from mypy.errorcodes import ErrorCode
 from mypy.maptype import map_instance_to_supertype
 from mypy.nodes import ARG_POS, StrExpr, TypeInfo, Var
-from mypy.plugin import MethodContext
 from mypy.subtypes import is_subtype
 from mypy.types import AnyType, Instance, NoneType, Type, UnionType, get_proper_type
 from pydantic.mypy import PydanticPlugin
