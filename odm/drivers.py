@@ -28,7 +28,7 @@ def create_client(uri: str, driver: DriverName, **options: Any) -> Any:
             from motor.motor_asyncio import AsyncIOMotorClient
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigurationError(
-                "driver='motor' needs Motor: pip install 'odm[motor]'"
+                "driver='motor' needs Motor: pip install 'odm-mongo[motor]'"
             ) from exc
         return AsyncIOMotorClient(uri, **options)
     raise ConfigurationError(f"unknown driver {driver!r}: expected one of {', '.join(DRIVERS)}")

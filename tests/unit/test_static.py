@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LINTED = ("odm", "contrib", "tests", "bench", "examples")
+LINTED = ("odm", "contrib", "tests", "bench", "examples", "noxfile.py")
 
 
 def tool(name: str) -> str:

@@ -1,0 +1,247 @@
+"""``odm.mypy``: a mypy plugin that checks querysets' lookups at type-check time.
+
+List it in mypy's configuration instead of ``pydantic.mypy``, which it extends (everything the
+pydantic plugin does, it does too)::
+
+    [tool.mypy]
+    plugins = ["odm.mypy"]
+
+It reports, naming the valid choices:
+
+- an unknown field or lookup in the keyword names of ``filter``, ``exclude``, ``get`` and
+  ``update`` (``age__gtee=3``, ``agee=3``), following embedded documents and references
+  (``address__city``, ``customer__age``);
+- an unknown field in the string arguments of ``order_by``, ``values``, ``values_list``,
+  ``only``, ``defer`` and ``select_related`` (a ``-`` prefix is allowed in ``order_by``);
+- a value whose static type cannot match the field for the plain lookups (``exact``, ``ne``,
+  ``gt``, ``gte``, ``lt``, ``lte``), for fields and values of the simple scalar types (``str``,
+  ``int``, ``float``, ``bool``, ``datetime``): ``filter(age="x")`` where ``age: int``.
+
+What it cannot know statically (a value typed ``Any``, an ``F``/``Q`` expression, a name built
+at run time, a field that is not a simple scalar) it leaves to the run-time checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+# mypy.plugin first: it imports mypy's modules in the order they need (importing
+# mypy.maptype first fails on a circular import when this module is imported outside mypy).
+from mypy.plugin import MethodContext  # isort: skip
+from mypy.errorcodes import ErrorCode
+from mypy.maptype import map_instance_to_supertype
+from mypy.nodes import ARG_POS, StrExpr, TypeInfo, Var
+from mypy.subtypes import is_subtype
+from mypy.types import AnyType, Instance, NoneType, Type, UnionType, get_proper_type
+from pydantic.mypy import PydanticPlugin
+
+__all__ = ["OdmPlugin", "plugin"]
+
+QUERYSET = "odm.queryset.QuerySet"
+KEYWORD_METHODS = frozenset({"filter", "exclude", "get", "update"})
+STRING_METHODS = frozenset(
+    {"order_by", "values", "values_list", "only", "defer", "select_related"}
+)
+
+#: The lookups of odm.query.lookups (kept here because a plugin must not import the package).
+LOOKUPS = frozenset(
+    {"all", "contains", "elemmatch", "endswith", "exact", "exists", "gt", "gte", "icontains",
+     "iendswith", "iexact", "in", "iregex", "isnull", "istartswith", "lt", "lte", "ne", "nin",
+     "range", "regex", "size", "startswith"}
+)
+#: Lookups whose value is compared with the field's own type.
+PLAIN = frozenset({"exact", "ne", "gt", "gte", "lt", "lte"})
+#: The scalar types whose mismatches are reported (others convert at run time).
+SCALARS = frozenset(
+    {"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "datetime.datetime"}
+)
+#: The error codes, so that a project can silence one (``disable_error_code = odm-value``).
+LOOKUP_ERROR = ErrorCode("odm-lookup", "Check field and lookup names of querysets", "odm")
+VALUE_ERROR = ErrorCode("odm-value", "Check values of plain lookups against the field", "odm")
+
+DOCUMENT_BASES = frozenset({"odm.models.base.Document", "odm.models.base.Embedded"})
+REFERENCE = "odm.models.fields.Reference"
+
+
+def _is_model(info: TypeInfo) -> bool:
+    return any(base.fullname in DOCUMENT_BASES for base in info.mro)
+
+
+def _fields(info: TypeInfo) -> dict[str, Type | None]:
+    """The fields a model declares (its own and its bases'), by name."""
+    fields: dict[str, Type | None] = {}
+    for base in reversed(info.mro):
+        if base.fullname.startswith(("pydantic.", "builtins.")):
+            continue
+        for name, symbol in base.names.items():
+            node = symbol.node
+            if (isinstance(node, Var) and not node.is_classvar and not name.startswith("_")
+                    and name != "objects" and not node.is_property):
+                fields[name] = node.type
+    if "id" in fields:
+        fields["pk"] = fields["id"]
+    return fields
+
+
+def _unwrap(typ: Type | None) -> Type | None:
+    """Drop ``None`` from an optional type."""
+    proper = get_proper_type(typ)
+    if isinstance(proper, UnionType):
+        items = [i for i in proper.items if not isinstance(get_proper_type(i), NoneType)]
+        if len(items) == 1:
+            return items[0]
+    return typ
+
+
+def _model_inside(typ: Type | None) -> TypeInfo | None:
+    """The model a path can continue into: an embedded document, a referenced document, or
+    the item of a list of them."""
+    proper = get_proper_type(_unwrap(typ))
+    if not isinstance(proper, Instance):
+        return None
+    if proper.type.fullname == REFERENCE and proper.args:
+        return _model_inside(proper.args[0])
+    if proper.type.fullname in ("builtins.list", "builtins.tuple", "builtins.set") and proper.args:
+        return _model_inside(proper.args[0])
+    return proper.type if _is_model(proper.type) else None
+
+
+def _resolve(
+    model: TypeInfo, parts: list[str], what: str, ctx: MethodContext
+) -> tuple[Type | None, list[str]] | None:
+    """Follow ``parts`` through ``model``; report the first unknown field. Returns the last
+    field's type and the parts left over (lookups), or ``None`` after an error."""
+    info = model
+    typ: Type | None = None
+    for index, part in enumerate(parts):
+        if part.isdigit() and index:  # a list position: the element's type, not checked
+            return None
+        fields = _fields(info)
+        if part not in fields:
+            if index and part in LOOKUPS:
+                return typ, parts[index:]
+            valid = ", ".join(sorted(fields))
+            ctx.api.fail(
+                f'Unknown field "{part}" for {info.name} in {what}; valid fields: {valid}',
+                ctx.context, code=LOOKUP_ERROR,
+            )
+            return None
+        typ = fields[part]
+        inner = _model_inside(typ)
+        if inner is None:
+            rest = parts[index + 1:]
+            if rest and rest[0] not in LOOKUPS and not rest[0].isdigit():
+                # A scalar has no fields: only lookups may follow.
+                valid = ", ".join(sorted(LOOKUPS))
+                ctx.api.fail(
+                    f'Unknown lookup "{rest[0]}" on field "{part}" of {info.name} in {what}; '
+                    f"valid lookups: {valid}",
+                    ctx.context, code=LOOKUP_ERROR,
+                )
+                return None
+            return typ, rest
+        info = inner
+    return typ, []
+
+
+def _scalar(typ: Type | None) -> Instance | None:
+    proper = get_proper_type(_unwrap(typ))
+    if isinstance(proper, Instance) and proper.type.fullname in SCALARS:
+        return proper
+    return None
+
+
+def _check_value(
+    model: TypeInfo, key: str, field: Type | None, lookup: str, value: Type, what: str,
+    ctx: MethodContext,
+) -> None:
+    if lookup not in PLAIN:
+        return
+    expected = _scalar(field)
+    proper = get_proper_type(value)
+    if isinstance(proper, AnyType) or expected is None:
+        return
+    if isinstance(proper, NoneType) or _scalar(proper) is None:
+        return  # None, F, Q, a model...: left to run-time validation
+    if isinstance(proper, Instance):
+        proper = proper.copy_modified(last_known_value=None)  # "str", not "Literal['x']?"
+    if not is_subtype(proper, _unwrap(field) or expected):
+        ctx.api.fail(
+            f'Value of type "{proper}" cannot match field "{key}" of {model.name} '
+            f'({expected}) in {what}',
+            ctx.context, code=VALUE_ERROR,
+        )
+
+
+def _model_of(ctx: MethodContext) -> TypeInfo | None:
+    receiver = get_proper_type(ctx.type)
+    if not isinstance(receiver, Instance):
+        return None
+    queryset = next((b for b in receiver.type.mro if b.fullname == QUERYSET), None)
+    if queryset is None:
+        return None
+    mapped = map_instance_to_supertype(receiver, queryset)
+    model = get_proper_type(mapped.args[0]) if mapped.args else None
+    if isinstance(model, Instance) and _is_model(model.type):
+        return model.type
+    return None
+
+
+def _check_call(
+    method: str, chained: Callable[[MethodContext], Type] | None, ctx: MethodContext
+) -> Type:
+    model = _model_of(ctx)
+    if model is not None:
+        what = f"{method}()"
+        for names, types, exprs, kinds in zip(
+            ctx.arg_names, ctx.arg_types, ctx.args, ctx.arg_kinds, strict=True
+        ):
+            for name, typ, expr, kind in zip(names, types, exprs, kinds, strict=True):
+                if method in KEYWORD_METHODS and name is not None:
+                    resolved = _resolve(model, name.split("__"), what, ctx)
+                    if resolved is not None:
+                        field, rest = resolved
+                        if method == "update" and rest:
+                            ctx.api.fail(
+                                f'Unknown field "{rest[0]}" in {what} keyword "{name}"',
+                                ctx.context, code=LOOKUP_ERROR,
+                            )
+                        elif len(rest) > 1:
+                            ctx.api.fail(
+                                f'Only one lookup may end "{name}" in {what}', ctx.context,
+                                code=LOOKUP_ERROR,
+                            )
+                        else:
+                            lookup = rest[0] if rest else "exact"
+                            if method != "update" and lookup in LOOKUPS:
+                                _check_value(model, name, field, lookup, typ, what, ctx)
+                elif method in STRING_METHODS and kind == ARG_POS and isinstance(expr, StrExpr):
+                    path = expr.value.lstrip("-") if method == "order_by" else expr.value
+                    resolved = _resolve(model, path.split("__"), what, ctx)
+                    if resolved is not None and resolved[1]:
+                        ctx.api.fail(
+                            f'"{expr.value}" in {what} names a lookup, not a field',
+                            ctx.context, code=LOOKUP_ERROR,
+                        )
+    return chained(ctx) if chained is not None else ctx.default_return_type
+
+
+class OdmPlugin(PydanticPlugin):
+    """pydantic's mypy plugin, plus the checks of queryset lookups described above."""
+
+    def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        """Check calls of the queryset methods that take field names."""
+        chained = super().get_method_hook(fullname)
+        owner, _, method = fullname.rpartition(".")
+        if method in KEYWORD_METHODS | STRING_METHODS:
+            info = self.lookup_fully_qualified(owner)
+            node = info.node if info is not None else None
+            if isinstance(node, TypeInfo) and any(b.fullname == QUERYSET for b in node.mro):
+                return partial(_check_call, method, chained)
+        return chained
+
+
+def plugin(version: str) -> type[OdmPlugin]:
+    """The entry point mypy calls (``plugins = ["odm.mypy"]``)."""
+    return OdmPlugin

@@ -1,0 +1,59 @@
+"""``odm.mypy``: lookups checked at type-check time (#23 item 3).
+
+mypy, configured with ``plugins = ["odm.mypy"]`` only, runs on tests/typing/sample_lookups.py
+outside the source tree: the ``ok()`` half must pass, and each line of ``bad()`` must give
+exactly the error its comment names.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from pydantic.mypy import PydanticPlugin
+
+import odm.mypy
+from odm.query.lookups import LOOKUPS
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "tests" / "typing" / "sample_lookups.py"
+EXPECTED = re.compile(r"#\s*error:\s*(?P<message>.+)$")
+
+
+def run_mypy(tmp_path: Path) -> tuple[str, dict[int, str]]:
+    (tmp_path / "sample.py").write_text(SAMPLE.read_text())
+    (tmp_path / "mypy.ini").write_text("[mypy]\nstrict = True\nplugins = odm.mypy\n")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("mypy")), "--config-file", "mypy.ini",
+         "--python-executable", sys.executable, "--cache-dir", str(tmp_path / ".cache"),
+         "sample.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )
+    out = result.stdout + result.stderr
+    errors: dict[int, str] = {}
+    for line in out.splitlines():
+        match = re.match(r"sample\.py:(\d+): error: (.*)$", line)
+        if match:
+            errors[int(match.group(1))] = errors.get(int(match.group(1)), "") + match.group(2)
+    return out, errors
+
+
+def test_the_plugin_reports_exactly_the_wrong_lookups(tmp_path: Path) -> None:
+    out, errors = run_mypy(tmp_path)
+    expected = {
+        number: match.group("message")
+        for number, line in enumerate(SAMPLE.read_text().splitlines(), 1)
+        if (match := EXPECTED.search(line))
+    }
+    assert len(expected) >= 15
+    assert set(errors) == set(expected), out
+    for number, message in expected.items():
+        assert message.strip() in errors[number], (number, errors[number])
+        assert "[odm-lookup]" in errors[number] or "[odm-value]" in errors[number]
+
+
+def test_the_plugin_extends_pydantics_and_knows_every_lookup() -> None:
+    assert issubclass(odm.mypy.plugin("1.0"), PydanticPlugin)
+    assert set(LOOKUPS) == odm.mypy.LOOKUPS
