@@ -5,6 +5,7 @@ This module re-exports the public names of the API (see ``docs/``); nothing else
 
 from . import signals
 from ._version import __version__
+from .changestream import ChangeEvent, ChangeStream
 from .connection import (
     Connection,
     Retry,
@@ -40,7 +41,7 @@ from .models.base import Document, Embedded
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
 from .models.indexes import Index
 from .query import F, Q
-from .queryset import ChangeEvent, Manager, QuerySet
+from .queryset import Manager, QuerySet
 from .registry import registry
 from .schema import IndexConflict, ensure_indexes
 from .session import current_session, session
@@ -50,6 +51,7 @@ from .uow import UnitOfWork, atomic, run_in_transaction, transaction
 __all__ = [
     "AlreadyConnected",
     "ChangeEvent",
+    "ChangeStream",
     "ConfigurationError",
     "Connection",
     "ConnectionFailed",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, assert_type
 
 from odm import Document, DuplicateKey, Invalid, QuerySet, Reference, to_jsonable
+from odm.changestream import ChangeStream
 from odm.queryset import ChangeEvent
 
 
@@ -62,6 +63,16 @@ async def sample() -> None:
     async for change in qs.watch():
         assert_type(change, ChangeEvent[Customer])
         assert_type(change.document, Customer | None)
+    async with qs.watch(full_document="default") as stream:
+        assert_type(stream, ChangeStream[Customer])
+        assert_type(stream.resume_token, dict[str, Any] | None)
+        async for change in stream:
+            assert_type(change.before, Customer | None)
+            assert_type(change.resume_token, dict[str, Any])
+        assert_type(await stream.try_next(), ChangeEvent[Customer] | None)
+    opened = await qs.watch(resume_after={"_data": "00"})
+    assert_type(opened, ChangeStream[Customer])
+    await opened.close()
 
     shoppers = Shopper.objects.adults().filter(name__startswith="A").adults()
     assert_type(shoppers, CustomerQuerySet)
