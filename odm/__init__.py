@@ -40,7 +40,7 @@ from .jsonable import to_jsonable
 from .models.base import Document, Embedded
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
 from .models.indexes import Index
-from .query import F, Q
+from .query import F, Greatest, Least, Now, Q
 from .queryset import Manager, QuerySet
 from .registry import registry
 from .schema import IndexConflict, ensure_indexes
@@ -63,14 +63,17 @@ __all__ = [
     "Embedded",
     "F",
     "Field",
+    "Greatest",
     "Index",
     "IndexConflict",
     "Indexed",
     "Invalid",
+    "Least",
     "Manager",
     "MigrationError",
     "MultipleObjectsReturned",
     "NotConnected",
+    "Now",
     "ObjectId",
     "OdmError",
     "OnCommitError",

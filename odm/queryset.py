@@ -559,7 +559,9 @@ class QuerySet(Generic[M]):
         match one document only, and unlike ``update_many`` MongoDB retries it on failover.
 
         Plain values become ``$set``; ``F("n") + 1`` ``$inc``; ``F("n") * 2`` ``$mul``;
-        ``F("tags").push(x)`` / ``.pull(x)`` / ``.add_to_set(x)`` the array operators. Under
+        ``F("n").least(x)`` / ``Least(F("n"), x)`` ``$min``, ``.greatest(x)`` / ``Greatest``
+        ``$max``; ``Now()`` ``$currentDate``; ``F("tags").push(x)`` / ``.pull(x)`` /
+        ``.add_to_set(x)`` the array operators. Under
         ``Meta.optimistic_lock`` the version is bumped too, so copies loaded before go stale.
         """
         if not values:

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from odm import Document, DuplicateKey, Invalid, QuerySet, Reference, to_jsonable
+from odm import (
+    Document,
+    DuplicateKey,
+    F,
+    Greatest,
+    Invalid,
+    Least,
+    Now,
+    QuerySet,
+    Reference,
+    to_jsonable,
+)
 from odm.changestream import ChangeStream
 from odm.queryset import ChangeEvent
 
@@ -60,6 +71,9 @@ async def sample() -> None:
     assert_type(Shopper.objects.adults().none(), CustomerQuerySet)
     async for customer in qs.batch_size(100):
         assert_type(customer, Customer)
+    assert_type(F("age").least(3), Least)
+    assert_type(F("age").greatest(3), Greatest)
+    assert_type(await qs.update(age=Least(F("age"), 3), name=Now()), int)
     async for change in qs.watch():
         assert_type(change, ChangeEvent[Customer])
         assert_type(change.document, Customer | None)
