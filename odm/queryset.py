@@ -566,7 +566,8 @@ class QuerySet(Generic[M]):
         """
         if not values:
             raise QueryError("update() needs at least one field=value")
-        update = compiler.compile_update(self._model, values)
+        compiled = compiler.compile_update_spec(self._model, values)
+        update = compiled.update
         if self._query.nothing:
             return 0  # checked like any update, sent nowhere
         meta = self._model._meta
@@ -574,8 +575,18 @@ class QuerySet(Generic[M]):
             version = meta.db_key(meta.version_field)
             update.setdefault("$inc", {})[version] = 1
         filter = await self._write_filter()
+        for path in compiled.matched_lists:
+            if not _mentions(filter, path):
+                raise QueryError(
+                    f"matched() writes the element of {path!r} that the filter matched, but "
+                    f"the filter does not test {path!r}: filter on it, or use each()",
+                    field=path,
+                )
+        options: dict[str, Any] = {}
+        if compiled.array_filters:
+            options["array_filters"] = compiled.array_filters
         write = executor.update_one if _single(filter) else executor.update_many
-        result = await write(self._model, filter, update, timeout=self._query.timeout)
+        result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
         return int(result.matched_count)
 
     async def delete(self) -> int:
@@ -1003,6 +1014,18 @@ def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) ->
     return load_partial(
         model, raws, only=query.only_fields, deferred=query.deferred, lenient=query.lenient
     )
+
+
+def _mentions(filter: Mapping[str, Any], path: str) -> bool:
+    """Tell whether a filter tests the stored ``path`` or a path inside it (what ``$`` needs
+    to know which element was matched)."""
+    for key, value in filter.items():
+        if key in ("$and", "$or", "$nor"):
+            if any(_mentions(part, path) for part in value):
+                return True
+        elif key == path or key.startswith(path + "."):
+            return True
+    return False
 
 
 def _on_key_only(match: Mapping[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from ..exceptions import QueryError
 __all__ = [
     "ArrayUpdate",
     "CombinedExpression",
+    "ElementUpdate",
     "Expression",
     "Extremum",
     "F",
@@ -115,12 +116,28 @@ class F(Expression):
         return ArrayUpdate(self.name, "push", values)
 
     def pull(self, *values: Any) -> ArrayUpdate:
-        """Remove every element equal to one of the values from this list field."""
+        """Remove every element equal to one of the values from this list field, or, given
+        one ``Q`` on the element's fields, every element it matches
+        (``F("items").pull(Q(qty__lt=1))``)."""
         return ArrayUpdate(self.name, "pull", values)
 
     def add_to_set(self, *values: Any) -> ArrayUpdate:
         """Append values not already in this list field (``$addToSet``)."""
         return ArrayUpdate(self.name, "add_to_set", values)
+
+    def each(self, *where: Any, **values: Any) -> ElementUpdate:
+        """In ``update()``: write into every element of this list (``$[]``), or, given a ``Q``
+        on the element's fields, into the elements it matches (``$[<id>]`` and
+        ``arrayFilters``): ``F("items").each(Q(sku="pen"), qty=0)``. On a list of models the
+        keywords are the element's fields; on a list of scalars one positional value replaces
+        the element (``F("tags").each("x")``)."""
+        return ElementUpdate(self.name, "each", where, values)
+
+    def matched(self, *value: Any, **values: Any) -> ElementUpdate:
+        """In ``update()``: write into the first element the queryset's filter matched in
+        this list (``$``): ``filter(items__sku="pen").update(items=F("items").matched(qty=3))``.
+        Keywords are the element's fields (one positional value on a list of scalars)."""
+        return ElementUpdate(self.name, "matched", value, values)
 
     def least(self, value: Any) -> Least:
         """In ``update()``: keep the smaller of this field and ``value`` (``$min``)."""
@@ -312,6 +329,29 @@ class Now(Expression):
 
     def __repr__(self) -> str:
         return "Now()"
+
+
+class ElementUpdate:
+    """Hold ``F(field).each(...)`` / ``.matched(...)``: writes into elements of a list.
+
+    Pure data: the element's field names (the keywords) are resolved against the element's
+    type and the values validated by the compiler; the ``arrayFilters`` identifier is made by
+    the compiler, never taken from the caller.
+    """
+
+    __slots__ = ("args", "field", "kind", "values")
+
+    def __init__(
+        self, field: str, kind: str, args: tuple[Any, ...], values: dict[str, Any]
+    ) -> None:
+        self.field = field
+        self.kind = kind
+        self.args = args
+        self.values = values
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.values.items()]
+        return f"F({self.field!r}).{self.kind}({', '.join(parts)})"
 
 
 class ArrayUpdate:

@@ -15,11 +15,13 @@ from odm import (
     Invalid,
     Least,
     Now,
+    Q,
     QuerySet,
     Reference,
     to_jsonable,
 )
 from odm.changestream import ChangeStream
+from odm.query.expressions import ArrayUpdate, ElementUpdate
 from odm.queryset import ChangeEvent
 
 
@@ -71,6 +73,9 @@ async def sample() -> None:
     assert_type(Shopper.objects.adults().none(), CustomerQuerySet)
     async for customer in qs.batch_size(100):
         assert_type(customer, Customer)
+    assert_type(F("tags").each(Q(sku="a"), qty=1), ElementUpdate)
+    assert_type(F("tags").matched("x"), ElementUpdate)
+    assert_type(F("tags").pull(Q(qty__lt=1)), ArrayUpdate)
     assert_type(F("age").least(3), Least)
     assert_type(F("age").greatest(3), Greatest)
     assert_type(await qs.update(age=Least(F("age"), 3), name=Now()), int)
