@@ -34,6 +34,7 @@ from .exceptions import (
     StaleDocument,
     TransactionError,
     TransactionsNotSupported,
+    UnsavedReference,
     ValidationError,
 )
 from .jsonable import to_jsonable
@@ -88,6 +89,7 @@ __all__ = [
     "TransactionError",
     "TransactionsNotSupported",
     "UnitOfWork",
+    "UnsavedReference",
     "ValidationError",
     "__version__",
     "atomic",

@@ -689,6 +689,7 @@ class QuerySet(Generic[M]):
         none: the transaction is to be aborted.
         """
         from .bulk import BulkInsert
+        from .models.references import check_saved_references
         from .models.tracking import set_snapshots
 
         docs = list(documents)
@@ -701,6 +702,8 @@ class QuerySet(Generic[M]):
                     f"bulk_create on {model.__name__} got a {type(doc).__name__}: pass "
                     f"{model.__name__} instances"
                 )
+        for doc in docs:
+            check_saved_references(doc)
         job = BulkInsert(model, docs, ordered=ordered, timeout=self._query.timeout)
         try:
             await job.run()

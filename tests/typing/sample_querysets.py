@@ -18,6 +18,7 @@ from odm import (
     Q,
     QuerySet,
     Reference,
+    UnsavedReference,
     to_jsonable,
 )
 from odm.changestream import ChangeStream
@@ -118,3 +119,13 @@ async def duplicate_key() -> None:
 async def json_data() -> None:
     rows = await Customer.objects.values("name")
     assert_type(to_jsonable(rows), Any)
+
+
+async def references() -> None:
+    orders = await Order.objects.select_related("customer")
+    assert_type(to_jsonable(orders, references="nested"), Any)
+    assert_type(orders[0].model_dump(mode="json", context={"references": "nested"}), dict[str, Any])
+    try:
+        await Order(customer=Customer(name="draft"), total=1).insert()
+    except UnsavedReference as exc:
+        assert_type(exc.field, str | None)
