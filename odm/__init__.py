@@ -5,6 +5,7 @@ This module re-exports the public names of the API (see ``docs/``); nothing else
 
 from . import signals
 from ._version import __version__
+from .changestream import ChangeEvent, ChangeStream
 from .connection import (
     Connection,
     Retry,
@@ -33,14 +34,15 @@ from .exceptions import (
     StaleDocument,
     TransactionError,
     TransactionsNotSupported,
+    UnsavedReference,
     ValidationError,
 )
 from .jsonable import to_jsonable
 from .models.base import Document, Embedded
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
 from .models.indexes import Index
-from .query import F, Q
-from .queryset import ChangeEvent, Manager, QuerySet
+from .query import F, Greatest, Least, Now, Q
+from .queryset import Manager, QuerySet
 from .registry import registry
 from .schema import IndexConflict, ensure_indexes
 from .session import current_session, session
@@ -50,6 +52,7 @@ from .uow import UnitOfWork, atomic, run_in_transaction, transaction
 __all__ = [
     "AlreadyConnected",
     "ChangeEvent",
+    "ChangeStream",
     "ConfigurationError",
     "Connection",
     "ConnectionFailed",
@@ -61,14 +64,17 @@ __all__ = [
     "Embedded",
     "F",
     "Field",
+    "Greatest",
     "Index",
     "IndexConflict",
     "Indexed",
     "Invalid",
+    "Least",
     "Manager",
     "MigrationError",
     "MultipleObjectsReturned",
     "NotConnected",
+    "Now",
     "ObjectId",
     "OdmError",
     "OnCommitError",
@@ -83,6 +89,7 @@ __all__ = [
     "TransactionError",
     "TransactionsNotSupported",
     "UnitOfWork",
+    "UnsavedReference",
     "ValidationError",
     "__version__",
     "atomic",

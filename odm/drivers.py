@@ -65,8 +65,13 @@ async def aggregate(collection: Any, pipeline: list[dict[str, Any]], **kwargs: A
 
 
 async def watch(target: Any, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
-    """Open a change stream on a collection, database or client and return it."""
-    return await resolve(target.watch(pipeline, **kwargs))
+    """Open a change stream on a collection, database or client and return it, open: the
+    server cursor exists when this returns, so no later change is missed."""
+    stream = target.watch(pipeline, **kwargs)
+    if inspect.isawaitable(stream):
+        return await stream  # PyMongo runs the aggregate before it returns the stream
+    # Motor would run it on the first read; entering its ``async with`` runs it now.
+    return await stream.__aenter__()
 
 
 async def start_session(client: Any, **kwargs: Any) -> Any:

@@ -56,6 +56,12 @@ class QueryError(OdmError):
         super().__init__(message)
 
 
+class UnsavedReference(QueryError):
+    """A document about to be written refers to a document that was never stored: its id would
+    point nowhere. ``field`` names the reference (``customer``, ``watchers[1]``,
+    ``lines[0].product``)."""
+
+
 class DoesNotExist(OdmError):
     """No document matched a query that needed one; each model has its own subclass."""
 
@@ -165,5 +171,6 @@ __all__ = [
     "StaleDocument",
     "TransactionError",
     "TransactionsNotSupported",
+    "UnsavedReference",
     "ValidationError",
 ]

@@ -9,13 +9,14 @@ ISO 8601 text (``...Z`` in UTC), a document or embedded model the dict of
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import bson
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from .exceptions import Invalid
+from .models.fields import REFERENCES
 
 __all__ = ["to_jsonable"]
 
@@ -35,17 +36,20 @@ def _fallback(value: Any) -> Any:
     )
 
 
-def to_jsonable(value: Any) -> Any:
+def to_jsonable(value: Any, *, references: Literal["id", "nested"] = "id") -> Any:
     """Return ``value`` as JSON data: dicts, lists, strings, numbers, booleans and ``None``.
 
     Takes a document (as ``model_dump(mode="json")`` gives it: ``id``, field names), a list of
     them, a ``values()`` row, an ``aggregate()`` dict, or any nesting of these. ObjectIds,
     ``Decimal`` s, ``UUID`` s and datetimes become strings (a ``Decimal`` keeps every digit,
     which a float would not); an ``odm.Invalid`` gives its stored document. A type with no
-    JSON form raises ``TypeError`` naming it.
+    JSON form raises ``TypeError`` naming it. ``references="nested"`` dumps each loaded
+    reference as its document (``model_dump(context={"references": "nested"})``), an
+    unloaded one as its id.
     """
+    context = {REFERENCES: references}
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", context=context)
     if isinstance(value, uuid.UUID):
         return str(value)
-    return to_jsonable_python(value, by_alias=False, fallback=_fallback)
+    return to_jsonable_python(value, by_alias=False, fallback=_fallback, context=context)

@@ -19,14 +19,14 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
 
-from pymongo.errors import OperationFailure
+from bson import Timestamp
 
 from . import executor
+from .changestream import BeforeChange, ChangeStream, FullDocument, check_options
+from .changestream import ChangeEvent as ChangeEvent  # re-exported: its home before 0.x
 from .exceptions import (
-    ConfigurationError,
     DoesNotExist,
     DuplicateKey,
     Invalid,
@@ -57,10 +57,6 @@ STREAM_BATCH_SIZE = 1000
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
 
-#: Change-stream errors that mean the server is not a replica set or sharded cluster.
-_NO_CHANGE_STREAMS = {40573, 40324}
-
-
 def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
     global _load_documents
     if _load_documents is None:
@@ -74,16 +70,9 @@ def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> li
 _load_documents: Callable[..., list[Any]] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeEvent(Generic[M]):
-    """One change-stream event: ``operation`` (insert, update, replace, delete, ...),
-    ``document`` (the document after the change, validated; ``None`` for deletes), its
-    ``document_key`` and the ``raw`` event."""
-
-    operation: str
-    document: M | None
-    document_key: dict[str, Any]
-    raw: dict[str, Any]
+def _load_one(model: type[Any], raw: dict[str, Any]) -> Any:
+    """Validate one stored document (a change event's) into ``model``."""
+    return _load(model, [raw], False)[0]
 
 
 class QuerySet(Generic[M]):
@@ -570,12 +559,15 @@ class QuerySet(Generic[M]):
         match one document only, and unlike ``update_many`` MongoDB retries it on failover.
 
         Plain values become ``$set``; ``F("n") + 1`` ``$inc``; ``F("n") * 2`` ``$mul``;
-        ``F("tags").push(x)`` / ``.pull(x)`` / ``.add_to_set(x)`` the array operators. Under
+        ``F("n").least(x)`` / ``Least(F("n"), x)`` ``$min``, ``.greatest(x)`` / ``Greatest``
+        ``$max``; ``Now()`` ``$currentDate``; ``F("tags").push(x)`` / ``.pull(x)`` /
+        ``.add_to_set(x)`` the array operators. Under
         ``Meta.optimistic_lock`` the version is bumped too, so copies loaded before go stale.
         """
         if not values:
             raise QueryError("update() needs at least one field=value")
-        update = compiler.compile_update(self._model, values)
+        compiled = compiler.compile_update_spec(self._model, values)
+        update = compiled.update
         if self._query.nothing:
             return 0  # checked like any update, sent nowhere
         meta = self._model._meta
@@ -583,8 +575,18 @@ class QuerySet(Generic[M]):
             version = meta.db_key(meta.version_field)
             update.setdefault("$inc", {})[version] = 1
         filter = await self._write_filter()
+        for path in compiled.matched_lists:
+            if not _mentions(filter, path):
+                raise QueryError(
+                    f"matched() writes the element of {path!r} that the filter matched, but "
+                    f"the filter does not test {path!r}: filter on it, or use each()",
+                    field=path,
+                )
+        options: dict[str, Any] = {}
+        if compiled.array_filters:
+            options["array_filters"] = compiled.array_filters
         write = executor.update_one if _single(filter) else executor.update_many
-        result = await write(self._model, filter, update, timeout=self._query.timeout)
+        result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
         return int(result.matched_count)
 
     async def delete(self) -> int:
@@ -687,6 +689,7 @@ class QuerySet(Generic[M]):
         none: the transaction is to be aborted.
         """
         from .bulk import BulkInsert
+        from .models.references import check_saved_references
         from .models.tracking import set_snapshots
 
         docs = list(documents)
@@ -699,6 +702,8 @@ class QuerySet(Generic[M]):
                     f"bulk_create on {model.__name__} got a {type(doc).__name__}: pass "
                     f"{model.__name__} instances"
                 )
+        for doc in docs:
+            check_saved_references(doc)
         job = BulkInsert(model, docs, ordered=ordered, timeout=self._query.timeout)
         try:
             await job.run()
@@ -737,22 +742,50 @@ class QuerySet(Generic[M]):
             command = {"aggregate": name, "pipeline": compiled.pipeline, "cursor": {}}
         return await executor.explain(self._model, command, timeout=self._query.timeout)
 
-    async def watch(
-        self, *, full_document: str = "updateLookup", **options: Any
-    ) -> AsyncIterator[ChangeEvent[M]]:
-        """Stream changes to the matching documents as :class:`ChangeEvent` s.
+    def watch(
+        self,
+        *,
+        full_document: FullDocument = "updateLookup",
+        full_document_before_change: BeforeChange | None = None,
+        resume_after: Mapping[str, Any] | None = None,
+        start_after: Mapping[str, Any] | None = None,
+        start_at_operation_time: Timestamp | None = None,
+        batch_size: int | None = None,
+        max_await_time_ms: int | None = None,
+    ) -> ChangeStream[M]:
+        """Return a :class:`~odm.changestream.ChangeStream` of the changes to the matching
+        documents; open it with ``async with qs.watch() as stream:`` or
+        ``stream = await qs.watch()``, and every change after that line is delivered.
+
+        ``full_document``: what ``event.document`` holds for an update (``"updateLookup"``,
+        the default: the current document, looked up; ``"default"``: nothing, only the
+        ``updateDescription`` of the raw event; ``"whenAvailable"`` / ``"required"``: the
+        post-image the collection keeps). ``full_document_before_change``
+        (``"whenAvailable"`` / ``"required"``) fills ``event.before`` from the collection's
+        pre-images. Start from a resume token (``resume_after``, or ``start_after``, which
+        also goes past an invalidate) or from a cluster time (``start_at_operation_time``);
+        one of them at most.
 
         Needs a replica set or a sharded cluster (a standalone server raises
-        :class:`odm.ConfigurationError`). An event is delivered only when the filter can be
-        proved on it: a delete event carries the document's key and nothing else, so deletes
-        are delivered when the filter is on ``id`` alone (``filter(id=x)``, ``id__in``,
-        ``exclude(id=x)``) and with no filter; any other filter sees the events that carry the
-        changed document (inserts, replaces, and updates with the default
+        :class:`odm.ConfigurationError` when the stream opens). An event is delivered only
+        when the filter can be proved on it: a delete event carries the document's key and
+        nothing else, so deletes are delivered when the filter is on ``id`` alone
+        (``filter(id=x)``, ``id__in``, ``exclude(id=x)``) and with no filter; any other filter
+        sees the events that carry the changed document (inserts, replaces, and updates with
         ``full_document="updateLookup"``), matched on it. A negative filter (``exclude``,
         ``ne``, ``nin``) would otherwise match a delete for want of the field.
         """
         if self._query.nothing:
             raise QueryError("watch() on none() would never deliver an event")
+        check_options(
+            full_document,
+            full_document_before_change,
+            {
+                "resume_after": resume_after,
+                "start_after": start_after,
+                "start_at_operation_time": start_at_operation_time,
+            },
+        )
         target = compiler.compile_write(self._query)
         if target.pipeline is not None:
             raise QueryError("watch() cannot filter across references")
@@ -760,33 +793,18 @@ class QuerySet(Generic[M]):
         if match and not _on_key_only(match):
             match = {"$and": [{"fullDocument": {"$type": "object"}}, match]}
         pipeline = [{"$match": match}] if match else []
-        try:
-            stream = await executor.watch(
-                self._model, pipeline, full_document=full_document, **options
-            )
-        except OperationFailure as exc:
-            _raise_if_no_change_streams(exc)
-            raise
-        try:
-            while True:
-                # Motor opens the stream on the first read: a standalone fails here.
-                try:
-                    event = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except OperationFailure as exc:
-                    _raise_if_no_change_streams(exc)
-                    raise
-                raw_doc = event.get("fullDocument")
-                document = _load(self._model, [raw_doc], False)[0] if raw_doc else None
-                yield ChangeEvent(
-                    operation=event.get("operationType", ""),
-                    document=document,
-                    document_key=dict(event.get("documentKey") or {}),
-                    raw=event,
-                )
-        finally:
-            await stream.close()
+        options: dict[str, Any] = {"full_document": full_document}
+        for name, value in (
+            ("full_document_before_change", full_document_before_change),
+            ("resume_after", resume_after),
+            ("start_after", start_after),
+            ("start_at_operation_time", start_at_operation_time),
+            ("batch_size", batch_size),
+            ("max_await_time_ms", max_await_time_ms),
+        ):
+            if value is not None:
+                options[name] = dict(value) if isinstance(value, Mapping) else value
+        return ChangeStream(self._model, pipeline, options, _load_one)
 
     # -- managers ----------------------------------------------------------------------------
 
@@ -1001,13 +1019,16 @@ def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) ->
     )
 
 
-def _raise_if_no_change_streams(exc: OperationFailure) -> None:
-    """Raise a ConfigurationError when ``exc`` says the server cannot stream changes."""
-    if exc.code in _NO_CHANGE_STREAMS:
-        raise ConfigurationError(
-            "watch() needs a replica set or a sharded cluster: this server is a "
-            "standalone mongod (run `odm server`, or mongod --replSet)"
-        ) from exc
+def _mentions(filter: Mapping[str, Any], path: str) -> bool:
+    """Tell whether a filter tests the stored ``path`` or a path inside it (what ``$`` needs
+    to know which element was matched)."""
+    for key, value in filter.items():
+        if key in ("$and", "$or", "$nor"):
+            if any(_mentions(part, path) for part in value):
+                return True
+        elif key == path or key.startswith(path + "."):
+            return True
+    return False
 
 
 def _on_key_only(match: Mapping[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from .dumping import dump_document
 from .fields import Field, ObjectId
 from .loading import _snapshot_of, _validate_one
 from .options import CLASS_KEY, ID_KEY, Options
+from .references import check_saved_references
 from .tracking import get_snapshot, set_snapshot, will_change
 from .writes import commit_update, prepare_update, write_filter
 
@@ -168,6 +169,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
         await self.before_save()
         if signals.pre_save.has_receivers():
             await signals.pre_save.send(model, document=self, created=True)
+        check_saved_references(self)
         raw = self.to_bson()
         await executor.insert_one(model, raw, timeout=timeout, write_concern=write_concern)
         will_change(self)
@@ -199,6 +201,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
         await self.before_save()
         if signals.pre_save.has_receivers():
             await signals.pre_save.send(model, document=self, created=False)
+        check_saved_references(self)
         plan = prepare_update(self)
         if plan is not None:
             filter, update, new_raw = plan

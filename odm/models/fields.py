@@ -195,7 +195,11 @@ class Reference(Generic[T]):
     """A reference to another Document, stored as that document's ``_id``.
 
     Assign a document or its id; read ``.id``, and ``.document`` once loaded (by
-    ``select_related`` or :meth:`fetch`).
+    ``select_related`` or :meth:`fetch`). ``model_dump()`` gives the id;
+    ``model_dump(mode="json", context={"references": "nested"})`` gives a loaded reference as
+    its document, dumped the same way (an unloaded one stays an id, and so does a reference
+    back to a document being dumped). A document assigned must be stored before the one that
+    refers to it is written (:class:`odm.UnsavedReference` otherwise).
     """
 
     __slots__ = ("document", "id", "model")
@@ -300,7 +304,29 @@ class Reference(Generic[T]):
         return f"Reference({self.id!r}{loaded})"
 
 
+#: ``model_dump(context={REFERENCES: NESTED})`` dumps each loaded reference as its document.
+REFERENCES = "references"
+NESTED = "nested"
+#: Context key (odm's own) holding the ids of the documents being dumped, outermost first:
+#: a reference back to one of them is dumped as its id, so a cycle ends.
+_DUMPING = "odm_dumping"
+
+
 def _reference_serializer(value: Reference[Any], info: Any) -> Any:
+    document = value.document
+    context = getattr(info, "context", None)
+    if document is not None and isinstance(context, dict) and context.get(REFERENCES) == NESTED:
+        chain: tuple[int, ...] = context.get(_DUMPING, ())
+        if id(document) not in chain:
+            nested: dict[str, Any] = document.model_dump(
+                mode=info.mode,
+                by_alias=info.by_alias,
+                exclude_none=info.exclude_none,
+                exclude_defaults=info.exclude_defaults,
+                exclude_unset=info.exclude_unset,
+                context={**context, _DUMPING: (*chain, id(document))},
+            )
+            return nested
     if getattr(info, "mode", "python") == "json" and isinstance(value.id, bson.ObjectId):
         return str(value.id)
     return value.id

@@ -17,17 +17,16 @@ from typing import Any
 from bson import json_util
 
 from ..exceptions import QueryError
-from .expressions import ArrayUpdate, CombinedExpression, Expression
 from .paths import (
     ID_FIELD,
     RELATED_PREFIX,
     Join,
-    Kind,
     ResolvedPath,
     check_name,
     resolve,
 )
 from .query import Query, _resolve_aggregate
+from .updates import CompiledUpdate, compile_update, compile_update_spec
 from .where import and_mql
 
 __all__ = [
@@ -35,6 +34,7 @@ __all__ = [
     "CompiledCount",
     "CompiledFind",
     "CompiledPipeline",
+    "CompiledUpdate",
     "CompiledWrite",
     "Related",
     "compile_aggregate",
@@ -42,6 +42,7 @@ __all__ = [
     "compile_exists",
     "compile_query",
     "compile_update",
+    "compile_update_spec",
     "compile_write",
     "explain_query",
     "jsonable",
@@ -634,84 +635,3 @@ def compile_write(query: Query) -> CompiledWrite:
     pipeline = _matched_and_joined(parts)
     pipeline.append({"$project": {"_id": 1}})
     return CompiledWrite(pipeline=pipeline)
-
-
-def compile_update(model: type[Any], values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Compile ``update(**values)`` into an update document (``$set``, ``$inc``, ``$push``...).
-
-    Plain values are validated as the field's type, constraints included, then ``$set`` (so
-    ``None`` is ``$set: null``, allowed only on a field that accepts None); ``F("n") + 1`` is
-    ``$inc``, ``F("n") * 2`` ``$mul``; ``F("tags").push(v)`` / ``.add_to_set(v)`` /
-    ``.pull(v)`` are ``$push`` / ``$addToSet`` / ``$pull`` (``$pullAll`` for several values or
-    a document, so that a value is never read as a condition).
-    """
-    if not values:
-        raise QueryError("update() needs at least one field to change")
-    update: dict[str, dict[str, Any]] = {}
-    written: list[str] = []
-    for key, value in values.items():
-        target = _update_target(model, key)
-        db_path, field_type = target.db_path, target.field
-        for other in written:
-            if db_path == other or db_path.startswith(other + ".") or other.startswith(
-                db_path + "."
-            ):
-                raise QueryError(f"update() writes {key!r} twice (overlapping paths)", field=key)
-        written.append(db_path)
-        if isinstance(value, ArrayUpdate):
-            op, operand = _array_update(key, value, target)
-        elif isinstance(value, CombinedExpression):
-            op, number = value.as_update(key)
-            if field_type.kind not in (Kind.NUMBER, Kind.ANY):
-                raise QueryError(
-                    f"{key!r} is {field_type.label}: {op} needs a number field", field=key
-                )
-            operand = field_type.convert(number, key)
-            if isinstance(operand, bool) or not isinstance(operand, int | float):
-                raise QueryError(f"{op} on {key!r} needs a number", field=key)
-        elif isinstance(value, Expression):
-            raise QueryError(
-                f"update({key}={value!r}): copying another field needs an update pipeline, "
-                "which update() does not build; use F(field) + number or a plain value",
-                field=key,
-            )
-        else:
-            op, operand = "$set", field_type.convert(value, key, store=True)
-        update.setdefault(op, {})[db_path] = operand
-    return update
-
-
-def _update_target(model: type[Any], key: str) -> ResolvedPath:
-    if not isinstance(key, str):
-        raise QueryError(f"update() takes field names, not {type(key).__name__}")
-    target = resolve(model, key)
-    if target.names and target.names[0] == ID_FIELD:
-        raise QueryError("the id of a document cannot be updated", field=key)
-    if target.joins:
-        raise QueryError(f"update() cannot write through a reference: {key!r}", field=key)
-    if target.through_list:
-        raise QueryError(
-            f"update() cannot write {key!r}: it is inside a list (write the whole list)",
-            field=key,
-        )
-    return target
-
-
-def _array_update(key: str, value: ArrayUpdate, target: ResolvedPath) -> tuple[str, Any]:
-    if value.field != key:
-        raise QueryError(
-            f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
-            field=key,
-        )
-    field_type = target.field
-    if field_type.kind not in (Kind.LIST, Kind.ANY):
-        raise QueryError(f"{value.kind}() needs a list field; {key!r} is {field_type.label}")
-    item = field_type.item if field_type.item is not None else field_type
-    items = [item.convert(v, key, store=True) for v in value.values]
-    if value.kind == "pull":
-        if len(items) == 1 and not isinstance(items[0], dict | list):
-            return "$pull", items[0]
-        return "$pullAll", items
-    op = "$push" if value.kind == "push" else "$addToSet"
-    return op, items[0] if len(items) == 1 else {"$each": items}
-

@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
-from .expressions import ArrayUpdate, CombinedExpression, Expression
+from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import FieldType, Join, Kind, ResolvedPath, target_id_type
 
 __all__ = ["LOOKUPS", "Lookup", "escape_regex", "get_lookup", "register_lookup"]
@@ -182,7 +182,7 @@ class Lookup:
                 field=self.path,
             )
         paths = tuple(resolve_f(name) for name in value.fields())
-        arithmetic = isinstance(value, CombinedExpression)
+        arithmetic = isinstance(value, CombinedExpression | Extremum)
         for resolved in (self.target, *paths):
             listy = resolved.through_list or resolved.field.kind is Kind.LIST
             if listy or any(j.many for j in resolved.joins):

@@ -24,7 +24,7 @@ import bson
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from ..exceptions import QueryError
+from ..exceptions import QueryError, UnsavedReference
 from ..models.fields import ObjectId, Reference, reference_target
 from ..nesting import MAX_DEPTH
 
@@ -235,6 +235,8 @@ class FieldType:
             check_literal(value, field)
             return value
         if self.kind is Kind.REFERENCE:
+            if store:
+                _check_stored(value, field)
             return self._convert_reference(value, field)
         if type(value) is self.as_is and not store:
             # pydantic would hand this very value back (a str for a str field, an ObjectId
@@ -291,6 +293,21 @@ _AS_IS: Final[dict[Any, type]] = {
     bson.ObjectId: bson.ObjectId,
     ObjectId: bson.ObjectId,
 }
+
+
+def _check_stored(value: Any, field: str) -> None:
+    """Refuse to write a reference to a document instance that was never stored."""
+    from ..models.tracking import get_snapshot
+
+    document = value.document if isinstance(value, Reference) else value
+    # A Document (it has ``_meta``), not an embedded model or a plain id.
+    is_document = getattr(type(document), "_meta", None) is not None
+    if is_document and isinstance(document, BaseModel) and get_snapshot(document) is None:
+        raise UnsavedReference(
+            f"update({field}=...) refers to a {type(document).__name__} that was never "
+            "saved: its id would point nowhere (insert it first)",
+            field=field,
+        )
 
 
 def _as_is(annotation: Any) -> type | None:

@@ -7,7 +7,22 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from odm import Document, DuplicateKey, Invalid, QuerySet, Reference, to_jsonable
+from odm import (
+    Document,
+    DuplicateKey,
+    F,
+    Greatest,
+    Invalid,
+    Least,
+    Now,
+    Q,
+    QuerySet,
+    Reference,
+    UnsavedReference,
+    to_jsonable,
+)
+from odm.changestream import ChangeStream
+from odm.query.expressions import ArrayUpdate, ElementUpdate
 from odm.queryset import ChangeEvent
 
 
@@ -59,9 +74,25 @@ async def sample() -> None:
     assert_type(Shopper.objects.adults().none(), CustomerQuerySet)
     async for customer in qs.batch_size(100):
         assert_type(customer, Customer)
+    assert_type(F("tags").each(Q(sku="a"), qty=1), ElementUpdate)
+    assert_type(F("tags").matched("x"), ElementUpdate)
+    assert_type(F("tags").pull(Q(qty__lt=1)), ArrayUpdate)
+    assert_type(F("age").least(3), Least)
+    assert_type(F("age").greatest(3), Greatest)
+    assert_type(await qs.update(age=Least(F("age"), 3), name=Now()), int)
     async for change in qs.watch():
         assert_type(change, ChangeEvent[Customer])
         assert_type(change.document, Customer | None)
+    async with qs.watch(full_document="default") as stream:
+        assert_type(stream, ChangeStream[Customer])
+        assert_type(stream.resume_token, dict[str, Any] | None)
+        async for change in stream:
+            assert_type(change.before, Customer | None)
+            assert_type(change.resume_token, dict[str, Any])
+        assert_type(await stream.try_next(), ChangeEvent[Customer] | None)
+    opened = await qs.watch(resume_after={"_data": "00"})
+    assert_type(opened, ChangeStream[Customer])
+    await opened.close()
 
     shoppers = Shopper.objects.adults().filter(name__startswith="A").adults()
     assert_type(shoppers, CustomerQuerySet)
@@ -88,3 +119,13 @@ async def duplicate_key() -> None:
 async def json_data() -> None:
     rows = await Customer.objects.values("name")
     assert_type(to_jsonable(rows), Any)
+
+
+async def references() -> None:
+    orders = await Order.objects.select_related("customer")
+    assert_type(to_jsonable(orders, references="nested"), Any)
+    assert_type(orders[0].model_dump(mode="json", context={"references": "nested"}), dict[str, Any])
+    try:
+        await Order(customer=Customer(name="draft"), total=1).insert()
+    except UnsavedReference as exc:
+        assert_type(exc.field, str | None)

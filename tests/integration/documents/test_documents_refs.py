@@ -8,11 +8,14 @@ once the target is declared: ``select_related``, ``prefetch_related``, ``fetch()
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import pytest
 from docrefs_support import StrCustomer, StrNode, StrOrder
 
+import odm
+from odm import F
 from odm.models.base import Document
 from odm.models.fields import Indexed, Reference, reference_target
 
@@ -130,3 +133,53 @@ async def test_self_reference(odm_database: Any, models: tuple[type[Any], ...]) 
     ]
     roots = await node.objects.filter(parent=None).values_list("name", flat=True)
     assert roots == ["root"]
+
+
+async def test_nested_dump_of_loaded_references(odm_database: Any) -> None:
+    """Issue #21, item 7: ``context={"references": "nested"}`` dumps what was loaded."""
+    people = await seed(FAMILIES["future-annotations"])
+    ann, bob = people["ann"], people["bob"]
+    order = await RefOrder.objects.prefetch_related("customer", "watchers").get(total=10)
+    assert order.model_dump(mode="json")["customer"] == str(ann.id)  # the id, as before
+    nested = order.model_dump(mode="json", context={"references": "nested"})
+    assert nested["customer"] == {"id": str(ann.id), "name": "Ann", "age": 34}
+    assert nested["watchers"] == [{"id": str(bob.id), "name": "Bob", "age": 17}]
+    assert nested["backup"] is None
+    assert odm.to_jsonable([order], references="nested") == [nested]
+    assert json.loads(order.model_dump_json(context={"references": "nested"})) == nested
+    # Python mode nests too; a reference that was not loaded stays an id.
+    plain = await RefOrder.objects.get(total=20)
+    dumped = plain.model_dump(context={"references": "nested"})
+    assert dumped["customer"] == bob.id
+    await plain.customer.fetch()
+    assert plain.model_dump(context={"references": "nested"})["customer"]["name"] == "Bob"
+    # A cycle of loaded references ends with the id of the document already being dumped.
+    root = await RefCategory(name="root").insert()
+    root.parent = Reference(root.id, root)
+    dumped = root.model_dump(mode="json", context={"references": "nested"})
+    assert dumped["parent"]["parent"] == str(root.id)
+
+
+async def test_a_reference_to_an_unsaved_document_is_refused(odm_database: Any) -> None:
+    ann = await RefCustomer(name="Ann").insert()
+    ghost = RefCustomer(name="Ghost")  # never inserted: its id exists nowhere
+    with pytest.raises(odm.UnsavedReference, match=r"RefOrder\.customer .*RefCustomer") as exc:
+        await RefOrder(customer=ghost).insert()
+    assert exc.value.field == "customer" and isinstance(exc.value, odm.QueryError)
+    with pytest.raises(odm.UnsavedReference, match=r"watchers\[1\]"):
+        await RefOrder(customer=ann, watchers=[ann, ghost]).insert()
+    with pytest.raises(odm.UnsavedReference, match="backup"):
+        await RefOrder.objects.bulk_create([RefOrder(customer=ann, backup=ghost)])
+    order = await RefOrder(customer=ann).insert()
+    order.backup = Reference(ghost.id, ghost)
+    with pytest.raises(odm.UnsavedReference, match="backup"):
+        await order.save()
+    with pytest.raises(odm.UnsavedReference, match="customer"):
+        await RefOrder.objects.filter(id=order.id).update(customer=ghost)
+    with pytest.raises(odm.UnsavedReference, match="watchers"):
+        await RefOrder.objects.filter(id=order.id).update(watchers=F("watchers").push(ghost))
+    assert await RefOrder.objects.count() == 1
+    # Once stored, the same document is accepted; an id alone is written as given.
+    await ghost.insert()
+    await RefOrder(customer=ghost, backup=ann.id).insert()
+    assert await RefOrder.objects.filter(customer=ghost).count() == 1

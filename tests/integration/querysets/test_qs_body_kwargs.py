@@ -52,10 +52,10 @@ class BkNoteCustom(Document):
 CLASSES: tuple[type[Any], ...] = (
     QuerySet, Manager, DefaultManager, Q, Query, type(BkNote.objects), type(BkNoteCustom.objects)
 )
-#: Keyword parameters beside ``**kwargs`` that are deliberate, with the reason. ``watch``
-#: passes its keywords to the driver's change stream (never lookups); ``get_or_create``'s
-#: ``defaults`` is Django's keyword, which only fills a new document (tested below).
-ALLOWED = {("watch", "full_document"), ("get_or_create", "defaults")}
+#: Keyword parameters beside ``**kwargs`` that are deliberate, with the reason.
+#: ``get_or_create``'s ``defaults`` is Django's keyword, which only fills a new document
+#: (tested below). (``watch`` takes keyword-only options and no ``**kwargs``.)
+ALLOWED = {("get_or_create", "defaults")}
 
 
 def public_methods() -> Iterator[tuple[str, Callable[..., Any]]]:

@@ -1,0 +1,309 @@
+"""Compile ``update(**values)`` into a MongoDB update document (and its ``arrayFilters``).
+
+Every path comes from a keyword name, resolved against the model (or, inside a list, against
+the element's type); every value is validated as the type of the field it is written to. The
+only identifiers odm adds to a path are the positional operators and the ``arrayFilters``
+names it makes itself (``e0``, ``e1``...): nothing in a value becomes a path or an operator.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+
+from ..exceptions import QueryError
+from .expressions import (
+    ArrayUpdate,
+    CombinedExpression,
+    ElementUpdate,
+    Expression,
+    Extremum,
+    Now,
+)
+from .paths import ID_FIELD, FieldType, Kind, ResolvedPath, resolve
+from .q import Q
+from .where import compile_q
+
+__all__ = ["CompiledUpdate", "compile_update", "compile_update_spec"]
+
+
+@dataclass(slots=True)
+class CompiledUpdate:
+    """An update document, its ``arrayFilters`` and the stored paths of the lists whose
+    first matched element (``$``) it writes (the filter must match inside them)."""
+
+    update: dict[str, dict[str, Any]]
+    array_filters: list[dict[str, Any]] = field(default_factory=list)
+    matched_lists: list[str] = field(default_factory=list)
+
+
+def compile_update(model: type[Any], values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Compile ``update(**values)`` into an update document (``$set``, ``$inc``, ``$push``...).
+
+    Plain values are validated as the field's type, constraints included, then ``$set`` (so
+    ``None`` is ``$set: null``, allowed only on a field that accepts None); ``F("n") + 1`` is
+    ``$inc``, ``F("n") * 2`` ``$mul`` (numbers may be ``Decimal`` for an ``odm.Decimal``
+    field); ``Least(F("n"), v)`` / ``Greatest(F("n"), v)`` ``$min`` / ``$max``; ``Now()``
+    ``$currentDate``; ``F("tags").push(v)`` / ``.add_to_set(v)`` / ``.pull(v)`` are ``$push`` /
+    ``$addToSet`` / ``$pull`` (``$pullAll`` for several values or a document, so that a value
+    is never read as a condition). Element updates need :func:`compile_update_spec`.
+    """
+    compiled = compile_update_spec(model, values)
+    if compiled.array_filters or compiled.matched_lists:
+        raise QueryError("element updates need compile_update_spec() (arrayFilters, $)")
+    return compiled.update
+
+
+def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> CompiledUpdate:
+    """Compile ``update(**values)``, element updates (``F("items").each(...)`` /
+    ``.matched(...)``) and pulls by condition included."""
+    if not values:
+        raise QueryError("update() needs at least one field to change")
+    out = CompiledUpdate({})
+    written: list[str] = []
+    for key, value in values.items():
+        target = _update_target(model, key)
+        _claim(written, target.db_path, key)
+        if isinstance(value, ElementUpdate):
+            _element_update(model, key, value, target, out)
+            continue
+        if isinstance(value, ArrayUpdate):
+            op, operand = _array_update(model, key, value, target)
+        else:
+            op, operand = _operation(key, value, target.field)
+        out.update.setdefault(op, {})[target.db_path] = operand
+    return out
+
+
+def _claim(written: list[str], db_path: str, key: str) -> None:
+    """Refuse a path that overlaps one already written (MongoDB refuses the conflict)."""
+    for other in written:
+        if db_path == other or db_path.startswith(other + ".") or other.startswith(db_path + "."):
+            raise QueryError(f"update() writes {key!r} twice (overlapping paths)", field=key)
+    written.append(db_path)
+
+
+def _operation(key: str, value: Any, field_type: FieldType) -> tuple[str, Any]:
+    """The operator and operand writing ``value`` to a single field (not a list operator)."""
+    if isinstance(value, CombinedExpression):
+        return _arithmetic_update(key, value, field_type)
+    if isinstance(value, Extremum):
+        return _extremum_update(key, value, field_type)
+    if isinstance(value, Now):
+        return "$currentDate", _current_date(key, field_type)
+    if isinstance(value, Expression):
+        raise QueryError(
+            f"update({key}={value!r}): copying another field needs an update pipeline, "
+            "which update() does not build; use F(field) + number or a plain value",
+            field=key,
+        )
+    if isinstance(value, ElementUpdate | ArrayUpdate):
+        raise QueryError(f"update(): {value!r} is not allowed here", field=key)
+    return "$set", field_type.convert(value, key, store=True)
+
+
+def _arithmetic_update(
+    key: str, value: CombinedExpression, field_type: FieldType
+) -> tuple[str, Any]:
+    """``$inc`` / ``$mul`` with its operand validated as the field's type."""
+    op, number = value.as_update(key)
+    if field_type.kind not in (Kind.NUMBER, Kind.ANY):
+        raise QueryError(f"{key!r} is {field_type.label}: {op} needs a number field", field=key)
+    operand = field_type.convert(number, key)
+    if isinstance(operand, bool) or not isinstance(operand, int | float | bson.Decimal128):
+        raise QueryError(f"{op} on {key!r} needs a number", field=key)
+    return op, operand
+
+
+#: Kinds of field whose values ``$min`` / ``$max`` compare the way a reader expects.
+_ORDERED = (Kind.NUMBER, Kind.STRING, Kind.DATE, Kind.ANY)
+
+
+def _extremum_update(key: str, value: Extremum, field_type: FieldType) -> tuple[str, Any]:
+    """``$min`` / ``$max`` with the value validated (and stored) as the field's type."""
+    op, operand = value.as_update(key)
+    if field_type.kind not in _ORDERED:
+        raise QueryError(
+            f"{key!r} is {field_type.label}: {type(value).__name__}() needs a number, string "
+            "or date field",
+            field=key,
+        )
+    return op, field_type.convert(operand, key, store=True)
+
+
+#: A datetime with a time of day: a ``date`` field refuses it, a ``datetime`` field takes it.
+_SOME_TIME = datetime.datetime(2000, 1, 1, 12, 30, tzinfo=datetime.UTC)
+
+
+def _current_date(key: str, field_type: FieldType) -> bool:
+    """``$currentDate: true`` (a BSON date), only on a field that holds a datetime."""
+    if field_type.kind is not Kind.ANY:
+        try:
+            stored = field_type.convert(_SOME_TIME, key, store=True)
+        except QueryError:
+            stored = None
+        if field_type.kind is not Kind.DATE or not isinstance(stored, datetime.datetime):
+            raise QueryError(
+                f"{key!r} is {field_type.label}: Now() needs a datetime field", field=key
+            )
+    return True
+
+
+def _update_target(model: type[Any], key: str) -> ResolvedPath:
+    if not isinstance(key, str):
+        raise QueryError(f"update() takes field names, not {type(key).__name__}")
+    target = resolve(model, key)
+    if target.names and target.names[0] == ID_FIELD:
+        raise QueryError("the id of a document cannot be updated", field=key)
+    if target.joins:
+        raise QueryError(f"update() cannot write through a reference: {key!r}", field=key)
+    if target.through_list:
+        raise QueryError(
+            f"update() cannot write {key!r}: it is inside a list (write the whole list, or "
+            "its elements with F(list).each(...) / .matched(...))",
+            field=key,
+        )
+    return target
+
+
+def _item(key: str, target: ResolvedPath, what: str) -> FieldType:
+    """The element type of the list field ``target`` (a declared list only)."""
+    if target.field.kind is not Kind.LIST or target.field.item is None:
+        raise QueryError(f"{what} needs a list field; {key!r} is {target.field.label}", field=key)
+    return target.field.item
+
+
+def _condition(model: type[Any], key: str, q: Q, item: FieldType) -> dict[str, Any]:
+    """Compile ``q`` on the fields of ``item`` (a list's element model) to a filter whose
+    keys are relative to the element."""
+    if item.kind is not Kind.MODEL:
+        raise QueryError(
+            f"a Q on the elements of {key!r} needs a list of models; its elements are "
+            f"{item.label}",
+            field=key,
+        )
+    # The element's model names the culprit in errors ("QsItem has no field 'x'").
+    parts = compile_q(item.models[0] if item.models else model, q, root=item, split=False)
+    if any(part.joins for part in parts):
+        raise QueryError(f"a condition on the elements of {key!r} cannot cross references")
+    mql = parts[0].mql if parts else {}
+    if not mql:
+        raise QueryError(f"the condition on the elements of {key!r} is empty", field=key)
+    if _has_expr(mql):
+        raise QueryError(f"a condition on the elements of {key!r} cannot use F()", field=key)
+    return mql
+
+
+def _has_expr(mql: Any) -> bool:
+    if isinstance(mql, Mapping):
+        return "$expr" in mql or any(_has_expr(v) for v in mql.values())
+    if isinstance(mql, list):
+        return any(_has_expr(v) for v in mql)
+    return False
+
+
+def _prefixed(mql: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``mql`` with every field key under ``prefix`` (an ``arrayFilters`` identifier)."""
+    out: dict[str, Any] = {}
+    for key, value in mql.items():
+        if key in ("$and", "$or", "$nor"):
+            out[key] = [_prefixed(part, prefix) for part in value]
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
+def _array_update(
+    model: type[Any], key: str, value: ArrayUpdate, target: ResolvedPath
+) -> tuple[str, Any]:
+    if value.field != key:
+        raise QueryError(
+            f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
+            field=key,
+        )
+    field_type = target.field
+    if field_type.kind not in (Kind.LIST, Kind.ANY):
+        raise QueryError(f"{value.kind}() needs a list field; {key!r} is {field_type.label}")
+    conditions = [v for v in value.values if isinstance(v, Q)]
+    if conditions:
+        if value.kind != "pull" or len(value.values) != 1:
+            raise QueryError(
+                f"F({key!r}).{value.kind}(...): a Q is a condition, given alone to pull()",
+                field=key,
+            )
+        return "$pull", _condition(model, key, conditions[0], _item(key, target, "pull(Q)"))
+    item = field_type.item if field_type.item is not None else field_type
+    items = [item.convert(v, key, store=True) for v in value.values]
+    if value.kind == "pull":
+        if len(items) == 1 and not isinstance(items[0], dict | list):
+            return "$pull", items[0]
+        return "$pullAll", items
+    op = "$push" if value.kind == "push" else "$addToSet"
+    return op, items[0] if len(items) == 1 else {"$each": items}
+
+
+def _element_update(
+    model: type[Any], key: str, value: ElementUpdate, target: ResolvedPath, out: CompiledUpdate
+) -> None:
+    """Add ``F(key).each(...)`` / ``.matched(...)`` to ``out``."""
+    if value.field != key:
+        raise QueryError(
+            f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
+            field=key,
+        )
+    item = _item(key, target, f"{value.kind}()")
+    conditions = [a for a in value.args if isinstance(a, Q)]
+    plain = [a for a in value.args if not isinstance(a, Q)]
+    if len(conditions) > 1 or (conditions and value.kind != "each"):
+        raise QueryError(
+            f"F({key!r}).{value.kind}(...) takes {'one Q' if value.kind == 'each' else 'no Q'}"
+            " (the elements to write)",
+            field=key,
+        )
+    if conditions:
+        name = f"e{len(out.array_filters)}"  # odm's own identifier, never the caller's
+        marker = f"$[{name}]"
+        out.array_filters.append(_prefixed(_condition(model, key, conditions[0], item), name))
+    elif value.kind == "each":
+        marker = "$[]"
+    else:
+        marker = "$"
+        out.matched_lists.append(target.db_path)
+    base = f"{target.db_path}.{marker}"
+    if item.kind is Kind.MODEL:
+        if plain or not value.values:
+            raise QueryError(
+                f"F({key!r}).{value.kind}(...) on a list of models takes the element's fields "
+                "as keywords",
+                field=key,
+            )
+        written: list[str] = []
+        for name_, sub in value.values.items():
+            element = resolve(item.models[0] if item.models else model, name_, root=item)
+            label = f"{key}__{name_}"
+            if element.joins or element.through_list:
+                raise QueryError(
+                    f"update() cannot write {label!r} (through a list or a reference)",
+                    field=label,
+                )
+            _claim(written, element.db_path, label)
+            try:
+                if isinstance(sub, ArrayUpdate):
+                    op, operand = _array_update(model, name_, sub, element)
+                else:
+                    op, operand = _operation(name_, sub, element.field)
+            except QueryError as exc:
+                raise QueryError(f"{label}: {exc}", field=label) from None
+            out.update.setdefault(op, {})[f"{base}.{element.db_path}"] = operand
+        return
+    if value.values or len(plain) != 1:
+        raise QueryError(
+            f"F({key!r}).{value.kind}(...) on a list of {item.label} takes one value "
+            "(the new element)",
+            field=key,
+        )
+    out.update.setdefault("$set", {})[base] = item.convert(plain[0], key, store=True)
