@@ -425,13 +425,23 @@ _ReadField = tuple[tuple[str, ...], str, "ReadPlan | None"]
 
 
 class ReadPlan:
-    """Where the datetimes of one model class are: the keys a stored (sub-)document may have,
-    and the fields holding datetimes or models that may hold them."""
+    """Where the datetimes of one model class are, and how to tell that a stored
+    (sub-)document has no key the class does not read.
 
-    __slots__ = ("fixes", "keys")
+    The keys are counted, not looked up one by one: ``required`` fields read from one key
+    each, and the ``optional`` ones (fields with a default, fields read from their alias or
+    else their name: each counts once, as pydantic reads one of its keys). A document that
+    validates has a key for every required field, so it has a key that nothing reads exactly
+    when ``len(doc) > required + (the optional fields it has a key for)``; one that does not
+    validate is decoded aware again anyway."""
 
-    def __init__(self, keys: frozenset[str], fixes: tuple[_ReadField, ...]) -> None:
-        self.keys = keys
+    __slots__ = ("fixes", "optional", "required")
+
+    def __init__(
+        self, required: int, optional: tuple[tuple[str, ...], ...], fixes: tuple[_ReadField, ...]
+    ) -> None:
+        self.required = required
+        self.optional = optional
         self.fixes = fixes
 
 
@@ -527,27 +537,36 @@ def _read_plan(
         or fields_schema.get("extras_schema") is not None
     ):
         raise _NoPlan
-    keys: set[str] = set()
+    required = 0
+    optional: list[tuple[str, ...]] = []
     fixes: list[_ReadField] = []
     for name, field in fields_schema.get("fields", {}).items():
         alias = field.get("validation_alias")
         if alias is not None and not isinstance(alias, str):
             raise _NoPlan  # AliasPath / AliasChoices: read from places the loop does not see
         names = (name,) if alias is None or alias == name else (alias, name)
-        keys.update(names)
+        if len(names) > 1 and not (
+            config.get("validate_by_name", False) and config.get("validate_by_alias", True)
+        ):
+            raise _NoPlan  # one of its keys is not read: what it holds is vouched for by none
+        if len(names) == 1 and field["schema"].get("type") != "default":
+            required += 1
+        else:
+            optional.append(names)
         what, sub = _read_kind(field["schema"], definitions, seen)
         if what != _REFUSES:
             fixes.append((names, what, sub))
-    return ReadPlan(frozenset(keys), tuple(fixes))
+    return ReadPlan(required, tuple(optional), tuple(fixes))
 
 
 def _emit(
     plan: ReadPlan, var: str, depth: int, indent: str, lines: list[str], consts: dict[str, Any]
 ) -> None:
     """Append the fix-up of the stored (sub-)document ``var`` to ``lines``."""
-    keys = f"K{len(consts)}"
-    consts[keys] = plan.keys
-    lines.append(f"{indent}if not {var}.keys() <= {keys}: return False")
+    present = "".join(
+        " + (" + " or ".join(f"{key!r} in {var}" for key in names) + ")" for names in plan.optional
+    )
+    lines.append(f"{indent}if len({var}) > {plan.required}{present}: return False")
     for names, what, sub in plan.fixes:
         for key in names:
             value = f"v{depth}"
@@ -623,7 +642,7 @@ def _build_fixer(cls: type[Any], schema: Any) -> DatetimeFixer | None:
 
     # The polymorphic class key, stored by odm, is a str: anything else there is vouched for
     # by nobody (the class does not read it), so the batch is then decoded aware again.
-    plan = ReadPlan(plan.keys | {CLASS_KEY}, plan.fixes)
+    plan = ReadPlan(plan.required, (*plan.optional, (CLASS_KEY,)), plan.fixes)
     consts: dict[str, Any] = {"DT": _dt.datetime, "EA": EPOCH_AWARE, "EN": EPOCH_NAIVE}
     lines = ["def fix(raws):", "    for r in raws:"]
     _emit(plan, "r", 0, "        ", lines, consts)
