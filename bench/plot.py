@@ -23,7 +23,8 @@ SERIES: list[tuple[str, str, str]] = [
     ("odmantic", "ODMantic", "#d62728"),
 ]
 
-_TICKS = (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
+_TICKS = (0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0)
+_WIDE_TICKS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
 
 
 def cost_ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -97,7 +98,8 @@ def draw(results: dict[str, Any], path: Path) -> Path:
     values = [x for cells in rows.values() for x in cells.values()] or [1.0]
     low, high = min(0.8, min(values) * 0.85), max(1.25, max(values) * 1.3)
     ax.set_xlim(low, high)
-    ticks = [t for t in _TICKS if low <= t <= high]
+    dense = high / low < 8  # a narrow range: the fine ticks; else one per decade step
+    ticks = [t for t in (_TICKS if dense else _WIDE_TICKS) if low <= t <= high]
     ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
     ax.minorticks_off()
     ax.set_yticks(range(len(labels)), labels)
