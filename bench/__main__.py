@@ -8,6 +8,8 @@ Examples::
     python -m bench --spec                            # the ODM spec benchmark only
     python -m bench --all --quick                     # both, tiny sizes (CI)
     python -m bench --only find_all --peers raw,odm --profile odm   # where odm's time goes
+    python -m bench --plot docs/img/bench.png         # ... and the ratios as a chart
+    python -m bench --plot-from bench/results.json --plot bench.png   # chart of a past run
 
 Without ``--uri`` a throwaway single-node replica set is started with ``odm.server.LocalServer``.
 Every implementation connects with ``w=1`` added to the URI. Results go to stdout and to
@@ -28,6 +30,7 @@ from pymongo import AsyncMongoClient
 
 from .common import IMPLEMENTATIONS, WORKLOAD_NAMES, Counts, machine_info, with_write_concern
 from .harness import format_table, run_workloads
+from .plot import draw
 from .profiling import Profiles
 from .spec import SpecMode, format_spec_table, run_spec
 from .spec_common import TASK_NAMES
@@ -89,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=DEFAULT_PROFILE_DIR,
         help=f"where --profile writes its trees ({DEFAULT_PROFILE_DIR})",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the ratios of the run (or of --plot-from) as a chart (matplotlib)",
+    )
+    parser.add_argument(
+        "--plot-from",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: draw --plot from this results file (e.g. bench/results.json)",
     )
     return parser
 
@@ -186,6 +201,11 @@ def _write_json(path: Path, out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, get a server, run, print and write the results."""
     args = build_parser().parse_args(argv)
+    if args.plot_from is not None:
+        if args.plot is None:
+            raise SystemExit("--plot-from needs --plot FILE.png")
+        print(f"chart written to {draw(json.loads(args.plot_from.read_text()), args.plot)}")
+        return 0
     if args.uri:
         out = asyncio.run(_run(args, args.uri))
     else:
@@ -196,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             out = asyncio.run(_run(args, server.uri))
     _write_json(args.json, out)
     print(f"results written to {args.json}")
+    if args.plot is not None:
+        print(f"chart written to {draw(json.loads(args.json.read_text()), args.plot)}")
     return 0
 
 

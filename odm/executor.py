@@ -94,6 +94,10 @@ CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     type_registry=TypeRegistry(fallback_encoder=_encode_fallback),
 )
 
+#: The same, with naive datetimes: for the reads whose documents go to a class's datetime
+#: fix-up (``odm.models.loading.load_documents(naive=True)``), which makes them aware.
+NAIVE_CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CODEC_OPTIONS.with_options(tz_aware=False)
+
 # model -> (database object, collection object): the collection is rebuilt when the model's
 # database changes (a reconnect), and otherwise costs one dict lookup.
 _collections: dict[type[Any], tuple[Any, Any]] = {}
@@ -114,6 +118,20 @@ def collection(model: type[Any]) -> Any:
     )
     _collections[model] = (database, coll)
     return coll
+
+
+# model -> (its collection object, the same decoding naive datetimes).
+_naive_collections: dict[type[Any], tuple[Any, Any]] = {}
+
+
+def _naive_collection(model: type[Any]) -> Any:
+    coll = collection(model)
+    cached = _naive_collections.get(model)
+    if cached is not None and cached[0] is coll:
+        return cached[1]
+    naive = coll.with_options(codec_options=NAIVE_CODEC_OPTIONS)
+    _naive_collections[model] = (coll, naive)
+    return naive
 
 
 def _with(coll: Any, write_concern: Any = None, read_preference: Any = None) -> Any:
@@ -308,10 +326,13 @@ async def find_one(
     skip: int = 0,
     timeout: float | None = None,
     read_preference: Any = None,
+    tz_aware: bool = True,
     **options: Any,
 ) -> dict[str, Any] | None:
-    """Return the first raw document matching ``filter``, or ``None``."""
-    coll = _with(collection(model), read_preference=read_preference)
+    """Return the first raw document matching ``filter``, or ``None`` (``tz_aware=False``:
+    datetimes decoded naive, for ``load_documents(naive=True)``)."""
+    source = collection(model) if tz_aware else _naive_collection(model)
+    coll = _with(source, read_preference=read_preference)
     with _run(model, "find_one", timeout):
         result: dict[str, Any] | None = await coll.find_one(
             filter, projection, sort=sort, skip=skip, session=operation_session(model), **options
@@ -330,15 +351,18 @@ async def find(
     batch_size: int = 0,
     timeout: float | None = None,
     read_preference: Any = None,
+    tz_aware: bool = True,
     **options: Any,
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Yield the raw documents matching ``filter`` batch by batch (memory stays flat).
+    """Yield the raw documents matching ``filter`` batch by batch (memory stays flat;
+    ``tz_aware=False``: datetimes decoded naive, for ``load_documents(naive=True)``).
 
     ``timeout`` covers the whole iteration: each batch gets what is left of it. Close the
     generator (``aclose()`` or ``contextlib.aclosing``) when stopping early, so the server
     cursor is killed at once.
     """
-    coll = _with(collection(model), read_preference=read_preference)
+    source = collection(model) if tz_aware else _naive_collection(model)
+    coll = _with(source, read_preference=read_preference)
     if batch_size:
         options["batch_size"] = batch_size
     cursor = coll.find(
@@ -370,10 +394,13 @@ async def find_list(
     limit: int = 0,
     timeout: float | None = None,
     read_preference: Any = None,
+    tz_aware: bool = True,
     **options: Any,
 ) -> list[dict[str, Any]]:
-    """Return every raw document matching ``filter`` as one list."""
-    coll = _with(collection(model), read_preference=read_preference)
+    """Return every raw document matching ``filter`` as one list (``tz_aware=False``:
+    datetimes decoded naive, for ``load_documents(naive=True)``)."""
+    source = collection(model) if tz_aware else _naive_collection(model)
+    coll = _with(source, read_preference=read_preference)
     with _run(model, "find", timeout, sort=sort):
         cursor = coll.find(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),

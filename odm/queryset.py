@@ -57,14 +57,16 @@ STREAM_BATCH_SIZE = 1000
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
 
-def _load(model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool) -> list[Any]:
+def _load(
+    model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool, naive: bool = False
+) -> list[Any]:
     global _load_documents
     if _load_documents is None:
         # Imported late (odm.models imports this module); then kept, off the hot path.
         from .models.loading import load_documents
 
         _load_documents = load_documents
-    return _load_documents(model, raws, lenient=lenient)
+    return _load_documents(model, raws, lenient=lenient, naive=naive)
 
 
 _load_documents: Callable[..., list[Any]] | None = None
@@ -73,6 +75,22 @@ _load_documents: Callable[..., list[Any]] | None = None
 def _load_one(model: type[Any], raw: dict[str, Any]) -> Any:
     """Validate one stored document (a change event's) into ``model``."""
     return _load(model, [raw], False)[0]
+
+
+def _reads_naive(model: type[Any], query: Query) -> bool:
+    """Tell whether the documents of a plain find can be decoded with naive datetimes: whole
+    models of a class with a datetime fix-up (``loading.load_documents(naive=True)``)."""
+    if query.lenient or query.only_fields is not None or query.deferred:
+        return False
+    global _reads_naive_of
+    if _reads_naive_of is None:
+        from .models.loading import reads_naive
+
+        _reads_naive_of = reads_naive
+    return _reads_naive_of(model)
+
+
+_reads_naive_of: Callable[[type[Any]], bool] | None = None
 
 
 class QuerySet(Generic[M]):
@@ -303,10 +321,13 @@ class QuerySet(Generic[M]):
             compiled = compiler.compile_query(self._query)
         options = self._read_options()
         if isinstance(compiled, compiler.CompiledFind):
-            source = executor.find(self._model, **compiled.kwargs(), **options)
+            naive = _reads_naive(self._model, self._query)
+            source = executor.find(
+                self._model, **compiled.kwargs(), **options, tz_aware=not naive
+            )
             async with aclosing(source) as batches:
                 async for raws in batches:
-                    yield await self._documents(raws)
+                    yield await self._documents(raws, naive=naive)
             return
         kwargs = compiled.kwargs()
         batch_size = kwargs.pop("batchSize", 0)
@@ -321,14 +342,19 @@ class QuerySet(Generic[M]):
                     yield _shape_rows(self._query, raws, compiled.rows, compiled.names)
 
     async def _documents(
-        self, raws: list[dict[str, Any]], related: Sequence[compiler.Related] = ()
+        self,
+        raws: list[dict[str, Any]],
+        related: Sequence[compiler.Related] = (),
+        *,
+        naive: bool = False,
     ) -> list[Any]:
+        """Load ``raws`` (``naive``: decoded with naive datetimes, see :func:`_reads_naive`)."""
         joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
         query = self._query
         if query.only_fields is not None or query.deferred:
             documents = _load_partial(self._model, raws, query)
         else:
-            documents = _load(self._model, raws, query.lenient)
+            documents = _load(self._model, raws, query.lenient, naive)
         for relation, targets in zip(related, joined, strict=True):
             _attach(documents, relation, targets, query.lenient)
         if self._prefetch:
@@ -347,6 +373,7 @@ class QuerySet(Generic[M]):
             return results
         # One driver to_list() and one validation of the whole list.
         if isinstance(compiled, compiler.CompiledFind):
+            naive = _reads_naive(self._model, query)
             raws = await executor.find_list(
                 self._model,
                 compiled.filter,
@@ -356,8 +383,9 @@ class QuerySet(Generic[M]):
                 limit=compiled.limit,
                 timeout=query.timeout,
                 read_preference=query.read_preference,
+                tz_aware=not naive,
             )
-            return await self._documents(raws)
+            return await self._documents(raws, naive=naive)
         # A pipeline (joins, values(), grouping).
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()

@@ -9,10 +9,13 @@ projected rows (``only()`` / ``defer()``).
 from __future__ import annotations
 
 import copy
+import datetime as _dt
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bson import DBRef
+from bson.code import Code
 from pydantic import ConfigDict, TypeAdapter
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic_core import PydanticCustomError
@@ -24,6 +27,7 @@ from ..exceptions import (
 from ..gcpause import paused_gc
 from ..session import current_unit_of_work
 from .fields import Field
+from .model_plan import EPOCH_AWARE, EPOCH_NAIVE, datetime_fixer
 from .options import CLASS_KEY, ID_FIELD, ID_KEY, Options
 from .tracking import set_snapshot, set_snapshots
 
@@ -102,7 +106,72 @@ def _validate_batch(
     return results
 
 
+def reads_naive(model: type[Any]) -> bool:
+    """Tell whether documents of ``model`` may be decoded with naive datetimes and handed to
+    :func:`load_documents` with ``naive=True`` (its class has a datetime fix-up:
+    :func:`odm.models.model_plan.datetime_fixer`)."""
+    return datetime_fixer(model) is not None
+
+
+def _aware(value: Any) -> Any:
+    """Return ``value`` as the aware decoding gives it: every naive datetime in it made aware
+    UTC (dicts and lists changed in place; DBRefs and scoped code rebuilt)."""
+    cls = value.__class__
+    if cls is _dt.datetime:
+        return EPOCH_AWARE + (value - EPOCH_NAIVE) if value.tzinfo is None else value
+    if cls is dict:
+        for key, item in value.items():
+            value[key] = _aware(item)
+    elif cls is list:
+        value[:] = map(_aware, value)
+    elif cls is DBRef:
+        extra = getattr(value, "_DBRef__kwargs", {})
+        return DBRef(
+            value.collection,
+            _aware(value.id),
+            value.database,
+            **{key: _aware(item) for key, item in extra.items()},
+        )
+    elif cls is Code and value.scope is not None:
+        return Code(str(value), _aware(value.scope))
+    return value
+
+
+def make_aware(raws: Sequence[dict[str, Any]]) -> None:
+    """Turn naive-decoded documents into what the aware decoding gives, in place."""
+    for raw in raws:
+        _aware(raw)
+
+
 def load_documents(
+    model: type[Any],
+    raws: Sequence[dict[str, Any]],
+    *,
+    lenient: bool = False,
+    naive: bool = False,
+) -> list[Any]:
+    """Validate a batch of raw BSON documents into instances of ``model`` (see
+    :func:`_load_documents`).
+
+    ``naive=True``: the documents were decoded with naive datetimes (only for a model that
+    :func:`reads_naive`). The datetimes of the places the class's fix-up knows are made aware
+    (one generated loop); if a document has a key the fix-up does not know, or the batch does
+    not validate, every datetime of the batch is made aware (:func:`make_aware`) and the
+    batch loaded again, so instances, snapshots and errors are those of the aware decoding.
+    """
+    if naive:
+        fixer = datetime_fixer(model)
+        if lenient or fixer is None or not fixer(raws):
+            make_aware(raws)
+        else:
+            try:
+                return _load_documents(model, raws, lenient=False)
+            except _PydanticValidationError:
+                make_aware(raws)
+    return _load_documents(model, raws, lenient=lenient)
+
+
+def _load_documents(
     model: type[Any], raws: Sequence[dict[str, Any]], *, lenient: bool = False
 ) -> list[Any]:
     """Validate a batch of raw BSON documents into instances of ``model`` (or, in a

@@ -28,11 +28,12 @@ dumped whole by pydantic.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
 import bson
+from bson.tz_util import utc as _bson_utc  # the tzinfo of PyMongo's aware decoding
 
 __all__ = [
     "ANY",
@@ -387,3 +388,269 @@ def _mark_dumps_alone(plan: ModelPlan, seen: set[int]) -> bool:
             alone = False
     plan.dumps_alone = alone
     return alone
+
+
+# -- reads: where a stored document's datetimes go (decoding naive, then the fix-up) ---------
+#
+# Decoding datetimes as aware UTC costs PyMongo a ``datetime.replace(tzinfo=...)`` per value.
+# A class whose every datetime goes to a place this plan knows (a ``datetime`` field, a list
+# of them, an embedded model or a list of models built the same way) can be decoded naive and
+# have exactly those places made aware in one generated loop per batch (``EPOCH_AWARE + (d -
+# EPOCH_NAIVE)`` is the very datetime the aware decoding gives). Every other field of such a
+# class refuses a datetime (``str``, ``int``, an ObjectId...): a datetime stored there fails
+# validation, and the loader then decodes the batch aware again (:mod:`odm.models.loading`),
+# so errors are those of the aware decoding. A class with any field that could take a
+# datetime where the loop does not look (``Any``, ``dict``, a ``date``, unions, validators,
+# ``extra="allow"``, aliases by path...) has no fixer: it keeps the aware decoding.
+
+#: The naive and aware epochs of the fix-up.
+EPOCH_NAIVE = _dt.datetime(1970, 1, 1)
+EPOCH_AWARE = _dt.datetime(1970, 1, 1, tzinfo=_bson_utc)
+
+#: Validators that refuse a ``datetime`` input (pydantic's lax mode included).
+_REFUSE_DATETIME = frozenset({"str", "int", "float", "bool", "bytes", "none"})
+#: Literal and enum values that a datetime never equals.
+_NOT_DATETIME_VALUES = (str, int, float, type(None))
+
+# What a field of a read plan holds.
+_REFUSES = "refuses"  # no datetime can be valid here
+_DATETIME = "datetime"
+_DATETIME_LIST = "datetime-list"
+_SUB = "model"
+_SUB_LIST = "model-list"
+
+#: One fixed place of a read plan: (the stored keys pydantic may read it from, what it holds,
+#: the embedded model's plan).
+_ReadField = tuple[tuple[str, ...], str, "ReadPlan | None"]
+
+
+class ReadPlan:
+    """Where the datetimes of one model class are, and how to tell that a stored
+    (sub-)document has no key the class does not read.
+
+    The keys are counted, not looked up one by one: ``required`` fields read from one key
+    each, and the ``optional`` ones (fields with a default, fields read from their alias or
+    else their name: each counts once, as pydantic reads one of its keys). A document that
+    validates has a key for every required field, so it has a key that nothing reads exactly
+    when ``len(doc) > required + (the optional fields it has a key for)``; one that does not
+    validate is decoded aware again anyway."""
+
+    __slots__ = ("fixes", "optional", "required")
+
+    def __init__(
+        self, required: int, optional: tuple[tuple[str, ...], ...], fixes: tuple[_ReadField, ...]
+    ) -> None:
+        self.required = required
+        self.optional = optional
+        self.fixes = fixes
+
+
+class _NoPlan(Exception):
+    """A schema the read plan cannot vouch for."""
+
+
+def _refuses_datetime(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> bool:
+    """Tell whether the validator of ``schema`` refuses every ``datetime`` input (so a stored
+    datetime there fails validation, whichever way it was decoded)."""
+    kind = schema.get("type")
+    if kind in _REFUSE_DATETIME:
+        return True
+    if kind in ("nullable", "default"):
+        return _refuses_datetime(schema["schema"], definitions)
+    if kind == "definition-ref":
+        target = definitions.get(schema.get("schema_ref", ""))
+        return target is not None and _refuses_datetime(target, definitions)
+    if kind == "is-instance":
+        cls = schema.get("cls")
+        return isinstance(cls, type) and not issubclass(_dt.datetime, cls)
+    if kind == "chain":
+        steps: list[Any] = list(schema.get("steps") or ())
+        return bool(steps) and _refuses_datetime(steps[0], definitions)
+    if kind == "union":
+        # A choice is a schema, or (schema, label) in a union with labels.
+        choices: list[Any] = [
+            choice[0] if type(choice) is tuple else choice for choice in schema.get("choices", ())
+        ]
+        return bool(choices) and all(_refuses_datetime(c, definitions) for c in choices)
+    if kind == "json-or-python":
+        return _refuses_datetime(schema.get("python_schema", {}), definitions)
+    if kind == "literal":
+        return all(type(v) in _NOT_DATETIME_VALUES for v in schema.get("expected", ()))
+    if kind == "enum":
+        members = schema.get("members", ())
+        return bool(members) and all(
+            type(m.value) in _NOT_DATETIME_VALUES or type(m.value) is bool for m in members
+        )
+    return False
+
+
+def _read_kind(
+    schema: Mapping[str, Any], definitions: Mapping[str, Any], seen: set[int]
+) -> tuple[str, ReadPlan | None]:
+    """What a field of ``schema`` holds for the fix-up; raise :class:`_NoPlan` if unknown."""
+    while True:
+        kind = schema.get("type")
+        if kind in ("nullable", "default"):
+            schema = schema["schema"]
+        elif kind == "definition-ref":
+            target = definitions.get(schema.get("schema_ref", ""))
+            if target is None:
+                raise _NoPlan
+            schema = target
+        else:
+            break
+    if kind == "datetime":
+        return _DATETIME, None
+    if kind == "model":
+        return _SUB, _read_plan(schema, definitions, seen)
+    if kind == "list" and "items_schema" in schema:
+        item, sub = _read_kind(schema["items_schema"], definitions, seen)
+        if item == _DATETIME:
+            return _DATETIME_LIST, None
+        if item == _SUB:
+            return _SUB_LIST, sub
+        if item == _REFUSES:
+            return _REFUSES, None
+        raise _NoPlan
+    if _refuses_datetime(schema, definitions):
+        return _REFUSES, None
+    raise _NoPlan
+
+
+def _read_plan(
+    schema: Mapping[str, Any], definitions: Mapping[str, Any], seen: set[int]
+) -> ReadPlan:
+    """The read plan of a ``model`` core schema (raise :class:`_NoPlan` if it has none)."""
+    if id(schema) in seen:  # a recursive model: its datetimes could be at any depth
+        raise _NoPlan
+    seen = seen | {id(schema)}
+    config = schema.get("config") or {}
+    fields_schema = schema.get("schema", {})
+    if (
+        schema.get("root_model")
+        or schema.get("custom_init")
+        or schema.get("post_init")
+        or config.get("from_attributes")
+        or "allow" in (schema.get("extra_behavior"), config.get("extra_fields_behavior"))
+        or fields_schema.get("type") != "model-fields"
+        or fields_schema.get("extra_behavior") == "allow"
+        or fields_schema.get("extras_schema") is not None
+    ):
+        raise _NoPlan
+    required = 0
+    optional: list[tuple[str, ...]] = []
+    fixes: list[_ReadField] = []
+    for name, field in fields_schema.get("fields", {}).items():
+        alias = field.get("validation_alias")
+        if alias is not None and not isinstance(alias, str):
+            raise _NoPlan  # AliasPath / AliasChoices: read from places the loop does not see
+        names = (name,) if alias is None or alias == name else (alias, name)
+        if len(names) > 1 and not (
+            config.get("validate_by_name", False) and config.get("validate_by_alias", True)
+        ):
+            raise _NoPlan  # one of its keys is not read: what it holds is vouched for by none
+        if len(names) == 1 and field["schema"].get("type") != "default":
+            required += 1
+        else:
+            optional.append(names)
+        what, sub = _read_kind(field["schema"], definitions, seen)
+        if what != _REFUSES:
+            fixes.append((names, what, sub))
+    return ReadPlan(required, tuple(optional), tuple(fixes))
+
+
+def _emit(
+    plan: ReadPlan, var: str, depth: int, indent: str, lines: list[str], consts: dict[str, Any]
+) -> None:
+    """Append the fix-up of the stored (sub-)document ``var`` to ``lines``."""
+    present = "".join(
+        " + (" + " or ".join(f"{key!r} in {var}" for key in names) + ")" for names in plan.optional
+    )
+    lines.append(f"{indent}if len({var}) > {plan.required}{present}: return False")
+    for names, what, sub in plan.fixes:
+        for key in names:
+            value = f"v{depth}"
+            lines.append(f"{indent}{value} = {var}.get({key!r})")
+            if what == _DATETIME:
+                lines.append(f"{indent}if {value}.__class__ is DT:")
+                lines.append(f"{indent}    {var}[{key!r}] = EA + ({value} - EN)")
+            elif what == _DATETIME_LIST:
+                lines.append(f"{indent}if {value}.__class__ is list:")
+                lines.append(
+                    f"{indent}    {value}[:] = [EA + (x - EN) if x.__class__ is DT else x "
+                    f"for x in {value}]"
+                )
+            elif what == _SUB and sub is not None:
+                lines.append(f"{indent}if {value}.__class__ is dict:")
+                _emit(sub, value, depth + 1, indent + "    ", lines, consts)
+            elif what == _SUB_LIST and sub is not None:
+                item = f"s{depth}"
+                lines.append(f"{indent}if {value}.__class__ is list:")
+                lines.append(f"{indent}    for {item} in {value}:")
+                lines.append(f"{indent}        if {item}.__class__ is dict:")
+                _emit(sub, item, depth + 1, indent + "            ", lines, consts)
+
+
+def _has_datetime(plan: ReadPlan) -> bool:
+    return any(
+        what in (_DATETIME, _DATETIME_LIST) or (sub is not None and _has_datetime(sub))
+        for _, what, sub in plan.fixes
+    )
+
+
+#: ``fix(raws) -> bool``: make the known datetimes of naive-decoded documents aware in place;
+#: ``False`` when a document has a key the plan does not know (then nothing is vouched for).
+DatetimeFixer = Callable[[Iterable[dict[str, Any]]], bool]
+
+_FIXER_SLOT = "__odm_datetime_fixer__"
+
+
+def datetime_fixer(cls: type[Any]) -> DatetimeFixer | None:
+    """Return the fix-up of a Document class's naive-decoded documents, or ``None`` when the
+    class must be decoded aware (some field could take a datetime the fix-up does not see, or
+    the class has no datetime to fix: nothing to gain). Built once per class (again if pydantic
+    rebuilt it)."""
+    schema = cls.__pydantic_core_schema__
+    cached = cls.__dict__.get(_FIXER_SLOT)
+    if cached is not None and cached[0] is schema:
+        fixer: DatetimeFixer | None = cached[1]
+        return fixer
+    fixer = _build_fixer(cls, schema)
+    type.__setattr__(cls, _FIXER_SLOT, (schema, fixer))
+    return fixer
+
+
+def _build_fixer(cls: type[Any], schema: Any) -> DatetimeFixer | None:
+    if not getattr(cls, "__pydantic_complete__", False) or not isinstance(schema, Mapping):
+        return None
+    meta = getattr(cls, "_meta", None)
+    if meta is None or len(meta.family) > 1:  # documents of other classes, other fields
+        return None
+    definitions: dict[str, Any] = {}
+    if schema.get("type") == "definitions":
+        definitions = {d["ref"]: d for d in schema.get("definitions", ()) if "ref" in d}
+        schema = schema["schema"]
+    if schema.get("type") != "model" or schema.get("cls") is not cls:
+        return None  # a model validator (before, after, wrap) around the class
+    try:
+        plan = _read_plan(schema, definitions, set())
+    except _NoPlan:
+        return None
+    if not _has_datetime(plan):
+        return None  # nothing to gain
+    from .options import CLASS_KEY
+
+    # The polymorphic class key, stored by odm, is a str: anything else there is vouched for
+    # by nobody (the class does not read it), so the batch is then decoded aware again.
+    plan = ReadPlan(plan.required, (*plan.optional, (CLASS_KEY,)), plan.fixes)
+    consts: dict[str, Any] = {"DT": _dt.datetime, "EA": EPOCH_AWARE, "EN": EPOCH_NAIVE}
+    lines = ["def fix(raws):", "    for r in raws:"]
+    _emit(plan, "r", 0, "        ", lines, consts)
+    lines.append(f"        c = r.get({CLASS_KEY!r})")
+    lines.append("        if c is not None and c.__class__ is not str: return False")
+    lines.append("    return True")
+    namespace = dict(consts)
+    exec("\n".join(lines), namespace)  # the source names stored keys by their repr() only
+    fixer: DatetimeFixer = namespace["fix"]
+    fixer.__doc__ = "\n".join(lines)
+    return fixer

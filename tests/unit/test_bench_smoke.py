@@ -100,3 +100,45 @@ def test_profile_writes_a_tree_per_workload_of_the_profiled_implementation(
     # The tree reaches into the workload's own code (bench/impl_odm.py) and odm's.
     assert "find_all" in find_all and "impl_odm.py" in find_all
     assert "include pyinstrument's overhead" in proc.stdout
+
+
+def test_plot_draws_the_ratios_of_a_run(odm_uri: str, results_path: Path, tmp_path: Path) -> None:
+    chart = tmp_path / "img" / "bench.png"
+    proc = run_bench(
+        "--all", "--quick", "--uri", odm_uri, "--db", "odm_bench_plot_smoke",
+        "--only", "find_all,update_many,nested_find", "--peers", "raw,pydantic,odm,odmantic",
+        "--json", str(results_path), "--plot", str(chart),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Drawn again from the results file alone, without a server.
+    again = tmp_path / "again.png"
+    proc = run_bench("--plot-from", str(results_path), "--plot", str(again))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert again.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cost_ratios_put_every_row_as_cost_relative_to_raw() -> None:
+    from bench.plot import cost_ratios
+
+    results = {
+        "workloads": {"results": {
+            "find_all": {
+                "raw": {"status": "ok", "median_s": 0.05, "ratio_to_raw": 1.0},
+                "odm": {"status": "ok", "median_s": 0.1, "ratio_to_raw": 2.0},
+                "odmantic": {"status": "n/a", "reason": "no API"},
+            },
+        }},
+        "spec": {"results": {
+            "nested_find": {
+                "raw": {"status": "ok", "mb_per_s": 10.0},
+                "odm": {"status": "ok", "mb_per_s": 8.0},
+            },
+        }},
+    }
+    # Workloads: time / raw's; spec tasks: raw's MB/s / the implementation's (lower is better
+    # on every row); cells that did not run have no bar.
+    assert cost_ratios(results) == {
+        "find_all": {"raw": 1.0, "odm": 2.0},
+        "spec: nested_find": {"raw": 1.0, "odm": 1.25},
+    }
