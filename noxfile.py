@@ -69,7 +69,6 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "tests/unit/test_query_models.py",
             "tests/unit/test_query_safety.py",
             "tests/unit/test_query_fast_paths.py",
-            "tests/unit/test_query_percall_fast_paths.py",
             "tests/integration/querysets/test_qs_lookups.py",
         ],
     ),
