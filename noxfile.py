@@ -69,6 +69,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "tests/unit/test_query_models.py",
             "tests/unit/test_query_safety.py",
             "tests/unit/test_query_fast_paths.py",
+            "tests/unit/test_query_mutants.py",
             "tests/integration/querysets/test_qs_lookups.py",
         ],
     ),
