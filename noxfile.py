@@ -92,6 +92,13 @@ def _mutmut_config(modules: list[str], tests: list[str]) -> str:
         # One driver is enough to tell a mutant apart: the other doubles every database test.
         'pytest_add_cli_args = ["-o", "odm_drivers=pymongo", "-p", "no:cacheprovider", "-q", '
         '"-x"]\n'
+        # Fork each mutant's run from a process that only collected the tests, not from
+        # mutmut's own, which ran them all for its stats: its warm caches (the per-model
+        # filter-key and path caches) would hide every mutant of the code that fills them.
+        'process_isolation = "forkserver"\n'
+        # A mutant that loops for ever (the flush's hook loop) is stopped at 5x the time its
+        # tests took unmutated (mutmut's default of 15x costs minutes per such mutant).
+        "timeout_multiplier = 5.0\n"
     )
 
 

@@ -8,9 +8,10 @@ from test_query_models import QCustomer, QOrder
 
 from odm.aggregates import Count
 from odm.exceptions import QueryError
+from odm.models.base import Document, Embedded
 from odm.query import F, Q, Query
 from odm.query.compiler import explain_query
-from odm.query.where import MAX_Q_DEPTH, compile_q
+from odm.query.where import MAX_Q_DEPTH, compile_q, split_lookup
 
 
 def test_combining_q_with_something_else_names_it() -> None:
@@ -109,3 +110,77 @@ def test_annotation_filter_errors_name_the_annotation() -> None:
     assert f_on_annotation.value.field == "n"
     with pytest.raises(QueryError, match=r"^a condition mixes fields and annotations under OR/NOT"):
         _grouped().add_filter(Q(n__gt=1) | Q(status="a"))
+
+
+class MBox(Embedded):
+    size: int = 0
+
+
+class MShelf(Document):
+    boxes: list[MBox] = []
+    sizes: list[int] = []
+
+    class Meta:
+        collection = "mut_shelves"
+
+
+def test_a_declared_field_of_list_elements_wins_over_a_lookup_of_its_name() -> None:
+    (field,) = compile_q(MShelf, Q(boxes__size=3))
+    assert field.mql == {"boxes.size": 3}
+    (lookup,) = compile_q(MShelf, Q(sizes__size=3))
+    assert lookup.mql == {"sizes": {"$size": 3}}
+
+
+def test_a_literal_value_is_still_checked() -> None:
+    with pytest.raises(QueryError, match=r"^value for 'age': .* 64-bit integer") as caught:
+        compile_q(QCustomer, Q(age=2**70))
+    assert caught.value.field == "age"
+
+
+def test_a_filter_name_must_be_a_string() -> None:
+    with pytest.raises(QueryError, match=r"^a filter name must be a string, not int$"):
+        compile_q(QCustomer, Q._make(((1, 2),), Q.AND, False))
+
+
+def test_split_gives_one_fragment_per_and_child_never_for_an_or() -> None:
+    assert [w.mql for w in compile_q(QCustomer, Q(age=1, name="ab"))] == [
+        {"age": 1},
+        {"name": "ab"},
+    ]
+    assert [w.mql for w in compile_q(QCustomer, Q(age=1) | Q(name="ab"))] == [
+        {"$or": [{"age": 1}, {"name": "ab"}]}
+    ]
+    assert compile_q(QCustomer, Q(), split=False) == []
+    assert compile_q(QCustomer, Q(), negate=True) == []
+
+
+def test_annotation_filters_run_after_the_group() -> None:
+    query = _grouped()
+    query.add_filter(n=5)
+    query.add_filter(n__in=[1, 2])
+    stages = explain_query(query)["aggregate"]
+    assert [next(iter(stage)) for stage in stages] == ["$group", "$project", "$match"]
+    assert stages[-1] == {"$match": {"$and": [{"n": 5}, {"n": {"$in": [1, 2]}}]}}
+    with pytest.raises(QueryError, match=r"^annotation 'n' has no sub-fields$") as caught:
+        _grouped().add_filter(n__gt__x=1)
+    assert caught.value.field == "n__gt__x"
+
+
+def test_a_new_q_is_a_plain_and() -> None:
+    q = Q(x=1)
+    assert q.connector == "AND" and q.negated is False
+    with pytest.raises(TypeError, match=r"^Q\(\) takes Q objects and keyword lookups, not dict$"):
+        Q({"$where": "1"})  # type: ignore[arg-type]
+
+
+def test_split_lookup_takes_the_last_part_as_the_lookup() -> None:
+    target, lookup = split_lookup(QCustomer, "address__city__in")
+    assert (target.db_path, lookup) == ("address.city", "in")
+    target, lookup = split_lookup(QCustomer, "address__city")
+    assert (target.db_path, lookup) == ("address.city", "exact")
+    with pytest.raises(QueryError, match=r"^a filter name must be a string, not int$"):
+        split_lookup(QCustomer, 1)  # type: ignore[arg-type]
+    target, lookup = split_lookup(MShelf, "boxes__size")
+    assert (target.db_path, lookup) == ("boxes.size", "exact")
+    target, lookup = split_lookup(MShelf, "boxes__size__size")
+    assert (target.db_path, lookup) == ("boxes.size", "size")
