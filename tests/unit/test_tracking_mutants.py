@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from odm.models import tracking
-from odm.models.base import Document
+from odm.models.base import Document, Embedded
 from odm.models.diffing import diff
 from odm.models.loading import load_documents
+from odm.models.writes import write_filter
 
 
 class Loose(Document):
@@ -62,3 +63,26 @@ def test_a_stored_int_turning_into_a_bool_is_a_change() -> None:
         update = tracking.pending_update(loaded)._doc
         assert update == {"$set": {"value": after}}
         assert type(update["$set"]["value"]) is type(after)
+
+
+class ShardAddress(Embedded):
+    city: str = ""
+
+
+class ShardedByCity(Document):
+    addr: ShardAddress | None = None
+
+    class Meta:
+        collection = "tracking_mutants_sharded"
+        shard_key = ("addr.city",)
+
+
+def test_the_write_filter_takes_a_dotted_shard_key_from_what_is_stored() -> None:
+    new = ShardedByCity(addr=ShardAddress(city="Paris"))
+    assert write_filter(new) == {"_id": new.id, "addr.city": "Paris"}
+    (loaded,) = load_documents(ShardedByCity, [new.to_bson()])
+    assert loaded.addr is not None
+    loaded.addr.city = "Lyon"  # the document is still on the shard of Paris
+    assert write_filter(loaded) == {"_id": new.id, "addr.city": "Paris"}
+    (homeless,) = load_documents(ShardedByCity, [ShardedByCity().to_bson()])
+    assert write_filter(homeless) == {"_id": homeless.id, "addr.city": None}

@@ -6,13 +6,15 @@ odm/models/writes.py changed (see docs/mutation-testing.md), against the real se
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 import odm
-from odm import transaction
+from odm import signals, transaction
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models import tracking
 
@@ -162,3 +164,64 @@ async def test_a_polymorphic_family_is_flushed_in_one_bulk_write(
     assert update["update"] == "mut_animals" and len(update["updates"]) == 2
     assert (await MutAnimal.objects.get(id=cat.id)).legs == 3
     assert (await MutAnimal.objects.get(id=bird.id)).legs == 3
+
+
+async def test_a_document_loaded_after_a_queryset_write_is_read_back_on_abort(
+    odm_database: Any,
+) -> None:
+    ann = await MutAccount(owner="ann").insert()
+    with pytest.raises(RuntimeError):
+        async with transaction():
+            await MutAccount.objects.filter(id=ann.id).update(balance=5)
+            loaded = await MutAccount.objects.get(id=ann.id)  # sees the block's own write
+            assert loaded.balance == 5
+            raise RuntimeError("abort")
+    snapshot = tracking.get_snapshot(loaded)
+    assert snapshot is not None and snapshot["balance"] == 0  # what the database holds
+    await loaded.save()  # so balance=5 is a change, and is written
+    assert (await MutAccount.objects.get(id=ann.id)).balance == 5
+
+
+async def test_a_pre_save_receiver_alone_makes_the_flush_send_pre_save(
+    odm_database: Any,
+) -> None:
+    seen: list[str] = []
+
+    def receiver(sender: type[Any], document: Any, created: bool) -> None:
+        seen.append(document.owner)
+
+    ann = await MutAccount(owner="ann").insert()
+    signals.pre_save.connect(receiver, MutAccount)
+    try:
+        async with transaction():
+            loaded = await MutAccount.objects.get(id=ann.id)
+            loaded.balance = 7
+    finally:
+        signals.pre_save.disconnect(receiver, MutAccount)
+    assert seen == ["ann"]
+    assert (await MutAccount.objects.get(id=ann.id)).balance == 7
+
+
+async def test_run_in_transaction_inside_a_transaction_passes_every_argument(
+    odm_database: Any,
+) -> None:
+    async def add(a: int, b: int, *, c: int = 0) -> int:
+        return a + b + c
+
+    async with transaction():
+        assert await odm.run_in_transaction(add, 2, 3, c=4) == 9
+    assert await odm.run_in_transaction(add, 2, 3, c=4) == 9
+
+
+async def test_a_failing_robust_on_commit_callback_is_logged(
+    odm_database: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail() -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="odm.uow"):
+        async with transaction() as uow:
+            uow.on_commit(fail, robust=True)
+    (record,) = [r for r in caplog.records if r.name == "odm.uow"]
+    assert record.getMessage().startswith("on_commit callback ")
+    assert record.getMessage().endswith(" failed") and record.exc_info is not None
