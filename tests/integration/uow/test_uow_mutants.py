@@ -14,7 +14,7 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 import odm
-from odm import signals, transaction
+from odm import F, signals, transaction
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models import tracking
 
@@ -225,3 +225,42 @@ async def test_a_failing_robust_on_commit_callback_is_logged(
     (record,) = [r for r in caplog.records if r.name == "odm.uow"]
     assert record.getMessage().startswith("on_commit callback ")
     assert record.getMessage().endswith(" failed") and record.exc_info is not None
+
+
+class MutLocked(odm.Document):
+    name: str
+    n: int = 0
+
+    class Meta:
+        collection = "mut_locked"
+        optimistic_lock = True
+
+
+async def test_a_flushed_document_deleted_meanwhile_fails_the_commit(odm_database: Any) -> None:
+    ann = await MutAccount(owner="ann").insert()
+    bob = await MutAccount(owner="bob").insert()
+    with pytest.raises(MutAccount.DoesNotExist) as caught:
+        async with transaction():
+            loaded = await MutAccount.objects.order_by("owner")
+            await MutAccount.objects.filter(id=ann.id).delete()  # not through the instance
+            for account in loaded:
+                account.balance = 1
+    assert str(caught.value) == (
+        "1 of 2 changed MutAccount document(s) could not be written at commit: "
+        "deleted since they were loaded"
+    )
+    assert (await MutAccount.objects.get(id=bob.id)).balance == 0  # rolled back
+
+
+async def test_a_flushed_locked_document_changed_meanwhile_is_stale(odm_database: Any) -> None:
+    doc = await MutLocked(name="a").insert()
+    with pytest.raises(odm.StaleDocument) as caught:
+        async with transaction():
+            loaded = await MutLocked.objects.get(id=doc.id)
+            await MutLocked.objects.filter(id=doc.id).update(version=F("version") + 1)
+            loaded.n = 1
+    assert str(caught.value) == (
+        "1 of 1 changed MutLocked document(s) could not be written at commit: "
+        "changed or deleted by someone else since they were loaded"
+    )
+    assert (await MutLocked.objects.get(id=doc.id)).n == 0
