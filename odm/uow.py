@@ -28,6 +28,7 @@ import inspect
 import logging
 import random
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext, suppress
@@ -63,7 +64,9 @@ R = TypeVar("R")
 
 DEFAULT_TIME_LIMIT = 120.0
 MAX_TIME_MS_EXPIRED = 50
-_supports_transactions: dict[int, bool] = {}
+# Keyed by the client object itself (weakly): an id() can be reused by a later client once
+# the first is gone (a standalone after a replica set) and would answer for the wrong server.
+_supports_transactions: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def backoff_delay(attempt: int) -> float:
@@ -273,12 +276,11 @@ def _flush_mismatch(model: type[Any], expected: int, matched: int) -> Exception:
 
 
 async def _check_transactions_supported(client: Any) -> None:
-    key = id(client)
-    supported = _supports_transactions.get(key)
+    supported = _supports_transactions.get(client)
     if supported is None:
         hello = await client.admin.command("hello")
         supported = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
-        _supports_transactions[key] = supported
+        _supports_transactions[client] = supported
     if not supported:
         raise TransactionsNotSupported(
             "this MongoDB server is a standalone mongod, which cannot run multi-document "

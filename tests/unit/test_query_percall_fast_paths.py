@@ -321,7 +321,7 @@ async def test_reads_bind_the_session_every_call(monkeypatch: pytest.MonkeyPatch
     fake = FakeCollection()
     bound = object()
     monkeypatch.setattr(executor, "collection", lambda model: fake)
-    monkeypatch.setattr(executor, "operation_session", lambda model=None: bound)
+    monkeypatch.setattr(executor, "operation_session", lambda model: bound)
     assert await executor.find_list(QCustomer, {}) == [{"_id": 1}]
     assert await executor.aggregate_list(QCustomer, []) == [{"_id": 1}]
     assert await executor.find_list(QCustomer, {}, timeout=5) == [{"_id": 1}]

@@ -1,0 +1,266 @@
+"""Behaviours of the unit of work that mutation testing (``nox -s mutation``) found unguarded.
+
+Each test pins what a surviving mutant of odm/uow.py, odm/journal.py, odm/models/tracking.py or
+odm/models/writes.py changed (see docs/mutation-testing.md), against the real server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+import odm
+from odm import F, signals, transaction
+from odm.contrib.pytest import MonitoredDatabase
+from odm.models import tracking
+
+
+class MutAccount(odm.Document):
+    owner: str
+    balance: int = 0
+    tags: list[str] = []
+
+    class Meta:
+        collection = "mut_accounts"
+
+
+HOOKED: list[str] = []
+
+
+class MutHooked(odm.Document):
+    owner: str
+    balance: int = 0
+
+    class Meta:
+        collection = "mut_hooked"
+
+    async def before_save(self) -> None:
+        HOOKED.append(self.owner)
+
+
+class MutDecimalKeyed(odm.Document):
+    """A custom id type: a Decimal in Python, a Decimal128 in BSON."""
+
+    id: odm.Decimal
+    n: int = 0
+
+    class Meta:
+        collection = "mut_decimal_keyed"
+
+
+class MutAnimal(odm.Document):
+    name: str
+    legs: int = 4
+
+    class Meta:
+        collection = "mut_animals"
+        polymorphic = True
+
+
+class MutCat(MutAnimal):
+    lives: int = 9
+
+
+class MutBird(MutAnimal):
+    wings: int = 2
+
+
+async def test_concern_objects_given_to_transaction_reach_the_server(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    log = odm_monitored.log
+    ann = await MutAccount(owner="ann").insert()
+    log.clear()
+    async with transaction(
+        read_concern=ReadConcern("snapshot"), write_concern=WriteConcern(w="majority")
+    ):
+        loaded = await MutAccount.objects.get(id=ann.id)
+        loaded.balance = 5
+    first = log.commands[0][1]
+    assert first["readConcern"]["level"] == "snapshot"
+    (commit,) = log.named("commitTransaction")
+    assert commit["writeConcern"]["w"] == "majority"
+    assert (await MutAccount.objects.get(id=ann.id)).balance == 5
+
+
+async def test_concern_names_given_to_transaction_reach_the_server(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    log = odm_monitored.log
+    ann = await MutAccount(owner="ann").insert()
+    log.clear()
+    async with transaction(read_concern="majority", write_concern="majority"):
+        await MutAccount.objects.get(id=ann.id)
+    assert log.commands[0][1]["readConcern"]["level"] == "majority"
+    assert log.named("commitTransaction")[0]["writeConcern"]["w"] == "majority"
+
+
+async def test_a_changed_partial_document_is_neither_flushed_nor_hooked(
+    odm_database: Any,
+) -> None:
+    ann = await MutHooked(owner="ann", balance=100).insert()
+    HOOKED.clear()
+    async with transaction():
+        partial = await MutHooked.objects.only("owner").get(id=ann.id)
+        partial.owner = "bob"
+        assert not tracking.is_dirty(partial)
+        assert tracking.pending_update(partial) is None
+    assert HOOKED == []  # before_save did not run for it
+    stored = await odm_database.mut_hooked.find_one({"_id": ann.id})
+    assert stored["owner"] == "ann" and stored["balance"] == 100
+
+
+async def test_a_changed_whole_document_with_hooks_is_hooked_once_and_flushed(
+    odm_database: Any,
+) -> None:
+    ann = await MutHooked(owner="ann", balance=100).insert()
+    HOOKED.clear()
+    async with transaction():
+        loaded = await MutHooked.objects.get(id=ann.id)
+        assert not tracking.is_dirty(loaded)
+        loaded.balance = 90
+        assert tracking.is_dirty(loaded)
+    assert HOOKED == ["ann"]
+    assert (await odm_database.mut_hooked.find_one({"_id": ann.id}))["balance"] == 90
+
+
+async def test_a_custom_id_type_is_updated_in_place_not_inserted_again(
+    odm_database: Any,
+) -> None:
+    from decimal import Decimal
+
+    doc = await MutDecimalKeyed(id=Decimal("1.5")).insert()
+    assert tracking.get_snapshot(doc) is not None
+    loaded = await MutDecimalKeyed.objects.get(id=Decimal("1.5"))
+    assert tracking.get_snapshot(loaded) is not None  # Decimal == the stored Decimal128
+    loaded.n = 3
+    await loaded.save()
+    async with transaction():
+        again = await MutDecimalKeyed.objects.get(id=Decimal("1.5"))
+        again.n = 4
+    assert await odm_database.mut_decimal_keyed.count_documents({}) == 1
+    assert (await MutDecimalKeyed.objects.get(id=Decimal("1.5"))).n == 4
+    moved = loaded.model_copy(update={"id": Decimal("2.5")})
+    assert tracking.get_snapshot(moved) is None  # another id: a new document
+
+
+async def test_a_polymorphic_family_is_flushed_in_one_bulk_write(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    log = odm_monitored.log
+    cat = await MutCat(name="tom").insert()
+    bird = await MutBird(name="tweety").insert()
+    log.clear()
+    async with transaction():
+        loaded = await MutAnimal.objects.order_by("name")
+        assert [type(a) for a in loaded] == [MutCat, MutBird]
+        for animal in loaded:
+            animal.legs -= 1
+    (update,) = log.named("update")
+    assert update["update"] == "mut_animals" and len(update["updates"]) == 2
+    assert (await MutAnimal.objects.get(id=cat.id)).legs == 3
+    assert (await MutAnimal.objects.get(id=bird.id)).legs == 3
+
+
+async def test_a_document_loaded_after_a_queryset_write_is_read_back_on_abort(
+    odm_database: Any,
+) -> None:
+    ann = await MutAccount(owner="ann").insert()
+    with pytest.raises(RuntimeError):
+        async with transaction():
+            await MutAccount.objects.filter(id=ann.id).update(balance=5)
+            loaded = await MutAccount.objects.get(id=ann.id)  # sees the block's own write
+            assert loaded.balance == 5
+            raise RuntimeError("abort")
+    snapshot = tracking.get_snapshot(loaded)
+    assert snapshot is not None and snapshot["balance"] == 0  # what the database holds
+    await loaded.save()  # so balance=5 is a change, and is written
+    assert (await MutAccount.objects.get(id=ann.id)).balance == 5
+
+
+async def test_a_pre_save_receiver_alone_makes_the_flush_send_pre_save(
+    odm_database: Any,
+) -> None:
+    seen: list[str] = []
+
+    def receiver(sender: type[Any], document: Any, created: bool) -> None:
+        seen.append(document.owner)
+
+    ann = await MutAccount(owner="ann").insert()
+    signals.pre_save.connect(receiver, MutAccount)
+    try:
+        async with transaction():
+            loaded = await MutAccount.objects.get(id=ann.id)
+            loaded.balance = 7
+    finally:
+        signals.pre_save.disconnect(receiver, MutAccount)
+    assert seen == ["ann"]
+    assert (await MutAccount.objects.get(id=ann.id)).balance == 7
+
+
+async def test_run_in_transaction_inside_a_transaction_passes_every_argument(
+    odm_database: Any,
+) -> None:
+    async def add(a: int, b: int, *, c: int = 0) -> int:
+        return a + b + c
+
+    async with transaction():
+        assert await odm.run_in_transaction(add, 2, 3, c=4) == 9
+    assert await odm.run_in_transaction(add, 2, 3, c=4) == 9
+
+
+async def test_a_failing_robust_on_commit_callback_is_logged(
+    odm_database: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail() -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="odm.uow"):
+        async with transaction() as uow:
+            uow.on_commit(fail, robust=True)
+    (record,) = [r for r in caplog.records if r.name == "odm.uow"]
+    assert record.getMessage().startswith("on_commit callback ")
+    assert record.getMessage().endswith(" failed") and record.exc_info is not None
+
+
+class MutLocked(odm.Document):
+    name: str
+    n: int = 0
+
+    class Meta:
+        collection = "mut_locked"
+        optimistic_lock = True
+
+
+async def test_a_flushed_document_deleted_meanwhile_fails_the_commit(odm_database: Any) -> None:
+    ann = await MutAccount(owner="ann").insert()
+    bob = await MutAccount(owner="bob").insert()
+    with pytest.raises(MutAccount.DoesNotExist) as caught:
+        async with transaction():
+            loaded = await MutAccount.objects.order_by("owner")
+            await MutAccount.objects.filter(id=ann.id).delete()  # not through the instance
+            for account in loaded:
+                account.balance = 1
+    assert str(caught.value) == (
+        "1 of 2 changed MutAccount document(s) could not be written at commit: "
+        "deleted since they were loaded"
+    )
+    assert (await MutAccount.objects.get(id=bob.id)).balance == 0  # rolled back
+
+
+async def test_a_flushed_locked_document_changed_meanwhile_is_stale(odm_database: Any) -> None:
+    doc = await MutLocked(name="a").insert()
+    with pytest.raises(odm.StaleDocument) as caught:
+        async with transaction():
+            loaded = await MutLocked.objects.get(id=doc.id)
+            await MutLocked.objects.filter(id=doc.id).update(version=F("version") + 1)
+            loaded.n = 1
+    assert str(caught.value) == (
+        "1 of 1 changed MutLocked document(s) could not be written at commit: "
+        "changed or deleted by someone else since they were loaded"
+    )
+    assert (await MutLocked.objects.get(id=doc.id)).n == 0
