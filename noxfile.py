@@ -13,13 +13,14 @@ without that version enabled (``pyenv: python3.12: command not found``), the pye
 of that version is put on ``PATH`` instead, so that ``nox`` works on these machines without
 ``pyenv global`` being changed.
 
-``nox -s mutation`` (not in the default sessions, nor in CI): mutation testing with mutmut 3
-of the modules that guard what the database holds (the unit of work, its journal, change
-tracking, the diff, instance writes, the query filters). Each target runs against the tests that exercise it, one shared ``mongod`` replica
-set for all its mutants (``$ODM_TEST_URI``), in its own scratch directory under
-``build/mutation/<target>/`` (git-ignored: mutmut's ``mutants/`` copy, hypothesis's database
-and mutmut's cache stay out of the work tree, and a second run only re-tests what changed).
-The session fails when a target kills less than ``MIN_SCORE`` of its non-equivalent mutants.
+``nox -s mutation`` (not in the default sessions, nor in CI): mutation testing with mutmut 3 of
+the modules that guard what the database holds (the unit of work, its journal, change tracking,
+the diff, instance writes, the query filters). Each target runs against the tests that exercise
+it, one shared ``mongod`` replica set for all its mutants (``$ODM_TEST_URI``), in its own
+scratch directory under ``build/mutation/<target>/`` (git-ignored: mutmut's ``mutants/`` copy,
+hypothesis's database and mutmut's cache stay out of the work tree, and a second run only
+re-tests what changed). The session fails when a target kills less than ``MIN_SCORE`` of its
+non-equivalent mutants.
 
     nox -s mutation                      # every target
     nox -s "mutation(target='instance')"  # one target
