@@ -1,8 +1,8 @@
 """nox sessions. ``tests``: the whole suite on every Python that ``requires-python`` admits.
 
 The README's ``.venv`` runs the suite on 3.11 (``.venv/bin/pytest``); ``nox -s tests-3.12
-tests-3.13`` runs it on the other interpreters (not yet in ``.ci/run``: see docs/testing.md's
-"Every supported Python" for the failures those runs found). Each session is a fresh
+tests-3.13`` runs it on the other interpreters (not yet in ``.ci/run``: the README lists
+the failures those runs found). Each session is a fresh
 virtualenv with ``.[dev]`` installed, as a user's would be, and runs the same ``pytest``, with
 one difference on the interpreters other than 3.11: the checks whose outcome does not depend
 on the interpreter that runs them are left to the 3.11 run, so that the three runs fit in CI's
