@@ -10,7 +10,7 @@ from typing import Any
 
 from odm.models import tracking
 from odm.models.base import Document, Embedded
-from odm.models.diffing import diff
+from odm.models.diffing import diff, same_values
 from odm.models.loading import load_documents
 from odm.models.writes import write_filter
 
@@ -86,3 +86,22 @@ def test_the_write_filter_takes_a_dotted_shard_key_from_what_is_stored() -> None
     assert write_filter(loaded) == {"_id": new.id, "addr.city": "Paris"}
     (homeless,) = load_documents(ShardedByCity, [ShardedByCity().to_bson()])
     assert write_filter(homeless) == {"_id": homeless.id, "addr.city": None}
+
+
+def test_a_new_top_level_key_is_set_to_its_value() -> None:
+    assert diff({"_id": 1}, {"_id": 1, "a": 1}) == {"$set": {"a": 1}}
+
+
+def test_equal_values_that_are_not_the_same_objects_are_the_same_values() -> None:
+    first, second = [1.5, "x" * 3], [1.5, "".join(["x", "x", "x"])]
+    assert first[1] is not second[1]
+    assert same_values(first, second)
+    assert not same_values([1.5], [1])  # equal in Python, another BSON type
+
+
+def test_a_removed_plain_key_beside_a_dotted_one_is_unset_by_path() -> None:
+    """Only the keys a change names must be path segments: an unchanged dotted key beside a
+    removed plain one still lets the removal be an ``$unset`` of that one key."""
+    old = {"_id": 1, "meta": {"a.b": 1, "x": 2}}
+    new = {"_id": 1, "meta": {"a.b": 1}}
+    assert diff(old, new) == {"$unset": {"meta.x": ""}}
