@@ -220,15 +220,28 @@ class UnitOfWork:
                 f"{type(first_error).__name__}: {first_error}"
             ) from first_error
 
-    async def _fail(self, reason: str) -> None:
-        """Make the transaction rollback-only: abort it on the server now, put the tracking
-        states back and drop the callbacks (an inner block failed)."""
-        if self.failure is not None:
-            return
-        self.failure = reason
+    async def _fail(self, exc: BaseException) -> None:
+        """Abort the transaction that ``exc`` ended (the whole block, or an inner one: the
+        transaction is then rollback-only) and make its documents tell the truth.
+
+        The server transaction ends now (its session killed when an operation was cut off),
+        the callbacks are dropped, and the tracking states are put back; after a commit of
+        unknown outcome they stay in the journal, to be read again from the server once the
+        session is gone. A cancellation that came meanwhile is re-raised."""
         self._on_commit.clear()
-        self.journal.restore()
-        await _shielded(_abort_server_transaction(self.session))
+        if self.failure is not None:  # aborted already (an inner block failed)
+            self.journal.restore()
+            return
+        self.failure = f"{type(exc).__name__}: {exc}"
+        # An operation cut off by a cancellation or a deadline may have reached the server
+        # without the driver knowing: it may even be the one that started the server
+        # transaction, which the driver's abort would then not end.
+        interrupted = isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
+        cancelled = await _shielded(_abort_server_transaction(self.session, kill=interrupted))
+        if not _commit_outcome_unknown(exc):
+            self.journal.restore()
+        if cancelled and not isinstance(exc, asyncio.CancelledError):
+            raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
 
 
 MAX_FLUSH_PASSES = 10
@@ -362,7 +375,7 @@ async def transaction(
         except GeneratorExit:
             raise
         except BaseException as exc:
-            await outer._fail(f"{type(exc).__name__}: {exc}")
+            await outer._fail(exc)
             raise
         return
     client = get_client(alias)
@@ -410,7 +423,7 @@ async def transaction(
                 except GeneratorExit:
                     raise
                 except BaseException as exc:
-                    await _after_failure(uow, exc)
+                    await uow._fail(exc)
                     raise
             finally:
                 _bound_uow.reset(uow_token)
@@ -427,26 +440,6 @@ async def transaction(
     finally:
         if cancelled_at_commit or ending.cancelled:
             raise asyncio.CancelledError("cancelled while the transaction committed")
-
-
-async def _after_failure(uow: UnitOfWork, exc: BaseException) -> None:
-    """Abort the transaction that ``exc`` ended and make its documents tell the truth: their
-    tracking states are put back; after a commit of unknown outcome they stay in the journal,
-    to be read again from the server once the session is gone."""
-    uow._on_commit.clear()
-    if uow.failure is not None:  # an inner block's failure already aborted it
-        uow.journal.restore()
-        return
-    uow.failure = f"{type(exc).__name__}: {exc}"
-    # An operation cut off by a cancellation or a deadline may have reached the server
-    # without the driver knowing: it may even be the one that started the server transaction,
-    # which the driver's abort would then not end.
-    interrupted = isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
-    cancelled = await _shielded(_abort_server_transaction(uow.session, kill=interrupted))
-    if not _commit_outcome_unknown(exc):
-        uow.journal.restore()
-    if cancelled and not isinstance(exc, asyncio.CancelledError):
-        raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
 
 
 def _commit_outcome_unknown(exc: BaseException) -> bool:
