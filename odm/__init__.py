@@ -9,12 +9,12 @@ from .changestream import ChangeEvent, ChangeStream
 from .connection import (
     Connection,
     Retry,
-    connect,
     disconnect,
     get_client,
     get_connection,
     get_database,
 )
+from .document import Document, Embedded
 from .exceptions import (
     AlreadyConnected,
     ConfigurationError,
@@ -22,6 +22,7 @@ from .exceptions import (
     DeclarationError,
     DoesNotExist,
     DuplicateKey,
+    IndexConflict,
     Invalid,
     MigrationError,
     MultipleObjectsReturned,
@@ -38,14 +39,14 @@ from .exceptions import (
     ValidationError,
 )
 from .jsonable import to_jsonable
-from .models.base import Document, Embedded
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
 from .models.indexes import Index
 from .query import F, Greatest, Least, Now, Q
 from .queryset import Manager, QuerySet
 from .registry import registry
-from .schema import IndexConflict, ensure_indexes
+from .schema import ensure_indexes
 from .session import current_session, session
+from .startup import connect
 from .timeouts import operation_timeout
 from .uow import UnitOfWork, atomic, run_in_transaction, transaction
 

@@ -22,12 +22,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson.errors import InvalidDocument
-from pydantic import BaseModel
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from . import executor
 from .gcpause import paused_gc
-from .models.base import Document
+from .models.model_plan import standard_dump
 from .models.options import CLASS_KEY
 from .nesting import check_payload
 from .session import current_unit_of_work, operation_session
@@ -58,15 +57,13 @@ MIN_CHUNK = 250
 #: Documents dumped between two yields to the event loop while a chunk is in
 #: flight (the helper task needs the loop to send it and to read the reply).
 _SLICE = 250
-_TO_BSON = Document.to_bson
-_MODEL_DUMP = BaseModel.model_dump
 
 
 def _dumps_as_batch(model: type[Any], documents: Sequence[Any]) -> bool:
     """Tell whether ``documents`` can be dumped with one pydantic call over the list: all of
     exactly ``model`` (a subclass would be dumped with ``model``'s fields only), which keeps
     the ODM's ``to_bson`` and pydantic's ``model_dump``."""
-    if model.to_bson is not _TO_BSON or model.model_dump is not _MODEL_DUMP:
+    if not standard_dump(model):
         return False
     return all(type(document) is model for document in documents)
 

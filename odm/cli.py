@@ -15,6 +15,7 @@ from typing import Any
 
 from ._version import __version__
 from .exceptions import OdmError
+from .server import LocalServer
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -33,8 +34,6 @@ def _register_server(subparsers: Any) -> None:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from .server import LocalServer
-
     server = LocalServer(port=args.port or None, members=args.members, dbpath=args.dbpath)
 
     async def serve() -> None:
@@ -53,6 +52,8 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _command_registrars() -> list[Callable[[Any], None]]:
+    # Deferred: the demo needs the optional aiohttp extra, migrations the driver; neither may
+    # slow down or break `odm --help` and `odm server`.
     from .demo import register as _register_demo
     from .migrations.cli import register as _register_migrate
 

@@ -1,9 +1,10 @@
 """Connecting: one client per alias for the whole app, created once and reused.
 
-``connect`` creates the client (PyMongo's ``AsyncMongoClient`` unless ``driver="motor"`` or a
-ready ``client=`` is given), checks the server with a ``ping`` retried with exponential backoff,
-and binds Document classes to the alias. It never waits past ``timeout`` seconds and fails with
-:class:`odm.ConnectionFailed` naming the address and the last cause.
+``open_connection`` (behind :func:`odm.connect`) creates the client (PyMongo's
+``AsyncMongoClient`` unless ``driver="motor"`` or a ready ``client=`` is given), checks the
+server with a ``ping`` retried with exponential backoff, and binds Document classes to the
+alias. It never waits past ``timeout`` seconds and fails with :class:`odm.ConnectionFailed`
+naming the address and the last cause.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from pymongo.uri_parser import parse_uri
 from . import drivers
 from .drivers import DriverName
 from .exceptions import AlreadyConnected, ConfigurationError, ConnectionFailed, NotConnected
+from .timeouts import check_timeout
 
 DEFAULT_ALIAS = "default"
 
 
 @dataclass(frozen=True)
 class Retry:
-    """How ``connect`` retries its first ping: ``attempts`` tries, sleeping ``backoff`` seconds
-    after the first failure and doubling each time, never more than ``max_backoff``."""
+    """How :func:`odm.connect` retries its first ping: ``attempts`` tries, sleeping
+    ``backoff`` seconds after the first failure and doubling each time, never more than
+    ``max_backoff``."""
 
     attempts: int = 5
     backoff: float = 0.2
@@ -47,7 +50,7 @@ class Retry:
 
 @dataclass
 class Connection:
-    """What ``connect`` bound under one alias: the client, its database and its models."""
+    """What :func:`odm.connect` bound under one alias: the client, its database and its models."""
 
     alias: str
     client: Any
@@ -113,7 +116,7 @@ async def _ping_with_retry(
     raise ConnectionFailed(address, last, attempts=attempt)
 
 
-async def connect(
+async def open_connection(
     uri: str | None = None,
     *,
     models: Iterable[type[Any]] | None = None,
@@ -124,7 +127,6 @@ async def connect(
     driver: DriverName | None = None,
     client: Any = None,
     on_retry: Callable[[int, BaseException], None] | None = None,
-    ensure_indexes: bool = False,
     **client_options: Any,
 ) -> Connection:
     """Create and check the client for ``alias`` and bind ``models`` to it.
@@ -133,16 +135,15 @@ async def connect(
     ready ``client=`` (PyMongo async or Motor) instead of ``uri`` to reuse one; it is not closed
     by :func:`disconnect`. ``on_retry(attempt, error)`` is called after each failed ping
     (attempt counts from 1), e.g. to log it. Raises :class:`odm.AlreadyConnected` if ``alias``
-    is connected, :class:`odm.ConnectionFailed` when the ping fails after every retry. With
-    ``ensure_indexes=True`` the bound models' indexes are created before it returns.
+    is connected, :class:`odm.ConnectionFailed` when the ping fails after every retry.
+    Users call :func:`odm.connect`, which also creates the declared indexes on request.
     """
     if alias in _connections:
         raise AlreadyConnected(
             f"alias {alias!r} is already connected to {_connections[alias].address}; "
             "call odm.disconnect() first or connect with another alias="
         )
-    if timeout <= 0:
-        raise ValueError(f"timeout must be positive, not {timeout!r}")
+    check_timeout(timeout)
     retry = retry or Retry()
     owns_client = client is None
     if client is None:
@@ -183,10 +184,6 @@ async def connect(
     _connections[alias] = connection
     for model in bound:
         _model_aliases[model] = alias
-    if ensure_indexes:
-        from .schema import ensure_indexes as create_declared_indexes
-
-        await create_declared_indexes(alias)
     return connection
 
 

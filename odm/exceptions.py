@@ -48,6 +48,10 @@ class DeclarationError(ConfigurationError):
     """A Document class was declared wrongly; raised at class creation, naming class and field."""
 
 
+class IndexConflict(ConfigurationError):
+    """An index exists on the server with the declared name (or keys) but other options."""
+
+
 class QueryError(OdmError):
     """A filter, lookup or update cannot be built: unknown field, wrong type, unsafe value."""
 

@@ -37,11 +37,12 @@ from pymongo.errors import (
 )
 
 from . import drivers
+from .concerns import as_read_preference, as_write_concern
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
 from .session import operation_session
-from .timeouts import is_timeout
+from .timeouts import check_timeout, is_timeout
 
 __all__ = [
     "CODEC_OPTIONS",
@@ -137,8 +138,6 @@ def _naive_collection(model: type[Any]) -> Any:
 def _with(coll: Any, write_concern: Any = None, read_preference: Any = None) -> Any:
     if write_concern is None and read_preference is None:
         return coll
-    from .models.options import as_read_preference, as_write_concern
-
     return coll.with_options(
         write_concern=as_write_concern(write_concern),
         read_preference=as_read_preference(read_preference),
@@ -272,10 +271,7 @@ class _run:
             check_payload(self.model, payload)  # the server's depth errors are untyped
         timeout = self.timeout
         if timeout is not None:
-            if timeout <= 0:
-                raise ValueError(
-                    f"timeout must be a positive number of seconds, not {timeout!r}"
-                )
+            check_timeout(timeout)
             self._deadline = pymongo.timeout(timeout)
             self._deadline.__enter__()
 

@@ -60,7 +60,7 @@ SCALARS = frozenset(
 LOOKUP_ERROR = ErrorCode("odm-lookup", "Check field and lookup names of querysets", "odm")
 VALUE_ERROR = ErrorCode("odm-value", "Check values of plain lookups against the field", "odm")
 
-DOCUMENT_BASES = frozenset({"odm.models.base.Document", "odm.models.base.Embedded"})
+DOCUMENT_BASES = frozenset({"odm.document.Document", "odm.document.Embedded"})
 REFERENCE = "odm.models.fields.Reference"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
-    Callable,
     Generator,
     Iterable,
     Mapping,
@@ -22,31 +21,35 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
 
 from bson import Timestamp
+from pydantic import BaseModel
 
 from . import executor
+from .bulk import BulkInsert
 from .changestream import BeforeChange, ChangeStream, FullDocument, check_options
 from .changestream import ChangeEvent as ChangeEvent  # re-exported: its home before 0.x
+from .concerns import as_read_preference
 from .exceptions import (
     DoesNotExist,
     DuplicateKey,
     Invalid,
     QueryError,
 )
-from .models.fields import Reference
+from .models.fields import Reference, reference_target
+from .models.loading import load_documents, load_partial, reads_naive
 from .models.options import ID_KEY
+from .models.references import check_saved_references
+from .models.tracking import set_snapshots
 from .query import compiler
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
-from .query.where import exact_literal, key_plan
+from .query.where import field_condition
 from .session import current_unit_of_work
-
-if TYPE_CHECKING:
-    from .models.base import Document
+from .timeouts import check_timeout
 
 M = TypeVar("M")
 QS = TypeVar("QS", bound="QuerySet[Any]")
-D = TypeVar("D", bound="Document")
+D = TypeVar("D", bound=BaseModel)  # a Document class
 
 #: Documents per round trip when a queryset is iterated with ``async for`` and no
 #: ``batch_size()`` was given. Without a bound the server sends batches of up to 16 MiB,
@@ -60,16 +63,7 @@ _ID_LOOKUPS = frozenset({"id", "id__exact"})
 def _load(
     model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool, naive: bool = False
 ) -> list[Any]:
-    global _load_documents
-    if _load_documents is None:
-        # Imported late (odm.models imports this module); then kept, off the hot path.
-        from .models.loading import load_documents
-
-        _load_documents = load_documents
-    return _load_documents(model, raws, lenient=lenient, naive=naive)
-
-
-_load_documents: Callable[..., list[Any]] | None = None
+    return load_documents(model, raws, lenient=lenient, naive=naive)
 
 
 def _load_one(model: type[Any], raw: dict[str, Any]) -> Any:
@@ -82,15 +76,7 @@ def _reads_naive(model: type[Any], query: Query) -> bool:
     models of a class with a datetime fix-up (``loading.load_documents(naive=True)``)."""
     if query.lenient or query.only_fields is not None or query.deferred:
         return False
-    global _reads_naive_of
-    if _reads_naive_of is None:
-        from .models.loading import reads_naive
-
-        _reads_naive_of = reads_naive
-    return _reads_naive_of(model)
-
-
-_reads_naive_of: Callable[[type[Any]], bool] | None = None
+    return reads_naive(model)
 
 
 class QuerySet(Generic[M]):
@@ -223,16 +209,13 @@ class QuerySet(Generic[M]):
 
     def timeout(self, seconds: float | None) -> Self:
         """Return a new queryset whose operations must finish within ``seconds``."""
-        if seconds is not None and seconds <= 0:
-            raise QueryError(f"timeout must be a positive number of seconds, not {seconds!r}")
+        check_timeout(seconds)
         clone = self._chain()
         clone._query.timeout = seconds
         return clone
 
     def read_preference(self, preference: Any) -> Self:
         """Return a new queryset reading with ``preference`` (``"secondaryPreferred"``...)."""
-        from .models.options import as_read_preference
-
         clone = self._chain()
         clone._query.read_preference = as_read_preference(preference)
         return clone
@@ -375,15 +358,7 @@ class QuerySet(Generic[M]):
         if isinstance(compiled, compiler.CompiledFind):
             naive = _reads_naive(self._model, query)
             raws = await executor.find_list(
-                self._model,
-                compiled.filter,
-                projection=compiled.projection,
-                sort=compiled.sort,
-                skip=compiled.skip,
-                limit=compiled.limit,
-                timeout=query.timeout,
-                read_preference=query.read_preference,
-                tz_aware=not naive,
+                self._model, **compiled.kwargs(), **self._read_options(), tz_aware=not naive
             )
             return await self._documents(raws, naive=naive)
         # A pipeline (joins, values(), grouping).
@@ -484,15 +459,8 @@ class QuerySet(Generic[M]):
         """``get(id=value)``: the value validated as the id field's type (the same lookup as
         ``filter(id=value)``), then one ``find_one``; ``_id`` is unique, so no second row."""
         model = self._model
-        # The cached meaning of "id" / "id__exact" (the Exact lookup on the id field), built
-        # on this value: validated as the id field's type, as filter(id=value) does.
-        target, lookup_cls, literal = key_plan(model, key)
-        filter = exact_literal(target, literal, value)  # an ObjectId for an ObjectId id
-        if filter is None:
-            filter = lookup_cls(target, value).as_mql()
-        class_filter = model._meta.class_filter()
-        if class_filter:
-            filter.update(class_filter)
+        # The condition filter(id=value) makes: the value validated as the id field's type.
+        filter = {**field_condition(model, key, value).mql, **model._meta.class_filter()}
         query = self._query
         raw = await executor.find_one(
             model, filter, timeout=query.timeout, read_preference=query.read_preference
@@ -522,9 +490,7 @@ class QuerySet(Generic[M]):
         compiled = compiler.compile_exists(self._query)
         options = self._read_options()
         if isinstance(compiled, compiler.CompiledFind):
-            kwargs = compiled.kwargs()
-            kwargs.pop("batch_size", None)
-            rows = await executor.find_list(self._model, **kwargs, **options)
+            rows = await executor.find_list(self._model, **compiled.kwargs(), **options)
         else:
             rows = await executor.aggregate_list(self._model, compiled.pipeline, **options)
         return bool(rows)
@@ -716,9 +682,6 @@ class QuerySet(Generic[M]):
         stops the insert before its chunk is sent. Inside ``odm.transaction()`` a failure marks
         none: the transaction is to be aborted.
         """
-        from .bulk import BulkInsert
-        from .models.references import check_saved_references
-        from .models.tracking import set_snapshots
 
         docs = list(documents)
         if not docs:
@@ -997,8 +960,6 @@ def _attach(
 
 
 def _reference_field(model: type[Any], name: str) -> type[Any]:
-    from .models.fields import reference_target
-
     info = model.model_fields.get(name)
     target = reference_target(info.annotation) if info is not None else None
     if target is None:
@@ -1040,8 +1001,6 @@ def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) ->
     Such documents are read-only views: ``save()`` refuses them (it would not know the
     fields that were not loaded).
     """
-    from .models.loading import load_partial
-
     return load_partial(
         model, raws, only=query.only_fields, deferred=query.deferred, lenient=query.lenient
     )

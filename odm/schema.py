@@ -16,7 +16,7 @@ from pymongo.errors import OperationFailure
 
 from . import executor
 from .connection import DEFAULT_ALIAS, alias_for, connections, get_connection
-from .exceptions import ConfigurationError, TransactionError
+from .exceptions import IndexConflict, TransactionError
 from .models.indexes import Index, index_differences
 from .registry import registry
 from .session import current_session
@@ -26,10 +26,6 @@ __all__ = ["IndexConflict", "ensure_indexes"]
 # Server codes for an index that clashes with an existing one (IndexOptionsConflict,
 # IndexKeySpecsConflict, IndexAlreadyExists).
 _CONFLICT_CODES = frozenset({85, 86, 68})
-
-
-class IndexConflict(ConfigurationError):
-    """An index exists on the server with the declared name (or keys) but other options."""
 
 
 def _models_for(alias: str | None, models: Iterable[type[Any]] | None) -> list[type[Any]]:

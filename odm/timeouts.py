@@ -23,6 +23,13 @@ def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and bool(getattr(exc, "timeout", False))
 
 
+def check_timeout(seconds: float | None) -> None:
+    """Refuse a timeout that is not a positive number of seconds (``None``: no timeout) with
+    ``ValueError``, the one error every ``timeout=`` of the ODM raises for it."""
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {seconds!r}")
+
+
 @contextmanager
 def operation_timeout(seconds: float | None, what: str = "operation") -> Iterator[None]:
     """Run the block under a client-side deadline of ``seconds`` (``None``: no own deadline).
@@ -30,8 +37,7 @@ def operation_timeout(seconds: float | None, what: str = "operation") -> Iterato
     A deadline set by an enclosing block still applies; the driver keeps the shorter one.
     Timeouts inside the block surface as :class:`odm.OperationTimeout` naming ``what``.
     """
-    if seconds is not None and seconds <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {seconds!r}")
+    check_timeout(seconds)
     try:
         if seconds is None:
             yield

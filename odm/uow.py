@@ -50,14 +50,12 @@ from .exceptions import (
 )
 from .identity import IdentityMap
 from .journal import Journal
-from .models import tracking
-from .models.base import Document
+from .models import tracking, writes
+from .models.declaration import overrides
 from .session import _bound_session, _bound_uow, current_unit_of_work
-from .timeouts import is_timeout, operation_timeout
+from .timeouts import check_timeout, is_timeout, operation_timeout
 
 logger = logging.getLogger("odm.uow")
-_DEFAULT_BEFORE_SAVE = Document.before_save
-_DEFAULT_AFTER_SAVE = Document.after_save
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -182,7 +180,7 @@ class UnitOfWork:
         hooked = await _run_before_save(self.identity)
         pending: dict[type[Any], list[tuple[Any, Any]]] = defaultdict(list)
         for document in self.identity:
-            operation = tracking.pending_update(document)
+            operation = writes.pending_update(document)
             if operation is not None:
                 pending[tracking.collection_model(type(document))].append((document, operation))
         written = 0
@@ -192,7 +190,7 @@ class UnitOfWork:
                 raise _flush_mismatch(model, len(items), result.matched_count)
             for document, _ in items:
                 self.journal.remember(document)
-                tracking.mark_clean(document)
+                writes.mark_clean(document)
             written += len(items)
         for document in hooked:
             model = type(document)
@@ -249,8 +247,8 @@ MAX_FLUSH_PASSES = 10
 
 def _has_save_hooks(model: type[Any]) -> bool:
     return (
-        model.before_save is not _DEFAULT_BEFORE_SAVE
-        or model.after_save is not _DEFAULT_AFTER_SAVE
+        overrides(model, "before_save")
+        or overrides(model, "after_save")
         or signals.pre_save.has_receivers()
         or signals.post_save.has_receivers()
     )
@@ -266,7 +264,7 @@ async def _run_before_save(identity: IdentityMap) -> list[Any]:
             for document in identity
             if id(document) not in hooked
             and _has_save_hooks(type(document))
-            and tracking.is_dirty(document)
+            and writes.is_dirty(document)
         ]
         if not due:
             return list(hooked.values())
@@ -362,6 +360,7 @@ async def transaction(
     re-run here (use :func:`atomic` for that). Whatever ends the block, the documents it
     wrote say what the database holds afterwards (see docs/unit-of-work.md).
     """
+    check_timeout(timeout)
     outer = current_unit_of_work()
     if outer is not None:
         if outer.alias != alias:
@@ -543,6 +542,7 @@ async def run_in_transaction(
     The body may run more than once: keep side effects out of it, or put them in
     ``uow.on_commit``. Inside an enclosing transaction it simply joins it (no retry there).
     """
+    check_timeout(timeout)
     if current_unit_of_work() is not None:
         async with transaction(alias):
             return await fn(*args, **kwargs)
@@ -582,6 +582,7 @@ def atomic(
     Use as ``@odm.atomic`` or ``@odm.atomic(retries=5, timeout=30)``. The body may run more
     than once (see :func:`run_in_transaction`).
     """
+    check_timeout(timeout)  # at decoration, not at the first call
 
     def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(func)

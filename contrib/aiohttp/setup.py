@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from odm.connection import DEFAULT_ALIAS, Connection, Retry, connect, disconnect
+from odm.connection import DEFAULT_ALIAS, Connection, Retry, disconnect
 from odm.drivers import DriverName
 from odm.exceptions import ConnectionFailed
 from odm.schema import ensure_indexes as ensure_declared_indexes
+from odm.startup import connect
 
 logger = logging.getLogger("odm.contrib.aiohttp")
 

@@ -166,7 +166,7 @@ if HAS_PYTEST_ASYNCIO:
     async def odm_database(odm_uri: str, odm_driver: DriverName) -> AsyncIterator[Any]:
         """A fresh database bound to the default alias, dropped and disconnected afterwards."""
         name = _fresh_name()
-        conn = await connection.connect(odm_uri, db=name, driver=odm_driver, timeout=30.0)
+        conn = await connection.open_connection(odm_uri, db=name, driver=odm_driver, timeout=30.0)
         try:
             yield conn.database
         finally:
@@ -204,7 +204,7 @@ if HAS_PYTEST_ASYNCIO:
             uuidRepresentation="standard",
         )
         name = _fresh_name()
-        conn = await connection.connect(client=client, db=name, timeout=30.0)
+        conn = await connection.open_connection(client=client, db=name, timeout=30.0)
         log.clear()
         try:
             yield MonitoredDatabase(conn.database, log)

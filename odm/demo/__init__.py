@@ -23,6 +23,11 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+from .. import drivers
+from ..migrations.cli import open_database
+from ..migrations.runner import Runner
+from ..server import LocalServer
+
 DEFAULT_DATABASE = "shop"
 """The database the demo uses when the URI names none."""
 
@@ -78,9 +83,7 @@ def with_database(uri: str, default: str = DEFAULT_DATABASE) -> str:
 
 async def apply_migrations(uri: str, *, echo: Echo = _echo, timeout: float = 10.0) -> list[str]:
     """Apply the shop's pending migrations to the database of ``uri``; return their ids."""
-    from .. import drivers
-    from ..migrations.cli import open_database
-    from ..migrations.runner import Runner
+    # Deferred: the shop's models import aiohttp, an optional extra (see serve()).
     from .shop import MIGRATIONS
 
     client, database = await open_database(uri, timeout)
@@ -118,10 +121,10 @@ async def serve(
     ``uri=None`` starts a :class:`odm.server.LocalServer` for the duration. Signals that arrive
     while the demo is still starting cancel the start-up; everything started so far is stopped.
     """
+    # Deferred: aiohttp and the admin are optional extras, needed only when the demo runs.
     from aiohttp import web
 
     from ..contrib.admin import local_only  # type: ignore[import-not-found, unused-ignore]
-    from ..server import LocalServer
     from .shop import Customer, create_app, seed
 
     stop = stop or asyncio.Event()

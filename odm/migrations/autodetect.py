@@ -22,9 +22,11 @@ from pymongo.errors import OperationFailure
 
 from .. import drivers
 from ..exceptions import MigrationError
+from ..models.indexes import index_differences
 from ..models.jsonschema import validator_for
+from ..registry import registry
 from . import loader
-from .recorder import APPLIED, LOCK, LOG, STATE
+from .recorder import APPLIED, LOCK, LOG, STATE, Recorder
 
 #: Index options copied from the server when an undeclared index is dropped (for its rollback).
 _KEPT_OPTIONS = (
@@ -60,8 +62,6 @@ def import_models(models: str | None) -> None:
 
 def concrete_models(alias: str = "default") -> list[type[Any]]:
     """Return one model per collection of ``alias``: the root of each family."""
-    from ..registry import registry
-
     chosen: dict[str, type[Any]] = {}
     for model in registry:
         meta = model._meta
@@ -120,8 +120,6 @@ async def _validators(database: Any) -> dict[str, dict[str, Any]]:
 
 async def diff(database: Any, models: list[type[Any]]) -> list[tuple[str, str]]:
     """Return the steps (apply source, rollback source) that bring the database to the models."""
-    from ..models.indexes import index_differences
-
     steps: list[tuple[str, str]] = []
     validators = await _validators(database)
     for model in models:
@@ -196,8 +194,6 @@ async def make(
     migrations are pending: the live database would not yet show what they do, and the new
     file would repeat them.
     """
-    from .recorder import Recorder
-
     migrations = loader.load(directory)
     applied = await Recorder(database).applied()
     pending = [m.id for m in migrations if m.id not in applied]

@@ -24,7 +24,9 @@ from pymongo.uri_parser import parse_uri
 from .. import drivers
 from ..exceptions import ConfigurationError, ConnectionFailed, OdmError
 from . import loader
-from .lock import LockHeld
+from .autodetect import make
+from .lock import LockHeld, break_lock
+from .runner import Runner
 
 EXIT_ERROR = 1
 EXIT_LOCK_HELD = 3
@@ -229,8 +231,6 @@ def _guarded(run: Callable[[], int]) -> int:
 
 
 def _runner(args: argparse.Namespace, database: Any) -> Any:
-    from .runner import Runner
-
     return Runner(
         database,
         _directory(args),
@@ -261,8 +261,6 @@ def _new(args: argparse.Namespace) -> int:
 
 def _make(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
-        from .autodetect import make
-
         models = args.models or _project_settings().get("models")
         path = await make(
             database, _directory(args), models=models, name=args.name, alias=args.alias,
@@ -344,8 +342,6 @@ def _unmark(args: argparse.Namespace) -> int:
 
 def _break_lock(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
-        from .lock import break_lock
-
         removed = await break_lock(database, force=args.force)
         if removed is None:
             _echo("no lock was held")

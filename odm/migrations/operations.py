@@ -20,6 +20,7 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
+from .. import drivers
 from ..exceptions import MigrationError
 
 #: MongoDB error codes an idempotent operation treats as "already done".
@@ -365,8 +366,6 @@ class RunPipeline(Operation):
 
     async def run(self, context: Context) -> None:
         """Run the pipeline and drain its cursor."""
-        from .. import drivers
-
         cursor = await drivers.aggregate(collection_of(context, self.collection), self.pipeline)
         async for _ in cursor:
             pass

@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from .diffing import same
+from .tracking import family_of, raw_snapshot, set_family
 
 __all__ = ["Family", "join", "known_state", "rejoin", "written"]
 
-_FAMILY = "_odm_family"
-_set_slot = object.__setattr__
-# Reading an unset slot costs an AttributeError (~1 us a save): until a copy of a document
+# Reading an unset slot costs an AttributeError on every save: until a copy of a document
 # exists, no document has a family and save() does not look.
 _copies_made = False
 
@@ -45,11 +44,11 @@ def join(source: Any, copied: Any) -> None:
     """Make ``copied`` (a copy of ``source``) a member of ``source``'s family."""
     global _copies_made
     _copies_made = True
-    family = getattr(source, _FAMILY, None)
+    family = family_of(source)
     if family is None:
-        family = Family(getattr(source, "_odm_snapshot", None))
-        _set_slot(source, _FAMILY, family)
-    _set_slot(copied, _FAMILY, family)
+        family = Family(raw_snapshot(source))
+        set_family(source, family)
+    set_family(copied, family)
 
 
 def rejoin(document: Any, family: Family | None) -> None:
@@ -57,7 +56,7 @@ def rejoin(document: Any, family: Family | None) -> None:
     global _copies_made
     if family is not None:
         _copies_made = True
-    _set_slot(document, _FAMILY, family)
+    set_family(document, family)
 
 
 def known_state(document: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +65,7 @@ def known_state(document: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
     ``snapshot``, else ``snapshot``."""
     if not _copies_made:
         return snapshot
-    family: Family | None = getattr(document, _FAMILY, None)
+    family: Family | None = family_of(document)
     if family is None:
         return snapshot
     latest = family.latest
@@ -79,6 +78,6 @@ def written(document: Any, stored: dict[str, Any]) -> None:
     """Record that ``stored`` is what the database now holds for ``document``."""
     if not _copies_made:
         return
-    family: Family | None = getattr(document, _FAMILY, None)
+    family: Family | None = family_of(document)
     if family is not None:
         family.latest = stored

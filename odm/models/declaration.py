@@ -24,7 +24,7 @@ import types
 import typing
 import uuid
 import weakref
-from typing import Any, Union, dataclass_transform, get_args, get_origin
+from typing import Any, ClassVar, Union, dataclass_transform, get_args, get_origin
 
 import bson
 from pydantic import BaseModel, PlainSerializer, WrapSerializer
@@ -32,18 +32,18 @@ from pydantic._internal._model_construction import ModelMetaclass, build_lenient
 from pydantic.fields import Field as PydanticField
 from pydantic.fields import FieldInfo, PrivateAttr
 
+from ..concerns import as_read_preference, as_write_concern
 from ..exceptions import (
     DeclarationError,
     DoesNotExist,
     MultipleObjectsReturned,
 )
 from ..registry import registry
-from .fields import DecimalAnnotation, Field, Indexed
+from .derived import expire_all
+from .field_types import ID_FIELD
+from .fields import DecimalAnnotation, Field, Indexed, Reference
 from .indexes import Index
-from .options import ID_FIELD, ID_KEY, META_OPTIONS, Options, resolve_path
-
-_set_slot = object.__setattr__
-
+from .options import ID_KEY, META_OPTIONS, Options, resolve_path
 
 # -- declaration helpers ---------------------------------------------------------------------
 
@@ -101,8 +101,6 @@ def _may_share(annotation: Any, seen: set[int] | None = None) -> bool:
         return _may_share(get_args(annotation)[0], seen)
     if origin is typing.Literal:
         return False
-    from .fields import Reference
-
     if origin is Reference:
         return False
     if origin in (Union, types.UnionType) or origin in (list, tuple, set, frozenset, dict):
@@ -140,12 +138,23 @@ def _is_class_attribute(name: str, value: Any) -> bool:
 # -- the metaclass ---------------------------------------------------------------------------
 
 
+def overrides(model: type[Any], name: str) -> bool:
+    """Tell whether ``model`` (a Document class) has its own ``name`` (a method such as
+    ``to_bson`` or ``before_save``) instead of ``odm.Document``'s."""
+    document = DocumentMeta.document_class
+    return document is None or getattr(model, name) is not getattr(document, name)
+
+
 # Type checkers read pydantic's dataclass_transform from the metaclass a class names, not from
 # that metaclass's bases: without repeating it here, every Document's __init__ would be
 # BaseModel's untyped ``**data: Any`` to mypy and pyright (no plugin).
 @dataclass_transform(kw_only_default=True, field_specifiers=(PydanticField, PrivateAttr))
 class DocumentMeta(ModelMetaclass):
     """Builds ``_meta``, the per-model exceptions and the registry entry of Document classes."""
+
+    #: ``odm.Document`` itself, the one class made by this metaclass from no Document base:
+    #: what the dump and load plans compare a model's methods with.
+    document_class: ClassVar[type[Any] | None] = None
 
     def __new__(
         mcs,
@@ -156,7 +165,9 @@ class DocumentMeta(ModelMetaclass):
     ) -> type:
         if not any(isinstance(base, DocumentMeta) for base in bases):
             # Document itself: nothing to declare.
-            return super().__new__(mcs, cls_name, bases, namespace, **kwargs)
+            document = super().__new__(mcs, cls_name, bases, namespace, **kwargs)
+            DocumentMeta.document_class = document
+            return document
         options = _meta_options(cls_name, namespace.pop("Meta", None))
         parent: Options | None = next(
             (b._meta for b in bases if isinstance(getattr(b, "_meta", None), Options)), None
@@ -230,6 +241,8 @@ class DocumentMeta(ModelMetaclass):
             for pending in sorted(_incomplete, key=lambda m: m.__qualname__):
                 if pending is not cls:
                     complete_model(pending)
+        # A new class can resolve others' forward references: nothing derived before holds.
+        expire_all()
         return cls
 
 
@@ -287,6 +300,7 @@ def complete_model(model: type[Any]) -> bool:
         if not _is_complete(model):
             return False
         _incomplete.discard(model)
+        expire_all()
     meta = getattr(model, "_meta", None)
     if meta is not None and getattr(meta, "model", None) is model:
         _resolve_fields(model, meta)
@@ -336,8 +350,6 @@ def _build_options(
         validate_on_server=bool(inherited("validate_on_server", False)),
     )
     try:
-        from .options import as_read_preference, as_write_concern
-
         meta.read_preference = as_read_preference(inherited("read_preference", None))
         meta.write_concern = as_write_concern(inherited("write_concern", None))
     except ValueError as exc:

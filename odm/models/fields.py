@@ -29,6 +29,8 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
+from ..registry import registry
+
 if TYPE_CHECKING:
     from typing import Annotated as Annotated
 
@@ -286,9 +288,9 @@ class Reference(Generic[T]):
                     f"Reference({self.id!r}) does not know its target model; declare the field "
                     "as Reference[Model]"
                 )
-            from .loading import fetch_by_id
-
-            self.document = await fetch_by_id(self.model, self.id, timeout=timeout)
+            # Through the target's manager, as any load by id: the models layer does no I/O.
+            target: Any = self.model
+            self.document = await target.objects.timeout(timeout).get(id=self.id)
         return self.document
 
     def __eq__(self, other: object) -> bool:
@@ -344,8 +346,6 @@ def _lookup(name: str, module: str | None) -> type[Any] | None:
         found = getattr(sys.modules.get(module), name, None)
         if isinstance(found, type):
             return found
-    from ..registry import registry
-
     try:
         return registry.get(name)
     except LookupError:

@@ -12,7 +12,7 @@ import copy
 import datetime as _dt
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from bson import DBRef
 from bson.code import Code
@@ -20,19 +20,17 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from .. import executor
 from ..exceptions import (
     Invalid,
 )
 from ..gcpause import paused_gc
 from ..session import current_unit_of_work
+from .derived import table
+from .field_types import ID_FIELD
 from .fields import Field
 from .model_plan import EPOCH_AWARE, EPOCH_NAIVE, datetime_fixer
-from .options import CLASS_KEY, ID_FIELD, ID_KEY, Options
-from .tracking import set_snapshot, set_snapshots
-
-_set_slot = object.__setattr__
-
+from .options import CLASS_KEY, ID_KEY, Options
+from .tracking import set_partial, set_snapshot, set_snapshots
 
 # -- reads: batch validation -----------------------------------------------------------------
 
@@ -224,16 +222,6 @@ def _load_documents(
     return docs
 
 
-async def fetch_by_id(model: type[Any], id: Any, *, timeout: float | None = None) -> Any:
-    """Load the ``model`` document with ``_id`` ``id``; raise ``model.DoesNotExist`` if none."""
-    raw = await executor.find_one(
-        model, {ID_KEY: id, **model._meta.class_filter()}, timeout=timeout
-    )
-    if raw is None:
-        raise model.DoesNotExist(f"{model.__name__} with _id={id!r} does not exist")
-    return load_documents(model, [raw])[0]
-
-
 class _PartialPlan:
     """How projected rows of one model become documents, for one set of loaded fields: the
     adapter validating the loaded fields of a batch, and what ``model_construct`` would do
@@ -287,21 +275,23 @@ class _PartialPlan:
                     call_default_factory=True, validated_data=fields_values
                 )
         document = model.__new__(model)
-        _set_slot(document, "__dict__", fields_values)
-        _set_slot(document, "__pydantic_fields_set__", present)
-        _set_slot(document, "__pydantic_extra__", {} if self.extra else None)
-        _set_slot(document, "__pydantic_private__", None)
+        # pydantic's own attributes, set as its model_construct() does (past validation).
+        object.__setattr__(document, "__dict__", fields_values)
+        object.__setattr__(document, "__pydantic_fields_set__", present)
+        object.__setattr__(document, "__pydantic_extra__", {} if self.extra else None)
+        object.__setattr__(document, "__pydantic_private__", None)
         return document
 
 
-_partial_plans: dict[tuple[type[Any], frozenset[str]], _PartialPlan] = {}
+#: The entry of a model's derived state (odm.models.derived): loaded field names -> plan.
+_PARTIAL_PLANS: Final = "loading.partial_plans"
 
 
 def _partial_plan(model: type[Any], names: frozenset[str]) -> _PartialPlan:
-    key = (model, names)
-    plan = _partial_plans.get(key)
+    plans = table(model, _PARTIAL_PLANS)
+    plan: _PartialPlan | None = plans.get(names)
     if plan is None:
-        plan = _partial_plans[key] = _PartialPlan(model, names)
+        plan = plans[names] = _PartialPlan(model, names)
     return plan
 
 
@@ -345,7 +335,7 @@ def load_partial(
             present = {name for name, key in plan.loaded if key in raw}
             document = plan.construct(partial.__dict__, present)
             set_snapshot(document, raw)
-            _set_slot(document, "_odm_partial", True)
+            set_partial(document, True)
             documents.append(document)
     uow = current_unit_of_work()
     if uow is not None:

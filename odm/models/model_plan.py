@@ -30,10 +30,15 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 import bson
 from bson.tz_util import utc as _bson_utc  # the tzinfo of PyMongo's aware decoding
+from pydantic import BaseModel
+
+from .declaration import overrides
+from .derived import derived
+from .options import CLASS_KEY
 
 __all__ = [
     "ANY",
@@ -47,6 +52,7 @@ __all__ = [
     "Group",
     "ModelPlan",
     "document_plan",
+    "standard_dump",
 ]
 
 # Field kinds of a plan (ordered: the kinds compared by value come first).
@@ -331,32 +337,39 @@ def _model_plan(
     return plan
 
 
-_PLAN_SLOT = "__odm_save_plan__"
+#: Entries of a model's derived state (odm.models.derived): (the core schema they were built
+#: from, the dump plan / the datetime fix-up). The schema is compared on each use as well, so a
+#: plan made while the class was still incomplete is never used once pydantic completes it.
+_PLAN: Final = "model_plan.dump"
+_FIXER: Final = "model_plan.datetime_fixer"
 
 
 def document_plan(cls: type[Any]) -> ModelPlan | None:
     """Return the plan of a Document class (built once, again if pydantic rebuilt the
     class), or ``None`` when its documents are dumped whole."""
     schema = cls.__pydantic_core_schema__
-    cached = cls.__dict__.get(_PLAN_SLOT)
+    state = derived(cls)
+    cached = state.get(_PLAN)
     if cached is not None and cached[0] is schema:
         plan: ModelPlan | None = cached[1]
         return plan
     plan = _build_document_plan(cls, schema)
-    type.__setattr__(cls, _PLAN_SLOT, (schema, plan))
+    state[_PLAN] = (schema, plan)
     return plan
 
 
+def standard_dump(cls: type[Any]) -> bool:
+    """Tell whether a Document class dumps as every Document does: it overrides neither
+    pydantic's ``model_dump`` nor ``Document.to_bson`` (then its plan, or one pydantic call
+    over a batch, gives what its own methods would)."""
+    return cls.model_dump is BaseModel.model_dump and not overrides(cls, "to_bson")
+
+
 def _build_document_plan(cls: type[Any], schema: Any) -> ModelPlan | None:
-    from pydantic import BaseModel
-
-    from .base import Document
-
     if (
         not getattr(cls, "__pydantic_complete__", False)
         or not isinstance(schema, Mapping)
-        or cls.model_dump is not BaseModel.model_dump
-        or cls.to_bson is not Document.to_bson
+        or not standard_dump(cls)
     ):
         return None
     definitions: dict[str, Any] = {}
@@ -602,7 +615,6 @@ def _has_datetime(plan: ReadPlan) -> bool:
 #: ``False`` when a document has a key the plan does not know (then nothing is vouched for).
 DatetimeFixer = Callable[[Iterable[dict[str, Any]]], bool]
 
-_FIXER_SLOT = "__odm_datetime_fixer__"
 
 
 def datetime_fixer(cls: type[Any]) -> DatetimeFixer | None:
@@ -611,12 +623,13 @@ def datetime_fixer(cls: type[Any]) -> DatetimeFixer | None:
     the class has no datetime to fix: nothing to gain). Built once per class (again if pydantic
     rebuilt it)."""
     schema = cls.__pydantic_core_schema__
-    cached = cls.__dict__.get(_FIXER_SLOT)
+    state = derived(cls)
+    cached = state.get(_FIXER)
     if cached is not None and cached[0] is schema:
         fixer: DatetimeFixer | None = cached[1]
         return fixer
     fixer = _build_fixer(cls, schema)
-    type.__setattr__(cls, _FIXER_SLOT, (schema, fixer))
+    state[_FIXER] = (schema, fixer)
     return fixer
 
 
@@ -638,8 +651,6 @@ def _build_fixer(cls: type[Any], schema: Any) -> DatetimeFixer | None:
         return None
     if not _has_datetime(plan):
         return None  # nothing to gain
-    from .options import CLASS_KEY
-
     # The polymorphic class key, stored by odm, is a str: anything else there is vouched for
     # by nobody (the class does not read it), so the batch is then decoded aware again.
     plan = ReadPlan(plan.required, (*plan.optional, (CLASS_KEY,)), plan.fixes)

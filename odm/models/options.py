@@ -1,7 +1,7 @@
 """Options: what the metaclass learned about one Document class (``Model._meta``).
 
 Pure data, no I/O. The query compiler, the executor, the unit of work and the migrations'
-autodetector read it; only the metaclass in :mod:`odm.models.base` writes it.
+autodetector read it; only the metaclass in :mod:`odm.document` writes it.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+
+from .derived import derived
+from .field_types import ID_FIELD, may_nest
 
 if TYPE_CHECKING:
-    from pydantic import TypeAdapter
-
     from .indexes import Index
 
-ID_FIELD = "id"
 ID_KEY = "_id"
 CLASS_KEY = "_cls"
+#: The entry of a model's derived state (odm.models.derived) holding its batch adapter.
+_LIST_ADAPTER = "options.list_adapter"
 
 #: The Meta options a Document may declare; any other name is refused at class creation.
 META_OPTIONS = frozenset(
@@ -79,7 +81,12 @@ class Options:
     #: The class keeps undeclared stored keys (``extra="allow"``) as the raw document's own
     #: objects: the snapshot is a deep copy of the raw document.
     shares_extras: bool = False
-    _list_adapter: TypeAdapter[list[Any]] | None = field(default=None, repr=False)
+
+    @property
+    def may_nest(self) -> bool:
+        """Tell whether a field can hold values nested without bound (``dict``, ``Any``...):
+        only then does the executor check a payload's depth before sending it."""
+        return may_nest(self.model)
 
     @property
     def copies_snapshot(self) -> bool:
@@ -113,12 +120,10 @@ class Options:
 
     def list_adapter(self) -> TypeAdapter[list[Any]]:
         """Return the cached ``TypeAdapter(list[Model])`` that validates batches of documents."""
-        adapter = self._list_adapter
+        state = derived(self.model)
+        adapter: TypeAdapter[list[Any]] | None = state.get(_LIST_ADAPTER)
         if adapter is None:
-            from pydantic import TypeAdapter
-
-            adapter = TypeAdapter(list[self.model])  # type: ignore[name-defined]
-            self._list_adapter = adapter
+            adapter = state[_LIST_ADAPTER] = TypeAdapter(list[self.model])  # type: ignore[name-defined]
         return adapter
 
 
@@ -204,51 +209,3 @@ def resolve_path(model: type[BaseModel], dotted: str) -> str:
         stored.append(key)
         current = inner_type(annotation)
     return ".".join(stored)
-
-
-_READ_PREFERENCES = {
-    "primary": "PRIMARY",
-    "primarypreferred": "PRIMARY_PREFERRED",
-    "primary_preferred": "PRIMARY_PREFERRED",
-    "secondary": "SECONDARY",
-    "secondarypreferred": "SECONDARY_PREFERRED",
-    "secondary_preferred": "SECONDARY_PREFERRED",
-    "nearest": "NEAREST",
-}
-
-
-def as_read_preference(value: Any) -> Any:
-    """Return a PyMongo read preference for ``value`` (a name such as ``"secondaryPreferred"``
-    or a ready ``ReadPreference``); ``None`` stays ``None``. Raises ``ValueError`` otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        from pymongo import ReadPreference
-
-        attribute = _READ_PREFERENCES.get(value.lower())
-        if attribute is None:
-            raise ValueError(
-                f"unknown read preference {value!r}: expected one of primary, "
-                "primaryPreferred, secondary, secondaryPreferred, nearest"
-            )
-        return getattr(ReadPreference, attribute)
-    if hasattr(value, "mongos_mode"):
-        return value
-    raise ValueError(f"{value!r} is not a read preference")
-
-
-def as_write_concern(value: Any) -> Any:
-    """Return a PyMongo ``WriteConcern`` for ``value`` (a dict such as ``{"w": "majority"}``,
-    a ``w`` value such as ``"majority"`` or ``1``, or a ready ``WriteConcern``)."""
-    from pymongo import WriteConcern
-
-    if value is None or isinstance(value, WriteConcern):
-        return value
-    if isinstance(value, dict):
-        try:
-            return WriteConcern(**value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"bad write concern {value!r}: {exc}") from exc
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return WriteConcern(w=value)
-    raise ValueError(f"{value!r} is not a write concern")

@@ -13,31 +13,32 @@ from __future__ import annotations
 
 import types
 import typing
-import weakref
 from collections.abc import Mapping
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Final, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
 from ..exceptions import UnsavedReference
+from .derived import derived
 from .fields import Reference
 from .tracking import get_snapshot
 
 __all__ = ["check_saved_references", "reference_fields"]
 
-_FIELDS: weakref.WeakKeyDictionary[type[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
+#: The entry of a model's derived state (odm.models.derived) naming its reference fields.
+_FIELDS: Final = "references.fields"
 
 
 def reference_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The names of ``model``'s fields whose type can hold a reference (cached)."""
-    found = _FIELDS.get(model)
+    state = derived(model)
+    found: tuple[str, ...] | None = state.get(_FIELDS)
     if found is None:
-        found = tuple(
+        found = state[_FIELDS] = tuple(
             name
             for name, info in model.model_fields.items()
             if _may_hold_reference(info.annotation, set())
         )
-        _FIELDS[model] = found
     return found
 
 

@@ -19,6 +19,7 @@ dump); the rules for stored values are :mod:`odm.models.diffing`'s.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Iterable, Mapping
 from itertools import repeat
@@ -28,21 +29,36 @@ from ..session import current_unit_of_work
 from .diffing import diff, same
 
 __all__ = [
+    "SLOTS",
     "TrackingState",
     "capture_state",
     "collection_model",
+    "copy_state",
+    "family_of",
     "get_snapshot",
     "has_changes",
-    "is_dirty",
-    "mark_clean",
-    "pending_update",
+    "is_partial",
+    "pickled_state",
+    "raw_snapshot",
     "restore_state",
+    "set_family",
+    "set_partial",
+    "set_pending",
     "set_snapshot",
     "set_snapshots",
+    "take_pending",
+    "unpickle_state",
     "will_change",
 ]
 
+# The instance slots this module owns (declared in ``Document.__slots__``). They are set with
+# object.__setattr__, past pydantic's validated assignment: they are not fields.
 _SNAPSHOT = "_odm_snapshot"
+_PARTIAL = "_odm_partial"
+_PENDING = "_odm_pending"
+_FAMILY = "_odm_family"
+#: The slots, for ``Document.__slots__``.
+SLOTS = (_FAMILY, _PARTIAL, _PENDING, _SNAPSHOT)
 _set_slot = object.__setattr__
 
 
@@ -73,7 +89,76 @@ def get_snapshot(document: Any) -> dict[str, Any] | None:
     return snapshot
 
 
+def is_partial(document: Any) -> bool:
+    """Tell whether ``document`` was loaded with ``only()``/``defer()`` (it is never written
+    back whole)."""
+    return bool(getattr(document, _PARTIAL, False))
+
+
+def set_partial(document: Any, partial: bool) -> None:
+    """Record whether ``document`` holds only some of its stored fields."""
+    _set_slot(document, _PARTIAL, partial)
+
+
+def set_pending(document: Any, snapshot: dict[str, Any] | None) -> None:
+    """Keep the snapshot a flush is writing for ``document`` until the write is confirmed."""
+    _set_slot(document, _PENDING, snapshot)
+
+
+def take_pending(document: Any) -> dict[str, Any] | None:
+    """Return and forget the snapshot :func:`set_pending` kept (``None`` when none)."""
+    pending: dict[str, Any] | None = getattr(document, _PENDING, None)
+    if pending is not None:
+        _set_slot(document, _PENDING, None)
+    return pending
+
+
+def family_of(document: Any) -> Any:
+    """Return the family of copies ``document`` belongs to (:mod:`odm.models.copies`), if any."""
+    return getattr(document, _FAMILY, None)
+
+
+def set_family(document: Any, family: Any) -> None:
+    """Make ``document`` a member of ``family`` (``None``: of none)."""
+    _set_slot(document, _FAMILY, family)
+
+
+def copy_state(source: Any, copied: Any, memo: dict[int, Any] | None = None) -> None:
+    """Give ``copied`` the snapshot and partial flag of ``source`` (the snapshot deep-copied
+    along with the fields when ``memo`` is given). A pending flush stays with ``source``."""
+    snapshot = getattr(source, _SNAPSHOT, None)
+    if memo is not None and snapshot is not None:
+        snapshot = copy.deepcopy(snapshot, memo)
+    _set_slot(copied, _SNAPSHOT, snapshot)
+    _set_slot(copied, _PARTIAL, getattr(source, _PARTIAL, False))
+
+
+def pickled_state(document: Any) -> dict[str, Any]:
+    """Return the tracking state to add to ``document``'s pickle; objects pickled together
+    share one family object (pickle's memo), so they stay copies."""
+    return {
+        "__odm_snapshot__": getattr(document, _SNAPSHOT, None),
+        "__odm_partial__": getattr(document, _PARTIAL, False),
+        "__odm_family__": getattr(document, _FAMILY, None),
+    }
+
+
+def unpickle_state(document: Any, state: Mapping[str, Any]) -> Any:
+    """Put back what :func:`pickled_state` kept, but the family, which is returned for
+    :func:`odm.models.copies.rejoin`."""
+    _set_slot(document, _SNAPSHOT, state.get("__odm_snapshot__"))
+    _set_slot(document, _PARTIAL, state.get("__odm_partial__", False))
+    return state.get("__odm_family__")
+
+
 _NO_ID = object()
+
+
+def raw_snapshot(document: Any) -> dict[str, Any] | None:
+    """Return the snapshot ``document`` holds, even when its id changed since (see
+    :func:`get_snapshot`): what its copies start from."""
+    snapshot: dict[str, Any] | None = getattr(document, _SNAPSHOT, None)
+    return snapshot
 
 
 def _same_id(document: Any, stored: Any) -> bool:
@@ -95,48 +180,6 @@ def has_changes(document: Any, dumped: Mapping[str, Any]) -> bool:
     """Tell whether ``dumped`` (the document's stored form now) differs from its snapshot."""
     snapshot = get_snapshot(document)
     return snapshot is None or bool(diff(snapshot, dumped))
-
-
-# -- for the unit of work's flush ------------------------------------------------------------
-
-_PENDING = "_odm_pending"
-
-
-def is_dirty(document: Any) -> bool:
-    """Tell whether the flush would write ``document`` (stored, whole, and changed)."""
-    from .writes import prepare_update
-
-    if getattr(document, "_odm_partial", False):
-        return False
-    return prepare_update(document) is not None
-
-
-def pending_update(document: Any) -> Any:
-    """Return a PyMongo ``UpdateOne`` for what changed in ``document`` since it was loaded,
-    or ``None`` when nothing did (or it was never stored). After the write succeeded, call
-    :func:`mark_clean`."""
-    from pymongo import UpdateOne
-
-    from .writes import prepare_update
-
-    if getattr(document, "_odm_partial", False):
-        return None  # loaded with only()/defer(): never written back (save() refuses it too)
-    plan = prepare_update(document)
-    if plan is None:
-        return None
-    filter, update, new_snapshot = plan
-    _set_slot(document, _PENDING, new_snapshot)
-    return UpdateOne(filter, update)
-
-
-def mark_clean(document: Any) -> None:
-    """Record that the update from :func:`pending_update` is stored."""
-    new_snapshot = getattr(document, _PENDING, None)
-    if new_snapshot is not None:
-        from .writes import commit_update
-
-        commit_update(document, new_snapshot)
-        _set_slot(document, _PENDING, None)
 
 
 def collection_model(model: type[Any]) -> type[Any]:
@@ -162,10 +205,10 @@ def capture_state(document: Any) -> TrackingState:
         if meta.optimistic_lock
         else _NO_VERSION
     )
-    family = getattr(document, "_odm_family", None)
+    family = getattr(document, _FAMILY, None)
     return (
         getattr(document, _SNAPSHOT, None),
-        getattr(document, "_odm_partial", False),
+        getattr(document, _PARTIAL, False),
         version,
         family,
         None if family is None else family.latest,
@@ -179,7 +222,7 @@ def restore_state(document: Any, state: TrackingState) -> None:
     what it knew before the first of them changed."""
     snapshot, partial, version, family, latest = state
     _set_slot(document, _SNAPSHOT, snapshot)
-    _set_slot(document, "_odm_partial", partial)
+    _set_slot(document, _PARTIAL, partial)
     _set_slot(document, _PENDING, None)
     if version is not _NO_VERSION:
         document.__dict__[type(document)._meta.version_field] = version

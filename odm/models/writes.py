@@ -6,23 +6,36 @@ Shared by ``Document.save()`` / ``delete()`` and by the unit of work's flush; no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from pymongo import UpdateOne
 
 from .copies import known_state, written
-from .options import ID_KEY
+from .options import ID_KEY, Options
 from .save_plan import changes
-from .tracking import get_snapshot, set_snapshot
+from .tracking import get_snapshot, is_partial, set_pending, set_snapshot, take_pending
 
-if TYPE_CHECKING:
-    from .base import Document
 
-_set_slot = object.__setattr__
+class Stored(Protocol):
+    """What the instance-write helpers need of a document (``odm.Document`` has it all)."""
+
+    @property
+    def _meta(self) -> Options:
+        """The declaration of the document's class."""
+
+    @property
+    def id(self) -> Any:
+        """The document's id."""
+
+    def to_bson(self) -> dict[str, Any]:
+        """The document's stored form."""
+
 
 
 # -- writes by instance (shared with the unit of work's flush) -------------------------------
 
 
-def write_filter(document: Document, *, with_version: bool = True) -> dict[str, Any]:
+def write_filter(document: Stored, *, with_version: bool = True) -> dict[str, Any]:
     """Return the filter that targets ``document`` in a write: its ``_id``, the shard key
     (from the stored values, so the write goes to the shard that holds it) and, under
     ``Meta.optimistic_lock``, the version it was loaded with."""
@@ -48,7 +61,7 @@ def _get_path(raw: Mapping[str, Any], path: str) -> Any:
 
 
 def prepare_update(
-    document: Document,
+    document: Stored,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
     """Return ``(filter, update, new_snapshot)`` for what changed since ``document`` was
     loaded, or ``None`` when nothing changed (or it was never stored).
@@ -78,7 +91,7 @@ def prepare_update(
     return filter, update, new_raw
 
 
-def commit_update(document: Document, new_snapshot: dict[str, Any]) -> None:
+def commit_update(document: Stored, new_snapshot: dict[str, Any]) -> None:
     """Record that ``new_snapshot`` (from :func:`prepare_update`) is now stored."""
     meta = document._meta
     if meta.optimistic_lock:
@@ -87,3 +100,32 @@ def commit_update(document: Document, new_snapshot: dict[str, Any]) -> None:
     written(document, new_snapshot)
 
 
+# -- for the unit of work's flush ------------------------------------------------------------
+
+
+def is_dirty(document: Stored) -> bool:
+    """Tell whether the flush would write ``document`` (stored, whole, and changed)."""
+    if is_partial(document):
+        return False
+    return prepare_update(document) is not None
+
+
+def pending_update(document: Stored) -> UpdateOne | None:
+    """Return a PyMongo ``UpdateOne`` for what changed in ``document`` since it was loaded,
+    or ``None`` when nothing did (or it was never stored). After the write succeeded, call
+    :func:`mark_clean`."""
+    if is_partial(document):
+        return None  # loaded with only()/defer(): never written back (save() refuses it too)
+    plan = prepare_update(document)
+    if plan is None:
+        return None
+    filter, update, new_snapshot = plan
+    set_pending(document, new_snapshot)
+    return UpdateOne(filter, update)
+
+
+def mark_clean(document: Stored) -> None:
+    """Record that the update from :func:`pending_update` is stored."""
+    new_snapshot = take_pending(document)
+    if new_snapshot is not None:
+        commit_update(document, new_snapshot)

@@ -9,14 +9,15 @@ pipeline when it needs one (:class:`CompiledPipeline`): joins (``select_related`
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from bson import json_util
 
 from ..exceptions import QueryError
+from ..models.derived import table
+from .aggregates import Aggregate
 from .paths import (
     ID_FIELD,
     RELATED_PREFIX,
@@ -438,19 +439,15 @@ class _JoinPlan:
     unset: tuple[str, ...]
 
 
-#: model -> {select_related paths -> plan}; weak, like the path cache. Only successful builds
-#: are stored: a bad path raises every time.
-_JOIN_PLANS: weakref.WeakKeyDictionary[type[Any], dict[tuple[str, ...], _JoinPlan]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The entry of a model's derived state (odm.models.derived) mapping select_related paths to
+#: their join plan. Only successful builds are stored: a bad path raises every time.
+_JOIN_PLANS: Final = "compiler.join_plans"
 
 
 def _join_plan(model: type[Any], paths: tuple[str, ...]) -> _JoinPlan:
     """Return the (cached) join plan of ``select_related(*paths)`` on ``model``."""
-    per_model = _JOIN_PLANS.get(model)
-    if per_model is None:
-        per_model = _JOIN_PLANS[model] = {}
-    plan = per_model.get(paths)
+    per_model = table(model, _JOIN_PLANS)
+    plan: _JoinPlan | None = per_model.get(paths)
     if plan is None:
         # The general path's own helpers, so the plan is what it would build.
         probe = Query(model)
@@ -473,16 +470,14 @@ def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     simple = _simple_find(query)
     if simple is not None:
         return simple
+    return _general_pipeline(query)
+
+
+def _general_pipeline(query: Query) -> CompiledPipeline:
+    """Compile what :func:`_simple_find` cannot: joins in the filter or the ordering,
+    ``values()``, grouping. (It also gives what the short cut gives for ``select_related``
+    alone, which the tests check.)"""
     parts = _parts(query)
-    if not parts.joins and query.values_fields is None and not query.grouped:
-        return CompiledFind(
-            filter=parts.pre,
-            projection=_projection(query),
-            sort=_sort_spec(query) or None,
-            skip=query.low_mark,
-            limit=query.limit,
-            batch_size=query.batch_size,
-        )
     pipeline: list[dict[str, Any]] = []
     if parts.pre:
         pipeline.append({"$match": parts.pre})
@@ -572,8 +567,6 @@ def compile_exists(query: Query) -> CompiledFind | CompiledPipeline:
 
 def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAggregate:
     """Compile ``aggregate(name=Count(), ...)`` into one ``$group`` over the queryset."""
-    from ..aggregates import Aggregate
-
     if not aggregates:
         raise QueryError("aggregate() needs at least one aggregate, e.g. aggregate(n=Count())")
     if query.grouped:

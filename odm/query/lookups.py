@@ -10,7 +10,6 @@ lands in an operand position, converted by pydantic and checked by
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
@@ -18,6 +17,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
+from ..models.derived import expire_all
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import FieldType, Join, Kind, ResolvedPath, target_id_type
 
@@ -26,14 +26,13 @@ __all__ = ["LOOKUPS", "Lookup", "escape_regex", "get_lookup", "register_lookup"]
 #: Every registered lookup class, by ``lookup_name``.
 LOOKUPS: dict[str, type[Lookup]] = {}
 
-#: model -> {filter key -> (resolved path, lookup class, literal type)}, filled by
-#: :func:`odm.query.where.key_plan`: what ``filter(key=...)`` means for a model depends only on
-#: the key, so each key is split and resolved once (only the value is validated on every
-#: call). The literal type is :func:`exact_literal_type`'s (``None`` for other lookups). Weak,
-#: like the path cache; cleared when a lookup is registered.
-KEY_CACHE: weakref.WeakKeyDictionary[
-    type[Any], dict[str, tuple[ResolvedPath, type[Lookup], type | None]]
-] = weakref.WeakKeyDictionary()
+#: The entry of a model's derived state (odm.models.derived) mapping each filter key to
+#: (resolved path, lookup class, literal type), filled by :func:`odm.query.where.key_plan`: what
+#: ``filter(key=...)`` means for a model depends only on the key, so each key is split and
+#: resolved once (only the value is validated on every call). The literal type is
+#: :func:`exact_literal_type`'s (``None`` for other lookups). Forgotten, with the rest of the
+#: derived state, when a lookup is registered.
+KEY_PLANS: Final = "lookups.key_plans"
 
 _BOOL: Final = TypeAdapter(bool)
 
@@ -59,7 +58,7 @@ _ALL_KINDS: Final = frozenset(Kind)
 def register_lookup(cls: type[Lookup]) -> type[Lookup]:
     """Register a lookup class under its ``lookup_name`` (a class decorator)."""
     LOOKUPS[cls.lookup_name] = cls
-    KEY_CACHE.clear()  # a new lookup name may change how filter keys split
+    expire_all()  # a new lookup name may change how filter keys split
     return cls
 
 
@@ -573,87 +572,3 @@ class IRegex(Regex):
 
     lookup_name = "iregex"
     insensitive = True
-
-
-@register_lookup
-class ElemMatch(Lookup):
-    """``items__elemmatch={"sku": "A1", "qty__gte": 2}`` (or a Q): one element matches all.
-
-    On a list of scalars the keys are lookup names: ``scores__elemmatch={"gte": 80, "lt": 90}``.
-    """
-
-    lookup_name = "elemmatch"
-    element_wise = False
-    kinds = frozenset({Kind.LIST, Kind.ANY})
-
-    def prepare(self, value: Any) -> Any:
-        """Compile the inner conditions against the list's element type."""
-        from .q import Q
-        from .where import compile_q, condition_for
-
-        item = self.subject.item if self.subject.kind is Kind.LIST else None
-        item = item or FieldType(Kind.ANY, Any)
-        if isinstance(value, Mapping):
-            if item.kind not in (Kind.MODEL, Kind.DICT, Kind.ANY):
-                return self._scalar(item, value, condition_for)
-            value = Q(**{_key(k, self.path): v for k, v in value.items()})
-        if not isinstance(value, Q):
-            raise QueryError(
-                f"{self.path}__elemmatch takes a dict of lookups or a Q", field=self.path
-            )
-        if item.kind not in (Kind.MODEL, Kind.DICT, Kind.ANY):
-            raise QueryError(
-                f"{self.path}__elemmatch on a list of {item.label} takes a dict of lookups",
-                field=self.path,
-            )
-        parts = compile_q(self.target_model(), value, root=item, split=False)
-        if any(part.joins for part in parts):
-            raise QueryError(f"{self.path}__elemmatch cannot cross references", field=self.path)
-        return parts[0].mql if parts else {}
-
-    def _scalar(
-        self, item: FieldType, value: Mapping[str, Any], condition_for: Callable[..., Any]
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, sub in value.items():
-            if get_lookup(_key(name, self.path)) is None:
-                raise QueryError(
-                    f"{self.path}__elemmatch on a list of {item.label} takes lookup names "
-                    f"(gte, lt, ...), not {name!r}",
-                    field=self.path,
-                )
-            element = ResolvedPath(self.path, (), "", item, (), False, False)
-            mql = condition_for(element, name, sub).mql[""]
-            # {"$gte": 1} merges; a bare value (exact) becomes {"$eq": value}.
-            mql = mql if isinstance(mql, dict) and not _is_literal(mql) else {"$eq": mql}
-            for op, operand in mql.items():
-                if op in out:
-                    raise QueryError(f"{self.path}__elemmatch: {op} twice", field=self.path)
-                out[op] = operand
-        return out
-
-    def target_model(self) -> type[Any]:
-        """Return a model class name holder for error messages."""
-        models = self.subject.item.models if self.subject.item else ()
-        return models[0] if models else _FreeForm
-
-    def operand(self) -> Any:
-        """Return ``{"$elemMatch": {...}}``."""
-        return {"$elemMatch": self.value}
-
-
-def _is_literal(mql: dict[str, Any]) -> bool:
-    return not all(isinstance(k, str) and k.startswith("$") for k in mql)
-
-
-def _key(name: Any, path: str) -> str:
-    if not isinstance(name, str):
-        raise QueryError(f"{path}__elemmatch: keys must be strings", field=path)
-    return name
-
-
-class _FreeForm:
-    """Stands for the (unnamed) model of free-form list elements in error messages."""
-
-    model_fields: ClassVar[dict[str, Any]] = {}
-

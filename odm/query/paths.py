@@ -8,64 +8,43 @@ for it, is cached per (model, path): compiling a query does no type analysis twi
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
-import enum
-import re
-import threading
-import types
-import typing
-import weakref
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Union, get_args, get_origin
+from typing import Any, Final
 
-import bson
-from pydantic import BaseModel, TypeAdapter
-from pydantic import ValidationError as PydanticValidationError
-
-from ..exceptions import QueryError, UnsavedReference
-from ..models.fields import ObjectId, Reference, reference_target
-from ..nesting import MAX_DEPTH
+from ..exceptions import QueryError
+from ..models.derived import table
+from ..models.field_types import (
+    ID_FIELD,
+    SEP,
+    FieldType,
+    Kind,
+    analyze,
+    check_literal,
+    field_type_of,
+    model_type,
+    stored_key,
+    target_id_type,
+)
 
 __all__ = [
     "ID_FIELD",
     "RELATED_PREFIX",
+    "SEP",
     "FieldType",
     "Join",
     "Kind",
     "ResolvedPath",
+    "analyze",
     "check_literal",
     "check_name",
     "field_type_of",
     "model_type",
     "resolve",
+    "target_id_type",
 ]
 
-ID_FIELD: Final = "id"
 #: Prefix of the keys under which ``$lookup`` places joined documents (``__odm_rel_customer``).
 RELATED_PREFIX: Final = "__odm_rel_"
-SEP: Final = "__"
-
-
-class Kind(enum.Enum):
-    """What a field holds, as far as lookups care."""
-
-    STRING = "string"
-    NUMBER = "number"
-    BOOL = "bool"
-    DATE = "date"
-    OBJECTID = "objectid"
-    LIST = "list"
-    MODEL = "model"
-    DICT = "dict"
-    ANY = "any"
-    REFERENCE = "reference"
-    OTHER = "other"
-
-    # Members are singletons compared by identity: hash them so too, in C (Enum's own
-    # __hash__ is Python code, run for every ``kind in kinds`` test of every filter value).
-    __hash__ = object.__hash__
 
 
 def check_name(name: str, *, where: str = "field") -> None:
@@ -78,389 +57,6 @@ def check_name(name: str, *, where: str = "field") -> None:
             "'.' or NUL",
             field=name,
         )
-
-
-_UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
-#: Exact types that hold nothing check_literal refuses (subclasses take the full walk).
-_PLAIN_SCALARS: Final = frozenset(
-    {str, float, bool, type(None), bson.ObjectId, _dt.datetime, _dt.date, bytes}
-)
-
-
-def check_literal(value: Any, field: str) -> None:
-    """Refuse a value that MongoDB could read as something other than data.
-
-    Any dict inside the value (at any depth) may not have a key starting with ``$`` or holding
-    ``.`` or NUL; regex and JavaScript objects are refused (inside ``$in`` a regex matches), and
-    so are integers beyond BSON's 64 bits (the encoder would fail with an untyped error).
-    So is a value nesting deeper than :data:`~odm.nesting.MAX_DEPTH` levels (the server would
-    refuse the command untyped). Iterative, so that a deeply nested hostile value cannot blow
-    the stack.
-    """
-    kind = type(value)
-    if kind in _PLAIN_SCALARS or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
-        return  # the usual filter value: nothing inside it to check
-    # The document is a level, and so is each part of the path before the value.
-    levels = MAX_DEPTH - 1 - field.count(SEP)
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > levels:
-            raise QueryError(
-                f"value for {field!r} nests deeper than MongoDB's {MAX_DEPTH} levels",
-                field=field,
-            )
-        if isinstance(item, Mapping):
-            for key, sub in item.items():
-                if not isinstance(key, str):
-                    raise QueryError(
-                        f"value for {field!r}: document keys must be strings", field=field
-                    )
-                if key.startswith("$") or "." in key or "\x00" in key:
-                    raise QueryError(
-                        f"value for {field!r} holds the key {key!r}: keys starting with '$' or "
-                        "containing '.' or NUL are refused in query and update values",
-                        field=field,
-                    )
-                stack.append((sub, depth + 1))
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend((sub, depth + 1) for sub in item)
-        elif isinstance(item, int) and not _INT64_MIN <= item <= _INT64_MAX:
-            raise QueryError(
-                f"value for {field!r}: {item} does not fit in BSON's 64-bit integer", field=field
-            )
-        elif isinstance(item, _UNSAFE_VALUES):
-            raise QueryError(
-                f"value for {field!r}: {type(item).__name__} objects are not accepted as values; "
-                "use the regex/iregex lookups",
-                field=field,
-            )
-
-
-_SCHEMA_HOOK: Final = "__get_pydantic_core_schema__"
-_LIST_ORIGINS: Final = (list, tuple, set, frozenset, Sequence)
-_NONE_TYPE: Final = type(None)
-
-
-def _loosen(annotation: Any) -> Any:
-    """Return the annotation without its constraints (``ge``, ``max_length``, ``pattern``...).
-
-    A filter value is a thing to look for, not a thing to store: ``name__startswith="A"`` must
-    pass a ``min_length=3`` field. Metadata that defines a type or converts values (ObjectId's
-    schema, ``AfterValidator``) is kept, so ``id="<24 hex>"`` still becomes an ObjectId.
-    """
-    origin = get_origin(annotation)
-    if origin is typing.Annotated:
-        inner, *metadata = list(get_args(annotation))
-        kept = [m for m in metadata if hasattr(m, _SCHEMA_HOOK)]
-        loose = _loosen(inner)
-        return typing.Annotated[(loose, *kept)] if kept else loose
-    if origin is Union or origin is types.UnionType:
-        return Union[tuple(_loosen(a) for a in get_args(annotation))]  # noqa: UP007
-    if origin in (list, set, frozenset, tuple, dict) and get_args(annotation):
-        return origin[tuple(_loosen(a) for a in get_args(annotation))]
-    return annotation
-
-
-class FieldType:
-    """The type of a path's target: its kind, parts (items, models) and validators."""
-
-    __slots__ = (
-        "_adapter",
-        "_lock",
-        "_store_adapter",
-        "annotation",
-        "as_is",
-        "item",
-        "kind",
-        "label",
-        "models",
-        "nullable",
-        "store_annotation",
-        "target",
-        "value",
-    )
-
-    def __init__(
-        self,
-        kind: Kind,
-        annotation: Any,
-        store_annotation: Any = None,
-        *,
-        nullable: bool = False,
-        item: FieldType | None = None,
-        models: tuple[type[BaseModel], ...] = (),
-        target: type[Any] | None = None,
-        value: FieldType | None = None,
-    ) -> None:
-        self.kind = kind
-        self.annotation = annotation
-        self.store_annotation = annotation if store_annotation is None else store_annotation
-        self.nullable = nullable
-        self.item = item
-        self.models = models
-        self.target = target
-        self.value = value
-        self._adapter: TypeAdapter[Any] | None = None
-        self._store_adapter: TypeAdapter[Any] | None = None
-        self._lock = threading.Lock()
-        self.label = _label(annotation)
-        #: The one type whose values this type's filter form validates and dumps to
-        #: themselves (``str`` for a ``str`` field...), or ``None``.
-        self.as_is: type | None = _as_is(annotation)
-
-    @property
-    def adapter(self) -> TypeAdapter[Any]:
-        """Return the (cached) TypeAdapter validating filter values for this type."""
-        if self._adapter is None:
-            with self._lock:
-                if self._adapter is None:
-                    self._adapter = TypeAdapter(self.annotation)
-        return self._adapter
-
-    @property
-    def store_adapter(self) -> TypeAdapter[Any]:
-        """Return the (cached) TypeAdapter validating stored values (constraints included)."""
-        if self._store_adapter is None:
-            with self._lock:
-                if self._store_adapter is None:
-                    self._store_adapter = TypeAdapter(self.store_annotation)
-        return self._store_adapter
-
-    def convert(self, value: Any, field: str, *, store: bool = False) -> Any:
-        """Validate ``value`` as this type and return its BSON-ready form, or raise QueryError."""
-        if self.kind is Kind.ANY:
-            check_literal(value, field)
-            return value
-        if self.kind is Kind.REFERENCE:
-            if store:
-                _check_stored(value, field)
-            return self._convert_reference(value, field)
-        if type(value) is self.as_is and not store:
-            # pydantic would hand this very value back (a str for a str field, an ObjectId
-            # for an ObjectId field): skip its two calls, keep the literal check.
-            check_literal(value, field)
-            return value
-        adapter = self.store_adapter if store else self.adapter
-        try:
-            # The adapter's core validator and serializer themselves: the TypeAdapter methods
-            # only forward to them, at ~0.4 µs per value of argument handling.
-            validated = adapter.validator.validate_python(value)
-            converted = adapter.serializer.to_python(validated, by_alias=True)
-        except PydanticValidationError as exc:
-            first = exc.errors()[0] if exc.error_count() else {"msg": str(exc)}
-            raise QueryError(
-                f"invalid value for {field!r} ({self.label}): {first['msg']}", field=field
-            ) from None
-        check_literal(converted, field)
-        return converted
-
-    def _convert_reference(self, value: Any, field: str) -> Any:
-        target = self.target
-        if isinstance(value, Reference):
-            value = value.id
-        elif target is not None and isinstance(value, target):
-            value = getattr(value, ID_FIELD, None)
-            if value is None:
-                raise QueryError(
-                    f"value for {field!r} is a {target.__name__} without an id (not saved yet)",
-                    field=field,
-                )
-        if value is None and self.nullable:
-            return None
-        id_type = target_id_type(target)
-        if id_type is not None:
-            return id_type.convert(value, field)
-        check_literal(value, field)
-        if isinstance(value, Mapping | list | tuple):
-            raise QueryError(f"value for {field!r} must be an id or a document", field=field)
-        return value
-
-    def __repr__(self) -> str:
-        return f"<FieldType {self.kind.value} {self.label}>"
-
-
-#: Plain field annotations whose filter form passes a value of exactly the same type through
-#: unchanged (the validator returns it, the serializer dumps it as is): a subclass (a bool
-#: for an int, a str enum) still goes through pydantic.
-_AS_IS: Final[dict[Any, type]] = {
-    str: str,
-    int: int,
-    float: float,
-    bool: bool,
-    bson.ObjectId: bson.ObjectId,
-    ObjectId: bson.ObjectId,
-}
-
-
-def _check_stored(value: Any, field: str) -> None:
-    """Refuse to write a reference to a document instance that was never stored."""
-    from ..models.tracking import get_snapshot
-
-    document = value.document if isinstance(value, Reference) else value
-    # A Document (it has ``_meta``), not an embedded model or a plain id.
-    is_document = getattr(type(document), "_meta", None) is not None
-    if is_document and isinstance(document, BaseModel) and get_snapshot(document) is None:
-        raise UnsavedReference(
-            f"update({field}=...) refers to a {type(document).__name__} that was never "
-            "saved: its id would point nowhere (insert it first)",
-            field=field,
-        )
-
-
-def _as_is(annotation: Any) -> type | None:
-    try:
-        return _AS_IS.get(annotation)
-    except TypeError:  # an annotation with unhashable metadata is not one of them
-        return None
-
-
-def _label(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
-
-
-def target_id_type(target: type[Any] | None) -> FieldType | None:
-    """Return the type of the ``id`` field of a reference's target model (``None``: none)."""
-    fields = getattr(target, "model_fields", None)
-    if target is None or not fields or ID_FIELD not in fields:
-        return None
-    return _field_of(target, ID_FIELD)
-
-
-def _model_key(model: type[Any], name: str) -> str:
-    meta = getattr(model, "_meta", None)
-    if meta is not None and hasattr(meta, "db_key"):
-        return str(meta.db_key(name))
-    if name == ID_FIELD and getattr(model, "_meta", None) is not None:
-        return "_id"
-    info = model.model_fields[name]
-    return info.alias or name
-
-
-def analyze(annotation: Any, store_annotation: Any = None) -> FieldType:
-    """Return the :class:`FieldType` of an annotation (filter form) and its stored form."""
-    store = annotation if store_annotation is None else store_annotation
-    loose = _loosen(annotation)
-    base = loose
-    while get_origin(base) is typing.Annotated:
-        base = get_args(base)[0]
-    origin = get_origin(base)
-    if origin is Union or origin is types.UnionType:
-        members = [a for a in get_args(base) if a is not _NONE_TYPE]
-        nullable = len(members) < len(get_args(base))
-        if len(members) == 1:
-            inner = analyze(members[0])
-            return _with(inner, loose, store, nullable=nullable or inner.nullable)
-        plain = [_strip(a) for a in members]
-        if all(isinstance(m, type) and issubclass(m, BaseModel) for m in plain):
-            return FieldType(Kind.MODEL, loose, store, nullable=nullable, models=tuple(plain))
-        if reference_target(base) is not None:
-            return FieldType(
-                Kind.REFERENCE, loose, store, nullable=nullable, target=reference_target(base)
-            )
-        return FieldType(Kind.OTHER, loose, store, nullable=nullable)
-    if origin is Reference or base is Reference:
-        return FieldType(Kind.REFERENCE, loose, store, target=reference_target(base))
-    if origin in _LIST_ORIGINS or base in _LIST_ORIGINS:
-        args = [a for a in get_args(base) if a is not Ellipsis]
-        item = analyze(args[0]) if len(args) == 1 else FieldType(Kind.ANY, Any)
-        return FieldType(Kind.LIST, loose, store, item=item)
-    if origin in (dict, Mapping) or base in (dict, Mapping):
-        dargs = get_args(base)
-        value = analyze(dargs[1]) if len(dargs) == 2 else FieldType(Kind.ANY, Any)
-        return FieldType(Kind.DICT, loose, store, value=value)
-    if origin is Literal:
-        kinds = {type(a) for a in get_args(base)}
-        kind = Kind.STRING if kinds == {str} else Kind.OTHER
-        return FieldType(kind, loose, store)
-    if base is Any or base is object:
-        return FieldType(Kind.ANY, Any)
-    if isinstance(base, type):
-        return FieldType(_scalar_kind(base), loose, store, models=_models(base))
-    return FieldType(Kind.OTHER, loose, store)
-
-
-def _strip(annotation: Any) -> Any:
-    while get_origin(annotation) is typing.Annotated:
-        annotation = get_args(annotation)[0]
-    return annotation
-
-
-def _models(base: type) -> tuple[type[BaseModel], ...]:
-    return (base,) if issubclass(base, BaseModel) else ()
-
-
-def _scalar_kind(base: type) -> Kind:
-    if issubclass(base, BaseModel):
-        return Kind.MODEL
-    if issubclass(base, enum.Enum):
-        return Kind.OTHER
-    if issubclass(base, bool):
-        return Kind.BOOL
-    if issubclass(base, int | float | decimal.Decimal | bson.Decimal128):
-        return Kind.NUMBER
-    if issubclass(base, str):
-        return Kind.STRING
-    if issubclass(base, _dt.date | _dt.time):
-        return Kind.DATE
-    if issubclass(base, bson.ObjectId):
-        return Kind.OBJECTID
-    return Kind.OTHER
-
-
-def _with(inner: FieldType, loose: Any, store: Any, *, nullable: bool) -> FieldType:
-    return FieldType(
-        inner.kind if inner.kind is not Kind.ANY else Kind.ANY,
-        loose if inner.kind is not Kind.ANY else Any,
-        store,
-        nullable=nullable,
-        item=inner.item,
-        models=inner.models,
-        target=inner.target,
-        value=inner.value,
-    )
-
-
-# model -> {field name -> FieldType}; weak so that test-local model classes can be collected.
-_FIELD_CACHE: weakref.WeakKeyDictionary[type[Any], dict[str, FieldType]] = (
-    weakref.WeakKeyDictionary()
-)
-_MODEL_CACHE: weakref.WeakKeyDictionary[type[Any], FieldType] = weakref.WeakKeyDictionary()
-
-
-def model_type(model: type[Any]) -> FieldType:
-    """Return the (cached) :class:`FieldType` of a model class itself."""
-    found = _MODEL_CACHE.get(model)
-    if found is None:
-        found = FieldType(Kind.MODEL, model, models=(model,))
-        _MODEL_CACHE[model] = found
-    return found
-
-
-def _field_of(model: type[Any], name: str) -> FieldType:
-    per_model = _FIELD_CACHE.get(model)
-    if per_model is None:
-        per_model = {}
-        _FIELD_CACHE[model] = per_model
-    found = per_model.get(name)
-    if found is None:
-        info = model.model_fields[name]
-        schema_meta = [m for m in info.metadata if hasattr(m, _SCHEMA_HOOK)]
-        annotation = info.annotation
-        if schema_meta:
-            annotation = typing.Annotated[(annotation, *schema_meta)]
-        found = analyze(annotation, info.rebuild_annotation())
-        per_model[name] = found
-    return found
-
-
-def field_type_of(model: type[Any], name: str) -> FieldType:
-    """Return the :class:`FieldType` of one declared field of ``model``."""
-    return _field_of(model, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,19 +110,15 @@ class ResolvedPath:
     free: bool
 
 
-_RESOLVED: weakref.WeakKeyDictionary[type[Any], dict[str, ResolvedPath]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The entry of each model's derived state (odm.models.derived) caching its resolved paths.
+_RESOLVED: Final = "paths.resolved"
 
 
 def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> ResolvedPath:
     """Resolve a ``__`` path made only of fields (no lookup) against ``model``."""
     if root is None:
-        per_model = _RESOLVED.get(model)
-        if per_model is None:
-            per_model = {}
-            _RESOLVED[model] = per_model
-        found = per_model.get(path)
+        per_model = table(model, _RESOLVED)
+        found: ResolvedPath | None = per_model.get(path)
         if found is None:
             found = _resolve(model, path, model_type(model))
             per_model[path] = found
@@ -586,9 +178,9 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
                     + (f" (in path {path!r})" if path != part else ""),
                     field=path,
                 )
-            db_parts.append(_model_key(model_cls, part))
+            db_parts.append(stored_key(model_cls, part))
             names.append(part)
-            current = _field_of(model_cls, part)
+            current = field_type_of(model_cls, part)
             owner = current.models[0].__name__ if current.models else owner
             continue
         if current.kind in (Kind.DICT, Kind.ANY):

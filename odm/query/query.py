@@ -8,11 +8,12 @@ state into ``find`` arguments or a pipeline is :mod:`odm.query.compiler`'s job.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ..exceptions import QueryError
+from ..models.derived import table
+from .aggregates import Aggregate
 from .paths import ID_FIELD, FieldType, Kind, check_name, resolve
 from .q import Q
 from .where import Where, compile_kwargs, compile_q
@@ -73,7 +74,7 @@ class Query:
     def clone(self) -> Query:
         """Return a copy that can be changed without touching this one (cheap: tuples shared)."""
         # Spelled out (not a loop over __slots__): a queryset clones its Query on every
-        # chained call, and this is ~4x cheaper than getattr/setattr by name.
+        # chained call, and getattr/setattr by name costs several times as much.
         new = _new_query(Query)
         new.model = self.model
         new.where = self.where
@@ -261,8 +262,6 @@ class Query:
 
     def add_annotations(self, annotations: Mapping[str, Any]) -> None:
         """Add aggregates computed per group of ``values(...)``: ``annotate(n=Count())``."""
-        from ..aggregates import Aggregate
-
         if not self.values_fields:
             raise QueryError(
                 "annotate() groups by the fields of a values(...) call before it; "
@@ -300,22 +299,21 @@ class Query:
         if not paths:
             self.related = ()
             return
-        checked = _RELATED_CHECKED.get(self.model)
+        checked = table(self.model, _RELATED_CHECKED)
         for path in paths:
-            if checked is None or path not in checked:
+            if path not in checked:
                 _check_related(self.model, path)
-                checked = _RELATED_CHECKED.setdefault(self.model, set())
-                checked.add(path)
+                checked[path] = True
         self.related = (*self.related, *(p for p in paths if p not in self.related))
 
     def __repr__(self) -> str:
         return f"<Query {self.model.__name__}>"
 
 
-#: model -> the select_related paths already found valid on it: whether a path can be joined
-#: depends only on the model, so it is checked once (a bad path raises every time). Weak, like
-#: the path cache.
-_RELATED_CHECKED: weakref.WeakKeyDictionary[type[Any], set[str]] = weakref.WeakKeyDictionary()
+#: The entry of a model's derived state (odm.models.derived) holding the select_related paths
+#: found valid on it: whether a path can be joined depends only on the model, so it is checked
+#: once (a bad path raises every time).
+_RELATED_CHECKED: Final = "query.related_checked"
 
 
 def _check_related(model: type[Any], path: str) -> None:

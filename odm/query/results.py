@@ -12,22 +12,23 @@ No I/O.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import bson
 from pydantic import ValidationError
 
+from ..models.derived import table
+from .aggregates import Count, Max, Min, Sum
+from .expressions import F
 from .paths import FieldType, Kind, resolve
 
 __all__ = ["aggregate_reader", "field_reader", "plain", "row_converter"]
 
 Reader = Callable[[Any], Any]
 
-_READERS: weakref.WeakKeyDictionary[type[Any], dict[str, Reader]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The entry of a model's derived state (odm.models.derived) holding its field readers.
+_READERS: Final = "results.readers"
 
 
 def plain(value: Any) -> Any:
@@ -88,10 +89,8 @@ def _reader_for(field: FieldType, through_list: bool) -> Reader:
 def field_reader(model: type[Any], path: str) -> Reader:
     """Return (cached) the function turning the stored value at ``path`` into the value the
     field gives a loaded document."""
-    per_model = _READERS.get(model)
-    if per_model is None:
-        per_model = _READERS[model] = {}
-    reader = per_model.get(path)
+    per_model = table(model, _READERS)
+    reader: Reader | None = per_model.get(path)
     if reader is None:
         target = resolve(model, path)
         reader = _reader_for(target.field, target.through_list)
@@ -103,9 +102,6 @@ def aggregate_reader(model: type[Any], aggregate: Any) -> Reader:
     """Return the function reading the result of ``aggregate`` (an :class:`odm.aggregates.
     Aggregate`): ``Count`` an int; ``Sum``/``Min``/``Max`` over one field that field's type;
     ``Avg``/``StdDev`` a float, or a ``Decimal`` over decimals; anything else :func:`plain`."""
-    from ..aggregates import Count, Max, Min, Sum
-    from .expressions import F
-
     if isinstance(aggregate, Count):
         return _identity
     expression = aggregate.expression

@@ -9,11 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from ..exceptions import QueryError
+from ..models.derived import table
 from .expressions import Expression
-from .lookups import KEY_CACHE, LOOKUPS, Exact, Lookup, exact_literal_type
+from .lookups import (
+    KEY_PLANS,
+    LOOKUPS,
+    Exact,
+    Lookup,
+    exact_literal_type,
+    get_lookup,
+    register_lookup,
+)
 from .paths import SEP, FieldType, Join, Kind, ResolvedPath, check_literal, check_name, resolve
 from .q import Q
 
@@ -23,6 +32,7 @@ __all__ = [
     "compile_q",
     "condition_for",
     "exact_literal",
+    "field_condition",
     "key_plan",
     "split_lookup",
 ]
@@ -99,10 +109,8 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
     """Return the resolved path, the lookup class and the literal type (see
     :func:`~odm.query.lookups.exact_literal_type`; ``None`` unless the lookup is ``exact``) of
     a filter key (``price__gte``), cached per model (errors are raised, never cached)."""
-    per_model = KEY_CACHE.get(model)
-    if per_model is None:
-        per_model = KEY_CACHE[model] = {}
-    found = per_model.get(key)
+    per_model = table(model, KEY_PLANS)
+    found: tuple[ResolvedPath, type[Lookup], type | None] | None = per_model.get(key)
     if found is None:
         target, lookup_name = split_lookup(model, key)
         lookup_cls = LOOKUPS.get(lookup_name)
@@ -128,8 +136,9 @@ def exact_literal(
     return {target.db_path: value}
 
 
-def _field_leaf(model: type[Any], key: str, value: Any) -> Where:
-    """A ``key=value`` condition on a field path of ``model`` itself (the common case): the
+def field_condition(model: type[Any], key: str, value: Any) -> Where:
+    """Return the ``key=value`` condition on a field path of ``model`` itself: the one entry
+    for a keyword condition, from ``filter(**kwargs)``, a ``Q`` and ``get(id=...)`` alike. The
     key's meaning is cached, the value goes through the lookup every time (see
     :func:`exact_literal` for the one short cut)."""
     target, lookup_cls, literal = key_plan(model, key)
@@ -151,7 +160,7 @@ def _leaf(
     if not isinstance(key, str):
         raise QueryError(f"a filter name must be a string, not {type(key).__name__}")
     if root is None and not annotations:
-        return _field_leaf(model, key, value)
+        return field_condition(model, key, value)
     first = key.split(SEP, 1)[0]
     if first in annotations:
         name, _, lookup_name = key.partition(SEP)
@@ -267,8 +276,91 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
     :func:`compile_q` returns for ``Q(**kwargs)``, without building the Q."""
     out: list[Where] = []
     for key, value in kwargs.items():
-        where = _field_leaf(model, key, value)
+        where = field_condition(model, key, value)
         if where.mql:
             out.append(where)
     return out
+
+
+# -- the lookup whose value is itself a set of conditions ------------------------------------
+
+
+@register_lookup
+class ElemMatch(Lookup):
+    """``items__elemmatch={"sku": "A1", "qty__gte": 2}`` (or a Q): one element matches all.
+
+    On a list of scalars the keys are lookup names: ``scores__elemmatch={"gte": 80, "lt": 90}``.
+    """
+
+    lookup_name = "elemmatch"
+    element_wise = False
+    kinds = frozenset({Kind.LIST, Kind.ANY})
+
+    def prepare(self, value: Any) -> Any:
+        """Compile the inner conditions against the list's element type."""
+        item = self.subject.item if self.subject.kind is Kind.LIST else None
+        item = item or FieldType(Kind.ANY, Any)
+        if isinstance(value, Mapping):
+            if item.kind not in (Kind.MODEL, Kind.DICT, Kind.ANY):
+                return self._scalar(item, value, condition_for)
+            value = Q(**{_key(k, self.path): v for k, v in value.items()})
+        if not isinstance(value, Q):
+            raise QueryError(
+                f"{self.path}__elemmatch takes a dict of lookups or a Q", field=self.path
+            )
+        if item.kind not in (Kind.MODEL, Kind.DICT, Kind.ANY):
+            raise QueryError(
+                f"{self.path}__elemmatch on a list of {item.label} takes a dict of lookups",
+                field=self.path,
+            )
+        parts = compile_q(self.target_model(), value, root=item, split=False)
+        if any(part.joins for part in parts):
+            raise QueryError(f"{self.path}__elemmatch cannot cross references", field=self.path)
+        return parts[0].mql if parts else {}
+
+    def _scalar(
+        self, item: FieldType, value: Mapping[str, Any], condition_for: Callable[..., Any]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, sub in value.items():
+            if get_lookup(_key(name, self.path)) is None:
+                raise QueryError(
+                    f"{self.path}__elemmatch on a list of {item.label} takes lookup names "
+                    f"(gte, lt, ...), not {name!r}",
+                    field=self.path,
+                )
+            element = ResolvedPath(self.path, (), "", item, (), False, False)
+            mql = condition_for(element, name, sub).mql[""]
+            # {"$gte": 1} merges; a bare value (exact) becomes {"$eq": value}.
+            mql = mql if isinstance(mql, dict) and not _is_literal(mql) else {"$eq": mql}
+            for op, operand in mql.items():
+                if op in out:
+                    raise QueryError(f"{self.path}__elemmatch: {op} twice", field=self.path)
+                out[op] = operand
+        return out
+
+    def target_model(self) -> type[Any]:
+        """Return a model class name holder for error messages."""
+        models = self.subject.item.models if self.subject.item else ()
+        return models[0] if models else _FreeForm
+
+    def operand(self) -> Any:
+        """Return ``{"$elemMatch": {...}}``."""
+        return {"$elemMatch": self.value}
+
+
+def _is_literal(mql: dict[str, Any]) -> bool:
+    return not all(isinstance(k, str) and k.startswith("$") for k in mql)
+
+
+def _key(name: Any, path: str) -> str:
+    if not isinstance(name, str):
+        raise QueryError(f"{path}__elemmatch: keys must be strings", field=path)
+    return name
+
+
+class _FreeForm:
+    """Stands for the (unnamed) model of free-form list elements in error messages."""
+
+    model_fields: ClassVar[dict[str, Any]] = {}
 

@@ -29,8 +29,8 @@ from pymongo import MongoClient, monitoring
 from pymongo.errors import PyMongoError
 
 import odm
+from odm.document import Document
 from odm.exceptions import OdmError
-from odm.models.base import Document
 from odm.models.fields import Indexed
 from odm.query.expressions import F
 from odm.server import LocalServer

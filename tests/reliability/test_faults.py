@@ -17,7 +17,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 import odm
 from odm.aggregates import Sum
-from odm.models.base import Document
+from odm.document import Document
 from odm.models.fields import Indexed
 from odm.query.expressions import F
 

@@ -34,8 +34,8 @@ from pydantic import ValidationError
 from pymongo import AsyncMongoClient, monitoring
 
 import odm
+from odm.document import Document, Embedded
 from odm.exceptions import OdmError
-from odm.models.base import Document, Embedded
 from odm.query.compiler import compile_query, compile_update
 from odm.query.expressions import F
 from odm.query.lookups import LOOKUPS

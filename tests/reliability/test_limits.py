@@ -21,8 +21,8 @@ from pymongo import monitoring
 from pymongo.errors import DocumentTooLarge, OperationFailure
 
 import odm
+from odm.document import Document
 from odm.exceptions import OdmError
-from odm.models.base import Document
 
 Recorder = Callable[..., None]
 pytestmark = pytest.mark.odm_drivers("pymongo")

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import bson
 import pytest
 
+from odm.document import Document, Embedded
 from odm.gcpause import MIN_BATCH, PROMOTE_BATCH, paused_gc, promotes_batches
-from odm.models.base import Document, Embedded
 from odm.models.loading import load_documents
 
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, Field, PlainSerializer, TypeAdapter, ValidationError
 
 import odm
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.fields import Decimal
 from odm.query.paths import field_type_of
 

@@ -9,7 +9,7 @@ import pytest
 from pymongo import ReadPreference, WriteConcern
 
 import odm
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.declaration import collection_name
 from odm.models.fields import Field, Indexed, Reference, utcnow
 from odm.models.indexes import Index, index_differences

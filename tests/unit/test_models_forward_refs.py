@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import odm
-from odm.models.base import Document
+from odm.document import Document
 from odm.models.fields import Reference, reference_target
 from odm.registry import registry
 
@@ -46,7 +46,7 @@ def test_target_in_a_module_that_is_not_imported(make_module: Any) -> None:
     orders = make_module(
         """
         from __future__ import annotations
-        from odm.models.base import Document
+        from odm.document import Document
         from odm.models.fields import Reference
 
         class XmOrder(Document):
@@ -60,7 +60,7 @@ def test_target_in_a_module_that_is_not_imported(make_module: Any) -> None:
     assert not orders.XmOrder.__pydantic_complete__
     customers = make_module(
         """
-        from odm.models.base import Document
+        from odm.document import Document
 
         class XmCustomer(Document):
             name: str
@@ -83,7 +83,7 @@ def test_indexes_and_checks_are_redone_once_resolved(make_module: Any) -> None:
     module = make_module(
         """
         from __future__ import annotations
-        from odm.models.base import Document, Embedded
+        from odm.document import Document, Embedded
         from odm.models.fields import Field
         from odm.models.indexes import Index
 
@@ -112,7 +112,7 @@ def test_a_ttl_index_on_a_late_non_datetime_field_still_fails(make_module: Any) 
         make_module(
             """
             from __future__ import annotations
-            from odm.models.base import Document, Embedded
+            from odm.document import Document, Embedded
             from odm.models.indexes import Index
 
             class FwTtl(Document):
@@ -168,3 +168,78 @@ def test_targets_declared_later_in_a_function() -> None:
     finally:
         registry.unregister(FwEarly)
         registry.unregister(FwLate)
+
+
+def test_a_filter_tried_before_the_target_is_declared_works_once_it_is(make_module: Any) -> None:
+    """Nothing derived from a model while its target was unknown outlives the declaration of
+    the target: the key plan, the resolved path and the field type are worked out again."""
+    module = make_module(
+        """
+        from __future__ import annotations
+        import odm
+
+        class FwOrder(odm.Document):
+            customer: odm.Reference[FwCustomer]
+
+            class Meta:
+                collection = "fwd_early_orders"
+        """
+    )
+    with pytest.raises(odm.QueryError, match="customer"):
+        module.FwOrder.objects.filter(customer__name="Ada")
+    exec(
+        textwrap.dedent(
+            """
+            class FwCustomer(odm.Document):
+                name: str
+
+                class Meta:
+                    collection = "fwd_early_customers"
+            """
+        ),
+        module.__dict__,
+    )
+    query = module.FwOrder.objects.filter(customer__name="Ada").query
+    assert [join.target for join in query.where[0].joins] == [module.FwCustomer]
+
+
+def test_derived_state_is_forgotten_when_a_model_is_rebuilt() -> None:
+    from odm.models.derived import derived
+    from odm.query.paths import resolve
+
+    class FwRebuilt(odm.Document):
+        name: str
+
+        class Meta:
+            collection = "fwd_rebuilt"
+
+    first = resolve(FwRebuilt, "name")
+    assert resolve(FwRebuilt, "name") is first  # cached
+    assert derived(FwRebuilt)
+    FwRebuilt.model_rebuild(force=True)
+    assert resolve(FwRebuilt, "name") is not first
+    registry.unregister(FwRebuilt)
+
+
+def test_registering_a_lookup_forgets_the_key_plans() -> None:
+    from odm.query.lookups import LOOKUPS, Lookup, register_lookup
+    from odm.query.where import key_plan
+
+    class FwPlans(odm.Document):
+        name: str
+
+        class Meta:
+            collection = "fwd_plans"
+
+    assert key_plan(FwPlans, "name__exact") is key_plan(FwPlans, "name__exact")
+    before = key_plan(FwPlans, "name__exact")
+
+    class Shout(Lookup):
+        lookup_name = "fwdshout"
+
+    try:
+        register_lookup(Shout)
+        assert key_plan(FwPlans, "name__exact") is not before
+    finally:
+        LOOKUPS.pop("fwdshout", None)
+        registry.unregister(FwPlans)

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer
 
+from odm.document import Document, Embedded
 from odm.migrations import autodetect
-from odm.models.base import Document, Embedded
 from odm.models.fields import Decimal, Reference
 from odm.models.jsonschema import HINT, validator_for
 from odm.registry import registry

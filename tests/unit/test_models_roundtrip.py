@@ -17,8 +17,8 @@ import bson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from odm.document import Document, Embedded
 from odm.executor import CODEC_OPTIONS
-from odm.models.base import Document, Embedded
 from odm.models.fields import Decimal, ObjectId, Reference
 from odm.models.loading import load_documents
 from odm.models.tracking import diff

@@ -21,9 +21,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field, model_serializer
 
 import odm
+from odm.document import Document, Embedded
 from odm.executor import CODEC_OPTIONS
-from odm.models import model_plan, tracking
-from odm.models.base import Document, Embedded
+from odm.models import model_plan, writes
 from odm.models.diffing import diff, same
 from odm.models.fields import Field
 from odm.models.loading import load_documents
@@ -411,10 +411,10 @@ def test_a_pending_update_leaves_the_snapshot_until_it_is_marked_clean() -> None
     doc = loaded(everything())
     before = get_snapshot(doc)
     doc.address.geo.lng = 1.0
-    assert tracking.pending_update(doc) is not None
+    assert writes.pending_update(doc) is not None
     assert get_snapshot(doc) is before and before is not None
     assert before["address"]["geo"]["lng"] == 0.0
-    tracking.mark_clean(doc)
+    writes.mark_clean(doc)
     after = get_snapshot(doc)
     assert after is not None and after["address"]["geo"]["lng"] == 1.0
     assert after["lines"] is before["lines"]  # unchanged parts are shared, not copied

@@ -8,8 +8,8 @@ from typing import Any
 
 import bson
 
-from odm.models import tracking
-from odm.models.base import Document
+from odm.document import Document
+from odm.models import tracking, writes
 from odm.models.diffing import diff, same
 from odm.models.loading import load_documents
 from odm.models.writes import prepare_update
@@ -93,7 +93,7 @@ class Tracked(Document):
 
 def test_prepare_update_and_the_uow_interface() -> None:
     doc = Tracked(name="a")
-    assert prepare_update(doc) is None and tracking.pending_update(doc) is None
+    assert prepare_update(doc) is None and writes.pending_update(doc) is None
     (loaded,) = load_documents(Tracked, [doc.to_bson()])
     assert prepare_update(loaded) is None
     loaded.tags.append("x")
@@ -103,10 +103,10 @@ def test_prepare_update_and_the_uow_interface() -> None:
     filter, update, _ = plan
     assert filter == {"_id": doc.id}
     assert update == {"$set": {"meta.k": 1}, "$push": {"tags": {"$each": ["x"]}}}
-    operation = tracking.pending_update(loaded)
+    operation = writes.pending_update(loaded)
     assert operation is not None
-    tracking.mark_clean(loaded)
-    assert tracking.pending_update(loaded) is None
+    writes.mark_clean(loaded)
+    assert writes.pending_update(loaded) is None
     assert tracking.collection_model(Tracked) is Tracked
 
 

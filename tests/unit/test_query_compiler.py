@@ -9,8 +9,8 @@ import pytest
 from test_query_models import QCustomer, QOrder, QShipment
 
 from odm.aggregates import Avg, Count, Max, Min, StdDev, Sum
+from odm.document import Document
 from odm.exceptions import QueryError
-from odm.models.base import Document
 from odm.query import F, Q, Query
 from odm.query.compiler import (
     CompiledFind,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.fields import Indexed, Reference, utcnow
 
 

@@ -7,8 +7,8 @@ import pytest
 from test_query_models import QCustomer, QOrder
 
 from odm.aggregates import Count
+from odm.document import Document, Embedded
 from odm.exceptions import QueryError
-from odm.models.base import Document, Embedded
 from odm.query import F, Q, Query
 from odm.query.compiler import explain_query
 from odm.query.where import MAX_Q_DEPTH, compile_q, split_lookup

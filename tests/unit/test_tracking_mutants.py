@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from odm.models import tracking
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
+from odm.models import tracking, writes
 from odm.models.diffing import diff, same_values
 from odm.models.loading import load_documents
 from odm.models.writes import write_filter
@@ -47,20 +47,20 @@ def test_a_value_turning_into_a_list_or_back_is_saved_whole() -> None:
     for before, after in ((None, ["x"]), ("a", ["a", "b"]), (["a"], "ab"), (["x"], None)):
         (loaded,) = load_documents(Loose, [Loose(name="n", value=before).to_bson()])
         loaded.value = after
-        plan = tracking.pending_update(loaded)
+        plan = writes.pending_update(loaded)
         assert plan is not None
         assert plan._doc == {"$set": {"value": after}}
-        tracking.mark_clean(loaded)
+        writes.mark_clean(loaded)
         assert tracking.get_snapshot(loaded) == {"_id": loaded.id, "name": "n", "value": after}
-        assert tracking.pending_update(loaded) is None
+        assert writes.pending_update(loaded) is None
 
 
 def test_a_stored_int_turning_into_a_bool_is_a_change() -> None:
     for before, after in ((1, True), (0, False), (True, 1), (1, 1.0)):
         (loaded,) = load_documents(Loose, [Loose(name="n", value=before).to_bson()])
         loaded.value = after
-        assert tracking.is_dirty(loaded)
-        update = tracking.pending_update(loaded)._doc
+        assert writes.is_dirty(loaded)
+        update = writes.pending_update(loaded)._doc
         assert update == {"$set": {"value": after}}
         assert type(update["$set"]["value"]) is type(after)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from odm.models.base import Document
+from odm.document import Document
 from odm.models.fields import Field, Indexed, Reference, utcnow
 from odm.models.indexes import Index
 

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import odm
 from odm.contrib.aiohttp import ODM_CONNECTION, ODM_CONNECTIONS, setup_odm
+from odm.document import Document
 from odm.drivers import DriverName
-from odm.models.base import Document
 from odm.models.fields import Indexed
 from odm.server import free_port
 from odm.session import current_session

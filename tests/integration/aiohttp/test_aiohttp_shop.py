@@ -15,7 +15,7 @@ from odm.drivers import DriverName
 from odm.models.fields import ObjectId
 
 # The example stands on the Document layer and QuerySets; skip until they exist.
-pytest.importorskip("odm.models.base")
+pytest.importorskip("odm.document")
 pytest.importorskip("odm.queryset")
 
 from examples.shop import create_app, seed

@@ -11,7 +11,7 @@ from aiohttp import web
 
 import odm
 from odm.contrib.aiohttp import odm_errors_middleware, unit_of_work_middleware_factory
-from odm.models.base import Document
+from odm.document import Document
 from odm.session import current_session, current_unit_of_work
 
 

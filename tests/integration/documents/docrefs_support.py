@@ -3,7 +3,7 @@ annotations`` here on purpose): the target is declared further down, or is the c
 
 from typing import Any
 
-from odm.models.base import Document
+from odm.document import Document
 from odm.models.fields import Reference
 
 

@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 import odm
 from odm import bulk
 from odm.contrib.pytest import MonitoredDatabase
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.tracking import get_snapshot
 
 

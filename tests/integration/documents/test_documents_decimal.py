@@ -11,8 +11,8 @@ import pytest
 
 from odm import executor
 from odm.contrib.pytest import MonitoredDatabase as Monitored
+from odm.document import Document, Embedded
 from odm.exceptions import QueryError
-from odm.models.base import Document, Embedded
 from odm.models.fields import Decimal
 
 

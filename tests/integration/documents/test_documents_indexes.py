@@ -9,7 +9,7 @@ import pytest
 
 import odm
 from odm import executor
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.fields import Field, Indexed, utcnow
 from odm.models.indexes import Index
 from odm.schema import IndexConflict, ensure_indexes

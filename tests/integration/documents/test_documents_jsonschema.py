@@ -18,8 +18,8 @@ from pydantic import Field
 from pymongo import MongoClient
 from pymongo.errors import WriteError
 
+from odm.document import Document, Embedded
 from odm.executor import CODEC_OPTIONS
-from odm.models.base import Document, Embedded
 from odm.models.fields import Decimal, ObjectId, Reference
 from odm.models.jsonschema import validator_for
 

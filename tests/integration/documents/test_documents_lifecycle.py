@@ -10,7 +10,7 @@ import pytest
 import odm
 from odm import executor, signals
 from odm.contrib.pytest import MonitoredDatabase
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.fields import Field, Indexed, Reference, utcnow
 from odm.models.loading import load_documents
 from odm.schema import ensure_indexes

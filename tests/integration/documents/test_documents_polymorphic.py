@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from odm import executor
-from odm.models.base import Document
+from odm.document import Document
 from odm.models.loading import load_documents
 
 

@@ -16,7 +16,7 @@ from docrefs_support import StrCustomer, StrNode, StrOrder
 
 import odm
 from odm import F
-from odm.models.base import Document
+from odm.document import Document
 from odm.models.fields import Indexed, Reference, reference_target
 
 

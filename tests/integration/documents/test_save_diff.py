@@ -19,7 +19,7 @@ from pydantic import ConfigDict, ValidationError
 import odm
 from odm import executor
 from odm.contrib.pytest import MonitoredDatabase
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.diffing import diff
 from odm.models.fields import Field
 from odm.models.loading import load_documents

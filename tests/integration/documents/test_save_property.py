@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from odm import executor
 from odm.contrib.pytest import MonitoredDatabase
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.fields import Field
 
 

@@ -14,7 +14,7 @@ MODELS = '''
 from datetime import datetime
 from typing import Annotated
 
-from odm.models.base import Document, Embedded
+from odm.document import Document, Embedded
 from odm.models.fields import Field, Indexed, utcnow
 from odm.models.indexes import Index
 

@@ -315,7 +315,7 @@ async def test_custom_queryset_and_polymorphism(odm_database: Any) -> None:
 
 async def test_timeouts_and_read_preference(odm_database: Any) -> None:
     await seed_people()
-    with pytest.raises(QueryError):
+    with pytest.raises(ValueError, match="positive"):
         QsCustomer.objects.timeout(0)
     rows = await QsCustomer.objects.read_preference("secondaryPreferred").filter(age__gt=20)
     assert len(rows) == 3

@@ -16,7 +16,7 @@ from pymongo.write_concern import WriteConcern
 import odm
 from odm import F, signals, transaction
 from odm.contrib.pytest import MonitoredDatabase
-from odm.models import tracking
+from odm.models import tracking, writes
 
 
 class MutAccount(odm.Document):
@@ -107,8 +107,8 @@ async def test_a_changed_partial_document_is_neither_flushed_nor_hooked(
     async with transaction():
         partial = await MutHooked.objects.only("owner").get(id=ann.id)
         partial.owner = "bob"
-        assert not tracking.is_dirty(partial)
-        assert tracking.pending_update(partial) is None
+        assert not writes.is_dirty(partial)
+        assert writes.pending_update(partial) is None
     assert HOOKED == []  # before_save did not run for it
     stored = await odm_database.mut_hooked.find_one({"_id": ann.id})
     assert stored["owner"] == "ann" and stored["balance"] == 100
@@ -121,9 +121,9 @@ async def test_a_changed_whole_document_with_hooks_is_hooked_once_and_flushed(
     HOOKED.clear()
     async with transaction():
         loaded = await MutHooked.objects.get(id=ann.id)
-        assert not tracking.is_dirty(loaded)
+        assert not writes.is_dirty(loaded)
         loaded.balance = 90
-        assert tracking.is_dirty(loaded)
+        assert writes.is_dirty(loaded)
     assert HOOKED == ["ann"]
     assert (await odm_database.mut_hooked.find_one({"_id": ann.id}))["balance"] == 90
 

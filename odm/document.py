@@ -8,64 +8,91 @@ creation is :mod:`odm.models.declaration`'s job; loading is :mod:`odm.models.loa
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import bson
 from pydantic import BaseModel, ConfigDict
 
-from .. import executor, signals
-from ..exceptions import (
+from . import executor, signals
+from .exceptions import (
     DoesNotExist,
     MultipleObjectsReturned,
     QueryError,
     StaleDocument,
 )
-from ..queryset import DefaultManager
-from ..session import current_unit_of_work
-from . import copies
-from .declaration import DocumentMeta
-from .dumping import dump_document
-from .fields import Field, ObjectId
-from .loading import _snapshot_of, _validate_one
-from .options import CLASS_KEY, ID_KEY, Options
-from .references import check_saved_references
-from .tracking import get_snapshot, set_snapshot, will_change
-from .writes import commit_update, prepare_update, write_filter
+from .models import copies, tracking
+from .models.declaration import DocumentMeta
+from .models.derived import expire_all
+from .models.dumping import dump_document
+from .models.fields import Field, ObjectId
+from .models.loading import _snapshot_of, _validate_one
+from .models.options import CLASS_KEY, ID_KEY, Options
+from .models.references import check_saved_references
+from .models.tracking import get_snapshot, set_snapshot, will_change
+from .models.writes import commit_update, prepare_update, write_filter
+from .queryset import DefaultManager
+from .session import current_unit_of_work
 
-_set_slot = object.__setattr__
 _MODEL_DUMP = BaseModel.model_dump
 
 __all__ = ["Document", "Embedded"]
 
 
 def _copy_tracking(source: Any, copied: Any, memo: dict[int, Any] | None = None) -> None:
-    """Give ``copied`` the tracking state of ``source`` (its snapshot deep-copied along with
-    the fields when ``memo`` is given) and make it one of its copies (odm.models.copies: a
-    save of either is diffed against what the other wrote). A pending flush stays with
-    ``source``."""
-    snapshot = getattr(source, "_odm_snapshot", None)
-    if memo is not None and snapshot is not None:
-        snapshot = copy.deepcopy(snapshot, memo)
-    _set_slot(copied, "_odm_snapshot", snapshot)
-    _set_slot(copied, "_odm_partial", getattr(source, "_odm_partial", False))
+    """Give ``copied`` the tracking state of ``source`` and make it one of its copies
+    (odm.models.copies: a save of either is diffed against what the other wrote)."""
+    tracking.copy_state(source, copied, memo)
     copies.join(source, copied)
 
 
 # -- the classes users subclass --------------------------------------------------------------
 
 
-class Embedded(BaseModel):
+class _OdmModel(BaseModel):
+    """What Document and Embedded share: their pydantic config, and forgetting what was
+    derived from models (odm.models.derived) whenever pydantic completes or rebuilds one."""
+
+    __slots__ = ()  # instances keep the layout of their own class (Document's slots)
+
+    model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
+
+    @classmethod
+    def __pydantic_on_complete__(cls) -> None:
+        """Forget what was derived from models before this class was complete (pydantic calls
+        this when the class is created complete, or completed by a later rebuild)."""
+        expire_all()
+
+    @classmethod
+    def model_rebuild(
+        cls,
+        *,
+        force: bool = False,
+        raise_errors: bool = True,
+        _parent_namespace_depth: int = 2,
+        _types_namespace: Any = None,
+    ) -> bool | None:
+        """pydantic's ``model_rebuild()``; a forced rebuild of a complete class (which pydantic
+        does not report to ``__pydantic_on_complete__``) forgets what was derived too."""
+        rebuilt = super().model_rebuild(
+            force=force,
+            raise_errors=raise_errors,
+            # One frame more than pydantic counts: this method's own.
+            _parent_namespace_depth=_parent_namespace_depth + 1,
+            _types_namespace=_types_namespace,
+        )
+        expire_all()
+        return rebuilt
+
+
+class Embedded(_OdmModel):
     """A pydantic model stored inline in a Document (no collection, no ``_id``).
 
     Stored keys it does not declare are not kept when it is written again; set
     ``model_config = ConfigDict(extra="allow")`` to keep them.
     """
 
-    model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
 
-
-class Document(BaseModel, metaclass=DocumentMeta):
+class Document(_OdmModel, metaclass=DocumentMeta):
     """A pydantic model stored in a collection; see API.md section 2.
 
     ``id`` (stored as ``_id``) defaults to a new ObjectId, made on the client so that a new
@@ -75,9 +102,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
 
     # The tracking snapshot lives in a slot: pydantic leaves it alone, and setting it costs
     # one attribute store per loaded document.
-    __slots__ = ("_odm_family", "_odm_partial", "_odm_pending", "_odm_snapshot")
-
-    model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
+    __slots__ = tracking.SLOTS
 
     if TYPE_CHECKING:
         # Type checkers name the constructor's parameter after the alias: show them ``id``,
@@ -123,17 +148,12 @@ class Document(BaseModel, metaclass=DocumentMeta):
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
-        state["__odm_snapshot__"] = getattr(self, "_odm_snapshot", None)
-        state["__odm_partial__"] = getattr(self, "_odm_partial", False)
-        # Objects pickled together share one family token (pickle's memo): they stay copies.
-        state["__odm_family__"] = getattr(self, "_odm_family", None)
+        state.update(tracking.pickled_state(self))
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
-        _set_slot(self, "_odm_snapshot", state.get("__odm_snapshot__"))
-        _set_slot(self, "_odm_partial", state.get("__odm_partial__", False))
-        copies.rejoin(self, state.get("__odm_family__"))
+        copies.rejoin(self, tracking.unpickle_state(self, state))
 
     # -- stored form ---------------------------------------------------------------------
 
@@ -191,7 +211,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
         """
         if get_snapshot(self) is None:
             return await self.insert(timeout=timeout, write_concern=write_concern)
-        if getattr(self, "_odm_partial", False):
+        if tracking.is_partial(self):
             raise QueryError(
                 f"{type(self).__name__} _id={self.id!r} was loaded with only()/defer(): a "
                 "partial document cannot be saved; load it whole, or use "
@@ -250,12 +270,13 @@ class Document(BaseModel, metaclass=DocumentMeta):
         will_change(self)
         # Updated in place, so every holder of this instance (the identity map) sees it.
         self.__dict__.update(fresh.__dict__)
-        _set_slot(self, "__pydantic_fields_set__", set(fresh.model_fields_set))
+        # Past pydantic's validated assignment: this is pydantic's own bookkeeping.
+        object.__setattr__(self, "__pydantic_fields_set__", set(fresh.model_fields_set))
         snapshot = _snapshot_of(model._meta, raw)
         set_snapshot(self, snapshot)
         copies.written(self, snapshot)  # the freshest knowledge: its copies diff against it
         # Whole again: a document loaded with only()/defer() can be saved after a refresh.
-        _set_slot(self, "_odm_partial", False)
+        tracking.set_partial(self, False)
         uow = current_unit_of_work()
         if uow is not None:
             uow.track(self)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Spelled out (not imported from bench/) so that dropping a workload fails here.
 WORKLOAD_NAMES = [
     "insert_many", "find_all", "get_by_id", "filter_sort_limit", "update_many",

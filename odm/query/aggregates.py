@@ -1,0 +1,154 @@
+"""Aggregate functions for ``aggregate()`` and ``values(...).annotate(...)``.
+
+Each compiles to one ``$group`` accumulator: ``Count()`` -> ``{"$sum": 1}``, ``Avg("age")`` ->
+``{"$avg": "$age"}``. Field names are resolved against the model by the compiler (so an unknown
+field is an :class:`odm.QueryError`); pure data here, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ..exceptions import QueryError
+from .expressions import Expression, F
+from .paths import FieldType, Kind
+
+__all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "StdDev", "Sum"]
+
+_NUMBER = FieldType(Kind.NUMBER, float | int | None)
+_ANY = FieldType(Kind.ANY, Any)
+
+
+class Aggregate:
+    """Base of aggregate functions: one ``$group`` accumulator over a field or expression."""
+
+    #: The ``$group`` accumulator operator.
+    accumulator: ClassVar[str]
+    #: The field must hold numbers (Sum, Avg, StdDev).
+    numeric: ClassVar[bool] = False
+    #: The result of ``aggregate()`` when no document matched.
+    empty: ClassVar[Any] = None
+
+    __slots__ = ("expression",)
+
+    def __init__(self, field: str | Expression) -> None:
+        if isinstance(field, str):
+            field = F(field)
+        if not isinstance(field, Expression):
+            raise QueryError(
+                f"{type(self).__name__}() takes a field name or an F() expression, "
+                f"not {type(field).__name__}"
+            )
+        self.expression: Expression | None = field
+
+    def fields(self) -> tuple[str, ...]:
+        """Return the field names this aggregate reads."""
+        return self.expression.fields() if self.expression is not None else ()
+
+    def argument(self, resolve: Callable[[str], str]) -> Any:
+        """Return the accumulator's argument, ``resolve`` mapping a field name to its db path."""
+        assert self.expression is not None
+        return self.expression.as_expr(resolve)
+
+    def as_accumulator(self, resolve: Callable[[str], str]) -> dict[str, Any]:
+        """Return the ``$group`` accumulator, e.g. ``{"$avg": "$age"}``."""
+        return {self.accumulator: self.argument(resolve)}
+
+    def finalize(self, name: str) -> Any:
+        """Return the projection of the output ``name`` after ``$group`` (``1``: as is)."""
+        return 1
+
+    @property
+    def output(self) -> FieldType:
+        """Return the type of the result, for filtering on an annotation."""
+        return _NUMBER if self.numeric else _ANY
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.expression!r})"
+
+
+class Count(Aggregate):
+    """Count documents: ``Count()`` all, ``Count("field")`` those where it is not null.
+
+    ``Count("field", distinct=True)`` counts the distinct non-null values.
+    """
+
+    empty = 0
+    __slots__ = ("distinct",)
+
+    def __init__(self, field: str | Expression | None = None, *, distinct: bool = False) -> None:
+        if field is None:
+            if distinct:
+                raise QueryError("Count(distinct=True) needs a field")
+            self.expression = None
+        else:
+            super().__init__(field)
+        self.distinct = distinct
+
+    def as_accumulator(self, resolve: Callable[[str], str]) -> dict[str, Any]:
+        """Return ``{"$sum": 1}``, a null-skipping ``$sum`` or an ``$addToSet`` (distinct)."""
+        if self.expression is None:
+            return {"$sum": 1}
+        value = self.argument(resolve)
+        if self.distinct:
+            return {"$addToSet": value}
+        is_null = {"$eq": [{"$ifNull": [value, None]}, None]}
+        return {"$sum": {"$cond": [is_null, 0, 1]}}
+
+    def finalize(self, name: str) -> Any:
+        """Return the set's size (nulls left out) for a distinct count."""
+        if self.distinct:
+            return {"$size": {"$setDifference": ["$" + name, [None]]}}
+        return 1
+
+    @property
+    def output(self) -> FieldType:
+        """Return the number type."""
+        return _NUMBER
+
+
+class Sum(Aggregate):
+    """Sum a number field (``$sum``)."""
+
+    accumulator = "$sum"
+    numeric = True
+    __slots__ = ()
+
+
+class Avg(Aggregate):
+    """Average a number field (``$avg``)."""
+
+    accumulator = "$avg"
+    numeric = True
+    __slots__ = ()
+
+
+class Min(Aggregate):
+    """Smallest value of a field (``$min``)."""
+
+    accumulator = "$min"
+    __slots__ = ()
+
+
+class Max(Aggregate):
+    """Largest value of a field (``$max``)."""
+
+    accumulator = "$max"
+    __slots__ = ()
+
+
+class StdDev(Aggregate):
+    """Standard deviation of a number field: population, or ``sample=True``."""
+
+    numeric = True
+    __slots__ = ("sample",)
+
+    def __init__(self, field: str | Expression, *, sample: bool = False) -> None:
+        super().__init__(field)
+        self.sample = sample
+
+    def as_accumulator(self, resolve: Callable[[str], str]) -> dict[str, Any]:
+        """Return ``$stdDevPop`` or ``$stdDevSamp``."""
+        op = "$stdDevSamp" if self.sample else "$stdDevPop"
+        return {op: self.argument(resolve)}
