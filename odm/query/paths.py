@@ -238,6 +238,8 @@ class FieldType:
             if store:
                 _check_stored(value, field)
             return self._convert_reference(value, field)
+        if store and self.kind is Kind.LIST:
+            _check_stored_items(self, value, field)
         if type(value) is self.as_is and not store:
             # pydantic would hand this very value back (a str for a str field, an ObjectId
             # for an ObjectId field): skip its two calls, keep the literal check.
@@ -304,10 +306,21 @@ def _check_stored(value: Any, field: str) -> None:
     is_document = getattr(type(document), "_meta", None) is not None
     if is_document and isinstance(document, BaseModel) and get_snapshot(document) is None:
         raise UnsavedReference(
-            f"update({field}=...) refers to a {type(document).__name__} that was never "
+            f"update(): {field} refers to a {type(document).__name__} that was never "
             "saved: its id would point nowhere (insert it first)",
             field=field,
         )
+
+
+def _check_stored_items(list_type: FieldType, value: Any, field: str) -> None:
+    """Refuse a list of references to write when one element is a never-stored document, as
+    :func:`_check_stored` does for a single reference (``field`` names it: ``watchers[1]``)."""
+    item = list_type.item
+    if item is None or item.kind is not Kind.REFERENCE:
+        return
+    if isinstance(value, list | tuple):
+        for position, element in enumerate(value):
+            _check_stored(element, f"{field}[{position}]")
 
 
 def _as_is(annotation: Any) -> type | None:
@@ -512,6 +525,9 @@ class ResolvedPath:
     through_list: bool
     #: The path went into a free-form dict: no declared type below this point.
     free: bool
+    #: The first field is not the model's own but a polymorphic subclass's
+    #: (:mod:`odm.query.polymorphic`): readable, not writable through the base class.
+    via_subclass: bool = False
 
 
 _RESOLVED: weakref.WeakKeyDictionary[type[Any], dict[str, ResolvedPath]] = (
@@ -529,7 +545,9 @@ def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> Re
         found = per_model.get(path)
         if found is None:
             found = _resolve(model, path, model_type(model))
-            per_model[path] = found
+            if not found.via_subclass:
+                # A subclass field's meaning may change as the family grows: not cached.
+                per_model[path] = found
         return found
     return _resolve(model, path, root)
 
@@ -542,7 +560,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     db_parts: list[str] = []
     names: list[str] = []
     joins: list[Join] = []
-    through_list = free = False
+    through_list = free = via_subclass = False
     owner = model.__name__
     for index, part in enumerate(parts):
         check_name(part)
@@ -580,6 +598,9 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             owner = target.__name__
         if current.kind is Kind.MODEL:
             model_cls = next((m for m in current.models if part in m.model_fields), None)
+            if model_cls is None and index == 0 and current.models == (model,):
+                model_cls = _subclass_declaring(model, part)
+                via_subclass = model_cls is not None
             if model_cls is None:
                 raise QueryError(
                     f"{owner} has no field {part!r}"
@@ -609,4 +630,14 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         joins=tuple(joins),
         through_list=through_list,
         free=free,
+        via_subclass=via_subclass,
     )
+
+
+def _subclass_declaring(model: type[Any], name: str) -> type[Any] | None:
+    """Return the polymorphic subclass of ``model`` whose field ``name`` a base-class path may
+    use (raises on an ambiguous name), or ``None``."""
+    from .polymorphic import subclass_field
+
+    found = subclass_field(model, name)
+    return found[0] if found is not None else None

@@ -111,7 +111,9 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
         literal = exact_literal_type(target) if lookup_cls is Exact else None
-        found = per_model[key] = (target, lookup_cls, literal)
+        found = (target, lookup_cls, literal)
+        if not target.via_subclass:  # see paths.resolve: not cached
+            per_model[key] = found
     return found
 
 
