@@ -40,8 +40,19 @@ from .exceptions import (
 from .jsonable import to_jsonable
 from .models.base import Document, Embedded
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
+from .models.geo import (
+    Geometry,
+    LineString,
+    MultiLineString,
+    MultiPoint,
+    MultiPolygon,
+    Point,
+    Polygon,
+)
 from .models.indexes import Index
 from .query import F, Greatest, Least, Now, Q
+from .query.extras import annotations
+from .query.geo import Box, Circle, Near
 from .queryset import Manager, QuerySet
 from .registry import registry
 from .schema import IndexConflict, ensure_indexes
@@ -51,8 +62,10 @@ from .uow import UnitOfWork, atomic, run_in_transaction, transaction
 
 __all__ = [
     "AlreadyConnected",
+    "Box",
     "ChangeEvent",
     "ChangeStream",
+    "Circle",
     "ConfigurationError",
     "Connection",
     "ConnectionFailed",
@@ -64,21 +77,29 @@ __all__ = [
     "Embedded",
     "F",
     "Field",
+    "Geometry",
     "Greatest",
     "Index",
     "IndexConflict",
     "Indexed",
     "Invalid",
     "Least",
+    "LineString",
     "Manager",
     "MigrationError",
+    "MultiLineString",
+    "MultiPoint",
+    "MultiPolygon",
     "MultipleObjectsReturned",
+    "Near",
     "NotConnected",
     "Now",
     "ObjectId",
     "OdmError",
     "OnCommitError",
     "OperationTimeout",
+    "Point",
+    "Polygon",
     "Q",
     "QueryError",
     "QuerySet",
@@ -92,6 +113,7 @@ __all__ = [
     "UnsavedReference",
     "ValidationError",
     "__version__",
+    "annotations",
     "atomic",
     "connect",
     "current_session",

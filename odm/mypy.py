@@ -49,8 +49,8 @@ STRING_METHODS = frozenset(
 #: The lookups of odm.query.lookups (kept here because a plugin must not import the package).
 LOOKUPS = frozenset(
     {"all", "contains", "elemmatch", "endswith", "exact", "exists", "gt", "gte", "icontains",
-     "iendswith", "iexact", "in", "iregex", "isnull", "istartswith", "lt", "lte", "ne", "nin",
-     "range", "regex", "size", "startswith"}
+     "iendswith", "iexact", "in", "intersects", "iregex", "isnull", "istartswith", "lt", "lte",
+     "ne", "near", "nin", "range", "regex", "size", "startswith", "within"}
 )
 #: Lookups whose value is compared with the field's own type.
 PLAIN = frozenset({"exact", "ne", "gt", "gte", "lt", "lte"})

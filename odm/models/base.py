@@ -75,7 +75,13 @@ class Document(BaseModel, metaclass=DocumentMeta):
 
     # The tracking snapshot lives in a slot: pydantic leaves it alone, and setting it costs
     # one attribute store per loaded document.
-    __slots__ = ("_odm_family", "_odm_partial", "_odm_pending", "_odm_snapshot")
+    __slots__ = (
+        "_odm_annotations",  # computed values of a geo_near()/search() (odm.annotations)
+        "_odm_family",
+        "_odm_partial",
+        "_odm_pending",
+        "_odm_snapshot",
+    )
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
 

@@ -242,7 +242,7 @@ def _values_paths(query: Query) -> dict[str, ResolvedPath]:
     return {
         name: resolve(query.model, name)
         for name in query.output_names()
-        if name not in query.annotations
+        if name not in query.annotations and name not in query.extras.computed
     }
 
 
@@ -470,6 +470,28 @@ def _join_plan(model: type[Any], paths: tuple[str, ...]) -> _JoinPlan:
 
 def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     """Compile the rows of a queryset: ``find`` arguments when possible, else a pipeline."""
+    if query.extras.computed:  # geo_near() / search(): see odm.query.computed
+        from .computed import rows_pipeline
+
+        return rows_pipeline(query)
+    compiled = _compile_query(query)
+    if isinstance(compiled, CompiledPipeline):
+        _refuse_near_in(compiled.pipeline)
+    return compiled
+
+
+def _refuse_near_in(pipeline: list[dict[str, Any]]) -> None:
+    from .geo import holds_near
+
+    if any(holds_near(stage.get("$match")) for stage in pipeline):
+        raise QueryError(
+            "a near lookup runs only in a plain find: with values(), select_related() or a "
+            "filter across a reference MongoDB refuses $near; use geo_near() (or "
+            "within=odm.Circle(point, metres)) instead"
+        )
+
+
+def _compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     simple = _simple_find(query)
     if simple is not None:
         return simple
@@ -545,7 +567,12 @@ def explain_query(query: Query) -> dict[str, Any]:
 
 def compile_count(query: Query) -> CompiledCount:
     """Compile ``count()``: ``count_documents`` arguments, or a pipeline ending in ``$count``."""
+    if query.extras.computed:
+        from .computed import count_pipeline
+
+        return CompiledCount(pipeline=count_pipeline(query))
     parts = _parts(query)
+    _refuse_near(parts, "count()")
     if not parts.joins and not query.grouped:
         return CompiledCount(filter=parts.pre, skip=query.low_mark, limit=query.limit)
     counted = query.clone()
@@ -592,9 +619,19 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
     base.related = ()
     if not base.is_sliced:
         base.ordering = ()  # order does not change totals; leave the sort out
-    parts = _parts(base, agg_joins)
-    pipeline = _matched_and_joined(parts)
-    if base.is_sliced:
+    if base.extras.computed:
+        from .computed import selected_rows
+
+        if agg_joins:
+            raise QueryError(
+                "aggregate() after geo_near()/search() cannot reach through a reference"
+            )
+        pipeline = selected_rows(base)
+    else:
+        parts = _parts(base, agg_joins)
+        _refuse_near(parts, "aggregate()")
+        pipeline = _matched_and_joined(parts)
+    if base.is_sliced and not base.extras.computed:
         sort = _sort_spec(base)
         if sort:
             pipeline.append({"$sort": dict(sort)})
@@ -607,6 +644,17 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
         project[name] = agg.finalize(name)
     pipeline += [{"$group": group}, {"$project": project}]
     return CompiledAggregate(pipeline, {name: agg.empty for name, agg in aggregates.items()})
+
+
+def _refuse_near(parts: _Parts, what: str) -> None:
+    """The server refuses ``$near`` in counts and ``$match`` stages: say so, naming the way."""
+    from .geo import holds_near
+
+    if holds_near(parts.pre) or holds_near(parts.joined):
+        raise QueryError(
+            f"{what} cannot run a near lookup (MongoDB refuses $near there): filter with "
+            "within=odm.Circle(point, metres), or use geo_near()"
+        )
 
 
 def _matched_and_joined(parts: _Parts) -> list[dict[str, Any]]:
@@ -626,6 +674,10 @@ def compile_write(query: Query) -> CompiledWrite:
         raise QueryError("cannot update or delete a sliced queryset; filter it instead")
     if query.values_fields is not None or query.grouped:
         raise QueryError("cannot update or delete from values() or annotate()")
+    if query.extras.geo_near is not None:
+        from .computed import write_pipeline
+
+        return CompiledWrite(pipeline=write_pipeline(query))
     filter = _plain_filter(query)
     if filter is not None:
         return CompiledWrite(filter=filter)
