@@ -51,7 +51,7 @@ from .models.geo import (
 )
 from .models.indexes import Index
 from .query import F, Greatest, Least, Now, Q
-from .query.extras import annotations
+from .query.extras import annotations_of
 from .query.geo import Box, Circle, Near
 from .queryset import Manager, QuerySet
 from .registry import registry
@@ -113,7 +113,7 @@ __all__ = [
     "UnsavedReference",
     "ValidationError",
     "__version__",
-    "annotations",
+    "annotations_of",
     "atomic",
     "connect",
     "current_session",

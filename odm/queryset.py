@@ -243,7 +243,7 @@ class QuerySet(Generic[M]):
         index (``$text``; ``QueryError`` when the model declares none), best match first.
 
         Each document's text score is the annotation ``score``: ``order_by("-score")``,
-        ``values("title", "score")``, ``odm.annotations(doc)["score"]``. ``language`` picks
+        ``values("title", "score")``, ``odm.annotations_of(doc)["score"]``. ``language`` picks
         the stemming and stop words (``"english"``, ``"french"``, ``"none"``...); the
         index's default otherwise. Composes with ``filter``, ``order_by`` and slicing.
         """
@@ -264,7 +264,7 @@ class QuerySet(Generic[M]):
         the GeoJSON ``field`` (which needs a ``2dsphere`` index), nearest first.
 
         The distance is the annotation ``distance``: usable in ``order_by()``, ``values()``
-        and ``odm.annotations(doc)``. ``max_distance`` / ``min_distance`` bound it. Runs as a
+        and ``odm.annotations_of(doc)``. ``max_distance`` / ``min_distance`` bound it. Runs as a
         ``$geoNear`` stage holding the queryset's filter.
         """
         clone = self._chain()

@@ -76,7 +76,7 @@ class Document(BaseModel, metaclass=DocumentMeta):
     # The tracking snapshot lives in a slot: pydantic leaves it alone, and setting it costs
     # one attribute store per loaded document.
     __slots__ = (
-        "_odm_annotations",  # computed values of a geo_near()/search() (odm.annotations)
+        "_odm_annotations",  # computed values of a geo_near()/search() (odm.annotations_of)
         "_odm_family",
         "_odm_partial",
         "_odm_pending",

@@ -5,7 +5,7 @@ They live in one immutable :class:`Extras` value on the :class:`~odm.query.query
 slot, shared by clones until changed). ``geo_near`` and ``search`` add a computed value per
 document (the distance, the text score), named by the caller: an *annotation* that
 ``values()``, ``values_list()`` and ``order_by()`` accept like a field, and that loaded
-documents carry (:func:`annotations`). Everything the caller passes is validated here: terms
+documents carry (:func:`annotations_of`). Everything the caller passes is validated here: terms
 are strings, the point a :class:`~odm.models.geo.Point`, distances finite metres, names plain
 names; only then does it become part of a command.
 """
@@ -27,7 +27,7 @@ __all__ = [
     "Extras",
     "GeoNear",
     "TextSearch",
-    "annotations",
+    "annotations_of",
     "set_annotations",
     "with_collation",
     "with_geo_near",
@@ -215,7 +215,7 @@ def set_annotations(documents: list[Any], values: list[dict[str, Any]]) -> None:
             continue  # not a Document (an Invalid row of a lenient() queryset)
 
 
-def annotations(document: Any) -> Mapping[str, Any]:
+def annotations_of(document: Any) -> Mapping[str, Any]:
     """Return the computed values a queryset gave ``document`` (``{"distance": 812.5}`` after
     ``geo_near()``, ``{"score": 1.5}`` after ``search()``); empty when it has none."""
     found: Mapping[str, Any] = getattr(document, _ANNOTATIONS, _EMPTY)

@@ -232,10 +232,10 @@ async def test_geo_near_gives_the_distance(monitored: MonitoredDatabase) -> None
         "loc", NOTRE_DAME, distance="metres", max_distance=10_000
     )[1:3]
     assert [p.name for p in near] == ["bastille", "eiffel"]
-    assert odm.annotations(near[0])["metres"] == pytest.approx(
+    assert odm.annotations_of(near[0])["metres"] == pytest.approx(
         haversine_m(NOTRE_DAME, Point(*PLACES["bastille"])), rel=1e-3
     )
-    assert odm.annotations(await GeoPlace.objects.get(name="louvre")) == {}
+    assert odm.annotations_of(await GeoPlace.objects.get(name="louvre")) == {}
     stage = monitored.log.named("aggregate")[-1]["pipeline"][0]["$geoNear"]
     assert stage["query"] == {"kind": "cafe"} and stage["maxDistance"] == 10_000
     farthest = GeoPlace.objects.geo_near("loc", NOTRE_DAME).order_by("-distance")

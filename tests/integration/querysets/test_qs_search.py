@@ -50,7 +50,7 @@ async def test_search_orders_by_score_and_composes(monitored: MonitoredDatabase)
     await _seed()
     found = await SearchArticle.objects.search("coffee")
     assert [a.title for a in found] == ["Coffee prices rise", "Tea or coffee"]
-    scores = [odm.annotations(a)["score"] for a in found]
+    scores = [odm.annotations_of(a)["score"] for a in found]
     assert scores[0] > scores[1] > 0
     rows = await SearchArticle.objects.search("coffee").values("title", "score")
     assert [r["title"] for r in rows] == ["Coffee prices rise", "Tea or coffee"]
