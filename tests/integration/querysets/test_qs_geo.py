@@ -144,6 +144,20 @@ async def test_geo_values_are_stored_as_geojson_and_load_back(odm_database: Any)
     assert (await GeoRoute.objects.get(id=route.id)).path.coordinates == [(0, 0), (1, 1)]
 
 
+async def test_saving_a_loaded_geo_value_sends_only_changes(monitored: MonitoredDatabase) -> None:
+    await _seed()
+    place = await GeoPlace.objects.get(name="eiffel")
+    monitored.log.clear()
+    await place.save()  # stored [lon, lat] and the loaded (lon, lat) tuple are the same value
+    assert monitored.log.named("update") == []
+    place.loc = Point(2.2950, 48.8580)
+    await place.save()
+    (update,) = monitored.log.named("update")
+    # Only what changed: the coordinates (the type is the same).
+    assert update["updates"][0]["u"] == {"$set": {"loc.coordinates": (2.2950, 48.8580)}}
+    assert (await GeoPlace.objects.get(name="eiffel")).loc == Point(2.2950, 48.8580)
+
+
 async def test_near_orders_by_distance_within_bounds(odm_database: Any) -> None:
     await _seed()
     nearest = await GeoPlace.objects.filter(loc__near=NOTRE_DAME)
