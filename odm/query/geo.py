@@ -206,10 +206,22 @@ class Intersects(_GeoLookup):
         return {"$geoIntersects": self.value}
 
 
+_LOGICAL: Final = frozenset({"$and", "$or", "$nor"})
+
+
 def holds_near(mql: Any) -> bool:
-    """Tell whether a compiled filter uses ``$near`` (which counts refuse)."""
-    if isinstance(mql, dict):
-        return any(key == "$near" or holds_near(sub) for key, sub in mql.items())
-    if isinstance(mql, list):
-        return any(holds_near(sub) for sub in mql)
+    """Tell whether a compiled filter uses ``$near`` (which counts and pipelines refuse).
+
+    ``$near`` only ever sits under a field (``{"loc": {"$near": ...}}``), at the top or in
+    ``$and``/``$or``/``$nor``: only those are walked, never values (a long ``$in`` list costs
+    nothing here, and a value cannot hold a ``$`` key anyway).
+    """
+    if not isinstance(mql, dict):
+        return False
+    for key, sub in mql.items():
+        if key in _LOGICAL:
+            if isinstance(sub, list) and any(holds_near(part) for part in sub):
+                return True
+        elif isinstance(sub, dict) and "$near" in sub:
+            return True
     return False
