@@ -17,6 +17,7 @@ from typing import Any
 from bson import json_util
 
 from ..exceptions import QueryError
+from .geo import holds_near
 from .paths import (
     ID_FIELD,
     RELATED_PREFIX,
@@ -481,14 +482,15 @@ def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
 
 
 def _refuse_near_in(pipeline: list[dict[str, Any]]) -> None:
-    from .geo import holds_near
-
-    if any(holds_near(stage.get("$match")) for stage in pipeline):
-        raise QueryError(
-            "a near lookup runs only in a plain find: with values(), select_related() or a "
-            "filter across a reference MongoDB refuses $near; use geo_near() (or "
-            "within=odm.Circle(point, metres)) instead"
-        )
+    """The server refuses ``$near`` in a pipeline's ``$match``: say so, naming the way."""
+    for stage in pipeline:
+        match = stage.get("$match")
+        if match is not None and holds_near(match):
+            raise QueryError(
+                "a near lookup runs only in a plain find: with values(), select_related() or "
+                "a filter across a reference MongoDB refuses $near; use geo_near() (or "
+                "within=odm.Circle(point, metres)) instead"
+            )
 
 
 def _compile_query(query: Query) -> CompiledFind | CompiledPipeline:
@@ -648,8 +650,6 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
 
 def _refuse_near(parts: _Parts, what: str) -> None:
     """The server refuses ``$near`` in counts and ``$match`` stages: say so, naming the way."""
-    from .geo import holds_near
-
     if holds_near(parts.pre) or holds_near(parts.joined):
         raise QueryError(
             f"{what} cannot run a near lookup (MongoDB refuses $near there): filter with "
