@@ -40,8 +40,19 @@ from .exceptions import (
 )
 from .jsonable import to_jsonable
 from .models.fields import Decimal, Field, Indexed, ObjectId, Reference, utcnow
+from .models.geo import (
+    Geometry,
+    LineString,
+    MultiLineString,
+    MultiPoint,
+    MultiPolygon,
+    Point,
+    Polygon,
+)
 from .models.indexes import Index
 from .query import F, Greatest, Least, Now, Q
+from .query.extras import annotations_of
+from .query.geo import Box, Circle, Near
 from .queryset import Manager, QuerySet
 from .registry import registry
 from .schema import ensure_indexes
@@ -52,8 +63,10 @@ from .uow import UnitOfWork, atomic, run_in_transaction, transaction
 
 __all__ = [
     "AlreadyConnected",
+    "Box",
     "ChangeEvent",
     "ChangeStream",
+    "Circle",
     "ConfigurationError",
     "Connection",
     "ConnectionFailed",
@@ -65,21 +78,29 @@ __all__ = [
     "Embedded",
     "F",
     "Field",
+    "Geometry",
     "Greatest",
     "Index",
     "IndexConflict",
     "Indexed",
     "Invalid",
     "Least",
+    "LineString",
     "Manager",
     "MigrationError",
+    "MultiLineString",
+    "MultiPoint",
+    "MultiPolygon",
     "MultipleObjectsReturned",
+    "Near",
     "NotConnected",
     "Now",
     "ObjectId",
     "OdmError",
     "OnCommitError",
     "OperationTimeout",
+    "Point",
+    "Polygon",
     "Q",
     "QueryError",
     "QuerySet",
@@ -93,6 +114,7 @@ __all__ = [
     "UnsavedReference",
     "ValidationError",
     "__version__",
+    "annotations_of",
     "atomic",
     "connect",
     "current_session",

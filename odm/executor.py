@@ -658,11 +658,13 @@ async def delete_one(
     *,
     timeout: float | None = None,
     write_concern: Any = None,
+    **options: Any,
 ) -> Any:
-    """Delete the first document matching ``filter``; return the ``DeleteResult``."""
+    """Delete the first document matching ``filter``; return the ``DeleteResult``
+    (``collation=`` passes on)."""
     coll = _with(collection(model), write_concern)
     with _run(model, "delete", timeout):
-        return await coll.delete_one(filter, session=operation_session(model))
+        return await coll.delete_one(filter, session=operation_session(model), **options)
 
 
 async def delete_many(
@@ -671,11 +673,13 @@ async def delete_many(
     *,
     timeout: float | None = None,
     write_concern: Any = None,
+    **options: Any,
 ) -> Any:
-    """Delete every document matching ``filter``; return the ``DeleteResult``."""
+    """Delete every document matching ``filter``; return the ``DeleteResult``
+    (``collation=`` passes on)."""
     coll = _with(collection(model), write_concern)
     with _run(model, "delete_many", timeout):
-        return await coll.delete_many(filter, session=operation_session(model))
+        return await coll.delete_many(filter, session=operation_session(model), **options)
 
 
 async def bulk_write(

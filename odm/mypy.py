@@ -11,6 +11,8 @@ It reports, naming the valid choices:
 - an unknown field or lookup in the keyword names of ``filter``, ``exclude``, ``get`` and
   ``update`` (``age__gtee=3``, ``agee=3``), following embedded documents and references
   (``address__city``, ``customer__age``);
+- (on a polymorphic model, a first field it does not declare is left to the run-time check,
+  since it may be a subclass's);
 - an unknown field in the string arguments of ``order_by``, ``values``, ``values_list``,
   ``only``, ``defer`` and ``select_related`` (a ``-`` prefix is allowed in ``order_by``);
 - a value whose static type cannot match the field for the plain lookups (``exact``, ``ne``,
@@ -47,8 +49,8 @@ STRING_METHODS = frozenset(
 #: The lookups of odm.query.lookups (kept here because a plugin must not import the package).
 LOOKUPS = frozenset(
     {"all", "contains", "elemmatch", "endswith", "exact", "exists", "gt", "gte", "icontains",
-     "iendswith", "iexact", "in", "iregex", "isnull", "istartswith", "lt", "lte", "ne", "nin",
-     "range", "regex", "size", "startswith"}
+     "iendswith", "iexact", "in", "intersects", "iregex", "isnull", "istartswith", "lt", "lte",
+     "ne", "near", "nin", "range", "regex", "size", "startswith", "within"}
 )
 #: Lookups whose value is compared with the field's own type.
 PLAIN = frozenset({"exact", "ne", "gt", "gte", "lt", "lte"})
@@ -82,6 +84,17 @@ def _fields(info: TypeInfo) -> dict[str, Type | None]:
     if "id" in fields:
         fields["pk"] = fields["id"]
     return fields
+
+
+def _polymorphic(info: TypeInfo) -> bool:
+    """Tell whether the model (or a base) declares ``Meta.polymorphic``: a query on it may name
+    its subclasses' fields (``odm.query.polymorphic``), which mypy cannot list."""
+    for base in info.mro:
+        meta = base.names.get("Meta")
+        node = meta.node if meta is not None else None
+        if isinstance(node, TypeInfo) and "polymorphic" in node.names:
+            return True
+    return False
 
 
 def _unwrap(typ: Type | None) -> Type | None:
@@ -121,6 +134,8 @@ def _resolve(
         if part not in fields:
             if index and part in LOOKUPS:
                 return typ, parts[index:]
+            if not index and _polymorphic(info):
+                return None  # maybe a subclass's field: the subclasses are known at run time
             valid = ", ".join(sorted(fields))
             ctx.api.fail(
                 f'Unknown field "{part}" for {info.name} in {what}; valid fields: {valid}',

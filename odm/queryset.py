@@ -27,6 +27,7 @@ from . import executor
 from .bulk import BulkInsert
 from .changestream import BeforeChange, ChangeStream, FullDocument, check_options
 from .changestream import ChangeEvent as ChangeEvent  # re-exported: its home before 0.x
+from .collation import collation_document
 from .concerns import as_read_preference
 from .exceptions import (
     DoesNotExist,
@@ -39,13 +40,16 @@ from .models.loading import load_documents, load_partial, reads_naive
 from .models.options import ID_KEY
 from .models.references import check_saved_references
 from .models.tracking import set_snapshots
-from .query import compiler
+from .query import compiler, extras
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
 from .query.where import field_condition
 from .session import current_unit_of_work
 from .timeouts import check_timeout
+
+if TYPE_CHECKING:
+    from .models.geo import Point
 
 M = TypeVar("M")
 QS = TypeVar("QS", bound="QuerySet[Any]")
@@ -220,6 +224,83 @@ class QuerySet(Generic[M]):
         clone._query.read_preference = as_read_preference(preference)
         return clone
 
+    def search(self, terms: str, language: str | None = None, *, score: str = "score") -> Self:
+        """Return a new queryset of the documents matching ``terms`` by the model's text
+        index (``$text``; ``QueryError`` when the model declares none), best match first.
+
+        Each document's text score is the annotation ``score``: ``order_by("-score")``,
+        ``values("title", "score")``, ``odm.annotations_of(doc)["score"]``. ``language`` picks
+        the stemming and stop words (``"english"``, ``"french"``, ``"none"``...); the
+        index's default otherwise. Composes with ``filter``, ``order_by`` and slicing.
+        """
+        clone = self._chain()
+        extras.with_search(clone._query, terms, language, score)
+        return clone
+
+    def geo_near(
+        self,
+        field: str,
+        point: Point | Mapping[str, Any],
+        *,
+        distance: str = "distance",
+        max_distance: float | None = None,
+        min_distance: float | None = None,
+    ) -> Self:
+        """Return a new queryset ordered by distance (metres, on the sphere) from ``point`` to
+        the GeoJSON ``field`` (which needs a ``2dsphere`` index), nearest first.
+
+        The distance is the annotation ``distance``: usable in ``order_by()``, ``values()``
+        and ``odm.annotations_of(doc)``. ``max_distance`` / ``min_distance`` bound it. Runs as a
+        ``$geoNear`` stage holding the queryset's filter.
+        """
+        clone = self._chain()
+        extras.with_geo_near(
+            clone._query,
+            field,
+            point,
+            distance=distance,
+            max_distance=max_distance,
+            min_distance=min_distance,
+        )
+        return clone
+
+    def collation(
+        self,
+        locale: str | None,
+        *,
+        strength: int | None = None,
+        case_level: bool | None = None,
+        case_first: str | None = None,
+        numeric_ordering: bool | None = None,
+        alternate: str | None = None,
+        max_variable: str | None = None,
+        backwards: bool | None = None,
+        normalization: bool | None = None,
+    ) -> Self:
+        """Return a new queryset comparing strings by ``locale``'s rules, in its filters,
+        ordering, counts, updates and deletes: ``collation("en", strength=2)`` ignores case
+        (``strength=1`` accents too). An index is used only when its own ``collation=`` is
+        the same. ``collation(None)``: the collection's default again."""
+        document = None
+        if locale is not None:
+            try:
+                document = collation_document(
+                    locale,
+                    strength=strength,
+                    case_level=case_level,
+                    case_first=case_first,
+                    numeric_ordering=numeric_ordering,
+                    alternate=alternate,
+                    max_variable=max_variable,
+                    backwards=backwards,
+                    normalization=normalization,
+                )
+            except ValueError as exc:
+                raise QueryError(str(exc)) from None
+        clone = self._chain()
+        extras.with_collation(clone._query, document)
+        return clone
+
     def lenient(self) -> QuerySet[M | Invalid]:
         """Return a new queryset yielding ``odm.Invalid`` for stored documents that no
         longer validate, instead of failing."""
@@ -291,7 +372,11 @@ class QuerySet(Generic[M]):
 
     def _read_options(self) -> dict[str, Any]:
         query = self._query
-        return {"timeout": query.timeout, "read_preference": query.read_preference}
+        options = {"timeout": query.timeout, "read_preference": query.read_preference}
+        collation = query.extras.collation
+        if collation is not None:
+            options["collation"] = collation
+        return options
 
     async def _batches(
         self, compiled: compiler.CompiledFind | compiler.CompiledPipeline | None = None
@@ -334,10 +419,15 @@ class QuerySet(Generic[M]):
         """Load ``raws`` (``naive``: decoded with naive datetimes, see :func:`_reads_naive`)."""
         joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
         query = self._query
+        computed = query.extras.computed
+        # The distance / score are not fields: kept beside the document, not loaded into it.
+        annotations = [{n: raw.pop(n, None) for n in computed} for raw in raws] if computed else ()
         if query.only_fields is not None or query.deferred:
             documents = _load_partial(self._model, raws, query)
         else:
             documents = _load(self._model, raws, query.lenient, naive)
+        if annotations:
+            extras.set_annotations(documents, list(annotations))
         for relation, targets in zip(related, joined, strict=True):
             _attach(documents, relation, targets, query.lenient)
         if self._prefetch:
@@ -453,6 +543,7 @@ class QuerySet(Generic[M]):
             and not query.annotations
             and not query.related
             and not self._prefetch
+            and query.extras is extras.NO_EXTRAS
         )
 
     async def _get_by_id(self, key: str, value: Any) -> M:
@@ -542,7 +633,7 @@ class QuerySet(Generic[M]):
             return target.filter
         assert target.pipeline is not None
         rows = await executor.aggregate_list(
-            self._model, target.pipeline, timeout=self._query.timeout
+            self._model, target.pipeline, timeout=self._query.timeout, **_collation(self._query)
         )
         return {ID_KEY: {"$in": [row[ID_KEY] for row in rows]}}
 
@@ -576,7 +667,7 @@ class QuerySet(Generic[M]):
                     f"the filter does not test {path!r}: filter on it, or use each()",
                     field=path,
                 )
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = _collation(self._query)
         if compiled.array_filters:
             options["array_filters"] = compiled.array_filters
         write = executor.update_one if _single(filter) else executor.update_many
@@ -594,7 +685,9 @@ class QuerySet(Generic[M]):
             return 0
         filter = await self._write_filter()
         write = executor.delete_one if _single(filter) else executor.delete_many
-        result = await write(self._model, filter, timeout=self._query.timeout)
+        result = await write(
+            self._model, filter, timeout=self._query.timeout, **_collation(self._query)
+        )
         return int(result.deleted_count)
 
     async def get_or_create(
@@ -731,6 +824,7 @@ class QuerySet(Generic[M]):
                 command["limit"] = compiled.limit
         else:
             command = {"aggregate": name, "pipeline": compiled.pipeline, "cursor": {}}
+        command.update(_collation(self._query))
         return await executor.explain(self._model, command, timeout=self._query.timeout)
 
     def watch(
@@ -924,12 +1018,20 @@ def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _collation(query: Query) -> dict[str, Any]:
+    """Return ``{"collation": ...}`` for a driver call when the queryset has one, else ``{}``."""
+    collation = query.extras.collation
+    return {} if collation is None else {"collation": collation}
+
+
 def _shape_rows(
     query: Query, rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]
 ) -> list[Any]:
     """Return ``values()`` rows as dicts, tuples or values, each value in its field's Python
-    type (:mod:`odm.query.results`)."""
-    convert = row_converter(query.model, names, query.annotations)
+    type (:mod:`odm.query.results`); a distance or score is a float as it came."""
+    computed = query.extras.computed
+    typed = tuple(n for n in names if n not in computed) if computed else names
+    convert = row_converter(query.model, typed, query.annotations)
     rows = [convert(row) for row in rows]
     if mode == "dicts":
         return rows

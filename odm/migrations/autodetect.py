@@ -97,6 +97,8 @@ def _server_options(info: Mapping[str, Any]) -> dict[str, Any]:
         if key in info and not (key == "weights" and not info[key]):
             value = info[key]
             options[key] = dict(value) if isinstance(value, Mapping) else value
+    if "collation" in options:
+        options["collation"].pop("version", None)  # the server's ICU version, not an option
     return options
 
 

@@ -42,6 +42,7 @@ from ..registry import registry
 from .derived import expire_all
 from .field_types import ID_FIELD
 from .fields import DecimalAnnotation, Field, Indexed, Reference
+from .geo import geo_index_error
 from .indexes import Index
 from .options import ID_KEY, META_OPTIONS, Options, resolve_path
 
@@ -441,6 +442,10 @@ def _resolve_fields(cls: type[Any], meta: Options) -> None:
             _check_path(cls, path, f"index {index.name!r}")
         if index.expire_after is not None:
             _check_ttl(cls, name, index)
+        for path, direction in index.keys:
+            problem = geo_index_error(cls, path) if direction == "2dsphere" else None
+            if problem is not None:
+                raise DeclarationError(f"{name}: index {index.name!r}: {problem}")
         stored = index.with_paths(lambda p: resolve_path(cls, p))
         resolved[stored.name] = stored
     meta.indexes = list(resolved.values())

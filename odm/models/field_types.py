@@ -226,6 +226,8 @@ class FieldType:
             if store:
                 _check_stored(value, field)
             return self._convert_reference(value, field)
+        if store and self.kind is Kind.LIST:
+            _check_stored_items(self, value, field)
         if type(value) is self.as_is and not store:
             # pydantic would hand this very value back (a str for a str field, an ObjectId
             # for an ObjectId field): skip its two calls, keep the literal check.
@@ -290,10 +292,21 @@ def _check_stored(value: Any, field: str) -> None:
     is_document = getattr(type(document), "_meta", None) is not None
     if is_document and isinstance(document, BaseModel) and get_snapshot(document) is None:
         raise UnsavedReference(
-            f"update({field}=...) refers to a {type(document).__name__} that was never "
+            f"update(): {field} refers to a {type(document).__name__} that was never "
             "saved: its id would point nowhere (insert it first)",
             field=field,
         )
+
+
+def _check_stored_items(list_type: FieldType, value: Any, field: str) -> None:
+    """Refuse a list of references to write when one element is a never-stored document, as
+    :func:`_check_stored` does for a single reference (``field`` names it: ``watchers[1]``)."""
+    item = list_type.item
+    if item is None or item.kind is not Kind.REFERENCE:
+        return
+    if isinstance(value, list | tuple):
+        for position, element in enumerate(value):
+            _check_stored(element, f"{field}[{position}]")
 
 
 def _as_is(annotation: Any) -> type | None:

@@ -1,7 +1,9 @@
 """Index declarations: ``Index(...)`` -> a PyMongo ``IndexModel`` and a comparable spec; no I/O.
 
 ``Index("name", "-created")`` is compound (``-`` means descending), ``expire_after=`` makes a TTL
-index, ``partial=`` a partial one, ``text=[...]`` a text index over several fields. Each index
+index, ``partial=`` a partial one, ``text=[...]`` a text index over several fields,
+``collation=`` one that compares strings by a locale's rules (``{"locale": "en", "strength": 2}``:
+case-insensitive; a query uses it when it asks for the same collation). Each index
 has a name (the server's default ``field_1_other_-1`` unless ``name=`` is given); the name is
 what :func:`odm.ensure_indexes` and the migrations compare with the server.
 """
@@ -12,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pymongo import IndexModel
+
+from ..collation import check_collation
 
 __all__ = ["Index", "IndexKey", "index_differences"]
 
@@ -36,10 +40,11 @@ class Index:
     ``fields`` are field names (``"address.city"`` reaches into embedded documents, ``"-x"``
     is descending, ``("loc", "2dsphere")`` gives a direction explicitly); ``text=[...]`` adds
     text keys. Options mirror the server's: ``unique``, ``sparse``, ``expire_after`` (seconds,
-    TTL), ``partial`` (a ``partialFilterExpression``) and ``name``.
+    TTL), ``partial`` (a ``partialFilterExpression``), ``collation`` (a dict of the server's
+    collation fields: ``locale``, ``strength``...) and ``name``.
     """
 
-    __slots__ = ("expire_after", "keys", "name", "partial", "sparse", "unique")
+    __slots__ = ("collation", "expire_after", "keys", "name", "partial", "sparse", "unique")
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class Index:
         partial: Mapping[str, Any] | None = None,
         text: Sequence[str] | None = None,
         name: str | None = None,
+        collation: Mapping[str, Any] | None = None,
     ) -> None:
         keys = [_parse_key(f) for f in fields]
         keys.extend((path, "text") for path in (text or ()))
@@ -62,6 +68,9 @@ class Index:
         self.sparse = sparse
         self.expire_after = expire_after
         self.partial: dict[str, Any] | None = dict(partial) if partial is not None else None
+        self.collation: dict[str, Any] | None = (
+            check_collation(collation, "Index(collation=...)") if collation is not None else None
+        )
         self.name = name or "_".join(f"{path}_{direction}" for path, direction in keys)
 
     @property
@@ -84,6 +93,7 @@ class Index:
         copy.keys = [(resolve(path), direction) for path, direction in self.keys]
         copy.unique, copy.sparse = self.unique, self.sparse
         copy.expire_after, copy.partial = self.expire_after, self.partial
+        copy.collation = self.collation
         derived = "_".join(f"{path}_{direction}" for path, direction in self.keys)
         copy.name = (
             self.name
@@ -104,6 +114,8 @@ class Index:
             options["expireAfterSeconds"] = int(seconds) if float(seconds).is_integer() else seconds
         if self.partial is not None:
             options["partialFilterExpression"] = self.partial
+        if self.collation is not None:
+            options["collation"] = self.collation
         return options
 
     def spec(self) -> dict[str, Any]:
@@ -155,6 +167,11 @@ def index_differences(spec: Mapping[str, Any], server: Mapping[str, Any]) -> lis
     differences: list[str] = []
     if [(p, d) for p, d in wanted_keys] != [(p, d) for p, d in have_keys]:
         differences.append(f"keys {have_keys} on the server, {wanted_keys} declared")
+    if _full_collation(spec.get("collation")) != _full_collation(server.get("collation")):
+        differences.append(
+            f"collation={_shown(server.get('collation'))!r} on the server, "
+            f"{spec.get('collation')!r} declared"
+        )
     for option in ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression"):
         want = spec.get(option)
         have = server.get(option)
@@ -167,3 +184,35 @@ def index_differences(spec: Mapping[str, Any], server: Mapping[str, Any]) -> lis
         if want != have:
             differences.append(f"{option}={have!r} on the server, {want!r} declared")
     return differences
+
+
+#: The server's values for the collation fields a declaration leaves out (``backwards`` is
+#: left out: its default depends on the locale), as ``list_indexes()`` reports them filled in.
+_COLLATION_DEFAULTS: dict[str, Any] = {
+    "caseLevel": False,
+    "caseFirst": "off",
+    "strength": 3,
+    "numericOrdering": False,
+    "alternate": "non-ignorable",
+    "maxVariable": "punct",
+    "normalization": False,
+}
+
+
+def _shown(collation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return a server collation without its ICU ``version`` (not something one declares)."""
+    if collation is None:
+        return None
+    return {k: v for k, v in dict(collation).items() if k != "version"}
+
+
+def _full_collation(collation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return a collation with the server's defaults filled in, for comparing a declaration
+    (``{"locale": "en", "strength": 2}``) with what ``list_indexes()`` reports."""
+    shown = _shown(collation)
+    if shown is None or shown.get("locale") == "simple":
+        return None  # the simple collation is the absence of one
+    full = {**_COLLATION_DEFAULTS, **shown}
+    if full.get("backwards") is False:
+        del full["backwards"]  # the usual default: declared False and left out compare equal
+    return full

@@ -23,6 +23,7 @@ import copy
 from collections import deque
 from collections.abc import Iterable, Mapping
 from itertools import repeat
+from types import MappingProxyType
 from typing import Any
 
 from ..session import current_unit_of_work
@@ -31,6 +32,7 @@ from .diffing import diff, same
 __all__ = [
     "SLOTS",
     "TrackingState",
+    "annotations_of",
     "capture_state",
     "collection_model",
     "copy_state",
@@ -41,6 +43,7 @@ __all__ = [
     "pickled_state",
     "raw_snapshot",
     "restore_state",
+    "set_annotations",
     "set_family",
     "set_partial",
     "set_pending",
@@ -57,8 +60,10 @@ _SNAPSHOT = "_odm_snapshot"
 _PARTIAL = "_odm_partial"
 _PENDING = "_odm_pending"
 _FAMILY = "_odm_family"
+_ANNOTATIONS = "_odm_annotations"
 #: The slots, for ``Document.__slots__``.
-SLOTS = (_FAMILY, _PARTIAL, _PENDING, _SNAPSHOT)
+SLOTS = (_ANNOTATIONS, _FAMILY, _PARTIAL, _PENDING, _SNAPSHOT)
+_NO_ANNOTATIONS: Mapping[str, Any] = MappingProxyType({})
 _set_slot = object.__setattr__
 
 
@@ -121,6 +126,19 @@ def family_of(document: Any) -> Any:
 def set_family(document: Any, family: Any) -> None:
     """Make ``document`` a member of ``family`` (``None``: of none)."""
     _set_slot(document, _FAMILY, family)
+
+
+def set_annotations(document: Any, values: Mapping[str, Any]) -> None:
+    """Give a loaded ``document`` the values a query computed for it (a ``geo_near()``
+    distance, a ``search()`` score), read-only."""
+    _set_slot(document, _ANNOTATIONS, MappingProxyType(dict(values)))
+
+
+def annotations_of(document: Any) -> Mapping[str, Any]:
+    """Return the computed values a queryset gave ``document`` (``{"distance": 812.5}`` after
+    ``geo_near()``, ``{"score": 1.5}`` after ``search()``); empty when it has none."""
+    found: Mapping[str, Any] = getattr(document, _ANNOTATIONS, _NO_ANNOTATIONS)
+    return found
 
 
 def copy_state(source: Any, copied: Any, memo: dict[int, Any] | None = None) -> None:

@@ -8,27 +8,46 @@ pipeline when it needs one (:class:`CompiledPipeline`): joins (``select_related`
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
-
-from bson import json_util
 
 from ..exceptions import QueryError
 from ..models.derived import table
 from .aggregates import Aggregate
+from .computed import count_pipeline, rows_pipeline, selected_rows, write_pipeline
+from .geo import holds_near
 from .paths import (
     ID_FIELD,
-    RELATED_PREFIX,
-    Join,
     ResolvedPath,
     check_name,
     resolve,
 )
 from .query import Query, _resolve_aggregate
+from .stages import (
+    CompiledAggregate,
+    CompiledCount,
+    CompiledFind,
+    CompiledPipeline,
+    CompiledWrite,
+    Related,
+    _distinct_stages,
+    _documents_pipeline,
+    _group_stages,
+    _join_stages,
+    _merge_joins,
+    _ordering_joins,
+    _Parts,
+    _parts,
+    _plain_filter,
+    _projection,
+    _related,
+    _sort_spec,
+    _values_project,
+    _window,
+    jsonable,
+)
 from .updates import CompiledUpdate, compile_update, compile_update_spec
-from .where import and_mql
 
 __all__ = [
     "CompiledAggregate",
@@ -48,315 +67,6 @@ __all__ = [
     "explain_query",
     "jsonable",
 ]
-
-
-def jsonable(value: Any) -> Any:
-    """Return ``value`` as plain JSON data (ObjectIds, dates... in MongoDB extended JSON)."""
-    return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledFind:
-    """Arguments of ``collection.find()``."""
-
-    filter: dict[str, Any]
-    projection: dict[str, Any] | None = None
-    sort: list[tuple[str, int]] | None = None
-    skip: int = 0
-    limit: int = 0
-    batch_size: int | None = None
-
-    def kwargs(self) -> dict[str, Any]:
-        """Return the keyword arguments for ``collection.find(**kwargs)`` (defaults left out)."""
-        out: dict[str, Any] = {"filter": self.filter}
-        if self.projection is not None:
-            out["projection"] = self.projection
-        if self.sort:
-            out["sort"] = self.sort
-        if self.skip:
-            out["skip"] = self.skip
-        if self.limit:
-            out["limit"] = self.limit
-        if self.batch_size:
-            out["batch_size"] = self.batch_size
-        return out
-
-    def explain(self) -> dict[str, Any]:
-        """Return ``{"find": {...}}`` as plain JSON data."""
-        out = self.kwargs()
-        if self.sort:
-            out["sort"] = dict(self.sort)
-        return {"find": jsonable(out)}
-
-
-@dataclass(frozen=True, slots=True)
-class Related:
-    """A ``select_related`` join: the joined document of ``path`` is at ``raw[key]``."""
-
-    path: str
-    key: str
-    target: type[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledPipeline:
-    """An aggregation pipeline and how to read its rows."""
-
-    pipeline: list[dict[str, Any]]
-    #: ``"documents"`` (model rows, select_related docs under :attr:`related` keys) or a
-    #: values mode: rows are dicts keyed by :attr:`names`.
-    rows: str = "documents"
-    related: tuple[Related, ...] = ()
-    names: tuple[str, ...] = ()
-    batch_size: int | None = None
-
-    def kwargs(self) -> dict[str, Any]:
-        """Return the keyword arguments for ``collection.aggregate(**kwargs)``."""
-        out: dict[str, Any] = {"pipeline": self.pipeline}
-        if self.batch_size:
-            out["batchSize"] = self.batch_size
-        return out
-
-    def explain(self) -> dict[str, Any]:
-        """Return ``{"aggregate": [...]}`` as plain JSON data."""
-        return {"aggregate": jsonable(self.pipeline)}
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledCount:
-    """A count: ``count_documents(filter, skip=, limit=)``, or a pipeline ending in ``$count``.
-
-    With a pipeline the count is ``rows[0]["n"]`` (no row: 0).
-    """
-
-    filter: dict[str, Any] | None = None
-    skip: int = 0
-    limit: int = 0
-    pipeline: list[dict[str, Any]] | None = None
-
-    def kwargs(self) -> dict[str, Any]:
-        """Return the keyword arguments of ``count_documents`` (when :attr:`filter` is set)."""
-        out: dict[str, Any] = {"filter": self.filter}
-        if self.skip:
-            out["skip"] = self.skip
-        if self.limit:
-            out["limit"] = self.limit
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledAggregate:
-    """An ``aggregate(**totals)`` pipeline; read ``rows[0]`` or, with no row, :attr:`empty`."""
-
-    pipeline: list[dict[str, Any]]
-    empty: dict[str, Any] = field(default_factory=dict)
-
-    def result(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """Return the totals dict from the pipeline's rows."""
-        row = rows[0] if rows else {}
-        return {name: row.get(name, default) for name, default in self.empty.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledWrite:
-    """Target of ``update()`` / ``delete()``: a filter, or a pipeline yielding ``_id``s.
-
-    A pipeline (filters across references) means: run it, then write ``{"_id": {"$in": ids}}``.
-    """
-
-    filter: dict[str, Any] | None = None
-    pipeline: list[dict[str, Any]] | None = None
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _class_filter(query: Query) -> dict[str, Any]:
-    meta = getattr(query.model, "_meta", None)
-    if meta is None or not hasattr(meta, "class_filter"):
-        return {}
-    return dict(meta.class_filter())
-
-
-def _sort_spec(query: Query, names: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
-    """Return ``[(db path, ±1), ...]``; with ``names`` (grouped rows) the output names."""
-    spec: list[tuple[str, int]] = []
-    for item in query.default_ordering():
-        direction = -1 if item.startswith("-") else 1
-        name = item.lstrip("-+")
-        if names is not None:
-            if name not in names:
-                raise QueryError(
-                    f"order_by({item!r}): grouped rows can be ordered by {', '.join(names)}",
-                    field=name,
-                )
-            key = name
-        else:
-            key = resolve(query.model, name).db_path
-        if key not in dict(spec):
-            spec.append((key, direction))
-    return spec
-
-
-def _ordering_joins(query: Query) -> list[Join]:
-    if query.grouped:
-        return []
-    joins: list[Join] = []
-    for item in query.default_ordering():
-        target = resolve(query.model, item.lstrip("-+"))
-        if any(j.many for j in target.joins):
-            raise QueryError(f"cannot order by {item!r}: it goes through a list of references")
-        joins.extend(target.joins)
-    return joins
-
-
-def _related(query: Query) -> list[tuple[Join, Related]]:
-    out: list[tuple[Join, Related]] = []
-    for path in query.related:
-        target = resolve(query.model, path)
-        assert target.field.target is not None
-        key = RELATED_PREFIX + path
-        join = Join(path, target.db_path, key, target.field.target, False)
-        for parent in target.joins:
-            out.append((parent, Related(parent.path, parent.key, parent.target)))
-        out.append((join, Related(path, key, join.target)))
-    return out
-
-
-def _merge_joins(*groups: list[Join]) -> list[Join]:
-    """Dedupe joins by key, parents first (a key is a prefix of its children's)."""
-    seen: dict[str, Join] = {}
-    for group in groups:
-        for join in group:
-            seen.setdefault(join.key, join)
-    return sorted(seen.values(), key=lambda j: j.path.count("__"))
-
-
-def _join_stages(joins: list[Join]) -> list[dict[str, Any]]:
-    stages: list[dict[str, Any]] = []
-    for join in joins:
-        stages.extend(join.stages())
-    return stages
-
-
-def _values_paths(query: Query) -> dict[str, ResolvedPath]:
-    return {
-        name: resolve(query.model, name)
-        for name in query.output_names()
-        if name not in query.annotations
-    }
-
-
-def _projection(query: Query) -> dict[str, Any] | None:
-    meta = getattr(query.model, "_meta", None)
-    if query.only_fields is not None:
-        paths = sorted({resolve(query.model, f).db_path for f in query.only_fields})
-        keep: list[str] = []
-        for path in paths:  # "address" covers "address.city": MongoDB refuses both
-            if not any(path.startswith(p + ".") for p in keep):
-                keep.append(path)
-        projection: dict[str, Any] = dict.fromkeys(keep, 1)
-        if meta is not None and (meta.polymorphic or meta.class_name):
-            projection["_cls"] = 1  # needed to build the right subclass
-        if meta is not None and meta.optimistic_lock:
-            projection[meta.db_key(meta.version_field)] = 1
-        return projection
-    if query.deferred:
-        return {resolve(query.model, f).db_path: 0 for f in query.deferred}
-    return None
-
-
-@dataclass
-class _Parts:
-    """The pieces of a query's pipeline, before choosing find or aggregate."""
-
-    pre: dict[str, Any]
-    joins: list[Join]
-    joined: dict[str, Any]
-    post: dict[str, Any]
-    related: list[Related]
-
-
-def _parts(
-    query: Query, extra_joins: list[Join] | None = None, *, rows: bool = True
-) -> _Parts:
-    """Split the query's filter around its joins. ``rows=False`` (a write's target): the
-    ordering and ``select_related`` do not matter, so their joins are not gathered."""
-    class_filter = _class_filter(query)
-    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
-    joined: list[dict[str, Any]] = []
-    post: list[dict[str, Any]] = []
-    where_joins: list[Join] = []
-    for where in query.where:
-        if where.post:
-            post.append(where.mql)
-        elif where.joins:
-            joined.append(where.mql)
-            where_joins.extend(where.joins)
-        else:
-            pre.append(where.mql)
-    wants_related = rows and not query.grouped and query.values_fields is None
-    related = _related(query) if wants_related else []
-    value_joins = [j for p in _values_paths(query).values() for j in p.joins]
-    joins = _merge_joins(
-        where_joins,
-        _ordering_joins(query) if rows else [],
-        [j for j, _ in related],
-        value_joins,
-        extra_joins or [],
-    )
-    return _Parts(
-        pre=and_mql(pre),
-        joins=joins,
-        joined=and_mql(joined),
-        post=and_mql(post),
-        related=list(dict.fromkeys(r for _, r in related)),
-    )
-
-
-def _window(query: Query) -> list[dict[str, Any]]:
-    stages: list[dict[str, Any]] = []
-    if query.low_mark:
-        stages.append({"$skip": query.low_mark})
-    if query.high_mark is not None:
-        stages.append({"$limit": query.limit})
-    return stages
-
-
-def _group_stages(query: Query) -> list[dict[str, Any]]:
-    paths = _values_paths(query)
-    by_name = {name: target.db_path for name, target in paths.items()}
-    group: dict[str, Any] = {"_id": {name: "$" + path for name, path in by_name.items()}}
-    project: dict[str, Any] = {"_id": 0}
-    project.update({name: "$_id." + name for name in by_name})
-    for name, agg in query.annotations.items():
-        resolved = _resolve_aggregate(query.model, agg)
-        group[name] = agg.as_accumulator(lambda n, r=resolved: r[n].db_path)
-        project[name] = agg.finalize(name)
-    return [{"$group": group}, {"$project": project}]
-
-
-def _values_project(query: Query) -> dict[str, Any]:
-    # $ifNull: a missing field still gives its key (None), so every row has every name.
-    project: dict[str, Any] = {"_id": 0}
-    for name, target in _values_paths(query).items():
-        project[name] = {"$ifNull": ["$" + target.db_path, None]}
-    return {"$project": project}
-
-
-# -- entry points ----------------------------------------------------------------------------
-
-
-def _plain_filter(query: Query) -> dict[str, Any] | None:
-    """Return the query's filter when no condition crosses a join or runs after grouping
-    (the usual case: one ``find`` / write filter), else ``None``."""
-    class_filter = _class_filter(query)
-    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
-    for where in query.where:
-        if where.joins or where.post:
-            return None
-        pre.append(where.mql)
-    return and_mql(pre)
 
 
 def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
@@ -403,27 +113,6 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
     return _documents_pipeline(query, pipeline, plan.related, plan.kept, plan.unset)
 
 
-def _documents_pipeline(
-    query: Query,
-    pipeline: list[dict[str, Any]],
-    related: tuple[Related, ...],
-    kept: Iterable[str],
-    temporary: Sequence[str],
-) -> CompiledPipeline:
-    """End a pipeline of documents: drop the ``temporary`` joins, project (keeping the
-    joined documents under ``kept``) and say how its rows are read."""
-    if temporary:
-        pipeline.append({"$unset": list(temporary)})
-    projection = _projection(query)
-    if projection is not None:
-        if any(v == 1 for v in projection.values()):
-            projection.update(dict.fromkeys(kept, 1))
-        pipeline.append({"$project": projection})
-    return CompiledPipeline(
-        pipeline, rows="documents", related=related, batch_size=query.batch_size
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _JoinPlan:
     """What ``select_related(*paths)`` adds to a pipeline: it depends only on the model and the
@@ -467,6 +156,27 @@ def _join_plan(model: type[Any], paths: tuple[str, ...]) -> _JoinPlan:
 
 def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     """Compile the rows of a queryset: ``find`` arguments when possible, else a pipeline."""
+    if query.extras.computed:  # geo_near() / search(): see odm.query.computed
+        return rows_pipeline(query)
+    compiled = _compile_query(query)
+    if isinstance(compiled, CompiledPipeline):
+        _refuse_near_in(compiled.pipeline)
+    return compiled
+
+
+def _refuse_near_in(pipeline: list[dict[str, Any]]) -> None:
+    """The server refuses ``$near`` in a pipeline's ``$match``: say so, naming the way."""
+    for stage in pipeline:
+        match = stage.get("$match")
+        if match is not None and holds_near(match):
+            raise QueryError(
+                "a near lookup runs only in a plain find: with values(), select_related() or "
+                "a filter across a reference MongoDB refuses $near; use geo_near() (or "
+                "within=odm.Circle(point, metres)) instead"
+            )
+
+
+def _compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     simple = _simple_find(query)
     if simple is not None:
         return simple
@@ -525,14 +235,6 @@ def _general_pipeline(query: Query) -> CompiledPipeline:
     return _documents_pipeline(query, pipeline, tuple(parts.related), kept, temporary)
 
 
-def _distinct_stages(query: Query) -> list[dict[str, Any]]:
-    paths = _values_paths(query)
-    group = {"_id": {name: "$" + target.db_path for name, target in paths.items()}}
-    project: dict[str, Any] = {"_id": 0}
-    project.update({name: "$_id." + name for name in paths})
-    return [{"$group": group}, {"$project": project}]
-
-
 def explain_query(query: Query) -> dict[str, Any]:
     """Return what the queryset will send, as JSON: ``{"find": ...}`` or ``{"aggregate": ...}``."""
     return compile_query(query).explain()
@@ -540,7 +242,10 @@ def explain_query(query: Query) -> dict[str, Any]:
 
 def compile_count(query: Query) -> CompiledCount:
     """Compile ``count()``: ``count_documents`` arguments, or a pipeline ending in ``$count``."""
+    if query.extras.computed:
+        return CompiledCount(pipeline=count_pipeline(query))
     parts = _parts(query)
+    _refuse_near(parts, "count()")
     if not parts.joins and not query.grouped:
         return CompiledCount(filter=parts.pre, skip=query.low_mark, limit=query.limit)
     counted = query.clone()
@@ -585,9 +290,17 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
     base.related = ()
     if not base.is_sliced:
         base.ordering = ()  # order does not change totals; leave the sort out
-    parts = _parts(base, agg_joins)
-    pipeline = _matched_and_joined(parts)
-    if base.is_sliced:
+    if base.extras.computed:
+        if agg_joins:
+            raise QueryError(
+                "aggregate() after geo_near()/search() cannot reach through a reference"
+            )
+        pipeline = selected_rows(base)
+    else:
+        parts = _parts(base, agg_joins)
+        _refuse_near(parts, "aggregate()")
+        pipeline = _matched_and_joined(parts)
+    if base.is_sliced and not base.extras.computed:
         sort = _sort_spec(base)
         if sort:
             pipeline.append({"$sort": dict(sort)})
@@ -600,6 +313,15 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
         project[name] = agg.finalize(name)
     pipeline += [{"$group": group}, {"$project": project}]
     return CompiledAggregate(pipeline, {name: agg.empty for name, agg in aggregates.items()})
+
+
+def _refuse_near(parts: _Parts, what: str) -> None:
+    """The server refuses ``$near`` in counts and ``$match`` stages: say so, naming the way."""
+    if holds_near(parts.pre) or holds_near(parts.joined):
+        raise QueryError(
+            f"{what} cannot run a near lookup (MongoDB refuses $near there): filter with "
+            "within=odm.Circle(point, metres), or use geo_near()"
+        )
 
 
 def _matched_and_joined(parts: _Parts) -> list[dict[str, Any]]:
@@ -619,6 +341,8 @@ def compile_write(query: Query) -> CompiledWrite:
         raise QueryError("cannot update or delete a sliced queryset; filter it instead")
     if query.values_fields is not None or query.grouped:
         raise QueryError("cannot update or delete from values() or annotate()")
+    if query.extras.geo_near is not None:
+        return CompiledWrite(pipeline=write_pipeline(query))
     filter = _plain_filter(query)
     if filter is not None:
         return CompiledWrite(filter=filter)

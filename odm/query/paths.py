@@ -25,6 +25,7 @@ from ..models.field_types import (
     stored_key,
     target_id_type,
 )
+from .polymorphic import subclass_field
 
 __all__ = [
     "ID_FIELD",
@@ -108,6 +109,9 @@ class ResolvedPath:
     through_list: bool
     #: The path went into a free-form dict: no declared type below this point.
     free: bool
+    #: The first field is not the model's own but a polymorphic subclass's
+    #: (:mod:`odm.query.polymorphic`): readable, not writable through the base class.
+    via_subclass: bool = False
 
 
 #: The entry of each model's derived state (odm.models.derived) caching its resolved paths.
@@ -121,7 +125,9 @@ def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> Re
         found: ResolvedPath | None = per_model.get(path)
         if found is None:
             found = _resolve(model, path, model_type(model))
-            per_model[path] = found
+            if not found.via_subclass:
+                # A subclass field's meaning may change as the family grows: not cached.
+                per_model[path] = found
         return found
     return _resolve(model, path, root)
 
@@ -134,7 +140,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     db_parts: list[str] = []
     names: list[str] = []
     joins: list[Join] = []
-    through_list = free = False
+    through_list = free = via_subclass = False
     owner = model.__name__
     for index, part in enumerate(parts):
         check_name(part)
@@ -172,6 +178,9 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             owner = target.__name__
         if current.kind is Kind.MODEL:
             model_cls = next((m for m in current.models if part in m.model_fields), None)
+            if model_cls is None and index == 0 and current.models == (model,):
+                model_cls = _subclass_declaring(model, part)
+                via_subclass = model_cls is not None
             if model_cls is None:
                 raise QueryError(
                     f"{owner} has no field {part!r}"
@@ -201,4 +210,12 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         joins=tuple(joins),
         through_list=through_list,
         free=free,
+        via_subclass=via_subclass,
     )
+
+
+def _subclass_declaring(model: type[Any], name: str) -> type[Any] | None:
+    """Return the polymorphic subclass of ``model`` whose field ``name`` a base-class path may
+    use (raises on an ambiguous name), or ``None``."""
+    found = subclass_field(model, name)
+    return found[0] if found is not None else None

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 from ..exceptions import QueryError
 from ..models.derived import table
 from .aggregates import Aggregate
+from .extras import NO_EXTRAS, Extras
 from .paths import ID_FIELD, FieldType, Kind, check_name, resolve
 from .q import Q
 from .where import Where, compile_kwargs, compile_q
@@ -34,6 +35,7 @@ class Query:
         "batch_size",
         "deferred",
         "distinct",
+        "extras",
         "high_mark",
         "lenient",
         "low_mark",
@@ -70,6 +72,8 @@ class Query:
         self.lenient = False
         #: ``none()``: the queryset matches nothing and sends nothing.
         self.nothing = False
+        #: geo_near() / search() / collation() (:mod:`odm.query.extras`).
+        self.extras: Extras = NO_EXTRAS
 
     def clone(self) -> Query:
         """Return a copy that can be changed without touching this one (cheap: tuples shared)."""
@@ -94,6 +98,7 @@ class Query:
         new.read_preference = self.read_preference
         new.lenient = self.lenient
         new.nothing = self.nothing
+        new.extras = self.extras
         return new
 
     # -- filters -----------------------------------------------------------------------------
@@ -133,7 +138,12 @@ class Query:
                 raise QueryError(
                     "random ordering is not supported; use aggregate_pipeline($sample)"
                 )
-            if bare.split("__", 1)[0] not in self.annotations and self.values_fields is None:
+            computed = bare in self.extras.computed
+            if (
+                bare.split("__", 1)[0] not in self.annotations
+                and not computed
+                and self.values_fields is None
+            ):
                 resolve(self.model, bare)  # raises on an unknown field, now rather than later
                 root = _array_root(self.model, bare)
                 if root is not None:
@@ -156,6 +166,8 @@ class Query:
             return self.ordering
         if self.annotations or self.distinct:
             return ()  # as in Django, Meta.ordering does not apply to grouped queries
+        if self.extras.computed:
+            return self.extras.default_order()  # nearest / best match first
         meta = getattr(self.model, "_meta", None)
         return tuple(getattr(meta, "ordering", ()) or ())
 
@@ -252,7 +264,7 @@ class Query:
         if mode == "flat" and len(fields) != 1:
             raise QueryError("values_list(flat=True) takes exactly one field")
         for name in fields:
-            if name in self.annotations:
+            if name in self.annotations or name in self.extras.computed:
                 continue
             target = resolve(self.model, name)
             if any(j.many for j in target.joins):

@@ -161,6 +161,12 @@ def _update_target(model: type[Any], key: str) -> ResolvedPath:
         raise QueryError("the id of a document cannot be updated", field=key)
     if target.joins:
         raise QueryError(f"update() cannot write through a reference: {key!r}", field=key)
+    if target.via_subclass:
+        raise QueryError(
+            f"update() on {model.__name__} cannot write {key!r}: {model.__name__} does not "
+            "declare it (a subclass does); update that subclass's queryset instead",
+            field=key,
+        )
     if target.through_list:
         raise QueryError(
             f"update() cannot write {key!r}: it is inside a list (write the whole list, or "

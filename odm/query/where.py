@@ -119,7 +119,9 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
         literal = exact_literal_type(target) if lookup_cls is Exact else None
-        found = per_model[key] = (target, lookup_cls, literal)
+        found = (target, lookup_cls, literal)
+        if not target.via_subclass:  # see paths.resolve: not cached
+            per_model[key] = found
     return found
 
 
@@ -316,6 +318,15 @@ class ElemMatch(Lookup):
         parts = compile_q(self.target_model(), value, root=item, split=False)
         if any(part.joins for part in parts):
             raise QueryError(f"{self.path}__elemmatch cannot cross references", field=self.path)
+        if any(_has_expr(part.mql) for part in parts):
+            # The server refuses $expr inside $elemMatch ("$expr can only be applied to the
+            # top-level document"): say so now, naming the lookup, not at run time.
+            raise QueryError(
+                f"{self.path}__elemmatch cannot compare with F() expressions: MongoDB does not "
+                "evaluate $expr inside $elemMatch (filter on F() outside elemmatch, or compare "
+                "with plain values)",
+                field=self.path,
+            )
         return parts[0].mql if parts else {}
 
     def _scalar(
@@ -347,6 +358,15 @@ class ElemMatch(Lookup):
     def operand(self) -> Any:
         """Return ``{"$elemMatch": {...}}``."""
         return {"$elemMatch": self.value}
+
+
+def _has_expr(mql: Any) -> bool:
+    """Tell whether a compiled condition holds ``$expr`` (at any depth of $and/$or/$nor)."""
+    if isinstance(mql, Mapping):
+        return any(key == "$expr" or _has_expr(sub) for key, sub in mql.items())
+    if isinstance(mql, list):
+        return any(_has_expr(sub) for sub in mql)
+    return False
 
 
 def _is_literal(mql: dict[str, Any]) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from odm import Document, Embedded, F, QuerySet, Reference
+from odm import Circle, Document, Embedded, F, Near, Point, QuerySet, Reference
 
 
 class LkAddress(Embedded):
@@ -40,6 +40,21 @@ class LkShopper(Document):
     objects = LkShopperQuerySet.as_manager()
 
 
+class LkAnimal(Document):
+    name: str
+
+    class Meta:
+        polymorphic = True
+
+
+class LkCat(LkAnimal):
+    folded_ears: bool = False
+
+
+class LkPlace(Document):
+    loc: Point
+
+
 async def ok() -> None:
     LkCustomer(name="Ann", address=LkAddress(city="Oslo"))
     await LkCustomer.objects.filter(age__gte=18, name="Ann", address__city="Oslo")
@@ -51,6 +66,8 @@ async def ok() -> None:
     await LkCustomer.objects.get(joined__gte=datetime.now(), age__gt=1.5 if False else 2)
     await LkCustomer.objects.defer("tags").values_list("name", flat=True)
     await LkShopper.objects.adults().filter(age__lt=99)
+    await LkAnimal.objects.filter(folded_ears=True).order_by("folded_ears")  # a subclass's field
+    await LkPlace.objects.filter(loc__near=Near(Point(1, 2)), loc__within=Circle(Point(1, 2), 5))
 
 
 async def bad() -> None:
@@ -68,4 +85,6 @@ async def bad() -> None:
     LkCustomer.objects.only("nmae")  # error: Unknown field "nmae" for LkCustomer in only()
     LkCustomer.objects.defer("nmae")  # error: Unknown field "nmae" for LkCustomer in defer()
     LkOrder.objects.select_related("custome")  # error: Unknown field "custome" for LkOrder in select_related(); valid fields: customer, id, pk, total
+    LkCat.objects.filter(name__gtee="a")  # error: Unknown lookup "gtee" on field "name" of LkCat in filter()
+    LkPlace.objects.filter(loc__nearr=Point(1, 2))  # error: Unknown lookup "nearr" on field "loc" of LkPlace in filter()
     LkShopper.objects.adults().filter(agee=1)  # error: Unknown field "agee" for LkShopper in filter(); valid fields: age, id, pk

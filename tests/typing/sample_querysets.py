@@ -5,20 +5,31 @@ Not collected by pytest (its name does not start with test_); never run, only ty
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, assert_type
 
 from odm import (
+    Box,
+    Circle,
     Document,
     DuplicateKey,
     F,
+    Geometry,
     Greatest,
+    Index,
     Invalid,
     Least,
+    LineString,
+    MultiPolygon,
+    Near,
     Now,
+    Point,
+    Polygon,
     Q,
     QuerySet,
     Reference,
     UnsavedReference,
+    annotations_of,
     to_jsonable,
 )
 from odm.changestream import ChangeStream
@@ -129,3 +140,37 @@ async def references() -> None:
         await Order(customer=Customer(name="draft"), total=1).insert()
     except UnsavedReference as exc:
         assert_type(exc.field, str | None)
+
+
+class Place(Document):
+    name: str
+    loc: Point
+    area: Geometry | None = None
+
+    class Meta:
+        indexes = [Index(("loc", "2dsphere")), Index(text=["name"])]
+
+
+async def geo_search_collation() -> None:
+    here = Point(2.35, 48.85)
+    assert_type(here.lon, float)
+    assert_type(here.coordinates, tuple[float, float])
+    assert_type(Polygon.box(0, 0, 1, 1), Polygon)
+    Polygon([(0, 0), (1, 0), (1, 1), (0, 0)])
+    LineString([(0, 0), (1, 1)])
+    MultiPolygon([Polygon.box(0, 0, 1, 1).coordinates])
+    near = Place.objects.filter(loc__near=Near(here, max_distance=500, min_distance=None))
+    assert_type(near, QuerySet[Place])
+    assert_type(await Place.objects.filter(loc__within=Circle(here, 100.0)), list[Place])
+    Place.objects.filter(loc__within=Box(0, 0, 1, 1), area__intersects=here)
+    by_distance = Place.objects.geo_near("loc", here, distance="d", max_distance=1e3)
+    assert_type(by_distance, QuerySet[Place])
+    assert_type(await by_distance.values("name", "d"), list[dict[str, Any]])
+    found = Place.objects.search("cafe", language="french").filter(name="x")[:10]
+    assert_type(found, QuerySet[Place])
+    first = await Place.objects.search("cafe").order_by("-score").first()
+    if first is not None:
+        assert_type(annotations_of(first), Mapping[str, Any])
+    assert_type(Place.objects.collation("en", strength=2).order_by("name"), QuerySet[Place])
+    assert_type(Place.objects.collation(None), QuerySet[Place])
+    Index("name", collation={"locale": "en", "strength": 2})

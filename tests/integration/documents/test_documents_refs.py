@@ -178,6 +178,10 @@ async def test_a_reference_to_an_unsaved_document_is_refused(odm_database: Any) 
         await RefOrder.objects.filter(id=order.id).update(customer=ghost)
     with pytest.raises(odm.UnsavedReference, match="watchers"):
         await RefOrder.objects.filter(id=order.id).update(watchers=F("watchers").push(ghost))
+    with pytest.raises(odm.UnsavedReference, match=r"watchers\[1\]") as exc:
+        await RefOrder.objects.filter(id=order.id).update(watchers=[ann, ghost])
+    assert exc.value.field == "watchers[1]"
+    assert (await RefOrder.objects.get(id=order.id)).watchers == []  # nothing was written
     assert await RefOrder.objects.count() == 1
     # Once stored, the same document is accepted; an id alone is written as given.
     await ghost.insert()

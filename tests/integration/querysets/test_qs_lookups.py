@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from qs_support import QsCustomer, QsOrder, seed_people
+from qs_support import QsCustomer, QsItem, QsOrder, seed_people
 
 from odm import F, Q, QueryError
 
@@ -166,3 +166,21 @@ async def test_misfit_lookups_are_refused_before_sending(odm_database: Any) -> N
     ):
         with pytest.raises(QueryError):
             QsCustomer.objects.filter(**kwargs)
+
+
+async def test_elemmatch_with_an_f_expression_is_refused_when_built(odm_database: Any) -> None:
+    """The server refuses $expr inside $elemMatch; odm says so at filter() time, naming the
+    lookup, instead of sending a command that fails with an untyped server error."""
+    await QsCustomer(
+        email="a@x.io", name="Ann", items=[QsItem(sku="A1", price=10.0, qty=3)]
+    ).insert()
+    for condition in (
+        Q(qty__gt=F("price")),
+        Q(sku="A1") & Q(qty__gt=F("price") + 1),
+        Q(sku="B") | ~Q(price__lte=F("qty")),
+    ):
+        with pytest.raises(QueryError, match=r"items__elemmatch .*F\(\)") as caught:
+            QsCustomer.objects.filter(items__elemmatch=condition)
+        assert caught.value.field == "items"
+    # The same comparison with plain values is sent and matches.
+    assert await QsCustomer.objects.filter(items__elemmatch=Q(qty__gt=2)).count() == 1
