@@ -29,7 +29,16 @@ from odm.models.fields import Reference, reference_target
 
 from .options import strip_optional
 
-CONTROL_KEYS = frozenset({"csrf_token", "_version"})
+PICK = "_pick"
+"""The name of a reference picker's buttons (see :mod:`.picker`)."""
+
+SEARCH = "_search."
+"""The prefix of a reference picker's search box, followed by the field's name."""
+
+SEARCHED = "_searched."
+"""The prefix of the hidden input holding the search a picker shows."""
+
+CONTROL_KEYS = frozenset({"csrf_token", "_version", PICK})
 """Posted names that are the form's own, not fields."""
 
 DELETE_ROW = "_delete"
@@ -189,6 +198,11 @@ def check_names(specs: tuple[FieldSpec, ...], names: Iterable[str]) -> None:
     by_name = {s.name: s for s in specs}
     for name in names:
         if name in CONTROL_KEYS:
+            continue
+        if name.startswith((SEARCH, SEARCHED)):
+            picked = by_name.get(name.partition(".")[2])
+            if picked is None or picked.kind != "reference" or picked.readonly:
+                raise FormError(name, "the form has no reference picker of that name")
             continue
         head, _, rest = name.partition(".")
         spec = by_name.get(head)

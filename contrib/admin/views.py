@@ -1,4 +1,4 @@
-"""The admin's pages: index, list, add, change (detail and edit), delete, migrations.
+"""The admin's pages: index, list, detail, add, edit, delete, migrations.
 
 Every POST runs in one unit of work (the sub-app's ``unit_of_work_middleware``): a handler that
 answers with an error status, or raises, leaves nothing written.
@@ -16,15 +16,12 @@ from pydantic import ValidationError
 import odm
 from odm.exceptions import QueryError, StaleDocument
 
-from . import forms, listing
+from . import detail, forms, listing, picker
 from .options import ModelAdmin
 from .security import CSRF_TOKEN
 from .site import ADMIN_SITE, AdminSite
 
 routes = web.RouteTableDef()
-
-REFERENCE_CHOICES = 200
-"""How many documents a reference's picker offers (the newest; the current one is kept)."""
 
 MESSAGES = {
     "created": "The document was created.",
@@ -101,34 +98,6 @@ def _specs(admin: ModelAdmin) -> tuple[forms.FieldSpec, ...]:
     return forms.describe(admin.model, admin.readonly())
 
 
-async def _choices(
-    site: AdminSite, specs: tuple[forms.FieldSpec, ...], values: dict[str, Any]
-) -> dict[str, list[tuple[str, str]]]:
-    """The picker of each reference field: the newest documents of the target, and the
-    current one."""
-    choices: dict[str, list[tuple[str, str]]] = {}
-    for spec in specs:
-        if spec.kind != "reference" or spec.target is None:
-            continue
-        target_admin = site.admin_of(spec.target)
-        docs = await spec.target.objects.order_by("-id")[:REFERENCE_CHOICES]
-        current = values.get(spec.name)
-        options = [(str(d.id), _label(target_admin, d)) for d in docs]
-        if current and current not in {o[0] for o in options}:
-            options.insert(0, (current, current))
-        choices[spec.name] = options
-    return choices
-
-
-def _label(admin: ModelAdmin | None, doc: Any) -> str:
-    searched = admin.searched() if admin is not None else ()
-    for name in searched:
-        value = getattr(doc, name, None)
-        if value:
-            return f"{value} ({doc.id})"
-    return str(doc.id)
-
-
 async def _form_page(
     request: web.Request,
     admin: ModelAdmin,
@@ -138,7 +107,11 @@ async def _form_page(
     status: int = 200,
     errors: dict[str, list[str]] | None = None,
     general: list[str] | None = None,
+    state: picker.PickState | None = None,
+    version: str | None = None,
 ) -> web.Response:
+    """The add or edit form. ``state``: what its reference pickers show (default: their first
+    pages); ``version``: the lock's version the form was opened at (default: the document's)."""
     site = _site(request)
     specs = _specs(admin)
     links = {}
@@ -146,10 +119,10 @@ async def _form_page(
         target = site.admin_of(spec.target) if spec.kind == "reference" else None
         if target is not None and values.get(spec.name):
             links[spec.name] = site.url(target.slug, values[spec.name])
-    version = None
     meta = admin.model._meta
-    if doc is not None and meta.optimistic_lock:
-        version = getattr(doc, meta.version_field)
+    if version is None and doc is not None and meta.optimistic_lock:
+        version = str(getattr(doc, meta.version_field))
+    state = state or picker.PickState()
     return _render(
         request,
         "form.html",
@@ -160,7 +133,8 @@ async def _form_page(
         values=values,
         errors=errors or {},
         general=general or [],
-        choices=await _choices(site, specs, values),
+        pickers=await picker.pickers(site, specs, values, state),
+        note=state.notice,
         links=links,
         version=version,
         blank_rows=forms.BLANK_ROWS,
@@ -183,8 +157,18 @@ async def add_form(request: web.Request) -> web.Response:
 
 
 @routes.get("/{model}/{id}/")
+async def detail_page(request: web.Request) -> web.Response:
+    """A document, read-only: every field, references as links; links to edit and delete."""
+    site = _site(request)
+    admin = site.admin_for(request.match_info["model"])
+    doc = await _load(admin, request.match_info["id"])
+    fields = await detail.shown_document(site, admin.model, doc)
+    return _render(request, "detail.html", admin=admin, doc=doc, fields=fields)
+
+
+@routes.get("/{model}/{id}/edit/")
 async def change_form(request: web.Request) -> web.Response:
-    """A document: every field, the writable ones in a form."""
+    """A document in a form: every field, the writable ones as inputs."""
     admin = _site(request).admin_for(request.match_info["model"])
     doc = await _load(admin, request.match_info["id"])
     return await _form_page(request, admin, doc, _shown_all(_specs(admin), doc))
@@ -224,16 +208,19 @@ async def _check_references(
 
 async def _submitted(
     request: web.Request, admin: ModelAdmin
-) -> tuple[dict[str, Any], dict[str, list[str]], Any]:
-    """The posted form read back: values by field, errors by input, the raw form."""
+) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, str], picker.PickState | None]:
+    """The posted form read back: values by field, errors by input, the raw form, and the
+    pickers' state when the form asks a picker for documents instead of being saved."""
     form = await request.post()
     specs = _specs(admin)
     plain = {k: v for k, v in form.items() if isinstance(v, str)}
     forms.check_names(specs, form.keys())
     data, read_errors = forms.read_form(specs, plain)
     errors = {key: [message] for key, message in read_errors.items()}
-    await _check_references(specs, data, errors)
-    return data, errors, plain
+    state = picker.requested(plain, picker.picker_fields(specs))
+    if state is None:
+        await _check_references(specs, data, errors)
+    return data, errors, plain, state
 
 
 @routes.post("/{model}/add/")
@@ -242,7 +229,11 @@ async def add(request: web.Request) -> web.StreamResponse:
     site = _site(request)
     admin = site.admin_for(request.match_info["model"])
     specs = _specs(admin)
-    data, errors, _ = await _submitted(request, admin)
+    data, errors, _, state = await _submitted(request, admin)
+    if state is not None:
+        return await _form_page(
+            request, admin, None, _shown_all(specs, data), errors=errors, state=state
+        )
     general: list[str] = []
     doc = None
     try:
@@ -263,20 +254,27 @@ async def add(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=created")
 
 
-@routes.post("/{model}/{id}/")
+@routes.post("/{model}/{id}/edit/")
 async def change(request: web.Request) -> web.StreamResponse:
     """Save the edited fields; a copy edited from a stale page is refused (409)."""
     site = _site(request)
     admin = site.admin_for(request.match_info["model"])
     doc = await _load(admin, request.match_info["id"])
     specs = _specs(admin)
-    data, errors, form = await _submitted(request, admin)
+    data, errors, form, state = await _submitted(request, admin)
+    current = {name: getattr(doc, name) for name in admin.model.model_fields}
     meta = admin.model._meta
+    if state is not None:
+        # The form goes on from the version it was opened at: the lock is checked on saving.
+        opened = form.get("_version", "") if meta.optimistic_lock else None
+        values = _shown_all(specs, {**current, **data})
+        return await _form_page(
+            request, admin, doc, values, errors=errors, state=state, version=opened
+        )
     if meta.optimistic_lock and form.get("_version") != str(getattr(doc, meta.version_field)):
         raise StaleDocument(f"{admin.verbose_name} {doc.id} was changed since the form was opened")
     general: list[str] = []
     candidate = None
-    current = {name: getattr(doc, name) for name in admin.model.model_fields}
     try:
         candidate = admin.model.model_validate({**current, **data})
     except ValidationError as exc:

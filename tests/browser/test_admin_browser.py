@@ -106,16 +106,22 @@ async def test_create_fix_edit_embedded_list_follow_reference_delete(
     book = await AdminBook.objects.get()
     assert (book.title, book.pages, book.price) == ("Tea", 120, decimal.Decimal("12.30"))
     assert book.lines == [Line(sku="tea", qty=2)]
+    # Saved: the document's detail page, read-only.
+    assert page.url.startswith(f"{base}/admin/book/{book.id}/?")
+    assert await page.locator("#document input").count() == 0
 
     # Edit the embedded list: change a row, add one, then remove the first.
+    await page.click("#edit")
     await page.fill("[name='lines.0.qty']", "3")
     await page.fill("[name='lines.1.sku']", "cake")
     await page.fill("[name='lines.1.qty']", "1")
+    await screenshot(page, "edit")
     await page.click("#save")
     await page.wait_for_selector("#notice")
     await book.refresh()
     assert book.lines == [Line(sku="tea", qty=3), Line(sku="cake", qty=1)]
-    await screenshot(page, "edit")
+    assert await page.locator("[data-field='lines.1.sku']").inner_text() == "cake"
+    await page.click("#edit")
     await page.check("[name='lines.0._delete']")
     await page.click("#save")
     await page.wait_for_selector("#notice")
@@ -123,9 +129,9 @@ async def test_create_fix_edit_embedded_list_follow_reference_delete(
     assert book.lines == [Line(sku="cake", qty=1)]
 
     # Follow the reference to the author.
-    await page.click("[data-field=author] a.follow")
+    await page.click("[data-field=author] a.reference")
     await page.wait_for_url(f"**/admin/author/{author.id}/")
-    assert await page.input_value("#f-name") == "Ann"
+    assert await page.locator("dd[data-field=name]").inner_text() == "Ann"
 
     # Delete, after confirmation.
     await page.goto(f"{base}/admin/book/{book.id}/")
@@ -139,7 +145,7 @@ async def test_create_fix_edit_embedded_list_follow_reference_delete(
 async def test_a_stale_edit_is_refused(allowed: tuple[Any, str]) -> None:
     page, base = allowed
     book = await AdminBook(title="Tea", pages=10).insert()
-    await page.goto(f"{base}/admin/book/{book.id}/")
+    await page.goto(f"{base}/admin/book/{book.id}/edit/")
     # Someone else saves the document while the form is open.
     other = await AdminBook.objects.get(id=book.id)
     other.title = "Coffee"

@@ -74,6 +74,27 @@ class AdminBook(Document):
         optimistic_lock = True
 
 
+async def full_book(
+    title: str = "Tea & <b>cake</b>", author_name: str = "Ann <Lee>"
+) -> tuple[AdminBook, AdminAuthor]:
+    """A book with every field set and its stored author (by default with text that must be
+    escaped)."""
+    author = await AdminAuthor(name=author_name, email="ann@example.org").insert()
+    book = await AdminBook(
+        title=title,
+        pages=120,
+        price=decimal.Decimal("12.30"),
+        binding=Binding.CLOTH,
+        published=dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.UTC),
+        in_print=False,
+        author=author,
+        address=Address(city="Oslo", zip="0150"),
+        lines=[Line(sku="tea", qty=2), Line(sku="cake", qty=1)],
+        tags=["green", "hot"],
+    ).insert()
+    return book, author
+
+
 def admin_models(per_page: int = 25) -> list[ModelAdmin]:
     """The admin options of the test app, with ``per_page`` books on a list page."""
     return [

@@ -197,7 +197,7 @@ async def test_create_with_a_validation_error_then_fixed(admin: Client) -> None:
 
 async def test_fields_outside_the_model_or_read_only_are_refused(admin: Client) -> None:
     book = await AdminBook(title="T", pages=1).insert()
-    token = await csrf(admin, f"/admin/book/{book.id}/")
+    token = await csrf(admin, f"/admin/book/{book.id}/edit/")
     base = {"csrf_token": token, "_version": "0", "title": "T2", "pages": "1"}
     for extra, culprit in [
         ({"is_admin": "1"}, "is_admin"),
@@ -207,7 +207,7 @@ async def test_fields_outside_the_model_or_read_only_are_refused(admin: Client) 
         ({"address.country": "X"}, "address.country"),
         ({"lines.x.sku": "X"}, "lines.x.sku"),
     ]:
-        response = await admin.post(f"/admin/book/{book.id}/", data={**base, **extra})
+        response = await admin.post(f"/admin/book/{book.id}/edit/", data={**base, **extra})
         assert response.status == 400, extra
         assert repr(culprit) in html.unescape(await response.text()), extra
     stored = await AdminBook.objects.get(id=book.id)
@@ -218,8 +218,8 @@ async def test_edit_an_embedded_list_and_the_lock_refuses_a_stale_edit(admin: Cl
     book = await AdminBook(
         title="T", pages=1, lines=[Line(sku="a", qty=1), Line(sku="b", qty=2)]
     ).insert()
-    token = await csrf(admin, f"/admin/book/{book.id}/")
-    page = await (await admin.get(f"/admin/book/{book.id}/")).text()
+    token = await csrf(admin, f"/admin/book/{book.id}/edit/")
+    page = await (await admin.get(f"/admin/book/{book.id}/edit/")).text()
     assert 'name="lines.1.sku" value="b"' in page and 'name="lines.2.sku" value=""' in page
     form = {
         "csrf_token": token, "_version": "0", "title": "T", "pages": "1",
@@ -227,12 +227,12 @@ async def test_edit_an_embedded_list_and_the_lock_refuses_a_stale_edit(admin: Cl
         "lines.1.sku": "b", "lines.1.qty": "2", "lines.1._delete": "on",
         "lines.2.sku": "c", "lines.2.qty": "3",
     }
-    response = await admin.post(f"/admin/book/{book.id}/", data=form, allow_redirects=False)
+    response = await admin.post(f"/admin/book/{book.id}/edit/", data=form, allow_redirects=False)
     assert response.status == 303, await response.text()
     stored = await AdminBook.objects.get(id=book.id)
     assert stored.lines == [Line(sku="a", qty=5), Line(sku="c", qty=3)]
     assert stored.version == 1
-    stale = await admin.post(f"/admin/book/{book.id}/", data={**form, "title": "late"})
+    stale = await admin.post(f"/admin/book/{book.id}/edit/", data={**form, "title": "late"})
     assert stale.status == 409
     assert "Someone else changed this document" in await stale.text()
     assert (await AdminBook.objects.get(id=book.id)).title == "T"
@@ -286,11 +286,11 @@ async def test_a_read_only_embedded_list_is_shown_not_offered(
     client: Any = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})  # type: ignore[operator]
     book = await AdminBook(title="T", pages=1, lines=[Line(sku="a", qty=1)]).insert()
     try:
-        text = await (await client.get(f"/admin/adminbook/{book.id}/")).text()
+        text = await (await client.get(f"/admin/adminbook/{book.id}/edit/")).text()
         assert 'name="lines.0.sku"' not in text and '"sku": "a"' in text
-        token = await csrf(client, f"/admin/adminbook/{book.id}/")
+        token = await csrf(client, f"/admin/adminbook/{book.id}/edit/")
         response = await client.post(
-            f"/admin/adminbook/{book.id}/",
+            f"/admin/adminbook/{book.id}/edit/",
             data={"csrf_token": token, "_version": "0", "lines.0.sku": "b", "lines.0.qty": "1"},
         )
         assert response.status == 400
