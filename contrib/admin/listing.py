@@ -130,6 +130,8 @@ def _filtered(admin: ModelAdmin, query: Mapping[str, str]) -> QuerySet[Any]:
         except QueryError as exc:
             raise ListError(key, str(exc)) from None
     search = query.get("q", "").strip()[:MAX_SEARCH]
+    if search and admin.uses_text_index():
+        return queryset.search(search)  # a string, matched as words: never an operator
     fields = admin.searched()
     if search and fields:
         either = Q()

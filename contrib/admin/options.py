@@ -22,14 +22,18 @@ class ModelAdmin:
 
     ``list_display``: the list's columns (default: ``id`` and the first few scalar fields);
     ``search_fields``: the fields the search box matches (case-insensitive substring; default:
-    the string columns); ``readonly_fields``: shown but never written (``id`` and the optimistic
-    lock's version field always are); ``per_page``: rows per list page; ``ordering``: the
-    default order (``"-id"``: newest first, served by the ``_id`` index).
+    the string columns); ``text_search``: the search box searches the model's text index
+    instead (words and their stems, ``Model.objects.search()``; default: on when the model
+    declares ``Index(text=[...])`` and no ``search_fields`` are given); ``readonly_fields``:
+    shown but never written (``id`` and the optimistic lock's version field always are);
+    ``per_page``: rows per list page; ``ordering``: the default order (``"-id"``: newest first,
+    served by the ``_id`` index).
     """
 
     model: type[Any]
     list_display: tuple[str, ...] = ()
     search_fields: tuple[str, ...] = ()
+    text_search: bool | None = None
     readonly_fields: tuple[str, ...] = ()
     per_page: int = 50
     ordering: str = "-id"
@@ -46,6 +50,11 @@ class ModelAdmin:
                     )
         if self.per_page < 1:
             raise ValueError("ModelAdmin.per_page must be at least 1")
+        if self.text_search and not text_index_fields(self.model):
+            raise ValueError(
+                f"ModelAdmin({self.model.__name__}).text_search: {self.model.__name__} declares "
+                "no text index (Meta.indexes = [Index(text=[...])])"
+            )
         if not self.name:
             object.__setattr__(self, "name", self.model.__name__.lower())
 
@@ -67,16 +76,33 @@ class ModelAdmin:
         return ("id", *[n for n in scalars if n != "id"][:DEFAULT_COLUMNS])
 
     def searched(self) -> tuple[str, ...]:
-        """The fields the search box matches."""
+        """The fields the search box matches (those of the text index under text search)."""
+        if self.uses_text_index():
+            return text_index_fields(self.model)
         if self.search_fields:
             return self.search_fields
         return tuple(n for n in self.columns() if scalar_type(self.model, n) is str)
+
+    def uses_text_index(self) -> bool:
+        """Tell whether the search box runs ``Model.objects.search()`` on the text index."""
+        if self.text_search is not None:
+            return self.text_search
+        return not self.search_fields and bool(text_index_fields(self.model))
 
     def readonly(self) -> frozenset[str]:
         """Fields never written through the admin."""
         meta = getattr(self.model, "_meta", None)
         locked = {meta.version_field} if meta is not None and meta.optimistic_lock else set()
         return frozenset({"id", *self.readonly_fields, *locked})
+
+
+def text_index_fields(model: type[Any]) -> tuple[str, ...]:
+    """The stored paths of ``model``'s text index (empty when it has none)."""
+    meta = getattr(model, "_meta", None)
+    for index in getattr(meta, "indexes", ()):
+        if index.is_text:
+            return tuple(path for path, direction in index.keys if direction == "text")
+    return ()
 
 
 def strip_optional(annotation: Any) -> tuple[Any, bool]:
