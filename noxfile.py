@@ -55,6 +55,7 @@ MAIN_PYTHON = "3.11"
 INTERPRETER_INDEPENDENT = [
     "tests/unit/test_static.py",
     "tests/unit/test_typed_constructors.py",
+    "tests/unit/test_typed_version.py",
     "tests/unit/test_mypy_plugin.py",
     "tests/install",
 ]

@@ -40,6 +40,7 @@ from ..exceptions import (
 from ..registry import registry
 from .fields import DecimalAnnotation, Field, Indexed
 from .indexes import Index
+from .locking import check_version_field
 from .options import ID_FIELD, ID_KEY, META_OPTIONS, Options, resolve_path
 
 _set_slot = object.__setattr__
@@ -217,6 +218,7 @@ class DocumentMeta(ModelMetaclass):
                 "__qualname__": f"{cls.__qualname__}.MultipleObjectsReturned",
             },
         )
+        check_version_field(cls, lock, version_field)
         meta = _build_options(cls, options, parent, lock, version_field)
         cls._meta = meta  # type: ignore[attr-defined]
         if not meta.abstract:
