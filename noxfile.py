@@ -1,12 +1,12 @@
 """nox sessions. ``tests``: the whole suite on every Python that ``requires-python`` admits.
 
 The README's ``.venv`` runs the suite on 3.11 (``.venv/bin/pytest``); ``nox -s tests-3.12
-tests-3.13`` runs it on the other interpreters (not yet in ``.ci/run``: the README lists
-the failures those runs found). Each session is a fresh
-virtualenv with ``.[dev]`` installed, as a user's would be, and runs the same ``pytest``, with
-one difference on the interpreters other than 3.11: the checks whose outcome does not depend
-on the interpreter that runs them are left to the 3.11 run, so that the three runs fit in CI's
-time (see ``INTERPRETER_INDEPENDENT``). Give pytest arguments after ``--`` to run anything else.
+tests-3.13`` runs it on the other interpreters (``.ci/run`` runs the two side by side after
+the 3.11 run). Each session is a fresh virtualenv with ``.[dev]`` installed, as a user's would
+be, and runs the same ``pytest``, with one difference on the interpreters other than 3.11:
+the checks whose outcome does not depend on the interpreter that runs them are left to the
+3.11 run, so that the three runs fit in CI's time (see ``INTERPRETER_INDEPENDENT``). Give
+pytest arguments after ``--`` to run anything else.
 
 Interpreters are looked up as ``python3.X`` on ``PATH``; where a pyenv shim stands there
 without that version enabled (``pyenv: python3.12: command not found``), the pyenv install
@@ -55,6 +55,7 @@ MAIN_PYTHON = "3.11"
 INTERPRETER_INDEPENDENT = [
     "tests/unit/test_static.py",
     "tests/unit/test_typed_constructors.py",
+    "tests/unit/test_typed_version.py",
     "tests/unit/test_mypy_plugin.py",
     "tests/install",
 ]

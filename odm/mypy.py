@@ -21,6 +21,10 @@ It reports, naming the valid choices:
 
 What it cannot know statically (a value typed ``Any``, an ``F``/``Q`` expression, a name built
 at run time, a field that is not a simple scalar) it leaves to the run-time checks.
+
+It also types the optimistic lock's counter: a model whose ``Meta`` sets ``optimistic_lock =
+True`` (or inherits it) gets ``version: int`` (``Meta.version_field``'s name), as the metaclass
+gives it at run time, unless the class declares the field itself.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from functools import partial
 
 # mypy.plugin first: it imports mypy's modules in the order they need (importing
 # mypy.maptype first fails on a circular import when this module is imported outside mypy).
-from mypy.plugin import MethodContext  # isort: skip
+from mypy.plugin import ClassDefContext, MethodContext  # isort: skip
 from mypy.errorcodes import ErrorCode
 from mypy.maptype import map_instance_to_supertype
-from mypy.nodes import ARG_POS, StrExpr, TypeInfo, Var
+from mypy.nodes import ARG_POS, AssignmentStmt, NameExpr, StrExpr, TypeInfo, Var
+from mypy.plugins.common import add_attribute_to_class
 from mypy.subtypes import is_subtype
 from mypy.types import AnyType, Instance, NoneType, Type, UnionType, get_proper_type
 from pydantic.mypy import PydanticPlugin
@@ -242,8 +247,63 @@ def _check_call(
     return chained(ctx) if chained is not None else ctx.default_return_type
 
 
+#: Where the lock options a class ends up with are kept for its subclasses (also in mypy's
+#: cache, for subclasses in other modules).
+LOCK_METADATA = "odm-lock"
+
+
+def _meta_options(info: TypeInfo) -> dict[str, object]:
+    """The literal ``optimistic_lock`` and ``version_field`` values of a class's own Meta."""
+    symbol = info.names.get("Meta")
+    meta = symbol.node if symbol is not None else None
+    if not isinstance(meta, TypeInfo):
+        return {}
+    options: dict[str, object] = {}
+    for statement in meta.defn.defs.body:
+        if not isinstance(statement, AssignmentStmt) or len(statement.lvalues) != 1:
+            continue
+        target, value = statement.lvalues[0], statement.rvalue
+        if not isinstance(target, NameExpr):
+            continue
+        if target.name == "optimistic_lock" and isinstance(value, NameExpr):
+            if value.fullname in ("builtins.True", "builtins.False"):
+                options["optimistic_lock"] = value.fullname == "builtins.True"
+        elif target.name == "version_field" and isinstance(value, StrExpr):
+            options["version_field"] = value.value
+    return options
+
+
+def _add_version_field(chained: Callable[[ClassDefContext], None] | None,
+                       ctx: ClassDefContext) -> None:
+    """Give a model under ``Meta.optimistic_lock`` its ``version: int``, as the metaclass
+    does, when neither it nor a base declares the field; record its lock options for its
+    subclasses. Then run pydantic's transformation."""
+    info = ctx.cls.info
+    inherited: dict[str, object] = next(
+        (dict(base.metadata[LOCK_METADATA]) for base in info.mro[1:]
+         if LOCK_METADATA in base.metadata),
+        {"optimistic_lock": False, "version_field": "version"},
+    )
+    options = {**inherited, **_meta_options(info)}
+    info.metadata[LOCK_METADATA] = options
+    name = str(options["version_field"])
+    if options["optimistic_lock"] and all(name not in base.names for base in info.mro):
+        add_attribute_to_class(ctx.api, ctx.cls, name, ctx.api.named_type("builtins.int"))
+    if chained is not None:
+        chained(ctx)
+
+
 class OdmPlugin(PydanticPlugin):
-    """pydantic's mypy plugin, plus the checks of queryset lookups described above."""
+    """pydantic's mypy plugin, plus the checks of queryset lookups and the lock's version
+    field described above."""
+
+    def get_base_class_hook(self, fullname: str) -> Callable[[ClassDefContext], None] | None:
+        """Type the version field of the models under ``Meta.optimistic_lock``."""
+        chained = super().get_base_class_hook(fullname)
+        symbol = self.lookup_fully_qualified(fullname)
+        if symbol is not None and isinstance(symbol.node, TypeInfo) and _is_model(symbol.node):
+            return partial(_add_version_field, chained)
+        return chained
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
         """Check calls of the queryset methods that take field names."""

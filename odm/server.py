@@ -199,11 +199,12 @@ class LocalServer:
             start_new_session=True,
         )
 
-    def _direct(self, port: int) -> MongoClient[dict[str, Any]]:
+    def _direct(self, port: int, timeout: float = 0.5) -> MongoClient[dict[str, Any]]:
+        # Half a second suits polling (_wait_until asks again); a command sent once gets more.
         return MongoClient(
             f"mongodb://127.0.0.1:{port}/?directConnection=true",
-            serverSelectionTimeoutMS=500,
-            connectTimeoutMS=500,
+            serverSelectionTimeoutMS=int(timeout * 1000),
+            connectTimeoutMS=int(timeout * 1000),
         )
 
     def _wait_until(self, what: str, check: Any) -> Any:
@@ -245,7 +246,12 @@ class LocalServer:
                     for i, p in enumerate(self.ports)
                 ],
             }
-            first.admin.command("replSetInitiate", config)
+            # Sent once, so not through `first`: that client was made before the member
+            # listened and saw it refuse; selecting the member again waits for its monitor's
+            # next check, which a loaded machine can take longer than the polling timeout to
+            # finish (ServerSelectionTimeoutError "Connection refused" from a running member).
+            with self._direct(self.ports[0], self.startup_timeout) as admin:
+                admin.admin.command("replSetInitiate", config)
             self._wait_until(
                 "a primary", lambda: first.admin.command("hello").get("isWritablePrimary")
             )

@@ -44,6 +44,7 @@ from .field_types import ID_FIELD
 from .fields import DecimalAnnotation, Field, Indexed, Reference
 from .geo import geo_index_error
 from .indexes import Index
+from .locking import check_version_field
 from .options import ID_KEY, META_OPTIONS, Options, resolve_path
 
 # -- declaration helpers ---------------------------------------------------------------------
@@ -229,6 +230,7 @@ class DocumentMeta(ModelMetaclass):
                 "__qualname__": f"{cls.__qualname__}.MultipleObjectsReturned",
             },
         )
+        check_version_field(cls, lock, version_field)
         meta = _build_options(cls, options, parent, lock, version_field)
         cls._meta = meta  # type: ignore[attr-defined]
         if not meta.abstract:

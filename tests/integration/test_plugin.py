@@ -30,6 +30,17 @@ async def test_waits(odm_database):
 '''
 
 
+# The sample runs as from a terminal, where Ctrl-C interrupts: with SIGINT's default action.
+# A process started in the background by a non-interactive shell (`nox ... &` in .ci/run)
+# ignores SIGINT, its children inherit that, and Python leaves an ignored SIGINT ignored (no
+# KeyboardInterrupt), so the SIGINT the test sends would never arrive. The default survives
+# exec; set in the child before it, not with preexec_fn, which is unsafe in this threaded process.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def mongod_children(tmp_path: Path) -> set[int]:
     """The mongod processes whose data directory is under this test's own TMPDIR."""
     out = subprocess.run(
@@ -51,8 +62,10 @@ def run_sample(tmp_path: Path, env_extra: dict[str, str]) -> subprocess.Popen[st
     # else runs on the machine.
     env["TMPDIR"] = str(tmp_path / "tmp")
     env.update(env_extra)
+    pytest_args = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                   str(tmp_path)]
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(tmp_path)],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, *pytest_args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

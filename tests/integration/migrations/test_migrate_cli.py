@@ -264,25 +264,34 @@ def test_uri_from_environment_and_pyproject(project: Project) -> None:
 
 
 def test_lock_held_names_the_holder_and_break_lock(project: Project) -> None:
-    project.write("0001_slow.py", '''
-        import asyncio
+    # The first run holds the lock until the test lets its step finish, with a lease long
+    # enough that no delay of its heartbeat on a loaded machine lets the second run take over
+    # (a 2 s lease and a 2.5 s step did, with two test runs side by side on 2 cores).
+    go = project.root / "go"
+    project.write("0001_slow.py", f'''
+        import asyncio, pathlib
         from odm.migrations import step
 
         async def slow(db):
-            await asyncio.sleep(2.5)
+            while not pathlib.Path({str(go)!r}).exists():
+                await asyncio.sleep(0.05)
 
         steps = [step(slow)]
     ''')
-    first = project.popen("apply", "--lock-lease", "2")
-    deadline = time.monotonic() + 20
-    while project.db["_odm_migrations_lock"].find_one() is None:
-        assert time.monotonic() < deadline, "the first apply never took the lock"
-        time.sleep(0.05)
-    second = project.run("apply", "--lock-timeout", "0.5")
-    assert second.returncode == 3
-    assert second.stderr.count("\n") == 1
-    assert "migrations lock held by" in second.stderr and f":{first.pid} since" in second.stderr
-    assert first.wait(timeout=30) == 0
+    first = project.popen("apply", "--lock-lease", "60")
+    try:
+        deadline = time.monotonic() + 20
+        while project.db["_odm_migrations_lock"].find_one() is None:
+            assert time.monotonic() < deadline, "the first apply never took the lock"
+            time.sleep(0.05)
+        second = project.run("apply", "--lock-timeout", "0.5")
+        assert second.returncode == 3
+        assert second.stderr.count("\n") == 1
+        assert "migrations lock held by" in second.stderr
+        assert f":{first.pid} since" in second.stderr
+    finally:
+        go.touch()  # whatever happened, the first run finishes instead of waiting for ever
+    assert first.wait(timeout=60) == 0
     assert project.applied() == ["0001_slow"]
     assert project.db["_odm_migrations_lock"].count_documents({}) == 0
 

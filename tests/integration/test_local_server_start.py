@@ -1,0 +1,49 @@
+"""LocalServer's start survives a member that stops answering for a moment, as one does on a
+machine too loaded to schedule it (the cause of test_ctrl_c_cleans_up's failures under load:
+the sample's server did not start).
+
+The fault is real: the first member's process is stopped (SIGSTOP) right after it answered its
+first ping and continued (SIGCONT) 1.5 s later. A command sent once while it is stopped must
+wait for it, not fail after the half second that the polling checks allow themselves.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from pymongo import MongoClient
+
+from odm.server import LocalServer
+
+PAUSE = 1.5
+
+
+class PausedAfterFirstPing(LocalServer):
+    """A LocalServer whose first member is stopped for ``PAUSE`` seconds once it answered."""
+
+    paused: threading.Timer | None = None
+
+    def _wait_until(self, what: str, check: Any) -> Any:
+        result = super()._wait_until(what, check)
+        if self.paused is None and what.endswith("answering"):
+            member = self.processes[0]
+            member.send_signal(signal.SIGSTOP)
+            self.paused = threading.Timer(PAUSE, member.send_signal, (signal.SIGCONT,))
+            self.paused.start()
+        return result
+
+
+def test_a_member_that_stalls_after_its_first_ping_still_gets_initiated() -> None:
+    server = PausedAfterFirstPing()
+    try:
+        server.start()
+        assert server.paused is not None, "the member was never paused"
+        with MongoClient(server.uri, serverSelectionTimeoutMS=30_000) as client:
+            assert client.admin.command("hello")["isWritablePrimary"]
+            assert client.admin.command("replSetGetStatus")["set"] == "rs0"
+    finally:
+        if server.paused is not None:
+            server.paused.join()
+        server.stop()
