@@ -7,16 +7,20 @@ odm/models/writes.py changed (see docs/mutation-testing.md), against the real se
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import pytest
+from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 import odm
 from odm import F, signals, transaction
 from odm.contrib.pytest import MonitoredDatabase
+from odm import uow as uow_module
 from odm.models import tracking
+from uow_support import fail_point, fail_points_off
 
 
 class MutAccount(odm.Document):
@@ -27,6 +31,12 @@ class MutAccount(odm.Document):
     class Meta:
         collection = "mut_accounts"
 
+
+TRANSIENT_INSERT = {
+    "failCommands": ["insert"],
+    "errorCode": 112,
+    "errorLabels": ["TransientTransactionError"],
+}
 
 HOOKED: list[str] = []
 
@@ -264,3 +274,76 @@ async def test_a_flushed_locked_document_changed_meanwhile_is_stale(odm_database
         "changed or deleted by someone else since they were loaded"
     )
     assert (await MutLocked.objects.get(id=doc.id)).n == 0
+
+
+async def test_an_unknown_commit_result_is_retried_with_a_growing_back_off(
+    odm_monitored: MonitoredDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each commit of unknown outcome is retried (the commit only, not the body), and the
+    back-off before retry number n is drawn for attempt n, so that it grows (driver spec)."""
+    attempts: list[int] = []
+    real_backoff = uow_module.backoff_delay
+
+    def recording_backoff(attempt: int) -> float:
+        attempts.append(attempt)
+        return real_backoff(attempt)
+
+    monkeypatch.setattr(uow_module, "backoff_delay", recording_backoff)
+    log = odm_monitored.log
+    ann = await MutAccount(owner="ann").insert()
+    # HostUnreachable at four commits: the driver retries each commit once by itself, so
+    # our loop sees two commits fail with UnknownTransactionCommitResult, and the third lands.
+    await fail_point(
+        odm_monitored.database,
+        {"failCommands": ["commitTransaction"], "errorCode": 6},
+        times=4,
+    )
+    log.clear()
+    try:
+        async with transaction():
+            loaded = await MutAccount.objects.get(id=ann.id)
+            loaded.balance = 5
+    finally:
+        await fail_points_off(odm_monitored.database)
+    assert len(log.named("commitTransaction")) == 5  # four failed, the last committed
+    assert attempts == [1, 2]
+    assert (await MutAccount.objects.get(id=ann.id)).balance == 5
+
+
+def test_the_back_off_is_a_random_share_of_its_growing_bound() -> None:
+    """``backoff_delay(n)`` is ``random() * min(5 ms * 1.5**n, 500 ms)``: the same draw of
+    the random generator gives exactly that, so the bound grows with each attempt (and is
+    reached), never shrinks."""
+    state = random.getstate()
+    try:
+        for attempt in range(1, 20):
+            random.seed(attempt)
+            share = random.random()
+            random.seed(attempt)
+            assert uow_module.backoff_delay(attempt) == share * min(0.005 * 1.5**attempt, 0.5)
+    finally:
+        random.setstate(state)
+
+
+async def test_by_default_a_body_is_retried_five_times(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    """``retries=5`` is the default of ``run_in_transaction`` and ``atomic``: a body that
+    keeps hitting a transient error runs six times, then its error is raised."""
+    runs = 0
+
+    async def body() -> None:
+        nonlocal runs
+        runs += 1
+        await MutAccount(owner=f"run {runs}").insert()
+
+    await fail_point(odm_database, TRANSIENT_INSERT, times=100)
+    with pytest.raises(PyMongoError) as caught:
+        await odm.run_in_transaction(body)
+    assert caught.value.has_error_label("TransientTransactionError")
+    assert runs == 6
+    runs = 0
+    with pytest.raises(PyMongoError):
+        await odm.atomic(body)()
+    assert runs == 6
+    assert await odm_database.mut_accounts.count_documents({}) == 0
