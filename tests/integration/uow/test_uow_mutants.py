@@ -6,6 +6,7 @@ odm/models/writes.py changed (see docs/mutation-testing.md), against the real se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import Any
@@ -347,3 +348,96 @@ async def test_by_default_a_body_is_retried_five_times(
         await odm.atomic(body)()
     assert runs == 6
     assert await odm_database.mut_accounts.count_documents({}) == 0
+
+
+async def test_a_commit_that_landed_but_reported_a_timeout_is_read_back(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    """The server commits, then reports a write concern timeout (``MaxTimeMSExpired``): the
+    outcome is unknown to the client, so the block raises, the server session is killed
+    (its transaction cannot linger), and the documents are read back from the server, where
+    the commit did land: their state is the committed one, not the one from before."""
+    log = odm_monitored.log
+    ann = await MutAccount(owner="ann").insert()
+    await fail_point(
+        odm_monitored.database,
+        {"failCommands": ["commitTransaction"], "writeConcernError": {"code": 50, "errmsg": "x"}},
+    )
+    log.clear()
+    try:
+        with pytest.raises(PyMongoError) as caught:
+            async with transaction():
+                loaded = await MutAccount.objects.get(id=ann.id)
+                loaded.balance = 5
+    finally:
+        await fail_points_off(odm_monitored.database)
+    assert caught.value.has_error_label("UnknownTransactionCommitResult")
+    assert log.names().count("commitTransaction") == 1  # not retried after MaxTimeMSExpired
+    assert "killSessions" in log.names()
+    stored = await odm_monitored.database.mut_accounts.find_one({"_id": ann.id})
+    assert stored["balance"] == 5
+    assert tracking.get_snapshot(loaded) == stored
+    assert not tracking.is_dirty(loaded)
+
+
+async def test_an_inner_failure_is_named_in_the_error_of_what_follows(
+    odm_database: Any,
+) -> None:
+    with pytest.raises(odm.TransactionError) as caught:
+        async with transaction():
+            with pytest.raises(ValueError):
+                async with transaction():
+                    raise ValueError("inner boom")
+            await MutAccount(owner="ann").insert()
+    assert str(caught.value).endswith("(the failure: ValueError: inner boom)")
+    assert await odm_database.mut_accounts.count_documents({}) == 0
+
+
+async def test_an_interruption_during_the_abort_is_raised_once_the_abort_ended(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    """A block fails (``ValueError``) and its task is cancelled while the abort is on the
+    server: the abort runs to its end (shielded), then the cancellation is raised, from the
+    block's error, and the document tells the truth."""
+    log = odm_monitored.log
+    database = odm_monitored.database
+    ann = await MutAccount(owner="ann").insert()
+    # The abort is held on the server long enough for the cancel below to land during it.
+    await fail_point(
+        database,
+        {"failCommands": ["abortTransaction"], "blockConnection": True, "blockTimeMS": 1500},
+    )
+    seen: list[BaseException] = []
+    held: list[MutAccount] = []
+
+    async def body() -> None:
+        try:
+            async with transaction():
+                loaded = await MutAccount.objects.get(id=ann.id)
+                held.append(loaded)
+                loaded.balance = 5
+                await loaded.save()
+                raise ValueError("boom")
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+
+    log.clear()
+    try:
+        task = asyncio.create_task(body())
+        while "abortTransaction" not in log.names() and not task.done():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await fail_points_off(database)
+    (error,) = seen
+    assert type(error) is asyncio.CancelledError
+    assert str(error) == "cancelled while the transaction was aborted"
+    assert type(error.__cause__) is ValueError and str(error.__cause__) == "boom"
+    assert log.names().count("abortTransaction") == 1
+    assert "killSessions" not in log.names()  # the abort completed: nothing to kill
+    stored = await database.mut_accounts.find_one({"_id": ann.id})
+    assert stored["balance"] == 0
+    assert tracking.get_snapshot(held[0]) == stored
