@@ -389,7 +389,10 @@ async def test_an_inner_failure_is_named_in_the_error_of_what_follows(
                 async with transaction():
                     raise ValueError("inner boom")
             await MutAccount(owner="ann").insert()
-    assert str(caught.value).endswith("(the failure: ValueError: inner boom)")
+    assert str(caught.value) == (
+        "an inner atomic block failed; the transaction was rolled back and can only be left "
+        "now (the failure: ValueError: inner boom)"
+    )
     assert await odm_database.mut_accounts.count_documents({}) == 0
 
 
@@ -441,3 +444,38 @@ async def test_an_interruption_during_the_abort_is_raised_once_the_abort_ended(
     stored = await database.mut_accounts.find_one({"_id": ann.id})
     assert stored["balance"] == 0
     assert tracking.get_snapshot(held[0]) == stored
+
+
+async def test_a_task_spawned_inside_is_told_how_to_run_its_operations(
+    odm_database: Any,
+) -> None:
+    async with transaction():
+        with pytest.raises(odm.TransactionError) as caught:
+            await asyncio.gather(MutAccount.objects.count())
+    assert str(caught.value).startswith("an ODM operation ran in a task spawned inside")
+    assert str(caught.value).endswith(
+        "await them in sequence, or give each task its own odm.transaction()"
+    )
+
+
+async def test_a_flush_with_nothing_tracked_writes_nothing(odm_monitored: MonitoredDatabase) -> None:
+    log = odm_monitored.log
+    async with transaction() as uow:
+        log.clear()
+        assert await uow.flush() == 0
+        assert log.names() == []
+        ann = await MutAccount(owner="ann").insert()
+        loaded = await MutAccount.objects.get(id=ann.id)
+        assert await uow.flush() == 0  # tracked, unchanged
+        loaded.balance = 3
+        assert await uow.flush() == 1
+
+
+async def test_a_shielded_operation_that_was_itself_cancelled_says_so() -> None:
+    """When the operation under the shield is cancelled (not the caller: its loop is closing),
+    the caller gets a ``CancelledError`` saying so."""
+    operation = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(operation.cancel)
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await uow_module._shielded(operation)
+    assert str(caught.value) == "the operation was cancelled"
