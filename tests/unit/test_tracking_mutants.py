@@ -251,7 +251,8 @@ class Rated(Document):
 def test_an_unchanged_enum_field_is_not_a_change() -> None:
     """The server gives back an enum field as its value (``0.5``, ``1``); the document holds
     the member: that is no change, and the next save sends nothing."""
-    (loaded,) = load_documents(Rated, [{"_id": bson.ObjectId(), "rate": 0.5, "count": 1, "value": None}])
+    raw = {"_id": bson.ObjectId(), "rate": 0.5, "count": 1, "value": None}
+    (loaded,) = load_documents(Rated, [raw])
     assert loaded.rate is _Rate.HALF and loaded.count is _Count.ONE
     assert not tracking.is_dirty(loaded)
     assert tracking.pending_update(loaded) is None
@@ -261,7 +262,8 @@ def test_a_decimal_over_an_equal_double_is_a_change() -> None:
     """``Decimal("1") == 1.0`` in Python, but the stored double is not what was assigned:
     the save must try to write it (and then report that an untyped ``Decimal`` cannot be
     stored), not keep the double silently."""
-    (loaded,) = load_documents(Rated, [{"_id": bson.ObjectId(), "rate": 0.5, "count": 1, "value": 1.0}])
+    raw = {"_id": bson.ObjectId(), "rate": 0.5, "count": 1, "value": 1.0}
+    (loaded,) = load_documents(Rated, [raw])
     loaded.value = decimal.Decimal("1")
     assert tracking.is_dirty(loaded)
     update = tracking.pending_update(loaded)

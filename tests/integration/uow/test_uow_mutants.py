@@ -12,16 +12,16 @@ import random
 from typing import Any
 
 import pytest
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
+from uow_support import fail_point, fail_points_off
 
 import odm
 from odm import F, signals, transaction
-from odm.contrib.pytest import MonitoredDatabase
 from odm import uow as uow_module
+from odm.contrib.pytest import MonitoredDatabase
 from odm.models import tracking
-from uow_support import fail_point, fail_points_off
 
 
 class MutAccount(odm.Document):
@@ -458,7 +458,9 @@ async def test_a_task_spawned_inside_is_told_how_to_run_its_operations(
     )
 
 
-async def test_a_flush_with_nothing_tracked_writes_nothing(odm_monitored: MonitoredDatabase) -> None:
+async def test_a_flush_with_nothing_tracked_writes_nothing(
+    odm_monitored: MonitoredDatabase,
+) -> None:
     log = odm_monitored.log
     async with transaction() as uow:
         log.clear()
@@ -479,3 +481,54 @@ async def test_a_shielded_operation_that_was_itself_cancelled_says_so() -> None:
     with pytest.raises(asyncio.CancelledError) as caught:
         await uow_module._shielded(operation)
     assert str(caught.value) == "the operation was cancelled"
+
+
+UNKNOWN_COMMIT = {"failCommands": ["commitTransaction"], "errorCode": 50}
+
+
+async def test_a_document_inserted_by_a_commit_that_did_not_land_is_new_again(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    """The commit fails with ``MaxTimeMSExpired`` (its outcome unknown to the client; here it
+    did not land): the inserted document is read back, found missing, and so is new again."""
+    await fail_point(odm_database, UNKNOWN_COMMIT)
+    with pytest.raises(OperationFailure) as caught:
+        async with transaction():
+            ann = await MutAccount(owner="ann", balance=1).insert()
+    assert caught.value.code == 50
+    assert caught.value.has_error_label("UnknownTransactionCommitResult")
+    assert not ann.is_stored and tracking.get_snapshot(ann) is None
+    await ann.insert()
+    assert (await odm_database.mut_accounts.find_one({"_id": ann.id}))["balance"] == 1
+
+
+async def test_when_the_read_back_fails_the_kept_states_are_put_back_with_a_warning(
+    odm_database: Any, fail_points_off: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A commit of unknown outcome (that did not land), and the read back fails too (with a
+    timeout, which the executor raises as ``odm.OperationTimeout``): the documents get their
+    state from before the block again, a warning says that their tracking state may not match
+    the database, and the block's own error is the one raised."""
+    ann = await MutAccount(owner="ann").insert()
+    before = tracking.get_snapshot(ann)
+    await fail_point(
+        odm_database, {"failCommands": ["commitTransaction", "find"], "errorCode": 50}, times=2
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="odm.uow"),
+        pytest.raises(OperationFailure) as caught,
+    ):
+        async with transaction():
+            ann.balance = 5
+            await ann.save()
+    assert caught.value.code == 50
+    (record,) = [r for r in caplog.records if r.name == "odm.uow"]
+    message = record.getMessage()
+    assert message.startswith("could not read 1 MutAccount document(s) back after a failed ")
+    assert "MaxTimeMSExpired" in message  # the error that stopped the read, named
+    assert message.endswith("): their tracking state may not match the database")
+    assert tracking.get_snapshot(ann) == before
+    stored = await odm_database.mut_accounts.find_one({"_id": ann.id})
+    assert stored == before and ann.balance == 5
+    await ann.save()  # it differs from what is stored: the save sends it
+    assert (await odm_database.mut_accounts.find_one({"_id": ann.id}))["balance"] == 5
