@@ -532,3 +532,25 @@ async def test_when_the_read_back_fails_the_kept_states_are_put_back_with_a_warn
     assert stored == before and ann.balance == 5
     await ann.save()  # it differs from what is stored: the save sends it
     assert (await odm_database.mut_accounts.find_one({"_id": ann.id}))["balance"] == 5
+
+
+async def test_run_in_transaction_gives_its_timeout_to_the_transaction(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    """``timeout=`` bounds the body's operations: a read held on the server for far longer
+    ends in ``odm.OperationTimeout`` (not retried: it is no transient error)."""
+    ann = await MutAccount(owner="ann").insert()
+    await fail_point(
+        odm_database,
+        {"failCommands": ["find"], "blockConnection": True, "blockTimeMS": 3000},
+    )
+    runs = 0
+
+    async def body() -> None:
+        nonlocal runs
+        runs += 1
+        await MutAccount.objects.get(id=ann.id)
+
+    with pytest.raises(odm.OperationTimeout):
+        await odm.run_in_transaction(body, timeout=0.5)
+    assert runs == 1
