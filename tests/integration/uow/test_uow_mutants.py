@@ -554,3 +554,26 @@ async def test_run_in_transaction_gives_its_timeout_to_the_transaction(
     with pytest.raises(odm.OperationTimeout):
         await odm.run_in_transaction(body, timeout=0.5)
     assert runs == 1
+
+
+async def test_a_block_cut_off_by_its_timeout_has_its_server_session_killed(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    """An operation cut off client-side may still run on the server, where the driver's
+    abort does not reach it: after the abort, the server session is killed too."""
+    log = odm_monitored.log
+    ann = await MutAccount(owner="ann").insert()
+    await fail_point(
+        odm_monitored.database,
+        {"failCommands": ["find"], "blockConnection": True, "blockTimeMS": 3000},
+    )
+    log.clear()
+    try:
+        with pytest.raises(odm.OperationTimeout):
+            async with transaction(timeout=0.5):
+                await MutAccount.objects.get(id=ann.id)
+    finally:
+        await fail_points_off(odm_monitored.database)
+    names = log.names()
+    assert "abortTransaction" in names and "killSessions" in names
+    assert names.index("abortTransaction") < names.index("killSessions")
