@@ -577,3 +577,18 @@ async def test_a_block_cut_off_by_its_timeout_has_its_server_session_killed(
     names = log.names()
     assert "abortTransaction" in names and "killSessions" in names
     assert names.index("abortTransaction") < names.index("killSessions")
+
+
+async def test_a_commit_past_the_block_timeout_is_named_in_the_timeout_error(
+    odm_database: Any, fail_points_off: None
+) -> None:
+    """Under ``timeout=``, the commit runs under what is left of it: held on the server for
+    longer, it ends in ``odm.OperationTimeout`` naming ``commitTransaction``."""
+    await fail_point(
+        odm_database,
+        {"failCommands": ["commitTransaction"], "blockConnection": True, "blockTimeMS": 8000},
+    )
+    with pytest.raises(odm.OperationTimeout) as caught:
+        async with transaction(timeout=3.0):
+            await MutAccount(owner="ann").insert()
+    assert str(caught.value).startswith("commitTransaction did not finish within ")
