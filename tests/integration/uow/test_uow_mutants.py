@@ -594,7 +594,7 @@ async def test_a_commit_past_the_block_timeout_is_named_in_the_timeout_error(
     assert str(caught.value).startswith("commitTransaction did not finish within ")
 
 
-async def test_a_shielded_operation_failing_after_an_interruption_raises_it_from_the_failure() -> None:
+async def test_a_shielded_operation_failing_after_an_interruption_raises_it() -> None:
     """The caller is cancelled while the shielded operation runs; the operation then fails:
     the caller gets a ``CancelledError`` (it was cancelled) whose cause is the failure."""
     operation = asyncio.get_running_loop().create_future()
