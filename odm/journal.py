@@ -23,6 +23,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from . import executor
+from .exceptions import OperationTimeout
 from .models.copies import written
 from .models.loading import _snapshot_of
 from .models.options import ID_KEY
@@ -96,7 +97,7 @@ class Journal:
             ids = [_stored_id(document) for document, _ in group]
             try:
                 raws = await executor.find_list(model, {ID_KEY: {"$in": ids}})
-            except PyMongoError as exc:
+            except (PyMongoError, OperationTimeout) as exc:  # the executor's own timeout too
                 logger.warning(
                     "could not read %d %s document(s) back after a failed transaction (%s): "
                     "their tracking state may not match the database",

@@ -6,11 +6,26 @@ or odm/models/diffing.py changed.
 
 from __future__ import annotations
 
+import datetime as _dt
+import decimal
+import enum
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import bson
+from bson.son import SON
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from odm.document import Document, Embedded
+from odm.executor import CODEC_OPTIONS
 from odm.models import tracking, writes
-from odm.models.diffing import diff, same_values
+from odm.models.diffing import diff, same, same_values
 from odm.models.loading import load_documents
 from odm.models.writes import write_filter
 
@@ -105,3 +120,151 @@ def test_a_removed_plain_key_beside_a_dotted_one_is_unset_by_path() -> None:
     old = {"_id": 1, "meta": {"a.b": 1, "x": 2}}
     new = {"_id": 1, "meta": {"a.b": 1}}
     assert diff(old, new) == {"$unset": {"meta.x": ""}}
+
+
+# -- same(): stored as the same BSON value ----------------------------------------------------
+#
+# The oracle is PyMongo's encoder with the ODM's codec options: two values are "the same" when
+# they encode to the same bytes. Each leaf of a generated shape is a class of values that
+# Python's == takes for one another (an int, a double, a bool, an Int64, a plain enum member of
+# that value, an aware datetime and its naive UTC form...); two realisations of the shape pick
+# members (and container types) independently, so the pairs are often equal in Python and
+# differ only in what BSON keeps apart.
+
+
+class _Rate(enum.Enum):
+    HALF = 0.5
+
+
+class _Count(enum.Enum):
+    ONE = 1
+
+
+class _Items(list[Any]):
+    """A list subclass (BSON stores it as an array, as it does a list or a tuple)."""
+
+
+_IST = _dt.timezone(_dt.timedelta(hours=5, minutes=30))
+_EQUAL_IN_PYTHON: list[list[Any]] = [
+    [0, 0.0, -0.0, False, bson.Int64(0)],
+    [1, 1.0, True, bson.Int64(1), _Count.ONE],
+    [0.5, _Rate.HALF],
+    [2**31 - 1, float(2**31 - 1), bson.Int64(2**31 - 1)],
+    [-(2**31), float(-(2**31)), bson.Int64(-(2**31))],
+    [2**31, float(2**31), bson.Int64(2**31)],
+    [-(2**31) - 1, bson.Int64(-(2**31) - 1)],
+    [math.nan],
+    [
+        _dt.datetime(2026, 12, 5, 10, 0, 0, 123456),
+        _dt.datetime(2026, 12, 5, 10, 0, 0, 123000),
+        _dt.datetime(2026, 12, 5, 10, 0, 0, 124000),
+        _dt.datetime(2026, 12, 5, 15, 30, 0, 123000, tzinfo=_IST),
+        _dt.datetime(2026, 12, 5, 10, 0, 0, 123000, tzinfo=_dt.UTC),
+    ],
+    ["a"],
+    [None],
+]
+_SEQUENCES: list[Callable[[list[Any]], Any]] = [list, tuple, _Items]
+_MAPPINGS: list[Callable[[list[tuple[str, Any]]], Any]] = [dict, OrderedDict, SON]
+
+_shapes = st.recursive(
+    st.integers(0, len(_EQUAL_IN_PYTHON) - 1),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from("xyz"), children, max_size=3),
+    max_leaves=6,
+)
+
+
+def _realise(data: st.DataObject, shape: Any) -> Any:
+    """One value of ``shape``: a member of each leaf's class (now and then of any class),
+    each container of a type drawn among those BSON stores alike."""
+    if isinstance(shape, list):
+        make = data.draw(st.sampled_from(_SEQUENCES))
+        return make([_realise(data, child) for child in shape])
+    if isinstance(shape, dict):
+        make = data.draw(st.sampled_from(_MAPPINGS))
+        return make([(key, _realise(data, child)) for key, child in shape.items()])
+    members = _EQUAL_IN_PYTHON[shape]
+    if data.draw(st.integers(0, 5)) == 0:
+        members = data.draw(st.sampled_from(_EQUAL_IN_PYTHON))
+    return data.draw(st.sampled_from(members))
+
+
+def _encoded(value: Any) -> bytes:
+    return bson.encode({"v": value}, codec_options=CODEC_OPTIONS)
+
+
+@contextmanager
+def _local_time_zone(tz: str) -> Iterator[None]:
+    """Run with ``tz`` (a POSIX TZ string: no zone database needed) as the local time zone."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@settings(max_examples=400, deadline=None)
+@given(shape=_shapes, data=st.data())
+def _check_same_agrees_with_bson(shape: Any, data: st.DataObject) -> None:
+    a, b = _realise(data, shape), _realise(data, shape)
+    assert same(a, b) == (_encoded(a) == _encoded(b)), (a, b)
+
+
+def test_same_tells_apart_exactly_what_bson_stores_apart() -> None:
+    """``same(a, b)`` is true exactly when BSON stores ``a`` and ``b`` alike: type (int32 up
+    to its bounds, int64, double, bool), the sign of a zero, NaN, milliseconds of a datetime
+    in UTC (whatever the machine's local zone: here UTC+05:30), an enum as its value, and the
+    same inside lists, tuples, list subclasses, dicts and other mappings."""
+    with _local_time_zone("IST-05:30"):
+        _check_same_agrees_with_bson()
+
+
+def test_the_bounds_of_int32_are_int32() -> None:
+    for bound in (-(2**31), 2**31 - 1):
+        assert not same(bound, bson.Int64(bound))
+        assert same(bound, bson.Int64(bound)) == (_encoded(bound) == _encoded(bson.Int64(bound)))
+        assert diff({"v": bson.Int64(bound)}, {"v": bound}) == {"$set": {"v": bound}}
+
+
+def test_a_double_and_nan_are_not_the_same() -> None:
+    assert diff({"v": 1.0}, {"v": math.nan})["$set"]["v"] is math.nan
+    assert diff({"v": math.nan}, {"v": 1.0}) == {"$set": {"v": 1.0}}
+    assert diff({"v": math.nan}, {"v": math.nan}) == {}
+
+
+class Rated(Document):
+    rate: _Rate = _Rate.HALF
+    count: _Count = _Count.ONE
+    value: Any = None
+
+    class Meta:
+        collection = "tracking_mutants_rated"
+
+
+def test_an_unchanged_enum_field_is_not_a_change() -> None:
+    """The server gives back an enum field as its value (``0.5``, ``1``); the document holds
+    the member: that is no change, and the next save sends nothing."""
+    raw = {"_id": bson.ObjectId(), "rate": 0.5, "count": 1, "value": None}
+    (loaded,) = load_documents(Rated, [raw])
+    assert loaded.rate is _Rate.HALF and loaded.count is _Count.ONE
+    assert not writes.is_dirty(loaded)
+    assert writes.pending_update(loaded) is None
+
+
+def test_a_decimal_over_an_equal_double_is_a_change() -> None:
+    """``Decimal("1") == 1.0`` in Python, but the stored double is not what was assigned:
+    the save must try to write it (and then report that an untyped ``Decimal`` cannot be
+    stored), not keep the double silently."""
+    raw = {"_id": bson.ObjectId(), "rate": 0.5, "count": 1, "value": 1.0}
+    (loaded,) = load_documents(Rated, [raw])
+    loaded.value = decimal.Decimal("1")
+    assert writes.is_dirty(loaded)
+    update = writes.pending_update(loaded)
+    assert update is not None and update._doc == {"$set": {"value": decimal.Decimal("1")}}

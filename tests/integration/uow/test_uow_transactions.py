@@ -219,9 +219,15 @@ async def test_standalone_server_refuses_transactions_before_writing() -> None:
     async with LocalServer(replica_set=None) as server:
         await odm.connect(server.uri_for("solo"), alias="solo")
         try:
-            with pytest.raises(odm.TransactionsNotSupported, match="standalone"):
+            with pytest.raises(odm.TransactionsNotSupported) as caught:
                 async with transaction("solo"):
                     pytest.fail("the body must not run")
+            assert str(caught.value) == (
+                "this MongoDB server is a standalone mongod, which cannot run multi-document "
+                "transactions; run it as a replica set (even a single-node one: `odm server`, "
+                "or mongod --replSet rs0 then rs.initiate()) or use the writes without "
+                "transaction()"
+            )
             assert await odm.get_database("solo").items.count_documents({}) == 0
         finally:
             await odm.disconnect("solo")
