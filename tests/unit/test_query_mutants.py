@@ -184,3 +184,62 @@ def test_split_lookup_takes_the_last_part_as_the_lookup() -> None:
     assert (target.db_path, lookup) == ("boxes.size", "exact")
     target, lookup = split_lookup(MShelf, "boxes__size__size")
     assert (target.db_path, lookup) == ("boxes.size", "size")
+
+
+# -- elemmatch's refusals: each names the lookup's path, in its message and its field --------
+
+
+def _refusal(**lookup: object) -> QueryError:
+    with pytest.raises(QueryError) as caught:
+        QCustomer.objects.filter(**lookup)
+    return caught.value
+
+
+def test_elemmatch_refuses_a_value_that_is_neither_conditions_nor_a_q() -> None:
+    error = _refusal(addresses__elemmatch=["city"])
+    assert str(error) == "addresses__elemmatch takes a dict of lookups or a Q"
+    assert error.field == "addresses"
+
+
+def test_elemmatch_on_scalars_takes_lookup_names_not_a_q() -> None:
+    error = _refusal(scores__elemmatch=Q(gte=1))
+    assert str(error) == "scores__elemmatch on a list of int takes a dict of lookups"
+    assert error.field == "scores"
+    error = _refusal(scores__elemmatch={"city": 1})
+    assert str(error) == (
+        "scores__elemmatch on a list of int takes lookup names (gte, lt, ...), not 'city'"
+    )
+    assert error.field == "scores"
+    error = _refusal(scores__elemmatch={1: 2})
+    assert str(error) == "scores__elemmatch: keys must be strings"
+    assert error.field == "scores"
+
+
+def test_elemmatch_refuses_f_expressions_inside() -> None:
+    error = _refusal(addresses__elemmatch=Q(city=F("street")))
+    assert str(error) == (
+        "addresses__elemmatch cannot compare with F() expressions: MongoDB does not evaluate "
+        "$expr inside $elemMatch (filter on F() outside elemmatch, or compare with plain values)"
+    )
+    assert error.field == "addresses"
+
+
+def test_elemmatch_on_scalars_merges_lookups_and_refuses_one_twice() -> None:
+    where = QCustomer.objects.filter(scores__elemmatch={"gte": 80, "lt": 90}).query.where
+    assert where[0].mql == {"scores": {"$elemMatch": {"$gte": 80, "$lt": 90}}}
+    where = QCustomer.objects.filter(scores__elemmatch={"exact": 3}).query.where
+    assert where[0].mql == {"scores": {"$elemMatch": {"$eq": 3}}}
+    error = _refusal(tags__elemmatch={"startswith": "a", "endswith": "b"})
+    assert str(error) == "tags__elemmatch: $regex twice"
+    assert error.field == "tags"
+
+
+def test_elemmatch_of_an_empty_q_matches_any_element() -> None:
+    where = QCustomer.objects.filter(addresses__elemmatch={}).query.where
+    assert where[0].mql == {"addresses": {"$elemMatch": {}}}
+
+
+def test_an_unknown_lookup_error_names_the_field() -> None:
+    with pytest.raises(QueryError) as caught:
+        QCustomer.objects.filter(name__nosuchlookup="x")
+    assert caught.value.field is not None
