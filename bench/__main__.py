@@ -7,6 +7,7 @@ Examples::
     python -m bench --only get_by_id,find_all --peers raw,odm
     python -m bench --spec                            # the ODM spec benchmark only
     python -m bench --all --quick                     # both, tiny sizes (CI)
+    python -m bench --growth                          # cost at N = 1k, 10k, 100k
     python -m bench --only find_all --peers raw,odm --profile odm   # where odm's time goes
     python -m bench --plot docs/img/bench.png         # ... and the ratios as a chart
     python -m bench --plot-from bench/results.json --plot bench.png   # chart of a past run
@@ -29,6 +30,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from .common import IMPLEMENTATIONS, WORKLOAD_NAMES, Counts, machine_info, with_write_concern
+from .growth import DEFAULT_SIZES, QUICK_SIZES, format_growth_table, run_growth
 from .harness import format_table, run_workloads
 from .plot import draw
 from .profiling import Profiles
@@ -72,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec-full",
         action="store_true",
         help="spec v1.0 timing: 10,000 ops, >= 30 s and 10 iterations or 60 s per task",
+    )
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="run only the growth benchmark: insert_many, find_all, filter_sort_limit and "
+        "stream_memory at each --growth-sizes N, time and peak memory per N",
+    )
+    parser.add_argument(
+        "--growth-sizes",
+        type=lambda value: [int(part) for part in _csv(value)],
+        default=None,
+        help=f"collection sizes of --growth ({','.join(map(str, DEFAULT_SIZES))}; "
+        f"--quick: {','.join(map(str, QUICK_SIZES))})",
     )
     parser.add_argument("--spec-ops", type=int, help="spec operations per iteration (2000)")
     parser.add_argument("--spec-large-ops", type=int, help="LARGE_DOC operations (100)")
@@ -139,6 +154,9 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         f"Python {m['python']}, PyMongo {m['pymongo']}, pydantic {m['pydantic']}, "
         f"mongod {m['mongod']}"
     )
+    if args.growth:
+        out["growth"] = await _growth(args, uri)
+        return out
     if run_workloads_too:
         counts = Counts.quick() if args.quick else Counts()
         if args.n is not None:
@@ -183,6 +201,21 @@ async def _run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         for path in profiles.write(args.profile_dir):
             print(f"profile written to {path}")
     return out
+
+
+async def _growth(args: argparse.Namespace, uri: str) -> dict[str, Any]:
+    sizes = args.growth_sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    peers = _peers(args.peers, ["raw", "pydantic", "odm"])
+    print(f"growth: N={','.join(map(str, sizes))}, repeat={repeat}, peers={','.join(peers)}")
+    started = time.perf_counter()
+    section = await run_growth(uri, args.db, sizes, peers, repeat, quick=args.quick)
+    section["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print()
+    print("cost per unit at each N (ratio to raw PyMongo async in the same run):")
+    print(format_growth_table(section))
+    print()
+    return section
 
 
 def _write_json(path: Path, out: dict[str, Any]) -> None:

@@ -152,18 +152,23 @@ def _pick(ids: list[ObjectId], count: int, seed: int) -> list[ObjectId]:
 
 async def _timed(
     fn: Any, ctx: Context, profiling: AbstractContextManager[None]
-) -> tuple[float, int]:
+) -> tuple[float, float, int]:
+    """Run ``fn(ctx)``: its wall time, the CPU time of this process (the client's own work,
+    every thread; not the server's, and far less moved than wall time by other processes
+    sharing the machine) and its result."""
     gc.collect()
     with profiling:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = await fn(ctx)
-        elapsed = time.perf_counter() - started
-    return elapsed, int(result)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return elapsed, cpu, int(result)
 
 
-def _run_stream_worker(impl: str, uri: str, db: str, expected: int) -> dict[str, Any]:
+def _run_stream_worker(
+    impl: str, uri: str, db: str, expected: int, workload: str = "stream_memory"
+) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.stream_worker", impl, uri, db, str(expected)],
+        [sys.executable, "-m", "bench.stream_worker", impl, uri, db, str(expected), workload],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -264,6 +269,7 @@ async def _one_workload(
 ) -> dict[str, Any]:
     cells: dict[str, dict[str, Any]] = {}
     times: dict[str, list[float]] = {}
+    cpu_times: dict[str, list[float]] = {}
     runnable = []
     for impl in impls:
         fn, reason = impl.workload(workload)
@@ -272,6 +278,7 @@ async def _one_workload(
         else:
             runnable.append((impl, fn))
             times[impl.name] = []
+            cpu_times[impl.name] = []
     if workload != "insert_many" and not seeder.items_seeded:
         await seeder.reset_items(seed=True)
     for round_index in range(repeat):
@@ -286,7 +293,7 @@ async def _one_workload(
                 await seeder.reset_items(seed=False)
             assert impl.ctx is not None
             try:
-                seconds, count = await _timed(
+                seconds, cpu, count = await _timed(
                     fn, impl.ctx, profiled(profiles, impl.name, workload)
                 )
             except Exception as exc:
@@ -300,6 +307,7 @@ async def _one_workload(
                 }
                 continue
             times[impl.name].append(seconds)
+            cpu_times[impl.name].append(cpu)
     if workload == "insert_many":
         await seeder.reset_items(seed=True)
     for impl, _fn in runnable:
@@ -309,6 +317,7 @@ async def _one_workload(
                 "status": "ok",
                 "median_s": statistics.median(samples),
                 "times_s": [round(t, 6) for t in samples],
+                "cpu_median_s": statistics.median(cpu_times[impl.name]),
             }
     return {name: cells[name] for name in [i.name for i in impls]}
 

@@ -450,7 +450,11 @@ class QuerySet(Generic[M]):
             raws = await executor.find_list(
                 self._model, **compiled.kwargs(), **self._read_options(), tz_aware=not naive
             )
-            return await self._documents(raws, naive=naive)
+            if self._prefetch or query.only_fields is not None or query.deferred:
+                return await self._documents(raws, naive=naive)
+            # Whole models and nothing to prefetch: what _documents does, without its
+            # coroutine (a find of one document pays it on top of the round trip).
+            return _load(self._model, raws, query.lenient, naive)
         # A pipeline (joins, values(), grouping).
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()

@@ -94,13 +94,11 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
                 seen.add(key)
                 sort.append((key, -1 if item.startswith("-") else 1))
     if not query.related:
+        # Positional: a frozen dataclass's keyword call costs a visible part of a find's
+        # own time (the order is CompiledFind's fields').
         return CompiledFind(
-            filter=filter,
-            projection=_projection(query),
-            sort=sort or None,
-            skip=query.low_mark,
-            limit=query.limit,
-            batch_size=query.batch_size,
+            filter, _projection(query), sort or None, query.low_mark, query.limit,
+            query.batch_size,
         )
     # select_related alone: nothing after the joins can drop or reorder rows, so (as in the
     # general path) match, sort and cut first, then join.

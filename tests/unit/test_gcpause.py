@@ -15,7 +15,13 @@ import bson
 import pytest
 
 from odm.document import Document, Embedded
-from odm.gcpause import MIN_BATCH, PROMOTE_BATCH, paused_gc, promotes_batches
+from odm.gcpause import (
+    MIN_BATCH,
+    PROMOTE_BATCH,
+    PROMOTION_AVAILABLE,
+    paused_gc,
+    promotes_batches,
+)
 from odm.models.loading import load_documents
 
 
@@ -42,8 +48,8 @@ def _raws(count: int) -> list[dict[str, object]]:
     ]
 
 
-#: The tests of the promotion itself, where it happens (not on CPython 3.12, which freezes
-#: objects of its own at start-up, nor on 3.14+ or the free-threaded build).
+#: The tests of the promotion itself, where it happens (not on 3.14+ or the free-threaded
+#: build, nor in a test process that froze objects of its own).
 promotes = pytest.mark.skipif(
     not promotes_batches(), reason="long batches are not promoted on this Python"
 )
@@ -162,6 +168,58 @@ def test_a_program_that_froze_objects_keeps_them_frozen() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def _run(script: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_what_the_interpreter_freezes_at_start_up_is_immortal() -> None:
+    # The premise of promoting on CPython 3.12 (which starts with objects of its own frozen):
+    # handed to the oldest generation, an immortal object can never be freed by a collection.
+    # Nothing else may be frozen in a fresh interpreter.
+    out = _run(
+        """
+        import gc
+        frozen = gc.get_freeze_count()
+        seen = {id(o) for o in gc.get_objects()}
+        gc.unfreeze()
+        revealed = [o for o in gc.get_objects() if id(o) not in seen and o is not seen]
+        mortal = [o for o in revealed if sys.getrefcount(o) < 2**32 - 1]
+        print(frozen, len(mortal))
+        """.replace("import gc", "import gc, sys")
+    )
+    frozen, mortal = map(int, out.split())
+    assert mortal == 0, out
+    assert frozen <= 1000
+
+
+@pytest.mark.skipif(not PROMOTION_AVAILABLE, reason="no promotion on this Python")
+def test_a_fresh_process_promotes_long_batches_whatever_the_interpreter_froze() -> None:
+    # CPython 3.12 keeps a few hundred objects of its own frozen from start-up: they do not
+    # make it a program that freezes objects, and the first promotion takes them along.
+    out = _run(
+        """
+        import gc
+        from odm.gcpause import PROMOTE_BATCH, paused_gc, promotes_batches
+
+        at_start = gc.get_freeze_count()
+        for _ in range(2):  # 3.12's full collections freeze its own objects again
+            assert promotes_batches()
+            with paused_gc(PROMOTE_BATCH):
+                made = [[n] for n in range(1000)]
+            assert id(made) in {id(o) for o in gc.get_objects(generation=2)}
+            gc.collect()
+            assert gc.get_freeze_count() <= at_start, (gc.get_freeze_count(), at_start)
+        print("ok")
+        """
+    )
+    assert out == "ok"
 
 
 @pytest.mark.usefixtures("collector_on")

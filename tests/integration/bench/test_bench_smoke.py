@@ -83,6 +83,35 @@ def test_quick_spec(odm_uri: str, results_path: Path) -> None:
             assert cells[peer]["mb_per_s"] > 0
 
 
+def test_growth_reports_time_and_memory_per_size(odm_uri: str, results_path: Path) -> None:
+    proc = run_bench(
+        "--growth", "--quick", "--growth-sizes", "40,80", "--uri", odm_uri,
+        "--db", "odm_bench_growth_smoke", "--peers", "raw,odm", "--json", str(results_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    section = json.loads(results_path.read_text())["growth"]
+    assert section["params"]["sizes"] == [40, 80]
+    assert list(section["results"]) == [
+        "insert_many", "find_all", "filter_sort_limit", "stream_memory",
+    ]
+    for workload, by_n in section["results"].items():
+        assert list(by_n) == ["40", "80"]
+        for n, cells in by_n.items():
+            assert set(cells) == {"raw", "odm"}
+            for peer, cell in cells.items():
+                assert cell["status"] == "ok", (workload, n, peer, cell)
+                # per document for the bulk workloads, per query for filter_sort_limit
+                assert cell["units"] == (10 if workload == "filter_sort_limit" else int(n))
+                assert cell["unit_us"] > 0 and cell["unit_cpu_us"] >= 0
+                assert "memory_error" not in cell
+                assert cell["peak_growth_mb"] >= 0
+            assert cells["raw"]["ratio_to_raw"] == 1.0
+    # Memory per document where it should grow with N; a flat number where it should not.
+    assert "unit_kb" in section["results"]["find_all"]["80"]["odm"]
+    assert "unit_kb" not in section["results"]["stream_memory"]["80"]["odm"]
+    assert "find_all" in proc.stdout and "KB/doc" in proc.stdout
+
+
 def test_profile_writes_a_tree_per_workload_of_the_profiled_implementation(
     odm_uri: str, results_path: Path, tmp_path: Path
 ) -> None:
