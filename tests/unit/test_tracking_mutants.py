@@ -6,11 +6,13 @@ or odm/models/diffing.py changed.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import decimal
 import enum
 import math
 import os
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import bson
+import pytest
 from bson.son import SON
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -268,3 +271,87 @@ def test_a_decimal_over_an_equal_double_is_a_change() -> None:
     assert writes.is_dirty(loaded)
     update = writes.pending_update(loaded)
     assert update is not None and update._doc == {"$set": {"value": decimal.Decimal("1")}}
+
+
+# -- the instance slots tracking.py owns: copies, pickles, aborts and annotations ----------
+
+
+class SlotDoc(Document):
+    name: str = ""
+    tags: list[str] = []
+
+    class Meta:
+        collection = "tm_slots"
+
+
+def _stored(name: str = "a", *, partial: bool = False) -> SlotDoc:
+    """A document as if loaded: its snapshot is its stored form."""
+    document = SlotDoc(name=name, tags=["x"])
+    tracking.set_snapshot(document, document.to_bson())
+    tracking.set_partial(document, partial)
+    return document
+
+
+def test_a_never_stored_document_has_no_tracking_state_to_read() -> None:
+    fresh = SlotDoc()  # no slot was ever set
+    assert tracking.take_pending(fresh) is None
+    assert tracking.raw_snapshot(fresh) is None
+    assert tracking.annotations_of(fresh) == {}
+    copied = copy.copy(fresh)
+    assert tracking.get_snapshot(copied) is None and not tracking.is_partial(copied)
+    assert tracking.get_snapshot(pickle.loads(pickle.dumps(fresh))) is None
+
+
+def test_copies_and_pickles_keep_the_partial_flag_and_the_snapshot() -> None:
+    partial = _stored(partial=True)
+    for copied in (copy.copy(partial), copy.deepcopy(partial), pickle.loads(pickle.dumps(partial))):
+        assert tracking.is_partial(copied)
+        assert tracking.get_snapshot(copied) == tracking.get_snapshot(partial)
+    whole = _stored()
+    deep = copy.deepcopy(whole)
+    # A deep copy owns its snapshot: changing it leaves the original's alone.
+    assert tracking.get_snapshot(deep) is not tracking.get_snapshot(whole)
+    assert tracking.get_snapshot(deep) == tracking.get_snapshot(whole)
+    assert not tracking.is_partial(pickle.loads(pickle.dumps(whole)))
+
+
+def test_documents_pickled_together_stay_copies_of_each_other() -> None:
+    original = _stored("a")
+    twin = copy.copy(original)
+    original2, twin2 = pickle.loads(pickle.dumps((original, twin)))
+    assert tracking.family_of(original2) is tracking.family_of(twin2) is not None
+
+
+def test_raw_snapshot_survives_a_changed_id() -> None:
+    document = _stored()
+    snapshot = tracking.get_snapshot(document)
+    document.id = bson.ObjectId()
+    assert tracking.get_snapshot(document) is None  # a new document now
+    assert tracking.raw_snapshot(document) is snapshot
+
+
+def test_set_snapshots_gives_each_document_its_own() -> None:
+    documents = [SlotDoc(name=str(i)) for i in range(3)]
+    raws = [d.to_bson() for d in documents]
+    tracking.set_snapshots(documents, raws)
+    assert [tracking.get_snapshot(d) for d in documents] == raws
+
+
+def test_capture_and_restore_put_the_partial_flag_back() -> None:
+    document = _stored(partial=True)
+    state = tracking.capture_state(document)
+    tracking.set_partial(document, False)
+    tracking.set_snapshot(document, None)
+    tracking.restore_state(document, state)
+    assert tracking.is_partial(document)
+    assert tracking.get_snapshot(document) is not None
+
+
+def test_annotations_are_a_read_only_copy() -> None:
+    document = _stored()
+    values = {"score": 1.5}
+    tracking.set_annotations(document, values)
+    values["score"] = 9.0
+    assert tracking.annotations_of(document) == {"score": 1.5}
+    with pytest.raises(TypeError):
+        tracking.annotations_of(document)["score"] = 2.0  # type: ignore[index]
