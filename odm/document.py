@@ -100,8 +100,8 @@ class Document(_OdmModel, metaclass=DocumentMeta):
     raises pydantic's ``ValidationError`` before anything is written.
     """
 
-    # The tracking snapshot lives in a slot: pydantic leaves it alone, and setting it costs
-    # one attribute store per loaded document.
+    # An instance's tracking state lives in slots (odm.models.tracking owns them): pydantic
+    # leaves them alone, and setting one costs one attribute store per loaded document.
     __slots__ = tracking.SLOTS
 
     if TYPE_CHECKING:
