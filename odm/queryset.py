@@ -64,15 +64,10 @@ STREAM_BATCH_SIZE = 1000
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
 
-def _load(
-    model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool, naive: bool = False
-) -> list[Any]:
-    return load_documents(model, raws, lenient=lenient, naive=naive)
-
 
 def _load_one(model: type[Any], raw: dict[str, Any]) -> Any:
     """Validate one stored document (a change event's) into ``model``."""
-    return _load(model, [raw], False)[0]
+    return load_documents(model, [raw], lenient=False)[0]
 
 
 def _reads_naive(model: type[Any], query: Query) -> bool:
@@ -425,7 +420,7 @@ class QuerySet(Generic[M]):
         if query.only_fields is not None or query.deferred:
             documents = _load_partial(self._model, raws, query)
         else:
-            documents = _load(self._model, raws, query.lenient, naive)
+            documents = load_documents(self._model, raws, lenient=query.lenient, naive=naive)
         if annotations:
             extras.set_annotations(documents, list(annotations))
         for relation, targets in zip(related, joined, strict=True):
@@ -454,7 +449,7 @@ class QuerySet(Generic[M]):
                 return await self._documents(raws, naive=naive)
             # Whole models and nothing to prefetch: what _documents does, without its
             # coroutine (a find of one document pays it on top of the round trip).
-            return _load(self._model, raws, query.lenient, naive)
+            return load_documents(self._model, raws, lenient=query.lenient, naive=naive)
         # A pipeline (joins, values(), grouping).
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()
@@ -564,7 +559,7 @@ class QuerySet(Generic[M]):
             what = _describe((), {key: value})
             raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
         # _by_id_only() ruled out projections, joins and prefetches: a plain load.
-        return _load(model, [raw], query.lenient)[0]  # type: ignore[no-any-return]
+        return load_documents(model, [raw], lenient=query.lenient)[0]  # type: ignore[no-any-return]
 
     async def count(self) -> int:
         """Return how many documents match (slicing respected)."""
@@ -1052,7 +1047,7 @@ def _attach(
     present = [(i, t) for i, t in enumerate(targets) if isinstance(t, dict)]
     if not present:
         return
-    loaded = _load(relation.target, [t for _, t in present], lenient)
+    loaded = load_documents(relation.target, [t for _, t in present], lenient=lenient)
     path = relation.path.split("__")
     for (position, _), target in zip(present, loaded, strict=True):
         owner = documents[position]
@@ -1096,7 +1091,7 @@ async def _prefetch(
         raws = await executor.find_list(
             target, {ID_KEY: {"$in": ids}, **target._meta.class_filter()}, **options
         )
-        by_id = {doc.id: doc for doc in _load(target, raws, False)}
+        by_id = {doc.id: doc for doc in load_documents(target, raws, lenient=False)}
         for ref in references:
             ref.document = by_id.get(ref.id)
 
