@@ -347,15 +347,21 @@ _FIXER: Final = "model_plan.datetime_fixer"
 def document_plan(cls: type[Any]) -> ModelPlan | None:
     """Return the plan of a Document class (built once, again if pydantic rebuilt the
     class), or ``None`` when its documents are dumped whole."""
+    plan: ModelPlan | None = _for_schema(cls, _PLAN, _build_document_plan)
+    return plan
+
+
+def _for_schema(cls: type[Any], entry: str, build: Callable[[type[Any], Any], Any]) -> Any:
+    """Return ``build(cls, schema)`` for the class's current core schema, kept in its derived
+    state under ``entry`` with the schema it was built from (see :data:`_PLAN`)."""
     schema = cls.__pydantic_core_schema__
     state = derived(cls)
-    cached = state.get(_PLAN)
+    cached = state.get(entry)
     if cached is not None and cached[0] is schema:
-        plan: ModelPlan | None = cached[1]
-        return plan
-    plan = _build_document_plan(cls, schema)
-    state[_PLAN] = (schema, plan)
-    return plan
+        return cached[1]
+    built = build(cls, schema)
+    state[entry] = (schema, built)
+    return built
 
 
 def standard_dump(cls: type[Any]) -> bool:
@@ -622,14 +628,7 @@ def datetime_fixer(cls: type[Any]) -> DatetimeFixer | None:
     class must be decoded aware (some field could take a datetime the fix-up does not see, or
     the class has no datetime to fix: nothing to gain). Built once per class (again if pydantic
     rebuilt it)."""
-    schema = cls.__pydantic_core_schema__
-    state = derived(cls)
-    cached = state.get(_FIXER)
-    if cached is not None and cached[0] is schema:
-        fixer: DatetimeFixer | None = cached[1]
-        return fixer
-    fixer = _build_fixer(cls, schema)
-    state[_FIXER] = (schema, fixer)
+    fixer: DatetimeFixer | None = _for_schema(cls, _FIXER, _build_fixer)
     return fixer
 
 
