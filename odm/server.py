@@ -94,6 +94,13 @@ class LocalServer:
     ``port=None`` picks free ports; ``dbpath=None`` uses a temporary directory that is removed
     on stop (a given ``dbpath`` is kept). ``replica_set=None`` starts a plain standalone
     ``mongod`` (one member, no transactions), for testing what happens there.
+
+    By default member 0 has the highest priority and :meth:`start` returns once it is the
+    primary. ``equal_priorities=True`` gives every member priority 1 (no member takes the
+    primary back after a failover test) and :meth:`start` waits for whichever member wins;
+    ``election_timeout_ms`` shortens the time a dead primary goes unnoticed (the server's
+    default is 10 s). Both go into the set's first configuration, so that no reconfiguration
+    has to race a busy machine's elections.
     """
 
     def __init__(
@@ -106,6 +113,8 @@ class LocalServer:
         mongod: str | None = None,
         startup_timeout: float = 30.0,
         cache_size_gb: float = 0.25,
+        equal_priorities: bool = False,
+        election_timeout_ms: int | None = None,
     ) -> None:
         if members < 1:
             raise ValueError(f"members must be at least 1, not {members}")
@@ -115,6 +124,10 @@ class LocalServer:
         self.replica_set = replica_set
         self.startup_timeout = startup_timeout
         self.cache_size_gb = cache_size_gb
+        self.equal_priorities = equal_priorities
+        if election_timeout_ms is not None and election_timeout_ms <= 0:
+            raise ValueError(f"election_timeout_ms must be positive, not {election_timeout_ms}")
+        self.election_timeout_ms = election_timeout_ms
         self._requested_port = port
         self._requested_dbpath = Path(dbpath) if dbpath is not None else None
         self._mongod = mongod
@@ -239,26 +252,45 @@ class LocalServer:
                     )
             if self.replica_set is None:
                 return
-            config = {
-                "_id": self.replica_set,
-                "members": [
-                    {"_id": i, "host": f"127.0.0.1:{p}", "priority": 2 if i == 0 else 1}
-                    for i, p in enumerate(self.ports)
-                ],
-            }
+            config = self._first_config()
             # Sent once, so not through `first`: that client was made before the member
             # listened and saw it refuse; selecting the member again waits for its monitor's
             # next check, which a loaded machine can take longer than the polling timeout to
             # finish (ServerSelectionTimeoutError "Connection refused" from a running member).
             with self._direct(self.ports[0], self.startup_timeout) as admin:
                 admin.admin.command("replSetInitiate", config)
-            self._wait_until(
-                "a primary", lambda: first.admin.command("hello").get("isWritablePrimary")
-            )
+            if self.equal_priorities:
+                self._wait_until("a primary", self._primary_elected)
+            else:
+                self._wait_until(
+                    "a primary", lambda: first.admin.command("hello").get("isWritablePrimary")
+                )
             if self.members > 1:
                 self._wait_until("every secondary", self._members_ready)
         finally:
             first.close()
+
+    def _first_config(self) -> dict[str, object]:
+        """The configuration sent with ``replSetInitiate``."""
+        config: dict[str, object] = {
+            "_id": self.replica_set,
+            "members": [
+                {
+                    "_id": i,
+                    "host": f"127.0.0.1:{p}",
+                    "priority": 1 if self.equal_priorities or i else 2,
+                }
+                for i, p in enumerate(self.ports)
+            ],
+        }
+        if self.election_timeout_ms is not None:
+            config["settings"] = {"electionTimeoutMillis": self.election_timeout_ms}
+        return config
+
+    def _primary_elected(self) -> bool:
+        with self._direct(self.ports[0]) as client:
+            status = client.admin.command("replSetGetStatus")
+        return any(m.get("stateStr") == "PRIMARY" for m in status.get("members", []))
 
     def _members_ready(self) -> bool:
         with self._direct(self.ports[0]) as client:

@@ -47,3 +47,36 @@ def test_a_member_that_stalls_after_its_first_ping_still_gets_initiated() -> Non
         if server.paused is not None:
             server.paused.join()
         server.stop()
+
+
+def test_election_settings_are_part_of_the_first_configuration() -> None:
+    server = LocalServer(members=2, equal_priorities=True, election_timeout_ms=2000)
+    try:
+        server.start()
+        with MongoClient(server.uri, serverSelectionTimeoutMS=30_000) as client:
+            config = client.admin.command("replSetGetConfig")["config"]
+            assert client.admin.command("hello")["isWritablePrimary"]
+        # Version 1: nothing was reconfigured after replSetInitiate.
+        assert config["version"] == 1
+        assert [m["priority"] for m in config["members"]] == [1, 1]
+        assert config["settings"]["electionTimeoutMillis"] == 2000
+    finally:
+        server.stop()
+
+
+def test_member_zero_is_preferred_unless_priorities_are_equal() -> None:
+    server = LocalServer(members=3)
+    server.ports = [27100, 27101, 27102]  # as start() would pick them; nothing is started
+    config: Any = server._first_config()
+    assert [m["priority"] for m in config["members"]] == [2, 1, 1]
+    assert "settings" not in config
+
+
+def test_a_non_positive_election_timeout_is_refused() -> None:
+    for bad in (0, -5):
+        try:
+            LocalServer(members=3, election_timeout_ms=bad)
+        except ValueError as exc:
+            assert "election_timeout_ms" in str(exc) and str(bad) in str(exc)
+        else:
+            raise AssertionError(f"election_timeout_ms={bad} was accepted")
