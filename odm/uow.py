@@ -53,6 +53,7 @@ from .journal import Journal
 from .models import tracking, writes
 from .models.declaration import overrides
 from .session import _bound_session, _bound_uow, current_unit_of_work
+from .shielding import shielded
 from .timeouts import check_timeout, is_timeout, operation_timeout
 
 logger = logging.getLogger("odm.uow")
@@ -235,7 +236,7 @@ class UnitOfWork:
         # without the driver knowing: it may even be the one that started the server
         # transaction, which the driver's abort would then not end.
         interrupted = isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
-        cancelled = await _shielded(_abort_server_transaction(self.session, kill=interrupted))
+        cancelled = await shielded(_abort_server_transaction(self.session, kill=interrupted))
         if not _commit_outcome_unknown(exc):
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
@@ -392,7 +393,7 @@ async def transaction(
             session, **{k: v for k, v in options.items() if v is not None}
         )
     except BaseException:
-        await _shielded(drivers.end_session(session))
+        await shielded(drivers.end_session(session))
         raise
     uow = UnitOfWork(session, alias)
     cancelled_at_commit = False
@@ -416,7 +417,7 @@ async def transaction(
                         # Once sent, the commit's outcome is awaited and honoured, whatever
                         # cancellation comes meanwhile (asyncio's convention: it is re-raised
                         # after the callbacks of the committed transaction ran).
-                        cancelled_at_commit = await _shielded(
+                        cancelled_at_commit = await shielded(
                             _commit(session, deadline, bool(timeout))
                         )
                 except GeneratorExit:
@@ -431,7 +432,7 @@ async def transaction(
         raise
     except BaseException:
         if len(uow.journal):  # documents whose truth must be read back, now unbound
-            await _shielded(uow.journal.reload())
+            await shielded(uow.journal.reload())
         raise
     uow.journal.clear()
     try:
@@ -457,31 +458,6 @@ def _commit_outcome_unknown(exc: BaseException) -> bool:
     )
 
 
-async def _shielded(operation: Awaitable[Any]) -> bool:
-    """Run ``operation`` to its end even if the calling task is cancelled meanwhile; return
-    whether it was (the caller re-raises the cancellation once it has honoured the outcome).
-    When the operation fails after a cancellation, ``CancelledError`` is raised from its
-    error; otherwise its error is raised as usual."""
-    task = asyncio.ensure_future(operation)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # Also when the operation finished just before the cancellation was delivered.
-            cancelled = True
-        except BaseException:
-            break
-    if task.cancelled():  # the operation itself was cancelled (its loop is closing)
-        raise asyncio.CancelledError("the operation was cancelled")
-    error = task.exception()
-    if error is not None:
-        if cancelled:
-            raise asyncio.CancelledError("cancelled while an operation finished") from error
-        raise error
-    return cancelled
-
-
 class _SessionEnd:
     """Ends a transaction's session, shielded, remembering a cancellation that came meanwhile:
     after a commit it is re-raised only once the callbacks ran; after a failure at once."""
@@ -495,7 +471,7 @@ class _SessionEnd:
     async def run(
         self, exc_type: Any = None, exc: BaseException | None = None, tb: Any = None
     ) -> None:
-        self.cancelled = await _shielded(drivers.end_session(self.session))
+        self.cancelled = await shielded(drivers.end_session(self.session))
         if self.cancelled and exc is not None and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the session ended") from exc
 

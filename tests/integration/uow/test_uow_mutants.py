@@ -473,16 +473,6 @@ async def test_a_flush_with_nothing_tracked_writes_nothing(
         assert await uow.flush() == 1
 
 
-async def test_a_shielded_operation_stopped_by_its_loop_says_so() -> None:
-    """When the operation under the shield is cancelled (not the caller: its loop is closing),
-    the caller gets a ``CancelledError`` saying so."""
-    operation = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_soon(operation.cancel)
-    with pytest.raises(asyncio.CancelledError) as caught:
-        await uow_module._shielded(operation)
-    assert str(caught.value) == "the operation was cancelled"
-
-
 UNKNOWN_COMMIT = {"failCommands": ["commitTransaction"], "errorCode": 50}
 
 
@@ -592,29 +582,3 @@ async def test_a_commit_past_the_block_timeout_is_named_in_the_timeout_error(
         async with transaction(timeout=3.0):
             await MutAccount(owner="ann").insert()
     assert str(caught.value).startswith("commitTransaction did not finish within ")
-
-
-async def test_a_shielded_operation_failing_after_an_interruption_raises_it() -> None:
-    """The caller is cancelled while the shielded operation runs; the operation then fails:
-    the caller gets a ``CancelledError`` (it was cancelled) whose cause is the failure."""
-    operation = asyncio.get_running_loop().create_future()
-    seen: list[BaseException] = []
-
-    async def call() -> None:
-        try:
-            await uow_module._shielded(operation)
-        except BaseException as exc:
-            seen.append(exc)
-            raise
-
-    caller = asyncio.create_task(call())
-    await asyncio.sleep(0)  # the caller now waits on the shield
-    caller.cancel()
-    await asyncio.sleep(0)  # the cancel is delivered; the caller waits again
-    operation.set_exception(ValueError("failed late"))
-    with pytest.raises(asyncio.CancelledError):
-        await caller
-    (error,) = seen
-    assert type(error) is asyncio.CancelledError
-    assert str(error) == "cancelled while an operation finished"
-    assert type(error.__cause__) is ValueError

@@ -1,0 +1,221 @@
+"""odm.shielding: an operation runs to its end whatever cancellation reaches its caller, and
+one that finishes in its first step needs no task of its own.
+
+Hypothesis draws operations as sequences of steps (finish, suspend on a future, set a context
+variable, fail) and cancellations of the caller at each suspension; whatever the draw, the
+operation runs every step, the caller learns whether it was cancelled, and the caller's context
+variables are never changed by the operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from odm.shielding import shielded
+
+marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="caller's")
+
+
+async def finishes_at_once(log: list[str]) -> str:
+    log.append(f"ran in {asyncio.current_task().get_name()}")  # type: ignore[union-attr]
+    marker.set("operation's")
+    return "done"
+
+
+async def test_an_operation_that_does_not_wait_runs_in_the_callers_turn_without_a_task() -> None:
+    log: list[str] = []
+    tasks_before = len(asyncio.all_tasks())
+    asyncio.current_task().set_name("caller")  # type: ignore[union-attr]
+    assert await shielded(finishes_at_once(log)) is False
+    assert log == ["ran in caller"]
+    assert len(asyncio.all_tasks()) == tasks_before
+    # It ran in a copy of the caller's context, as a task would have.
+    assert marker.get() == "caller's"
+
+
+async def test_an_error_raised_before_any_wait_propagates_as_is() -> None:
+    async def fails() -> None:
+        raise KeyError("early")
+
+    with pytest.raises(KeyError, match="early"):
+        await shielded(fails())
+
+
+async def test_a_shielded_operation_stopped_by_its_loop_says_so() -> None:
+    """When the operation under the shield is cancelled (not the caller: its loop is closing),
+    the caller gets a ``CancelledError`` saying so."""
+    operation = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(operation.cancel)
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await shielded(operation)
+    assert str(caught.value) == "the operation was cancelled"
+
+
+async def test_a_started_coroutine_cancelled_by_its_loop_says_so_too() -> None:
+    gate = asyncio.get_running_loop().create_future()
+
+    async def waits() -> None:
+        await gate
+
+    asyncio.get_running_loop().call_soon(gate.cancel)
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await shielded(waits())
+    assert str(caught.value) == "the operation was cancelled"
+
+
+async def test_a_shielded_operation_failing_after_an_interruption_raises_it() -> None:
+    """The caller is cancelled while the shielded operation runs; the operation then fails:
+    the caller gets a ``CancelledError`` (it was cancelled) whose cause is the failure."""
+    operation = asyncio.get_running_loop().create_future()
+    seen: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await shielded(operation)
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+
+    caller = asyncio.create_task(call())
+    await asyncio.sleep(0)  # the caller now waits on the shield
+    caller.cancel()
+    await asyncio.sleep(0)  # the cancel is delivered; the caller waits again
+    operation.set_exception(ValueError("failed late"))
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    (error,) = seen
+    assert type(error) is asyncio.CancelledError
+    assert str(error) == "cancelled while an operation finished"
+    assert type(error.__cause__) is ValueError
+
+
+async def test_an_exception_thrown_into_a_started_coroutine_reaches_it() -> None:
+    """The future a started coroutine waits on fails: the task continuing it throws the error
+    in (as it does when it wakes up from a failed future), and it reaches the coroutine, which
+    catches it and returns normally."""
+    gate = asyncio.get_running_loop().create_future()
+    caught: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await gate
+        except LookupError as exc:
+            caught.append(str(exc))
+
+    asyncio.get_running_loop().call_soon(gate.set_exception, LookupError("from the gate"))
+    assert await shielded(waits()) is False
+    assert caught == ["from the gate"]
+
+
+async def test_a_cancellation_of_the_continuing_task_reaches_the_coroutine() -> None:
+    """The task that continues a started coroutine is cancelled between two steps (as when its
+    loop closes): the cancellation is thrown into the coroutine, not lost."""
+    seen: list[str] = []
+
+    async def steps() -> None:
+        try:
+            for _ in range(50):
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    before = asyncio.all_tasks()
+
+    async def cancel_the_new_task() -> None:
+        await asyncio.sleep(0)
+        (continuing,) = asyncio.all_tasks() - before - {asyncio.current_task()}
+        continuing.cancel()
+
+    canceller = asyncio.create_task(cancel_the_new_task())
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await shielded(steps())
+    await canceller
+    assert str(caught.value) == "the operation was cancelled"
+    assert seen == ["cancelled"]
+
+
+# -- any operation, any cancellations ----------------------------------------------------------
+
+STEP = st.sampled_from(["wait", "sleep0", "set_marker", "work"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(STEP, max_size=6),
+    ending=st.sampled_from(["return", "raise"]),
+    cancels=st.lists(st.booleans(), max_size=6),
+)
+def test_every_step_runs_and_the_caller_learns_of_its_cancellations(
+    steps: list[str], ending: str, cancels: list[bool]
+) -> None:
+    asyncio.run(_scenario(steps, ending, cancels))
+
+
+async def _scenario(steps: list[str], ending: str, cancels: list[bool]) -> None:
+    loop = asyncio.get_running_loop()
+    ran: list[int] = []
+    gates: list[asyncio.Future[None]] = []
+
+    async def operation() -> str:
+        for index, step in enumerate(steps):
+            if step == "wait":
+                gate = loop.create_future()
+                gates.append(gate)
+                await gate
+            elif step == "sleep0":
+                await asyncio.sleep(0)
+            elif step == "set_marker":
+                marker.set(f"operation's {index}")
+            ran.append(index)
+        if ending == "raise":
+            raise ValueError("the operation failed")
+        return "done"
+
+    outcome: dict[str, Any] = {}
+
+    async def caller() -> None:
+        try:
+            outcome["cancelled"] = await shielded(operation())
+        except BaseException as exc:
+            outcome["error"] = exc
+        outcome["marker"] = marker.get()
+
+    task = asyncio.create_task(caller())
+    delivered = 0
+    for round_ in range(len(steps) + 2):
+        await asyncio.sleep(0)
+        if round_ < len(cancels) and cancels[round_] and not task.done():
+            task.cancel()
+            delivered += 1
+        for gate in gates:
+            if not gate.done():
+                gate.set_result(None)
+        await asyncio.sleep(0)
+    await task
+
+    assert ran == list(range(len(steps))), "every step of the operation ran"
+    assert outcome["marker"] == "caller's", "the operation's context stayed its own"
+    # A cancellation can only be delivered while the caller waits, i.e. while the operation
+    # suspended; one delivered then is reported, never swallowed.
+    suspends = any(step in ("wait", "sleep0") for step in steps)
+    error = outcome.get("error")
+    if ending == "raise":
+        assert error is not None
+        if isinstance(error, asyncio.CancelledError):
+            assert suspends and delivered
+            assert type(error.__cause__) is ValueError
+        else:
+            assert type(error) is ValueError
+    else:
+        assert error is None
+        if outcome["cancelled"]:
+            assert suspends and delivered
+        if not suspends:
+            assert outcome["cancelled"] is False
