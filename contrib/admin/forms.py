@@ -18,7 +18,7 @@ import json
 import re
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import bson
@@ -49,6 +49,29 @@ BLANK_ROWS = 1
 
 _OFFSET = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
 _INDEX = re.compile(r"^(0|[1-9][0-9]{0,3})$")
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """The posted text of a JSON input that is not valid JSON: shown again as it was typed
+    (so that the user can fix it), and never a value for the model."""
+
+    text: str
+
+
+def unparsed_paths(data: Any, prefix: str = "") -> set[str]:
+    """The input names of the :class:`Unparsed` values in ``data`` (as :func:`read_form` gives
+    it: dicts by field name, lists of row dicts), whose reading error is the one to show."""
+    found: set[str] = set()
+    if isinstance(data, Unparsed):
+        found.add(prefix.removesuffix("."))
+    elif isinstance(data, dict):
+        for name, value in data.items():
+            found |= unparsed_paths(value, f"{prefix}{name}.")
+    elif isinstance(data, list):
+        for index, row in enumerate(data):
+            found |= unparsed_paths(row, f"{prefix}{index}.")
+    return found
 
 
 class FormError(ValueError):
@@ -141,6 +164,8 @@ def describe(model: type[BaseModel], readonly: Iterable[str] = ()) -> tuple[Fiel
 
 def shown(spec: FieldSpec, value: Any) -> Any:
     """The value as an input shows it (a string; a list of row dicts for an embedded list)."""
+    if isinstance(value, Unparsed):
+        return value.text
     if value is None:
         return ""
     kind = spec.kind
@@ -273,7 +298,7 @@ def read_form(
                     data[spec.name] = json.loads(text)
                 except (ValueError, RecursionError) as exc:
                     errors[key] = f"not valid JSON: {exc}"
-                    data[spec.name] = None
+                    data[spec.name] = Unparsed(text)
         else:
             text = form.get(key, "")
             if text == "" and spec.nullable:
@@ -318,12 +343,3 @@ def error_key(loc: tuple[int | str, ...], specs: tuple[FieldSpec, ...]) -> str:
 def renumbered(rows: list[Any]) -> list[Any]:
     """``rows`` plus :data:`BLANK_ROWS` empty rows (``None``) for adding."""
     return [*rows, *([None] * BLANK_ROWS)]
-
-
-@dataclass
-class FormState:
-    """What a form page shows: the values (as strings) and the errors by input name."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, list[str]] = field(default_factory=dict)
-    general: list[str] = field(default_factory=list)

@@ -177,11 +177,17 @@ async def change_form(request: web.Request) -> web.Response:
 def _validation_errors(
     exc: ValidationError,
     specs: tuple[forms.FieldSpec, ...],
+    data: dict[str, Any],
     errors: dict[str, list[str]],
     general: list[str],
 ) -> None:
+    """Add pydantic's messages by input name; an input whose text could not be read keeps its
+    own message alone (pydantic only saw that it was not a value)."""
+    unreadable = forms.unparsed_paths(data)
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
         key = forms.error_key(error["loc"], specs)
+        if key in unreadable:
+            continue
         if key:
             errors.setdefault(key, []).append(error["msg"])
         else:
@@ -239,7 +245,7 @@ async def add(request: web.Request) -> web.StreamResponse:
     try:
         doc = admin.model.model_validate(data)
     except ValidationError as exc:
-        _validation_errors(exc, specs, errors, general)
+        _validation_errors(exc, specs, data, errors, general)
     if errors or general or doc is None:
         return await _form_page(
             request,
@@ -278,7 +284,7 @@ async def change(request: web.Request) -> web.StreamResponse:
     try:
         candidate = admin.model.model_validate({**current, **data})
     except ValidationError as exc:
-        _validation_errors(exc, specs, errors, general)
+        _validation_errors(exc, specs, data, errors, general)
     if errors or general or candidate is None:
         values = _shown_all(specs, {**current, **data})
         return await _form_page(

@@ -74,6 +74,17 @@ class AdminBook(Document):
         optimistic_lock = True
 
 
+class AdminSetting(Document):
+    """A document whose values the form takes as JSON (a mapping, and a list in a row)."""
+
+    name: str
+    data: dict[str, int]
+    address: Address | None = None
+
+    class Meta:
+        collection = "admin_settings"
+
+
 async def full_book(
     title: str = "Tea & <b>cake</b>", author_name: str = "Ann <Lee>"
 ) -> tuple[AdminBook, AdminAuthor]:
@@ -99,6 +110,7 @@ def admin_models(per_page: int = 25) -> list[ModelAdmin]:
     """The admin options of the test app, with ``per_page`` books on a list page."""
     return [
         ModelAdmin(AdminAuthor, name="author"),
+        ModelAdmin(AdminSetting, name="setting"),
         ModelAdmin(
             AdminBook,
             name="book",
@@ -123,13 +135,14 @@ def fresh_name() -> str:
 def create_app(
     uri: str, name: str, driver: DriverName | None = None, *, per_page: int = 25
 ) -> web.Application:
-    """The test app: the admin of the two models on database ``name``, dropped on shutdown."""
+    """The test app: the admin of the test models on database ``name``, dropped on shutdown."""
     app = web.Application(middlewares=[odm_errors_middleware])
-    setup_odm(app, uri, db=name, driver=driver, models=[AdminAuthor, AdminBook], timeout=30.0)
+    models = [AdminAuthor, AdminBook, AdminSetting]
+    setup_odm(app, uri, db=name, driver=driver, models=models, timeout=30.0)
 
     async def collections(app: web.Application) -> AsyncIterator[None]:
         # Created up front: transactions cannot create collections concurrently.
-        for collection in ("admin_authors", "admin_books"):
+        for collection in ("admin_authors", "admin_books", "admin_settings"):
             await odm.get_database().create_collection(collection)
         yield
         await odm.get_client().drop_database(name)

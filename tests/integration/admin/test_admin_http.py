@@ -12,7 +12,7 @@ from bson import ObjectId
 
 import odm
 from tests.integration.admin.conftest import Client, csrf
-from tests.integration.admin.support import AdminAuthor, AdminBook, Binding, Line
+from tests.integration.admin.support import AdminAuthor, AdminBook, AdminSetting, Binding, Line
 
 
 def ids_in(text: str) -> list[str]:
@@ -297,3 +297,39 @@ async def test_a_read_only_embedded_list_is_shown_not_offered(
         assert "'lines.0.sku': the field is read-only" in html.unescape(await response.text())
     finally:
         await odm.get_client().drop_database(name)
+
+
+async def test_text_that_is_not_json_is_shown_again_as_typed(admin: Client) -> None:
+    """A JSON input holding invalid JSON: the form comes back with the text as it was typed
+    (to fix it, not retype it) and one message saying why, and nothing is written."""
+    token = await csrf(admin, "/admin/setting/add/")
+    typed = '{"a": 1, "b": }'
+    response = await admin.post(
+        "/admin/setting/add/", data={"csrf_token": token, "name": "s", "data": typed}
+    )
+    assert response.status == 400
+    text = html.unescape(await response.text())
+    assert f">{typed}</textarea>" in text
+    messages = re.findall(r'data-error="data"[^>]*>([^<]*)<', text)
+    assert len(messages) == 1 and messages[0].startswith("not valid JSON"), messages
+    assert await AdminSetting.objects.count() == 0
+
+    setting = await AdminSetting(name="s", data={"a": 1}).insert()
+    token = await csrf(admin, f"/admin/setting/{setting.id}/edit/")
+    response = await admin.post(
+        f"/admin/setting/{setting.id}/edit/",
+        data={"csrf_token": token, "name": "renamed", "data": typed},
+    )
+    assert response.status == 400
+    assert f">{typed}</textarea>" in html.unescape(await response.text())
+    stored = await AdminSetting.objects.get(id=setting.id)
+    assert (stored.name, stored.data) == ("s", {"a": 1})
+
+    response = await admin.post(
+        f"/admin/setting/{setting.id}/edit/",
+        data={"csrf_token": token, "name": "renamed", "data": '{"a": 1, "b": 2}'},
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    await stored.refresh()
+    assert (stored.name, stored.data) == ("renamed", {"a": 1, "b": 2})
