@@ -170,8 +170,10 @@ pytest tests/reliability --odm-write-reliability-page   # rewrite this page from
 
 ## Replica-set failover under load
 
-A 3-member replica set on 127.0.0.1 (`odm.server.LocalServer(members=3)`, `w=majority`,
-retryable writes on). Concurrent workers run inserts (unique keys), `save()` of changed fields
+A 3-member replica set on 127.0.0.1 (`odm.server.LocalServer(members=3,
+equal_priorities=True, election_timeout_ms=2000)`: no member takes the primary back after a
+failover, and a dead primary is noticed within 2 s instead of 10; `w=majority`, retryable
+writes on). Concurrent workers run inserts (unique keys), `save()` of changed fields
 (a `$push` of an operation id: a double apply would show as a duplicate), `F()` updates
 (`filter(id=...).update(n=F("n") + 1, ops=F("ops").push(op))`, counter and log in one update)
 and `@odm.atomic` transfers between accounts; the primary is stepped down
