@@ -223,6 +223,7 @@ def machine_info(mongod_version: str | None) -> dict[str, Any]:
         "motor": _version("motor"),
         "beanie": _version("beanie"),
         "odmantic": _version("odmantic"),
-        "odm": _version("odm"),
+        # Distributed as odm-mongo (the name odm on the package index is another project's).
+        "odm": _version("odm-mongo"),
         "mongod": mongod_version,
     }

@@ -29,3 +29,13 @@ def test_cpu_paths_reports_each_path() -> None:
         "save diff 10k documents (ms)",
     }
     assert all(value > 0 for value in report.values())
+
+
+def test_a_run_records_the_versions_of_odm_and_its_drivers() -> None:
+    """The results name the odm that ran (its distribution is odm-mongo), with its drivers."""
+    import odm
+    from bench.common import machine_info
+
+    info = machine_info("6.0.5")
+    assert info["odm"] == odm.__version__
+    assert info["pymongo"] and info["pydantic"] and info["mongod"] == "6.0.5"
