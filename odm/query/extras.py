@@ -12,7 +12,7 @@ names; only then does it become part of a command.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from ..exceptions import QueryError
 from ..models import tracking
@@ -21,13 +21,11 @@ from .geo import Near, geometry_models
 from .paths import ID_FIELD, Kind, check_name, resolve
 from .where import Where
 
-if TYPE_CHECKING:
-    from .query import Query
-
 __all__ = [
     "NO_EXTRAS",
     "Extras",
     "GeoNear",
+    "QueryState",
     "TextSearch",
     "annotations_of",
     "set_annotations",
@@ -104,7 +102,19 @@ class Extras:
 NO_EXTRAS: Final = Extras()
 
 
-def _annotation_name(query: "Query", name: Any, what: str) -> str:
+class QueryState(Protocol):
+    """What the ``with_*`` functions read and set on a query: the parts of
+    :class:`~odm.query.query.Query` they need (named here, so that this module, which the
+    query imports, does not import it back)."""
+
+    model: type[Any]
+    where: tuple[Where, ...]
+    annotations: dict[str, Any]
+    values_fields: tuple[str, ...] | None
+    extras: Extras
+
+
+def _annotation_name(query: QueryState, name: Any, what: str) -> str:
     if not isinstance(name, str):
         raise QueryError(f"{what}: the annotation name must be a string, not {name!r}")
     check_name(name, where="annotation")
@@ -119,7 +129,7 @@ def _annotation_name(query: "Query", name: Any, what: str) -> str:
     return name
 
 
-def with_search(query: "Query", terms: Any, language: Any, score: Any) -> None:
+def with_search(query: QueryState, terms: Any, language: Any, score: Any) -> None:
     """Make ``query`` a ``$text`` search for ``terms`` (the model needs a text index)."""
     what = f"{query.model.__name__}.objects.search()"
     if not isinstance(terms, str):
@@ -146,7 +156,7 @@ def with_search(query: "Query", terms: Any, language: Any, score: Any) -> None:
 
 
 def with_geo_near(
-    query: "Query",
+    query: QueryState,
     path: Any,
     point: Any,
     *,
@@ -194,7 +204,7 @@ def with_geo_near(
     query.extras = replace(query.extras, geo_near=geo, computed=(*query.extras.computed, name))
 
 
-def with_collation(query: "Query", collation: Mapping[str, Any] | None) -> None:
+def with_collation(query: QueryState, collation: Mapping[str, Any] | None) -> None:
     """Compare strings in ``query`` (filters, ordering, ``$group``) by ``collation``; ``None``
     returns to the collection's default."""
     query.extras = replace(query.extras, collation=collation)
