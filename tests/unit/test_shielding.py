@@ -1,5 +1,5 @@
-"""odm.shielding: an operation runs to its end whatever cancellation reaches its caller, and
-one that finishes in its first step needs no task of its own.
+"""odm.shielding: an operation runs to its end whatever cancellation reaches its caller, in a
+task of its own whose first step runs at once where tasks can be eager (Python 3.12+).
 
 Hypothesis draws operations as sequences of steps (finish, suspend on a future, set a context
 variable, fail) and cancellations of the caller at each suspension; whatever the draw, the
@@ -17,26 +17,49 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odm.shielding import shielded
+from odm.shielding import EAGER_TASKS, shielded
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="caller's")
 
 
-async def finishes_at_once(log: list[str]) -> str:
-    log.append(f"ran in {asyncio.current_task().get_name()}")  # type: ignore[union-attr]
-    marker.set("operation's")
-    return "done"
+async def test_the_operation_runs_in_a_task_of_its_own_at_once_where_tasks_can_be_eager() -> None:
+    """The operation's current task is never the caller (a timeout it starts must cut off the
+    operation, not its caller); on Python 3.12+ its first step runs before the event loop
+    turns, and an operation that waits on nothing leaves no task behind."""
+    caller = asyncio.current_task()
+    loop_turned: list[bool] = []
+    seen: dict[str, Any] = {}
 
+    async def operation() -> str:
+        seen["task"] = asyncio.current_task()
+        seen["turned"] = bool(loop_turned)
+        marker.set("operation's")
+        return "done"
 
-async def test_an_operation_that_does_not_wait_runs_in_the_callers_turn_without_a_task() -> None:
-    log: list[str] = []
     tasks_before = len(asyncio.all_tasks())
-    asyncio.current_task().set_name("caller")  # type: ignore[union-attr]
-    assert await shielded(finishes_at_once(log)) is False
-    assert log == ["ran in caller"]
+    asyncio.get_running_loop().call_soon(loop_turned.append, True)
+    assert await shielded(operation()) is False
+    assert seen["task"] is not None and seen["task"] is not caller
+    assert seen["turned"] is (not EAGER_TASKS)
     assert len(asyncio.all_tasks()) == tasks_before
-    # It ran in a copy of the caller's context, as a task would have.
+    # It ran in a copy of the caller's context, as a task does.
     assert marker.get() == "caller's"
+
+
+async def test_a_timeout_started_in_the_first_step_cuts_off_the_operation_not_its_caller() -> None:
+    """The driver starts timeouts inside its operations (``asyncio.wait_for`` is built on
+    ``asyncio.timeout`` since 3.12): one started in the first step belongs to the operation's
+    task, so it ends the operation with ``TimeoutError`` and never cancels the caller."""
+
+    async def operation() -> None:
+        async with asyncio.timeout(0.02):
+            await asyncio.sleep(5)
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError):
+        await shielded(operation())
+    assert asyncio.get_running_loop().time() - started < 2
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 async def test_an_error_raised_before_any_wait_propagates_as_is() -> None:
@@ -57,7 +80,7 @@ async def test_a_shielded_operation_stopped_by_its_loop_says_so() -> None:
     assert str(caught.value) == "the operation was cancelled"
 
 
-async def test_a_started_coroutine_cancelled_by_its_loop_says_so_too() -> None:
+async def test_an_operation_whose_future_is_cancelled_by_its_loop_says_so_too() -> None:
     gate = asyncio.get_running_loop().create_future()
 
     async def waits() -> None:
@@ -95,10 +118,9 @@ async def test_a_shielded_operation_failing_after_an_interruption_raises_it() ->
     assert type(error.__cause__) is ValueError
 
 
-async def test_an_exception_thrown_into_a_started_coroutine_reaches_it() -> None:
-    """The future a started coroutine waits on fails: the task continuing it throws the error
-    in (as it does when it wakes up from a failed future), and it reaches the coroutine, which
-    catches it and returns normally."""
+async def test_a_failed_future_the_operation_awaits_is_its_to_handle() -> None:
+    """The future the operation waits on fails: its task throws the error in (as a task does
+    when it wakes up from a failed future), and the operation catches it and returns."""
     gate = asyncio.get_running_loop().create_future()
     caught: list[str] = []
 
@@ -114,8 +136,8 @@ async def test_an_exception_thrown_into_a_started_coroutine_reaches_it() -> None
 
 
 async def test_a_cancellation_of_the_continuing_task_reaches_the_coroutine() -> None:
-    """The task that continues a started coroutine is cancelled between two steps (as when its
-    loop closes): the cancellation is thrown into the coroutine, not lost."""
+    """The task that runs the operation is cancelled between two steps (as when its loop
+    closes): the cancellation is thrown into the operation, not lost, and the caller is told."""
     seen: list[str] = []
 
     async def steps() -> None:
@@ -202,9 +224,10 @@ async def _scenario(steps: list[str], ending: str, cancels: list[bool]) -> None:
 
     assert ran == list(range(len(steps))), "every step of the operation ran"
     assert outcome["marker"] == "caller's", "the operation's context stayed its own"
-    # A cancellation can only be delivered while the caller waits, i.e. while the operation
-    # suspended; one delivered then is reported, never swallowed.
-    suspends = any(step in ("wait", "sleep0") for step in steps)
+    # A cancellation can only be delivered while the caller waits: while the operation
+    # suspends, or (without eager tasks) until its task first runs. One delivered then is
+    # reported, never swallowed.
+    suspends = any(step in ("wait", "sleep0") for step in steps) or not EAGER_TASKS
     error = outcome.get("error")
     if ending == "raise":
         assert error is not None
