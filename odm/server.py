@@ -287,15 +287,17 @@ class LocalServer:
             config["settings"] = {"electionTimeoutMillis": self.election_timeout_ms}
         return config
 
-    def _primary_elected(self) -> bool:
+    def _member_states(self) -> list[str | None]:
+        """Each member's state (``PRIMARY``, ``SECONDARY``...) as member 0 sees it."""
         with self._direct(self.ports[0]) as client:
             status = client.admin.command("replSetGetStatus")
-        return any(m.get("stateStr") == "PRIMARY" for m in status.get("members", []))
+        return [m.get("stateStr") for m in status.get("members", [])]
+
+    def _primary_elected(self) -> bool:
+        return "PRIMARY" in self._member_states()
 
     def _members_ready(self) -> bool:
-        with self._direct(self.ports[0]) as client:
-            status = client.admin.command("replSetGetStatus")
-        states = [m.get("stateStr") for m in status.get("members", [])]
+        states = self._member_states()
         return len(states) == self.members and all(
             s in ("PRIMARY", "SECONDARY") for s in states
         )
