@@ -418,7 +418,7 @@ async def transaction(
                         # cancellation comes meanwhile (asyncio's convention: it is re-raised
                         # after the callbacks of the committed transaction ran).
                         cancelled_at_commit = await shielded(
-                            _commit(session, deadline, bool(timeout))
+                            ending.after_commit(_commit(session, deadline, bool(timeout)))
                         )
                 except GeneratorExit:
                     raise
@@ -460,17 +460,35 @@ def _commit_outcome_unknown(exc: BaseException) -> bool:
 
 class _SessionEnd:
     """Ends a transaction's session, shielded, remembering a cancellation that came meanwhile:
-    after a commit it is re-raised only once the callbacks ran; after a failure at once."""
+    after a commit it is re-raised only once the callbacks ran; after a failure at once.
 
-    __slots__ = ("cancelled", "session")
+    After a commit the session is ended by the commit's own task (:meth:`after_commit`): one
+    shielded task instead of two, which on Python 3.11 (no eager tasks) saves the event loop
+    turns of scheduling and waking up from a second one."""
+
+    __slots__ = ("cancelled", "ended", "session")
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.cancelled = False
+        self.ended = False
+
+    async def after_commit(self, commit: Awaitable[None]) -> None:
+        """Await ``commit``, then end the session. A failure to end it is left to
+        :meth:`run`, which tries again where a session end always failed: it is no failure
+        of the commit, which went through."""
+        await commit
+        try:
+            await drivers.end_session(self.session)
+        except Exception:
+            return
+        self.ended = True
 
     async def run(
         self, exc_type: Any = None, exc: BaseException | None = None, tb: Any = None
     ) -> None:
+        if self.ended:
+            return
         self.cancelled = await shielded(drivers.end_session(self.session))
         if self.cancelled and exc is not None and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the session ended") from exc

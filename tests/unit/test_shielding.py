@@ -62,6 +62,46 @@ async def test_a_timeout_started_in_the_first_step_cuts_off_the_operation_not_it
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
+async def test_the_caller_runs_again_in_the_turn_after_the_operation_ends() -> None:
+    """The operation's task wakes its caller itself, as its last step: the caller runs again
+    in the very next turn of the event loop (through ``asyncio.shield`` and a done callback
+    it took two), also after a cancellation it survived."""
+    loop = asyncio.get_running_loop()
+    turns = [0]
+    ticking = [True]
+
+    def tick() -> None:  # runs once per turn of the event loop
+        turns[0] += 1
+        if ticking[0]:
+            loop.call_soon(tick)
+
+    ended_at: list[int] = []
+
+    async def operation() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        ended_at.append(turns[0])
+
+    loop.call_soon(tick)
+    try:
+        assert await shielded(operation()) is False
+        assert turns[0] - ended_at[-1] == 1
+
+        async def cancelled_caller() -> tuple[bool, int]:
+            cancelled = await shielded(operation())
+            return cancelled, turns[0]
+
+        caller = asyncio.create_task(cancelled_caller())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        caller.cancel()
+        cancelled, resumed_at = await caller
+        assert cancelled is True
+        assert resumed_at - ended_at[-1] == 1
+    finally:
+        ticking[0] = False
+
+
 async def test_an_error_raised_before_any_wait_propagates_as_is() -> None:
     async def fails() -> None:
         raise KeyError("early")

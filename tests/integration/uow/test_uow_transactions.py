@@ -13,6 +13,7 @@ from pymongo.errors import OperationFailure
 from uow_support import fail_point, gave_up
 
 import odm
+from odm import drivers
 from odm.server import LocalServer
 from odm.session import current_session, current_unit_of_work, operation_session
 from odm.uow import atomic, backoff_delay, run_in_transaction, transaction
@@ -38,6 +39,50 @@ async def test_commit_writes_and_outside_readers_do_not_see_until_then(odm_datab
     assert (inside, outside) == (1, 0)
     assert await odm_database.items.count_documents({}) == 1
     assert current_session() is None
+
+
+async def test_the_session_is_ended_when_the_block_is_left(odm_database: Any) -> None:
+    async with transaction() as uow:
+        await insert(odm_database, {"n": 1})
+    assert uow.session.has_ended
+    with pytest.raises(RuntimeError):
+        async with transaction() as failed:
+            await insert(odm_database, {"n": 2})
+            raise RuntimeError("abort")
+    assert failed.session.has_ended
+    assert await odm_database.items.count_documents({}) == 1
+
+
+async def test_a_session_end_that_fails_after_the_commit_is_tried_again_and_never_undoes_it(
+    odm_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a commit the session is ended in the commit's own task; if that fails, it is
+    tried again as the block is left, and only a failure there too reaches the caller. The
+    commit stands either way."""
+    real_end = drivers.end_session
+    failures = [1]
+
+    async def end_session(session: Any) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("the session end failed")
+        await real_end(session)
+
+    monkeypatch.setattr(drivers, "end_session", end_session)
+    ran: list[str] = []
+    async with transaction() as uow:
+        await insert(odm_database, {"n": 1})
+        uow.on_commit(lambda: ran.append("first"))
+    assert uow.session.has_ended and ran == ["first"]
+
+    failures[0] = 2
+    with pytest.raises(RuntimeError, match="the session end failed"):
+        async with transaction() as uow:
+            await insert(odm_database, {"n": 2})
+    assert failures == [0]
+    assert await odm_database.items.count_documents({}) == 2
+    monkeypatch.setattr(drivers, "end_session", real_end)
+    await real_end(uow.session)
 
 
 async def test_exception_aborts_and_propagates(odm_database: Any) -> None:
