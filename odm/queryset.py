@@ -44,7 +44,7 @@ from .query import compiler, extras
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
-from .query.where import field_condition
+from .query.where import id_filter
 from .session import current_unit_of_work
 from .timeouts import check_timeout
 
@@ -550,7 +550,7 @@ class QuerySet(Generic[M]):
         ``filter(id=value)``), then one ``find_one``; ``_id`` is unique, so no second row."""
         model = self._model
         # The condition filter(id=value) makes: the value validated as the id field's type.
-        filter = {**field_condition(model, key, value).mql, **model._meta.class_filter()}
+        filter = id_filter(model, key, value)
         query = self._query
         raw = await executor.find_one(
             model, filter, timeout=query.timeout, read_preference=query.read_preference

@@ -6,16 +6,18 @@ in a task of its own (a cancellation of the caller does not reach it) and tells 
 whether it was cancelled meanwhile, so that it re-raises the cancellation once the outcome is
 handled.
 
+The caller waits on a future of its own, which the operation's task resolves as its last
+step: a cancellation of the caller cancels that future, never the task, and the caller runs
+again in the next turn of the event loop (``asyncio.shield`` wakes it through a done callback,
+one turn later).
+
 On Python 3.12 and later the task is an eager one: its first step runs at once, in the
 caller's turn of the event loop, with the task as the current task (so that a timeout the
-operation starts there cuts off the operation, not its caller). A session's end after a
-commit finishes in that step without waiting on anything, and the caller then does not give
-the event loop the turns that scheduling a task and waking up from it cost (the benchmark's
-two-update transaction on 3.12: 33 turns of the event loop before, 29 after, 27 for the same
-transaction written on the raw driver). Python 3.11 has no eager tasks, and running the first
-step in the caller's own task instead would make it the current task of that step: an
-``asyncio.timeout()`` the driver starts there (its ``wait_for``, since 3.12) would cancel the
-caller.
+operation starts there cuts off the operation, not its caller). An operation that waits on
+nothing then costs no turn of the event loop at all. Python 3.11 has no eager tasks, and
+running the first step in the caller's own task instead would make it the current task of that
+step: an ``asyncio.timeout()`` the driver starts there (its ``wait_for``, since 3.12) would
+cancel the caller.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from .tracking import get_snapshot
 
 __all__ = [
     "ID_FIELD",
+    "PLAIN_SCALARS",
     "SEP",
     "FieldType",
     "Kind",
@@ -71,8 +72,9 @@ class Kind(enum.Enum):
 _UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
-#: Exact types that hold nothing check_literal refuses (subclasses take the full walk).
-_PLAIN_SCALARS: Final = frozenset(
+#: Exact types that hold nothing check_literal refuses, whatever their value (subclasses take
+#: the full walk).
+PLAIN_SCALARS: Final = frozenset(
     {str, float, bool, type(None), bson.ObjectId, _dt.datetime, _dt.date, bytes}
 )
 
@@ -88,7 +90,7 @@ def check_literal(value: Any, field: str) -> None:
     the stack.
     """
     kind = type(value)
-    if kind in _PLAIN_SCALARS or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
+    if kind in PLAIN_SCALARS or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
         return  # the usual filter value: nothing inside it to check
     # The document is a level, and so is each part of the path before the value.
     levels = MAX_DEPTH - 1 - field.count(SEP)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from ..exceptions import QueryError
 from ..models.derived import table
+from ..models.field_types import PLAIN_SCALARS
 from .expressions import Expression
 from .lookups import (
     KEY_PLANS,
@@ -33,6 +34,7 @@ __all__ = [
     "condition_for",
     "exact_literal",
     "field_condition",
+    "id_filter",
     "key_plan",
     "split_lookup",
 ]
@@ -150,6 +152,40 @@ def field_condition(model: type[Any], key: str, value: Any) -> Where:
     by_name = partial(resolve, model) if isinstance(value, Expression) else None
     lookup = lookup_cls(target, value, resolve_f=by_name)
     return Where(lookup.as_mql(), lookup.joins)
+
+
+#: The entry of each model's derived state holding, per id key, what :func:`id_filter` needs.
+ID_PLANS = "where.id_plans"
+
+
+def id_filter(model: type[Any], key: str, value: Any) -> dict[str, Any]:
+    """Return the whole filter of ``get(id=value)`` (``key``: ``id`` or ``id__exact``): the
+    condition :func:`field_condition` makes, with the class's ``_cls`` condition.
+
+    A value of exactly the id's literal type (an ``ObjectId`` for the default id), when that
+    type can hold nothing :func:`~odm.query.paths.check_literal` refuses, is its own
+    condition: the filter then comes from one lookup of a per-class plan. This runs once per
+    ``get()``, the read of every one-at-a-time workload, where each function a call passes
+    through costs more than its instructions (docs/performance.md, "Warm and cold")."""
+    plans = table(model, ID_PLANS)
+    plan: tuple[Any, str, dict[str, Any]] | None = plans.get(key)
+    if plan is None:
+        target, _lookup, literal = key_plan(model, key)
+        class_filter = model._meta.class_filter()
+        # A class filter of many classes holds a list: each filter gets a list of its own.
+        fast = (
+            literal in PLAIN_SCALARS
+            and not target.joins
+            and not target.via_subclass
+            and all(type(v) is str for v in class_filter.values())
+        )
+        plan = (literal if fast else None, target.db_path, class_filter)
+        if fast:
+            plans[key] = plan
+    literal, db_path, class_filter = plan
+    if literal is not None and type(value) is literal:
+        return {db_path: value, **class_filter}
+    return {**field_condition(model, key, value).mql, **model._meta.class_filter()}
 
 
 def _leaf(

@@ -39,3 +39,30 @@ def test_a_run_records_the_versions_of_odm_and_its_drivers() -> None:
     info = machine_info("6.0.5")
     assert info["odm"] == odm.__version__
     assert info["pymongo"] and info["pydantic"] and info["mongod"] == "6.0.5"
+
+
+def test_cold_paths_reports_each_piece_warm_and_cold() -> None:
+    """``python -m bench.cold_paths`` (no server) times the floor's and odm's per-operation
+    pieces warm and after evicting the caches; a short run reports every piece."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cold_paths", "--calls", "3", "--eviction", "1000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {
+        "floor: validate 1 document",
+        "odm: load 1 document",
+        "odm: get(id=) filter",
+        "floor: validate 20 documents",
+        "odm: load 20 documents",
+        "odm: filter_sort_limit query, built and compiled",
+        "odm: transfer's update(), built and compiled",
+        "odm: save() change detection",
+    }
+    assert all(set(times) == {"warm", "cold"} for times in report.values())
+    assert all(value > 0 for times in report.values() for value in times.values())
