@@ -34,6 +34,8 @@ __all__ = [
     "Now",
 ]
 
+#: The number types an update's operand most often has (``bool`` excluded: see _is_number).
+_PLAIN_NUMBERS: Final = frozenset({int, float})
 #: Python operator -> aggregation expression operator, for ``$expr`` filters.
 _EXPR_OPERATORS: Final = {"+": "$add", "-": "$subtract", "*": "$multiply"}
 
@@ -190,6 +192,18 @@ class CombinedExpression(Expression):
         is ``$inc: -2``, ``F("x") * 2 * 3`` is ``$mul: 6``. Anything else (another field, a mix of
         + and *, ``10 - F(x)``) would need an update pipeline and is refused.
         """
+        lhs, rhs = self.lhs, self.rhs
+        if type(lhs) is F and lhs.name == field and type(rhs) in _PLAIN_NUMBERS:
+            # The usual F("n") + 1: the operand that the steps below would compute (from 0 or
+            # 1, so that the sign of a zero comes out the same), without walking them.
+            op = self.op
+            if op == "*":
+                return "$mul", 1 * rhs
+            return "$inc", 0 + rhs if op == "+" else 0 + -rhs
+        return self._steps_update(field)
+
+    def _steps_update(self, field: str) -> tuple[str, int | float | decimal.Decimal]:
+        """:meth:`as_update` for any chain of steps."""
         steps: list[tuple[str, int | float | decimal.Decimal]] = []
         node: Any = self
         while isinstance(node, CombinedExpression):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from odm.exceptions import QueryError
 from odm.query import F, Q
@@ -85,3 +89,39 @@ def test_array_updates() -> None:
     assert isinstance(push, ArrayUpdate) and push.values == ("a", "b") and push.kind == "push"
     with pytest.raises(QueryError):
         F("tags").pull()
+
+
+_numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.sampled_from([0.0, -0.0, 0, True, False]),
+    st.decimals(allow_nan=False, places=2),
+)
+_sides = st.one_of(st.sampled_from([F("n"), F("m")]), _numbers)
+
+
+@st.composite
+def _expressions(draw: st.DrawFn) -> CombinedExpression:
+    """F() arithmetic one or two steps deep, either way round, on the written field or not."""
+    lhs, rhs = draw(_sides), draw(_sides)
+    if not isinstance(lhs, F) and not isinstance(rhs, F):
+        lhs = F("n")
+    expr = CombinedExpression(lhs, draw(st.sampled_from("+-*")), rhs)
+    if draw(st.booleans()):
+        expr = CombinedExpression(expr, draw(st.sampled_from("+-*")), draw(_numbers))
+    return expr
+
+
+def _outcome(update: Any, expr: CombinedExpression) -> Any:
+    try:
+        op, operand = update("n")
+    except QueryError as exc:
+        return ("QueryError", str(exc))
+    return op, type(operand), repr(operand)  # repr tells -0.0 from 0.0, and nan from nan
+
+
+@given(_expressions())
+def test_the_short_cut_of_as_update_answers_as_the_steps_do(expr: CombinedExpression) -> None:
+    """``F("n") + number`` skips the walk over the steps; whatever the expression, the answer
+    (operator, operand, its type, the sign of a zero) or the refusal is the walk's."""
+    assert _outcome(expr.as_update, expr) == _outcome(expr._steps_update, expr)
