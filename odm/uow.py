@@ -474,13 +474,14 @@ class _SessionEnd:
         self.ended = False
 
     async def after_commit(self, commit: Awaitable[None]) -> None:
-        """Await ``commit``, then end the session. A failure to end it is left to
-        :meth:`run`, which tries again where a session end always failed: it is no failure
-        of the commit, which went through."""
+        """Await ``commit``, then end the session. Whatever stops the session end (an error,
+        or this task cancelled as its event loop closes) is no failure of the commit, which
+        went through: it is left to :meth:`run`, which tries again where a session end always
+        did, and reports what stops it there."""
         await commit
         try:
             await drivers.end_session(self.session)
-        except Exception:
+        except BaseException:  # not the commit's failure: run() tries again (see above)
             return
         self.ended = True
 

@@ -491,3 +491,39 @@ async def test_copies_saved_in_an_aborted_block_leave_the_others_truthful(
     assert (await stored(order) or {})["tags"] == ["a", "b"]
     await twin.save()
     assert (await stored(twin) or {})["tags"] == ["a", "b"]
+
+
+async def test_a_session_end_cut_off_after_the_commit_leaves_the_documents_as_committed(
+    odm_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit's task also ends the session. A cancellation that reaches that task during
+    the session end (its event loop closing; Motor ends sessions in a thread) is no failure of
+    the commit: nothing is restored, the end is tried again as the block is left, and only
+    when that is cut off too does the block raise, its documents read back, as committed."""
+    real_end = drivers.end_session
+    cuts = [1]
+
+    async def end_session(session: Any) -> None:
+        if cuts[0]:
+            cuts[0] -= 1
+            raise asyncio.CancelledError("the loop closes")
+        await real_end(session)
+
+    monkeypatch.setattr(drivers, "end_session", end_session)
+    first = IntOrder(ref="first")
+    async with odm.transaction() as uow:
+        await first.insert()
+    assert cuts == [0] and uow.session.has_ended
+    await truthful(first)
+    assert first.is_stored
+
+    cuts[0] = 2
+    second = IntOrder(ref="second")
+    with pytest.raises(asyncio.CancelledError):
+        async with odm.transaction() as uow:
+            await second.insert()
+    assert cuts == [0]
+    monkeypatch.setattr(drivers, "end_session", real_end)
+    await real_end(uow.session)
+    await truthful(second)
+    assert second.is_stored
