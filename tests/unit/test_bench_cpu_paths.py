@@ -6,13 +6,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cpu_paths_reports_each_path() -> None:
+def _report(*command: str) -> dict[str, Any]:
+    """Run ``python -m <command>`` from the checkout; return the JSON report it prints."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_paths"],
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -20,7 +22,12 @@ def test_cpu_paths_reports_each_path() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_cpu_paths_reports_each_path() -> None:
+    report = _report("bench.cpu_paths")
     assert set(report) == {
         "build+compile filter_sort_limit (us/query)",
         "filter(id=) (us/call)",
@@ -44,16 +51,7 @@ def test_a_run_records_the_versions_of_odm_and_its_drivers() -> None:
 def test_cold_paths_reports_each_piece_warm_and_cold() -> None:
     """``python -m bench.cold_paths`` (no server) times the floor's and odm's per-operation
     pieces warm and after evicting the caches; a short run reports every piece."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.cold_paths", "--calls", "3", "--eviction", "1000"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = _report("bench.cold_paths", "--calls", "3", "--eviction", "1000")
     assert set(report) == {
         "floor: validate 1 document",
         "odm: load 1 document",
