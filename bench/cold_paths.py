@@ -42,6 +42,7 @@ from odm.query.where import id_filter
 #: Dicts walked between two calls: some 8 MB, twice the L2 caches of the machines we run on
 #: (2 MB per core); ``--eviction 15000`` stays within them and changes little.
 EVICTION_DICTS = 40_000
+#: The page of filter_sort_limit (its query takes 20 documents).
 PAGE = 20
 
 
