@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import sys
 from typing import Annotated, Any, Literal
 
 import bson
@@ -17,7 +18,7 @@ from pydantic import AliasChoices, BeforeValidator, ConfigDict, ValidationError,
 
 import odm
 from odm.executor import CODEC_OPTIONS, NAIVE_CODEC_OPTIONS
-from odm.models.loading import load_documents, make_aware
+from odm.models.loading import NAIVE_DECODING_PAYS, load_documents, make_aware, reads_naive
 from odm.models.model_plan import EPOCH_AWARE, EPOCH_NAIVE, datetime_fixer
 from odm.models.tracking import get_snapshot
 
@@ -314,3 +315,13 @@ def test_classes_that_could_take_a_datetime_elsewhere_keep_the_aware_decoding(
     model: type[Any],
 ) -> None:
     assert datetime_fixer(model) is None
+
+
+@pytest.mark.parametrize("model", [Timed, WithAny])
+def test_finds_decode_naive_only_where_the_fix_up_costs_less(model: type[Any]) -> None:
+    """Python 3.11 and 3.12 decode a class with a fix-up naive (its loop costs less than the
+    driver's ``replace``); 3.13, whose ``replace`` is fast, decodes aware; a class without a
+    fix-up always decodes aware."""
+    expected = sys.version_info < (3, 13) and datetime_fixer(model) is not None
+    assert NAIVE_DECODING_PAYS is (sys.version_info < (3, 13))
+    assert reads_naive(model) is expected
