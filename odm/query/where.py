@@ -155,7 +155,7 @@ def field_condition(model: type[Any], key: str, value: Any) -> Where:
 
 
 #: The entry of each model's derived state holding, per id key, what :func:`id_filter` needs.
-ID_PLANS = "where.id_plans"
+_ID_PLANS = "where.id_plans"
 
 
 def id_filter(model: type[Any], key: str, value: Any) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def id_filter(model: type[Any], key: str, value: Any) -> dict[str, Any]:
     condition: the filter then comes from one lookup of a per-class plan. This runs once per
     ``get()``, the read of every one-at-a-time workload, where each function a call passes
     through costs more than its instructions (docs/performance.md, "Warm and cold")."""
-    plans = table(model, ID_PLANS)
+    plans = table(model, _ID_PLANS)
     plan: tuple[Any, str, dict[str, Any]] | None = plans.get(key)
     if plan is None:
         target, _lookup, literal = key_plan(model, key)
@@ -176,11 +176,10 @@ def id_filter(model: type[Any], key: str, value: Any) -> dict[str, Any]:
         fast = (
             literal in PLAIN_SCALARS
             and not target.joins
-            and not target.via_subclass
             and all(type(v) is str for v in class_filter.values())
         )
         plan = (literal if fast else None, target.db_path, class_filter)
-        if fast:
+        if not target.via_subclass:  # as key_plan: a subclass's field is never cached
             plans[key] = plan
     literal, db_path, class_filter = plan
     if literal is not None and type(value) is literal:
