@@ -161,6 +161,14 @@ def _walk(
                     continue
         elif kind == MODEL_LIST and sub is not None and _same_list(sub, new, before):
             continue
+        elif (
+            kind == PLAIN_LIST
+            and _same_plain_list(new, before)
+            and all(map(types.__contains__, map(type, new)))
+        ):
+            # Its dump would be a copy holding these very items, stored as they are: no
+            # change, and the snapshot keeps its own list (snapshots are never mutated).
+            continue
         # The stored form of this field alone, as the whole dump has it.
         dumped = dump_field(owner, field)
         if before is _MISSING:

@@ -23,6 +23,10 @@ __all__ = ["Query", "ValuesMode"]
 
 _new_query = object.__new__
 
+#: The entry of each model's derived state holding the orderings that passed
+#: :meth:`Query.set_ordering`'s checks on the model's own fields.
+_ORDERINGS_CHECKED: Final = "query.orderings_checked"
+
 #: How rows come back: model instances, dicts, tuples or single values.
 ValuesMode = Literal["documents", "dicts", "tuples", "flat"]
 
@@ -129,6 +133,18 @@ class Query:
 
     def set_ordering(self, *fields: str) -> None:
         """Replace the ordering (``"-name"`` descends); no fields: unordered."""
+        # On the model's own fields the checks depend on the names only: an ordering that
+        # passed them once is taken as it is (most querysets repeat one ordering).
+        plain = not self.annotations and not self.extras.computed and self.values_fields is None
+        checked = table(self.model, _ORDERINGS_CHECKED) if plain else None
+        cacheable = checked is not None
+        if checked is not None:
+            try:
+                if fields in checked:
+                    self.ordering = fields
+                    return
+            except TypeError:  # an unhashable name: refused below, naming it
+                cacheable = False
         arrays: dict[str, str] = {}
         for name in fields:
             if not isinstance(name, str) or not name:
@@ -144,7 +160,9 @@ class Query:
                 and not computed
                 and self.values_fields is None
             ):
-                resolve(self.model, bare)  # raises on an unknown field, now rather than later
+                # Raises on an unknown field, now rather than later.
+                if resolve(self.model, bare).via_subclass:
+                    cacheable = False  # as paths.resolve: a subclass's field is never cached
                 root = _array_root(self.model, bare)
                 if root is not None:
                     arrays.setdefault(root, bare)
@@ -158,7 +176,9 @@ class Query:
                 "sort on two arrays at once (parallel arrays); order by one of them",
                 field=next(iter(arrays.values())),
             )
-        self.ordering = tuple(fields)
+        self.ordering = fields
+        if cacheable and checked is not None:
+            checked[fields] = True
 
     def default_ordering(self) -> tuple[str, ...]:
         """Return the ordering in force: explicit, else the model's ``Meta.ordering``."""
