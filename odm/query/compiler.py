@@ -80,19 +80,10 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
     filter = _plain_filter(query)
     if filter is None:
         return None
-    sort: list[tuple[str, int]] = []
     ordering = query.default_ordering()
-    if ordering:
-        model = query.model
-        seen: set[str] = set()
-        for item in ordering:
-            target = resolve(model, item.lstrip("-+"))
-            if target.joins:
-                return None
-            key = target.db_path
-            if key not in seen:
-                seen.add(key)
-                sort.append((key, -1 if item.startswith("-") else 1))
+    sort = _plain_sort(query.model, ordering) if ordering else []
+    if sort is None:
+        return None
     if not query.related:
         # Positional: a frozen dataclass's keyword call costs a visible part of a find's
         # own time (the order is CompiledFind's fields').
@@ -109,6 +100,40 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
     pipeline += _window(query)
     pipeline += plan.stages
     return _documents_pipeline(query, pipeline, plan.related, plan.kept, plan.unset)
+
+
+#: The entry of a model's derived state (odm.models.derived) mapping an ordering to its
+#: ``find`` sort (``None``: it crosses a join): it depends only on the model and the names.
+_SORTS: Final = "compiler.sorts"
+
+
+def _plain_sort(model: type[Any], ordering: tuple[str, ...]) -> list[tuple[str, int]] | None:
+    """Return the ``find`` sort of ``ordering`` (stored keys, each once), or ``None`` when a
+    field of it is reached through a join (a pipeline sorts it)."""
+    per_model = table(model, _SORTS)
+    cached: tuple[tuple[str, int], ...] | None = per_model.get(ordering, _UNKNOWN)
+    if cached is not _UNKNOWN:
+        return None if cached is None else list(cached)  # each find its own list
+    sort: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    cacheable = True
+    for item in ordering:
+        target = resolve(model, item.lstrip("-+"))
+        cacheable = cacheable and not target.via_subclass  # never cached, as paths.resolve
+        if target.joins:
+            if cacheable:
+                per_model[ordering] = None
+            return None
+        key = target.db_path
+        if key not in seen:
+            seen.add(key)
+            sort.append((key, -1 if item.startswith("-") else 1))
+    if cacheable:
+        per_model[ordering] = tuple(sort)
+    return sort
+
+
+_UNKNOWN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,15 @@ from ..models.derived import expire_all
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import FieldType, Join, Kind, ResolvedPath, target_id_type
 
-__all__ = ["LOOKUPS", "Lookup", "escape_regex", "get_lookup", "register_lookup"]
+__all__ = [
+    "LITERAL_COMPARISONS",
+    "LOOKUPS",
+    "Lookup",
+    "comparison_literal_type",
+    "escape_regex",
+    "get_lookup",
+    "register_lookup",
+]
 
 #: Every registered lookup class, by ``lookup_name``.
 LOOKUPS: dict[str, type[Lookup]] = {}
@@ -30,8 +38,9 @@ LOOKUPS: dict[str, type[Lookup]] = {}
 #: (resolved path, lookup class, literal type), filled by :func:`odm.query.where.key_plan`: what
 #: ``filter(key=...)`` means for a model depends only on the key, so each key is split and
 #: resolved once (only the value is validated on every call). The literal type is
-#: :func:`exact_literal_type`'s (``None`` for other lookups). Forgotten, with the rest of the
-#: derived state, when a lookup is registered.
+#: :func:`exact_literal_type`'s for ``Exact``, :func:`comparison_literal_type`'s for the
+#: comparisons of :data:`LITERAL_COMPARISONS` (``None`` for other lookups). Forgotten, with
+#: the rest of the derived state, when a lookup is registered.
 KEY_PLANS: Final = "lookups.key_plans"
 
 _BOOL: Final = TypeAdapter(bool)
@@ -332,6 +341,34 @@ class LessThanOrEqual(_Comparison):
 
     lookup_name = "lte"
     operator = "$lte"
+
+
+#: The comparison lookups whose condition, for a value of exactly the field's literal type, is
+#: ``{db_path: {operator: value}}`` (see :func:`comparison_literal_type`), with their operators.
+#: Only these classes: a lookup registered under one of their names (or a subclass) may
+#: prepare its value otherwise, and takes the lookup.
+LITERAL_COMPARISONS: Final[dict[type[Lookup], str]] = {
+    GreaterThan: GreaterThan.operator,
+    GreaterThanOrEqual: GreaterThanOrEqual.operator,
+    LessThan: LessThan.operator,
+    LessThanOrEqual: LessThanOrEqual.operator,
+}
+
+
+def comparison_literal_type(target: ResolvedPath) -> type | None:
+    """Return the one type whose values the comparisons of :data:`LITERAL_COMPARISONS` on
+    ``target`` validate to themselves (only :func:`~odm.query.paths.check_literal` can refuse
+    them), or ``None``.
+
+    A comparison tests the elements of a list field, as MongoDB does; its value is converted
+    as that element type, which passes a value of exactly its plain type through unchanged
+    (see ``FieldType.convert``). A kind the comparisons refuse, a reference (its id is
+    looked up) and ``Any`` take the lookup.
+    """
+    field = _elements(target.field)
+    if field.kind not in _ORDERED or field.kind in (Kind.ANY, Kind.REFERENCE, Kind.LIST):
+        return None
+    return field.as_is
 
 
 @register_lookup

@@ -17,9 +17,11 @@ from ..models.field_types import PLAIN_SCALARS
 from .expressions import Expression
 from .lookups import (
     KEY_PLANS,
+    LITERAL_COMPARISONS,
     LOOKUPS,
     Exact,
     Lookup,
+    comparison_literal_type,
     exact_literal_type,
     get_lookup,
     register_lookup,
@@ -120,7 +122,12 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
             raise QueryError(
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
-        literal = exact_literal_type(target) if lookup_cls is Exact else None
+        if lookup_cls is Exact:
+            literal = exact_literal_type(target)
+        elif lookup_cls in LITERAL_COMPARISONS:
+            literal = comparison_literal_type(target)
+        else:
+            literal = None
         found = (target, lookup_cls, literal)
         if not target.via_subclass:  # see paths.resolve: not cached
             per_model[key] = found
@@ -128,25 +135,26 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
 
 
 def exact_literal(
-    target: ResolvedPath, literal: type | None, value: Any
+    target: ResolvedPath, literal: type | None, value: Any, operator: str | None = None
 ) -> dict[str, Any] | None:
-    """Return ``{db_path: value}`` when ``value`` is of exactly ``literal``, the type that
-    ``Exact`` on ``target`` validates to itself (an ObjectId for an ObjectId field, a str for
-    a str field: the lookup would only check it as a literal and render just that), else
-    ``None`` (the value takes the lookup, and so the field's type)."""
+    """Return ``{db_path: value}`` (``{db_path: {operator: value}}`` for a comparison) when
+    ``value`` is of exactly ``literal``, the type that the lookup on ``target`` validates to
+    itself (an ObjectId for an ObjectId field, a str for a str field: the lookup would only
+    check it as a literal and render just that), else ``None`` (the value takes the lookup,
+    and so the field's type)."""
     if type(value) is not literal:
         return None
     check_literal(value, target.path)
-    return {target.db_path: value}
+    return {target.db_path: value if operator is None else {operator: value}}
 
 
 def field_condition(model: type[Any], key: str, value: Any) -> Where:
     """Return the ``key=value`` condition on a field path of ``model`` itself: the one entry
     for a keyword condition, from ``filter(**kwargs)``, a ``Q`` and ``get(id=...)`` alike. The
     key's meaning is cached, the value goes through the lookup every time (see
-    :func:`exact_literal` for the one short cut)."""
+    :func:`exact_literal` for the one short cut, taken by equality and the comparisons)."""
     target, lookup_cls, literal = key_plan(model, key)
-    mql = exact_literal(target, literal, value)
+    mql = exact_literal(target, literal, value, LITERAL_COMPARISONS.get(lookup_cls))
     if mql is not None:
         return Where(mql, target.joins)
     by_name = partial(resolve, model) if isinstance(value, Expression) else None

@@ -9,7 +9,9 @@ validator and serializer, the ``Exact`` lookup), including values the short cut 
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+from functools import partial
 from typing import Any
 
 import bson
@@ -19,9 +21,9 @@ from pydantic import ValidationError
 
 import odm
 from odm.exceptions import QueryError
-from odm.query.lookups import Exact
+from odm.query.lookups import LITERAL_COMPARISONS, LOOKUPS, Exact
 from odm.query.paths import FieldType, check_literal, resolve
-from odm.query.where import exact_literal, key_plan
+from odm.query.where import condition_for, exact_literal, field_condition, key_plan, split_lookup
 
 
 class Colour(enum.StrEnum):
@@ -119,3 +121,87 @@ def test_get_by_id_filter_matches_the_exact_lookup(value: Any) -> None:
         assert expected == ("ok", {target.db_path: value}) == fast
     else:
         assert fast == ("ok", None)
+
+
+class Ranged(odm.Document):
+    """Fields of each kind a comparison takes, with and without a literal type."""
+
+    name: str = ""
+    count: int = 0
+    ratio: float = 0.0
+    flag: bool = False
+    other: odm.ObjectId | None = None
+    scores: list[int] = []
+    words: list[list[str]] = []
+    when: dt.datetime | None = None
+    anything: Any = None
+    labels: dict[str, str] = {}
+
+    class Meta:
+        collection = "fast_path_ranged"
+
+
+RANGE_VALUES = VALUES | st.just(2**63) | st.just("$where") | st.just({"$ne": None}) | st.just(
+    [1, 2]
+) | st.builds(dt.datetime.now) | st.just(odm.F("count")) | st.just(-0.0) | st.just(float("nan"))
+
+
+@given(
+    name=st.sampled_from(
+        [
+            "id", "name", "count", "ratio", "flag", "other", "scores", "words", "when",
+            "anything", "labels",
+        ]
+    ),
+    lookup=st.sampled_from(["gt", "gte", "lt", "lte"]),
+    value=RANGE_VALUES,
+)
+def test_comparisons_short_cut_matches_the_lookup(name: str, lookup: str, value: Any) -> None:
+    """``field__gte=value`` (and gt, lt, lte) gives the condition and the refusal the lookup
+    object gives, whatever the field and the value; the short cut is taken only for a value
+    of exactly the field's (element's) literal type."""
+    key = f"{name}__{lookup}"
+    target, lookup_cls = split_and_class(key)
+    slow = outcome_where(
+        lambda: condition_for(target, lookup, value, partial(resolve, Ranged)).mql
+    )
+    fast = outcome_where(lambda: field_condition(Ranged, key, value).mql)
+    assert fast == slow, (key, value)
+    _, planned_cls, literal = key_plan(Ranged, key)
+    assert planned_cls is lookup_cls
+    if literal is not None:
+        assert type(value) is not literal or fast[0] == "refused" or fast[1] == {
+            target.db_path: {LITERAL_COMPARISONS[lookup_cls]: value}
+        }
+
+
+def test_the_comparisons_take_the_short_cut_only_where_the_type_is_plain() -> None:
+    literals = {
+        name: key_plan(Ranged, f"{name}__gte")[2]
+        for name in ["id", "name", "count", "ratio", "flag", "other", "scores", "words", "when"]
+    }
+    assert literals == {
+        "name": str,
+        "count": int,
+        "ratio": float,
+        "flag": bool,
+        "id": bson.ObjectId,
+        "other": None,  # nullable: the lookup's own type
+        "scores": int,  # a list field: its elements are compared
+        "words": str,
+        "when": None,
+    }
+    assert key_plan(Ranged, "anything__gte")[2] is None
+    assert key_plan(Ranged, "name__ne")[2] is None  # not a comparison of LITERAL_COMPARISONS
+
+
+def split_and_class(key: str) -> tuple[Any, Any]:
+    target, lookup_name = split_lookup(Ranged, key)
+    return target, LOOKUPS[lookup_name]
+
+
+def outcome_where(call: Any) -> tuple[str, Any]:
+    try:
+        return "ok", call()
+    except QueryError as exc:
+        return "refused", str(exc)

@@ -14,9 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from odm import Reference
 from odm.document import Document, Embedded
 from odm.exceptions import QueryError
+from odm.models.derived import table
+from odm.query import compiler
 from odm.query import query as query_module
+
+
+class OrderOwner(Document):
+    name: str = ""
+
+    class Meta:
+        collection = "ordering_cache_owners"
 
 
 class OrderLine(Embedded):
@@ -28,6 +38,7 @@ class Ordered(Document):
     rank: int = 0
     tags: list[str] = []
     lines: list[OrderLine] = []
+    owner: Reference[OrderOwner] | None = None
 
     class Meta:
         collection = "ordering_cache_ordered"
@@ -101,26 +112,50 @@ def test_declaring_a_model_forgets_the_checked_orderings(resolutions: list[str])
 
 
 NAMES = st.sampled_from(
-    ["name", "-name", "+rank", "rank", "tags", "lines", "lines__sku", "extra", "nope", "?", ""]
+    [
+        "name", "-name", "+rank", "rank", "tags", "lines", "lines__sku", "extra", "nope", "?",
+        "", "owner", "owner__name", "-owner__name", "id", "-id",
+    ]
 )
 
 
 def _outcome(fields: tuple[str, ...]) -> Any:
+    """The ordering kept, and what it compiles to (find arguments or a pipeline)."""
     try:
-        return Ordered.objects.order_by(*fields).query.ordering
+        query = Ordered.objects.order_by(*fields)[:5].query
+        return query.ordering, compiler.explain_query(query)
     except QueryError as exc:
         return ("refused", str(exc))
+
+
+def _forget() -> None:
+    table(Ordered, query_module._ORDERINGS_CHECKED).clear()
+    table(Ordered, compiler._SORTS).clear()
+
+
+def test_each_find_gets_a_sort_list_of_its_own() -> None:
+    first = compiler.compile_query(Ordered.objects.order_by("-rank").query)
+    second = compiler.compile_query(Ordered.objects.order_by("-rank").query)
+    assert first.sort == second.sort == [("rank", -1)]
+    assert first.sort is not second.sort
+
+
+def test_a_join_crossing_ordering_compiles_to_a_pipeline_every_time() -> None:
+    for _ in range(2):
+        compiled = compiler.compile_query(Ordered.objects.order_by("owner__name").query)
+        assert isinstance(compiled, compiler.CompiledPipeline)
 
 
 @given(orderings=st.lists(st.lists(NAMES, max_size=3).map(tuple), min_size=1, max_size=6))
 def test_the_cache_never_answers_otherwise_than_the_checks(
     orderings: list[tuple[str, ...]],
 ) -> None:
-    """Each ordering, asked in any order and again, gives what the checks give with an empty
-    cache (the same ordering, or the same error)."""
+    """Each ordering, asked in any order and again, gives what the checks and the compiler
+    give with empty caches (the same ordering and the same find or pipeline, or the same
+    error)."""
     fresh = {}
     for fields in orderings:
-        query_module.table(Ordered, query_module._ORDERINGS_CHECKED).clear()
+        _forget()
         fresh[fields] = _outcome(fields)
     for fields in orderings + orderings[::-1]:
         assert _outcome(fields) == fresh[fields]
