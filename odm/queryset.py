@@ -625,7 +625,8 @@ class QuerySet(Generic[M]):
         # update applies on top of them instead of being overwritten by them at commit.
         uow = current_unit_of_work()
         if uow is not None:
-            await uow.flush()
+            if len(uow.identity):  # nothing tracked: nothing to flush
+                await uow.flush()
             uow.note_write()
         target = compiler.compile_write(self._query)
         if target.filter is not None:

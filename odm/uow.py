@@ -379,7 +379,8 @@ async def transaction(
             raise
         return
     client = get_client(alias)
-    await _check_transactions_supported(client)
+    if _supports_transactions.get(client) is not True:  # asked once per client
+        await _check_transactions_supported(client)
     deadline = time.monotonic() + (timeout or DEFAULT_TIME_LIMIT)
     session = await drivers.start_session(client)
     try:
@@ -413,7 +414,8 @@ async def transaction(
                     with operation_timeout(timeout, "transaction") if timeout else nullcontext():
                         yield uow
                         uow.check_usable()
-                        await uow.flush()
+                        if len(uow.identity):  # nothing tracked: nothing to flush
+                            await uow.flush()
                         # Once sent, the commit's outcome is awaited and honoured, whatever
                         # cancellation comes meanwhile (asyncio's convention: it is re-raised
                         # after the callbacks of the committed transaction ran).
@@ -436,7 +438,8 @@ async def transaction(
         raise
     uow.journal.clear()
     try:
-        await uow._run_callbacks()
+        if uow._on_commit:
+            await uow._run_callbacks()
     finally:
         if cancelled_at_commit or ending.cancelled:
             raise asyncio.CancelledError("cancelled while the transaction committed")
