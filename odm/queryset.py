@@ -509,14 +509,28 @@ class QuerySet(Generic[M]):
     async def get(self, *args: Q, **kwargs: Any) -> M:
         """Return the one result matching these conditions; raise ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
+        model = self._model
         if not args and len(kwargs) == 1 and self._by_id_only():
             ((key, value),) = kwargs.items()
             if key in _ID_LOOKUPS and value is not None:
-                return await self._get_by_id(key, value)
+                # get(id=value): the value validated as the id field's type (the condition
+                # filter(id=value) makes), then one find_one: _id is unique, so no second row.
+                # Inline rather than a coroutine of its own: a get() pays one frame less.
+                query = self._query
+                raw = await executor.find_one(
+                    model,
+                    id_filter(model, key, value),
+                    timeout=query.timeout,
+                    read_preference=query.read_preference,
+                )
+                if raw is None:
+                    what = _describe((), {key: value})
+                    raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
+                # _by_id_only() ruled out projections, joins and prefetches: a plain load.
+                return load_documents(model, [raw], lenient=query.lenient)[0]  # type: ignore[no-any-return]
         clone = self.filter(*args, **kwargs) if args or kwargs else self._chain()
         clone._query.apply_slice(slice(0, 2))
         rows = await clone
-        model = self._model
         if not rows:
             what = _describe(args, kwargs)
             raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
@@ -544,22 +558,6 @@ class QuerySet(Generic[M]):
             and not self._prefetch
             and query.extras is extras.NO_EXTRAS
         )
-
-    async def _get_by_id(self, key: str, value: Any) -> M:
-        """``get(id=value)``: the value validated as the id field's type (the same lookup as
-        ``filter(id=value)``), then one ``find_one``; ``_id`` is unique, so no second row."""
-        model = self._model
-        # The condition filter(id=value) makes: the value validated as the id field's type.
-        filter = id_filter(model, key, value)
-        query = self._query
-        raw = await executor.find_one(
-            model, filter, timeout=query.timeout, read_preference=query.read_preference
-        )
-        if raw is None:
-            what = _describe((), {key: value})
-            raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
-        # _by_id_only() ruled out projections, joins and prefetches: a plain load.
-        return load_documents(model, [raw], lenient=query.lenient)[0]  # type: ignore[no-any-return]
 
     async def count(self) -> int:
         """Return how many documents match (slicing respected)."""

@@ -114,7 +114,7 @@ def test_get_by_id_filter_matches_the_exact_lookup(value: Any) -> None:
     target, lookup_cls, literal = key_plan(Plain, "id")
     assert lookup_cls is Exact
     expected = outcome(lambda: Exact(target, value).as_mql())
-    # The filter _get_by_id builds for this value without a lookup object (None: it takes
+    # The filter get(id=...) builds for this value without a lookup object (None: it takes
     # the lookup).
     fast = outcome(lambda: exact_literal(target, literal, value))
     if type(value) is target.field.as_is:
