@@ -42,7 +42,10 @@ def derived(model: type[Any]) -> dict[str, Any]:
 def table(model: type[Any], name: str) -> dict[Any, Any]:
     """Return the dict named ``name`` in ``model``'s derived state (created empty on first
     use): a cache of many entries, such as the resolution of each filter key."""
-    state = derived(model)
+    # derived(model), inline when the state exists: every cached plan is read through here.
+    state: dict[str, Any] | None = model.__dict__.get(_SLOT)
+    if state is None:
+        state = derived(model)
     found: dict[Any, Any] | None = state.get(name)
     if found is None:
         found = state[name] = {}
