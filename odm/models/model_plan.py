@@ -38,6 +38,7 @@ from pydantic import BaseModel
 
 from .declaration import overrides
 from .derived import derived
+from .diffing import addressable
 from .options import CLASS_KEY
 
 __all__ = [
@@ -131,6 +132,7 @@ class ModelPlan:
         "fields",
         "flat",
         "keys",
+        "keys_addressable",
         "keys_in_order",
         "plain",
         "rest",
@@ -166,6 +168,9 @@ class ModelPlan:
         # are other objects than the stored ones one by one; and the other fields.
         self.plain: Group | None = None
         self.rest: tuple[FieldPlan, ...] = ()
+        #: Every field's stored key can be one segment of an update path
+        #: (:func:`odm.models.diffing.addressable`): no alias with a dot, no leading ``$``.
+        self.keys_addressable = True
 
     def finish(self, fields: list[FieldPlan], complete: bool) -> None:
         """Set the derived attributes once every field is known."""
@@ -179,6 +184,7 @@ class ModelPlan:
         self.size = len(fields)
         self.complete = complete
         self.flat = all(kind == PLAIN and name == key for name, key, kind, _, _ in fields)
+        self.keys_addressable = all(addressable(field[1]) for field in fields)
         plain = [field for field in fields if field[2] == PLAIN]
         if len(plain) >= 2:
             self.plain = Group(plain)

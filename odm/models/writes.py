@@ -34,13 +34,20 @@ class Stored(Protocol):
 
 # -- writes by instance (shared with the unit of work's flush) -------------------------------
 
+#: The default of :func:`write_filter`'s ``snapshot``: not read yet (``None`` is an answer).
+_UNREAD: Any = object()
 
-def write_filter(document: Stored, *, with_version: bool = True) -> dict[str, Any]:
+
+def write_filter(
+    document: Stored, *, with_version: bool = True, snapshot: Any = _UNREAD
+) -> dict[str, Any]:
     """Return the filter that targets ``document`` in a write: its ``_id``, the shard key
     (from the stored values, so the write goes to the shard that holds it) and, under
-    ``Meta.optimistic_lock``, the version it was loaded with."""
+    ``Meta.optimistic_lock``, the version it was loaded with. ``snapshot``: what
+    :func:`~odm.models.tracking.get_snapshot` returned for it, when the caller has it."""
     meta = document._meta
-    snapshot = get_snapshot(document)
+    if snapshot is _UNREAD:
+        snapshot = get_snapshot(document)
     filter: dict[str, Any] = {ID_KEY: snapshot[ID_KEY] if snapshot else document.id}
     if meta.shard_key:
         current = snapshot if snapshot is not None else document.to_bson()
@@ -80,7 +87,7 @@ def prepare_update(
     if not update:
         return None
     meta = document._meta
-    filter = write_filter(document)
+    filter = write_filter(document, snapshot=snapshot)
     if meta.optimistic_lock:
         key = meta.db_key(meta.version_field)
         version = (snapshot.get(key) or 0) + 1

@@ -20,12 +20,19 @@ import bson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, PlainSerializer, computed_field, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    ValidationError,
+    computed_field,
+    model_serializer,
+)
 
 import odm
 from odm.document import Document, Embedded
 from odm.executor import CODEC_OPTIONS
-from odm.models import model_plan, writes
+from odm.models import model_plan, save_plan, writes
 from odm.models.diffing import diff, same
 from odm.models.fields import Field
 from odm.models.loading import load_documents
@@ -700,7 +707,10 @@ def test_lists_of_plain_values_send_what_the_whole_dump_diff_sends(
         elif action == "replace":
             setattr(db.doc, name, value)
         elif action == "same_copy":
-            setattr(db.doc, name, list(current))
+            try:  # validated: refused when an item put past validation does not fit
+                setattr(db.doc, name, list(current))
+            except ValidationError:
+                continue
         elif action == "bypass":  # model_construct-like: neither validated nor copied
             db.doc.__dict__[name] = items
         else:
@@ -715,3 +725,113 @@ def _fits(name: str, item: Any) -> bool:
     if name == "counts":
         return not isinstance(item, str) and float(item).is_integer()
     return not isinstance(item, str)
+
+
+# -- the usual save, found in one pass (save_plan._usual) ----------------------------------
+
+
+class UsualDim(Embedded):
+    width: float = 1.0
+    unit: str = "cm"
+
+
+class UsualDoc(Document):
+    name: str = "n"
+    count: int = 0
+    ratio: float = 0.0
+    flag: bool = False
+    when: dt.datetime | None = None
+    tags: list[str] = []
+    dim: UsualDim = Field(default_factory=UsualDim)
+    dims: list[UsualDim] = []
+    anything: Any = None
+
+    class Meta:
+        collection = "save_diff_usual"
+        polymorphic = True
+
+
+class UsualChild(UsualDoc):
+    extra: int = 0
+
+
+_USUAL_VALUES = st.sampled_from(
+    [0, 1, -1, 2**40, bson.Int64(1), 0.0, -0.0, 1.0, 1.5, True, False, None, "s", "", "n"]
+)
+_USUAL_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["name", "count", "ratio", "flag", "when", "tags", "dim", "dims", "anything",
+             "extra", "dim.width", "del"]
+        ),
+        _USUAL_VALUES,
+        st.sampled_from(["assign", "bypass"]),
+    ),
+    max_size=4,
+)
+
+
+def _bson(value: Any) -> bytes:
+    return bson.encode({"v": value}, codec_options=CODEC_OPTIONS)
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+@given(
+    child=st.booleans(),
+    stored_ints=st.sampled_from([(), ("ratio",), ("width",), ("ratio", "width")]),
+    steps=_USUAL_STEPS,
+)
+def test_the_usual_save_sends_what_the_walk_sends(
+    child: bool, stored_ints: tuple[str, ...], steps: list[tuple[str, Any, str]]
+) -> None:
+    """For any change (validated, or put past validation), the one-pass detection either
+    steps aside or gives exactly the walk's update and new snapshot (BSON types included),
+    and never mutates the old snapshot."""
+    model = UsualChild if child else UsualDoc
+    source = model(tags=["a"], dims=[UsualDim()], when=dt.datetime(2024, 1, 2, 3, 4, 5, 6000))
+    raw = stored(source)
+    # Stored as ints: the doubles the model holds are changes to send.
+    if "ratio" in stored_ints:
+        raw["ratio"] = 0
+    if "width" in stored_ints:
+        raw["dim"]["width"] = 1
+    doc = load_documents(model, [raw])[0]
+    for name, value, how in steps:
+        target, attr = (doc.dim, "width") if name == "dim.width" else (doc, name)
+        if not isinstance(target, BaseModel):  # dim itself was replaced past validation
+            continue
+        if name == "del":
+            doc.__dict__.pop("count", None)
+            continue
+        if attr not in type(target).model_fields:
+            continue
+        if how == "bypass":
+            target.__dict__[attr] = value
+        else:
+            try:
+                setattr(target, attr, value)
+            except ValueError:
+                continue
+    snapshot = get_snapshot(doc)
+    assert snapshot is not None
+    before = copy.deepcopy(snapshot)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(save_plan, "_usual", lambda *args: None)
+        walked = changes(doc, snapshot)
+    result = changes(doc, snapshot)
+    assert snapshot == before and _bson(snapshot) == _bson(before)
+    assert _bson(result[0]) == _bson(walked[0])
+    assert _bson(result[1]) == _bson(walked[1])
+
+
+def test_the_usual_save_is_found_in_one_pass() -> None:
+    doc = load_documents(UsualDoc, [stored(UsualDoc(tags=["a"], dims=[UsualDim()]))])[0]
+    doc.count += 1
+    snapshot = get_snapshot(doc)
+    assert snapshot is not None
+    plan = model_plan.document_plan(UsualDoc)
+    assert plan is not None
+    usual = save_plan._usual(plan, doc.__dict__, snapshot, UsualDoc._meta.class_name)
+    assert usual is not None and usual[0] == {"$set": {"count": 1}}
+    doc.dim.width = 2.0  # a sub-document changed: left to the walk
+    assert save_plan._usual(plan, doc.__dict__, snapshot, UsualDoc._meta.class_name) is None
