@@ -117,6 +117,22 @@ def _same_plain_list(value: Any, old: Any) -> bool:
     )
 
 
+def _stored_alike(
+    kind: int, types: frozenset[type[Any]], sub: ModelPlan | None, new: Any, before: Any
+) -> bool:
+    """Tell whether ``new``, the value of a field of kind ``MODEL`` (a flat model),
+    ``MODEL_LIST`` or ``PLAIN_LIST``, is stored as ``before`` already (False when unsure, and
+    for other kinds). A list of plain values is: its dump would be a copy holding these very
+    items, so the snapshot keeps its own list (snapshots are never mutated)."""
+    if kind == MODEL:
+        return sub is not None and sub.flat and _same_model(sub, new, before)
+    if kind == MODEL_LIST:
+        return sub is not None and _same_list(sub, new, before)
+    if kind == PLAIN_LIST:
+        return _same_plain_list(new, before) and all(map(types.__contains__, map(type, new)))
+    return False
+
+
 def _pending(group: Group, values: Mapping[str, Any], old: Mapping[str, Any]) -> Any:
     """The plain fields of ``group`` whose value is not the stored object (``KeyError``:
     one is not stored)."""
@@ -147,28 +163,22 @@ def _walk(
                 if before is _MISSING or not same(before, new):
                     changes.sets[(*path, key)] = new
                 continue
-        elif kind == MODEL:
-            if sub is not None and type(new) is sub.cls and type(before) is dict:
-                if sub.flat and _same_model(sub, new, before):
-                    continue
-                # Keys stored by others ("a.b", "$x"...) cannot be named in an $unset: then
-                # the sub-document is diffed from its dump (and set whole).
-                if all(map(addressable, before)):
-                    where = (*path, key)
-                    _walk(sub, new, before, where, changes)
-                    for stored_key in before:
-                        if stored_key not in sub.keys:
-                            changes.unsets[(*where, stored_key)] = ""
-                    continue
-        elif kind == MODEL_LIST and sub is not None and _same_list(sub, new, before):
+        elif _stored_alike(kind, types, sub, new, before):
             continue
         elif (
-            kind == PLAIN_LIST
-            and _same_plain_list(new, before)
-            and all(map(types.__contains__, map(type, new)))
+            kind == MODEL
+            and sub is not None
+            and type(new) is sub.cls
+            and type(before) is dict
+            # Keys stored by others ("a.b", "$x"...) cannot be named in an $unset: then the
+            # sub-document is diffed from its dump (and set whole).
+            and all(map(addressable, before))
         ):
-            # Its dump would be a copy holding these very items, stored as they are: no
-            # change, and the snapshot keeps its own list (snapshots are never mutated).
+            where = (*path, key)
+            _walk(sub, new, before, where, changes)
+            for stored_key in before:
+                if stored_key not in sub.keys:
+                    changes.unsets[(*where, stored_key)] = ""
             continue
         # The stored form of this field alone, as the whole dump has it.
         dumped = dump_field(owner, field)
@@ -263,17 +273,7 @@ def _usual(
             if kind <= ANY:
                 if type(new) in types and before is not _MISSING and same(before, new):
                     continue
-            elif kind == MODEL:
-                if sub is not None and sub.flat and _same_model(sub, new, before):
-                    continue
-            elif kind == MODEL_LIST:
-                if sub is not None and _same_list(sub, new, before):
-                    continue
-            elif (
-                kind == PLAIN_LIST
-                and _same_plain_list(new, before)
-                and all(map(types.__contains__, map(type, new)))
-            ):
+            elif _stored_alike(kind, types, sub, new, before):
                 continue
             return None  # changed, or not known to be unchanged: the walk
     except KeyError:  # a field missing from the instance or the snapshot: the walk
