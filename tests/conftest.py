@@ -6,7 +6,15 @@ without it, and tests that only scale up read it through the ``odm_long`` fixtur
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+
+#: The checkout's root, where ``python -m bench...`` finds the benchmark package.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,3 +60,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def odm_long(pytestconfig: pytest.Config) -> bool:
     """Whether ``--odm-long`` was given (tests scale their load and counts up with it)."""
     return bool(pytestconfig.getoption("--odm-long"))
+
+
+@pytest.fixture
+def run_module() -> Callable[..., str]:
+    """Run ``python -m MODULE ARGS...`` from the checkout (the benchmark's tools) and return
+    what it printed; a non-zero exit fails the test with the tool's own error output."""
+
+    def run(*command: str, timeout: float = 600) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    return run

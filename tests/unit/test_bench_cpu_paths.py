@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
-ROOT = Path(__file__).resolve().parents[2]
+from collections.abc import Callable
 
 
-def _report(*command: str) -> dict[str, Any]:
-    """Run ``python -m <command>`` from the checkout; return the JSON report it prints."""
-    result = subprocess.run(
-        [sys.executable, "-m", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
-
-
-def test_cpu_paths_reports_each_path() -> None:
-    report = _report("bench.cpu_paths")
+def test_cpu_paths_reports_each_path(run_module: Callable[..., str]) -> None:
+    report = json.loads(run_module("bench.cpu_paths"))
     assert set(report) == {
         "build+compile filter_sort_limit (us/query)",
         "filter(id=) (us/call)",
@@ -48,10 +28,10 @@ def test_a_run_records_the_versions_of_odm_and_its_drivers() -> None:
     assert info["pymongo"] and info["pydantic"] and info["mongod"] == "6.0.5"
 
 
-def test_cold_paths_reports_each_piece_warm_and_cold() -> None:
+def test_cold_paths_reports_each_piece_warm_and_cold(run_module: Callable[..., str]) -> None:
     """``python -m bench.cold_paths`` (no server) times the floor's and odm's per-operation
     pieces warm and after evicting the caches; a short run reports every piece."""
-    report = _report("bench.cold_paths", "--calls", "3", "--eviction", "1000")
+    report = json.loads(run_module("bench.cold_paths", "--calls", "3", "--eviction", "1000"))
     assert set(report) == {
         "floor: validate 1 document",
         "odm: load 1 document",

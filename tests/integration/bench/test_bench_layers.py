@@ -4,11 +4,7 @@ every one-at-a-time workload is reported with each of its variants, over its own
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
+from collections.abc import Callable
 
 VARIANTS = {
     "get_by_id": ["floor", "odm", "no queryset", "no executor"],
@@ -18,22 +14,16 @@ VARIANTS = {
 }
 
 
-def run_layers(uri: str, db: str, *args: str) -> list[str]:
+def report_of(run_module: Callable[..., str], uri: str, db: str, *args: str) -> list[str]:
     """Run the tool on the test server; return its report's lines (the heading left out)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.layers", "--uri", uri, "--db", db, "--rounds", "1", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [line for line in proc.stdout.splitlines()[1:] if line.strip()]
+    out = run_module("bench.layers", "--uri", uri, "--db", db, "--rounds", "1", *args)
+    return [line for line in out.splitlines()[1:] if line.strip()]
 
 
-def test_every_workload_is_reported_with_its_layers(odm_uri: str) -> None:
-    report = run_layers(odm_uri, "odm_bench_layers_smoke", "--ops", "3", "--n", "100")
+def test_every_workload_is_reported_with_its_layers(
+    odm_uri: str, run_module: Callable[..., str]
+) -> None:
+    report = report_of(run_module, odm_uri, "odm_bench_layers_smoke", "--ops", "3", "--n", "100")
     lines = {line.split()[0]: line for line in report}
     assert set(lines) == set(VARIANTS)
     for workload, names in VARIANTS.items():
@@ -43,8 +33,9 @@ def test_every_workload_is_reported_with_its_layers(odm_uri: str) -> None:
         assert all(float(wall) > 0 and float(cpu) > 0 for _, wall, cpu in found)
 
 
-def test_only_runs_the_workloads_asked_for(odm_uri: str) -> None:
-    report = run_layers(
-        odm_uri, "odm_bench_layers_only", "--ops", "2", "--n", "50", "--only", "get_by_id"
+def test_only_runs_the_workloads_asked_for(odm_uri: str, run_module: Callable[..., str]) -> None:
+    report = report_of(
+        run_module, odm_uri, "odm_bench_layers_only", "--ops", "2", "--n", "50", "--only",
+        "get_by_id",
     )
     assert [line.split()[0] for line in report] == ["get_by_id"]
