@@ -256,10 +256,8 @@ def alias_for(model: type[Any]) -> str:
 
 def database_for(model: type[Any]) -> Any:
     """Return the driver database that ``model``'s collection lives in."""
-    # What get_database(alias_for(model)) returns, in one call: the executor asks it before
-    # every driver call.
-    alias = _model_aliases.get(model)
-    if alias is None:
-        alias = alias_for(model)
+    # get_database(alias_for(model)) without get_connection's call for a connected alias:
+    # the executor asks this before every driver call.
+    alias = alias_for(model)
     connection = _connections.get(alias)
     return connection.database if connection is not None else get_database(alias)

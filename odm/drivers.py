@@ -74,35 +74,19 @@ async def watch(target: Any, pipeline: list[dict[str, Any]], **kwargs: Any) -> A
     return await stream.__aenter__()
 
 
-# The session calls below run in every transaction: each awaits the driver's answer itself
-# rather than through resolve(), one coroutine less per call.
-
-
 async def start_session(client: Any, **kwargs: Any) -> Any:
     """Start a client session (PyMongo returns it directly, Motor from a coroutine)."""
-    session = client.start_session(**kwargs)
-    return await session if inspect.isawaitable(session) else session
+    return await resolve(client.start_session(**kwargs))
 
 
 async def start_transaction(session: Any, **kwargs: Any) -> None:
     """Start a transaction on ``session`` (a coroutine in PyMongo >= 4.10, plain in Motor)."""
-    started = session.start_transaction(**kwargs)
-    if inspect.isawaitable(started):
-        await started
-
-
-async def commit_transaction(session: Any) -> None:
-    """Commit the transaction of ``session`` (a coroutine in either driver's async API)."""
-    committed = session.commit_transaction()
-    if inspect.isawaitable(committed):
-        await committed
+    await resolve(session.start_transaction(**kwargs))
 
 
 async def end_session(session: Any) -> None:
     """End a session of either driver."""
-    ended = session.end_session()
-    if inspect.isawaitable(ended):
-        await ended
+    await resolve(session.end_session())
 
 
 def supports_bind(session: Any) -> bool:

@@ -318,9 +318,9 @@ async def _commit(session: Any, deadline: float, bounded: bool) -> None:
             if bounded:
                 left = max(deadline - time.monotonic(), 0.001)
                 with operation_timeout(left, "commitTransaction"):
-                    await drivers.commit_transaction(session)
+                    await drivers.resolve(session.commit_transaction())
             else:
-                await drivers.commit_transaction(session)
+                await drivers.resolve(session.commit_transaction())
             return
         except PyMongoError as exc:
             attempt += 1
@@ -384,18 +384,15 @@ async def transaction(
     deadline = time.monotonic() + (timeout or DEFAULT_TIME_LIMIT)
     session = await drivers.start_session(client)
     try:
-        if read_concern is write_concern is read_preference is max_commit_time_ms is None:
-            await drivers.start_transaction(session)  # the usual block: the client's defaults
-        else:
-            options = {
-                "read_concern": _concern(read_concern, ReadConcern),
-                "write_concern": _concern(write_concern, WriteConcern),
-                "read_preference": read_preference,
-                "max_commit_time_ms": max_commit_time_ms,
-            }
-            await drivers.start_transaction(
-                session, **{k: v for k, v in options.items() if v is not None}
-            )
+        options = {
+            "read_concern": _concern(read_concern, ReadConcern),
+            "write_concern": _concern(write_concern, WriteConcern),
+            "read_preference": read_preference,
+            "max_commit_time_ms": max_commit_time_ms,
+        }
+        await drivers.start_transaction(
+            session, **{k: v for k, v in options.items() if v is not None}
+        )
     except BaseException:
         await shielded(drivers.end_session(session))
         raise
