@@ -276,3 +276,55 @@ async def test_standalone_server_refuses_transactions_before_writing() -> None:
             assert await odm.get_database("solo").items.count_documents({}) == 0
         finally:
             await odm.disconnect("solo")
+
+
+async def test_the_blocks_own_error_leaves_it_unchanged(odm_database: Any) -> None:
+    """The error that ends a block is the one the caller sees: the same object, its traceback
+    starting where it was raised (a StopIteration too, which a coroutine re-raising it would
+    turn into a RuntimeError), and the transaction is aborted."""
+
+    def first_of(items: list[int]) -> int:
+        return next(iter(items))
+
+    for error in (KeyError("k"), StopIteration(), ValueError("v")):
+        with pytest.raises(type(error)) as raised:
+            async with transaction():
+                await insert(odm_database, {"n": 1})
+                if isinstance(error, StopIteration):
+                    first_of([])
+                raise error
+        if not isinstance(error, StopIteration):
+            assert raised.value is error
+        assert raised.value.__cause__ is None
+        frames = [entry.name for entry in raised.traceback]
+        assert "__aexit__" not in frames
+    assert await odm_database.items.count_documents({}) == 0
+
+
+async def test_one_block_object_serves_one_block_at_a_time(odm_database: Any) -> None:
+    block = transaction()
+    async with block:
+        with pytest.raises(RuntimeError, match="in use by another block"):
+            async with block:
+                pass
+        await insert(odm_database, {"n": 1})
+    async with block:  # free again once left
+        await insert(odm_database, {"n": 2})
+    assert await odm_database.items.count_documents({}) == 2
+
+
+async def test_as_a_decorator_each_call_is_a_transaction_of_its_own(odm_database: Any) -> None:
+    @transaction()
+    async def add(n: int, fail: bool = False) -> int:
+        await insert(odm_database, {"n": n})
+        assert current_unit_of_work() is not None
+        if fail:
+            raise RuntimeError("abort")
+        return n
+
+    assert await add(1) == 1
+    with pytest.raises(RuntimeError):
+        await add(2, fail=True)
+    assert await asyncio.gather(add(3), add(4)) == [3, 4]
+    assert sorted([d["n"] async for d in odm_database.items.find({})]) == [1, 3, 4]
+    assert current_unit_of_work() is None
