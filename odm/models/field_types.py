@@ -31,6 +31,8 @@ from .tracking import get_snapshot
 
 __all__ = [
     "ID_FIELD",
+    "INT64_MAX",
+    "INT64_MIN",
     "PLAIN_SCALARS",
     "SEP",
     "FieldType",
@@ -70,8 +72,9 @@ class Kind(enum.Enum):
 
 
 _UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
+#: The integers BSON can hold (an int64); the encoder fails untyped beyond them.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 #: Exact types that hold nothing check_literal refuses, whatever their value (subclasses take
 #: the full walk).
 PLAIN_SCALARS: Final = frozenset(
@@ -90,7 +93,7 @@ def check_literal(value: Any, field: str) -> None:
     the stack.
     """
     kind = type(value)
-    if kind in PLAIN_SCALARS or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
+    if kind in PLAIN_SCALARS or (kind is int and INT64_MIN <= value <= INT64_MAX):
         return  # the usual filter value: nothing inside it to check
     # The document is a level, and so is each part of the path before the value.
     levels = MAX_DEPTH - 1 - field.count(SEP)
@@ -117,7 +120,7 @@ def check_literal(value: Any, field: str) -> None:
                 stack.append((sub, depth + 1))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend((sub, depth + 1) for sub in item)
-        elif isinstance(item, int) and not _INT64_MIN <= item <= _INT64_MAX:
+        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
             raise QueryError(
                 f"value for {field!r}: {item} does not fit in BSON's 64-bit integer", field=field
             )

@@ -80,16 +80,19 @@ def _simple_find(query: Query) -> CompiledFind | CompiledPipeline | None:
     filter = _plain_filter(query)
     if filter is None:
         return None
-    ordering = query.default_ordering()
+    ordering = query.ordering
+    if ordering is None:
+        ordering = query.default_ordering()
     sort = _plain_sort(query.model, ordering) if ordering else []
     if sort is None:
         return None
     if not query.related:
         # Positional: a frozen dataclass's keyword call costs a visible part of a find's
         # own time (the order is CompiledFind's fields').
+        projected = query.only_fields is not None or query.deferred
         return CompiledFind(
-            filter, _projection(query), sort or None, query.low_mark, query.limit,
-            query.batch_size,
+            filter, _projection(query) if projected else None, sort or None, query.low_mark,
+            query.limit, query.batch_size,
         )
     # select_related alone: nothing after the joins can drop or reorder rows, so (as in the
     # general path) match, sort and cut first, then join.
@@ -181,7 +184,9 @@ def compile_query(query: Query) -> CompiledFind | CompiledPipeline:
     """Compile the rows of a queryset: ``find`` arguments when possible, else a pipeline."""
     if query.extras.computed:  # geo_near() / search(): see odm.query.computed
         return rows_pipeline(query)
-    compiled = _compile_query(query)
+    compiled = _simple_find(query)
+    if compiled is None:
+        compiled = _general_pipeline(query)
     if isinstance(compiled, CompiledPipeline):
         _refuse_near_in(compiled.pipeline)
     return compiled
@@ -197,13 +202,6 @@ def _refuse_near_in(pipeline: list[dict[str, Any]]) -> None:
                 "a filter across a reference MongoDB refuses $near; use geo_near() (or "
                 "within=odm.Circle(point, metres)) instead"
             )
-
-
-def _compile_query(query: Query) -> CompiledFind | CompiledPipeline:
-    simple = _simple_find(query)
-    if simple is not None:
-        return simple
-    return _general_pipeline(query)
 
 
 def _general_pipeline(query: Query) -> CompiledPipeline:

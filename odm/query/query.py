@@ -117,17 +117,14 @@ class Query:
 
     def add_filter(self, *args: Q, **kwargs: Any) -> None:
         """Add ``filter(*args, **kwargs)``: every keyword is a lookup."""
-        self._add(args, kwargs, negate=False)
+        if args or self.annotations:
+            self.add_q(Q(*args, **kwargs))
+        else:
+            self.where = (*self.where, *compile_kwargs(self.model, kwargs))
 
     def add_exclude(self, *args: Q, **kwargs: Any) -> None:
         """Add ``exclude(*args, **kwargs)``: every keyword is a lookup."""
-        self._add(args, kwargs, negate=True)
-
-    def _add(self, args: tuple[Q, ...], kwargs: dict[str, Any], *, negate: bool) -> None:
-        if args or negate or self.annotations:
-            self.add_q(Q(*args, **kwargs), negate=negate)
-        else:
-            self.where = (*self.where, *compile_kwargs(self.model, kwargs))
+        self.add_q(Q(*args, **kwargs), negate=True)
 
     # -- ordering ----------------------------------------------------------------------------
 

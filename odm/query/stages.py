@@ -335,8 +335,11 @@ def _values_project(query: Query) -> dict[str, Any]:
 def _plain_filter(query: Query) -> dict[str, Any] | None:
     """Return the query's filter when no condition crosses a join or runs after grouping
     (the usual case: one ``find`` / write filter), else ``None``."""
-    class_filter = _class_filter(query)
-    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
+    meta: Any = getattr(query.model, "_meta", None)
+    # What _class_filter gives, without its call when the class needs no condition.
+    pre: list[dict[str, Any]] = (
+        [meta.class_filter()] if getattr(meta, "class_values", None) else []
+    )
     for where in query.where:
         if where.joins or where.post:
             return None

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 import bson
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -205,3 +205,96 @@ def outcome_where(call: Any) -> tuple[str, Any]:
         return "ok", call()
     except QueryError as exc:
         return "refused", str(exc)
+
+
+class Child(Ranged):
+    """A subclass: filters on its own fields are never cached for the base class."""
+
+    extra: str = ""
+
+
+KWARG_KEYS = st.sampled_from(
+    [
+        f"{name}{suffix}"
+        for name in ["id", "name", "count", "ratio", "flag", "other", "scores", "when", "labels"]
+        for suffix in ["", "__exact", "__gte", "__lt", "__ne", "__in"]
+    ]
+    + ["extra", "nope", "count__nope"]
+)
+
+
+@given(
+    model=st.sampled_from([Ranged, Child]),
+    calls=st.lists(st.dictionaries(KWARG_KEYS, RANGE_VALUES, max_size=4), max_size=4),
+)
+# The edges of BSON's int64, and a comparison and an equality side by side, every run.
+@example(model=Ranged, calls=[{"count": 2**63 - 1, "count__gte": -(2**63)}, {"count": 2**63}])
+@example(model=Child, calls=[{"count__lt": -(2**63) - 1}, {"ratio__gte": 1.5, "extra": "x"}])
+def test_keyword_filters_compile_as_each_key_through_the_lookup(
+    model: type[Any], calls: list[dict[str, Any]]
+) -> None:
+    """``filter(**kwargs)`` gives, for each key in order, the condition (and joins) of the
+    lookup object, or its refusal, whatever the value and whether its plan is cached yet (the
+    same keys are compiled again in later calls)."""
+    from odm.models.derived import expire_all
+    from odm.query.where import compile_kwargs
+
+    expire_all()
+    for kwargs in calls + calls:
+        # The whole call, then each key alone (a refusal of one key refuses the whole call).
+        for given_kwargs in [kwargs, *({k: v} for k, v in kwargs.items())]:
+            fast = outcome_kwargs(partial(compile_kwargs, model, given_kwargs))
+            slow = outcome_kwargs(partial(each_through_the_lookup, model, given_kwargs))
+            assert same_bson(fast, slow), (given_kwargs, fast, slow)
+
+
+def each_through_the_lookup(model: type[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """The conditions of ``kwargs``, each built by its lookup object (the general path)."""
+    out = []
+    for key, value in kwargs.items():
+        target, lookup_name = split_lookup(model, key)
+        out.append(condition_for(target, lookup_name, value, partial(resolve, model)))
+    return [w for w in out if w.mql]
+
+
+def outcome_kwargs(call: Any) -> tuple[str, Any]:
+    try:
+        return "ok", [(w.mql, w.joins) for w in call()]
+    except QueryError:
+        return "refused", None
+
+
+def same_bson(a: Any, b: Any) -> bool:
+    """Equal, and of the same types throughout (1 and True, 1 and 1.0 are different filters)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_bson(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_bson(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b) or a != a
+
+
+PARTS = st.lists(
+    st.dictionaries(st.sampled_from(["a", "b", "c", "$or"]), st.integers(0, 3), max_size=2),
+    max_size=5,
+)
+
+
+@given(parts=PARTS)
+def test_and_of_filter_dicts(parts: list[dict[str, Any]]) -> None:
+    """``and_mql``: empty parts are dropped; one part is itself; parts with distinct keys are
+    merged in order; any key twice puts every part under ``$and``."""
+    from odm.query.where import and_mql
+
+    kept = [p for p in parts if p]
+    result = and_mql(parts)
+    keys = [k for p in kept for k in p]
+    if not kept:
+        assert result == {}
+    elif len(kept) == 1:
+        assert result is kept[0]
+    elif len(keys) == len(set(keys)):
+        assert list(result.items()) == [item for p in kept for item in p.items()]
+    else:
+        assert result == {"$and": kept}
