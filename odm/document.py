@@ -218,7 +218,10 @@ class Document(_OdmModel, metaclass=DocumentMeta):
                 "Model.objects.filter(id=...).update(...)"
             )
         model = type(self)
-        await self.before_save()
+        # The hooks Document declares do nothing: only a class's own are awaited (a coroutine
+        # each, on every save of the one-at-a-time loops).
+        if model.before_save is not Document.before_save:
+            await self.before_save()
         if signals.pre_save.has_receivers():
             await signals.pre_save.send(model, document=self, created=False)
         check_saved_references(self)
@@ -234,7 +237,8 @@ class Document(_OdmModel, metaclass=DocumentMeta):
             commit_update(self, new_raw)
         if signals.post_save.has_receivers():
             await signals.post_save.send(model, document=self, created=False)
-        await self.after_save()
+        if model.after_save is not Document.after_save:
+            await self.after_save()
         return self
 
     async def delete(self, *, timeout: float | None = None, write_concern: Any = None) -> None:

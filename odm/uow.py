@@ -32,7 +32,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncContextDecorator, suppress
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Final, ParamSpec, TypeVar, overload
 
 import pymongo
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
@@ -332,6 +332,26 @@ async def _commit(session: Any, deadline: float, bounded: bool) -> None:
             raise
 
 
+#: ``transaction()``'s options, none given (``write_concern=0`` is one: not a falsy test).
+_NO_OPTIONS: Final = (None, None, None, None)
+
+
+def _transaction_options(
+    read_concern: ReadConcern | str | None,
+    write_concern: WriteConcern | str | int | None,
+    read_preference: Any,
+    max_commit_time_ms: int | None,
+) -> dict[str, Any]:
+    """The driver's ``start_transaction`` keywords for the options given (``None``: left out)."""
+    options = {
+        "read_concern": _concern(read_concern, ReadConcern),
+        "write_concern": _concern(write_concern, WriteConcern),
+        "read_preference": read_preference,
+        "max_commit_time_ms": max_commit_time_ms,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _concern(value: Any, kind: type[Any]) -> Any:
     if value is None or isinstance(value, kind):
         return value
@@ -415,16 +435,10 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
         self._deadline = time.monotonic() + (timeout or DEFAULT_TIME_LIMIT)
         session = await drivers.start_session(client)
         try:
-            read_concern, write_concern, read_preference, max_commit_time_ms = self._options
-            options = {
-                "read_concern": _concern(read_concern, ReadConcern),
-                "write_concern": _concern(write_concern, WriteConcern),
-                "read_preference": read_preference,
-                "max_commit_time_ms": max_commit_time_ms,
-            }
-            await drivers.start_transaction(
-                session, **{k: v for k, v in options.items() if v is not None}
-            )
+            # Most blocks give no option: no dict to build and filter for them.
+            given = self._options != _NO_OPTIONS
+            options = _transaction_options(*self._options) if given else {}
+            await drivers.start_transaction(session, **options)
         except BaseException:
             await shielded(drivers.end_session(session))
             raise

@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import pytest
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 from uow_support import fail_point, fail_points_off
@@ -108,6 +108,27 @@ async def test_concern_names_given_to_transaction_reach_the_server(
         await MutAccount.objects.get(id=ann.id)
     assert log.commands[0][1]["readConcern"]["level"] == "majority"
     assert log.named("commitTransaction")[0]["writeConcern"]["w"] == "majority"
+
+
+async def test_each_option_given_to_transaction_reaches_the_driver_falsy_ones_too(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    """An option is "given" when it is not None: ``write_concern=0`` (which a transaction
+    refuses) and ``max_commit_time_ms=0`` reach the driver like any other value."""
+    with pytest.raises(ConfigurationError, match="unacknowledged"):
+        async with transaction(write_concern=0):
+            pass
+    log = odm_monitored.log
+    ann = await MutAccount(owner="ann").insert()
+    log.clear()
+    async with transaction(max_commit_time_ms=0) as uow:
+        await MutAccount.objects.get(id=ann.id)
+        driver_session = getattr(uow.session, "delegate", uow.session)  # Motor wraps it
+        assert driver_session._transaction.opts.max_commit_time_ms == 0
+    async with transaction(max_commit_time_ms=5000):
+        await MutAccount.objects.get(id=ann.id)
+    commits = log.named("commitTransaction")
+    assert [c.get("maxTimeMS") for c in commits] == [None, 5000]
 
 
 async def test_a_changed_partial_document_is_neither_flushed_nor_hooked(
