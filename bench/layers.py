@@ -24,7 +24,7 @@ from typing import Any
 
 import odm
 from odm import F, executor
-from odm.models.loading import load_documents, reads_naive
+from odm.models.loading import load_documents, naive_fixer
 from odm.models.writes import commit_update, prepare_update
 from odm.session import current_session
 
@@ -64,7 +64,7 @@ class Layers:
 
     def workloads(self) -> dict[str, dict[str, Variant]]:
         """``{workload: {variant: run}}``; the first variant of each is its floor."""
-        items, naive = self.items, reads_naive(impl_odm.Item)
+        items, fixer = self.items, naive_fixer(impl_odm.Item)
         Item, Account = impl_odm.Item, impl_odm.Account
         sort = [("created_at", -1)]
 
@@ -105,16 +105,16 @@ class Layers:
             for category, price in queries(ops):
                 raws = await executor.find_list(
                     Item, {"category": category, "price": {"$gte": price}}, sort=sort,
-                    limit=PAGE_SIZE, tz_aware=not naive,
+                    limit=PAGE_SIZE, tz_aware=fixer is None,
                 )
-                load_documents(Item, raws, naive=naive)
+                load_documents(Item, raws, fixer=fixer)
 
         async def page_no_executor(ops: int) -> None:
-            coll = executor._naive_collection(Item) if naive else items
+            coll = executor._naive_collection(Item) if fixer is not None else items
             for category, price in queries(ops):
                 filter = {"category": category, "price": {"$gte": price}}
                 raws = await coll.find(filter, sort=sort, limit=PAGE_SIZE).to_list(None)
-                load_documents(Item, raws, naive=naive)
+                load_documents(Item, raws, fixer=fixer)
 
         async def save_floor(ops: int) -> None:
             for i in self._ids(ops):

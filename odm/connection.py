@@ -184,6 +184,7 @@ async def open_connection(
     _connections[alias] = connection
     for model in bound:
         _model_aliases[model] = alias
+    _changed()
     return connection
 
 
@@ -215,6 +216,7 @@ async def disconnect(alias: str | None = DEFAULT_ALIAS) -> None:
             continue
         for model in [m for m, a in _model_aliases.items() if a == name]:
             del _model_aliases[model]
+        _changed()
         if connection.owns_client:
             await drivers.close_client(connection.client)
 
@@ -243,6 +245,17 @@ def get_database(alias: str = DEFAULT_ALIAS) -> Any:
 def connections() -> list[Connection]:
     """Return every live connection."""
     return list(_connections.values())
+
+
+#: Counts the changes of the connections and of the models' bindings (``connect`` and
+#: ``disconnect``): what is worked out from them (the executor's driver collections) is kept
+#: as long as it stays the same, at the cost of reading one module attribute.
+version = 0
+
+
+def _changed() -> None:
+    global version
+    version += 1
 
 
 def alias_for(model: type[Any]) -> str:

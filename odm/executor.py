@@ -36,6 +36,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from . import connection as _connection
 from . import drivers
 from .concerns import as_read_preference, as_write_concern
 from .connection import database_for
@@ -99,39 +100,39 @@ CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
 #: fix-up (``odm.models.loading.load_documents(naive=True)``), which makes them aware.
 NAIVE_CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CODEC_OPTIONS.with_options(tz_aware=False)
 
-# model -> (database object, collection object): the collection is rebuilt when the model's
-# database changes (a reconnect), and otherwise costs one dict lookup.
-_collections: dict[type[Any], tuple[Any, Any]] = {}
+# model -> (connection.version, collection object): the collection is rebuilt after a
+# connect or disconnect (its database may have changed), and otherwise costs one dict lookup.
+_collections: dict[type[Any], tuple[int, Any]] = {}
 
 
 def collection(model: type[Any]) -> Any:
     """Return the driver collection of ``model`` with its codec, read and write defaults."""
-    database = database_for(model)
     cached = _collections.get(model)
-    if cached is not None and cached[0] is database:
+    if cached is not None and cached[0] == _connection.version:
         return cached[1]
+    version = _connection.version
     meta = model._meta
-    coll = database.get_collection(
+    coll = database_for(model).get_collection(
         meta.collection,
         codec_options=CODEC_OPTIONS,
         read_preference=meta.read_preference,
         write_concern=meta.write_concern,
     )
-    _collections[model] = (database, coll)
+    _collections[model] = (version, coll)
     return coll
 
 
-# model -> (its collection object, the same decoding naive datetimes).
-_naive_collections: dict[type[Any], tuple[Any, Any]] = {}
+# model -> (connection.version, the collection decoding naive datetimes).
+_naive_collections: dict[type[Any], tuple[int, Any]] = {}
 
 
 def _naive_collection(model: type[Any]) -> Any:
-    coll = collection(model)
     cached = _naive_collections.get(model)
-    if cached is not None and cached[0] is coll:
+    if cached is not None and cached[0] == _connection.version:
         return cached[1]
-    naive = coll.with_options(codec_options=NAIVE_CODEC_OPTIONS)
-    _naive_collections[model] = (coll, naive)
+    version = _connection.version
+    naive = collection(model).with_options(codec_options=NAIVE_CODEC_OPTIONS)
+    _naive_collections[model] = (version, naive)
     return naive
 
 

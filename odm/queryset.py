@@ -36,7 +36,8 @@ from .exceptions import (
     QueryError,
 )
 from .models.fields import Reference, reference_target
-from .models.loading import load_documents, load_partial, reads_naive
+from .models.loading import load_documents, load_partial, naive_fixer
+from .models.model_plan import DatetimeFixer
 from .models.options import ID_KEY
 from .models.references import check_saved_references
 from .models.tracking import set_snapshots
@@ -70,12 +71,13 @@ def _load_one(model: type[Any], raw: dict[str, Any]) -> Any:
     return load_documents(model, [raw], lenient=False)[0]
 
 
-def _reads_naive(model: type[Any], query: Query) -> bool:
-    """Tell whether the documents of a plain find can be decoded with naive datetimes: whole
-    models of a class with a datetime fix-up (``loading.load_documents(naive=True)``)."""
+def _naive_fixer(model: type[Any], query: Query) -> DatetimeFixer | None:
+    """Return the datetime fix-up when the documents of a plain find are best decoded with
+    naive datetimes (whole models of a class with a fix-up, see
+    ``loading.load_documents(fixer=...)``), else ``None``: decode them aware."""
     if query.lenient or query.only_fields is not None or query.deferred:
-        return False
-    return reads_naive(model)
+        return None
+    return naive_fixer(model)
 
 
 class QuerySet(Generic[M]):
@@ -384,13 +386,13 @@ class QuerySet(Generic[M]):
             compiled = compiler.compile_query(self._query)
         options = self._read_options()
         if isinstance(compiled, compiler.CompiledFind):
-            naive = _reads_naive(self._model, self._query)
+            fixer = _naive_fixer(self._model, self._query)
             source = executor.find(
-                self._model, **compiled.kwargs(), **options, tz_aware=not naive
+                self._model, **compiled.kwargs(), **options, tz_aware=fixer is None
             )
             async with aclosing(source) as batches:
                 async for raws in batches:
-                    yield await self._documents(raws, naive=naive)
+                    yield await self._documents(raws, fixer=fixer)
             return
         kwargs = compiled.kwargs()
         batch_size = kwargs.pop("batchSize", 0)
@@ -409,9 +411,9 @@ class QuerySet(Generic[M]):
         raws: list[dict[str, Any]],
         related: Sequence[compiler.Related] = (),
         *,
-        naive: bool = False,
+        fixer: DatetimeFixer | None = None,
     ) -> list[Any]:
-        """Load ``raws`` (``naive``: decoded with naive datetimes, see :func:`_reads_naive`)."""
+        """Load ``raws`` (``fixer``: decoded with naive datetimes, see :func:`_naive_fixer`)."""
         joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
         query = self._query
         computed = query.extras.computed
@@ -420,7 +422,7 @@ class QuerySet(Generic[M]):
         if query.only_fields is not None or query.deferred:
             documents = _load_partial(self._model, raws, query)
         else:
-            documents = load_documents(self._model, raws, lenient=query.lenient, naive=naive)
+            documents = load_documents(self._model, raws, lenient=query.lenient, fixer=fixer)
         if annotations:
             extras.set_annotations(documents, list(annotations))
         for relation, targets in zip(related, joined, strict=True):
@@ -441,15 +443,15 @@ class QuerySet(Generic[M]):
             return results
         # One driver to_list() and one validation of the whole list.
         if isinstance(compiled, compiler.CompiledFind):
-            naive = _reads_naive(self._model, query)
+            fixer = _naive_fixer(self._model, query)
             raws = await executor.find_list(
-                self._model, **compiled.kwargs(), **self._read_options(), tz_aware=not naive
+                self._model, **compiled.kwargs(), **self._read_options(), tz_aware=fixer is None
             )
             if self._prefetch or query.only_fields is not None or query.deferred:
-                return await self._documents(raws, naive=naive)
+                return await self._documents(raws, fixer=fixer)
             # Whole models and nothing to prefetch: what _documents does, without its
             # coroutine (a find of one document pays it on top of the round trip).
-            return load_documents(self._model, raws, lenient=query.lenient, naive=naive)
+            return load_documents(self._model, raws, lenient=query.lenient, fixer=fixer)
         # A pipeline (joins, values(), grouping).
         rows = await executor.aggregate_list(
             self._model, compiled.pipeline, **self._read_options()

@@ -29,7 +29,7 @@ from ..session import current_unit_of_work
 from .derived import table
 from .field_types import ID_FIELD
 from .fields import Field
-from .model_plan import EPOCH_AWARE, EPOCH_NAIVE, datetime_fixer
+from .model_plan import EPOCH_AWARE, EPOCH_NAIVE, DatetimeFixer, datetime_fixer
 from .options import CLASS_KEY, ID_KEY, Options
 from .tracking import set_partial, set_snapshot, set_snapshots
 
@@ -116,12 +116,12 @@ def _validate_batch(
 NAIVE_DECODING_PAYS: Final = sys.version_info < (3, 13)
 
 
-def reads_naive(model: type[Any]) -> bool:
-    """Tell whether documents of ``model`` are best decoded with naive datetimes and handed to
-    :func:`load_documents` with ``naive=True``: its class has a datetime fix-up
-    (:func:`odm.models.model_plan.datetime_fixer`), and on this Python the fix-up costs less
-    than the aware decoding (:data:`NAIVE_DECODING_PAYS`)."""
-    return NAIVE_DECODING_PAYS and datetime_fixer(model) is not None
+def naive_fixer(model: type[Any]) -> DatetimeFixer | None:
+    """Return the fix-up to hand :func:`load_documents` when documents of ``model`` are best
+    decoded with naive datetimes, else ``None`` (decode them aware): its class has a datetime
+    fix-up (:func:`odm.models.model_plan.datetime_fixer`), and on this Python the fix-up costs
+    less than the aware decoding (:data:`NAIVE_DECODING_PAYS`)."""
+    return datetime_fixer(model) if NAIVE_DECODING_PAYS else None
 
 
 def _aware(value: Any) -> Any:
@@ -159,20 +159,20 @@ def load_documents(
     raws: Sequence[dict[str, Any]],
     *,
     lenient: bool = False,
-    naive: bool = False,
+    fixer: DatetimeFixer | None = None,
 ) -> list[Any]:
     """Validate a batch of raw BSON documents into instances of ``model`` (see
     :func:`_load_documents`).
 
-    ``naive=True``: the documents were decoded with naive datetimes (only for a model that
-    :func:`reads_naive`). The datetimes of the places the class's fix-up knows are made aware
-    (one generated loop); if a document has a key the fix-up does not know, or the batch does
-    not validate, every datetime of the batch is made aware (:func:`make_aware`) and the
-    batch loaded again, so instances, snapshots and errors are those of the aware decoding.
+    ``fixer``: the documents were decoded with naive datetimes, and this is the class's fix-up
+    (:func:`naive_fixer`; the caller has it already). The datetimes of the places it knows are
+    made aware (one generated loop); if a document has a key the fix-up does not know, or the
+    batch does not validate, every datetime of the batch is made aware (:func:`make_aware`)
+    and the batch loaded again, so instances, snapshots and errors are those of the aware
+    decoding.
     """
-    if naive:
-        fixer = datetime_fixer(model)
-        if lenient or fixer is None or not fixer(raws):
+    if fixer is not None:
+        if lenient or not fixer(raws):
             make_aware(raws)
         else:
             try:

@@ -225,13 +225,20 @@ class CombinedExpression(Expression):
                     f"cannot write {self!r} to {field!r}: it mixes float and Decimal", field=field
                 )
             if isinstance(node, F) and node.name == field and len(kinds) == 1:
-                if kinds == {"*"}:
-                    # Any: the mix of float and Decimal that mypy fears was refused above.
-                    factor: Any = 1
-                    for _, number in steps:
-                        factor *= number
-                    return "$mul", factor
-                return "$inc", sum(n if op == "+" else -n for op, n in steps)
+                try:
+                    if kinds == {"*"}:
+                        # Any: the mix of float and Decimal that mypy fears was refused above.
+                        factor: Any = 1
+                        for _, number in steps:
+                            factor *= number
+                        return "$mul", factor
+                    return "$inc", sum(n if op == "+" else -n for op, n in steps)
+                except ArithmeticError as exc:  # Decimal: 0 * Infinity, Infinity - Infinity
+                    raise QueryError(
+                        f"cannot write {self!r} to {field!r}: its numbers have no value "
+                        f"together ({type(exc).__name__})",
+                        field=field,
+                    ) from None
         raise QueryError(
             f"cannot write {self!r} to {field!r}: an update takes F({field!r}) + number, "
             f"F({field!r}) - number or F({field!r}) * number",

@@ -18,7 +18,7 @@ from pydantic import AliasChoices, BeforeValidator, ConfigDict, ValidationError,
 
 import odm
 from odm.executor import CODEC_OPTIONS, NAIVE_CODEC_OPTIONS
-from odm.models.loading import NAIVE_DECODING_PAYS, load_documents, make_aware, reads_naive
+from odm.models.loading import NAIVE_DECODING_PAYS, load_documents, make_aware, naive_fixer
 from odm.models.model_plan import EPOCH_AWARE, EPOCH_NAIVE, datetime_fixer
 from odm.models.tracking import get_snapshot
 
@@ -169,7 +169,7 @@ def test_naive_decoding_and_the_fix_up_load_what_the_aware_decoding_loads(
 ) -> None:
     aware, naive = _both(docs)
     expected = _outcome(aware)
-    assert _outcome(naive, naive=True) == expected
+    assert _outcome(naive, fixer=datetime_fixer(Timed)) == expected
     # The raw documents themselves (what an error shows and a snapshot keeps) end the same.
     assert _typed(naive) == _typed(aware)
 
@@ -188,7 +188,7 @@ def test_lenient_loads_with_naive_decoding_are_the_aware_ones(docs: list[dict[st
                 out.append((_typed(item), _typed(get_snapshot(item))))
         return out
 
-    assert lenient(naive, naive=True) == lenient(aware)
+    assert lenient(naive, fixer=datetime_fixer(Timed)) == lenient(aware)
 
 
 @given(datetimes)
@@ -324,4 +324,4 @@ def test_finds_decode_naive_only_where_the_fix_up_costs_less(model: type[Any]) -
     fix-up always decodes aware."""
     expected = sys.version_info < (3, 13) and datetime_fixer(model) is not None
     assert NAIVE_DECODING_PAYS is (sys.version_info < (3, 13))
-    assert reads_naive(model) is expected
+    assert naive_fixer(model) is (datetime_fixer(model) if expected else None)

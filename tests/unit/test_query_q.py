@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 import pytest
@@ -125,3 +126,20 @@ def test_the_short_cut_of_as_update_answers_as_the_steps_do(expr: CombinedExpres
     """``F("n") + number`` skips the walk over the steps; whatever the expression, the answer
     (operator, operand, its type, the sign of a zero) or the refusal is the walk's."""
     assert _outcome(expr.as_update, expr) == _outcome(expr._steps_update, expr)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        F("n") * 0 * decimal.Decimal("Infinity"),
+        F("n") + decimal.Decimal("Infinity") - decimal.Decimal("Infinity"),
+    ],
+)
+def test_numbers_with_no_value_together_are_refused_naming_the_field(
+    expr: CombinedExpression,
+) -> None:
+    """Decimal arithmetic that has no answer (``0 * Infinity``) is a QueryError on the field,
+    not decimal's own InvalidOperation."""
+    with pytest.raises(QueryError, match="'n'") as raised:
+        expr.as_update("n")
+    assert raised.value.field == "n"
