@@ -9,6 +9,7 @@ no other module tests which driver it holds.
 from __future__ import annotations
 
 import inspect
+from types import CoroutineType
 from typing import Any, Literal
 
 from .exceptions import ConfigurationError
@@ -49,7 +50,8 @@ def driver_of(client: Any) -> DriverName:
 
 async def resolve(value: Any) -> Any:
     """Await ``value`` if the driver returned an awaitable, else return it as is."""
-    if inspect.isawaitable(value):
+    # A coroutine (PyMongo's session calls) is told by its type, without inspect's call.
+    if type(value) is CoroutineType or inspect.isawaitable(value):
         return await value
     return value
 
@@ -91,4 +93,11 @@ async def end_session(session: Any) -> None:
 
 def supports_bind(session: Any) -> bool:
     """Tell whether the driver can bind ``session`` implicitly (PyMongo >= 4.17)."""
-    return hasattr(session, "bind") and driver_of(session.client) == "pymongo"
+    kind = type(session)
+    known = _BINDS.get(kind)  # asked once per session class: every transaction asks
+    if known is None:
+        known = _BINDS[kind] = hasattr(session, "bind") and driver_of(session.client) == "pymongo"
+    return known
+
+
+_BINDS: dict[type[Any], bool] = {}

@@ -458,6 +458,7 @@ def _resolve_fields(cls: type[Any], meta: Options) -> None:
         if _may_share(info.annotation)
     )
     meta.shares_extras = cls.model_config.get("extra") == "allow"
+    meta.copies_snapshot = meta.shares_extras or bool(meta.shared_keys)
     if _is_complete(cls):
         _check_storable(cls, name)
 

@@ -81,6 +81,9 @@ class Options:
     #: The class keeps undeclared stored keys (``extra="allow"``) as the raw document's own
     #: objects: the snapshot is a deep copy of the raw document.
     shares_extras: bool = False
+    #: A loaded document's snapshot must copy parts of its raw document (``shares_extras`` or
+    #: any ``shared_keys``): set with them, read on every load.
+    copies_snapshot: bool = False
 
     @property
     def may_nest(self) -> bool:
@@ -88,10 +91,6 @@ class Options:
         only then does the executor check a payload's depth before sending it."""
         return may_nest(self.model)
 
-    @property
-    def copies_snapshot(self) -> bool:
-        """Tell whether a loaded document's snapshot must copy parts of its raw document."""
-        return self.shares_extras or bool(self.shared_keys)
 
     def db_key(self, field_name: str) -> str:
         """Return the stored key of a field: ``_id`` for ``id``, else the field's alias or name."""

@@ -67,7 +67,9 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
     written: list[str] = []
     for key, value in values.items():
         target = _update_target(model, key)
-        _claim(written, target.db_path, key)
+        if written:  # the first path overlaps nothing
+            _claim(written, target.db_path, key)
+        written.append(target.db_path)
         if isinstance(value, ElementUpdate):
             _element_update(model, key, value, target, out)
             continue
@@ -84,7 +86,6 @@ def _claim(written: list[str], db_path: str, key: str) -> None:
     for other in written:
         if db_path == other or db_path.startswith(other + ".") or other.startswith(db_path + "."):
             raise QueryError(f"update() writes {key!r} twice (overlapping paths)", field=key)
-    written.append(db_path)
 
 
 def _operation(key: str, value: Any, field_type: FieldType) -> tuple[str, Any]:
@@ -297,6 +298,7 @@ def _element_update(
                     field=label,
                 )
             _claim(written, element.db_path, label)
+            written.append(element.db_path)
             try:
                 if isinstance(sub, ArrayUpdate):
                     op, operand = _array_update(model, name_, sub, element)
