@@ -209,7 +209,8 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         someone else saved since it was loaded raises :class:`odm.StaleDocument`; a document
         deleted meanwhile raises ``Model.DoesNotExist``.
         """
-        if get_snapshot(self) is None:
+        snapshot = get_snapshot(self)
+        if snapshot is None:
             return await self.insert(timeout=timeout, write_concern=write_concern)
         if tracking.is_partial(self):
             raise QueryError(
@@ -220,12 +221,16 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         model = type(self)
         # The hooks Document declares do nothing: only a class's own are awaited (a coroutine
         # each, on every save of the one-at-a-time loops).
-        if model.before_save is not Document.before_save:
+        hooked = model.before_save is not Document.before_save
+        if hooked:
             await self.before_save()
         if signals.pre_save.has_receivers():
+            hooked = True
             await signals.pre_save.send(model, document=self, created=False)
         check_saved_references(self)
-        plan = prepare_update(self)
+        # A hook may have written this document meanwhile (or changed its id): then its
+        # snapshot is read again.
+        plan = prepare_update(self, snapshot=get_snapshot(self) if hooked else snapshot)
         if plan is not None:
             filter, update, new_raw = plan
             result = await executor.update_one(

@@ -68,15 +68,17 @@ def _get_path(raw: Mapping[str, Any], path: str) -> Any:
 
 
 def prepare_update(
-    document: Stored,
+    document: Stored, *, snapshot: Any = _UNREAD
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
     """Return ``(filter, update, new_snapshot)`` for what changed since ``document`` was
-    loaded, or ``None`` when nothing changed (or it was never stored).
+    loaded, or ``None`` when nothing changed (or it was never stored). ``snapshot``: what
+    :func:`~odm.models.tracking.get_snapshot` returned for it, when the caller has it.
 
     After the update succeeded, call :func:`commit_update` with ``new_snapshot``. Under
     ``Meta.optimistic_lock`` the update also raises the version by one.
     """
-    snapshot = get_snapshot(document)
+    if snapshot is _UNREAD:
+        snapshot = get_snapshot(document)
     if snapshot is None:
         return None
     # Compared field by field against the snapshot (save_plan.changes), not dumped whole;

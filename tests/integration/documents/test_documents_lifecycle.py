@@ -185,6 +185,38 @@ async def test_optimistic_lock(monitored: MonitoredDatabase) -> None:
     assert (await second.customer.fetch()).email == "a@x.io"
 
 
+class SelfSaving(Document):
+    """A before_save hook that saves the document itself first (once)."""
+
+    total: float
+    note: str = ""
+
+    class Meta:
+        collection = "life_self_saving"
+        optimistic_lock = True
+
+    async def before_save(self) -> None:
+        if self.total == 2 and not self.note:  # the test's save, not the insert
+            self.note = "saved by the hook"
+            await self.save()
+
+
+async def test_a_hook_that_writes_the_document_is_seen_by_the_save_around_it(
+    monitored: MonitoredDatabase,
+) -> None:
+    """save() compares against the snapshot as it is after the hooks ran: the hook's own save
+    moved the version on, and the outer save finds nothing left to write (a stale snapshot
+    would send the version the hook's save replaced, and fail as StaleDocument)."""
+    doc = await SelfSaving(total=1).insert()
+    doc.total = 2
+    monitored.log.clear()
+    await doc.save()
+    assert doc.version == 1
+    assert len(monitored.log.named("update")) == 1
+    stored = await monitored.database.life_self_saving.find_one({})
+    assert (stored["total"], stored["note"], stored["version"]) == (2, "saved by the hook", 1)
+
+
 async def test_shard_key_is_in_the_filter_of_every_instance_write(
     monitored: MonitoredDatabase
 ) -> None:
