@@ -97,7 +97,7 @@ CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
 )
 
 #: The same, with naive datetimes: for the reads whose documents go to a class's datetime
-#: fix-up (``odm.models.loading.load_documents(naive=True)``), which makes them aware.
+#: fix-up (``odm.models.loading.load_documents(fixer=...)``), which makes them aware.
 NAIVE_CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CODEC_OPTIONS.with_options(tz_aware=False)
 
 # model -> (connection.version, collection object): the collection is rebuilt after a
@@ -327,7 +327,7 @@ async def find_one(
     **options: Any,
 ) -> dict[str, Any] | None:
     """Return the first raw document matching ``filter``, or ``None`` (``tz_aware=False``:
-    datetimes decoded naive, for ``load_documents(naive=True)``)."""
+    datetimes decoded naive, for ``load_documents(fixer=...)``)."""
     source = collection(model) if tz_aware else _naive_collection(model)
     coll = _with(source, read_preference=read_preference)
     with _run(model, "find_one", timeout):
@@ -352,7 +352,7 @@ async def find(
     **options: Any,
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Yield the raw documents matching ``filter`` batch by batch (memory stays flat;
-    ``tz_aware=False``: datetimes decoded naive, for ``load_documents(naive=True)``).
+    ``tz_aware=False``: datetimes decoded naive, for ``load_documents(fixer=...)``).
 
     ``timeout`` covers the whole iteration: each batch gets what is left of it. Close the
     generator (``aclose()`` or ``contextlib.aclosing``) when stopping early, so the server
@@ -395,7 +395,7 @@ async def find_list(
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Return every raw document matching ``filter`` as one list (``tz_aware=False``:
-    datetimes decoded naive, for ``load_documents(naive=True)``)."""
+    datetimes decoded naive, for ``load_documents(fixer=...)``)."""
     source = collection(model) if tz_aware else _naive_collection(model)
     coll = _with(source, read_preference=read_preference)
     with _run(model, "find", timeout, sort=sort):

@@ -91,7 +91,6 @@ class Options:
         only then does the executor check a payload's depth before sending it."""
         return may_nest(self.model)
 
-
     def db_key(self, field_name: str) -> str:
         """Return the stored key of a field: ``_id`` for ``id``, else the field's alias or name."""
         if field_name == ID_FIELD:
