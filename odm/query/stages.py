@@ -157,10 +157,10 @@ class CompiledWrite:
 
 
 def _class_filter(query: Query) -> dict[str, Any]:
-    meta = getattr(query.model, "_meta", None)
-    if meta is None or not hasattr(meta, "class_filter"):
-        return {}
-    return dict(meta.class_filter())
+    """The ``_cls`` condition of the query's class (a new dict), empty when it needs none."""
+    meta: Any = getattr(query.model, "_meta", None)
+    # Only Options has class_values: another _meta (or none) needs no condition.
+    return meta.class_filter() if getattr(meta, "class_values", None) else {}
 
 
 def _sort_spec(query: Query, names: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
@@ -335,11 +335,8 @@ def _values_project(query: Query) -> dict[str, Any]:
 def _plain_filter(query: Query) -> dict[str, Any] | None:
     """Return the query's filter when no condition crosses a join or runs after grouping
     (the usual case: one ``find`` / write filter), else ``None``."""
-    meta: Any = getattr(query.model, "_meta", None)
-    # What _class_filter gives, without its call when the class needs no condition.
-    pre: list[dict[str, Any]] = (
-        [meta.class_filter()] if getattr(meta, "class_values", None) else []
-    )
+    class_filter = _class_filter(query)
+    pre: list[dict[str, Any]] = [class_filter] if class_filter else []
     for where in query.where:
         if where.joins or where.post:
             return None

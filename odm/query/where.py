@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from ..exceptions import QueryError
 from ..models.derived import table
@@ -38,7 +38,6 @@ __all__ = [
     "field_condition",
     "id_filter",
     "key_plan",
-    "literal_plan",
     "split_lookup",
 ]
 
@@ -326,45 +325,28 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
 
     A value of exactly the key's literal type (see :func:`exact_literal`) that holds nothing
     :func:`~odm.query.paths.check_literal` refuses is its own condition, built here from the
-    key's cached :func:`literal_plan` without a call per key: this runs for every ``filter()``
-    of the one-at-a-time workloads, where each call a value passes through costs more than its
+    key's cached :func:`key_plan` without a call per key: this runs for every ``filter()`` of
+    the one-at-a-time workloads, where each call a value passes through costs more than its
     instructions (docs/performance.md, "Warm and cold"). Any other value takes
     :func:`field_condition`, the one general entry."""
-    plans = table(model, _LITERAL_PLANS)
+    plans = table(model, KEY_PLANS)
     out: list[Where] = []
     for key, value in kwargs.items():
         plan = plans.get(key)
-        if plan is None:
-            plan = literal_plan(model, key)
-        literal, db_path, operator, joins = plan
+        target, lookup_cls, literal = plan if plan is not None else key_plan(model, key)
         kind = type(value)
+        # check_literal's own first test, inline: such a value holds nothing it refuses.
         if kind is literal and (
             kind in PLAIN_SCALARS or (kind is int and INT64_MIN <= value <= INT64_MAX)
         ):
-            out.append(Where({db_path: value if operator is None else {operator: value}}, joins))
+            operator = LITERAL_COMPARISONS.get(lookup_cls)
+            condition = {target.db_path: value if operator is None else {operator: value}}
+            out.append(Where(condition, target.joins))
             continue
         where = field_condition(model, key, value)
         if where.mql:
             out.append(where)
     return out
-
-
-#: The entry of each model's derived state holding, per filter key, its :func:`literal_plan`.
-_LITERAL_PLANS: Final = "where.literal_plans"
-
-
-def literal_plan(
-    model: type[Any], key: str
-) -> tuple[type | None, str, str | None, tuple[Join, ...]]:
-    """Return what a literal value of the filter key ``key`` becomes: the literal type (as in
-    :func:`key_plan`; ``None``: every value takes the lookup), the stored path, the comparison
-    operator (``None`` for equality) and the joins; cached per model unless the key names a
-    subclass's field (errors are raised, never cached)."""
-    target, lookup_cls, literal = key_plan(model, key)
-    plan = (literal, target.db_path, LITERAL_COMPARISONS.get(lookup_cls), target.joins)
-    if not target.via_subclass:  # as key_plan: a subclass's field is never cached
-        table(model, _LITERAL_PLANS)[key] = plan
-    return plan
 
 
 # -- the lookup whose value is itself a set of conditions ------------------------------------
