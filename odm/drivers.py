@@ -9,7 +9,7 @@ no other module tests which driver it holds.
 from __future__ import annotations
 
 import inspect
-from types import CoroutineType
+from types import CoroutineType, GeneratorType
 from typing import Any, Literal
 
 from .exceptions import ConfigurationError
@@ -48,11 +48,24 @@ def driver_of(client: Any) -> DriverName:
     )
 
 
+#: Types found not to be awaitable. Whether a value is awaitable depends on its type alone
+#: (``collections.abc.Awaitable`` looks for ``__await__`` on the type), except for a generator,
+#: which a legacy ``types.coroutine`` makes awaitable by its code's flags: generators are never
+#: remembered. PyMongo's ``start_session`` returns its session directly on every transaction.
+_NOT_AWAITABLE: set[type[Any]] = set()
+
+
 async def resolve(value: Any) -> Any:
     """Await ``value`` if the driver returned an awaitable, else return it as is."""
+    kind = type(value)
     # A coroutine (PyMongo's session calls) is told by its type, without inspect's call.
-    if type(value) is CoroutineType or inspect.isawaitable(value):
+    if kind is CoroutineType:
         return await value
+    if kind not in _NOT_AWAITABLE:
+        if inspect.isawaitable(value):
+            return await value
+        if kind is not GeneratorType:
+            _NOT_AWAITABLE.add(kind)
     return value
 
 

@@ -20,7 +20,7 @@ from collections.abc import (
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
 
-from bson import Timestamp
+from bson import ObjectId, Timestamp
 from pydantic import BaseModel
 
 from . import executor
@@ -35,6 +35,7 @@ from .exceptions import (
     Invalid,
     QueryError,
 )
+from .models.derived import derived
 from .models.fields import Reference, reference_target
 from .models.loading import load_documents, load_partial, naive_fixer
 from .models.model_plan import DatetimeFixer
@@ -42,6 +43,7 @@ from .models.options import ID_KEY
 from .models.references import check_saved_references
 from .models.tracking import set_snapshots
 from .query import compiler, extras
+from .query.compiler import CompiledWrite
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
@@ -619,16 +621,30 @@ class QuerySet(Generic[M]):
         stages.extend(dict(stage) for stage in pipeline)
         return await executor.aggregate_list(self._model, stages, **self._read_options())
 
-    async def _write_filter(self) -> dict[str, Any]:
-        # Autoflush, as SQLAlchemy does before it queries: changes to tracked documents made
-        # earlier in this unit of work reach the server before a bulk write, so that an F()
-        # update applies on top of them instead of being overwritten by them at commit.
-        uow = current_unit_of_work()
-        if uow is not None:
-            if len(uow.identity):  # nothing tracked: nothing to flush
-                await uow.flush()
-            uow.note_write()
+    def _write_target(self) -> tuple[CompiledWrite, bool]:
+        """Compile what ``update()`` / ``delete()`` write to (refusing a sliced, ``values()``
+        or ``annotate()`` queryset before anything is sent) and note the write in the unit
+        of work; also tell whether its tracked documents must be flushed first.
+
+        Autoflush, as SQLAlchemy does before it queries: changes to tracked documents made
+        earlier in this unit of work reach the server before a bulk write, so that an F()
+        update applies on top of them instead of being overwritten by them at commit. A
+        plain method, not a coroutine: most writes have nothing to flush.
+        """
         target = compiler.compile_write(self._query)
+        uow = current_unit_of_work()
+        if uow is None:
+            return target, False
+        uow.note_write()
+        return target, len(uow.identity) > 0
+
+    async def _write_filter(self, target: CompiledWrite, flush: bool) -> dict[str, Any]:
+        """Flush the unit of work if ``flush``; return the filter of ``target``, the ids its
+        pipeline matched when it has no plain filter."""
+        if flush:
+            uow = current_unit_of_work()
+            assert uow is not None
+            await uow.flush()
         if target.filter is not None:
             return target.filter
         assert target.pipeline is not None
@@ -659,7 +675,10 @@ class QuerySet(Generic[M]):
         if meta.optimistic_lock:
             version = meta.db_key(meta.version_field)
             update.setdefault("$inc", {})[version] = 1
-        filter = await self._write_filter()
+        target, flush = self._write_target()
+        filter = target.filter
+        if filter is None or flush:
+            filter = await self._write_filter(target, flush)
         for path in compiled.matched_lists:
             if not _mentions(filter, path):
                 raise QueryError(
@@ -683,7 +702,10 @@ class QuerySet(Generic[M]):
         """
         if self._query.nothing:
             return 0
-        filter = await self._write_filter()
+        target, flush = self._write_target()
+        filter = target.filter
+        if filter is None or flush:
+            filter = await self._write_filter(target, flush)
         write = executor.delete_one if _single(filter) else executor.delete_many
         result = await write(
             self._model, filter, timeout=self._query.timeout, **_collation(self._query)
@@ -923,14 +945,25 @@ class _Single(Generic[M]):
 
 
 class DefaultManager:
-    """``Model.objects``: a fresh ``QuerySet[Model]`` on each access from the class."""
+    """``Model.objects``: the ``QuerySet[Model]`` of every document of the class.
+
+    Every method of a queryset leaves it as it is (chaining returns a new one), so one
+    queryset per class serves every access; it is kept with the class's derived state.
+    """
 
     def __get__(self, instance: object, owner: type[D]) -> QuerySet[D]:
         if instance is not None:
             raise AttributeError(
                 f"{owner.__name__}.objects is reached through the class, not an instance"
             )
-        return QuerySet(owner)
+        state = derived(owner)
+        root: QuerySet[D] | None = state.get(_ROOT_QUERYSET)
+        if root is None:
+            root = state[_ROOT_QUERYSET] = QuerySet(owner)
+        return root
+
+
+_ROOT_QUERYSET = "root_queryset"
 
 
 class Manager(DefaultManager, Generic[QS]):
@@ -960,10 +993,14 @@ def _sync_misuse(what: str, instead: str) -> str:
 def _single(filter: Mapping[str, Any]) -> bool:
     """Tell whether ``filter`` can match one document at most: ``_id`` equals one value."""
     value = filter.get(ID_KEY, _MISSING)
+    if type(value) in _PLAIN_IDS:  # the usual ids, told without the Mapping ABC's check
+        return True
     return value is not _MISSING and not isinstance(value, Mapping | list)
 
 
 _MISSING = object()
+#: The types of most ids: none is a Mapping or a list.
+_PLAIN_IDS = frozenset({ObjectId, str, int})
 
 
 def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:

@@ -63,9 +63,31 @@ R = TypeVar("R")
 
 DEFAULT_TIME_LIMIT = 120.0
 MAX_TIME_MS_EXPIRED = 50
-# Keyed by the client object itself (weakly): an id() can be reused by a later client once
-# the first is gone (a standalone after a replica set) and would answer for the wrong server.
-_supports_transactions: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+# id(client) -> (a weak reference to that client, whether its server runs transactions).
+# The reference must still point at the client asked about: an id() can be reused by a later
+# client once the first is gone (a standalone after a replica set) and would answer for the
+# wrong server. Not a WeakKeyDictionary: its lookups hash the client, which PyMongo does in
+# Python (several calls), and every transaction asks.
+_supports_transactions: dict[int, tuple[weakref.ref[Any], bool]] = {}
+
+
+def _known_support(client: Any) -> bool | None:
+    """Whether ``client``'s server was found to run transactions (``None``: not asked yet)."""
+    known = _supports_transactions.get(id(client))
+    if known is None or known[0]() is not client:
+        return None
+    return known[1]
+
+
+def _remember_support(client: Any, supported: bool) -> None:
+    key = id(client)
+
+    def forget(_ref: weakref.ref[Any]) -> None:
+        # Only this client's entry: a later client with the same id may have replaced it.
+        if _supports_transactions.get(key, (None,))[0] is _ref:
+            del _supports_transactions[key]
+
+    _supports_transactions[key] = (weakref.ref(client, forget), supported)
 
 
 def backoff_delay(attempt: int) -> float:
@@ -288,11 +310,11 @@ def _flush_mismatch(model: type[Any], expected: int, matched: int) -> Exception:
 
 
 async def _check_transactions_supported(client: Any) -> None:
-    supported = _supports_transactions.get(client)
+    supported = _known_support(client)
     if supported is None:
         hello = await client.admin.command("hello")
         supported = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
-        _supports_transactions[client] = supported
+        _remember_support(client, supported)
     if not supported:
         raise TransactionsNotSupported(
             "this MongoDB server is a standalone mongod, which cannot run multi-document "
@@ -430,7 +452,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
             self._outer = outer
             return outer
         client = get_client(alias)
-        if _supports_transactions.get(client) is not True:  # asked once per client
+        if _known_support(client) is not True:  # asked once per client
             await _check_transactions_supported(client)
         self._deadline = time.monotonic() + (timeout or DEFAULT_TIME_LIMIT)
         session = await drivers.start_session(client)

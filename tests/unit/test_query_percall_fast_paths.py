@@ -9,12 +9,20 @@
   every time.
 - ``executor.find_list`` / ``aggregate_list`` without a timeout map driver errors (``_run``)
   and pass the bound session on every call.
-- ``filter()`` on a manager's queryset never shares a Query with it.
+- ``filter()`` on a manager's queryset never shares a Query with it; ``Model.objects`` is one
+  queryset per class, which no method changes.
+- ``_single`` tells the usual id types without the Mapping ABC, and answers as it does.
+- ``drivers.resolve`` remembers the types that are not awaitable (never a generator's).
+- ``transaction()`` remembers per client object whether its server runs transactions, and
+  never answers for a later client that took the same ``id()``.
 """
 
 from __future__ import annotations
 
 import enum
+import gc
+import types
+import weakref
 from typing import Any
 
 import bson
@@ -26,11 +34,15 @@ from test_query_models import QCustomer, QOrder, QShipment
 
 import odm
 from odm import executor
+from odm import uow as uow_module
+from odm.drivers import _NOT_AWAITABLE, resolve
 from odm.exceptions import DuplicateKey, OperationTimeout, QueryError
+from odm.models.derived import expire_all
 from odm.query import Query, compiler
 from odm.query.compiler import CompiledPipeline, compile_query
 from odm.query.lookups import Exact
 from odm.query.where import compile_kwargs, key_plan
+from odm.queryset import _single
 
 
 class Tone(enum.StrEnum):
@@ -257,6 +269,118 @@ def test_filter_never_shares_the_managers_query() -> None:
     assert [w.mql for w in one.query.where] == [{"name": "Ann"}]
     assert [w.mql for w in three.query.where] == [{"name": "Ann"}, {"age": 4}]
     assert type(QCustomer.objects) is odm.QuerySet
+
+
+def test_the_managers_queryset_is_one_per_class_and_no_method_changes_it() -> None:
+    root = QCustomer.objects
+    assert QCustomer.objects is root
+    assert QOrder.objects is not root and QOrder.objects.model is QOrder
+    before = root.query.clone()
+    root.filter(name="Ann").exclude(age=3).order_by("-age").only("name")[2:5]
+    root.none()
+    root.all()
+    for name in Query.__slots__:
+        assert getattr(root.query, name) == getattr(before, name), name
+    assert not root.query.nothing
+    # Forgetting the derived state (a redeclaration) gives a new one, as fresh.
+    expire_all()
+    assert QCustomer.objects is not root
+    assert QCustomer.objects.query.where == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "single"),
+    [
+        (bson.ObjectId(), True),
+        ("a", True),
+        (7, True),
+        (True, True),
+        (b"raw", True),
+        ({"$in": [1, 2]}, False),
+        (bson.SON([("$in", [1])]), False),
+        ([1, 2], False),
+    ],
+)
+def test_single_tells_one_id_apart_from_many(value: Any, single: bool) -> None:
+    assert _single({"_id": value}) is single
+    assert _single({"_id": value, "n": 1}) is single
+    assert _single({"n": value}) is False
+
+
+# -- drivers and transactions ----------------------------------------------------------------
+
+
+class Awaitable:
+    def __await__(self) -> Any:
+        return iter(())
+
+
+async def test_resolve_remembers_plain_types_and_still_awaits_the_rest() -> None:
+    _NOT_AWAITABLE.discard(Awaitable)
+    assert await resolve(5) == 5
+    assert int in _NOT_AWAITABLE
+    assert await resolve(Awaitable()) is None
+    assert Awaitable not in _NOT_AWAITABLE
+
+    async def answer() -> int:
+        return 42
+
+    assert await resolve(answer()) == 42
+
+    @types.coroutine
+    def legacy() -> Any:
+        yield from ()
+        return 7
+
+    def plain_generator() -> Any:
+        yield 1
+
+    assert await resolve(legacy()) == 7
+    generator = plain_generator()
+    assert await resolve(generator) is generator
+    assert types.GeneratorType not in _NOT_AWAITABLE
+    assert await resolve(legacy()) == 7  # a generator's type is never taken for plain
+
+
+class Client:
+    """Stands for a driver client: weakly referable, hashable by identity."""
+
+
+def test_transactions_support_is_remembered_per_client_object() -> None:
+    first = Client()
+    assert uow_module._known_support(first) is None
+    uow_module._remember_support(first, False)
+    assert uow_module._known_support(first) is False
+    second = Client()
+    assert uow_module._known_support(second) is None
+    uow_module._remember_support(second, True)
+    assert uow_module._known_support(second) is True
+    # A later client that takes the first one's id() is not answered for by its entry.
+    key = id(first)
+    stale = uow_module._supports_transactions[key]
+    del first
+    gc.collect()
+    assert key not in uow_module._supports_transactions
+    impostor = Client()
+    uow_module._supports_transactions[id(impostor)] = stale
+    assert uow_module._known_support(impostor) is None
+    del uow_module._supports_transactions[id(impostor)]
+    # Remembered twice (two blocks asked at once): the client's death removes its entry once.
+    third = Client()
+    key = id(third)
+    uow_module._remember_support(third, True)
+    uow_module._remember_support(third, True)
+    del third
+    gc.collect()
+    assert key not in uow_module._supports_transactions
+    # A dead client's callback leaves alone an entry that is no longer its own.
+    fourth, keeper = Client(), Client()
+    key = id(fourth)
+    uow_module._remember_support(fourth, True)
+    uow_module._supports_transactions[key] = (weakref.ref(keeper), False)
+    del fourth
+    gc.collect()
+    assert uow_module._supports_transactions.pop(key)[0]() is keeper
 
 
 # -- executor --------------------------------------------------------------------------------

@@ -313,6 +313,41 @@ async def test_queryset_write_autoflushes_tracked_changes_first(odm_database: An
     assert (await UowAccount.objects.get(id=ann.id)).balance == 32
 
 
+async def test_queryset_delete_autoflushes_tracked_changes_first(
+    odm_monitored: MonitoredDatabase,
+) -> None:
+    """A tracked change reaches the server before a bulk delete: the delete removes the
+    document as changed, and the commit has nothing left to write (without the flush, the
+    commit would write the change to a document deleted meanwhile and fail)."""
+    log = odm_monitored.log
+    ann = await UowAccount(owner="ann", balance=30, tags=["vip"]).insert()
+    log.clear()
+    async with transaction():
+        loaded = await UowAccount.objects.get(id=ann.id)
+        loaded.balance += 1
+        assert await UowAccount.objects.filter(tags="vip").delete() == 1
+    assert [n for n in log.names() if n in ("update", "delete")] == ["update", "delete"]
+    assert await UowAccount.objects.count() == 0
+
+
+async def test_a_refused_queryset_write_flushes_nothing(odm_monitored: MonitoredDatabase) -> None:
+    """update() / delete() on a queryset they cannot write (sliced) are refused before the
+    unit of work's changes are flushed: nothing reaches the server, and the change is
+    written at commit as usual."""
+    log = odm_monitored.log
+    ann = await UowAccount(owner="ann", balance=30).insert()
+    async with transaction():
+        loaded = await UowAccount.objects.get(id=ann.id)
+        loaded.balance += 1
+        log.clear()
+        with pytest.raises(odm.QueryError, match="sliced"):
+            await UowAccount.objects.all()[:1].update(balance=5)
+        with pytest.raises(odm.QueryError, match="sliced"):
+            await UowAccount.objects.all()[:1].delete()
+        assert [n for n in log.names() if n in ("update", "delete")] == []
+    assert (await UowAccount.objects.get(id=ann.id)).balance == 31
+
+
 async def test_a_commit_is_timed_only_under_a_transaction_timeout(
     odm_monitored: MonitoredDatabase,
 ) -> None:
