@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import bson
 
 from ..exceptions import QueryError
+from ..models.derived import table
 from .expressions import (
     ArrayUpdate,
     CombinedExpression,
@@ -65,8 +66,11 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
         raise QueryError("update() needs at least one field to change")
     out = CompiledUpdate({})
     written: list[str] = []
+    targets = table(model, _UPDATE_TARGETS)
     for key, value in values.items():
-        target = _update_target(model, key)
+        target = targets.get(key)
+        if target is None:
+            target = targets[key] = _update_target(model, key)
         if written:  # the first path overlaps nothing
             _claim(written, target.db_path, key)
         written.append(target.db_path)
@@ -152,6 +156,11 @@ def _current_date(key: str, field_type: FieldType) -> bool:
                 f"{key!r} is {field_type.label}: Now() needs a datetime field", field=key
             )
     return True
+
+
+#: Per model: ``update()`` key -> its checked target (:func:`_update_target`). Every answer
+#: can be kept: a subclass's field, whose meaning may change as the family grows, is refused.
+_UPDATE_TARGETS: Final = "updates.targets"
 
 
 def _update_target(model: type[Any], key: str) -> ResolvedPath:

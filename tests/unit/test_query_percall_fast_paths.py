@@ -11,6 +11,8 @@
   and pass the bound session on every call.
 - ``filter()`` on a manager's queryset never shares a Query with it; ``Model.objects`` is one
   queryset per class, which no method changes.
+- ``update()`` keeps each key's checked target per model: the same update document every
+  time, and a refused key refused every time.
 - ``_single`` tells the usual id types without the Mapping ABC, and answers as it does.
 - ``drivers.resolve`` remembers the types that are not awaitable (never a generator's).
 - ``transaction()`` remembers per client object whether its server runs transactions, and
@@ -33,14 +35,15 @@ from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure
 from test_query_models import QCustomer, QOrder, QShipment
 
 import odm
-from odm import executor
+from odm import F, Q, executor
 from odm import uow as uow_module
 from odm.drivers import _NOT_AWAITABLE, resolve
 from odm.exceptions import DuplicateKey, OperationTimeout, QueryError
-from odm.models.derived import expire_all
+from odm.models.derived import expire_all, table
 from odm.query import Query, compiler
 from odm.query.compiler import CompiledPipeline, compile_query
 from odm.query.lookups import Exact
+from odm.query.updates import _UPDATE_TARGETS, compile_update_spec
 from odm.query.where import compile_kwargs, key_plan
 from odm.queryset import _single
 
@@ -286,6 +289,42 @@ def test_the_managers_queryset_is_one_per_class_and_no_method_changes_it() -> No
     expire_all()
     assert QCustomer.objects is not root
     assert QCustomer.objects.query.where == ()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"age": F("age") + 1, "name": "Bo"},
+        {"score": F("score") * 2},
+        {"address__city": "Oslo", "tags": F("tags").push("x")},
+        {"addresses": F("addresses").each(Q(city="Oslo"), zip="0150")},
+    ],
+)
+def test_update_targets_are_kept_per_model_and_give_the_same_update(values: Any) -> None:
+    table(QCustomer, _UPDATE_TARGETS).clear()
+    first = compile_update_spec(QCustomer, values)
+    assert set(table(QCustomer, _UPDATE_TARGETS)) == set(values)
+    again = compile_update_spec(QCustomer, values)
+    assert (again.update, again.array_filters, again.matched_lists) == (
+        first.update, first.array_filters, first.matched_lists
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("id", "cannot be updated"),
+        ("customer__name", "through a reference"),
+        ("addresses__city", "inside a list"),
+        ("nope", "no field"),
+    ],
+)
+def test_a_refused_update_key_is_refused_every_time(key: str, message: str) -> None:
+    model = QOrder if key.startswith("customer") else QCustomer
+    for _ in range(2):
+        with pytest.raises(QueryError, match=message):
+            compile_update_spec(model, {key: 1})
+    assert key not in table(model, _UPDATE_TARGETS)
 
 
 @pytest.mark.parametrize(
