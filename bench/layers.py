@@ -10,7 +10,7 @@ by itself, and the variants run interleaved in a new random order every round, s
 and what one variant leaves in the caches hit all of them alike. Each cell is the variant's
 total wall time over the floor's (CPU time of the process in brackets). Without ``--uri`` a
 throwaway replica set is started with ``odm.server.LocalServer``. See ``docs/performance.md``
-("Inside the real loops").
+("Layer by layer").
 """
 
 from __future__ import annotations
