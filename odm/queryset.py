@@ -621,10 +621,11 @@ class QuerySet(Generic[M]):
         stages.extend(dict(stage) for stage in pipeline)
         return await executor.aggregate_list(self._model, stages, **self._read_options())
 
-    def _write_target(self) -> tuple[CompiledWrite, bool]:
+    def _write_target(self) -> tuple[CompiledWrite, Any]:
         """Compile what ``update()`` / ``delete()`` write to (refusing a sliced, ``values()``
         or ``annotate()`` queryset before anything is sent) and note the write in the unit
-        of work; also tell whether its tracked documents must be flushed first.
+        of work; also return that unit of work when its tracked documents must be flushed
+        first (else ``None``).
 
         Autoflush, as SQLAlchemy does before it queries: changes to tracked documents made
         earlier in this unit of work reach the server before a bulk write, so that an F()
@@ -634,17 +635,15 @@ class QuerySet(Generic[M]):
         target = compiler.compile_write(self._query)
         uow = current_unit_of_work()
         if uow is None:
-            return target, False
+            return target, None
         uow.note_write()
-        return target, len(uow.identity) > 0
+        return target, uow if len(uow.identity) else None
 
-    async def _write_filter(self, target: CompiledWrite, flush: bool) -> dict[str, Any]:
-        """Flush the unit of work if ``flush``; return the filter of ``target``, the ids its
-        pipeline matched when it has no plain filter."""
-        if flush:
-            uow = current_unit_of_work()
-            assert uow is not None
-            await uow.flush()
+    async def _write_filter(self, target: CompiledWrite, flush: Any) -> dict[str, Any]:
+        """Flush the unit of work ``flush`` (unless ``None``); return the filter of
+        ``target``, the ids its pipeline matched when it has no plain filter."""
+        if flush is not None:
+            await flush.flush()
         if target.filter is not None:
             return target.filter
         assert target.pipeline is not None
@@ -677,7 +676,7 @@ class QuerySet(Generic[M]):
             update.setdefault("$inc", {})[version] = 1
         target, flush = self._write_target()
         filter = target.filter
-        if filter is None or flush:
+        if filter is None or flush is not None:
             filter = await self._write_filter(target, flush)
         for path in compiled.matched_lists:
             if not _mentions(filter, path):
@@ -704,7 +703,7 @@ class QuerySet(Generic[M]):
             return 0
         target, flush = self._write_target()
         filter = target.filter
-        if filter is None or flush:
+        if filter is None or flush is not None:
             filter = await self._write_filter(target, flush)
         write = executor.delete_one if _single(filter) else executor.delete_many
         result = await write(
