@@ -13,11 +13,13 @@ Kept small on purpose: this is the hot path that benchmarks compare with raw PyM
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import enum
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from types import CoroutineType
 from typing import Any
 
 import bson
@@ -42,7 +44,7 @@ from .concerns import as_read_preference, as_write_concern
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
-from .session import operation_session
+from .session import current_unit_of_work, operation_session
 from .timeouts import check_timeout, is_timeout
 
 __all__ = [
@@ -311,6 +313,23 @@ class _run:
                 raise _duplicate(self.model, errors[0], exc) from exc
 
 
+def _sent(call: Any) -> Any:
+    """Return the awaitable of a driver call (``call``, its result), held by the bound unit of
+    work when the call runs in a thread (Motor).
+
+    PyMongo's calls are coroutines of the caller's task, which a cancellation stops. Motor
+    runs each call in a thread and returns a future; a cancellation cancels the future, not
+    the thread, which may still send its command after the block has ended (see
+    :meth:`odm.uow.UnitOfWork.outlive`).
+    """
+    if type(call) is CoroutineType:
+        return call
+    uow = current_unit_of_work()
+    if uow is None or not isinstance(call, asyncio.Future):
+        return call
+    return uow.outlive(call)
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 
@@ -331,9 +350,9 @@ async def find_one(
     source = collection(model) if tz_aware else _naive_collection(model)
     coll = _with(source, read_preference=read_preference)
     with _run(model, "find_one", timeout):
-        result: dict[str, Any] | None = await coll.find_one(
+        result: dict[str, Any] | None = await _sent(coll.find_one(
             filter, projection, sort=sort, skip=skip, session=operation_session(model), **options
-        )
+        ))
     return result
 
 
@@ -373,7 +392,7 @@ async def find(
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
             with _run(model, what, left, sort=sort):
-                batch: list[dict[str, Any]] = await cursor.to_list(chunk)
+                batch: list[dict[str, Any]] = await _sent(cursor.to_list(chunk))
             if not batch:
                 return
             yield batch
@@ -403,7 +422,7 @@ async def find_list(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),
             **options,
         )
-        result: list[dict[str, Any]] = await cursor.to_list(None)
+        result: list[dict[str, Any]] = await _sent(cursor.to_list(None))
     return result
 
 
@@ -418,7 +437,9 @@ async def count_documents(
     """Return how many documents match ``filter`` (``skip=`` / ``limit=`` / ``hint=`` pass on)."""
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "count", timeout):
-        count: int = await coll.count_documents(filter, session=operation_session(model), **options)
+        count: int = await _sent(
+            coll.count_documents(filter, session=operation_session(model), **options)
+        )
     return count
 
 
@@ -440,7 +461,9 @@ async def distinct(
     """Return the distinct values of ``key`` among the documents matching ``filter``."""
     coll = _with(collection(model), read_preference=read_preference)
     with _run(model, "distinct", timeout):
-        values: list[Any] = await coll.distinct(key, filter, session=operation_session(model))
+        values: list[Any] = await _sent(
+            coll.distinct(key, filter, session=operation_session(model))
+        )
     return values
 
 
@@ -468,7 +491,7 @@ async def aggregate(
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
             with _run(model, what, left):
-                batch: list[dict[str, Any]] = await cursor.to_list(chunk)
+                batch: list[dict[str, Any]] = await _sent(cursor.to_list(chunk))
             if not batch:
                 return
             yield batch
@@ -490,7 +513,7 @@ async def aggregate_list(
         cursor = await drivers.aggregate(
             coll, pipeline, session=operation_session(model), **options
         )
-        result: list[dict[str, Any]] = await cursor.to_list(None)
+        result: list[dict[str, Any]] = await _sent(cursor.to_list(None))
     return result
 
 
@@ -507,7 +530,7 @@ async def insert_one(
     """Insert one raw document; return the driver's ``InsertOneResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "insert", timeout, [document]):
-        return await coll.insert_one(document, session=operation_session(model))
+        return await _sent(coll.insert_one(document, session=operation_session(model)))
 
 
 def write_guard(model: type[Any], what: str, timeout: float | None) -> AbstractContextManager[None]:
@@ -549,7 +572,7 @@ async def insert_chunk(
     :func:`~odm.session.operation_session` in its own task, so this may run in a helper task)
     and errors are not mapped: call it inside :func:`write_guard`.
     """
-    return await collection(model).insert_many(documents, ordered=ordered, session=session)
+    return await _sent(collection(model).insert_many(documents, ordered=ordered, session=session))
 
 
 async def update_one(
@@ -565,9 +588,9 @@ async def update_one(
     """Update the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "update", timeout, [update]):
-        return await coll.update_one(
+        return await _sent(coll.update_one(
             filter, update, upsert=upsert, session=operation_session(model), **options
-        )
+        ))
 
 
 async def update_many(
@@ -583,9 +606,9 @@ async def update_many(
     """Update every document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "update_many", timeout, [update]):
-        return await coll.update_many(
+        return await _sent(coll.update_many(
             filter, update, upsert=upsert, session=operation_session(model), **options
-        )
+        ))
 
 
 async def replace_one(
@@ -600,9 +623,9 @@ async def replace_one(
     """Replace the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
     with _run(model, "replace", timeout, [document]):
-        return await coll.replace_one(
+        return await _sent(coll.replace_one(
             filter, document, upsert=upsert, session=operation_session(model)
-        )
+        ))
 
 
 async def find_one_and_update(
@@ -622,7 +645,7 @@ async def find_one_and_update(
     ``return_new=False``), or ``None`` when nothing matched."""
     coll = _with(collection(model), write_concern)
     with _run(model, "find_one_and_update", timeout):
-        result: dict[str, Any] | None = await coll.find_one_and_update(
+        result: dict[str, Any] | None = await _sent(coll.find_one_and_update(
             filter,
             update,
             projection=projection,
@@ -631,7 +654,7 @@ async def find_one_and_update(
             return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
             session=operation_session(model),
             **options,
-        )
+        ))
     return result
 
 
@@ -647,9 +670,9 @@ async def find_one_and_delete(
     """Delete one document atomically and return it, or ``None`` when nothing matched."""
     coll = _with(collection(model), write_concern)
     with _run(model, "find_one_and_delete", timeout):
-        result: dict[str, Any] | None = await coll.find_one_and_delete(
+        result: dict[str, Any] | None = await _sent(coll.find_one_and_delete(
             filter, projection=projection, sort=sort, session=operation_session(model)
-        )
+        ))
     return result
 
 
@@ -665,7 +688,7 @@ async def delete_one(
     (``collation=`` passes on)."""
     coll = _with(collection(model), write_concern)
     with _run(model, "delete", timeout):
-        return await coll.delete_one(filter, session=operation_session(model), **options)
+        return await _sent(coll.delete_one(filter, session=operation_session(model), **options))
 
 
 async def delete_many(
@@ -680,7 +703,7 @@ async def delete_many(
     (``collation=`` passes on)."""
     coll = _with(collection(model), write_concern)
     with _run(model, "delete_many", timeout):
-        return await coll.delete_many(filter, session=operation_session(model), **options)
+        return await _sent(coll.delete_many(filter, session=operation_session(model), **options))
 
 
 async def bulk_write(
@@ -696,9 +719,9 @@ async def bulk_write(
     with _run(
         model, "bulk_write", timeout, [getattr(r, "_doc", {}) for r in requests]
     ):
-        return await coll.bulk_write(
+        return await _sent(coll.bulk_write(
             list(requests), ordered=ordered, session=operation_session(model)
-        )
+        ))
 
 
 # -- indexes and change streams --------------------------------------------------------------
@@ -709,9 +732,9 @@ async def create_indexes(
 ) -> list[str]:
     """Create PyMongo ``IndexModel``s on ``model``'s collection; return their names."""
     with _run(model, "create_indexes", timeout):
-        names: list[str] = await collection(model).create_indexes(
+        names: list[str] = await _sent(collection(model).create_indexes(
             list(indexes), session=operation_session(model)
-        )
+        ))
     return names
 
 
@@ -723,7 +746,7 @@ async def list_indexes(model: type[Any], *, timeout: float | None = None) -> lis
             cursor = await drivers.resolve(
                 collection(model).list_indexes(session=operation_session(model))
             )
-            found: list[dict[str, Any]] = [dict(i) for i in await cursor.to_list(None)]
+            found: list[dict[str, Any]] = [dict(i) for i in await _sent(cursor.to_list(None))]
         except OperationFailure as exc:
             if exc.code == 26:  # NamespaceNotFound: no collection, so no index
                 return []
@@ -734,7 +757,7 @@ async def list_indexes(model: type[Any], *, timeout: float | None = None) -> lis
 async def drop_index(model: type[Any], name: str, *, timeout: float | None = None) -> None:
     """Drop the index ``name`` of ``model``'s collection."""
     with _run(model, "drop_index", timeout):
-        await collection(model).drop_index(name, session=operation_session(model))
+        await _sent(collection(model).drop_index(name, session=operation_session(model)))
 
 
 async def explain(

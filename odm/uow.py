@@ -110,6 +110,8 @@ class UnitOfWork:
         #: Why the transaction can only be rolled back (an inner block failed), or ``None``.
         self.failure: str | None = None
         self._on_commit: list[tuple[Callable[[], Any], bool]] = []
+        #: Driver futures whose thread may still run (Motor): see :meth:`outlive`.
+        self._running: set[asyncio.Future[Any]] = set()
 
     def track(self, document: Any) -> Any:
         """Return the canonical object for ``document`` (just loaded) within this unit of
@@ -139,6 +141,28 @@ class UnitOfWork:
     def forget(self, document: Any) -> None:
         """Stop tracking ``document`` (it was deleted)."""
         self.identity.discard(document)
+
+    def outlive(self, future: asyncio.Future[R]) -> Awaitable[R]:
+        """Return an awaitable of ``future``, a driver call running in a thread (Motor), that a
+        cancellation of the caller does not cut off from the thread.
+
+        Cancelling a thread's future does not stop the thread: the call may still send its
+        command after the block was aborted and its server session killed, and the first
+        command of a transaction (the one carrying ``startTransaction``) would then open it
+        anew, holding its locks until the server's lifetime limit. So the unit of work keeps
+        the future until its thread is done, and waits for it before it aborts or commits
+        (:meth:`settle`)."""
+        running = self._running
+        running.add(future)
+        future.add_done_callback(running.discard)
+        return asyncio.shield(future)
+
+    async def settle(self) -> None:
+        """Wait (at most :data:`ABORT_TIME_LIMIT` seconds) until no driver call of the block
+        still runs in a thread: a call cut off by a cancellation finishes first."""
+        running = self._running
+        if running:
+            await asyncio.wait(tuple(running), timeout=ABORT_TIME_LIMIT)
 
     def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
         """Run ``callback`` (sync or async, no arguments) after a successful commit only.
@@ -258,11 +282,15 @@ class UnitOfWork:
         # without the driver knowing: it may even be the one that started the server
         # transaction, which the driver's abort would then not end.
         interrupted = isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
-        cancelled = await shielded(_abort_server_transaction(self.session, kill=interrupted))
+        cancelled = await shielded(self._abort(kill=interrupted))
         if not _commit_outcome_unknown(exc):
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
+
+    async def _abort(self, *, kill: bool) -> None:
+        await self.settle()  # a command still to be sent would reopen the transaction
+        await _abort_server_transaction(self.session, kill=kill)
 
 
 MAX_FLUSH_PASSES = 10
@@ -519,6 +547,8 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
                                 if exc is not None:
                                     raise exc
                                 uow.check_usable()
+                                if uow._running:  # an operation cut off and caught in the block
+                                    await uow.settle()
                                 if len(uow.identity):  # nothing tracked: nothing to flush
                                     await uow.flush()
                                 # Once sent, the commit's outcome is awaited and honoured,
