@@ -286,9 +286,15 @@ class _run:
             exc, DocumentTooLarge
         ):
             raise _unencodable(self.model, self.payload, exc) from exc
-        if exc is None or not isinstance(exc, PyMongoError):
+        if exc is None:
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            _cut_off(self.model, self.what)
+            return
+        if not isinstance(exc, PyMongoError):
             return
         if is_timeout(exc):
+            _cut_off(self.model, self.what)
             timeout = self.timeout
             limit = f" within {timeout:g} s" if timeout is not None else ""
             raise OperationTimeout(
@@ -328,6 +334,14 @@ def _sent(call: Any) -> Any:
     if uow is None or not isinstance(call, asyncio.Future):
         return call
     return uow.outlive(call)
+
+
+def _cut_off(model: type[Any], what: str) -> None:
+    """Tell the bound unit of work, if any, that the driver call ``what`` on ``model`` was cut
+    off (see :meth:`odm.uow.UnitOfWork.cut_off`)."""
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.cut_off(f"{model.__name__} {what}")
 
 
 # -- reads -----------------------------------------------------------------------------------

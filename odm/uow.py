@@ -109,6 +109,9 @@ class UnitOfWork:
         self.owner: asyncio.Task[Any] | None = asyncio.current_task()
         #: Why the transaction can only be rolled back (an inner block failed), or ``None``.
         self.failure: str | None = None
+        #: The driver call that a cancellation or a deadline cut off in the block, or ``None``
+        #: (see :meth:`cut_off`).
+        self.interrupted: str | None = None
         self._on_commit: list[tuple[Callable[[], Any], bool]] = []
         #: Driver futures whose thread may still run (Motor): see :meth:`outlive`.
         self._running: set[asyncio.Future[Any]] = set()
@@ -150,8 +153,9 @@ class UnitOfWork:
         command after the block was aborted and its server session killed, and the first
         command of a transaction (the one carrying ``startTransaction``) would then open it
         anew, holding its locks until the server's lifetime limit. So the unit of work keeps
-        the future until its thread is done, and waits for it before it aborts or commits
-        (:meth:`settle`)."""
+        the future until its thread is done, and its abort waits for it (:meth:`settle`).
+        (A block that catches the cancellation and goes on cannot commit: see
+        :meth:`cut_off`.)"""
         running = self._running
         running.add(future)
         future.add_done_callback(running.discard)
@@ -163,6 +167,17 @@ class UnitOfWork:
         running = self._running
         if running:
             await asyncio.wait(tuple(running), timeout=ABORT_TIME_LIMIT)
+
+    def cut_off(self, call: str) -> None:
+        """Record that ``call`` (a driver call of the block) was cut off by a cancellation or a
+        deadline: it may have run on the server or not, and whoever called it (a ``save()``,
+        a flush) could not record what it did. So the transaction can only be rolled back, as
+        after an inner block failed: a block that catches the cancellation or the timeout and
+        goes on gets :class:`odm.TransactionError` at its next operation or at its end, and
+        nothing of it is committed. (Committing would keep a write the documents do not know
+        of: a ``save()`` cut off after its ``$push`` was applied would push again.)"""
+        if self.interrupted is None:
+            self.interrupted = call
 
     def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
         """Run ``callback`` (sync or async, no arguments) after a successful commit only.
@@ -182,6 +197,13 @@ class UnitOfWork:
             raise TransactionError(
                 "an inner atomic block failed; the transaction was rolled back and can only "
                 f"be left now (the failure: {self.failure})"
+            )
+        if self.interrupted is not None:
+            raise TransactionError(
+                f"{self.interrupted} was cut off by a cancellation or a deadline in this "
+                "transaction: it may or may not have run on the server, so the transaction can "
+                "only be rolled back; leave the block (catching the cancellation or the timeout "
+                "inside odm.transaction() does not save it: retry the whole block)"
             )
         if self.owner is not None and asyncio.current_task() is not self.owner:
             raise TransactionError(
@@ -281,7 +303,11 @@ class UnitOfWork:
         # An operation cut off by a cancellation or a deadline may have reached the server
         # without the driver knowing: it may even be the one that started the server
         # transaction, which the driver's abort would then not end.
-        interrupted = isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
+        interrupted = (
+            self.interrupted is not None
+            or isinstance(exc, asyncio.CancelledError | OperationTimeout)
+            or is_timeout(exc)
+        )
         cancelled = await shielded(self._abort(kill=interrupted))
         if not _commit_outcome_unknown(exc):
             self.journal.restore()
@@ -547,8 +573,6 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
                                 if exc is not None:
                                     raise exc
                                 uow.check_usable()
-                                if uow._running:  # an operation cut off and caught in the block
-                                    await uow.settle()
                                 if len(uow.identity):  # nothing tracked: nothing to flush
                                     await uow.flush()
                                 # Once sent, the commit's outcome is awaited and honoured,

@@ -167,18 +167,20 @@ async def test_a_cancel_while_the_thread_holds_the_first_command_leaves_no_trans
     assert await stored_statuses() == ["new"]
 
 
-async def test_a_call_timed_out_and_caught_in_the_block_finishes_before_the_commit(
+async def test_a_call_timed_out_and_caught_in_the_block_is_rolled_back_after_its_thread(
     held: HoldFirstCommand,
 ) -> None:
-    """The block goes on after its first call was cut off: the commit waits for that call's
-    thread, so the commit is not sent before the command that starts the transaction."""
+    """The block goes on after its first call was cut off: it cannot commit (the call may have
+    run), and its abort waits for that call's thread, so no transaction is reopened."""
     await MtOrder(ref="a").insert()
     held.armed.set()
-    async with odm.transaction():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(HOLD / 4):
-                await MtOrder.objects.get(ref="a")
-    assert held.held == ["find"]
+    with pytest.raises(odm.TransactionError, match="MtOrder update_many was cut off"):
+        async with odm.transaction():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HOLD / 4):
+                    await MtOrder.objects.filter(ref="a").update(status="cut off")
+    assert held.held == ["update"]
     assert await open_transactions() == []
     await asyncio.sleep(HOLD)
     assert await open_transactions() == []
+    assert await stored_statuses() == ["new"]

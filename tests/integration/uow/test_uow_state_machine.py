@@ -1,19 +1,21 @@
 """A hypothesis state machine over the unit of work, on the real replica set.
 
 Each rule runs one block of random operations (load, change, save, insert, delete, flush,
-a failing inner block) that ends in one of the ways a block can end: it commits, raises,
-hits an injected transient error (``failCommand``: ``atomic`` re-runs it), or its commit
-fails. Outside blocks it also changes and saves documents. After every rule, every document
-object the user holds must tell the truth: its snapshot is the stored document (``None`` when
-none is stored), and under the optimistic lock its version is the stored one. The next
-``save()`` of an object then writes exactly what differs: the machine saves the objects it
-holds and compares their fields with the database.
+a failing inner block, a save cut off by a timeout that the block catches) that ends in one
+of the ways a block can end: it commits, raises, hits an injected transient error
+(``failCommand``: ``atomic`` re-runs it), or its commit fails. Outside blocks it also changes
+and saves documents. After every rule, every document object the user holds must tell the
+truth: its snapshot is the stored document (``None`` when none is stored), and under the
+optimistic lock its version is the stored one. The next ``save()`` of an object then writes
+exactly what differs: the machine saves the objects it holds and compares their fields with
+the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import uuid
 from collections.abc import Iterator
@@ -68,7 +70,9 @@ change = st.one_of(
 key = st.tuples(st.integers(0, len(MODELS) - 1), st.integers(0, len(IDS) - 1))
 # Changes, saves and loads are drawn more often than the rest: the lies hide in their orders
 # (a save, then a load of the same document in the block, then an abort).
-KINDS = [*(["load", "change", "save"] * 3), "insert", "delete", "flush", "inner_fails"]
+KINDS = [
+    *(["load", "change", "save"] * 3), "insert", "delete", "flush", "inner_fails", "cut_off"
+]
 operation = st.tuples(st.sampled_from(KINDS), key, change)
 ENDINGS = ["commit", "raise", "transient_body", "transient_commit", "commit_fails"]
 
@@ -100,6 +104,7 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.held: dict[Key, Any] = {}
+        self.ending = "commit"
         self.run(self._reset())
 
     def run(self, coroutine: Any) -> Any:
@@ -145,6 +150,18 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
                     apply_change(held, how)
                     await held.save()
                     raise Abort
+        elif name == "cut_off" and in_block and held is not None and self.ending in CUTTABLE:
+            # The server holds the save's update past the caller's timeout, which the block
+            # catches: from then on the block can only be rolled back.
+            apply_change(held, how)
+            await outside_the_block(hold_update(self.given["database"]))
+            try:
+                async with asyncio.timeout(CUT_AFTER):
+                    await held.save()
+            except TimeoutError:
+                pass
+            finally:
+                await outside_the_block(fail_points_off(self.given["database"]))
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -160,6 +177,7 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
 
     async def _block(self, ops: list[tuple[str, Any, Any]], ending: str) -> None:
         db = self.given["database"]
+        self.ending = ending
         if ending == "transient_commit":
             await fail_command(db, "commitTransaction", transient=True)
         elif ending == "commit_fails":
@@ -220,6 +238,26 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
                 raw = await executor.collection(model).find_one({"_id": document.id})
                 assert raw is not None
                 assert document.to_bson() == raw, (where, document.to_bson(), raw)
+
+
+#: Endings whose fail point a cut-off save may replace (there is one ``failCommand``).
+CUTTABLE = ("commit", "raise", "transient_body")
+#: Seconds after which a cut-off save gives up, and milliseconds the server holds it.
+CUT_AFTER = 0.015
+HOLD_MS = 60
+
+
+async def hold_update(db: Any) -> None:
+    """Make the server hold the next ``update`` for ``HOLD_MS``."""
+    await fail_point(
+        db, {"failCommands": ["update"], "blockConnection": True, "blockTimeMS": HOLD_MS}
+    )
+
+
+async def outside_the_block(admin_call: Any) -> None:
+    """Run ``admin_call`` in a task with an empty context: inside a block the driver would
+    send it in the transaction."""
+    await asyncio.create_task(admin_call, context=contextvars.Context())
 
 
 def PyMongoError_transient() -> PyMongoError:
