@@ -28,8 +28,9 @@ from .models.fields import Field, ObjectId
 from .models.loading import _snapshot_of, _validate_one
 from .models.options import CLASS_KEY, ID_KEY, Options
 from .models.references import check_saved_references
-from .models.tracking import get_snapshot, set_snapshot, will_change
+from .models.tracking import Unsure, get_snapshot, set_snapshot, will_change
 from .models.writes import commit_update, prepare_update, write_filter
+from .outcomes import learn_outcome, mark_if_cut_off
 from .queryset import DefaultManager
 from .session import current_unit_of_work
 
@@ -191,7 +192,11 @@ class Document(_OdmModel, metaclass=DocumentMeta):
             await signals.pre_save.send(model, document=self, created=True)
         check_saved_references(self)
         raw = self.to_bson()
-        await executor.insert_one(model, raw, timeout=timeout, write_concern=write_concern)
+        try:
+            await executor.insert_one(model, raw, timeout=timeout, write_concern=write_concern)
+        except BaseException as error:
+            mark_if_cut_off(self, error, "insert", raw)
+            raise
         will_change(self)
         set_snapshot(self, raw)
         uow = current_unit_of_work()
@@ -210,6 +215,8 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         deleted meanwhile raises ``Model.DoesNotExist``.
         """
         snapshot = get_snapshot(self)
+        if snapshot.__class__ is Unsure:  # a write of it was cut off: what is stored now?
+            snapshot = await learn_outcome(self, snapshot, timeout=timeout)
         if snapshot is None:
             return await self.insert(timeout=timeout, write_concern=write_concern)
         if tracking.is_partial(self):
@@ -233,9 +240,13 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         plan = prepare_update(self, snapshot=get_snapshot(self) if hooked else snapshot)
         if plan is not None:
             filter, update, new_raw = plan
-            result = await executor.update_one(
-                model, filter, update, timeout=timeout, write_concern=write_concern
-            )
+            try:
+                result = await executor.update_one(
+                    model, filter, update, timeout=timeout, write_concern=write_concern
+                )
+            except BaseException as error:
+                mark_if_cut_off(self, error, "save", new_raw, update)
+                raise
             if result.acknowledged and result.matched_count == 0:
                 raise self._missing("save")
             will_change(self)
@@ -250,12 +261,19 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         """Delete this document (a stale copy under ``Meta.optimistic_lock`` raises
         :class:`odm.StaleDocument`). Deleting a document that is already gone does nothing."""
         model = type(self)
+        snapshot = get_snapshot(self)
+        if snapshot.__class__ is Unsure:  # a write of it was cut off: what is stored now?
+            await learn_outcome(self, snapshot, timeout=timeout)
         await self.before_delete()
         if signals.pre_delete.has_receivers():
             await signals.pre_delete.send(model, document=self)
-        result = await executor.delete_one(
-            model, write_filter(self), timeout=timeout, write_concern=write_concern
-        )
+        try:
+            result = await executor.delete_one(
+                model, write_filter(self), timeout=timeout, write_concern=write_concern
+            )
+        except BaseException as error:
+            mark_if_cut_off(self, error, "delete", None)
+            raise
         stale = self._meta.optimistic_lock and get_snapshot(self) is not None
         if stale and result.acknowledged and result.deleted_count == 0:
             raise self._missing("delete")

@@ -32,6 +32,7 @@ from .diffing import diff, same
 __all__ = [
     "SLOTS",
     "TrackingState",
+    "Unsure",
     "annotations_of",
     "capture_state",
     "collection_model",
@@ -51,6 +52,7 @@ __all__ = [
     "set_snapshots",
     "take_pending",
     "unpickle_state",
+    "unsure",
     "will_change",
 ]
 
@@ -92,6 +94,47 @@ def get_snapshot(document: Any) -> dict[str, Any] | None:
         if stored is not _NO_ID and not _same_id(document, stored):
             return None
     return snapshot
+
+
+class Unsure(dict[str, Any]):
+    """The snapshot of a document whose last write outside a transaction was cut off by a
+    cancellation or a deadline: that write may have run on the server or not (and may still
+    run), so the snapshot no longer says what the database holds.
+
+    Its content is the snapshot from before the write (empty when the document was never
+    stored); ``call`` names the write, ``planned`` is the stored form the write would leave
+    (``None`` for a delete), and ``touched`` the top-level stored keys it writes. Read as a
+    dict it behaves like the old snapshot; ``save()`` and ``delete()`` read the stored document
+    first and keep what they learn instead (:func:`odm.outcomes.learn_outcome`)."""
+
+    __slots__ = ("call", "existed", "planned", "touched")
+
+    call: str
+    existed: bool
+    planned: dict[str, Any] | None
+    touched: frozenset[str]
+
+
+def unsure(
+    document: Any, call: str, planned: dict[str, Any] | None, update: Mapping[str, Any] | None
+) -> None:
+    """Record that ``call``, a write of ``document`` that would leave ``planned`` stored (an
+    ``update`` document, or ``None`` when it writes the whole document or deletes it), was
+    cut off: its snapshot becomes an :class:`Unsure` one."""
+    before = getattr(document, _SNAPSHOT, None)
+    if isinstance(before, Unsure):  # cut off again before anything was learnt
+        before = dict(before) if before.existed else None
+    marked = Unsure(before or {})
+    marked.call = call
+    marked.existed = before is not None
+    marked.planned = planned
+    if update is None:
+        marked.touched = frozenset(planned or ())
+    else:
+        marked.touched = frozenset(
+            path.partition(".")[0] for paths in update.values() for path in paths
+        )
+    _set_slot(document, _SNAPSHOT, marked)
 
 
 def is_partial(document: Any) -> bool:

@@ -4,7 +4,8 @@ Each rule runs one block of random operations (load, change, save, insert, delet
 a failing inner block, a save cut off by a timeout that the block catches) that ends in one
 of the ways a block can end: it commits, raises, hits an injected transient error
 (``failCommand``: ``atomic`` re-runs it), or its commit fails. Outside blocks it also changes
-and saves documents. After every rule, every document object the user holds must tell the
+and saves documents, and has saves cut off by a timeout (the server holds them, then runs or
+refuses them). After every rule, every document object the user holds must tell the
 truth: its snapshot is the stored document (``None`` when none is stored), and under the
 optimistic lock its version is the stored one. The next ``save()`` of an object then writes
 exactly what differs: the machine saves the objects it holds and compares their fields with
@@ -31,7 +32,7 @@ from uow_support import fail_point, fail_points_off
 
 import odm
 from odm import executor
-from odm.models.tracking import get_snapshot
+from odm.models.tracking import Unsure, get_snapshot
 from odm.session import current_unit_of_work
 
 
@@ -212,6 +213,27 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         apply_change(held, how)
         self.run(held.save())
 
+    @rule(where=key, how=change, ran=st.booleans())
+    def save_cut_off_outside(self, where: Key, how: tuple[str, Any], ran: bool) -> None:
+        """A save outside any block, held by the server past the caller's timeout, then run
+        or refused there: the document no longer trusts its snapshot."""
+        held = self.held.get(where)
+        if held is None or not held.is_stored:
+            return
+        apply_change(held, how)
+        self.run(self._save_cut_off(held, ran))
+
+    async def _save_cut_off(self, held: Any, ran: bool) -> None:
+        db = self.given["database"]
+        await hold_update(db, ran=ran)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CUT_AFTER):
+                    await held.save()
+            await asyncio.sleep(HOLD_MS / 1000 + 0.02)  # the held update is over
+        finally:
+            await fail_points_off(db)
+
     @rule(where=key)
     def load_outside(self, where: Key) -> None:
         self.run(self._op(("load", where, None), in_block=False))
@@ -226,6 +248,10 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         for where, document in self.held.items():
             model = MODELS[where[0]]
             raw = await executor.collection(model).find_one({"_id": document.id})
+            if isinstance(get_snapshot(document), Unsure) and raw is not None:
+                # It says it does not know (a write of it was cut off): its next save learns.
+                await document.save()
+                raw = await executor.collection(model).find_one({"_id": document.id})
             assert get_snapshot(document) == raw, (where, get_snapshot(document), raw)
             assert document.is_stored is (raw is not None)
             meta = model._meta
@@ -243,15 +269,19 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
 #: Endings whose fail point a cut-off save may replace (there is one ``failCommand``).
 CUTTABLE = ("commit", "raise", "transient_body")
 #: Seconds after which a cut-off save gives up, and milliseconds the server holds it.
-CUT_AFTER = 0.015
-HOLD_MS = 60
+CUT_AFTER = 0.01
+HOLD_MS = 40
 
 
-async def hold_update(db: Any) -> None:
-    """Make the server hold the next ``update`` for ``HOLD_MS``."""
-    await fail_point(
-        db, {"failCommands": ["update"], "blockConnection": True, "blockTimeMS": HOLD_MS}
-    )
+async def hold_update(db: Any, *, ran: bool = True) -> None:
+    """Make the server hold the next ``update`` for ``HOLD_MS``, then run it (``ran``) or
+    refuse it."""
+    data: dict[str, Any] = {
+        "failCommands": ["update"], "blockConnection": True, "blockTimeMS": HOLD_MS,
+    }
+    if not ran:
+        data["errorCode"] = 2
+    await fail_point(db, data)
 
 
 async def outside_the_block(admin_call: Any) -> None:

@@ -1,0 +1,219 @@
+"""A write of a document cut off by a cancellation or a deadline outside a transaction: it may
+have run on the server or not, so the document stops trusting its snapshot, and its next
+``save()`` or ``delete()`` reads the stored document first.
+
+The server holds the write (``failCommand`` with ``blockConnection``) past the caller's
+``asyncio.timeout`` or ``timeout=``, then runs it ("ran") or refuses it ("refused"). Either
+way, once the held write is over, the next ``save()`` leaves the database equal to the object
+(a ``$push`` that ran is not pushed again; a ``$set`` that ran and was undone in memory is
+written back), and under the optimistic lock a write by someone else meanwhile still raises
+:class:`odm.StaleDocument`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import odm
+from odm import executor
+from odm.models.tracking import Unsure, get_snapshot
+
+BLOCK_MS = 300
+GIVE_UP = BLOCK_MS / 3000
+
+
+class CutDoc(odm.Document):
+    ref: str
+    n: int = 0
+    status: str = "new"
+    tags: list[str] = []
+
+    class Meta:
+        collection = "cut_docs"
+
+
+class CutLockedDoc(odm.Document):
+    ref: str
+    tags: list[str] = []
+
+    class Meta:
+        collection = "cut_locked_docs"
+        optimistic_lock = True
+
+
+@pytest.fixture
+async def hold(odm_database: Any) -> AsyncIterator[Callable[[str, bool], Awaitable[None]]]:
+    """``await hold(command, ran)``: the server holds the next ``command`` for ``BLOCK_MS``,
+    then runs it (``ran``) or refuses it with an error."""
+
+    async def arm(command: str, ran: bool) -> None:
+        data: dict[str, Any] = {
+            "failCommands": [command], "blockConnection": True, "blockTimeMS": BLOCK_MS,
+        }
+        if not ran:
+            data["errorCode"] = 2
+        await odm_database.client.admin.command(
+            {"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data}
+        )
+
+    yield arm
+    await odm_database.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+async def cut_off(call: Callable[[float | None], Awaitable[Any]], how: str) -> None:
+    """Run ``call`` (given a ``timeout=`` or ``None``) so that it is cut off, and wait until the
+    server is done with the held write."""
+    with pytest.raises((TimeoutError, odm.OperationTimeout)):
+        if how == "asyncio_timeout":
+            async with asyncio.timeout(GIVE_UP):
+                await call(None)
+        else:
+            await call(GIVE_UP)
+    await asyncio.sleep(BLOCK_MS / 1000 + 0.1)
+
+
+async def stored(document: odm.Document) -> dict[str, Any] | None:
+    raw: dict[str, Any] | None = await executor.collection(type(document)).find_one(
+        {"_id": document.id}
+    )
+    return raw
+
+
+async def truthful(document: odm.Document) -> None:
+    raw = await stored(document)
+    assert get_snapshot(document) == raw, (get_snapshot(document), raw)
+    assert document.is_stored is (raw is not None)
+    if raw is not None:
+        assert document.to_bson() == raw
+        meta = type(document)._meta
+        if meta.optimistic_lock:
+            assert getattr(document, meta.version_field) == raw[meta.db_key(meta.version_field)]
+
+
+HOWS = ["asyncio_timeout", "call_timeout"]
+OUTCOMES = ["ran", "refused"]
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("how", HOWS)
+async def test_a_push_cut_off_is_not_pushed_twice(hold: Any, how: str, outcome: str) -> None:
+    doc = await CutDoc(ref="a").insert()
+    doc.tags.append("x")
+    await hold("update", outcome == "ran")
+    await cut_off(lambda t: doc.save(timeout=t), how)
+    assert isinstance(get_snapshot(doc), Unsure)
+    # (With timeout=, the driver gives the server the time left as maxTimeMS: a write held
+    # past it is not run even when the fail point lets it.)
+    assert (await stored(doc) or {})["tags"] in (["x"], [])
+    await doc.save()
+    assert (await stored(doc) or {})["tags"] == ["x"]
+    await truthful(doc)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("how", HOWS)
+async def test_a_set_cut_off_then_undone_in_memory_is_written_back(
+    hold: Any, how: str, outcome: str
+) -> None:
+    doc = await CutDoc(ref="a").insert()
+    doc.n = 5
+    await hold("update", outcome == "ran")
+    await cut_off(lambda t: doc.save(timeout=t), how)
+    doc.n = 0  # back to what the snapshot says: without learning, nothing would be sent
+    await doc.save()
+    assert (await stored(doc) or {})["n"] == 0
+    await truthful(doc)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+async def test_a_field_someone_else_changed_meanwhile_is_left_alone(
+    hold: Any, outcome: str
+) -> None:
+    doc = await CutDoc(ref="a").insert()
+    doc.tags.append("x")
+    await hold("update", outcome == "ran")
+    await cut_off(lambda t: doc.save(timeout=t), "asyncio_timeout")
+    await CutDoc.objects.filter(id=doc.id).update(status="paid")
+    await doc.save()
+    raw = await stored(doc) or {}
+    assert (raw["tags"], raw["status"]) == (["x"], "paid")
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("how", HOWS)
+async def test_a_locked_save_cut_off_keeps_the_version_true(
+    hold: Any, how: str, outcome: str
+) -> None:
+    doc = await CutLockedDoc(ref="a").insert()
+    doc.tags.append("x")
+    await hold("update", outcome == "ran")
+    await cut_off(lambda t: doc.save(timeout=t), how)
+    await doc.save()  # ran: nothing left to send, the version it reached is learnt
+    assert (await stored(doc) or {})["tags"] == ["x"]
+    await truthful(doc)
+    doc.tags.append("y")
+    await doc.save()
+    await truthful(doc)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+async def test_a_locked_save_cut_off_then_written_by_someone_else_is_stale(
+    hold: Any, outcome: str
+) -> None:
+    doc = await CutLockedDoc(ref="a").insert()
+    doc.tags.append("x")
+    await hold("update", outcome == "ran")
+    await cut_off(lambda t: doc.save(timeout=t), "asyncio_timeout")
+    other = await CutLockedDoc.objects.get(id=doc.id)
+    other.tags.append("other")
+    await other.save()
+    with pytest.raises(odm.StaleDocument):
+        await doc.save()
+    await doc.refresh()
+    await truthful(doc)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("how", HOWS)
+async def test_an_insert_cut_off_is_saved_once(hold: Any, how: str, outcome: str) -> None:
+    doc = CutDoc(ref="new", tags=["t"])
+    await hold("insert", outcome == "ran")
+    await cut_off(lambda t: doc.insert(timeout=t), how)
+    assert isinstance(get_snapshot(doc), Unsure)
+    await doc.save()  # ran: nothing to send; refused: inserted now
+    assert await CutDoc.objects.filter(ref="new").count() == 1
+    await truthful(doc)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("how", HOWS)
+async def test_a_delete_cut_off_is_learnt(hold: Any, how: str, outcome: str) -> None:
+    doc = await CutLockedDoc(ref="gone").insert()
+    await hold("delete", outcome == "ran")
+    await cut_off(lambda t: doc.delete(timeout=t), how)
+    assert isinstance(get_snapshot(doc), Unsure)
+    await doc.delete()  # under the lock: neither stale nor missing, whichever way it went
+    assert await stored(doc) is None
+    await truthful(doc)
+
+
+async def test_a_write_cut_off_inside_a_transaction_leaves_the_snapshot_sure(
+    hold: Any,
+) -> None:
+    """Inside a block the transaction is rolled back instead (test_uow_cut_off.py): the abort
+    puts the snapshot back, which is then true."""
+    doc = await CutDoc(ref="a").insert()
+    await hold("update", True)
+    with pytest.raises(odm.TransactionError):
+        async with odm.transaction():
+            doc.tags.append("x")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(GIVE_UP):
+                    await doc.save()
+    await asyncio.sleep(BLOCK_MS / 1000 + 0.1)
+    assert not isinstance(get_snapshot(doc), Unsure)
+    assert get_snapshot(doc) == await stored(doc)
