@@ -29,6 +29,7 @@ from .gcpause import paused_gc
 from .models.model_plan import standard_dump
 from .models.options import CLASS_KEY
 from .nesting import check_payload
+from .outcomes import is_cut_off
 from .session import current_unit_of_work, operation_session
 
 __all__ = [
@@ -138,6 +139,9 @@ class BulkInsert:
         self._inserted_count = 0
         self._failed = False
         self._in_transaction = False
+        # Documents [0, _sent) were sent; whether a cancellation or a deadline cut the insert off.
+        self._sent = 0
+        self._cut_off = False
 
     async def run(self) -> None:
         """Insert every document; raise as one ``insert_many`` of them all would."""
@@ -146,8 +150,9 @@ class BulkInsert:
         try:
             with executor.write_guard(self.model, "insert_many", self.timeout):
                 await self._insert(session)
-        except BaseException:
+        except BaseException as error:
             self._failed = True
+            self._cut_off = is_cut_off(error)
             raise
 
     def stored(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
@@ -164,6 +169,15 @@ class BulkInsert:
             return self.documents, self.raws
         kept = [index for index in range(confirmed) if index not in self._missing]
         return [self.documents[i] for i in kept], [self.raws[i] for i in kept]
+
+    def unknown(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
+        """Return the documents whose insert a cancellation or a deadline cut off outside a
+        transaction (those of the chunks sent but not acknowledged: they may be stored or
+        not), with their stored forms; none otherwise."""
+        if not (self._failed and self._cut_off) or self._in_transaction:
+            return (), ()
+        cut = [i for i in range(self._confirmed, self._sent) if i not in self._missing]
+        return [self.documents[i] for i in cut], [self.raws[i] for i in cut]
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -182,6 +196,7 @@ class BulkInsert:
         try:
             while True:
                 stop = start + len(raws)
+                self._sent = stop
                 send = executor.insert_chunk(
                     self.model, raws, ordered=self.ordered, session=session
                 )

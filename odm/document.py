@@ -178,8 +178,13 @@ class Document(_OdmModel, metaclass=DocumentMeta):
 
     @property
     def is_stored(self) -> bool:
-        """Tell whether this instance was loaded from or written to the database."""
-        return get_snapshot(self) is not None
+        """Tell whether this instance was loaded from or written to the database (as far as it
+        knows: after an insert that was cut off, not until its next ``save()`` learns that the
+        insert ran)."""
+        snapshot = get_snapshot(self)
+        if snapshot.__class__ is Unsure:
+            return snapshot.existed
+        return snapshot is not None
 
     # -- lifecycle -----------------------------------------------------------------------
 

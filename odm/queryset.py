@@ -41,7 +41,7 @@ from .models.loading import load_documents, load_partial, naive_fixer
 from .models.model_plan import DatetimeFixer
 from .models.options import ID_KEY
 from .models.references import check_saved_references
-from .models.tracking import set_snapshots
+from .models.tracking import set_snapshots, unsure
 from .query import compiler, extras
 from .query.compiler import CompiledWrite
 from .query.q import Q
@@ -794,7 +794,9 @@ class QuerySet(Generic[M]):
         so ``[d for d in docs if not d.is_stored]`` are the ones to retry) and the others are
         not; a document that cannot be stored (a value BSON cannot hold, a document over 16 MB)
         stops the insert before its chunk is sent. Inside ``odm.transaction()`` a failure marks
-        none: the transaction is to be aborted.
+        none: the transaction is to be aborted. Outside one, the documents of a chunk whose
+        insert a cancellation or a deadline cut off may be stored or not: their next ``save()``
+        reads the stored document first (docs/documents.md, "A write cut off").
         """
 
         docs = list(documents)
@@ -823,6 +825,8 @@ class QuerySet(Generic[M]):
             if uow is not None:
                 for doc in stored:
                     uow.inserted(doc)
+            for doc, raw in zip(*job.unknown(), strict=True):
+                unsure(doc, "bulk_create", raw, None)
         return docs
 
     async def explain(self) -> dict[str, Any]:

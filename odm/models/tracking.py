@@ -102,7 +102,8 @@ class Unsure(dict[str, Any]):
     run), so the snapshot no longer says what the database holds.
 
     Its content is the snapshot from before the write (empty when the document was never
-    stored); ``call`` names the write, ``planned`` is the stored form the write would leave
+    stored, and ``existed`` is then false: ``is_stored`` says what was known before the
+    write); ``call`` names the write, ``planned`` is the stored form the write would leave
     (``None`` for a delete), and ``touched`` the top-level stored keys it writes. Read as a
     dict it behaves like the old snapshot; ``save()`` and ``delete()`` read the stored document
     first and keep what they learn instead (:func:`odm.outcomes.learn_outcome`)."""

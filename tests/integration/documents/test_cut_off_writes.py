@@ -217,3 +217,25 @@ async def test_a_write_cut_off_inside_a_transaction_leaves_the_snapshot_sure(
     await asyncio.sleep(BLOCK_MS / 1000 + 0.1)
     assert not isinstance(get_snapshot(doc), Unsure)
     assert get_snapshot(doc) == await stored(doc)
+
+
+@pytest.mark.parametrize("count", [3, 1500])  # one insert_many, and a list sent in chunks
+@pytest.mark.parametrize("outcome", OUTCOMES)
+async def test_a_bulk_create_cut_off_leaves_each_document_saved_once(
+    hold: Any, outcome: str, count: int
+) -> None:
+    docs = [CutDoc(ref=f"b{i}", n=i) for i in range(count)]
+    await hold("insert", outcome == "ran")  # the first chunk is held
+    await cut_off(lambda t: CutDoc.objects.timeout(t).bulk_create(docs), "asyncio_timeout")
+    unsure = [doc for doc in docs if isinstance(get_snapshot(doc), Unsure)]
+    assert unsure, "no document says it does not know"
+    stored_refs = set(await CutDoc.objects.values_list("ref", flat=True))
+    for doc in docs:  # the others know: stored (acknowledged) or not (never sent)
+        if not isinstance(get_snapshot(doc), Unsure):
+            assert doc.is_stored is (doc.ref in stored_refs), doc.ref
+    for doc in docs:
+        await doc.save()
+    refs = await CutDoc.objects.values_list("ref", flat=True)
+    assert sorted(refs) == sorted(f"b{i}" for i in range(count))
+    for doc in docs[:5] + docs[-5:]:
+        await truthful(doc)
