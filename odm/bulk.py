@@ -29,7 +29,7 @@ from .gcpause import paused_gc
 from .models.model_plan import standard_dump
 from .models.options import CLASS_KEY
 from .nesting import check_payload
-from .outcomes import is_cut_off
+from .outcomes import outcome_unknown
 from .session import current_unit_of_work, operation_session
 
 __all__ = [
@@ -152,7 +152,7 @@ class BulkInsert:
                 await self._insert(session)
         except BaseException as error:
             self._failed = True
-            self._cut_off = is_cut_off(error)
+            self._cut_off = outcome_unknown(error)
             raise
 
     def stored(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:

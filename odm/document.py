@@ -30,7 +30,7 @@ from .models.options import CLASS_KEY, ID_KEY, Options
 from .models.references import check_saved_references
 from .models.tracking import Unsure, get_snapshot, set_snapshot, will_change
 from .models.writes import commit_update, prepare_update, write_filter
-from .outcomes import learn_outcome, mark_if_cut_off
+from .outcomes import learn_outcome, mark_if_unknown
 from .queryset import DefaultManager
 from .session import current_unit_of_work
 
@@ -200,7 +200,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         try:
             await executor.insert_one(model, raw, timeout=timeout, write_concern=write_concern)
         except BaseException as error:
-            mark_if_cut_off(self, error, "insert", raw)
+            mark_if_unknown(self, error, "insert", raw)
             raise
         will_change(self)
         set_snapshot(self, raw)
@@ -250,7 +250,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
                     model, filter, update, timeout=timeout, write_concern=write_concern
                 )
             except BaseException as error:
-                mark_if_cut_off(self, error, "save", new_raw, update)
+                mark_if_unknown(self, error, "save", new_raw, update)
                 raise
             if result.acknowledged and result.matched_count == 0:
                 raise self._missing("save")
@@ -277,7 +277,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
                 model, write_filter(self), timeout=timeout, write_concern=write_concern
             )
         except BaseException as error:
-            mark_if_cut_off(self, error, "delete", None)
+            mark_if_unknown(self, error, "delete", None)
             raise
         stale = self._meta.optimistic_lock and get_snapshot(self) is not None
         if stale and result.acknowledged and result.deleted_count == 0:

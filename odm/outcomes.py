@@ -2,11 +2,13 @@
 
 A write cut off by a cancellation or a deadline (``asyncio.timeout()``, ``timeout=``, a
 request whose client went away) may have run on the server, or may not have, or may still be
-running there. Inside ``odm.transaction()`` the transaction is then rolled back whole
-(:meth:`odm.uow.UnitOfWork.cut_off`). Outside one there is nothing to roll back, so the
-document says it does not know: its snapshot becomes an :class:`~odm.models.tracking.Unsure`
-one (:func:`mark_if_cut_off`), and the next ``save()`` or ``delete()`` of it reads the stored
-document before it trusts its snapshot (:func:`learn_outcome`). Without that, a ``save()``
+running there; so may one whose connection was lost (after the driver's retry), and one whose
+write concern was not confirmed may yet be rolled back. Inside ``odm.transaction()`` a call
+cut off makes the whole transaction roll back (:meth:`odm.uow.UnitOfWork.cut_off`). Outside
+one there is nothing to roll back, so the document says it does not know: its snapshot
+becomes an :class:`~odm.models.tracking.Unsure` one (:func:`mark_if_unknown`), and the next
+``save()`` or ``delete()`` of it reads the stored document before it trusts its snapshot
+(:func:`learn_outcome`). Without that, a ``save()``
 whose ``$push`` ran would push again, and one whose ``$set`` ran and was then undone in memory
 would send nothing.
 
@@ -31,6 +33,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pymongo.errors import ConnectionFailure, WriteConcernError
+
 from . import executor
 from .exceptions import OperationTimeout
 from .models.diffing import same
@@ -39,25 +43,32 @@ from .models.tracking import Unsure, set_snapshot, unsure, will_change
 from .session import current_unit_of_work
 from .timeouts import is_timeout
 
-__all__ = ["is_cut_off", "learn_outcome", "mark_if_cut_off"]
+__all__ = ["learn_outcome", "mark_if_unknown", "outcome_unknown"]
 
 
-def is_cut_off(error: BaseException) -> bool:
-    """Tell whether ``error`` ended a driver call before its outcome was known."""
-    return isinstance(error, asyncio.CancelledError | OperationTimeout) or is_timeout(error)
+#: Errors after which a write may have run or not: the connection was lost (after the driver's
+#: one retry of a retryable write), or the primary applied it but the write concern was not
+#: confirmed (a failover may still roll it back).
+_UNKNOWN_OUTCOME = (asyncio.CancelledError, OperationTimeout, ConnectionFailure, WriteConcernError)
 
 
-def mark_if_cut_off(
+def outcome_unknown(error: BaseException) -> bool:
+    """Tell whether ``error`` ended a write without telling whether it ran: a cancellation, a
+    deadline, a lost connection, or a write concern the servers did not confirm."""
+    return isinstance(error, _UNKNOWN_OUTCOME) or is_timeout(error)
+
+
+def mark_if_unknown(
     document: Any,
     error: BaseException,
     call: str,
     planned: dict[str, Any] | None,
     update: dict[str, Any] | None = None,
 ) -> None:
-    """Make ``document``'s snapshot :class:`~odm.models.tracking.Unsure` when ``error`` cut
-    off ``call``, its write, outside a transaction (inside one, the transaction is rolled back
-    and the abort puts the snapshot back)."""
-    if current_unit_of_work() is None and is_cut_off(error):
+    """Make ``document``'s snapshot :class:`~odm.models.tracking.Unsure` when ``error`` left
+    the outcome of ``call``, its write, unknown outside a transaction (inside one, the
+    transaction is rolled back and the abort puts the snapshot back)."""
+    if current_unit_of_work() is None and outcome_unknown(error):
         unsure(document, call, planned, update)
 
 

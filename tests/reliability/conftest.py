@@ -165,8 +165,11 @@ pytest tests/reliability --odm-write-reliability-page   # rewrite this page from
   commit on `UnknownTransactionCommitResult`, so a transaction is applied exactly once or not
   at all. Use `w="majority"` (the URI's `w=majority`) when an acknowledged write must survive
   the loss of the primary: a `w=1` write can be rolled back by a failover.
-- After `save()` raised, reload the document (`await doc.refresh()`) before saving it again:
-  its snapshot still holds the old state, so a list append would be sent a second time.
+- After `save()`, `insert()`, `delete()` or `bulk_create()` raised an error of unknown
+  outcome (a timeout, a cancellation, a lost connection, an unconfirmed write concern), the
+  document does not trust its snapshot: its next `save()` or `delete()` reads the stored
+  document first, so a list append that did run is not sent a second time
+  (docs/documents.md, "A write cut off").
 
 ## Replica-set failover under load
 

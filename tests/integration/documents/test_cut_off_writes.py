@@ -7,7 +7,8 @@ The server holds the write (``failCommand`` with ``blockConnection``) past the c
 way, once the held write is over, the next ``save()`` leaves the database equal to the object
 (a ``$push`` that ran is not pushed again; a ``$set`` that ran and was undone in memory is
 written back), and under the optimistic lock a write by someone else meanwhile still raises
-:class:`odm.StaleDocument`.
+:class:`odm.StaleDocument`. A write that lost its connection, or whose write concern was not
+confirmed, is of unknown outcome too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from pymongo.errors import ConnectionFailure, WriteConcernError
 
 import odm
 from odm import executor
@@ -239,3 +241,43 @@ async def test_a_bulk_create_cut_off_leaves_each_document_saved_once(
     assert sorted(refs) == sorted(f"b{i}" for i in range(count))
     for doc in docs[:5] + docs[-5:]:
         await truthful(doc)
+
+
+async def arm(db: Any, times: int, **data: Any) -> None:
+    await db.client.admin.command(
+        {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}
+    )
+
+
+async def test_a_push_whose_write_concern_failed_is_not_pushed_twice(
+    odm_database: Any, hold: Any
+) -> None:
+    """The primary applied it, the write concern was not confirmed: its outcome is unknown
+    (a failover may roll it back), so the next save looks first."""
+    doc = await CutDoc(ref="a").insert()
+    doc.tags.append("x")
+    await arm(
+        odm_database, 1, failCommands=["update"],
+        writeConcernError={"code": 64, "errmsg": "waiting for replication timed out"},
+    )
+    with pytest.raises(WriteConcernError):
+        await doc.save()
+    assert isinstance(get_snapshot(doc), Unsure)
+    await doc.save()
+    assert (await stored(doc) or {})["tags"] == ["x"]
+    await truthful(doc)
+
+
+async def test_a_save_that_lost_its_connection_twice_looks_first(
+    odm_database: Any, hold: Any
+) -> None:
+    """The first attempt and the driver's one retry both lost their connection."""
+    doc = await CutDoc(ref="a").insert()
+    doc.tags.append("x")
+    await arm(odm_database, 2, failCommands=["update"], closeConnection=True)
+    with pytest.raises(ConnectionFailure):
+        await doc.save()
+    assert isinstance(get_snapshot(doc), Unsure)
+    await doc.save()
+    assert (await stored(doc) or {})["tags"] == ["x"]
+    await truthful(doc)
