@@ -18,11 +18,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from uow_support import fail_point
+from uow_support import fail_point, open_transactions, stored, truthful
 
 import odm
-from odm import drivers, executor
-from odm.models.tracking import get_snapshot
 from odm.session import current_unit_of_work
 
 #: Milliseconds the server holds the call; the caller gives up after a quarter of that.
@@ -46,30 +44,6 @@ class CutLocked(odm.Document):
     class Meta:
         collection = "cut_locked"
         optimistic_lock = True
-
-
-async def stored(document: odm.Document) -> dict[str, Any] | None:
-    raw: dict[str, Any] | None = await executor.collection(type(document)).find_one(
-        {"_id": document.id}
-    )
-    return raw
-
-
-async def truthful(document: odm.Document) -> None:
-    raw = await stored(document)
-    assert get_snapshot(document) == raw, (get_snapshot(document), raw)
-    assert document.is_stored is (raw is not None)
-
-
-async def open_transactions(db: Any) -> list[dict[str, Any]]:
-    cursor = await drivers.aggregate(
-        db.client.admin,
-        [
-            {"$currentOp": {"allUsers": True, "idleSessions": True}},
-            {"$match": {"transaction": {"$exists": True}}},
-        ],
-    )
-    return [op async for op in cursor]
 
 
 async def hold_next(db: Any, command: str) -> None:

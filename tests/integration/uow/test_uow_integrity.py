@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure, PyMongoError
-from uow_support import fail_point
+from uow_support import fail_point, open_transactions, stored, truthful
 
 import odm
-from odm import drivers, executor, signals
-from odm.models.tracking import get_snapshot
+from odm import drivers, signals
 from odm.session import current_unit_of_work
 
 
@@ -85,23 +84,6 @@ TRANSIENT_COMMIT = {
     "errorCode": 112,
     "errorLabels": ["TransientTransactionError"],
 }
-
-
-async def stored(document: odm.Document) -> dict[str, Any] | None:
-    raw: dict[str, Any] | None = await executor.collection(type(document)).find_one(
-        {"_id": document.id}
-    )
-    return raw
-
-
-async def truthful(document: odm.Document) -> None:
-    """Fail unless ``document``'s tracking state is what the database holds."""
-    raw = await stored(document)
-    assert get_snapshot(document) == raw, (get_snapshot(document), raw)
-    assert document.is_stored is (raw is not None)
-    meta = type(document)._meta
-    if meta.optimistic_lock and raw is not None:
-        assert getattr(document, meta.version_field) == raw.get(meta.db_key(meta.version_field))
 
 
 # -- 1. abort restores the tracking state ------------------------------------------------------
@@ -365,18 +347,6 @@ async def test_a_model_of_another_alias_is_refused_before_anything_is_sent(
 
 
 # -- 5. cancellation at every await point -------------------------------------------------------
-
-
-async def open_transactions(db: Any) -> list[dict[str, Any]]:
-    """The server's transactions still open (idle or running), from ``$currentOp``."""
-    cursor = await drivers.aggregate(
-        db.client.admin,
-        [
-            {"$currentOp": {"allUsers": True, "idleSessions": True}},
-            {"$match": {"transaction": {"$exists": True}}},
-        ]
-    )
-    return [op async for op in cursor]
 
 
 async def loop_steps(count: int) -> None:

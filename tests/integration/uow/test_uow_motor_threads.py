@@ -15,10 +15,10 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 from pymongo import monitoring
+from uow_support import open_transactions
 
 import odm
 from odm import connection, drivers, executor
@@ -77,19 +77,6 @@ async def held(odm_uri: str) -> AsyncIterator[HoldFirstCommand]:
         finally:
             await connection.disconnect(None)
             await drivers.close_client(client)
-
-
-async def open_transactions() -> list[dict[str, Any]]:
-    """The server's transactions still open (idle or running), from ``$currentOp``."""
-    client = connection.get_client()
-    cursor = await drivers.aggregate(
-        client.admin,
-        [
-            {"$currentOp": {"allUsers": True, "idleSessions": True}},
-            {"$match": {"transaction": {"$exists": True}}},
-        ],
-    )
-    return [op async for op in cursor]
 
 
 async def stored_statuses() -> list[str]:
@@ -161,9 +148,9 @@ async def test_a_cancel_while_the_thread_holds_the_first_command_leaves_no_trans
     with pytest.raises(asyncio.CancelledError):
         await task
     # The block ended only after the held command went out: nothing is left to reopen it.
-    assert await open_transactions() == []
+    assert await open_transactions(odm.get_database()) == []
     await asyncio.sleep(HOLD)
-    assert await open_transactions() == []
+    assert await open_transactions(odm.get_database()) == []
     assert await stored_statuses() == ["new"]
 
 
@@ -180,7 +167,7 @@ async def test_a_call_timed_out_and_caught_in_the_block_is_rolled_back_after_its
                 async with asyncio.timeout(HOLD / 4):
                     await MtOrder.objects.filter(ref="a").update(status="cut off")
     assert held.held == ["update"]
-    assert await open_transactions() == []
+    assert await open_transactions(odm.get_database()) == []
     await asyncio.sleep(HOLD)
-    assert await open_transactions() == []
+    assert await open_transactions(odm.get_database()) == []
     assert await stored_statuses() == ["new"]

@@ -1,10 +1,15 @@
-"""Helpers shared by the unit-of-work tests: fail points and the outcome of concurrent runs."""
+"""Helpers shared by the unit-of-work tests: fail points, the truth of a document, the
+server's open transactions and the outcome of concurrent runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pymongo.errors import PyMongoError
+
+import odm
+from odm import drivers, executor
+from odm.models.tracking import get_snapshot
 
 
 async def fail_point(db: Any, data: dict[str, Any], times: int = 1) -> None:
@@ -30,3 +35,33 @@ def gave_up(results: list[Any]) -> list[BaseException]:
     ), failed
     assert len(failed) <= len(results) // 4, failed
     return failed
+
+
+async def stored(document: odm.Document) -> dict[str, Any] | None:
+    """The document the server holds under ``document``'s id, or ``None``."""
+    raw: dict[str, Any] | None = await executor.collection(type(document)).find_one(
+        {"_id": document.id}
+    )
+    return raw
+
+
+async def truthful(document: odm.Document) -> None:
+    """Fail unless ``document``'s tracking state is what the database holds."""
+    raw = await stored(document)
+    assert get_snapshot(document) == raw, (get_snapshot(document), raw)
+    assert document.is_stored is (raw is not None)
+    meta = type(document)._meta
+    if meta.optimistic_lock and raw is not None:
+        assert getattr(document, meta.version_field) == raw.get(meta.db_key(meta.version_field))
+
+
+async def open_transactions(db: Any) -> list[dict[str, Any]]:
+    """The server's transactions still open (idle or running), from ``$currentOp``."""
+    cursor = await drivers.aggregate(
+        db.client.admin,
+        [
+            {"$currentOp": {"allUsers": True, "idleSessions": True}},
+            {"$match": {"transaction": {"$exists": True}}},
+        ],
+    )
+    return [op async for op in cursor]
