@@ -139,9 +139,10 @@ class BulkInsert:
         self._inserted_count = 0
         self._failed = False
         self._in_transaction = False
-        # Documents [0, _sent) were sent; whether a cancellation or a deadline cut the insert off.
+        # Documents [0, _sent) were sent; whether the insert failed without telling which of
+        # them ran (a cancellation, a deadline, a lost connection: odm.outcomes).
         self._sent = 0
-        self._cut_off = False
+        self._outcome_unknown = False
 
     async def run(self) -> None:
         """Insert every document; raise as one ``insert_many`` of them all would."""
@@ -152,7 +153,7 @@ class BulkInsert:
                 await self._insert(session)
         except BaseException as error:
             self._failed = True
-            self._cut_off = outcome_unknown(error)
+            self._outcome_unknown = outcome_unknown(error)
             raise
 
     def stored(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
@@ -171,10 +172,11 @@ class BulkInsert:
         return [self.documents[i] for i in kept], [self.raws[i] for i in kept]
 
     def unknown(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
-        """Return the documents whose insert a cancellation or a deadline cut off outside a
-        transaction (those of the chunks sent but not acknowledged: they may be stored or
-        not), with their stored forms; none otherwise."""
-        if not (self._failed and self._cut_off) or self._in_transaction:
+        """Return the documents whose insert failed outside a transaction without telling
+        whether it ran (those of the chunks sent but not acknowledged, after a cancellation, a
+        deadline or a lost connection: they may be stored or not), with their stored forms;
+        none otherwise."""
+        if not (self._failed and self._outcome_unknown) or self._in_transaction:
             return (), ()
         cut = [i for i in range(self._confirmed, self._sent) if i not in self._missing]
         return [self.documents[i] for i in cut], [self.raws[i] for i in cut]

@@ -795,8 +795,9 @@ class QuerySet(Generic[M]):
         not; a document that cannot be stored (a value BSON cannot hold, a document over 16 MB)
         stops the insert before its chunk is sent. Inside ``odm.transaction()`` a failure marks
         none: the transaction is to be aborted. Outside one, the documents of a chunk whose
-        insert a cancellation or a deadline cut off may be stored or not: their next ``save()``
-        reads the stored document first (docs/documents.md, "A write cut off").
+        insert failed without telling whether it ran (a cancellation, a deadline, a lost
+        connection) may be stored or not: their next ``save()`` reads the stored document
+        first (docs/documents.md, "A write cut off").
         """
 
         docs = list(documents)

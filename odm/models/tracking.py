@@ -97,9 +97,10 @@ def get_snapshot(document: Any) -> dict[str, Any] | None:
 
 
 class Unsure(dict[str, Any]):
-    """The snapshot of a document whose last write outside a transaction was cut off by a
-    cancellation or a deadline: that write may have run on the server or not (and may still
-    run), so the snapshot no longer says what the database holds.
+    """The snapshot of a document whose last write outside a transaction failed without
+    telling whether it ran (a cancellation, a deadline, a lost connection, an unconfirmed write
+    concern: :func:`odm.outcomes.outcome_unknown`): that write may have run on the server or
+    not (and may still run), so the snapshot no longer says what the database holds.
 
     Its content is the snapshot from before the write (empty when the document was never
     stored, and ``existed`` is then false: ``is_stored`` says what was known before the
@@ -120,8 +121,8 @@ def unsure(
     document: Any, call: str, planned: dict[str, Any] | None, update: Mapping[str, Any] | None
 ) -> None:
     """Record that ``call``, a write of ``document`` that would leave ``planned`` stored (an
-    ``update`` document, or ``None`` when it writes the whole document or deletes it), was
-    cut off: its snapshot becomes an :class:`Unsure` one."""
+    ``update`` document, or ``None`` when it writes the whole document or deletes it), failed
+    without telling whether it ran: its snapshot becomes an :class:`Unsure` one."""
     before = getattr(document, _SNAPSHOT, None)
     if isinstance(before, Unsure):  # cut off again before anything was learnt
         before = dict(before) if before.existed else None
