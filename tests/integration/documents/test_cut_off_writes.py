@@ -24,7 +24,7 @@ import odm
 from odm import executor
 from odm.models.tracking import Unsure, get_snapshot
 
-BLOCK_MS = 300
+BLOCK_MS = 150
 GIVE_UP = BLOCK_MS / 3000
 
 

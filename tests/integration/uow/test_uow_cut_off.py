@@ -24,7 +24,7 @@ import odm
 from odm.session import current_unit_of_work
 
 #: Milliseconds the server holds the call; the caller gives up after a quarter of that.
-BLOCK_MS = 400
+BLOCK_MS = 200
 GIVE_UP = BLOCK_MS / 4000
 
 
