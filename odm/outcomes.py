@@ -25,37 +25,31 @@ What is learnt, from the stored document:
   someone else changed meanwhile elsewhere is still left alone).
 
 A write the server runs only after that read (it was still queued there) is beyond what a
-client can see; ``docs/unit-of-work.md`` says so.
+client can see; ``docs/documents.md`` says so ("A write cut off").
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pymongo.errors import ConnectionFailure, WriteConcernError
 
 from . import executor
-from .exceptions import OperationTimeout
 from .models.diffing import same
 from .models.options import ID_KEY
 from .models.tracking import Unsure, set_snapshot, unsure, will_change
 from .session import current_unit_of_work
-from .timeouts import is_timeout
+from .timeouts import is_cut_off
 
 __all__ = ["learn_outcome", "mark_if_unknown", "outcome_unknown"]
 
 
-#: Errors after which a write may have run or not: the connection was lost (after the driver's
-#: one retry of a retryable write), or the primary applied it but the write concern was not
-#: confirmed (a failover may still roll it back).
-_UNKNOWN_OUTCOME = (asyncio.CancelledError, OperationTimeout, ConnectionFailure, WriteConcernError)
-
-
 def outcome_unknown(error: BaseException) -> bool:
-    """Tell whether ``error`` ended a write without telling whether it ran: a cancellation, a
-    deadline, a lost connection, or a write concern the servers did not confirm."""
-    return isinstance(error, _UNKNOWN_OUTCOME) or is_timeout(error)
+    """Tell whether ``error`` ended a write without telling whether it ran: a cancellation or
+    a deadline (:func:`odm.timeouts.is_cut_off`), a lost connection (after the driver's one
+    retry of a retryable write), or a write concern the servers did not confirm (the primary
+    applied it; a failover may still roll it back)."""
+    return is_cut_off(error) or isinstance(error, ConnectionFailure | WriteConcernError)
 
 
 def mark_if_unknown(

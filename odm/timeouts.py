@@ -9,6 +9,7 @@ cancel mid-write and leave the outcome unknown).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,12 @@ from .exceptions import OperationTimeout
 def is_timeout(exc: BaseException) -> bool:
     """Tell whether a driver error means a deadline passed (CSOT, server selection, maxTimeMS)."""
     return isinstance(exc, PyMongoError) and bool(getattr(exc, "timeout", False))
+
+
+def is_cut_off(exc: BaseException) -> bool:
+    """Tell whether ``exc`` ended a call before its outcome was known: a cancellation, or a
+    deadline that passed (:class:`odm.OperationTimeout` or the driver's own timeout error)."""
+    return isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
 
 
 def check_timeout(seconds: float | None) -> None:

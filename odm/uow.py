@@ -54,7 +54,7 @@ from .models import tracking, writes
 from .models.declaration import overrides
 from .session import _bound_session, _bound_uow, current_unit_of_work
 from .shielding import shielded
-from .timeouts import check_timeout, is_timeout, operation_timeout
+from .timeouts import check_timeout, is_cut_off, is_timeout, operation_timeout
 
 logger = logging.getLogger("odm.uow")
 
@@ -303,11 +303,7 @@ class UnitOfWork:
         # An operation cut off by a cancellation or a deadline may have reached the server
         # without the driver knowing: it may even be the one that started the server
         # transaction, which the driver's abort would then not end.
-        interrupted = (
-            self.interrupted is not None
-            or isinstance(exc, asyncio.CancelledError | OperationTimeout)
-            or is_timeout(exc)
-        )
+        interrupted = self.interrupted is not None or is_cut_off(exc)
         cancelled = await shielded(self._abort(kill=interrupted))
         if not _commit_outcome_unknown(exc):
             self.journal.restore()
