@@ -22,6 +22,11 @@ It reports, naming the valid choices:
 What it cannot know statically (a value typed ``Any``, an ``F``/``Q`` expression, a name built
 at run time, a field that is not a simple scalar) it leaves to the run-time checks.
 
+It lets an optional reference take what a required one takes: a constructor argument for a field
+declared ``Reference[X] | None`` accepts an ``X`` (and an id), as validation does. A plain
+``Reference[X]`` field gets this from the ``Reference`` descriptor's ``__set__`` (PEP 681); a
+union is not a descriptor, so without the plugin ``Book(editor=author)`` is refused.
+
 It also types the optimistic lock's counter: a model whose ``Meta`` sets ``optimistic_lock =
 True`` (or inherits it) gets ``version: int`` (``Meta.version_field``'s name), as the metaclass
 gives it at run time, unless the class declares the field itself.
@@ -34,13 +39,22 @@ from functools import partial
 
 # mypy.plugin first: it imports mypy's modules in the order they need (importing
 # mypy.maptype first fails on a circular import when this module is imported outside mypy).
-from mypy.plugin import ClassDefContext, MethodContext  # isort: skip
+from mypy.plugin import ClassDefContext, FunctionSigContext, MethodContext  # isort: skip
 from mypy.errorcodes import ErrorCode
 from mypy.maptype import map_instance_to_supertype
 from mypy.nodes import ARG_POS, AssignmentStmt, NameExpr, StrExpr, TypeInfo, Var
 from mypy.plugins.common import add_attribute_to_class
 from mypy.subtypes import is_subtype
-from mypy.types import AnyType, Instance, NoneType, Type, UnionType, get_proper_type
+from mypy.types import (
+    AnyType,
+    FunctionLike,
+    Instance,
+    NoneType,
+    Type,
+    TypeOfAny,
+    UnionType,
+    get_proper_type,
+)
 from pydantic.mypy import PydanticPlugin
 
 __all__ = ["OdmPlugin", "plugin"]
@@ -293,6 +307,31 @@ def _add_version_field(chained: Callable[[ClassDefContext], None] | None,
         chained(ctx)
 
 
+def _accepting_documents(typ: Type) -> Type:
+    """``typ`` with each ``Reference[X]`` of a union widened to what the ``Reference``
+    descriptor's ``__set__`` takes (``X``, a ``Reference[X]``, or an id typed ``Any``)."""
+    proper = get_proper_type(typ)
+    if not isinstance(proper, UnionType):
+        return typ
+    items: list[Type] = []
+    for item in proper.items:
+        items.append(item)
+        member = get_proper_type(item)
+        if isinstance(member, Instance) and member.type.fullname == REFERENCE and member.args:
+            items += [member.args[0], AnyType(TypeOfAny.explicit)]
+    if len(items) == len(proper.items):
+        return typ
+    return UnionType.make_union(items)
+
+
+def _constructor_accepting_documents(ctx: FunctionSigContext) -> FunctionLike:
+    """A model's constructor whose optional references accept documents (module docstring)."""
+    signature = ctx.default_signature
+    return signature.copy_modified(
+        arg_types=[_accepting_documents(arg) for arg in signature.arg_types]
+    )
+
+
 class OdmPlugin(PydanticPlugin):
     """pydantic's mypy plugin, plus the checks of queryset lookups and the lock's version
     field described above."""
@@ -303,6 +342,17 @@ class OdmPlugin(PydanticPlugin):
         symbol = self.lookup_fully_qualified(fullname)
         if symbol is not None and isinstance(symbol.node, TypeInfo) and _is_model(symbol.node):
             return partial(_add_version_field, chained)
+        return chained
+
+    def get_function_signature_hook(
+        self, fullname: str
+    ) -> Callable[[FunctionSigContext], FunctionLike] | None:
+        """Let a model's optional ``Reference`` fields take documents in its constructor."""
+        chained = super().get_function_signature_hook(fullname)
+        if chained is None:
+            symbol = self.lookup_fully_qualified(fullname)
+            if symbol is not None and isinstance(symbol.node, TypeInfo) and _is_model(symbol.node):
+                return _constructor_accepting_documents
         return chained
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:

@@ -23,6 +23,7 @@ class TcCustomer(Document):
 class TcOrder(Document):
     customer: Reference[TcCustomer]
     total: float
+    referrer: Reference[TcCustomer] | None = None
     version: int = 0
 
     class Meta:
@@ -34,6 +35,9 @@ def sample(oid: bson.ObjectId) -> None:
     TcCustomer(id=oid, name="Bob")
     order = TcOrder(customer=ann, total=9.5)        # a document for a Reference field
     TcOrder(customer=Reference(oid), total=1.0)     # or a Reference
+    # An optional reference is a union, not the descriptor: a Reference built from the document
+    # (the mypy plugin also takes the document itself).
+    TcOrder(customer=ann, total=1.0, referrer=Reference(ann.id, ann))
     order.customer = ann
     assert_type(order.customer, Reference[TcCustomer])
     assert_type(order.version, int)

@@ -27,6 +27,7 @@ class LkCustomer(Document):
 class LkOrder(Document):
     customer: Reference[LkCustomer]
     total: float
+    referrer: Reference[LkCustomer] | None = None
 
 
 class LkShopperQuerySet(QuerySet["LkShopper"]):
@@ -56,7 +57,10 @@ class LkPlace(Document):
 
 
 async def ok() -> None:
-    LkCustomer(name="Ann", address=LkAddress(city="Oslo"))
+    ann = LkCustomer(name="Ann", address=LkAddress(city="Oslo"))
+    LkOrder(customer=ann, total=1.0, referrer=ann)  # an optional reference takes a document
+    LkOrder(customer=ann, total=1.0, referrer=Reference(ann.id, ann))
+    LkOrder(customer=ann, total=1.0, referrer=None)
     await LkCustomer.objects.filter(age__gte=18, name="Ann", address__city="Oslo")
     await LkCustomer.objects.filter(tags__contains="x", tags="vip", name__icontains="a")
     await LkCustomer.objects.exclude(age__in=[1, 2]).order_by("-age", "name").only("name")
@@ -84,7 +88,7 @@ async def bad() -> None:
     LkCustomer.objects.values_list("bogus", flat=True)  # error: Unknown field "bogus" for LkCustomer in values_list()
     LkCustomer.objects.only("nmae")  # error: Unknown field "nmae" for LkCustomer in only()
     LkCustomer.objects.defer("nmae")  # error: Unknown field "nmae" for LkCustomer in defer()
-    LkOrder.objects.select_related("custome")  # error: Unknown field "custome" for LkOrder in select_related(); valid fields: customer, id, pk, total
+    LkOrder.objects.select_related("custome")  # error: Unknown field "custome" for LkOrder in select_related(); valid fields: customer, id, pk, referrer, total
     LkCat.objects.filter(name__gtee="a")  # error: Unknown lookup "gtee" on field "name" of LkCat in filter()
     LkPlace.objects.filter(loc__nearr=Point(1, 2))  # error: Unknown lookup "nearr" on field "loc" of LkPlace in filter()
     LkShopper.objects.adults().filter(agee=1)  # error: Unknown field "agee" for LkShopper in filter(); valid fields: age, id, pk
