@@ -235,6 +235,9 @@ def _parallel_arrays(exc: OperationFailure) -> bool:
     return exc.code == _BAD_VALUE and "parallel arrays" in str(exc)
 
 
+#: What the encoder raises for a value BSON cannot hold (a tuple: built once, not per call).
+_ENCODING_ERRORS = (InvalidDocument, OverflowError)
+
 _BAD_VALUE = 2
 
 
@@ -282,7 +285,7 @@ class _run:
         if self._deadline is not None:
             self._deadline.__exit__(exc_type, exc, tb)
             self._deadline = None
-        if isinstance(exc, InvalidDocument | OverflowError) and not isinstance(
+        if isinstance(exc, _ENCODING_ERRORS) and not isinstance(
             exc, DocumentTooLarge
         ):
             raise _unencodable(self.model, self.payload, exc) from exc

@@ -84,6 +84,10 @@ def _same_scalar(a: Any, b: Any) -> bool:
     return kind != 1 or a != 0.0 or copysign(1.0, a) == copysign(1.0, b)
 
 
+#: The containers stored as BSON arrays (a tuple: ``list | tuple`` builds a union per call).
+_SEQUENCES = (list, tuple)
+
+
 def _same_equal(a: Any, b: Any) -> bool:
     """For ``a == b`` (not of one of the :data:`_PLAIN_EQUAL` types): tell whether BSON
     stores them alike too, looking into containers (``[1] == [1.0]``)."""
@@ -91,8 +95,8 @@ def _same_equal(a: Any, b: Any) -> bool:
     # checked at C speed first, item by item only when some are not.
     # (Exact types tested first: an ABC isinstance costs more than the rest.)
     kind = type(a)
-    if kind is list or kind is tuple or (kind is not dict and isinstance(a, list | tuple)):
-        return isinstance(b, list | tuple) and (all(map(is_, a, b)) or all(map(same, a, b)))
+    if kind is list or kind is tuple or (kind is not dict and isinstance(a, _SEQUENCES)):
+        return isinstance(b, _SEQUENCES) and (all(map(is_, a, b)) or all(map(same, a, b)))
     if kind is dict or isinstance(a, Mapping):
         if type(b) is not dict and not isinstance(b, Mapping):
             return False
@@ -113,7 +117,7 @@ def same(a: Any, b: Any) -> bool:
         return _same_equal(a, b)
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+    if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
         return len(a) == len(b) and all(map(same, a, b))
     if type(a) is float and type(b) is float:
         return a != a and b != b  # NaN is stored as NaN (and NaN != NaN)
@@ -210,7 +214,7 @@ def diff_value(path: Path, old: Any, new: Any, changes: ChangeSet) -> None:
             if key not in new:
                 changes.unsets[(*path, key)] = ""
         return
-    appended = isinstance(old, list) and isinstance(new, list | tuple) and len(old) < len(new)
+    appended = isinstance(old, list) and isinstance(new, _SEQUENCES) and len(old) < len(new)
     if appended and same(old, new[: len(old)]):
         changes.pushes[path] = {"$each": list(new[len(old) :])}
         return

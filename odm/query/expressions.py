@@ -40,10 +40,14 @@ _PLAIN_NUMBERS: Final = frozenset({int, float})
 _EXPR_OPERATORS: Final = {"+": "$add", "-": "$subtract", "*": "$multiply"}
 
 
+#: What F() arithmetic takes as a number (a tuple, built once).
+_NUMBERS = (int, float, decimal.Decimal)
+
+
 def _is_number(value: object) -> bool:
     # bool is an int subclass, but True + 1 is almost certainly a bug, and the field type would
     # refuse it anyway; say so early.
-    return isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
+    return isinstance(value, _NUMBERS) and not isinstance(value, bool)
 
 
 def _literal(value: Any) -> Any:

@@ -111,6 +111,10 @@ def _operation(key: str, value: Any, field_type: FieldType) -> tuple[str, Any]:
     return "$set", field_type.convert(value, key, store=True)
 
 
+#: The operands $inc / $mul take once converted (a tuple, built once).
+_NUMERIC_OPERANDS = (int, float, bson.Decimal128)
+
+
 def _arithmetic_update(
     key: str, value: CombinedExpression, field_type: FieldType
 ) -> tuple[str, Any]:
@@ -119,7 +123,7 @@ def _arithmetic_update(
     if field_type.kind not in (Kind.NUMBER, Kind.ANY):
         raise QueryError(f"{key!r} is {field_type.label}: {op} needs a number field", field=key)
     operand = field_type.convert(number, key)
-    if isinstance(operand, bool) or not isinstance(operand, int | float | bson.Decimal128):
+    if isinstance(operand, bool) or not isinstance(operand, _NUMERIC_OPERANDS):
         raise QueryError(f"{op} on {key!r} needs a number", field=key)
     return op, operand
 
