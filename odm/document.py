@@ -25,7 +25,7 @@ from .models.declaration import DocumentMeta
 from .models.derived import expire_all
 from .models.dumping import dump_document
 from .models.fields import Field, ObjectId
-from .models.loading import _snapshot_of, _validate_one
+from .models.loading import _snapshot_of, load_into
 from .models.options import CLASS_KEY, ID_KEY, Options
 from .models.references import check_saved_references
 from .models.tracking import Unsure, get_snapshot, set_snapshot, will_change
@@ -298,12 +298,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         raw = await executor.find_one(model, filter, timeout=timeout)
         if raw is None:
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")
-        fresh = _validate_one(model, raw)
-        will_change(self)
-        # Updated in place, so every holder of this instance (the identity map) sees it.
-        self.__dict__.update(fresh.__dict__)
-        # Past pydantic's validated assignment: this is pydantic's own bookkeeping.
-        object.__setattr__(self, "__pydantic_fields_set__", set(fresh.model_fields_set))
+        load_into(self, raw, before=will_change)  # in place: every holder sees it
         snapshot = _snapshot_of(model._meta, raw)
         set_snapshot(self, snapshot)
         copies.written(self, snapshot)  # the freshest knowledge: its copies diff against it
@@ -311,6 +306,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         tracking.set_partial(self, False)
         uow = current_unit_of_work()
         if uow is not None:
+            uow.was_read(self)  # values the block read: an abort takes them back
             uow.track(self)
         return self
 

@@ -72,6 +72,14 @@ class IdentityMap:
         if key is not None:
             self._documents.pop(key, None)
 
+    def of_collection(self, alias: str, collection: str) -> list[Any]:
+        """Return the documents held for one collection (of any class of its family)."""
+        return [
+            document
+            for (held_alias, held_collection, _), document in self._documents.items()
+            if held_alias == alias and held_collection == collection
+        ]
+
     def __iter__(self) -> Iterator[Any]:
         return iter(list(self._documents.values()))
 

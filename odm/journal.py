@@ -7,8 +7,14 @@ transaction commits. So before the first such change in a block, the unit of wor
 document's state here; an abort of any cause puts every kept state back
 (:meth:`Journal.restore`), and a commit simply forgets them (:meth:`Journal.clear`). When a
 commit's outcome is unknown, the states are read again from the server instead
-(:meth:`Journal.reload`). Field values are never put back: they are the user's intent, and the
-next ``save()`` writes exactly what differs from what the database holds.
+(:meth:`Journal.reload`). Field values the block's code set are never put back: they are the
+user's intent, and the next ``save()`` writes exactly what differs from what the database holds.
+Values the block only *read* are another matter: a document loaded, refreshed or read again
+after the transaction wrote may hold the transaction's own writes (a queryset ``update()``, a
+raw driver call). So the journal keeps what each such document was read with
+(:meth:`Journal.read`), and after an abort every value still equal to it goes back to what the
+database holds (a three-way merge, :func:`take_back_reads`); otherwise the next ``save()``
+would write the aborted transaction's values as if they were the user's.
 
 SQLAlchemy does the same on ``Session.rollback()`` (it expires instance state); odm keeps the
 old state instead of reloading it, so that an optimistic lock still sees a concurrent write.
@@ -20,19 +26,23 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from . import executor
 from .exceptions import OperationTimeout
 from .models.copies import written
-from .models.loading import _snapshot_of
+from .models.diffing import same
+from .models.loading import _snapshot_of, load_into
 from .models.options import ID_KEY
 from .models.tracking import (
     TrackingState,
     capture_state,
     collection_model,
+    raw_snapshot,
     restore_state,
     set_snapshot,
+    stored_id,
 )
 
 __all__ = ["Journal"]
@@ -44,13 +54,26 @@ class Journal:
     """Documents whose tracking state a transaction changed, with their state before it, and
     documents loaded after the transaction wrote (their state is read back after an abort)."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_reads")
 
     def __init__(self) -> None:
         # Keyed by id(): the entry holds the document, so its id() stays its own. A state of
         # None means "read it back": the document was loaded after the transaction wrote, so
         # what it was loaded with may be one of the transaction's own writes.
         self._entries: dict[int, tuple[Any, TrackingState | None]] = {}
+        # id(document) -> the stored form its fields were last read from after the
+        # transaction wrote (each such document also has an entry above).
+        self._reads: dict[int, dict[str, Any]] = {}
+
+    def read(self, document: Any) -> None:
+        """Note that ``document``'s fields were just set from its snapshot, read after the
+        transaction wrote: an abort reads it back, and takes back each value the block's code
+        did not change since (:func:`take_back_reads`)."""
+        snapshot = raw_snapshot(document)
+        if snapshot is None:
+            return
+        self.remember_to_reload(document)
+        self._reads[id(document)] = snapshot
 
     def remember(self, document: Any) -> None:
         """Keep ``document``'s state unless it was kept already (the first change wins)."""
@@ -76,11 +99,15 @@ class Journal:
                 left[key] = (document, state)
             else:
                 restore_state(document, state)
+                read = self._reads.pop(key, None)
+                if read is not None:
+                    take_back_reads(document, read, raw_snapshot(document))
         self._entries = left
 
     def clear(self) -> None:
         """Forget the kept states (the transaction committed: the new states are true)."""
         self._entries = {}
+        self._reads = {}
 
     async def reload(self) -> None:
         """Read the state of every document still kept from the server, outside the
@@ -90,11 +117,12 @@ class Journal:
         read back is left as it is) and a warning logged: the outcome is the caller's to
         check then."""
         entries, self._entries = self._entries, {}
+        reads, self._reads = self._reads, {}
         groups: dict[type[Any], list[tuple[Any, TrackingState | None]]] = defaultdict(list)
         for document, state in entries.values():
             groups[collection_model(type(document))].append((document, state))
         for model, group in groups.items():
-            ids = [_stored_id(document) for document, _ in group]
+            ids = [stored_id(document) for document, _ in group]
             try:
                 raws = await executor.find_list(model, {ID_KEY: {"$in": ids}})
             except (PyMongoError, OperationTimeout) as exc:  # the executor's own timeout too
@@ -121,11 +149,62 @@ class Journal:
                     document.__dict__[meta.version_field] = raw.get(
                         meta.db_key(meta.version_field)
                     )
+                read = reads.get(id(document))
+                if read is not None:
+                    take_back_reads(document, read, snapshot)
 
 
-def _stored_id(document: Any) -> Any:
-    """Return ``document``'s ``_id`` as stored."""
-    dumped = type(document).__pydantic_serializer__.to_python(
-        document, by_alias=True, include={"id"}
-    )
-    return dumped.get(ID_KEY)
+#: A key absent from one side of a three-way merge.
+_ABSENT: Any = object()
+
+
+def take_back_reads(document: Any, read: dict[str, Any], stored: dict[str, Any] | None) -> None:
+    """Set ``document``'s fields to ``stored`` (what the database holds after an abort)
+    wherever they still hold what the block read (``read``): those values may be the aborted
+    transaction's writes. What the block's code changed since stays (its intent, for the next
+    ``save()``): merged key by key into embedded documents and dicts, and an append to a list
+    is kept as an append to the stored list; a list changed otherwise is kept whole.
+
+    A document no longer stored (``stored`` is ``None``) keeps its values. Should the merge
+    not validate (a model validator across fields), the document takes ``stored`` whole; should
+    that fail too, it is left as it is and a warning logged (this runs while a block is being
+    aborted: its own error must go on)."""
+    if stored is None:
+        return
+    try:
+        mine = document.to_bson()
+        merged = _three_way(mine, read, stored)
+        if same(merged, mine):
+            return
+        try:
+            load_into(document, merged)
+        except ValidationError:
+            load_into(document, stored)
+    except Exception as exc:  # logged, not raised: the abort's own error goes on
+        logger.warning(
+            "could not take back the values %s _id=%r read in an aborted transaction (%s): "
+            "refresh() it before saving",
+            type(document).__name__, stored.get(ID_KEY), exc,
+        )
+
+
+def _three_way(mine: Any, read: Any, stored: Any) -> Any:
+    """The value to keep: ``stored`` where ``mine`` is still what was ``read``, else
+    ``mine``, merged into mappings key by key (:data:`_ABSENT`: no such key)."""
+    if mine is read or (mine is not _ABSENT and read is not _ABSENT and same(mine, read)):
+        return stored
+    if isinstance(mine, dict) and isinstance(read, dict) and isinstance(stored, dict):
+        merged: dict[str, Any] = {}
+        for key in {**stored, **read, **mine}:
+            value = _three_way(
+                mine.get(key, _ABSENT), read.get(key, _ABSENT), stored.get(key, _ABSENT)
+            )
+            if value is not _ABSENT:
+                merged[key] = value
+        return merged
+    if (
+        isinstance(mine, list) and isinstance(read, list) and isinstance(stored, list)
+        and len(read) < len(mine) and same(mine[: len(read)], read)
+    ):
+        return stored + mine[len(read) :]  # the block's code appended: still an append
+    return mine

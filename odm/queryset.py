@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVa
 from bson import ObjectId, Timestamp
 from pydantic import BaseModel
 
-from . import executor
+from . import executor, resync
 from .bulk import BulkInsert
 from .changestream import BeforeChange, ChangeStream, FullDocument, check_options
 from .changestream import ChangeEvent as ChangeEvent  # re-exported: its home before 0.x
@@ -690,6 +690,8 @@ class QuerySet(Generic[M]):
             options["array_filters"] = compiled.array_filters
         write = executor.update_one if _single(filter) else executor.update_many
         result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
+        if flush is not None:  # the unit of work tracks documents: they may have changed
+            await resync.read_again(flush, self._model)
         return int(result.matched_count)
 
     async def delete(self) -> int:
@@ -709,6 +711,8 @@ class QuerySet(Generic[M]):
         result = await write(
             self._model, filter, timeout=self._query.timeout, **_collation(self._query)
         )
+        if flush is not None:  # the unit of work tracks documents: some may be gone
+            await resync.read_again(flush, self._model)
         return int(result.deleted_count)
 
     async def get_or_create(

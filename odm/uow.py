@@ -119,11 +119,20 @@ class UnitOfWork:
     def track(self, document: Any) -> Any:
         """Return the canonical object for ``document`` (just loaded) within this unit of
         work. A document first loaded after the transaction wrote is marked to be read back
-        if it aborts: it may have been loaded with the transaction's own writes."""
+        if it aborts: it may have been loaded with the transaction's own writes
+        (:meth:`was_read`)."""
         held = self.identity.add(document)
-        if self.wrote and held is document:
-            self.journal.remember_to_reload(document)
+        if self.wrote and held is document:  # was_read(), inline: once per loaded document
+            self.journal.read(document)
         return held
+
+    def was_read(self, document: Any) -> None:
+        """Note that ``document``'s fields were just set from the database (loaded, refreshed,
+        or read again after a bulk write): once the transaction has written, they may hold
+        its writes, so an abort reads the document back and takes back every value the block
+        did not change itself (see :class:`~odm.journal.Journal`)."""
+        if self.wrote:
+            self.journal.read(document)
 
     def remember(self, document: Any) -> None:
         """Keep ``document``'s tracking state as it is before its first change in this block,

@@ -73,6 +73,22 @@ def _validate_one(model: type[Any], raw: dict[str, Any]) -> Any:
         raise _named_error(target, raw, exc.errors()) from None
 
 
+def load_into(document: Any, raw: dict[str, Any], before: Any = None) -> None:
+    """Set every field of ``document`` from ``raw``, a stored form of its class, in place:
+    every holder of the object (the identity map, the user) sees the new values. ``raw`` is
+    validated first (pydantic's ``ValidationError`` names the model and the ``_id``; nothing
+    is changed then), then ``before(document)`` runs, if given, then the fields change. The
+    tracking state (snapshot, partial flag) is the caller's to set."""
+    fresh = _validate_one(type(document), raw)
+    if before is not None:
+        before(document)
+    document.__dict__.update(fresh.__dict__)
+    # Past pydantic's validated assignment: this is pydantic's own bookkeeping.
+    object.__setattr__(document, "__pydantic_fields_set__", set(fresh.model_fields_set))
+    if fresh.__pydantic_extra__ is not None:
+        object.__setattr__(document, "__pydantic_extra__", dict(fresh.__pydantic_extra__))
+
+
 def _class_for(model: type[Any], raw: Mapping[str, Any]) -> type[Any]:
     family = model._meta.family
     if not family:

@@ -50,6 +50,7 @@ __all__ = [
     "set_pending",
     "set_snapshot",
     "set_snapshots",
+    "stored_id",
     "take_pending",
     "unpickle_state",
     "unsure",
@@ -243,6 +244,14 @@ def has_changes(document: Any, dumped: Mapping[str, Any]) -> bool:
     """Tell whether ``dumped`` (the document's stored form now) differs from its snapshot."""
     snapshot = get_snapshot(document)
     return snapshot is None or bool(diff(snapshot, dumped))
+
+
+def stored_id(document: Any) -> Any:
+    """Return ``document``'s ``_id`` as stored (its ``id`` dumped)."""
+    dumped = type(document).__pydantic_serializer__.to_python(
+        document, by_alias=True, include={"id"}
+    )
+    return dumped.get("_id")
 
 
 def collection_model(model: type[Any]) -> type[Any]:

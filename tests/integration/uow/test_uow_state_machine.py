@@ -1,7 +1,8 @@
 """A hypothesis state machine over the unit of work, on the real replica set.
 
 Each rule runs one block of random operations (load, change, save, insert, delete, flush,
-a failing inner block, a save cut off by a timeout that the block catches) that ends in one
+a failing inner block, a save cut off by a timeout that the block catches, a queryset
+``update()`` or ``delete()`` of the document) that ends in one
 of the ways a block can end: it commits, raises, hits an injected transient error
 (``failCommand``: ``atomic`` re-runs it), or its commit fails. Outside blocks it also changes
 and saves documents, and has saves cut off by a timeout (the server holds them, then runs or
@@ -9,7 +10,10 @@ refuses them). After every rule, every document object the user holds must tell 
 truth: its snapshot is the stored document (``None`` when none is stored), and under the
 optimistic lock its version is the stored one. The next ``save()`` of an object then writes
 exactly what differs: the machine saves the objects it holds and compares their fields with
-the database.
+the database. The field ``bulk`` is only ever changed on the server, by queryset updates: its
+stored value must be what the committed ones made it (the machine replays each block's
+writes of it when the block commits), so that a save writing a value of an aborted block, or a
+held object that missed an update, is caught.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pymongo.errors import PyMongoError
 from uow_support import fail_point, fail_points_off
 
 import odm
-from odm import executor
+from odm import F, executor
 from odm.models.tracking import Unsure, get_snapshot
 from odm.session import current_unit_of_work
 
@@ -40,6 +44,7 @@ class SmPlain(odm.Document):
     n: int = 0
     tags: list[str] = []
     meta: dict[str, int] = {}
+    bulk: int = 0
 
     class Meta:
         collection = "sm_plain"
@@ -49,6 +54,7 @@ class SmLocked(odm.Document):
     n: int = 0
     tags: list[str] = []
     meta: dict[str, int] = {}
+    bulk: int = 0
 
     class Meta:
         collection = "sm_locked"
@@ -72,7 +78,8 @@ key = st.tuples(st.integers(0, len(MODELS) - 1), st.integers(0, len(IDS) - 1))
 # Changes, saves and loads are drawn more often than the rest: the lies hide in their orders
 # (a save, then a load of the same document in the block, then an abort).
 KINDS = [
-    *(["load", "change", "save"] * 3), "insert", "delete", "flush", "inner_fails", "cut_off"
+    *(["load", "change", "save"] * 3), "insert", "delete", "flush", "inner_fails", "cut_off",
+    "bulk_update", "bulk_update", "bulk_delete",
 ]
 operation = st.tuples(st.sampled_from(KINDS), key, change)
 ENDINGS = ["commit", "raise", "transient_body", "transient_commit", "commit_fails"]
@@ -106,6 +113,10 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         super().__init__()
         self.held: dict[Key, Any] = {}
         self.ending = "commit"
+        #: The stored ``bulk`` of each document (``None``: not stored), and the writes of it
+        #: made by the running attempt of a block (replayed if it commits).
+        self.bulk: dict[Key, int | None] = {}
+        self.attempt: list[tuple[str, Key, int]] | None = None
         self.run(self._reset())
 
     def run(self, coroutine: Any) -> Any:
@@ -120,6 +131,25 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
 
     def _document(self, model: type[Any], ident: str) -> Any:
         return model(id=ident)
+
+    def _wrote(self, kind: str, where: Key, value: int, in_block: bool) -> None:
+        """Record a write of ``bulk``: at once outside a block, at the commit inside one."""
+        if in_block:
+            assert self.attempt is not None
+            self.attempt.append((kind, where, value))
+        else:
+            self._replay([(kind, where, value)])
+
+    def _replay(self, writes: list[tuple[str, Key, int]]) -> None:
+        for kind, where, value in writes:
+            if kind == "insert":
+                self.bulk[where] = value
+            elif kind == "delete":
+                self.bulk[where] = None
+            elif value:  # "inc", by the number of documents it matched
+                current = self.bulk.get(where)
+                assert current is not None, (where, "an update matched a deleted document")
+                self.bulk[where] = current + value
 
     async def _op(self, op: tuple[str, Any, Any], in_block: bool) -> None:
         name, where, how = op
@@ -137,14 +167,31 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         elif name == "change" and held is not None:
             apply_change(held, how)
         elif name == "save" and held is not None:
+            inserts = not held.is_stored  # a deleted document's save() stores it again
             await held.save()
+            if inserts:
+                self._wrote("insert", where, held.bulk, in_block)
         elif name == "insert" and (held is None or not held.is_stored):
             # Held or not, the id is free: the user holds every document it ever stored.
             document = held if held is not None else self._document(model, ident)
             self.held[where] = document
             await document.insert()
+            self._wrote("insert", where, document.bulk, in_block)
         elif name == "delete" and held is not None and held.is_stored:
             await held.delete()
+            self._wrote("delete", where, 0, in_block)
+        elif name in ("bulk_update", "bulk_delete"):
+            # The user holds the object the block's unit of work tracks (a load in the block):
+            # one loaded before the block is a copy of its time, which a write on the server
+            # cannot reach (as in Django).
+            found = await model.objects.filter(id=ident).first()
+            if found is not None:
+                self.held[where] = found
+            if name == "bulk_update":
+                matched = await model.objects.filter(id=ident).update(bulk=F("bulk") + 1)
+                self._wrote("inc", where, matched, in_block)
+            elif await model.objects.filter(id=ident).delete():
+                self._wrote("delete", where, 0, in_block)
         elif name == "inner_fails" and in_block and held is not None:
             with contextlib.suppress(Abort):
                 async with odm.transaction():
@@ -155,10 +202,13 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
             # The server holds the save's update past the caller's timeout, which the block
             # catches: from then on the block can only be rolled back.
             apply_change(held, how)
+            inserts = not held.is_stored  # an insert, which the update's fail point misses
             await outside_the_block(hold_update(self.given["database"]))
             try:
                 async with asyncio.timeout(CUT_AFTER):
                     await held.save()
+                if inserts:
+                    self._wrote("insert", where, held.bulk, in_block)
             except TimeoutError:
                 pass
             finally:
@@ -189,6 +239,9 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         async def body() -> None:
             nonlocal attempts
             attempts += 1
+            writes: list[tuple[str, Key, int]] = []
+            self.attempt = writes
+            current_unit_of_work().on_commit(lambda: self._replay(writes))
             for op in ops:
                 await self._op(op, in_block=True)
             if ending == "raise":
@@ -203,6 +256,7 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         except PyMongoError:
             assert ending == "commit_fails"
         finally:
+            self.attempt = None
             await fail_points_off(db)
 
     @rule(where=key, how=change)
@@ -264,6 +318,10 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
                 raw = await executor.collection(model).find_one({"_id": document.id})
                 assert raw is not None
                 assert document.to_bson() == raw, (where, document.to_bson(), raw)
+            # Only committed queryset updates made the stored ``bulk`` (not a save of an
+            # object that held an aborted block's value).
+            expected = self.bulk.get(where)
+            assert (None if raw is None else raw.get("bulk", 0)) == expected, (where, raw, expected)
 
 
 #: Endings whose fail point a cut-off save may replace (there is one ``failCommand``).
