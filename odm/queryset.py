@@ -688,10 +688,11 @@ class QuerySet(Generic[M]):
         options: dict[str, Any] = _collation(self._query)
         if compiled.array_filters:
             options["array_filters"] = compiled.array_filters
-        write = executor.update_one if _single(filter) else executor.update_many
+        single = _single(filter)
+        write = executor.update_one if single else executor.update_many
         result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
         if flush is not None:  # the unit of work tracks documents: they may have changed
-            await resync.read_again(flush, self._model)
+            await resync.read_again(flush, self._model, only=filter[ID_KEY] if single else None)
         return int(result.matched_count)
 
     async def delete(self) -> int:
@@ -707,12 +708,13 @@ class QuerySet(Generic[M]):
         filter = target.filter
         if filter is None or flush is not None:
             filter = await self._write_filter(target, flush)
-        write = executor.delete_one if _single(filter) else executor.delete_many
+        single = _single(filter)
+        write = executor.delete_one if single else executor.delete_many
         result = await write(
             self._model, filter, timeout=self._query.timeout, **_collation(self._query)
         )
         if flush is not None:  # the unit of work tracks documents: some may be gone
-            await resync.read_again(flush, self._model)
+            await resync.read_again(flush, self._model, only=filter[ID_KEY] if single else None)
         return int(result.deleted_count)
 
     async def get_or_create(

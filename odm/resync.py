@@ -35,14 +35,18 @@ from .models.tracking import (
 __all__ = ["read_again"]
 
 
-async def read_again(uow: Any, model: type[Any]) -> None:
+async def read_again(uow: Any, model: type[Any], *, only: Any = None) -> None:
     """Read again the documents ``uow`` (a :class:`odm.uow.UnitOfWork`) holds in ``model``'s
-    collection, after a bulk write to it in the transaction."""
+    collection, after a bulk write to it in the transaction (``only``: the one ``_id`` the
+    write's filter named, when it named one: the others cannot have changed)."""
     meta = model._meta
     held = uow.identity.of_collection(meta.alias, meta.collection)
+    ids = [stored_id(document) for document in held]
+    if only is not None:
+        held = [document for document, ident in zip(held, ids, strict=True) if ident == only]
+        ids = [only] * len(held)
     if not held:
         return
-    ids = [stored_id(document) for document in held]
     raws = await executor.find_list(collection_model(model), {ID_KEY: {"$in": ids}})
     stored = {raw[ID_KEY]: raw for raw in raws}
     for document, ident in zip(held, ids, strict=True):
