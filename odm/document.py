@@ -25,7 +25,7 @@ from .models.declaration import DocumentMeta
 from .models.derived import expire_all
 from .models.dumping import dump_document
 from .models.fields import Field, ObjectId
-from .models.loading import _snapshot_of, load_into
+from .models.loading import load_stored
 from .models.options import CLASS_KEY, ID_KEY, Options
 from .models.references import check_saved_references
 from .models.tracking import Unsure, get_snapshot, set_snapshot, will_change
@@ -298,12 +298,9 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         raw = await executor.find_one(model, filter, timeout=timeout)
         if raw is None:
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")
-        load_into(self, raw, before=will_change)  # in place: every holder sees it
-        snapshot = _snapshot_of(model._meta, raw)
-        set_snapshot(self, snapshot)
-        copies.written(self, snapshot)  # the freshest knowledge: its copies diff against it
-        # Whole again: a document loaded with only()/defer() can be saved after a refresh.
-        tracking.set_partial(self, False)
+        # In place, so every holder sees it; whole again (a document loaded with only() /
+        # defer() can be saved after a refresh); its copies diff against this, the freshest.
+        load_stored(self, raw, before=will_change)
         uow = current_unit_of_work()
         if uow is not None:
             uow.was_read(self)  # values the block read: an abort takes them back

@@ -20,17 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import executor
-from .models.copies import written
 from .models.diffing import same
-from .models.loading import _snapshot_of, load_into
+from .models.loading import load_stored
 from .models.options import ID_KEY
-from .models.tracking import (
-    collection_model,
-    raw_snapshot,
-    set_partial,
-    set_snapshot,
-    stored_id,
-)
+from .models.tracking import collection_model, raw_snapshot, set_snapshot, stored_id
 
 __all__ = ["read_again"]
 
@@ -60,9 +53,5 @@ async def read_again(uow: Any, model: type[Any], *, only: Any = None) -> None:
             continue
         if snapshot is not None and same(raw, snapshot):
             continue  # the write left it alone
-        load_into(document, raw, before=uow.remember)
-        fresh = _snapshot_of(type(document)._meta, raw)
-        set_snapshot(document, fresh)
-        written(document, fresh)
-        set_partial(document, False)
+        load_stored(document, raw, before=uow.remember)
         uow.was_read(document)

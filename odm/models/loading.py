@@ -12,7 +12,7 @@ import copy
 import datetime as _dt
 import sys
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from bson import DBRef
@@ -26,6 +26,7 @@ from ..exceptions import (
 )
 from ..gcpause import MIN_BATCH, paused_gc
 from ..session import current_unit_of_work
+from .copies import written
 from .derived import table
 from .field_types import ID_FIELD
 from .fields import Field
@@ -73,7 +74,9 @@ def _validate_one(model: type[Any], raw: dict[str, Any]) -> Any:
         raise _named_error(target, raw, exc.errors()) from None
 
 
-def load_into(document: Any, raw: dict[str, Any], before: Any = None) -> None:
+def load_into(
+    document: Any, raw: dict[str, Any], before: Callable[[Any], object] | None = None
+) -> None:
     """Set every field of ``document`` from ``raw``, a stored form of its class, in place:
     every holder of the object (the identity map, the user) sees the new values. ``raw`` is
     validated first (pydantic's ``ValidationError`` names the model and the ``_id``; nothing
@@ -87,6 +90,20 @@ def load_into(document: Any, raw: dict[str, Any], before: Any = None) -> None:
     object.__setattr__(document, "__pydantic_fields_set__", set(fresh.model_fields_set))
     if fresh.__pydantic_extra__ is not None:
         object.__setattr__(document, "__pydantic_extra__", dict(fresh.__pydantic_extra__))
+
+
+def load_stored(
+    document: Any, raw: dict[str, Any], before: Callable[[Any], object] | None = None
+) -> None:
+    """Make ``document`` say what the database holds, ``raw`` (just read), in place: its
+    fields (:func:`load_into`, ``before`` as there), its snapshot, what its copies know, and
+    whole again if it was loaded with ``only()`` / ``defer()``. ``refresh()`` and the read
+    after a queryset write (:mod:`odm.resync`) do this."""
+    load_into(document, raw, before)
+    snapshot = _snapshot_of(type(document)._meta, raw)
+    set_snapshot(document, snapshot)
+    written(document, snapshot)
+    set_partial(document, False)
 
 
 def _class_for(model: type[Any], raw: Mapping[str, Any]) -> type[Any]:
