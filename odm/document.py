@@ -282,11 +282,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         stale = self._meta.optimistic_lock and get_snapshot(self) is not None
         if stale and result.acknowledged and result.deleted_count == 0:
             raise self._missing("delete")
-        will_change(self)
-        set_snapshot(self, None)
-        uow = current_unit_of_work()
-        if uow is not None:
-            uow.forget(self)
+        tracking.gone(self)
         if signals.post_delete.has_receivers():
             await signals.post_delete.send(model, document=self)
         await self.after_delete()
@@ -302,9 +298,9 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         # defer() can be saved after a refresh); its copies diff against this, the freshest.
         load_stored(self, raw, before=will_change)
         uow = current_unit_of_work()
-        if uow is not None:
-            uow.was_read(self)  # values the block read: an abort takes them back
-            uow.track(self)
+        if uow is not None and uow.track(self) is not self:
+            # A copy beside the object the block holds: its values were read in the block too.
+            uow.was_read(self)
         return self
 
     def _missing(self, action: str) -> Exception:

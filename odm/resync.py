@@ -23,7 +23,7 @@ from . import executor
 from .models.diffing import same
 from .models.loading import load_stored
 from .models.options import ID_KEY
-from .models.tracking import collection_model, raw_snapshot, set_snapshot, stored_id
+from .models.tracking import collection_model, gone, raw_snapshot, stored_id, will_change
 
 __all__ = ["read_again"]
 
@@ -47,11 +47,9 @@ async def read_again(uow: Any, model: type[Any], *, only: Any = None) -> None:
         snapshot = raw_snapshot(document)
         if raw is None:
             if snapshot is not None:  # the write deleted it
-                uow.remember(document)
-                set_snapshot(document, None)
-                uow.forget(document)
+                gone(document)
             continue
         if snapshot is not None and same(raw, snapshot):
             continue  # the write left it alone
-        load_stored(document, raw, before=uow.remember)
+        load_stored(document, raw, before=will_change)
         uow.was_read(document)

@@ -39,6 +39,7 @@ __all__ = [
     "copy_state",
     "family_of",
     "get_snapshot",
+    "gone",
     "has_changes",
     "is_partial",
     "pickled_state",
@@ -308,3 +309,14 @@ def will_change(document: Any) -> None:
     uow = current_unit_of_work()
     if uow is not None:
         uow.remember(document)
+
+
+def gone(document: Any) -> None:
+    """Record that ``document`` is no longer stored (it was deleted): its next ``save()``
+    inserts it again, and the bound unit of work, if any, keeps its state for an abort and
+    stops holding it."""
+    will_change(document)
+    set_snapshot(document, None)
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.forget(document)
