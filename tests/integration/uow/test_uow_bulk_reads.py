@@ -47,12 +47,6 @@ class Abort(Exception):
     """The block's own failure."""
 
 
-async def tells_the_truth(document: odm.Document) -> None:
-    """Fail unless ``document``'s snapshot and its field values are what the database holds."""
-    await truthful(document)
-    assert document.to_bson() == await stored(document)
-
-
 # -- at once, and after the commit -----------------------------------------------------------
 
 
@@ -67,7 +61,7 @@ async def test_a_held_object_shows_an_update_at_once_and_after_the_commit(
         again = await BrAccount.objects.get(id=ann.id)
         assert again is held and again.balance == 15
         held.owner = "anna"
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
     assert (held.owner, held.balance) == ("anna", 15)
 
 
@@ -85,7 +79,7 @@ async def test_an_update_of_many_reaches_every_held_object_it_matched(odm_databa
             ("done", 10), ("done", 10), ("closed", 1)
         ]
     for account in held:
-        await tells_the_truth(account)
+        await truthful(account, fields=True)
 
 
 async def test_a_pushed_item_and_an_append_in_memory_are_both_stored_once(
@@ -97,7 +91,7 @@ async def test_a_pushed_item_and_an_append_in_memory_are_both_stored_once(
         await BrAccount.objects.filter(id=ann.id).update(tags=F("tags").push("server"))
         held.tags.append("mine")
     assert held.tags == ["server", "mine"]
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
 
 
 async def test_changes_made_before_the_update_are_flushed_first_and_kept(
@@ -109,7 +103,7 @@ async def test_changes_made_before_the_update_are_flushed_first_and_kept(
         held.owner = "anna"  # unsaved: the autoflush writes it before the update
         await BrAccount.objects.filter(id=ann.id).update(balance=F("balance") + 1)
         assert (held.owner, held.balance) == ("anna", 2)
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
 
 
 async def test_a_locked_object_takes_the_version_the_update_bumped(odm_database: Any) -> None:
@@ -118,7 +112,7 @@ async def test_a_locked_object_takes_the_version_the_update_bumped(odm_database:
         held = await BrLocked.objects.get(id=ann.id)
         await BrLocked.objects.filter(id=ann.id).update(balance=F("balance") + 3)
         held.owner = "anna"  # no StaleDocument at the commit: the object knows the version
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
     assert (held.owner, held.balance, held.version) == ("anna", 3, 2)
 
 
@@ -132,9 +126,9 @@ async def test_a_held_object_the_delete_removed_is_no_longer_stored(odm_database
         assert await BrAccount.objects.filter(id=ann.id).first() is None
     assert await stored(ann) is None
     await truthful(held[0])
-    await tells_the_truth(held[1])
+    await truthful(held[1], fields=True)
     await held[0].save()  # as after delete(): saving it stores it again
-    await tells_the_truth(held[0])
+    await truthful(held[0], fields=True)
     assert bob.id == held[1].id
 
 
@@ -199,7 +193,7 @@ async def test_an_abort_takes_back_what_the_block_only_read(
             raise Abort
     assert held is not None
     assert (held.balance, held.tags, held.meta) == (10, [], {})
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
     odm_monitored.log.clear()
     await held.save()
     assert "update" not in odm_monitored.log.names()  # nothing of the aborted block is sent
@@ -232,7 +226,7 @@ async def test_an_abort_keeps_what_the_block_changed_itself(
     assert update["updates"][0]["u"] == {
         "$set": {"owner": "anna", "meta.y": 3}, "$push": {"tags": {"$each": ["mine"]}}
     }
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
 
 
 async def test_a_refresh_in_an_aborted_block_is_taken_back(odm_database: Any) -> None:
@@ -245,7 +239,7 @@ async def test_a_refresh_in_an_aborted_block_is_taken_back(odm_database: Any) ->
             assert held.balance == 110
             raise Abort
     assert held.balance == 10
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
 
 
 async def test_a_document_deleted_by_an_aborted_block_is_stored_again(odm_database: Any) -> None:
@@ -257,7 +251,7 @@ async def test_a_document_deleted_by_an_aborted_block_is_stored_again(odm_databa
             assert not held.is_stored
             raise Abort
     assert held.is_stored and held.balance == 10
-    await tells_the_truth(held)
+    await truthful(held, fields=True)
 
 
 async def test_a_commit_that_fails_takes_back_what_the_block_read(
@@ -274,4 +268,4 @@ async def test_a_commit_that_fails_takes_back_what_the_block_read(
             await BrLocked.objects.filter(id=ann.id).update(balance=F("balance") + 1)
             assert (held.balance, held.version) == (1, 1)
     assert (held.balance, held.version) == (0, 0)
-    await tells_the_truth(held)
+    await truthful(held, fields=True)

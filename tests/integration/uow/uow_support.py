@@ -45,14 +45,17 @@ async def stored(document: odm.Document) -> dict[str, Any] | None:
     return raw
 
 
-async def truthful(document: odm.Document) -> None:
-    """Fail unless ``document``'s tracking state is what the database holds."""
+async def truthful(document: odm.Document, *, fields: bool = False) -> None:
+    """Fail unless ``document``'s tracking state is what the database holds (``fields``: its
+    field values too, for a document with no change of its own)."""
     raw = await stored(document)
     assert get_snapshot(document) == raw, (get_snapshot(document), raw)
     assert document.is_stored is (raw is not None)
     meta = type(document)._meta
     if meta.optimistic_lock and raw is not None:
         assert getattr(document, meta.version_field) == raw.get(meta.db_key(meta.version_field))
+    if fields:
+        assert raw is not None and document.to_bson() == raw, (document.to_bson(), raw)
 
 
 async def open_transactions(db: Any) -> list[dict[str, Any]]:
