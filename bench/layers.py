@@ -52,11 +52,16 @@ class Layers:
         await self.items.delete_many({})
         await self.items.create_index([("category", 1), ("created_at", -1)])
         await self.items.insert_many([dict(row) for row in make_rows(n)])
-        self.item_ids = [doc["_id"] async for doc in self.items.find({}, {"_id": 1})]
         await self.accounts.delete_many({})
         await self.accounts.insert_many(
             [{"owner": f"owner-{i}", "balance": 10**9} for i in range(ACCOUNT_COUNT)]
         )
+        await self.attach()
+
+    async def attach(self) -> None:
+        """Take the ids of the items and accounts already seeded (by :meth:`seed`, maybe in
+        another process)."""
+        self.item_ids = [doc["_id"] async for doc in self.items.find({}, {"_id": 1})]
         self.account_ids = [doc["_id"] async for doc in self.accounts.find({}, {"_id": 1})]
 
     def _ids(self, ops: int) -> list[Any]:

@@ -1,0 +1,197 @@
+"""Instructions per operation of each one-at-a-time variant: ``python -m bench.instructions``.
+
+The wall and CPU time of a one-at-a-time workload move by a few per cent from run to run on a
+shared 2-core machine, as much as the distance being measured (docs/performance.md). Valgrind's
+callgrind counts the instructions the process runs in user space instead: the same count for the
+same code and data, whatever else the machine is doing. Each variant of :mod:`bench.layers` runs
+in a process of its own under callgrind, twice: once with ``--few`` operations and once with
+``--few`` plus ``--ops``, after the same warm-up. The difference, divided by ``--ops``, is its
+instructions per operation; the start-up, the imports and the warm-up cancel out.
+
+Not counted: the server's work (another process), the kernel's (the system calls), and the time
+lost to cache misses. So a cell is the work odm adds, not the time it takes: an operation that
+waits on the server runs its code with cold caches, and its wall-clock ratio comes out above
+its instruction ratio (docs/performance.md, "Warm and cold").
+
+Needs ``valgrind`` on the PATH. Under callgrind each process takes about 30 s (the imports
+alone run ~1.9 billion instructions). ``--jobs`` processes run at once (the counts do not
+depend on it), so the default run of 16 variants takes about 8 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import odm
+from odm import executor
+
+from . import impl_odm
+from .layers import Layers
+
+#: The checkout: the counted processes import ``bench`` from it.
+ROOT = Path(__file__).resolve().parents[1]
+#: Operations every counted process runs before the counted ones (connections, caches, plans).
+WARM_UP = 20
+
+_COLLECTED = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
+
+
+def collected(report: str) -> int:
+    """Return the instruction count in callgrind's report ``report`` (its standard error)."""
+    found = _COLLECTED.findall(report)
+    if len(found) != 1:
+        raise RuntimeError(f"no instruction count in callgrind's output:\n{report[-2000:]}")
+    return int(found[0])
+
+
+def count(command: Sequence[str]) -> int:
+    """Run ``command`` under callgrind and return the instructions it ran.
+
+    The hash seed is fixed: with a random one, dicts and sets of strings differ from run to run
+    and so do the counts."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed under callgrind:\n{result.stderr[-2000:]}")
+    return collected(result.stderr)
+
+
+def per_operation(few: int, many: int, ops: int) -> float:
+    """Instructions per operation from the counts of a run of few and of ``ops`` more."""
+    return (many - few) / ops
+
+
+async def _seed(uri: str, db: str, n: int) -> dict[str, list[str]]:
+    """Seed the data; return the variants of each workload."""
+    await odm.connect(uri, db=db, models=[impl_odm.Item, impl_odm.Account])
+    try:
+        layers = Layers(random.Random(7))
+        await layers.seed(n)
+        return {workload: list(variants) for workload, variants in layers.workloads().items()}
+    finally:
+        await odm.disconnect()
+
+
+async def _drop(uri: str, db: str) -> None:
+    await odm.connect(uri, db=db, models=[impl_odm.Item])
+    try:
+        await executor.collection(impl_odm.Item).database.client.drop_database(db)
+    finally:
+        await odm.disconnect()
+
+
+async def run_variant(uri: str, db: str, workload: str, variant: str, ops: int) -> None:
+    """The counted process: ``WARM_UP`` operations of the variant, then ``ops`` more."""
+    await odm.connect(uri, db=db, models=[impl_odm.Item, impl_odm.Account])
+    try:
+        layers = Layers(random.Random(7))
+        await layers.attach()
+        run = layers.workloads()[workload][variant]
+        await run(WARM_UP)
+        if ops:
+            await run(ops)
+    finally:
+        await odm.disconnect()
+
+
+def measure(
+    uri: str, db: str, names: dict[str, list[str]], python: str, few: int, ops: int, jobs: int,
+) -> dict[str, dict[str, float]]:
+    """Return ``{workload: {variant: instructions per operation}}`` for the variants ``names``
+    (``{workload: [variant, ...]}``) of the data seeded already."""
+    wanted = [(w, v) for w, variants in names.items() for v in variants]
+
+    def child(workload: str, variant: str, n: int) -> list[str]:
+        return [
+            python, "-m", "bench.instructions", "--child", workload, variant, str(n),
+            "--uri", uri, "--db", db,
+        ]
+
+    runs = [child(w, v, n) for w, v in wanted for n in (few, few + ops)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        counts = list(pool.map(count, runs))
+    report: dict[str, dict[str, float]] = {}
+    for index, (workload, variant) in enumerate(wanted):
+        low, high = counts[2 * index], counts[2 * index + 1]
+        report.setdefault(workload, {})[variant] = per_operation(low, high, ops)
+    return report
+
+
+def format_report(report: dict[str, dict[str, float]]) -> str:
+    """One line per workload: each variant's thousands of instructions per operation, and
+    its ratio to the floor's (the first variant)."""
+    lines = []
+    for workload, variants in report.items():
+        floor = next(iter(variants.values()))
+        cells = "  ".join(
+            f"{name} {value / 1000:.0f}k {value / floor:.3f}" for name, value in variants.items()
+        )
+        lines.append(f"{workload:22s} {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options; seed, count every variant, print the report, drop the database."""
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--uri", help="MongoDB replica set URI (else start a LocalServer)")
+    parser.add_argument("--db", default="odm_bench_instructions")
+    parser.add_argument("--ops", type=int, default=100, help="operations counted (100)")
+    parser.add_argument("--few", type=int, default=20, help="operations of the short run (20)")
+    parser.add_argument("--n", type=int, default=3000, help="items seeded (3,000)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes at once (2)")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter counted")
+    parser.add_argument("--only", help="comma-separated workloads")
+    parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "VARIANT", "OPS"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--seed-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.seed_only:  # the data of --child runs, left in place
+        asyncio.run(_seed(args.uri, args.db, args.n))
+        return
+    if args.child:
+        workload, variant, ops = args.child
+        asyncio.run(run_variant(args.uri, args.db, workload, variant, int(ops)))
+        return
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not on the PATH (Debian: apt-get install valgrind)")
+    only = args.only.split(",") if args.only else None
+
+    def counted(uri: str) -> dict[str, dict[str, float]]:
+        names = asyncio.run(_seed(uri, args.db, args.n))
+        if only:
+            names = {w: v for w, v in names.items() if w in only}
+        try:
+            return measure(uri, args.db, names, args.python, args.few, args.ops, args.jobs)
+        finally:
+            asyncio.run(_drop(uri, args.db))
+
+    if args.uri:
+        report = counted(args.uri)
+    else:
+        from odm.server import LocalServer
+
+        with LocalServer(cache_size_gb=1.0) as server:
+            report = counted(server.uri)
+    version = subprocess.run(
+        [args.python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    print(f"instructions per operation (thousands), and over the floor's; Python {version}")
+    print(format_report(report))
+
+
+if __name__ == "__main__":
+    main()
