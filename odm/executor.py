@@ -196,7 +196,8 @@ _REFUSED_QUERY_CODES = frozenset({28, 51091})
 
 def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exception:
     """Return pydantic's ValidationError naming the field whose value BSON cannot encode
-    (a NUL byte in a key, an integer beyond 64 bits...), found by encoding field by field."""
+    (a NUL byte in a key, an integer beyond 64 bits, a lone surrogate...), found by encoding
+    field by field."""
     for document in payload or ():
         if not isinstance(document, Mapping):  # an update pipeline: nothing to point at
             continue
@@ -208,7 +209,7 @@ def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exceptio
             for path, item in pairs:
                 try:
                     bson.encode({"v": item})
-                except (InvalidDocument, OverflowError) as error:
+                except _ENCODING_ERRORS as error:
                     return ValidationError.from_exception_data(
                         model.__name__,
                         [{
@@ -235,8 +236,10 @@ def _parallel_arrays(exc: OperationFailure) -> bool:
     return exc.code == _BAD_VALUE and "parallel arrays" in str(exc)
 
 
-#: What the encoder raises for a value BSON cannot hold (a tuple: built once, not per call).
-_ENCODING_ERRORS = (InvalidDocument, OverflowError)
+#: What the encoder raises for a value BSON cannot hold: a NUL in a key, an integer beyond
+#: 64 bits, a lone surrogate in a string (JSON allows "\ud800"; UTF-8 cannot encode it).
+#: A tuple: built once, not per call.
+_ENCODING_ERRORS = (InvalidDocument, OverflowError, UnicodeEncodeError)
 
 _BAD_VALUE = 2
 

@@ -44,6 +44,7 @@ from .models.references import check_saved_references
 from .models.tracking import set_snapshots, unsure
 from .query import compiler, extras
 from .query.compiler import CompiledWrite
+from .query.paths import not_a_field_name
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
@@ -728,14 +729,22 @@ class QuerySet(Generic[M]):
         never enters the query and never changes a stored document, so a request body that
         binds it (``get_or_create(**body)``) sets no more than the body's own keys would.
         Its keys must be fields of the model and may not repeat a field of ``kwargs``
-        (``QueryError`` naming them).
+        (``QueryError`` naming them). On a model with a field named ``defaults``, the keyword
+        is still this parameter, as in Django: look the field up with ``defaults__exact=``.
         """
         checked = _checked_defaults(self._model, defaults, kwargs, "get_or_create")
+        return await self._get_or_create(checked, kwargs)
+
+    async def _get_or_create(
+        self, checked: dict[str, Any], lookups: dict[str, Any]
+    ) -> tuple[M, bool]:
+        """:meth:`get_or_create` with its checked defaults and its lookups apart, so that
+        :meth:`update_or_create` can pass a lookup on a field named ``defaults``."""
         try:
-            return await self.get(**kwargs), False
+            return await self.get(**lookups), False
         except DoesNotExist:
             pass
-        document = self._model(**_plain_fields(kwargs), **checked)
+        document = self._model(**_plain_fields(lookups), **checked)
         try:
             await document.insert(timeout=self._query.timeout)
         except DuplicateKey:
@@ -746,7 +755,7 @@ class QuerySet(Generic[M]):
                 # which atomic() retries), so it does not match: say so.
                 raise
             try:
-                return await self.get(**kwargs), False
+                return await self.get(**lookups), False
             except DoesNotExist:
                 raise
         return document, True
@@ -760,7 +769,8 @@ class QuerySet(Generic[M]):
         ``defaults`` is positional only (``update_or_create({"age": 4}, email=...)``): it is
         written to a stored document, so a key of a request body expanded into the call
         (``update_or_create(**body)``) must not be able to bind it. Every keyword is a lookup;
-        ``defaults=`` is refused with a ``QueryError`` unless the model has such a field.
+        ``defaults=`` is the lookup on a field named ``defaults`` and is refused with a
+        ``QueryError`` when the model has no such field.
         """
         if "defaults" in kwargs and "defaults" not in self._model.model_fields:
             raise QueryError(
@@ -770,7 +780,9 @@ class QuerySet(Generic[M]):
                 field="defaults",
             )
         checked = _checked_defaults(self._model, defaults, kwargs, "update_or_create")
-        document, created = await self.get_or_create(checked, **kwargs)
+        # Not self.get_or_create(checked, **kwargs): a lookup `defaults=` would bind its
+        # parameter a second time (a TypeError).
+        document, created = await self._get_or_create(checked, kwargs)
         if not created and checked:
             for name, value in checked.items():
                 setattr(document, name, value)
@@ -778,8 +790,24 @@ class QuerySet(Generic[M]):
         return document, created
 
     async def in_bulk(self, ids: Iterable[Any] | None = None) -> dict[Any, M]:
-        """Return ``{id: document}`` for these ids (every match when ``None``)."""
-        qs = self if ids is None else self.filter(id__in=list(ids))
+        """Return ``{id: document}`` for these ids (every match when ``None``).
+
+        ``ids`` is checked as ``filter(id__in=ids)`` checks it: a string, bytes or a mapping
+        (which would be read as its characters or its keys) and ids the id field refuses raise
+        :class:`QueryError` naming ``in_bulk``.
+        """
+        if ids is None:
+            return {getattr(doc, "id", None): doc async for doc in self}
+        if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
+            # Checked here rather than left to filter(): its message names the lookup 'in',
+            # which the caller of in_bulk never wrote.
+            raise QueryError(
+                f"in_bulk() takes a list of ids or None, not {type(ids).__name__}", field="id"
+            )
+        try:
+            qs = self.filter(id__in=ids)
+        except QueryError as exc:
+            raise QueryError(f"in_bulk(): {exc}", field=exc.field) from None
         return {getattr(doc, "id", None): doc async for doc in qs}
 
     async def bulk_create(
@@ -1026,13 +1054,20 @@ def _checked_defaults(
     to values and shares no field with ``lookups`` (which would be given twice to the model)."""
     if defaults is None:
         return {}
+    fields = model.model_fields
+    # get_or_create(defaults=...) on a model with such a field: the caller (or a request body)
+    # most likely meant the field, which only `defaults__exact=` looks up (as in Django).
+    hint = (
+        "; look the field 'defaults' up with defaults__exact="
+        if what == "get_or_create" and "defaults" in fields
+        else ""
+    )
     if not isinstance(defaults, Mapping):
         raise QueryError(
             f"{what}(): defaults must be a mapping of field names to values, not "
-            f"{type(defaults).__name__}",
+            f"{type(defaults).__name__}{hint}",
             field="defaults",
         )
-    fields = model.model_fields
     aliases: dict[str, str] = {}
     for name, info in fields.items():
         if info.alias is not None:
@@ -1041,7 +1076,8 @@ def _checked_defaults(
     if unknown:
         raise QueryError(
             f"{what}(): defaults name no field of {model.__name__}: "
-            + ", ".join(repr(k) for k in unknown),
+            + ", ".join(repr(k) for k in unknown)
+            + hint,
             field=str(unknown[0]),
         )
     given = {aliases.get(k, k) for k in _plain_fields(lookups)}
@@ -1109,9 +1145,15 @@ def _attach(
 
 
 def _reference_field(model: type[Any], name: str) -> type[Any]:
-    info = model.model_fields.get(name)
+    """The target class of ``model``'s Reference field ``name`` (or list of them)."""
+    try:
+        info = model.model_fields.get(name)
+    except TypeError:  # an unhashable name (a list or dict from a request body)
+        raise not_a_field_name("prefetch_related", name) from None
     target = reference_target(info.annotation) if info is not None else None
     if target is None:
+        if not isinstance(name, str):
+            raise not_a_field_name("prefetch_related", name)
         raise QueryError(
             f"prefetch_related({name!r}): {model.__name__}.{name} is not a Reference or a "
             "list of References",

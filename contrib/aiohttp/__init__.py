@@ -8,7 +8,8 @@
 ``setup_odm`` connects on startup (with retry, through ``app.cleanup_ctx``) and disconnects on
 shutdown; ``unit_of_work_middleware`` runs each unsafe request in one transaction, committed only
 when the response status is below 400; ``odm_errors_middleware`` answers ODM errors with JSON;
-``json_body(request)`` reads a JSON body, a body nested too deep to parse being a 400;
+``json_body(request)`` reads a JSON body, one that cannot be decoded (not JSON, nested too
+deep to parse, not valid in its charset) being a 400;
 ``json_response(data)`` answers with documents, ``values()`` rows or aggregates as JSON
 (ObjectIds, decimals and datetimes as strings).
 Keep the errors middleware first (outermost) so that it also maps errors of the commit.

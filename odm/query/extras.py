@@ -10,6 +10,7 @@ are strings, the point a :class:`~odm.models.geo.Point`, distances finite metres
 names; only then does it become part of a command.
 """
 
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
@@ -23,6 +24,7 @@ from .where import Where
 
 __all__ = [
     "NO_EXTRAS",
+    "TEXT_LANGUAGES",
     "Extras",
     "GeoNear",
     "QueryState",
@@ -98,6 +100,17 @@ class Extras:
         return ()
 
 
+#: The languages of MongoDB's ``$text``, by name and by ISO 639-1 code, and ``none`` (no
+#: stemming, no stop words): the manual's "Text Search Languages", the same list from MongoDB
+#: 3.0 to 8.x. The server takes them in any case (``"English"``) and refuses any other name
+#: with a bare OperationFailure, so an unknown one is refused here, typed.
+TEXT_LANGUAGES: Final[frozenset[str]] = frozenset({
+    "danish", "da", "dutch", "nl", "english", "en", "finnish", "fi", "french", "fr",
+    "german", "de", "hungarian", "hu", "italian", "it", "norwegian", "nb", "portuguese", "pt",
+    "romanian", "ro", "russian", "ru", "spanish", "es", "swedish", "sv", "turkish", "tr",
+    "none",
+})
+
 #: A query without extras (the usual case: shared, never changed).
 NO_EXTRAS: Final = Extras()
 
@@ -129,13 +142,28 @@ def _annotation_name(query: QueryState, name: Any, what: str) -> str:
     return name
 
 
+def _is_text_language(language: Any) -> bool:
+    """Whether ``$text`` takes ``language``: one of :data:`TEXT_LANGUAGES` in any case.
+
+    ASCII only, as the server lowers case: ``str.lower()`` would also turn the Kelvin sign
+    of ``"TUR\u212aISH"`` into the ``k`` of ``"turkish"``, which the server refuses."""
+    return (
+        isinstance(language, str) and language.isascii() and language.lower() in TEXT_LANGUAGES
+    )
+
+
 def with_search(query: QueryState, terms: Any, language: Any, score: Any) -> None:
     """Make ``query`` a ``$text`` search for ``terms`` (the model needs a text index)."""
     what = f"{query.model.__name__}.objects.search()"
     if not isinstance(terms, str):
         raise QueryError(f"{what} takes the search terms as a string, not {type(terms).__name__}")
-    if language is not None and (not isinstance(language, str) or not language.isalpha()):
-        raise QueryError(f"{what}: language must be a language name such as 'english'")
+    if language is not None and not _is_text_language(language):
+        shown = reprlib.repr(language) if isinstance(language, str) else type(language).__name__
+        raise QueryError(
+            f"{what}: unknown language {shown}: MongoDB's text search knows "
+            f"{', '.join(sorted(n for n in TEXT_LANGUAGES if len(n) > 2 and n != 'none'))}, "
+            "their ISO 639-1 codes ('en', 'fr'...) and 'none'"
+        )
     if query.extras.search is not None:
         raise QueryError(f"{what} was already called on this queryset (MongoDB runs one $text)")
     if query.extras.geo_near is not None:

@@ -8,6 +8,7 @@ for it, is cached per (model, path): compiling a query does no type analysis twi
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,6 +41,7 @@ __all__ = [
     "check_name",
     "field_type_of",
     "model_type",
+    "not_a_field_name",
     "resolve",
     "target_id_type",
 ]
@@ -122,7 +124,12 @@ def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> Re
     """Resolve a ``__`` path made only of fields (no lookup) against ``model``."""
     if root is None:
         per_model = table(model, _RESOLVED)
-        found: ResolvedPath | None = per_model.get(path)
+        try:
+            found: ResolvedPath | None = per_model.get(path)
+        except TypeError:
+            # An unhashable path (a list or a dict from a request body): _resolve refuses it,
+            # naming it. Caught here, not checked first, so the cache hit stays one lookup.
+            return _resolve(model, path, model_type(model))
         if found is None:
             found = _resolve(model, path, model_type(model))
             if not found.via_subclass:
@@ -132,9 +139,17 @@ def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> Re
     return _resolve(model, path, root)
 
 
+def not_a_field_name(what: str, name: object) -> QueryError:
+    """The error of ``what()`` given ``name``, which is not a string (a list, a dict or a
+    number from a request body); its repr is shortened, since a body's list may be long."""
+    return QueryError(f"{what}() takes field names, not {reprlib.repr(name)}")
+
+
 def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     if not isinstance(path, str):
-        raise QueryError(f"a field path must be a string, not {type(path).__name__}")
+        raise QueryError(
+            f"a field path must be a string, not {type(path).__name__} {reprlib.repr(path)}"
+        )
     parts = path.split(SEP)
     current = root
     db_parts: list[str] = []

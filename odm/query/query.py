@@ -15,7 +15,7 @@ from ..exceptions import QueryError
 from ..models.derived import table
 from .aggregates import Aggregate
 from .extras import NO_EXTRAS, Extras
-from .paths import ID_FIELD, FieldType, Kind, check_name, resolve
+from .paths import ID_FIELD, FieldType, Kind, check_name, not_a_field_name, resolve
 from .q import Q
 from .where import Where, compile_kwargs, compile_q
 
@@ -145,7 +145,7 @@ class Query:
         arrays: dict[str, str] = {}
         for name in fields:
             if not isinstance(name, str) or not name:
-                raise QueryError(f"order_by() takes field names, not {name!r}")
+                raise not_a_field_name("order_by", name)
             bare = name[1:] if name[0] in "-+" else name
             if bare == "?":
                 raise QueryError(
@@ -249,7 +249,13 @@ class Query:
 
     def _fields(self, names: tuple[str, ...], what: str) -> tuple[str, ...]:
         for name in names:
-            target = resolve(self.model, name)
+            try:
+                target = resolve(self.model, name)
+            except QueryError:
+                if isinstance(name, str):
+                    raise
+                # Named here rather than checked first: the resolution is cached per name.
+                raise not_a_field_name(what, name) from None
             if target.joins:
                 raise QueryError(f"{what}() cannot reach through a reference: {name!r}", field=name)
         return names
@@ -281,9 +287,18 @@ class Query:
         if mode == "flat" and len(fields) != 1:
             raise QueryError("values_list(flat=True) takes exactly one field")
         for name in fields:
-            if name in self.annotations or name in self.extras.computed:
-                continue
-            target = resolve(self.model, name)
+            try:
+                if name in self.annotations or name in self.extras.computed:
+                    continue
+                target = resolve(self.model, name)
+            except (TypeError, QueryError):
+                if isinstance(name, str):
+                    raise
+                # An unhashable name fails the dict lookup (TypeError), another non-string
+                # the resolution: both are named here, leaving the usual path as it was.
+                raise not_a_field_name(
+                    "values" if mode == "dicts" else "values_list", name
+                ) from None
             if any(j.many for j in target.joins):
                 raise QueryError(f"values() cannot read through a list of references: {name!r}")
         self.values_fields = fields
@@ -330,7 +345,13 @@ class Query:
             return
         checked = table(self.model, _RELATED_CHECKED)
         for path in paths:
-            if path not in checked:
+            try:
+                known = path in checked
+            except TypeError:  # an unhashable path (a list or dict from a request body)
+                raise not_a_field_name("select_related", path) from None
+            if not known:
+                if not isinstance(path, str):
+                    raise not_a_field_name("select_related", path)
                 _check_related(self.model, path)
                 checked[path] = True
         self.related = (*self.related, *(p for p in paths if p not in self.related))

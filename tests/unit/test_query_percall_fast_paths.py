@@ -40,7 +40,7 @@ from odm import uow as uow_module
 from odm.drivers import _NOT_AWAITABLE, resolve
 from odm.exceptions import DuplicateKey, OperationTimeout, QueryError
 from odm.models.derived import expire_all, table
-from odm.query import Query, compiler
+from odm.query import Query, compiler, paths
 from odm.query.compiler import CompiledPipeline, compile_query
 from odm.query.lookups import Exact
 from odm.query.updates import _UPDATE_TARGETS, compile_update_spec
@@ -255,6 +255,28 @@ def test_select_related_keeps_its_paths() -> None:
     chained = QOrder.objects.select_related("customer").select_related("customer")
     assert chained.query.related == ("customer",)
     assert QOrder.objects.select_related("customer").select_related().query.related == ()
+
+
+@pytest.mark.parametrize(
+    "method", ["only", "defer", "values", "values_list", "select_related", "prefetch_related"]
+)
+@pytest.mark.parametrize(
+    "name", [["name"], {"$where": "1"}, 5, ["a"] * 10_000], ids=["list", "dict", "int", "long"]
+)
+def test_a_name_that_is_not_a_string_is_refused_naming_the_method(
+    method: str, name: Any
+) -> None:
+    """A list or a dict as a field name (from a request body) reached the per-model caches
+    (dicts) before the check for a string: a bare TypeError "unhashable type", a 500."""
+    good = "target" if method.endswith("related") else "name"
+    call = getattr(FastDoc.objects, method)
+    for _ in range(2):  # after the good name is cached too
+        with pytest.raises(QueryError, match=rf"^{method}\(\) takes field names, not ") as info:
+            call(good, name)
+        assert len(str(info.value)) < 200, "the repr of a long list is shortened"
+        call(good)
+    with pytest.raises(QueryError, match="a field path must be a string, not list"):
+        paths.resolve(FastDoc, ["name"])  # type: ignore[arg-type]
 
 
 # -- querysets -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 import odm
+from odm.contrib.aiohttp import json_body
 from odm.server import free_port
 from odm.session import current_session
 
@@ -97,6 +98,45 @@ async def test_malformed_id_and_malformed_json_are_400(make_client: Any) -> None
     )
     assert response.status == 400
     assert (await response.json())["error"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b'{"n": ' + b"9" * 5000 + b"}", "application/json", "more than 4300 digits"),
+        (b'{"name": "\xff"}', "application/json", "not valid in UTF-8 (byte 10)"),
+        (b'{"name": "\xff"}', "application/json; charset=ascii", "not valid in the charset"),
+        (b'{"name": "x"}', "application/json; charset=nope", "charset that is not known"),
+        (b'{"name": "x"}', "application/json; charset=base64", "charset that is not known"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", "nests too deeply"),
+    ],
+    ids=["huge-int", "bad-utf8", "bad-ascii", "unknown-charset", "not-text-charset", "deep"],
+)
+async def test_json_body_that_cannot_be_decoded_is_400(
+    make_client: Any, body: bytes, content_type: str, message: str
+) -> None:
+    """json_body: a >4300-digit integer (ValueError from json.loads), bytes invalid in the
+    body's charset (UnicodeDecodeError from request.text()) and an unknown charset
+    (LookupError) were 500s; every undecodable body is the JSONDecodeError of a 400."""
+    routes = web.RouteTableDef()
+
+    @routes.post("/search")
+    async def search(request: web.Request) -> web.Response:
+        return web.json_response({"keys": sorted(await json_body(request))})
+
+    client = await make_client(routes)
+    response = await client.post("/search", data=body, headers={"Content-Type": content_type})
+    assert response.status == 400
+    answer = await response.json()
+    assert answer["error"] == "invalid"
+    assert answer["detail"].startswith("the request body is not valid JSON: "), answer
+    assert message in answer["detail"], answer
+    assert "nope" not in answer["detail"] and "base64" not in answer["detail"], "not echoed"
+    response = await client.post(
+        "/search", data='{"n": 1, "é": 2}'.encode("latin-1"),
+        headers={"Content-Type": "application/json; charset=latin-1"},
+    )
+    assert (response.status, await response.json()) == (200, {"keys": ["n", "é"]})
 
 
 async def test_duplicate_key_is_409_naming_the_fields_and_aborts(

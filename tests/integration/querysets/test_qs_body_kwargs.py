@@ -249,3 +249,45 @@ async def test_defaults_in_a_body(monitored: MonitoredDatabase) -> None:
     note, created = await BkNote.objects.update_or_create({"owner": "dan"}, name="d1")
     assert (note.owner, created) == ("dan", True)
     assert odm.QueryError is QueryError
+
+
+class BkPreference(Document):
+    """A model with a field named like get_or_create's parameter."""
+
+    user: str
+    defaults: dict[str, str] = {}
+    n: int = 0
+
+    class Meta:
+        collection = "qs_body_preferences"
+
+
+async def test_defaults_as_a_field(monitored: MonitoredDatabase) -> None:
+    """On a model with a field ``defaults``, update_or_create(defaults=...) is the lookup on it
+    (it raised TypeError: got multiple values for argument 'defaults'); get_or_create keeps
+    Django's keyword, the field being looked up with ``defaults__exact=``."""
+    body: dict[str, Any] = {"user": "ann", "defaults": {"theme": "dark"}}
+    first, created = await BkPreference.objects.update_or_create({"n": 1}, **body)
+    assert created and (first.user, first.defaults, first.n) == ("ann", {"theme": "dark"}, 1)
+    again, created = await BkPreference.objects.update_or_create({"n": 2}, **body)
+    assert not created and again.id == first.id and again.n == 2
+    other, created = await BkPreference.objects.update_or_create(
+        {}, user="ann", defaults={"theme": "light"}
+    )
+    assert created and other.id != first.id
+    monitored.log.clear()
+    with pytest.raises(QueryError, match=r"'theme'.*defaults__exact") as info:
+        await BkPreference.objects.get_or_create(**body)
+    assert info.value.field == "theme"
+    with pytest.raises(QueryError, match=r"mapping.*defaults__exact"):
+        await BkPreference.objects.get_or_create(user="ann", defaults=["x"])  # type: ignore[arg-type]
+    assert monitored.log.names() == []
+    found, created = await BkPreference.objects.get_or_create(
+        user="ann", defaults__exact={"theme": "dark"}
+    )
+    assert not created and found.id == first.id and found.n == 2
+    made, created = await BkPreference.objects.get_or_create(
+        {"n": 5}, user="bob", defaults__exact={"theme": "dark"}
+    )
+    assert created and (made.defaults, made.n) == ({"theme": "dark"}, 5)
+    assert await BkPreference.objects.count() == 3

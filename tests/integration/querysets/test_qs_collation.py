@@ -10,6 +10,7 @@ import pytest
 
 import odm
 from odm import Document, Index, QueryError
+from odm.collation import COMMON_VARIANTS, LOCALES, VARIANTS
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models.indexes import index_differences
 
@@ -96,3 +97,38 @@ def test_index_comparison_sees_the_collation() -> None:
     assert index_differences({**declared, "collation": {"locale": "fr"}}, server)
     assert index_differences({k: v for k, v in declared.items() if k != "collation"}, server)
     assert index_differences(declared, {"name": "n", "key": {"name": 1}})
+
+
+@pytest.mark.parametrize(
+    ("locale", "message"),
+    [
+        ("xx_bogus", r"unknown collation locale 'xx_bogus'"),
+        ("en_GB", r"unknown collation locale 'en_GB'.*did you mean 'en'\?"),
+        ("EN", r"did you mean 'en'\?"),
+        ("en-US", r"did you mean 'en_US'\?"),
+        ("en@collation=phonebook", r"locale 'en' has no collation variant 'phonebook'"),
+        ("zh@collation=pinyin", r"locale 'zh' has no collation variant 'pinyin'"),
+    ],
+)
+async def test_an_unknown_locale_is_refused_before_sending(
+    monitored: MonitoredDatabase, locale: str, message: str
+) -> None:
+    """collation("xx_bogus") reached the server: a bare OperationFailure, a 500 over HTTP."""
+    await _seed()
+    monitored.log.clear()
+    with pytest.raises(QueryError, match=message):
+        await ColPerson.objects.collation(locale).count()
+    with pytest.raises(ValueError, match=message):
+        Index("name", collation={"locale": locale})
+    assert monitored.log.names() == []
+
+
+async def test_every_locale_odm_takes_the_server_takes(odm_database: Any) -> None:
+    """The locale list is MongoDB's: none of its locales or variants is refused by the server
+    the tests run on (a bogus one would be its OperationFailure here)."""
+    await _seed()
+    for locale in sorted(LOCALES):
+        variants = sorted(COMMON_VARIANTS | VARIANTS.get(locale, frozenset()))
+        for name in [locale, *(f"{locale}@collation={v}" for v in variants)]:
+            assert await ColPerson.objects.collation(name).filter(name="bob").count() >= 1
+    assert await ColPerson.objects.collation("simple").filter(name="bob").count() == 1

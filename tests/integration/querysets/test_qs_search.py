@@ -12,6 +12,7 @@ import odm
 from odm import Document, Index, QueryError
 from odm.aggregates import Count
 from odm.contrib.pytest import MonitoredDatabase
+from odm.query.extras import TEXT_LANGUAGES
 
 
 class SearchArticle(Document):
@@ -117,3 +118,19 @@ async def test_search_terms_are_only_a_string(odm_database: Any) -> None:
 async def test_a_model_without_text_index_says_so(odm_database: Any) -> None:
     with pytest.raises(QueryError, match=r"SearchPlain has no text index: declare one"):
         SearchPlain.objects.search("coffee")
+
+
+async def test_an_unknown_language_is_refused_before_sending(
+    monitored: MonitoredDatabase,
+) -> None:
+    """search(..., language="klingon") reached the server: a bare OperationFailure."""
+    await _seed()
+    monitored.log.clear()
+    for language in ("klingon", "pt_BR", "no", "TUR\u212aISH", "english "):
+        with pytest.raises(QueryError, match=r"unknown language .*english.*'none'"):
+            await SearchArticle.objects.search("coffee", language=language).count()
+    assert monitored.log.names() == []
+    # Every name and code odm takes, in any case, is one the server takes.
+    for language in sorted(TEXT_LANGUAGES):
+        for spelling in (language, language.upper()):
+            assert await SearchArticle.objects.search("coffee", language=spelling).count() >= 0

@@ -8,8 +8,18 @@ from typing import Any
 import pytest
 from qs_support import QsCustomer, seed_people
 
-from odm import QueryError
+from odm import Document, QueryError
 from odm.contrib.pytest import MonitoredDatabase
+
+
+class TeAccount(Document):
+    """String ids, which a string or a mapping given as ids would spell."""
+
+    id: str
+    name: str = ""
+
+    class Meta:
+        collection = "te_accounts"
 
 
 async def test_order_by_two_declared_lists_is_refused_before_sending(
@@ -52,3 +62,54 @@ async def test_same_field_in_lookup_and_defaults(odm_database: Any, how: str) ->
     with pytest.raises(QueryError, match="'email'"):
         await call({"email": "c@x.io"}, email__exact="b@x.io", name="A")
     assert await QsCustomer.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "ids", ["admin", b"admin", {"a": 1, "n": 2}, 5], ids=["str", "bytes", "dict", "int"]
+)
+async def test_in_bulk_refuses_what_filter_id_in_refuses(
+    monitored: MonitoredDatabase, ids: Any
+) -> None:
+    """in_bulk("admin") looked up the ids "a", "d", "m", "i", "n", and in_bulk({"a": 1, "n": 2})
+    the ids "a" and "n" (it ran list(ids) before filter(id__in=...), which refuses both)."""
+    for key in ["a", "d", "m", "i", "n", "admin"]:
+        await TeAccount(id=key).insert()
+    monitored.log.clear()
+    with pytest.raises(QueryError, match=r"in_bulk\(\) takes a list of ids") as info:
+        await TeAccount.objects.in_bulk(ids)
+    assert info.value.field == "id"
+    with pytest.raises(QueryError, match=r"in_bulk\(\): invalid value for 'id'"):
+        await TeAccount.objects.in_bulk([{"$gt": ""}])
+    with pytest.raises(QueryError, match=r"in_bulk\(\): invalid value for 'id'"):
+        await QsCustomer.objects.in_bulk(["a"])
+    assert monitored.log.names() == []
+    # What in_bulk is for: any iterable of ids, and None for every document.
+    assert sorted(await TeAccount.objects.in_bulk(("admin", "a"))) == ["a", "admin"]
+    assert sorted(await TeAccount.objects.in_bulk(k for k in ["n", "zz"])) == ["n"]
+    assert len(await TeAccount.objects.in_bulk(None)) == 6
+
+
+#: What the request body ``{"name": "\ud800"}`` decodes to: JSON allows a lone surrogate,
+#: pydantic's ``str`` takes it, and UTF-8 (BSON) cannot encode it.
+LONE_SURROGATE = "\ud800"
+
+
+async def test_a_lone_surrogate_is_a_validation_error_not_a_unicode_error(
+    odm_database: Any,
+) -> None:
+    """Was a bare UnicodeEncodeError from the driver's encoder (a 500 over HTTP)."""
+    from pydantic import ValidationError
+
+    await QsCustomer(email="a@x.io", name="A").insert()
+    with pytest.raises(ValidationError, match="cannot be stored in BSON"):
+        await QsCustomer.objects.filter(name=LONE_SURROGATE).count()
+    with pytest.raises(ValidationError, match="cannot be stored in BSON"):
+        await QsCustomer.objects.filter(name="A").update(name=LONE_SURROGATE)
+    with pytest.raises(ValidationError) as info:
+        await QsCustomer(email="b@x.io", name=LONE_SURROGATE).insert()
+    assert info.value.errors()[0]["loc"] == ("name",)
+    stored = await QsCustomer.objects.get(name="A")
+    stored.name = LONE_SURROGATE
+    with pytest.raises(ValidationError):
+        await stored.save()
+    assert [c.name for c in await QsCustomer.objects.all()] == ["A"]
