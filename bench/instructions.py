@@ -35,9 +35,6 @@ from pathlib import Path
 import odm
 from odm import executor
 
-from . import impl_odm
-from .layers import Layers
-
 #: The checkout: the counted processes import ``bench`` from it.
 ROOT = Path(__file__).resolve().parents[1]
 #: Operations every counted process runs before the counted ones (connections, caches, plans).
@@ -76,8 +73,15 @@ def per_operation(few: int, many: int, ops: int) -> float:
     return (many - few) / ops
 
 
+# The benchmark's models are imported where they are used: importing them declares them, and
+# the tests import this module beside models of their own.
+
+
 async def _seed(uri: str, db: str, n: int) -> dict[str, list[str]]:
     """Seed the data; return the variants of each workload."""
+    from . import impl_odm
+    from .layers import Layers
+
     await odm.connect(uri, db=db, models=[impl_odm.Item, impl_odm.Account])
     try:
         layers = Layers(random.Random(7))
@@ -88,6 +92,8 @@ async def _seed(uri: str, db: str, n: int) -> dict[str, list[str]]:
 
 
 async def _drop(uri: str, db: str) -> None:
+    from . import impl_odm
+
     await odm.connect(uri, db=db, models=[impl_odm.Item])
     try:
         await executor.collection(impl_odm.Item).database.client.drop_database(db)
@@ -97,6 +103,9 @@ async def _drop(uri: str, db: str) -> None:
 
 async def run_variant(uri: str, db: str, workload: str, variant: str, ops: int) -> None:
     """The counted process: ``WARM_UP`` operations of the variant, then ``ops`` more."""
+    from . import impl_odm
+    from .layers import Layers
+
     await odm.connect(uri, db=db, models=[impl_odm.Item, impl_odm.Account])
     try:
         layers = Layers(random.Random(7))

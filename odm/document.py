@@ -296,7 +296,10 @@ class Document(_OdmModel, metaclass=DocumentMeta):
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")
         # In place, so every holder sees it; whole again (a document loaded with only() /
         # defer() can be saved after a refresh); its copies diff against this, the freshest.
-        load_stored(self, raw, before=will_change)
+        # A read, not a write: inside a transaction that wrote, it may hold the transaction's
+        # own writes, and an abort reads it back from the server (track() / was_read()); one
+        # that wrote nothing read committed values, which an abort must not take away.
+        load_stored(self, raw)
         uow = current_unit_of_work()
         if uow is not None and uow.track(self) is not self:
             # A copy beside the object the block holds: its values were read in the block too.

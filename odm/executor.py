@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from pymongo import ReturnDocument
 from pymongo.errors import (
     BulkWriteError,
+    ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
     OperationFailure,
@@ -306,6 +307,11 @@ class _run:
             raise OperationTimeout(
                 f"{self.model.__name__} {self.what} did not finish{limit}: {exc}"
             ) from exc
+        if isinstance(exc, ConnectionFailure):
+            # The command may have run on the server, inside the transaction, with its reply
+            # lost: committing would keep a write its caller could not record.
+            _cut_off(self.model, self.what)
+            return
         if isinstance(exc, OperationFailure) and (
             exc.code in _REFUSED_QUERY_CODES or _parallel_arrays(exc)
         ):

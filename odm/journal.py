@@ -137,8 +137,14 @@ class Journal:
                 continue
             stored = {raw[ID_KEY]: raw for raw in raws}
             for (document, state), ident in zip(group, ids, strict=True):
+                # What the fields were last set from: the read in the block, else the
+                # snapshot before it. A value still equal to it is no change of the user's,
+                # and takes the stored one below, lest the next save() write it back.
+                read = reads.get(id(document))
                 if state is not None:
                     restore_state(document, state)
+                    if read is None:
+                        read = raw_snapshot(document)
                 raw = stored.get(ident)
                 meta = type(document)._meta
                 snapshot = None if raw is None else _snapshot_of(meta, raw)
@@ -149,7 +155,6 @@ class Journal:
                     document.__dict__[meta.version_field] = raw.get(
                         meta.db_key(meta.version_field)
                     )
-                read = reads.get(id(document))
                 if read is not None:
                     take_back_reads(document, read, snapshot)
 
@@ -165,6 +170,11 @@ def take_back_reads(document: Any, read: dict[str, Any], stored: dict[str, Any] 
     ``save()``): merged key by key into embedded documents and dicts, and an append to a list
     is kept as an append to the stored list; a list changed otherwise is kept whole.
 
+    Under ``Meta.optimistic_lock``, a document that keeps changes of the block's code made on
+    a version older than the stored one (someone else committed since the read) keeps that
+    version in its snapshot: its next ``save()`` raises :class:`odm.StaleDocument` instead of
+    writing over what it never saw, as for a document loaded before the block.
+
     A document no longer stored (``stored`` is ``None``) keeps its values. Should the merge
     not validate (a model validator across fields), the document takes ``stored`` whole; should
     that fail too, it is left as it is and a warning logged (this runs while a block is being
@@ -172,20 +182,51 @@ def take_back_reads(document: Any, read: dict[str, Any], stored: dict[str, Any] 
     if stored is None:
         return
     try:
+        meta = type(document)._meta
         mine = document.to_bson()
         merged = _three_way(mine, read, stored)
+        kept_on = _version_kept_on(meta, merged, read, stored)
+        if kept_on is not None:
+            key, version = kept_on
+            merged[key] = version
+            set_snapshot(document, {**stored, key: version})
         if same(merged, mine):
             return
         try:
-            load_into(document, merged)
+            # Copied as a load copies them: the fields must not share objects with the
+            # snapshot, or an in-place change would change both and never be saved.
+            load_into(document, _snapshot_of(meta, merged))
         except ValidationError:
-            load_into(document, stored)
+            if kept_on is not None:
+                set_snapshot(document, stored)
+            load_into(document, _snapshot_of(meta, stored))
     except Exception as exc:  # logged, not raised: the abort's own error goes on
         logger.warning(
             "could not take back the values %s _id=%r read in an aborted transaction (%s): "
             "refresh() it before saving",
             type(document).__name__, stored.get(ID_KEY), exc,
         )
+
+
+def _version_kept_on(
+    meta: Any, merged: dict[str, Any], read: dict[str, Any], stored: dict[str, Any]
+) -> tuple[str, int] | None:
+    """``(key, version)`` when a document under an optimistic lock keeps changes made on a
+    version (``read``'s) older than the stored one, else ``None``.
+
+    Older only: someone else committed since the read, so the document is a copy of that
+    time, as one loaded before the block is. A newer read held the aborted transaction's own
+    write, gone now: the stored version is the one to write on (as for any document, the
+    values the block's code set are its intent)."""
+    if not meta.optimistic_lock:
+        return None
+    key = meta.db_key(meta.version_field)
+    version, current = read.get(key), stored.get(key)
+    if type(version) is not int or type(current) is not int or version >= current:
+        return None
+    if same(merged, stored):
+        return None
+    return key, version
 
 
 def _three_way(mine: Any, read: Any, stored: Any) -> Any:

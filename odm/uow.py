@@ -99,9 +99,13 @@ class UnitOfWork:
     """One transaction's state: its session, identity map, the tracking states to put back on
     abort (:class:`~odm.journal.Journal`), and the callbacks to run after commit."""
 
-    def __init__(self, session: Any, alias: str) -> None:
+    def __init__(
+        self, session: Any, alias: str, options: dict[str, Any] | None = None
+    ) -> None:
         self.session = session
         self.alias = alias
+        #: The driver's ``start_transaction`` keywords of the block.
+        self.options = options or {}
         self.identity = IdentityMap()
         self.journal = Journal()
         #: Whether the transaction sent a write yet (see :meth:`track`).
@@ -209,8 +213,9 @@ class UnitOfWork:
             )
         if self.interrupted is not None:
             raise TransactionError(
-                f"{self.interrupted} was cut off by a cancellation or a deadline in this "
-                "transaction: it may or may not have run on the server, so the transaction can "
+                f"{self.interrupted} was cut off by a cancellation, a deadline or a lost "
+                "connection in this transaction: it may or may not have run on the server, so "
+                "the transaction can "
                 "only be rolled back; leave the block (catching the cancellation or the timeout "
                 "inside odm.transaction() does not save it: retry the whole block)"
             )
@@ -306,6 +311,9 @@ class UnitOfWork:
         session is gone. A cancellation that came meanwhile is re-raised."""
         self._on_commit.clear()
         if self.failure is not None:  # aborted already (an inner block failed)
+            # The transaction fenced off after that abort (_fence) holds what raw driver
+            # calls wrote since: it goes too.
+            await shielded(_abort_server_transaction(self.session))
             self.journal.restore()
             return
         self.failure = f"{type(exc).__name__}: {exc}"
@@ -314,10 +322,27 @@ class UnitOfWork:
         # transaction, which the driver's abort would then not end.
         interrupted = self.interrupted is not None or is_cut_off(exc)
         cancelled = await shielded(self._abort(kill=interrupted))
+        await self._fence()
         if not _commit_outcome_unknown(exc):
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
+
+    async def _fence(self) -> None:
+        """Give the session, just aborted, a new transaction that is never committed.
+
+        After an inner block failed, the outer one may go on (it caught the error) until it
+        ends with :class:`odm.TransactionError`. odm's own operations refuse to run meanwhile,
+        but a raw driver call bound to the session (PyMongo's ``bind()``, or
+        ``session=odm.current_session()``) would run outside any transaction, committed at
+        once. In this transaction its writes are rolled back with the block instead."""
+        session = self.session
+        if session.in_transaction or session.has_ended:
+            return
+        try:
+            await drivers.start_transaction(session, **self.options)
+        except PyMongoError:  # the block is failing: its own error goes on
+            logger.warning("could not fence off the aborted transaction's session", exc_info=True)
 
     async def _abort(self, *, kill: bool) -> None:
         await self.settle()  # a command still to be sent would reopen the transaction
@@ -523,7 +548,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
         except BaseException:
             await shielded(drivers.end_session(session))
             raise
-        uow = UnitOfWork(session, alias)
+        uow = UnitOfWork(session, alias, options)
         # Ended last, shielded: a cancellation cannot leave the server session half-closed.
         ending = self._ending = _SessionEnd(session)
         self._session_token = _bound_session.set(session)

@@ -239,8 +239,9 @@ whole class, with a regression test (in `tests/integration/querysets/` unless sa
   `aggregate`, `get_or_create`, `update_or_create`, `Query.add_filter` / `add_exclude`) has
   another keyword parameter a body can bind: every key is a lookup, an unknown one a
   `QueryError`. A `Q`'s connector and negation are set only by `&`, `|` and `~`;
-  `update_or_create` takes its defaults positionally; `get_or_create`'s `defaults=` (Django's
-  keyword) only fills a new document, never the query nor a stored document.
+  `update_or_create` takes its defaults positionally (its `defaults=` is the lookup on a field
+  of that name); `get_or_create`'s `defaults=` (Django's keyword) only fills a new document,
+  never the query nor a stored document.
   `test_qs_body_kwargs.py` tries every parameter name of every public method (collected by
   introspection); `test_hostile_input.py::test_http_bodies_expanded_as_lookups` does it over
   HTTP on the example shop.
@@ -249,12 +250,21 @@ whole class, with a regression test (in `tests/integration/querysets/` unless sa
   `odm.nesting.MAX_DEPTH` are refused before anything is sent (`ValidationError` or
   `QueryError` naming the field); chains of one connector in `Q` are flattened (a loop of
   1,000 `|` is one `$or`) and `Q` objects nested deeper than 40 are refused;
-  `odm.contrib.aiohttp.json_body` turns the JSON parser's `RecursionError` into a 400.
+  `odm.contrib.aiohttp.json_body` turns the JSON parser's `RecursionError` into a 400, and
+  so every body it cannot decode (an integer over 4,300 digits, bytes invalid in the charset,
+  an unknown `charset=`).
   `test_qs_depth.py`, `test_hostile_input.py::test_http_deep_bodies_are_400`.
 - **Untyped errors from body-shaped input.** A field both in the lookup and in `defaults`, or an
   unknown one there, is a `QueryError` naming it; `order_by` on two lists is refused before
   sending, and the server's "parallel arrays" refusal (arrays in free-form fields) is a
-  `QueryError` naming the sort. `test_qs_typed_errors.py`.
+  `QueryError` naming the sort. `in_bulk` refuses a string or a mapping as its ids (it read
+  them as characters or keys). A list or an object as a field name of `only`, `values`,
+  `select_related`... is a `QueryError` naming the method (the per-model caches raised
+  "unhashable type"); a collation locale or a search language MongoDB does not know is
+  refused before sending (the server's refusal was untyped); a lone surrogate in a string (a
+  JSON body may hold `"\\ud800"`, which UTF-8 cannot encode) is a `ValidationError`, not the
+  encoder's `UnicodeEncodeError`. `test_qs_typed_errors.py`,
+  `test_qs_collation.py`, `test_qs_search.py`, `tests/unit/test_query_percall_fast_paths.py`.
 - **A change stream delivering events its filter cannot prove.** A delete event carries the
   document's key and nothing else, so deletes are delivered only when the filter is on `id`
   alone; any other filter, a negative one (`exclude`, `ne`, `nin`) too, is matched on the

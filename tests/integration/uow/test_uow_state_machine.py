@@ -2,7 +2,8 @@
 
 Each rule runs one block of random operations (load, change, save, insert, delete, flush,
 a failing inner block, a save cut off by a timeout that the block catches, a queryset
-``update()`` or ``delete()`` of the document) that ends in one
+``update()`` or ``delete()`` of the document, a ``refresh()``, a save whose connection is
+lost, caught by the block or not) that ends in one
 of the ways a block can end: it commits, raises, hits an injected transient error
 (``failCommand``: ``atomic`` re-runs it), or its commit fails. Outside blocks it also changes
 and saves documents, and has saves cut off by a timeout (the server holds them, then runs or
@@ -31,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from uow_support import fail_point, fail_points_off
 
 import odm
@@ -79,7 +80,7 @@ key = st.tuples(st.integers(0, len(MODELS) - 1), st.integers(0, len(IDS) - 1))
 # (a save, then a load of the same document in the block, then an abort).
 KINDS = [
     *(["load", "change", "save"] * 3), "insert", "delete", "flush", "inner_fails", "cut_off",
-    "bulk_update", "bulk_update", "bulk_delete",
+    "bulk_update", "bulk_update", "bulk_delete", "refresh", "lost",
 ]
 operation = st.tuples(st.sampled_from(KINDS), key, change)
 ENDINGS = ["commit", "raise", "transient_body", "transient_commit", "commit_fails"]
@@ -192,6 +193,24 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
                 self._wrote("inc", where, matched, in_block)
             elif await model.objects.filter(id=ident).delete():
                 self._wrote("delete", where, 0, in_block)
+        elif name == "refresh" and held is not None and held.is_stored:
+            with contextlib.suppress(model.DoesNotExist):
+                await held.refresh()
+        elif name == "lost" and in_block and held is not None and held.is_stored and (
+            self.ending in CUTTABLE
+        ):
+            # The connection drops at the save's update: it may or may not have run. Caught,
+            # the block can only be rolled back; not caught (an "inc"), the block fails on it
+            # and the documents are read back from the server.
+            apply_change(held, how)
+            await outside_the_block(lose_connection(self.given["database"]))
+            try:
+                await held.save()
+            except ConnectionFailure:
+                if how[0] == "inc":
+                    raise
+            finally:
+                await outside_the_block(fail_points_off(self.given["database"]))
         elif name == "inner_fails" and in_block and held is not None:
             with contextlib.suppress(Abort):
                 async with odm.transaction():
@@ -253,6 +272,8 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
             await odm.run_in_transaction(body, retries=3)
         except (Abort, odm.TransactionError):
             pass  # raised by the block, or after its inner block failed
+        except ConnectionFailure:
+            pass  # a lost connection the block did not catch (atomic retries it if labelled)
         except PyMongoError:
             assert ending == "commit_fails"
         finally:
@@ -346,6 +367,11 @@ async def outside_the_block(admin_call: Any) -> None:
     """Run ``admin_call`` in a task with an empty context: inside a block the driver would
     send it in the transaction."""
     await asyncio.create_task(admin_call, context=contextvars.Context())
+
+
+async def lose_connection(db: Any) -> None:
+    """Make the server close the connection at the next ``update``."""
+    await fail_point(db, {"failCommands": ["update"], "closeConnection": True})
 
 
 def PyMongoError_transient() -> PyMongoError:
