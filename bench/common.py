@@ -28,6 +28,7 @@ Every implementation gets the same :class:`Context`, built by the harness; see
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import random
@@ -227,3 +228,12 @@ def machine_info(mongod_version: str | None) -> dict[str, Any]:
         "odm": _version("odm-mongo"),
         "mongod": mongod_version,
     }
+
+
+def add_data_options(parser: argparse.ArgumentParser, db: str) -> None:
+    """The options of a tool on the seeded data: ``--uri``, ``--db`` (default ``db``), ``--n``
+    and ``--only``."""
+    parser.add_argument("--uri", help="MongoDB replica set URI (else start a LocalServer)")
+    parser.add_argument("--db", default=db)
+    parser.add_argument("--n", type=int, default=3000, help="items seeded (3,000)")
+    parser.add_argument("--only", help="comma-separated workloads")

@@ -35,6 +35,8 @@ from pathlib import Path
 import odm
 from odm import executor
 
+from .common import add_data_options
+
 #: The checkout: the counted processes import ``bench`` from it.
 ROOT = Path(__file__).resolve().parents[1]
 #: Operations every counted process runs before the counted ones (connections, caches, plans).
@@ -164,14 +166,11 @@ def format_report(report: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Parse the options; seed, count every variant, print the report, drop the database."""
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
-    parser.add_argument("--uri", help="MongoDB replica set URI (else start a LocalServer)")
-    parser.add_argument("--db", default="odm_bench_instructions")
+    add_data_options(parser, "odm_bench_instructions")
     parser.add_argument("--ops", type=int, default=100, help="operations counted (100)")
     parser.add_argument("--few", type=int, default=20, help="operations of the short run (20)")
-    parser.add_argument("--n", type=int, default=3000, help="items seeded (3,000)")
     parser.add_argument("--jobs", type=int, default=2, help="processes at once (2)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter counted")
-    parser.add_argument("--only", help="comma-separated workloads")
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "VARIANT", "OPS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--seed-only", action="store_true", help=argparse.SUPPRESS)

@@ -29,7 +29,7 @@ from odm.models.writes import commit_update, prepare_update
 from odm.session import current_session
 
 from . import impl_odm, impl_raw
-from .common import ACCOUNT_COUNT, PAGE_SIZE, make_queries, make_rows
+from .common import ACCOUNT_COUNT, PAGE_SIZE, add_data_options, make_queries, make_rows
 from .impl_pydantic import ITEM_LIST
 from .impl_pydantic import Item as FloorItem
 
@@ -254,12 +254,9 @@ async def run(uri: str, db: str, rounds: int, ops: int, n: int, only: list[str] 
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and print the report."""
     parser = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__)
-    parser.add_argument("--uri", help="MongoDB replica set URI (else start a LocalServer)")
-    parser.add_argument("--db", default="odm_bench_layers")
+    add_data_options(parser, "odm_bench_layers")
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds (20)")
     parser.add_argument("--ops", type=int, default=50, help="operations per variant and round")
-    parser.add_argument("--n", type=int, default=3000, help="items seeded (3,000)")
-    parser.add_argument("--only", help="comma-separated workloads")
     args = parser.parse_args(argv)
     only = args.only.split(",") if args.only else None
     if args.uri:
