@@ -18,7 +18,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, cast, overload
 
 from bson import ObjectId, Timestamp
 from pydantic import BaseModel
@@ -152,10 +152,15 @@ class QuerySet(Generic[M]):
         clone._query.add_only(*fields)
         return clone
 
-    def defer(self, *fields: str) -> Self:
-        """Return a new queryset that does not load these fields."""
+    def defer(self, *fields: str | None) -> Self:
+        """Return a new queryset that does not load these fields; ``defer(None)`` loads every
+        field again, clearing ``only()`` and ``defer()`` (as in Django)."""
         clone = self._chain()
-        clone._query.add_defer(*fields)
+        if fields == (None,):
+            clone._query.clear_projection()
+        else:
+            # A None among names is refused there, naming it, as any name not a string is.
+            clone._query.add_defer(*cast("tuple[str, ...]", fields))
         return clone
 
     def values(self, *fields: str) -> QuerySet[dict[str, Any]]:

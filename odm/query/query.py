@@ -276,7 +276,7 @@ class Query:
             self.deferred = (*self.deferred, *(f for f in fields if f not in self.deferred))
 
     def clear_projection(self) -> None:
-        """Load every field again (``defer(None)``)."""
+        """Load every field again (``QuerySet.defer(None)``): no ``only()``, no ``defer()``."""
         self.only_fields = None
         self.deferred = ()
 

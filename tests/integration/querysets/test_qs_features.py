@@ -76,6 +76,13 @@ async def test_only_and_defer_load_partial_documents(odm_database: Any) -> None:
     assert "items" not in dee.model_fields_set and "tags" in dee.model_fields_set
     with pytest.raises(QueryError):
         await dee.save()
+    # defer(None) loads every field again, after only() or defer() (Django's spelling)
+    for partial in (QsCustomer.objects.defer("items"), QsCustomer.objects.only("name")):
+        (whole,) = await partial.defer(None).filter(name="dee")
+        assert whole.model_fields_set >= {"items", "meta", "tags", "age"}
+        await whole.save()  # whole again: nothing refused
+    with pytest.raises(QueryError, match="defer"):
+        QsCustomer.objects.defer("items", None)
     # the loaded fields are validated: a stored value of the wrong type fails, naming the _id
     await odm_database.qs_customers.update_one({"name": "Bob"}, {"$set": {"name": 12}})
     with pytest.raises(ValidationError, match="_id="):
