@@ -801,18 +801,19 @@ class QuerySet(Generic[M]):
         (which would be read as its characters or its keys) and ids the id field refuses raise
         :class:`QueryError` naming ``in_bulk``.
         """
-        if ids is None:
-            return {getattr(doc, "id", None): doc async for doc in self}
-        if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
-            # Checked here rather than left to filter(): its message names the lookup 'in',
-            # which the caller of in_bulk never wrote.
-            raise QueryError(
-                f"in_bulk() takes a list of ids or None, not {type(ids).__name__}", field="id"
-            )
-        try:
-            qs = self.filter(id__in=ids)
-        except QueryError as exc:
-            raise QueryError(f"in_bulk(): {exc}", field=exc.field) from None
+        qs = self
+        if ids is not None:
+            if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
+                # Checked here rather than left to filter(): its message names the lookup
+                # 'in', which the caller of in_bulk never wrote.
+                raise QueryError(
+                    f"in_bulk() takes a list of ids or None, not {type(ids).__name__}",
+                    field="id",
+                )
+            try:
+                qs = self.filter(id__in=ids)
+            except QueryError as exc:
+                raise QueryError(f"in_bulk(): {exc}", field=exc.field) from None
         return {getattr(doc, "id", None): doc async for doc in qs}
 
     async def bulk_create(

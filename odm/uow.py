@@ -312,7 +312,7 @@ class UnitOfWork:
         self._on_commit.clear()
         if self.failure is not None:  # aborted already (an inner block failed)
             # The transaction fenced off after that abort (_fence) holds what raw driver
-            # calls wrote since: it goes too.
+            # calls wrote since: it goes too (and the next nested failure fences again).
             await shielded(_abort_server_transaction(self.session))
             self.journal.restore()
             return
@@ -322,14 +322,14 @@ class UnitOfWork:
         # transaction, which the driver's abort would then not end.
         interrupted = self.interrupted is not None or is_cut_off(exc)
         cancelled = await shielded(self._abort(kill=interrupted))
-        await self._fence()
         if not _commit_outcome_unknown(exc):
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
 
     async def _fence(self) -> None:
-        """Give the session, just aborted, a new transaction that is never committed.
+        """Give the session, just aborted by a failed inner block, a new transaction that is
+        never committed.
 
         After an inner block failed, the outer one may go on (it caught the error) until it
         ends with :class:`odm.TransactionError`. odm's own operations refuse to run meanwhile,
@@ -581,7 +581,10 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
         if outer is not None:  # a nested block: the enclosing one commits
             self._outer = None
             if exc is not None and not isinstance(exc, GeneratorExit):
-                await outer._fail(exc)
+                try:
+                    await outer._fail(exc)
+                finally:
+                    await outer._fence()  # the outer block may go on: see _fence
             return False
         uow = self._uow
         if uow is None:

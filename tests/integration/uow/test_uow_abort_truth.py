@@ -262,3 +262,24 @@ async def test_raw_writes_after_an_inner_failure_are_rolled_back_with_the_block(
             if odm_driver == "pymongo":  # PyMongo binds the session to every call
                 await raw.insert_one({"amount": 3})
     assert await drivers.resolve(raw.count_documents({})) == 0
+
+
+async def test_raw_writes_after_an_inner_block_fails_twice_are_rolled_back(
+    odm_database: Any,
+) -> None:
+    """A block inside a block that failed (its own inner block failed first) fails too: the
+    raw writes made between the two are aborted, and those made after it still join a
+    transaction that is never committed."""
+    raw = executor.collection(AtEntry)
+    with pytest.raises(odm.TransactionError, match="inner atomic block failed"):
+        async with transaction():
+            session = odm.current_session()
+            with pytest.raises(ValueError):
+                async with transaction():
+                    with pytest.raises(Abort):
+                        async with transaction():
+                            raise Abort
+                    await drivers.resolve(raw.insert_one({"amount": 1}, session=session))
+                    raise ValueError("the middle block fails too")
+            await drivers.resolve(raw.insert_one({"amount": 2}, session=session))
+    assert await drivers.resolve(raw.count_documents({})) == 0
