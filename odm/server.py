@@ -83,6 +83,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+#: How often (ms) each member flushes its journal; the server's default is 100. A majority
+#: acknowledgement that waits for the journal's next flush instead of asking for one (a
+#: ``dropDatabase``, as every test database's teardown sends) then takes ~6 ms instead of ~100.
+#: An idle member's flusher costs ~2 % of a core at this interval (~5 % at 1 ms).
+JOURNAL_COMMIT_INTERVAL_MS = 5
+
+
 class LocalServer:
     """A throwaway replica set of ``members`` ``mongod`` processes on 127.0.0.1.
 
@@ -199,6 +206,7 @@ class LocalServer:
             "--logpath", str(member_dir / "mongod.log"),
             "--wiredTigerCacheSizeGB", str(self.cache_size_gb),
             "--oplogSize", "256",
+            "--journalCommitInterval", str(JOURNAL_COMMIT_INTERVAL_MS),
             "--setParameter", "enableTestCommands=1",
             "--setParameter", "transactionLifetimeLimitSeconds=120",
             "--quiet",
