@@ -66,11 +66,16 @@ class IdentityMap:
         with suppress(TypeError):  # an unhashable id cannot be mapped
             self._documents[key] = document
 
-    def discard(self, document: Any) -> None:
-        """Forget ``document`` (after it was deleted)."""
+    def discard(self, document: Any) -> Any | None:
+        """Forget the object held for ``document``'s id (it was deleted) and return it (it
+        may be another object than ``document``), or ``None`` when none was held."""
         key = self.key_of(document)
-        if key is not None:
-            self._documents.pop(key, None)
+        if key is None:
+            return None
+        try:
+            return self._documents.pop(key, None)
+        except TypeError:  # an unhashable id cannot be mapped
+            return None
 
     def of_collection(self, alias: str, collection: str) -> list[Any]:
         """Return the documents held for one collection (of any class of its family)."""

@@ -141,11 +141,18 @@ class Journal:
                 # snapshot before it. A value still equal to it is no change of the user's,
                 # and takes the stored one below, lest the next save() write it back.
                 read = reads.get(id(document))
-                if state is not None:
-                    restore_state(document, state)
-                    if read is None:
-                        read = raw_snapshot(document)
                 raw = stored.get(ident)
+                if state is not None:
+                    wrote = raw_snapshot(document)  # what the block's writes left it believing
+                    restore_state(document, state)
+                    before = raw_snapshot(document)
+                    if read is None:
+                        read = before
+                    if _landed(wrote, before, raw):
+                        # The commit went through for this document: what it wrote is what
+                        # the fields were last set from (an append merged onto the stored
+                        # list again would be appended twice by the next save()).
+                        read = wrote
                 meta = type(document)._meta
                 snapshot = None if raw is None else _snapshot_of(meta, raw)
                 set_snapshot(document, snapshot)
@@ -157,6 +164,21 @@ class Journal:
                     )
                 if read is not None:
                     take_back_reads(document, read, snapshot)
+
+
+def _landed(
+    wrote: dict[str, Any] | None, before: dict[str, Any] | None, stored: dict[str, Any] | None
+) -> bool:
+    """Whether ``stored`` holds every value the block wrote to a document (``wrote``, where it
+    differs from ``before``, its snapshot before the block): the commit went through for it."""
+    if wrote is None or stored is None:
+        return False
+    before = before or {}
+    return all(
+        key in stored and same(stored[key], value)
+        for key, value in wrote.items()
+        if key not in before or not same(before[key], value)
+    ) and all(key in wrote or key not in stored for key in before)
 
 
 #: A key absent from one side of a three-way merge.

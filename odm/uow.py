@@ -27,6 +27,7 @@ import functools
 import inspect
 import logging
 import random
+import sys
 import time
 import weakref
 from collections import defaultdict
@@ -35,12 +36,12 @@ from contextlib import AsyncContextDecorator, suppress
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 import pymongo
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteConcernError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from . import drivers, executor, signals
-from .connection import DEFAULT_ALIAS, get_client
+from .connection import DEFAULT_ALIAS, alias_for, get_client
 from .exceptions import (
     OnCommitError,
     OperationTimeout,
@@ -48,6 +49,7 @@ from .exceptions import (
     TransactionError,
     TransactionsNotSupported,
 )
+from .holders import async_generator_holding
 from .identity import IdentityMap
 from .journal import Journal
 from .models import tracking, writes
@@ -116,6 +118,9 @@ class UnitOfWork:
         #: The driver call that a cancellation or a deadline cut off in the block, or ``None``
         #: (see :meth:`cut_off`).
         self.interrupted: str | None = None
+        #: Why the transaction can only be rolled back although nothing failed or was cut off
+        #: (a write of the block went through in part: see :meth:`rollback_only`), or ``None``.
+        self.doomed: str | None = None
         self._on_commit: list[tuple[Callable[[], Any], bool]] = []
         #: Driver futures whose thread may still run (Motor): see :meth:`outlive`.
         self._running: set[asyncio.Future[Any]] = set()
@@ -155,8 +160,13 @@ class UnitOfWork:
         self.identity.replace(document)
 
     def forget(self, document: Any) -> None:
-        """Stop tracking ``document`` (it was deleted)."""
-        self.identity.discard(document)
+        """Stop tracking ``document`` (it was deleted). Another object held for its id (a copy
+        was deleted, or a document loaded before the block) stood for the same stored
+        document: it is gone too, or its changes would be dropped from the flush while it
+        still said it was stored."""
+        held = self.identity.discard(document)
+        if held is not None and held is not document:
+            tracking.gone(held)
 
     def outlive(self, future: asyncio.Future[R]) -> Awaitable[R]:
         """Return an awaitable of ``future``, a driver call running in a thread (Motor), that a
@@ -192,6 +202,15 @@ class UnitOfWork:
         if self.interrupted is None:
             self.interrupted = call
 
+    def rollback_only(self, reason: str) -> None:
+        """Make the transaction rollback-only because of ``reason`` (a sentence naming a write
+        of the block that went through in part, so that its documents cannot tell which part:
+        a batch of updates of which fewer matched than were sent, say). As after a cut-off
+        call, the block's next operation and its end raise :class:`odm.TransactionError`, and
+        nothing of it is committed."""
+        if self.doomed is None:
+            self.doomed = reason
+
     def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
         """Run ``callback`` (sync or async, no arguments) after a successful commit only.
 
@@ -219,6 +238,12 @@ class UnitOfWork:
                 "only be rolled back; leave the block (catching the cancellation or the timeout "
                 "inside odm.transaction() does not save it: retry the whole block)"
             )
+        if self.doomed is not None:
+            raise TransactionError(
+                f"{self.doomed}, so the transaction can only be rolled back; leave the block "
+                "(catching the error inside odm.transaction() does not save it: retry the whole "
+                "block)"
+            )
         if self.owner is not None and asyncio.current_task() is not self.owner:
             raise TransactionError(
                 "an ODM operation ran in a task spawned inside odm.transaction() (asyncio.gather "
@@ -227,7 +252,7 @@ class UnitOfWork:
                 "own odm.transaction()"
             )
         if model is not None:
-            alias = model._meta.alias
+            alias = alias_for(model)  # connect(models=...) binds a model to another alias
             if alias != self.alias:
                 raise TransactionError(
                     f"{model.__name__} uses the connection alias {alias!r}, but the open "
@@ -266,10 +291,18 @@ class UnitOfWork:
             operation = writes.pending_update(document)
             if operation is not None:
                 pending[tracking.collection_model(type(document))].append((document, operation))
+        if pending:  # documents read from now on may hold these writes (see track)
+            self.wrote = True
         written = 0
         for model, items in pending.items():
             result = await executor.bulk_write(model, [op for _, op in items], ordered=True)
             if result.acknowledged and result.matched_count != len(items):
+                # The updates that matched were applied, and the result does not say which:
+                # committing would keep them while every document still says it is changed.
+                self.rollback_only(
+                    f"a flush matched {result.matched_count} of the {len(items)} changed "
+                    f"{model.__name__} documents it wrote"
+                )
                 raise _flush_mismatch(model, len(items), result.matched_count)
             for document, _ in items:
                 self.journal.remember(document)
@@ -519,6 +552,16 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
     async def __aenter__(self) -> UnitOfWork:
         timeout = self._timeout
         check_timeout(timeout)
+        generator = async_generator_holding(sys._getframe(1))
+        if generator is not None:
+            raise TransactionError(
+                f"odm.transaction() cannot be held open by the async generator {generator}(): "
+                "while it waits at a yield inside the block, the code consuming it would run in "
+                "the transaction, and a consumer that stops early would leave the block open; "
+                "open the transaction around the loop in the consumer, or in a coroutine that "
+                "the generator awaits (an @asynccontextmanager around odm.transaction() is "
+                "fine)"
+            )
         if self._uow is not None or self._outer is not None:
             raise RuntimeError(
                 "this odm.transaction() object is in use by another block; call "
@@ -682,6 +725,12 @@ def _commit_outcome_unknown(exc: BaseException) -> bool:
         seen = seen.__cause__
     if not isinstance(seen, PyMongoError):
         return False
+    if isinstance(seen, WriteConcernError):
+        # The commit was applied where it ran and only its acknowledgement failed; the driver
+        # labels that UnknownTransactionCommitResult except for a write concern the set can
+        # never satisfy (UnsatisfiableWriteConcern, UnknownReplWriteConcern), which commits
+        # all the same. (Inside a transaction only the commit carries a write concern.)
+        return True
     if isinstance(seen, OperationFailure) and not is_timeout(seen):
         return seen.has_error_label("UnknownTransactionCommitResult")
     return (
