@@ -6,6 +6,8 @@ aborted when a page is rendered for an error.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,6 +26,20 @@ STALE_MESSAGE = (
     "Open it again to see the current values, then make your changes again."
 )
 """What a stale edit (optimistic lock) is told."""
+
+
+class FormRefused(Exception):
+    """A write refused a value of a form: ``page`` renders the form again with the errors, once
+    the unit of work has aborted.
+
+    Not inside it: a write that fails in the driver (a value it cannot encode, on the
+    transaction's first command) may leave the transaction unusable, and the form reads (its
+    reference pickers list documents).
+    """
+
+    def __init__(self, page: Callable[[], Awaitable[web.Response]]) -> None:
+        super().__init__("the form holds a value that cannot be stored")
+        self.page = page
 
 
 def error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
@@ -48,6 +64,8 @@ async def admin_errors_middleware(request: web.Request, handler: Handler) -> web
     """Answer known errors with an HTML page naming the culprit."""
     try:
         return await handler(request)
+    except FormRefused as exc:
+        return await exc.page()
     except ListError as exc:
         return error_page(request, 400, "Bad query parameter", str(exc))
     except FormError as exc:

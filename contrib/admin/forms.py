@@ -332,12 +332,45 @@ def _read_rows(
     return rows
 
 
-def error_key(loc: tuple[int | str, ...], specs: tuple[FieldSpec, ...]) -> str:
-    """The input name of a pydantic error location ('' when it names no input)."""
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in {s.name for s in specs}:
-        return ".".join(parts)
-    return ""
+def error_place(
+    loc: tuple[int | str, ...], message: str, specs: tuple[FieldSpec, ...]
+) -> tuple[str, str]:
+    """Where the form shows a pydantic error at ``loc``, and what it says there.
+
+    The error goes to the input holding its location: the longest prefix of ``loc`` that is
+    an input's name. A JSON or one-per-line input holds everything inside its value, so its
+    message says where inside (``at a.b: ...``, ``item 2: ...``). A location that no input
+    holds (an embedded model's or a list's own error, a read-only field, the document's)
+    gives ``""``: the message is one of the form's general errors, led by the location so that
+    it still names its culprit.
+    """
+    parts = tuple(str(p) for p in loc)
+    name, inner, kind = _holder(parts, specs, "")
+    if not name:
+        return "", f"{'.'.join(parts)}: {message}" if parts else message
+    if kind == "lines" and inner and inner[0].isdigit():
+        return name, f"item {int(inner[0]) + 1}: {message}"
+    if kind == "json" and inner:
+        return name, f"at {'.'.join(inner)}: {message}"
+    return name, message
+
+
+def _holder(
+    parts: tuple[str, ...], specs: tuple[FieldSpec, ...], prefix: str
+) -> tuple[str, tuple[str, ...], str]:
+    """The input (under ``prefix``) holding the location ``parts``, the rest of the location
+    inside it and the input's kind; ``""`` when no input holds it."""
+    spec = {s.name: s for s in specs}.get(parts[0]) if parts else None
+    if spec is None or spec.readonly:
+        return "", parts, ""
+    name = f"{prefix}{spec.name}"
+    if spec.kind == "embedded":
+        return _holder(parts[1:], spec.children, f"{name}.")
+    if spec.kind == "embedded_list":
+        if len(parts) < 2 or not _INDEX.match(parts[1]):
+            return "", parts, ""  # the list's own error: no one input holds it
+        return _holder(parts[2:], spec.children, f"{name}.{parts[1]}.")
+    return name, parts[1:], spec.kind
 
 
 def renumbered(rows: list[Any]) -> list[Any]:

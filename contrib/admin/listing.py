@@ -52,6 +52,12 @@ RESERVED = frozenset({"o", "q", "after", "before", "msg"})
 MAX_SEARCH = 200
 """The longest search text taken."""
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""The values an ``__isnull`` parameter takes for True (in any case)."""
+
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+"""The values an ``__isnull`` parameter takes for False (in any case)."""
+
 
 class ListError(ValueError):
     """A query-string parameter the list refuses; ``parameter`` names it."""
@@ -116,10 +122,22 @@ def filter_kwargs(admin: ModelAdmin, query: Mapping[str, str]) -> dict[str, Any]
         if lookup in ("in",):
             kwargs[key] = [part for part in value.split(",") if part]
         elif lookup == "isnull":
-            kwargs[key] = value.lower() in ("1", "true", "yes", "on")
+            kwargs[key] = _switch(key, value)
         else:
             kwargs[key] = value
     return kwargs
+
+
+def _switch(key: str, value: str) -> bool:
+    """The boolean a parameter names; any other value (a typo, an empty value) is refused
+    rather than read as False, which would silently filter nothing."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    known = ", ".join(sorted(TRUE_WORDS | FALSE_WORDS))
+    raise ListError(key, f"{value!r} is not true or false; use one of {known}")
 
 
 def _filtered(admin: ModelAdmin, query: Mapping[str, str]) -> QuerySet[Any]:
@@ -130,15 +148,25 @@ def _filtered(admin: ModelAdmin, query: Mapping[str, str]) -> QuerySet[Any]:
         except QueryError as exc:
             raise ListError(key, str(exc)) from None
     search = query.get("q", "").strip()[:MAX_SEARCH]
-    if search and admin.uses_text_index():
+    if not search:
+        return queryset
+    try:
+        return _searched(admin, queryset, search)
+    except QueryError as exc:
+        raise ListError("q", str(exc)) from None
+
+
+def _searched(admin: ModelAdmin, queryset: QuerySet[Any], search: str) -> QuerySet[Any]:
+    """``queryset`` narrowed to the documents ``search`` finds."""
+    if admin.uses_text_index():
         return queryset.search(search)  # a string, matched as words: never an operator
     fields = admin.searched()
-    if search and fields:
-        either = Q()
-        for name in fields:
-            either = either | Q(**{f"{name}__icontains": search})
-        queryset = queryset.filter(either)
-    return queryset
+    if not fields:
+        return queryset
+    either = Q()
+    for name in fields:
+        either = either | Q(**{f"{name}__icontains": search})
+    return queryset.filter(either)
 
 
 def _ordering(admin: ModelAdmin, query: Mapping[str, str]) -> tuple[str, bool]:

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from odm.exceptions import QueryError
+
 SCALARS: tuple[type[Any], ...] = (str, int, float, bool)
 """Annotations that make a default list column (after Optional is stripped)."""
 
@@ -48,6 +50,8 @@ class ModelAdmin:
                         f"ModelAdmin({self.model.__name__}).{option}: {self.model.__name__} "
                         f"has no field {name!r}"
                     )
+        for name in self.search_fields:
+            self._check_searchable(name)
         if self.per_page < 1:
             raise ValueError("ModelAdmin.per_page must be at least 1")
         if self.text_search and not text_index_fields(self.model):
@@ -57,6 +61,18 @@ class ModelAdmin:
             )
         if not self.name:
             object.__setattr__(self, "name", self.model.__name__.lower())
+
+    def _check_searchable(self, name: str) -> None:
+        """Refuse a search field that the search's lookup does not apply to (a number, an
+        enum, a date...): every search would fail, so the mistake is told where it is made.
+        The query layer itself decides (``icontains``: a string, a list of strings, or Any)."""
+        try:
+            self.model.objects.filter(**{f"{name}__icontains": ""})
+        except QueryError as exc:
+            raise ValueError(
+                f"{type(self).__name__}({self.model.__name__}).search_fields: {name!r} cannot "
+                f"be searched as text ({exc}); a search field is a string or a list of strings"
+            ) from None
 
     @property
     def slug(self) -> str:

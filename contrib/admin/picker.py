@@ -2,11 +2,12 @@
 
 A target collection may hold any number of documents, so the picker lists one page of them (in
 the target's list order), searched like the target's list and paged by keyset, and keeps the
-chosen document shown even when it is on no listed page. It is plain HTML: its buttons submit
-the whole form back (``_pick``) and the page comes back with everything typed kept and nothing
-saved. The form's names of its own: ``_search.<field>`` (the search typed), ``_searched.<field>``
-(the search the page shows) and the button ``_pick`` (``<field>``, ``<field>:after:<cursor>``
-or ``<field>:before:<cursor>``).
+chosen document shown even when it is on no listed page. A target that the admin does not serve
+is listed by id alone, with no search box (see :func:`_admin_for`). It is plain HTML: its
+buttons submit the whole form back (``_pick``) and the page comes back with everything typed
+kept and nothing saved. The form's names of its own: ``_search.<field>`` (the search typed),
+``_searched.<field>`` (the search the page shows) and the button ``_pick`` (``<field>``,
+``<field>:after:<cursor>`` or ``<field>:before:<cursor>``).
 
 A search typed but not run (``_search`` differs from ``_searched``, as when Enter is pressed in
 the search box, which submits the form) is run instead of saving: the form is never saved while
@@ -87,11 +88,32 @@ def requested(form: Mapping[str, str], fields: Iterable[str]) -> PickState | Non
     return PickState(searches, name, direction, cursor)
 
 
-def _admin_for(site: AdminSite, target: type[Any]) -> ModelAdmin:
-    """The target's options as a picker uses them: its list's order and search, a page of
-    :data:`PAGE`."""
-    admin = site.admin_of(target) or ModelAdmin(target)
-    return dataclasses.replace(admin, per_page=PAGE)
+def _admin_for(site: AdminSite, target: type[Any]) -> tuple[ModelAdmin, bool]:
+    """The target's options as a picker uses them (its list's order and search, a page of
+    :data:`PAGE`), and whether the picker may search it.
+
+    Only a target this admin serves is searched, with its own list's search: a target it does
+    not serve is listed by id alone. Searching it would let the form read what the admin
+    otherwise hides (a ``password_hash`` guessed a character at a time, its field names in
+    the search box's hint), as Django's autocomplete requires the target's admin too.
+    """
+    served = site.admin_of(target)
+    admin = served or ModelAdmin(target, text_search=False)
+    return dataclasses.replace(admin, per_page=PAGE), served is not None
+
+
+def check_searches(
+    site: AdminSite, specs: tuple[forms.FieldSpec, ...], form: Mapping[str, str]
+) -> None:
+    """Refuse (:class:`FormError`) a search posted to a picker that has no search box (its
+    target is not served by this admin)."""
+    by_name = {s.name: s for s in specs}
+    for key, value in form.items():
+        if not key.startswith((SEARCH, SEARCHED)) or not value.strip():
+            continue
+        spec = by_name.get(key.partition(".")[2])
+        if spec is not None and spec.target is not None and site.admin_of(spec.target) is None:
+            raise FormError(key, f"{spec.target.__name__} is not searchable in this admin")
 
 
 async def pickers(
@@ -105,8 +127,8 @@ async def pickers(
     for spec in specs:
         if spec.name not in picker_fields((spec,)) or spec.target is None:
             continue
-        admin = _admin_for(site, spec.target)
-        search = state.searches.get(spec.name, "")
+        admin, searchable = _admin_for(site, spec.target)
+        search = state.searches.get(spec.name, "") if searchable else ""
         query = {"q": search}
         if state.field == spec.name and state.direction and state.cursor:
             query[state.direction] = state.cursor
@@ -125,7 +147,7 @@ async def pickers(
             field=spec.name,
             target=admin.verbose_name,
             search=search,
-            searchable=admin.searched(),
+            searchable=admin.searched() if searchable else (),
             options=options,
             next_cursor=page.next_cursor,
             previous_cursor=page.previous_cursor,

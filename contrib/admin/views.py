@@ -6,6 +6,8 @@ answers with an error status, or raises, leaves nothing written.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp_jinja2
@@ -14,9 +16,10 @@ from bson import ObjectId
 from pydantic import ValidationError
 
 import odm
-from odm.exceptions import QueryError, StaleDocument
+from odm.exceptions import MigrationError, QueryError, StaleDocument
 
 from . import detail, forms, listing, picker
+from .errors import FormRefused, error_page
 from .options import ModelAdmin
 from .security import CSRF_TOKEN
 from .site import ADMIN_SITE, AdminSite
@@ -181,17 +184,41 @@ def _validation_errors(
     errors: dict[str, list[str]],
     general: list[str],
 ) -> None:
-    """Add pydantic's messages by input name; an input whose text could not be read keeps its
-    own message alone (pydantic only saw that it was not a value)."""
+    """Add pydantic's messages by input name (see :func:`forms.error_place`), the others to
+    ``general``; an input whose text could not be read keeps its own message alone (pydantic
+    only saw that it was not a value)."""
     unreadable = forms.unparsed_paths(data)
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        key = forms.error_key(error["loc"], specs)
+        key, message = forms.error_place(error["loc"], error["msg"], specs)
         if key in unreadable:
             continue
         if key:
-            errors.setdefault(key, []).append(error["msg"])
+            errors.setdefault(key, []).append(message)
         else:
-            general.append(error["msg"])
+            general.append(message)
+
+
+async def _write(
+    write: Coroutine[Any, Any, Any],
+    page: Callable[[], Awaitable[web.Response]],
+    specs: tuple[forms.FieldSpec, ...],
+    data: dict[str, Any],
+    errors: dict[str, list[str]],
+    general: list[str],
+) -> None:
+    """Await ``write`` (the document's insert or save).
+
+    A value pydantic accepts may still be refused by the BSON encoder (a NUL in a key of a
+    JSON value, an integer beyond 64 bits): that ValidationError comes from the write, before
+    anything is sent. Its messages join ``errors`` and ``general``, and ``page`` (the form,
+    showing them) is raised as :class:`FormRefused`, to be rendered once the unit of work has
+    aborted.
+    """
+    try:
+        await write
+    except ValidationError as exc:
+        _validation_errors(exc, specs, data, errors, general)
+        raise FormRefused(page) from None
 
 
 async def _check_references(
@@ -221,6 +248,7 @@ async def _submitted(
     specs = _specs(admin)
     plain = {k: v for k, v in form.items() if isinstance(v, str)}
     forms.check_names(specs, form.keys())
+    picker.check_searches(_site(request), specs, plain)
     data, read_errors = forms.read_form(specs, plain)
     errors = {key: [message] for key, message in read_errors.items()}
     state = picker.requested(plain, picker.picker_fields(specs))
@@ -241,23 +269,25 @@ async def add(request: web.Request) -> web.StreamResponse:
             request, admin, None, _shown_all(specs, data), errors=errors, state=state
         )
     general: list[str] = []
-    doc = None
+    page = functools.partial(
+        _form_page,
+        request,
+        admin,
+        None,
+        _shown_all(specs, data),
+        status=400,
+        errors=errors,
+        general=general,
+    )
     try:
         doc = admin.model.model_validate(data)
     except ValidationError as exc:
         _validation_errors(exc, specs, data, errors, general)
-    if errors or general or doc is None:
-        return await _form_page(
-            request,
-            admin,
-            None,
-            _shown_all(specs, data),
-            status=400,
-            errors=errors,
-            general=general,
-        )
-    await doc.insert()
-    raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=created")
+    else:
+        if not errors:
+            await _write(doc.insert(), page, specs, data, errors, general)
+            raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=created")
+    return await page()
 
 
 @routes.post("/{model}/{id}/edit/")
@@ -280,20 +310,31 @@ async def change(request: web.Request) -> web.StreamResponse:
     if meta.optimistic_lock and form.get("_version") != str(getattr(doc, meta.version_field)):
         raise StaleDocument(f"{admin.verbose_name} {doc.id} was changed since the form was opened")
     general: list[str] = []
-    candidate = None
+    values = _shown_all(specs, {**current, **data})
+    # The version the form was opened at, before the candidate's values are set on ``doc``.
+    opened = str(getattr(doc, meta.version_field)) if meta.optimistic_lock else None
+    page = functools.partial(
+        _form_page,
+        request,
+        admin,
+        doc,
+        values,
+        status=400,
+        errors=errors,
+        general=general,
+        version=opened,
+    )
     try:
         candidate = admin.model.model_validate({**current, **data})
     except ValidationError as exc:
         _validation_errors(exc, specs, data, errors, general)
-    if errors or general or candidate is None:
-        values = _shown_all(specs, {**current, **data})
-        return await _form_page(
-            request, admin, doc, values, status=400, errors=errors, general=general
-        )
-    for name in data:
-        setattr(doc, name, getattr(candidate, name))
-    await doc.save()
-    raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")
+    else:
+        if not errors:
+            for name in data:
+                setattr(doc, name, getattr(candidate, name))
+            await _write(doc.save(), page, specs, data, errors, general)
+            raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")
+    return await page()
 
 
 @routes.get("/{model}/{id}/delete/")
@@ -321,5 +362,10 @@ async def migrations(request: web.Request) -> web.Response:
     site = _site(request)
     if site.migrations is None:
         raise web.HTTPNotFound(text="this admin was set up without a migrations directory")
-    rows = await Runner(odm.get_database(), site.migrations).status()
+    try:
+        rows = await Runner(odm.get_database(), site.migrations).status()
+    except MigrationError as exc:
+        # A file that does not load (a syntax error, a bad name, a cycle): its message names
+        # the file and line, which is what the reader has to fix.
+        return error_page(request, 500, "A migration does not load", str(exc))
     return _render(request, "migrations.html", rows=rows, directory=site.migrations)

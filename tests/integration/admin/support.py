@@ -8,6 +8,7 @@ import decimal
 import enum
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -75,11 +76,13 @@ class AdminBook(Document):
 
 
 class AdminSetting(Document):
-    """A document whose values the form takes as JSON (a mapping, and a list in a row)."""
+    """A document whose values the form takes as JSON (a mapping, and a list in a row), and
+    a list of numbers, one per line."""
 
     name: str
     data: dict[str, int]
     address: Address | None = None
+    ports: list[int] = []
 
     class Meta:
         collection = "admin_settings"
@@ -133,9 +136,19 @@ def fresh_name() -> str:
 
 
 def create_app(
-    uri: str, name: str, driver: DriverName | None = None, *, per_page: int = 25
+    uri: str,
+    name: str,
+    driver: DriverName | None = None,
+    *,
+    per_page: int = 25,
+    admins: list[ModelAdmin] | None = None,
+    migrations: Path = MIGRATIONS_DIR,
 ) -> web.Application:
-    """The test app: the admin of the test models on database ``name``, dropped on shutdown."""
+    """The test app: the admin of the test models on database ``name``, dropped on shutdown.
+
+    ``admins``: the models the admin serves (default: :func:`admin_models`); ``migrations``:
+    the directory of its migrations page (default: the demo shop's).
+    """
     app = web.Application(middlewares=[odm_errors_middleware])
     models = [AdminAuthor, AdminBook, AdminSetting]
     setup_odm(app, uri, db=name, driver=driver, models=models, timeout=30.0)
@@ -148,5 +161,6 @@ def create_app(
         await odm.get_client().drop_database(name)
 
     app.cleanup_ctx.append(collections)
-    setup_admin(app, admin_models(per_page), authorize=authorize, migrations=MIGRATIONS_DIR)
+    served = admin_models(per_page) if admins is None else admins
+    setup_admin(app, served, authorize=authorize, migrations=migrations)
     return app

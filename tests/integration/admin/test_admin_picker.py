@@ -4,10 +4,19 @@ search fields, the chosen document kept shown, and nothing saved while picking."
 from __future__ import annotations
 
 import html
+from typing import Any
 
+from odm.drivers import DriverName
 from tests.integration.admin.conftest import Client, csrf
 from tests.integration.admin.pages import picker
-from tests.integration.admin.support import AdminAuthor, AdminBook
+from tests.integration.admin.support import (
+    ADMIN_HEADER,
+    AdminAuthor,
+    AdminBook,
+    admin_models,
+    create_app,
+    fresh_name,
+)
 
 AUTHORS = 1000
 PAGE = 50
@@ -185,3 +194,36 @@ async def test_picker_names_outside_the_form_are_refused(admin: Client) -> None:
         assert response.status == 400, extra
         assert repr(culprit) in html.unescape(await response.text()), extra
     assert await AdminBook.objects.count() == 0
+
+
+async def test_a_target_the_admin_does_not_serve_is_picked_by_id_never_searched(
+    aiohttp_client: Any, odm_uri: str, odm_driver: DriverName
+) -> None:
+    """Searching a model the admin hides would be an oracle on its fields (a password hash
+    guessed a character at a time): its picker lists ids, names none of its fields, and a
+    search posted to it anyway is refused, naming the input."""
+    books_only = [admin for admin in admin_models() if admin.model is not AdminAuthor]
+    app = create_app(odm_uri, fresh_name(), odm_driver, admins=books_only)
+    client: Client = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})
+    secret = await AdminAuthor(name="Ann", email="s3cret@example.org").insert()
+    assert (await client.get("/admin/author/")).status == 404
+    text = await (await client.get("/admin/book/add/")).text()
+    shown = picker(text, "author")
+    assert shown.options == [(str(secret.id), str(secret.id))]
+    assert shown.search is None and "email" not in text and "s3cret" not in text
+    token = await csrf(client, "/admin/book/add/")
+    form = {"csrf_token": token, "title": "T", "pages": "1", "author": ""}
+    for search in ("_search.author", "_searched.author"):
+        response = await client.post(
+            "/admin/book/add/", data={**form, search: "s3cret", "_pick": "author"}
+        )
+        assert response.status == 400, search
+        assert repr(search) in html.unescape(await response.text())
+    picked = await client.post("/admin/book/add/", data={**form, "_pick": "author"})
+    assert picker(await picked.text(), "author").options == [(str(secret.id), str(secret.id))]
+    saved = await client.post(
+        "/admin/book/add/", data={**form, "author": str(secret.id)}, allow_redirects=False
+    )
+    assert saved.status == 303, await saved.text()
+    book = await AdminBook.objects.get()
+    assert book.author is not None and book.author.id == secret.id
