@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson.errors import InvalidDocument
-from pymongo.errors import BulkWriteError, DocumentTooLarge
+from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure
 
 from . import executor
 from .gcpause import paused_gc
@@ -58,6 +58,13 @@ MIN_CHUNK = 250
 #: Documents dumped between two yields to the event loop while a chunk is in
 #: flight (the helper task needs the loop to send it and to read the reply).
 _SLICE = 250
+#: Bytes of encoded documents that surely go in one message of the driver's. The driver
+#: encodes an ``insert_many`` as it sends it, one message at a time (up to the server's
+#: ``maxMessageSizeBytes``, 48 MB, or 2 MiB with automatic encryption): a document it cannot
+#: encode stops the call after the messages before it were sent, unless fewer bytes than this
+#: came before it in the call.
+_ONE_MESSAGE = 1 << 20
+
 
 
 def _dumps_as_batch(model: type[Any], documents: Sequence[Any]) -> bool:
@@ -112,7 +119,8 @@ class BulkInsert:
     ``writeErrors`` index the whole list (:class:`odm.DuplicateKey` when they are all
     duplicate keys), :class:`odm.OperationTimeout`, pydantic's ``ValidationError`` for a
     value BSON cannot hold. With ``ordered=False`` every chunk is sent and the write errors of
-    all of them are raised together at the end.
+    all of them are raised together at the end (inside a transaction, which the server aborts at
+    a write error, the chunks after the first that has one are not sent).
     """
 
     def __init__(
@@ -143,26 +151,85 @@ class BulkInsert:
         # them ran (a cancellation, a deadline, a lost connection: odm.outcomes).
         self._sent = 0
         self._outcome_unknown = False
+        # Whether the server refused a chunk (a write error, a command error): inside a
+        # transaction it has then aborted it.
+        self._refused = False
+        # Whether the driver may have sent part of the failing chunk before it raised on the
+        # client (see _ONE_MESSAGE).
+        self._partly_sent = False
 
     async def run(self) -> None:
-        """Insert every document; raise as one ``insert_many`` of them all would."""
-        self._in_transaction = current_unit_of_work() is not None
+        """Insert every document; raise as one ``insert_many`` of them all would.
+
+        Inside ``odm.transaction()``, a failure that leaves some of the documents inserted in
+        a transaction the server did not abort makes it rollback-only (see :meth:`stored`)."""
+        uow = current_unit_of_work()
+        self._in_transaction = uow is not None
         session = operation_session(self.model)  # here, in the calling task: it checks the task
         try:
             with executor.write_guard(self.model, "insert_many", self.timeout):
                 await self._insert(session)
         except BaseException as error:
             self._failed = True
-            self._outcome_unknown = outcome_unknown(error)
+            self._outcome_unknown = outcome_unknown(error) or self._partly_sent
+            if (
+                uow is not None
+                and not self._refused
+                and (self._inserted_count or self._partly_sent)
+            ):
+                self._roll_back_only(uow, error)
             raise
+
+    def _roll_back_only(self, uow: Any, error: BaseException) -> None:
+        """Make the transaction of ``uow`` rollback-only: ``error`` stopped this insert after
+        some of its documents went into it (or may have), and the server did not abort it."""
+        name = self.model.__name__
+        total = len(self.documents)
+        parts = []
+        if self._inserted_count:
+            parts.append(f"{self._inserted_count} of its {total} documents were")
+        if self._partly_sent:
+            parts.append(
+                f"some of its documents {self._confirmed} to {self._sent - 1} may have been"
+            )
+        what = (
+            f"{name} bulk_create failed ({type(error).__name__}) after "
+            + " and ".join(parts)
+            + " inserted in this transaction"
+        )
+        uow.rollback_only(what)
+        error.add_note(
+            f"odm: {what}: it can only be rolled back now (odm.TransactionError at the block's "
+            "next operation and at its end); retry the whole block"
+        )
 
     def stored(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
         """Return the documents the database holds after :meth:`run` and their stored forms
         (two parallel sequences): all of them after a success; after a failure, those of the
         chunks the server acknowledged, less the ones its write errors name (with
         ``ordered=True``: the documents before the first failing one); none after a failure
-        inside a transaction (the transaction is to be aborted; on a write error the server
-        already aborted it)."""
+        inside a transaction, which can only be rolled back then.
+
+        Inside a transaction a failure marks none, not even the acknowledged ones (which an
+        abort would put back: ``QuerySet.bulk_create`` has the unit of work remember them
+        first), because the transaction cannot commit after it, and "none" is what the
+        database holds from the moment the call fails:
+
+        - the server refused a chunk (a write error such as a duplicate key, a command
+          error): it aborted the transaction at once, with every document inserted before;
+        - a cancellation, a deadline, a lost connection: the unit of work was told that the
+          call was cut off (``odm.executor``), so it is rollback-only;
+        - any other failure after documents went into the transaction (a later chunk that
+          cannot be dumped or encoded, a document the driver cannot encode after it sent part
+          of its chunk): the transaction is still open and would commit them while the caller
+          was told the call failed, so :meth:`run` makes it rollback-only: the block's next
+          operation and its end raise ``odm.TransactionError``, and the abort leaves nothing;
+        - a failure before anything was sent: nothing is stored, and the block may go on.
+
+        Marking the acknowledged documents stored would make them claim to be in a
+        transaction the server has already aborted (the first case), and would let the block
+        commit a part of a call that failed as a whole, of which the documents the driver sent
+        before its own encoding error cannot be named (the third)."""
         if self._failed and self._in_transaction:
             return (), ()
         confirmed = self._confirmed
@@ -174,8 +241,9 @@ class BulkInsert:
     def unknown(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
         """Return the documents whose insert failed outside a transaction without telling
         whether it ran (those of the chunks sent but not acknowledged, after a cancellation, a
-        deadline or a lost connection: they may be stored or not), with their stored forms;
-        none otherwise."""
+        deadline or a lost connection, or a document the driver could not encode after it may
+        have sent part of its chunk: they may be stored or not), with their stored forms; none
+        otherwise."""
         if not (self._failed and self._outcome_unknown) or self._in_transaction:
             return (), ()
         cut = [i for i in range(self._confirmed, self._sent) if i not in self._missing]
@@ -264,11 +332,13 @@ class BulkInsert:
         ``ordered=True`` raise at its first write error."""
         try:
             await insert
-        except (InvalidDocument, OverflowError) as exc:
+        except (InvalidDocument, OverflowError, UnicodeEncodeError) as exc:
+            # The driver encodes a chunk as it sends it, a message at a time: when the chunk
+            # takes more than one, those before the culprit's were sent (and inserted) already.
+            self._partly_sent = self._may_have_sent(start, stop, exc)
             if isinstance(exc, DocumentTooLarge):
                 raise
-            # The driver encodes a chunk before it sends it: nothing of it was sent. Name the
-            # field, as insert() does.
+            # Name the field, as insert() does.
             raise executor.unencodable_error(self.model, self.raws[start:stop], exc) from exc
         except BulkWriteError as exc:
             details: Mapping[str, Any] = exc.details or {}
@@ -283,13 +353,39 @@ class BulkInsert:
                 failed.append(index)
             self._concern_errors += details.get("writeConcernErrors") or []
             self._inserted_count += int(details.get("nInserted", 0))
-            if errors and self.ordered:
+            self._refused = True
+            # In a transaction the server aborted it at the write error: the next chunk would
+            # only fail with NoSuchTransaction (labelled transient, so atomic() would run the
+            # body again), hiding this error. So an unordered insert stops there too.
+            if errors and (self.ordered or self._in_transaction):
                 self._confirmed = min(failed)
                 raise self._bulk_error() from None
             self._missing.update(failed)
+        except OperationFailure:
+            self._refused = True
+            raise
         else:
             self._inserted_count += stop - start
         self._confirmed = stop
+
+    def _may_have_sent(self, start: int, stop: int, exc: BaseException) -> bool:
+        """Tell whether the driver may have sent some of documents [start, stop) before it
+        raised ``exc`` on the client: ``False`` only when the documents before the one it
+        could not encode take fewer than :data:`_ONE_MESSAGE` bytes (a split list's chunks
+        were encoded here, so only the driver's ``DocumentTooLarge`` comes from them: the
+        documents before the one over the message size went in a message of their own)."""
+        if isinstance(exc, DocumentTooLarge):
+            return stop - start > 1
+        size = 0
+        for raw in self.raws[start:stop]:
+            if size >= _ONE_MESSAGE:
+                return True
+            try:
+                (encoded,) = executor.encode_chunk(self.model, [raw])
+            except Exception:  # ValidationError, or whatever else stops the encoder
+                return False  # the culprit, reached within the first message
+            size += len(encoded.raw)
+        return True  # no culprit found here: assume the worst
 
     def _bulk_error(self) -> BulkWriteError:
         """Return the errors of every chunk as one ``BulkWriteError``, as the driver reports

@@ -104,6 +104,25 @@ async def end_session(session: Any) -> None:
     await resolve(session.end_session())
 
 
+def unstart_unsent_transaction(session: Any) -> None:
+    """Undo the driver's start of ``session``'s transaction when no command of it has reached
+    the server yet: call it after a command failed on the client (a value BSON cannot hold).
+
+    PyMongo up to 4.20 marks a transaction in progress before it encodes its first command
+    (PYTHON-1894, fixed upstream: "client-side errors must not change transaction state"):
+    a command it then cannot encode is never sent, yet the next one goes without
+    ``startTransaction`` and the server answers ``NoSuchTransaction``, labelled transient, for
+    the rest of the block. The driver itself goes back to the starting state the same way when
+    the server refuses a first command as overloaded. A driver without these attributes (a
+    version that does not need it) is left alone."""
+    transaction = getattr(getattr(session, "delegate", session), "_transaction", None)
+    if transaction is None or getattr(transaction, "has_completed_command", True):
+        return
+    set_starting = getattr(transaction, "set_starting", None)
+    if set_starting is not None and transaction.active():
+        set_starting()
+
+
 def supports_bind(session: Any) -> bool:
     """Tell whether the driver can bind ``session`` implicitly (PyMongo >= 4.17)."""
     kind = type(session)

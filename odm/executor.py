@@ -45,7 +45,7 @@ from .concerns import as_read_preference, as_write_concern
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
-from .session import current_unit_of_work, operation_session
+from .session import current_session, current_unit_of_work, operation_session
 from .timeouts import check_timeout, is_timeout
 
 __all__ = [
@@ -292,6 +292,9 @@ class _run:
         if isinstance(exc, _ENCODING_ERRORS) and not isinstance(
             exc, DocumentTooLarge
         ):
+            session = current_session()
+            if session is not None:  # nothing was sent: the transaction is as it was
+                drivers.unstart_unsent_transaction(session)
             raise _unencodable(self.model, self.payload, exc) from exc
         if exc is None:
             return

@@ -669,6 +669,11 @@ class QuerySet(Generic[M]):
         ``$max``; ``Now()`` ``$currentDate``; ``F("tags").push(x)`` / ``.pull(x)`` /
         ``.add_to_set(x)`` the array operators. Under
         ``Meta.optimistic_lock`` the version is bumped too, so copies loaded before go stale.
+
+        Inside ``odm.transaction()`` the documents the unit of work holds in the collection are
+        read again after the write; if one cannot be (the update left a value its model
+        refuses), that error is raised and the transaction can only be rolled back
+        (:mod:`odm.resync`).
         """
         if not values:
             raise QueryError("update() needs at least one field=value")
@@ -698,7 +703,9 @@ class QuerySet(Generic[M]):
         write = executor.update_one if single else executor.update_many
         result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
         if flush is not None:  # the unit of work tracks documents: they may have changed
-            await resync.read_again(flush, self._model, only=filter[ID_KEY] if single else None)
+            await resync.read_again(
+                flush, self._model, only=filter[ID_KEY] if single else None, write="update"
+            )
         return int(result.matched_count)
 
     async def delete(self) -> int:
@@ -720,7 +727,9 @@ class QuerySet(Generic[M]):
             self._model, filter, timeout=self._query.timeout, **_collation(self._query)
         )
         if flush is not None:  # the unit of work tracks documents: some may be gone
-            await resync.read_again(flush, self._model, only=filter[ID_KEY] if single else None)
+            await resync.read_again(
+                flush, self._model, only=filter[ID_KEY] if single else None, write="delete"
+            )
         return int(result.deleted_count)
 
     async def get_or_create(
@@ -825,19 +834,24 @@ class QuerySet(Generic[M]):
         1,000), one at a time: the next chunk is dumped while the server inserts the previous
         one (:mod:`odm.bulk`). ``ordered=True`` keeps MongoDB's semantics: the insert stops at
         the first failing document and nothing after it is sent. ``ordered=False`` attempts
-        every document and raises the write errors of all chunks together. Errors are those of
-        one ``insert_many`` (:class:`odm.DuplicateKey` when every failure is a duplicate key,
-        else the driver's ``BulkWriteError`` indexing the whole list); ``timeout=`` bounds
-        the whole call.
+        every document and raises the write errors of all chunks together (in a transaction,
+        which the server aborts at a write error, it stops at the chunk that has one). Errors
+        are those of one ``insert_many`` (:class:`odm.DuplicateKey` when every failure is a
+        duplicate key, else the driver's ``BulkWriteError`` indexing the whole list);
+        ``timeout=`` bounds the whole call.
 
         After a failure, the documents the server acknowledged are marked stored (``is_stored``,
         so ``[d for d in docs if not d.is_stored]`` are the ones to retry) and the others are
         not; a document that cannot be stored (a value BSON cannot hold, a document over 16 MB)
         stops the insert before its chunk is sent. Inside ``odm.transaction()`` a failure marks
-        none: the transaction is to be aborted. Outside one, the documents of a chunk whose
-        insert failed without telling whether it ran (a cancellation, a deadline, a lost
-        connection) may be stored or not: their next ``save()`` reads the stored document
-        first (docs/documents.md, "A write cut off").
+        none: unless it came before anything was sent, the transaction can only be rolled back
+        then (the server aborts it at a write error; after any other failure, such as a later
+        chunk that cannot be encoded, the block's next operation and its end raise
+        :class:`odm.TransactionError`). Outside one, the documents of a chunk whose insert
+        failed without telling whether it ran (a cancellation, a deadline, a lost connection,
+        or a value the driver could not encode after it may have sent part of the chunk) may
+        be stored or not: their next ``save()`` reads the stored document first
+        (docs/documents.md, "A write cut off").
         """
 
         docs = list(documents)

@@ -13,7 +13,9 @@ each on both drivers:
 - a flush of which part matched raised before marking the matched documents written, and a
   block that caught the error committed them, to be written again by the next ``save()``;
 - a model bound to another alias with ``connect(models=...)`` was refused in a transaction on
-  its own alias, and reached the driver in one on another alias.
+  its own alias, and reached the driver in one on another alias;
+- a block whose first command could not be encoded (a NUL in a key) could not go on: every
+  later command failed with ``NoSuchTransaction`` (PYTHON-1894).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from pymongo.errors import WriteConcernError
 from uow_support import stored, truthful
 
@@ -195,3 +198,23 @@ async def test_a_model_bound_to_another_alias_is_used_on_that_alias(
     finally:
         await odm.get_client("other").drop_database(name)
         await odm.disconnect("other")
+
+
+class BeBag(odm.Document):
+    data: dict[str, Any] = {}
+
+    class Meta:
+        collection = "be_bags"
+
+
+async def test_a_first_command_that_cannot_be_encoded_leaves_the_block_usable(
+    odm_database: Any,
+) -> None:
+    # PyMongo marked the transaction started before encoding its first command: the next
+    # command went without startTransaction, and the server answered NoSuchTransaction.
+    async with transaction():
+        with pytest.raises(ValidationError, match="cannot be stored in BSON"):
+            await BeBag(data={"a\x00b": 1}).insert()
+        assert await BeBag.objects.count() == 0
+        await BeBag(data={"ok": 1}).insert()
+    assert [d.data for d in await BeBag.objects.all()] == [{"ok": 1}]
