@@ -10,6 +10,7 @@ naming the address and the last cause.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -65,12 +66,40 @@ _connections: dict[str, Connection] = {}
 _model_aliases: dict[type[Any], str] = {}
 
 
+#: URI options whose values are secrets (a key file's password, AWS session tokens).
+_SECRET_OPTION = re.compile(
+    r"(?i)([?&;][^=&;]*(?:password|authmechanismproperties)[^=&;]*=)[^&;]*"
+)
+
+
+def redact_uri(uri: str) -> str:
+    """Return ``uri`` fit for a message or a log: user info and secret options become ``***``.
+
+    ``mongodb://deploy:s3cret@db1:27017/shop`` reads ``mongodb://***@db1:27017/shop``. Parsed
+    by hand, without the driver: the URIs worth redacting are often the malformed ones (an
+    unescaped ``@``, ``/`` or ``?`` in the password), and parsing a ``mongodb+srv`` URI would
+    resolve its name. When unsure where the user info ends, more is hidden, never less.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "", uri
+    # Secret options first: an "@" in their values must not be taken for the user info's end.
+    rest = _SECRET_OPTION.sub(r"\1***", rest)
+    # The user info ends at the last "@" before the options; an "@" only after a "?" may still
+    # end a password holding an unescaped "?", so then everything up to it is hidden.
+    before_options = rest.split("?", 1)[0]
+    cut = before_options.rfind("@") if "@" in before_options else rest.rfind("@")
+    if cut >= 0:
+        rest = "***" + rest[cut:]
+    return scheme + sep + rest
+
+
 def _address_of(uri: str) -> str:
     try:
         nodes = parse_uri(uri, warn=True).get("nodelist") or []
     except (DriverConfigurationError, ValueError):
-        return uri
-    return ",".join(f"{host}:{port}" for host, port in nodes) or uri
+        return redact_uri(uri)
+    return ",".join(f"{host}:{port}" for host, port in nodes) or redact_uri(uri)
 
 
 def _database_name(uri: str | None, db: str | None) -> str:
@@ -80,7 +109,7 @@ def _database_name(uri: str | None, db: str | None) -> str:
         try:
             name = parse_uri(uri, warn=True).get("database")
         except (DriverConfigurationError, ValueError) as exc:
-            raise ConfigurationError(f"invalid MongoDB URI {uri!r}: {exc}") from exc
+            raise ConfigurationError(f"invalid MongoDB URI {redact_uri(uri)!r}: {exc}") from exc
         if name:
             return str(name)
     raise ConfigurationError(
@@ -157,7 +186,7 @@ async def open_connection(
         try:
             client = drivers.create_client(uri, chosen, **client_options)
         except DriverConfigurationError as exc:
-            raise ConfigurationError(f"invalid MongoDB URI {uri!r}: {exc}") from exc
+            raise ConfigurationError(f"invalid MongoDB URI {redact_uri(uri)!r}: {exc}") from exc
         address = _address_of(uri)
     else:
         chosen = drivers.driver_of(client)

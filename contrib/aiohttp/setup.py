@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from odm.connection import DEFAULT_ALIAS, Connection, Retry, disconnect
+from odm.connection import DEFAULT_ALIAS, Connection, Retry, disconnect, redact_uri
 from odm.drivers import DriverName
 from odm.exceptions import ConnectionFailed
 from odm.schema import ensure_indexes as ensure_declared_indexes
@@ -31,13 +31,14 @@ ODM_CONNECTIONS: web.AppKey[dict[str, Connection]] = web.AppKey("odm_connections
 
 
 def _hosts_of(uri: str | None) -> str:
-    # Only the host list goes to the log: a URI may carry a password. Parsed by hand because
-    # pymongo's parse_uri resolves mongodb+srv names, which would block the event loop.
+    # Only the host list goes to the log: a URI may carry a password, with an unescaped "/" or
+    # "?" in it (redact_uri cuts the user info off first; it parses by hand, as pymongo's
+    # parse_uri resolves mongodb+srv names, which would block the event loop).
     if uri is None:
         return "the given client"
-    rest = uri.split("://", 1)[-1]
+    rest = redact_uri(uri).split("://", 1)[-1].removeprefix("***@")
     hosts = rest.split("/", 1)[0].split("?", 1)[0]
-    return hosts.rsplit("@", 1)[-1] or "the configured server"
+    return hosts or "the configured server"
 
 
 def _describe(error: BaseException) -> str:

@@ -144,7 +144,7 @@ def database_uri(uri: str, database: str) -> str:
     """
     scheme, sep, rest = uri.partition("://")
     if not sep:
-        raise ValueError(f"not a MongoDB URI: {uri!r}")
+        raise ValueError(f"not a MongoDB URI: {connection.redact_uri(uri)!r}")
     # The host list ends at the first "/" or "?" (neither can appear unescaped before it).
     end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
     hosts, tail = rest[:end], rest[end:]

@@ -24,6 +24,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from .. import drivers
+from ..connection import redact_uri
 from ..migrations.cli import open_database
 from ..migrations.runner import Runner
 from ..server import LocalServer
@@ -150,7 +151,7 @@ async def serve(
                 echo(f"MongoDB ready: {uri}")
             else:
                 uri = with_database(uri)
-                echo(f"using MongoDB at {uri.rsplit('@', 1)[-1]}")
+                echo(f"using MongoDB at {redact_uri(uri)}")
             echo("applying the shop's migrations ...")
             await apply_migrations(uri, echo=echo)
 

@@ -4,6 +4,12 @@ Documents are read in ``_id`` order, ``batch_size`` at a time, and each batch's 
 written with one ``bulk_write``. The position (the last ``_id`` done) lives in the migrations'
 state collection, so that a killed run resumes after the last batch that was written.
 
+"After the last ``_id``" follows MongoDB's sort order across BSON types (numbers, then strings,
+objects, binary, ObjectIds, ...): ``{"_id": {"$gt": last}}`` alone only matches ``_id`` values
+of the type of ``last``, and would skip every document whose ``_id`` has a type sorting later.
+After the last batch, a check with the server's own comparison makes sure that no matching
+document was left behind; finding one fails the step rather than recording it finished.
+
 Exactly once, however the run dies:
 
 - Where the server runs transactions (a replica set), each batch's writes and the new position
@@ -25,13 +31,14 @@ milliseconds: the 60 s transaction limit never applies, whatever the collection'
 from __future__ import annotations
 
 import contextlib
+import datetime
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
-from bson import Binary
+from bson import Binary, Code, DatetimeMS, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
@@ -44,6 +51,32 @@ MARKER = "_odm_batch"
 
 Update = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 UpdateFunction = Callable[[dict[str, Any]], Update | None]
+
+#: The position of a run that has done no batch yet (``None`` is a valid last ``_id``).
+_START: Final = object()
+
+#: BSON types in the order MongoDB sorts them, as ``$type`` names them, each with the smallest
+#: value(s) of the type: ``{"$gte": smallest}`` matches the whole type and reads the ``_id``
+#: index from the type's start. Arrays, regular expressions and DBPointers cannot be an ``_id``
+#: (or cannot be written from Python) and are left out.
+_SORT_ORDER: Final[tuple[tuple[str, tuple[Any, ...]], ...]] = (
+    ("minKey", (MinKey(),)),
+    ("null", (None,)),
+    ("number", (float("-inf"), float("nan"))),  # NaN sorts before every other number
+    ("string", ("",)),
+    ("object", ({},)),
+    ("binData", (Binary(b"", 0),)),
+    ("objectId", (ObjectId(b"\x00" * 12),)),
+    ("bool", (False,)),
+    # Year 1, not the BSON minimum: a date before it could not be read back (nor its document),
+    # and an explain or a query log holding the minimum would not decode either.
+    ("date", (datetime.datetime.min,)),
+    ("timestamp", (Timestamp(0, 0),)),
+    ("javascript", (Code(""),)),
+    ("javascriptWithScope", (Code("", {}),)),
+    ("maxKey", (MaxKey(),)),
+)
+_TYPE_NAMES: Final = [name for name, _ in _SORT_ORDER]
 
 
 class BatchedUpdate(Operation):
@@ -91,7 +124,7 @@ class BatchedUpdate(Operation):
         saved = saved or {}
         if saved.get("finished"):
             return
-        last_id = saved.get("last_id")
+        last_id = _position_of(saved)
         done = int(saved.get("done", 0))
         name = collection_name(self.collection)
         if saved:
@@ -142,19 +175,27 @@ class BatchedUpdate(Operation):
                     if state is not None:
                         await state.update_one(
                             {"_id": key},
-                            {"$set": {"last_id": new_last, "done": done + len(batch)}},
+                            {"$set": _moved_to(new_last, done + len(batch))},
                             upsert=True,
                         )
                 last_id = new_last
                 done += len(batch)
                 progress.advance(len(batch))
+            await self._check_none_left(collection, last_id, key, transactional)
             if not transactional:
                 # Every document is done: the guards have served their purpose.
                 await collection.update_many({MARKER: key}, {"$unset": {MARKER: ""}})
             if state is not None:
                 await state.update_one(
                     {"_id": key},
-                    {"$set": {"finished": True, "done": done, "migration": context.migration_id}},
+                    {
+                        "$set": {
+                            "finished": True,
+                            "done": done,
+                            "migration": context.migration_id,
+                            "checksum": context.checksum,
+                        }
+                    },
                     upsert=True,
                 )
         finally:
@@ -162,14 +203,35 @@ class BatchedUpdate(Operation):
             await drivers.resolve(session.end_session())
 
     def _query(self, last_id: Any, key: str, transactional: bool) -> dict[str, Any]:
+        """Return the filter of the documents still to do, after ``last_id`` in ``_id`` order."""
         parts: list[dict[str, Any]] = [self.filter] if self.filter else []
-        if last_id is not None:
-            parts.append({"_id": {"$gt": last_id}})
+        if last_id is not _START:
+            parts.append(_after(last_id))
         if not transactional:
             parts.append({MARKER: {"$ne": key}})
-        if not parts:
-            return {}
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        return _all_of(parts)
+
+    async def _check_none_left(
+        self, collection: Any, last_id: Any, key: str, transactional: bool
+    ) -> None:
+        """Fail if a matching document sorting after the last one done was never reached.
+
+        Asked with the server's own comparison (``$expr``), which orders values of different
+        types as the ``_id`` sort does: independent of :func:`_after`'s table of types.
+        """
+        if last_id is _START:
+            return  # no batch at all: nothing matched from the start
+        parts: list[dict[str, Any]] = [self.filter] if self.filter else []
+        parts.append({"$expr": {"$gt": ["$_id", {"$literal": last_id}]}})
+        if not transactional:
+            parts.append({MARKER: {"$ne": key}})
+        left = await collection.find_one(_all_of(parts), projection={"_id": 1})
+        if left is not None:
+            raise MigrationError(
+                f"{self.describe()}: the document with _id {left['_id']!r} matches and sorts "
+                f"after the last one done (_id {last_id!r}) but was never reached; the update "
+                "is not recorded as finished, and the next run resumes after that last one"
+            )
 
     async def _take_over(
         self, state: Any, key: str, saved: Mapping[str, Any], session: Any, context: Context
@@ -187,7 +249,11 @@ class BatchedUpdate(Operation):
         await state.update_one(
             {"_id": key},
             {
-                "$set": {"lsid": session.session_id, "migration": context.migration_id},
+                "$set": {
+                    "lsid": session.session_id,
+                    "migration": context.migration_id,
+                    "checksum": context.checksum,
+                },
                 "$setOnInsert": {"last_id": None, "done": 0},
             },
             upsert=True,
@@ -212,8 +278,8 @@ class BatchedUpdate(Operation):
             if state is not None:
                 # Compare-and-set on the old position: a batch is committed at most once.
                 moved = await state.update_one(
-                    {"_id": key, "last_id": last_id},
-                    {"$set": {"last_id": new_last, "done": new_done}},
+                    {"_id": key, **_stored_as(last_id)},
+                    {"$set": _moved_to(new_last, new_done)},
                     session=tx,
                 )
                 if moved.matched_count != 1:
@@ -225,6 +291,83 @@ class BatchedUpdate(Operation):
                 await collection.bulk_write(requests, ordered=False, session=tx)
 
         await drivers.resolve(session.with_transaction(write))
+
+
+def _all_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _bson_type(value: Any) -> str | None:
+    """Name the BSON type ``value`` is stored as, as in ``_SORT_ORDER`` (``None``: unknown)."""
+    if isinstance(value, MinKey | MaxKey):
+        return "minKey" if isinstance(value, MinKey) else "maxKey"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before numbers: a bool is an int in Python
+        return "bool"
+    if isinstance(value, int | float | Decimal128):
+        return "number"
+    if isinstance(value, Code):  # before strings: Code is a str in Python
+        return "javascript" if value.scope is None else "javascriptWithScope"
+    simple: tuple[tuple[type | tuple[type, ...], str], ...] = (
+        (str, "string"),
+        ((Mapping, DBRef), "object"),
+        ((bytes, uuid.UUID), "binData"),  # Binary is bytes
+        (ObjectId, "objectId"),
+        ((datetime.datetime, DatetimeMS), "date"),
+        (Timestamp, "timestamp"),
+    )
+    return next((name for kind, name in simple if isinstance(value, kind)), None)
+
+
+def _after(last_id: Any) -> dict[str, Any]:
+    """Return the condition matching the ``_id`` values that sort after ``last_id``, of any type.
+
+    ``$gt`` covers the rest of ``last_id``'s own type; each type sorting later is matched from
+    its smallest value on, so that every branch is a range of the ``_id`` index.
+    """
+    kind = _bson_type(last_id)
+    if kind is None:
+        # A type the table does not know (a custom codec's): the server's own comparison, which
+        # crosses types too (and reads the index from MongoDB 5.0 on).
+        return {"$expr": {"$gt": ["$_id", {"$literal": last_id}]}}
+    later = _SORT_ORDER[_TYPE_NAMES.index(kind) + 1 :]
+    # Nothing is $gt NaN, though NaN sorts before every other number: they all come after it.
+    rest = {"$gte": float("-inf")} if _is_nan(last_id) else {"$gt": last_id}
+    branches = [{"_id": rest}]
+    branches += [{"_id": {"$gte": smallest}} for _, values in later for smallest in values]
+    return branches[0] if len(branches) == 1 else {"$or": branches}
+
+
+def _is_nan(value: Any) -> bool:
+    if isinstance(value, Decimal128):
+        return value.to_decimal().is_nan()
+    return isinstance(value, float) and value != value
+
+
+def _position_of(saved: Mapping[str, Any]) -> Any:
+    """Return the last ``_id`` done according to a state document, or ``_START``."""
+    # ``started`` tells a run that has not begun from one whose last _id was null; state
+    # written before it was kept has a null last_id only when it had not begun.
+    if saved.get("started") or saved.get("last_id") is not None:
+        return saved.get("last_id")
+    return _START
+
+
+def _stored_as(last_id: Any) -> dict[str, Any]:
+    """Return the state document's fields that hold ``last_id`` (to compare-and-set on them)."""
+    if last_id is _START:
+        return {"last_id": None, "started": {"$ne": True}}
+    if last_id is None:
+        return {"last_id": None, "started": True}
+    return {"last_id": last_id}
+
+
+def _moved_to(last_id: Any, done: int) -> dict[str, Any]:
+    """Return the ``$set`` recording that the documents up to ``last_id`` are done."""
+    return {"last_id": last_id, "started": True, "done": done}
 
 
 def _with_marker(update: Update, key: str) -> Update:

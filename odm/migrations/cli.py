@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from .. import drivers
+from ..connection import redact_uri
 from ..exceptions import ConfigurationError, ConnectionFailed, OdmError
 from . import loader
 from .autodetect import make
@@ -86,9 +87,11 @@ def register(subparsers: Any) -> None:
     plan = verb("plan", "print what apply would do, changing nothing", _plan)
     plan.add_argument("--to", help="only up to this migration (and its dependencies)")
     plan.add_argument("--force", action="store_true", help="ignore applied files that changed")
+    _restart_option(plan)
     apply = verb("apply", "apply pending migrations in dependency order", _apply)
     apply.add_argument("--to", help="only up to this migration (and its dependencies)")
     apply.add_argument("--force", action="store_true", help="apply despite changed files")
+    _restart_option(apply)
     rollback = verb("rollback", "roll back applied migrations (the last one by default)", _rollback)
     target = rollback.add_mutually_exclusive_group()
     target.add_argument("--to", help="roll back everything applied after this migration")
@@ -98,6 +101,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="roll back changed files too, and go on despite applied files that are missing",
     )
+    _restart_option(rollback)
     verb("list", "list migrations: applied, pending, changed, missing, renamed", _list)
     mark = verb(
         "mark", "record a migration as applied without running it (or a renamed file)", _mark
@@ -108,6 +112,17 @@ def register(subparsers: Any) -> None:
     breaker = verb("break-lock", "remove the lock once its lease has expired", _break_lock)
     breaker.add_argument(
         "--force", action="store_true", help="remove it even though its lease has not expired"
+    )
+
+
+def _restart_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restart",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="start this file over, forgetting where an earlier failed or killed run of it "
+        "stopped (needed once the file was edited since); may be repeated",
     )
 
 
@@ -177,13 +192,15 @@ async def open_database(uri: str, timeout: float) -> tuple[Any, Any]:
     try:
         parsed = parse_uri(uri, warn=True)
     except (DriverConfigurationError, ValueError) as exc:
-        raise ConfigurationError(f"invalid MongoDB URI {uri!r}: {exc}") from exc
+        raise ConfigurationError(f"invalid MongoDB URI {redact_uri(uri)!r}: {exc}") from exc
     name = parsed.get("database")
     if not name:
         raise ConfigurationError(
-            f"no database name in {uri!r}: put one in the URI (mongodb://host:27017/shop)"
+            f"no database name in {redact_uri(uri)!r}: put one in the URI "
+            "(mongodb://host:27017/shop)"
         )
-    address = ",".join(f"{host}:{port}" for host, port in parsed.get("nodelist") or []) or uri
+    nodes = parsed.get("nodelist") or []
+    address = ",".join(f"{host}:{port}" for host, port in nodes) or redact_uri(uri)
     client = drivers.create_client(
         uri,
         "pymongo",
@@ -275,7 +292,7 @@ def _make(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
-        await _runner(args, database).plan(to=args.to, force=args.force)
+        await _runner(args, database).plan(to=args.to, force=args.force, restart=args.restart)
         return 0
 
     return _with_database(args, work)
@@ -283,7 +300,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
-        await _runner(args, database).apply(to=args.to, force=args.force)
+        await _runner(args, database).apply(to=args.to, force=args.force, restart=args.restart)
         return 0
 
     return _with_database(args, work)
@@ -291,7 +308,9 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
-        await _runner(args, database).rollback(to=args.to, steps=args.steps, force=args.force)
+        await _runner(args, database).rollback(
+            to=args.to, steps=args.steps, force=args.force, restart=args.restart
+        )
         return 0
 
     return _with_database(args, work)

@@ -74,6 +74,15 @@ def _error_line(exc: BaseException, path: Path) -> int | None:
     return None
 
 
+def _load_error(exc: BaseException, path: Path) -> str:
+    line = _error_line(exc, path)
+    where = f"{path}:{line}" if line is not None else str(path)
+    if isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        return f"{where}: the file called sys.exit({code}) while loading; a migration must not exit"
+    return f"{where}: {type(exc).__name__}: {exc}"
+
+
 def load_file(path: Path) -> Migration:
     """Load one migration file; errors name the file and line."""
     content = path.read_bytes()
@@ -88,10 +97,10 @@ def load_file(path: Path) -> Migration:
     module.__file__ = str(path)
     try:
         exec(code, module.__dict__)
-    except Exception as exc:
-        line = _error_line(exc, path)
-        where = f"{path}:{line}" if line is not None else str(path)
-        raise MigrationError(f"{where}: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        # SystemExit too: a file calling sys.exit() (or exit()) at import time must not end
+        # the whole `odm migrate` process without saying which file did it.
+        raise MigrationError(_load_error(exc, path)) from exc
     namespace = module.__dict__
     if "steps" not in namespace:
         raise MigrationError(f"{path}: no `steps` list; a migration defines steps = [step(...)]")

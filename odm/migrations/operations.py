@@ -51,6 +51,9 @@ class Context:
     prove: Callable[[Any], Awaitable[None]] | None = None
     #: Counts the operations a step has run so that each has its own resume position.
     ordinal: int = 0
+    #: The checksum of the migration's file, stored with every resume position so that a
+    #: position saved for other content is never resumed from.
+    checksum: str = ""
 
     def next_key(self) -> str:
         """Return a stable key for the next resumable operation of the current step."""

@@ -2,7 +2,8 @@
 
 ``_odm_migrations`` holds ``{_id: id, checksum, applied_at, applied_by, duration_ms}`` for each
 applied file; ``_odm_migrations_log`` keeps every apply, rollback, mark and unmark (and failed
-attempts) for audit. ``_odm_migrations_state`` holds the positions a killed run resumes from.
+attempts) for audit. ``_odm_migrations_state`` holds the positions a killed run resumes from,
+each with the checksum of the file it was saved for.
 """
 
 from __future__ import annotations
@@ -156,8 +157,11 @@ class Recorder:
             return 0
         return int(doc.get("next_step", 0))
 
-    async def save_step_position(self, migration_id: str, direction: str, next_step: int) -> None:
-        """Remember that the first ``next_step`` steps of this run are done."""
+    async def save_step_position(
+        self, migration_id: str, direction: str, next_step: int, checksum: str
+    ) -> None:
+        """Remember that the first ``next_step`` steps of this run of the file (``checksum``)
+        are done."""
         await self.state.update_one(
             {"_id": f"file:{migration_id}"},
             {
@@ -165,6 +169,7 @@ class Recorder:
                     "direction": direction,
                     "next_step": next_step,
                     "migration": migration_id,
+                    "checksum": checksum,
                     "by": whoami(),
                     "at": now(),
                 }
@@ -172,19 +177,33 @@ class Recorder:
             upsert=True,
         )
 
+    async def saved_for_other_content(self, migration_id: str, checksum: str) -> bool:
+        """Tell whether a resume position of ``migration_id`` was saved for other file content.
+
+        One saved before checksums were kept (it has none) counts as other content: nothing
+        shows that it was saved for this one.
+        """
+        found = await self.state.find_one(
+            {"migration": migration_id, "checksum": {"$ne": checksum}}, projection={"_id": 1}
+        )
+        return found is not None
+
     async def clear_state(
         self, migration_id: str, *, keep_steps_except: Iterable[int] | None = None
     ) -> None:
         """Forget every resume position of ``migration_id`` (its run finished or was undone).
 
-        With ``keep_steps_except``, forget only where the file is (it starts over) and the
-        positions of the apply steps listed (0-based: they were rolled back); the resumable
+        With ``keep_steps_except``, forget only where the file is (it starts over), the
+        positions of the apply steps listed (0-based: they were rolled back) and those of the
+        rollbacks run to compensate (a later failure must run them again); the resumable
         operations of the other steps keep theirs, so that a new run does not repeat them.
         """
         if keep_steps_except is None:
             await self.state.delete_many({"migration": migration_id})
             return
         await self.state.delete_one({"_id": f"file:{migration_id}"})
+        compensated = re.escape(f"{migration_id}:compensate:")
+        await self.state.delete_many({"_id": {"$regex": f"^{compensated}"}})
         for index in keep_steps_except:
             prefix = re.escape(f"{migration_id}:apply:{index}:")
             await self.state.delete_many({"_id": {"$regex": f"^{prefix}"}})

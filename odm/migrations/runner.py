@@ -19,6 +19,10 @@ After each step the position is saved (inside the transaction when there is one)
 run that was killed resumes after the last step that was durably done. When a step fails, the
 open transaction is aborted and the earlier steps that were committed are rolled back, newest
 first, where they have a rollback.
+
+Every saved position carries the checksum of the file it was saved for. A file edited since is
+refused rather than resumed (its steps may have moved, and positions are kept by step), until
+the run is told to start it over (``restart``).
 """
 
 from __future__ import annotations
@@ -249,19 +253,24 @@ class Runner:
         wanted = loader.ancestors(migrations, target) | {target}
         return [m for m in pending if m.id in wanted]
 
-    async def plan(self, to: str | None = None, force: bool = False) -> list[Migration]:
+    async def plan(
+        self, to: str | None = None, force: bool = False, restart: Sequence[str] = ()
+    ) -> list[Migration]:
         """Print what :meth:`apply` would do and return the files it would apply."""
         rows = await self.status()
         self._refuse_changed(rows, force)
         self._refuse_renamed(rows)
         pending = self._pending(rows, to)
+        restarting = self._restarting(rows, pending, restart)
+        await self._refuse_stale(pending, "apply", restarting)
         self.transactions = await supports_transactions(self.database)
         if not pending:
             self.echo("nothing to apply")
         name = str(getattr(self.database, "name", "db"))
         for migration in pending:
             mode = self._mode(migration)
-            self.echo(f"apply {migration.id} ({len(migration.steps)} step(s), {mode})")
+            again = ", from its first step (--restart)" if migration.id in restarting else ""
+            self.echo(f"apply {migration.id} ({len(migration.steps)} step(s), {mode}{again})")
             use_tx = self.transactions and migration.transactional
             for number, item in enumerate(migration.steps, 1):
                 self.echo(f"  {number}. {describe_step(item.apply, name, use_tx)}")
@@ -274,8 +283,14 @@ class Runner:
             return "no transaction: the server does not support them"
         return "transactional: each step says whether it runs in the transaction"
 
-    async def apply(self, to: str | None = None, force: bool = False) -> list[str]:
-        """Apply the pending migrations (up to ``to`` and its dependencies) under the lock."""
+    async def apply(
+        self, to: str | None = None, force: bool = False, restart: Sequence[str] = ()
+    ) -> list[str]:
+        """Apply the pending migrations (up to ``to`` and its dependencies) under the lock.
+
+        ``restart`` names files to start over from their first step, forgetting the positions
+        an earlier (failed or killed) run saved; a file edited since that run needs it.
+        """
         self.migrations()  # fail on a bad file before waiting for the lock
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
@@ -283,9 +298,12 @@ class Runner:
             self._refuse_changed(rows, force)
             self._refuse_renamed(rows)
             pending = self._pending(rows, to)
+            restarting = self._restarting(rows, pending, restart)
+            await self._refuse_stale(pending, "apply", restarting)
             if not pending:
                 self.echo("nothing to apply")
                 return []
+            await self._forget_positions(restarting, "apply")
             done = []
             for migration in pending:
                 await self._run(migration, "apply", lock, forced=force)
@@ -293,9 +311,17 @@ class Runner:
             return done
 
     async def rollback(
-        self, to: str | None = None, steps: int | None = None, force: bool = False
+        self,
+        to: str | None = None,
+        steps: int | None = None,
+        force: bool = False,
+        restart: Sequence[str] = (),
     ) -> list[str]:
-        """Roll back the last ``steps`` applied migrations (1 by default), or all after ``to``."""
+        """Roll back the last ``steps`` applied migrations (1 by default), or all after ``to``.
+
+        ``restart`` names files whose rollback starts over from their last step, forgetting the
+        positions an earlier (killed) rollback saved; a file edited since that run needs it.
+        """
         if to is not None and steps is not None:
             raise MigrationError("rollback takes --to or --steps, not both")
         self.transactions = await supports_transactions(self.database)
@@ -315,15 +341,67 @@ class Runner:
                 targets = list(reversed(applied_rows))[:count]
             self._refuse_needed(rows, targets)
             self._refuse_changed(targets, force)
+            chosen = [row.migration for row in targets if row.migration is not None]
+            restarting = self._restarting(rows, chosen, restart)
+            await self._refuse_stale(chosen, "rollback", restarting)
             if not targets:
                 self.echo("nothing to roll back")
                 return []
+            await self._forget_positions(restarting, "rollback")
             done = []
             for row in targets:
                 assert row.migration is not None
                 await self._run(row.migration, "rollback", lock, forced=force)
                 done.append(row.id)
             return done
+
+    def _restarting(
+        self, rows: Sequence[Status], chosen: Sequence[Migration], restart: Sequence[str]
+    ) -> set[str]:
+        """Return the ids ``restart`` names, each of a file this run is about to run."""
+        migrations = [row.migration for row in rows if row.migration]
+        ids = {m.id for m in chosen}
+        restarting: set[str] = set()
+        for given in restart:
+            mid = loader.resolve_id(migrations, given)
+            if mid not in ids:
+                raise MigrationError(
+                    f"--restart {given}: {mid} is not among the files this run would run "
+                    f"({', '.join(sorted(ids)) or 'none'})"
+                )
+            restarting.add(mid)
+        return restarting
+
+    async def _refuse_stale(
+        self, chosen: Sequence[Migration], direction: Direction, restarting: set[str]
+    ) -> None:
+        """Refuse to resume a file from positions saved for other content of it.
+
+        Positions are kept by step index and operation count: after an edit they would point
+        at other steps, skipping new ones and repeating done ones, so nothing is resumed.
+        """
+        stale = [
+            m for m in chosen
+            if m.id not in restarting
+            and await self.recorder.saved_for_other_content(m.id, m.checksum)
+        ]
+        if not stale:
+            return
+        names = ", ".join(f"{m.id} ({m.path})" for m in stale)
+        flags = " ".join(f"--restart {m.id}" for m in stale)
+        raise MigrationError(
+            f"changed since an earlier {direction} of it stopped part-way: {names}; the "
+            "positions that run saved are for other content of the file (its checksum differs, "
+            "or was not recorded), and resuming from them could skip or repeat steps. Check "
+            "what that run left done (steps without a rollback stay done), then start the file "
+            f"over: run `odm migrate {direction}` again with `{flags}`; or restore the file to "
+            "resume"
+        )
+
+    async def _forget_positions(self, restarting: set[str], direction: Direction) -> None:
+        for mid in sorted(restarting):
+            await self.recorder.clear_state(mid)
+            self.echo(f"{direction} {mid}: starting over (--restart): saved positions forgotten")
 
     def _refuse_unknown(self, rows: Sequence[Status], force: bool) -> None:
         # An applied migration without its file (or under another name) cannot be rolled back,
@@ -427,6 +505,7 @@ class Runner:
             prove=lock.prove,
             database=self.database,
             migration_id=migration.id,
+            checksum=migration.checksum,
             direction=direction,
             step_index=index,
             state=self.recorder.state,
@@ -486,7 +565,9 @@ class Runner:
                     raise
                 context = self._context(migration, direction, index, tx.open, lock)
                 await self._perform(target, context)
-                await self.recorder.save_step_position(migration.id, direction, position + 1)
+                await self.recorder.save_step_position(
+                    migration.id, direction, position + 1, migration.checksum
+                )
                 (pending if tx.open else durable).append(position)
             # Inside the transaction when there is one; its commit proves the lock once more.
             await lock.prove()

@@ -13,6 +13,8 @@ from typing import Any as Project
 
 import pytest
 
+from odm.migrations.loader import checksum
+
 LOSES_ITS_LOCK = '''
 import asyncio
 from odm.migrations import step
@@ -64,7 +66,7 @@ def test_break_lock_while_holder_runs_undoes_nothing_and_resumes(project: Projec
 
 
 def test_resume_when_every_step_was_done_but_not_recorded(project: Project) -> None:
-    project.write("0001_done.py", '''
+    path = project.write("0001_done.py", '''
         from odm.migrations import step
 
         async def count(db):
@@ -74,9 +76,10 @@ def test_resume_when_every_step_was_done_but_not_recorded(project: Project) -> N
     ''')
     # What a run killed between its last step and its record leaves behind.
     project.db.marks.insert_one({"_id": "x", "n": 2})
-    project.db["_odm_migrations_state"].insert_one(
-        {"_id": "file:0001_done", "direction": "apply", "next_step": 2, "migration": "0001_done"}
-    )
+    project.db["_odm_migrations_state"].insert_one({
+        "_id": "file:0001_done", "direction": "apply", "next_step": 2, "migration": "0001_done",
+        "checksum": checksum(path.read_bytes()),
+    })
     result = project.run("apply")
     assert result.returncode == 0, result.stdout + result.stderr
     assert project.applied() == ["0001_done"]
