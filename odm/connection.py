@@ -185,7 +185,7 @@ async def open_connection(
         client_options.setdefault("uuidRepresentation", "standard")
         try:
             client = drivers.create_client(uri, chosen, **client_options)
-        except DriverConfigurationError as exc:
+        except (DriverConfigurationError, ValueError) as exc:  # ValueError: a malformed host
             raise ConfigurationError(f"invalid MongoDB URI {redact_uri(uri)!r}: {exc}") from exc
         address = _address_of(uri)
     else:

@@ -503,7 +503,8 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
     """Run the block in one transaction; ``async with odm.transaction() as uow`` gives its
     :class:`UnitOfWork`.
 
-    A nested ``transaction()`` joins the enclosing one; an exception leaving it makes the whole
+    A nested ``transaction()`` joins the enclosing one (one entered in a task spawned inside
+    the block is a transaction of that task's own); an exception leaving it makes the whole
     transaction rollback-only (MongoDB has no savepoints): it is aborted at once, and anything
     else in the outer block, or leaving it normally, raises :class:`odm.TransactionError`.
     ``timeout`` bounds every operation of the block and the commit (:class:`odm.OperationTimeout`
@@ -569,6 +570,10 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
             )
         alias = self._alias
         outer: UnitOfWork | None = current_unit_of_work()
+        if outer is not None and outer.owner is not asyncio.current_task():
+            # A task spawned inside a block inherited its context: its own transaction() is a
+            # transaction of its own (joining would run two tasks' operations on one session).
+            outer = None
         if outer is not None:
             if outer.alias != alias:
                 raise TransactionError(

@@ -53,9 +53,10 @@ async def test_open_database_quotes_no_password() -> None:
     assert "S3cret" not in str(no_name.value) + str(malformed.value)
 
 
-async def test_connect_quotes_no_password() -> None:
+@pytest.mark.parametrize("password", ["Sup3r@S3cret", "Sup3r/S3cret", "Sup3r:S3cret"])
+async def test_connect_quotes_no_password(password: str) -> None:
     with pytest.raises(ConfigurationError) as malformed:
-        await odm.connect("mongodb://deploy:Sup3r@S3cret@127.0.0.1:1/shop", timeout=1)
+        await odm.connect(f"mongodb://deploy:{password}@127.0.0.1:1/shop", timeout=1)
     assert "invalid MongoDB URI 'mongodb://***@127.0.0.1:1/shop'" in str(malformed.value)
     assert "S3cret" not in str(malformed.value)
 

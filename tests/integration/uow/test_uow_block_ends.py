@@ -15,11 +15,14 @@ each on both drivers:
 - a model bound to another alias with ``connect(models=...)`` was refused in a transaction on
   its own alias, and reached the driver in one on another alias;
 - a block whose first command could not be encoded (a NUL in a key) could not go on: every
-  later command failed with ``NoSuchTransaction`` (PYTHON-1894).
+  later command failed with ``NoSuchTransaction`` (PYTHON-1894);
+- a task spawned inside a block that opened its own ``transaction()``, as the docs advise,
+  joined the spawning block and was refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -218,3 +221,20 @@ async def test_a_first_command_that_cannot_be_encoded_leaves_the_block_usable(
         assert await BeBag.objects.count() == 0
         await BeBag(data={"ok": 1}).insert()
     assert [d.data for d in await BeBag.objects.all()] == [{"ok": 1}]
+
+
+async def test_a_task_spawned_in_a_block_gets_a_transaction_of_its_own(odm_database: Any) -> None:
+    # The docs' remedy for tasks inside a block; it joined the spawning block and was refused.
+    async def worker(n: int) -> None:
+        async with transaction():
+            await BeItem(n=n).insert()
+
+    await odm_database.create_collection("be_items")  # not by three transactions at once
+    with pytest.raises(Abort):
+        async with transaction():
+            await BeItem(n=0).insert()
+            await asyncio.gather(worker(1), worker(2))  # each commits on its own
+            late = asyncio.create_task(worker(3))  # runs after the block has ended
+            raise Abort
+    await late
+    assert sorted(d.n for d in await BeItem.objects.all()) == [1, 2, 3]
