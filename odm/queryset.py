@@ -128,20 +128,40 @@ class QuerySet(Generic[M]):
         clone._query.nothing = True
         return clone
 
+    def _refuse_sliced(self, method: str, fix: str = "") -> None:
+        """Raise ``QueryError`` naming ``method`` when this queryset is sliced (Django's
+        ``TypeError`` "Cannot filter a query once a slice has been taken").
+
+        ``filter()``, ``order_by()`` and the like after a slice would apply before it, to the
+        whole collection: ``order_by("a")[:3].filter(a__gte=5)`` would be ``[5, 6, 7]``, not
+        ``[]``. The internal slices and orderings of ``first()``, ``get()``, ``count()``,
+        ``exists()`` go to the :class:`Query` directly and are not checked here.
+        """
+        if self._query.is_sliced:
+            raise QueryError(
+                f"{method}() cannot be used once a slice has been taken: it would apply "
+                f"before the slice, to every document; {fix or f'call {method}() before slicing'}"
+            )
+
     def filter(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset with these conditions ANDed to the filter."""
+        if args or kwargs:
+            self._refuse_sliced("filter")
         clone = self._chain()
         clone._query.add_filter(*args, **kwargs)
         return clone
 
     def exclude(self, *args: Q, **kwargs: Any) -> Self:
         """Return a new queryset without the documents matching these conditions."""
+        if args or kwargs:
+            self._refuse_sliced("exclude")
         clone = self._chain()
         clone._query.add_exclude(*args, **kwargs)
         return clone
 
     def order_by(self, *fields: str) -> Self:
         """Return a new queryset sorted by ``fields`` (``-name`` descending); none: unsorted."""
+        self._refuse_sliced("order_by")
         clone = self._chain()
         clone._query.set_ordering(*fields)
         return clone
@@ -181,6 +201,7 @@ class QuerySet(Generic[M]):
 
     def distinct(self) -> Self:
         """Return a new queryset yielding each ``values()`` row once."""
+        self._refuse_sliced("distinct")
         clone = self._chain()
         clone._query.distinct = True
         return clone
@@ -188,6 +209,7 @@ class QuerySet(Generic[M]):
     def annotate(self, **aggregates: Any) -> QuerySet[dict[str, Any]]:
         """Return a new queryset grouping ``values()`` rows with these aggregates
         (one ``$group`` stage)."""
+        self._refuse_sliced("annotate")
         clone: QuerySet[Any] = self._chain()
         clone._query.add_annotations(aggregates)
         return clone
@@ -238,6 +260,7 @@ class QuerySet(Generic[M]):
         the stemming and stop words (``"english"``, ``"french"``, ``"none"``...); the
         index's default otherwise. Composes with ``filter``, ``order_by`` and slicing.
         """
+        self._refuse_sliced("search")
         clone = self._chain()
         extras.with_search(clone._query, terms, language, score)
         return clone
@@ -258,6 +281,7 @@ class QuerySet(Generic[M]):
         and ``odm.annotations_of(doc)``. ``max_distance`` / ``min_distance`` bound it. Runs as a
         ``$geoNear`` stage holding the queryset's filter.
         """
+        self._refuse_sliced("geo_near")
         clone = self._chain()
         extras.with_geo_near(
             clone._query,
@@ -286,6 +310,7 @@ class QuerySet(Generic[M]):
         ordering, counts, updates and deletes: ``collation("en", strength=2)`` ignores case
         (``strength=1`` accents too). An index is used only when its own ``collation=`` is
         the same. ``collation(None)``: the collection's default again."""
+        self._refuse_sliced("collation")
         document = None
         if locale is not None:
             try:
@@ -503,6 +528,11 @@ class QuerySet(Generic[M]):
         """Return the first result (ordered by ``id`` when no ordering applies), or ``None``."""
         clone = self._chain()
         if not clone._query.default_ordering():
+            # Ordering an unordered slice by id would change which rows the slice holds
+            # (Django's first() raises there too, through order_by("pk")).
+            self._refuse_sliced(
+                "first", "order the queryset before slicing it (order_by('id')[n:].first())"
+            )
             clone._query.set_ordering("id")
         rows = await clone[:1]
         return rows[0] if rows else None
@@ -512,7 +542,7 @@ class QuerySet(Generic[M]):
         if self._query.is_sliced:
             raise QueryError("last() cannot be used on a sliced queryset; order it instead")
         clone = self._chain()
-        clone._query.reverse_ordering()
+        clone._query.reverse_ordering("last")
         rows = await clone[:1]
         return rows[0] if rows else None
 
@@ -538,7 +568,11 @@ class QuerySet(Generic[M]):
                     raise model.DoesNotExist(f"{model.__name__} matching {what} does not exist")
                 # _by_id_only() ruled out projections, joins and prefetches: a plain load.
                 return load_documents(model, [raw], lenient=query.lenient)[0]  # type: ignore[no-any-return]
-        clone = self.filter(*args, **kwargs) if args or kwargs else self._chain()
+        if args or kwargs:
+            self._refuse_sliced("get", "filter before slicing, or call get() without conditions")
+            clone = self.filter(*args, **kwargs)
+        else:
+            clone = self._chain()
         clone._query.apply_slice(slice(0, 2))
         rows = await clone
         if not rows:
@@ -810,6 +844,14 @@ class QuerySet(Generic[M]):
         (which would be read as its characters or its keys) and ids the id field refuses raise
         :class:`QueryError` naming ``in_bulk``.
         """
+        query = self._query
+        if query.is_sliced:
+            raise QueryError("in_bulk() cannot be used on a sliced queryset (as in Django)")
+        if query.values_fields is not None or query.grouped or query.annotations:
+            raise QueryError(
+                "in_bulk() cannot be used with values(), values_list() or annotate(): it "
+                "returns documents keyed by id"
+            )
         qs = self
         if ids is not None:
             if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):

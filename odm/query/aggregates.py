@@ -109,11 +109,43 @@ class Count(Aggregate):
 
 
 class Sum(Aggregate):
-    """Sum a number field (``$sum``)."""
+    """Sum a number field (``$sum``): ``None`` when no document holds a number there.
+
+    As in SQL, a sum of nulls only is null, not 0. ``$sum`` of no number is the int32 ``0``,
+    so each int32 term is added as an int64: the sum is then an int32 only when nothing was
+    summed, which :meth:`finalize` turns into ``None`` (and an int64 sum that fits back into
+    an int32, as ``$sum`` of int32 values would have given).
+    """
 
     accumulator = "$sum"
     numeric = True
     __slots__ = ()
+
+    def argument(self, resolve: Callable[[str], str]) -> Any:
+        """Return the summed expression, an int32 term widened to an int64."""
+        return {
+            "$let": {
+                "vars": {"v": super().argument(resolve)},
+                "in": {
+                    "$cond": [{"$eq": [{"$type": "$$v"}, "int"]}, {"$toLong": "$$v"}, "$$v"]
+                },
+            }
+        }
+
+    def finalize(self, name: str) -> Any:
+        """Return ``None`` for a sum of no number, an int64 sum within int32 as an int32."""
+        total = "$" + name
+        kind = {"$type": total}
+        fits = {"$and": [{"$gte": [total, -(2**31)]}, {"$lt": [total, 2**31]}]}
+        return {
+            "$switch": {
+                "branches": [
+                    {"case": {"$eq": [kind, "int"]}, "then": None},
+                    {"case": {"$and": [{"$eq": [kind, "long"]}, fits]}, "then": {"$toInt": total}},
+                ],
+                "default": total,
+            }
+        }
 
 
 class Avg(Aggregate):

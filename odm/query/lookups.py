@@ -103,6 +103,8 @@ class Lookup:
     accepts_expressions: ClassVar[bool] = False
     #: The aggregation operator for ``$expr`` comparisons.
     expr_operator: ClassVar[str] = ""
+    #: An ``F()`` comparison with a null or missing side is unknown (never matches), as in SQL.
+    null_is_unknown: ClassVar[bool] = True
 
     __slots__ = ("expression_paths", "path", "subject", "target", "value")
 
@@ -229,7 +231,19 @@ class Lookup:
         if isinstance(self.value, Expression):
             by_name = {p.path: p.db_path for p in self.expression_paths}
             rhs = self.value.as_expr(by_name.__getitem__)
-            return {"$expr": {self.expr_operator: ["$" + self.target.db_path, rhs]}}
+            compare = {"$expr": {self.expr_operator: ["$" + self.target.db_path, rhs]}}
+            if not self.null_is_unknown:
+                return compare
+            # As in SQL (and Django): a comparison with NULL is unknown, so it never matches.
+            # Inside $expr a null or missing field sorts below every number and two missing
+            # fields are equal; so both sides, and every field the right side reads, must
+            # hold a value. Plain conditions (index-friendly) ahead of $expr; exclude() is
+            # the $nor of the whole, so it keeps the rows where either side is null.
+            mql: dict[str, Any] = {self.target.db_path: {"$ne": None}}
+            for resolved in self.expression_paths:
+                mql[resolved.db_path] = {"$ne": None}
+            mql.update(compare)
+            return mql
         return {self.target.db_path: self.operand()}
 
 
@@ -292,6 +306,7 @@ class NotEqual(Exact):
 
     lookup_name = "ne"
     expr_operator = "$ne"
+    null_is_unknown = False  # MongoDB's $ne: a null or missing side differs from a value
 
     def operand(self) -> Any:
         """Return ``{"$ne": value}``."""

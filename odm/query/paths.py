@@ -120,6 +120,12 @@ class ResolvedPath:
 _RESOLVED: Final = "paths.resolved"
 
 
+def _is_index(part: str) -> bool:
+    """Tell whether a path part is a list position: ASCII digits only (an Arabic-Indic digit
+    is a name, as any other non-ASCII text)."""
+    return part.isascii() and part.isdigit()
+
+
 def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> ResolvedPath:
     """Resolve a ``__`` path made only of fields (no lookup) against ``model``."""
     if root is None:
@@ -161,11 +167,11 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         check_name(part)
         while current.kind is Kind.LIST:
             assert current.item is not None
-            if part.isdigit():
+            if _is_index(part):
                 break
             current = current.item
             through_list = True
-        if current.kind is Kind.LIST and part.isdigit():
+        if current.kind is Kind.LIST and _is_index(part):
             db_parts.append(part)  # a position: tags__0 is "tags.0"
             names.append(part)
             assert current.item is not None

@@ -66,6 +66,10 @@ class Q:
         return self._combine(other, self.OR)
 
     def __invert__(self) -> Q:
+        # As in Django, ~Q() is empty: an empty Q is neutral wherever it goes, so its
+        # negation must not become a node that compiles to "match everything" inside an OR.
+        if not self:
+            return self._make((), self.AND, False)
         return self._make((self,), self.AND, True)
 
     def __bool__(self) -> bool:

@@ -188,9 +188,30 @@ class Query:
         meta = getattr(self.model, "_meta", None)
         return tuple(getattr(meta, "ordering", ()) or ())
 
-    def reverse_ordering(self) -> None:
-        """Reverse the ordering in force (for ``last()``); unordered becomes ``-id``."""
+    def reverse_ordering(self, what: str = "last") -> None:
+        """Reverse the ordering in force (for ``last()``); unordered becomes ``-id``.
+
+        Refused (``QueryError`` naming ``what`` and the field) when the ordering goes through a
+        list field: MongoDB sorts a list ascending by its smallest element and descending by
+        its largest, so the reversed sort is not the reversed order.
+        """
         current = self.default_ordering() or (ID_FIELD,)
+        for item in current:
+            bare = item[1:] if item[:1] in ("-", "+") else item
+            if bare.split("__", 1)[0] in self.annotations or bare in self.extras.computed:
+                continue
+            try:
+                root = _array_root(self.model, bare)
+            except QueryError:
+                continue  # not a path of the model (a values() name): nothing to reverse wrongly
+            if root is not None:
+                raise QueryError(
+                    f"{what}() cannot reverse an ordering on the list field {bare!r}: MongoDB "
+                    "sorts a list ascending by its smallest element and descending by its "
+                    "largest, so the reversed sort is not the reversed order; use "
+                    "an explicit order_by(...) and first() instead",
+                    field=bare,
+                )
         self.ordering = tuple(f[1:] if f.startswith("-") else "-" + f.lstrip("+") for f in current)
 
     # -- slicing -----------------------------------------------------------------------------

@@ -249,6 +249,10 @@ def _flat(q: Q) -> list[Q | tuple[str, Any]]:
     return out
 
 
+#: What :func:`_node` returns for a node holding no lookup: its parent leaves it out.
+_EMPTY = Where({})
+
+
 def _node(
     model: type[Any],
     q: Q,
@@ -261,9 +265,15 @@ def _node(
     children: list[Where] = []
     for child in _flat(q):
         if isinstance(child, Q):
-            children.append(_node(model, child, root, annotations, depth + 1))
+            node = _node(model, child, root, annotations, depth + 1)
+            if node is not _EMPTY:
+                children.append(node)
         else:
             children.append(_leaf(model, child[0], child[1], root, annotations))
+    if not children:
+        # No lookup at all below (Q(), Q(Q()), ~Q(Q())): neutral in any combination, as in
+        # Django (an empty node is left out, never "match everything" inside an OR).
+        return _EMPTY
     posts = {c.post for c in children if c.mql}
     if len(posts) > 1 and (q.connector == Q.OR or q.negated):
         raise QueryError(
@@ -273,7 +283,8 @@ def _node(
     for c in children:
         joins.extend(j for j in c.joins if j not in joins)
     if q.connector == Q.OR:
-        # An empty branch matches everything, so the whole OR does.
+        # A lookup that compiled to no condition matches everything, so the whole OR does
+        # (empty Q nodes never get here: they were left out above).
         parts = [c.mql for c in children]
         mql = {} if not parts or any(not p for p in parts) else (
             parts[0] if len(parts) == 1 else {"$or": parts}

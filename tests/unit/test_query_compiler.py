@@ -295,6 +295,28 @@ def test_values_annotate_group() -> None:
         query.clone().add_annotations({"x": Sum("name")})  # not a number
 
 
+def widened(term: Any) -> dict[str, Any]:
+    """A ``Sum`` term: an int32 added as an int64, so that only a sum of nothing is an int32."""
+    int32 = {"$eq": [{"$type": "$$v"}, "int"]}
+    return {"$let": {"vars": {"v": term}, "in": {"$cond": [int32, {"$toLong": "$$v"}, "$$v"]}}}
+
+
+def sum_or_none(total: str) -> dict[str, Any]:
+    """A ``Sum``'s finishing step: ``None`` for a sum of no number (an int32), an int64 that
+    fits back into an int32."""
+    kind = {"$type": total}
+    fits = {"$and": [{"$gte": [total, -(2**31)]}, {"$lt": [total, 2**31]}]}
+    return {
+        "$switch": {
+            "branches": [
+                {"case": {"$eq": [kind, "int"]}, "then": None},
+                {"case": {"$and": [{"$eq": [kind, "long"]}, fits]}, "then": {"$toInt": total}},
+            ],
+            "default": total,
+        }
+    }
+
+
 def test_aggregate() -> None:
     query = Query(QOrder)
     query.add_filter(status="paid")
@@ -320,8 +342,8 @@ def test_aggregate() -> None:
                     "$sum": {"$cond": [{"$eq": [{"$ifNull": ["$items", None]}, None]}, 0, 1]}
                 },
                 "people": {"$addToSet": "$customer"},
-                "total": {"$sum": "$total"},
-                "double": {"$sum": {"$multiply": ["$total", {"$literal": 2}]}},
+                "total": {"$sum": widened("$total")},
+                "double": {"$sum": widened({"$multiply": ["$total", {"$literal": 2}]})},
                 "low": {"$min": "$total"},
                 "sd": {"$stdDevSamp": "$total"},
             }
@@ -332,8 +354,8 @@ def test_aggregate() -> None:
                 "n": 1,
                 "with_items": 1,
                 "people": {"$size": {"$setDifference": ["$people", [None]]}},
-                "total": 1,
-                "double": 1,
+                "total": sum_or_none("$total"),
+                "double": sum_or_none("$double"),
                 "low": 1,
                 "sd": 1,
             }

@@ -136,8 +136,12 @@ def test_ids_and_references() -> None:
 
 
 def test_f_in_filters() -> None:
-    assert where(QOrder, total__gt=F("paid")) == {"$expr": {"$gt": ["$total", "$paid"]}}
+    not_null = {"total": {"$ne": None}, "paid": {"$ne": None}}
+    assert where(QOrder, total__gt=F("paid")) == {
+        **not_null, "$expr": {"$gt": ["$total", "$paid"]}
+    }
     assert where(QOrder, total=F("paid") * 2) == {
+        **not_null,
         "$expr": {"$eq": ["$total", {"$multiply": ["$paid", {"$literal": 2}]}]}
     }
     with pytest.raises(QueryError):
