@@ -20,9 +20,15 @@ What is learnt, from the stored document:
   had means nobody wrote at all: the stored form is the snapshot; anything else means someone
   else wrote meanwhile: the old snapshot stays, so the next write raises
   :class:`odm.StaleDocument` as any stale copy's does;
-- otherwise: the old snapshot, but for the top-level keys the cut-off write touched, which are
-  taken as stored (so the next ``save()`` writes exactly what differs there, and a field
-  someone else changed meanwhile elsewhere is still left alone).
+- otherwise: the old snapshot, path by path of the cut-off update (a dotted ``$set`` or
+  ``$unset`` path, a ``$push`` target): where the stored value shows the write ran (it equals
+  the value set, the path is gone, the pushed items follow the old list), the value that write
+  left; elsewhere the old value. Nothing else is taken from the stored document: the next
+  ``save()`` then sends again only the user's own changes that did not run, never a value
+  someone else wrote meanwhile (even in the same sub-document or list) and never an append
+  twice. (The document, like any copy loaded earlier, does not learn those other values.)
+
+Its copies (:mod:`odm.models.copies`) learn it too (:func:`odm.models.copies.learnt`).
 
 A write the server runs only after that read (it was still queued there) is beyond what a
 client can see; ``docs/documents.md`` says so ("A write cut off").
@@ -30,11 +36,13 @@ client can see; ``docs/documents.md`` says so ("A write cut off").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pymongo.errors import ConnectionFailure, WriteConcernError
 
 from . import executor
+from .models import copies
 from .models.diffing import same
 from .models.options import ID_KEY
 from .models.tracking import Unsure, set_snapshot, unsure, will_change
@@ -91,7 +99,9 @@ async def learn_outcome(
             snapshot = stored
         else:
             snapshot = before
-    else:
+    elif marked.sent is not None:
+        snapshot = _learn_paths(before, marked.sent, marked.planned or {}, stored)
+    else:  # a whole-document write (an insert() of a stored document): its top-level keys
         snapshot = before
         for key in marked.touched:
             if key in stored:
@@ -99,4 +109,79 @@ async def learn_outcome(
             else:
                 snapshot.pop(key, None)
     set_snapshot(document, snapshot)
+    copies.learnt(document, snapshot, stored=snapshot is stored)
     return snapshot
+
+
+_MISSING: Any = object()
+
+
+def _learn_paths(
+    before: dict[str, Any],
+    update: Mapping[str, Any],
+    planned: Mapping[str, Any],
+    stored: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return ``before`` with, at each path of ``update`` the stored document shows ran, the
+    value ``planned`` has there (the other paths, and everything else, as in ``before``)."""
+    snapshot = before
+    for operator, paths in update.items():
+        for path, argument in paths.items():
+            now = _get(stored, path)
+            if operator == "$set":
+                ran = now is not _MISSING and same(now, argument)
+            elif operator == "$unset":
+                ran = now is _MISSING
+            elif operator == "$push":
+                ran = _pushed(_get(before, path), argument, now)
+            else:  # not an operator save() sends: take the stored value
+                snapshot = _put(snapshot, path, now)
+                continue
+            if ran:
+                snapshot = _put(snapshot, path, _get(planned, path))
+    return snapshot
+
+
+def _pushed(old: Any, argument: Any, now: Any) -> bool:
+    """Tell whether the stored list ``now`` shows the ``$push`` of ``argument`` onto ``old``
+    ran: the pushed items are in it, together and after the items ``old`` had (others may
+    have pushed before or after them)."""
+    items = argument["$each"] if isinstance(argument, Mapping) and "$each" in argument else [
+        argument
+    ]
+    if not isinstance(now, list) or not items:
+        return False
+    start = len(old) if isinstance(old, list) else 0
+    count = len(items)
+    return any(
+        same(now[at : at + count], items) for at in range(start, len(now) - count + 1)
+    )
+
+
+def _get(raw: Mapping[str, Any], path: str) -> Any:
+    """Return the value at dotted ``path`` in ``raw``, or ``_MISSING``."""
+    value: Any = raw
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _put(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set (``_MISSING``: remove) dotted ``path`` in ``raw``, copying the sub-documents on the
+    way (a snapshot's sub-documents may be shared with others: never mutated)."""
+    if value is _MISSING and _get(raw, path) is _MISSING:
+        return raw
+    *parents, last = path.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, Mapping) else {}
+        node[part] = child
+        node = child
+    if value is _MISSING:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return raw

@@ -9,6 +9,11 @@ a :class:`Family` that remembers the stored form last written through any of the
 document is that object's fields. Each keeps its own snapshot for the write filter, so under
 ``Meta.optimistic_lock`` a copy saved after another still raises ``StaleDocument``.
 
+A write of one of them cut off without telling whether it ran (:mod:`odm.outcomes`) makes
+the family's ``latest`` that document's unsure snapshot; what its next ``save()`` learns from
+the stored document is then the family's too (:func:`learnt`), so that neither it nor a copy
+of it made since sends again what that write already did.
+
 Objects pickled together (one ``pickle.dumps`` of a list of them) stay one family; a lone
 pickled copy starts its own, like a document loaded again (it may be loaded elsewhere).
 """
@@ -18,9 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from .diffing import same
-from .tracking import family_of, raw_snapshot, set_family
+from .tracking import Unsure, family_of, raw_snapshot, set_family
 
-__all__ = ["Family", "join", "known_state", "rejoin", "written"]
+__all__ = ["Family", "join", "known_state", "learnt", "rejoin", "written"]
 
 # Reading an unset slot costs an AttributeError on every save: until a copy of a document
 # exists, no document has a family and save() does not look.
@@ -81,3 +86,19 @@ def written(document: Any, stored: dict[str, Any]) -> None:
     family: Family | None = family_of(document)
     if family is not None:
         family.latest = stored
+
+
+def learnt(document: Any, snapshot: dict[str, Any] | None, *, stored: bool) -> None:
+    """Record what :func:`odm.outcomes.learn_outcome` learnt for ``document`` after a write of
+    it was cut off: ``snapshot``, its new snapshot (``None``: the document is not stored);
+    ``stored``: that snapshot is the stored form just read. A snapshot pieced together from
+    the one before the write replaces the family's ``latest`` only while that is still unsure
+    (a copy written since knows better)."""
+    if not _copies_made:
+        return
+    family: Family | None = family_of(document)
+    if family is None:
+        return
+    latest = family.latest
+    if snapshot is None or stored or latest is None or isinstance(latest, Unsure):
+        family.latest = snapshot

@@ -107,16 +107,18 @@ class Unsure(dict[str, Any]):
     Its content is the snapshot from before the write (empty when the document was never
     stored, and ``existed`` is then false: ``is_stored`` says what was known before the
     write); ``call`` names the write, ``planned`` is the stored form the write would leave
-    (``None`` for a delete), and ``touched`` the top-level stored keys it writes. Read as a
-    dict it behaves like the old snapshot; ``save()`` and ``delete()`` read the stored document
-    first and keep what they learn instead (:func:`odm.outcomes.learn_outcome`)."""
+    (``None`` for a delete), ``sent`` the update document it sent (``None`` for an insert
+    or a delete) and ``touched`` the top-level stored keys it writes. Read as a dict it behaves
+    like the old snapshot; ``save()`` and ``delete()`` read the stored document first and keep
+    what they learn instead (:func:`odm.outcomes.learn_outcome`)."""
 
-    __slots__ = ("call", "existed", "planned", "touched")
+    __slots__ = ("call", "existed", "planned", "sent", "touched")
 
     call: str
     existed: bool
     planned: dict[str, Any] | None
     touched: frozenset[str]
+    sent: Mapping[str, Any] | None
 
 
 def unsure(
@@ -124,7 +126,9 @@ def unsure(
 ) -> None:
     """Record that ``call``, a write of ``document`` that would leave ``planned`` stored (an
     ``update`` document, or ``None`` when it writes the whole document or deletes it), failed
-    without telling whether it ran: its snapshot becomes an :class:`Unsure` one."""
+    without telling whether it ran: its snapshot becomes an :class:`Unsure` one. Its copies
+    (:mod:`odm.models.copies`) no longer know what is stored either: their family's latest
+    stored form becomes that same unsure snapshot, until it learns."""
     before = getattr(document, _SNAPSHOT, None)
     if isinstance(before, Unsure):  # cut off again before anything was learnt
         before = dict(before) if before.existed else None
@@ -132,6 +136,7 @@ def unsure(
     marked.call = call
     marked.existed = before is not None
     marked.planned = planned
+    marked.sent = update
     if update is None:
         marked.touched = frozenset(planned or ())
     else:
@@ -139,6 +144,9 @@ def unsure(
             path.partition(".")[0] for paths in update.values() for path in paths
         )
     _set_slot(document, _SNAPSHOT, marked)
+    family = getattr(document, _FAMILY, None)
+    if family is not None:
+        family.latest = marked
 
 
 def is_partial(document: Any) -> bool:
