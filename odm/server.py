@@ -83,6 +83,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+#: Each member's WiredTiger cache (GB). A transaction may dirty about a fifth of it before the
+#: server refuses it as too large for the cache: at 0.25 GB a transaction of ~50 MB (a
+#: ``bulk_create`` of large documents) failed here though a production server takes it.
+DEFAULT_CACHE_SIZE_GB = 0.5
+
 #: How often (ms) each member flushes its journal; the server's default is 100. A majority
 #: acknowledgement that waits for the journal's next flush instead of asking for one (a
 #: ``dropDatabase``, as every test database's teardown sends) then takes ~6 ms instead of ~100.
@@ -119,7 +124,7 @@ class LocalServer:
         replica_set: str | None = "rs0",
         mongod: str | None = None,
         startup_timeout: float = 30.0,
-        cache_size_gb: float = 0.25,
+        cache_size_gb: float = DEFAULT_CACHE_SIZE_GB,
         equal_priorities: bool = False,
         election_timeout_ms: int | None = None,
     ) -> None:
