@@ -14,7 +14,7 @@ confirmed, is of unknown outcome too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -45,25 +45,6 @@ class CutLockedDoc(odm.Document):
     class Meta:
         collection = "cut_locked_docs"
         optimistic_lock = True
-
-
-@pytest.fixture
-async def hold(odm_database: Any) -> AsyncIterator[Callable[[str, bool], Awaitable[None]]]:
-    """``await hold(command, ran)``: the server holds the next ``command`` for ``BLOCK_MS``,
-    then runs it (``ran``) or refuses it with an error."""
-
-    async def arm(command: str, ran: bool) -> None:
-        data: dict[str, Any] = {
-            "failCommands": [command], "blockConnection": True, "blockTimeMS": BLOCK_MS,
-        }
-        if not ran:
-            data["errorCode"] = 2
-        await odm_database.client.admin.command(
-            {"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data}
-        )
-
-    yield arm
-    await odm_database.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
 async def cut_off(call: Callable[[float | None], Awaitable[Any]], how: str) -> None:
@@ -105,7 +86,7 @@ OUTCOMES = ["ran", "refused"]
 async def test_a_push_cut_off_is_not_pushed_twice(hold: Any, how: str, outcome: str) -> None:
     doc = await CutDoc(ref="a").insert()
     doc.tags.append("x")
-    await hold("update", outcome == "ran")
+    await hold("update", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.save(timeout=t), how)
     assert isinstance(get_snapshot(doc), Unsure)
     # (With timeout=, the driver gives the server the time left as maxTimeMS: a write held
@@ -123,7 +104,7 @@ async def test_a_set_cut_off_then_undone_in_memory_is_written_back(
 ) -> None:
     doc = await CutDoc(ref="a").insert()
     doc.n = 5
-    await hold("update", outcome == "ran")
+    await hold("update", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.save(timeout=t), how)
     doc.n = 0  # back to what the snapshot says: without learning, nothing would be sent
     await doc.save()
@@ -137,7 +118,7 @@ async def test_a_field_someone_else_changed_meanwhile_is_left_alone(
 ) -> None:
     doc = await CutDoc(ref="a").insert()
     doc.tags.append("x")
-    await hold("update", outcome == "ran")
+    await hold("update", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.save(timeout=t), "asyncio_timeout")
     await CutDoc.objects.filter(id=doc.id).update(status="paid")
     await doc.save()
@@ -152,7 +133,7 @@ async def test_a_locked_save_cut_off_keeps_the_version_true(
 ) -> None:
     doc = await CutLockedDoc(ref="a").insert()
     doc.tags.append("x")
-    await hold("update", outcome == "ran")
+    await hold("update", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.save(timeout=t), how)
     await doc.save()  # ran: nothing left to send, the version it reached is learnt
     assert (await stored(doc) or {})["tags"] == ["x"]
@@ -168,7 +149,7 @@ async def test_a_locked_save_cut_off_then_written_by_someone_else_is_stale(
 ) -> None:
     doc = await CutLockedDoc(ref="a").insert()
     doc.tags.append("x")
-    await hold("update", outcome == "ran")
+    await hold("update", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.save(timeout=t), "asyncio_timeout")
     other = await CutLockedDoc.objects.get(id=doc.id)
     other.tags.append("other")
@@ -183,7 +164,7 @@ async def test_a_locked_save_cut_off_then_written_by_someone_else_is_stale(
 @pytest.mark.parametrize("how", HOWS)
 async def test_an_insert_cut_off_is_saved_once(hold: Any, how: str, outcome: str) -> None:
     doc = CutDoc(ref="new", tags=["t"])
-    await hold("insert", outcome == "ran")
+    await hold("insert", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.insert(timeout=t), how)
     assert isinstance(get_snapshot(doc), Unsure)
     await doc.save()  # ran: nothing to send; refused: inserted now
@@ -195,7 +176,7 @@ async def test_an_insert_cut_off_is_saved_once(hold: Any, how: str, outcome: str
 @pytest.mark.parametrize("how", HOWS)
 async def test_a_delete_cut_off_is_learnt(hold: Any, how: str, outcome: str) -> None:
     doc = await CutLockedDoc(ref="gone").insert()
-    await hold("delete", outcome == "ran")
+    await hold("delete", outcome == "ran", BLOCK_MS)
     await cut_off(lambda t: doc.delete(timeout=t), how)
     assert isinstance(get_snapshot(doc), Unsure)
     await doc.delete()  # under the lock: neither stale nor missing, whichever way it went
@@ -209,7 +190,7 @@ async def test_a_write_cut_off_inside_a_transaction_leaves_the_snapshot_sure(
     """Inside a block the transaction is rolled back instead (test_uow_cut_off.py): the abort
     puts the snapshot back, which is then true."""
     doc = await CutDoc(ref="a").insert()
-    await hold("update", True)
+    await hold("update", True, BLOCK_MS)
     with pytest.raises(odm.TransactionError):
         async with odm.transaction():
             doc.tags.append("x")
@@ -227,7 +208,7 @@ async def test_a_bulk_create_cut_off_leaves_each_document_saved_once(
     hold: Any, outcome: str, count: int
 ) -> None:
     docs = [CutDoc(ref=f"b{i}", n=i) for i in range(count)]
-    await hold("insert", outcome == "ran")  # the first chunk is held
+    await hold("insert", outcome == "ran", BLOCK_MS)  # the first chunk is held
     await cut_off(lambda t: CutDoc.objects.timeout(t).bulk_create(docs), "asyncio_timeout")
     unsure = [doc for doc in docs if isinstance(get_snapshot(doc), Unsure)]
     assert unsure, "no document says it does not know"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -51,25 +50,6 @@ class TruthLockedDoc(odm.Document):
         optimistic_lock = True
 
 
-@pytest.fixture
-async def hold(odm_database: Any) -> AsyncIterator[Callable[[bool], Awaitable[None]]]:
-    """``await hold(ran)``: the server holds the next update for ``BLOCK_MS``, then runs it
-    (``ran``) or refuses it with an error."""
-
-    async def arm(ran: bool) -> None:
-        data: dict[str, Any] = {
-            "failCommands": ["update"], "blockConnection": True, "blockTimeMS": BLOCK_MS,
-        }
-        if not ran:
-            data["errorCode"] = 2
-        await odm_database.client.admin.command(
-            {"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data}
-        )
-
-    yield arm
-    await odm_database.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
-
-
 async def cut_off_save(document: odm.Document) -> None:
     """Save ``document`` so that the call is cut off, and wait until the server is done with
     the held write."""
@@ -95,7 +75,7 @@ async def test_copies_made_before_and_after_a_cut_off_push_do_not_push_it_again(
     doc = await model(ref="a", tags=["a"]).insert()
     kept = doc.model_copy()  # made before the cut-off: its family knew the old list
     doc.tags.append("mine")
-    await hold(True)
+    await hold("update", True, BLOCK_MS)
     await cut_off_save(doc)
     assert (await stored(doc))["tags"] == ["a", "mine"]  # it ran
     shallow, deep = copy.copy(doc), copy.deepcopy(doc)
@@ -118,7 +98,7 @@ async def test_a_change_cut_off_leaves_the_rest_of_its_sub_document_and_list_alo
     doc = await TruthDoc(ref="a", tags=["a"]).insert()
     doc.address.city = "Lyon"
     doc.tags.append("mine")
-    await hold(outcome == "ran")
+    await hold("update", outcome == "ran", BLOCK_MS)
     await cut_off_save(doc)
     # Another client writes beside it, in the same sub-document and the same list.
     await TruthDoc.objects.filter(id=doc.id).update(
