@@ -197,11 +197,7 @@ class BulkInsert:
             + " and ".join(parts)
             + " inserted in this transaction"
         )
-        uow.rollback_only(what)
-        error.add_note(
-            f"odm: {what}: it can only be rolled back now (odm.TransactionError at the block's "
-            "next operation and at its end); retry the whole block"
-        )
+        uow.rollback_only(what, error)
 
     def stored(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
         """Return the documents the database holds after :meth:`run` and their stored forms

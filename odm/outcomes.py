@@ -46,6 +46,7 @@ from .models import copies
 from .models.diffing import same
 from .models.options import ID_KEY
 from .models.tracking import Unsure, set_snapshot, unsure, will_change
+from .models.writes import get_path
 from .session import current_unit_of_work
 from .timeouts import is_cut_off
 
@@ -127,18 +128,18 @@ def _learn_paths(
     snapshot = before
     for operator, paths in update.items():
         for path, argument in paths.items():
-            now = _get(stored, path)
+            now = get_path(stored, path, _MISSING)
             if operator == "$set":
                 ran = now is not _MISSING and same(now, argument)
             elif operator == "$unset":
                 ran = now is _MISSING
             elif operator == "$push":
-                ran = _pushed(_get(before, path), argument, now)
+                ran = _pushed(get_path(before, path, _MISSING), argument, now)
             else:  # not an operator save() sends: take the stored value
                 snapshot = _put(snapshot, path, now)
                 continue
             if ran:
-                snapshot = _put(snapshot, path, _get(planned, path))
+                snapshot = _put(snapshot, path, get_path(planned, path, _MISSING))
     return snapshot
 
 
@@ -158,20 +159,10 @@ def _pushed(old: Any, argument: Any, now: Any) -> bool:
     )
 
 
-def _get(raw: Mapping[str, Any], path: str) -> Any:
-    """Return the value at dotted ``path`` in ``raw``, or ``_MISSING``."""
-    value: Any = raw
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
 def _put(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """Set (``_MISSING``: remove) dotted ``path`` in ``raw``, copying the sub-documents on the
     way (a snapshot's sub-documents may be shared with others: never mutated)."""
-    if value is _MISSING and _get(raw, path) is _MISSING:
+    if value is _MISSING and get_path(raw, path, _MISSING) is _MISSING:
         return raw
     *parents, last = path.split(".")
     node = raw

@@ -67,12 +67,7 @@ async def read_again(
             if unloadable
             else "the documents it may have changed could not be read back"
         ) + f" ({_first_line(error)})"
-        uow.rollback_only(what)
-        error.add_note(
-            f"odm: {what}: the held documents still say what they said before the write, so "
-            "the transaction can only be rolled back now (odm.TransactionError at the block's "
-            "next operation and at its end)"
-        )
+        uow.rollback_only(what, error)
         raise
 
 

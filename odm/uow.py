@@ -202,14 +202,21 @@ class UnitOfWork:
         if self.interrupted is None:
             self.interrupted = call
 
-    def rollback_only(self, reason: str) -> None:
+    def rollback_only(self, reason: str, error: BaseException | None = None) -> None:
         """Make the transaction rollback-only because of ``reason`` (a sentence naming a write
         of the block that went through in part, so that its documents cannot tell which part:
         a batch of updates of which fewer matched than were sent, say). As after a cut-off
         call, the block's next operation and its end raise :class:`odm.TransactionError`, and
-        nothing of it is committed."""
+        nothing of it is committed. ``error``, the error about to be raised for that write,
+        gets a note saying so (whoever catches it learns the block cannot go on)."""
         if self.doomed is None:
             self.doomed = reason
+        if error is not None:
+            error.add_note(
+                f"odm: {reason}: the transaction can only be rolled back now "
+                "(odm.TransactionError at the block's next operation and at its end); retry "
+                "the whole block"
+            )
 
     def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
         """Run ``callback`` (sync or async, no arguments) after a successful commit only.
@@ -299,11 +306,13 @@ class UnitOfWork:
             if result.acknowledged and result.matched_count != len(items):
                 # The updates that matched were applied, and the result does not say which:
                 # committing would keep them while every document still says it is changed.
+                mismatch = _flush_mismatch(model, len(items), result.matched_count)
                 self.rollback_only(
                     f"a flush matched {result.matched_count} of the {len(items)} changed "
-                    f"{model.__name__} documents it wrote"
+                    f"{model.__name__} documents it wrote",
+                    mismatch,
                 )
-                raise _flush_mismatch(model, len(items), result.matched_count)
+                raise mismatch
             for document, _ in items:
                 self.journal.remember(document)
                 writes.mark_clean(document)

@@ -54,16 +54,20 @@ def write_filter(
         for key in meta.shard_key:
             path = meta.db_path(key)
             if path != ID_KEY:
-                filter[path] = _get_path(current, path)
+                filter[path] = get_path(current, path)
     if with_version and meta.optimistic_lock and snapshot is not None:
         filter[meta.db_key(meta.version_field)] = snapshot.get(meta.db_key(meta.version_field))
     return filter
 
 
-def _get_path(raw: Mapping[str, Any], path: str) -> Any:
+def get_path(raw: Mapping[str, Any], path: str, missing: Any = None) -> Any:
+    """Return the value at the dotted stored ``path`` in ``raw``, or ``missing`` where a key on
+    the way is absent (or its parent is no sub-document)."""
     value: Any = raw
     for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping) or part not in value:
+            return missing
+        value = value[part]
     return value
 
 
