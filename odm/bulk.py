@@ -13,12 +13,20 @@ overlap. One ``insert_many`` is in flight at a time and chunk *k + 1* is sent on
 failing document is sent. The session is taken in the calling task
 (:func:`~odm.session.operation_session`, which refuses tasks spawned inside a transaction) and
 passed explicitly, and ``timeout=`` is one deadline over every chunk.
+
+The driver sends an ``insert_many`` in messages of at most 48 MB, and when one of them fails
+with an error that names no document (a command error, a lost connection) it does not say how
+many messages before it were acknowledged. So a split list's chunks, whose encoded sizes are
+known here, are sent in runs that each fit in one message (:meth:`BulkInsert._messages`): every
+``insert_many`` the pipeline sends is one ``insert`` command, and a failure tells exactly which
+documents went in. A short list is encoded by the driver, its sizes unknown until it fails: if
+it took more than one message, such a failure leaves all of its documents of unknown outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from bson.errors import InvalidDocument
@@ -58,12 +66,20 @@ MIN_CHUNK = 250
 #: Documents dumped between two yields to the event loop while a chunk is in
 #: flight (the helper task needs the loop to send it and to read the reply).
 _SLICE = 250
-#: Bytes of encoded documents that surely go in one message of the driver's. The driver
-#: encodes an ``insert_many`` as it sends it, one message at a time (up to the server's
-#: ``maxMessageSizeBytes``, 48 MB, or 2 MiB with automatic encryption): a document it cannot
-#: encode stops the call after the messages before it were sent, unless fewer bytes than this
-#: came before it in the call.
-_ONE_MESSAGE = 1 << 20
+#: The size of the driver's messages: the ``maxMessageSizeBytes`` every MongoDB server
+#: announces (48,000,000 bytes). The driver fills each message of an ``insert_many`` with
+#: documents up to it, encoding them as it goes, and sends one message at a time.
+_MESSAGE_BYTES = 48_000_000
+#: The same with automatic encryption, where the driver splits at 2 MiB.
+_ENCRYPTED_MESSAGE_BYTES = 2 * 1024 * 1024
+#: Bytes of a message that are not documents, and more: its headers and the ``insert``
+#: command (collection, session, cluster time, write concern: well under 1 KiB).
+_COMMAND_ROOM = 16 * 1024
+#: Bytes a message spends on each document besides its BSON (none in an ``OP_MSG``; its type
+#: and array key with automatic encryption).
+_PER_DOCUMENT = 16
+#: The most documents the server takes in one ``insert`` command (``maxWriteBatchSize``).
+_MAX_WRITE_BATCH = 100_000
 
 
 
@@ -154,9 +170,12 @@ class BulkInsert:
         # Whether the server refused a chunk (a write error, a command error): inside a
         # transaction it has then aborted it.
         self._refused = False
-        # Whether the driver may have sent part of the failing chunk before it raised on the
-        # client (see _ONE_MESSAGE).
+        # Whether the driver may have sent part of the failing chunk without saying which: it
+        # raised on the client after it sent some of its messages, or a message of a chunk it
+        # split failed with an error that names no document (see _MESSAGE_BYTES).
         self._partly_sent = False
+        # Bytes of encoded documents that surely go in one message (see _message_budget).
+        self._budget: int | None = None
 
     async def run(self) -> None:
         """Insert every document; raise as one ``insert_many`` of them all would.
@@ -202,9 +221,10 @@ class BulkInsert:
     def stored(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
         """Return the documents the database holds after :meth:`run` and their stored forms
         (two parallel sequences): all of them after a success; after a failure, those of the
-        chunks the server acknowledged, less the ones its write errors name (with
-        ``ordered=True``: the documents before the first failing one); none after a failure
-        inside a transaction, which can only be rolled back then.
+        runs the server acknowledged and of the messages a ``BulkWriteError`` reports, less
+        the ones its write errors name (with ``ordered=True``: the documents before the first
+        failing one); none after a failure inside a transaction, which can only be rolled back
+        then.
 
         Inside a transaction a failure marks none, not even the acknowledged ones (which an
         abort would put back: ``QuerySet.bulk_create`` has the unit of work remember them
@@ -236,10 +256,10 @@ class BulkInsert:
 
     def unknown(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
         """Return the documents whose insert failed outside a transaction without telling
-        whether it ran (those of the chunks sent but not acknowledged, after a cancellation, a
-        deadline or a lost connection, or a document the driver could not encode after it may
-        have sent part of its chunk: they may be stored or not), with their stored forms; none
-        otherwise."""
+        whether it ran (those of the run sent but not acknowledged, after a cancellation, a
+        deadline or a lost connection; those of a short list the driver split, after a later
+        message of it failed with an error that names no document or after a document it could
+        not encode: they may be stored or not), with their stored forms; none otherwise."""
         if not (self._failed and self._outcome_unknown) or self._in_transaction:
             return (), ()
         cut = [i for i in range(self._confirmed, self._sent) if i not in self._missing]
@@ -262,12 +282,9 @@ class BulkInsert:
         try:
             while True:
                 stop = start + len(raws)
-                self._sent = stop
-                send = executor.insert_chunk(
-                    self.model, raws, ordered=self.ordered, session=session
-                )
+                send = self._send(raws, start, session)
                 if stop >= total:  # the last chunk (or the only one): from this task
-                    await self._settle(send, start, stop)
+                    await send
                     break
                 pending = asyncio.create_task(send)
                 try:
@@ -277,10 +294,10 @@ class BulkInsert:
                 except Exception:
                     # The next chunk could not be dumped: the chunk in flight still counts
                     # (and its own failure, earlier in the list, wins).
-                    await self._settle(pending, start, stop)
+                    await pending
                     pending = None
                     raise
-                await self._settle(pending, start, stop)
+                await pending
                 pending = None
                 start, raws = stop, following
         finally:
@@ -323,6 +340,48 @@ class BulkInsert:
         self.raws += raws
         return payload
 
+    async def _send(self, payload: list[Any], start: int, session: Any) -> None:
+        """Insert ``payload``, the chunk of documents from ``start``, with one ``insert_many``
+        per run of it that fits in one message (see :meth:`_messages`), one after the other;
+        record each outcome."""
+        for low, high in self._messages(payload):
+            self._sent = start + high
+            insert = executor.insert_chunk(
+                self.model, payload[low:high], ordered=self.ordered, session=session
+            )
+            await self._settle(insert, start + low, start + high)
+
+    def _messages(self, payload: list[Any]) -> list[tuple[int, int]]:
+        """Return the runs ``[low, high)`` of ``payload`` to send with one ``insert_many``
+        each: for a split list (encoded, so its sizes are known), runs that each fit in one
+        message of the driver's (a document too big for one goes alone); for a short one
+        (encoded by the driver as it sends it), the whole list."""
+        if not self._split:
+            return [(0, len(payload))]
+        budget = self._message_budget()
+        lengths = [len(document.raw) + _PER_DOCUMENT for document in payload]
+        if sum(lengths) <= budget:  # nearly always (~0.1 µs a document)
+            return [(0, len(payload))]
+        runs = []
+        low = size = 0
+        for at, length in enumerate(lengths):
+            if at > low and size + length > budget:
+                runs.append((low, at))
+                low, size = at, 0
+            size += length
+        runs.append((low, len(payload)))
+        return runs
+
+    def _message_budget(self) -> int:
+        """Return how many bytes of encoded documents (counting :data:`_PER_DOCUMENT` for
+        each) surely go in one message of the driver's for this model's client."""
+        if self._budget is None:
+            client = executor.collection(self.model).database.client
+            encrypted = client.options.auto_encryption_opts is not None
+            size = _ENCRYPTED_MESSAGE_BYTES if encrypted else _MESSAGE_BYTES
+            self._budget = size - _COMMAND_ROOM
+        return self._budget
+
     async def _settle(self, insert: Any, start: int, stop: int) -> None:
         """Await the ``insert_many`` of documents [start, stop) and record its outcome; with
         ``ordered=True`` raise at its first write error."""
@@ -348,40 +407,82 @@ class BulkInsert:
                 self._write_errors.append(error)
                 failed.append(index)
             self._concern_errors += details.get("writeConcernErrors") or []
-            self._inserted_count += int(details.get("nInserted", 0))
+            inserted = int(details.get("nInserted", 0))
+            self._inserted_count += inserted
             self._refused = True
+            self._missing.update(failed)
+            # The driver sends a list it split one message after another and reports those it
+            # sent: each of their documents was inserted or has a write error. It stops at a
+            # write error when ordered, and at a retryable write concern error (after its
+            # retry): the documents after those were never sent.
+            self._confirmed = min(stop, start + inserted + len(errors))
             # In a transaction the server aborted it at the write error: the next chunk would
             # only fail with NoSuchTransaction (labelled transient, so atomic() would run the
             # body again), hiding this error. So an unordered insert stops there too.
-            if errors and (self.ordered or self._in_transaction):
-                self._confirmed = min(failed)
+            if (errors and (self.ordered or self._in_transaction)) or self._confirmed < stop:
                 raise self._bulk_error() from None
-            self._missing.update(failed)
+            return
         except OperationFailure:
             self._refused = True
+            # A command error names no document: after earlier messages of a list the driver
+            # split, which of them went in is unknown (inside a transaction, the server
+            # aborted it).
+            self._partly_sent = not self._in_transaction and not self._one_message(start, stop)
             raise
-        else:
-            self._inserted_count += stop - start
+        except BaseException as exc:
+            # Raised on the client (a closed client...) after earlier messages may have gone.
+            # A cut-off or a lost connection leaves the whole run of unknown outcome anyway.
+            if not outcome_unknown(exc):
+                self._partly_sent = not self._one_message(start, stop)
+            raise
+        self._inserted_count += stop - start
         self._confirmed = stop
 
     def _may_have_sent(self, start: int, stop: int, exc: BaseException) -> bool:
         """Tell whether the driver may have sent some of documents [start, stop) before it
         raised ``exc`` on the client: ``False`` only when the documents before the one it
-        could not encode take fewer than :data:`_ONE_MESSAGE` bytes (a split list's chunks
-        were encoded here, so only the driver's ``DocumentTooLarge`` comes from them: the
-        documents before the one over the message size went in a message of their own)."""
+        could not encode fit in one message (a split list's chunks were encoded here, so only
+        the driver's ``DocumentTooLarge`` comes from them: the documents before the one over
+        the message size went in a message of their own)."""
         if isinstance(exc, DocumentTooLarge):
             return stop - start > 1
+        budget = self._message_budget()
         size = 0
-        for raw in self.raws[start:stop]:
-            if size >= _ONE_MESSAGE:
+        for length in self._sizes(start, stop):
+            if size > budget:
                 return True
+            if length is None:
+                return False  # the culprit, reached within the first message
+            size += length
+        return True  # no culprit found here: assume the worst
+
+    def _one_message(self, start: int, stop: int) -> bool:
+        """Tell whether the driver surely sent documents [start, stop) in one message: a
+        split list's runs were cut to fit (:meth:`_messages`); a short list is measured."""
+        if self._split:
+            return True
+        if stop - start > _MAX_WRITE_BATCH:
+            return False
+        budget = self._message_budget()
+        size = 0
+        for length in self._sizes(start, stop):
+            if length is None:
+                return False  # cannot be measured: assume the worst
+            size += length
+            if size > budget:
+                return False
+        return True
+
+    def _sizes(self, start: int, stop: int) -> Iterator[int | None]:
+        """Yield the bytes documents [start, stop) take in a message of the driver's, in
+        order, then ``None`` for one it cannot encode (and stop there)."""
+        for raw in self.raws[start:stop]:
             try:
                 (encoded,) = executor.encode_chunk(self.model, [raw])
             except Exception:  # ValidationError, or whatever else stops the encoder
-                return False  # the culprit, reached within the first message
-            size += len(encoded.raw)
-        return True  # no culprit found here: assume the worst
+                yield None
+                return
+            yield len(encoded.raw) + _PER_DOCUMENT
 
     def _bulk_error(self) -> BulkWriteError:
         """Return the errors of every chunk as one ``BulkWriteError``, as the driver reports
