@@ -27,7 +27,8 @@ class ModelAdmin:
     the string columns); ``text_search``: the search box searches the model's text index
     instead (words and their stems, ``Model.objects.search()``; default: on when the model
     declares ``Index(text=[...])`` and no ``search_fields`` are given); ``readonly_fields``:
-    shown but never written (``id`` and the optimistic lock's version field always are);
+    shown but never written (``id`` and the optimistic lock's version field always are, and a
+    frozen field on an edit);
     ``per_page``: rows per list page; ``ordering``: the default order (``"-id"``: newest first,
     served by the ``_id`` index).
     """
@@ -105,11 +106,20 @@ class ModelAdmin:
             return self.text_search
         return not self.search_fields and bool(text_index_fields(self.model))
 
-    def readonly(self) -> frozenset[str]:
-        """Fields never written through the admin."""
+    def readonly(self, *, editing: bool = False) -> frozenset[str]:
+        """Fields never written through the admin; ``editing``: through the form of a stored
+        document, where a frozen field (``Field(frozen=True)``, a frozen model's) is one too."""
         meta = getattr(self.model, "_meta", None)
         locked = {meta.version_field} if meta is not None and meta.optimistic_lock else set()
-        return frozenset({"id", *self.readonly_fields, *locked})
+        frozen = frozen_fields(self.model) if editing else ()
+        return frozenset({"id", *self.readonly_fields, *locked, *frozen})
+
+
+def frozen_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that pydantic refuses to change once it is made."""
+    if model.model_config.get("frozen"):
+        return tuple(model.model_fields)
+    return tuple(name for name, info in model.model_fields.items() if info.frozen)
 
 
 def text_index_fields(model: type[Any]) -> tuple[str, ...]:

@@ -44,6 +44,13 @@ def local_only(request: web.Request) -> bool:
         return False
 
 
+UNREADABLE_FORM = (
+    "The form's body cannot be read: it is not UTF-8 text (or names an unknown charset), "
+    "or not a well-formed form. Send the form from its page again."
+)
+"""What a POST whose body is not a readable form is told (a 400)."""
+
+
 def _refused(status: int, message: str) -> web.Response:
     return web.Response(
         status=status,
@@ -60,7 +67,8 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
 
     @new_style
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse unauthorized requests (403) and POSTs without the right CSRF token (403)."""
+        """Refuse unauthorized requests (403), POSTs whose body is not a readable form (400)
+        and POSTs without the right CSRF token (403)."""
         allowed = authorize(request)
         if inspect.isawaitable(allowed):
             allowed = await allowed
@@ -70,7 +78,10 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
             )
         cookie = request.cookies.get(CSRF_COOKIE, "")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
-            posted = (await request.post()).get(CSRF_FIELD, "")
+            try:
+                posted = (await request.post()).get(CSRF_FIELD, "")
+            except (ValueError, LookupError):  # not UTF-8, an unknown charset, bad multipart
+                return _refused(400, UNREADABLE_FORM)
             if (
                 not cookie
                 or not isinstance(posted, str)

@@ -7,18 +7,20 @@ answers with an error status, or raises, leaves nothing written.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 from bson import ObjectId
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
 import odm
-from odm.exceptions import MigrationError, QueryError, StaleDocument
+from odm.exceptions import DuplicateKey, MigrationError, QueryError, StaleDocument
 
-from . import detail, forms, listing, picker
+from . import detail, forms, listing, picker, writes
 from .errors import FormRefused, error_page
 from .options import ModelAdmin
 from .security import CSRF_TOKEN
@@ -97,8 +99,9 @@ async def _load(admin: ModelAdmin, id: str) -> Any:
     return await admin.model.objects.get(id=id)
 
 
-def _specs(admin: ModelAdmin) -> tuple[forms.FieldSpec, ...]:
-    return forms.describe(admin.model, admin.readonly())
+def _specs(admin: ModelAdmin, *, editing: bool) -> tuple[forms.FieldSpec, ...]:
+    """The form's inputs: of a new document (``editing`` false) or of a stored one."""
+    return forms.describe(admin.model, admin.readonly(editing=editing))
 
 
 async def _form_page(
@@ -116,7 +119,7 @@ async def _form_page(
     """The add or edit form. ``state``: what its reference pickers show (default: their first
     pages); ``version``: the lock's version the form was opened at (default: the document's)."""
     site = _site(request)
-    specs = _specs(admin)
+    specs = _specs(admin, editing=doc is not None)
     links = {}
     for spec in specs:
         target = site.admin_of(spec.target) if spec.kind == "reference" else None
@@ -156,7 +159,9 @@ def _shown_all(specs: tuple[forms.FieldSpec, ...], source: Any) -> dict[str, Any
 async def add_form(request: web.Request) -> web.Response:
     """An empty form for a new document (defaults filled in where they are plain values)."""
     admin = _site(request).admin_for(request.match_info["model"])
-    return await _form_page(request, admin, None, forms.defaults(admin.model, _specs(admin)))
+    return await _form_page(
+        request, admin, None, forms.defaults(admin.model, _specs(admin, editing=False))
+    )
 
 
 @routes.get("/{model}/{id}/")
@@ -174,78 +179,113 @@ async def change_form(request: web.Request) -> web.Response:
     """A document in a form: every field, the writable ones as inputs."""
     admin = _site(request).admin_for(request.match_info["model"])
     doc = await _load(admin, request.match_info["id"])
-    return await _form_page(request, admin, doc, _shown_all(_specs(admin), doc))
+    return await _form_page(request, admin, doc, _shown_all(_specs(admin, editing=True), doc))
 
 
-def _validation_errors(
-    exc: ValidationError,
-    specs: tuple[forms.FieldSpec, ...],
-    data: dict[str, Any],
-    errors: dict[str, list[str]],
-    general: list[str],
-) -> None:
-    """Add pydantic's messages by input name (see :func:`forms.error_place`), the others to
-    ``general``; an input whose text could not be read keeps its own message alone (pydantic
-    only saw that it was not a value)."""
-    unreadable = forms.unparsed_paths(data)
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        key, message = forms.error_place(error["loc"], error["msg"], specs)
-        if key in unreadable:
-            continue
-        if key:
-            errors.setdefault(key, []).append(message)
-        else:
-            general.append(message)
+@dataclass(frozen=True)
+class _Errors:
+    """The errors a posted form is shown with: by input name, and those that no one input
+    holds (``general``); ``data`` is the form read back (:func:`forms.read_form`)."""
+
+    specs: tuple[forms.FieldSpec, ...]
+    data: dict[str, Any]
+    by_input: dict[str, list[str]]
+    general: list[str]
+
+    def add(self, located: Iterable[writes.Located]) -> None:
+        """Add messages by input name (see :func:`forms.error_place`), the others to
+        ``general``; an input whose text could not be read keeps its own message alone
+        (pydantic only saw that it was not a value)."""
+        unreadable = forms.unparsed_paths(self.data)
+        for loc, text in located:
+            key, message = forms.error_place(loc, text, self.specs)
+            if key in unreadable:
+                continue
+            shown = self.by_input.setdefault(key, []) if key else self.general
+            if message not in shown:
+                shown.append(message)
 
 
 async def _write(
+    document: Any,
     write: Coroutine[Any, Any, Any],
-    page: Callable[[], Awaitable[web.Response]],
-    specs: tuple[forms.FieldSpec, ...],
-    data: dict[str, Any],
-    errors: dict[str, list[str]],
-    general: list[str],
+    page: Callable[..., Awaitable[web.Response]],
+    found: _Errors,
 ) -> None:
-    """Await ``write`` (the document's insert or save).
+    """Await ``write`` (``document``'s insert or save); a refused write raises
+    :class:`FormRefused` with ``page`` (the form, showing ``found``), rendered once the unit of
+    work has aborted.
 
     A value pydantic accepts may still be refused by the BSON encoder (a NUL in a key of a
-    JSON value, an integer beyond 64 bits): that ValidationError comes from the write, before
-    anything is sent. Its messages join ``errors`` and ``general``, and ``page`` (the form,
-    showing them) is raised as :class:`FormRefused`, to be rendered once the unit of work has
-    aborted.
+    JSON value, an integer beyond 64 bits, a datetime past year 9999 in UTC): that error comes
+    from the write, before anything is sent, and is shown at the input holding the value.
+    A unique index another document holds is a DuplicateKey, or a write conflict when that
+    document was written during this request's transaction: which index it breaks is then
+    read once the transaction is over (a 409 either way).
     """
     try:
         await write
-    except ValidationError as exc:
-        _validation_errors(exc, specs, data, errors, general)
+    except (ValidationError, OverflowError) as exc:
+        unstorable = writes.unstorable_errors(exc, document)
+        if unstorable is None:
+            raise
+        found.add(unstorable)
         raise FormRefused(page) from None
+    except DuplicateKey as exc:
+        found.add(writes.duplicate_errors(type(document), exc))
+        raise FormRefused(functools.partial(page, status=409)) from None
+    except PyMongoError as exc:
+        if not writes.is_write_conflict(exc):
+            raise
+        stored = document.to_bson()
+
+        async def clashed() -> web.Response:
+            clashes = await writes.clash_errors(type(document), stored)
+            found.add(clashes or [((), writes.CONFLICT_MESSAGE)])
+            return await page(status=409)
+
+        raise FormRefused(clashed) from None
 
 
 async def _check_references(
-    specs: tuple[forms.FieldSpec, ...], data: dict[str, Any], errors: dict[str, list[str]]
+    specs: tuple[forms.FieldSpec, ...],
+    data: dict[str, Any],
+    errors: dict[str, list[str]],
+    prefix: str = "",
 ) -> None:
-    """A reference must name an existing document of its target."""
+    """A reference must name an existing document of its target, wherever it is: at the top,
+    in an embedded model or in a row of a list of them (``prefix``: the inputs' path)."""
     for spec in specs:
         value = data.get(spec.name)
-        if spec.kind != "reference" or spec.target is None or not value:
-            continue
-        try:
-            exists = await spec.target.objects.filter(id=value).exists()
-        except QueryError:
-            exists = False
-        if not exists:
-            errors.setdefault(spec.name, []).append(
-                f"no {spec.target.__name__} has the id {value!r}"
-            )
+        key = f"{prefix}{spec.name}"
+        if spec.kind == "embedded" and isinstance(value, dict):
+            await _check_references(spec.children, value, errors, f"{key}.")
+        elif spec.kind == "embedded_list" and isinstance(value, list):
+            for index, row in enumerate(value):
+                await _check_references(spec.children, row, errors, f"{key}.{index}.")
+        elif (
+            spec.kind == "reference"
+            and spec.target is not None
+            and value
+            and not await _exists(spec.target, value)
+        ):
+            errors.setdefault(key, []).append(f"no {spec.target.__name__} has the id {value!r}")
+
+
+async def _exists(target: type[Any], id: Any) -> bool:
+    """Tell whether a document of ``target`` has the id ``id`` (not one when it is no id)."""
+    try:
+        return bool(await target.objects.filter(id=id).exists())
+    except QueryError:
+        return False
 
 
 async def _submitted(
-    request: web.Request, admin: ModelAdmin
+    request: web.Request, admin: ModelAdmin, specs: tuple[forms.FieldSpec, ...]
 ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, str], picker.PickState | None]:
-    """The posted form read back: values by field, errors by input, the raw form, and the
-    pickers' state when the form asks a picker for documents instead of being saved."""
+    """The posted form of ``specs`` read back: values by field, errors by input, the raw form,
+    and the pickers' state when the form asks a picker for documents instead of being saved."""
     form = await request.post()
-    specs = _specs(admin)
     plain = {k: v for k, v in form.items() if isinstance(v, str)}
     forms.check_names(specs, form.keys())
     picker.check_searches(_site(request), specs, plain)
@@ -262,8 +302,8 @@ async def add(request: web.Request) -> web.StreamResponse:
     """Create a document; invalid values re-show the form with the errors by their fields."""
     site = _site(request)
     admin = site.admin_for(request.match_info["model"])
-    specs = _specs(admin)
-    data, errors, _, state = await _submitted(request, admin)
+    specs = _specs(admin, editing=False)
+    data, errors, _, state = await _submitted(request, admin, specs)
     if state is not None:
         return await _form_page(
             request, admin, None, _shown_all(specs, data), errors=errors, state=state
@@ -279,13 +319,14 @@ async def add(request: web.Request) -> web.StreamResponse:
         errors=errors,
         general=general,
     )
+    found = _Errors(specs, data, errors, general)
     try:
         doc = admin.model.model_validate(data)
     except ValidationError as exc:
-        _validation_errors(exc, specs, data, errors, general)
+        found.add(writes.pydantic_errors(exc))
     else:
         if not errors:
-            await _write(doc.insert(), page, specs, data, errors, general)
+            await _write(doc, doc.insert(), page, found)
             raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=created")
     return await page()
 
@@ -296,8 +337,8 @@ async def change(request: web.Request) -> web.StreamResponse:
     site = _site(request)
     admin = site.admin_for(request.match_info["model"])
     doc = await _load(admin, request.match_info["id"])
-    specs = _specs(admin)
-    data, errors, form, state = await _submitted(request, admin)
+    specs = _specs(admin, editing=True)
+    data, errors, form, state = await _submitted(request, admin, specs)
     current = {name: getattr(doc, name) for name in admin.model.model_fields}
     meta = admin.model._meta
     if state is not None:
@@ -324,15 +365,16 @@ async def change(request: web.Request) -> web.StreamResponse:
         general=general,
         version=opened,
     )
+    found = _Errors(specs, data, errors, general)
     try:
         candidate = admin.model.model_validate({**current, **data})
     except ValidationError as exc:
-        _validation_errors(exc, specs, data, errors, general)
+        found.add(writes.pydantic_errors(exc))
     else:
         if not errors:
             for name in data:
                 setattr(doc, name, getattr(candidate, name))
-            await _write(doc.save(), page, specs, data, errors, general)
+            await _write(doc, doc.save(), page, found)
             raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")
     return await page()
 
