@@ -123,13 +123,19 @@ def check_collation(collation: Mapping[str, Any], what: str) -> dict[str, Any]:
                 f"{what}: unknown collation field {key!r} (fields: {', '.join(FIELDS)})"
             )
         if isinstance(kind, frozenset):
-            if value not in kind:
-                raise ValueError(f"{what}: {key} must be one of {sorted(kind)}, not {value!r}")
+            # A string first: a dict or list from a request body is unhashable, and a bare
+            # TypeError from the set lookup would name nothing.
+            if not isinstance(value, str) or value not in kind:
+                raise ValueError(
+                    f"{what}: {key} must be one of {sorted(kind)}, not {reprlib.repr(value)}"
+                )
         elif kind is int:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
-                raise ValueError(f"{what}: strength must be an int from 1 to 5, not {value!r}")
+                raise ValueError(
+                    f"{what}: strength must be an int from 1 to 5, not {reprlib.repr(value)}"
+                )
         elif type(value) is not kind:
-            raise ValueError(f"{what}: {key} must be a {kind.__name__}, not {value!r}")
+            raise ValueError(f"{what}: {key} must be a {kind.__name__}, not {reprlib.repr(value)}")
         checked[key] = value
     locale = checked.get("locale")
     if not locale or "\x00" in locale or locale.startswith("$"):

@@ -15,7 +15,14 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-__all__ = ["CONTAINERS", "MAX_DEPTH", "check_payload", "too_deep"]
+__all__ = [
+    "CONTAINERS",
+    "MAX_DEPTH",
+    "check_payload",
+    "levels_below",
+    "path_too_deep",
+    "too_deep",
+]
 
 #: The deepest a stored document may nest, the document itself being level 1.
 MAX_DEPTH: Final = 100
@@ -24,9 +31,25 @@ MAX_DEPTH: Final = 100
 CONTAINERS: Final = (dict, list, tuple, set, frozenset)
 
 
+def levels_below(path: str, sep: str = ".") -> int:
+    """How many containers deep a value written at ``path`` may nest: :data:`MAX_DEPTH` less
+    the document and each container the path passes through (``"a.b"``: the document and
+    ``a``; 98). Negative when the path alone is too deep (``sep``: ``"__"`` for a query key)."""
+    return MAX_DEPTH - 1 - path.count(sep)
+
+
+def path_too_deep(path: str, sep: str = ".") -> bool:
+    """Tell whether a value written at ``path`` would sit deeper than :data:`MAX_DEPTH`
+    levels whatever it is (a scalar included): the path has more than ``MAX_DEPTH`` parts.
+    The server would refuse it untyped, or past 255 parts write it elsewhere."""
+    return levels_below(path, sep) < 0
+
+
 def too_deep(value: Any, levels: int) -> bool:
     """Tell whether ``value`` nests more than ``levels`` containers deep (a scalar: 0, a flat
-    dict or list: 1). Stops as soon as it knows."""
+    dict or list: 1; so any value when ``levels`` is negative). Stops as soon as it knows."""
+    if levels < 0:
+        return True
     if not isinstance(value, CONTAINERS):
         return False
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -57,8 +80,7 @@ def check_payload(model: type[Any], payload: Sequence[Any]) -> None:
             ]
             for path, item in pairs:
                 # The value of "a.b" sits in two containers: the document and "a".
-                levels = MAX_DEPTH - 1 - str(path).count(".")
-                if too_deep(item, levels):
+                if too_deep(item, levels_below(str(path))):
                     raise _error(model, str(path), item)
 
 

@@ -10,11 +10,12 @@ import datetime as _dt
 import decimal as _decimal
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
+    Final,
     ForwardRef,
     Generic,
     Self,
@@ -24,12 +25,13 @@ from typing import (
 )
 
 import bson
+from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic import Field as _PydanticField
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from ..registry import registry
+from .derived import derived
 
 if TYPE_CHECKING:
     from typing import Annotated as Annotated
@@ -236,17 +238,9 @@ class Reference(Generic[T]):
 
         def validate(value: Any) -> Reference[Any]:
             target = resolved[0] if resolved[0] is not None else current_target()
-            if isinstance(value, Reference):
-                if value.model is None and target is not None:
-                    return Reference(value.id, value.document, target)
-                return value
-            if target is not None and isinstance(value, target):
-                return Reference(getattr(value, "id", None), value, target)
-            if isinstance(value, str) and bson.ObjectId.is_valid(value):
-                return Reference(bson.ObjectId(value), None, target)
-            if isinstance(value, dict | list) or value is None:
-                raise ValueError("a reference is an id or a document, not a dict, list or None")
-            return Reference(value, None, target)
+            if target is None:
+                return _reference_unchecked(value)
+            return _reference_to(target, value)
 
         return core_schema.no_info_plain_validator_function(
             validate,
@@ -304,6 +298,123 @@ class Reference(Generic[T]):
     def __repr__(self) -> str:
         loaded = ", loaded" if self.document is not None else ""
         return f"Reference({self.id!r}{loaded})"
+
+
+#: The entry of a target model's derived state (odm.models.derived): its :class:`_IdCheck`.
+_ID_CHECK: Final = "fields.reference_id"
+
+
+@dataclass(frozen=True, slots=True)
+class _IdCheck:
+    """How a reference checks an id against its target's ``id`` field."""
+
+    #: The type whose values the ``id`` field takes as they are (an id just read from the
+    #: database: no validation call), or ``None``.
+    plain: type | None
+    #: The ``id`` field's own validator, or ``None`` when the target declares no ``id``.
+    validate: Callable[[Any], Any] | None
+
+
+def _id_check(target: type[Any]) -> _IdCheck:
+    """The (cached) :class:`_IdCheck` of references to ``target``."""
+    state = derived(target)
+    check: _IdCheck | None = state.get(_ID_CHECK)
+    if check is None:
+        check = state[_ID_CHECK] = _make_id_check(target)
+    return check
+
+
+def _make_id_check(target: type[Any]) -> _IdCheck:
+    info = getattr(target, "model_fields", {}).get("id")
+    if info is None:
+        return _IdCheck(None, None)
+    from pydantic import TypeAdapter
+
+    id_type: Any = info.annotation
+    if info.metadata:
+        id_type = typing.Annotated[(id_type, *info.metadata)]
+    if _annotation_is_object_id(info):
+        plain: type | None = bson.ObjectId
+    elif not info.metadata and info.annotation in (str, int):
+        plain = info.annotation  # no constraint: a str (int) is the id as it is
+    else:
+        plain = None
+    return _IdCheck(plain, TypeAdapter(id_type).validator.validate_python)
+
+
+def _reference_to(target: type[Any], value: Any) -> Reference[Any]:
+    """The Reference a field declared ``Reference[target]`` holds for ``value``: a ``target``
+    document (or one of a subclass), a Reference to one, or an id of the ``target``'s id type
+    (validated as that field validates it: ``"<24 hex>"`` becomes an ObjectId). Anything else
+    raises ``ValueError``: stored, it would not load back."""
+    check = _id_check(target)
+    if type(value) is check.plain:  # an id read from the database: the usual case
+        return Reference(value, None, target)
+    if isinstance(value, Reference):
+        return _rewrapped(target, check, value)
+    if isinstance(value, target):
+        return Reference(getattr(value, "id", None), value, target)
+    if isinstance(value, BaseModel):
+        raise ValueError(
+            f"a reference to {target.__name__} takes a {target.__name__} (or a subclass), "
+            f"a Reference or an id, not a {type(value).__name__}"
+        )
+    return Reference(_target_id(target, check, value), None, target)
+
+
+def _rewrapped(target: type[Any], check: _IdCheck, value: Reference[Any]) -> Reference[Any]:
+    """``value`` as a reference to ``target``: refused when it refers to another class (its
+    document, or its declared model, is not a ``target``), its id checked when unloaded."""
+    document, model = value.document, value.model
+    if document is not None and not isinstance(document, target):
+        raise ValueError(
+            f"a reference to {target.__name__} cannot hold a {type(document).__name__}"
+        )
+    if document is None and model is not None and not _is_subclass(model, target):
+        raise ValueError(
+            f"a reference to {target.__name__} cannot hold a reference to {model.__name__}"
+        )
+    ident = value.id if document is not None else _target_id(target, check, value.id)
+    if model is not None and ident is value.id:
+        return value
+    return Reference(ident, document, model if model is not None else target)
+
+
+def _is_subclass(model: Any, target: type[Any]) -> bool:
+    return isinstance(model, type) and issubclass(model, target)
+
+
+def _target_id(target: type[Any], check: _IdCheck, value: Any) -> Any:
+    """``value`` validated as ``target``'s id (``ValueError`` naming the expected type)."""
+    if type(value) is check.plain:
+        return value
+    if check.validate is None:  # no id field to check against
+        return _reference_unchecked(value).id
+    try:
+        return check.validate(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"] if exc.error_count() else str(exc)
+        raise ValueError(
+            f"a reference to {target.__name__} takes a {target.__name__}, a Reference or a "
+            f"{target.__name__} id, not this {type(value).__name__} ({reason})"
+        ) from None
+
+
+def _reference_unchecked(value: Any) -> Reference[Any]:
+    """The Reference for ``value`` when the target is not known yet (a string naming a class
+    not declared yet): a document's id, a 24-hex string as an ObjectId, or a scalar id as it
+    is; a container, ``None`` or a model that is not a Document is refused."""
+    if isinstance(value, Reference):
+        return value
+    if isinstance(value, str) and bson.ObjectId.is_valid(value):
+        return Reference(bson.ObjectId(value), None, None)
+    if isinstance(value, BaseModel) and getattr(type(value), "_meta", None) is not None:
+        return Reference(getattr(value, "id", None), value, type(value))
+    if value is None or isinstance(value, BaseModel | Mapping | list | tuple | set | frozenset):
+        raise ValueError(
+            f"a reference is an id or a document, not {type(value).__name__}"
+        )
+    return Reference(value, None, None)
 
 
 #: ``model_dump(context={REFERENCES: NESTED})`` dumps each loaded reference as its document.

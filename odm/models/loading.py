@@ -21,9 +21,7 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from ..exceptions import (
-    Invalid,
-)
+from ..exceptions import Invalid, QueryError
 from ..gcpause import MIN_BATCH, paused_gc
 from ..session import current_unit_of_work
 from .copies import written
@@ -114,6 +112,18 @@ def _class_for(model: type[Any], raw: Mapping[str, Any]) -> type[Any]:
     return found if found is not None and issubclass(found, model) else model
 
 
+def _first_document_error(
+    model: type[Any], raws: Sequence[dict[str, Any]], exc: _PydanticValidationError
+) -> _PydanticValidationError:
+    """The error of a batch's validation as the first failing document's own: titled with
+    its ``_id``, its locations without the position in the batch."""
+    errors = exc.errors()
+    first = errors[0]["loc"][0]
+    assert isinstance(first, int)
+    mine = [{**e, "loc": e["loc"][1:]} for e in errors if e["loc"][0] == first]
+    return _named_error(model, raws[first], mine)
+
+
 def _validate_batch(
     model: type[Any], raws: Sequence[dict[str, Any]], lenient: bool
 ) -> list[Any]:
@@ -126,11 +136,7 @@ def _validate_batch(
             return validate(raws)  # type: ignore[no-any-return]
     except _PydanticValidationError as exc:
         if not lenient:
-            errors = exc.errors()
-            first = errors[0]["loc"][0]
-            assert isinstance(first, int)
-            mine = [{**e, "loc": e["loc"][1:]} for e in errors if e["loc"][0] == first]
-            raise _named_error(model, raws[first], mine) from None
+            raise _first_document_error(model, raws, exc) from None
     results: list[Any] = []
     for raw in raws:
         try:
@@ -344,14 +350,37 @@ def _partial_plan(model: type[Any], names: frozenset[str]) -> _PartialPlan:
 def loaded_fields(
     model: type[Any], only: Sequence[str] | None, deferred: Sequence[str]
 ) -> frozenset[str]:
-    """Return the top-level fields a projection loads (``id`` always)."""
+    """Return the top-level fields of ``model`` a projection loads (``id`` always). A name
+    that is not a field of ``model`` (one of a sibling class in a polymorphic family, which
+    a base-class queryset may name) is not loaded."""
+    fields = model.model_fields
     if only is not None:
-        names = {name.split("__", 1)[0] for name in only}
+        names = {top for top in _tops(only) if top in fields}
     else:
         skipped = {name for name in deferred if "__" not in name}
-        names = set(model.model_fields) - skipped
+        names = set(fields) - skipped
     names.add(ID_FIELD)
     return frozenset(names)
+
+
+def _tops(names: Iterable[str]) -> set[str]:
+    """The top-level field of each path (``address__city``: ``address``)."""
+    return {name.split("__", 1)[0] for name in names}
+
+
+def _check_names(model: type[Any], only: Sequence[str] | None, deferred: Sequence[str]) -> None:
+    """Raise QueryError naming a field of ``only`` / ``deferred`` that neither ``model`` nor
+    any class below it in its polymorphic family declares (no row could load it)."""
+    fields = model.model_fields
+    for top in _tops((*(only or ()), *deferred)):
+        if top in fields:
+            continue
+        family = model._meta.family.values()
+        if not any(issubclass(cls, model) and top in cls.model_fields for cls in family):
+            raise QueryError(
+                f"{model.__name__} has no field {top!r} (nor has any of its subclasses)",
+                field=top,
+            )
 
 
 def load_partial(
@@ -362,27 +391,16 @@ def load_partial(
     deferred: Sequence[str] = (),
     lenient: bool = False,
 ) -> list[Any]:
-    """Build documents from projected rows: the loaded fields validated (in one batch), the
-    others left unset. Such documents cannot be saved (``save()`` says why)."""
-    names = loaded_fields(model, only, deferred)
-    plan = _partial_plan(model, names)
-    documents = []
-    # One pause for validating and building: neither makes anything cyclic.
-    with paused_gc(len(raws)):
-        try:
-            partials = plan.adapter.validate_python(raws)
-        except _PydanticValidationError as exc:
-            if not lenient:
-                first = exc.errors()[0]["loc"][0]
-                assert isinstance(first, int)
-                raise _named_error(model, raws[first], exc.errors()) from None
-            return [_partial_one(model, names, raw) for raw in raws]
-        for raw, partial in zip(raws, partials, strict=True):
-            present = {name for name, key in plan.loaded if key in raw}
-            document = plan.construct(partial.__dict__, present)
-            set_snapshot(document, raw)
-            set_partial(document, True)
-            documents.append(document)
+    """Build documents from projected rows: the loaded fields validated (in one batch per
+    class), the others left unset. In a polymorphic family each row becomes an instance of
+    the class its ``_cls`` names (as a full load gives), with the fields of that class among
+    those asked for. Such documents cannot be saved (``save()`` says why)."""
+    _check_names(model, only, deferred)
+    family = model._meta.family
+    if not family or len(family) < 2:
+        documents = _load_partial_class(model, raws, only, deferred, lenient)
+    else:
+        documents = _load_partial_family(model, raws, only, deferred, lenient)
     uow = current_unit_of_work()
     if uow is not None:
         # A partial document never enters the identity map: a later full load of its id
@@ -393,9 +411,58 @@ def load_partial(
     return documents
 
 
+def _load_partial_family(
+    model: type[Any],
+    raws: Sequence[dict[str, Any]],
+    only: Sequence[str] | None,
+    deferred: Sequence[str],
+    lenient: bool,
+) -> list[Any]:
+    """:func:`_load_partial_class` once per class of the rows' ``_cls``, in the rows' order."""
+    groups: dict[type[Any], list[int]] = {}
+    for position, raw in enumerate(raws):
+        groups.setdefault(_class_for(model, raw), []).append(position)
+    if len(groups) == 1:
+        (cls,) = groups
+        return _load_partial_class(cls, raws, only, deferred, lenient)
+    documents: list[Any] = [None] * len(raws)
+    for cls, positions in groups.items():
+        part = _load_partial_class(cls, [raws[p] for p in positions], only, deferred, lenient)
+        for position, document in zip(positions, part, strict=True):
+            documents[position] = document
+    return documents
+
+
+def _load_partial_class(
+    model: type[Any],
+    raws: Sequence[dict[str, Any]],
+    only: Sequence[str] | None,
+    deferred: Sequence[str],
+    lenient: bool,
+) -> list[Any]:
+    """Build documents of ``model`` itself from projected rows of that class."""
+    names = loaded_fields(model, only, deferred)
+    plan = _partial_plan(model, names)
+    documents = []
+    # One pause for validating and building: neither makes anything cyclic.
+    with paused_gc(len(raws)):
+        try:
+            partials = plan.adapter.validate_python(raws)
+        except _PydanticValidationError as exc:
+            if not lenient:
+                raise _first_document_error(model, raws, exc) from None
+            return [_partial_one(model, names, raw) for raw in raws]
+        for raw, partial in zip(raws, partials, strict=True):
+            present = {name for name, key in plan.loaded if key in raw}
+            document = plan.construct(partial.__dict__, present)
+            set_snapshot(document, raw)
+            set_partial(document, True)
+            documents.append(document)
+    return documents
+
+
 def _partial_one(model: type[Any], names: frozenset[str], raw: dict[str, Any]) -> Any:
     try:
-        return load_partial(model, [raw], only=sorted(names))[0]
+        return _load_partial_class(model, [raw], sorted(names), (), lenient=False)[0]
     except _PydanticValidationError as exc:
         return Invalid(raw, exc)
-
