@@ -5,6 +5,9 @@ or ``stream = await qs.watch()``): once that line has run the server cursor exis
 change made after it is delivered, and none is lost between the call and the first read. It
 can start from a resume token or an operation time, and it tells its own resume token at any
 moment, so a consumer that stops can carry on where it left off.
+
+:func:`watch_query` turns a queryset's query into such a stream: it refuses what a change stream
+cannot follow, and matches the filter on what each event carries (:func:`event_pipeline`).
 """
 
 from __future__ import annotations
@@ -12,12 +15,20 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 
 from pymongo.errors import OperationFailure
 
 from . import executor
 from .exceptions import ConfigurationError, QueryError
+from .models.loading import load_documents
+from .models.options import ID_KEY
+from .query.where import and_mql
+
+if TYPE_CHECKING:
+    from bson import Timestamp
+
+    from .query.query import Query
 
 M = TypeVar("M")
 
@@ -31,6 +42,17 @@ BEFORE_CHANGE: tuple[str, ...] = ("off", "whenAvailable", "required")
 
 #: Change-stream errors that mean the server is not a replica set or sharded cluster.
 _NO_CHANGE_STREAMS = {40573, 40324}
+
+#: Events about the collection itself, not a document: no filter can be proved on them, and a
+#: consumer must see them whatever it filters (after ``invalidate`` the server has closed the
+#: cursor, and its token is the one ``start_after=`` goes on from).
+STREAM_EVENTS: Final = ("drop", "rename", "dropDatabase", "invalidate")
+
+#: Where a change event carries the document after the change, and before it.
+_AFTER: Final = "fullDocument"
+_BEFORE: Final = "fullDocumentBeforeChange"
+_IS_DOCUMENT: Final = {"$type": "object"}
+_NO_DOCUMENT: Final = {"$not": {"$type": "object"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +139,9 @@ class ChangeStream(Generic[M]):
 
     @property
     def is_open(self) -> bool:
-        """Tell whether the server cursor exists (opened and not closed)."""
-        return self._stream is not None and not self._closed
+        """Tell whether the server cursor exists: opened, not closed, and not ended by the
+        server (it ends the stream after an ``invalidate`` event)."""
+        return self._stream is not None and not self._closed and bool(self._stream.alive)
 
     @property
     def resume_token(self) -> dict[str, Any] | None:
@@ -197,3 +220,222 @@ class ChangeStream(Generic[M]):
             raw=raw,
             before=self._load(self._model, before) if before else None,
         )
+
+
+# -- from a queryset to a stream -------------------------------------------------------------
+
+
+def watch_query(
+    query: Query,
+    *,
+    full_document: str = "updateLookup",
+    full_document_before_change: str | None = None,
+    resume_after: Mapping[str, Any] | None = None,
+    start_after: Mapping[str, Any] | None = None,
+    start_at_operation_time: Timestamp | None = None,
+    batch_size: int | None = None,
+    max_await_time_ms: int | None = None,
+) -> ChangeStream[Any]:
+    """Return the stream (not open yet) of the changes to the documents ``query`` matches:
+    what ``QuerySet.watch()`` returns. What a change stream cannot follow (a slice,
+    ``values()``, ``search()``, a ``near`` filter, a collation, ...) and options that cannot
+    work raise :class:`QueryError` here, before anything is sent."""
+    refuse_unwatchable(query)
+    check_options(
+        full_document,
+        full_document_before_change,
+        {
+            "resume_after": resume_after,
+            "start_after": start_after,
+            "start_at_operation_time": start_at_operation_time,
+        },
+    )
+    pipeline = event_pipeline(query)
+    options: dict[str, Any] = {"full_document": full_document}
+    for name, value in (
+        ("full_document_before_change", full_document_before_change),
+        ("resume_after", resume_after),
+        ("start_after", start_after),
+        ("start_at_operation_time", start_at_operation_time),
+        ("batch_size", batch_size),
+        ("max_await_time_ms", max_await_time_ms),
+    ):
+        if value is not None:
+            options[name] = dict(value) if isinstance(value, Mapping) else value
+    load = _load_lenient if query.lenient else _load_strict
+    return ChangeStream(query.model, pipeline, options, load)
+
+
+def refuse_unwatchable(query: Query) -> None:
+    """Raise :class:`QueryError`, naming ``watch()`` and the culprit, when ``query`` asks for
+    something a change stream cannot do (the server would refuse it with an untyped error, or
+    worse, ignore it and deliver other events than the queryset matches)."""
+    if query.nothing:
+        raise QueryError("watch() on none() would never deliver an event")
+    if query.is_sliced:
+        raise QueryError(
+            "watch() cannot follow a sliced queryset: a change stream has no order and no "
+            "positions; filter it instead"
+        )
+    if query.values_fields is not None or query.grouped:
+        raise QueryError(
+            "watch() streams documents: it cannot follow values(), values_list() or annotate()"
+        )
+    extras = query.extras
+    if extras.search is not None:
+        raise QueryError(
+            "watch() cannot follow search(): a change stream cannot use a text index; "
+            "filter on the fields instead"
+        )
+    if extras.geo_near is not None:
+        raise QueryError(
+            "watch() cannot follow geo_near(): a change stream has no distances; "
+            "filter with __within instead"
+        )
+    if extras.collation is not None and query.where and extras.collation.get("locale") != "simple":
+        raise QueryError(
+            "watch() cannot filter with collation(): a change stream compares strings binary "
+            "(the server ignores a collation there), so it would miss changes that count() "
+            "matches; drop collation() and filter on the stored values"
+        )
+
+
+def event_pipeline(query: Query) -> list[dict[str, Any]]:
+    """Return the pipeline of ``query``'s change stream: its filter, matched on what each
+    event carries; the events about the collection itself (:data:`STREAM_EVENTS`) pass
+    whatever the filter."""
+    match = _event_match(_collection_filter(query), _class_condition(query.model))
+    if match is None:
+        return []
+    stream_events = {"operationType": {"$in": list(STREAM_EVENTS)}}
+    return [{"$match": {"$or": [stream_events, match]}}]
+
+
+def _collection_filter(query: Query) -> dict[str, Any]:
+    """Return the filter ``query`` adds to its class condition, as it runs on the collection."""
+    parts: list[dict[str, Any]] = []
+    for where in query.where:
+        if where.joins:
+            raise QueryError("watch() cannot filter across references")
+        parts.append(where.mql)
+    return and_mql(parts)
+
+
+def _class_condition(model: type[Any]) -> dict[str, Any]:
+    """Return the ``_cls`` condition of a polymorphic subclass (empty for any other class)."""
+    meta: Any = getattr(model, "_meta", None)
+    # Only Options has class_values: another _meta (or none) needs no condition.
+    condition: dict[str, Any] = meta.class_filter() if getattr(meta, "class_values", None) else {}
+    return condition
+
+
+def _event_match(
+    filter: Mapping[str, Any], class_condition: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Return the condition a change event must meet to be delivered (``None``: every event).
+
+    An event is delivered only when the filter can be proved on it. A filter on ``_id`` alone
+    is proved on every event (each carries ``documentKey``); any other is proved on the
+    document after the change, or, for a delete, on the document before it (present when the
+    stream asks for it and the collection keeps pre-images). A subclass's class condition is
+    proved the same way, except that when the filter names its ids (``id=x``, ``id__in``) an
+    event that carries no document at all (a delete without a pre-image) is delivered on its
+    id alone.
+    """
+    if not filter and not class_condition:
+        return None
+    if filter and _on_id_only(filter):
+        by_key = _prefix_filter(filter, _AFTER)
+        if not class_condition:
+            return by_key
+        if _names_ids(filter):
+            return and_mql([by_key, _class_where_known(class_condition)])
+    whole = and_mql([dict(filter), dict(class_condition)])
+    deleted = and_mql([{"operationType": "delete"}, _proved_on(_BEFORE, whole)])
+    return {"$or": [_proved_on(_AFTER, whole), deleted]}
+
+
+def _proved_on(image: str, filter: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``filter`` matched on the event's document ``image``, which the event must carry
+    (a negative filter would otherwise match an event without it, for want of the field)."""
+    return and_mql([{image: {"$type": "object"}}, _prefix_filter(filter, image)])
+
+
+def _class_where_known(class_condition: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the class condition on whichever document the event carries, after the change
+    or else before it; an event that carries neither passes."""
+    return {
+        "$or": [
+            _proved_on(_AFTER, class_condition),
+            and_mql(
+                [{_AFTER: {"$not": {"$type": "object"}}}, _proved_on(_BEFORE, class_condition)]
+            ),
+            {_AFTER: {"$not": {"$type": "object"}}, _BEFORE: {"$not": {"$type": "object"}}},
+        ]
+    }
+
+
+def _on_id_only(filter: Mapping[str, Any]) -> bool:
+    """Tell whether a collection filter tests nothing but ``_id`` (what every event carries,
+    as ``documentKey._id``)."""
+    for key, value in filter.items():
+        if key in ("$and", "$or", "$nor"):
+            if not all(_on_id_only(part) for part in value):
+                return False
+        elif key != ID_KEY:
+            return False
+    return True
+
+
+def _names_ids(filter: Mapping[str, Any]) -> bool:
+    """Tell whether a filter on ``_id`` alone keeps only ids it names (``id=x``, ``id__in``;
+    not ``exclude(id=x)``), so that an event about any other document cannot pass it."""
+    for key, value in filter.items():
+        if key == "$and":
+            named = any(_names_ids(part) for part in value)
+        elif key == "$or":
+            named = bool(value) and all(_names_ids(part) for part in value)
+        elif key == ID_KEY:
+            named = not isinstance(value, Mapping) or "$eq" in value or "$in" in value
+        else:
+            named = False
+        if named:  # the top level ANDs its keys: one that names ids is enough
+            return True
+    return False
+
+
+def _prefix_filter(filter: Mapping[str, Any], image: str) -> dict[str, Any]:
+    """Rewrite a collection filter for change events, whose document is under ``image``
+    (``_id`` is tested on ``documentKey``, which every event carries); refuse what a change
+    stream's ``$match`` cannot run."""
+    out: dict[str, Any] = {}
+    for key, value in filter.items():
+        if key in ("$and", "$or", "$nor"):
+            out[key] = [_prefix_filter(part, image) for part in value]
+        elif key == "$expr":
+            raise QueryError("watch() cannot use F() expressions in its filter")
+        elif key.startswith("$"):
+            raise QueryError(f"watch() cannot use {key} in its filter")
+        elif isinstance(value, Mapping) and "$near" in value:
+            raise QueryError(
+                f"watch() cannot filter with __near (on {key!r}): a change stream has no "
+                "distances; filter with __within instead",
+                field=key,
+            )
+        elif key == ID_KEY:
+            out["documentKey._id"] = value
+        else:
+            out[f"{image}.{key}"] = value
+    return out
+
+
+def _load_strict(model: type[Any], raw: dict[str, Any]) -> Any:
+    """Validate one stored document (a change event's) into ``model``: a document that does
+    not fit raises pydantic's ``ValidationError``."""
+    return load_documents(model, [raw])[0]
+
+
+def _load_lenient(model: type[Any], raw: dict[str, Any]) -> Any:
+    """Validate one stored document (a change event's) into ``model``, or an
+    ``odm.Invalid`` when it does not fit (``lenient()``)."""
+    return load_documents(model, [raw], lenient=True)[0]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import enum
+import re
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -37,6 +38,7 @@ from pymongo.errors import (
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
+    WriteError,
 )
 
 from . import connection as _connection
@@ -237,6 +239,72 @@ def _parallel_arrays(exc: OperationFailure) -> bool:
     return exc.code == _BAD_VALUE and "parallel arrays" in str(exc)
 
 
+#: The server's errors for an update operator that the stored value refuses, by code:
+#: TypeMismatch (``$inc`` / ``$mul`` on null or a string) and BadValue (``$push`` /
+#: ``$addToSet`` / ``$pull`` on what is not an array). Each: words of the message that tell
+#: it from other errors of its code, the update operators it is about, what they need.
+_UNFIT: dict[int, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    14: (("non-numeric",), ("$inc", "$mul"), "a number"),
+    2: (
+        ("must be an array", "non-array"),
+        ("$push", "$addToSet", "$pull", "$pullAll"),
+        "a list",
+    ),
+}
+
+#: The field the server names ("the field 'n'", "Field named 'tags'") and the type it found
+#: ("type null").
+_NAMED_FIELD = re.compile(r"[Ff]ield (?:named )?'([^']+)'")
+_FOUND_TYPE = re.compile(r"type (\w+)")
+
+
+def _unfit_value(
+    model: type[Any], what: str, payload: Any, exc: WriteError
+) -> QueryError | None:
+    """Return the ``QueryError`` for an update that a stored value refused (``F("n") + 1`` on
+    a document whose ``n`` is null), naming the field as ``update()`` takes it and what it
+    holds; ``None`` when ``exc`` is another error."""
+    message = str((exc.details or {}).get("errmsg") or exc)
+    words, operators, need = _UNFIT[exc.code or 0]  # the caller checked the code
+    update = payload[0] if payload else None
+    if not any(w in message for w in words) or not isinstance(update, Mapping):
+        return None
+    paths = [p for op in operators for p in (update.get(op) or {})]
+    named = _NAMED_FIELD.search(message)
+    if named is not None:
+        name = named.group(1)
+        paths = [p for p in paths if p == name or p.endswith("." + name)] or paths
+    if not paths:
+        return None
+    fields = [_field_path(model, p) for p in paths]
+    found = _FOUND_TYPE.findall(message)
+    held = f"holds {found[-1]} there, not {need}" if found else f"does not hold {need} there"
+    leave = (
+        f"leave such documents out (filter({fields[0]}__isnull=False)) or "
+        if found and found[-1] == "null"
+        else ""
+    )
+    return QueryError(
+        f"{model.__name__} {what}: cannot write {', '.join(repr(f) for f in fields)}: a "
+        f"matching document {held}, so the update cannot apply; {_unfit_outcome(what)}; "
+        f"{leave}store {need} there first (the server said: {message})",
+        field=fields[0],
+    )
+
+
+def _unfit_outcome(what: str) -> str:
+    """Say what a refused update left behind: in a transaction the server aborted it; an
+    ``update_many`` keeps what it wrote before the refused document."""
+    if current_unit_of_work() is not None:
+        return "the server aborted the transaction"
+    if what == "update_many":
+        return (
+            "the documents it updated before that one keep the change (MongoDB does not "
+            "undo an update_many part-way)"
+        )
+    return "nothing was written"
+
+
 #: What the encoder raises for a value BSON cannot hold: a NUL in a key, an integer beyond
 #: 64 bits, a lone surrogate in a string (JSON allows "\ud800"; UTF-8 cannot encode it).
 #: A tuple: built once, not per call.
@@ -326,6 +394,10 @@ class _run:
                 + (f" (sorted by {', '.join(fields)})" if fields else ""),
                 field=fields[0] if fields else None,
             ) from exc
+        if isinstance(exc, WriteError) and exc.code in _UNFIT:
+            unfit = _unfit_value(self.model, self.what, self.payload, exc)
+            if unfit is not None:
+                raise unfit from exc
         if isinstance(exc, DuplicateKeyError):
             raise _duplicate(self.model, exc.details, exc) from exc
         if isinstance(exc, BulkWriteError):

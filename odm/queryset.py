@@ -20,12 +20,12 @@ from collections.abc import (
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, cast, overload
 
-from bson import ObjectId, Timestamp
+from bson import Decimal128, ObjectId, Timestamp
 from pydantic import BaseModel
 
 from . import executor, resync
 from .bulk import BulkInsert
-from .changestream import BeforeChange, ChangeStream, FullDocument, check_options
+from .changestream import BeforeChange, ChangeStream, FullDocument, watch_query
 from .changestream import ChangeEvent as ChangeEvent  # re-exported: its home before 0.x
 from .collation import collation_document
 from .concerns import as_read_preference
@@ -42,6 +42,7 @@ from .models.model_plan import DatetimeFixer
 from .models.options import ID_KEY
 from .models.references import check_saved_references
 from .models.tracking import set_snapshots, unsure
+from .models.writes import get_path
 from .query import compiler, extras
 from .query.compiler import CompiledWrite
 from .query.paths import not_a_field_name
@@ -54,6 +55,7 @@ from .timeouts import check_timeout
 
 if TYPE_CHECKING:
     from .models.geo import Point
+    from .uow import UnitOfWork
 
 M = TypeVar("M")
 QS = TypeVar("QS", bound="QuerySet[Any]")
@@ -67,11 +69,6 @@ STREAM_BATCH_SIZE = 1000
 
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
-
-
-def _load_one(model: type[Any], raw: dict[str, Any]) -> Any:
-    """Validate one stored document (a change event's) into ``model``."""
-    return load_documents(model, [raw], lenient=False)[0]
 
 
 def _naive_fixer(model: type[Any], query: Query) -> DatetimeFixer | None:
@@ -661,7 +658,7 @@ class QuerySet(Generic[M]):
         stages.extend(dict(stage) for stage in pipeline)
         return await executor.aggregate_list(self._model, stages, **self._read_options())
 
-    def _write_target(self) -> tuple[CompiledWrite, Any]:
+    def _write_target(self) -> tuple[CompiledWrite, UnitOfWork | None]:
         """Compile what ``update()`` / ``delete()`` write to (refusing a sliced, ``values()``
         or ``annotate()`` queryset before anything is sent) and note the write in the unit
         of work; also return that unit of work when its tracked documents must be flushed
@@ -673,13 +670,15 @@ class QuerySet(Generic[M]):
         plain method, not a coroutine: most writes have nothing to flush.
         """
         target = compiler.compile_write(self._query)
-        uow = current_unit_of_work()
+        uow: UnitOfWork | None = current_unit_of_work()
         if uow is None:
             return target, None
         uow.note_write()
         return target, uow if len(uow.identity) else None
 
-    async def _write_filter(self, target: CompiledWrite, flush: Any) -> dict[str, Any]:
+    async def _write_filter(
+        self, target: CompiledWrite, flush: UnitOfWork | None
+    ) -> dict[str, Any]:
         """Flush the unit of work ``flush`` (unless ``None``); return the filter of
         ``target``, the ids its pipeline matched when it has no plain filter."""
         if flush is not None:
@@ -731,9 +730,11 @@ class QuerySet(Generic[M]):
                     field=path,
                 )
         options: dict[str, Any] = _collation(self._query)
+        single = _single(filter)
+        if compiled.needs and not single:
+            await self._refuse_unfit(filter, compiled.needs, options)
         if compiled.array_filters:
             options["array_filters"] = compiled.array_filters
-        single = _single(filter)
         write = executor.update_one if single else executor.update_many
         result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
         if flush is not None:  # the unit of work tracks documents: they may have changed
@@ -741,6 +742,51 @@ class QuerySet(Generic[M]):
                 flush, self._model, only=filter[ID_KEY] if single else None, write="update"
             )
         return int(result.matched_count)
+
+    async def _refuse_unfit(
+        self,
+        filter: Mapping[str, Any],
+        needs: Mapping[str, tuple[str, str]],
+        options: Mapping[str, Any],
+    ) -> None:
+        """Raise ``QueryError`` before an ``update_many`` that a matching document would stop
+        part-way: one whose field holds what the update's operator refuses (``F("n") + 1``
+        where ``n`` is null, ``F("tags").push(x)`` where ``tags`` is null).
+
+        MongoDB stops an ``update_many`` at such a document and keeps what it wrote before
+        it: asked first, nothing is written. (A document changed between the two is still
+        refused by the server, and :mod:`odm.executor` says what that left.)
+        """
+        unfit = [
+            {path: {"$exists": True, "$not": {"$type": need}}}
+            for path, (_, need) in needs.items()
+        ]
+        probe = {"$and": [filter, {"$or": unfit}]} if filter else {"$or": unfit}
+        raw = await executor.find_one(
+            self._model,
+            probe,
+            projection=dict.fromkeys(needs, 1),
+            timeout=self._query.timeout,
+            read_preference="primary",
+            **options,
+        )
+        if raw is None:
+            return
+        for path, (key, need) in needs.items():
+            value = get_path(raw, path, _MISSING)
+            if value is _MISSING or _bson_type_fits(value, need):
+                continue
+            held = "null" if value is None else f"a {type(value).__name__}"
+            leave = ""
+            if value is None:
+                leave = f"leave such documents out (filter({key}__isnull=False)) or "
+            raise QueryError(
+                f"{self._model.__name__} update: cannot write {key!r}: the matching document "
+                f"_id={raw.get(ID_KEY)!r} holds {held} there, not {_NEEDED[need]}, and MongoDB "
+                "would stop the update at it, keeping what it wrote before; nothing was "
+                f"written; {leave}store {_NEEDED[need]} there first",
+                field=key,
+            )
 
     async def delete(self) -> int:
         """Delete every matching document in one ``delete_many``; return how many
@@ -779,9 +825,33 @@ class QuerySet(Generic[M]):
         Its keys must be fields of the model and may not repeat a field of ``kwargs``
         (``QueryError`` naming them). On a model with a field named ``defaults``, the keyword
         is still this parameter, as in Django: look the field up with ``defaults__exact=``.
+
+        With no lookup keyword the queryset must be filtered
+        (``filter(owner=me).get_or_create(defaults=...)``): on an unfiltered one a
+        ``QueryError`` is raised, since ``get()`` would return whichever document exists.
         """
         checked = _checked_defaults(self._model, defaults, kwargs, "get_or_create")
+        self._refuse_no_lookup("get_or_create", kwargs)
         return await self._get_or_create(checked, kwargs)
+
+    def _refuse_no_lookup(self, method: str, lookups: Mapping[str, Any]) -> None:
+        """Raise ``QueryError`` when ``method`` (``get_or_create`` / ``update_or_create``) has
+        no lookup keyword and this queryset no filter of its own.
+
+        Its ``get()`` would then match every document: it would return whichever one exists
+        (another user's, when a request body held only ``defaults``) or raise
+        ``MultipleObjectsReturned``. ``none()`` matches nothing, so it is left to create.
+        """
+        query = self._query
+        if lookups or query.where or query.nothing:
+            return
+        model = self._model.__name__
+        raise QueryError(
+            f"{method}() needs a lookup: with none, and no filter on the queryset, it would "
+            f"return whichever {model} document exists (or raise MultipleObjectsReturned); "
+            f"name the document ({method}(field=value, ...)) or filter first "
+            f"({model}.objects.filter(owner=...).{method}(...))"
+        )
 
     async def _get_or_create(
         self, checked: dict[str, Any], lookups: dict[str, Any]
@@ -818,7 +888,8 @@ class QuerySet(Generic[M]):
         written to a stored document, so a key of a request body expanded into the call
         (``update_or_create(**body)``) must not be able to bind it. Every keyword is a lookup;
         ``defaults=`` is the lookup on a field named ``defaults`` and is refused with a
-        ``QueryError`` when the model has no such field.
+        ``QueryError`` when the model has no such field. As for :meth:`get_or_create`, an
+        unfiltered queryset needs at least one lookup keyword.
         """
         if "defaults" in kwargs and "defaults" not in self._model.model_fields:
             raise QueryError(
@@ -828,6 +899,7 @@ class QuerySet(Generic[M]):
                 field="defaults",
             )
         checked = _checked_defaults(self._model, defaults, kwargs, "update_or_create")
+        self._refuse_no_lookup("update_or_create", kwargs)
         # Not self.get_or_create(checked, **kwargs): a lookup `defaults=` would bind its
         # parameter a second time (a TypeError).
         document, created = await self._get_or_create(checked, kwargs)
@@ -971,47 +1043,36 @@ class QuerySet(Generic[M]):
         (``"whenAvailable"`` / ``"required"``) fills ``event.before`` from the collection's
         pre-images. Start from a resume token (``resume_after``, or ``start_after``, which
         also goes past an invalidate) or from a cluster time (``start_at_operation_time``);
-        one of them at most.
+        one of them at most. With ``lenient()``, a changed document that no longer fits the
+        model comes as an ``odm.Invalid``.
 
         Needs a replica set or a sharded cluster (a standalone server raises
         :class:`odm.ConfigurationError` when the stream opens). An event is delivered only
-        when the filter can be proved on it: a delete event carries the document's key and
-        nothing else, so deletes are delivered when the filter is on ``id`` alone
-        (``filter(id=x)``, ``id__in``, ``exclude(id=x)``) and with no filter; any other filter
-        sees the events that carry the changed document (inserts, replaces, and updates with
-        ``full_document="updateLookup"``), matched on it. A negative filter (``exclude``,
-        ``ne``, ``nin``) would otherwise match a delete for want of the field.
+        when the filter can be proved on it. A filter on ``id`` alone (``filter(id=x)``,
+        ``id__in``, ``exclude(id=x)``) is proved on every event, deletes included; any other
+        filter is proved on the changed document (inserts, replaces, updates with
+        ``full_document="updateLookup"``) or, for a delete, on the document before it (only
+        with ``full_document_before_change`` on a collection that keeps pre-images). On a
+        polymorphic subclass the class is part of the filter: a delete without a pre-image is
+        delivered only when the filter names ids (``id=x``, ``id__in``). ``drop``, ``rename``
+        and ``invalidate`` are delivered whatever the filter; after ``invalidate`` the stream
+        ends (``is_open`` is False).
+
+        Refused with :class:`odm.QueryError` before anything is sent: ``none()``, a slice,
+        ``values()``, ``annotate()``, ``search()``, ``geo_near()``, a ``__near`` filter,
+        ``F()``, a filter across a reference, and a filter with ``collation()`` (a change
+        stream compares strings binary).
         """
-        if self._query.nothing:
-            raise QueryError("watch() on none() would never deliver an event")
-        check_options(
-            full_document,
-            full_document_before_change,
-            {
-                "resume_after": resume_after,
-                "start_after": start_after,
-                "start_at_operation_time": start_at_operation_time,
-            },
+        return watch_query(
+            self._query,
+            full_document=full_document,
+            full_document_before_change=full_document_before_change,
+            resume_after=resume_after,
+            start_after=start_after,
+            start_at_operation_time=start_at_operation_time,
+            batch_size=batch_size,
+            max_await_time_ms=max_await_time_ms,
         )
-        target = compiler.compile_write(self._query)
-        if target.pipeline is not None:
-            raise QueryError("watch() cannot filter across references")
-        match = _prefix_filter(target.filter or {}, "fullDocument.")
-        if match and not _on_key_only(match):
-            match = {"$and": [{"fullDocument": {"$type": "object"}}, match]}
-        pipeline = [{"$match": match}] if match else []
-        options: dict[str, Any] = {"full_document": full_document}
-        for name, value in (
-            ("full_document_before_change", full_document_before_change),
-            ("resume_after", resume_after),
-            ("start_after", start_after),
-            ("start_at_operation_time", start_at_operation_time),
-            ("batch_size", batch_size),
-            ("max_await_time_ms", max_await_time_ms),
-        ):
-            if value is not None:
-                options[name] = dict(value) if isinstance(value, Mapping) else value
-        return ChangeStream(self._model, pipeline, options, _load_one)
 
     # -- managers ----------------------------------------------------------------------------
 
@@ -1099,6 +1160,16 @@ def _single(filter: Mapping[str, Any]) -> bool:
 
 
 _MISSING = object()
+
+#: What an update operator needs in the field, by the ``$type`` alias of :data:`NEEDS`.
+_NEEDED: dict[str, str] = {"number": "a number", "array": "a list"}
+
+
+def _bson_type_fits(value: Any, alias: str) -> bool:
+    """Tell whether a decoded value is of the BSON type ``alias`` (``number`` / ``array``)."""
+    if alias == "array":
+        return isinstance(value, list)
+    return isinstance(value, int | float | Decimal128) and not isinstance(value, bool)
 #: The types of most ids: none is a Mapping or a list.
 _PLAIN_IDS = frozenset({ObjectId, str, int})
 
@@ -1269,30 +1340,3 @@ def _mentions(filter: Mapping[str, Any], path: str) -> bool:
         elif key == path or key.startswith(path + "."):
             return True
     return False
-
-
-def _on_key_only(match: Mapping[str, Any]) -> bool:
-    """Tell whether a change-event filter tests nothing but ``documentKey._id`` (what a delete
-    event carries)."""
-    for key, value in match.items():
-        if key in ("$and", "$or", "$nor"):
-            if not all(_on_key_only(part) for part in value):
-                return False
-        elif key != "documentKey._id":
-            return False
-    return True
-
-
-def _prefix_filter(filter: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Rewrite a collection filter for change events, whose document is under ``prefix``."""
-    out: dict[str, Any] = {}
-    for key, value in filter.items():
-        if key in ("$and", "$or", "$nor"):
-            out[key] = [_prefix_filter(part, prefix) for part in value]
-        elif key == "$expr":
-            raise QueryError("watch() cannot use F() expressions in its filter")
-        elif key == ID_KEY:
-            out["documentKey._id"] = value
-        else:
-            out[prefix + key] = value
-    return out

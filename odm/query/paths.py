@@ -9,8 +9,11 @@ for it, is cached per (model, path): compiling a query does no type analysis twi
 from __future__ import annotations
 
 import reprlib
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Union, get_args, get_origin
 
 from ..exceptions import QueryError
 from ..models.derived import table
@@ -32,6 +35,7 @@ __all__ = [
     "ID_FIELD",
     "RELATED_PREFIX",
     "SEP",
+    "Elements",
     "FieldType",
     "Join",
     "Kind",
@@ -39,6 +43,7 @@ __all__ = [
     "analyze",
     "check_literal",
     "check_name",
+    "elements",
     "field_type_of",
     "model_type",
     "not_a_field_name",
@@ -172,10 +177,9 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             current = current.item
             through_list = True
         if current.kind is Kind.LIST and _is_index(part):
+            current = _at_position(model, current, int(part), names, owner, path)
             db_parts.append(part)  # a position: tags__0 is "tags.0"
             names.append(part)
-            assert current.item is not None
-            current = current.item
             continue
         if current.kind is Kind.REFERENCE:
             target = current.target
@@ -233,6 +237,90 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         free=free,
         via_subclass=via_subclass,
     )
+
+
+def _at_position(
+    model: type[Any], list_type: FieldType, index: int, names: list[str], owner: str, path: str
+) -> FieldType:
+    """The type of position ``index`` of the list ``list_type`` (reached by ``names``): its
+    element type, or a fixed-length tuple's type at that position (refused past its end)."""
+    held = elements(model, list_type)
+    if held.positions is None:
+        assert held.item is not None
+        return held.item
+    if index >= len(held.positions):
+        raise QueryError(
+            f"field {SEP.join(names)!r} of {owner} ({list_type.label}) is a tuple of "
+            f"{len(held.positions)} positions: it has no position {index}",
+            field=path,
+        )
+    return held.positions[index]
+
+
+@dataclass(frozen=True, slots=True)
+class Elements:
+    """What a list field holds, each type in its stored form (the elements' own constraints,
+    ``list[Annotated[int, Field(ge=0)]]``, included)."""
+
+    #: The type of every element; ``None`` for a fixed-length tuple.
+    item: FieldType | None
+    #: The type of each position of a fixed-length tuple (``tuple[int, str]``), else ``None``.
+    positions: tuple[FieldType, ...] | None
+
+
+#: The entry of each model's derived state holding :func:`elements` per list type.
+_ELEMENTS: Final = "paths.elements"
+
+#: The origins of the annotations a list field may have.
+_SEQUENCES: Final = (list, tuple, set, frozenset, Sequence)
+
+
+def elements(model: type[Any], list_type: FieldType) -> Elements:
+    """Return what the list type ``list_type`` (of a field of ``model`` or of a model it
+    reaches) holds: its element type, or a fixed-length tuple's position types.
+
+    :attr:`FieldType.item` is the element's filter form, without its constraints, and the
+    same type at every position of ``tuple[int, str]``: what is written into a list is
+    validated against these types instead. Kept per model (a type adapter per call would cost
+    more than the update).
+    """
+    cache = table(model, _ELEMENTS)
+    found: Elements | None = cache.get(list_type)
+    if found is None:
+        found = cache[list_type] = _elements_of(list_type)
+    return found
+
+
+def _elements_of(list_type: FieldType) -> Elements:
+    parts = _sequence_args(list_type.store_annotation)
+    if parts is None:  # a bare list or tuple: anything
+        return Elements(list_type.item, None)
+    origin, args = parts
+    if origin is tuple and Ellipsis not in args:
+        return Elements(None, tuple(analyze(arg, arg) for arg in args))
+    items = [arg for arg in args if arg is not Ellipsis]
+    if len(items) != 1:
+        return Elements(list_type.item, None)
+    return Elements(analyze(items[0], items[0]), None)
+
+
+def _sequence_args(annotation: Any) -> tuple[Any, tuple[Any, ...]] | None:
+    """Return the origin and arguments of a list, set or tuple annotation, through
+    ``Annotated`` and ``X | None`` (``None``: no arguments, or not a sequence)."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is Union or origin is types.UnionType:
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return None
+            annotation = members[0]
+        else:
+            break
+    if origin not in _SEQUENCES:
+        return None
+    return origin, get_args(annotation)
 
 
 def _subclass_declaring(model: type[Any], name: str) -> type[Any] | None:

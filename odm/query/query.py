@@ -192,8 +192,9 @@ class Query:
         """Reverse the ordering in force (for ``last()``); unordered becomes ``-id``.
 
         Refused (``QueryError`` naming ``what`` and the field) when the ordering goes through a
-        list field: MongoDB sorts a list ascending by its smallest element and descending by
-        its largest, so the reversed sort is not the reversed order.
+        list field, the model's or a referenced document's (``author__tags``): MongoDB sorts
+        a list ascending by its smallest element and descending by its largest, so the
+        reversed sort is not the reversed order.
         """
         current = self.default_ordering() or (ID_FIELD,)
         for item in current:
@@ -201,10 +202,10 @@ class Query:
             if bare.split("__", 1)[0] in self.annotations or bare in self.extras.computed:
                 continue
             try:
-                root = _array_root(self.model, bare)
+                sorts_a_list = _reaches_list(self.model, bare)
             except QueryError:
                 continue  # not a path of the model (a values() name): nothing to reverse wrongly
-            if root is not None:
+            if sorts_a_list:
                 raise QueryError(
                     f"{what}() cannot reverse an ordering on the list field {bare!r}: MongoDB "
                     "sorts a list ascending by its smallest element and descending by its "
@@ -419,6 +420,16 @@ def _array_root(model: type[Any], path: str) -> str | None:
         if target.field.kind is Kind.LIST:
             return target.db_path
     return None
+
+
+def _reaches_list(model: type[Any], path: str) -> bool:
+    """Tell whether ``path`` goes through or ends on a list field, of ``model`` or, across a
+    reference, of the joined document (``author__tags``): sorting on it sorts by a list."""
+    names = path.split("__")
+    return any(
+        resolve(model, "__".join(names[:end])).field.kind is Kind.LIST
+        for end in range(1, len(names) + 1)
+    )
 
 
 def _resolve_aggregate(model: type[Any], agg: Any) -> dict[str, Any]:

@@ -25,21 +25,38 @@ from .expressions import (
     Extremum,
     Now,
 )
-from .paths import ID_FIELD, FieldType, Kind, ResolvedPath, resolve
+from .paths import ID_FIELD, FieldType, Kind, ResolvedPath, elements, resolve
 from .q import Q
 from .where import compile_q
 
-__all__ = ["CompiledUpdate", "compile_update", "compile_update_spec"]
+__all__ = ["NEEDS", "CompiledUpdate", "compile_update", "compile_update_spec"]
 
 
 @dataclass(slots=True)
 class CompiledUpdate:
-    """An update document, its ``arrayFilters`` and the stored paths of the lists whose
-    first matched element (``$``) it writes (the filter must match inside them)."""
+    """An update document, its ``arrayFilters``, the stored paths of the lists whose first
+    matched element (``$``) it writes (the filter must match inside them), and the stored
+    paths whose value may refuse the update's operator (:data:`NEEDS`)."""
 
     update: dict[str, dict[str, Any]]
     array_filters: list[dict[str, Any]] = field(default_factory=list)
     matched_lists: list[str] = field(default_factory=list)
+    #: Stored path -> (the ``update()`` key, the BSON type alias the operator needs there),
+    #: for a field the model lets hold another value (``int | None``, a free-form field):
+    #: ``F("n") + 1`` on a document whose ``n`` is null is refused by the server.
+    needs: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+#: The update operators that apply only to a stored value of one BSON type (``$type``'s
+#: alias); a missing field is fine (``$inc`` and ``$push`` create it, ``$pull`` skips it).
+NEEDS: Final = {
+    "$inc": "number",
+    "$mul": "number",
+    "$push": "array",
+    "$addToSet": "array",
+    "$pull": "array",
+    "$pullAll": "array",
+}
 
 
 def compile_update(model: type[Any], values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -82,6 +99,9 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
         else:
             op, operand = _operation(key, value, target.field)
         out.update.setdefault(op, {})[target.db_path] = operand
+        need = NEEDS.get(op)
+        if need is not None and (target.field.nullable or target.field.kind is Kind.ANY):
+            out.needs[target.db_path] = (key, need)
     return out
 
 
@@ -190,11 +210,43 @@ def _update_target(model: type[Any], key: str) -> ResolvedPath:
     return target
 
 
-def _item(key: str, target: ResolvedPath, what: str) -> FieldType:
-    """The element type of the list field ``target`` (a declared list only)."""
-    if target.field.kind is not Kind.LIST or target.field.item is None:
-        raise QueryError(f"{what} needs a list field; {key!r} is {target.field.label}", field=key)
-    return target.field.item
+def _item(model: type[Any], key: str, target: ResolvedPath, what: str) -> FieldType:
+    """The element type of the list field ``target`` (a declared list only), in its stored
+    form; on a fixed-length tuple, the type of all its positions (refused when they differ:
+    one value written to any of them must fit each)."""
+    field_type = target.field
+    if field_type.kind is not Kind.LIST or field_type.item is None:
+        raise QueryError(f"{what} needs a list field; {key!r} is {field_type.label}", field=key)
+    held = elements(model, field_type)
+    if held.positions is None:
+        assert held.item is not None
+        return held.item
+    first = held.positions[0] if held.positions else None
+    if first is None or any(
+        p.annotation != first.annotation or p.store_annotation != first.store_annotation
+        for p in held.positions[1:]
+    ):
+        raise QueryError(
+            f"{what} on {key!r} ({field_type.label}): the positions of this tuple differ in "
+            f"type, so one value cannot be written to any of them; write a position "
+            f"(update({key}__0=...)) or the whole tuple",
+            field=key,
+        )
+    return first
+
+
+def _refuse_fixed_length(model: type[Any], key: str, value: ArrayUpdate, field: FieldType) -> None:
+    """Refuse ``push`` / ``add_to_set`` / ``pull`` on a fixed-length tuple: a document whose
+    tuple gained or lost an element no longer loads."""
+    positions = elements(model, field).positions if field.kind is Kind.LIST else None
+    if positions is not None:
+        raise QueryError(
+            f"F({key!r}).{value.kind}(...): {key!r} ({field.label}) is a tuple of exactly "
+            f"{len(positions)} element{'' if len(positions) == 1 else 's'}; {value.kind} would "
+            "change its length, and the document would no longer load; write the whole tuple "
+            f"(update({key}=(...))) or a position (update({key}__0=...))",
+            field=key,
+        )
 
 
 def _condition(model: type[Any], key: str, q: Q, item: FieldType) -> dict[str, Any]:
@@ -248,6 +300,7 @@ def _array_update(
     field_type = target.field
     if field_type.kind not in (Kind.LIST, Kind.ANY):
         raise QueryError(f"{value.kind}() needs a list field; {key!r} is {field_type.label}")
+    _refuse_fixed_length(model, key, value, field_type)
     conditions = [v for v in value.values if isinstance(v, Q)]
     if conditions:
         if value.kind != "pull" or len(value.values) != 1:
@@ -255,8 +308,16 @@ def _array_update(
                 f"F({key!r}).{value.kind}(...): a Q is a condition, given alone to pull()",
                 field=key,
             )
-        return "$pull", _condition(model, key, conditions[0], _item(key, target, "pull(Q)"))
-    item = field_type.item if field_type.item is not None else field_type
+        item = _item(model, key, target, "pull(Q)")
+        return "$pull", _condition(model, key, conditions[0], item)
+    if field_type.item is None:  # free-form: anything BSON holds
+        item = field_type
+    elif value.kind == "pull":
+        # A value to remove, not to store: the element's constraints do not apply (pulling
+        # what a tightened constraint now refuses is how such a list is cleaned).
+        item = field_type.item
+    else:
+        item = _item(model, key, target, value.kind)  # stored: with the element's constraints
     items = [item.convert(v, key, store=True) for v in value.values]
     if value.kind == "pull":
         if len(items) == 1 and not isinstance(items[0], dict | list):
@@ -275,7 +336,7 @@ def _element_update(
             f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
             field=key,
         )
-    item = _item(key, target, f"{value.kind}()")
+    item = _item(model, key, target, f"{value.kind}()")
     conditions = [a for a in value.args if isinstance(a, Q)]
     plain = [a for a in value.args if not isinstance(a, Q)]
     if len(conditions) > 1 or (conditions and value.kind != "each"):
