@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import CoroutineType
-from typing import Any
+from typing import Any, Final
 
 import bson
 import pymongo
@@ -52,6 +52,7 @@ from .timeouts import check_timeout, is_timeout
 
 __all__ = [
     "CODEC_OPTIONS",
+    "CommandTooLarge",
     "aggregate",
     "aggregate_list",
     "bulk_write",
@@ -211,7 +212,8 @@ def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exceptio
             ]
             for path, item in pairs:
                 try:
-                    bson.encode({"v": item})
+                    # As the driver encodes it: enums, dates and sets are storable.
+                    bson.encode({"v": item}, codec_options=CODEC_OPTIONS)
                 except _ENCODING_ERRORS as error:
                     return ValidationError.from_exception_data(
                         model.__name__,
@@ -313,6 +315,53 @@ _ENCODING_ERRORS = (InvalidDocument, OverflowError, UnicodeEncodeError)
 _BAD_VALUE = 2
 
 
+class CommandTooLarge(QueryError, DocumentTooLarge):
+    """A command over MongoDB's 16 MB limit, refused by the driver before it was sent: a
+    filter holding a huge list or string, an update or a document too big to store.
+
+    A :class:`~odm.exceptions.QueryError` (the caller's input is at fault: a web layer
+    answers it 400), and still the driver's ``DocumentTooLarge`` for code that catches that.
+    """
+
+
+#: The writes the driver may split into several messages, one of which can be over the limit
+#: after others were sent: their caller (odm.bulk) reads the driver's error itself.
+_SPLIT_WRITES: Final = frozenset({"insert_many", "bulk_write"})
+
+#: What each kind of command holds that made it too large, for the error's message.
+_TOO_LARGE_SUBJECT: Final = {
+    "insert": "the document",
+    "replace": "the document",
+    "update": "the update",
+    "update_many": "the update",
+    "find_one_and_update": "the filter or the update",
+}
+
+#: What a query over the limit can do instead (a document or an update cannot shrink).
+_SPLIT_HINT: Final = (
+    "; a long list of values (id__in=...) can be sent in several smaller queries"
+)
+
+
+def _too_large_message(model: type[Any], what: str, exc: BaseException) -> str:
+    """Say which command of ``model`` went over the 16 MB limit, and what to do instead."""
+    subject = _TOO_LARGE_SUBJECT.get(what)
+    hint = ""
+    if subject is None:
+        subject, hint = "the query (its filter)", _SPLIT_HINT
+    return (
+        f"{model.__name__} {what}: {subject} is larger than MongoDB's 16 MB limit on a "
+        f"command, so nothing was sent ({exc}){hint}"
+    )
+
+
+def _unstart_unsent() -> None:
+    """Nothing was sent: leave the current transaction (if any) as it was."""
+    session = current_session()
+    if session is not None:
+        drivers.unstart_unsent_transaction(session)
+
+
 class _run:
     """Run a driver call: under ``timeout`` (``pymongo.timeout()`` entered only when one is
     given), with a broken unique index raised as :class:`odm.DuplicateKey` and a passed
@@ -357,12 +406,13 @@ class _run:
         if self._deadline is not None:
             self._deadline.__exit__(exc_type, exc, tb)
             self._deadline = None
-        if isinstance(exc, _ENCODING_ERRORS) and not isinstance(
-            exc, DocumentTooLarge
-        ):
-            session = current_session()
-            if session is not None:  # nothing was sent: the transaction is as it was
-                drivers.unstart_unsent_transaction(session)
+        if isinstance(exc, _ENCODING_ERRORS):
+            if isinstance(exc, DocumentTooLarge):
+                if self.what in _SPLIT_WRITES:
+                    return  # odm.bulk tells which of its messages went out
+                _unstart_unsent()
+                raise CommandTooLarge(_too_large_message(self.model, self.what, exc)) from exc
+            _unstart_unsent()
             raise _unencodable(self.model, self.payload, exc) from exc
         if exc is None:
             return

@@ -49,6 +49,7 @@ from .query.paths import not_a_field_name
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
+from .query.updates import Guard
 from .query.where import id_filter
 from .session import current_unit_of_work
 from .timeouts import check_timeout
@@ -733,15 +734,42 @@ class QuerySet(Generic[M]):
         single = _single(filter)
         if compiled.needs and not single:
             await self._refuse_unfit(filter, compiled.needs, options)
+        written = filter
+        if compiled.guards:
+            await self._refuse_guarded(filter, compiled.guards, options)
+            written = _without_guarded(filter, compiled.guards)
         if compiled.array_filters:
             options["array_filters"] = compiled.array_filters
         write = executor.update_one if single else executor.update_many
-        result = await write(self._model, filter, update, timeout=self._query.timeout, **options)
+        result = await write(self._model, written, update, timeout=self._query.timeout, **options)
         if flush is not None:  # the unit of work tracks documents: they may have changed
             await resync.read_again(
                 flush, self._model, only=filter[ID_KEY] if single else None, write="update"
             )
         return int(result.matched_count)
+
+    async def _refuse_guarded(
+        self, filter: Mapping[str, Any], guards: Sequence[Guard], options: Mapping[str, Any]
+    ) -> None:
+        """Raise ``QueryError`` naming a matching document the update would leave unloadable
+        (:class:`odm.query.updates.Guard`): MongoDB would write it without complaint."""
+        for guard in guards:
+            probe = {"$and": [filter, guard.bad]} if filter else guard.bad
+            raw = await executor.find_one(
+                self._model,
+                probe,
+                projection={ID_KEY: 1},
+                timeout=self._query.timeout,
+                read_preference="primary",
+                **options,
+            )
+            if raw is not None:
+                raise QueryError(
+                    f"{self._model.__name__} update: cannot write {guard.key!r}: the matching "
+                    f"document _id={raw.get(ID_KEY)!r} {guard.reason}, and would no longer "
+                    "load; nothing was written",
+                    field=guard.key,
+                )
 
     async def _refuse_unfit(
         self,
@@ -1271,10 +1299,23 @@ def _attach(
         if isinstance(owner, Invalid) or isinstance(target, Invalid):
             continue
         for name in path[:-1]:
-            owner = getattr(owner, name, None)
+            owner = _through_reference(getattr(owner, name, None))
         reference = getattr(owner, path[-1], None) if owner is not None else None
         if isinstance(reference, Reference):
             reference.document = target
+
+
+def _without_guarded(filter: Mapping[str, Any], guards: Sequence[Guard]) -> dict[str, Any]:
+    """``filter`` leaving out the documents the guards match: one changed since the check
+    is not written, rather than broken."""
+    kept = {"$nor": [guard.bad for guard in guards]}
+    return {"$and": [filter, kept]} if filter else kept
+
+
+def _through_reference(value: Any) -> Any:
+    """Step from a value on a ``select_related`` path to the object holding the next name:
+    through a Reference, its (already attached, parents first) document."""
+    return value.document if isinstance(value, Reference) else value
 
 
 def _reference_field(model: type[Any], name: str) -> type[Any]:

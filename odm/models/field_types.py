@@ -16,6 +16,7 @@ import re
 import threading
 import types
 import typing
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, Union, get_args, get_origin, is_typeddict
 
@@ -40,6 +41,7 @@ __all__ = [
     "analyze",
     "check_literal",
     "field_type_of",
+    "int_text",
     "may_nest",
     "model_type",
     "stored_key",
@@ -120,16 +122,51 @@ def check_literal(value: Any, field: str) -> None:
                 stack.append((sub, depth + 1))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend((sub, depth + 1) for sub in item)
-        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
-            raise QueryError(
-                f"value for {field!r}: {item} does not fit in BSON's 64-bit integer", field=field
-            )
+        elif isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                raise QueryError(
+                    f"value for {field!r}: {int_text(item)} does not fit in BSON's 64-bit "
+                    "integer",
+                    field=field,
+                )
         elif isinstance(item, _UNSAFE_VALUES):
             raise QueryError(
                 f"value for {field!r}: {type(item).__name__} objects are not accepted as values; "
                 "use the regex/iregex lookups",
                 field=field,
             )
+        elif isinstance(item, enum.Enum):
+            stack.append((item.value, depth))  # stored as its value
+        elif not isinstance(item, _BSON_LEAVES) and not hasattr(item, _BSON_TYPE_MARKER):
+            raise _unencodable_literal(item, field)
+
+
+def int_text(value: int) -> str:
+    """``value`` in digits when short, else its size: ``str()`` of an int over 4,300 digits
+    raises ValueError (and a message is no place for thousands of digits anyway)."""
+    bits = value.bit_length()
+    return str(value) if bits <= 256 else f"an integer of {bits} bits"
+
+
+#: The Python types BSON stores as they are (``date`` and enums through the ODM's codec):
+#: a value of another type in a free-form field would fail only when the command is encoded.
+_BSON_LEAVES: Final = (str, bytes, float, type(None), _dt.date, uuid.UUID)
+#: The attribute every type of the ``bson`` package (ObjectId, Int64, Decimal128, Binary,
+#: Timestamp, MinKey...) carries for its encoder.
+_BSON_TYPE_MARKER: Final = "_type_marker"
+
+
+def _unencodable_literal(item: Any, field: str) -> QueryError:
+    """The error of a value BSON cannot store (a Decimal, a complex, any object)."""
+    hint = (
+        ": store decimals as bson.Decimal128 (an odm.Decimal field converts them)"
+        if isinstance(item, decimal.Decimal)
+        else ""
+    )
+    return QueryError(
+        f"value for {field!r}: a {type(item).__name__} cannot be stored in BSON{hint}",
+        field=field,
+    )
 
 
 _SCHEMA_HOOK: Final = "__get_pydantic_core_schema__"
@@ -263,6 +300,12 @@ class FieldType:
                     f"value for {field!r} is a {target.__name__} without an id (not saved yet)",
                     field=field,
                 )
+        elif target is not None and isinstance(value, BaseModel):
+            raise QueryError(
+                f"value for {field!r}: a reference to {target.__name__} takes a "
+                f"{target.__name__} (or its id), not a {type(value).__name__}",
+                field=field,
+            )
         if value is None and self.nullable:
             return None
         id_type = target_id_type(target)

@@ -15,12 +15,14 @@ model, when the expression is used.
 from __future__ import annotations
 
 import decimal
+import reprlib
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 import bson
 
 from ..exceptions import QueryError
+from ..models.field_types import INT64_MAX, INT64_MIN, int_text
 
 __all__ = [
     "ArrayUpdate",
@@ -51,10 +53,28 @@ def _is_number(value: object) -> bool:
 
 
 def _literal(value: Any) -> Any:
-    """``{"$literal": value}``, a Decimal as BSON's Decimal128 (what the server compares)."""
+    """``{"$literal": value}``, a Decimal as BSON's Decimal128 (what the server compares).
+
+    Raises :class:`QueryError` for a number BSON cannot hold (an int beyond 64 bits, a
+    Decimal beyond Decimal128's range or 34 digits): the encoder would fail untyped."""
     if isinstance(value, decimal.Decimal):
-        value = bson.Decimal128(value)
+        value = _decimal128(value)
+    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise QueryError(
+            f"F() arithmetic: {int_text(value)} does not fit in BSON's 64-bit integer"
+        )
     return {"$literal": value}
+
+
+def _decimal128(value: decimal.Decimal) -> bson.Decimal128:
+    """``value`` as a Decimal128, or a QueryError naming it when it does not fit."""
+    try:
+        return bson.Decimal128(value)
+    except (decimal.DecimalException, ValueError):  # Overflow, Inexact (over 34 digits)...
+        raise QueryError(
+            f"F() arithmetic: Decimal {reprlib.repr(str(value))} does not fit in BSON's "
+            "Decimal128 (34 digits, exponents -6143 to 6144)"
+        ) from None
 
 
 class Expression:

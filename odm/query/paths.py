@@ -29,6 +29,8 @@ from ..models.field_types import (
     stored_key,
     target_id_type,
 )
+from ..models.options import CLASS_KEY
+from ..nesting import MAX_DEPTH, path_too_deep
 from .polymorphic import subclass_field
 
 __all__ = [
@@ -55,9 +57,18 @@ __all__ = [
 RELATED_PREFIX: Final = "__odm_rel_"
 
 
-def check_name(name: str, *, where: str = "field") -> None:
-    """Refuse a name that MongoDB would read as an operator or a path: ``$``, ``.``, NUL."""
+def check_name(name: str, *, where: str = "field", path: str | None = None) -> None:
+    """Refuse a name that MongoDB would read as an operator or a path: ``$``, ``.``, NUL.
+
+    ``path``: the whole key the name is a part of, named by the error of an empty part (an
+    empty name alone says nothing of which key was sent)."""
     if not isinstance(name, str) or not name:
+        if path:
+            raise QueryError(
+                f"{reprlib.repr(path)} has an empty {where} name: its parts are separated by "
+                "a single '__' and neither starts nor ends it",
+                field=path,
+            )
         raise QueryError(f"empty {where} name in a query path", field=str(name))
     if name.startswith("$") or "." in name or "\x00" in name:
         raise QueryError(
@@ -96,11 +107,33 @@ class Join:
                 }
             }
         ]
+        kept = self._class_condition()
+        if kept is not None:
+            # A Reference[Cat] may hold a Dog's id (the family shares one collection): what
+            # is not a Cat is not joined, as prefetch_related() and fetch() do not load it.
+            stages.append({"$addFields": {self.key: kept}})
         if unwind and not self.many:
             stages.append(
                 {"$unwind": {"path": "$" + self.key, "preserveNullAndEmptyArrays": True}}
             )
         return stages
+
+
+    def _class_condition(self) -> dict[str, Any] | None:
+        """The expression keeping, of the joined documents, those of the target's class and
+        its subclasses (``None``: the target needs no class condition). An ``$addFields``
+        ``$filter`` rather than a ``$lookup`` sub-pipeline, which MongoDB 4.4 refuses beside
+        ``localField``."""
+        values = getattr(getattr(self.target, "_meta", None), "class_values", None)
+        if not values:
+            return None
+        return {
+            "$filter": {
+                "input": "$" + self.key,
+                "as": "joined",
+                "cond": {"$in": ["$$joined." + CLASS_KEY, list(values)]},
+            }
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +195,12 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             f"a field path must be a string, not {type(path).__name__} {reprlib.repr(path)}"
         )
     parts = path.split(SEP)
+    if path_too_deep(path, SEP):
+        raise QueryError(
+            f"the path {reprlib.repr(path)} has {len(parts)} parts: a value there would nest "
+            f"deeper than MongoDB's {MAX_DEPTH} levels (the document and each part count)",
+            field=path,
+        )
     current = root
     db_parts: list[str] = []
     names: list[str] = []
@@ -169,7 +208,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     through_list = free = via_subclass = False
     owner = model.__name__
     for index, part in enumerate(parts):
-        check_name(part)
+        check_name(part, path=path)
         while current.kind is Kind.LIST:
             assert current.item is not None
             if _is_index(part):

@@ -147,6 +147,8 @@ class Query:
             if not isinstance(name, str) or not name:
                 raise not_a_field_name("order_by", name)
             bare = name[1:] if name[0] in "-+" else name
+            if not bare:
+                raise QueryError(f"order_by({name!r}) names no field", field=name)
             if bare == "?":
                 raise QueryError(
                     "random ordering is not supported; use aggregate_pipeline($sample)"

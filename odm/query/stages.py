@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bson import json_util
+from bson.binary import UuidRepresentation
 
 from ..exceptions import QueryError
 from .paths import (
@@ -35,9 +36,15 @@ __all__ = [
 ]
 
 
+#: Relaxed extended JSON, UUIDs written as the ODM stores them (standard binary subtype 4).
+_JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS.with_options(
+    uuid_representation=UuidRepresentation.STANDARD
+)
+
+
 def jsonable(value: Any) -> Any:
     """Return ``value`` as plain JSON data (ObjectIds, dates... in MongoDB extended JSON)."""
-    return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
+    return json.loads(json_util.dumps(value, json_options=_JSON_OPTIONS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +295,7 @@ def _parts(
         _ordering_joins(query) if rows else [],
         [j for j, _ in related],
         value_joins,
+        _annotation_joins(query),
         extra_joins or [],
     )
     return _Parts(
@@ -299,6 +307,16 @@ def _parts(
     )
 
 
+def _annotation_joins(query: Query) -> list[Join]:
+    """The joins the ``annotate()`` aggregates' paths need (``Count("author__name")``)."""
+    return [
+        join
+        for agg in query.annotations.values()
+        for target in _resolve_aggregate(query.model, agg).values()
+        for join in target.joins
+    ]
+
+
 def _window(query: Query) -> list[dict[str, Any]]:
     stages: list[dict[str, Any]] = []
     if query.low_mark:
@@ -308,10 +326,23 @@ def _window(query: Query) -> list[dict[str, Any]]:
     return stages
 
 
-def _group_stages(query: Query) -> list[dict[str, Any]]:
+def _group_keys(query: Query) -> dict[str, str]:
+    """The ``$group`` key of grouped rows: each values() name (a field's stored path, or a
+    computed distance or score, which sits at the top of the row under its own name)."""
     paths = _values_paths(query)
-    by_name = {name: target.db_path for name, target in paths.items()}
-    group: dict[str, Any] = {"_id": {name: "$" + path for name, path in by_name.items()}}
+    computed = query.extras.computed
+    keys: dict[str, str] = {}
+    for name in query.output_names():
+        if name in paths:
+            keys[name] = "$" + paths[name].db_path
+        elif name in computed and name not in query.annotations:
+            keys[name] = "$" + name
+    return keys
+
+
+def _group_stages(query: Query) -> list[dict[str, Any]]:
+    by_name = _group_keys(query)
+    group: dict[str, Any] = {"_id": by_name}
     project: dict[str, Any] = {"_id": 0}
     project.update({name: "$_id." + name for name in by_name})
     for name, agg in query.annotations.items():
@@ -366,8 +397,8 @@ def _documents_pipeline(
 
 
 def _distinct_stages(query: Query) -> list[dict[str, Any]]:
-    paths = _values_paths(query)
-    group = {"_id": {name: "$" + target.db_path for name, target in paths.items()}}
+    keys = _group_keys(query)
+    group = {"_id": keys}
     project: dict[str, Any] = {"_id": 0}
-    project.update({name: "$_id." + name for name in paths})
+    project.update({name: "$_id." + name for name in keys})
     return [{"$group": group}, {"$project": project}]

@@ -9,9 +9,10 @@ names it makes itself (``e0``, ``e1``...): nothing in a value becomes a path or 
 from __future__ import annotations
 
 import datetime
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final, Union, get_args, get_origin
 
 import bson
 
@@ -25,11 +26,18 @@ from .expressions import (
     Extremum,
     Now,
 )
-from .paths import ID_FIELD, FieldType, Kind, ResolvedPath, elements, resolve
+from .paths import ID_FIELD, SEP, FieldType, Kind, ResolvedPath, elements, resolve
 from .q import Q
 from .where import compile_q
 
-__all__ = ["NEEDS", "CompiledUpdate", "compile_update", "compile_update_spec"]
+__all__ = [
+    "NEEDS",
+    "CompiledUpdate",
+    "Guard",
+    "compile_update",
+    "compile_update_spec",
+    "max_length",
+]
 
 
 @dataclass(slots=True)
@@ -45,6 +53,23 @@ class CompiledUpdate:
     #: for a field the model lets hold another value (``int | None``, a free-form field):
     #: ``F("n") + 1`` on a document whose ``n`` is null is refused by the server.
     needs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Conditions no matching document may meet (:class:`Guard`).
+    guards: list[Guard] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A document the update would leave unloadable, and MongoDB would not refuse: a list
+    padded with nulls its element type refuses, or grown past its ``max_length``. The
+    queryset asks for such a document first (and names it), and keeps them out of the
+    write's filter (so one changed in between is left as it is, not broken)."""
+
+    #: The ``update()`` key.
+    key: str
+    #: A filter on the stored document matching the documents the update would break.
+    bad: dict[str, Any]
+    #: What such a document holds, and what the update would do to it.
+    reason: str
 
 
 #: The update operators that apply only to a stored value of one BSON type (``$type``'s
@@ -99,10 +124,97 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
         else:
             op, operand = _operation(key, value, target.field)
         out.update.setdefault(op, {})[target.db_path] = operand
+        out.guards += _position_guards(model, key, target)
+        grown = _length_guard(key, target, op, operand)
+        if grown is not None:
+            out.guards.append(grown)
         need = NEEDS.get(op)
         if need is not None and (target.field.nullable or target.field.kind is Kind.ANY):
             out.needs[target.db_path] = (key, need)
     return out
+
+
+def max_length(field_type: FieldType) -> int | None:
+    """The ``max_length`` of a list field (``Field(max_length=3)``), or ``None``."""
+    annotation = field_type.store_annotation
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            inner, *metadata = get_args(annotation)
+            for item in metadata:
+                limit = getattr(item, "max_length", None)
+                if isinstance(limit, int):
+                    return limit
+            annotation = inner
+        elif origin is Union or origin is types.UnionType:
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return None
+            annotation = members[0]
+        else:
+            return None
+
+
+def _position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[Guard]:
+    """Check each list position in ``key`` (``scores__5``): past the list's ``max_length``
+    it is refused here; past the end of a stored list MongoDB pads the list with nulls,
+    which a guard keeps from a list whose elements cannot be null."""
+    guards: list[Guard] = []
+    stored = target.db_path.split(".")
+    for index, name in enumerate(target.names):
+        if not (name.isascii() and name.isdigit()) or index == 0:
+            continue
+        position = int(name)
+        list_key = SEP.join(target.names[:index])
+        list_type = resolve(model, list_key).field
+        if list_type.kind is not Kind.LIST:
+            continue
+        limit = max_length(list_type)
+        if limit is not None and position >= limit:
+            raise QueryError(
+                f"update({key}=...): {list_key!r} ({list_type.label}) holds at most {limit} "
+                f"element{'' if limit == 1 else 's'}: it has no position {position}",
+                field=key,
+            )
+        held = elements(model, list_type)
+        if position == 0 or held.positions is not None or held.item is None:
+            continue  # a tuple is stored whole, at its length
+        if held.item.nullable or held.item.kind is Kind.ANY:
+            continue
+        prefix = ".".join(stored[:index])
+        guards.append(Guard(
+            key,
+            {f"{prefix}.{position - 1}": {"$exists": False}},
+            f"holds no list {list_key!r} of {position} elements or more: MongoDB would pad "
+            f"it with nulls up to position {position}, which {list_type.label} cannot hold",
+        ))
+    return guards
+
+
+#: The ``F()`` method behind each growing operator, for messages.
+_VERBS: Final = {"$push": "push()", "$addToSet": "add_to_set()"}
+
+
+def _length_guard(key: str, target: ResolvedPath, op: str, operand: Any) -> Guard | None:
+    """The guard of a ``push`` / ``add_to_set`` on a list with a ``max_length``: MongoDB
+    grows the list past it, and the document no longer loads."""
+    if op not in ("$push", "$addToSet"):
+        return None
+    limit = max_length(target.field)
+    if limit is None:
+        return None
+    values = operand["$each"] if isinstance(operand, dict) and "$each" in operand else [operand]
+    stored = "$" + target.db_path
+    held = {"$cond": [{"$isArray": stored}, stored, []]}
+    added: Any = len(values)
+    if op == "$addToSet":  # only the values not there yet are added
+        added = {"$size": {"$setDifference": [{"$literal": values}, held]}}
+    grown = {"$add": [{"$size": held}, added]}
+    return Guard(
+        key,
+        {"$expr": {"$gt": [grown, limit]}},
+        f"holds a list {key!r} that {_VERBS[op]} would grow past its max_length of {limit}",
+    )
 
 
 def _claim(written: list[str], db_path: str, key: str) -> None:
