@@ -110,9 +110,11 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
     written: list[str] = []
     targets = table(model, _UPDATE_TARGETS)
     for key, value in values.items():
-        target = targets.get(key)
-        if target is None:
-            target = targets[key] = _update_target(model, key)
+        planned = targets.get(key)
+        if planned is None:
+            target = _update_target(model, key)
+            planned = targets[key] = (target, tuple(_position_guards(model, key, target)))
+        target, positions = planned
         if written:  # the first path overlaps nothing
             _claim(written, target.db_path, key)
         written.append(target.db_path)
@@ -124,10 +126,12 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
         else:
             op, operand = _operation(key, value, target.field)
         out.update.setdefault(op, {})[target.db_path] = operand
-        out.guards += _position_guards(model, key, target)
-        grown = _length_guard(key, target, op, operand)
-        if grown is not None:
-            out.guards.append(grown)
+        if positions:
+            out.guards += positions
+        if op in _GROWING:
+            grown = _length_guard(key, target, op, operand)
+            if grown is not None:
+                out.guards.append(grown)
         need = NEEDS.get(op)
         if need is not None and (target.field.nullable or target.field.kind is Kind.ANY):
             out.needs[target.db_path] = (key, need)
@@ -193,12 +197,14 @@ def _position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[G
 
 #: The ``F()`` method behind each growing operator, for messages.
 _VERBS: Final = {"$push": "push()", "$addToSet": "add_to_set()"}
+#: The operators that grow a list (see :func:`_length_guard`).
+_GROWING: Final = frozenset(_VERBS)
 
 
 def _length_guard(key: str, target: ResolvedPath, op: str, operand: Any) -> Guard | None:
     """The guard of a ``push`` / ``add_to_set`` on a list with a ``max_length``: MongoDB
     grows the list past it, and the document no longer loads."""
-    if op not in ("$push", "$addToSet"):
+    if op not in _GROWING:
         return None
     limit = max_length(target.field)
     if limit is None:
@@ -294,8 +300,10 @@ def _current_date(key: str, field_type: FieldType) -> bool:
     return True
 
 
-#: Per model: ``update()`` key -> its checked target (:func:`_update_target`). Every answer
-#: can be kept: a subclass's field, whose meaning may change as the family grows, is refused.
+#: Per model: ``update()`` key -> its checked target (:func:`_update_target`) and the guards
+#: of the list positions in it (:func:`_position_guards`, which depend on the key alone). Every
+#: answer can be kept: a subclass's field, whose meaning may change as the family grows, is
+#: refused.
 _UPDATE_TARGETS: Final = "updates.targets"
 
 
