@@ -2,8 +2,9 @@
 
 Every verb takes ``--uri`` (else ``$MONGODB_URI``, else ``uri`` in ``[tool.odm]`` of the
 ``pyproject.toml`` in the current directory) and ``--dir`` (else ``migrations`` in ``[tool.odm]``,
-else ``migrations/``). Exit status: 0 on success, 3 when the lock is held by someone else, 1 on
-any other error, always with a one-line reason on stderr.
+else ``migrations/``). Exit status: 0 on success, 3 when the lock is held by someone else, 130
+when interrupted (Ctrl-C), 1 on any other error (a step's own ``sys.exit()`` included), always
+with a one-line reason on stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from .runner import Runner
 
 EXIT_ERROR = 1
 EXIT_LOCK_HELD = 3
+#: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 NEW_TEMPLATE = '''"""{description}"""
 
@@ -235,6 +238,9 @@ def _guarded(run: Callable[[], int]) -> int:
     _project_on_path()
     try:
         return run()
+    except KeyboardInterrupt:
+        # The runner said where it stopped (stdout) and logged it; it undid nothing.
+        return _fail("interrupted", EXIT_INTERRUPTED)
     except LockHeld as exc:
         return _fail(str(exc), EXIT_LOCK_HELD)
     except OdmError as exc:

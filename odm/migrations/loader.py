@@ -74,13 +74,25 @@ def _error_line(exc: BaseException, path: Path) -> int | None:
     return None
 
 
-def _load_error(exc: BaseException, path: Path) -> str:
+def where(exc: BaseException, path: Path) -> str:
+    """Return ``path:line`` of the innermost frame of ``path`` that ``exc`` went through."""
     line = _error_line(exc, path)
-    where = f"{path}:{line}" if line is not None else str(path)
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+def exit_call(exc: SystemExit) -> str:
+    """Return the ``sys.exit(...)`` call that raised ``exc``, as the file would have written it."""
+    code = "" if exc.code is None else repr(exc.code)
+    return f"sys.exit({code})"
+
+
+def _load_error(exc: BaseException, path: Path) -> str:
     if isinstance(exc, SystemExit):
-        code = "" if exc.code is None else repr(exc.code)
-        return f"{where}: the file called sys.exit({code}) while loading; a migration must not exit"
-    return f"{where}: {type(exc).__name__}: {exc}"
+        return (
+            f"{where(exc, path)}: the file called {exit_call(exc)} while loading; a migration "
+            "must not exit"
+        )
+    return f"{where(exc, path)}: {type(exc).__name__}: {exc}"
 
 
 def load_file(path: Path) -> Migration:

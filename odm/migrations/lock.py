@@ -238,19 +238,23 @@ class MigrationLock:
         """Let the heartbeat write again (the transaction ended)."""
         self._paused = False
 
-    async def prove(self, session: Any = None) -> None:
+    async def prove(self, session: Any = None, stamp: str | None = None) -> None:
         """Prove the lock is still ours and extend its lease, in one atomic server-side update.
 
         The update is filtered by this holder's token; with ``session`` (or a session bound to
         the task) it runs in that transaction and commits with it. Raises :class:`LockLost`
-        naming the current holder when the lock is no longer ours.
+        naming the current holder when the lock is no longer ours. ``stamp`` is stored with the
+        proof, so that :meth:`stamped` can tell afterwards whether its transaction committed.
         """
         lease_ms = int(self.lease * 1000)
         options: dict[str, Any] = {} if session is None else {"session": session}
+        fields: dict[str, Any] = {"expires_at": {"$add": ["$$NOW", lease_ms]}}
+        if stamp is not None:
+            fields["stamp"] = {"$literal": stamp}
         try:
             doc = await self.collection.find_one_and_update(
                 {"_id": LOCK_ID, "token": self.token},
-                [{"$set": {"expires_at": {"$add": ["$$NOW", lease_ms]}}}],
+                [{"$set": fields}],
                 projection={"_id": 1},
                 **options,
             )
@@ -266,6 +270,17 @@ class MigrationLock:
         if doc is None:
             self.lost = True
             raise await self.lost_error() or LockLost(_lost_message(None)[0])
+
+    async def stamped(self, stamp: str) -> bool:
+        """Tell whether the proof made with ``stamp`` is stored: whether its transaction committed.
+
+        Asked after a commit whose answer was lost (a network error, a write concern error):
+        the stamp is unique to that transaction, and only its commit can have stored it.
+        """
+        doc = await outside_transaction(
+            lambda: self.collection.find_one({"_id": LOCK_ID, "stamp": stamp}, {"_id": 1})
+        )
+        return doc is not None
 
     async def lost_error(self) -> LockLost | None:
         """Return the :class:`LockLost` naming who holds the lock now (``None``: still ours)."""

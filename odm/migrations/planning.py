@@ -65,7 +65,8 @@ def planned_operation(action: StepAction, database_name: str) -> Operation | Non
         return None
     try:
         result = action(PlanDatabase(database_name))
-    except Exception:
+    except (Exception, SystemExit):
+        # SystemExit too: a callable that exits must not end `odm migrate plan` with its status.
         return None
     if inspect.iscoroutine(result):
         result.close()

@@ -27,15 +27,19 @@ the run is told to start it over (``restart``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
@@ -94,6 +98,14 @@ async def supports_transactions(database: Any) -> bool:
     return replicated and "logicalSessionTimeoutMinutes" in hello
 
 
+class OutcomeUnknown(MigrationError):
+    """A commit (or the record's write) failed, and whether it happened cannot be read back.
+
+    The run then undoes nothing and keeps its saved positions, which were written with what
+    they describe: the next run reads what was stored and goes on from there.
+    """
+
+
 class _Transaction:
     """A transaction bound to the running task, opened lazily and closed between segments.
 
@@ -132,17 +144,18 @@ class _Transaction:
         try:
             if session is None:
                 return
+            stamp = uuid.uuid4().hex
             try:
                 try:
                     if commit:
                         # Bound: the proof joins the transaction and commits with it, or
                         # fails it (LockLost) and nothing of the transaction is kept.
-                        await self.lock.prove()
+                        await self.lock.prove(stamp=stamp)
                 finally:
                     if binding is not None:
                         await binding.__aexit__(None, None, None)
                 if commit:
-                    await session.commit_transaction()
+                    await self._commit(session, stamp)
             finally:
                 if session.in_transaction:  # not committed: an abort, or a failed proof
                     await _quietly(session.abort_transaction())
@@ -150,7 +163,30 @@ class _Transaction:
         finally:
             self.lock.resume()
 
+    async def _commit(self, session: Any, stamp: str) -> None:
+        try:
+            await session.commit_transaction()
+        except PyMongoError as exc:
+            # The answer may be lost after the commit happened (a network error, a write concern
+            # error): undoing steps or starting the file over would then repeat committed work.
+            # The lock proof made last in the transaction carries a stamp only its commit stores.
+            # Killing the session first settles it: a commit still on its way cannot land after
+            # the stamp is read, and one that failed leaves no open transaction behind holding
+            # locks (the driver does not abort after a failed commit; a rollback's DDL would
+            # wait for the server to reap it).
+            try:
+                await self.client.admin.command({"killSessions": [session.session_id]})
+                committed = await self.lock.stamped(stamp)
+            except PyMongoError as unknown:
+                raise OutcomeUnknown(
+                    f"{type(exc).__name__} while committing, and whether it committed cannot be "
+                    f"read back ({type(unknown).__name__}: {unknown})"
+                ) from exc
+            if not committed:
+                raise
+
     async def commit(self) -> None:
+        """Commit with a last proof of the lock; an answer lost after the commit is no error."""
         await self._close(commit=True)
 
     async def abort(self) -> None:
@@ -514,13 +550,18 @@ class Runner:
             echo=self.echo,
         )
 
-    async def _perform(self, target: Any, context: Context) -> None:
+    def _resolve(self, migration: Migration, action: StepAction) -> Any:
+        with _exit_is_failure(migration):
+            return resolve_action(action, self.database)
+
+    async def _perform(self, migration: Migration, target: Any, context: Context) -> None:
         token = bind_context(context)
         try:
-            if isinstance(target, Operation):
-                await target.run(context)
-            elif target is not None:
-                await target
+            with _exit_is_failure(migration):
+                if isinstance(target, Operation):
+                    await target.run(context)
+                elif target is not None:
+                    await target
         finally:
             unbind_context(token)
 
@@ -542,6 +583,7 @@ class Runner:
         pending: list[int] = []  # positions done inside the open transaction
         begun = time.monotonic()
         position = start
+        recorded = False
         try:
             for position in range(start, len(sequence)):
                 index, action = sequence[position]
@@ -549,7 +591,7 @@ class Runner:
                     self.echo(f"  step {index + 1}: no {direction} (skipped)")
                     target: Any = None
                 else:
-                    target = resolve_action(action, self.database)
+                    target = self._resolve(migration, action)
                 joinable = not (isinstance(target, Operation) and not target.transactional)
                 try:
                     if tx.open and not joinable:
@@ -564,20 +606,21 @@ class Runner:
                     _discard(target)
                     raise
                 context = self._context(migration, direction, index, tx.open, lock)
-                await self._perform(target, context)
+                await self._perform(migration, target, context)
+                # Done, whether or not its position gets saved: a failure from here on must
+                # roll it back too (outside a transaction its effects are already stored).
+                (pending if tx.open else durable).append(position)
                 await self.recorder.save_step_position(
                     migration.id, direction, position + 1, migration.checksum
                 )
-                (pending if tx.open else durable).append(position)
+            position = len(sequence)  # every step done: what is left is recording it
             # Inside the transaction when there is one; its commit proves the lock once more.
             await lock.prove()
             elapsed = int((time.monotonic() - begun) * 1000)
-            if direction == "apply":
-                await self.recorder.record_applied(
-                    migration.id, migration.checksum, elapsed, depends=sorted(migration.depends)
-                )
-            else:
-                await self.recorder.forget(migration.id)
+            await self._record(migration, direction, elapsed, in_transaction=tx.open)
+            # Outside a transaction the record is stored for good: from here on nothing may be
+            # undone, or the file would be recorded as done with its steps rolled back.
+            recorded = not tx.open
             await self.recorder.log(
                 migration.id,
                 direction,
@@ -590,6 +633,10 @@ class Runner:
         except Exception as exc:
             await _quietly(tx.abort())
             index = sequence[min(position, len(sequence) - 1)][0] if sequence else 0
+            if recorded or isinstance(exc, OutcomeUnknown):
+                raise await self._stop_undoing_nothing(
+                    migration, direction, exc, begun, recorded
+                ) from exc
             lost = exc if isinstance(exc, LockLost) else await _lost_or_none(lock)
             if lost is not None:
                 # Another deployer holds the lock now and may be resuming this very file from
@@ -634,11 +681,115 @@ class Runner:
                 # documents when the file is applied again.
                 await _quietly(self.recorder.clear_state(migration.id, keep_steps_except=undone))
             raise MigrationError(message) from exc
-        except BaseException:
-            # Cancelled or interrupted: leave the saved position, so that the next run resumes.
+        except BaseException as exc:
+            # Interrupted (Ctrl-C, a cancelled task): stop as a killed run would, so that the
+            # next run resumes after the last step durably done. Nothing is undone (rolling back
+            # would be more writes after being told to stop) and the saved positions stay; the
+            # open transaction is aborted before the lock is released, so nothing of this run
+            # commits after it.
             await _quietly(tx.abort())
+            await self._report_interrupted(
+                migration, direction, sequence, position, len(durable), exc, begun
+            )
             raise
         self.echo(f"  done in {elapsed} ms")
+
+    async def _record(
+        self, migration: Migration, direction: Direction, elapsed: int, in_transaction: bool
+    ) -> None:
+        """Record the file as applied (or forget it, rolled back).
+
+        Outside a transaction a write whose answer was lost (a network or write concern error)
+        may have been stored all the same: it is read back, and counts as done when it was.
+        """
+        try:
+            if direction == "apply":
+                await self.recorder.record_applied(
+                    migration.id, migration.checksum, elapsed, depends=sorted(migration.depends)
+                )
+            else:
+                await self.recorder.forget(migration.id)
+        except PyMongoError as exc:
+            if in_transaction:
+                raise  # the commit tells
+            try:
+                stored = await self._recorded(migration, direction)
+            except PyMongoError as unknown:
+                raise OutcomeUnknown(
+                    f"{type(exc).__name__} while recording it, and whether it was recorded "
+                    f"cannot be read back ({type(unknown).__name__}: {unknown})"
+                ) from exc
+            if not stored:
+                raise
+
+    async def _recorded(self, migration: Migration, direction: Direction) -> bool:
+        """Tell whether the record says ``direction`` is done (the lock keeps others out)."""
+        record = (await self.recorder.applied()).get(migration.id)
+        if direction == "rollback":
+            return record is None
+        return record is not None and record.checksum == migration.checksum
+
+    async def _stop_undoing_nothing(
+        self, migration: Migration, direction: Direction, exc: Exception, begun: float,
+        recorded: bool,
+    ) -> MigrationError:
+        """Return the error of a run that must not undo anything: recorded, or unsure whether.
+
+        Its saved positions stay too: after an unknown commit they say where the file stands
+        (they were committed with the steps, or not at all).
+        """
+        reason = str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
+        if recorded:
+            message = (
+                f"{direction} {migration.id}: done and recorded, but what follows the record "
+                f"failed: {reason}"
+            )
+            await _quietly(self.recorder.clear_state(migration.id))
+        else:
+            message = (
+                f"{direction} {migration.id}: {reason}; nothing undone: the next {direction} "
+                "resumes from what was committed (`odm migrate list` shows whether the file "
+                "was recorded)"
+            )
+        await _quietly(
+            self.recorder.log(
+                migration.id, direction, checksum=migration.checksum, ok=False, error=message,
+                duration_ms=int((time.monotonic() - begun) * 1000),
+            )
+        )
+        return MigrationError(message)
+
+    async def _report_interrupted(
+        self,
+        migration: Migration,
+        direction: Direction,
+        sequence: list[tuple[int, Any]],
+        position: int,
+        kept: int,
+        exc: BaseException,
+        begun: float,
+    ) -> None:
+        """Say (and log) where an interrupted run stopped and where the next one resumes."""
+        where = f"in step {sequence[position][0] + 1}" if position < len(sequence) else (
+            "while recording it"
+        )
+        resumes = (
+            f"resumes at step {sequence[kept][0] + 1}" if kept < len(sequence)
+            else "only records it"
+        )
+        # Ctrl-C under asyncio.run() reaches the run as a cancellation of its task.
+        how = "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+        message = (
+            f"{direction} {migration.id}: interrupted ({how}) {where}; nothing "
+            f"undone and nothing recorded: the next {direction} {resumes}"
+        )
+        self.echo(message)
+        await _quietly(
+            self.recorder.log(
+                migration.id, direction, checksum=migration.checksum, ok=False, error=message,
+                duration_ms=int((time.monotonic() - begun) * 1000),
+            )
+        )
 
     async def _compensate(
         self,
@@ -655,9 +806,9 @@ class Runner:
             if rollback is None:
                 continue
             try:
-                target = resolve_action(rollback, self.database)
+                target = self._resolve(migration, rollback)
                 context = self._context(migration, "compensate", index, False, lock)
-                await self._perform(target, context)
+                await self._perform(migration, target, context)
             except Exception as exc:
                 return (
                     f"; rolling back step {index + 1} also failed ({type(exc).__name__}: "
@@ -675,6 +826,24 @@ def _applied_after(record: AppliedRecord, other: AppliedRecord) -> bool:
     if record.applied_at is None or other.applied_at is None:
         return True
     return record.applied_at >= other.applied_at
+
+
+@contextlib.contextmanager
+def _exit_is_failure(migration: Migration) -> Iterator[None]:
+    """Make a step's ``sys.exit()`` (a ``SystemExit``) a failure of that step.
+
+    Left to propagate, it would end ``odm migrate`` (or the application that runs the
+    migrations) with the step's status, which may read as odm's own (3: the lock is held),
+    without the failure being logged or the steps before it rolled back. A ``KeyboardInterrupt``
+    is not caught: it stops the run (see :meth:`Runner._run`).
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        raise MigrationError(
+            f"the step called {loader.exit_call(exc)} ({loader.where(exc, migration.path)}); a "
+            "step fails by raising an exception, it must not exit"
+        ) from exc
 
 
 def _discard(target: Any) -> None:
