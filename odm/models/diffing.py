@@ -43,7 +43,13 @@ def _bson_value(value: Any) -> Any:
     """Return ``value`` as it reads back from BSON, for comparisons only."""
     if isinstance(value, _dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(_dt.UTC).replace(tzinfo=None)
+            try:
+                value = value.astimezone(_dt.UTC).replace(tzinfo=None)
+            except OverflowError:
+                # Past year 9999 in UTC: BSON cannot hold it either. Compared as it is, it
+                # differs from whatever is stored, so save() sends it and the encoder refuses
+                # it naming the field, as insert() does.
+                return value
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day)
