@@ -234,11 +234,21 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         # The hooks Document declares do nothing: only a class's own are awaited (a coroutine
         # each, on every save of the one-at-a-time loops).
         hooked = model.before_save is not Document.before_save
-        if hooked:
-            await self.before_save()
-        if signals.pre_save.has_receivers():
-            hooked = True
-            await signals.pre_save.send(model, document=self, created=False)
+        receivers = signals.pre_save.has_receivers()
+        # A flush of the unit of work while the hooks run (a hook's queryset write autoflushes)
+        # must not run them again: see UnitOfWork.hooks_start.
+        uow = current_unit_of_work() if hooked or receivers else None
+        if uow is not None:
+            uow.hooks_start(self)
+        try:
+            if hooked:
+                await self.before_save()
+            if receivers:
+                hooked = True
+                await signals.pre_save.send(model, document=self, created=False)
+        finally:
+            if uow is not None:
+                uow.hooks_end(self)
         check_saved_references(self)
         # A hook may have written this document meanwhile (or changed its id): then its
         # snapshot is read again.

@@ -9,6 +9,8 @@ no other module tests which driver it holds.
 from __future__ import annotations
 
 import inspect
+import sys
+from contextvars import ContextVar
 from types import CoroutineType, GeneratorType
 from typing import Any, Literal
 
@@ -133,3 +135,63 @@ def supports_bind(session: Any) -> bool:
 
 
 _BINDS: dict[type[Any], bool] = {}
+
+
+def leave_binding(session: Any) -> None:
+    """Leave, in the current context only, the driver's implicit binding of ``session``
+    (PyMongo's ``bind()``, which a transaction block enters): the context is a task spawned
+    inside the block, which inherited the binding, and the block has ended since. Left bound,
+    the driver would send the task's operations in the block's ended session. A driver
+    without that binding (Motor) has nothing to leave."""
+    module = sys.modules.get(type(session).__module__)
+    binding = getattr(module, "_SESSION", None)
+    if isinstance(binding, ContextVar) and binding.get() is session:
+        binding.set(None)
+
+
+async def abort_transaction(session: Any) -> bool:
+    """Abort the transaction of ``session``; return whether the abort is known to have ended
+    it on the server (its ``abortTransaction`` succeeded, or none was needed).
+
+    The driver ignores abort errors, as the transactions specification says, so its
+    ``abort_transaction()`` returns the same whether the server aborted or refused: a
+    transaction whose abort failed would hold its locks until the server's lifetime limit.
+    So the driver's one call that sends the command (``_finish_transaction_with_retry``, in
+    PyMongo's sessions and in the PyMongo session a Motor session wraps) is watched for the
+    duration of the abort. A driver without it returns ``False``: the caller cannot tell."""
+    target = getattr(session, "delegate", session)  # Motor wraps PyMongo's session
+    finish = getattr(target, "_finish_transaction_with_retry", None)
+    if finish is None:
+        await resolve(session.abort_transaction())
+        return False
+    failed: list[BaseException] = []
+    target._finish_transaction_with_retry = _watched(finish, failed)
+    try:
+        await resolve(session.abort_transaction())
+    finally:
+        del target._finish_transaction_with_retry
+    return not failed
+
+
+def _watched(finish: Any, failed: list[BaseException]) -> Any:
+    """``finish`` (a driver's coroutine or plain function), appending what it raises to
+    ``failed`` before it goes on."""
+    if inspect.iscoroutinefunction(finish):
+
+        async def watched_coroutine(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await finish(*args, **kwargs)
+            except BaseException as error:
+                failed.append(error)
+                raise
+
+        return watched_coroutine
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return finish(*args, **kwargs)
+        except BaseException as error:
+            failed.append(error)
+            raise
+
+    return watched

@@ -433,6 +433,9 @@ class _run:
             # lost: committing would keep a write its caller could not record.
             _cut_off(self.model, self.what)
             return
+        if isinstance(exc, OperationFailure):
+            # Inside a transaction the server aborted it (or will not let it commit).
+            _refused(self.model, self.what, exc)
         if isinstance(exc, OperationFailure) and (
             exc.code in _REFUSED_QUERY_CODES or _parallel_arrays(exc)
         ):
@@ -479,6 +482,14 @@ def _cut_off(model: type[Any], what: str) -> None:
     uow = current_unit_of_work()
     if uow is not None:
         uow.cut_off(f"{model.__name__} {what}")
+
+
+def _refused(model: type[Any], what: str, exc: OperationFailure) -> None:
+    """Tell the bound unit of work, if any, that the server refused the driver call ``what``
+    on ``model`` with ``exc`` (see :meth:`odm.uow.UnitOfWork.refused`)."""
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.refused(f"{model.__name__} {what}", exc)
 
 
 # -- reads -----------------------------------------------------------------------------------

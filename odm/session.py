@@ -5,6 +5,12 @@ executor passes :func:`current_session` to every driver call, so no operation in
 can run outside it and no caller ever passes ``session=`` by hand. Tasks spawned inside the block
 inherit the binding (context variables are copied into new tasks); tasks started outside do not
 see it.
+
+A task spawned inside a block may outlive it (a fire-and-forget audit insert). Once the block
+has ended, its session and unit of work no longer bind such a task: the task's operations run
+outside any transaction, as those of a task spawned outside any block do (the unit of work is
+marked ended, :meth:`odm.uow.UnitOfWork.end`; the session of an ``odm.session()`` block is
+ended). While the block is open, the transaction refuses them (:mod:`odm.uow`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,13 @@ _bound_uow: ContextVar[Any | None] = ContextVar("odm_unit_of_work", default=None
 
 
 def current_session() -> Any | None:
-    """Return the driver session bound to this context, or ``None`` outside any block."""
-    return _bound_session.get()
+    """Return the driver session bound to this context, or ``None`` outside any block (also
+    in a task spawned inside a block that has ended since)."""
+    uow = _bound_uow.get()
+    if uow is not None and uow.ended is not None:
+        _leave(uow)
+        return None
+    return _open(_bound_session.get())
 
 
 def operation_session(model: type[Any] | None = None) -> Any | None:
@@ -34,17 +45,44 @@ def operation_session(model: type[Any] | None = None) -> Any | None:
     The executor calls this before every driver call. Inside a transaction it refuses, with
     :class:`odm.TransactionError` and before anything is sent, an operation from a task spawned
     in the block, on a model of another connection alias, or after an inner block failed (see
-    :mod:`odm.uow` for the rules).
+    :mod:`odm.uow` for the rules). In a task spawned inside a block that has ended since, it
+    returns ``None``: the operation runs outside any transaction.
     """
     uow = _bound_uow.get()
     if uow is not None:
+        if uow.ended is not None:
+            _leave(uow)
+            return None
         uow.check_usable(model)
-    return _bound_session.get()
+        return _bound_session.get()
+    session = _bound_session.get()
+    if session is not None and session.has_ended:  # see _open
+        return None
+    return session
 
 
 def current_unit_of_work() -> Any | None:
-    """Return the unit of work of the enclosing ``odm.transaction()`` block, if any."""
-    return _bound_uow.get()
+    """Return the unit of work of the enclosing ``odm.transaction()`` block, if any (``None``
+    in a task spawned inside a block that has ended since)."""
+    uow = _bound_uow.get()
+    if uow is not None and uow.ended is not None:
+        return None
+    return uow
+
+
+def _leave(uow: Any) -> None:
+    """Leave, in this context, the driver's own binding of the session of ``uow``, whose
+    block has ended (PyMongo's ``bind()``, inherited with odm's): the context has no session
+    now, and the driver would otherwise send its operations in the ended session."""
+    drivers.leave_binding(uow.session)
+
+
+def _open(session: Any | None) -> Any | None:
+    """``session`` (bound by ``odm.session()``, or ``None``), unless it has ended: the context
+    is a task spawned inside that block, which has ended since."""
+    if session is not None and session.has_ended:
+        return None
+    return session
 
 
 @asynccontextmanager
@@ -56,7 +94,7 @@ async def session(
     Reads inside see the writes made before them in the block, even from secondaries. Inside a
     transaction the transaction's session is reused.
     """
-    existing = _bound_session.get()
+    existing = current_session()
     if existing is not None:
         yield existing
         return

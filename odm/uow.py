@@ -11,6 +11,8 @@ Concurrency rule: operations of a transaction must run in the task that opened i
 spawned inside the block (``asyncio.gather``, ``create_task``) inherits the context, and the
 executor refuses its operations with :class:`odm.TransactionError` instead of interleaving them
 on one session, which the server cannot order and which SQLAlchemy documents as unsafe too.
+Once the block has ended, however it ended, its unit of work takes no more work, and such a
+task's operations run outside any transaction (:meth:`UnitOfWork.end`).
 
 Retries follow the driver specification of the convenient transactions API: ``atomic`` re-runs
 the whole body on ``TransientTransactionError`` (from the body or the commit), retries only the
@@ -99,7 +101,8 @@ def backoff_delay(attempt: int) -> float:
 
 class UnitOfWork:
     """One transaction's state: its session, identity map, the tracking states to put back on
-    abort (:class:`~odm.journal.Journal`), and the callbacks to run after commit."""
+    abort (:class:`~odm.journal.Journal`), and the callbacks to run after commit. It serves
+    one block: once that has ended (:meth:`end`), it refuses work."""
 
     def __init__(
         self, session: Any, alias: str, options: dict[str, Any] | None = None
@@ -113,8 +116,14 @@ class UnitOfWork:
         #: Whether the transaction sent a write yet (see :meth:`track`).
         self.wrote = False
         self.owner: asyncio.Task[Any] | None = asyncio.current_task()
-        #: Why the transaction can only be rolled back (an inner block failed), or ``None``.
+        #: Why the transaction can only be rolled back (an inner block failed, or the block's
+        #: own error is aborting it), or ``None``.
         self.failure: str | None = None
+        #: Whether :attr:`failure` is an inner block's (the outer block may still go on).
+        self._inner_failure = False
+        #: How the block ended (``"it committed"``...), or ``None`` while it is open: see
+        #: :meth:`end`.
+        self.ended: str | None = None
         #: The driver call that a cancellation or a deadline cut off in the block, or ``None``
         #: (see :meth:`cut_off`).
         self.interrupted: str | None = None
@@ -122,6 +131,18 @@ class UnitOfWork:
         #: (a write of the block went through in part: see :meth:`rollback_only`), or ``None``.
         self.doomed: str | None = None
         self._on_commit: list[tuple[Callable[[], Any], bool]] = []
+        #: Whether the ``on_commit`` callbacks are running (one may register another).
+        self._running_callbacks = False
+        #: Documents whose save hooks ran (or run) in the flush pass in progress, by ``id()``;
+        #: ``None`` when no pass is running its hooks or writes (see :meth:`flush`).
+        self._hooked: dict[int, Any] | None = None
+        #: Documents whose ``save()`` runs its hooks now, by ``id()`` (see :meth:`hooks_start`).
+        self._saving: dict[int, Any] = {}
+        #: Documents the flushes wrote so far (a flush returns what it adds to this).
+        self._flushed = 0
+        #: Flushes running, one inside another (a ``post_save`` hook's queryset write
+        #: autoflushes): bounded as the passes of one flush are.
+        self._nested_flushes = 0
         #: Driver futures whose thread may still run (Motor): see :meth:`outlive`.
         self._running: set[asyncio.Future[Any]] = set()
 
@@ -211,12 +232,31 @@ class UnitOfWork:
         gets a note saying so (whoever catches it learns the block cannot go on)."""
         if self.doomed is None:
             self.doomed = reason
-        if error is not None:
+        if error is not None and not _noted(error):
             error.add_note(
-                f"odm: {reason}: the transaction can only be rolled back now "
+                f"{_NOTE}{reason}: the transaction can only be rolled back now "
                 "(odm.TransactionError at the block's next operation and at its end); retry "
                 "the whole block"
             )
+
+    def refused(self, call: str, error: BaseException) -> None:
+        """Record that the server refused ``call`` (a driver call of the block: an insert that
+        breaks a unique index, an update a stored value refuses, a query it cannot run) with
+        ``error``. MongoDB aborts the transaction at such an error, so the block's next
+        operation would only get ``NoSuchTransaction``, labelled transient, which names nothing
+        and makes ``atomic`` run the body again to meet the same refusal. So, as Django does
+        for a query that failed inside ``atomic()``, the transaction becomes rollback-only
+        (:meth:`rollback_only`): the block's next operation and its end raise
+        :class:`odm.TransactionError` naming the refused call. An error labelled
+        ``TransientTransactionError`` (a write conflict) is left alone: ``atomic`` retries it.
+        """
+        if isinstance(error, PyMongoError) and error.has_error_label(
+            "TransientTransactionError"
+        ):
+            return
+        self.rollback_only(
+            f"{call} was refused by the server in this transaction ({_refusal(error)})", error
+        )
 
     def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
         """Run ``callback`` (sync or async, no arguments) after a successful commit only.
@@ -224,15 +264,53 @@ class UnitOfWork:
         Callbacks run in order, once, after the commit and outside any retry. Every callback
         runs even when one before it raised. A ``robust`` callback's error is logged; the
         first error of another is raised, after all ran, as :class:`odm.OnCommitError` (the
-        transaction stays committed).
+        transaction stays committed). A callback registered by a running callback runs in the
+        same round, after those registered before it (the transaction has committed: Django
+        runs such a callback at once). Once the block has ended otherwise (it failed, or its
+        callbacks have run), registering raises :class:`odm.TransactionError`.
         """
+        if self._running_callbacks:
+            self._on_commit.append((callback, robust))
+            return
         self.check_usable()
         self._on_commit.append((callback, robust))
 
+    def hooks_start(self, document: Any) -> None:
+        """Note that ``document``'s ``save()`` starts running its ``before_save`` / ``pre_save``
+        hooks: a flush meanwhile (the autoflush of a queryset write that a hook or receiver
+        makes) writes the document as it is but runs none of its hooks, which would run the
+        hook's own write again, and again. The save sends what is left and runs
+        ``post_save`` once. Call :meth:`hooks_end` once they have run."""
+        self._saving[id(document)] = document
+
+    def hooks_end(self, document: Any) -> None:
+        """Note that ``document``'s ``save()`` has run its hooks (see :meth:`hooks_start`)."""
+        self._saving.pop(id(document), None)
+
+    def end(self, how: str) -> None:
+        """Mark the block ended (``how``: ``"it committed"``, or what failed it): the unit of
+        work takes no more work (:meth:`check_usable` refuses it), and its session and unit of
+        work no longer bind the tasks spawned inside the block, which inherited them: their
+        operations run outside any transaction from now on (:mod:`odm.session`)."""
+        if self.ended is None:
+            self.ended = how
+
     def check_usable(self, model: type[Any] | None = None) -> None:
-        """Refuse an operation the transaction cannot run: after an inner block failed, from
-        another task, or on a model of another connection alias (``model``)."""
+        """Refuse an operation the transaction cannot run: after the block ended, after it (or
+        an inner block) failed, from another task, or on a model of another connection alias
+        (``model``)."""
+        if self.ended is not None:
+            raise TransactionError(
+                f"the block has ended ({self.ended}): its unit of work takes no more work; "
+                "run what remains in a new odm.transaction() (a callback that on_commit() "
+                "would take now: call it directly)"
+            )
         if self.failure is not None:
+            if not self._inner_failure:
+                raise TransactionError(
+                    f"the block failed ({self.failure}); its transaction is being rolled "
+                    "back and takes no more work"
+                )
             raise TransactionError(
                 "an inner atomic block failed; the transaction was rolled back and can only "
                 f"be left now (the failure: {self.failure})"
@@ -276,23 +354,64 @@ class UnitOfWork:
         hook changes another document), the writes, then ``post_save`` and ``after_save``. A
         hook that changes documents again starts another pass. Documents are marked clean only
         after their collection's write succeeded. Return the number of documents written.
+
+        A flush asked for while a pass runs its ``before_save`` / ``pre_save`` hooks (by a hook
+        or receiver, or the autoflush of a queryset write it makes) does not start another
+        flush, which would run the same hooks again, and so on without end: it runs the hooks
+        of the changed documents whose hooks have not run in this pass yet, and writes the
+        changes made so far, so that the hook's write applies on top of them and the documents
+        read again after it lose none (:mod:`odm.resync`). Each document's hooks still run once
+        per pass, and its ``post_save`` / ``after_save`` once, after the pass's writes.
         """
+        self.check_usable()
         if not len(self.identity):
             return 0
-        self.check_usable()
-        written = 0
-        for _ in range(MAX_FLUSH_PASSES):
-            count = await self._flush_pass()
-            if not count:
-                return written
-            written += count
-        raise TransactionError(
-            f"the flush did not settle after {MAX_FLUSH_PASSES} passes: save hooks keep "
-            "changing tracked documents"
-        )
+        if self._hooked is not None:
+            return await self._flush_within()
+        if self._nested_flushes >= MAX_FLUSH_PASSES:  # post_save hooks flushing, nested
+            raise TransactionError(_NOT_SETTLED)
+        before = self._flushed
+        self._nested_flushes += 1
+        try:
+            for _ in range(MAX_FLUSH_PASSES):
+                flushed = self._flushed
+                await self._flush_pass()
+                if self._flushed == flushed:
+                    return self._flushed - before
+        finally:
+            self._nested_flushes -= 1
+        raise TransactionError(_NOT_SETTLED)
 
-    async def _flush_pass(self) -> int:
-        hooked = await _run_before_save(self.identity)
+    async def _flush_pass(self) -> None:
+        saving = self._saving
+        # A document whose save() runs its hooks now is left to that save(), its hooks as if
+        # run (see hooks_start): the pass writes what it holds, and runs no hook of it.
+        hooked = self._hooked = dict(saving)
+        try:
+            await _run_before_save(self.identity, hooked)
+            await self._write_changes()
+        finally:
+            self._hooked = None
+        for key, document in hooked.items():
+            if key in saving:
+                continue
+            model = type(document)
+            if signals.post_save.has_receivers():
+                await signals.post_save.send(model, document=document, created=False)
+            await document.after_save()
+
+    async def _flush_within(self) -> int:
+        """The flush asked for by a hook of the pass in progress (see :meth:`flush`)."""
+        hooked = self._hooked
+        assert hooked is not None
+        await _run_before_save(self.identity, hooked)
+        flushed = self._flushed
+        await self._write_changes()
+        return self._flushed - flushed
+
+    async def _write_changes(self) -> None:
+        """Write the changes of every tracked document, one ``bulk_write`` per collection, and
+        mark each written document clean (no hook runs here)."""
         pending: dict[type[Any], list[tuple[Any, Any]]] = defaultdict(list)
         for document in self.identity:
             operation = writes.pending_update(document)
@@ -300,7 +419,6 @@ class UnitOfWork:
                 pending[tracking.collection_model(type(document))].append((document, operation))
         if pending:  # documents read from now on may hold these writes (see track)
             self.wrote = True
-        written = 0
         for model, items in pending.items():
             result = await executor.bulk_write(model, [op for _, op in items], ordered=True)
             if result.acknowledged and result.matched_count != len(items):
@@ -316,35 +434,39 @@ class UnitOfWork:
             for document, _ in items:
                 self.journal.remember(document)
                 writes.mark_clean(document)
-            written += len(items)
-        for document in hooked:
-            model = type(document)
-            if signals.post_save.has_receivers():
-                await signals.post_save.send(model, document=document, created=False)
-            await document.after_save()
-        return written
+            self._flushed += len(items)
 
     async def _run_callbacks(self) -> None:
-        callbacks, self._on_commit = self._on_commit, []
+        """Run the ``on_commit`` callbacks, those they register included (see
+        :meth:`on_commit`)."""
+        callbacks = self._on_commit
         first_error: BaseException | None = None
-        for callback, robust in callbacks:
-            try:
-                result = callback()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                if robust:
-                    logger.exception("on_commit callback %r failed", callback)
-                elif first_error is None:
-                    first_error = exc
+        self._running_callbacks = True
+        try:
+            index = 0
+            while index < len(callbacks):  # a callback may register another
+                callback, robust = callbacks[index]
+                index += 1
+                try:
+                    result = callback()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    if robust:
+                        logger.exception("on_commit callback %r failed", callback)
+                    elif first_error is None:
+                        first_error = exc
+        finally:
+            self._running_callbacks = False
+            self._on_commit = []
         if first_error is not None:
             raise OnCommitError(
                 f"the transaction committed, but an on_commit callback failed: "
                 f"{type(first_error).__name__}: {first_error}"
             ) from first_error
 
-    async def _fail(self, exc: BaseException) -> None:
-        """Abort the transaction that ``exc`` ended (the whole block, or an inner one: the
+    async def _fail(self, exc: BaseException, *, inner: bool = False) -> None:
+        """Abort the transaction that ``exc`` ended (the whole block, or an ``inner`` one: the
         transaction is then rollback-only) and make its documents tell the truth.
 
         The server transaction ends now (its session killed when an operation was cut off),
@@ -359,6 +481,7 @@ class UnitOfWork:
             self.journal.restore()
             return
         self.failure = f"{type(exc).__name__}: {exc}"
+        self._inner_failure = inner
         # An operation cut off by a cancellation or a deadline may have reached the server
         # without the driver knowing: it may even be the one that started the server
         # transaction, which the driver's abort would then not end.
@@ -392,6 +515,12 @@ class UnitOfWork:
 
 
 MAX_FLUSH_PASSES = 10
+_NOT_SETTLED = (
+    f"the flush did not settle after {MAX_FLUSH_PASSES} passes: save hooks keep changing "
+    "tracked documents"
+)
+#: How a note of :meth:`UnitOfWork.rollback_only` begins (an error gets one such note).
+_NOTE = "odm: "
 
 
 def _has_save_hooks(model: type[Any]) -> bool:
@@ -403,10 +532,11 @@ def _has_save_hooks(model: type[Any]) -> bool:
     )
 
 
-async def _run_before_save(identity: IdentityMap) -> list[Any]:
-    """Run ``before_save`` and ``pre_save`` for every changed tracked document that has hooks,
-    again for documents a hook changed, until none is left; return them in order."""
-    hooked: dict[int, Any] = {}
+async def _run_before_save(identity: IdentityMap, hooked: dict[int, Any]) -> None:
+    """Run ``before_save`` and ``pre_save`` for every changed tracked document that has hooks
+    and is not in ``hooked`` (by ``id()``: those whose hooks ran or run in this pass), again
+    for documents a hook changed, until none is left; add each to ``hooked`` as its hooks
+    start (a hook's own flush, nested, runs the others': see ``UnitOfWork.flush``)."""
     while True:
         due = [
             document
@@ -416,12 +546,37 @@ async def _run_before_save(identity: IdentityMap) -> list[Any]:
             and writes.is_dirty(document)
         ]
         if not due:
-            return list(hooked.values())
+            return
         for document in due:
+            if id(document) in hooked:  # a hook's nested flush ran its hooks meanwhile
+                continue
             hooked[id(document)] = document
             await document.before_save()
             if signals.pre_save.has_receivers():
                 await signals.pre_save.send(type(document), document=document, created=False)
+
+
+def _noted(error: BaseException) -> bool:
+    """Tell whether ``error`` carries a note of :meth:`UnitOfWork.rollback_only` already (a
+    refused call's error is noted by the executor, then by whoever reads back after it)."""
+    return any(note.startswith(_NOTE) for note in getattr(error, "__notes__", ()))
+
+
+#: Characters of the server's message a refusal quotes (it may quote a long key value).
+_REFUSAL_CHARS = 300
+
+
+def _refusal(error: BaseException) -> str:
+    """The server's refusal ``error`` in a few words: its type and the server's message (a
+    bulk write's first write error), on one line and cut to a readable length."""
+    details = getattr(error, "details", None) or {}
+    errors = details.get("writeErrors") if isinstance(details, dict) else None
+    source = errors[0] if errors and isinstance(errors[0], dict) else details
+    message = source.get("errmsg") if isinstance(source, dict) else None
+    text = " ".join(str(message or error).split())
+    if len(text) > _REFUSAL_CHARS:
+        text = text[: _REFUSAL_CHARS - 3] + "..."
+    return f"{type(error).__name__}: {text}"
 
 
 def _flush_mismatch(model: type[Any], expected: int, matched: int) -> Exception:
@@ -625,6 +780,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
         except BaseException as error:
             _bound_uow.reset(self._uow_token)
             _bound_session.reset(self._session_token)
+            uow.end(f"it failed to start: {type(error).__name__}")
             await self._unbind(error)
             await ending.run(type(error), error, error.__traceback__)
             raise
@@ -639,7 +795,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
             self._outer = None
             if exc is not None and not isinstance(exc, GeneratorExit):
                 try:
-                    await outer._fail(exc)
+                    await outer._fail(exc, inner=True)
                 finally:
                     await outer._fence()  # the outer block may go on: see _fence
             return False
@@ -649,6 +805,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
         self._uow = None
         ending = self._ending
         cancelled_at_commit = False
+        committed = False
         # Each try below is one layer of the block, innermost first: the timeout scope, the
         # abort on failure, the context variables, the driver's bind, the session end, the
         # documents read back. The block's own error is raised again in the innermost layer
@@ -674,6 +831,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
                                         _commit(uow.session, self._deadline, bool(self._timeout))
                                     )
                                 )
+                                committed = True
                             except BaseException as error:
                                 scope = self._scope
                                 if scope is None or not scope.__exit__(
@@ -691,6 +849,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
                     finally:
                         _bound_uow.reset(self._uow_token)
                         _bound_session.reset(self._session_token)
+                        uow.end(_how_it_ended(uow, committed))
                 except BaseException as error:
                     try:
                         await self._unbind(error)
@@ -730,6 +889,15 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
                 error,
                 error.__traceback__ if error is not None else None,
             )
+
+
+def _how_it_ended(uow: UnitOfWork, committed: bool) -> str:
+    """Say how the block of ``uow`` ended, for :meth:`UnitOfWork.end`."""
+    if committed:
+        return "it committed"
+    if uow.failure is not None:
+        return f"it failed: {uow.failure}"
+    return "it did not commit"
 
 
 def _commit_outcome_unknown(exc: BaseException) -> bool:
@@ -797,14 +965,16 @@ async def _abort_server_transaction(session: Any, *, kill: bool = False) -> None
     The driver ignores abort errors (as its spec says), will not abort after a commit was sent,
     and does not know of an operation it was cut off from (a cancellation); a transaction
     left so would hold its locks on the server until its lifetime limit (a minute or more).
-    So when the abort fails, a commit was sent (and failed, or its outcome is unknown), or
-    ``kill`` is given (an operation was interrupted), the server session is killed, which ends
-    its transaction at once (a commit that did go through stays committed)."""
+    So when the abort fails (the driver swallows its error: :func:`odm.drivers.abort_transaction`
+    tells), a commit was sent (and failed, or its outcome is unknown), or ``kill`` is given (an
+    operation was interrupted), the server session is killed, which ends its transaction at
+    once (a commit that did go through stays committed). An abort that succeeds costs nothing
+    more."""
     if session.in_transaction:
         try:
             with pymongo.timeout(ABORT_TIME_LIMIT):
-                await drivers.resolve(session.abort_transaction())
-            if not kill:
+                ended = await drivers.abort_transaction(session)
+            if ended and not kill:
                 return
         except PyMongoError:
             pass
