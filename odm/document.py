@@ -44,6 +44,7 @@ def _copy_tracking(source: Any, copied: Any, memo: dict[int, Any] | None = None)
     (odm.models.copies: a save of either is diffed against what the other wrote)."""
     tracking.copy_state(source, copied, memo)
     copies.join(source, copied)
+    tracking.copied(source, copied)  # inside a block: an abort puts the copy back too
 
 
 # -- the classes users subclass --------------------------------------------------------------
@@ -204,6 +205,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
             raise
         will_change(self)
         set_snapshot(self, raw)
+        copies.written(self, raw)  # what its copies diff against (not a deleted incarnation)
         uow = current_unit_of_work()
         if uow is not None:
             uow.inserted(self)
@@ -309,7 +311,8 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         # A read, not a write: inside a transaction that wrote, it may hold the transaction's
         # own writes, and an abort reads it back from the server (track() / was_read()); one
         # that wrote nothing read committed values, which an abort must not take away.
-        load_stored(self, raw)
+        # What the block saved of it stays its intent should the block abort (will_read).
+        load_stored(self, raw, before=tracking.will_read)
         uow = current_unit_of_work()
         if uow is not None and uow.track(self) is not self:
             # A copy beside the object the block holds: its values were read in the block too.

@@ -1,4 +1,11 @@
-"""IdentityMap: within one unit of work, one ``_id`` is one Python object."""
+"""IdentityMap: within one unit of work, one ``_id`` is one Python object.
+
+An object is held under the id it had when it entered the map. Its code may give it another id
+since (``doc.id = new``: a new document, see :func:`odm.models.tracking.get_snapshot`); from
+then on it no longer stands for the document of its old id, so the map never hands it out for
+that id (a query of the old id loads the stored document afresh) and leaves it out of the
+flush and of the reads after a queryset write, until it is inserted under its new id.
+"""
 
 from __future__ import annotations
 
@@ -40,12 +47,13 @@ class IdentityMap:
         if key is None:
             return document
         try:
-            return self._documents[key]
+            held = self._documents.get(key)
         except TypeError:  # an unhashable id (a dict, say) cannot be mapped
             return document
-        except KeyError:
-            self._documents[key] = document
-            return document
+        if held is not None and _still_of(held, key):
+            return held
+        self._documents[key] = document  # new, or the held object's id changed since
+        return document
 
     def get(self, document: Any) -> Any | None:
         """Return the object held for ``document``'s id, or ``None`` (nothing is added)."""
@@ -53,9 +61,10 @@ class IdentityMap:
         if key is None:
             return None
         try:
-            return self._documents.get(key)
+            held = self._documents.get(key)
         except TypeError:
             return None
+        return held if held is not None and _still_of(held, key) else None
 
     def replace(self, document: Any) -> None:
         """Make ``document`` the object of its id (it was just inserted: any object held
@@ -73,20 +82,24 @@ class IdentityMap:
         if key is None:
             return None
         try:
-            return self._documents.pop(key, None)
+            held = self._documents.pop(key, None)
         except TypeError:  # an unhashable id cannot be mapped
             return None
+        return held if held is not None and _still_of(held, key) else None
 
     def of_collection(self, alias: str, collection: str) -> list[Any]:
         """Return the documents held for one collection (of any class of its family)."""
         return [
             document
-            for (held_alias, held_collection, _), document in self._documents.items()
-            if held_alias == alias and held_collection == collection
+            for key, document in self._documents.items()
+            if key[0] == alias and key[1] == collection and _still_of(document, key)
         ]
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._documents.values()))
+        """The documents held, each under the id it still has."""
+        return iter([
+            document for key, document in self._documents.items() if _still_of(document, key)
+        ])
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -94,3 +107,10 @@ class IdentityMap:
     def __contains__(self, document: object) -> bool:
         key = self.key_of(document)
         return key is not None and self._documents.get(key) is document
+
+
+def _still_of(document: Any, key: Key) -> bool:
+    """Tell whether ``document``, held under ``key``, still has the id of that key (its code
+    may have given it another since: a new document then)."""
+    ident = getattr(document, "id", None)
+    return ident is key[2] or ident == key[2]

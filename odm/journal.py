@@ -14,7 +14,12 @@ after the transaction wrote may hold the transaction's own writes (a queryset ``
 raw driver call). So the journal keeps what each such document was read with
 (:meth:`Journal.read`), and after an abort every value still equal to it goes back to what the
 database holds (a three-way merge, :func:`take_back_reads`); otherwise the next ``save()``
-would write the aborted transaction's values as if they were the user's.
+would write the aborted transaction's values as if they were the user's. A read may hold the
+block's own writes of the document too (the flush before a queryset ``update()`` sent the
+user's changes, then the update read them back): so before each such read the journal keeps
+what the block's writes made of the document since it was last read (:meth:`Journal.reading`),
+and an abort applies those changes again on what the database holds, before the merge. A
+document inserted in the block is merged onto what its insert wrote.
 
 SQLAlchemy does the same on ``Session.rollback()`` (it expires instance state); odm keeps the
 old state instead of reloading it, so that an optimistic lock still sees a concurrent write.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,6 +45,7 @@ from .models.tracking import (
     TrackingState,
     capture_state,
     collection_model,
+    family_of,
     raw_snapshot,
     restore_state,
     set_snapshot,
@@ -54,7 +61,7 @@ class Journal:
     """Documents whose tracking state a transaction changed, with their state before it, and
     documents loaded after the transaction wrote (their state is read back after an abort)."""
 
-    __slots__ = ("_entries", "_reads")
+    __slots__ = ("_entries", "_kept", "_reading", "_reads")
 
     def __init__(self) -> None:
         # Keyed by id(): the entry holds the document, so its id() stays its own. A state of
@@ -64,16 +71,69 @@ class Journal:
         # id(document) -> the stored form its fields were last read from after the
         # transaction wrote (each such document also has an entry above).
         self._reads: dict[int, dict[str, Any]] = {}
+        # id(document) -> the block's own writes of it, one (written on, left) pair of stored
+        # forms per read that followed them, oldest first: replayed after an abort.
+        self._kept: dict[int, list[Written]] = {}
+        # id(document) -> the pair for the read under way (kept once the read is done).
+        self._reading: dict[int, Written] = {}
 
-    def read(self, document: Any) -> None:
-        """Note that ``document``'s fields were just set from its snapshot, read after the
-        transaction wrote: an abort reads it back, and takes back each value the block's code
-        did not change since (:func:`take_back_reads`)."""
+    def reading(self, document: Any) -> None:
+        """Note that ``document``'s fields are about to be set from the database: what the
+        block's writes made of it since it was last read (or since the block's first change
+        to it) is the user's intent, which the read's values hide; :meth:`read` keeps it, for
+        :func:`take_back_reads` to apply again after an abort."""
+        key = id(document)
+        entry = self._entries.get(key)
+        if entry is None:
+            return  # nothing of the block's: no write of it to keep
+        base = self._reads.get(key)
+        if base is None:
+            state = entry[1]
+            if state is None:
+                return
+            base = state[0] or {}  # inserted in the block: all it wrote is the block's
+        left = raw_snapshot(document)
+        if left is None or left is base:
+            self._reading.pop(key, None)
+            return
+        self._reading[key] = (base, left)
+
+    def read(self, document: Any, read: dict[str, Any] | None = None) -> None:
+        """Note that ``document``'s fields were just set from its snapshot (or from ``read``,
+        when given), read after the transaction wrote: an abort reads it back, and takes back
+        each value the block's code did not change since (:func:`take_back_reads`)."""
         snapshot = raw_snapshot(document)
         if snapshot is None:
             return
         self.remember_to_reload(document)
-        self._reads[id(document)] = snapshot
+        key = id(document)
+        wrote = self._reading.pop(key, None)
+        if wrote is not None:
+            self._kept.setdefault(key, []).append(wrote)
+        self._reads[key] = snapshot if read is None else read
+
+    def copied(self, source: Any, copy: Any) -> None:
+        """Keep for ``copy``, just made of ``source`` (``copy.copy``, ``model_copy``...), what
+        is kept for ``source``: the copy starts from ``source``'s snapshot, which may be one of
+        the block's writes, so an abort puts it back as it puts ``source`` back, and takes back
+        the values it read. A family of copies made in the block (:mod:`odm.models.copies`)
+        knew before it what ``source`` knew: an abort puts that back too."""
+        key = id(source)
+        entry = self._entries.get(key)
+        if entry is None:
+            return  # nothing of the block's in its state
+        state = entry[1]
+        if state is not None and state[3] is None:
+            family = family_of(source)
+            if family is not None:  # made for this copy: it stood for source's snapshot
+                state = (*state[:3], family, state[0])
+                self._entries[key] = (source, state)
+        mine = id(copy)
+        self._entries[mine] = (copy, state)
+        if key in self._reads:
+            self._reads[mine] = self._reads[key]
+        if key in self._kept:
+            self._kept[mine] = list(self._kept[key])
 
     def remember(self, document: Any) -> None:
         """Keep ``document``'s state unless it was kept already (the first change wins)."""
@@ -100,14 +160,18 @@ class Journal:
             else:
                 restore_state(document, state)
                 read = self._reads.pop(key, None)
+                kept = self._kept.pop(key, ())
                 if read is not None:
-                    take_back_reads(document, read, raw_snapshot(document))
+                    take_back_reads(document, read, raw_snapshot(document), kept)
         self._entries = left
+        self._reading = {}
 
     def clear(self) -> None:
         """Forget the kept states (the transaction committed: the new states are true)."""
         self._entries = {}
         self._reads = {}
+        self._kept = {}
+        self._reading = {}
 
     async def reload(self) -> None:
         """Read the state of every document still kept from the server, outside the
@@ -118,6 +182,8 @@ class Journal:
         check then."""
         entries, self._entries = self._entries, {}
         reads, self._reads = self._reads, {}
+        kept_all, self._kept = self._kept, {}
+        self._reading = {}
         groups: dict[type[Any], list[tuple[Any, TrackingState | None]]] = defaultdict(list)
         for document, state in entries.values():
             groups[collection_model(type(document))].append((document, state))
@@ -141,18 +207,22 @@ class Journal:
                 # snapshot before it. A value still equal to it is no change of the user's,
                 # and takes the stored one below, lest the next save() write it back.
                 read = reads.get(id(document))
+                kept = kept_all.get(id(document), [])
                 raw = stored.get(ident)
+                wrote = raw_snapshot(document)  # what the block's writes left it believing
                 if state is not None:
-                    wrote = raw_snapshot(document)  # what the block's writes left it believing
                     restore_state(document, state)
                     before = raw_snapshot(document)
-                    if read is None:
-                        read = before
-                    if _landed(wrote, before, raw):
-                        # The commit went through for this document: what it wrote is what
-                        # the fields were last set from (an append merged onto the stored
-                        # list again would be appended twice by the next save()).
-                        read = wrote
+                else:  # loaded after the block wrote: what it was first loaded with
+                    before = kept[0][0] if kept else read
+                if read is None:
+                    read = before
+                if read is not None and _landed(wrote, before, raw):
+                    # The commit went through for this document: what it wrote is what the
+                    # fields were last set from, and the block's writes are stored already
+                    # (an append merged onto the stored list again would be appended twice by
+                    # the next save()).
+                    read, kept = wrote, []
                 meta = type(document)._meta
                 snapshot = None if raw is None else _snapshot_of(meta, raw)
                 set_snapshot(document, snapshot)
@@ -163,7 +233,7 @@ class Journal:
                         meta.db_key(meta.version_field)
                     )
                 if read is not None:
-                    take_back_reads(document, read, snapshot)
+                    take_back_reads(document, read, snapshot, kept)
 
 
 def _landed(
@@ -181,34 +251,45 @@ def _landed(
     ) and all(key in wrote or key not in stored for key in before)
 
 
-#: A key absent from one side of a three-way merge.
-_ABSENT: Any = object()
+#: One run of the block's own writes of a document: the stored form they were made on, and
+#: the one they left (:meth:`Journal.reading`).
+Written = tuple[dict[str, Any], dict[str, Any]]
 
 
-def take_back_reads(document: Any, read: dict[str, Any], stored: dict[str, Any] | None) -> None:
+def take_back_reads(
+    document: Any,
+    read: dict[str, Any],
+    stored: dict[str, Any] | None,
+    kept: Iterable[Written] = (),
+) -> None:
     """Set ``document``'s fields to ``stored`` (what the database holds after an abort)
     wherever they still hold what the block read (``read``): those values may be the aborted
     transaction's writes. What the block's code changed since stays (its intent, for the next
     ``save()``): merged key by key into embedded documents and dicts, and an append to a list
-    is kept as an append to the stored list; a list changed otherwise is kept whole.
+    is kept as an append to the stored list; a list changed otherwise is kept whole. So do the
+    block's own writes that the read hid (``kept``, oldest first, from
+    :meth:`Journal.reading`): they are applied again on ``stored`` first.
 
     Under ``Meta.optimistic_lock``, a document that keeps changes of the block's code made on
     a version older than the stored one (someone else committed since the read) keeps that
     version in its snapshot: its next ``save()`` raises :class:`odm.StaleDocument` instead of
     writing over what it never saw, as for a document loaded before the block.
 
-    A document no longer stored (``stored`` is ``None``) keeps its values. Should the merge
-    not validate (a model validator across fields), the document takes ``stored`` whole; should
-    that fail too, it is left as it is and a warning logged (this runs while a block is being
-    aborted: its own error must go on)."""
-    if stored is None:
+    A document no longer stored (``stored`` is ``None``) keeps its values, but those it read
+    after an insert of the block: they go back to what the insert wrote. Should the merge not
+    validate (a model validator across fields), the document takes ``stored`` (or what its
+    insert wrote) whole; should that fail too, it is left as it is and a warning logged (this
+    runs while a block is being aborted: its own error must go on)."""
+    kept = list(kept)
+    if stored is None and not kept:
         return
     try:
         meta = type(document)._meta
         mine = document.to_bson()
-        merged = _three_way(mine, read, stored)
-        kept_on = _version_kept_on(meta, merged, read, stored)
-        if kept_on is not None:
+        base = _replay(meta, stored, kept)
+        merged = _three_way(mine, read, base)
+        kept_on = None
+        if stored is not None and (kept_on := _version_kept_on(meta, merged, read, stored)):
             key, version = kept_on
             merged[key] = version
             set_snapshot(document, {**stored, key: version})
@@ -219,15 +300,32 @@ def take_back_reads(document: Any, read: dict[str, Any], stored: dict[str, Any] 
             # snapshot, or an in-place change would change both and never be saved.
             load_into(document, _snapshot_of(meta, merged))
         except ValidationError:
-            if kept_on is not None:
+            if stored is not None and kept_on is not None:
                 set_snapshot(document, stored)
-            load_into(document, _snapshot_of(meta, stored))
+            load_into(document, _snapshot_of(meta, base))
     except Exception as exc:  # logged, not raised: the abort's own error goes on
         logger.warning(
             "could not take back the values %s _id=%r read in an aborted transaction (%s): "
             "refresh() it before saving",
-            type(document).__name__, stored.get(ID_KEY), exc,
+            type(document).__name__, stored_id(document), exc,
         )
+
+
+def _replay(
+    meta: Any, stored: dict[str, Any] | None, kept: list[Written]
+) -> dict[str, Any]:
+    """``stored`` (``None``: not stored, nothing) with the block's own writes ``kept`` made
+    again on it, each as a three-way merge. The version of an optimistic lock is the stored
+    one: the writes that bumped it were rolled back."""
+    replayed = {} if stored is None else stored
+    for written_on, left in kept:
+        replayed = _three_way(left, written_on, replayed)
+    if kept and stored is not None and meta.optimistic_lock:
+        key = meta.db_key(meta.version_field)
+        replayed = {**replayed, key: stored.get(key, _ABSENT)}
+        if replayed[key] is _ABSENT:
+            del replayed[key]
+    return replayed
 
 
 def _version_kept_on(
@@ -249,6 +347,10 @@ def _version_kept_on(
     if same(merged, stored):
         return None
     return key, version
+
+
+#: A key absent from one side of a three-way merge.
+_ABSENT: Any = object()
 
 
 def _three_way(mine: Any, read: Any, stored: Any) -> Any:

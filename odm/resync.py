@@ -43,7 +43,7 @@ from . import executor
 from .models.diffing import same
 from .models.loading import load_stored
 from .models.options import ID_KEY
-from .models.tracking import collection_model, gone, raw_snapshot, stored_id, will_change
+from .models.tracking import collection_model, gone, raw_snapshot, stored_id, will_reread
 
 __all__ = ["read_again"]
 
@@ -106,6 +106,7 @@ async def _read_again(uow: Any, model: type[Any], only: Any, failed: list[Any]) 
         if snapshot is not None and same(raw, snapshot):
             continue  # the write left it alone
         failed.append(ident)
-        load_stored(document, raw, before=will_change)  # validates before it changes anything
+        # Validated before anything changes; the block's own writes of it are kept first.
+        load_stored(document, raw, before=will_reread)
         failed.pop()
         uow.was_read(document)

@@ -25,7 +25,15 @@ from typing import Any
 from .diffing import same
 from .tracking import Unsure, family_of, raw_snapshot, set_family
 
-__all__ = ["Family", "join", "known_state", "learnt", "rejoin", "written"]
+__all__ = [
+    "Family",
+    "join",
+    "known_state",
+    "learn_from",
+    "learnt",
+    "rejoin",
+    "written",
+]
 
 # Reading an unset slot costs an AttributeError on every save: until a copy of a document
 # exists, no document has a family and save() does not look.
@@ -102,3 +110,52 @@ def learnt(document: Any, snapshot: dict[str, Any] | None, *, stored: bool) -> N
     latest = family.latest
     if snapshot is None or stored or latest is None or isinstance(latest, Unsure):
         family.latest = snapshot
+
+
+#: A key absent from one side of a merge (:func:`learn_from`).
+_ABSENT: Any = object()
+
+
+def _extends(longer: list[Any], prefix: list[Any]) -> bool:
+    """Tell whether list ``longer`` begins with every item of ``prefix``, in order."""
+    return len(prefix) <= len(longer) and same(longer[: len(prefix)], prefix)
+
+
+def learn_from(mine: Any, own: Any, latest: Any) -> tuple[Any, Any]:
+    """What a document learns from what a copy of it saved: ``(merged, read)``.
+
+    ``merged`` is ``latest`` (what the copy stored) wherever ``mine`` (the document's stored
+    form now) is still ``own`` (its snapshot), and ``mine`` elsewhere: its own changes, an
+    append kept as an append, unless the copy saved those very items after ``own``'s (a copy
+    made after the appends, or a shallow one sharing the list: appending them again would
+    double them). ``read`` is what of ``merged`` was learnt:
+    ``merged`` without those changes (``own``'s value where the document changed a value,
+    ``merged`` but the items it appended where it appended). Should the block abort, every
+    value still equal to ``read`` goes back to what the database holds, and the rest, the
+    document's own changes, stays (:func:`odm.journal.take_back_reads`).
+    (:data:`_ABSENT`: no such key.)"""
+    if mine is own or (mine is not _ABSENT and own is not _ABSENT and same(mine, own)):
+        return latest, latest
+    if isinstance(mine, dict) and isinstance(own, dict) and isinstance(latest, dict):
+        merged: dict[str, Any] = {}
+        read: dict[str, Any] = {}
+        for key in {**latest, **own, **mine}:
+            value, seen = learn_from(
+                mine.get(key, _ABSENT), own.get(key, _ABSENT), latest.get(key, _ABSENT)
+            )
+            if value is not _ABSENT:
+                merged[key] = value
+            if seen is not _ABSENT:
+                read[key] = seen
+        return merged, read
+    if (
+        isinstance(mine, list) and isinstance(own, list) and isinstance(latest, list)
+        and len(own) < len(mine) and _extends(mine, own)
+    ):
+        items = mine[len(own) :]
+        if _extends(latest, own) and same(latest[len(own) : len(mine)], items):
+            # The copy saved these very appends already (after the document's items): they
+            # stay the document's own where nothing follows them, else all is learnt.
+            return latest, own if len(latest) == len(mine) else latest
+        return latest + items, latest
+    return mine, own

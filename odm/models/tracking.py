@@ -36,6 +36,7 @@ __all__ = [
     "annotations_of",
     "capture_state",
     "collection_model",
+    "copied",
     "copy_state",
     "family_of",
     "get_snapshot",
@@ -56,6 +57,8 @@ __all__ = [
     "unpickle_state",
     "unsure",
     "will_change",
+    "will_read",
+    "will_reread",
 ]
 
 # The instance slots this module owns (declared in ``Document.__slots__``). They are set with
@@ -317,6 +320,32 @@ def will_change(document: Any) -> None:
     uow = current_unit_of_work()
     if uow is not None:
         uow.remember(document)
+
+
+def will_read(document: Any) -> None:
+    """Call before a read sets ``document``'s fields from the database (``refresh()``, the
+    read after a queryset write): inside a transaction its unit of work keeps what the block's
+    own writes made of it since it was last read, which the read's values hide, so that an
+    abort does not take them back with the values read (:meth:`odm.journal.Journal.reading`)."""
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.journal.reading(document)
+
+
+def copied(source: Any, copy: Any) -> None:
+    """Call when ``copy`` was just made of ``source``: inside a transaction the unit of work
+    keeps for the copy what it keeps for ``source`` (:meth:`odm.journal.Journal.copied`), so
+    that an abort puts both back."""
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.journal.copied(source, copy)
+
+
+def will_reread(document: Any) -> None:
+    """:func:`will_change` then :func:`will_read`: before a read replaces ``document``'s
+    snapshot and fields (a read after a write of the block, or what a copy of it saved)."""
+    will_change(document)
+    will_read(document)
 
 
 def gone(document: Any) -> None:

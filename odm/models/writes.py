@@ -1,6 +1,13 @@
 """What an instance write sends: its filter (id, shard key, version) and its change set.
 
 Shared by ``Document.save()`` / ``delete()`` and by the unit of work's flush; no I/O here.
+
+An explicit ``save()`` makes the stored document what the object holds, diffed against what
+any copy of it last wrote (:mod:`odm.models.copies`). The flush writes tracked documents the
+user never asked to save, so it writes only what each changed itself (against its own
+snapshot): a document with no change of its own is not written, and one whose copy saved
+since first learns what that copy stored wherever it has no change of its own
+(:func:`flush_snapshot`).
 """
 
 from __future__ import annotations
@@ -8,12 +15,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from pydantic import ValidationError
 from pymongo import UpdateOne
 
-from .copies import known_state, written
+from ..session import current_unit_of_work
+from .copies import known_state, learn_from, written
+from .loading import _snapshot_of, load_into
 from .options import ID_KEY, Options
 from .save_plan import changes
-from .tracking import get_snapshot, is_partial, set_pending, set_snapshot, take_pending
+from .tracking import (
+    Unsure,
+    get_snapshot,
+    is_partial,
+    set_pending,
+    set_snapshot,
+    take_pending,
+    will_reread,
+)
 
 
 class Stored(Protocol):
@@ -117,10 +135,12 @@ def commit_update(document: Stored, new_snapshot: dict[str, Any]) -> None:
 
 
 def is_dirty(document: Stored) -> bool:
-    """Tell whether the flush would write ``document`` (stored, whole, and changed)."""
+    """Tell whether the flush would write ``document`` (stored, whole, and changed by its
+    own code: see :func:`flush_snapshot`)."""
     if is_partial(document):
         return False
-    return prepare_update(document) is not None
+    snapshot = flush_snapshot(document)
+    return snapshot is not None and prepare_update(document, snapshot=snapshot) is not None
 
 
 def pending_update(document: Stored) -> UpdateOne | None:
@@ -129,7 +149,10 @@ def pending_update(document: Stored) -> UpdateOne | None:
     :func:`mark_clean`."""
     if is_partial(document):
         return None  # loaded with only()/defer(): never written back (save() refuses it too)
-    plan = prepare_update(document)
+    snapshot = flush_snapshot(document)
+    if snapshot is None:
+        return None
+    plan = prepare_update(document, snapshot=snapshot)
     if plan is None:
         return None
     filter, update, new_snapshot = plan
@@ -142,3 +165,51 @@ def mark_clean(document: Stored) -> None:
     new_snapshot = take_pending(document)
     if new_snapshot is not None:
         commit_update(document, new_snapshot)
+
+
+def flush_snapshot(document: Stored) -> dict[str, Any] | None:
+    """Return the snapshot the flush diffs ``document`` against, or ``None`` when it has no
+    change of its own to write (or was never stored).
+
+    Usually its own snapshot. When a copy of it saved since (:func:`known_state`), the
+    document first learns what the copy stored, wherever it has no change of its own
+    (:func:`learn_copies`): that is its snapshot then, and only its own changes are sent, on
+    top of the copy's. Under ``Meta.optimistic_lock`` a document with changes of its own
+    keeps its snapshot, and its version: it was changed on a version the copy replaced, so
+    its write is refused as stale, as an explicit ``save()`` of it would be."""
+    snapshot = get_snapshot(document)
+    if snapshot is None:
+        return None
+    latest = known_state(document, snapshot)
+    if latest is snapshot:
+        return snapshot
+    own = bool(changes(document, snapshot)[0])
+    if isinstance(latest, Unsure) or (own and document._meta.optimistic_lock):
+        return snapshot if own else None  # a copy's write cut off: nothing to learn yet
+    learnt = learn_copies(document, snapshot, latest)
+    return learnt if own else None
+
+
+def learn_copies(
+    document: Stored, snapshot: dict[str, Any], latest: dict[str, Any]
+) -> dict[str, Any]:
+    """Make ``document`` (whose snapshot is ``snapshot``) learn ``latest``, what a copy of it
+    stored since: its fields take ``latest``'s values wherever they still hold
+    ``snapshot``'s, and keep their own elsewhere (:func:`~odm.models.copies.learn_from`);
+    its snapshot becomes ``latest``, which is returned.
+
+    Inside a transaction this is a read of the block's (a copy's save in the block): the unit
+    of work notes it, and an abort takes the learnt values back. Should the merged values not
+    validate (a model validator across fields), nothing changes and ``snapshot`` is
+    returned."""
+    merged, read = learn_from(document.to_bson(), snapshot, latest)
+    meta = document._meta
+    try:
+        load_into(document, _snapshot_of(meta, merged), before=will_reread)
+    except ValidationError:
+        return snapshot
+    set_snapshot(document, latest)
+    uow = current_unit_of_work()
+    if uow is not None:
+        uow.journal.read(document, read)
+    return latest
