@@ -13,15 +13,16 @@ import heapq
 import re
 import traceback
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import MigrationError
 from .operations import Operation, Step
 
-#: What a migration file is called: digits, an underscore, a slug.
-FILE_PATTERN = re.compile(r"^(\d+)_([A-Za-z0-9_]+)\.py$")
+#: What a migration file is called: ASCII digits, an underscore, a slug. (``\d`` would take
+#: any Unicode digit: ``٠٠٠٢_b.py`` would sort and number unlike what it looks like.)
+FILE_PATTERN = re.compile(r"^([0-9]+)_([A-Za-z0-9_]+)\.py$")
 
 
 @dataclass
@@ -56,9 +57,14 @@ def discover(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     files = []
-    for path in sorted(directory.glob("*.py")):
-        if path.name.startswith("_"):
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() != ".py" or path.name.startswith("_"):
             continue
+        if path.suffix != ".py":
+            # Python would not import it, and the glob once skipped it without a word.
+            raise MigrationError(
+                f"{path}: a migration file name ends in .py (lower case), not {path.suffix}"
+            )
         if not FILE_PATTERN.match(path.name):
             raise MigrationError(
                 f"{path}: not a migration file name; expected NNNN_slug.py (e.g. 0001_initial.py)"
@@ -153,23 +159,25 @@ def _steps(path: Path, value: object) -> list[Step]:
     return steps
 
 
-def order(migrations: Sequence[Migration]) -> list[Migration]:
+def order(
+    migrations: Sequence[Migration],
+    applied: Collection[str] = frozenset(),
+    allow_applied_missing: bool = False,
+) -> list[Migration]:
     """Return ``migrations`` in dependency order, ties broken by id.
 
     Raises :class:`MigrationError` naming a missing dependency or the members of a cycle.
+    ``applied`` names the applied migrations: a dependency among them whose file is gone is
+    said to be so, and with ``allow_applied_missing`` it counts as met (``list`` still lists).
     """
     by_id = {m.id: m for m in migrations}
     for migration in migrations:
-        missing = sorted(d for d in migration.depends if d not in by_id)
-        if missing:
-            raise MigrationError(
-                f"missing dependency: {migration.id} depends on {', '.join(missing)}, "
-                f"which is not in {migration.path.parent}"
-            )
-    waiting = {m.id: len(m.depends) for m in migrations}
+        _check_dependencies(migration, by_id, applied, allow_applied_missing)
+    met = {d for m in migrations for d in m.depends if d not in by_id}  # applied, file gone
+    waiting = {m.id: len(m.depends - met) for m in migrations}
     dependents: dict[str, list[str]] = {m.id: [] for m in migrations}
     for migration in migrations:
-        for dep in migration.depends:
+        for dep in migration.depends - met:
             dependents[dep].append(migration.id)
     ready = [mid for mid, count in waiting.items() if count == 0]
     heapq.heapify(ready)
@@ -185,6 +193,28 @@ def order(migrations: Sequence[Migration]) -> list[Migration]:
         cycle = find_cycle({m.id: m.depends for m in migrations})
         raise MigrationError(f"dependency cycle: {' -> '.join(cycle)}")
     return result
+
+
+def _check_dependencies(
+    migration: Migration,
+    by_id: Mapping[str, Migration],
+    applied: Collection[str],
+    allow_applied_missing: bool,
+) -> None:
+    missing = sorted(d for d in migration.depends if d not in by_id)
+    gone = [d for d in missing if d in applied]
+    absent = [d for d in missing if d not in applied]
+    if absent:
+        raise MigrationError(
+            f"missing dependency: {migration.id} depends on {', '.join(absent)}, "
+            f"which is not in {migration.path.parent}"
+        )
+    if gone and not allow_applied_missing:
+        raise MigrationError(
+            f"missing dependency: {migration.id} depends on {', '.join(gone)}, which is "
+            f"applied but its file is missing from {migration.path.parent}; restore the file "
+            "(or drop the dependency, or `odm migrate unmark` a migration gone for good)"
+        )
 
 
 def find_cycle(graph: dict[str, frozenset[str]]) -> list[str]:
@@ -228,14 +258,21 @@ def ancestors(migrations: Sequence[Migration], target: str) -> set[str]:
     return seen
 
 
-def load(directory: Path) -> list[Migration]:
-    """Load every migration of ``directory`` in dependency order."""
-    return order([load_file(path) for path in discover(directory)])
+def load(
+    directory: Path, applied: Collection[str] = frozenset(), allow_applied_missing: bool = False
+) -> list[Migration]:
+    """Load every migration of ``directory`` in dependency order (see :func:`order`)."""
+    files = [load_file(path) for path in discover(directory)]
+    return order(files, applied, allow_applied_missing)
 
 
 def resolve_id(migrations: Iterable[Migration], given: str) -> str:
     """Return the id ``given`` names: the full id, the file name or a unique number prefix."""
-    ids = [m.id for m in migrations]
+    return resolve_name([m.id for m in migrations], given)
+
+
+def resolve_name(ids: Sequence[str], given: str) -> str:
+    """Return the id among ``ids`` that ``given`` names (see :func:`resolve_id`)."""
     given = given.removesuffix(".py")
     if given in ids:
         return given

@@ -3,7 +3,8 @@
 ``_odm_migrations`` holds ``{_id: id, checksum, applied_at, applied_by, duration_ms}`` for each
 applied file; ``_odm_migrations_log`` keeps every apply, rollback, mark and unmark (and failed
 attempts) for audit. ``_odm_migrations_state`` holds the positions a killed run resumes from,
-each with the checksum of the file it was saved for.
+each with the checksum of the file it was saved for; a file's own position (``file:ID``) also
+holds the lock token of the run that claimed it, and only that run's saves match it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from pymongo import ReturnDocument
 
 APPLIED = "_odm_migrations"
 LOG = "_odm_migrations_log"
@@ -152,18 +155,46 @@ class Recorder:
 
     async def step_position(self, migration_id: str, direction: str) -> int:
         """Return how many steps of an interrupted run in ``direction`` are already done."""
-        doc = await self.state.find_one({"_id": f"file:{migration_id}"})
+        doc = await self.file_state(migration_id)
         if doc is None or doc.get("direction") != direction:
             return 0
         return int(doc.get("next_step", 0))
 
-    async def save_step_position(
-        self, migration_id: str, direction: str, next_step: int, checksum: str
-    ) -> None:
-        """Remember that the first ``next_step`` steps of this run of the file (``checksum``)
-        are done."""
-        await self.state.update_one(
+    async def file_state(self, migration_id: str) -> dict[str, Any] | None:
+        """Return where an earlier run left ``migration_id`` (``None``: nowhere)."""
+        doc = await self.state.find_one({"_id": f"file:{migration_id}"})
+        return dict(doc) if doc else None
+
+    async def claim(self, migration_id: str, checksum: str, token: str) -> dict[str, Any]:
+        """Make the run holding the lock with ``token`` the owner of the file's position.
+
+        Read and taken in one write: a position an earlier holder saved before this is read
+        here, and its saves after this no longer match (see :meth:`save_step_position`). The
+        document is created when there is none, so that a late save cannot create it either.
+        """
+        doc = await self.state.find_one_and_update(
             {"_id": f"file:{migration_id}"},
+            {
+                "$set": {"token": token},
+                "$setOnInsert": {"migration": migration_id, "checksum": checksum},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return dict(doc or {})
+
+    async def save_step_position(
+        self, migration_id: str, direction: str, next_step: int, checksum: str, token: str,
+        **extra: Any,
+    ) -> bool:
+        """Remember that the first ``next_step`` steps of this run of the file (``checksum``)
+        are done; ``False`` when the file's position is not owned by ``token`` (any more).
+
+        The write matches only the position this run claimed: a run that lost the lock cannot
+        move it under the new holder, whether or not its write runs in a transaction.
+        """
+        result = await self.state.update_one(
+            {"_id": f"file:{migration_id}", "token": token},
             {
                 "$set": {
                     "direction": direction,
@@ -172,10 +203,11 @@ class Recorder:
                     "checksum": checksum,
                     "by": whoami(),
                     "at": now(),
+                    **extra,
                 }
             },
-            upsert=True,
         )
+        return bool(result.matched_count)
 
     async def saved_for_other_content(self, migration_id: str, checksum: str) -> bool:
         """Tell whether a resume position of ``migration_id`` was saved for other file content.
@@ -184,7 +216,13 @@ class Recorder:
         shows that it was saved for this one.
         """
         found = await self.state.find_one(
-            {"migration": migration_id, "checksum": {"$ne": checksum}}, projection={"_id": 1}
+            {
+                "migration": migration_id,
+                "checksum": {"$ne": checksum},
+                # A claim that saved no position yet says nothing was done.
+                "$or": [{"_id": {"$ne": f"file:{migration_id}"}}, {"next_step": {"$exists": True}}],
+            },
+            projection={"_id": 1},
         )
         return found is not None
 

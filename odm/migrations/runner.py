@@ -20,6 +20,12 @@ run that was killed resumes after the last step that was durably done. When a st
 open transaction is aborted and the earlier steps that were committed are rolled back, newest
 first, where they have a rollback.
 
+A run claims a file's position when it starts the file (storing its lock token in it, in the
+same write that reads it); every save of the position is a compare-and-set on that token, so a
+run that lost the lock cannot move the position under the new holder. When the steps done
+before a failed step are rolled back (the compensation), where that stands is saved too
+(direction ``compensate``): the next apply finishes it before starting the file over.
+
 Every saved position carries the checksum of the file it was saved for. A file edited since is
 refused rather than resumed (its steps may have moved, and positions are kept by step), until
 the run is told to start it over (``restart``).
@@ -34,7 +40,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -233,10 +239,18 @@ class Runner:
             self.database, lease=self.lock_lease, timeout=self.lock_timeout, echo=self.echo
         )
 
+    async def _load(self, applied: Collection[str]) -> list[Migration]:
+        """Load the files, naming a dependency that is applied but whose file is missing."""
+        return loader.load(self.directory, applied)
+
     async def status(self) -> list[Status]:
-        """Return every file and every applied record: applied, pending, changed or missing."""
-        migrations = self.migrations()
+        """Return every file and every applied record: applied, pending, changed or missing.
+
+        A file depending on an applied migration whose file is gone is listed all the same
+        (``apply`` and ``plan`` refuse it, naming that dependency).
+        """
         applied = await self.recorder.applied()
+        migrations = loader.load(self.directory, applied, allow_applied_missing=True)
         known = {m.id for m in migrations}
         gone: dict[str, list[str]] = {}  # checksum -> applied ids whose file is gone
         for mid in sorted(set(applied) - known):
@@ -280,6 +294,25 @@ class Runner:
                 f"`odm migrate mark {renamed[0].id}`, or restore the old file name"
             )
 
+    def _warn_copies(self, rows: Sequence[Status], pending: Sequence[Migration]) -> None:
+        """Warn of a pending file whose content is that of a file applied under another id.
+
+        Not refused: the same steps may be meant to run twice (a re-run backfill); but a copy
+        made by mistake would repeat them, so both files are named.
+        """
+        applied = {
+            row.migration.checksum: row.id
+            for row in rows if row.state == "applied" and row.migration is not None
+        }
+        for migration in pending:
+            twin = applied.get(migration.checksum)
+            if twin is not None:
+                self.echo(
+                    f"warning: {migration.id} ({migration.path.name}) has the same content "
+                    f"(checksum) as {twin}, which is applied: applying it runs the same steps "
+                    "again"
+                )
+
     def _pending(self, rows: Sequence[Status], to: str | None) -> list[Migration]:
         pending = [row.migration for row in rows if row.state == "pending" and row.migration]
         if to is None:
@@ -293,10 +326,12 @@ class Runner:
         self, to: str | None = None, force: bool = False, restart: Sequence[str] = ()
     ) -> list[Migration]:
         """Print what :meth:`apply` would do and return the files it would apply."""
+        await self._load(await self.recorder.applied())
         rows = await self.status()
         self._refuse_changed(rows, force)
         self._refuse_renamed(rows)
         pending = self._pending(rows, to)
+        self._warn_copies(rows, pending)
         restarting = self._restarting(rows, pending, restart)
         await self._refuse_stale(pending, "apply", restarting)
         self.transactions = await supports_transactions(self.database)
@@ -307,10 +342,27 @@ class Runner:
             mode = self._mode(migration)
             again = ", from its first step (--restart)" if migration.id in restarting else ""
             self.echo(f"apply {migration.id} ({len(migration.steps)} step(s), {mode}{again})")
+            if migration.id not in restarting:
+                await self._plan_compensation(migration)
             use_tx = self.transactions and migration.transactional
             for number, item in enumerate(migration.steps, 1):
                 self.echo(f"  {number}. {describe_step(item.apply, name, use_tx)}")
         return pending
+
+    async def _plan_compensation(self, migration: Migration) -> None:
+        """Say which rollbacks an earlier run left to do before the file starts over."""
+        state = await self.recorder.file_state(migration.id)
+        if state is None or state.get("direction") != "compensate":
+            return
+        left = [
+            str(index + 1)
+            for index in reversed(range(min(int(state.get("next_step", 0)), len(migration.steps))))
+            if migration.steps[index].rollback is not None
+        ]
+        self.echo(
+            f"  first finishes rolling back step(s) {', '.join(left) or '(none left)'}: an "
+            "earlier run stopped while rolling back after a failure"
+        )
 
     def _mode(self, migration: Migration) -> str:
         if not migration.transactional:
@@ -327,13 +379,15 @@ class Runner:
         ``restart`` names files to start over from their first step, forgetting the positions
         an earlier (failed or killed) run saved; a file edited since that run needs it.
         """
-        self.migrations()  # fail on a bad file before waiting for the lock
+        await self._load(await self.recorder.applied())  # fail on a bad file before the lock
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
             rows = await self.status()
+            await self._load([row.id for row in rows if row.record is not None])
             self._refuse_changed(rows, force)
             self._refuse_renamed(rows)
             pending = self._pending(rows, to)
+            self._warn_copies(rows, pending)
             restarting = self._restarting(rows, pending, restart)
             await self._refuse_stale(pending, "apply", restarting)
             if not pending:
@@ -491,7 +545,7 @@ class Runner:
         For a renamed file (its content applied under an id whose file is gone), the applied
         record moves to the new id and the log notes the rename.
         """
-        migrations = self.migrations()
+        migrations = await self._load(await self.recorder.applied())
         mid = loader.resolve_id(migrations, given)
         migration = next(m for m in migrations if m.id == mid)
         async with self.lock():
@@ -516,10 +570,13 @@ class Runner:
         """Forget that a migration was applied, without running its rollback."""
         applied = await self.recorder.applied()
         try:
-            mid = loader.resolve_id(self.migrations(), given)
+            mid = loader.resolve_id(await self._load(applied), given)
         except MigrationError:
-            # An applied record whose file is gone can still be unmarked by its full id.
-            mid = given.removesuffix(".py")
+            # An applied record whose file is gone is named from the records (id or prefix).
+            try:
+                mid = loader.resolve_name(sorted(applied), given)
+            except MigrationError:
+                mid = given.removesuffix(".py")
         if mid not in applied:
             raise MigrationError(f"{mid} is not applied")
         async with self.lock():
@@ -569,7 +626,13 @@ class Runner:
         self, migration: Migration, direction: Direction, lock: MigrationLock, forced: bool
     ) -> None:
         sequence = self._sequence(migration, direction)
-        start = min(await self.recorder.step_position(migration.id, direction), len(sequence))
+        use_tx = self.transactions and migration.transactional
+        claimed = await self._claim(migration, lock)
+        if direction == "apply" and claimed.get("direction") == "compensate":
+            await self._finish_compensation(migration, sequence, claimed, lock, use_tx)
+            claimed = await self._claim(migration, lock)
+        saved = int(claimed.get("next_step", 0)) if claimed.get("direction") == direction else 0
+        start = min(saved, len(sequence))
         if start == len(sequence) and start:
             # Killed between its last step and its record: only the record is left to write.
             self.echo(f"{direction} {migration.id}: resuming (every step done; recording it)")
@@ -577,7 +640,6 @@ class Runner:
             self.echo(f"{direction} {migration.id}: resuming at step {sequence[start][0] + 1}")
         else:
             self.echo(f"{direction} {migration.id}")
-        use_tx = self.transactions and migration.transactional
         tx = _Transaction(self.database.client, lock)
         durable = list(range(start))  # positions whose effects are stored for good
         pending: list[int] = []  # positions done inside the open transaction
@@ -610,9 +672,7 @@ class Runner:
                 # Done, whether or not its position gets saved: a failure from here on must
                 # roll it back too (outside a transaction its effects are already stored).
                 (pending if tx.open else durable).append(position)
-                await self.recorder.save_step_position(
-                    migration.id, direction, position + 1, migration.checksum
-                )
+                await self._save_position(migration, lock, direction, position + 1)
             position = len(sequence)  # every step done: what is left is recording it
             # Inside the transaction when there is one; its commit proves the lock once more.
             await lock.prove()
@@ -660,8 +720,12 @@ class Runner:
             reason = str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
             message = f"{direction} {migration.id} failed at step {index + 1}: {reason}"
             undone: list[int] = []
+            compensated = True
             if direction == "apply" and durable:
-                message += await self._compensate(migration, sequence, durable, undone, lock)
+                told, compensated = await self._compensate(
+                    migration, sequence, len(durable), undone, lock, use_tx, start_over=True
+                )
+                message += told
             elif direction == "rollback" and durable:
                 message += f"; re-run rollback to resume after step {sequence[durable[-1]][0] + 1}"
             await _quietly(
@@ -674,7 +738,7 @@ class Runner:
                     duration_ms=int((time.monotonic() - begun) * 1000),
                 )
             )
-            if direction == "apply":
+            if direction == "apply" and compensated:
                 # The file starts over at its first step, but resumable operations keep their
                 # positions unless their step was rolled back: a batched update that failed
                 # half-way (or finished, in a step without rollback) does not repeat its
@@ -791,34 +855,175 @@ class Runner:
             )
         )
 
+    async def _claim(self, migration: Migration, lock: MigrationLock) -> dict[str, Any]:
+        """Prove the lock, then take (and read) the file's saved position for this run."""
+        await lock.prove()
+        return await self.recorder.claim(migration.id, migration.checksum, lock.token)
+
+    async def _save_position(
+        self, migration: Migration, lock: MigrationLock, direction: str, next_step: int,
+        **extra: Any,
+    ) -> None:
+        """Save the file's position, only while this run still owns it (else ``LockLost``)."""
+        saved = await self.recorder.save_step_position(
+            migration.id, direction, next_step, migration.checksum, lock.token, **extra
+        )
+        if not saved:
+            raise await _lost_or_none(lock) or LockLost(
+                f"the saved position of {migration.id} was taken by another run (or forgotten) "
+                "while this one ran it"
+            )
+
+    async def _finish_compensation(
+        self,
+        migration: Migration,
+        sequence: list[tuple[int, Any]],
+        claimed: dict[str, Any],
+        lock: MigrationLock,
+        use_tx: bool,
+    ) -> None:
+        """Finish rolling back what an earlier run left half rolled back, before starting over.
+
+        That run failed at a step and stopped (killed, interrupted, or its lock lost) while it
+        rolled back the steps done before it: the steps its position still counts are applied,
+        and resuming after them would record the file with their effects undone.
+        """
+        done = int(claimed.get("next_step", 0))
+        undone = [int(index) for index in claimed.get("undone", [])]
+        begun = time.monotonic()
+        self.echo(
+            f"apply {migration.id}: an earlier run stopped while rolling back the steps done "
+            f"before a failed step; finishing that rollback first ({done} step(s) to go)"
+        )
+        told, finished = await self._compensate(
+            migration, sequence, done, undone, lock, use_tx, start_over=False
+        )
+        if not finished:
+            message = f"apply {migration.id}: finishing the rollback an earlier run left{told}"
+            await _quietly(
+                self.recorder.log(
+                    migration.id, "apply", checksum=migration.checksum, ok=False, error=message,
+                    duration_ms=int((time.monotonic() - begun) * 1000),
+                )
+            )
+            raise MigrationError(message)
+        await self.recorder.clear_state(migration.id, keep_steps_except=undone)
+        await self.recorder.log(
+            migration.id, "compensate", checksum=migration.checksum,
+            duration_ms=int((time.monotonic() - begun) * 1000),
+        )
+        self.echo(f"apply {migration.id}: rollback finished{told}; starting the file over")
+
     async def _compensate(
         self,
         migration: Migration,
         sequence: list[tuple[int, Any]],
-        durable: list[int],
+        done: int,
         rolled_back: list[int],
         lock: MigrationLock,
-    ) -> str:
+        use_tx: bool,
+        start_over: bool,
+    ) -> tuple[str, bool]:
+        """Roll back the first ``done`` steps, newest first; return what it says and whether
+        it finished.
+
+        Where it stands is saved (direction ``compensate``) before the first rollback and with
+        each one, in the rollback's transaction when it runs in one: a run that dies or is
+        stopped part-way leaves a position the next ``apply`` finishes the rollback from,
+        instead of one counting steps that were rolled back as done. ``start_over`` saves the
+        first of those positions (a failure just happened); ``rolled_back`` gathers the indexes
+        undone, across runs.
+        """
         undone: list[str] = []
-        for position in reversed(durable):
-            index = sequence[position][0]
-            rollback: StepAction | None = migration.steps[index].rollback
-            if rollback is None:
-                continue
-            try:
-                target = self._resolve(migration, rollback)
-                context = self._context(migration, "compensate", index, False, lock)
-                await self._perform(migration, target, context)
-            except Exception as exc:
-                return (
-                    f"; rolling back step {index + 1} also failed ({type(exc).__name__}: "
-                    f"{exc}): the database is partly migrated"
+        step_number = sequence[done - 1][0] + 1 if done else 0  # the one being rolled back
+        try:
+            if start_over:
+                await self._save_position(
+                    migration, lock, "compensate", done, undone=list(rolled_back)
                 )
-            undone.append(str(index + 1))
-            rolled_back.append(index)
+            for position in reversed(range(done)):
+                index = sequence[position][0]
+                rollback: StepAction | None = migration.steps[index].rollback
+                if rollback is None:
+                    continue
+                step_number = index + 1
+                await self._undo_step(
+                    migration, index, rollback, position, rolled_back, lock, use_tx
+                )
+                undone.append(str(step_number))
+        except LockLost as lost:
+            return (
+                f"; {lost}: stopped rolling back with step(s) {', '.join(undone) or 'none'} "
+                "rolled back; the next apply finishes rolling back first",
+                False,
+            )
+        except Exception as exc:
+            return (
+                f"; rolling back step {step_number} also failed ({type(exc).__name__}: {exc}): "
+                "the database is partly migrated; the next apply tries rolling back from step "
+                f"{step_number} again before starting the file over (`--restart "
+                f"{migration.id}` starts it over without)",
+                False,
+            )
+        except BaseException as exc:
+            await self._report_stopped_compensating(migration, step_number, exc)
+            raise
         if not undone:
-            return "; earlier steps have no rollback and were left applied"
-        return f"; rolled back step(s) {', '.join(undone)}"
+            return "; earlier steps have no rollback and were left applied", True
+        return f"; rolled back step(s) {', '.join(undone)}", True
+
+    async def _undo_step(
+        self,
+        migration: Migration,
+        index: int,
+        rollback: StepAction,
+        position: int,
+        rolled_back: list[int],
+        lock: MigrationLock,
+        use_tx: bool,
+    ) -> None:
+        """Run one compensating rollback and save that it is done, fenced by the lock.
+
+        A rollback that can join a transaction runs in one with its position: it is done and
+        counted together, or neither. Outside a transaction, a run that dies between the two
+        runs it again next time (such rollbacks, like such steps, must be safe to repeat).
+        """
+        target = self._resolve(migration, rollback)
+        joinable = not (isinstance(target, Operation) and not target.transactional)
+        tx = _Transaction(self.database.client, lock)
+        try:
+            if use_tx and joinable:
+                await tx.begin()
+            else:
+                await lock.prove()
+            context = self._context(migration, "compensate", index, tx.open, lock)
+            await self._perform(migration, target, context)
+            await self._save_position(
+                migration, lock, "compensate", position, undone=[*rolled_back, index]
+            )
+            await tx.commit()
+        except BaseException:
+            _discard(target)
+            await _quietly(tx.abort())
+            raise
+        rolled_back.append(index)
+
+    async def _report_stopped_compensating(
+        self, migration: Migration, step_number: int, exc: BaseException
+    ) -> None:
+        """Say (and log) that the rollback after a failure was interrupted, and what is next."""
+        how = "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+        message = (
+            f"apply {migration.id}: interrupted ({how}) while rolling back step {step_number} "
+            "after a failure; the file is not recorded, and the next apply finishes rolling "
+            "back first"
+        )
+        self.echo(message)
+        await _quietly(
+            self.recorder.log(
+                migration.id, "apply", checksum=migration.checksum, ok=False, error=message
+            )
+        )
 
 
 def _applied_after(record: AppliedRecord, other: AppliedRecord) -> bool:
