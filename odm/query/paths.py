@@ -49,6 +49,7 @@ __all__ = [
     "field_type_of",
     "model_type",
     "not_a_field_name",
+    "peel",
     "resolve",
     "target_id_type",
 ]
@@ -343,23 +344,35 @@ def _elements_of(list_type: FieldType) -> Elements:
     return Elements(analyze(items[0], items[0]), None)
 
 
-def _sequence_args(annotation: Any) -> tuple[Any, tuple[Any, ...]] | None:
-    """Return the origin and arguments of a list, set or tuple annotation, through
-    ``Annotated`` and ``X | None`` (``None``: no arguments, or not a sequence)."""
+def peel(annotation: Any) -> tuple[Any, list[Any]] | None:
+    """Return ``annotation`` without its ``Annotated`` and ``X | None`` wrappings, and the
+    ``Annotated`` metadata met on the way (outermost first); ``None`` for a union of several
+    types."""
+    metadata: list[Any] = []
     while True:
         origin = get_origin(annotation)
         if origin is typing.Annotated:
-            annotation = get_args(annotation)[0]
+            annotation, *extra = get_args(annotation)
+            metadata += extra
         elif origin is Union or origin is types.UnionType:
             members = [a for a in get_args(annotation) if a is not type(None)]
             if len(members) != 1:
                 return None
             annotation = members[0]
         else:
-            break
+            return annotation, metadata
+
+
+def _sequence_args(annotation: Any) -> tuple[Any, tuple[Any, ...]] | None:
+    """Return the origin and arguments of a list, set or tuple annotation, through
+    ``Annotated`` and ``X | None`` (``None``: no arguments, or not a sequence)."""
+    peeled = peel(annotation)
+    if peeled is None:
+        return None
+    origin = get_origin(peeled[0])
     if origin not in _SEQUENCES:
         return None
-    return origin, get_args(annotation)
+    return origin, get_args(peeled[0])
 
 
 def _subclass_declaring(model: type[Any], name: str) -> type[Any] | None:

@@ -9,10 +9,9 @@ names it makes itself (``e0``, ``e1``...): nothing in a value becomes a path or 
 from __future__ import annotations
 
 import datetime
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final, Union, get_args, get_origin
+from typing import Any, Final
 
 import bson
 
@@ -26,7 +25,7 @@ from .expressions import (
     Extremum,
     Now,
 )
-from .paths import ID_FIELD, SEP, FieldType, Kind, ResolvedPath, elements, resolve
+from .paths import ID_FIELD, SEP, FieldType, Kind, ResolvedPath, elements, peel, resolve
 from .q import Q
 from .where import compile_q
 
@@ -140,23 +139,14 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
 
 def max_length(field_type: FieldType) -> int | None:
     """The ``max_length`` of a list field (``Field(max_length=3)``), or ``None``."""
-    annotation = field_type.store_annotation
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            inner, *metadata = get_args(annotation)
-            for item in metadata:
-                limit = getattr(item, "max_length", None)
-                if isinstance(limit, int):
-                    return limit
-            annotation = inner
-        elif origin is Union or origin is types.UnionType:
-            members = [a for a in get_args(annotation) if a is not type(None)]
-            if len(members) != 1:
-                return None
-            annotation = members[0]
-        else:
-            return None
+    peeled = peel(field_type.store_annotation)
+    if peeled is None:
+        return None
+    for item in peeled[1]:
+        limit = getattr(item, "max_length", None)
+        if isinstance(limit, int):
+            return limit
+    return None
 
 
 def _position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[Guard]:
