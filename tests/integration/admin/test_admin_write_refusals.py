@@ -19,10 +19,10 @@ import odm
 from odm import Document, Embedded, Index
 from odm.contrib.admin import ModelAdmin
 from odm.drivers import DriverName
+from tests.integration.admin.admin_refusals_app import APP_NAME, serving_app
 from tests.integration.admin.conftest import Client, csrf
 from tests.integration.admin.support import ADMIN_HEADER, AdminSetting
 from tests.integration.admin.test_admin_bad_input import field_errors, general_errors, textarea
-from tests.integration.admin.test_admin_s17_support import APP_NAME, serving_app
 
 
 class S17Place(Embedded):

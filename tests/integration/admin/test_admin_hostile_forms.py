@@ -18,10 +18,10 @@ from pydantic import Field
 from odm import Document, Embedded, Reference
 from odm.contrib.admin import ModelAdmin
 from odm.drivers import DriverName
+from tests.integration.admin.admin_refusals_app import serving_app
 from tests.integration.admin.conftest import Client, csrf
 from tests.integration.admin.support import AdminAuthor, AdminBook, AdminSetting
 from tests.integration.admin.test_admin_bad_input import field_errors
-from tests.integration.admin.test_admin_s17_support import serving_app
 
 FORM = "application/x-www-form-urlencoded"
 

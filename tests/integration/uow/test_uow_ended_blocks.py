@@ -10,7 +10,7 @@ by a probe of session 17, each on both drivers:
   until a bare ``RecursionError`` (the update's autoflush ran the hooks again);
 - a write the server refused in a transaction and the block caught (a duplicate key) left the
   block with a raw ``NoSuchTransaction`` labelled transient, which ``atomic`` re-ran for
-  nothing (needs the executor to report refusals: /tmp/s17/uowA_needs.md);
+  nothing;
 - an ``abortTransaction`` the server refused left the transaction open, holding its locks
   until the server's lifetime limit (PyMongo ignores abort errors).
 """
