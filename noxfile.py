@@ -24,7 +24,7 @@ non-equivalent mutants.
 
     nox -s mutation                      # every target
     nox -s "mutation(target='instance')"  # one target
-    nox -R -s "mutation(target='instance')" -- "odm.uow.x__concern*"  # some mutants
+    nox -R -s "mutation(target='instance')" -- "odm.blocks.x__concern*"  # some mutants
 
 See docs/mutation-testing.md for the numbers measured and the equivalent mutants left out.
 """
@@ -135,7 +135,10 @@ _INSTANCE_TESTS = [
 ]
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "instance": (
-        ["odm/uow.py", "odm/journal.py", "odm/models/tracking.py", "odm/models/writes.py"],
+        [
+            "odm/blocks.py", "odm/uow.py", "odm/server_transactions.py", "odm/journal.py",
+            "odm/models/tracking.py", "odm/models/writes.py",
+        ],
         _INSTANCE_TESTS,
     ),
     "diffing": (

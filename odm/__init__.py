@@ -5,6 +5,7 @@ This module re-exports the public names of the API (see ``docs/``); nothing else
 
 from . import signals
 from ._version import __version__
+from .blocks import atomic, run_in_transaction, transaction
 from .changestream import ChangeEvent, ChangeStream
 from .connection import (
     Connection,
@@ -59,7 +60,7 @@ from .schema import ensure_indexes
 from .session import current_session, session
 from .startup import connect
 from .timeouts import operation_timeout
-from .uow import UnitOfWork, atomic, run_in_transaction, transaction
+from .uow import UnitOfWork
 
 __all__ = [
     "AlreadyConnected",

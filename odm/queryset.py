@@ -732,7 +732,8 @@ class QuerySet(Generic[M]):
                 )
         options: dict[str, Any] = _collation(self._query)
         single = _single(filter)
-        if compiled.needs and not single:
+        if compiled.needs and not single and current_unit_of_work() is None:
+            # Inside a transaction a refused document aborts it all: nothing to ask first.
             await self._refuse_unfit(filter, compiled.needs, options)
         written = filter
         if compiled.guards:

@@ -1,6 +1,6 @@
 """The bound session: one context variable that every ODM operation reads.
 
-``odm.transaction()`` (in :mod:`odm.uow`) and :func:`session` bind a driver session here; the
+``odm.transaction()`` (in :mod:`odm.blocks`) and :func:`session` bind a driver session here; the
 executor passes :func:`current_session` to every driver call, so no operation inside the block
 can run outside it and no caller ever passes ``session=`` by hand. Tasks spawned inside the block
 inherit the binding (context variables are copied into new tasks); tasks started outside do not

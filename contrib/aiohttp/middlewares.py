@@ -1,7 +1,7 @@
 """``unit_of_work_middleware``: one transaction per unsafe request, committed only on success.
 
 A request whose method changes state (POST, PUT, PATCH, DELETE by default) runs its handler
-inside :func:`odm.uow.transaction`. The transaction commits when the handler returns a response
+inside :func:`odm.blocks.transaction`. The transaction commits when the handler returns a response
 with a status below 400, or raises an ``HTTPException`` below 400 (a redirect such as
 ``HTTPFound``, re-raised after the commit so that aiohttp sends it). Everything else aborts: a
 returned or raised 4xx/5xx, any other exception, and a cancelled handler (the client went away
@@ -21,9 +21,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from odm.blocks import transaction
 from odm.connection import DEFAULT_ALIAS
 from odm.session import session as causal_session
-from odm.uow import transaction
 
 UNSAFE_METHODS: frozenset[str] = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 """The methods that run in a transaction unless told otherwise."""

@@ -35,8 +35,7 @@ from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure
 from test_query_models import QCustomer, QOrder, QShipment
 
 import odm
-from odm import F, Q, executor
-from odm import uow as uow_module
+from odm import F, Q, executor, server_transactions
 from odm.drivers import _NOT_AWAITABLE, resolve
 from odm.exceptions import DuplicateKey, OperationTimeout, QueryError
 from odm.models.derived import expire_all, table
@@ -409,39 +408,39 @@ class Client:
 
 def test_transactions_support_is_remembered_per_client_object() -> None:
     first = Client()
-    assert uow_module._known_support(first) is None
-    uow_module._remember_support(first, False)
-    assert uow_module._known_support(first) is False
+    assert server_transactions.known_support(first) is None
+    server_transactions.remember_support(first, False)
+    assert server_transactions.known_support(first) is False
     second = Client()
-    assert uow_module._known_support(second) is None
-    uow_module._remember_support(second, True)
-    assert uow_module._known_support(second) is True
+    assert server_transactions.known_support(second) is None
+    server_transactions.remember_support(second, True)
+    assert server_transactions.known_support(second) is True
     # A later client that takes the first one's id() is not answered for by its entry.
     key = id(first)
-    stale = uow_module._supports_transactions[key]
+    stale = server_transactions._supports_transactions[key]
     del first
     gc.collect()
-    assert key not in uow_module._supports_transactions
+    assert key not in server_transactions._supports_transactions
     impostor = Client()
-    uow_module._supports_transactions[id(impostor)] = stale
-    assert uow_module._known_support(impostor) is None
-    del uow_module._supports_transactions[id(impostor)]
+    server_transactions._supports_transactions[id(impostor)] = stale
+    assert server_transactions.known_support(impostor) is None
+    del server_transactions._supports_transactions[id(impostor)]
     # Remembered twice (two blocks asked at once): the client's death removes its entry once.
     third = Client()
     key = id(third)
-    uow_module._remember_support(third, True)
-    uow_module._remember_support(third, True)
+    server_transactions.remember_support(third, True)
+    server_transactions.remember_support(third, True)
     del third
     gc.collect()
-    assert key not in uow_module._supports_transactions
+    assert key not in server_transactions._supports_transactions
     # A dead client's callback leaves alone an entry that is no longer its own.
     fourth, keeper = Client(), Client()
     key = id(fourth)
-    uow_module._remember_support(fourth, True)
-    uow_module._supports_transactions[key] = (weakref.ref(keeper), False)
+    server_transactions.remember_support(fourth, True)
+    server_transactions._supports_transactions[key] = (weakref.ref(keeper), False)
     del fourth
     gc.collect()
-    assert uow_module._supports_transactions.pop(key)[0]() is keeper
+    assert server_transactions._supports_transactions.pop(key)[0]() is keeper
 
 
 # -- executor --------------------------------------------------------------------------------

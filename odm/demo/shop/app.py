@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
+from odm.blocks import transaction
 from odm.connection import Retry
 from odm.contrib.admin import (  # type: ignore[import-not-found, unused-ignore]
     ModelAdmin,
@@ -35,7 +36,6 @@ from odm.drivers import DriverName
 from odm.exceptions import QueryError
 from odm.query.expressions import F
 from odm.query.q import Q
-from odm.uow import transaction
 
 from .models import MODELS, Customer, Order
 

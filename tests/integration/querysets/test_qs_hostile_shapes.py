@@ -211,6 +211,19 @@ async def test_in_a_transaction_the_block_is_rolled_back(odm_database: Any) -> N
     assert await _stored_n() == [2, None]
 
 
+
+async def test_an_update_many_refused_in_a_transaction_is_rolled_back_whole(
+    odm_database: Any,
+) -> None:
+    """Inside a transaction nothing is asked first: the server refuses the update_many at
+    the null, the QueryError names the field, and the abort takes back what it wrote."""
+    await _counters(1, None, 3)
+    with pytest.raises(QueryError, match=r"'n'.*server aborted the transaction") as info:
+        async with odm.transaction():
+            await HsCounter.objects.all().update(n=F("n") + 1)
+    assert info.value.field == "n"
+    assert await _stored_n() == [1, None, 3]
+
 # -- tuples and element constraints --------------------------------------------------------
 
 

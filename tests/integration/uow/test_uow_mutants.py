@@ -18,8 +18,7 @@ from pymongo.write_concern import WriteConcern
 from uow_support import fail_point, fail_points_off
 
 import odm
-from odm import executor, signals, transaction
-from odm import uow as uow_module
+from odm import executor, server_transactions, signals, transaction
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models import tracking, writes
 from odm.session import current_session
@@ -314,13 +313,13 @@ async def test_an_unknown_commit_result_is_retried_with_a_growing_back_off(
     """Each commit of unknown outcome is retried (the commit only, not the body), and the
     back-off before retry number n is drawn for attempt n, so that it grows (driver spec)."""
     attempts: list[int] = []
-    real_backoff = uow_module.backoff_delay
+    real_backoff = server_transactions.backoff_delay
 
     def recording_backoff(attempt: int) -> float:
         attempts.append(attempt)
         return real_backoff(attempt)
 
-    monkeypatch.setattr(uow_module, "backoff_delay", recording_backoff)
+    monkeypatch.setattr(server_transactions, "backoff_delay", recording_backoff)
     log = odm_monitored.log
     ann = await MutAccount(owner="ann").insert()
     # HostUnreachable at four commits: the driver retries each commit once by itself, so
@@ -352,7 +351,8 @@ def test_the_back_off_is_a_random_share_of_its_growing_bound() -> None:
             random.seed(attempt)
             share = random.random()
             random.seed(attempt)
-            assert uow_module.backoff_delay(attempt) == share * min(0.005 * 1.5**attempt, 0.5)
+            bound = min(0.005 * 1.5**attempt, 0.5)
+            assert server_transactions.backoff_delay(attempt) == share * bound
     finally:
         random.setstate(state)
 

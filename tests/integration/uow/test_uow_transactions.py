@@ -14,9 +14,10 @@ from uow_support import fail_point, gave_up
 
 import odm
 from odm import drivers
+from odm.blocks import atomic, run_in_transaction, transaction
 from odm.server import LocalServer
+from odm.server_transactions import backoff_delay
 from odm.session import current_session, current_unit_of_work, operation_session
-from odm.uow import atomic, backoff_delay, run_in_transaction, transaction
 
 
 async def insert(db: Any, doc: dict[str, Any]) -> None:

@@ -1,0 +1,165 @@
+"""What odm asks of a server's transactions: whether it runs them, the commit with its
+retries, the abort that always ends the server transaction, and how to read the errors that
+end one.
+
+Shared by the unit of work (:mod:`odm.uow`, which aborts) and the blocks that open one
+(:mod:`odm.blocks`, which commit); none of it holds state of a block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import weakref
+from contextlib import suppress
+from typing import Any
+
+import pymongo
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteConcernError
+
+from . import drivers
+from .exceptions import OperationTimeout, TransactionsNotSupported
+from .timeouts import is_timeout, operation_timeout
+
+#: Seconds a block (with its retries, and its commit's) may take unless ``timeout=`` says.
+DEFAULT_TIME_LIMIT = 120.0
+#: The server's code for an operation past its ``maxTimeMS``: a commit that hit it is not
+#: retried.
+MAX_TIME_MS_EXPIRED = 50
+# id(client) -> (a weak reference to that client, whether its server runs transactions).
+# The reference must still point at the client asked about: an id() can be reused by a later
+# client once the first is gone (a standalone after a replica set) and would answer for the
+# wrong server. Not a WeakKeyDictionary: its lookups hash the client, which PyMongo does in
+# Python (several calls), and every transaction asks.
+_supports_transactions: dict[int, tuple[weakref.ref[Any], bool]] = {}
+
+
+def known_support(client: Any) -> bool | None:
+    """Whether ``client``'s server was found to run transactions (``None``: not asked yet)."""
+    known = _supports_transactions.get(id(client))
+    if known is None or known[0]() is not client:
+        return None
+    return known[1]
+
+
+def remember_support(client: Any, supported: bool) -> None:
+    """Remember whether ``client``'s server runs transactions, for as long as ``client``
+    lives."""
+    key = id(client)
+
+    def forget(_ref: weakref.ref[Any]) -> None:
+        # Only this client's entry: a later client with the same id may have replaced it.
+        if _supports_transactions.get(key, (None,))[0] is _ref:
+            del _supports_transactions[key]
+
+    _supports_transactions[key] = (weakref.ref(client, forget), supported)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to sleep before retry number ``attempt`` (1-based), per the driver spec."""
+    return random.random() * min(0.005 * 1.5**attempt, 0.5)
+
+
+async def check_transactions_supported(client: Any) -> None:
+    """Raise :class:`odm.TransactionsNotSupported` when ``client``'s server is a standalone
+    ``mongod`` (asked once per client, with ``hello``)."""
+    supported = known_support(client)
+    if supported is None:
+        hello = await client.admin.command("hello")
+        supported = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+        remember_support(client, supported)
+    if not supported:
+        raise TransactionsNotSupported(
+            "this MongoDB server is a standalone mongod, which cannot run multi-document "
+            "transactions; run it as a replica set (even a single-node one: `odm server`, or "
+            "mongod --replSet rs0 then rs.initiate()) or use the writes without transaction()"
+        )
+
+
+def is_unknown_commit(exc: PyMongoError) -> bool:
+    """Tell whether the commit that raised ``exc`` may be tried again: its outcome is unknown
+    (``UnknownTransactionCommitResult``), and not because its own time limit ran out."""
+    if not exc.has_error_label("UnknownTransactionCommitResult"):
+        return False
+    return not (isinstance(exc, OperationFailure) and exc.code == MAX_TIME_MS_EXPIRED)
+
+
+async def commit(session: Any, deadline: float, bounded: bool) -> None:
+    """Commit, retrying an unknown commit result until ``deadline``; ``bounded``: the caller
+    gave a timeout, so each attempt runs under what is left of it (as with the driver's own
+    ``with_transaction``, an attempt is otherwise not timed: a client-side deadline costs
+    ~25 µs per commit)."""
+    attempt = 0
+    while True:
+        try:
+            if bounded:
+                left = max(deadline - time.monotonic(), 0.001)
+                with operation_timeout(left, "commitTransaction"):
+                    await drivers.resolve(session.commit_transaction())
+            else:
+                await drivers.resolve(session.commit_transaction())
+            return
+        except PyMongoError as exc:
+            attempt += 1
+            if is_unknown_commit(exc) and time.monotonic() < deadline:
+                # The driver's commit retry already upgraded the write concern to majority;
+                # trying again is safe because a commit is idempotent.
+                await asyncio.sleep(backoff_delay(attempt))
+                continue
+            raise
+
+
+def commit_outcome_unknown(exc: BaseException) -> bool:
+    """Tell whether ``exc``, which ended a transaction, may hide a commit that went through."""
+    seen: BaseException | None = exc
+    while isinstance(seen, OperationTimeout | asyncio.CancelledError):
+        seen = seen.__cause__
+    if not isinstance(seen, PyMongoError):
+        return False
+    if isinstance(seen, WriteConcernError):
+        # The commit was applied where it ran and only its acknowledgement failed; the driver
+        # labels that UnknownTransactionCommitResult except for a write concern the set can
+        # never satisfy (UnsatisfiableWriteConcern, UnknownReplWriteConcern), which commits
+        # all the same. (Inside a transaction only the commit carries a write concern.)
+        return True
+    if isinstance(seen, OperationFailure) and not is_timeout(seen):
+        return seen.has_error_label("UnknownTransactionCommitResult")
+    return (
+        seen.has_error_label("UnknownTransactionCommitResult")
+        or is_timeout(seen)
+        or isinstance(seen, ConnectionFailure)
+    )
+
+
+async def abort_server_transaction(session: Any, *, kill: bool = False) -> None:
+    """End the server transaction of ``session`` now, whatever state it is in.
+
+    The driver ignores abort errors (as its spec says), will not abort after a commit was sent,
+    and does not know of an operation it was cut off from (a cancellation); a transaction
+    left so would hold its locks on the server until its lifetime limit (a minute or more).
+    So when the abort fails (the driver swallows its error: :func:`odm.drivers.abort_transaction`
+    tells), a commit was sent (and failed, or its outcome is unknown), or ``kill`` is given (an
+    operation was interrupted), the server session is killed, which ends its transaction at
+    once (a commit that did go through stays committed). An abort that succeeds costs nothing
+    more."""
+    if session.in_transaction:
+        try:
+            with pymongo.timeout(ABORT_TIME_LIMIT):
+                ended = await drivers.abort_transaction(session)
+            if ended and not kill:
+                return
+        except PyMongoError:
+            pass
+    with suppress(PyMongoError), pymongo.timeout(ABORT_TIME_LIMIT):
+        await session.client.admin.command("killSessions", [session.session_id])
+
+
+#: Seconds an abort (or the killSessions after it) may take.
+ABORT_TIME_LIMIT = 10.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether ``exc`` labels the whole transaction worth running again
+    (``TransientTransactionError``)."""
+    return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
