@@ -26,7 +26,7 @@ pytestmark = pytest.mark.odm_drivers("pymongo")
 
 #: Steps 1 and 2 are operations that never join a transaction; step 3 does when it can.
 FILE = '''
-import s17b_fence as fence
+import position_fence_coordination as fence
 from odm.migrations import Operation, step
 
 __transactional__ = TRANSACTIONAL
@@ -76,7 +76,7 @@ def coordination() -> types.SimpleNamespace:
 
 
 async def scenario(db: Any, directory: Any) -> tuple[LockLost, dict[int, int], list[str]]:
-    fence = sys.modules["s17b_fence"] = coordination()
+    fence = sys.modules["position_fence_coordination"] = coordination()
     try:
         a = asyncio.create_task(Runner(db, directory).apply())
         await asyncio.wait_for(fence.a_in_step.wait(), 10)
@@ -97,7 +97,7 @@ async def scenario(db: Any, directory: Any) -> tuple[LockLost, dict[int, int], l
         marks = {doc["_id"]: doc["n"] async for doc in db.marks.find()}
         return lost.value, marks, done
     finally:
-        del sys.modules["s17b_fence"]
+        del sys.modules["position_fence_coordination"]
 
 
 @pytest.mark.parametrize("mode", ["transaction file", "no-transaction file", "no transactions"])
