@@ -8,12 +8,8 @@ calls inside join the transaction too. Leaving the block flushes the changes of 
 (one ``bulk_write`` per collection, only the changed fields), commits, and then runs the
 ``on_commit`` callbacks; an exception aborts and drops them.
 
-Concurrency rule: operations of a transaction must run in the task that opened it. A task
-spawned inside the block (``asyncio.gather``, ``create_task``) inherits the context, and the
-executor refuses its operations with :class:`odm.TransactionError` instead of interleaving them
-on one session, which the server cannot order and which SQLAlchemy documents as unsafe too.
-Once the block has ended, however it ended, its unit of work takes no more work, and such a
-task's operations run outside any transaction (:meth:`UnitOfWork.end`).
+Operations of a transaction must run in the task that opened it (the concurrency rule of
+:mod:`odm.uow`).
 
 Retries follow the driver specification of the convenient transactions API: ``atomic`` re-runs
 the whole body on ``TransientTransactionError`` (from the body or the commit), retries only the

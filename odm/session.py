@@ -55,10 +55,7 @@ def operation_session(model: type[Any] | None = None) -> Any | None:
             return None
         uow.check_usable(model)
         return _bound_session.get()
-    session = _bound_session.get()
-    if session is not None and session.has_ended:  # see _open
-        return None
-    return session
+    return _open(_bound_session.get())
 
 
 def current_unit_of_work() -> Any | None:
