@@ -38,6 +38,7 @@ from uow_support import fail_point, fail_points_off
 
 import odm
 from odm import F, executor
+from odm.contrib.pytest.queries import capture_queries
 from odm.models.tracking import Unsure, get_snapshot, has_changes
 from odm.session import current_unit_of_work
 
@@ -314,10 +315,11 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
         db = self.given["database"]
         await hold_update(db, ran=ran)
         try:
-            with contextlib.suppress(TimeoutError):
+            with capture_queries() as sent, contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CUT_AFTER):
                     await held.save()
-            await asyncio.sleep(HOLD_MS / 1000 + 0.02)  # the held update is over
+            if "update" in sent.names():
+                await held_update_over(db)
         finally:
             await fail_points_off(db)
 
@@ -347,8 +349,11 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
                 assert version == raw.get(meta.db_key(meta.version_field)), (where, version, raw)
             if raw is not None:
                 # The next save writes exactly what differs: afterwards memory == database.
-                await document.save()
-                raw = await executor.collection(model).find_one({"_id": document.id})
+                # (Read again only when it sent something: nothing else writes meanwhile.)
+                with capture_queries() as sent:
+                    await document.save()
+                if sent.commands:
+                    raw = await executor.collection(model).find_one({"_id": document.id})
                 assert raw is not None
                 assert document.to_bson() == raw, (where, document.to_bson(), raw)
             # Only committed queryset updates made the stored ``bulk`` (not a save of an
@@ -373,6 +378,27 @@ async def hold_update(db: Any, *, ran: bool = True) -> None:
     if not ran:
         data["errorCode"] = 2
     await fail_point(db, data)
+
+
+async def held_update_over(db: Any) -> None:
+    """Return once the update the server holds (``hold_update``) has run or been refused:
+    seen in ``$currentOp`` and gone, or not seen at all for longer than it is held (it was
+    over, or never arrived), so that it cannot write behind the check's back."""
+    names = [model._meta.collection for model in MODELS]
+    match = {"command.$db": db.name, "command.update": {"$in": names}}
+    loop = asyncio.get_running_loop()
+    unseen_until = loop.time() + HOLD_MS / 1000 + 0.02
+    seen = False
+    while seen or loop.time() < unseen_until:
+        cursor = db.client.admin.aggregate([{"$currentOp": {}}, {"$match": match}])
+        if asyncio.iscoroutine(cursor):
+            cursor = await cursor  # PyMongo's async aggregate is a coroutine, Motor's a cursor
+        running = bool(await cursor.to_list(None))
+        if seen and not running:
+            return
+        seen = running
+        assert loop.time() < unseen_until + 2, "the held update did not end"
+        await asyncio.sleep(0.003)
 
 
 async def outside_the_block(admin_call: Any) -> None:
