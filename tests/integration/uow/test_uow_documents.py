@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure, PyMongoError
-from uow_support import gave_up
+from uow_support import concurrent_transfers, gave_up
 
 import odm
 from odm import F, transaction
@@ -237,7 +237,9 @@ async def test_causal_session_without_transaction(odm_database: Any) -> None:
     assert odm.current_session() is None
 
 
-async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -> None:
+async def test_concurrent_document_transfers_keep_the_total(
+    odm_database: Any, odm_long: bool
+) -> None:
     accounts = await UowAccount.objects.bulk_create(
         [UowAccount(owner=f"acc{i}", balance=1000) for i in range(8)]
     )
@@ -250,7 +252,10 @@ async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -
         await UowAccount.objects.filter(id=dst).update(balance=F("balance") + amount)
 
     results = await asyncio.gather(
-        *(transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5) for i in range(200)),
+        *(
+            transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5)
+            for i in range(concurrent_transfers(odm_long))
+        ),
         return_exceptions=True,
     )
     gave_up(results)  # the total stays exact all the same
@@ -259,7 +264,7 @@ async def test_concurrent_document_transfers_keep_the_total(odm_database: Any) -
 
 
 async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_half_the_time(
-    odm_database: Any,
+    odm_database: Any, odm_long: bool
 ) -> None:
     """Each transfer moves money in an inner atomic block that fails between the debit and
     the credit for every other transfer; the caller swallows the error and leaves normally.
@@ -295,7 +300,7 @@ async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_hal
             assert exc.has_error_label("TransientTransactionError"), exc
             return failing, "gave up"
 
-    outcomes = await asyncio.gather(*(attempt(i) for i in range(200)))
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(concurrent_transfers(odm_long))))
     total = sum(a.balance for a in await UowAccount.objects.all())
     assert total == 8000
     assert all(o in ("rolled back", "gave up") for failing, o in outcomes if failing)

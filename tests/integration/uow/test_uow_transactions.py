@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure
-from uow_support import fail_point, gave_up
+from uow_support import concurrent_transfers, fail_point, gave_up
 
 import odm
 from odm import drivers
@@ -231,7 +231,7 @@ async def test_non_retryable_error_aborts_cleanly(
     assert await odm_database.items.count_documents({}) == 0
 
 
-async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any) -> None:
+async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any, odm_long: bool) -> None:
     accounts = 8
     await odm_database.accounts.insert_many([{"_id": i, "balance": 1000} for i in range(accounts)])
 
@@ -246,7 +246,10 @@ async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any) -> N
         )
 
     results = await asyncio.gather(
-        *(transfer(i % accounts, (i * 3 + 1) % accounts, 1 + i % 7) for i in range(200)),
+        *(
+            transfer(i % accounts, (i * 3 + 1) % accounts, 1 + i % 7)
+            for i in range(concurrent_transfers(odm_long))
+        ),
         return_exceptions=True,
     )
     gave_up(results)  # the total stays exact all the same

@@ -24,6 +24,13 @@ async def fail_points_off(db: Any) -> None:
     await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
+def concurrent_transfers(long: bool) -> int:
+    """How many transfers the concurrency tests run at once over their 8 accounts: 100 (a
+    dozen contending for each account, write conflicts and retries on every one) by default,
+    400 with ``--odm-long``."""
+    return 400 if long else 100
+
+
 def gave_up(results: list[Any]) -> list[BaseException]:
     """Return the runs of ``asyncio.gather(..., return_exceptions=True)`` that raised, after
     checking each gave up on a transient error (on a loaded machine a transaction may exhaust
