@@ -50,7 +50,10 @@ def test_a_member_that_stalls_after_its_first_ping_still_gets_initiated() -> Non
 
 
 def test_election_settings_are_part_of_the_first_configuration() -> None:
-    server = LocalServer(members=2, equal_priorities=True, election_timeout_ms=2000)
+    # One member: the configuration is built the same way for any number of them (below),
+    # and a set of several with equal priorities waits out an election (~15 s) before it has
+    # a primary; tests/reliability starts three that way.
+    server = LocalServer(members=1, equal_priorities=True, election_timeout_ms=2000)
     try:
         server.start()
         with MongoClient(server.uri, serverSelectionTimeoutMS=30_000) as client:
@@ -58,10 +61,21 @@ def test_election_settings_are_part_of_the_first_configuration() -> None:
             assert client.admin.command("hello")["isWritablePrimary"]
         # Version 1: nothing was reconfigured after replSetInitiate.
         assert config["version"] == 1
-        assert [m["priority"] for m in config["members"]] == [1, 1]
+        assert [m["priority"] for m in config["members"]] == [1]
         assert config["settings"]["electionTimeoutMillis"] == 2000
     finally:
         server.stop()
+
+
+def test_equal_priorities_and_the_election_timeout_go_to_every_member() -> None:
+    server = LocalServer(members=3, equal_priorities=True, election_timeout_ms=2000)
+    server.ports = [27100, 27101, 27102]  # as start() would pick them; nothing is started
+    config: Any = server._first_config()
+    assert [m["priority"] for m in config["members"]] == [1, 1, 1]
+    assert [m["host"] for m in config["members"]] == [
+        "127.0.0.1:27100", "127.0.0.1:27101", "127.0.0.1:27102"
+    ]
+    assert config["settings"] == {"electionTimeoutMillis": 2000}
 
 
 def test_member_zero_is_preferred_unless_priorities_are_equal() -> None:

@@ -164,6 +164,12 @@ def replica_set() -> Iterator[LocalServer]:
     took = time.monotonic() - started
     assert took < 60, f"the 3-member replica set took {took:.1f} s to start"
     print(f"[reliability] 3-member replica set up in {took:.1f} s")
+    with MongoClient(server.uri, serverSelectionTimeoutMS=30_000) as client:
+        config = client.admin.command("replSetGetConfig")["config"]
+    # Its settings came with replSetInitiate (version 1), not a later reconfiguration.
+    assert config["version"] == 1, config
+    assert [m["priority"] for m in config["members"]] == [1, 1, 1], config
+    assert config["settings"]["electionTimeoutMillis"] == 2000, config
     try:
         yield server
     finally:
