@@ -1,0 +1,235 @@
+"""One file's apply or rollback: its steps in order, resumed from its saved position.
+
+Operations MongoDB refuses in a transaction (index builds, ``collMod``, drops,
+``$out``/``$merge``) and batched updates split the file's transaction: what came before
+commits, the operation runs on its own, and a new transaction starts for the steps after it.
+
+Before each step the run proves it still holds the lock: inside the open transaction for a
+step that joins one, so that a transaction commits only with a proof that it was made under the
+lock; before the transaction for the first step of it (see :mod:`.transaction`). A run that
+lost the lock stops there: the open transaction is aborted and nothing is undone or recorded.
+
+When a step fails, the open transaction is aborted and the earlier steps that were committed
+are rolled back, newest first, where they have a rollback (see :mod:`.compensation`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from ..exceptions import MigrationError
+from .cleanup import discard, quietly
+from .compensation import Compensation
+from .loader import Migration
+from .lock import LockLost
+from .positions import lost_lock
+from .reporting import elapsed_ms, failure_reason
+from .scope import Direction, RunScope, step_sequence
+from .step_actions import joins_transaction, perform, resolve
+from .transaction import OutcomeUnknown
+
+
+class FileRun:
+    """Runs ``migration`` in ``direction`` within ``scope`` (``forced``: as ``--force`` says)."""
+
+    def __init__(
+        self, scope: RunScope, migration: Migration, direction: Direction, forced: bool
+    ) -> None:
+        self.scope = scope
+        self.migration = migration
+        self.direction = direction
+        self.forced = forced
+        self.sequence = step_sequence(migration, direction)
+        self.use_tx = scope.transactions and migration.transactional
+        self.compensation = Compensation(scope, migration, self.sequence, self.use_tx)
+        self.tx = scope.transaction()
+        self.durable: list[int] = []  # positions whose effects are stored for good
+        self.pending: list[int] = []  # positions done inside the open transaction
+        self.position = 0  # the step being run; len(sequence): recording the file
+        self.recorded = False
+        self.begun = 0.0
+
+    async def run(self) -> None:
+        """Run the steps left, record the file, and say how long it took.
+
+        A failure rolls back what it can and raises :class:`MigrationError` (or
+        :class:`LockLost`); an interruption (Ctrl-C, a cancelled task) stops as a killed run
+        would, so that the next run resumes after the last step durably done.
+        """
+        start = await self._resume_point()
+        self.durable = list(range(start))
+        self.begun = time.monotonic()
+        self.position = start
+        try:
+            for position in range(start, len(self.sequence)):
+                self.position = position
+                await self._run_step(position)
+            self.position = len(self.sequence)  # every step done: what is left is recording it
+            elapsed = await self._record()
+        except Exception as exc:
+            await quietly(self.tx.abort())
+            raise await self._failure(exc) from exc
+        except BaseException as exc:
+            # Nothing is undone (rolling back would be more writes after being told to stop)
+            # and the saved positions stay; the open transaction is aborted before the lock is
+            # released, so nothing of this run commits after it.
+            await quietly(self.tx.abort())
+            await self.scope.log.interrupted(
+                self.migration, self.direction, self._step_number(self.position),
+                self._step_number(len(self.durable)), exc, self.begun,
+            )
+            raise
+        self.scope.echo(f"  done in {elapsed} ms")
+
+    def _step_number(self, position: int) -> int | None:
+        """Return the 1-based number of the step at ``position`` (``None``: past the last)."""
+        return self.sequence[position][0] + 1 if position < len(self.sequence) else None
+
+    async def _resume_point(self) -> int:
+        """Claim the file's position (finishing a rollback left half done); return it."""
+        migration, direction, sequence = self.migration, self.direction, self.sequence
+        positions, echo = self.scope.positions, self.scope.echo
+        claimed = await positions.claim(migration)
+        if direction == "apply" and claimed.get("direction") == "compensate":
+            await self.compensation.finish_left(claimed)
+            claimed = await positions.claim(migration)
+        saved = int(claimed.get("next_step", 0)) if claimed.get("direction") == direction else 0
+        start = min(saved, len(sequence))
+        if start == len(sequence) and start:
+            # Killed between its last step and its record: only the record is left to write.
+            echo(f"{direction} {migration.id}: resuming (every step done; recording it)")
+        elif start:
+            echo(f"{direction} {migration.id}: resuming at step {sequence[start][0] + 1}")
+        else:
+            echo(f"{direction} {migration.id}")
+        return start
+
+    async def _run_step(self, position: int) -> None:
+        """Run the step at ``position`` under a fresh proof of the lock, and save past it."""
+        index, action = self.sequence[position]
+        if action is None:
+            self.scope.echo(f"  step {index + 1}: no {self.direction} (skipped)")
+            target: Any = None
+        else:
+            target = resolve(self.migration, action, self.scope.database)
+        try:
+            await self._enter(target)
+        except BaseException:
+            discard(target)
+            raise
+        context = self.scope.context(self.migration, self.direction, index, self.tx.open)
+        await perform(self.migration, target, context)
+        # Done, whether or not its position gets saved: a failure from here on must roll it
+        # back too (outside a transaction its effects are already stored).
+        (self.pending if self.tx.open else self.durable).append(position)
+        await self.scope.positions.save(self.migration, self.direction, position + 1)
+
+    async def _enter(self, target: Any) -> None:
+        """Commit a transaction ``target`` cannot join, open one it can, and prove the lock."""
+        joinable = joins_transaction(target)
+        if self.tx.open and not joinable:
+            await self.tx.commit()  # proves the lock inside it first
+            self.durable.extend(self.pending)
+            self.pending.clear()
+        if self.use_tx and joinable and target is not None and not self.tx.open:
+            await self.tx.begin()  # proves the lock just before it opens
+        else:
+            await self.scope.lock.prove()  # inside the open transaction when there is one
+
+    async def _record(self) -> int:
+        """Record the file as done, log it, forget its positions and commit; return its time."""
+        migration, recorder = self.migration, self.scope.recorder
+        # Inside the transaction when there is one; its commit proves the lock once more.
+        await self.scope.lock.prove()
+        elapsed = elapsed_ms(self.begun)
+        await self._write_record(elapsed)
+        # Outside a transaction the record is stored for good: from here on nothing may be
+        # undone, or the file would be recorded as done with its steps rolled back.
+        self.recorded = not self.tx.open
+        await recorder.log(
+            migration.id,
+            self.direction,
+            checksum=migration.checksum,
+            duration_ms=elapsed,
+            forced=self.forced,
+        )
+        await recorder.clear_state(migration.id)
+        await self.tx.commit()
+        return elapsed
+
+    async def _write_record(self, elapsed: int) -> None:
+        """Record the file as applied (or forget it, rolled back).
+
+        Outside a transaction a write whose answer was lost (a network or write concern error)
+        may have been stored all the same: it is read back, and counts as done when it was.
+        """
+        migration, recorder = self.migration, self.scope.recorder
+        try:
+            if self.direction == "apply":
+                await recorder.record_applied(
+                    migration.id, migration.checksum, elapsed, depends=sorted(migration.depends)
+                )
+            else:
+                await recorder.forget(migration.id)
+        except PyMongoError as exc:
+            if self.tx.open:
+                raise  # the commit tells
+            try:
+                stored = await self._recorded()
+            except PyMongoError as unknown:
+                raise OutcomeUnknown(
+                    f"{type(exc).__name__} while recording it, and whether it was recorded "
+                    f"cannot be read back ({type(unknown).__name__}: {unknown})"
+                ) from exc
+            if not stored:
+                raise
+
+    async def _recorded(self) -> bool:
+        """Tell whether the record says the direction is done (the lock keeps others out)."""
+        record = (await self.scope.recorder.applied()).get(self.migration.id)
+        if self.direction == "rollback":
+            return record is None
+        return record is not None and record.checksum == self.migration.checksum
+
+    async def _failure(self, exc: Exception) -> MigrationError:
+        """Undo what may be undone after ``exc``; log and return the error to raise."""
+        migration, direction, sequence = self.migration, self.direction, self.sequence
+        scope, durable = self.scope, self.durable
+        if self.recorded or isinstance(exc, OutcomeUnknown):
+            # Recorded, or unsure whether: nothing is undone. The saved positions stay after an
+            # unknown commit: they say where the file stands (committed with the steps, or not).
+            if self.recorded:
+                await quietly(scope.recorder.clear_state(migration.id))
+            return await scope.log.undoing_nothing(
+                migration, direction, exc, self.begun, self.recorded
+            )
+        lost = exc if isinstance(exc, LockLost) else await lost_lock(scope.lock)
+        if lost is not None:
+            # Another deployer holds the lock now and may be resuming this very file from
+            # the saved position: undoing steps or forgetting positions would corrupt its run.
+            # The aborted transaction kept none of its steps.
+            return await scope.log.lock_lost(
+                migration, direction, lost, self._step_number(len(durable)), self.begun
+            )
+        index = sequence[min(self.position, len(sequence) - 1)][0] if sequence else 0
+        message = f"{direction} {migration.id} failed at step {index + 1}: {failure_reason(exc)}"
+        undone: list[int] = []
+        compensated = True
+        if direction == "apply" and durable:
+            told, compensated = await self.compensation.roll_back(
+                len(durable), undone, start_over=True
+            )
+            message += told
+        elif direction == "rollback" and durable:
+            message += f"; re-run rollback to resume after step {sequence[durable[-1]][0] + 1}"
+        await scope.log.failed(migration, direction, message, self.begun)
+        if direction == "apply" and compensated:
+            # The file starts over at its first step, but resumable operations keep their
+            # positions unless their step was rolled back: a batched update that failed
+            # half-way (or finished, in a step without rollback) does not repeat its
+            # documents when the file is applied again.
+            await quietly(scope.recorder.clear_state(migration.id, keep_steps_except=undone))
+        return MigrationError(message)

@@ -1,0 +1,124 @@
+"""Saying (and logging) how a file's run ended when it did not finish: what it left, what next.
+
+A step number is 1-based, as ``odm migrate plan`` prints it; ``None`` stands for the last thing
+a run does once every step is done: recording the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ..exceptions import MigrationError
+from .cleanup import quietly
+from .loader import Migration
+from .lock import LockLost
+from .recorder import Recorder
+
+
+def elapsed_ms(begun: float) -> int:
+    """Return the milliseconds since ``begun`` (a :func:`time.monotonic` reading)."""
+    return int((time.monotonic() - begun) * 1000)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Describe why something failed: an odm error's own words, else the error's type too."""
+    return str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
+
+
+def _how_stopped(exc: BaseException) -> str:
+    # Ctrl-C under asyncio.run() reaches the run as a cancellation of its task.
+    return "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+
+
+class RunLog:
+    """Tells the user (``echo``) and the migrations log (``recorder``) where a run stopped."""
+
+    def __init__(self, recorder: Recorder, echo: Callable[[str], None]) -> None:
+        self.recorder = recorder
+        self.echo = echo
+
+    async def failed(
+        self, migration: Migration, action: str, message: str, begun: float | None = None
+    ) -> None:
+        """Log a failed ``action`` of ``migration`` (a failure to log does not hide it)."""
+        await quietly(
+            self.recorder.log(
+                migration.id, action, checksum=migration.checksum, ok=False, error=message,
+                duration_ms=0 if begun is None else elapsed_ms(begun),
+            )
+        )
+
+    async def interrupted(
+        self,
+        migration: Migration,
+        direction: str,
+        at_step: int | None,
+        resumes_at: int | None,
+        exc: BaseException,
+        begun: float,
+    ) -> None:
+        """Say (and log) where an interrupted run stopped and where the next one resumes."""
+        where = f"in step {at_step}" if at_step is not None else "while recording it"
+        resumes = f"resumes at step {resumes_at}" if resumes_at is not None else "only records it"
+        message = (
+            f"{direction} {migration.id}: interrupted ({_how_stopped(exc)}) {where}; nothing "
+            f"undone and nothing recorded: the next {direction} {resumes}"
+        )
+        self.echo(message)
+        await self.failed(migration, direction, message, begun)
+
+    async def lock_lost(
+        self,
+        migration: Migration,
+        direction: str,
+        lost: LockLost,
+        resumes_at: int | None,
+        begun: float,
+    ) -> LockLost:
+        """Log, and return the error of, a run that lost the lock: it stops undoing nothing."""
+        where = f"before step {resumes_at}" if resumes_at is not None else "before recording it"
+        message = (
+            f"{direction} {migration.id}: {lost}; stopped {where} with nothing undone "
+            f"and nothing recorded: the next {direction} resumes there"
+        )
+        await self.failed(migration, direction, message, begun)
+        return LockLost(message, lost.holder)
+
+    async def undoing_nothing(
+        self,
+        migration: Migration,
+        direction: str,
+        exc: Exception,
+        begun: float,
+        recorded: bool,
+    ) -> MigrationError:
+        """Log, and return the error of, a run that must not undo anything: recorded, or
+        unsure whether."""
+        reason = failure_reason(exc)
+        if recorded:
+            message = (
+                f"{direction} {migration.id}: done and recorded, but what follows the record "
+                f"failed: {reason}"
+            )
+        else:
+            message = (
+                f"{direction} {migration.id}: {reason}; nothing undone: the next {direction} "
+                "resumes from what was committed (`odm migrate list` shows whether the file "
+                "was recorded)"
+            )
+        await self.failed(migration, direction, message, begun)
+        return MigrationError(message)
+
+    async def stopped_compensating(
+        self, migration: Migration, step_number: int, exc: BaseException
+    ) -> None:
+        """Say (and log) that the rollback after a failure was interrupted, and what is next."""
+        message = (
+            f"apply {migration.id}: interrupted ({_how_stopped(exc)}) while rolling back step "
+            f"{step_number} after a failure; the file is not recorded, and the next apply "
+            "finishes rolling back first"
+        )
+        self.echo(message)
+        await self.failed(migration, "apply", message)
