@@ -20,7 +20,7 @@ from collections.abc import (
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, cast, overload
 
-from bson import Decimal128, ObjectId, Timestamp
+from bson import ObjectId, Timestamp
 from pydantic import BaseModel
 
 from . import executor, resync
@@ -42,14 +42,13 @@ from .models.model_plan import DatetimeFixer
 from .models.options import ID_KEY
 from .models.references import check_saved_references
 from .models.tracking import set_snapshots, unsure
-from .models.writes import get_path
 from .query import compiler, extras
 from .query.compiler import CompiledWrite
 from .query.paths import not_a_field_name
 from .query.q import Q
 from .query.query import Query
 from .query.results import aggregate_reader, row_converter
-from .query.updates import Guard
+from .query.updates import MISSING, Guard, Need, located, value_at
 from .query.where import id_filter
 from .session import current_unit_of_work
 from .timeouts import check_timeout
@@ -734,11 +733,12 @@ class QuerySet(Generic[M]):
         single = _single(filter)
         if compiled.needs and not single and current_unit_of_work() is None:
             # Inside a transaction a refused document aborts it all: nothing to ask first.
-            await self._refuse_unfit(filter, compiled.needs, options)
+            await self._refuse_unfit(filter, located(compiled.needs, filter), options)
         written = filter
         if compiled.guards:
-            await self._refuse_guarded(filter, compiled.guards, options)
-            written = _without_guarded(filter, compiled.guards)
+            guards = located(compiled.guards, filter)
+            await self._refuse_guarded(filter, guards, options)
+            written = _without_guarded(filter, guards)
         if compiled.array_filters:
             options["array_filters"] = compiled.array_filters
         write = executor.update_one if single else executor.update_many
@@ -755,15 +755,7 @@ class QuerySet(Generic[M]):
         """Raise ``QueryError`` naming a matching document the update would leave unloadable
         (:class:`odm.query.updates.Guard`): MongoDB would write it without complaint."""
         for guard in guards:
-            probe = {"$and": [filter, guard.bad]} if filter else guard.bad
-            raw = await executor.find_one(
-                self._model,
-                probe,
-                projection={ID_KEY: 1},
-                timeout=self._query.timeout,
-                read_preference="primary",
-                **options,
-            )
+            raw = await self._guarded_document(filter, guard, options)
             if raw is not None:
                 raise QueryError(
                     f"{self._model.__name__} update: cannot write {guard.key!r}: the matching "
@@ -772,50 +764,81 @@ class QuerySet(Generic[M]):
                     field=guard.key,
                 )
 
-    async def _refuse_unfit(
-        self,
-        filter: Mapping[str, Any],
-        needs: Mapping[str, tuple[str, str]],
-        options: Mapping[str, Any],
-    ) -> None:
-        """Raise ``QueryError`` before an ``update_many`` that a matching document would stop
-        part-way: one whose field holds what the update's operator refuses (``F("n") + 1``
-        where ``n`` is null, ``F("tags").push(x)`` where ``tags`` is null).
-
-        MongoDB stops an ``update_many`` at such a document and keeps what it wrote before
-        it: asked first, nothing is written. (A document changed between the two is still
-        refused by the server, and :mod:`odm.executor` says what that left.)
-        """
-        unfit = [
-            {path: {"$exists": True, "$not": {"$type": need}}}
-            for path, (_, need) in needs.items()
-        ]
-        probe = {"$and": [filter, {"$or": unfit}]} if filter else {"$or": unfit}
-        raw = await executor.find_one(
+    async def _guarded_document(
+        self, filter: Mapping[str, Any], guard: Guard, options: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """One matching document ``guard`` refuses (its ``_id``), or ``None``."""
+        pipeline = guard.pipeline(filter)
+        if pipeline is not None:
+            rows = await executor.aggregate_list(
+                self._model,
+                pipeline,
+                timeout=self._query.timeout,
+                read_preference="primary",
+                **options,
+            )
+            return rows[0] if rows else None
+        assert guard.bad is not None
+        probe = {"$and": [filter, guard.bad]} if filter else guard.bad
+        return await executor.find_one(
             self._model,
             probe,
-            projection=dict.fromkeys(needs, 1),
+            projection={ID_KEY: 1},
             timeout=self._query.timeout,
             read_preference="primary",
             **options,
         )
+
+    async def _refuse_unfit(
+        self, filter: Mapping[str, Any], needs: Sequence[Need], options: Mapping[str, Any]
+    ) -> None:
+        """Raise ``QueryError`` before an ``update_many`` that a matching document would stop
+        part-way: one holding what the update's operator refuses (``F("n") + 1`` where ``n``
+        is null or a list, ``F("tags").push(x)`` where ``tags`` is null), or something other
+        than a document where the update writes inside it (``address__n=1`` where
+        ``address`` is null).
+
+        MongoDB stops an ``update_many`` at such a document and keeps what it wrote before
+        it: asked first, nothing is written. One ``find`` of at most one document (and, when
+        one is refused for what an element holds, one per value checked, to name it). (A
+        document changed between the check and the write is still refused by the server,
+        and :mod:`odm.executor` says what that left.)
+        """
+        unfit = [need.unfit() for need in needs]
+        either = unfit[0] if len(unfit) == 1 else {"$or": unfit}
+        read = {
+            "projection": dict.fromkeys({(n.within or n.path).split(".")[0] for n in needs}, 1),
+            "timeout": self._query.timeout,
+            "read_preference": "primary",
+            **options,
+        }
+        raw = await executor.find_one(
+            self._model, {"$and": [filter, either]} if filter else either, **read
+        )
         if raw is None:
             return
-        for path, (key, need) in needs.items():
-            value = get_path(raw, path, _MISSING)
-            if value is _MISSING or _bson_type_fits(value, need):
-                continue
-            held = "null" if value is None else f"a {type(value).__name__}"
-            leave = ""
-            if value is None:
-                leave = f"leave such documents out (filter({key}__isnull=False)) or "
-            raise QueryError(
-                f"{self._model.__name__} update: cannot write {key!r}: the matching document "
-                f"_id={raw.get(ID_KEY)!r} holds {held} there, not {_NEEDED[need]}, and MongoDB "
-                "would stop the update at it, keeping what it wrote before; nothing was "
-                f"written; {leave}store {_NEEDED[need]} there first",
-                field=key,
-            )
+        need = await self._refused_need(raw, needs, unfit, read)
+        raise QueryError(_unfit_message(self._model, raw, need), field=need.key)
+
+    async def _refused_need(
+        self,
+        raw: Mapping[str, Any],
+        needs: Sequence[Need],
+        unfit: Sequence[Mapping[str, Any]],
+        read: Mapping[str, Any],
+    ) -> Need:
+        """The first of ``needs`` the document ``raw`` (which one of them refuses) fails: told
+        from its values for a field of the document, asked of the server for a field of the
+        elements (the condition choosing them is in the query language)."""
+        for need in needs:
+            if need.within is None and not need.fits(value_at(raw, need.path)):
+                return need
+        for need, test in zip(needs, unfit, strict=True):
+            if need.within is not None and await executor.find_one(
+                self._model, {ID_KEY: raw[ID_KEY], **test}, **read
+            ):
+                return need
+        return needs[0]  # changed since: the server's refusal would have named it
 
     async def delete(self) -> int:
         """Delete every matching document in one ``delete_many``; return how many
@@ -1190,15 +1213,59 @@ def _single(filter: Mapping[str, Any]) -> bool:
 
 _MISSING = object()
 
-#: What an update operator needs in the field, by the ``$type`` alias of :data:`NEEDS`.
-_NEEDED: dict[str, str] = {"number": "a number", "array": "a list"}
+#: What :func:`_unfit_value` answers when the refused value cannot be told (the document
+#: changed since it was refused).
+_UNTOLD = object()
+
+#: What each alias of :class:`odm.query.updates.Need` asks for, for messages.
+_NEEDED: dict[str, str] = {
+    "number": "a number",
+    "array": "a list",
+    "object": "a document",
+    "container": "a document or a list",
+}
 
 
-def _bson_type_fits(value: Any, alias: str) -> bool:
-    """Tell whether a decoded value is of the BSON type ``alias`` (``number`` / ``array``)."""
-    if alias == "array":
-        return isinstance(value, list)
-    return isinstance(value, int | float | Decimal128) and not isinstance(value, bool)
+def _unfit_message(model: type[Any], raw: Mapping[str, Any], need: Need) -> str:
+    """The error of an update ``need`` refuses in the document ``raw``: which document, what
+    it holds where, and how to go on."""
+    needed = _NEEDED[need.alias]
+    value = _unfit_value(raw, need)
+    if value is MISSING:
+        held = "nothing"
+    elif value is None:
+        held = "null"
+    elif value is _UNTOLD:
+        held = "another value"
+    else:
+        held = f"a {type(value).__name__}"
+    where = "there" if need.label == need.key else f"at {need.label!r}"
+    if need.of is not None:
+        where = f"in an element of {need.of!r}" + (f" at {need.label!r}" if need.path else "")
+    leave = ""
+    if value is None and need.within is None:
+        leave = f"leave such documents out (filter({need.label}__isnull=False)) or "
+    return (
+        f"{model.__name__} update: cannot write {need.key!r}: the matching document "
+        f"_id={raw.get(ID_KEY)!r} holds {held} {where}, not {needed}, and MongoDB would stop "
+        f"the update at it, keeping what it wrote before; nothing was written; {leave}store "
+        f"{needed} there first"
+    )
+
+
+def _unfit_value(raw: Mapping[str, Any], need: Need) -> Any:
+    """What ``raw`` holds where ``need`` refuses it (in an element: the first element whose
+    value it refuses), ``MISSING`` for nothing, ``_UNTOLD`` when it cannot be told."""
+    if need.within is None:
+        return value_at(raw, need.path)
+    elements = value_at(raw, need.within)
+    for element in elements if isinstance(elements, list) else ():
+        value = value_at(element, need.path) if need.path else element
+        if not need.fits(value):
+            return value
+    return _UNTOLD
+
+
 #: The types of most ids: none is a Mapping or a list.
 _PLAIN_IDS = frozenset({ObjectId, str, int})
 
@@ -1309,7 +1376,10 @@ def _attach(
 def _without_guarded(filter: Mapping[str, Any], guards: Sequence[Guard]) -> dict[str, Any]:
     """``filter`` leaving out the documents the guards match: one changed since the check
     is not written, rather than broken."""
-    kept = {"$nor": [guard.bad for guard in guards]}
+    bad = [guard.bad for guard in guards if guard.bad is not None]
+    if not bad:  # only aggregations tell these: the check is all there is
+        return dict(filter)
+    kept = {"$nor": bad}
     return {"$and": [filter, kept]} if filter else kept
 
 

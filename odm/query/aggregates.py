@@ -56,8 +56,12 @@ class Aggregate:
         return {self.accumulator: self.argument(resolve)}
 
     def finalize(self, name: str) -> Any:
-        """Return the projection of the output ``name`` after ``$group`` (``1``: as is)."""
-        return 1
+        """Return the projection of the output ``name`` after ``$group``: here the value as
+        the group left it. A field path, not ``1``: ``$project`` puts the fields it keeps as
+        they are (``1``) first, in the group's order, and those it computes after them, so
+        only paths keep the rows' keys in the order asked (Django's: the ``values()``
+        fields, then the annotations)."""
+        return "$" + name
 
     @property
     def output(self) -> FieldType:
@@ -100,7 +104,7 @@ class Count(Aggregate):
         """Return the set's size (nulls left out) for a distinct count."""
         if self.distinct:
             return {"$size": {"$setDifference": ["$" + name, [None]]}}
-        return 1
+        return super().finalize(name)
 
     @property
     def output(self) -> FieldType:

@@ -272,9 +272,9 @@ def test_values_annotate_group() -> None:
                 "$project": {
                     "_id": 0,
                     "address__city": "$_id.address__city",
-                    "n": 1,
-                    "oldest": 1,
-                    "avg": 1,
+                    "n": "$n",
+                    "oldest": "$oldest",
+                    "avg": "$avg",
                 }
             },
             {"$match": {"n": {"$gt": 5}}},
@@ -351,13 +351,13 @@ def test_aggregate() -> None:
         {
             "$project": {
                 "_id": 0,
-                "n": 1,
-                "with_items": 1,
+                "n": "$n",
+                "with_items": "$with_items",
                 "people": {"$size": {"$setDifference": ["$people", [None]]}},
                 "total": sum_or_none("$total"),
                 "double": sum_or_none("$double"),
-                "low": 1,
-                "sd": 1,
+                "low": "$low",
+                "sd": "$sd",
             }
         },
     ]
