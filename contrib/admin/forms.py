@@ -102,6 +102,11 @@ class FieldSpec:
         return self.name.replace("_", " ")
 
 
+OMITTED = object()
+"""What an input left empty stands for when its field's default applies, or when pydantic is
+to say that the field is required: the field is left out of the values read."""
+
+
 def _kind(annotation: Any) -> tuple[str, dict[str, Any]]:
     # The order matters: bool is an int, a datetime is a date.
     if annotation is Any:
@@ -261,12 +266,15 @@ def _check_rest(spec: FieldSpec, name: str, rest: str) -> None:
 
 
 def read_form(
-    specs: tuple[FieldSpec, ...], form: Mapping[str, str], prefix: str = ""
+    specs: tuple[FieldSpec, ...], form: Mapping[str, str], prefix: str = "", shown_as: str = ""
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Return the values for pydantic (by field name) and the errors found on the way.
 
     Read-only fields are left out. Values stay strings where pydantic parses them (numbers,
-    dates, Decimal, enums), so that its messages name the inputs.
+    dates, Decimal, enums), so that its messages name the inputs. ``prefix`` is where the
+    inputs read are in the posted form, ``shown_as`` where the form shown again holds them: the
+    errors are keyed by the latter, as they differ for a row of an embedded list (see
+    :func:`_read_rows`).
     """
     data: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -274,59 +282,94 @@ def read_form(
         if spec.readonly:
             continue
         key = f"{prefix}{spec.name}"
+        shown_key = f"{shown_as}{spec.name}"
         kind = spec.kind
         if kind == "bool":
             data[spec.name] = key in form
         elif kind == "embedded":
-            sub, sub_errors = read_form(spec.children, form, f"{key}.")
+            sub, sub_errors = read_form(spec.children, form, f"{key}.", f"{shown_key}.")
             errors.update(sub_errors)
-            if spec.nullable and not any(v not in ("", None, False) for v in sub.values()):
-                data[spec.name] = None
-            else:
-                data[spec.name] = sub
+            # Left blank (checked by what was typed: the values read hold defaults).
+            data[spec.name] = None if spec.nullable and _blank(form, key) else sub
         elif kind == "embedded_list":
-            data[spec.name] = _read_rows(spec, form, key, errors)
+            data[spec.name] = _read_rows(spec, form, key, shown_key, errors)
         elif kind == "lines":
             text = form.get(key, "")
             data[spec.name] = [line.strip() for line in text.splitlines() if line.strip()]
-        elif kind == "json":
-            text = form.get(key, "").strip()
-            if not text:
-                data[spec.name] = None
-            else:
-                try:
-                    data[spec.name] = json.loads(text)
-                except (ValueError, RecursionError) as exc:
-                    errors[key] = f"not valid JSON: {exc}"
-                    data[spec.name] = Unparsed(text)
         else:
-            text = form.get(key, "")
-            if text == "" and spec.nullable:
-                data[spec.name] = None
-            elif text == "" and not spec.required and kind != "text":
-                continue  # the default applies
-            elif kind == "datetime" and not _OFFSET.search(text):
-                data[spec.name] = f"{text}Z"  # the form's times are UTC, as shown
-            else:
-                data[spec.name] = text
+            value = _input_value(spec, form.get(key, ""), shown_key, errors)
+            if value is not OMITTED:
+                data[spec.name] = value
     return data, errors
 
 
+def _input_value(spec: FieldSpec, text: str, shown_key: str, errors: dict[str, str]) -> Any:
+    """The value of the one input of ``spec`` (JSON or a scalar), :data:`OMITTED` when the
+    field is to be left out; JSON that does not parse is kept as :class:`Unparsed`, with its
+    error in ``errors`` at ``shown_key``."""
+    if spec.kind != "json":
+        return _scalar_value(spec, text)
+    try:
+        return _json_value(spec, text.strip())
+    except (ValueError, RecursionError) as exc:
+        errors[shown_key] = f"not valid JSON: {exc}"
+        return Unparsed(text.strip())
+
+
+def _json_value(spec: FieldSpec, text: str) -> Any:
+    """The value of a JSON input: left empty, ``None`` for a nullable field, :data:`OMITTED`
+    for a field with a default, else ``None`` (which pydantic refuses at the input)."""
+    if text:
+        return json.loads(text)
+    if spec.required or spec.nullable:
+        return None
+    return OMITTED
+
+
+def _scalar_value(spec: FieldSpec, text: str) -> Any:
+    """The value of a text, number, date, enum or reference input (a string for pydantic to
+    parse). Left empty: ``None`` for a nullable field; the empty text of a text field (a
+    value); :data:`OMITTED` for a field with a default, and for an id to give (``id: str``,
+    never empty: pydantic says it is required); else the empty text, which pydantic refuses
+    at the input."""
+    if text == "":
+        if spec.nullable:
+            return None
+        if spec.name == "id" or (spec.kind != "text" and not spec.required):
+            return OMITTED
+        return text
+    if spec.kind == "datetime" and not _OFFSET.search(text):
+        return f"{text}Z"  # the form's times are UTC, as shown
+    return text
+
+
+def _blank(form: Mapping[str, str], key: str) -> bool:
+    """Tell whether every input posted under ``key`` (an embedded model, a row) is empty."""
+    return all(value == "" for name, value in form.items() if name.startswith(f"{key}."))
+
+
 def _read_rows(
-    spec: FieldSpec, form: Mapping[str, str], key: str, errors: dict[str, str]
+    spec: FieldSpec, form: Mapping[str, str], key: str, shown_as: str, errors: dict[str, str]
 ) -> list[dict[str, Any]]:
+    """The rows posted under ``key``, in the order of their numbers, without the removed and
+    the empty ones; their errors go into ``errors``.
+
+    A row is what its place in the list read is: the form shown again numbers the rows so,
+    as pydantic's locations and :func:`unparsed_paths` do, so its errors are keyed by that
+    place under ``shown_as``, never by the number it was posted with (rows posted with gaps, as
+    after a row above was removed, would put them on another row).
+    """
     indexes = sorted(
         {int(name[len(key) + 1 :].split(".", 1)[0]) for name in form if name.startswith(f"{key}.")}
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for index in indexes:
         row_key = f"{key}.{index}"
         if f"{row_key}.{DELETE_ROW}" in form:
             continue
-        names = [n for n in form if n.startswith(f"{row_key}.")]
-        if all(form[n] == "" for n in names):
+        if _blank(form, row_key):
             continue  # an empty row offered for adding, left empty
-        row, row_errors = read_form(spec.children, form, f"{row_key}.")
+        row, row_errors = read_form(spec.children, form, f"{row_key}.", f"{shown_as}.{len(rows)}.")
         errors.update(row_errors)
         rows.append(row)
     return rows

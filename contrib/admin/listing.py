@@ -19,11 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import bson
+
 from odm.exceptions import QueryError
+from odm.executor import CODEC_OPTIONS
+from odm.query.compiler import compile_query
 from odm.query.q import Q
 from odm.queryset import QuerySet
 
 from .options import ModelAdmin, is_scalar
+from .writes import ENCODING_ERRORS
 
 LOOKUPS = frozenset(
     {
@@ -128,6 +133,21 @@ def filter_kwargs(admin: ModelAdmin, query: Mapping[str, str]) -> dict[str, Any]
     return kwargs
 
 
+def _sendable(queryset: QuerySet[Any], parameter: str) -> QuerySet[Any]:
+    """``queryset`` (just narrowed by ``parameter``), once its query is known to encode.
+
+    A value the query layer accepts may still be one that BSON refuses (a datetime past the
+    year 9999 once in UTC, a lone surrogate in a cursor's JSON): the query would fail only
+    when it is sent, naming no parameter.
+    """
+    try:
+        # As the executor will send it (explain_query() is JSON: it encodes anything).
+        bson.encode(compile_query(queryset.query).kwargs(), codec_options=CODEC_OPTIONS)
+    except ENCODING_ERRORS as error:
+        raise ListError(parameter, f"the value cannot be searched for: {error}") from None
+    return queryset
+
+
 def _switch(key: str, value: str) -> bool:
     """The boolean a parameter names; any other value (a typo, an empty value) is refused
     rather than read as False, which would silently filter nothing."""
@@ -144,7 +164,7 @@ def _filtered(admin: ModelAdmin, query: Mapping[str, str]) -> QuerySet[Any]:
     queryset: QuerySet[Any] = admin.model.objects.all()
     for key, value in filter_kwargs(admin, query).items():
         try:
-            queryset = queryset.filter(**{key: value})
+            queryset = _sendable(queryset.filter(**{key: value}), key)
         except QueryError as exc:
             raise ListError(key, str(exc)) from None
     search = query.get("q", "").strip()[:MAX_SEARCH]
@@ -219,7 +239,9 @@ def list_query(admin: ModelAdmin, query: Mapping[str, str]) -> ListQuery:
     if cursor is not None:
         value, id = decode_cursor(cursor_parameter, cursor)
         try:
-            queryset = queryset.filter(_after(name, value, id, reverse))
+            queryset = _sendable(
+                queryset.filter(_after(name, value, id, reverse)), cursor_parameter
+            )
         except QueryError as exc:
             raise ListError(cursor_parameter, str(exc)) from None
     limited = queryset.order_by(*order)[: admin.per_page + 1]

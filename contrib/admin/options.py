@@ -108,11 +108,17 @@ class ModelAdmin:
 
     def readonly(self, *, editing: bool = False) -> frozenset[str]:
         """Fields never written through the admin; ``editing``: through the form of a stored
-        document, where a frozen field (``Field(frozen=True)``, a frozen model's) is one too."""
+        document, where a frozen field (``Field(frozen=True)``, a frozen model's) is one too.
+
+        ``id`` is one, but on the form of a new document whose id has no default (``id: str``:
+        the id is the user's to give).
+        """
         meta = getattr(self.model, "_meta", None)
         locked = {meta.version_field} if meta is not None and meta.optimistic_lock else set()
         frozen = frozen_fields(self.model) if editing else ()
-        return frozenset({"id", *self.readonly_fields, *locked, *frozen})
+        id_field = self.model.model_fields.get("id")
+        given = not editing and id_field is not None and id_field.is_required()
+        return frozenset({*(() if given else ("id",)), *self.readonly_fields, *locked, *frozen})
 
 
 def frozen_fields(model: type[BaseModel]) -> tuple[str, ...]:

@@ -3,7 +3,8 @@
 Nothing is served unless ``authorize`` allows it: there is no default allowance. The CSRF
 token is a random value in an ``HttpOnly``, ``SameSite=Strict`` cookie that every form repeats
 in a hidden input (the double-submit pattern): another site can make a browser send the cookie
-but can neither read it nor guess it, so it cannot write the matching input.
+but can neither read it nor guess it, so it cannot write the matching input. Over HTTPS the
+cookie is ``Secure`` too, so that the browser never sends it over plain HTTP.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import hmac
 import inspect
 import ipaddress
+import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -30,6 +32,23 @@ CSRF_FIELD = "csrf_token"
 
 CSRF_TOKEN: web.RequestKey[str] = web.RequestKey("odm_admin_csrf_token", str)
 """The request's CSRF token, for the templates."""
+
+PAGE_HEADERS = {
+    # No other site may show the admin in a frame, to trick a click on its buttons.
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    # Pages show documents: none is kept by a shared cache, nor in the browser's once left.
+    "Cache-Control": "no-store",
+}
+"""The headers of every answer of the admin (Django's admin sends the same, but the CSP)."""
+
+TOKEN_BYTES = 32
+"""The randomness of a CSRF token."""
+
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+"""What a CSRF token the admin made looks like: a cookie of another shape (bytes that are not
+text, a value some other page set) is not one, and is replaced by a new token."""
 
 
 def local_only(request: web.Request) -> bool:
@@ -68,7 +87,18 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
     @new_style
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Refuse unauthorized requests (403), POSTs whose body is not a readable form (400)
-        and POSTs without the right CSRF token (403)."""
+        and POSTs without the right CSRF token (403); every answer carries
+        :data:`PAGE_HEADERS`."""
+        try:
+            response = await checked(request, handler)
+        except web.HTTPException as exc:  # a redirect, raised
+            _add_page_headers(exc.headers)
+            raise
+        _add_page_headers(response.headers)
+        return response
+
+    async def checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The guard's checks, then the handler; the CSRF cookie set when it was missing."""
         allowed = authorize(request)
         if inspect.isawaitable(allowed):
             allowed = await allowed
@@ -77,6 +107,8 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
                 403, "Not authorized: this admin serves only whom its authorize callable allows."
             )
         cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not TOKEN_SHAPE.fullmatch(cookie):
+            cookie = ""  # not a token the admin made: replaced, never used as one
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             try:
                 posted = (await request.post()).get(CSRF_FIELD, "")
@@ -85,18 +117,46 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
             if (
                 not cookie
                 or not isinstance(posted, str)
-                or not hmac.compare_digest(cookie.encode(), posted.encode())
+                or not posted.isascii()  # compare_digest takes ASCII text only
+                or not hmac.compare_digest(cookie, posted)
             ):
                 return _refused(
                     403,
                     "The form's CSRF token is missing or wrong: reload the "
                     "page and send the form again.",
                 )
-        token = cookie or secrets.token_urlsafe(32)
+        token = cookie or new_token()
         request[CSRF_TOKEN] = token
         response = await handler(request)
         if not cookie:
-            response.set_cookie(CSRF_COOKIE, token, path=path, httponly=True, samesite="Strict")
+            set_token_cookie(request, response, token, path)
         return response
 
     return guard
+
+
+def _add_page_headers(headers: MutableMapping[str, str]) -> None:
+    # A header the application already set is its choice: kept.
+    for name, value in PAGE_HEADERS.items():
+        headers.setdefault(name, value)
+
+
+def new_token() -> str:
+    """A new CSRF token: 32 random bytes, base64url (the shape of :data:`TOKEN_SHAPE`)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def set_token_cookie(
+    request: web.Request, response: web.StreamResponse, token: str, path: str
+) -> None:
+    """Set the CSRF cookie: ``HttpOnly``, ``SameSite=Strict``, and ``Secure`` when ``request``
+    came over HTTPS.
+
+    ``request.secure`` is aiohttp's: the connection's TLS, or the scheme a middleware the
+    application trusts has set (aiohttp-remotes, ``request.clone(scheme=...)``). A forwarded
+    header is not read here: anyone can send one, and a ``Secure`` cookie set over plain HTTP
+    would never come back, refusing every form.
+    """
+    response.set_cookie(
+        CSRF_COOKIE, token, path=path, httponly=True, samesite="Strict", secure=request.secure
+    )

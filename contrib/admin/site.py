@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -35,8 +36,12 @@ class AdminSite:
         return None
 
     def url(self, *parts: object) -> str:
-        """The admin URL of ``parts`` (``url("customer", id)`` -> ``/admin/customer/<id>/``)."""
-        return "/".join([self.prefix, *(str(p) for p in parts)]) + "/"
+        """The admin URL of ``parts`` (``url("customer", id)`` -> ``/admin/customer/<id>/``).
+
+        Each part is one path segment, percent-encoded: an id is any string (``id: str``), and
+        a ``/``, ``?`` or ``#`` in it would make the link another page.
+        """
+        return "/".join([self.prefix, *(quote(str(p), safe="") for p in parts)]) + "/"
 
 
 ADMIN_SITE: web.AppKey[AdminSite] = web.AppKey("odm_admin_site", AdminSite)

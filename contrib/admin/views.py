@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from bson import ObjectId
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
@@ -94,9 +93,13 @@ def _cell(doc: Any, name: str, specs: dict[str, forms.FieldSpec]) -> str:
 
 
 async def _load(admin: ModelAdmin, id: str) -> Any:
-    if not ObjectId.is_valid(id):
-        raise web.HTTPNotFound(text=f"{id!r} is not a document id")
-    return await admin.model.objects.get(id=id)
+    """The document whose id the URL names, read as the model's id field reads it (an
+    ObjectId, but any id type: ``id: str``, ``id: int``); a 404 when there is none."""
+    try:
+        found = admin.model.objects.filter(id=id)
+    except QueryError:
+        raise web.HTTPNotFound(text=f"{id!r} is not an id of {admin.verbose_name}") from None
+    return await found.get()
 
 
 def _specs(admin: ModelAdmin, *, editing: bool) -> tuple[forms.FieldSpec, ...]:
@@ -323,7 +326,7 @@ async def add(request: web.Request) -> web.StreamResponse:
     try:
         doc = admin.model.model_validate(data)
     except ValidationError as exc:
-        found.add(writes.pydantic_errors(exc))
+        found.add(writes.pydantic_errors(exc, admin.model))
     else:
         if not errors:
             await _write(doc, doc.insert(), page, found)
@@ -339,19 +342,22 @@ async def change(request: web.Request) -> web.StreamResponse:
     doc = await _load(admin, request.match_info["id"])
     specs = _specs(admin, editing=True)
     data, errors, form, state = await _submitted(request, admin, specs)
-    current = {name: getattr(doc, name) for name in admin.model.model_fields}
+    # Only what the form does not write is the stored document's: a writable field that the
+    # form leaves out (an input left empty) takes its default, as on a new document.
+    writable = [spec.name for spec in specs if not spec.readonly]
+    kept = {name: getattr(doc, name) for name in admin.model.model_fields if name not in writable}
     meta = admin.model._meta
     if state is not None:
         # The form goes on from the version it was opened at: the lock is checked on saving.
         opened = form.get("_version", "") if meta.optimistic_lock else None
-        values = _shown_all(specs, {**current, **data})
+        values = _shown_all(specs, {**kept, **data})
         return await _form_page(
             request, admin, doc, values, errors=errors, state=state, version=opened
         )
     if meta.optimistic_lock and form.get("_version") != str(getattr(doc, meta.version_field)):
         raise StaleDocument(f"{admin.verbose_name} {doc.id} was changed since the form was opened")
     general: list[str] = []
-    values = _shown_all(specs, {**current, **data})
+    values = _shown_all(specs, {**kept, **data})
     # The version the form was opened at, before the candidate's values are set on ``doc``.
     opened = str(getattr(doc, meta.version_field)) if meta.optimistic_lock else None
     page = functools.partial(
@@ -367,12 +373,12 @@ async def change(request: web.Request) -> web.StreamResponse:
     )
     found = _Errors(specs, data, errors, general)
     try:
-        candidate = admin.model.model_validate({**current, **data})
+        candidate = admin.model.model_validate({**kept, **data})
     except ValidationError as exc:
-        found.add(writes.pydantic_errors(exc))
+        found.add(writes.pydantic_errors(exc, admin.model))
     else:
         if not errors:
-            for name in data:
+            for name in writable:
                 setattr(doc, name, getattr(candidate, name))
             await _write(doc, doc.save(), page, found)
             raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import bson
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, AliasPath, BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
 import odm
@@ -38,13 +38,15 @@ CONFLICT_MESSAGE = (
 """What a write conflict that breaks no unique index is told (a concurrent edit)."""
 
 _MISSING = object()
-_ENCODING_ERRORS = (bson.errors.InvalidDocument, OverflowError, UnicodeEncodeError)
+ENCODING_ERRORS = (bson.errors.InvalidDocument, OverflowError, UnicodeEncodeError)
+"""What the BSON encoder raises for a value it cannot store."""
 
 
-def pydantic_errors(exc: ValidationError) -> list[Located]:
-    """The located messages of a ValidationError."""
+def pydantic_errors(exc: ValidationError, model: type[Any]) -> list[Located]:
+    """The located messages of a ValidationError of ``model``, located by field names (see
+    :func:`named_location`: a missing field is located by its alias, ``_id`` for ``id``)."""
     found = exc.errors(include_url=False, include_input=False, include_context=False)
-    return [(tuple(error["loc"]), error["msg"]) for error in found]
+    return [(named_location(model, tuple(error["loc"])), error["msg"]) for error in found]
 
 
 def unstorable_errors(exc: Exception, document: Any) -> list[Located] | None:
@@ -56,7 +58,7 @@ def unstorable_errors(exc: Exception, document: Any) -> list[Located] | None:
     if culprit is not None:
         return [culprit]
     if isinstance(exc, ValidationError):
-        return pydantic_errors(exc)
+        return pydantic_errors(exc, type(document))  # located by stored paths
     return None
 
 
@@ -64,12 +66,11 @@ def unstorable_location(document: Any) -> Located | None:
     """Where in ``document`` BSON first refuses a value, as deep as it can be told (a key
     itself is never named: the mapping holding it is, as a key BSON cannot store may not be
     shown either), with the encoder's reason."""
-    names = _names_by_key(type(document))
     for key, value in document.to_bson().items():
         found = _unstorable_in(value)
         if found is not None:
             inner, error = found
-            location = (names.get(key, key), *inner)
+            location = named_location(type(document), (key, *inner))
             return location, f"Value error, cannot be stored in BSON: {error}"
     return None
 
@@ -97,7 +98,7 @@ def _unstorable_in(value: Any) -> tuple[tuple[int | str, ...], Exception] | None
 def _encoding_error(value: Mapping[Any, Any]) -> Exception | None:
     try:
         bson.encode(value, codec_options=CODEC_OPTIONS)  # as the executor encodes
-    except _ENCODING_ERRORS as error:
+    except ENCODING_ERRORS as error:
         return error
     return None
 
@@ -184,25 +185,64 @@ def _messages(model: type[Any], locations: list[tuple[str, ...]]) -> list[Locate
 def field_location(model: type[Any], stored_path: str) -> tuple[str, ...]:
     """The field names (a pydantic location) of the stored dotted path ``stored_path``: each
     alias is its field's name, in embedded models too; a part that is no field stays as is."""
-    location: list[str] = []
+    return tuple(str(part) for part in named_location(model, tuple(stored_path.split("."))))
+
+
+def named_location(model: type[Any], stored: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The location ``stored`` (a path into ``model``'s stored form or into what pydantic
+    validated, with a list's positions) in field names, as the form's inputs are named: each
+    key is its field's name (``_id`` is ``id``, an alias or validation alias its field) at
+    every depth, embedded models and their lists too; a position, or a part that is no field,
+    stays as is."""
+    location: list[int | str] = []
     current: Any = model
-    for part in stored_path.split("."):
-        fields = current.model_fields if _is_model(current) else {}
-        name = _names_by_key(current).get(part, part) if fields else part
-        location.append(name)
-        info = fields.get(name)
-        current = _embedded(info.annotation) if info is not None else None
+    for part in stored:
+        name = _field_named(current, part)
+        if name is not None:
+            location.append(name)
+            current = _embedded(current.model_fields[name].annotation)
+        elif isinstance(part, int) or part.isdigit():
+            location.append(part)  # a position in a list of ``current``: its rows go on
+        else:
+            location.append(part)
+            current = None
     return tuple(location)
 
 
+def _field_named(model: Any, part: int | str) -> str | None:
+    """The name of the field of ``model`` that ``part`` of a location names, if it is one."""
+    if not isinstance(part, str) or not _is_model(model):
+        return None
+    return _names_by_key(model).get(part)
+
+
 def _names_by_key(model: type[Any]) -> dict[str, str]:
-    """The field names of ``model`` by stored key (``_id`` for ``id``, aliases)."""
+    """The field names of ``model`` by stored key (``_id`` for ``id``, aliases), then by
+    name and by validation alias where no stored key is that (a location may be in names
+    already, or name what pydantic looked for)."""
     names = {}
     for name, info in model.model_fields.items():
-        names[info.alias or name] = name
+        names[info.serialization_alias or info.alias or name] = name
     if "id" in model.model_fields:
         names["_id"] = "id"
+    for name in model.model_fields:
+        names.setdefault(name, name)
+    for name, info in model.model_fields.items():
+        for key in _validation_keys(info.validation_alias):
+            names.setdefault(key, name)
     return names
+
+
+def _validation_keys(alias: str | AliasPath | AliasChoices | None) -> list[str]:
+    """The keys pydantic reads a field from (an AliasPath's first step), as its locations
+    name them."""
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasPath):
+        return [alias.path[0]] if alias.path and isinstance(alias.path[0], str) else []
+    if isinstance(alias, AliasChoices):
+        return [key for choice in alias.choices for key in _validation_keys(choice)]
+    return []
 
 
 def _embedded(annotation: Any) -> Any:
