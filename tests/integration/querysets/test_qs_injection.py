@@ -44,6 +44,11 @@ UPDATE_OPERATORS = {"$set", "$inc", "$mul", "$push", "$pull", "$pullAll", "$addT
 STAGES = {"$match", "$lookup", "$unwind", "$unset", "$project", "$group", "$sort", "$skip",
           "$limit", "$count"}
 FORBIDDEN = {"$where", "$function", "$accumulator", "$expr"}
+#: The type tests odm's checks before an ``update_many`` make (odm.query.updates.Need): fixed
+#: BSON type names, never a value from the input.
+ODM_TYPE_TESTS = (
+    {"$type": "number"}, {"$type": "array"}, {"$type": "object"}, {"$type": ["object", "array"]},
+)
 
 CUSTOMER_PATHS = {
     "_id", "email", "name", "age", "score", "tags", "scores", "address", "address.city",
@@ -124,9 +129,9 @@ def check_condition(value: Any) -> None:
             elif op == "$exists":
                 assert isinstance(operand, bool)
             elif op == "$not":  # odm's check before an update_many: {"$not": {"$type": ...}}
-                assert operand in ({"$type": "number"}, {"$type": "array"}), operand
-            elif op == "$type":
-                raise AssertionError("$type outside odm's $not")
+                assert operand in ODM_TYPE_TESTS, operand
+            elif op == "$type":  # ... and its test for a list where a value belongs
+                assert operand == "array", operand
             else:
                 assert_literal(operand)
     else:
