@@ -20,22 +20,41 @@ many messages before it were acknowledged. So a split list's chunks, whose encod
 known here, are sent in runs that each fit in one message (:meth:`BulkInsert._messages`): every
 ``insert_many`` the pipeline sends is one ``insert`` command, and a failure tells exactly which
 documents went in. A short list is encoded by the driver, its sizes unknown until it fails: if
-it took more than one message, such a failure leaves all of its documents of unknown outcome.
+it took more than one message, such a failure does not say which of its documents went in.
+When the driver had every message it sent answered (the server refused one with a command
+error, or the driver could not encode a document of a later one), nothing of the list still
+runs on the server, so the ids of the documents sent are read back on the primary, once and
+only then (:meth:`BulkInsert._learn_sent`): each document learns whether it is stored, and
+what under its id (an id taken before the call holds another document, which it then knows
+as its stored form, as the read after an insert of unknown outcome would tell it). Should
+the read fail, they stay of unknown outcome, as after a cut-off or a lost connection (the
+write may still run then, and nothing is read).
+
+A write concern error (the servers did not confirm the write in time; a failover may still
+roll it back) leaves the documents its ``insert`` acknowledged of unknown outcome too, as it
+leaves the one of an ``insert()``; their next ``save()`` reads first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import aclosing, suppress
 from typing import Any
 
 from bson.errors import InvalidDocument
-from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure
+from pymongo import ReadPreference
+from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
 
 from . import executor
+from .exceptions import OperationTimeout
 from .gcpause import paused_gc
+from .models import copies
+from .models.diffing import same
 from .models.model_plan import standard_dump
-from .models.options import CLASS_KEY
+from .models.options import CLASS_KEY, ID_KEY
+from .models.tracking import set_snapshots, unsure
 from .nesting import check_payload
 from .outcomes import outcome_unknown
 from .session import current_unit_of_work, operation_session
@@ -130,8 +149,9 @@ class BulkInsert:
     """One ``bulk_create``: dump and insert ``documents`` (instances of ``model`` or
     of its subclasses), in pipelined chunks when there are more than :data:`SPLIT_ABOVE`.
 
-    Call :meth:`run`, then :meth:`stored` (also after a failure) to learn which documents the
-    database holds. Errors are those of a single ``insert_many``: a ``BulkWriteError`` whose
+    :meth:`run` inserts them, then (also after a failure) marks each document as what the
+    database holds (:meth:`stored`, :meth:`unknown`), as ``insert()`` marks one. Errors are
+    those of a single ``insert_many``: a ``BulkWriteError`` whose
     ``writeErrors`` index the whole list (:class:`odm.DuplicateKey` when they are all
     duplicate keys), :class:`odm.OperationTimeout`, pydantic's ``ValidationError`` for a
     value BSON cannot hold. With ``ordered=False`` every chunk is sent and the write errors of
@@ -158,6 +178,12 @@ class BulkInsert:
         # Documents [0, _confirmed) were acknowledged, except those in _missing (write errors).
         self._confirmed = 0
         self._missing: set[int] = set()
+        # Acknowledged documents whose write concern was not confirmed (outside a transaction):
+        # of unknown outcome, as an insert() they would be.
+        self._unconfirmed: set[int] = set()
+        # What reading back the ids of a failed run told of its documents (see _learn_sent):
+        # index -> the stored form under its id, or None where nothing is stored.
+        self._learnt: dict[int, dict[str, Any] | None] = {}
         self._write_errors: list[dict[str, Any]] = []
         self._concern_errors: list[Any] = []
         self._inserted_count = 0
@@ -174,30 +200,66 @@ class BulkInsert:
         # raised on the client after it sent some of its messages, or a message of a chunk it
         # split failed with an error that names no document (see _MESSAGE_BYTES).
         self._partly_sent = False
+        # Whether every message the driver sent of the failing run was answered (the server
+        # refused one, or the driver could not encode the next): nothing of it still runs.
+        self._answered = False
         # Bytes of encoded documents that surely go in one message (see _message_budget).
         self._budget: int | None = None
 
     async def run(self) -> None:
-        """Insert every document; raise as one ``insert_many`` of them all would.
+        """Insert every document; raise as one ``insert_many`` of them all would. However it
+        ends, each document then says what the database holds (:meth:`_mark`).
 
         Inside ``odm.transaction()``, a failure that leaves some of the documents inserted in
         a transaction the server did not abort makes it rollback-only (see :meth:`stored`)."""
         uow = current_unit_of_work()
         self._in_transaction = uow is not None
-        session = operation_session(self.model)  # here, in the calling task: it checks the task
+        started = time.monotonic()
         try:
-            with executor.write_guard(self.model, "insert_many", self.timeout):
-                await self._insert(session)
-        except BaseException as error:
-            self._failed = True
-            self._outcome_unknown = outcome_unknown(error) or self._partly_sent
-            if (
-                uow is not None
-                and not self._refused
-                and (self._inserted_count or self._partly_sent)
-            ):
-                self._roll_back_only(uow, error)
-            raise
+            session = operation_session(self.model)  # here, in the calling task: it checks it
+            try:
+                with executor.write_guard(self.model, "insert_many", self.timeout):
+                    await self._insert(session)
+            except BaseException as error:
+                self._failed = True
+                cut_off = outcome_unknown(error)
+                self._outcome_unknown = cut_off or self._partly_sent
+                if uow is not None:
+                    if not self._refused and (self._inserted_count or self._partly_sent):
+                        self._roll_back_only(uow, error)
+                elif self._answered and not cut_off:
+                    await self._learn_sent(self._time_left(started))
+                raise
+        finally:
+            self._mark()
+
+    def _time_left(self, started: float) -> float | None:
+        """Return what is left of ``timeout=`` since ``started`` (``None``: no timeout), or
+        ``0.0`` when nothing is."""
+        if self.timeout is None:
+            return None
+        return max(self.timeout - (time.monotonic() - started), 0.0)
+
+    def _mark(self) -> None:
+        """Make each document say what the database holds, as ``insert()`` does for one: the
+        stored ones take their stored form as their snapshot, and their copies
+        (:mod:`odm.models.copies`) learn it too, so that a copy made before or after the call
+        diffs against it; inside a transaction the unit of work keeps their state before, for
+        an abort, and holds them as the objects of their ids. The documents of unknown outcome
+        read the stored document at their next ``save()`` (:func:`odm.outcomes.learn_outcome`).
+        """
+        documents, raws = self.stored()
+        uow = current_unit_of_work() if self._in_transaction else None
+        if uow is not None:
+            for document in documents:
+                uow.remember(document)
+        set_snapshots(documents, raws)  # each the very dict that was inserted (or read back)
+        copies.written_each(documents, raws)
+        if uow is not None:
+            for document in documents:
+                uow.inserted(document)
+        for document, raw in zip(*self.unknown(), strict=True):
+            unsure(document, "bulk_create", raw, None)
 
     def _roll_back_only(self, uow: Any, error: BaseException) -> None:
         """Make the transaction of ``uow`` rollback-only: ``error`` stopped this insert after
@@ -223,8 +285,10 @@ class BulkInsert:
         (two parallel sequences): all of them after a success; after a failure, those of the
         runs the server acknowledged and of the messages a ``BulkWriteError`` reports, less
         the ones its write errors name (with ``ordered=True``: the documents before the first
-        failing one); none after a failure inside a transaction, which can only be rolled back
-        then.
+        failing one) and those whose write concern was not confirmed (:meth:`unknown`), and
+        those the read after a failure that named none found stored (:meth:`_learn_sent`,
+        with what it found); none after a failure inside a transaction, which can only be
+        rolled back then.
 
         Inside a transaction a failure marks none, not even the acknowledged ones (which an
         abort would put back: ``QuerySet.bulk_create`` has the unit of work remember them
@@ -249,21 +313,74 @@ class BulkInsert:
         if self._failed and self._in_transaction:
             return (), ()
         confirmed = self._confirmed
-        if confirmed == len(self.documents) and not self._missing:
+        left_out = self._missing | self._unconfirmed
+        if confirmed == len(self.documents) and not left_out:
             return self.documents, self.raws
-        kept = [index for index in range(confirmed) if index not in self._missing]
-        return [self.documents[i] for i in kept], [self.raws[i] for i in kept]
+        kept = [index for index in range(confirmed) if index not in left_out]
+        documents = [self.documents[i] for i in kept]
+        raws = [self.raws[i] for i in kept]
+        for index, raw in sorted(self._learnt.items()):
+            if raw is not None:
+                documents.append(self.documents[index])
+                raws.append(raw)
+        return documents, raws
 
     def unknown(self) -> tuple[Sequence[Any], Sequence[dict[str, Any]]]:
-        """Return the documents whose insert failed outside a transaction without telling
-        whether it ran (those of the run sent but not acknowledged, after a cancellation, a
-        deadline or a lost connection; those of a short list the driver split, after a later
-        message of it failed with an error that names no document or after a document it could
-        not encode: they may be stored or not), with their stored forms; none otherwise."""
-        if not (self._failed and self._outcome_unknown) or self._in_transaction:
+        """Return the documents whose insert ended outside a transaction without telling
+        whether it ran, or whether it lasts, with their stored forms (none otherwise):
+
+        - those the server acknowledged with a write concern error (a failover may still
+          roll them back: ``insert()`` treats its document so too);
+        - those of the run sent but not acknowledged, after a cancellation, a deadline or a
+          lost connection (the write may still run on the server);
+        - those of a short list the driver split, after a later message of it failed with an
+          error that names no document or after a document it could not encode, when the ids
+          could not be read back (:meth:`_learn_sent`).
+
+        Each may be stored or not: its next ``save()`` reads the stored document first."""
+        if self._in_transaction:
             return (), ()
-        cut = [i for i in range(self._confirmed, self._sent) if i not in self._missing]
-        return [self.documents[i] for i in cut], [self.raws[i] for i in cut]
+        indices = sorted(self._unconfirmed)
+        if self._failed and self._outcome_unknown:
+            skip = self._missing | self._learnt.keys()
+            indices += [i for i in range(self._confirmed, self._sent) if i not in skip]
+        return [self.documents[i] for i in indices], [self.raws[i] for i in indices]
+
+    async def _learn_sent(self, timeout: float | None) -> None:
+        """Read back, on the primary, what is stored under the ids of the documents sent but
+        not acknowledged, after a failure that left no message of them running on the server
+        (``_answered``): each of them then says whether it is stored, and as what.
+
+        Only on that failure: the call's success costs nothing. The whole documents are read,
+        not only their ids: an id the list shares with a document stored before the call (a
+        retry of a list changed since) holds that document, not this one, and a document told
+        it is stored must know what is (its snapshot is what its next ``save()`` diffs
+        against). Within what is left of ``timeout=``; should the read fail, or not match
+        every document it returns to one of the list, the documents stay of unknown outcome.
+        """
+        if timeout == 0.0:
+            return
+        sent = [i for i in range(self._confirmed, self._sent) if i not in self._missing]
+        learnt: dict[int, dict[str, Any] | None] = dict.fromkeys(sent)
+        by_id = _IdIndex({i: self.raws[i][ID_KEY] for i in sent})
+        reads = executor.find(
+            self.model,
+            {ID_KEY: {"$in": [self.raws[i][ID_KEY] for i in sent]}},
+            read_preference=ReadPreference.PRIMARY,
+            timeout=timeout,
+        )
+        try:
+            async with aclosing(reads) as batches:
+                async for batch in batches:
+                    for stored in batch:
+                        index = by_id.find(stored.get(ID_KEY))
+                        if index is None:
+                            return  # an id the list cannot match: learn nothing
+                        raw = self.raws[index]
+                        learnt[index] = raw if same(stored, raw) else stored
+        except (PyMongoError, OperationTimeout):
+            return  # they stay of unknown outcome
+        self._learnt = learnt
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -391,6 +508,8 @@ class BulkInsert:
             # The driver encodes a chunk as it sends it, a message at a time: when the chunk
             # takes more than one, those before the culprit's were sent (and inserted) already.
             self._partly_sent = self._may_have_sent(start, stop, exc)
+            # Before the message it could not build, every message sent was answered.
+            self._answered = self._partly_sent
             if isinstance(exc, DocumentTooLarge):
                 raise
             # Name the field, as insert() does.
@@ -406,7 +525,8 @@ class BulkInsert:
                 error["op"] = self.raws[index]  # the stored form, as one insert_many reports it
                 self._write_errors.append(error)
                 failed.append(index)
-            self._concern_errors += details.get("writeConcernErrors") or []
+            concern_errors = details.get("writeConcernErrors") or []
+            self._concern_errors += concern_errors
             inserted = int(details.get("nInserted", 0))
             self._inserted_count += inserted
             self._refused = True
@@ -416,6 +536,11 @@ class BulkInsert:
             # write error when ordered, and at a retryable write concern error (after its
             # retry): the documents after those were never sent.
             self._confirmed = min(stop, start + inserted + len(errors))
+            if concern_errors and not self._in_transaction:
+                # Which message of the run a write concern error came with is not said.
+                self._unconfirmed.update(
+                    i for i in range(start, self._confirmed) if i not in self._missing
+                )
             # In a transaction the server aborted it at the write error: the next chunk would
             # only fail with NoSuchTransaction (labelled transient, so atomic() would run the
             # body again), hiding this error. So an unordered insert stops there too.
@@ -428,6 +553,8 @@ class BulkInsert:
             # split, which of them went in is unknown (inside a transaction, the server
             # aborted it).
             self._partly_sent = not self._in_transaction and not self._one_message(start, stop)
+            # The server answered the failing message (and every one before it).
+            self._answered = self._partly_sent
             raise
         except BaseException as exc:
             # Raised on the client (a closed client...) after earlier messages may have gone.
@@ -497,3 +624,31 @@ class BulkInsert:
             "nRemoved": 0,
             "upserted": [],
         })
+
+
+class _IdIndex:
+    """The positions of a list's documents by ``_id``, to match the documents a read returns
+    to them: by hash where the id has one, and always as stored values compare
+    (:func:`~odm.models.diffing.same`: ``1`` and ``1.0`` hash alike, and the server matches
+    them as one id, yet a document stored under ``1.0`` is not the insert of one whose id is
+    ``1``)."""
+
+    __slots__ = ("_hashed", "_ids")
+
+    def __init__(self, ids: Mapping[int, Any]) -> None:
+        self._ids = ids
+        self._hashed: dict[Any, int] = {}
+        for index, ident in ids.items():
+            with suppress(TypeError):  # an unhashable id (a dict): found by comparison only
+                self._hashed.setdefault(ident, index)
+
+    def find(self, ident: Any) -> int | None:
+        """Return the position of the document whose ``_id`` is stored as ``ident``, or
+        ``None`` when there is none."""
+        try:
+            index = self._hashed.get(ident)
+        except TypeError:
+            index = None
+        if index is not None and same(self._ids[index], ident):
+            return index
+        return next((i for i, known in self._ids.items() if same(known, ident)), None)

@@ -268,6 +268,9 @@ class Document(_OdmModel, metaclass=DocumentMeta):
                 raise self._missing("save")
             will_change(self)
             commit_update(self, new_raw)
+            block = current_unit_of_work()
+            if block is not None:  # another object of its id held by the block learns it
+                await block.saved(self)
         if signals.post_save.has_receivers():
             await signals.post_save.send(model, document=self, created=False)
         if model.after_save is not Document.after_save:

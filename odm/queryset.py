@@ -41,7 +41,6 @@ from .models.loading import load_documents, load_partial, naive_fixer
 from .models.model_plan import DatetimeFixer
 from .models.options import ID_KEY
 from .models.references import check_saved_references
-from .models.tracking import set_snapshots, unsure
 from .query import compiler, extras
 from .query.compiler import CompiledWrite
 from .query.paths import not_a_field_name
@@ -1008,16 +1007,19 @@ class QuerySet(Generic[M]):
 
         After a failure, the documents the server acknowledged are marked stored (``is_stored``,
         so ``[d for d in docs if not d.is_stored]`` are the ones to retry) and the others are
-        not; a document that cannot be stored (a value BSON cannot hold, a document over 16 MB)
-        stops the insert before its chunk is sent. Inside ``odm.transaction()`` a failure marks
+        not; those acknowledged with a write concern error are of unknown outcome, as
+        ``insert()``'s would be (their next ``save()`` reads first). A document that cannot be
+        stored (a value BSON cannot hold, a document over 16 MB) stops the insert before its
+        chunk is sent. Inside ``odm.transaction()`` a failure marks
         none: unless it came before anything was sent, the transaction can only be rolled back
         then (the server aborts it at a write error; after any other failure, such as a later
         chunk that cannot be encoded, the block's next operation and its end raise
         :class:`odm.TransactionError`). Outside one, the documents of a chunk whose insert
-        failed without telling whether it ran (a cancellation, a deadline, a lost connection,
-        or a value the driver could not encode after it may have sent part of the chunk) may
-        be stored or not: their next ``save()`` reads the stored document first
-        (docs/documents.md, "A write cut off").
+        failed without telling whether it ran (a cancellation, a deadline, a lost connection)
+        may be stored or not: their next ``save()`` reads the stored document first
+        (docs/documents.md, "A write cut off"). A list of up to 1,000 that the driver split
+        into several messages is read back once after such a failure, so that each document
+        is marked as what is stored; only when that read fails do they stay unknown.
         """
 
         docs = list(documents)
@@ -1032,22 +1034,8 @@ class QuerySet(Generic[M]):
                 )
         for doc in docs:
             check_saved_references(doc)
-        job = BulkInsert(model, docs, ordered=ordered, timeout=self._query.timeout)
-        try:
-            await job.run()
-        finally:
-            # Each snapshot is the very dict that was inserted (it is no longer used otherwise).
-            stored, raws = job.stored()
-            uow = current_unit_of_work()
-            if uow is not None:
-                for doc in stored:
-                    uow.remember(doc)
-            set_snapshots(stored, raws)
-            if uow is not None:
-                for doc in stored:
-                    uow.inserted(doc)
-            for doc, raw in zip(*job.unknown(), strict=True):
-                unsure(doc, "bulk_create", raw, None)
+        # The job marks each document however it ends (stored, not stored, or unknown).
+        await BulkInsert(model, docs, ordered=ordered, timeout=self._query.timeout).run()
         return docs
 
     async def explain(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from .identity import IdentityMap
 from .journal import Journal
 from .models import tracking, writes
 from .models.declaration import overrides
+from .models.options import ID_KEY
 from .server_transactions import ABORT_TIME_LIMIT, abort_server_transaction, commit_outcome_unknown
 from .shielding import shielded
 from .timeouts import is_cut_off
@@ -126,6 +127,25 @@ class UnitOfWork:
         """Track ``document``, just inserted, as the object of its id (replacing one held
         for a document deleted earlier in the block)."""
         self.identity.replace(document)
+
+    async def saved(self, document: Any) -> None:
+        """Note that ``document`` was just saved in the block (an update was sent). When the
+        block holds another object for its id, not a copy of it (one loaded before the block,
+        an unpickled one, one whose ``id`` was changed away and back), that object's stored
+        document has moved under it: both read it (one ``find``, on this path only) and learn
+        it (:func:`~odm.models.writes.learn_stored`), so that the held one's next change and
+        the flush start from what is stored, and write only what it changed itself.
+
+        Copies learn from one another without a read (:mod:`odm.models.copies`)."""
+        held = self.identity.get(document)
+        if held is None or not writes.another_object(document, held):
+            return
+        model = tracking.collection_model(type(document))
+        raw = await executor.find_one(model, {ID_KEY: tracking.stored_id(document)})
+        if raw is None:  # deleted since by a raw driver call: what the next write will tell
+            return
+        writes.learn_stored(held, raw)
+        writes.learn_stored(document, raw)
 
     def forget(self, document: Any) -> None:
         """Stop tracking ``document`` (it was deleted). Another object held for its id (a copy

@@ -20,6 +20,7 @@ pickled copy starts its own, like a document loaded again (it may be loaded else
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .diffing import same
@@ -32,7 +33,9 @@ __all__ = [
     "learn_from",
     "learnt",
     "rejoin",
+    "same_family",
     "written",
+    "written_each",
 ]
 
 # Reading an unset slot costs an AttributeError on every save: until a copy of a document
@@ -87,6 +90,12 @@ def known_state(document: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
     return latest
 
 
+def same_family(document: Any, other: Any) -> bool:
+    """Tell whether ``document`` and ``other`` are copies of one another (one family)."""
+    family = family_of(document)
+    return family is not None and family is family_of(other)
+
+
 def written(document: Any, stored: dict[str, Any]) -> None:
     """Record that ``stored`` is what the database now holds for ``document``."""
     if not _copies_made:
@@ -94,6 +103,15 @@ def written(document: Any, stored: dict[str, Any]) -> None:
     family: Family | None = family_of(document)
     if family is not None:
         family.latest = stored
+
+
+def written_each(documents: Iterable[Any], stored: Iterable[dict[str, Any]]) -> None:
+    """:func:`written` for each document and what the database now holds for it (a batch
+    inserted by ``bulk_create``): nothing per document until a copy of one exists."""
+    if not _copies_made:
+        return
+    for document, raw in zip(documents, stored, strict=True):
+        written(document, raw)
 
 
 def learnt(document: Any, snapshot: dict[str, Any] | None, *, stored: bool) -> None:

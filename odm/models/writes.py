@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pymongo import UpdateOne
 
 from ..session import current_unit_of_work
-from .copies import known_state, learn_from, written
+from .copies import known_state, learn_from, same_family, written
 from .loading import _snapshot_of, load_into
 from .options import ID_KEY, Options
 from .save_plan import changes
@@ -213,3 +213,29 @@ def learn_copies(
     if uow is not None:
         uow.journal.read(document, read)
     return latest
+
+
+def learn_stored(document: Stored, stored: dict[str, Any]) -> None:
+    """Make ``document`` learn ``stored``, what the database holds for it now, written through
+    another object of its id (not a copy of it: see :meth:`odm.uow.UnitOfWork.saved`).
+
+    As from a copy's save (:func:`learn_copies`): its fields take ``stored``'s values wherever
+    they still hold its snapshot's, its own changes stay, to be sent on top by its next write,
+    and its snapshot becomes ``stored``, which its copies diff against from now on. Under
+    ``Meta.optimistic_lock`` a document with changes of its own learns nothing: they were made
+    on the version replaced since, so its write is refused as stale (:class:`odm.StaleDocument`),
+    as an explicit ``save()`` of it would be."""
+    snapshot = get_snapshot(document)
+    if snapshot is None or isinstance(snapshot, Unsure):
+        return
+    own = bool(changes(document, snapshot)[0])
+    if own and document._meta.optimistic_lock:
+        return
+    if learn_copies(document, snapshot, stored) is stored:
+        written(document, stored)
+
+
+def another_object(document: Any, other: Any) -> bool:
+    """Tell whether ``other``, an object of ``document``'s id, is another object than it and
+    than its copies (copies learn from one another through their family instead)."""
+    return other is not document and not same_family(document, other)

@@ -5,11 +5,13 @@ earlier messages went in. Every document must then say what the database holds.
 - a command error (or a lost connection) names no document: the driver does not say how many
   messages went in before it. A split list's chunks are sent by odm in runs of one message
   each, so the documents of the runs acknowledged are stored, those of the failed run are not
-  (or, after a lost connection, of unknown outcome) and the rest were never sent; the
-  documents of a short list the driver split are all of unknown outcome. Before, the
-  documents of the earlier messages were marked not stored while the database held them;
+  (or, after a lost connection, of unknown outcome) and the rest were never sent; for a short
+  list the driver split, odm reads the ids back once the server refused a message, and each
+  document says what that read found. Before, the documents of the earlier messages were
+  marked not stored while the database held them, then all of unknown outcome;
 - a retryable write concern error stops the driver after its message (once its retry failed):
-  the documents after it were never sent, yet were marked stored;
+  the documents after it were never sent, yet were marked stored; those it acknowledged are
+  of unknown outcome (a failover may still roll them back), as an ``insert()``'s would be;
 - a write error (a duplicate ``_id``) in a later message: the ``BulkWriteError`` indexes the
   whole list, and every other document is marked as the server did (already right before).
 
@@ -168,7 +170,7 @@ async def test_a_lost_later_run_leaves_the_earlier_one_stored_and_its_own_unknow
 
 
 @pytest.mark.odm_drivers("pymongo", "motor")
-async def test_a_refused_later_message_leaves_every_document_of_the_list_unknown(
+async def test_a_refused_later_message_is_read_back_for_every_document_of_the_list(
     db: Any,
 ) -> None:
     docs = [LmItem(n=i) for i in range(50)]
@@ -178,15 +180,16 @@ async def test_a_refused_later_message_leaves_every_document_of_the_list_unknown
     await fail_points_off(db)
     sent = len(await stored_ids(db))
     assert 0 < sent < 50
-    await assert_marked(db, docs, unknown=range(50))
-    await saves_as_stored(db, docs[sent - 1])  # reads first: stored, so updated
-    await saves_as_stored(db, docs[sent])
+    await assert_marked(db, docs)  # none of unknown outcome: the ids were read back
+    await saves_as_stored(db, docs[sent - 1])  # stored: updated
+    await saves_as_stored(db, docs[sent])  # not stored: inserted
     assert docs[sent - 1].is_stored and docs[sent].is_stored
 
 
 async def test_a_write_concern_error_the_driver_stops_at_leaves_the_rest_unsent(db: Any) -> None:
     """A retryable write concern error on the first message, and on its retry: the driver
-    stops there; the second message was never sent."""
+    stops there; the second message was never sent. The first one's documents are of unknown
+    outcome (their write concern was not confirmed)."""
     docs = [LmItem(n=i) for i in range(50)]
     await fail_later_inserts(
         db, skip=0, writeConcernError={"code": 6, "errmsg": "replication unreachable"}
@@ -197,7 +200,7 @@ async def test_a_write_concern_error_the_driver_stops_at_leaves_the_rest_unsent(
     sent = len(await stored_ids(db))
     assert 0 < sent < 50
     assert failed.value.details["nInserted"] == sent
-    await assert_marked(db, docs)
+    await assert_marked(db, docs, unknown=range(sent))
     assert not docs[sent].is_stored
 
 
