@@ -9,9 +9,10 @@
 shutdown; ``unit_of_work_middleware`` runs each unsafe request in one transaction, committed only
 when the response status is below 400; ``odm_errors_middleware`` answers ODM errors with JSON;
 ``json_body(request)`` reads a JSON body, one that cannot be decoded (not JSON, nested too
-deep to parse, not valid in its charset) being a 400;
+deep to parse, not valid in its charset, NaN, a key twice) being a 400, one sent as a form, as
+text or without a ``Content-Type`` a 415 (cross-site request forgery);
 ``json_response(data)`` answers with documents, ``values()`` rows or aggregates as JSON
-(ObjectIds, decimals and datetimes as strings).
+(ObjectIds, decimals and datetimes as strings, NaN as ``null``).
 Keep the errors middleware first (outermost) so that it also maps errors of the commit.
 """
 

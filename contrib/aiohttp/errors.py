@@ -6,7 +6,7 @@ Every answer has the shape ``{"error": <short code>, "detail": <message, list or
 exception                                              status  ``error``
 =====================================================  ======  ====================
 ``odm.DoesNotExist``                                   404     ``not_found``
-pydantic ``ValidationError``                           400     ``invalid``
+pydantic ``ValidationError`` (of the request's data)   400     ``invalid``
 ``odm.QueryError``, a malformed ObjectId, bad JSON     400     ``invalid``
 ``odm.DuplicateKey``, pymongo ``DuplicateKeyError``    409     ``duplicate_key``
 ``odm.StaleDocument``                                  409     ``stale_document``
@@ -17,8 +17,15 @@ anything else                                          500     ``internal``
 =====================================================  ======  ====================
 
 A 500 says nothing about the cause (the exception is logged instead), so that internals never
-reach a client. ``HTTPException`` and ``CancelledError`` pass through untouched. Put this
-middleware outermost so that it also sees errors raised by the commit of the unit of work.
+reach a client: a stored document that no longer fits its model is a 500, not the client's 400,
+and the 404 of a ``Model.DoesNotExist`` the ODM raised names the model, never the filter (which
+may hold values the server added: another user's, a secret's hash). ``HTTPException`` and
+``CancelledError`` pass through untouched, and so does every error raised after the handler
+started its response (a ``StreamResponse`` or a websocket prepared): its status line is gone, and
+a second response written into its body would read as part of it; aiohttp closes the connection
+instead, so the client sees the response cut short (an ``HTTPException``, which aiohttp would
+write as that second response, goes on as a ``RuntimeError`` for it). Put this middleware
+outermost so that it also sees errors raised by the commit of the unit of work.
 """
 
 from __future__ import annotations
@@ -60,6 +67,20 @@ RETRY_AFTER_SECONDS = 1
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _logged_path(request: web.Request) -> str:
+    """The request's path for a log line, percent-encoded as the client sent it.
+
+    Not ``request.path``: decoded, a ``%0a`` in it would start a forged line of the log.
+    """
+    return request.rel_url.raw_path
+
+
+def _response_started(request: web.Request) -> bool:
+    """Whether the handler has already sent part of its response (prepared a StreamResponse
+    or a websocket). The same test aiohttp makes before it answers an error itself."""
+    return request.writer.output_size > 0
 
 
 def error_response(
@@ -133,11 +154,39 @@ def _is_write_conflict(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
 
 
+_STORED_DOCUMENT_TITLE = " document _id="
+"""What odm.models.loading puts in the title of the ValidationError of a stored document
+(``"Customer document _id=ObjectId('...')"``); a class name holds no space, so no model's own
+title has it."""
+
+
+def _is_stored_document_error(exc: ValidationError) -> bool:
+    """Whether ``exc`` says that a document read from the database does not fit its model:
+    the server's data is at fault, not the request."""
+    return _STORED_DOCUMENT_TITLE in exc.title
+
+
+_MODEL_SUFFIX = ".DoesNotExist"
+
+
+def _not_found_detail(exc: DoesNotExist) -> str:
+    """The 404's detail: the message of an ``odm.DoesNotExist`` raised by hand, or for a
+    ``Model.DoesNotExist`` (the ODM's, whose message repeats the whole filter, values
+    included) the model's name alone, as Django REST framework answers."""
+    qualname = type(exc).__qualname__
+    if type(exc) is not DoesNotExist and qualname.endswith(_MODEL_SUFFIX):
+        model = qualname.removesuffix(_MODEL_SUFFIX).rsplit(".", 1)[-1]
+        return f"no {model} matches the request"
+    return str(exc) or "no such document"
+
+
 def response_for(exc: Exception) -> web.Response | None:
     """Return the JSON response that ``exc`` maps to, or ``None`` when it is not a known error."""
     if isinstance(exc, DoesNotExist):
-        return error_response(404, "not_found", str(exc) or "no such document")
+        return error_response(404, "not_found", _not_found_detail(exc))
     if isinstance(exc, ValidationError):
+        if _is_stored_document_error(exc):
+            return None
         return error_response(400, "invalid", _field_errors(exc))
     if isinstance(exc, QueryError):
         return error_response(400, "invalid", [{"field": exc.field, "message": str(exc)}])
@@ -171,18 +220,26 @@ async def odm_errors_middleware(request: web.Request, handler: Handler) -> web.S
     """Turn the exceptions of the handler (and inner middlewares) into JSON error responses.
 
     See the module docstring for the table. Unknown exceptions become a bare 500 and are logged
-    with their traceback.
+    with their traceback. An error raised once the response has started (an ``HTTPException``
+    too) goes on to aiohttp, which logs it and closes the connection.
     """
     try:
         return await handler(request)
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        if _response_started(request):
+            # aiohttp would write it after the body already sent, as a second response; an
+            # error of another kind makes it close the connection instead.
+            raise RuntimeError(f"{type(exc).__name__} raised after the response started") from exc
         raise
     except Exception as exc:
+        if _response_started(request):
+            raise
         response = response_for(exc)
+        path = _logged_path(request)
         if response is not None:
             if response.status >= 500:
                 # Not a bug but worth seeing in the logs: the database is slow or away.
-                logger.warning("%s %s: %s", request.method, request.path, _describe(exc))
+                logger.warning("%s %s: %s", request.method, path, _describe(exc))
             return response
-        logger.exception("%s %s: unhandled exception", request.method, request.path)
+        logger.exception("%s %s: unhandled exception", request.method, path)
         return error_response(500, "internal", None)

@@ -64,8 +64,14 @@ def unit_of_work_middleware_factory(
 
     Requests with a method in ``methods`` (case-insensitive) run in one transaction, committed
     only for a status below 400; the others run without one, inside a causally consistent
-    session when ``causal_reads`` is true.
+    session when ``causal_reads`` is true. ``methods`` given as one string (``"POST"``) raises
+    ``TypeError``: read letter by letter, it would name no method, and no request would get a
+    transaction.
     """
+    if isinstance(methods, str):
+        raise TypeError(
+            f"methods must be a list of HTTP methods (methods=[{methods!r}]), not a string"
+        )
     unsafe = frozenset(method.upper() for method in methods)
 
     @new_style

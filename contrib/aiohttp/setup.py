@@ -17,7 +17,7 @@ from aiohttp import web
 
 from odm.connection import DEFAULT_ALIAS, Connection, Retry, disconnect, redact_uri
 from odm.drivers import DriverName
-from odm.exceptions import ConnectionFailed
+from odm.exceptions import ConfigurationError, ConnectionFailed
 from odm.schema import ensure_indexes as ensure_declared_indexes
 from odm.startup import connect
 
@@ -28,6 +28,9 @@ ODM_CONNECTION: web.AppKey[Connection] = web.AppKey("odm_connection", Connection
 
 ODM_CONNECTIONS: web.AppKey[dict[str, Connection]] = web.AppKey("odm_connections", dict)
 """Every connection ``setup_odm`` made for this application, by alias."""
+
+_ODM_ALIASES: web.AppKey[set[str]] = web.AppKey("odm_aliases", set)
+"""The aliases ``setup_odm`` was called for on this application (connected or not yet)."""
 
 
 def _hosts_of(uri: str | None) -> str:
@@ -68,8 +71,12 @@ def setup_odm(
     warning per failed attempt, ensures the indexes of the bound models when ``ensure_indexes``
     is true, and stores the connection in ``app[ODM_CONNECTIONS][alias]`` (and in
     ``app[ODM_CONNECTION]`` for the default alias). When the last attempt fails, startup fails
-    with :class:`odm.ConnectionFailed` within ``timeout`` seconds. Call it once per alias.
+    with :class:`odm.ConnectionFailed` within ``timeout`` seconds. Call it once per alias: a
+    second call for an alias of ``app`` raises :class:`odm.ConfigurationError` (at startup the
+    second connection would fail with :class:`odm.AlreadyConnected`, and the application with
+    it).
     """
+    _claim_alias(app, alias)
     bound = list(models)
     attempts = (retry or Retry()).attempts
     address = _hosts_of(uri)
@@ -128,3 +135,14 @@ def setup_odm(
     if ODM_CONNECTIONS not in app:
         app[ODM_CONNECTIONS] = {}
     app.cleanup_ctx.append(odm_context)
+
+
+def _claim_alias(app: web.Application, alias: str) -> None:
+    """Record that ``app`` connects ``alias``; raise if an earlier ``setup_odm`` call did."""
+    claimed = app.setdefault(_ODM_ALIASES, set())
+    if alias in claimed:
+        raise ConfigurationError(
+            f"setup_odm() was already called for alias {alias!r} on this application; call it "
+            "once per alias (another database needs an alias of its own: alias='reports')"
+        )
+    claimed.add(alias)

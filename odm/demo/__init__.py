@@ -96,15 +96,18 @@ async def apply_migrations(uri: str, *, echo: Echo = _echo, timeout: float = 10.
 
 
 def try_lines(base: str, first: str, second: str) -> list[str]:
-    """The ``curl`` lines printed for the reader, given the ids of two customers."""
+    """The ``curl`` lines printed for the reader, given the ids of two customers. The POSTs
+    say they send JSON: the shop refuses other bodies (415), as any page could make a browser
+    send them cross-site (docs/aiohttp.md)."""
+    post = f"curl -X POST -H 'Content-Type: application/json' {base}"
     return [
         f"curl {base}/customers",
         f"curl {base}/customers/{first}/orders",
-        f"curl -X POST {base}/customers -d '{{\"email\": \"cy@example.org\", \"name\": \"Cy\", "
+        f"{post}/customers -d '{{\"email\": \"cy@example.org\", \"name\": \"Cy\", "
         f"\"balance\": 2000}}'",
-        f"curl -X POST {base}/customers/{first}/orders -d '{{\"total\": 500, "
+        f"{post}/customers/{first}/orders -d '{{\"total\": 500, "
         f"\"items\": [{{\"sku\": \"mug\", \"qty\": 1}}]}}'",
-        f"curl -X POST {base}/transfers -d '{{\"source\": \"{first}\", \"target\": "
+        f"{post}/transfers -d '{{\"source\": \"{first}\", \"target\": "
         f"\"{second}\", \"amount\": 1000}}'",
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -93,6 +94,28 @@ async def get_json(url: str) -> object:
         return await response.json()
 
 
+async def run_curl_line(line: str) -> None:
+    """Send what a printed ``curl [-X METHOD] URL [-H HEADER]... [-d BODY]`` line sends, and
+    assert a 2xx answer."""
+    words = shlex.split(line)[1:]
+    method, url, headers, body = "GET", "", {}, None
+    while words:
+        word = words.pop(0)
+        if word == "-X":
+            method = words.pop(0)
+        elif word == "-H":
+            name, _, value = words.pop(0).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            body = words.pop(0)
+        else:
+            url = word
+    async with aiohttp.ClientSession() as http, http.request(
+        method, url, headers=headers, data=body
+    ) as response:
+        assert 200 <= response.status < 300, (line, response.status, await response.text())
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_demo_serves_the_seeded_shop_and_stops_cleanly(
     demo_tmpdir: Path, sig: int
@@ -161,6 +184,13 @@ async def test_demo_uses_the_server_given_by_uri(odm_uri: str, demo_tmpdir: Path
             indexes = {i["name"]: i async for i in await database.customers.list_indexes()}
             assert indexes["email_1"].get("unique") is True
             assert "customer_1_created_1" in await database.orders.index_information()
+            # Every curl line it prints for the reader works as printed.
+            tried = [line.strip() for line in demo.lines if line.strip().startswith("curl ")]
+            assert len(tried) == 5, demo.output
+            for line in tried:
+                await run_curl_line(line)
+            seeded = await database.customers.count_documents({})
+            assert seeded == 3  # the two seeded customers and the one a curl line added
             status = await demo.interrupt()
         finally:
             if demo.process.returncode is None:
@@ -174,7 +204,7 @@ async def test_demo_uses_the_server_given_by_uri(odm_uri: str, demo_tmpdir: Path
             await again.read_until(SERVING, STARTUP_TIMEOUT)
             assert "nothing to apply" in again.output
             assert "seeded" not in again.output
-            assert await client[name].customers.count_documents({}) == 2
+            assert await client[name].customers.count_documents({}) == seeded
             assert await again.interrupt() == 0, again.output
         finally:
             if again.process.returncode is None:
