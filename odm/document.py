@@ -8,6 +8,7 @@ creation is :mod:`odm.models.declaration`'s job; loading is :mod:`odm.models.loa
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import bson
@@ -233,6 +234,8 @@ class Document(_OdmModel, metaclass=DocumentMeta):
                 "Model.objects.filter(id=...).update(...)"
             )
         model = type(self)
+        # Bounds the read a block may add after the update (UnitOfWork.saved) too.
+        deadline = None if timeout is None else time.monotonic() + timeout
         # The hooks Document declares do nothing: only a class's own are awaited (a coroutine
         # each, on every save of the one-at-a-time loops).
         hooked = model.before_save is not Document.before_save
@@ -270,7 +273,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
             commit_update(self, new_raw)
             block = current_unit_of_work()
             if block is not None:  # another object of its id held by the block learns it
-                await block.saved(self)
+                await block.saved(self, deadline=deadline)
         if signals.post_save.has_receivers():
             await signals.post_save.send(model, document=self, created=False)
         if model.after_save is not Document.after_save:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -128,7 +129,7 @@ class UnitOfWork:
         for a document deleted earlier in the block)."""
         self.identity.replace(document)
 
-    async def saved(self, document: Any) -> None:
+    async def saved(self, document: Any, *, deadline: float | None = None) -> None:
         """Note that ``document`` was just saved in the block (an update was sent). When the
         block holds another object for its id, not a copy of it (one loaded before the block,
         an unpickled one, one whose ``id`` was changed away and back), that object's stored
@@ -136,12 +137,27 @@ class UnitOfWork:
         it (:func:`~odm.models.writes.learn_stored`), so that the held one's next change and
         the flush start from what is stored, and write only what it changed itself.
 
-        Copies learn from one another without a read (:mod:`odm.models.copies`)."""
+        Copies learn from one another without a read (:mod:`odm.models.copies`). The read
+        ends by ``deadline`` (``time.monotonic()``'s clock: the save's own ``timeout=``). If it
+        fails, the held object cannot learn, and its next write or the flush could send values
+        this save replaced: the transaction becomes rollback-only (:meth:`rollback_only`) and
+        the read's error is raised, noted so."""
         held = self.identity.get(document)
         if held is None or not writes.another_object(document, held):
             return
         model = tracking.collection_model(type(document))
-        raw = await executor.find_one(model, {ID_KEY: tracking.stored_id(document)})
+        stored_id = tracking.stored_id(document)
+        try:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            raw = await executor.find_one(model, {ID_KEY: stored_id}, timeout=timeout)
+        except BaseException as error:
+            self.rollback_only(
+                f"the read after a save of {model.__name__} _id={stored_id!r} failed (the "
+                "block holds another object of that id, which could not learn what the save "
+                f"wrote: {type(error).__name__})",
+                error,
+            )
+            raise
         if raw is None:  # deleted since by a raw driver call: what the next write will tell
             return
         writes.learn_stored(held, raw)

@@ -7,7 +7,7 @@ answers with an error status, or raises, leaves nothing written.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -342,9 +342,13 @@ async def change(request: web.Request) -> web.StreamResponse:
     doc = await _load(admin, request.match_info["id"])
     specs = _specs(admin, editing=True)
     data, errors, form, state = await _submitted(request, admin, specs)
-    # Only what the form does not write is the stored document's: a writable field that the
-    # form leaves out (an input left empty) takes its default, as on a new document.
-    writable = [spec.name for spec in specs if not spec.readonly]
+    # Only what the form does not write is the stored document's: a writable field whose
+    # input was posted empty takes its default, as on a new document. One whose input is not
+    # in the POST at all (a script, an old page) keeps its stored value, as Django's ModelForm
+    # leaves a field omitted from the data (a checkbox is never posted unticked: no such case).
+    writable = [
+        spec.name for spec in specs if not spec.readonly and not _omitted(spec, form)
+    ]
     kept = {name: getattr(doc, name) for name in admin.model.model_fields if name not in writable}
     meta = admin.model._meta
     if state is not None:
@@ -383,6 +387,17 @@ async def change(request: web.Request) -> web.StreamResponse:
             await _write(doc, doc.save(), page, found)
             raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")
     return await page()
+
+
+def _omitted(spec: forms.FieldSpec, form: Mapping[str, str]) -> bool:
+    """Tell whether the POST leaves out the input of ``spec``, a top-level field with one
+    input (not a checkbox, an embedded model or its rows, whose inputs are the children's)."""
+    return spec.kind not in _SEVERAL_OR_UNPOSTED and spec.name not in form
+
+
+#: Kinds of fields without one input that is always posted: a checkbox (not posted when
+#: unticked), an embedded model and a list of them (their children's inputs).
+_SEVERAL_OR_UNPOSTED = frozenset({"bool", "embedded", "embedded_list"})
 
 
 @routes.get("/{model}/{id}/delete/")

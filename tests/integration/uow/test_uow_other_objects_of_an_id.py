@@ -13,6 +13,7 @@ refused as stale at the commit. An abort takes back what they learnt.
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ import bson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from uow_support import stored, truthful
+from uow_support import fail_points_off, stored, truthful
 
 import odm
 from odm import transaction
@@ -226,3 +227,43 @@ async def test_the_held_object_never_writes_what_it_did_not_change(
     raw = await stored(item) or {}
     assert {f: raw[f] for f in FIELDS} == expected, steps
     await truthful(held, fields=True)
+
+
+async def _fail_the_read_after_the_save(db: Any, data: dict[str, Any]) -> None:
+    """Let the block's own ``get`` pass, then make every later ``find`` (the read the save
+    adds) meet ``data``."""
+    await db.client.admin.command(
+        {"configureFailPoint": "failCommand", "mode": {"skip": 1},
+         "data": {"failCommands": ["find"], **data}}
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"blockConnection": True, "blockTimeMS": 2000}, {"errorCode": 2}],
+    ids=["held_past_the_timeout", "refused"],
+)
+async def test_a_failed_read_after_the_save_dooms_the_block(
+    odm_database: Any, fault: dict[str, Any]
+) -> None:
+    """The save went through in the block, but the held object could not learn it: its next
+    write, or the flush, could send values the save replaced. The read keeps to the save's
+    ``timeout=``, its error is raised (noted), and the block can only be rolled back."""
+    doc = await OoItem(n=1).insert()
+    before = await OoItem.objects.get(id=doc.id)
+    await _fail_the_read_after_the_save(odm_database, fault)
+    try:
+        with pytest.raises(odm.TransactionError, match="OoItem"):
+            async with transaction():
+                held = await OoItem.objects.get(id=doc.id)
+                held.m = 7
+                before.n = 5
+                started = time.monotonic()
+                with pytest.raises(Exception) as raised:
+                    await before.save(timeout=0.3)
+                took = time.monotonic() - started
+    finally:
+        await fail_points_off(odm_database)
+    assert took < 1.5, took  # not the 2 s the server held the read
+    assert any("can only be rolled back" in note for note in raised.value.__notes__)
+    assert await stored(doc) == {"_id": doc.id, "n": 1, "m": 0, "k": 0, "tags": []}
