@@ -10,7 +10,6 @@ and the executor runs that. A queryset runs when awaited (a list), iterated with
 from __future__ import annotations
 
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Generator,
     Iterable,
@@ -20,41 +19,29 @@ from collections.abc import (
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar, cast, overload
 
-from bson import ObjectId, Timestamp
+from bson import Timestamp
 from pydantic import BaseModel
 
-from . import executor, resync
+from . import executor, filtered_writes, reads
 from .bulk import BulkInsert
 from .changestream import BeforeChange, ChangeStream, FullDocument, watch_query
 from .changestream import ChangeEvent as ChangeEvent  # re-exported: its home before 0.x
 from .collation import collation_document
 from .concerns import as_read_preference
-from .exceptions import (
-    DoesNotExist,
-    DuplicateKey,
-    Invalid,
-    QueryError,
-)
+from .exceptions import Invalid, QueryError
+from .get_or_create import checked_defaults, get_or_insert, refuse_no_lookup
 from .models.derived import derived
-from .models.fields import Reference, reference_target
-from .models.loading import load_documents, load_partial, naive_fixer
-from .models.model_plan import DatetimeFixer
-from .models.options import ID_KEY
+from .models.loading import load_documents
 from .models.references import check_saved_references
 from .query import compiler, extras
-from .query.compiler import CompiledWrite
-from .query.paths import not_a_field_name
 from .query.q import Q
 from .query.query import Query
-from .query.results import aggregate_reader, row_converter
-from .query.updates import MISSING, Guard, Need, located, value_at
+from .query.results import aggregate_reader
 from .query.where import id_filter
-from .session import current_unit_of_work
 from .timeouts import check_timeout
 
 if TYPE_CHECKING:
     from .models.geo import Point
-    from .uow import UnitOfWork
 
 M = TypeVar("M")
 QS = TypeVar("QS", bound="QuerySet[Any]")
@@ -68,15 +55,6 @@ STREAM_BATCH_SIZE = 1000
 
 #: ``get()`` keywords that look a document up by ``_id`` (served by one ``find_one``).
 _ID_LOOKUPS = frozenset({"id", "id__exact"})
-
-
-def _naive_fixer(model: type[Any], query: Query) -> DatetimeFixer | None:
-    """Return the datetime fix-up when the documents of a plain find are best decoded with
-    naive datetimes (whole models of a class with a fix-up, see
-    ``loading.load_documents(fixer=...)``), else ``None``: decode them aware."""
-    if query.lenient or query.only_fields is not None or query.deferred:
-        return None
-    return naive_fixer(model)
 
 
 class QuerySet(Generic[M]):
@@ -222,7 +200,7 @@ class QuerySet(Generic[M]):
         extra query per relation, not per row."""
         clone = self._chain()
         for path in paths:
-            _reference_field(self._model, path)
+            reads.reference_field(self._model, path)
         clone._prefetch = (*self._prefetch, *paths) if paths else ()
         return clone
 
@@ -396,102 +374,9 @@ class QuerySet(Generic[M]):
 
     # -- running -----------------------------------------------------------------------------
 
-    def _read_options(self) -> dict[str, Any]:
-        query = self._query
-        options = {"timeout": query.timeout, "read_preference": query.read_preference}
-        collation = query.extras.collation
-        if collation is not None:
-            options["collation"] = collation
-        return options
-
-    async def _batches(
-        self, compiled: compiler.CompiledFind | compiler.CompiledPipeline | None = None
-    ) -> AsyncGenerator[list[Any], None]:
-        """Yield the results batch by batch, each batch validated at once (``compiled``: the
-        query already compiled by the caller)."""
-        if self._query.is_empty:
-            return
-        if compiled is None:
-            compiled = compiler.compile_query(self._query)
-        options = self._read_options()
-        if isinstance(compiled, compiler.CompiledFind):
-            fixer = _naive_fixer(self._model, self._query)
-            source = executor.find(
-                self._model, **compiled.kwargs(), **options, tz_aware=fixer is None
-            )
-            async with aclosing(source) as batches:
-                async for raws in batches:
-                    yield await self._documents(raws, fixer=fixer)
-            return
-        kwargs = compiled.kwargs()
-        batch_size = kwargs.pop("batchSize", 0)
-        source = executor.aggregate(
-            self._model, kwargs["pipeline"], batch_size=batch_size, **options
-        )
-        async with aclosing(source) as batches:
-            async for raws in batches:
-                if compiled.rows == "documents":
-                    yield await self._documents(raws, compiled.related)
-                else:
-                    yield _shape_rows(self._query, raws, compiled.rows, compiled.names)
-
-    async def _documents(
-        self,
-        raws: list[dict[str, Any]],
-        related: Sequence[compiler.Related] = (),
-        *,
-        fixer: DatetimeFixer | None = None,
-    ) -> list[Any]:
-        """Load ``raws`` (``fixer``: decoded with naive datetimes, see :func:`_naive_fixer`)."""
-        joined = [[raw.pop(r.key, None) for raw in raws] for r in related]
-        query = self._query
-        computed = query.extras.computed
-        # The distance / score are not fields: kept beside the document, not loaded into it.
-        annotations = [{n: raw.pop(n, None) for n in computed} for raw in raws] if computed else ()
-        if query.only_fields is not None or query.deferred:
-            documents = _load_partial(self._model, raws, query)
-        else:
-            documents = load_documents(self._model, raws, lenient=query.lenient, fixer=fixer)
-        if annotations:
-            extras.set_annotations(documents, list(annotations))
-        for relation, targets in zip(related, joined, strict=True):
-            _attach(documents, relation, targets, query.lenient)
-        if self._prefetch:
-            await _prefetch(self._model, documents, self._prefetch, self._read_options())
-        return documents
-
-    async def _fetch_all(self) -> list[M]:
-        query = self._query
-        if query.is_empty:
-            return []
-        compiled = compiler.compile_query(query)
-        if query.batch_size:
-            results: list[M] = []
-            async for batch in self._batches(compiled):
-                results.extend(batch)
-            return results
-        # One driver to_list() and one validation of the whole list.
-        if isinstance(compiled, compiler.CompiledFind):
-            fixer = _naive_fixer(self._model, query)
-            raws = await executor.find_list(
-                self._model, **compiled.kwargs(), **self._read_options(), tz_aware=fixer is None
-            )
-            if self._prefetch or query.only_fields is not None or query.deferred:
-                return await self._documents(raws, fixer=fixer)
-            # Whole models and nothing to prefetch: what _documents does, without its
-            # coroutine (a find of one document pays it on top of the round trip).
-            return load_documents(self._model, raws, lenient=query.lenient, fixer=fixer)
-        # A pipeline (joins, values(), grouping).
-        rows = await executor.aggregate_list(
-            self._model, compiled.pipeline, **self._read_options()
-        )
-        if compiled.rows != "documents":
-            return _shape_rows(query, rows, compiled.rows, compiled.names)
-        return await self._documents(rows, compiled.related)
-
     def __await__(self) -> Generator[Any, None, list[M]]:
         """Run the query and return every result as a list."""
-        return self._fetch_all().__await__()
+        return reads.fetch_all(self._model, self._query, self._prefetch).__await__()
 
     async def __aiter__(self) -> AsyncIterator[M]:
         """Stream the results: one batch in memory at a time (:data:`STREAM_BATCH_SIZE`
@@ -501,13 +386,13 @@ class QuerySet(Generic[M]):
         the event loop closes it at its next turn, which kills the server cursor; code that
         keeps the iterator around closes it itself with ``contextlib.aclosing``.
         """
-        source = self
-        if not self._query.batch_size:
-            source = self._chain()
-            source._query.batch_size = STREAM_BATCH_SIZE
+        query = self._query
+        if not query.batch_size:
+            query = query.clone()
+            query.batch_size = STREAM_BATCH_SIZE
         # The batches are closed with this generator, in the same step: an ``async for``
         # alone would leave them to be finalized one event-loop turn later, cursor still open.
-        async with aclosing(source._batches()) as batches:
+        async with aclosing(reads.batches(self._model, query, self._prefetch)) as batches:
             async for batch in batches:
                 for item in batch:
                     yield item
@@ -604,7 +489,7 @@ class QuerySet(Generic[M]):
         if self._query.is_empty:
             return 0
         compiled = compiler.compile_count(self._query)
-        options = self._read_options()
+        options = reads.read_options(self._query)
         if compiled.filter is not None:
             return await executor.count_documents(self._model, **compiled.kwargs(), **options)
         assert compiled.pipeline is not None
@@ -616,7 +501,7 @@ class QuerySet(Generic[M]):
         if self._query.is_empty:
             return False
         compiled = compiler.compile_exists(self._query)
-        options = self._read_options()
+        options = reads.read_options(self._query)
         if isinstance(compiled, compiler.CompiledFind):
             rows = await executor.find_list(self._model, **compiled.kwargs(), **options)
         else:
@@ -635,7 +520,7 @@ class QuerySet(Generic[M]):
         if self._query.is_empty:
             return compiled.result([])
         rows = await executor.aggregate_list(
-            self._model, compiled.pipeline, **self._read_options()
+            self._model, compiled.pipeline, **reads.read_options(self._query)
         )
         result = compiled.result(rows)
         for name, value in result.items():
@@ -655,40 +540,7 @@ class QuerySet(Generic[M]):
         elif target.pipeline is not None:
             stages.extend(target.pipeline[:-1])
         stages.extend(dict(stage) for stage in pipeline)
-        return await executor.aggregate_list(self._model, stages, **self._read_options())
-
-    def _write_target(self) -> tuple[CompiledWrite, UnitOfWork | None]:
-        """Compile what ``update()`` / ``delete()`` write to (refusing a sliced, ``values()``
-        or ``annotate()`` queryset before anything is sent) and note the write in the unit
-        of work; also return that unit of work when its tracked documents must be flushed
-        first (else ``None``).
-
-        Autoflush, as SQLAlchemy does before it queries: changes to tracked documents made
-        earlier in this unit of work reach the server before a bulk write, so that an F()
-        update applies on top of them instead of being overwritten by them at commit. A
-        plain method, not a coroutine: most writes have nothing to flush.
-        """
-        target = compiler.compile_write(self._query)
-        uow: UnitOfWork | None = current_unit_of_work()
-        if uow is None:
-            return target, None
-        uow.note_write()
-        return target, uow if len(uow.identity) else None
-
-    async def _write_filter(
-        self, target: CompiledWrite, flush: UnitOfWork | None
-    ) -> dict[str, Any]:
-        """Flush the unit of work ``flush`` (unless ``None``); return the filter of
-        ``target``, the ids its pipeline matched when it has no plain filter."""
-        if flush is not None:
-            await flush.flush()
-        if target.filter is not None:
-            return target.filter
-        assert target.pipeline is not None
-        rows = await executor.aggregate_list(
-            self._model, target.pipeline, timeout=self._query.timeout, **_collation(self._query)
-        )
-        return {ID_KEY: {"$in": [row[ID_KEY] for row in rows]}}
+        return await executor.aggregate_list(self._model, stages, **reads.read_options(self._query))
 
     async def update(self, **values: Any) -> int:
         """Update every matching document in one ``update_many``; return how many matched.
@@ -707,137 +559,7 @@ class QuerySet(Generic[M]):
         refuses), that error is raised and the transaction can only be rolled back
         (:mod:`odm.resync`).
         """
-        if not values:
-            raise QueryError("update() needs at least one field=value")
-        compiled = compiler.compile_update_spec(self._model, values)
-        update = compiled.update
-        if self._query.nothing:
-            return 0  # checked like any update, sent nowhere
-        meta = self._model._meta
-        if meta.optimistic_lock:
-            version = meta.db_key(meta.version_field)
-            update.setdefault("$inc", {})[version] = 1
-        target, flush = self._write_target()
-        filter = target.filter
-        if filter is None or flush is not None:
-            filter = await self._write_filter(target, flush)
-        for path in compiled.matched_lists:
-            if not _mentions(filter, path):
-                raise QueryError(
-                    f"matched() writes the element of {path!r} that the filter matched, but "
-                    f"the filter does not test {path!r}: filter on it, or use each()",
-                    field=path,
-                )
-        options: dict[str, Any] = _collation(self._query)
-        single = _single(filter)
-        if compiled.needs and not single and current_unit_of_work() is None:
-            # Inside a transaction a refused document aborts it all: nothing to ask first.
-            await self._refuse_unfit(filter, located(compiled.needs, filter), options)
-        written = filter
-        if compiled.guards:
-            guards = located(compiled.guards, filter)
-            await self._refuse_guarded(filter, guards, options)
-            written = _without_guarded(filter, guards)
-        if compiled.array_filters:
-            options["array_filters"] = compiled.array_filters
-        write = executor.update_one if single else executor.update_many
-        result = await write(self._model, written, update, timeout=self._query.timeout, **options)
-        if flush is not None:  # the unit of work tracks documents: they may have changed
-            await resync.read_again(
-                flush, self._model, only=filter[ID_KEY] if single else None, write="update"
-            )
-        return int(result.matched_count)
-
-    async def _refuse_guarded(
-        self, filter: Mapping[str, Any], guards: Sequence[Guard], options: Mapping[str, Any]
-    ) -> None:
-        """Raise ``QueryError`` naming a matching document the update would leave unloadable
-        (:class:`odm.query.updates.Guard`): MongoDB would write it without complaint."""
-        for guard in guards:
-            raw = await self._guarded_document(filter, guard, options)
-            if raw is not None:
-                raise QueryError(
-                    f"{self._model.__name__} update: cannot write {guard.key!r}: the matching "
-                    f"document _id={raw.get(ID_KEY)!r} {guard.reason}, and would no longer "
-                    "load; nothing was written",
-                    field=guard.key,
-                )
-
-    async def _guarded_document(
-        self, filter: Mapping[str, Any], guard: Guard, options: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        """One matching document ``guard`` refuses (its ``_id``), or ``None``."""
-        pipeline = guard.pipeline(filter)
-        if pipeline is not None:
-            rows = await executor.aggregate_list(
-                self._model,
-                pipeline,
-                timeout=self._query.timeout,
-                read_preference="primary",
-                **options,
-            )
-            return rows[0] if rows else None
-        assert guard.bad is not None
-        probe = {"$and": [filter, guard.bad]} if filter else guard.bad
-        return await executor.find_one(
-            self._model,
-            probe,
-            projection={ID_KEY: 1},
-            timeout=self._query.timeout,
-            read_preference="primary",
-            **options,
-        )
-
-    async def _refuse_unfit(
-        self, filter: Mapping[str, Any], needs: Sequence[Need], options: Mapping[str, Any]
-    ) -> None:
-        """Raise ``QueryError`` before an ``update_many`` that a matching document would stop
-        part-way: one holding what the update's operator refuses (``F("n") + 1`` where ``n``
-        is null or a list, ``F("tags").push(x)`` where ``tags`` is null), or something other
-        than a document where the update writes inside it (``address__n=1`` where
-        ``address`` is null).
-
-        MongoDB stops an ``update_many`` at such a document and keeps what it wrote before
-        it: asked first, nothing is written. One ``find`` of at most one document (and, when
-        one is refused for what an element holds, one per value checked, to name it). (A
-        document changed between the check and the write is still refused by the server,
-        and :mod:`odm.executor` says what that left.)
-        """
-        unfit = [need.unfit() for need in needs]
-        either = unfit[0] if len(unfit) == 1 else {"$or": unfit}
-        read = {
-            "projection": dict.fromkeys({(n.within or n.path).split(".")[0] for n in needs}, 1),
-            "timeout": self._query.timeout,
-            "read_preference": "primary",
-            **options,
-        }
-        raw = await executor.find_one(
-            self._model, {"$and": [filter, either]} if filter else either, **read
-        )
-        if raw is None:
-            return
-        need = await self._refused_need(raw, needs, unfit, read)
-        raise QueryError(_unfit_message(self._model, raw, need), field=need.key)
-
-    async def _refused_need(
-        self,
-        raw: Mapping[str, Any],
-        needs: Sequence[Need],
-        unfit: Sequence[Mapping[str, Any]],
-        read: Mapping[str, Any],
-    ) -> Need:
-        """The first of ``needs`` the document ``raw`` (which one of them refuses) fails: told
-        from its values for a field of the document, asked of the server for a field of the
-        elements (the condition choosing them is in the query language)."""
-        for need in needs:
-            if need.within is None and not need.fits(value_at(raw, need.path)):
-                return need
-        for need, test in zip(needs, unfit, strict=True):
-            if need.within is not None and await executor.find_one(
-                self._model, {ID_KEY: raw[ID_KEY], **test}, **read
-            ):
-                return need
-        return needs[0]  # changed since: the server's refusal would have named it
+        return await filtered_writes.update(self._model, self._query, values)
 
     async def delete(self) -> int:
         """Delete every matching document in one ``delete_many``; return how many
@@ -846,22 +568,7 @@ class QuerySet(Generic[M]):
         Per-instance hooks and signals do not run (as with Django's bulk delete they would
         need every document loaded); delete instances one by one when they must.
         """
-        if self._query.nothing:
-            return 0
-        target, flush = self._write_target()
-        filter = target.filter
-        if filter is None or flush is not None:
-            filter = await self._write_filter(target, flush)
-        single = _single(filter)
-        write = executor.delete_one if single else executor.delete_many
-        result = await write(
-            self._model, filter, timeout=self._query.timeout, **_collation(self._query)
-        )
-        if flush is not None:  # the unit of work tracks documents: some may be gone
-            await resync.read_again(
-                flush, self._model, only=filter[ID_KEY] if single else None, write="delete"
-            )
-        return int(result.deleted_count)
+        return await filtered_writes.delete(self._model, self._query)
 
     async def get_or_create(
         self, defaults: Mapping[str, Any] | None = None, **kwargs: Any
@@ -881,53 +588,9 @@ class QuerySet(Generic[M]):
         (``filter(owner=me).get_or_create(defaults=...)``): on an unfiltered one a
         ``QueryError`` is raised, since ``get()`` would return whichever document exists.
         """
-        checked = _checked_defaults(self._model, defaults, kwargs, "get_or_create")
-        self._refuse_no_lookup("get_or_create", kwargs)
-        return await self._get_or_create(checked, kwargs)
-
-    def _refuse_no_lookup(self, method: str, lookups: Mapping[str, Any]) -> None:
-        """Raise ``QueryError`` when ``method`` (``get_or_create`` / ``update_or_create``) has
-        no lookup keyword and this queryset no filter of its own.
-
-        Its ``get()`` would then match every document: it would return whichever one exists
-        (another user's, when a request body held only ``defaults``) or raise
-        ``MultipleObjectsReturned``. ``none()`` matches nothing, so it is left to create.
-        """
-        query = self._query
-        if lookups or query.where or query.nothing:
-            return
-        model = self._model.__name__
-        raise QueryError(
-            f"{method}() needs a lookup: with none, and no filter on the queryset, it would "
-            f"return whichever {model} document exists (or raise MultipleObjectsReturned); "
-            f"name the document ({method}(field=value, ...)) or filter first "
-            f"({model}.objects.filter(owner=...).{method}(...))"
-        )
-
-    async def _get_or_create(
-        self, checked: dict[str, Any], lookups: dict[str, Any]
-    ) -> tuple[M, bool]:
-        """:meth:`get_or_create` with its checked defaults and its lookups apart, so that
-        :meth:`update_or_create` can pass a lookup on a field named ``defaults``."""
-        try:
-            return await self.get(**lookups), False
-        except DoesNotExist:
-            pass
-        document = self._model(**_plain_fields(lookups), **checked)
-        try:
-            await document.insert(timeout=self._query.timeout)
-        except DuplicateKey:
-            if current_unit_of_work() is not None:
-                # The server aborted the transaction with the failed insert: a second get()
-                # cannot run in it. Inside a transaction the conflicting document was there
-                # before the get() above (a later concurrent insert is a WriteConflict,
-                # which atomic() retries), so it does not match: say so.
-                raise
-            try:
-                return await self.get(**lookups), False
-            except DoesNotExist:
-                raise
-        return document, True
+        checked = checked_defaults(self._model, defaults, kwargs, "get_or_create")
+        refuse_no_lookup(self._model, self._query, "get_or_create", kwargs)
+        return await get_or_insert(self.get, self._model, checked, kwargs, self._query.timeout)
 
     async def update_or_create(
         self, defaults: Mapping[str, Any] | None = None, /, **kwargs: Any
@@ -949,11 +612,13 @@ class QuerySet(Generic[M]):
                 f"{self._model.__name__} has no field 'defaults'",
                 field="defaults",
             )
-        checked = _checked_defaults(self._model, defaults, kwargs, "update_or_create")
-        self._refuse_no_lookup("update_or_create", kwargs)
+        checked = checked_defaults(self._model, defaults, kwargs, "update_or_create")
+        refuse_no_lookup(self._model, self._query, "update_or_create", kwargs)
         # Not self.get_or_create(checked, **kwargs): a lookup `defaults=` would bind its
         # parameter a second time (a TypeError).
-        document, created = await self._get_or_create(checked, kwargs)
+        document, created = await get_or_insert(
+            self.get, self._model, checked, kwargs, self._query.timeout
+        )
         if not created and checked:
             for name, value in checked.items():
                 setattr(document, name, value)
@@ -1043,22 +708,7 @@ class QuerySet(Generic[M]):
         index it would use; ``{}`` after ``none()``, which sends nothing)."""
         if self._query.nothing:
             return {}
-        compiled = compiler.compile_query(self._query)
-        name = self._model._meta.collection
-        command: dict[str, Any]
-        if isinstance(compiled, compiler.CompiledFind):
-            command = {"find": name, "filter": compiled.filter}
-            if compiled.projection is not None:
-                command["projection"] = compiled.projection
-            if compiled.sort:
-                command["sort"] = dict(compiled.sort)
-            if compiled.skip:
-                command["skip"] = compiled.skip
-            if compiled.limit:
-                command["limit"] = compiled.limit
-        else:
-            command = {"aggregate": name, "pipeline": compiled.pipeline, "cursor": {}}
-        command.update(_collation(self._query))
+        command = compiler.explain_command(self._query)
         return await executor.explain(self._model, command, timeout=self._query.timeout)
 
     def watch(
@@ -1191,252 +841,7 @@ def _sync_misuse(what: str, instead: str) -> str:
     )
 
 
-def _single(filter: Mapping[str, Any]) -> bool:
-    """Tell whether ``filter`` can match one document at most: ``_id`` equals one value."""
-    value = filter.get(ID_KEY, _MISSING)
-    if type(value) in _PLAIN_IDS:  # the usual ids, told without the Mapping ABC's check
-        return True
-    return value is not _MISSING and not isinstance(value, Mapping | list)
-
-
-_MISSING = object()
-
-#: What :func:`_unfit_value` answers when the refused value cannot be told (the document
-#: changed since it was refused).
-_UNTOLD = object()
-
-#: What each alias of :class:`odm.query.updates.Need` asks for, for messages.
-_NEEDED: dict[str, str] = {
-    "number": "a number",
-    "array": "a list",
-    "object": "a document",
-    "container": "a document or a list",
-}
-
-
-def _unfit_message(model: type[Any], raw: Mapping[str, Any], need: Need) -> str:
-    """The error of an update ``need`` refuses in the document ``raw``: which document, what
-    it holds where, and how to go on."""
-    needed = _NEEDED[need.alias]
-    value = _unfit_value(raw, need)
-    if value is MISSING:
-        held = "nothing"
-    elif value is None:
-        held = "null"
-    elif value is _UNTOLD:
-        held = "another value"
-    else:
-        held = f"a {type(value).__name__}"
-    where = "there" if need.label == need.key else f"at {need.label!r}"
-    if need.of is not None:
-        where = f"in an element of {need.of!r}" + (f" at {need.label!r}" if need.path else "")
-    leave = ""
-    if value is None and need.within is None:
-        leave = f"leave such documents out (filter({need.label}__isnull=False)) or "
-    return (
-        f"{model.__name__} update: cannot write {need.key!r}: the matching document "
-        f"_id={raw.get(ID_KEY)!r} holds {held} {where}, not {needed}, and MongoDB would stop "
-        f"the update at it, keeping what it wrote before; nothing was written; {leave}store "
-        f"{needed} there first"
-    )
-
-
-def _unfit_value(raw: Mapping[str, Any], need: Need) -> Any:
-    """What ``raw`` holds where ``need`` refuses it (in an element: the first element whose
-    value it refuses), ``MISSING`` for nothing, ``_UNTOLD`` when it cannot be told."""
-    if need.within is None:
-        return value_at(raw, need.path)
-    elements = value_at(raw, need.within)
-    for element in elements if isinstance(elements, list) else ():
-        value = value_at(element, need.path) if need.path else element
-        if not need.fits(value):
-            return value
-    return _UNTOLD
-
-
-#: The types of most ids: none is a Mapping or a list.
-_PLAIN_IDS = frozenset({ObjectId, str, int})
-
-
 def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:
     parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     text = ", ".join(parts) or "the queryset's filter"
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _checked_defaults(
-    model: type[Any], defaults: Any, lookups: Mapping[str, Any], what: str
-) -> dict[str, Any]:
-    """Return ``defaults`` keyed by field name after checking that it maps fields of ``model``
-    to values and shares no field with ``lookups`` (which would be given twice to the model)."""
-    if defaults is None:
-        return {}
-    fields = model.model_fields
-    # get_or_create(defaults=...) on a model with such a field: the caller (or a request body)
-    # most likely meant the field, which only `defaults__exact=` looks up (as in Django).
-    hint = (
-        "; look the field 'defaults' up with defaults__exact="
-        if what == "get_or_create" and "defaults" in fields
-        else ""
-    )
-    if not isinstance(defaults, Mapping):
-        raise QueryError(
-            f"{what}(): defaults must be a mapping of field names to values, not "
-            f"{type(defaults).__name__}{hint}",
-            field="defaults",
-        )
-    aliases: dict[str, str] = {}
-    for name, info in fields.items():
-        if info.alias is not None:
-            aliases[info.alias] = name
-    unknown = [k for k in defaults if k not in fields and k not in aliases]
-    if unknown:
-        raise QueryError(
-            f"{what}(): defaults name no field of {model.__name__}: "
-            + ", ".join(repr(k) for k in unknown)
-            + hint,
-            field=str(unknown[0]),
-        )
-    given = {aliases.get(k, k) for k in _plain_fields(lookups)}
-    twice = sorted(k for k in defaults if aliases.get(k, k) in given)
-    if twice:
-        raise QueryError(
-            f"{what}(): {', '.join(repr(k) for k in twice)} both in the lookup and in "
-            "defaults; give each field once",
-            field=twice[0],
-        )
-    return {str(aliases.get(k, k)): v for k, v in defaults.items()}
-
-
-def _plain_fields(lookups: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep the ``field=value`` / ``field__exact=value`` items of ``get_or_create`` kwargs."""
-    fields: dict[str, Any] = {}
-    for key, value in lookups.items():
-        name = key.removesuffix("__exact")
-        if "__" not in name:
-            fields[name] = value
-    return fields
-
-
-def _collation(query: Query) -> dict[str, Any]:
-    """Return ``{"collation": ...}`` for a driver call when the queryset has one, else ``{}``."""
-    collation = query.extras.collation
-    return {} if collation is None else {"collation": collation}
-
-
-def _shape_rows(
-    query: Query, rows: list[dict[str, Any]], mode: str, names: tuple[str, ...]
-) -> list[Any]:
-    """Return ``values()`` rows as dicts, tuples or values, each value in its field's Python
-    type (:mod:`odm.query.results`); a distance or score is a float as it came."""
-    computed = query.extras.computed
-    typed = tuple(n for n in names if n not in computed) if computed else names
-    convert = row_converter(query.model, typed, query.annotations)
-    rows = [convert(row) for row in rows]
-    if mode == "dicts":
-        return rows
-    if mode == "flat":
-        name = names[0]
-        return [row.get(name) for row in rows]
-    return [tuple(row.get(name) for name in names) for row in rows]
-
-
-def _attach(
-    documents: list[Any], relation: compiler.Related, targets: list[Any], lenient: bool
-) -> None:
-    """Put each joined document of ``relation`` into its row's Reference."""
-    present = [(i, t) for i, t in enumerate(targets) if isinstance(t, dict)]
-    if not present:
-        return
-    loaded = load_documents(relation.target, [t for _, t in present], lenient=lenient)
-    path = relation.path.split("__")
-    for (position, _), target in zip(present, loaded, strict=True):
-        owner = documents[position]
-        if isinstance(owner, Invalid) or isinstance(target, Invalid):
-            continue
-        for name in path[:-1]:
-            owner = _through_reference(getattr(owner, name, None))
-        reference = getattr(owner, path[-1], None) if owner is not None else None
-        if isinstance(reference, Reference):
-            reference.document = target
-
-
-def _without_guarded(filter: Mapping[str, Any], guards: Sequence[Guard]) -> dict[str, Any]:
-    """``filter`` leaving out the documents the guards match: one changed since the check
-    is not written, rather than broken."""
-    bad = [guard.bad for guard in guards if guard.bad is not None]
-    if not bad:  # only aggregations tell these: the check is all there is
-        return dict(filter)
-    kept = {"$nor": bad}
-    return {"$and": [filter, kept]} if filter else kept
-
-
-def _through_reference(value: Any) -> Any:
-    """Step from a value on a ``select_related`` path to the object holding the next name:
-    through a Reference, its (already attached, parents first) document."""
-    return value.document if isinstance(value, Reference) else value
-
-
-def _reference_field(model: type[Any], name: str) -> type[Any]:
-    """The target class of ``model``'s Reference field ``name`` (or list of them)."""
-    try:
-        info = model.model_fields.get(name)
-    except TypeError:  # an unhashable name (a list or dict from a request body)
-        raise not_a_field_name("prefetch_related", name) from None
-    target = reference_target(info.annotation) if info is not None else None
-    if target is None:
-        if not isinstance(name, str):
-            raise not_a_field_name("prefetch_related", name)
-        raise QueryError(
-            f"prefetch_related({name!r}): {model.__name__}.{name} is not a Reference or a "
-            "list of References",
-            field=name,
-        )
-    return target
-
-
-async def _prefetch(
-    model: type[Any], documents: list[Any], paths: tuple[str, ...], options: dict[str, Any]
-) -> None:
-    """Load the references of ``paths`` with one query per path and attach them."""
-    for name in dict.fromkeys(paths):
-        target = _reference_field(model, name)
-        references: list[Reference[Any]] = []
-        for document in documents:
-            value = getattr(document, name, None)
-            if isinstance(value, Reference):
-                references.append(value)
-            elif isinstance(value, list):
-                references.extend(v for v in value if isinstance(v, Reference))
-        ids = list({ref.id for ref in references if ref.id is not None})
-        if not ids:
-            continue
-        raws = await executor.find_list(
-            target, {ID_KEY: {"$in": ids}, **target._meta.class_filter()}, **options
-        )
-        by_id = {doc.id: doc for doc in load_documents(target, raws, lenient=False)}
-        for ref in references:
-            ref.document = by_id.get(ref.id)
-
-
-def _load_partial(model: type[Any], raws: list[dict[str, Any]], query: Query) -> list[Any]:
-    """Build documents from a projection: loaded fields validated, the others left unset.
-
-    Such documents are read-only views: ``save()`` refuses them (it would not know the
-    fields that were not loaded).
-    """
-    return load_partial(
-        model, raws, only=query.only_fields, deferred=query.deferred, lenient=query.lenient
-    )
-
-
-def _mentions(filter: Mapping[str, Any], path: str) -> bool:
-    """Tell whether a filter tests the stored ``path`` or a path inside it (what ``$`` needs
-    to know which element was matched)."""
-    for key, value in filter.items():
-        if key in ("$and", "$or", "$nor"):
-            if any(_mentions(part, path) for part in value):
-                return True
-        elif key == path or key.startswith(path + "."):
-            return True
-    return False

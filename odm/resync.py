@@ -10,7 +10,7 @@ the same after a bulk update (``synchronize_session="fetch"``); Django has no id
 Each held document of the collection is read in one ``find`` by ``_id`` (in the transaction, so
 it sees the write): one the write deleted is no longer stored (``save()`` would insert it again,
 as after ``delete()``); one it changed takes the stored values and snapshot, as ``refresh()``
-does. The autoflush before the write (``QuerySet._write_target``) sent their own changes
+does. The autoflush before the write (``odm.filtered_writes.write_target``) sent their own changes
 first, so no value of the user's is replaced. Every change is noted in the journal, so that an
 abort takes it back (:mod:`odm.journal`).
 

@@ -64,6 +64,7 @@ __all__ = [
     "compile_update",
     "compile_update_spec",
     "compile_write",
+    "explain_command",
     "explain_query",
     "jsonable",
 ]
@@ -259,6 +260,30 @@ def _general_pipeline(query: Query) -> CompiledPipeline:
 def explain_query(query: Query) -> dict[str, Any]:
     """Return what the queryset will send, as JSON: ``{"find": ...}`` or ``{"aggregate": ...}``."""
     return compile_query(query).explain()
+
+
+def explain_command(query: Query) -> dict[str, Any]:
+    """Return the command whose plan ``explain()`` asks the server for: the ``find`` or the
+    ``aggregate`` the queryset sends, with its collation."""
+    compiled = compile_query(query)
+    name = query.model._meta.collection
+    command: dict[str, Any]
+    if isinstance(compiled, CompiledFind):
+        command = {"find": name, "filter": compiled.filter}
+        if compiled.projection is not None:
+            command["projection"] = compiled.projection
+        if compiled.sort:
+            command["sort"] = dict(compiled.sort)
+        if compiled.skip:
+            command["skip"] = compiled.skip
+        if compiled.limit:
+            command["limit"] = compiled.limit
+    else:
+        command = {"aggregate": name, "pipeline": compiled.pipeline, "cursor": {}}
+    collation = query.extras.collation
+    if collation is not None:
+        command["collation"] = collation
+    return command
 
 
 def compile_count(query: Query) -> CompiledCount:

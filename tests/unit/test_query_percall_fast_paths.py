@@ -38,13 +38,13 @@ import odm
 from odm import F, Q, executor, server_transactions
 from odm.drivers import _NOT_AWAITABLE, resolve
 from odm.exceptions import DuplicateKey, OperationTimeout, QueryError
+from odm.filtered_writes import _single
 from odm.models.derived import expire_all, table
 from odm.query import Query, compiler, paths
 from odm.query.compiler import CompiledPipeline, compile_query
 from odm.query.lookups import Exact
 from odm.query.updates import _UPDATE_TARGETS, compile_update_spec
 from odm.query.where import compile_kwargs, key_plan
-from odm.queryset import _single
 
 
 class Tone(enum.StrEnum):

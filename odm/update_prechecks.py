@@ -1,0 +1,221 @@
+"""The checks a queryset's ``update()`` runs before it writes, and the filter it writes with.
+
+MongoDB stops an ``update_many`` at a document holding what an operator refuses, keeping what
+it wrote before it, and writes without complaint a list its model can no longer load. The
+compiled update carries what a matching document must hold and must not become
+(:mod:`odm.query.update_checks`); here they are asked of the server (one ``find`` or
+aggregation of at most one document each), and a document that fails one is named in a
+``QueryError`` before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import executor
+from .exceptions import QueryError
+from .models.options import ID_KEY
+from .query.update_checks import MISSING, Guard, Need, located, value_at
+from .query.updates import CompiledUpdate
+from .session import current_unit_of_work
+
+__all__ = ["checked_filter"]
+
+
+async def checked_filter(
+    model: type[Any],
+    filter: dict[str, Any],
+    compiled: CompiledUpdate,
+    *,
+    single: bool,
+    timeout: float | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Run the checks of ``compiled`` against the documents ``filter`` matches (``single``:
+    it matches one at most) and return the filter to write with: ``filter`` leaving out the
+    documents a guard refuses. ``options``: the queryset's collation, if any."""
+    _refuse_unmatched_lists(filter, compiled.matched_lists)
+    # The checks read from the primary, where the write goes.
+    read = {"timeout": timeout, "read_preference": "primary", **options}
+    if compiled.needs and not single and current_unit_of_work() is None:
+        # Inside a transaction a refused document aborts it all: nothing to ask first.
+        await _refuse_unfit(model, filter, located(compiled.needs, filter), read)
+    if not compiled.guards:
+        return filter
+    guards = located(compiled.guards, filter)
+    await _refuse_guarded(model, filter, guards, read)
+    return _without_guarded(filter, guards)
+
+
+def _refuse_unmatched_lists(filter: Mapping[str, Any], matched_lists: Sequence[str]) -> None:
+    """Refuse a ``matched()`` update of a list the filter does not test: ``$`` would have no
+    element to write."""
+    for path in matched_lists:
+        if not _mentions(filter, path):
+            raise QueryError(
+                f"matched() writes the element of {path!r} that the filter matched, but "
+                f"the filter does not test {path!r}: filter on it, or use each()",
+                field=path,
+            )
+
+
+def _mentions(filter: Mapping[str, Any], path: str) -> bool:
+    """Tell whether a filter tests the stored ``path`` or a path inside it (what ``$`` needs
+    to know which element was matched)."""
+    for key, value in filter.items():
+        if key in ("$and", "$or", "$nor"):
+            if any(_mentions(part, path) for part in value):
+                return True
+        elif key == path or key.startswith(path + "."):
+            return True
+    return False
+
+
+# -- needs: what a matching document must hold ------------------------------------------------
+
+
+async def _refuse_unfit(
+    model: type[Any], filter: Mapping[str, Any], needs: Sequence[Need], read: Mapping[str, Any]
+) -> None:
+    """Raise ``QueryError`` before an ``update_many`` that a matching document would stop
+    part-way: one holding what the update's operator refuses (``F("n") + 1`` where ``n``
+    is null or a list, ``F("tags").push(x)`` where ``tags`` is null), or something other
+    than a document where the update writes inside it (``address__n=1`` where
+    ``address`` is null).
+
+    MongoDB stops an ``update_many`` at such a document and keeps what it wrote before
+    it: asked first, nothing is written. One ``find`` of at most one document (and, when
+    one is refused for what an element holds, one per value checked, to name it). (A
+    document changed between the check and the write is still refused by the server,
+    and :mod:`odm.executor` says what that left.) ``read``: the options of the finds.
+    """
+    unfit = [need.unfit() for need in needs]
+    either = unfit[0] if len(unfit) == 1 else {"$or": unfit}
+    projected = {
+        "projection": dict.fromkeys({(n.within or n.path).split(".")[0] for n in needs}, 1),
+        **read,
+    }
+    probe = {"$and": [filter, either]} if filter else either
+    raw = await executor.find_one(model, probe, **projected)
+    if raw is None:
+        return
+    need = await _refused_need(model, raw, needs, unfit, projected)
+    raise QueryError(_unfit_message(model, raw, need), field=need.key)
+
+
+async def _refused_need(
+    model: type[Any],
+    raw: Mapping[str, Any],
+    needs: Sequence[Need],
+    unfit: Sequence[Mapping[str, Any]],
+    read: Mapping[str, Any],
+) -> Need:
+    """The first of ``needs`` the document ``raw`` (which one of them refuses) fails: told
+    from its values for a field of the document, asked of the server for a field of the
+    elements (the condition choosing them is in the query language)."""
+    for need in needs:
+        if need.within is None and not need.fits(value_at(raw, need.path)):
+            return need
+    for need, test in zip(needs, unfit, strict=True):
+        if need.within is not None and await executor.find_one(
+            model, {ID_KEY: raw[ID_KEY], **test}, **read
+        ):
+            return need
+    return needs[0]  # changed since: the server's refusal would have named it
+
+
+#: What :func:`_unfit_value` answers when the refused value cannot be told (the document
+#: changed since it was refused).
+_UNTOLD = object()
+
+#: What each alias of :class:`odm.query.update_checks.Need` asks for, for messages.
+_NEEDED: dict[str, str] = {
+    "number": "a number",
+    "array": "a list",
+    "object": "a document",
+    "container": "a document or a list",
+}
+
+
+def _unfit_message(model: type[Any], raw: Mapping[str, Any], need: Need) -> str:
+    """The error of an update ``need`` refuses in the document ``raw``: which document, what
+    it holds where, and how to go on."""
+    needed = _NEEDED[need.alias]
+    value = _unfit_value(raw, need)
+    if value is MISSING:
+        held = "nothing"
+    elif value is None:
+        held = "null"
+    elif value is _UNTOLD:
+        held = "another value"
+    else:
+        held = f"a {type(value).__name__}"
+    where = "there" if need.label == need.key else f"at {need.label!r}"
+    if need.of is not None:
+        where = f"in an element of {need.of!r}" + (f" at {need.label!r}" if need.path else "")
+    leave = ""
+    if value is None and need.within is None:
+        leave = f"leave such documents out (filter({need.label}__isnull=False)) or "
+    return (
+        f"{model.__name__} update: cannot write {need.key!r}: the matching document "
+        f"_id={raw.get(ID_KEY)!r} holds {held} {where}, not {needed}, and MongoDB would stop "
+        f"the update at it, keeping what it wrote before; nothing was written; {leave}store "
+        f"{needed} there first"
+    )
+
+
+def _unfit_value(raw: Mapping[str, Any], need: Need) -> Any:
+    """What ``raw`` holds where ``need`` refuses it (in an element: the first element whose
+    value it refuses), ``MISSING`` for nothing, ``_UNTOLD`` when it cannot be told."""
+    if need.within is None:
+        return value_at(raw, need.path)
+    elements = value_at(raw, need.within)
+    for element in elements if isinstance(elements, list) else ():
+        value = value_at(element, need.path) if need.path else element
+        if not need.fits(value):
+            return value
+    return _UNTOLD
+
+
+# -- guards: what a matching document must not become -----------------------------------------
+
+
+async def _refuse_guarded(
+    model: type[Any], filter: Mapping[str, Any], guards: Sequence[Guard], read: Mapping[str, Any]
+) -> None:
+    """Raise ``QueryError`` naming a matching document the update would leave unloadable
+    (:class:`odm.query.update_checks.Guard`): MongoDB would write it without complaint.
+    ``read``: the options of the reads."""
+    for guard in guards:
+        raw = await _guarded_document(model, filter, guard, read)
+        if raw is not None:
+            raise QueryError(
+                f"{model.__name__} update: cannot write {guard.key!r}: the matching "
+                f"document _id={raw.get(ID_KEY)!r} {guard.reason}, and would no longer "
+                "load; nothing was written",
+                field=guard.key,
+            )
+
+
+async def _guarded_document(
+    model: type[Any], filter: Mapping[str, Any], guard: Guard, read: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """One matching document ``guard`` refuses (its ``_id``), or ``None``."""
+    pipeline = guard.pipeline(filter)
+    if pipeline is not None:
+        rows = await executor.aggregate_list(model, pipeline, **read)
+        return rows[0] if rows else None
+    assert guard.bad is not None
+    probe = {"$and": [filter, guard.bad]} if filter else guard.bad
+    return await executor.find_one(model, probe, projection={ID_KEY: 1}, **read)
+
+
+def _without_guarded(filter: Mapping[str, Any], guards: Sequence[Guard]) -> dict[str, Any]:
+    """``filter`` leaving out the documents the guards match: one changed since the check
+    is not written, rather than broken."""
+    bad = [guard.bad for guard in guards if guard.bad is not None]
+    if not bad:  # only aggregations tell these: the check is all there is
+        return dict(filter)
+    kept = {"$nor": bad}
+    return {"$and": [filter, kept]} if filter else kept
