@@ -51,7 +51,9 @@ def _length_limit(field_type: FieldType, name: str) -> int | None:
 def position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[Guard]:
     """Check each list position in ``key`` (``scores__5``): past the list's ``max_length``
     it is refused here; past the end of a stored list MongoDB pads the list with nulls,
-    which a guard keeps from a list whose elements cannot be null."""
+    which a guard keeps from a list whose elements cannot be null; where no list is stored
+    at all it writes a document with the position as a key, which a guard keeps from any
+    list."""
     guards: list[Guard] = []
     stored = target.db_path.split(".")
     for index, name in enumerate(target.names):
@@ -70,11 +72,24 @@ def position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[Gu
                 field=key,
             )
         held = elements(model, list_type)
-        if position == 0 or held.positions is not None or held.item is None:
-            continue  # a tuple is stored whole, at its length
-        if held.item.nullable or held.item.kind is Kind.ANY:
-            continue
         prefix = ".".join(stored[:index])
+        pads = not (
+            position == 0
+            or held.positions is not None  # a tuple is stored whole, at its length
+            or held.item is None
+            or held.item.nullable
+            or held.item.kind is Kind.ANY
+        )
+        if not pads:
+            # No list there at all: MongoDB would write a document {"<position>": ...} in its
+            # place. (The padding guard below matches a missing list too.)
+            guards.append(Guard(
+                key,
+                {prefix: {"$exists": False}},
+                f"holds no list {list_key!r}: MongoDB would write a document with a key "
+                f"{name!r} there instead, which {list_type.label} cannot hold",
+            ))
+            continue
         guards.append(Guard(
             key,
             {f"{prefix}.{position - 1}": {"$exists": False}},

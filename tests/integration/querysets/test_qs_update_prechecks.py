@@ -311,3 +311,31 @@ async def test_exclude_of_arithmetic_over_a_null_keeps_the_row(odm_database: Any
         kept = [d.k for d in await PcDoc.objects.filter(**condition).order_by("k")]
         left = [d.k for d in await PcDoc.objects.exclude(**condition).order_by("k")]
         assert sorted(kept + left) == [0, 1, 2] and 1 in left, condition
+
+
+class PcTagged(Document):
+    """Lists a position is written into, where an older document stores none."""
+
+    k: int = 0
+    labels: list[str] | None = None
+    scores: list[int | None] = []
+
+    class Meta:
+        collection = "pc_tagged"
+
+
+@pytest.mark.parametrize(("key", "value"), [("labels__0", "x"), ("scores__3", 7)])
+async def test_a_position_where_no_list_is_stored_is_refused(
+    odm_database: Any, key: str, value: Any
+) -> None:
+    """MongoDB writes ``{"labels": {"0": "x"}}`` where no list is stored, a document its model
+    cannot load (also at a position past the end of a list whose elements may be null)."""
+    coll = odm_database[PcTagged._meta.collection]
+    await coll.insert_many([{"k": 0, "labels": ["a"], "scores": [1, 2, 3, 4]}, {"k": 1}])
+    before = [doc async for doc in coll.find({}, {"_id": 0}).sort("k", 1)]
+    with pytest.raises(QueryError, match=r"holds no list .*nothing was written") as caught:
+        await PcTagged.objects.all().update(**{key: value})
+    assert caught.value.field == key
+    assert [doc async for doc in coll.find({}, {"_id": 0}).sort("k", 1)] == before
+    assert await PcTagged.objects.filter(k=0).update(**{key: value}) == 1
+    assert len(await PcTagged.objects.all()) == 2  # every document still loads
