@@ -21,31 +21,31 @@ from tests.integration.admin.support import ADMIN_HEADER
 from tests.integration.admin.test_admin_bad_input import field_errors
 
 
-class S18Page(Document):
+class ItPage(Document):
     """A document named by a slug."""
 
     id: str
     title: str = ""
 
     class Meta:
-        collection = "s18_pages"
+        collection = "it_pages"
 
 
-class S18Seat(Document):
+class ItSeat(Document):
     """A document numbered by an int, referencing a page."""
 
     id: int
-    page: Reference[S18Page] | None = None
+    page: Reference[ItPage] | None = None
 
     class Meta:
-        collection = "s18_seats"
+        collection = "it_seats"
 
 
 @pytest.fixture
 async def pages(aiohttp_client: Any, odm_uri: str, odm_driver: DriverName) -> Client:
     """A client of the pages' and seats' admin, allowed in."""
-    admins = [ModelAdmin(S18Page, name="page"), ModelAdmin(S18Seat, name="seat")]
-    app = serving_app(odm_uri, odm_driver, [S18Page, S18Seat], admins)
+    admins = [ModelAdmin(ItPage, name="page"), ModelAdmin(ItSeat, name="seat")]
+    app = serving_app(odm_uri, odm_driver, [ItPage, ItSeat], admins)
     client: Client = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})
     return client
 
@@ -55,8 +55,8 @@ HOSTILE = "a/b?c#d e"
 
 
 async def test_a_document_of_any_id_type_has_its_pages(pages: Client) -> None:
-    await S18Page(id=HOSTILE, title="hostile").insert()
-    await S18Seat(id=7, page=await S18Page(id="home", title="Home").insert()).insert()
+    await ItPage(id=HOSTILE, title="hostile").insert()
+    await ItSeat(id=7, page=await ItPage(id="home", title="Home").insert()).insert()
     listed = await (await pages.get("/admin/page/")).text()
     links = set(re.findall(r'<td><a href="(/admin/page/[^"]*)"', listed))
     assert links == {"/admin/page/home/", "/admin/page/a%2Fb%3Fc%23d%20e/"}, links
@@ -67,7 +67,7 @@ async def test_a_document_of_any_id_type_has_its_pages(pages: Client) -> None:
     detail = await (await pages.get("/admin/seat/7/")).text()
     assert '<a class="reference" href="/admin/page/home/">Home (home)</a>' in detail, detail
     for path, wanted in [
-        ("/admin/seat/x/", "'x' is not an id of S18Seat"),
+        ("/admin/seat/x/", "'x' is not an id of ItSeat"),
         ("/admin/page/no/", ""),
     ]:
         response = await pages.get(path)
@@ -88,11 +88,11 @@ async def test_a_new_document_is_given_its_id(pages: Client) -> None:
     assert response.url.raw_path == "/admin/page/a%2Fb%3Fc%23d%20e/"
     response = await pages.post("/admin/seat/add/", data={"csrf_token": token, "id": "12"})
     assert response.status == 200 and response.url.path == "/admin/seat/12/"
-    assert [p.id for p in await S18Page.objects.all()] == [HOSTILE]
-    assert [s.id for s in await S18Seat.objects.all()] == [12]
+    assert [p.id for p in await ItPage.objects.all()] == [HOSTILE]
+    assert [s.id for s in await ItSeat.objects.all()] == [12]
     # Given once: an edit shows it, and refuses it as any read-only field.
     edit = await (await pages.get(URL("/admin/seat/12/edit/"))).text()
     assert '<span class="readonly" id="f-id">12</span>' in edit and 'name="id"' not in edit
     response = await pages.post("/admin/seat/12/edit/", data={"csrf_token": token, "id": "13"})
     assert response.status == 400
-    assert [s.id for s in await S18Seat.objects.all()] == [12]
+    assert [s.id for s in await ItSeat.objects.all()] == [12]

@@ -20,7 +20,7 @@ from tests.integration.admin.support import ADMIN_HEADER
 from tests.integration.admin.test_admin_bad_input import field_errors, textarea
 
 
-class S18Row(Embedded):
+class RaRow(Embedded):
     """A row with a JSON input and a number."""
 
     sku: str = ""
@@ -28,7 +28,7 @@ class S18Row(Embedded):
     data: dict[str, int] = {}
 
 
-class S18Place(Embedded):
+class RaPlace(Embedded):
     """An embedded model whose fields are stored under aliases."""
 
     zip_code: str = Field(default="", alias="zipCode", min_length=3)
@@ -37,23 +37,23 @@ class S18Place(Embedded):
     meta: dict[str, int] = Field(default={}, alias="m")
 
 
-class S18Sheet(Document):
+class RaSheet(Document):
     """Rows, and aliased fields at the top, in an embedded model and in its rows."""
 
     name: str = Field(default="", alias="nm")
     total: int = Field(default=0, alias="t")
-    rows: list[S18Row] = []
-    place: S18Place | None = None
-    places: list[S18Place] = []
+    rows: list[RaRow] = []
+    place: RaPlace | None = None
+    places: list[RaPlace] = []
 
     class Meta:
-        collection = "s18_sheets"
+        collection = "ra_sheets"
 
 
 @pytest.fixture
 async def sheets(aiohttp_client: Any, odm_uri: str, odm_driver: DriverName) -> Client:
     """A client of the sheets' admin, allowed in."""
-    app = serving_app(odm_uri, odm_driver, [S18Sheet], [ModelAdmin(S18Sheet, name="sheet")])
+    app = serving_app(odm_uri, odm_driver, [RaSheet], [ModelAdmin(RaSheet, name="sheet")])
     client: Client = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})
     return client
 
@@ -72,7 +72,7 @@ def general(text: str) -> list[str]:
 async def test_a_row_error_is_shown_at_the_row_it_is_about_whatever_its_posted_number(
     sheets: Client,
 ) -> None:
-    sheet = await S18Sheet(rows=[S18Row(sku="a"), S18Row(sku="b"), S18Row(sku="c")]).insert()
+    sheet = await RaSheet(rows=[RaRow(sku="a"), RaRow(sku="b"), RaRow(sku="c")]).insert()
     token = await csrf(sheets)
     path = f"/admin/sheet/{sheet.id}/edit/"
     # The first row removed: the second, with JSON that is not JSON, is the form's first row.
@@ -92,14 +92,14 @@ async def test_a_row_error_is_shown_at_the_row_it_is_about_whatever_its_posted_n
     assert sorted(shown) == ["rows.0.qty", "rows.1.data"], shown
     assert shown["rows.1.data"][0].startswith("not valid JSON")
     assert textarea(text, "rows.1.data") == "[1" and 'name="rows.1.sku" value="late"' in text
-    assert (await S18Sheet.objects.get(id=sheet.id)).rows == sheet.rows
+    assert (await RaSheet.objects.get(id=sheet.id)).rows == sheet.rows
 
 
 @pytest.mark.parametrize("page", ["add", "edit"])
 async def test_an_aliased_field_error_is_shown_at_its_input_at_any_depth(
     sheets: Client, page: str
 ) -> None:
-    sheet = await S18Sheet(name="s").insert()
+    sheet = await RaSheet(name="s").insert()
     token = await csrf(sheets)
     path = "/admin/sheet/add/" if page == "add" else f"/admin/sheet/{sheet.id}/edit/"
     huge = str(2**70)  # validates as an int, cannot be stored: the write names the stored key
@@ -116,7 +116,7 @@ async def test_an_aliased_field_error_is_shown_at_its_input_at_any_depth(
         text = await response.text()
         assert list(every_error(text)) == [input_name], (typed, every_error(text), general(text))
         assert general(text) == [], typed
-    assert [(s.name, s.total, s.place, s.places) for s in await S18Sheet.objects.all()] == [
+    assert [(s.name, s.total, s.place, s.places) for s in await RaSheet.objects.all()] == [
         ("s", 0, None, [])
     ]
 
@@ -138,4 +138,4 @@ async def test_an_aliased_field_error_is_shown_at_its_input_at_any_depth(
 def test_a_stored_location_is_named_by_the_fields(
     stored: tuple[int | str, ...], named: tuple[int | str, ...]
 ) -> None:
-    assert writes.named_location(S18Sheet, stored) == named
+    assert writes.named_location(RaSheet, stored) == named
