@@ -6,7 +6,7 @@ to raise; driver and pydantic errors that the ODM does not translate pass throug
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -67,7 +67,11 @@ class UnsavedReference(QueryError):
 
 
 class DoesNotExist(OdmError):
-    """No document matched a query that needed one; each model has its own subclass."""
+    """No document matched a query that needed one; each model has its own subclass
+    (``Model.DoesNotExist``), whose :attr:`model` is that model."""
+
+    #: The model whose query found nothing (``None`` on this base class, raised by hand).
+    model: ClassVar[type[Any] | None] = None
 
 
 class MultipleObjectsReturned(OdmError):

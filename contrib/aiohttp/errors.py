@@ -166,17 +166,13 @@ def _is_stored_document_error(exc: ValidationError) -> bool:
     return _STORED_DOCUMENT_TITLE in exc.title
 
 
-_MODEL_SUFFIX = ".DoesNotExist"
-
-
 def _not_found_detail(exc: DoesNotExist) -> str:
     """The 404's detail: the message of an ``odm.DoesNotExist`` raised by hand, or for a
     ``Model.DoesNotExist`` (the ODM's, whose message repeats the whole filter, values
     included) the model's name alone, as Django REST framework answers."""
-    qualname = type(exc).__qualname__
-    if type(exc) is not DoesNotExist and qualname.endswith(_MODEL_SUFFIX):
-        model = qualname.removesuffix(_MODEL_SUFFIX).rsplit(".", 1)[-1]
-        return f"no {model} matches the request"
+    model = type(exc).model
+    if model is not None:
+        return f"no {model.__name__} matches the request"
     return str(exc) or "no such document"
 
 

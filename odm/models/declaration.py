@@ -220,7 +220,11 @@ class DocumentMeta(ModelMetaclass):
         cls.DoesNotExist = type(  # type: ignore[attr-defined]
             "DoesNotExist",
             (getattr(cls, "DoesNotExist", DoesNotExist),),
-            {"__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}.DoesNotExist"},
+            {
+                "__module__": cls.__module__,
+                "__qualname__": f"{cls.__qualname__}.DoesNotExist",
+                "model": cls,
+            },
         )
         cls.MultipleObjectsReturned = type(  # type: ignore[attr-defined]
             "MultipleObjectsReturned",

@@ -88,6 +88,21 @@ def test_per_model_exceptions() -> None:
     assert DeclPerson.DoesNotExist is not Document.DoesNotExist
 
 
+def test_each_models_does_not_exist_names_its_model() -> None:
+    """What an error handler answers with (the aiohttp integration's 404 names the model,
+    not the filter) without parsing the class's name."""
+
+    class DeclNamed(Document):
+        name: str = ""
+
+        class Meta:
+            collection = "decl_named"
+
+    assert DeclPerson.DoesNotExist.model is DeclPerson
+    assert DeclNamed.DoesNotExist.model is DeclNamed
+    assert odm.DoesNotExist.model is None
+
+
 def test_a_manager_like_class_attribute_is_left_alone() -> None:
     class Manager:
         def __get__(self, instance: Any, owner: type[Any]) -> str:
