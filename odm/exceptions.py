@@ -161,7 +161,21 @@ class Invalid:
         return f"Invalid(_id={self.raw.get('_id')!r}, errors={self.error.error_count()})"
 
 
+STORED_DOCUMENT_MARK = " document _id="
+"""What the title of the ``ValidationError`` of a stored document that does not fit its model
+holds after the model's name (``"Customer document _id=ObjectId('...')"``); a class name
+holds no space, so no model's own validation title has it."""
+
+
+def is_stored_document_error(error: ValidationError) -> bool:
+    """Tell whether ``error`` says that a document read from the database does not fit its
+    model (odm names the model and the ``_id`` in its title): the stored data is at fault, not
+    the input of a request (an HTTP API answers 500, not 400)."""
+    return STORED_DOCUMENT_MARK in error.title
+
+
 __all__ = [
+    "STORED_DOCUMENT_MARK",
     "AlreadyConnected",
     "ConfigurationError",
     "ConnectionFailed",
@@ -181,4 +195,5 @@ __all__ = [
     "TransactionsNotSupported",
     "UnsavedReference",
     "ValidationError",
+    "is_stored_document_error",
 ]

@@ -53,6 +53,7 @@ from odm.exceptions import (
     OperationTimeout,
     QueryError,
     StaleDocument,
+    is_stored_document_error,
 )
 from odm.timeouts import is_timeout
 
@@ -154,18 +155,6 @@ def _is_write_conflict(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError")
 
 
-_STORED_DOCUMENT_TITLE = " document _id="
-"""What odm.models.loading puts in the title of the ValidationError of a stored document
-(``"Customer document _id=ObjectId('...')"``); a class name holds no space, so no model's own
-title has it."""
-
-
-def _is_stored_document_error(exc: ValidationError) -> bool:
-    """Whether ``exc`` says that a document read from the database does not fit its model:
-    the server's data is at fault, not the request."""
-    return _STORED_DOCUMENT_TITLE in exc.title
-
-
 def _not_found_detail(exc: DoesNotExist) -> str:
     """The 404's detail: the message of an ``odm.DoesNotExist`` raised by hand, or for a
     ``Model.DoesNotExist`` (the ODM's, whose message repeats the whole filter, values
@@ -181,7 +170,7 @@ def response_for(exc: Exception) -> web.Response | None:
     if isinstance(exc, DoesNotExist):
         return error_response(404, "not_found", _not_found_detail(exc))
     if isinstance(exc, ValidationError):
-        if _is_stored_document_error(exc):
+        if is_stored_document_error(exc):
             return None
         return error_response(400, "invalid", _field_errors(exc))
     if isinstance(exc, QueryError):

@@ -21,7 +21,7 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from ..exceptions import Invalid, QueryError
+from ..exceptions import STORED_DOCUMENT_MARK, Invalid, QueryError
 from ..gcpause import MIN_BATCH, paused_gc
 from ..session import current_unit_of_work
 from .copies import written
@@ -60,7 +60,7 @@ def _named_error(
         }
         for e in errors
     ]
-    title = f"{model.__name__} document _id={raw.get(ID_KEY)!r}"
+    title = f"{model.__name__}{STORED_DOCUMENT_MARK}{raw.get(ID_KEY)!r}"
     return _PydanticValidationError.from_exception_data(title, line_errors)
 
 

@@ -13,6 +13,7 @@ from odm.document import Document, Embedded
 from odm.models.declaration import collection_name
 from odm.models.fields import Field, Indexed, Reference, utcnow
 from odm.models.indexes import Index, index_differences
+from odm.models.loading import load_into
 from odm.registry import Registry, registry
 
 
@@ -323,3 +324,15 @@ def test_a_registry_is_an_instance() -> None:
     assert own.get("DeclPerson") is DeclPerson
     with pytest.raises(LookupError):
         own.get("Nobody")
+
+
+def test_a_stored_document_that_does_not_fit_is_told_from_bad_input() -> None:
+    """What an HTTP API answers 500 for (the database's data) and 400 for (the request's)."""
+    person = DeclPerson(email="a@example.org", name="Ann")
+    with pytest.raises(odm.ValidationError) as stored:
+        load_into(person, {"_id": person.id, "email": "a@example.org", "name": 5})
+    assert odm.exceptions.is_stored_document_error(stored.value)
+    assert f"DeclPerson document _id={person.id!r}" == stored.value.title
+    with pytest.raises(odm.ValidationError) as given:
+        DeclPerson(email="b@example.org", name=5)
+    assert not odm.exceptions.is_stored_document_error(given.value)
