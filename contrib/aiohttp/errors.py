@@ -133,13 +133,13 @@ def _duplicate_error(exc: BaseException) -> dict[str, Any] | None:
 
 
 def _duplicate_fields(exc: BaseException, error: dict[str, Any]) -> list[str]:
-    # The key pattern names the fields that clashed; the values (keyValue) are left out, as
-    # they may be personal data.
-    pattern = error.get("keyPattern") or {}
-    fields = getattr(exc, "fields", None)
-    if not pattern and isinstance(fields, list | tuple):
+    # The fields that clashed, not their values (keyValue), which may be personal data: as
+    # odm's DuplicateKey names them for its model (field names, as filter() takes them), else
+    # the server's key pattern (stored keys: a raw driver write).
+    fields = exc.fields if isinstance(exc, DuplicateKey) else ()
+    if fields:
         return [str(f) for f in fields]
-    return [str(name) for name in pattern]
+    return [str(name) for name in error.get("keyPattern") or {}]
 
 
 def _is_unreachable(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from pydantic import Field
 
 import odm
 from odm.contrib.aiohttp import json_response
@@ -86,3 +87,28 @@ async def test_a_path_cannot_forge_log_lines(
     line = record.getMessage()
     assert "\n" not in line and "\r" not in line, line
     assert line.startswith("GET /boom/x%0A2026-01-01"), line
+
+
+class Member(odm.Document):
+    """A field stored under another key than its name."""
+
+    email: str = Field(alias="em")
+
+    class Meta:
+        collection = "leak_members"
+
+
+async def test_a_duplicate_key_409_names_the_field_not_its_stored_key(make_client: Any) -> None:
+    routes = web.RouteTableDef()
+
+    @routes.post("/members")
+    async def join(request: web.Request) -> web.Response:
+        await Member(em="a@example.org").insert()
+        return json_response({}, status=201)
+
+    client = await make_client(routes, collections=("leak_members",))
+    await odm.get_database()["leak_members"].create_index("em", unique=True)
+    assert (await client.post("/members")).status == 201
+    response = await client.post("/members")
+    assert response.status == 409
+    assert await response.json() == {"error": "duplicate_key", "detail": {"fields": ["email"]}}
