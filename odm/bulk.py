@@ -38,7 +38,6 @@ leaves the one of an ``insert()``; their next ``save()`` reads first.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import aclosing, suppress
 from typing import Any
@@ -58,6 +57,7 @@ from .models.tracking import set_snapshots, unsure
 from .nesting import check_payload
 from .outcomes import outcome_unknown
 from .session import current_unit_of_work, operation_session
+from .timeouts import deadline_after, time_left
 
 __all__ = [
     "CHUNK",
@@ -214,7 +214,7 @@ class BulkInsert:
         a transaction the server did not abort makes it rollback-only (see :meth:`stored`)."""
         uow = current_unit_of_work()
         self._in_transaction = uow is not None
-        started = time.monotonic()
+        deadline = deadline_after(self.timeout)
         try:
             session = operation_session(self.model)  # here, in the calling task: it checks it
             try:
@@ -228,17 +228,10 @@ class BulkInsert:
                     if not self._refused and (self._inserted_count or self._partly_sent):
                         self._roll_back_only(uow, error)
                 elif self._answered and not cut_off:
-                    await self._learn_sent(self._time_left(started))
+                    await self._learn_sent(time_left(deadline, 0.0))
                 raise
         finally:
             self._mark()
-
-    def _time_left(self, started: float) -> float | None:
-        """Return what is left of ``timeout=`` since ``started`` (``None``: no timeout), or
-        ``0.0`` when nothing is."""
-        if self.timeout is None:
-            return None
-        return max(self.timeout - (time.monotonic() - started), 0.0)
 
     def _mark(self) -> None:
         """Make each document say what the database holds, as ``insert()`` does for one: the

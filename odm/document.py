@@ -8,7 +8,6 @@ creation is :mod:`odm.models.declaration`'s job; loading is :mod:`odm.models.loa
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import bson
@@ -34,6 +33,7 @@ from .models.writes import commit_update, prepare_update, write_filter
 from .outcomes import learn_outcome, mark_if_unknown
 from .queryset import DefaultManager
 from .session import current_unit_of_work
+from .timeouts import deadline_after
 
 _MODEL_DUMP = BaseModel.model_dump
 
@@ -235,7 +235,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
             )
         model = type(self)
         # Bounds the read a block may add after the update (UnitOfWork.saved) too.
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         # The hooks Document declares do nothing: only a class's own are awaited (a coroutine
         # each, on every save of the one-at-a-time loops).
         hooked = model.before_save is not Document.before_save

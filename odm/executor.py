@@ -17,7 +17,6 @@ import asyncio
 import datetime as _dt
 import enum
 import re
-import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import CoroutineType
@@ -48,7 +47,7 @@ from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
 from .session import current_session, current_unit_of_work, operation_session
-from .timeouts import check_timeout, is_timeout
+from .timeouts import check_timeout, deadline_after, is_timeout, time_left
 
 __all__ = [
     "CODEC_OPTIONS",
@@ -548,11 +547,11 @@ async def find(
         **options,
     )
     chunk = batch_size or 1000
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     what = "find"
     try:
         while True:
-            left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+            left = time_left(deadline, 1e-6)
             with _run(model, what, left, sort=sort):
                 batch: list[dict[str, Any]] = await _sent(cursor.to_list(chunk))
             if not batch:
@@ -643,7 +642,7 @@ async def aggregate(
     if batch_size:
         options["batchSize"] = batch_size
     chunk = batch_size or 1000
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     what = "aggregate"
     with _run(model, what, timeout):
         cursor = await drivers.aggregate(
@@ -651,7 +650,7 @@ async def aggregate(
         )
     try:
         while True:
-            left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+            left = time_left(deadline, 1e-6)
             with _run(model, what, left):
                 batch: list[dict[str, Any]] = await _sent(cursor.to_list(chunk))
             if not batch:

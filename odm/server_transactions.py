@@ -20,7 +20,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, Wr
 
 from . import drivers
 from .exceptions import OperationTimeout, TransactionsNotSupported
-from .timeouts import is_timeout, operation_timeout
+from .timeouts import is_timeout, operation_timeout, time_left
 
 #: Seconds a block (with its retries, and its commit's) may take unless ``timeout=`` says.
 DEFAULT_TIME_LIMIT = 120.0
@@ -94,7 +94,7 @@ async def commit(session: Any, deadline: float, bounded: bool) -> None:
     while True:
         try:
             if bounded:
-                left = max(deadline - time.monotonic(), 0.001)
+                left = time_left(deadline, 0.001)
                 with operation_timeout(left, "commitTransaction"):
                     await drivers.resolve(session.commit_transaction())
             else:

@@ -10,6 +10,7 @@ cancel mid-write and leave the outcome unknown).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,21 @@ def is_cut_off(exc: BaseException) -> bool:
     """Tell whether ``exc`` ended a call before its outcome was known: a cancellation, or a
     deadline that passed (:class:`odm.OperationTimeout` or the driver's own timeout error)."""
     return isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    """The ``time.monotonic()`` time at which a ``timeout=`` of ``seconds`` given now runs out
+    (``None``: no timeout, no deadline); :func:`time_left` tells what is left of it."""
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def time_left(deadline: float | None, at_least: float) -> float | None:
+    """Seconds left until ``deadline``, a ``time.monotonic()`` time (``None``: no deadline,
+    and so no timeout), and never less than ``at_least``: once it has passed, a call still
+    gets a timeout it runs out on at once (or, with ``at_least=0.0``, learns none is left)."""
+    if deadline is None:
+        return None
+    return max(deadline - time.monotonic(), at_least)
 
 
 def check_timeout(seconds: float | None) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -41,7 +40,7 @@ from .models.declaration import overrides
 from .models.options import ID_KEY
 from .server_transactions import ABORT_TIME_LIMIT, abort_server_transaction, commit_outcome_unknown
 from .shielding import shielded
-from .timeouts import is_cut_off
+from .timeouts import is_cut_off, time_left
 
 logger = logging.getLogger("odm.uow")
 
@@ -148,7 +147,7 @@ class UnitOfWork:
         model = tracking.collection_model(type(document))
         stored_id = tracking.stored_id(document)
         try:
-            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            timeout = time_left(deadline, 0.001)
             raw = await executor.find_one(model, {ID_KEY: stored_id}, timeout=timeout)
         except BaseException as error:
             self.rollback_only(
