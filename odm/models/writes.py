@@ -78,14 +78,22 @@ def write_filter(
     return filter
 
 
-def get_path(raw: Mapping[str, Any], path: str, missing: Any = None) -> Any:
-    """Return the value at the dotted stored ``path`` in ``raw``, or ``missing`` where a key on
-    the way is absent (or its parent is no sub-document)."""
+def get_path(raw: Any, path: str, missing: Any = None) -> Any:
+    """Return the value at the dotted stored ``path`` in ``raw``, through list positions
+    (``scores.2``), or ``missing`` where a key or position on the way is absent (or its parent
+    is neither a sub-document nor a list)."""
     value: Any = raw
     for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
+        if isinstance(value, Mapping):
+            if part not in value:
+                return missing
+            value = value[part]
+        elif isinstance(value, list) and part.isascii() and part.isdigit():
+            if int(part) >= len(value):
+                return missing
+            value = value[int(part)]
+        else:
             return missing
-        value = value[part]
     return value
 
 

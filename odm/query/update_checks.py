@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 import bson
 
 from ..models.options import ID_KEY
+from ..models.writes import get_path
 from .paths import SEP, FieldType, Kind, ResolvedPath, resolve
 
 __all__ = [
@@ -110,20 +111,8 @@ MISSING: Final = object()
 
 def value_at(raw: Any, path: str) -> Any:
     """The value at the stored ``path`` of a decoded document, through list positions
-    (``scores.2``), or :data:`MISSING`."""
-    value = raw
-    for part in path.split("."):
-        if isinstance(value, Mapping):
-            if part not in value:
-                return MISSING
-            value = value[part]
-        elif isinstance(value, list) and part.isascii() and part.isdigit():
-            if int(part) >= len(value):
-                return MISSING
-            value = value[int(part)]
-        else:
-            return MISSING
-    return value
+    (``scores.2``), or :data:`MISSING` (:func:`odm.models.writes.get_path`)."""
+    return get_path(raw, path, MISSING)
 
 
 def _unfit_tests(alias: str, required: bool) -> list[dict[str, Any]]:
