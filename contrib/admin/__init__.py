@@ -15,7 +15,7 @@ runs in one unit of work. See docs/admin.md.
 """
 
 from .options import ModelAdmin
-from .security import CSRF_COOKIE, CSRF_FIELD, local_only
+from .security import CSRF_COOKIE, CSRF_FIELD, CSRF_HOST_COOKIE, local_only
 from .setup import setup_admin
 from .site import ADMIN_SITE, AdminSite
 
@@ -23,6 +23,7 @@ __all__ = [
     "ADMIN_SITE",
     "CSRF_COOKIE",
     "CSRF_FIELD",
+    "CSRF_HOST_COOKIE",
     "AdminSite",
     "ModelAdmin",
     "local_only",

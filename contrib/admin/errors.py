@@ -18,7 +18,6 @@ from odm.exceptions import DoesNotExist, StaleDocument
 from ..aiohttp.middlewares import new_style
 from .forms import FormError
 from .listing import ListError
-from .security import CSRF_TOKEN
 from .site import ADMIN_SITE
 
 STALE_MESSAGE = (
@@ -49,7 +48,6 @@ def error_page(request: web.Request, status: int, title: str, message: str) -> w
         request,
         {
             "site": request.app[ADMIN_SITE],
-            "csrf_token": request.get(CSRF_TOKEN, ""),
             "title": title,
             "detail": message,
             "status": status,
@@ -57,6 +55,28 @@ def error_page(request: web.Request, status: int, title: str, message: str) -> w
         },
         status=status,
     )
+
+
+TOO_MANY_FIELDS_MARK = "form fields"
+"""What aiohttp's message says of its cap on a form's fields (and not of its cap on a body's
+size, the other 413 of ``request.post()``)."""
+
+
+def form_too_large_page(request: web.Request, error: web.HTTPRequestEntityTooLarge) -> web.Response:
+    """The admin's page (a 413) for a form aiohttp would not read: more fields, or more bytes,
+    than the application lets one request send; it names that limit and how to raise it."""
+    fields = getattr(request, "client_max_fields", 0)  # not in older aiohttp (no such cap)
+    if fields and TOO_MANY_FIELDS_MARK in (error.text or ""):
+        limit = f"more than {fields} fields, the most"
+        setting = "client_max_fields"
+    else:
+        limit = f"more than {getattr(request, 'client_max_size', 1024**2)} bytes, the most"
+        setting = "client_max_size"
+    message = (
+        f"The form holds {limit} one request may send: it was not read, and nothing was saved. "
+        f"The application sets that limit (web.Application({setting}=...))."
+    )
+    return error_page(request, 413, "Form too large", message)
 
 
 @new_style

@@ -3,7 +3,9 @@
 A field's input follows its annotation: text, numbers, a checkbox, a select for an enum, a
 ``datetime-local`` for a datetime (taken as UTC), a text input for a Decimal (kept exact), a
 select over the target model for a reference, a fieldset for an embedded model and one per row
-for a list of them, one line per item for a list of scalars, and JSON for anything else.
+for a list of them, one line per item for a list of scalars, and JSON for anything else, read
+as the aiohttp integration's ``json_body`` reads a body (``strict_loads``: no ``NaN``, no key
+twice).
 Input names are the field paths (``address.city``, ``lines.0.qty``), so that pydantic's error
 locations name the input they belong to. A posted name that is not such a path, or names a
 read-only field, is refused (:class:`FormError`): no field outside the model can be written.
@@ -27,6 +29,7 @@ from pydantic_core import PydanticUndefined
 
 from odm.models.fields import Reference, reference_target
 
+from ..aiohttp.strict_json import strict_loads
 from .options import strip_optional
 
 PICK = "_pick"
@@ -311,7 +314,7 @@ def _input_value(spec: FieldSpec, text: str, shown_key: str, errors: dict[str, s
         return _scalar_value(spec, text)
     try:
         return _json_value(spec, text.strip())
-    except (ValueError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
         errors[shown_key] = f"not valid JSON: {exc}"
         return Unparsed(text.strip())
 
@@ -320,7 +323,7 @@ def _json_value(spec: FieldSpec, text: str) -> Any:
     """The value of a JSON input: left empty, ``None`` for a nullable field, :data:`OMITTED`
     for a field with a default, else ``None`` (which pydantic refuses at the input)."""
     if text:
-        return json.loads(text)
+        return strict_loads(text)
     if spec.required or spec.nullable:
         return None
     return OMITTED

@@ -4,7 +4,10 @@ Nothing is served unless ``authorize`` allows it: there is no default allowance.
 token is a random value in an ``HttpOnly``, ``SameSite=Strict`` cookie that every form repeats
 in a hidden input (the double-submit pattern): another site can make a browser send the cookie
 but can neither read it nor guess it, so it cannot write the matching input. Over HTTPS the
-cookie is ``Secure`` too, so that the browser never sends it over plain HTTP.
+cookie is ``Secure`` too, so that the browser never sends it over plain HTTP, and named with the
+``__Host-`` prefix (``Path=/``, no ``Domain``), so that a sibling subdomain (or a page over
+plain HTTP) cannot plant a token of its choosing: browsers refuse such a cookie from anyone but
+the admin's own host over HTTPS, and the admin reads no other name over HTTPS.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..aiohttp.middlewares import new_style
+from .errors import form_too_large_page
 
 Authorize = Callable[[web.Request], bool | Awaitable[bool]]
 """Tells whether a request may use the admin (sync or async)."""
 
 CSRF_COOKIE = "odm_admin_csrf"
-"""The cookie holding the CSRF token."""
+"""The cookie holding the CSRF token over plain HTTP (local development), on the admin's path."""
+
+CSRF_HOST_COOKIE = "__Host-odm_admin_csrf"
+"""The cookie holding the CSRF token over HTTPS: ``Secure``, ``Path=/``, no ``Domain``, which
+browsers accept from the admin's own host over HTTPS only (a sibling subdomain cannot plant it)."""
 
 CSRF_FIELD = "csrf_token"
 """The hidden input every admin form carries."""
@@ -86,9 +94,9 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
 
     @new_style
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse unauthorized requests (403), POSTs whose body is not a readable form (400)
-        and POSTs without the right CSRF token (403); every answer carries
-        :data:`PAGE_HEADERS`."""
+        """Refuse unauthorized requests (403), POSTs whose body is not a readable form (400) or
+        is over the application's limits (413, the admin's page naming the limit), and POSTs
+        without the right CSRF token (403); every answer carries :data:`PAGE_HEADERS`."""
         try:
             response = await checked(request, handler)
         except web.HTTPException as exc:  # a redirect, raised
@@ -106,12 +114,15 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
             return _refused(
                 403, "Not authorized: this admin serves only whom its authorize callable allows."
             )
-        cookie = request.cookies.get(CSRF_COOKIE, "")
+        cookie = request.cookies.get(csrf_cookie_name(request), "")
         if not TOKEN_SHAPE.fullmatch(cookie):
             cookie = ""  # not a token the admin made: replaced, never used as one
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             try:
                 posted = (await request.post()).get(CSRF_FIELD, "")
+            except web.HTTPRequestEntityTooLarge as exc:
+                # aiohttp's bare text 413: the admin's own page, saying which limit.
+                return form_too_large_page(request, exc)
             except (ValueError, LookupError):  # not UTF-8, an unknown charset, bad multipart
                 return _refused(400, UNREADABLE_FORM)
             if (
@@ -146,17 +157,31 @@ def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def csrf_cookie_name(request: web.Request) -> str:
+    """The name of the CSRF cookie for ``request``: :data:`CSRF_HOST_COOKIE` over HTTPS,
+    :data:`CSRF_COOKIE` over plain HTTP. Only that name is read: over HTTPS, a token under the
+    plain name may have been planted by a sibling subdomain, and is no token."""
+    return CSRF_HOST_COOKIE if request.secure else CSRF_COOKIE
+
+
 def set_token_cookie(
     request: web.Request, response: web.StreamResponse, token: str, path: str
 ) -> None:
-    """Set the CSRF cookie: ``HttpOnly``, ``SameSite=Strict``, and ``Secure`` when ``request``
-    came over HTTPS.
+    """Set the CSRF cookie: ``HttpOnly``, ``SameSite=Strict``; when ``request`` came over HTTPS
+    also ``Secure``, named with the ``__Host-`` prefix and on ``Path=/`` (which the prefix
+    requires), else on ``path`` (the admin's prefix).
 
     ``request.secure`` is aiohttp's: the connection's TLS, or the scheme a middleware the
     application trusts has set (aiohttp-remotes, ``request.clone(scheme=...)``). A forwarded
     header is not read here: anyone can send one, and a ``Secure`` cookie set over plain HTTP
     would never come back, refusing every form.
     """
+    secure = request.secure
     response.set_cookie(
-        CSRF_COOKIE, token, path=path, httponly=True, samesite="Strict", secure=request.secure
+        csrf_cookie_name(request),
+        token,
+        path="/" if secure else path,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
     )

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from odm.contrib.admin import CSRF_COOKIE, ModelAdmin
+from odm.contrib.admin import CSRF_COOKIE, CSRF_HOST_COOKIE, ModelAdmin
 from odm.drivers import DriverName
 from tests.integration.admin.admin_refusals_app import serving_app
 from tests.integration.admin.conftest import Client, csrf
@@ -61,14 +61,16 @@ async def test_the_csrf_cookie_is_secure_when_the_request_came_over_https(
     aiohttp_client: Any, odm_uri: str, odm_driver: DriverName, proxied: bool, secure: bool
 ) -> None:
     client = await served(aiohttp_client, odm_uri, odm_driver, proxied=proxied)
+    # Over HTTPS the __Host- name, which requires Path=/ (test_admin_csrf_host_cookie.py).
+    name, cookie_path = (CSRF_HOST_COOKIE, "/") if secure else (CSRF_COOKIE, "/admin")
     for path in PAGES:
         client.session.cookie_jar.clear()  # a first visit: the cookie is set
         response = await client.get(path, headers=FORWARDED)
         cookies = set_cookies(response)
-        assert list(cookies) == [CSRF_COOKIE], (path, cookies)  # the admin's only cookie
-        cookie = cookies[CSRF_COOKIE]
+        assert list(cookies) == [name], (path, cookies)  # the admin's only cookie
+        cookie = cookies[name]
         assert cookie["httponly"] is True and cookie["samesite"] == "Strict", path
-        assert cookie["path"] == "/admin", path
+        assert cookie["path"] == cookie_path, path
         # Unproxied, the forwarded headers are anyone's claim: the cookie must stay usable
         # over the plain HTTP it came by.
         assert bool(cookie["secure"]) is secure, (path, cookie.OutputString())
