@@ -16,7 +16,15 @@ from typing import Any
 from . import executor
 from .exceptions import QueryError
 from .models.options import ID_KEY
-from .query.update_checks import MISSING, Guard, Need, located, value_at
+from .query.update_checks import (
+    MISSING,
+    Guard,
+    Need,
+    binds_element,
+    located,
+    mentions,
+    value_at,
+)
 from .query.updates import CompiledUpdate
 from .session import current_unit_of_work
 
@@ -49,27 +57,35 @@ async def checked_filter(
 
 
 def _refuse_unmatched_lists(filter: Mapping[str, Any], matched_lists: Sequence[str]) -> None:
-    """Refuse a ``matched()`` update of a list the filter does not test: ``$`` would have no
-    element to write."""
+    """Refuse a ``matched()`` update of a list that a document can match the filter without
+    an element of: ``$`` would have no element to write, and MongoDB would stop an
+    ``update_many`` there, keeping what it wrote before (:func:`binds_element`)."""
     for path in matched_lists:
-        if not _mentions(filter, path):
+        if binds_element(filter, path):
+            continue
+        if not mentions(filter, path):
             raise QueryError(
                 f"matched() writes the element of {path!r} that the filter matched, but "
                 f"the filter does not test {path!r}: filter on it, or use each()",
                 field=path,
             )
+        raise QueryError(_unbound_message(path), field=path)
 
 
-def _mentions(filter: Mapping[str, Any], path: str) -> bool:
-    """Tell whether a filter tests the stored ``path`` or a path inside it (what ``$`` needs
-    to know which element was matched)."""
-    for key, value in filter.items():
-        if key in ("$and", "$or", "$nor"):
-            if any(_mentions(part, path) for part in value):
-                return True
-        elif key == path or key.startswith(path + "."):
-            return True
-    return False
+def _unbound_message(path: str) -> str:
+    """The error of a ``matched()`` update whose filter tests the list at ``path`` without
+    telling MongoDB, for every matching document, which element it matched."""
+    name = path.replace(".", "__")
+    return (
+        f"matched() writes the element of {path!r} that the filter matched, but a document "
+        f"can match this filter with no element of {path!r} noted (MongoDB notes one only "
+        "for a test of the elements that every matching document passes: not inside |, "
+        "exclude() or ~Q, nor with __ne, __nin, __size or __isnull), and MongoDB would stop "
+        "the update at it, keeping what it wrote before; the update was not sent: test an "
+        f"element outside any | (filter({name}=...); {name}__in=[...] rather than an | of "
+        f"values; a field of its elements, {name}__<field>=...), or use each() to write "
+        "every element (each(Q(...)) on a list of models: those a condition chooses)"
+    )
 
 
 # -- needs: what a matching document must hold ------------------------------------------------
@@ -155,7 +171,8 @@ def _unfit_message(model: type[Any], raw: Mapping[str, Any], need: Need) -> str:
     if need.of is not None:
         where = f"in an element of {need.of!r}" + (f" at {need.label!r}" if need.path else "")
     leave = ""
-    if value is None and need.within is None:
+    if (value is None or value is MISSING) and need.within is None:
+        # isnull=False leaves out a missing value as well as a null one.
         leave = f"leave such documents out (filter({need.label}__isnull=False)) or "
     return (
         f"{model.__name__} update: cannot write {need.key!r}: the matching document "

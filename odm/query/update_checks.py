@@ -20,7 +20,7 @@ import bson
 
 from ..models.options import ID_KEY
 from ..models.writes import get_path
-from .paths import SEP, FieldType, Kind, ResolvedPath, resolve
+from .paths import SEP, FieldType, Kind, ResolvedPath, model_type, resolve
 
 __all__ = [
     "ARRAY",
@@ -34,8 +34,11 @@ __all__ = [
     "Need",
     "Place",
     "add_needs",
+    "binds_element",
+    "list_need",
     "located",
     "matched_condition",
+    "mentions",
     "operator_need",
     "parent_needs",
     "placed",
@@ -215,7 +218,7 @@ def _collect_element_conditions(
             if not all(_collect_element_conditions(part, path, found) for part in value):
                 return False
         elif key in ("$or", "$nor"):
-            if _tests(value, path):
+            if mentions(value, path):
                 return False  # the element $ writes may be one a branch matched
         elif key == path:
             inner = value.get("$elemMatch") if isinstance(value, Mapping) else None
@@ -231,16 +234,112 @@ def _collect_element_conditions(
     return True
 
 
-def _tests(mql: Any, path: str) -> bool:
+def mentions(mql: Any, path: str) -> bool:
     """Tell whether a filter (or a list of them) tests ``path`` or a path inside it."""
     if isinstance(mql, list):
-        return any(_tests(part, path) for part in mql)
+        return any(mentions(part, path) for part in mql)
     if not isinstance(mql, Mapping):
         return False
     return any(
-        key == path or key.startswith(path + ".") or (key.startswith("$") and _tests(value, path))
+        key == path
+        or key.startswith(path + ".")
+        or (key.startswith("$") and mentions(value, path))
         for key, value in mql.items()
     )
+
+
+def binds_element(filter: Mapping[str, Any], path: str) -> bool:
+    """Tell whether every document ``filter`` matches has MongoDB note which element of the
+    list at ``path`` it matched: the element ``$`` (``matched()``) writes.
+
+    Only a test that an element of the list (or a field of one) meets notes it, and only
+    where every matching document meets it: at the top of the filter or in an ``$and``. A
+    test in an ``$or`` notes nothing (MongoDB's ``$or`` does not pass on which element its
+    branch matched), one under ``$nor`` / ``$not`` / ``$ne`` / ``$nin`` is met by a
+    document no element matches, a list position (``tags.0``) is read without noting it,
+    and ``$size``, ``$exists``, a null or a whole list can be met by the list itself. Where
+    none is noted, the server refuses the update at that document ("The positional operator
+    did not find the match needed from the query"), keeping what it wrote before."""
+    return any(_binds_at(key, value, path) for key, value in filter.items())
+
+
+def _binds_at(key: str, value: Any, path: str) -> bool:
+    """Tell whether one ``key: value`` of a filter notes an element of the list at ``path``
+    (:func:`binds_element`)."""
+    if key == "$and":
+        return any(binds_element(part, path) for part in _branches(value))
+    if key == path:
+        return _binds(value, whole=True)
+    if key.startswith(path + "."):
+        return not _is_position(key[len(path) + 1:].split(".")[0]) and _binds(value, whole=False)
+    # Another field, or $or / $nor / $expr...: no element of the list noted. (MongoDB's $or
+    # does not pass on which element its branch matched; only its own rewrite of some, into
+    # an $in or a lone branch, does, in some versions.)
+    return False
+
+
+def _branches(parts: Any) -> list[Mapping[str, Any]]:
+    """The filters of an ``$and`` (what the server would refuse is none)."""
+    return [p for p in parts if isinstance(p, Mapping)] if isinstance(parts, list) else []
+
+
+def _is_position(name: str) -> bool:
+    return name.isascii() and name.isdigit()
+
+
+#: The operators that only an element (or a field of one) can meet: whatever their operand,
+#: the list as a whole is never a string, a number or a document.
+_ELEMENT_ONLY: Final = frozenset(
+    {"$regex", "$elemMatch", "$mod", "$bitsAllSet", "$bitsAnySet", "$bitsAllClear",
+     "$bitsAnyClear"}
+)
+#: The comparisons that note the element they compare, given a value no list or missing
+#: field meets (:func:`_binding_literal`).
+_COMPARISONS: Final = frozenset({"$eq", "$gt", "$gte", "$lt", "$lte"})
+
+
+def _binds(value: Any, *, whole: bool) -> bool:
+    """Tell whether a filter's condition on the list (``whole``) or on a field inside its
+    elements notes the element that meets it (:func:`binds_element`)."""
+    if not (isinstance(value, Mapping) and any(str(k).startswith("$") for k in value)):
+        return _binding_literal(value, whole)
+    return any(_binding_operator(op, operand, whole) for op, operand in value.items())
+
+
+def _binding_operator(op: str, operand: Any, whole: bool) -> bool:
+    """Tell whether ``{op: operand}`` notes the element that meets it."""
+    if op in _ELEMENT_ONLY:
+        return True
+    if op in _COMPARISONS:
+        return _binding_literal(operand, whole)
+    if op == "$in":  # any value may be the one met: each must note its element
+        return isinstance(operand, list) and bool(operand) and all(
+            _binding_literal(v, whole) for v in operand
+        )
+    if op == "$all":  # every value is met: one noting its element is enough
+        return isinstance(operand, list) and any(
+            _binds(v, whole=whole) if isinstance(v, Mapping) else _binding_literal(v, whole)
+            for v in operand
+        )
+    if whole:  # $size, $exists, $type "array" / "null" can be met by the list (or a null)
+        return op == "$type" and not _names_list_or_null(operand)
+    return op in ("$size", "$type") or (op == "$exists" and bool(operand))
+
+
+def _binding_literal(value: Any, whole: bool) -> bool:
+    """Tell whether equality with ``value`` is met only by an element: a null is met by a
+    missing list (or field), and a list by the list itself."""
+    return value is not None and not (whole and isinstance(value, list))
+
+
+#: The ``$type`` operands a list field itself may meet (aliases and numbers).
+_LIST_OR_NULL_TYPES: Final = ("array", 4, "null", 10)
+
+
+def _names_list_or_null(types: Any) -> bool:
+    """Tell whether a ``$type`` operand names a type the list field itself may have."""
+    named = types if isinstance(types, list) else [types]
+    return any(t in _LIST_OR_NULL_TYPES for t in named if not isinstance(t, bool))
 
 
 def _on_fields(condition: Mapping[str, Any]) -> bool:
@@ -356,3 +455,30 @@ def parent_needs(
         stored_parent = ".".join(stored[:index])
         needs.append(Need(key, parent, stored_parent, alias, of=_of(place), **placed(place)))
     return needs
+
+
+def list_need(model: type[Any], key: str, target: ResolvedPath) -> Need | None:
+    """The :class:`Need` of the list ``each()`` writes (``$[]``, ``$[<id>]``), when a
+    document the model loads may hold no list there: MongoDB refuses those operators on a
+    null or missing list ("The path ... must exist"). The list may be null when its field is
+    nullable, and missing when it, or a document holding it, has a default (a document stored
+    before the field was declared loads without it). A list the model requires, in documents
+    it requires, is in every document it loads: nothing to ask."""
+    if not (target.field.nullable or _may_be_missing(model, target)):
+        return None
+    return Need(key, key, target.db_path, ARRAY, required=True)
+
+
+def _may_be_missing(model: type[Any], target: ResolvedPath) -> bool:
+    """Tell whether a stored document ``model`` loads may lack ``target``'s value: the field,
+    or one holding it, has a default (a document stored before it was declared lacks it), or
+    is a list position or a key of a free-form value."""
+    names = target.names
+    for index, name in enumerate(names):
+        owner = model_type(model) if index == 0 else resolve(model, SEP.join(names[:index])).field
+        if owner.kind is not Kind.MODEL:
+            return True  # a position in a list, a key of a dict or of a free-form value
+        declaring = next((m for m in owner.models if name in m.model_fields), None)
+        if declaring is None or not declaring.model_fields[name].is_required():
+            return True
+    return False

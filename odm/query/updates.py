@@ -38,6 +38,7 @@ from .update_checks import (
     Need,
     Place,
     add_needs,
+    list_need,
     located,
     matched_condition,
     operator_need,
@@ -377,9 +378,10 @@ def _element_update(
             field=key,
         )
     marker, where = _elements_written(model, key, value.kind, conditions, item, target, out)
-    if value.kind == "each" and target.field.nullable:
-        # MongoDB refuses $[] on a list that is null (or missing).
-        out.needs.append(Need(key, key, target.db_path, ARRAY, required=True))
+    if value.kind == "each":
+        held = list_need(model, key, target)  # MongoDB refuses $[] on a null or missing list
+        if held is not None:
+            out.needs.append(held)
     base = f"{target.db_path}.{marker}"
     if item.kind is Kind.MODEL:
         if plain or not value.values:
