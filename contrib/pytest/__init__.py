@@ -19,6 +19,13 @@ the server at ``$ODM_TEST_URI``. Fixtures:
 - ``odm_monitored``: the same as ``odm_database``, through a client that records every command
   it sends (:class:`CommandLog`), so that a test can assert the exact commands an operation
   sent, as SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
+
+With pytest-xdist, each worker process is a run of its own and starts its own server, so that
+a test's server-wide settings (a ``failCommand`` fail point, a profiling level) never reach
+another worker's tests. ``-n auto`` takes one worker per available CPU, at most
+:data:`MAX_AUTO_WORKERS`, and none (the tests run in the main process) when
+``$ODM_TEST_URI`` names one server that every worker would share;
+``$PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides both. An explicit ``-n N`` is obeyed.
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ __all__ = [
     "database_uri",
 ]
 
+#: The most workers that ``-n auto`` starts: each runs a ``mongod`` of its own, whose memory
+#: and start-up stop paying off beyond a few.
+MAX_AUTO_WORKERS = 4
+
 try:
     import pytest_asyncio
 
@@ -70,6 +81,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="drivers that odm_database tests run under: pymongo, motor (space separated)",
         default="pymongo",
     )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many workers ``-n auto`` starts (pytest-xdist's hook; see the module's docstring)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own reading of the variable
+    if os.environ.get("ODM_TEST_URI"):
+        return 0
+    return max(1, min(_available_cpus(), MAX_AUTO_WORKERS))
+
+
+def _available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on macOS or Windows
+        return os.cpu_count() or 1
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
