@@ -37,6 +37,7 @@ from pymongo.errors import PyMongoError
 
 from . import executor
 from .exceptions import OperationTimeout
+from .identity import hashable_id
 from .models.copies import written
 from .models.diffing import same
 from .models.loading import _snapshot_of, load_into
@@ -201,14 +202,15 @@ class Journal:
                     if state is not None:
                         restore_state(document, state)
                 continue
-            stored = {raw[ID_KEY]: raw for raw in raws}
+            # Keyed as hashable: a compound _id (a sub-document) is a dict.
+            stored = {hashable_id(raw[ID_KEY]): raw for raw in raws}
             for (document, state), ident in zip(group, ids, strict=True):
                 # What the fields were last set from: the read in the block, else the
                 # snapshot before it. A value still equal to it is no change of the user's,
                 # and takes the stored one below, lest the next save() write it back.
                 read = reads.get(id(document))
                 kept = kept_all.get(id(document), [])
-                raw = stored.get(ident)
+                raw = stored.get(hashable_id(ident))
                 wrote = raw_snapshot(document)  # what the block's writes left it believing
                 if state is not None:
                     restore_state(document, state)

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from . import drivers, executor, signals
@@ -140,7 +141,9 @@ class UnitOfWork:
         ends by ``deadline`` (``time.monotonic()``'s clock: the save's own ``timeout=``). If it
         fails, the held object cannot learn, and its next write or the flush could send values
         this save replaced: the transaction becomes rollback-only (:meth:`rollback_only`) and
-        the read's error is raised, noted so."""
+        the read's error is raised, noted so; so is pydantic's ``ValidationError`` when the held
+        object's own changes on top of what this save stored make values its model refuses (a
+        validator across fields: its next write would store a document no query can load)."""
         held = self.identity.get(document)
         if held is None or not writes.another_object(document, held):
             return
@@ -159,8 +162,19 @@ class UnitOfWork:
             raise
         if raw is None:  # deleted since by a raw driver call: what the next write will tell
             return
-        writes.learn_stored(held, raw)
-        writes.learn_stored(document, raw)
+        try:
+            writes.learn_stored(held, raw)
+            writes.learn_stored(document, raw)
+        except ValidationError as error:
+            # The held object's next write would store its own changes on top of this save's,
+            # which its model refuses: a document no query could load again.
+            self.rollback_only(
+                f"the object the block holds for {model.__name__} _id={stored_id!r} has "
+                "changes of its own that its model refuses on top of what a save through "
+                "another object of that id stored",
+                error,
+            )
+            raise
 
     def forget(self, document: Any) -> None:
         """Stop tracking ``document`` (it was deleted). Another object held for its id (a copy

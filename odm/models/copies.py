@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .diffing import same
-from .tracking import Unsure, family_of, raw_snapshot, set_family
+from .tracking import Unsure, family_for, family_of, raw_snapshot, set_family
 
 __all__ = [
     "Family",
@@ -100,7 +100,7 @@ def written(document: Any, stored: dict[str, Any]) -> None:
     """Record that ``stored`` is what the database now holds for ``document``."""
     if not _copies_made:
         return
-    family: Family | None = family_of(document)
+    family: Family | None = family_for(document, stored)
     if family is not None:
         family.latest = stored
 
@@ -122,7 +122,7 @@ def learnt(document: Any, snapshot: dict[str, Any] | None, *, stored: bool) -> N
     (a copy written since knows better)."""
     if not _copies_made:
         return
-    family: Family | None = family_of(document)
+    family: Family | None = family_for(document, snapshot)
     if family is None:
         return
     latest = family.latest

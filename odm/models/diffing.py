@@ -141,11 +141,27 @@ def same_values(new: Iterable[Any], old: Iterable[Any]) -> bool:
 def addressable(key: Any) -> bool:
     """Tell whether a dict key can be one segment of an update path: a non-empty ``str``
     with no dot that does not start with ``$`` (neither an operator nor a positional form:
-    ``$``, ``$[]``, ``$[name]``) and holds no NUL byte. Any other key would name another
-    field, or none (a NUL: BSON refuses it, and the error then names the field it is in)."""
+    ``$``, ``$[]``, ``$[name]``) and holds no NUL byte and no lone surrogate. Any other key
+    would name another field, or none (a NUL or a lone surrogate, which UTF-8 cannot encode:
+    BSON refuses it, and the error then names the field it is in rather than nothing, since
+    the key would be part of the path the update names)."""
     return (
-        type(key) is str and key != "" and "." not in key and key[0] != "$" and "\x00" not in key
+        type(key) is str
+        and key != ""
+        and "." not in key
+        and key[0] != "$"
+        and "\x00" not in key
+        and (key.isascii() or _utf8(key))
     )
+
+
+def _utf8(key: str) -> bool:
+    """Tell whether ``key`` can be encoded as UTF-8 (BSON's keys are): no lone surrogate."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: Where a change applies: a tuple of stored keys, each :func:`addressable` once the change

@@ -38,6 +38,7 @@ __all__ = [
     "collection_model",
     "copied",
     "copy_state",
+    "family_for",
     "family_of",
     "get_snapshot",
     "gone",
@@ -131,8 +132,9 @@ def unsure(
     ``update`` document, or ``None`` when it writes the whole document or deletes it), failed
     without telling whether it ran: its snapshot becomes an :class:`Unsure` one. Its copies
     (:mod:`odm.models.copies`) no longer know what is stored either: their family's latest
-    stored form becomes that same unsure snapshot, until it learns."""
-    before = getattr(document, _SNAPSHOT, None)
+    stored form becomes that same unsure snapshot, until it learns. A document given another
+    id since its snapshot (a new document: :func:`get_snapshot`) was not stored before."""
+    before = get_snapshot(document)
     if isinstance(before, Unsure):  # cut off again before anything was learnt
         before = dict(before) if before.existed else None
     marked = Unsure(before or {})
@@ -147,7 +149,7 @@ def unsure(
             path.partition(".")[0] for paths in update.values() for path in paths
         )
     _set_slot(document, _SNAPSHOT, marked)
-    family = getattr(document, _FAMILY, None)
+    family = family_for(document, marked if planned is None else planned)
     if family is not None:
         family.latest = marked
 
@@ -184,6 +186,32 @@ def family_of(document: Any) -> Any:
 def set_family(document: Any, family: Any) -> None:
     """Make ``document`` a member of ``family`` (``None``: of none)."""
     _set_slot(document, _FAMILY, family)
+
+
+def family_for(document: Any, stored: Mapping[str, Any] | None) -> Any:
+    """Return the family of copies of ``document`` that learns ``stored``, a stored form of
+    ``document`` under the id it has now (just written, read or planned), or ``None``.
+
+    A copy given another id (``doc.id = new``, ``model_copy(update={"id": ...})``) is
+    another document (:func:`get_snapshot`): when it writes under that id, it leaves the
+    family, whose other members still stand for the document of the old id. Telling them
+    the new document's stored form would make them diff against it, and send again what
+    their family had written already (an append pushed twice)."""
+    family = getattr(document, _FAMILY, None)
+    if family is None or stored is None:
+        return family
+    latest = family.latest
+    if latest is None or _same_stored_id(latest, stored):
+        return family
+    _set_slot(document, _FAMILY, None)  # a family of its own, made when copied again
+    return None
+
+
+def _same_stored_id(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Tell whether two stored forms are of one ``_id`` (either without one: not known, so
+    taken as one: a document never stored)."""
+    first, second = one.get("_id", _NO_ID), other.get("_id", _NO_ID)
+    return first is _NO_ID or second is _NO_ID or same(first, second)
 
 
 def set_annotations(document: Any, values: Mapping[str, Any]) -> None:
@@ -311,6 +339,7 @@ def restore_state(document: Any, state: TrackingState) -> None:
     if version is not _NO_VERSION:
         document.__dict__[type(document)._meta.version_field] = version
     if family is not None:
+        _set_slot(document, _FAMILY, family)  # it may have left it (family_for)
         family.latest = latest
 
 

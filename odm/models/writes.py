@@ -210,17 +210,23 @@ def learn_copies(
     of work notes it, and an abort takes the learnt values back. Should the merged values not
     validate (a model validator across fields), nothing changes and ``snapshot`` is
     returned."""
-    merged, read = learn_from(document.to_bson(), snapshot, latest)
-    meta = document._meta
     try:
-        load_into(document, _snapshot_of(meta, merged), before=will_reread)
+        _merge_learnt(document, snapshot, latest)
     except ValidationError:
         return snapshot
+    return latest
+
+
+def _merge_learnt(document: Stored, snapshot: dict[str, Any], latest: dict[str, Any]) -> None:
+    """:func:`learn_copies`, but raise pydantic's ``ValidationError`` (nothing changed) when
+    the merged values do not validate."""
+    merged, read = learn_from(document.to_bson(), snapshot, latest)
+    meta = document._meta
+    load_into(document, _snapshot_of(meta, merged), before=will_reread)
     set_snapshot(document, latest)
     uow = current_unit_of_work()
     if uow is not None:
         uow.journal.read(document, read)
-    return latest
 
 
 def learn_stored(document: Stored, stored: dict[str, Any]) -> None:
@@ -232,15 +238,20 @@ def learn_stored(document: Stored, stored: dict[str, Any]) -> None:
     and its snapshot becomes ``stored``, which its copies diff against from now on. Under
     ``Meta.optimistic_lock`` a document with changes of its own learns nothing: they were made
     on the version replaced since, so its write is refused as stale (:class:`odm.StaleDocument`),
-    as an explicit ``save()`` of it would be."""
+    as an explicit ``save()`` of it would be.
+
+    Raise pydantic's ``ValidationError`` (``document`` unchanged) when its own changes on top
+    of ``stored`` make values its model refuses (a validator across fields): its next write
+    would store them so (the caller, :meth:`odm.uow.UnitOfWork.saved`, makes the transaction
+    rollback-only)."""
     snapshot = get_snapshot(document)
     if snapshot is None or isinstance(snapshot, Unsure):
         return
     own = bool(changes(document, snapshot)[0])
     if own and document._meta.optimistic_lock:
         return
-    if learn_copies(document, snapshot, stored) is stored:
-        written(document, stored)
+    _merge_learnt(document, snapshot, stored)
+    written(document, stored)
 
 
 def another_object(document: Any, other: Any) -> bool:
