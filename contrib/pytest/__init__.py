@@ -83,7 +83,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.hookimpl(optionalhook=True)
+# tryfirst: pytest-xdist's own implementation answers too, and the first answer is taken.
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """How many workers ``-n auto`` starts (pytest-xdist's hook; see the module's docstring)."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):

@@ -42,3 +42,17 @@ def test_xdists_own_variable_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     # None lets pytest-xdist's own hook read the variable.
     assert _auto(monkeypatch, PYTEST_XDIST_AUTO_NUM_WORKERS="3", ODM_TEST_URI="x") is None
 
+
+
+def test_the_run_asks_the_plugin_before_xdist(
+    monkeypatch: pytest.MonkeyPatch, pytestconfig: pytest.Config
+) -> None:
+    # The number pytest-xdist uses for -n auto: the first answer of every implementation of
+    # the hook, xdist's own (one per CPU, ignoring ODM_TEST_URI) among them.
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setenv("ODM_TEST_URI", "mongodb://127.0.0.1:1/?replicaSet=rs0")
+    assert pytestconfig.hook.pytest_xdist_auto_num_workers(config=pytestconfig) == 0
+    monkeypatch.delenv("ODM_TEST_URI")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    workers = pytestconfig.hook.pytest_xdist_auto_num_workers(config=pytestconfig)
+    assert workers == plugin.MAX_AUTO_WORKERS
