@@ -73,6 +73,20 @@ _ANNOTATIONS = "_odm_annotations"
 SLOTS = (_ANNOTATIONS, _FAMILY, _PARTIAL, _PENDING, _SNAPSHOT)
 _NO_ANNOTATIONS: Mapping[str, Any] = MappingProxyType({})
 _set_slot = object.__setattr__
+_get_slot = object.__getattribute__
+
+
+def _slot_or(document: Any, name: str, default: Any) -> Any:
+    """Read the slot ``name`` of ``document``, or ``default`` when it was never set.
+
+    ``getattr(document, name, default)`` would be the same, but slower by ~1.5 µs where the
+    slot is unset (as the partial flag and the family of copies mostly are): the failed
+    lookup falls through to pydantic's ``BaseModel.__getattr__``, which raises a second
+    ``AttributeError``; ``object.__getattribute__`` raises only the first."""
+    try:
+        return _get_slot(document, name)
+    except AttributeError:
+        return default
 
 
 def set_snapshot(document: Any, raw: dict[str, Any] | None) -> None:
@@ -157,7 +171,7 @@ def unsure(
 def is_partial(document: Any) -> bool:
     """Tell whether ``document`` was loaded with ``only()``/``defer()`` (it is never written
     back whole)."""
-    return bool(getattr(document, _PARTIAL, False))
+    return bool(_slot_or(document, _PARTIAL, False))
 
 
 def set_partial(document: Any, partial: bool) -> None:
@@ -180,7 +194,7 @@ def take_pending(document: Any) -> dict[str, Any] | None:
 
 def family_of(document: Any) -> Any:
     """Return the family of copies ``document`` belongs to (:mod:`odm.models.copies`), if any."""
-    return getattr(document, _FAMILY, None)
+    return _slot_or(document, _FAMILY, None)
 
 
 def set_family(document: Any, family: Any) -> None:
@@ -197,7 +211,7 @@ def family_for(document: Any, stored: Mapping[str, Any] | None) -> Any:
     family, whose other members still stand for the document of the old id. Telling them
     the new document's stored form would make them diff against it, and send again what
     their family had written already (an append pushed twice)."""
-    family = getattr(document, _FAMILY, None)
+    family = _slot_or(document, _FAMILY, None)
     if family is None or stored is None:
         return family
     latest = family.latest
@@ -234,7 +248,7 @@ def copy_state(source: Any, copied: Any, memo: dict[int, Any] | None = None) -> 
     if memo is not None and snapshot is not None:
         snapshot = copy.deepcopy(snapshot, memo)
     _set_slot(copied, _SNAPSHOT, snapshot)
-    _set_slot(copied, _PARTIAL, getattr(source, _PARTIAL, False))
+    _set_slot(copied, _PARTIAL, _slot_or(source, _PARTIAL, False))
 
 
 def pickled_state(document: Any) -> dict[str, Any]:
@@ -242,8 +256,8 @@ def pickled_state(document: Any) -> dict[str, Any]:
     share one family object (pickle's memo), so they stay copies."""
     return {
         "__odm_snapshot__": getattr(document, _SNAPSHOT, None),
-        "__odm_partial__": getattr(document, _PARTIAL, False),
-        "__odm_family__": getattr(document, _FAMILY, None),
+        "__odm_partial__": _slot_or(document, _PARTIAL, False),
+        "__odm_family__": _slot_or(document, _FAMILY, None),
     }
 
 
@@ -317,10 +331,10 @@ def capture_state(document: Any) -> TrackingState:
         if meta.optimistic_lock
         else _NO_VERSION
     )
-    family = getattr(document, _FAMILY, None)
+    family = _slot_or(document, _FAMILY, None)
     return (
         getattr(document, _SNAPSHOT, None),
-        getattr(document, _PARTIAL, False),
+        _slot_or(document, _PARTIAL, False),
         version,
         family,
         None if family is None else family.latest,
