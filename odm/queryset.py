@@ -31,6 +31,7 @@ from .concerns import as_read_preference
 from .exceptions import Invalid, QueryError
 from .get_or_create import checked_defaults, get_or_insert, refuse_no_lookup
 from .models.derived import derived
+from .models.field_types import INT64_MAX, int_text
 from .models.loading import load_documents
 from .models.references import check_saved_references
 from .query import compiler, extras
@@ -206,8 +207,7 @@ class QuerySet(Generic[M]):
 
     def batch_size(self, size: int) -> Self:
         """Return a new queryset fetching ``size`` documents per round trip."""
-        if size < 1:
-            raise QueryError(f"batch_size must be at least 1, not {size}")
+        _check_count("batch_size", size, low=1)
         clone = self._chain()
         clone._query.batch_size = size
         return clone
@@ -401,8 +401,7 @@ class QuerySet(Generic[M]):
         """Return at most ``length`` results (all with ``None``), as Motor's cursors do."""
         if length is None:
             return await self
-        if length < 0:
-            raise QueryError(f"to_list length must not be negative, not {length}")
+        _check_count("to_list length", length, low=0)
         return await self[:length]
 
     async def first(self) -> M | None:
@@ -839,6 +838,16 @@ def _sync_misuse(what: str, instead: str) -> str:
         f"a QuerySet cannot be {what}: it runs on the event loop and sends nothing until "
         f"awaited; use {instead}"
     )
+
+
+def _check_count(what: str, value: Any, *, low: int) -> None:
+    """Refuse a count that is not an int from ``low`` to BSON's int64 (a bool, a float, a
+    string from a query string), naming ``what``: the driver would otherwise fail untyped,
+    or the server refuse the command, after the queryset was built."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QueryError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= INT64_MAX:
+        raise QueryError(f"{what} must be an int from {low} to {INT64_MAX}, not {int_text(value)}")
 
 
 def _describe(args: tuple[Q, ...], kwargs: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ..exceptions import QueryError
 from .expressions import Expression, F
+from .lookups import check_expression_depth
 from .paths import FieldType, Kind
 
 __all__ = ["Aggregate", "Avg", "Count", "Max", "Min", "StdDev", "Sum"]
@@ -40,6 +41,7 @@ class Aggregate:
                 f"{type(self).__name__}() takes a field name or an F() expression, "
                 f"not {type(field).__name__}"
             )
+        check_expression_depth(field, f"{type(self).__name__}()")
         self.expression: Expression | None = field
 
     def fields(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from .paths import (
     ID_FIELD,
     ResolvedPath,
     check_name,
+    remember,
     resolve,
 )
 from .query import Query, _resolve_aggregate
@@ -126,14 +127,14 @@ def _plain_sort(model: type[Any], ordering: tuple[str, ...]) -> list[tuple[str, 
         cacheable = cacheable and not target.via_subclass  # never cached, as paths.resolve
         if target.joins:
             if cacheable:
-                per_model[ordering] = None
+                remember(per_model, ordering, None)
             return None
         key = target.db_path
         if key not in seen:
             seen.add(key)
             sort.append((key, -1 if item.startswith("-") else 1))
     if cacheable:
-        per_model[ordering] = tuple(sort)
+        remember(per_model, ordering, tuple(sort))
     return sort
 
 
@@ -172,12 +173,13 @@ def _join_plan(model: type[Any], paths: tuple[str, ...]) -> _JoinPlan:
         joins = _merge_joins([j for j, _ in pairs])
         related = tuple(dict.fromkeys(r for _, r in pairs))
         kept = tuple(dict.fromkeys(r.key for r in related))
-        plan = per_model[paths] = _JoinPlan(
+        plan = _JoinPlan(
             stages=tuple(_join_stages(joins)),
             related=related,
             kept=kept,
             unset=tuple(j.key for j in joins if j.key not in kept),
         )
+        remember(per_model, paths, plan)
     return plan
 
 

@@ -19,7 +19,7 @@ from ..exceptions import QueryError
 from ..models import tracking
 from ..models.tracking import annotations_of
 from .geo import Near, geometry_models
-from .paths import ID_FIELD, Kind, check_name, resolve
+from .paths import ID_FIELD, Kind, check_name, encodable, resolve
 from .where import Where
 
 __all__ = [
@@ -157,6 +157,10 @@ def with_search(query: QueryState, terms: Any, language: Any, score: Any) -> Non
     what = f"{query.model.__name__}.objects.search()"
     if not isinstance(terms, str):
         raise QueryError(f"{what} takes the search terms as a string, not {type(terms).__name__}")
+    if not encodable(terms):
+        raise QueryError(
+            f"{what}: the search terms hold a lone surrogate, which cannot be encoded as UTF-8"
+        )
     if language is not None and not _is_text_language(language):
         shown = reprlib.repr(language) if isinstance(language, str) else type(language).__name__
         raise QueryError(

@@ -18,13 +18,16 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
 from ..models.derived import expire_all
+from ..nesting import MAX_DEPTH
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import FieldType, Join, Kind, ResolvedPath, target_id_type
 
 __all__ = [
     "LITERAL_COMPARISONS",
     "LOOKUPS",
+    "MAX_EXPRESSION_LEVELS",
     "Lookup",
+    "check_expression_depth",
     "comparison_literal_type",
     "escape_regex",
     "get_lookup",
@@ -89,6 +92,42 @@ def _elements(field: FieldType) -> FieldType:
     while field.kind is Kind.LIST and field.item is not None:
         field = field.item
     return field
+
+
+#: The most levels an ``F()`` expression may nest once rendered: MongoDB's 100 less what
+#: wraps it at worst (a ``Sum`` in ``aggregate()``: the command, its pipeline, the
+#: ``$group`` stage and spec, the output name, ``$sum``, ``$let``, ``vars`` and ``v``).
+MAX_EXPRESSION_LEVELS: Final = MAX_DEPTH - 10
+
+
+def check_expression_depth(expression: Expression, what: str, field: str | None = None) -> None:
+    """Raise QueryError (naming ``what``, and ``field`` if given) when ``expression`` would
+    nest deeper than :data:`MAX_EXPRESSION_LEVELS` once rendered: each arithmetic step and
+    each ``Greatest``/``Least`` is an operator document holding a list (two levels), a number
+    a ``{"$literal": ...}`` (one). Iterative, and run before the expression is walked by
+    anything recursive: a chain built in a loop over a request's values may be thousands
+    of steps long (the server refused past ~100 steps, untyped; Python's recursion limit
+    came soon after)."""
+    stack: list[tuple[Any, int]] = [(expression, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, CombinedExpression):
+            children: tuple[Any, ...] = (node.lhs, node.rhs)
+        elif isinstance(node, Extremum):
+            children = node.arguments
+        else:
+            children = ()
+            depth += 0 if isinstance(node, Expression) else 1  # {"$literal": n}
+        if children:
+            depth += 2
+        if depth > MAX_EXPRESSION_LEVELS:
+            raise QueryError(
+                f"{what}: the F() expression nests deeper than MongoDB allows once written "
+                f"out (at most {MAX_EXPRESSION_LEVELS} levels: about "
+                f"{MAX_EXPRESSION_LEVELS // 2} arithmetic steps)",
+                field=field,
+            )
+        stack.extend((child, depth) for child in children)
 
 
 class Lookup:
@@ -191,6 +230,7 @@ class Lookup:
                 f"lookup {self.lookup_name!r} on {self.path!r} does not take an F() expression",
                 field=self.path,
             )
+        check_expression_depth(value, f"{self.path}__{self.lookup_name}", self.path)
         paths = tuple(resolve_f(name) for name in value.fields())
         arithmetic = isinstance(value, CombinedExpression | Extremum)
         for resolved in (self.target, *paths):
@@ -509,8 +549,17 @@ class _Pattern(Lookup):
         return self.checked(self.template.format(escape_regex(self.convert_text(value))))
 
     def checked(self, pattern: str) -> str:
-        """Return ``pattern``, or raise QueryError if the server would refuse its length."""
-        if len(pattern.encode("utf-8", "surrogatepass")) > MAX_PATTERN_BYTES:
+        """Return ``pattern``, or raise QueryError if it cannot be encoded (a lone surrogate,
+        from a JSON ``"\\ud800"`` escape) or the server would refuse its length."""
+        try:
+            size = len(pattern.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise QueryError(
+                f"{self.path}__{self.lookup_name}: the text holds a lone surrogate, which "
+                "cannot be encoded as UTF-8",
+                field=self.path,
+            ) from None
+        if size > MAX_PATTERN_BYTES:
             raise QueryError(
                 f"{self.path}__{self.lookup_name}: the text is too long for a pattern "
                 f"(MongoDB takes at most {MAX_PATTERN_BYTES} bytes once escaped)",

@@ -46,10 +46,12 @@ __all__ = [
     "check_literal",
     "check_name",
     "elements",
+    "encodable",
     "field_type_of",
     "model_type",
     "not_a_field_name",
     "peel",
+    "remember",
     "resolve",
     "target_id_type",
 ]
@@ -77,6 +79,25 @@ def check_name(name: str, *, where: str = "field", path: str | None = None) -> N
             "'.' or NUL",
             field=name,
         )
+    if not encodable(name):
+        raise QueryError(
+            f"{where} name {name!r} is not valid text: it holds a lone surrogate, which "
+            "cannot be encoded as UTF-8",
+            field=name,
+        )
+
+
+def encodable(text: str) -> bool:
+    """Tell whether ``text`` can be sent: encoded as UTF-8, as BSON strings are. A lone
+    surrogate cannot (a JSON ``"\\ud800"`` escape decodes to one), and the driver would
+    fail to encode the command with an error naming neither the key nor the value."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +174,34 @@ class ResolvedPath:
     #: The first field is not the model's own but a polymorphic subclass's
     #: (:mod:`odm.query.polymorphic`): readable, not writable through the base class.
     via_subclass: bool = False
+    #: The path names a list position (``tags__0``).
+    positioned: bool = False
 
 
 #: The entry of each model's derived state (odm.models.derived) caching its resolved paths.
 _RESOLVED: Final = "paths.resolved"
+
+#: The most entries a per-model cache keyed by names keeps (see :func:`remember`).
+CACHE_ENTRIES: Final = 2048
+#: The longest key, in characters of its names, such a cache keeps.
+CACHE_KEY_CHARS: Final = 256
+
+
+def remember(cache: dict[Any, Any], key: str | tuple[str, ...], value: Any) -> None:
+    """Keep ``value`` under ``key`` (a name, or a tuple of names) in a per-model cache.
+
+    The names come from the caller, who may take them from a request: a key of a free-form
+    dict field (``meta__<anything>``) or a list position (``tags__12345``) is a path of
+    the model whatever it is. So the cache is bounded, as a server's memory must be against
+    a stream of requests each naming a new key: a key over :data:`CACHE_KEY_CHARS`
+    characters is worked out anew each time, and a cache holding :data:`CACHE_ENTRIES`
+    entries starts over (the model's usual paths come back on their next use)."""
+    chars = len(key) if isinstance(key, str) else sum(len(name) for name in key)
+    if chars > CACHE_KEY_CHARS:
+        return
+    if len(cache) >= CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
 
 
 def _is_index(part: str) -> bool:
@@ -179,7 +224,7 @@ def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> Re
             found = _resolve(model, path, model_type(model))
             if not found.via_subclass:
                 # A subclass field's meaning may change as the family grows: not cached.
-                per_model[path] = found
+                remember(per_model, path, found)
         return found
     return _resolve(model, path, root)
 
@@ -206,7 +251,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     db_parts: list[str] = []
     names: list[str] = []
     joins: list[Join] = []
-    through_list = free = via_subclass = False
+    through_list = free = via_subclass = positioned = False
     owner = model.__name__
     for index, part in enumerate(parts):
         check_name(part, path=path)
@@ -220,6 +265,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             current = _at_position(model, current, int(part), names, owner, path)
             db_parts.append(part)  # a position: tags__0 is "tags.0"
             names.append(part)
+            positioned = True
             continue
         if current.kind is Kind.REFERENCE:
             target = current.target
@@ -231,6 +277,15 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
                 break
             ref_path = SEP.join(names)
             key = RELATED_PREFIX + ref_path
+            if positioned:
+                # $lookup reads "watchers.0" as a field "0" of each element: it would join
+                # nothing, and the filter would silently match no document.
+                raise QueryError(
+                    f"{path!r} crosses the reference at the list position {ref_path!r}: "
+                    "MongoDB's $lookup cannot join one element of a list (filter on any "
+                    "element without the position, or read the document's reference)",
+                    field=path,
+                )
             if any(j.many for j in joins) or (through_list and joins):
                 raise QueryError(
                     f"{path!r} crosses a reference inside a list of references; "
@@ -276,6 +331,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         through_list=through_list,
         free=free,
         via_subclass=via_subclass,
+        positioned=positioned,
     )
 
 

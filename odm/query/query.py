@@ -8,14 +8,16 @@ state into ``find`` arguments or a pipeline is :mod:`odm.query.compiler`'s job.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from ..exceptions import QueryError
 from ..models.derived import table
+from ..models.field_types import INT64_MAX, int_text
 from .aggregates import Aggregate
 from .extras import NO_EXTRAS, Extras
-from .paths import ID_FIELD, FieldType, Kind, check_name, not_a_field_name, resolve
+from .paths import ID_FIELD, FieldType, Kind, check_name, not_a_field_name, remember, resolve
 from .q import Q
 from .where import Where, compile_kwargs, compile_q
 
@@ -147,7 +149,7 @@ class Query:
             if not isinstance(name, str) or not name:
                 raise not_a_field_name("order_by", name)
             bare = name[1:] if name[0] in "-+" else name
-            if not bare:
+            if not bare or bare[0] in "-+":
                 raise QueryError(f"order_by({name!r}) names no field", field=name)
             if bare == "?":
                 raise QueryError(
@@ -167,6 +169,7 @@ class Query:
                     arrays.setdefault(root, bare)
             else:
                 check_name(bare.split("__", 1)[0])
+        _check_sort_size(fields)
         if len(arrays) > 1:
             # The server refuses it ("parallel arrays") only once a document holds both.
             names = ", ".join(arrays.values())
@@ -177,7 +180,7 @@ class Query:
             )
         self.ordering = fields
         if cacheable and checked is not None:
-            checked[fields] = True
+            remember(checked, fields, True)
 
     def default_ordering(self) -> tuple[str, ...]:
         """Return the ordering in force: explicit, else the model's ``Meta.ordering``."""
@@ -267,6 +270,8 @@ class Query:
             high = self.low_mark + stop if high is None else min(high, self.low_mark + stop)
         if high is not None:
             low = min(low, high)
+        if (low if high is None else high) > INT64_MAX:  # high >= low once set
+            raise _beyond_int64(key, low if high is None else high)
         self.low_mark, self.high_mark = low, high
 
     # -- projection --------------------------------------------------------------------------
@@ -377,11 +382,48 @@ class Query:
                 if not isinstance(path, str):
                     raise not_a_field_name("select_related", path)
                 _check_related(self.model, path)
-                checked[path] = True
+                remember(checked, path, True)
         self.related = (*self.related, *(p for p in paths if p not in self.related))
 
     def __repr__(self) -> str:
         return f"<Query {self.model.__name__}>"
+
+
+#: The most fields MongoDB sorts on at once ("too many compound keys" past it).
+MAX_SORT_FIELDS: Final = 32
+
+
+def _check_sort_size(fields: tuple[str, ...]) -> None:
+    """Refuse an ordering on more fields than MongoDB sorts on (a list of names taken from
+    a request), naming the first one past the limit."""
+    distinct = dict.fromkeys(name.lstrip("-+") for name in fields)
+    if len(distinct) > MAX_SORT_FIELDS:
+        extra = list(distinct)[MAX_SORT_FIELDS]
+        raise QueryError(
+            f"order_by() names {len(distinct)} fields: MongoDB sorts on at most "
+            f"{MAX_SORT_FIELDS} ({reprlib.repr(extra)} is one too many)",
+            field=extra,
+        )
+
+
+def _beyond_int64(key: slice | int, mark: int) -> QueryError:
+    """The error of a slice whose rows lie beyond what MongoDB counts: its skip and limit
+    are 64-bit integers (past them the driver fails to encode the command, with an error
+    that names neither the slice nor the queryset)."""
+    shown = (
+        _bound_text(key)
+        if isinstance(key, int)
+        else f"{_bound_text(key.start)}:{_bound_text(key.stop)}"
+    )
+    return QueryError(
+        f"queryset slice [{shown}]: row {int_text(mark)} is beyond MongoDB's skip and "
+        f"limit, which stop at {INT64_MAX} (a 64-bit integer)"
+    )
+
+
+def _bound_text(bound: int | None) -> str:
+    """A slice bound as written (``""`` when left out), a huge one by its size."""
+    return "" if bound is None else int_text(bound)
 
 
 #: The entry of a model's derived state (odm.models.derived) holding the select_related paths
@@ -405,7 +447,7 @@ def _check_related(model: type[Any], path: str) -> None:
         raise QueryError(
             f"select_related({path!r}): {path!r} is not a Reference field", field=path
         )
-    if target.through_list or any(j.many for j in target.joins):
+    if target.through_list or target.positioned or any(j.many for j in target.joins):
         raise QueryError(
             f"select_related({path!r}) goes through a list; use prefetch_related",
             field=path,

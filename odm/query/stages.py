@@ -242,11 +242,7 @@ def _values_paths(query: Query) -> dict[str, ResolvedPath]:
 def _projection(query: Query) -> dict[str, Any] | None:
     meta = getattr(query.model, "_meta", None)
     if query.only_fields is not None:
-        paths = sorted({resolve(query.model, f).db_path for f in query.only_fields})
-        keep: list[str] = []
-        for path in paths:  # "address" covers "address.city": MongoDB refuses both
-            if not any(path.startswith(p + ".") for p in keep):
-                keep.append(path)
+        keep = _outermost(resolve(query.model, f).db_path for f in query.only_fields)
         projection: dict[str, Any] = dict.fromkeys(keep, 1)
         if meta is not None and (meta.polymorphic or meta.class_name):
             projection["_cls"] = 1  # needed to build the right subclass
@@ -254,8 +250,21 @@ def _projection(query: Query) -> dict[str, Any] | None:
             projection[meta.db_key(meta.version_field)] = 1
         return projection
     if query.deferred:
-        return {resolve(query.model, f).db_path: 0 for f in query.deferred}
+        return dict.fromkeys(
+            _outermost(resolve(query.model, f).db_path for f in query.deferred), 0
+        )
     return None
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """The stored paths of a projection, each once and without those inside another one
+    (``address`` covers ``address.city``): MongoDB refuses a projection naming both, with
+    an untyped "Path collision" error."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path.startswith(p + ".") for p in kept):
+            kept.append(path)
+    return kept
 
 
 @dataclass

@@ -7,6 +7,7 @@ fragment, the joins it needs and whether it filters on annotations (after ``$gro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from ..exceptions import QueryError
 from ..models.derived import table
 from ..models.field_types import INT64_MAX, INT64_MIN, PLAIN_SCALARS
+from ..nesting import MAX_DEPTH, too_deep
 from .expressions import Expression
 from .lookups import (
     KEY_PLANS,
@@ -26,7 +28,17 @@ from .lookups import (
     get_lookup,
     register_lookup,
 )
-from .paths import SEP, FieldType, Join, Kind, ResolvedPath, check_literal, check_name, resolve
+from .paths import (
+    SEP,
+    FieldType,
+    Join,
+    Kind,
+    ResolvedPath,
+    check_literal,
+    check_name,
+    remember,
+    resolve,
+)
 from .q import Q
 
 __all__ = [
@@ -133,7 +145,7 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
             literal = None
         found = (target, lookup_cls, literal)
         if not target.via_subclass:  # see paths.resolve: not cached
-            per_model[key] = found
+            remember(per_model, key, found)
     return found
 
 
@@ -375,7 +387,32 @@ class ElemMatch(Lookup):
     kinds = frozenset({Kind.LIST, Kind.ANY})
 
     def prepare(self, value: Any) -> Any:
-        """Compile the inner conditions against the list's element type."""
+        """Compile the inner conditions against the list's element type, within the levels
+        of nesting MongoDB allows (see :data:`_ELEMMATCH_ROOM`)."""
+        enclosing = _ELEMMATCH_ROOM.get()
+        levels, key = enclosing if enclosing is not None else (MAX_DEPTH, self.path)
+        # The levels the operand {"$elemMatch": {...}} may take, counted as check_literal
+        # counts a value's at this path: the document and each part of the path take one.
+        room = levels - 1 - self.path.count(SEP)
+        if room < 2:  # not even {"$elemMatch": {}}: refused before compiling deeper
+            raise self._too_deep(key)
+        token = _ELEMMATCH_ROOM.set((room - 1, key))
+        try:
+            mql = self._compile(value)
+        finally:
+            _ELEMMATCH_ROOM.reset(token)
+        if too_deep(mql, room - 1):
+            raise self._too_deep(key)
+        return mql
+
+    def _too_deep(self, key: str) -> QueryError:
+        return QueryError(
+            f"{key}__elemmatch: its conditions nest deeper than MongoDB's {MAX_DEPTH} levels "
+            "(the document, each part of the path and each nested elemmatch count)",
+            field=key,
+        )
+
+    def _compile(self, value: Any) -> Any:
         item = self.subject.item if self.subject.kind is Kind.LIST else None
         item = item or FieldType(Kind.ANY, Any)
         if isinstance(value, Mapping):
@@ -434,6 +471,17 @@ class ElemMatch(Lookup):
     def operand(self) -> Any:
         """Return ``{"$elemMatch": {...}}``."""
         return {"$elemMatch": self.value}
+
+
+#: While an ``__elemmatch`` compiles its conditions: the levels of nesting left to them (its
+#: element being their document) and the filter key of the outermost elemmatch, which an error
+#: names; ``None`` outside. Each nested elemmatch takes two levels at least, so a request
+#: body nesting elemmatches is refused past MongoDB's depth instead of recursing until
+#: Python's own limit. A context variable rather than a parameter: the conditions are
+#: compiled by the functions above, through the lookup whose value they are.
+_ELEMMATCH_ROOM: ContextVar[tuple[int, str] | None] = ContextVar(
+    "odm_elemmatch_room", default=None
+)
 
 
 def _has_expr(mql: Any) -> bool:
