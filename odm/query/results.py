@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..models.derived import table
 from .aggregates import Count, Max, Min, Sum
 from .expressions import F
-from .paths import FieldType, Kind, resolve
+from .paths import FieldType, Kind, remember, resolve
 
 __all__ = ["aggregate_reader", "field_reader", "plain", "row_converter"]
 
@@ -94,7 +94,7 @@ def field_reader(model: type[Any], path: str) -> Reader:
     if reader is None:
         target = resolve(model, path)
         reader = _reader_for(target.field, target.through_list)
-        per_model[path] = reader
+        remember(per_model, path, reader)  # bounded: a request may name any dict key
     return reader
 
 

@@ -26,7 +26,7 @@ from .expressions import (
     Now,
 )
 from .list_guards import RESIZING, length_guard, max_length, min_length, position_guards
-from .paths import ID_FIELD, SEP, FieldType, Kind, ResolvedPath, elements, resolve
+from .paths import ID_FIELD, SEP, FieldType, Kind, ResolvedPath, elements, remember, resolve
 from .q import Q
 from .update_checks import (
     ARRAY,
@@ -115,11 +115,12 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
         planned = targets.get(key)
         if planned is None:
             target = _update_target(model, key)
-            planned = targets[key] = (
+            planned = (
                 target,
                 tuple(position_guards(model, key, target)),
                 tuple(parent_needs(model, key, target)),
             )
+            remember(targets, key, planned)  # bounded: a request may name any dict key
         target, positions, parents = planned
         if written:  # the first path overlaps nothing
             _claim(written, target.db_path, key)

@@ -37,6 +37,8 @@ from odm.aggregates import Sum
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models.derived import derived
 from odm.query.compiler import compile_query
+from odm.query.results import field_reader
+from odm.query.updates import compile_update_spec
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -275,8 +277,12 @@ def test_caches_of_request_chosen_names_stay_bounded() -> None:
         key = uuid.uuid4().hex
         AtCached.objects.filter(**{f"meta__{key}": 1}, **{f"tags__{n}": "x"})
         compile_query(AtCached.objects.order_by(f"meta__{key}").query)
+        compile_update_spec(AtCached, {f"meta__{key}": 1})  # update(meta__<key>=1)
+        field_reader(AtCached, f"meta__{key}")  # values("meta__<key>")
     long_key = "meta__" + "k" * 100_000
     AtCached.objects.filter(**{long_key: 1}).order_by(long_key)
+    compile_update_spec(AtCached, {long_key: 1})
+    field_reader(AtCached, long_key)
     caches = {name: entries for name, entries in derived(AtCached).items()
               if isinstance(entries, dict)}
     assert max(len(entries) for entries in caches.values()) <= 2048, {
