@@ -27,6 +27,8 @@ from typing import Any
 
 import bson
 
+from ..utf8 import encodable
+
 __all__ = [
     "ChangeSet",
     "Path",
@@ -151,17 +153,8 @@ def addressable(key: Any) -> bool:
         and "." not in key
         and key[0] != "$"
         and "\x00" not in key
-        and (key.isascii() or _utf8(key))
+        and encodable(key)
     )
-
-
-def _utf8(key: str) -> bool:
-    """Tell whether ``key`` can be encoded as UTF-8 (BSON's keys are): no lone surrogate."""
-    try:
-        key.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 #: Where a change applies: a tuple of stored keys, each :func:`addressable` once the change

@@ -26,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError, UnsavedReference
 from ..nesting import CONTAINERS, MAX_DEPTH
+from ..utf8 import encodable
 from .derived import derived, table
 from .fields import ObjectId, Reference, reference_target
 from .tracking import get_snapshot
@@ -78,9 +79,10 @@ _UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 #: Exact types that hold nothing check_literal refuses, whatever their value (subclasses take
-#: the full walk).
+#: the full walk). Not ``str``: a text may hold what UTF-8 cannot encode (:mod:`odm.utf8`);
+#: an ASCII one holds nothing refused.
 PLAIN_SCALARS: Final = frozenset(
-    {str, float, bool, type(None), bson.ObjectId, _dt.datetime, _dt.date, bytes}
+    {float, bool, type(None), bson.ObjectId, _dt.datetime, _dt.date, bytes}
 )
 
 
@@ -95,6 +97,10 @@ def check_literal(value: Any, field: str) -> None:
     the stack.
     """
     kind = type(value)
+    if kind is str:
+        if not encodable(value):
+            raise _not_text(field)
+        return
     if kind in PLAIN_SCALARS or (kind is int and INT64_MIN <= value <= INT64_MAX):
         return  # the usual filter value: nothing inside it to check
     # The document is a level, and so is each part of the path before the value.
@@ -119,6 +125,8 @@ def check_literal(value: Any, field: str) -> None:
                         "containing '.' or NUL are refused in query and update values",
                         field=field,
                     )
+                if not encodable(key):
+                    raise _not_text(field, "a key")
                 stack.append((sub, depth + 1))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend((sub, depth + 1) for sub in item)
@@ -135,6 +143,9 @@ def check_literal(value: Any, field: str) -> None:
                 "use the regex/iregex lookups",
                 field=field,
             )
+        elif isinstance(item, str):
+            if not encodable(item):
+                raise _not_text(field)
         elif isinstance(item, enum.Enum):
             stack.append((item.value, depth))  # stored as its value
         elif not isinstance(item, _BSON_LEAVES) and not hasattr(item, _BSON_TYPE_MARKER):
@@ -154,6 +165,15 @@ _BSON_LEAVES: Final = (str, bytes, float, type(None), _dt.date, uuid.UUID)
 #: The attribute every type of the ``bson`` package (ObjectId, Int64, Decimal128, Binary,
 #: Timestamp, MinKey...) carries for its encoder.
 _BSON_TYPE_MARKER: Final = "_type_marker"
+
+
+def _not_text(field: str, what: str = "a text") -> QueryError:
+    """The error of a value holding a text that UTF-8 cannot encode (:mod:`odm.utf8`)."""
+    return QueryError(
+        f"value for {field!r}: {what} holds a lone surrogate, which cannot be encoded as "
+        "UTF-8 (a JSON \\uD800-\\uDFFF escape that is not part of a pair)",
+        field=field,
+    )
 
 
 def _unencodable_literal(item: Any, field: str) -> QueryError:

@@ -31,6 +31,7 @@ from ..models.field_types import (
 )
 from ..models.options import CLASS_KEY
 from ..nesting import MAX_DEPTH, path_too_deep
+from ..utf8 import encodable
 from .polymorphic import subclass_field
 
 __all__ = [
@@ -85,19 +86,6 @@ def check_name(name: str, *, where: str = "field", path: str | None = None) -> N
             "cannot be encoded as UTF-8",
             field=name,
         )
-
-
-def encodable(text: str) -> bool:
-    """Tell whether ``text`` can be sent: encoded as UTF-8, as BSON strings are. A lone
-    surrogate cannot (a JSON ``"\\ud800"`` escape decodes to one), and the driver would
-    fail to encode the command with an error naming neither the key nor the value."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)

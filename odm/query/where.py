@@ -360,7 +360,9 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
         kind = type(value)
         # check_literal's own first test, inline: such a value holds nothing it refuses.
         if kind is literal and (
-            kind in PLAIN_SCALARS or (kind is int and INT64_MIN <= value <= INT64_MAX)
+            kind in PLAIN_SCALARS
+            or (kind is str and value.isascii())
+            or (kind is int and INT64_MIN <= value <= INT64_MAX)
         ):
             operator = LITERAL_COMPARISONS.get(lookup_cls)
             condition = {target.db_path: value if operator is None else {operator: value}}
