@@ -49,7 +49,11 @@ def time_left(deadline: float | None, at_least: float) -> float | None:
 def check_timeout(seconds: float | None) -> None:
     """Refuse a timeout that is not a positive number of seconds (``None``: no timeout) with
     ``ValueError``, the one error every ``timeout=`` of the ODM raises for it."""
-    if seconds is not None and not seconds > 0:
+    if seconds is None:
+        return
+    # A str or a bool (from a request's query string, say) is no number of seconds; NaN is
+    # refused by the comparison.
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {seconds!r}")
 
 

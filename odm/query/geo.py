@@ -24,6 +24,7 @@ from pydantic import Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
+from ..models.field_types import int_text
 from ..models.geo import GEO_TYPES, Geometry, MultiPolygon, Point, Polygon, _position
 from .lookups import Lookup, register_lookup
 from .paths import FieldType, Kind
@@ -35,11 +36,18 @@ EARTH_RADIUS_M: Final = 6378100.0
 
 
 def _metres(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise QueryError(f"{what} must be a finite number of metres, not {value!r}")
-    if value < 0:
+    try:
+        metres = float(value)  # an int past a double's range raises OverflowError
+    except OverflowError:
+        metres = math.inf
+    if not math.isfinite(metres):
+        shown = int_text(value) if isinstance(value, int) else repr(value)
+        raise QueryError(f"{what} must be a finite number of metres, not {shown}")
+    if metres < 0:
         raise QueryError(f"{what} must not be negative, not {value!r}")
-    return float(value)
+    return metres
 
 
 def _point(value: Any, what: str) -> Point:
