@@ -44,7 +44,9 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
+from .cleanup import end_on_server
 from .operations import Context, Operation, collection_name, collection_of, current_context
+from .recorder import STATE, stored_value, whole_number
 
 #: The field that guards per-document updates on servers without transactions.
 MARKER = "_odm_batch"
@@ -95,8 +97,11 @@ class BatchedUpdate(Operation):
         *,
         batch_size: int = 1000,
     ) -> None:
-        if batch_size < 1:
-            raise MigrationError(f"batch_size must be at least 1, not {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            # A float or a bool would only fail at the first batch, as the driver's error.
+            raise MigrationError(
+                f"batch_size must be a whole number of at least 1, not {batch_size!r}"
+            )
         self.collection = collection
         self.filter = dict(filter)
         self.update = update
@@ -121,7 +126,7 @@ class BatchedUpdate(Operation):
         state = context.state
         transactional = context.transactions
         saved = await state.find_one({"_id": key}) if state is not None else None
-        saved = saved or {}
+        saved = _checked_position(saved or {}, key)
         if saved.get("finished"):
             return
         last_id = _position_of(saved)
@@ -290,7 +295,12 @@ class BatchedUpdate(Operation):
             if requests:
                 await collection.bulk_write(requests, ordered=False, session=tx)
 
-        await drivers.resolve(session.with_transaction(write))
+        try:
+            await drivers.resolve(session.with_transaction(write))
+        except BaseException:
+            # Its abort ignores its own failure: see end_on_server.
+            await end_on_server(collection.database.client, session)
+            raise
 
 
 def _all_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,6 +355,30 @@ def _is_nan(value: Any) -> bool:
     if isinstance(value, Decimal128):
         return value.to_decimal().is_nan()
     return isinstance(value, float) and value != value
+
+
+#: The fields of a batched update's stored position other than ``last_id`` (which may hold
+#: any ``_id``), each with what odm writes there.
+_POSITION_FIELDS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
+    ("done", lambda value: whole_number(value) and value >= 0, "a count"),
+    ("started", lambda value: isinstance(value, bool), "true or false"),
+    ("finished", lambda value: isinstance(value, bool), "true or false"),
+    ("lsid", lambda value: isinstance(value, Mapping), "a session id (a document)"),
+)
+
+
+def _checked_position(saved: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """Return a batched update's stored position, refusing a field odm never writes so (edited
+    by hand): the error names the document, rather than the step failing on it later."""
+    for field, fine, expected in _POSITION_FIELDS:
+        value = saved.get(field)
+        if value is not None and not fine(value):
+            raise MigrationError(
+                f"{STATE}: the saved position {key!r} holds {field} {stored_value(value)}, not "
+                f"{expected}; odm did not write it (edited by hand?): fix or delete that "
+                "document, or start the file over with --restart"
+            )
+    return saved
 
 
 def _position_of(saved: Mapping[str, Any]) -> Any:

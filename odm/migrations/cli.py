@@ -338,6 +338,11 @@ def _list(args: argparse.Namespace) -> int:
                 line += "  <- file changed since applied"
             elif row.state == "missing":
                 line += "  <- applied but the file is gone"
+            elif row.rolled_back:
+                line += (
+                    f"  <- an earlier rollback stopped part-way ({row.rolled_back} step(s) "
+                    "rolled back); `odm migrate rollback` resumes it"
+                )
             elif row.state == "renamed":
                 line += (
                     f"  <- {row.renamed_from} renamed (applied as {row.renamed_from}); "

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ..exceptions import MigrationError
 from .cleanup import discard, quietly
 from .loader import Migration
 from .lock import LockLost
 from .operations import StepAction
+from .positions import SavedPosition, saved_position
 from .recorder import Recorder
 from .reporting import elapsed_ms
 from .scope import RunScope, StepSequence
@@ -25,12 +25,12 @@ from .step_actions import joins_transaction, perform, resolve
 async def rollbacks_left(recorder: Recorder, migration: Migration) -> str | None:
     """Say which rollbacks an earlier run left to do before the file starts over (``None``:
     it left none)."""
-    state = await recorder.file_state(migration.id)
-    if state is None or state.get("direction") != "compensate":
+    state = saved_position(await recorder.file_state(migration.id), migration)
+    if state.direction != "compensate":
         return None
     left = [
         str(index + 1)
-        for index in reversed(range(min(int(state.get("next_step", 0)), len(migration.steps))))
+        for index in reversed(range(state.next_step))
         if migration.steps[index].rollback is not None
     ]
     return (
@@ -49,7 +49,7 @@ class Compensation:
     sequence: StepSequence
     use_tx: bool
 
-    async def finish_left(self, claimed: dict[str, Any]) -> None:
+    async def finish_left(self, claimed: SavedPosition) -> None:
         """Finish rolling back what an earlier run left half rolled back, before starting over.
 
         That run failed at a step and stopped (killed, interrupted, or its lock lost) while it
@@ -57,8 +57,8 @@ class Compensation:
         are applied, and resuming after them would record the file with their effects undone.
         """
         migration, scope = self.migration, self.scope
-        done = int(claimed.get("next_step", 0))
-        undone = [int(index) for index in claimed.get("undone", [])]
+        done = claimed.next_step
+        undone = list(claimed.undone)
         begun = time.monotonic()
         scope.echo(
             f"apply {migration.id}: an earlier run stopped while rolling back the steps done "
@@ -69,10 +69,14 @@ class Compensation:
             message = f"apply {migration.id}: finishing the rollback an earlier run left{told}"
             await scope.log.failed(migration, "apply", message, begun)
             raise MigrationError(message)
-        await scope.recorder.clear_state(migration.id, keep_steps_except=undone)
+        await scope.recorder.clear_state(
+            migration.id, keep_steps_except=undone, token=scope.lock.token
+        )
         await scope.recorder.log(
             migration.id, "compensate", checksum=migration.checksum, duration_ms=elapsed_ms(begun)
         )
+        if not done:
+            told = ""  # nothing was left: "no rollback, left applied" would speak of nothing
         scope.echo(f"apply {migration.id}: rollback finished{told}; starting the file over")
 
     async def roll_back(

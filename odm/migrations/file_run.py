@@ -50,7 +50,10 @@ class FileRun:
         self.pending: list[int] = []  # positions done inside the open transaction
         self.position = 0  # the step being run; len(sequence): recording the file
         self.recorded = False
+        self.logged = False  # the log says the run is done, for good
+        self.record_in_tx = False  # the record is written in the file's transaction
         self.begun = 0.0
+        self.elapsed = 0
 
     async def run(self) -> None:
         """Run the steps left, record the file, and say how long it took.
@@ -77,9 +80,12 @@ class FileRun:
             # and the saved positions stay; the open transaction is aborted before the lock is
             # released, so nothing of this run commits after it.
             await quietly(self.tx.abort())
+            recorded = await self._recorded_when_stopped()
+            if recorded:
+                await self._finish_bookkeeping()
             await self.scope.log.interrupted(
                 self.migration, self.direction, self._step_number(self.position),
-                self._step_number(len(self.durable)), exc, self.begun,
+                self._step_number(len(self.durable)), exc, self.begun, recorded,
             )
             raise
         self.scope.echo(f"  done in {elapsed} ms")
@@ -93,11 +99,10 @@ class FileRun:
         migration, direction, sequence = self.migration, self.direction, self.sequence
         positions, echo = self.scope.positions, self.scope.echo
         claimed = await positions.claim(migration)
-        if direction == "apply" and claimed.get("direction") == "compensate":
+        if direction == "apply" and claimed.direction == "compensate":
             await self.compensation.finish_left(claimed)
             claimed = await positions.claim(migration)
-        saved = int(claimed.get("next_step", 0)) if claimed.get("direction") == direction else 0
-        start = min(saved, len(sequence))
+        start = claimed.next_step if claimed.direction == direction else 0
         if start == len(sequence) and start:
             # Killed between its last step and its record: only the record is left to write.
             echo(f"{direction} {migration.id}: resuming (every step done; recording it)")
@@ -141,24 +146,51 @@ class FileRun:
 
     async def _record(self) -> int:
         """Record the file as done, log it, forget its positions and commit; return its time."""
-        migration, recorder = self.migration, self.scope.recorder
         # Inside the transaction when there is one; its commit proves the lock once more.
+        self.record_in_tx = self.tx.open
         await self.scope.lock.prove()
-        elapsed = elapsed_ms(self.begun)
-        await self._write_record(elapsed)
+        self.elapsed = elapsed_ms(self.begun)
+        await self._write_record(self.elapsed)
         # Outside a transaction the record is stored for good: from here on nothing may be
         # undone, or the file would be recorded as done with its steps rolled back.
         self.recorded = not self.tx.open
-        await recorder.log(
-            migration.id,
+        await self._log_done()
+        await self.scope.recorder.clear_state(self.migration.id)
+        await self.tx.commit()
+        return self.elapsed
+
+    async def _log_done(self) -> None:
+        """Log the file's run as done (stored for good at once outside a transaction)."""
+        await self.scope.recorder.log(
+            self.migration.id,
             self.direction,
-            checksum=migration.checksum,
-            duration_ms=elapsed,
+            checksum=self.migration.checksum,
+            duration_ms=self.elapsed,
             forced=self.forced,
         )
-        await recorder.clear_state(migration.id)
-        await self.tx.commit()
-        return elapsed
+        self.logged = not self.tx.open
+
+    async def _recorded_when_stopped(self) -> bool | None:
+        """Tell whether an interrupted run had recorded its file as done (``None``: unknown).
+
+        Only its last part, recording the file, can have: a commit (or a write) cut off on its
+        way may have been stored all the same, so it is settled and read back.
+        """
+        if self.recorded or self.position < len(self.sequence):
+            return self.recorded
+        try:
+            await self.tx.settle()
+            return await self._recorded()
+        except Exception:
+            return None
+
+    async def _finish_bookkeeping(self) -> None:
+        """Log an interrupted run whose file is recorded as done, and forget its positions:
+        what the cut-off rest of its recording would have done, so that the log and the
+        positions agree with the record."""
+        if not self.logged and not self.record_in_tx:  # a transaction logged it with the record
+            await quietly(self._log_done())
+        await quietly(self.scope.recorder.clear_state(self.migration.id))
 
     async def _write_record(self, elapsed: int) -> None:
         """Record the file as applied (or forget it, rolled back).
@@ -231,5 +263,9 @@ class FileRun:
             # positions unless their step was rolled back: a batched update that failed
             # half-way (or finished, in a step without rollback) does not repeat its
             # documents when the file is applied again.
-            await quietly(scope.recorder.clear_state(migration.id, keep_steps_except=undone))
+            await quietly(
+                scope.recorder.clear_state(
+                    migration.id, keep_steps_except=undone, token=scope.lock.token
+                )
+            )
         return MigrationError(message)

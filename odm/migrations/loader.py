@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import MigrationError
-from .operations import Operation, Step
+from .operations import Operation, Step, step
 
 #: What a migration file is called: ASCII digits, an underscore, a slug. (``\d`` would take
 #: any Unicode digit: ``٠٠٠٢_b.py`` would sort and number unlike what it looks like.)
@@ -126,7 +126,10 @@ def load_file(path: Path) -> Migration:
     depends = namespace.get("__depends__", set())
     if isinstance(depends, str):
         depends = {depends}
-    if not isinstance(depends, Iterable) or not all(isinstance(d, str) for d in depends):
+    if not isinstance(depends, Iterable) or isinstance(depends, bytes):
+        raise MigrationError(f"{path}: __depends__ must be a set of migration ids")
+    depends = list(depends)  # once: a generator checked first would then be empty
+    if not all(isinstance(d, str) for d in depends):
         raise MigrationError(f"{path}: __depends__ must be a set of migration ids")
     transactional = namespace.get("__transactional__", True)
     if not isinstance(transactional, bool):
@@ -138,8 +141,14 @@ def load_file(path: Path) -> Migration:
         depends=frozenset(d.removesuffix(".py") for d in depends),
         transactional=transactional,
         checksum=checksum(content),
-        doc=(module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else "",
+        doc=_first_line(module.__doc__),
     )
+
+
+def _first_line(doc: object) -> str:
+    """Return the first line of a file's docstring (a file may assign ``__doc__`` anything)."""
+    lines = doc.strip().splitlines() if isinstance(doc, str) else []
+    return lines[0] if lines else ""
 
 
 def _steps(path: Path, value: object) -> list[Step]:
@@ -148,6 +157,12 @@ def _steps(path: Path, value: object) -> list[Step]:
     steps: list[Step] = []
     for number, item in enumerate(value, 1):
         if isinstance(item, Step):
+            # Built as Step(...) rather than with step(): checked as step() checks, now rather
+            # than when the run reaches it (a rollback, maybe years later).
+            try:
+                step(item.apply, item.rollback)
+            except MigrationError as exc:
+                raise MigrationError(f"{path}: step {number}: {exc}") from None
             steps.append(item)
         elif isinstance(item, Operation) or callable(item):
             # A bare operation or callable is a step without rollback.

@@ -34,12 +34,18 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..exceptions import MigrationError
+from .cleanup import quietly
 from .recorder import LOCK, whoami
 
 LOCK_ID = "migrations"
 
 #: MongoDB's code for a write that conflicts with another write since the transaction began.
 _WRITE_CONFLICT = 112
+
+#: The shortest lease (one millisecond: the lease is stored in whole milliseconds) and the
+#: longest (ten years), in seconds.
+MIN_LEASE = 0.001
+MAX_LEASE = 10 * 365 * 24 * 3600.0
 
 class LockHeld(MigrationError):
     """Another process holds the migrations lock; names the holder and its lease."""
@@ -125,8 +131,13 @@ class MigrationLock:
         holder: str | None = None,
         echo: Callable[[str], None] | None = None,
     ) -> None:
-        if lease <= 0:
-            raise MigrationError(f"the lock lease must be positive, not {lease!r}")
+        if not (isinstance(lease, int | float) and MIN_LEASE <= lease <= MAX_LEASE):
+            # NaN, infinity or a lease past what a date holds would only fail at the first
+            # write of the lock, as an error naming nothing.
+            raise MigrationError(
+                f"the lock lease must be a number of seconds from {MIN_LEASE:g} to "
+                f"{MAX_LEASE:.0f} (ten years), not {lease!r}"
+            )
         self.collection = database[LOCK]
         self.lease = lease
         self.timeout = max(0.0, timeout)
@@ -191,7 +202,7 @@ class MigrationLock:
         deadline = time.monotonic() + self.timeout
         told = False
         while True:
-            doc = await self.try_acquire()
+            doc = await self._try_or_give_back()
             if doc.get("token") == self.token:
                 break
             if time.monotonic() >= deadline:
@@ -209,6 +220,15 @@ class MigrationLock:
             await asyncio.sleep(self.poll)
         self.lost = False
         self._heartbeat = asyncio.create_task(self._beat(), name="odm-migrations-lock-heartbeat")
+
+    async def _try_or_give_back(self) -> dict[str, Any]:
+        """Try once; interrupted (Ctrl-C, a cancelled task) or failing, give back a lock the
+        attempt may have taken, so that the next deployer need not wait for its lease."""
+        try:
+            return await self.try_acquire()
+        except BaseException:
+            await quietly(self.collection.delete_one({"_id": LOCK_ID, "token": self.token}))
+            raise
 
     async def _beat(self) -> None:
         lease_ms = int(self.lease * 1000)
@@ -312,13 +332,24 @@ class MigrationLock:
         return doc is not None
 
     async def release(self) -> None:
-        """Stop the heartbeat and delete the lock if it is still ours."""
+        """Stop the heartbeat and delete the lock if it is still ours.
+
+        A delete that fails (the server unreachable) is said, not raised: it must not turn a
+        run that is done into an error, nor hide the error a failed run raises. Without its
+        heartbeat the lock expires with its lease.
+        """
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
-        await self.collection.delete_one({"_id": LOCK_ID, "token": self.token})
+        try:
+            await self.collection.delete_one({"_id": LOCK_ID, "token": self.token})
+        except PyMongoError as exc:
+            self.echo(
+                f"warning: the migrations lock could not be released ({type(exc).__name__}: "
+                f"{exc}); it expires with its lease ({self.lease:g} s)"
+            )
 
     async def __aenter__(self) -> MigrationLock:
         await self.acquire()

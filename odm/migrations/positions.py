@@ -14,11 +14,65 @@ the run is told to start it over (``restart``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ..exceptions import MigrationError
 from .loader import Migration
 from .lock import LockLost, MigrationLock
-from .recorder import Recorder
+from .recorder import STATE, Recorder, file_key, stored_value, whole_number
+
+#: What a file's saved position may say it was doing (nothing: claimed, no step done yet).
+DIRECTIONS = ("apply", "rollback", "compensate")
+
+
+@dataclass(frozen=True)
+class SavedPosition:
+    """Where an earlier run left a file: its ``direction``, how many steps of it were done
+    (``next_step``), and, while compensating, the apply steps already rolled back (``undone``,
+    0-based)."""
+
+    direction: str | None = None
+    next_step: int = 0
+    undone: tuple[int, ...] = ()
+
+
+def saved_position(doc: Mapping[str, Any] | None, migration: Migration) -> SavedPosition:
+    """Read a file's saved position, refusing one odm cannot have written for this file.
+
+    A position edited by hand (a negative or too large step count, a string) would make the
+    run repeat steps, skip them, or record the file with none of them run.
+    """
+    if not doc:
+        return SavedPosition()
+    direction = doc.get("direction")
+    if direction is not None and direction not in DIRECTIONS:
+        raise _bad_position(migration, "direction", direction, "apply, rollback or compensate")
+    count = len(migration.steps)
+    next_step = doc.get("next_step", 0)
+    if not (whole_number(next_step) and 0 <= next_step <= count):
+        raise _bad_position(
+            migration, "next_step", next_step, f"a step count of this file (0 to {count})"
+        )
+    undone = doc.get("undone", [])
+    if not (
+        isinstance(undone, list)
+        and all(whole_number(index) and 0 <= index < count for index in undone)
+    ):
+        raise _bad_position(
+            migration, "undone", undone, f"a list of step indexes of this file (0 to {count - 1})"
+        )
+    return SavedPosition(direction, int(next_step), tuple(int(index) for index in undone))
+
+
+def _bad_position(migration: Migration, field: str, value: Any, expected: str) -> MigrationError:
+    return MigrationError(
+        f"{STATE}: the saved position {file_key(migration.id)!r} of {migration.id} holds "
+        f"{field} {stored_value(value)}, not {expected}; odm did not write it (edited by "
+        f"hand?): fix or delete that document, or start the file over with `--restart "
+        f"{migration.id}`"
+    )
 
 
 async def lost_lock(lock: MigrationLock) -> LockLost | None:
@@ -40,10 +94,11 @@ class FilePositions:
         self.recorder = recorder
         self.lock = lock
 
-    async def claim(self, migration: Migration) -> dict[str, Any]:
+    async def claim(self, migration: Migration) -> SavedPosition:
         """Prove the lock, then take (and read) the file's saved position for this run."""
         await self.lock.prove()
-        return await self.recorder.claim(migration.id, migration.checksum, self.lock.token)
+        doc = await self.recorder.claim(migration.id, migration.checksum, self.lock.token)
+        return saved_position(doc, migration)
 
     async def save(
         self, migration: Migration, direction: str, next_step: int, **extra: Any

@@ -10,15 +10,19 @@ holds the lock token of the run that claimed it, and only that run's saves match
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import re
+import reprlib
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ReturnDocument
+
+from ..exceptions import MigrationError
 
 APPLIED = "_odm_migrations"
 LOG = "_odm_migrations_log"
@@ -54,6 +58,67 @@ class AppliedRecord:
     depends: tuple[str, ...] | None = None
 
 
+def stored_value(value: Any) -> str:
+    """Show a stored value in an error, cut short: a hostile one may be megabytes long."""
+    return reprlib.repr(value)
+
+
+def bad_record(doc_id: Any, field: str, value: Any, expected: str) -> MigrationError:
+    """Return the error for a field of an applied record that odm did not write."""
+    return MigrationError(
+        f"{APPLIED}: the record {stored_value(doc_id)} has {field} {stored_value(value)}, not "
+        f"{expected}; odm did not write it (edited by hand?): fix or delete that document"
+    )
+
+
+def whole_number(value: Any) -> bool:
+    """Tell whether a stored value is a whole number: an int, or a double such as ``12.0`` (the
+    mongo shell stores numbers as doubles); not NaN, ``1.5`` or ``True``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+
+
+def record_of(doc: Mapping[str, Any]) -> AppliedRecord:
+    """Read one applied record, refusing a field of a type odm never writes there.
+
+    Fields missing from records written by older versions take their defaults.
+    """
+    doc_id = doc.get("_id")
+    if not isinstance(doc_id, str) or not doc_id:
+        raise MigrationError(
+            f"{APPLIED}: a record has _id {stored_value(doc_id)}, not a migration id; odm did "
+            "not write it (edited by hand?): fix or delete that document"
+        )
+    checks: tuple[tuple[str, Any, str], ...] = (
+        ("checksum", str, "a checksum (a string)"),
+        ("applied_at", datetime, "a date"),
+        ("applied_by", str, "a string"),
+        ("marked", bool, "true or false"),
+    )
+    for field_name, kind, expected in checks:
+        value = doc.get(field_name)
+        if value is not None and not isinstance(value, kind):
+            raise bad_record(doc_id, field_name, value, expected)
+    duration = doc.get("duration_ms", 0)
+    if duration is not None and not (whole_number(duration) and duration >= 0):
+        raise bad_record(doc_id, "duration_ms", duration, "a whole number of milliseconds")
+    depends = doc.get("depends")
+    if depends is not None and not (
+        isinstance(depends, list) and all(isinstance(d, str) for d in depends)
+    ):
+        raise bad_record(doc_id, "depends", depends, "a list of migration ids")
+    return AppliedRecord(
+        id=doc_id,
+        checksum=doc.get("checksum") or "",
+        applied_at=doc.get("applied_at"),
+        applied_by=doc.get("applied_by") or "",
+        duration_ms=int(duration or 0),
+        marked=bool(doc.get("marked", False)),
+        depends=tuple(depends) if depends is not None else None,
+    )
+
+
 class Recorder:
     """Reads and writes the applied collection, the log and the resume state of a database.
 
@@ -69,18 +134,16 @@ class Recorder:
         self.state = database[STATE]
 
     async def applied(self) -> dict[str, AppliedRecord]:
-        """Return the applied migrations by id."""
+        """Return the applied migrations by id.
+
+        A record odm did not write (edited by hand: an ``_id`` that is not a string, a field of
+        the wrong type) raises :class:`MigrationError` naming the document and the field, rather
+        than being half-read into a wrong decision.
+        """
         records: dict[str, AppliedRecord] = {}
         async for doc in self.applied_collection.find({}):
-            records[doc["_id"]] = AppliedRecord(
-                id=doc["_id"],
-                checksum=doc.get("checksum", ""),
-                applied_at=doc.get("applied_at"),
-                applied_by=doc.get("applied_by", ""),
-                duration_ms=int(doc.get("duration_ms", 0)),
-                marked=bool(doc.get("marked", False)),
-                depends=tuple(doc["depends"]) if isinstance(doc.get("depends"), list) else None,
-            )
+            record = record_of(doc)
+            records[record.id] = record
         return records
 
     async def record_applied(
@@ -108,6 +171,15 @@ class Recorder:
                 "depends": sorted(depends),
             },
             upsert=True,
+        )
+
+    async def record_content(
+        self, migration_id: str, checksum: str, depends: Iterable[str]
+    ) -> None:
+        """Record the file of an applied migration as it is now (edited since it was applied),
+        keeping when, by whom and how it was applied."""
+        await self.applied_collection.update_one(
+            {"_id": migration_id}, {"$set": {"checksum": checksum, "depends": sorted(depends)}}
         )
 
     async def rename(self, old_id: str, new_id: str) -> None:
@@ -153,17 +225,17 @@ class Recorder:
             entry["renamed_from"] = renamed_from
         await self.log_collection.insert_one(entry)
 
-    async def step_position(self, migration_id: str, direction: str) -> int:
-        """Return how many steps of an interrupted run in ``direction`` are already done."""
-        doc = await self.file_state(migration_id)
-        if doc is None or doc.get("direction") != direction:
-            return 0
-        return int(doc.get("next_step", 0))
-
     async def file_state(self, migration_id: str) -> dict[str, Any] | None:
         """Return where an earlier run left ``migration_id`` (``None``: nowhere)."""
-        doc = await self.state.find_one({"_id": f"file:{migration_id}"})
+        doc = await self.state.find_one({"_id": file_key(migration_id)})
         return dict(doc) if doc else None
+
+    async def stopped_rollbacks(self) -> dict[str, dict[str, Any]]:
+        """Return, by migration id, the saved positions of rollbacks that stopped part-way."""
+        found: dict[str, dict[str, Any]] = {}
+        async for doc in self.state.find({"_id": {"$regex": "^file:"}, "direction": "rollback"}):
+            found[str(doc["_id"]).removeprefix("file:")] = dict(doc)
+        return found
 
     async def claim(self, migration_id: str, checksum: str, token: str) -> dict[str, Any]:
         """Make the run holding the lock with ``token`` the owner of the file's position.
@@ -173,7 +245,7 @@ class Recorder:
         document is created when there is none, so that a late save cannot create it either.
         """
         doc = await self.state.find_one_and_update(
-            {"_id": f"file:{migration_id}"},
+            {"_id": file_key(migration_id)},
             {
                 "$set": {"token": token},
                 "$setOnInsert": {"migration": migration_id, "checksum": checksum},
@@ -194,7 +266,7 @@ class Recorder:
         move it under the new holder, whether or not its write runs in a transaction.
         """
         result = await self.state.update_one(
-            {"_id": f"file:{migration_id}", "token": token},
+            {"_id": file_key(migration_id), "token": token},
             {
                 "$set": {
                     "direction": direction,
@@ -220,14 +292,18 @@ class Recorder:
                 "migration": migration_id,
                 "checksum": {"$ne": checksum},
                 # A claim that saved no position yet says nothing was done.
-                "$or": [{"_id": {"$ne": f"file:{migration_id}"}}, {"next_step": {"$exists": True}}],
+                "$or": [{"_id": {"$ne": file_key(migration_id)}}, {"next_step": {"$exists": True}}],
             },
             projection={"_id": 1},
         )
         return found is not None
 
     async def clear_state(
-        self, migration_id: str, *, keep_steps_except: Iterable[int] | None = None
+        self,
+        migration_id: str,
+        *,
+        keep_steps_except: Iterable[int] | None = None,
+        token: str | None = None,
     ) -> None:
         """Forget every resume position of ``migration_id`` (its run finished or was undone).
 
@@ -235,13 +311,31 @@ class Recorder:
         positions of the apply steps listed (0-based: they were rolled back) and those of the
         rollbacks run to compensate (a later failure must run them again); the resumable
         operations of the other steps keep theirs, so that a new run does not repeat them.
+        With ``token``, the file's own position is forgotten only while that run owns it.
         """
+        own: dict[str, Any] = {"_id": file_key(migration_id)}
+        if token is not None:
+            own["token"] = token
         if keep_steps_except is None:
-            await self.state.delete_many({"migration": migration_id})
+            # The file's own position first: cut short after it, the next run starts the file
+            # over, and its operations' positions still say what they did.
+            await self.state.delete_one(own)
+            every = re.escape(f"{migration_id}:")
+            await self.state.delete_many(
+                {"$or": [{"migration": migration_id}, {"_id": {"$regex": f"^{every}"}}]}
+            )
             return
-        await self.state.delete_one({"_id": f"file:{migration_id}"})
+        # What was rolled back first, the file's own position last: cut short before it, that
+        # position still says the rollback is to be finished and lists what was rolled back,
+        # so the next apply forgets these again instead of resuming steps that were undone.
         compensated = re.escape(f"{migration_id}:compensate:")
         await self.state.delete_many({"_id": {"$regex": f"^{compensated}"}})
         for index in keep_steps_except:
             prefix = re.escape(f"{migration_id}:apply:{index}:")
             await self.state.delete_many({"_id": {"$regex": f"^{prefix}"}})
+        await self.state.delete_one(own)
+
+
+def file_key(migration_id: str) -> str:
+    """Return the ``_id`` of the state document holding a file's own saved position."""
+    return f"file:{migration_id}"

@@ -58,14 +58,31 @@ class RunLog:
         resumes_at: int | None,
         exc: BaseException,
         begun: float,
+        recorded: bool | None = False,
     ) -> None:
-        """Say (and log) where an interrupted run stopped and where the next one resumes."""
+        """Say (and log) where an interrupted run stopped and where the next one resumes.
+
+        ``recorded``: whether the file was recorded as done before the interruption (``None``:
+        it was being recorded, and whether it was cannot be read back).
+        """
+        how = _how_stopped(exc)
+        if recorded:
+            # Done: the log already says so, and this is no failure.
+            self.echo(f"{direction} {migration.id}: interrupted ({how}) once recorded as done")
+            return
         where = f"in step {at_step}" if at_step is not None else "while recording it"
         resumes = f"resumes at step {resumes_at}" if resumes_at is not None else "only records it"
-        message = (
-            f"{direction} {migration.id}: interrupted ({_how_stopped(exc)}) {where}; nothing "
-            f"undone and nothing recorded: the next {direction} {resumes}"
-        )
+        if recorded is None:
+            message = (
+                f"{direction} {migration.id}: interrupted ({how}) {where}, and whether it was "
+                f"recorded cannot be read back; nothing undone: `odm migrate list` shows "
+                f"whether it was; if not, the next {direction} {resumes}"
+            )
+        else:
+            message = (
+                f"{direction} {migration.id}: interrupted ({how}) {where}; nothing undone and "
+                f"nothing recorded: the next {direction} {resumes}"
+            )
         self.echo(message)
         await self.failed(migration, direction, message, begun)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from .loader import Migration
 from .lock import MigrationLock
 from .operations import StepAction, describe_action
 from .planning import describe_step
-from .recorder import Recorder
+from .positions import saved_position
+from .recorder import Recorder, whole_number
 from .scope import Direction, RunScope
 from .selection import (
     State,
@@ -33,6 +35,7 @@ from .selection import (
     refuse_changed,
     refuse_needed,
     refuse_renamed,
+    refuse_rolled_back,
     refuse_stale,
     refuse_unknown,
     restarting_ids,
@@ -105,7 +108,22 @@ class Runner:
         """
         applied = await self.recorder.applied()
         migrations = loader.load(self.directory, applied, allow_applied_missing=True)
-        return file_statuses(migrations, applied)
+        return await self._with_stopped_rollbacks(file_statuses(migrations, applied))
+
+    async def _with_stopped_rollbacks(self, rows: list[Status]) -> list[Status]:
+        """Note on each applied file how many steps an earlier rollback of it left rolled back.
+
+        A rollback that failed, was killed or lost the lock part-way leaves the file recorded
+        as applied, and its position says how far it went (a position edited by hand is
+        refused, naming it).
+        """
+        stopped = await self.recorder.stopped_rollbacks()
+        return [
+            replace(row, rolled_back=_steps_rolled_back(stopped[row.id], row.migration))
+            if row.id in stopped and row.migration is not None and row.record is not None
+            else row
+            for row in rows
+        ]
 
     async def _pending_to_apply(
         self, rows: Sequence[Status], to: str | None, force: bool, restart: Sequence[str]
@@ -113,6 +131,7 @@ class Runner:
         """Return the files ``apply`` takes and those it starts over, after the refusals."""
         refuse_changed(rows, force, self.echo)
         refuse_renamed(rows)
+        refuse_rolled_back(rows, force, self.echo)
         pending = pending_files(rows, to)
         warn_copies(rows, pending, self.echo)
         restarting = restarting_ids(rows, pending, restart)
@@ -221,28 +240,45 @@ class Runner:
         """Record a migration as applied without running it (or record its edited content).
 
         For a renamed file (its content applied under an id whose file is gone), the applied
-        record moves to the new id and the log notes the rename.
+        record moves to the new id and the log notes the rename. A file already applied as it
+        is stays as it was recorded (when, by whom, whether it ran): marking it again changes
+        nothing.
         """
-        migrations = await self._load(await self.recorder.applied())
-        mid = loader.resolve_id(migrations, given)
-        migration = next(m for m in migrations if m.id == mid)
+        mid = loader.resolve_id(await self._load(await self.recorder.applied()), given)
         async with self.lock():
-            row = next(row for row in await self.status() if row.id == mid)
-            await self.recorder.clear_state(mid)
-            if row.state == "renamed" and row.renamed_from is not None:
-                await self.recorder.clear_state(row.renamed_from)
-                await self.recorder.rename(row.renamed_from, mid)
-                await self.recorder.log(
-                    mid, "rename", checksum=migration.checksum, renamed_from=row.renamed_from
-                )
-                self.echo(f"recorded {row.renamed_from} as renamed to {mid} (already applied)")
+            # Read again under the lock: the file may have been applied, edited or removed
+            # while this waited for it.
+            row = next((r for r in await self.status() if r.id == mid and r.migration), None)
+            if row is None or row.migration is None:
+                raise MigrationError(f"no migration {mid!r} in {self.directory}")
+            if row.state == "applied" and not row.rolled_back:
+                self.echo(f"{mid} is already applied (nothing to mark)")
                 return mid
+            await self._mark_row(row, row.migration)
+        return mid
+
+    async def _mark_row(self, row: Status, migration: Migration) -> None:
+        """Record ``row``'s file as applied as it is now (a rename moves its record)."""
+        mid = migration.id
+        await self.recorder.clear_state(mid)
+        if row.state == "renamed" and row.renamed_from is not None:
+            await self.recorder.clear_state(row.renamed_from)
+            await self.recorder.rename(row.renamed_from, mid)
+            await self.recorder.log(
+                mid, "rename", checksum=migration.checksum, renamed_from=row.renamed_from
+            )
+            self.echo(f"recorded {row.renamed_from} as renamed to {mid} (already applied)")
+            return
+        if row.record is not None:
+            # Applied and edited since (or its rollback stopped part-way): the record keeps
+            # when, by whom and how it was applied; it takes the content as it is now.
+            await self.recorder.record_content(mid, migration.checksum, migration.depends)
+        else:
             await self.recorder.record_applied(
                 mid, migration.checksum, 0, marked=True, depends=sorted(migration.depends)
             )
-            await self.recorder.log(mid, "mark", checksum=migration.checksum)
+        await self.recorder.log(mid, "mark", checksum=migration.checksum)
         self.echo(f"marked {mid} as applied")
-        return mid
 
     async def unmark(self, given: str) -> str:
         """Forget that a migration was applied, without running its rollback."""
@@ -258,11 +294,25 @@ class Runner:
         if mid not in applied:
             raise MigrationError(f"{mid} is not applied")
         async with self.lock():
+            # Read again under the lock: a rollback may have forgotten it while this waited.
+            record = (await self.recorder.applied()).get(mid)
+            if record is None:
+                raise MigrationError(f"{mid} is not applied")
             await self.recorder.clear_state(mid)
             await self.recorder.forget(mid)
-            await self.recorder.log(mid, "unmark", checksum=applied[mid].checksum)
+            await self.recorder.log(mid, "unmark", checksum=record.checksum)
         self.echo(f"unmarked {mid}")
         return mid
+
+
+def _steps_rolled_back(position: dict[str, Any], migration: Migration) -> int:
+    """Return how many steps of ``migration`` a stopped rollback's ``position`` rolled back."""
+    if position.get("checksum") == migration.checksum:
+        return saved_position(position, migration).next_step
+    # Saved for other content of the file (edited since, which `plan` and `rollback` refuse to
+    # resume): its count is of other steps; what it tells is that the rollback went part-way.
+    count: Any = position.get("next_step")
+    return int(count) if whole_number(count) and count >= 1 else 1
 
 
 def describe(action: StepAction | None) -> str:

@@ -33,6 +33,10 @@ class Status:
     migration: Migration | None
     record: AppliedRecord | None
     renamed_from: str | None = None
+    #: How many of its steps an earlier rollback of this applied file rolled back before it
+    #: stopped (failed, killed or lost the lock): the file is recorded as applied, but is not
+    #: all there.
+    rolled_back: int = 0
 
 
 def file_statuses(
@@ -72,6 +76,27 @@ def refuse_changed(rows: Sequence[Status], force: bool, echo: Callable[[str], No
         )
     for mid in changed:
         echo(f"warning: {mid} changed since it was applied (--force)")
+
+
+def refuse_rolled_back(rows: Sequence[Status], force: bool, echo: Callable[[str], None]) -> None:
+    """Refuse to apply while an applied file's rollback stopped part-way; with ``force``, warn.
+
+    That file is recorded as applied, but the steps rolled back are gone: applying more (a
+    file depending on it, say) would build on what is not there, and "nothing to apply"
+    would say all is in place.
+    """
+    stopped = [row for row in rows if row.rolled_back]
+    told = ", ".join(
+        f"{row.id} ({row.rolled_back} step(s) rolled back)" for row in stopped
+    )
+    if stopped and not force:
+        raise MigrationError(
+            f"an earlier rollback stopped part-way: {told}; the file is still recorded as "
+            "applied without those steps. Finish rolling it back (`odm migrate rollback` "
+            "resumes it), or pass --force to apply anyway"
+        )
+    if stopped:
+        echo(f"warning: an earlier rollback stopped part-way: {told} (--force)")
 
 
 def refuse_renamed(rows: Sequence[Status]) -> None:

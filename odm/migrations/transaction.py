@@ -22,7 +22,7 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from .cleanup import quietly
+from .cleanup import end_on_server, quietly
 from .lock import MigrationLock
 
 #: Set to ``1`` to run as on a server without transactions (tests of the standalone path).
@@ -68,6 +68,8 @@ class FencedTransaction:
         self.lock = lock
         self.session: Any = None
         self.binding: Any = None
+        #: The session of a commit cut off by an interruption: it may still land.
+        self.unsettled: Any = None
 
     @property
     def open(self) -> bool:
@@ -118,28 +120,46 @@ class FencedTransaction:
             finally:
                 if session.in_transaction:  # not committed: an abort, or a failed proof
                     await quietly(session.abort_transaction())
+                    await end_on_server(self.client, session)  # should the abort have failed
                 await drivers.resolve(session.end_session())
         finally:
             self.lock.resume()
 
+    async def settle(self) -> None:
+        """End the transaction of a commit cut off by an interruption on the server, so that a
+        commit still on its way cannot land after what it stored is read back."""
+        session_id, self.unsettled = self.unsettled, None
+        if session_id is not None:
+            await self.client.admin.command({"killSessions": [session_id]})
+
     async def _commit(self, session: Any, stamp: str) -> None:
+        # Until its outcome is known: a commit interrupted on its way may still land (settle()).
+        self.unsettled = session.session_id
         try:
             await session.commit_transaction()
         except PyMongoError as exc:
-            # The answer may be lost after the commit happened (a network error, a write concern
-            # error): undoing steps or starting the file over would then repeat committed work.
-            # The lock proof made last in the transaction carries a stamp only its commit stores.
-            # Killing the session first settles it: a commit still on its way cannot land after
-            # the stamp is read, and one that failed leaves no open transaction behind holding
-            # locks (the driver does not abort after a failed commit; a rollback's DDL would
-            # wait for the server to reap it).
-            try:
-                await self.client.admin.command({"killSessions": [session.session_id]})
-                committed = await self.lock.stamped(stamp)
-            except PyMongoError as unknown:
-                raise OutcomeUnknown(
-                    f"{type(exc).__name__} while committing, and whether it committed cannot be "
-                    f"read back ({type(unknown).__name__}: {unknown})"
-                ) from exc
+            committed = await self._committed_despite(session, stamp, exc)
+            self.unsettled = None
             if not committed:
                 raise
+        self.unsettled = None
+
+    async def _committed_despite(self, session: Any, stamp: str, exc: PyMongoError) -> bool:
+        """Tell whether a commit that raised ``exc`` happened all the same.
+
+        The answer may be lost after the commit happened (a network error, a write concern
+        error): undoing steps or starting the file over would then repeat committed work. The
+        lock proof made last in the transaction carries a stamp only its commit stores.
+        Killing the session first settles it: a commit still on its way cannot land after the
+        stamp is read, and one that failed leaves no open transaction behind holding locks (the
+        driver does not abort after a failed commit; a rollback's DDL would wait for the server
+        to reap it).
+        """
+        try:
+            await self.client.admin.command({"killSessions": [session.session_id]})
+            return await self.lock.stamped(stamp)
+        except PyMongoError as unknown:
+            raise OutcomeUnknown(
+                f"{type(exc).__name__} while committing, and whether it committed cannot be "
+                f"read back ({type(unknown).__name__}: {unknown})"
+            ) from exc
