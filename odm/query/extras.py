@@ -18,8 +18,9 @@ from typing import Any, Final, Protocol
 from ..exceptions import QueryError
 from ..models import tracking
 from ..models.tracking import annotations_of
+from ..utf8 import encodable
 from .geo import Near, geometry_models
-from .paths import ID_FIELD, Kind, check_name, encodable, resolve
+from .paths import ID_FIELD, Kind, check_name, resolve
 from .where import Where
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from ..exceptions import QueryError
 from ..models.options import ID_KEY
-from .paths import SEP, FieldType, Kind, ResolvedPath, elements, peel, resolve
+from .paths import SEP, FieldType, Kind, ResolvedPath, elements, is_index, peel, resolve
 from .update_checks import ELEMENT_INDEX, Guard, Place, placed, prefixed
 
 __all__ = [
@@ -57,7 +57,7 @@ def position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[Gu
     guards: list[Guard] = []
     stored = target.db_path.split(".")
     for index, name in enumerate(target.names):
-        if not (name.isascii() and name.isdigit()) or index == 0:
+        if not is_index(name) or index == 0:
             continue
         position = int(name)
         list_key = SEP.join(target.names[:index])

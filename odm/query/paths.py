@@ -47,8 +47,8 @@ __all__ = [
     "check_literal",
     "check_name",
     "elements",
-    "encodable",
     "field_type_of",
+    "is_index",
     "model_type",
     "not_a_field_name",
     "peel",
@@ -192,7 +192,7 @@ def remember(cache: dict[Any, Any], key: str | tuple[str, ...], value: Any) -> N
     cache[key] = value
 
 
-def _is_index(part: str) -> bool:
+def is_index(part: str) -> bool:
     """Tell whether a path part is a list position: ASCII digits only (an Arabic-Indic digit
     is a name, as any other non-ASCII text)."""
     return part.isascii() and part.isdigit()
@@ -245,11 +245,11 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         check_name(part, path=path)
         while current.kind is Kind.LIST:
             assert current.item is not None
-            if _is_index(part):
+            if is_index(part):
                 break
             current = current.item
             through_list = True
-        if current.kind is Kind.LIST and _is_index(part):
+        if current.kind is Kind.LIST and is_index(part):
             current = _at_position(model, current, int(part), names, owner, path)
             db_parts.append(part)  # a position: tags__0 is "tags.0"
             names.append(part)

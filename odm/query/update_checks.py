@@ -20,7 +20,7 @@ import bson
 
 from ..models.options import ID_KEY
 from ..models.writes import get_path
-from .paths import SEP, FieldType, Kind, ResolvedPath, model_type, resolve
+from .paths import SEP, FieldType, Kind, ResolvedPath, is_index, model_type, resolve
 
 __all__ = [
     "ARRAY",
@@ -228,7 +228,7 @@ def _collect_element_conditions(
         elif key.startswith(prefix):
             rest = key[len(prefix):]
             first = rest.split(".")[0]
-            if first.isascii() and first.isdigit():
+            if is_index(first):
                 return False  # a position, not an element's field
             found.append({rest: value})
     return True
@@ -271,7 +271,7 @@ def _binds_at(key: str, value: Any, path: str) -> bool:
     if key == path:
         return _binds(value, whole=True)
     if key.startswith(path + "."):
-        return not _is_position(key[len(path) + 1:].split(".")[0]) and _binds(value, whole=False)
+        return not is_index(key[len(path) + 1:].split(".")[0]) and _binds(value, whole=False)
     # Another field, or $or / $nor / $expr...: no element of the list noted. (MongoDB's $or
     # does not pass on which element its branch matched; only its own rewrite of some, into
     # an $in or a lone branch, does, in some versions.)
@@ -281,10 +281,6 @@ def _binds_at(key: str, value: Any, path: str) -> bool:
 def _branches(parts: Any) -> list[Mapping[str, Any]]:
     """The filters of an ``$and`` (what the server would refuse is none)."""
     return [p for p in parts if isinstance(p, Mapping)] if isinstance(parts, list) else []
-
-
-def _is_position(name: str) -> bool:
-    return name.isascii() and name.isdigit()
 
 
 #: The operators that only an element (or a field of one) can meet: whatever their operand,
@@ -451,7 +447,7 @@ def parent_needs(
         if not (held.nullable or held.kind is Kind.ANY):
             continue
         following = names[index]
-        alias = CONTAINER if following.isascii() and following.isdigit() else DOCUMENT
+        alias = CONTAINER if is_index(following) else DOCUMENT
         stored_parent = ".".join(stored[:index])
         needs.append(Need(key, parent, stored_parent, alias, of=_of(place), **placed(place)))
     return needs
