@@ -9,7 +9,7 @@ flush and of the reads after a queryset write, until it is inserted under its ne
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 Key = tuple[str, str, Any]
@@ -154,6 +154,12 @@ def hashable_id(stored: Any) -> Any:
             return None
         return frozen
     return stored
+
+
+def by_stored_id(raws: Iterable[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """Key stored documents by their ``_id`` as :func:`hashable_id` makes it (a compound
+    ``_id`` is a dict): look one up with ``found.get(hashable_id(ident))``."""
+    return {hashable_id(raw["_id"]): raw for raw in raws}
 
 
 def frozen_id(document: Any) -> Any:

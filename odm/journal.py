@@ -37,7 +37,7 @@ from pymongo.errors import PyMongoError
 
 from . import executor
 from .exceptions import OperationTimeout
-from .identity import hashable_id
+from .identity import by_stored_id, hashable_id
 from .models.copies import written
 from .models.diffing import same
 from .models.loading import _snapshot_of, load_into
@@ -202,8 +202,7 @@ class Journal:
                     if state is not None:
                         restore_state(document, state)
                 continue
-            # Keyed as hashable: a compound _id (a sub-document) is a dict.
-            stored = {hashable_id(raw[ID_KEY]): raw for raw in raws}
+            stored = by_stored_id(raws)
             for (document, state), ident in zip(group, ids, strict=True):
                 # What the fields were last set from: the read in the block, else the
                 # snapshot before it. A value still equal to it is no change of the user's,

@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import executor
-from .identity import hashable_id
+from .identity import by_stored_id, hashable_id
 from .models.diffing import same
 from .models.loading import load_stored
 from .models.options import ID_KEY
@@ -96,7 +96,7 @@ async def _read_again(uow: Any, model: type[Any], only: Any, failed: list[Any]) 
     if not held:
         return
     raws = await executor.find_list(collection_model(model), {ID_KEY: {"$in": ids}})
-    stored = {hashable_id(raw[ID_KEY]): raw for raw in raws}  # a compound _id is a dict
+    stored = by_stored_id(raws)
     for document, ident in zip(held, ids, strict=True):
         raw = stored.get(hashable_id(ident))
         snapshot = raw_snapshot(document)
