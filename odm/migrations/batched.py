@@ -46,7 +46,7 @@ from .. import drivers
 from ..exceptions import MigrationError
 from .cleanup import end_on_server
 from .operations import Context, Operation, collection_name, collection_of, current_context
-from .recorder import STATE, stored_value, whole_number
+from .recorder import STATE, not_written_by_odm, whole_number
 
 #: The field that guards per-document updates on servers without transactions.
 MARKER = "_odm_batch"
@@ -373,10 +373,9 @@ def _checked_position(saved: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     for field, fine, expected in _POSITION_FIELDS:
         value = saved.get(field)
         if value is not None and not fine(value):
-            raise MigrationError(
-                f"{STATE}: the saved position {key!r} holds {field} {stored_value(value)}, not "
-                f"{expected}; odm did not write it (edited by hand?): fix or delete that "
-                "document, or start the file over with --restart"
+            raise not_written_by_odm(
+                f"{STATE}: the saved position {key!r} holds", field, value, expected,
+                ", or start the file over with --restart",
             )
     return saved
 

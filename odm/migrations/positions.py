@@ -21,7 +21,7 @@ from typing import Any
 from ..exceptions import MigrationError
 from .loader import Migration
 from .lock import LockLost, MigrationLock
-from .recorder import STATE, Recorder, file_key, stored_value, whole_number
+from .recorder import STATE, Recorder, file_key, not_written_by_odm, whole_number
 
 #: What a file's saved position may say it was doing (nothing: claimed, no step done yet).
 DIRECTIONS = ("apply", "rollback", "compensate")
@@ -67,11 +67,9 @@ def saved_position(doc: Mapping[str, Any] | None, migration: Migration) -> Saved
 
 
 def _bad_position(migration: Migration, field: str, value: Any, expected: str) -> MigrationError:
-    return MigrationError(
-        f"{STATE}: the saved position {file_key(migration.id)!r} of {migration.id} holds "
-        f"{field} {stored_value(value)}, not {expected}; odm did not write it (edited by "
-        f"hand?): fix or delete that document, or start the file over with `--restart "
-        f"{migration.id}`"
+    return not_written_by_odm(
+        f"{STATE}: the saved position {file_key(migration.id)!r} of {migration.id} holds",
+        field, value, expected, f", or start the file over with `--restart {migration.id}`",
     )
 
 

@@ -63,11 +63,22 @@ def stored_value(value: Any) -> str:
     return reprlib.repr(value)
 
 
+def not_written_by_odm(
+    what: str, field: str, value: Any, expected: str, then: str = ""
+) -> MigrationError:
+    """Return the error for a stored field that odm never writes so (edited by hand):
+    ``what`` names the document (``"_odm_migrations: the record 'x' has"``), ``then`` what
+    else may be done than fixing or deleting it."""
+    return MigrationError(
+        f"{what} {field} {stored_value(value)}, not {expected}; odm did not write it (edited "
+        f"by hand?): fix or delete that document{then}"
+    )
+
+
 def bad_record(doc_id: Any, field: str, value: Any, expected: str) -> MigrationError:
     """Return the error for a field of an applied record that odm did not write."""
-    return MigrationError(
-        f"{APPLIED}: the record {stored_value(doc_id)} has {field} {stored_value(value)}, not "
-        f"{expected}; odm did not write it (edited by hand?): fix or delete that document"
+    return not_written_by_odm(
+        f"{APPLIED}: the record {stored_value(doc_id)} has", field, value, expected
     )
 
 
@@ -86,10 +97,7 @@ def record_of(doc: Mapping[str, Any]) -> AppliedRecord:
     """
     doc_id = doc.get("_id")
     if not isinstance(doc_id, str) or not doc_id:
-        raise MigrationError(
-            f"{APPLIED}: a record has _id {stored_value(doc_id)}, not a migration id; odm did "
-            "not write it (edited by hand?): fix or delete that document"
-        )
+        raise not_written_by_odm(f"{APPLIED}: a record has", "_id", doc_id, "a migration id")
     checks: tuple[tuple[str, Any, str], ...] = (
         ("checksum", str, "a checksum (a string)"),
         ("applied_at", datetime, "a date"),
