@@ -447,6 +447,15 @@ def _check_related(model: type[Any], path: str) -> None:
         raise QueryError(
             f"select_related({path!r}): {path!r} is not a Reference field", field=path
         )
+    reference = path.rsplit("__", 1)[0]
+    if target.names[-1] == "id" and resolve(model, reference).db_path == target.db_path:
+        # "customer__id" resolves to the id the reference stores, the very field, but the
+        # join would attach the document under a name no field has: nothing would be loaded.
+        raise QueryError(
+            f"select_related({path!r}) names the id a reference stores, not the reference: "
+            f"write select_related({reference!r})",
+            field=path,
+        )
     if target.through_list or target.positioned or any(j.many for j in target.joins):
         raise QueryError(
             f"select_related({path!r}) goes through a list; use prefetch_related",

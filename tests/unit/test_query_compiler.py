@@ -172,6 +172,14 @@ def test_select_related() -> None:
         Query(QOrder).add_related("watchers")
 
 
+def test_select_related_of_the_stored_id_names_the_reference() -> None:
+    """``customer__id`` resolves to the id the reference stores: a join under that name would
+    attach nothing, so it is refused, pointing at ``select_related("customer")``."""
+    with pytest.raises(QueryError, match=r"write select_related\('customer'\)") as raised:
+        Query(QOrder).add_related("customer__id")
+    assert raised.value.field == "customer__id"
+
+
 def test_filter_across_reference() -> None:
     query = Query(QOrder)
     query.add_filter(status="paid", customer__age__gte=18)
