@@ -20,9 +20,11 @@ from .query.update_checks import (
     MISSING,
     Guard,
     Need,
+    PositionTests,
     binds_element,
     located,
     mentions,
+    position_tests,
     value_at,
 )
 from .query.updates import CompiledUpdate
@@ -43,7 +45,7 @@ async def checked_filter(
     """Run the checks of ``compiled`` against the documents ``filter`` matches (``single``:
     it matches one at most) and return the filter to write with: ``filter`` leaving out the
     documents a guard refuses. ``options``: the queryset's collation, if any."""
-    _refuse_unmatched_lists(filter, compiled.matched_lists)
+    _refuse_unmatched_lists(model, filter, compiled.matched_lists)
     # The checks read from the primary, where the write goes.
     read = {"timeout": timeout, "read_preference": "primary", **options}
     if compiled.needs and not single and current_unit_of_work() is None:
@@ -56,20 +58,23 @@ async def checked_filter(
     return _without_guarded(filter, guards)
 
 
-def _refuse_unmatched_lists(filter: Mapping[str, Any], matched_lists: Sequence[str]) -> None:
+def _refuse_unmatched_lists(
+    model: type[Any], filter: Mapping[str, Any], matched_lists: Sequence[str]
+) -> None:
     """Refuse a ``matched()`` update of a list that a document can match the filter without
     an element of: ``$`` would have no element to write, and MongoDB would stop an
-    ``update_many`` there, keeping what it wrote before (:func:`binds_element`)."""
+    ``update_many`` there, keeping what it wrote before (:func:`binds_element`); and one
+    whose filter lets ``$`` take another element's position (:func:`_refuse_ambiguous`)."""
     for path in matched_lists:
-        if binds_element(filter, path):
-            continue
-        if not mentions(filter, path):
-            raise QueryError(
-                f"matched() writes the element of {path!r} that the filter matched, but "
-                f"the filter does not test {path!r}: filter on it, or use each()",
-                field=path,
-            )
-        raise QueryError(_unbound_message(path), field=path)
+        if not binds_element(filter, path):
+            if not mentions(filter, path):
+                raise QueryError(
+                    f"matched() writes the element of {path!r} that the filter matched, but "
+                    f"the filter does not test {path!r}: filter on it, or use each()",
+                    field=path,
+                )
+            raise QueryError(_unbound_message(path), field=path)
+        _refuse_ambiguous(position_tests(model, filter, path))
 
 
 def _unbound_message(path: str) -> str:
@@ -86,6 +91,36 @@ def _unbound_message(path: str) -> str:
         f"values; a field of its elements, {name}__<field>=...), or use each() to write "
         "every element (each(Q(...)) on a list of models: those a condition chooses)"
     )
+
+
+def _refuse_ambiguous(tests: PositionTests) -> None:
+    """Refuse a ``matched()`` update whose filter does not tell MongoDB which element of the
+    list to write: it also tests another list (``$`` may take the position of that list's
+    element), or tests the list more than once (``$`` takes the element meeting one test,
+    which need not meet the others)."""
+    path, name = tests.path, tests.path.replace(".", "__")
+    if tests.others:
+        others = ", ".join(repr(key) for key in dict.fromkeys(tests.others))
+        raise QueryError(
+            f"matched() writes the element of {path!r} that the filter matched, but the "
+            f"filter also tests {others}, which may hold a list: MongoDB's $ takes the "
+            "position of the last element it matched in ANY list, so it could write another "
+            f"element of {path!r}, or pad it with nulls; the update was not sent: test only "
+            f"{path!r} positively (choose the documents by the other list first, e.g. "
+            "filter(id__in=[...]); exclude() on another list is fine), or use each()",
+            field=path,
+        )
+    if len(tests.own) > 1:
+        keys = [key for key in dict.fromkeys(tests.own) if key != path]
+        where = f" (on {', '.join(repr(key) for key in keys)})" if keys else ""
+        raise QueryError(
+            f"matched() writes the element of {path!r} that the filter matched, but the "
+            f"filter tests {path!r} {len(tests.own)} times{where}: MongoDB may meet each with "
+            "another element, and $ writes the one that met the last test, which need not "
+            "meet the others; the update was not sent: test one element with all the "
+            f"conditions in one {name}__elemmatch=..., or use each()",
+            field=path,
+        )
 
 
 # -- needs: what a matching document must hold ------------------------------------------------
