@@ -35,7 +35,7 @@ import datetime
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from bson import Binary, Code, DatetimeMS, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
@@ -47,6 +47,7 @@ from ..exceptions import MigrationError
 from .cleanup import end_on_server
 from .operations import Context, Operation, collection_name, collection_of, current_context
 from .recorder import STATE, not_written_by_odm, whole_number
+from .retry import LeaseBound
 
 #: The field that guards per-document updates on servers without transactions.
 MARKER = "_odm_batch"
@@ -170,7 +171,7 @@ class BatchedUpdate(Operation):
                         last_id,
                         new_last,
                         done + len(batch),
-                        context.prove,
+                        context,
                     )
                 else:
                     if context.prove is not None:
@@ -274,9 +275,27 @@ class BatchedUpdate(Operation):
         last_id: Any,
         new_last: Any,
         new_done: int,
-        prove: Callable[[Any], Awaitable[None]] | None,
+        context: Context,
     ) -> None:
+        prove = context.prove
+        # The driver retries a transaction that failed transiently for up to 120 s: stop
+        # before the lock's lease may run out, after which another deployer may hold it.
+        bound = LeaseBound(context.lease_left()) if context.lease_left is not None else None
+        failed: list[PyMongoError] = []
+
         async def write(tx: Any) -> None:
+            if bound is not None:
+                if bound.attempts and bound.passed():
+                    last = failed[-1] if failed else None
+                    raise bound.gave_up(f"batched update of {collection.name}", last)
+                bound.attempts += 1
+            try:
+                await write_batch(tx)
+            except PyMongoError as exc:
+                failed[:] = [exc]  # the last one, to name when giving up
+                raise
+
+        async def write_batch(tx: Any) -> None:
             if prove is not None:
                 # First in the transaction: the batch commits only with the proof of the lock.
                 await prove(tx)

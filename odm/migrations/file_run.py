@@ -27,6 +27,7 @@ from .loader import Migration
 from .lock import LockLost
 from .positions import lost_lock
 from .reporting import elapsed_ms, failure_reason
+from .retry import TRANSIENT, TransientRetry
 from .scope import Direction, RunScope, step_sequence
 from .step_actions import joins_transaction, perform, resolve
 from .transaction import OutcomeUnknown
@@ -67,11 +68,7 @@ class FileRun:
         self.begun = time.monotonic()
         self.position = start
         try:
-            for position in range(start, len(self.sequence)):
-                self.position = position
-                await self._run_step(position)
-            self.position = len(self.sequence)  # every step done: what is left is recording it
-            elapsed = await self._record()
+            elapsed = await self._run_from(start)
         except Exception as exc:
             await quietly(self.tx.abort())
             raise await self._failure(exc) from exc
@@ -89,6 +86,38 @@ class FileRun:
             )
             raise
         self.scope.echo(f"  done in {elapsed} ms")
+
+    async def _run_from(self, start: int) -> int:
+        """Run the steps from ``start`` on and record the file; return how long it took.
+
+        A transaction that fails transiently (a write conflict with a transaction a killed run
+        left open) is aborted and runs again from its first step, as the drivers'
+        ``with_transaction`` does, while the lock's lease lasts (see :mod:`.retry`).
+        """
+        retry = TransientRetry(self.scope.lock)
+        first = start
+        while True:
+            try:
+                for position in range(first, len(self.sequence)):
+                    self.position = position
+                    await self._run_step(position)
+                self.position = len(self.sequence)  # every step done: left is recording it
+                return await self._record()
+            except PyMongoError as exc:
+                if not (self.tx.open or self.pending):
+                    raise  # no transaction failed: what it stored stays stored
+                first = self.pending[0] if self.pending else self.position
+                await quietly(self.tx.abort())  # before waiting: it must not hold its writes
+                if not await retry.again(exc):
+                    if retry.retries:
+                        raise retry.gave_up("its transaction", exc) from exc
+                    raise
+            self.pending.clear()  # aborted: none of them is stored
+            if retry.retries == 1:  # said once: a conflict may last until a retry passes it
+                self.scope.echo(
+                    f"  {TRANSIENT}: running the transaction again from step "
+                    f"{self._step_number(first) or '(recording the file)'}"
+                )
 
     def _step_number(self, position: int) -> int | None:
         """Return the 1-based number of the step at ``position`` (``None``: past the last)."""

@@ -108,7 +108,9 @@ def _iso(value: Any) -> str:
     return str(value)
 
 
-def _seconds_between(later: Any, earlier: Any) -> float | None:
+def seconds_between(later: Any, earlier: Any) -> float | None:
+    """Return the seconds from ``earlier`` to ``later`` (two stored dates; 0 if in the past),
+    or ``None`` when either is not a date."""
     if isinstance(later, datetime) and isinstance(earlier, datetime):
         return max(0.0, (later - earlier).total_seconds())
     return None
@@ -150,6 +152,22 @@ class MigrationLock:
         # Held by the heartbeat while it writes; pause() takes it so no beat is in flight.
         self._writing = asyncio.Lock()
         self._paused = False
+        # When the request of the last extension of the lease known to be stored was sent (the
+        # server extended it no earlier), and of the last proof (stored or not), by this clock.
+        self._extended_at = 0.0
+        self._proof_sent = 0.0
+
+    def lease_left(self) -> float:
+        """Return the seconds until the lease runs out, as far as this run knows: counted from
+        the last extension known to be stored (0: it may have run out already).
+
+        A retry of a failed write stops there: past it, another deployer may hold the lock.
+        """
+        return max(0.0, self._extended_at + self.lease - time.monotonic())
+
+    def proof_committed(self) -> None:
+        """Note that the transaction holding the last proof committed: its extension is stored."""
+        self._extended_at = max(self._extended_at, self._proof_sent)
 
     async def try_acquire(self) -> dict[str, Any]:
         """Try once; return the lock document as it is now (ours if the token matches).
@@ -202,14 +220,16 @@ class MigrationLock:
         deadline = time.monotonic() + self.timeout
         told = False
         while True:
+            sent = time.monotonic()
             doc = await self._try_or_give_back()
             if doc.get("token") == self.token:
+                self._extended_at = sent
                 break
             if time.monotonic() >= deadline:
                 raise LockHeld(
                     str(doc.get("holder", "?")),
                     doc.get("acquired_at"),
-                    _seconds_between(doc.get("expires_at"), doc.get("server_now")),
+                    seconds_between(doc.get("expires_at"), doc.get("server_now")),
                 )
             if not told:
                 told = True
@@ -237,6 +257,7 @@ class MigrationLock:
             async with self._writing:
                 if self._paused:
                     continue
+                sent = time.monotonic()
                 try:
                     result = await self.collection.update_one(
                         {"_id": LOCK_ID, "token": self.token},
@@ -248,6 +269,7 @@ class MigrationLock:
             if result.matched_count == 0:
                 self.lost = True
                 return
+            self._extended_at = sent
 
     async def pause(self) -> None:
         """Stop the heartbeat's writes (before a transaction whose proofs must not conflict)."""
@@ -271,6 +293,7 @@ class MigrationLock:
         fields: dict[str, Any] = {"expires_at": {"$add": ["$$NOW", lease_ms]}}
         if stamp is not None:
             fields["stamp"] = {"$literal": stamp}
+        sent = time.monotonic()
         try:
             doc = await self.collection.find_one_and_update(
                 {"_id": LOCK_ID, "token": self.token},
@@ -290,6 +313,11 @@ class MigrationLock:
         if doc is None:
             self.lost = True
             raise await self.lost_error() or LockLost(_lost_message(None)[0])
+        self._proof_sent = sent
+        if session is None and not self._paused:
+            # Outside any transaction (the heartbeat pauses for the file's, the batches pass
+            # theirs): stored now. A proof in a transaction is stored when it commits.
+            self._extended_at = sent
 
     async def stamped(self, stamp: str) -> bool:
         """Tell whether the proof made with ``stamp`` is stored: whether its transaction committed.
@@ -384,7 +412,7 @@ async def break_lock(database: Any, *, force: bool = False) -> dict[str, Any] | 
         doc = await read_lock(database)
         if doc is None:
             return None
-        expires_in = _seconds_between(doc.get("expires_at"), doc.get("server_now"))
+        expires_in = seconds_between(doc.get("expires_at"), doc.get("server_now"))
         if not force and expires_in is not None and expires_in > 0:
             raise LockHeld(
                 str(doc.get("holder", "?")),

@@ -49,6 +49,9 @@ class Context:
     #: Proves the run still holds the migrations lock, extending its lease; takes the session
     #: whose transaction the proof must join (``None``: the task's own). ``None``: no lock.
     prove: Callable[[Any], Awaitable[None]] | None = None
+    #: Returns the seconds left of the lock's lease as the run knows it to be stored: retries
+    #: of a failed transaction stop there. ``None``: no lock, the driver's own bound.
+    lease_left: Callable[[], float] | None = None
     #: Counts the operations a step has run so that each has its own resume position.
     ordinal: int = 0
     #: The checksum of the migration's file, stored with every resume position so that a

@@ -11,21 +11,23 @@ finish stopped said and logged (:mod:`.reporting`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import MigrationError
 from . import loader
+from .cleanup import quietly
 from .compensation import rollbacks_left
 from .file_run import FileRun
 from .loader import Migration
-from .lock import MigrationLock
+from .lock import MigrationLock, read_lock, seconds_between
 from .operations import StepAction, describe_action
 from .planning import describe_step
 from .positions import saved_position
 from .recorder import Recorder, whole_number
+from .reporting import failure_reason
 from .scope import Direction, RunScope
 from .selection import (
     State,
@@ -42,7 +44,12 @@ from .selection import (
     rollback_targets,
     warn_copies,
 )
-from .transaction import NO_TRANSACTIONS_ENV, OutcomeUnknown, supports_transactions
+from .transaction import (
+    NO_TRANSACTIONS_ENV,
+    FencedTransaction,
+    OutcomeUnknown,
+    supports_transactions,
+)
 
 __all__ = [
     "NO_TRANSACTIONS_ENV",
@@ -141,7 +148,12 @@ class Runner:
     async def plan(
         self, to: str | None = None, force: bool = False, restart: Sequence[str] = ()
     ) -> list[Migration]:
-        """Print what :meth:`apply` would do and return the files it would apply."""
+        """Print what :meth:`apply` would do and return the files it would apply.
+
+        It only reads, so it takes no lock: while a run holds it (said first), what is applied
+        may change under the plan.
+        """
+        await self._warn_if_running()
         await self._load(await self.recorder.applied())
         rows = await self.status()
         pending, restarting = await self._pending_to_apply(rows, to, force, restart)
@@ -161,6 +173,17 @@ class Runner:
             for number, item in enumerate(migration.steps, 1):
                 self.echo(f"  {number}. {describe_step(item.apply, name, use_tx)}")
         return pending
+
+    async def _warn_if_running(self) -> None:
+        """Say so when another run holds the lock: what it does may make the plan wrong."""
+        held = await read_lock(self.database)
+        left = held and seconds_between(held.get("expires_at"), held.get("server_now"))
+        if held and left:
+            self.echo(
+                f"note: the migrations lock is held by {held.get('holder', '?')}: a run may be "
+                "applying or rolling back now, and this plan shows what is recorded before it "
+                "ends"
+            )
 
     def _mode(self, migration: Migration) -> str:
         if not migration.transactional:
@@ -245,7 +268,8 @@ class Runner:
         nothing.
         """
         mid = loader.resolve_id(await self._load(await self.recorder.applied()), given)
-        async with self.lock():
+        self.transactions = await supports_transactions(self.database)
+        async with self.lock() as lock:
             # Read again under the lock: the file may have been applied, edited or removed
             # while this waited for it.
             row = next((r for r in await self.status() if r.id == mid and r.migration), None)
@@ -254,11 +278,48 @@ class Runner:
             if row.state == "applied" and not row.rolled_back:
                 self.echo(f"{mid} is already applied (nothing to mark)")
                 return mid
-            await self._mark_row(row, row.migration)
+            migration = row.migration
+            done = await self._all_or_nothing(
+                lock, f"mark {mid}", lambda: self._mark_row(row, migration)
+            )
+        self.echo(done)
         return mid
 
-    async def _mark_row(self, row: Status, migration: Migration) -> None:
-        """Record ``row``'s file as applied as it is now (a rename moves its record)."""
+    async def _all_or_nothing(
+        self, lock: MigrationLock, what: str, write: Callable[[], Awaitable[str]]
+    ) -> str:
+        """Make the writes of ``write`` (a mark or an unmark, several writes) all or none:
+        in one transaction fenced by ``lock`` where the server runs them; return what
+        ``write`` says it did.
+
+        A failure says that nothing was changed; a commit whose answer was lost and that cannot
+        be read back says so (:class:`OutcomeUnknown`). Without transactions (a standalone
+        server) the writes run one after the other.
+        """
+        if not self.transactions:
+            return await write()
+        tx = FencedTransaction(self.database.client, lock)
+        try:
+            await tx.begin()
+            said = await write()
+            await tx.commit()
+        except OutcomeUnknown as exc:
+            raise OutcomeUnknown(
+                f"{what}: {exc}; `odm migrate list` shows what is recorded"
+            ) from exc
+        except Exception as exc:
+            await quietly(tx.abort())
+            raise MigrationError(
+                f"{what} failed, nothing was changed: {failure_reason(exc)}"
+            ) from exc
+        except BaseException:
+            await quietly(tx.abort())
+            raise
+        return said
+
+    async def _mark_row(self, row: Status, migration: Migration) -> str:
+        """Record ``row``'s file as applied as it is now (a rename moves its record); return
+        what was done."""
         mid = migration.id
         await self.recorder.clear_state(mid)
         if row.state == "renamed" and row.renamed_from is not None:
@@ -267,8 +328,7 @@ class Runner:
             await self.recorder.log(
                 mid, "rename", checksum=migration.checksum, renamed_from=row.renamed_from
             )
-            self.echo(f"recorded {row.renamed_from} as renamed to {mid} (already applied)")
-            return
+            return f"recorded {row.renamed_from} as renamed to {mid} (already applied)"
         if row.record is not None:
             # Applied and edited since (or its rollback stopped part-way): the record keeps
             # when, by whom and how it was applied; it takes the content as it is now.
@@ -278,7 +338,7 @@ class Runner:
                 mid, migration.checksum, 0, marked=True, depends=sorted(migration.depends)
             )
         await self.recorder.log(mid, "mark", checksum=migration.checksum)
-        self.echo(f"marked {mid} as applied")
+        return f"marked {mid} as applied"
 
     async def unmark(self, given: str) -> str:
         """Forget that a migration was applied, without running its rollback."""
@@ -293,15 +353,21 @@ class Runner:
                 mid = given.removesuffix(".py")
         if mid not in applied:
             raise MigrationError(f"{mid} is not applied")
-        async with self.lock():
+        self.transactions = await supports_transactions(self.database)
+        async with self.lock() as lock:
             # Read again under the lock: a rollback may have forgotten it while this waited.
             record = (await self.recorder.applied()).get(mid)
             if record is None:
                 raise MigrationError(f"{mid} is not applied")
-            await self.recorder.clear_state(mid)
-            await self.recorder.forget(mid)
-            await self.recorder.log(mid, "unmark", checksum=record.checksum)
-        self.echo(f"unmarked {mid}")
+
+            async def forget() -> str:
+                await self.recorder.clear_state(mid)
+                await self.recorder.forget(mid)
+                await self.recorder.log(mid, "unmark", checksum=record.checksum)
+                return f"unmarked {mid}"
+
+            done = await self._all_or_nothing(lock, f"unmark {mid}", forget)
+        self.echo(done)
         return mid
 
 

@@ -59,6 +59,7 @@ class RunScope:
         """Return the :class:`Context` that step ``index`` (0-based) of ``migration`` sees."""
         return Context(
             prove=self.lock.prove,
+            lease_left=self.lock.lease_left,
             database=self.database,
             migration_id=migration.id,
             checksum=migration.checksum,

@@ -83,6 +83,7 @@ class FencedTransaction:
         await self.lock.pause()
         try:
             await self.lock.prove()
+            self.lock.proof_committed()  # made outside the transaction: stored now
             self.session = await drivers.start_session(self.client)
             await drivers.start_transaction(self.session)
             self.binding = self.session.bind(end_session=False)
@@ -143,6 +144,7 @@ class FencedTransaction:
             if not committed:
                 raise
         self.unsettled = None
+        self.lock.proof_committed()
 
     async def _committed_despite(self, session: Any, stamp: str, exc: PyMongoError) -> bool:
         """Tell whether a commit that raised ``exc`` happened all the same.
