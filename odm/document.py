@@ -48,6 +48,26 @@ def _copy_tracking(source: Any, copied: Any, memo: dict[int, Any] | None = None)
     tracking.copied(source, copied)  # inside a block: an abort puts the copy back too
 
 
+def _unknown_outcome(document: Any, snapshot: dict[str, Any] | None) -> Unsure | None:
+    """Return what ``document``'s save must read the stored document for first, as an
+    :class:`Unsure` state, when a write of it or of a copy of it is of unknown outcome (it
+    was cut off: :mod:`odm.outcomes`); else ``None`` (the common case: no read).
+
+    A copy of the document that was cut off (one family: :mod:`odm.models.copies`) diffs
+    against what the family last knew, which is unsure too: it reads first as that document
+    would, lest its save push again an append that ran, or leave in place a value that ran
+    and that the copy set back. Under ``Meta.optimistic_lock`` it need not: its own version
+    in the write filter refuses it as stale if the cut-off write ran (and a cut-off write
+    still queued on the server meets the version this save raised), so it keeps that
+    version instead of learning the newer one and overwriting the write unseen."""
+    if snapshot.__class__ is Unsure:
+        return snapshot
+    if snapshot is None or document._meta.optimistic_lock:
+        return None
+    family_knows = copies.known_state(document, snapshot)
+    return family_knows if family_knows.__class__ is Unsure else None
+
+
 # -- the classes users subclass --------------------------------------------------------------
 
 
@@ -223,8 +243,9 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         deleted meanwhile raises ``Model.DoesNotExist``.
         """
         snapshot = get_snapshot(self)
-        if snapshot.__class__ is Unsure:  # a write of it was cut off: what is stored now?
-            snapshot = await learn_outcome(self, snapshot, timeout=timeout)
+        unsure = _unknown_outcome(self, snapshot)
+        if unsure is not None:  # what is stored now?
+            snapshot = await learn_outcome(self, unsure, timeout=timeout)
         if snapshot is None:
             return await self.insert(timeout=timeout, write_concern=write_concern)
         if tracking.is_partial(self):

@@ -56,6 +56,11 @@ class IdentityMap:
             key = (key[0], key[1], frozen)
             return key, self._documents.get(key)
 
+    def key(self, document: Any) -> Key | None:
+        """Return the map key of ``document`` as its id is now (a compound id frozen), or
+        ``None`` when it cannot be mapped (no id yet)."""
+        return self._held(document)[0]
+
     def add(self, document: Any) -> Any:
         """Return the canonical object for ``document``'s id, registering it if it is new.
 

@@ -34,7 +34,7 @@ from .exceptions import (
     StaleDocument,
     TransactionError,
 )
-from .identity import IdentityMap
+from .identity import IdentityMap, Key
 from .journal import Journal
 from .models import tracking, writes
 from .models.declaration import overrides
@@ -92,6 +92,9 @@ class UnitOfWork:
         #: Flushes running, one inside another (a ``post_save`` hook's queryset write
         #: autoflushes): bounded as the passes of one flush are.
         self._nested_flushes = 0
+        #: The objects held for ids deleted in the block, each with what it held before the
+        #: delete, by map key: until their id is inserted again (see :meth:`inserted`).
+        self._deleted: dict[Key, tuple[Any, dict[str, Any] | None]] = {}
         #: Driver futures whose thread may still run (Motor): see :meth:`outlive`.
         self._running: set[asyncio.Future[Any]] = set()
 
@@ -126,8 +129,53 @@ class UnitOfWork:
 
     def inserted(self, document: Any) -> None:
         """Track ``document``, just inserted, as the object of its id (replacing one held
-        for a document deleted earlier in the block)."""
+        for a document deleted earlier in the block).
+
+        The object held before, which the delete told that its document was gone
+        (:meth:`forget`), would go on saying so while its id is stored again, and its next
+        ``save()`` would be refused as a duplicate key: it learns what the insert stored, as
+        from a save through another object (:meth:`saved`), and stays a copy of its time
+        from then on. Should its own changes on top of that make values its model refuses,
+        pydantic's ``ValidationError`` is raised and the transaction becomes rollback-only."""
         self.identity.replace(document)
+        if not self._deleted:
+            return
+        deleted, before = self._held_before_delete(document)
+        if deleted is None or before is None:
+            return
+        raw = tracking.get_snapshot(document)
+        assert raw is not None  # just inserted
+        tracking.set_snapshot(deleted, before)  # what its own changes were made on
+        try:
+            writes.learn_stored(deleted, raw)
+        except ValidationError as error:
+            tracking.set_snapshot(deleted, None)
+            model = tracking.collection_model(type(document))
+            self.rollback_only(
+                f"the object the block held for {model.__name__} _id={raw.get(ID_KEY)!r} "
+                "before its document was deleted has changes of its own that its model "
+                "refuses on top of what an insert through another object of that id stored",
+                error,
+            )
+            raise
+
+    def _held_before_delete(self, document: Any) -> tuple[Any, dict[str, Any] | None]:
+        """Return the object the block held for ``document``'s id until a delete in the block,
+        with its snapshot then, and forget it; ``(None, None)`` when there is none to tell
+        that ``document``'s insert stored its id again (it is ``document``, it learnt what is
+        stored since, or it was given another id: a new document)."""
+        key = self.identity.key(document)
+        if key is None:
+            return None, None
+        deleted, before = self._deleted.pop(key, (None, None))
+        if (
+            deleted is None
+            or deleted is document
+            or tracking.get_snapshot(deleted) is not None
+            or self.identity.key(deleted) != key
+        ):
+            return None, None
+        return deleted, before
 
     async def saved(self, document: Any, *, deadline: float | None = None) -> None:
         """Note that ``document`` was just saved in the block (an update was sent). When the
@@ -176,14 +224,21 @@ class UnitOfWork:
             )
             raise
 
-    def forget(self, document: Any) -> None:
-        """Stop tracking ``document`` (it was deleted). Another object held for its id (a copy
-        was deleted, or a document loaded before the block) stood for the same stored
-        document: it is gone too, or its changes would be dropped from the flush while it
-        still said it was stored."""
+    def forget(self, document: Any, snapshot: dict[str, Any] | None = None) -> None:
+        """Stop tracking ``document`` (it was deleted; ``snapshot``: what it held before).
+        Another object held for its id (a copy was deleted, or a document loaded before the
+        block) stood for the same stored document: it is gone too, or its changes would be
+        dropped from the flush while it still said it was stored. The object held is kept
+        with what it held before, until an insert of its id in the block (:meth:`inserted`).
+        """
+        key = self.identity.key(document)
         held = self.identity.discard(document)
-        if held is not None and held is not document:
+        if held is None or key is None:
+            return
+        if held is not document:
+            snapshot = tracking.raw_snapshot(held)
             tracking.gone(held)
+        self._deleted[key] = (held, snapshot)
 
     def outlive(self, future: asyncio.Future[R]) -> Awaitable[R]:
         """Return an awaitable of ``future``, a driver call running in a thread (Motor), that a

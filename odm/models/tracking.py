@@ -394,9 +394,10 @@ def will_reread(document: Any) -> None:
 def gone(document: Any) -> None:
     """Record that ``document`` is no longer stored (it was deleted): its next ``save()``
     inserts it again, and the bound unit of work, if any, keeps its state for an abort and
-    stops holding it."""
+    stops holding it (with what it held before, should the block insert its id again)."""
     will_change(document)
+    before = raw_snapshot(document)
     set_snapshot(document, None)
     uow = current_unit_of_work()
     if uow is not None:
-        uow.forget(document)
+        uow.forget(document, before)

@@ -13,6 +13,7 @@ since first learns what that copy stored wherever it has no change of its own
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from pymongo import UpdateOne
 
 from ..session import current_unit_of_work
 from .copies import known_state, learn_from, same_family, written
+from .diffing import diff
 from .loading import _snapshot_of, load_into
 from .options import ID_KEY, Options
 from .save_plan import changes
@@ -184,18 +186,31 @@ def flush_snapshot(document: Stored) -> dict[str, Any] | None:
     (:func:`learn_copies`): that is its snapshot then, and only its own changes are sent, on
     top of the copy's. Under ``Meta.optimistic_lock`` a document with changes of its own
     keeps its snapshot, and its version: it was changed on a version the copy replaced, so
-    its write is refused as stale, as an explicit ``save()`` of it would be."""
+    its write is refused as stale, as an explicit ``save()`` of it would be.
+
+    Raise pydantic's ``ValidationError`` (the document unchanged, the bound transaction
+    rollback-only) when its own changes on top of what the copy stored make values its model
+    refuses (a validator across fields): no write keeps both, and sending it whole would undo
+    the copy's save unseen (:func:`_refuse_merge`)."""
     snapshot = get_snapshot(document)
     if snapshot is None:
         return None
     latest = known_state(document, snapshot)
     if latest is snapshot:
         return snapshot
-    own = bool(changes(document, snapshot)[0])
+    own = changes(document, snapshot)[0]
     if isinstance(latest, Unsure) or (own and document._meta.optimistic_lock):
         return snapshot if own else None  # a copy's write cut off: nothing to learn yet
-    learnt = learn_copies(document, snapshot, latest)
-    return learnt if own else None
+    if not own:
+        # Nothing of its own to send: the flush leaves it out, whether it learns or not.
+        with suppress(ValidationError):
+            learn_copies(document, snapshot, latest)
+        return None
+    try:
+        return learn_copies(document, snapshot, latest)
+    except ValidationError as error:
+        _refuse_merge(document, own, snapshot, latest, error)
+        raise
 
 
 def learn_copies(
@@ -207,14 +222,42 @@ def learn_copies(
     its snapshot becomes ``latest``, which is returned.
 
     Inside a transaction this is a read of the block's (a copy's save in the block): the unit
-    of work notes it, and an abort takes the learnt values back. Should the merged values not
-    validate (a model validator across fields), nothing changes and ``snapshot`` is
-    returned."""
-    try:
-        _merge_learnt(document, snapshot, latest)
-    except ValidationError:
-        return snapshot
+    of work notes it, and an abort takes the learnt values back. Raise pydantic's
+    ``ValidationError`` (nothing changed) when the merged values do not validate (a model
+    validator across fields)."""
+    _merge_learnt(document, snapshot, latest)
     return latest
+
+
+def _refuse_merge(
+    document: Stored,
+    own: Mapping[str, Any],
+    snapshot: dict[str, Any],
+    latest: dict[str, Any],
+    error: ValidationError,
+) -> None:
+    """Make the bound transaction rollback-only: ``document``'s own changes (the update
+    ``own``) on top of what a copy of it stored (``latest``) make values its model refuses.
+
+    Writing only its own changes would store a document no query can load; writing its
+    whole stale state would silently undo the copy's save. Neither is the flush's to choose
+    (as when another object's save meets the same conflict: :meth:`odm.uow.UnitOfWork.saved`),
+    so ``error`` is raised, noted with the class, the ``_id`` and the fields of both sides."""
+    copy_changed = ", ".join(_top_level_keys(diff(snapshot, latest))) or "nothing"
+    reason = (
+        f"the flush of {type(document).__name__} _id={snapshot.get(ID_KEY)!r} cannot write "
+        f"its changes of its own ({', '.join(_top_level_keys(own))}) on top of what a save "
+        f"through a copy of it stored ({copy_changed}): its model refuses the values both "
+        "make together, and writing the object whole would silently undo the copy's save"
+    )
+    uow = current_unit_of_work()
+    if uow is not None:  # always, the flush being the unit of work's
+        uow.rollback_only(reason, error)
+
+
+def _top_level_keys(update: Mapping[str, Any]) -> list[str]:
+    """The stored top-level keys an update document writes, sorted."""
+    return sorted({path.partition(".")[0] for paths in update.values() for path in paths})
 
 
 def _merge_learnt(document: Stored, snapshot: dict[str, Any], latest: dict[str, Any]) -> None:
