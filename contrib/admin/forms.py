@@ -268,8 +268,16 @@ def _check_rest(spec: FieldSpec, name: str, rest: str) -> None:
         raise FormError(name, "the field has no parts")
 
 
+NO_ORIGINAL = object()
+"""What a form read without a stored document (a new one) compares its JSON inputs with."""
+
+
 def read_form(
-    specs: tuple[FieldSpec, ...], form: Mapping[str, str], prefix: str = "", shown_as: str = ""
+    specs: tuple[FieldSpec, ...],
+    form: Mapping[str, str],
+    prefix: str = "",
+    shown_as: str = "",
+    original: Any = NO_ORIGINAL,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Return the values for pydantic (by field name) and the errors found on the way.
 
@@ -277,7 +285,8 @@ def read_form(
     dates, Decimal, enums), so that its messages name the inputs. ``prefix`` is where the
     inputs read are in the posted form, ``shown_as`` where the form shown again holds them: the
     errors are keyed by the latter, as they differ for a row of an embedded list (see
-    :func:`_read_rows`).
+    :func:`_read_rows`). ``original``: the stored document an edit starts from; a JSON input
+    posted as it shows the stored value is that value, not read again (see :func:`_unchanged`).
     """
     data: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -286,24 +295,49 @@ def read_form(
             continue
         key = f"{prefix}{spec.name}"
         shown_key = f"{shown_as}{spec.name}"
+        stored = _original_part(original, spec.name)
         kind = spec.kind
         if kind == "bool":
             data[spec.name] = key in form
         elif kind == "embedded":
-            sub, sub_errors = read_form(spec.children, form, f"{key}.", f"{shown_key}.")
+            sub, sub_errors = read_form(spec.children, form, f"{key}.", f"{shown_key}.", stored)
             errors.update(sub_errors)
             # Left blank (checked by what was typed: the values read hold defaults).
             data[spec.name] = None if spec.nullable and _blank(form, key) else sub
         elif kind == "embedded_list":
-            data[spec.name] = _read_rows(spec, form, key, shown_key, errors)
+            data[spec.name] = _read_rows(spec, form, key, shown_key, errors, stored)
         elif kind == "lines":
             text = form.get(key, "")
             data[spec.name] = [line.strip() for line in text.splitlines() if line.strip()]
+        elif _unchanged(spec, form.get(key, ""), stored):
+            data[spec.name] = stored
         else:
             value = _input_value(spec, form.get(key, ""), shown_key, errors)
             if value is not OMITTED:
                 data[spec.name] = value
     return data, errors
+
+
+def _original_part(original: Any, name: str) -> Any:
+    """The part ``name`` of a stored model (or row), :data:`NO_ORIGINAL` when there is none."""
+    if original is NO_ORIGINAL or original is None:
+        return NO_ORIGINAL
+    return getattr(original, name, NO_ORIGINAL)
+
+
+def _unchanged(spec: FieldSpec, text: str, stored: Any) -> bool:
+    """Tell whether ``text``, posted for the JSON input of ``spec``, is the stored value's text
+    as the form showed it: the user did not change it.
+
+    That value is then kept as stored rather than read back from its text, which may not say
+    it: a NaN or an infinity (shown as ``NaN``, ``Infinity``, which no JSON reader takes, so the
+    document could not be saved at all), a date (shown as its text). A browser posts a
+    textarea's line breaks as CRLF.
+    """
+    if spec.kind != "json" or stored is NO_ORIGINAL or stored is None:
+        return False
+    typed = text.replace("\r\n", "\n").strip()
+    return bool(typed) and typed == shown(spec, stored).strip()
 
 
 def _input_value(spec: FieldSpec, text: str, shown_key: str, errors: dict[str, str]) -> Any:
@@ -352,7 +386,12 @@ def _blank(form: Mapping[str, str], key: str) -> bool:
 
 
 def _read_rows(
-    spec: FieldSpec, form: Mapping[str, str], key: str, shown_as: str, errors: dict[str, str]
+    spec: FieldSpec,
+    form: Mapping[str, str],
+    key: str,
+    shown_as: str,
+    errors: dict[str, str],
+    stored: Any = NO_ORIGINAL,
 ) -> list[dict[str, Any]]:
     """The rows posted under ``key``, in the order of their numbers, without the removed and
     the empty ones; their errors go into ``errors``.
@@ -360,7 +399,9 @@ def _read_rows(
     A row is what its place in the list read is: the form shown again numbers the rows so,
     as pydantic's locations and :func:`unparsed_paths` do, so its errors are keyed by that
     place under ``shown_as``, never by the number it was posted with (rows posted with gaps, as
-    after a row above was removed, would put them on another row).
+    after a row above was removed, would put them on another row). A row's JSON inputs are
+    compared with the stored row of the number it was posted with (``stored``: the stored list),
+    the row the form showed there.
     """
     indexes = sorted(
         {int(name[len(key) + 1 :].split(".", 1)[0]) for name in form if name.startswith(f"{key}.")}
@@ -372,10 +413,19 @@ def _read_rows(
             continue
         if _blank(form, row_key):
             continue  # an empty row offered for adding, left empty
-        row, row_errors = read_form(spec.children, form, f"{row_key}.", f"{shown_as}.{len(rows)}.")
+        row, row_errors = read_form(
+            spec.children, form, f"{row_key}.", f"{shown_as}.{len(rows)}.", _row(stored, index)
+        )
         errors.update(row_errors)
         rows.append(row)
     return rows
+
+
+def _row(stored: Any, index: int) -> Any:
+    """The stored row ``index`` of a list, :data:`NO_ORIGINAL` when there is none."""
+    if isinstance(stored, list) and index < len(stored):
+        return stored[index]
+    return NO_ORIGINAL
 
 
 def error_place(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,8 @@ from odm.query.compiler import compile_query
 from odm.query.q import Q
 from odm.queryset import QuerySet
 
-from .options import ModelAdmin, is_scalar
+from ..aiohttp.strict_json import strict_loads
+from .options import ModelAdmin, is_scalar, scalar_type
 from .writes import ENCODING_ERRORS
 
 LOOKUPS = frozenset(
@@ -84,25 +86,57 @@ class Page:
     search: str
 
 
+FLOAT_TAG = "float"
+"""The key of a cursor's tagged value, ``{"float": "NaN"}`` (or ``"Infinity"``,
+``"-Infinity"``): a stored NaN or infinity, which JSON has no number for."""
+
+NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+"""The texts a tagged float may hold (each one ``float()`` reads back)."""
+
+
 def encode_cursor(value: Any, id: Any) -> str:
-    """The cursor of a row: its ordering value and id, as base64url JSON."""
-    text = json.dumps([_jsonable(value), str(id)], separators=(",", ":"))
+    """The cursor of a row: its ordering value and id, as base64url JSON (strict JSON: a NaN
+    or an infinity is a tagged value, see :data:`FLOAT_TAG`)."""
+    text = json.dumps([_jsonable(value), str(id)], separators=(",", ":"), allow_nan=False)
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def decode_cursor(parameter: str, cursor: str) -> tuple[Any, str]:
-    """The ``(value, id)`` of a cursor; a malformed one is a :class:`ListError`."""
+    """The ``(value, id)`` of a cursor; a malformed one is a :class:`ListError`.
+
+    Read as every JSON input of the admin is (``strict_loads``): a cursor the admin wrote is
+    strict JSON, so one holding ``NaN`` or a key twice was made by hand.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError, RecursionError):
+        value, id = strict_loads(raw.decode())
+        value = _untagged(value)
+    except (binascii.Error, ValueError, TypeError):  # JSONDecodeError is a ValueError
         raise ListError(parameter, "not a cursor of this list") from None
     if not isinstance(id, str) or isinstance(value, dict | list):
         raise ListError(parameter, "not a cursor of this list")
     return value, id
 
 
+def _untagged(value: Any) -> Any:
+    """``value`` read back: the float of a tagged value (a ValueError for any other object)."""
+    if not isinstance(value, dict):
+        return value
+    if value.keys() != {FLOAT_TAG} or value[FLOAT_TAG] not in NON_FINITE:
+        raise ValueError("not a tagged float")
+    return float(value[FLOAT_TAG])
+
+
+def _non_finite_text(value: float) -> str:
+    """How JSON's neighbours (and ``float()``) spell a NaN or an infinity."""
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {FLOAT_TAG: _non_finite_text(value)}
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if hasattr(value, "value") and not hasattr(value, "isoformat"):  # an enum member
@@ -197,19 +231,39 @@ def _ordering(admin: ModelAdmin, query: Mapping[str, str]) -> tuple[str, bool]:
     return name, ordering.startswith("-")
 
 
-def _after(name: str, value: Any, id: str, descending: bool) -> Q:
-    """The rows after ``(value, id)`` in the order ``(name, id)``, both ``descending`` or not.
+def _after(name: str, value: Any, id: str, descending: bool, floats: bool) -> Q:
+    """The rows after ``(value, id)`` in the order ``(name, id)``, both ``descending`` or not;
+    ``floats``: the column is a float field, which may hold NaN.
 
-    MongoDB puts null (and missing) before every value in an ascending order.
+    MongoDB's order of a number column, ascending: null (and missing), NaN, -Infinity, the
+    numbers, Infinity. Yet no comparison but equality matches NaN (``$gt``/``$lt`` of a number
+    or of NaN leave it out), so the rows past a NaN are the numbers ``>= -Infinity``, and a
+    descending page past a number asks for the NaN rows by equality.
     """
     beyond = "lt" if descending else "gt"
     if name == "id":
         return Q(**{f"id__{beyond}": id})
     tie = Q(**{name: value, f"id__{beyond}": id})
+    nulls = Q(**{f"{name}__isnull": True})
     if value is None:
         return tie if descending else tie | Q(**{f"{name}__isnull": False})
+    if _is_nan(value):
+        return tie | nulls if descending else tie | Q(**{f"{name}__gte": -math.inf})
     rest = tie | Q(**{f"{name}__{beyond}": value})
-    return rest | Q(**{f"{name}__isnull": True}) if descending else rest
+    if not descending:
+        return rest
+    return rest | Q(**{name: math.nan}) | nulls if floats else rest | nulls
+
+
+def _is_nan(value: Any) -> bool:
+    """Tell whether ``value`` is a float NaN (equal to nothing, itself included)."""
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _holds_floats(admin: ModelAdmin, name: str) -> bool:
+    """Tell whether the column ``name`` is a float field (which may hold NaN)."""
+    kind = scalar_type(admin.model, name)
+    return isinstance(kind, type) and issubclass(kind, float)
 
 
 @dataclass(frozen=True)
@@ -240,7 +294,8 @@ def list_query(admin: ModelAdmin, query: Mapping[str, str]) -> ListQuery:
         value, id = decode_cursor(cursor_parameter, cursor)
         try:
             queryset = _sendable(
-                queryset.filter(_after(name, value, id, reverse)), cursor_parameter
+                queryset.filter(_after(name, value, id, reverse, _holds_floats(admin, name))),
+                cursor_parameter,
             )
         except QueryError as exc:
             raise ListError(cursor_parameter, str(exc)) from None

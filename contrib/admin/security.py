@@ -19,11 +19,12 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 
+import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..aiohttp.middlewares import new_style
-from .errors import form_too_large_page
+from .errors import error_page, form_too_large_page
 
 Authorize = Callable[[web.Request], bool | Awaitable[bool]]
 """Tells whether a request may use the admin (sync or async)."""
@@ -78,12 +79,14 @@ UNREADABLE_FORM = (
 """What a POST whose body is not a readable form is told (a 400)."""
 
 
-def _refused(status: int, message: str) -> web.Response:
-    return web.Response(
-        status=status,
-        text=f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{message}</p>",
-        content_type="text/html",
-    )
+CSRF_REFUSED = "The form's CSRF token is missing or wrong: reload the page and send the form again."
+"""What a POST without the right CSRF token is told (a 403)."""
+
+
+def not_authorized_page(request: web.Request) -> web.Response:
+    """The 403 of a request ``authorize`` refuses: a whole page that names nothing of the site
+    (no title, link or model), since whoever reads it may be anyone."""
+    return aiohttp_jinja2.render_template("forbidden.html", request, {}, status=403)
 
 
 def guard_middleware(authorize: Authorize, path: str) -> Middleware:
@@ -111,9 +114,7 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
         if inspect.isawaitable(allowed):
             allowed = await allowed
         if allowed is not True:
-            return _refused(
-                403, "Not authorized: this admin serves only whom its authorize callable allows."
-            )
+            return not_authorized_page(request)
         cookie = request.cookies.get(csrf_cookie_name(request), "")
         if not TOKEN_SHAPE.fullmatch(cookie):
             cookie = ""  # not a token the admin made: replaced, never used as one
@@ -124,18 +125,14 @@ def guard_middleware(authorize: Authorize, path: str) -> Middleware:
                 # aiohttp's bare text 413: the admin's own page, saying which limit.
                 return form_too_large_page(request, exc)
             except (ValueError, LookupError):  # not UTF-8, an unknown charset, bad multipart
-                return _refused(400, UNREADABLE_FORM)
+                return error_page(request, 400, "Unreadable form", UNREADABLE_FORM)
             if (
                 not cookie
                 or not isinstance(posted, str)
                 or not posted.isascii()  # compare_digest takes ASCII text only
                 or not hmac.compare_digest(cookie, posted)
             ):
-                return _refused(
-                    403,
-                    "The form's CSRF token is missing or wrong: reload the "
-                    "page and send the form again.",
-                )
+                return error_page(request, 403, "CSRF token refused", CSRF_REFUSED)
         token = cookie or new_token()
         request[CSRF_TOKEN] = token
         response = await handler(request)

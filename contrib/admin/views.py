@@ -284,15 +284,19 @@ async def _exists(target: type[Any], id: Any) -> bool:
 
 
 async def _submitted(
-    request: web.Request, admin: ModelAdmin, specs: tuple[forms.FieldSpec, ...]
+    request: web.Request,
+    admin: ModelAdmin,
+    specs: tuple[forms.FieldSpec, ...],
+    original: Any = forms.NO_ORIGINAL,
 ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, str], picker.PickState | None]:
     """The posted form of ``specs`` read back: values by field, errors by input, the raw form,
-    and the pickers' state when the form asks a picker for documents instead of being saved."""
+    and the pickers' state when the form asks a picker for documents instead of being saved.
+    ``original``: the stored document of an edit (a JSON input left as shown keeps its value)."""
     form = await request.post()
     plain = {k: v for k, v in form.items() if isinstance(v, str)}
     forms.check_names(specs, form.keys())
     picker.check_searches(_site(request), specs, plain)
-    data, read_errors = forms.read_form(specs, plain)
+    data, read_errors = forms.read_form(specs, plain, original=original)
     errors = {key: [message] for key, message in read_errors.items()}
     state = picker.requested(plain, picker.picker_fields(specs))
     if state is None:
@@ -341,7 +345,7 @@ async def change(request: web.Request) -> web.StreamResponse:
     admin = site.admin_for(request.match_info["model"])
     doc = await _load(admin, request.match_info["id"])
     specs = _specs(admin, editing=True)
-    data, errors, form, state = await _submitted(request, admin, specs)
+    data, errors, form, state = await _submitted(request, admin, specs, doc)
     # Only what the form does not write is the stored document's: a writable field whose
     # input was posted empty takes its default, as on a new document. One whose input is not
     # in the POST at all (a script, an old page) keeps its stored value, as Django's ModelForm
