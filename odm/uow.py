@@ -94,7 +94,11 @@ class UnitOfWork:
         self._nested_flushes = 0
         #: The objects held for ids deleted in the block, each with what it held before the
         #: delete, by map key: until their id is inserted again (see :meth:`inserted`).
-        self._deleted: dict[Key, tuple[Any, dict[str, Any] | None]] = {}
+        self._deleted: dict[Key, list[tuple[Any, dict[str, Any] | None]]] = {}
+        #: The objects that learnt an insert of their id through another object (see
+        #: :meth:`inserted`), by map key: no longer the map's, yet a later delete of that id
+        #: in the block tells them too (see :meth:`forget`).
+        self._learnt: dict[Key, list[Any]] = {}
         #: Driver futures whose thread may still run (Motor): see :meth:`outlive`.
         self._running: set[asyncio.Future[Any]] = set()
 
@@ -131,23 +135,38 @@ class UnitOfWork:
         """Track ``document``, just inserted, as the object of its id (replacing one held
         for a document deleted earlier in the block).
 
-        The object held before, which the delete told that its document was gone
-        (:meth:`forget`), would go on saying so while its id is stored again, and its next
-        ``save()`` would be refused as a duplicate key: it learns what the insert stored, as
-        from a save through another object (:meth:`saved`), and stays a copy of its time
-        from then on. Should its own changes on top of that make values its model refuses,
-        pydantic's ``ValidationError`` is raised and the transaction becomes rollback-only."""
+        The objects held before, which the delete told that their document was gone
+        (:meth:`forget`), would go on saying so while their id is stored again, and their
+        next ``save()`` would be refused as a duplicate key: each learns what the insert
+        stored, as from a save through another object (:meth:`saved`), and stays a copy of
+        its time from then on (a later delete of the id in the block tells it too). Should
+        its own changes on top of that make values its model refuses, pydantic's
+        ``ValidationError`` is raised and the transaction becomes rollback-only.
+
+        One that cannot stand for what was inserted stays not stored, its next ``save()``
+        refused as a duplicate key rather than writing over the insert: an object of another
+        class of a polymorphic family (its save would store its own class), or one with
+        changes of its own under ``Meta.optimistic_lock`` (they were made on a document
+        deleted since, whose version the insert may have stored again)."""
         self.identity.replace(document)
         if not self._deleted:
             return
-        deleted, before = self._held_before_delete(document)
-        if deleted is None or before is None:
-            return
+        key = self.identity.key(document)
+        for deleted, before in self._held_before_delete(document, key):
+            self._learn_insert(deleted, before, document)
+            if tracking.get_snapshot(deleted) is not None:
+                assert key is not None  # the held objects were found by it
+                self._learnt.setdefault(key, []).append(deleted)
+
+    def _learn_insert(self, deleted: Any, before: dict[str, Any], document: Any) -> None:
+        """Make ``deleted``, an object whose document the block deleted (``before``: its
+        snapshot then), learn what the insert of ``document`` stored under its id, or leave
+        it not stored (see :meth:`inserted`)."""
         raw = tracking.get_snapshot(document)
         assert raw is not None  # just inserted
         tracking.set_snapshot(deleted, before)  # what its own changes were made on
         try:
-            writes.learn_stored(deleted, raw)
+            learnt = writes.learn_stored(deleted, raw)
         except ValidationError as error:
             tracking.set_snapshot(deleted, None)
             model = tracking.collection_model(type(document))
@@ -158,24 +177,30 @@ class UnitOfWork:
                 error,
             )
             raise
+        if not learnt:  # its own changes under the lock: stale, not a copy of the insert
+            tracking.set_snapshot(deleted, None)
 
-    def _held_before_delete(self, document: Any) -> tuple[Any, dict[str, Any] | None]:
-        """Return the object the block held for ``document``'s id until a delete in the block,
-        with its snapshot then, and forget it; ``(None, None)`` when there is none to tell
-        that ``document``'s insert stored its id again (it is ``document``, it learnt what is
-        stored since, or it was given another id: a new document)."""
-        key = self.identity.key(document)
+    def _held_before_delete(
+        self, document: Any, key: Key | None
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """Return the objects the block held for ``document``'s id (map key ``key``) until a
+        delete in the block, each with its snapshot then, and forget them; leave out those
+        that are not to learn that ``document``'s insert stored their id again: ``document``
+        itself, one that learnt what is stored since, one given another id (a new document),
+        one of another class (see :meth:`inserted`)."""
         if key is None:
-            return None, None
-        deleted, before = self._deleted.pop(key, (None, None))
-        if (
-            deleted is None
-            or deleted is document
-            or tracking.get_snapshot(deleted) is not None
-            or self.identity.key(deleted) != key
-        ):
-            return None, None
-        return deleted, before
+            return []
+        # An object told by several deletes learns on what it held before the last one.
+        latest = {id(deleted): (deleted, before) for deleted, before in self._deleted.pop(key, ())}
+        return [
+            (deleted, before)
+            for deleted, before in latest.values()
+            if before is not None
+            and deleted is not document
+            and type(deleted) is type(document)
+            and tracking.get_snapshot(deleted) is None
+            and self.identity.key(deleted) == key
+        ]
 
     async def saved(self, document: Any, *, deadline: float | None = None) -> None:
         """Note that ``document`` was just saved in the block (an update was sent). When the
@@ -227,18 +252,30 @@ class UnitOfWork:
     def forget(self, document: Any, snapshot: dict[str, Any] | None = None) -> None:
         """Stop tracking ``document`` (it was deleted; ``snapshot``: what it held before).
         Another object held for its id (a copy was deleted, or a document loaded before the
-        block) stood for the same stored document: it is gone too, or its changes would be
-        dropped from the flush while it still said it was stored. The object held is kept
-        with what it held before, until an insert of its id in the block (:meth:`inserted`).
+        block), or one that learnt an insert of its id in the block (:meth:`inserted`),
+        stood for the same stored document: it is gone too, or its changes would be dropped
+        from the flush while it still said it was stored. The objects told are kept with
+        what they held before, until an insert of their id in the block (:meth:`inserted`).
         """
         key = self.identity.key(document)
-        held = self.identity.discard(document)
-        if held is None or key is None:
+        if key is None:
             return
-        if held is not document:
-            snapshot = tracking.raw_snapshot(held)
-            tracking.gone(held)
-        self._deleted[key] = (held, snapshot)
+        held = self.identity.discard(document)
+        others = [held] if held is not None else []
+        others += [
+            learner
+            for learner in self._learnt.pop(key, ())
+            if learner is not held and self.identity.key(learner) == key
+        ]
+        told = self._deleted.setdefault(key, [])
+        for other in others:
+            if other is document:
+                told.append((document, snapshot))
+            elif tracking.get_snapshot(other) is not None:
+                told.append((other, tracking.raw_snapshot(other)))
+                tracking.gone(other)  # its forget() finds nothing more to tell
+        if not told:
+            del self._deleted[key]
 
     def outlive(self, future: asyncio.Future[R]) -> Awaitable[R]:
         """Return an awaitable of ``future``, a driver call running in a thread (Motor), that a

@@ -272,7 +272,7 @@ def _merge_learnt(document: Stored, snapshot: dict[str, Any], latest: dict[str, 
         uow.journal.read(document, read)
 
 
-def learn_stored(document: Stored, stored: dict[str, Any]) -> None:
+def learn_stored(document: Stored, stored: dict[str, Any]) -> bool:
     """Make ``document`` learn ``stored``, what the database holds for it now, written through
     another object of its id (not a copy of it: see :meth:`odm.uow.UnitOfWork.saved`).
 
@@ -286,15 +286,17 @@ def learn_stored(document: Stored, stored: dict[str, Any]) -> None:
     Raise pydantic's ``ValidationError`` (``document`` unchanged) when its own changes on top
     of ``stored`` make values its model refuses (a validator across fields): its next write
     would store them so (the caller, :meth:`odm.uow.UnitOfWork.saved`, makes the transaction
-    rollback-only)."""
+    rollback-only). Return whether it learnt (not: it was never stored, its last write is of
+    unknown outcome, or the lock keeps its snapshot)."""
     snapshot = get_snapshot(document)
     if snapshot is None or isinstance(snapshot, Unsure):
-        return
+        return False
     own = bool(changes(document, snapshot)[0])
     if own and document._meta.optimistic_lock:
-        return
+        return False
     _merge_learnt(document, snapshot, stored)
     written(document, stored)
+    return True
 
 
 def another_object(document: Any, other: Any) -> bool:
