@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import textwrap
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
 from odm.cli import main
 from odm.exceptions import MigrationError
-from odm.migrations import Runner
 from odm.migrations.loader import checksum
+from tests.integration.migrations.faults import FaultSetup as Setup
+from tests.integration.migrations.faults import fault_setup
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -58,54 +55,10 @@ steps = [step(bump)]
 LOST_ANSWER = {"writeConcernError": {"code": 64, "errmsg": "wtimeout", "errInfo": {"wtimeout": 1}}}
 
 
-@dataclass
-class Setup:
-    """A database, a directory of migrations, and fail points scoped to this client."""
-
-    uri: str
-    app: str
-    db: Any
-    dir: Path
-
-    def write(self, name: str, source: str) -> None:
-        (self.dir / name).write_text(textwrap.dedent(source))
-
-    def arm(self, commands: list[str], collection: str, data: dict[str, Any], mode: Any) -> None:
-        """Arm ``failCommand`` for ``commands`` on ``collection`` ("": any namespace)."""
-        scope = {"failCommands": commands, "appName": self.app}
-        if collection:
-            scope["namespace"] = f"{self.db.name}.{collection}"
-        self._admin({"configureFailPoint": "failCommand", "mode": mode,
-                     "data": {**scope, **data}})
-
-    def disarm(self) -> None:
-        self._admin({"configureFailPoint": "failCommand", "mode": "off"})
-
-    def _admin(self, command: dict[str, Any]) -> None:
-        with MongoClient(self.uri) as client:
-            client.admin.command(command)
-
-    def runner(self, **options: Any) -> Runner:
-        return Runner(self.db, self.dir, **options)
-
-    async def ids(self, collection: str) -> list[Any]:
-        return [doc["_id"] async for doc in self.db[collection].find()]
-
-
 @pytest.fixture
 async def setup(odm_uri: str, tmp_path: Path) -> AsyncIterator[Setup]:
-    app, name = f"odm_atk_{uuid.uuid4().hex[:8]}", f"odm_atk_{uuid.uuid4().hex[:10]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        odm_uri, appname=app, tz_aware=True
-    )
-    state = Setup(odm_uri, app, client[name], tmp_path)
-    try:
+    async with fault_setup(odm_uri, tmp_path, "odm_atk") as state:
         yield state
-    finally:
-        state.disarm()
-        with MongoClient(odm_uri) as sync:
-            sync.drop_database(name)
-        await client.close()
 
 
 async def test_interrupted_once_recorded_says_so(setup: Setup) -> None:

@@ -14,22 +14,19 @@ The fail points only match this module's clients (their ``appName``) and databas
 from __future__ import annotations
 
 import asyncio
-import textwrap
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient
 
-from odm.cli import main
 from odm.exceptions import MigrationError
 from odm.migrations import Runner
 from odm.migrations.loader import checksum
 from odm.migrations.lock import MigrationLock
+from tests.integration.migrations.faults import FaultSetup as Setup
+from tests.integration.migrations.faults import fault_setup, sync_fault_setup
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -72,75 +69,17 @@ WRITE_CONFLICT = {"errorCode": 112, "errorLabels": ["TransientTransactionError"]
 LOST_ANSWER = {"writeConcernError": {"code": 64, "errmsg": "wtimeout", "errInfo": {"wtimeout": 1}}}
 
 
-@dataclass
-class Setup:
-    """A database, a directory of migrations, and fail points scoped to this module's clients."""
-
-    uri: str
-    app: str
-    db: Any
-    dir: Path
-
-    def write(self, name: str, source: str) -> Path:
-        path = self.dir / name
-        path.write_text(textwrap.dedent(source))
-        return path
-
-    def arm(self, commands: list[str], collection: str, data: dict[str, Any], mode: Any) -> None:
-        """Arm ``failCommand`` for ``commands`` on ``collection`` ("": any namespace)."""
-        scope = {"failCommands": commands, "appName": self.app}
-        if collection:
-            scope["namespace"] = f"{self.db.name}.{collection}"
-        self._admin({"configureFailPoint": "failCommand", "mode": mode,
-                     "data": {**scope, **data}})
-
-    def disarm(self) -> None:
-        self._admin({"configureFailPoint": "failCommand", "mode": "off"})
-
-    def _admin(self, command: dict[str, Any]) -> None:
-        with MongoClient(self.uri) as client:
-            client.admin.command(command)
-
-    def cli(self, *args: str) -> int:
-        """Run ``odm migrate`` in this process, its client named as the fail points match."""
-        uri = self.uri.replace("/?", f"/{self.db.name}?", 1) + f"&appName={self.app}"
-        assert self.db.name in uri
-        return main(["migrate", *args, "--uri", uri, "--dir", str(self.dir)])
-
-
-def names() -> tuple[str, str]:
-    tag = uuid.uuid4().hex[:10]
-    return f"odm_gap_{tag[:8]}", f"odm_gap_{tag}"
-
-
 @pytest.fixture
 def sync_setup(odm_uri: str, tmp_path: Path) -> Iterator[Setup]:
     """For the CLI (which runs its own event loop): a synchronous client."""
-    app, name = names()
-    client: MongoClient[dict[str, Any]] = MongoClient(odm_uri, tz_aware=True)
-    state = Setup(odm_uri, app, client[name], tmp_path)
-    try:
+    with sync_fault_setup(odm_uri, tmp_path, "odm_gap") as state:
         yield state
-    finally:
-        state.disarm()
-        client.drop_database(name)
-        client.close()
 
 
 @pytest.fixture
 async def setup(odm_uri: str, tmp_path: Path) -> AsyncIterator[Setup]:
-    app, name = names()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        odm_uri, appname=app, tz_aware=True
-    )
-    state = Setup(odm_uri, app, client[name], tmp_path)
-    try:
+    async with fault_setup(odm_uri, tmp_path, "odm_gap") as state:
         yield state
-    finally:
-        state.disarm()
-        with MongoClient(odm_uri) as sync:
-            sync.drop_database(name)
-        await client.close()
 
 
 def stored(db: Any) -> tuple[list[dict[str, Any]], list[str], list[tuple[str, str]]]:

@@ -1,0 +1,108 @@
+"""A test's own database, migrations directory and ``failCommand`` fail points, for the
+migration tests that inject faults on the server.
+
+The fail points match only the clients named with the setup's ``appName`` (and, given a
+collection, only that collection of the setup's database), so a test's faults reach its own
+run and no other test's."""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient, MongoClient
+
+from odm.cli import main
+from odm.migrations import Runner
+
+
+@dataclass
+class FaultSetup:
+    """A database, a directory of migrations, and fail points scoped to this setup's clients."""
+
+    uri: str
+    app: str
+    db: Any
+    dir: Path
+
+    def write(self, name: str, source: str) -> Path:
+        """Write the migration file ``name`` (``source`` dedented); return its path."""
+        path = self.dir / name
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    def arm(self, commands: list[str], collection: str, data: dict[str, Any], mode: Any) -> None:
+        """Arm ``failCommand`` for ``commands`` on ``collection`` ("": any namespace)."""
+        scope = {"failCommands": commands, "appName": self.app}
+        if collection:
+            scope["namespace"] = f"{self.db.name}.{collection}"
+        self._admin({"configureFailPoint": "failCommand", "mode": mode,
+                     "data": {**scope, **data}})
+
+    def disarm(self) -> None:
+        """Turn the fail point off."""
+        self._admin({"configureFailPoint": "failCommand", "mode": "off"})
+
+    def _admin(self, command: dict[str, Any]) -> None:
+        with MongoClient(self.uri) as client:
+            client.admin.command(command)
+
+    def runner(self, **options: Any) -> Runner:
+        """A runner of this setup's directory on its database (its client's ``appName``)."""
+        return Runner(self.db, self.dir, **options)
+
+    def cli(self, *args: str) -> int:
+        """Run ``odm migrate`` in this process, its client named as the fail points match."""
+        uri = self.uri.replace("/?", f"/{self.db.name}?", 1) + f"&appName={self.app}"
+        assert self.db.name in uri
+        return main(["migrate", *args, "--uri", uri, "--dir", str(self.dir)])
+
+    async def ids(self, collection: str) -> list[Any]:
+        """The ``_id`` of every document of ``collection``."""
+        return [doc["_id"] async for doc in self.db[collection].find()]
+
+
+def fresh_names(prefix: str) -> tuple[str, str]:
+    """A new ``appName`` and database name, both starting with ``prefix``."""
+    tag = uuid.uuid4().hex[:10]
+    return f"{prefix}_{tag[:8]}", f"{prefix}_{tag}"
+
+
+@asynccontextmanager
+async def fault_setup(
+    uri: str, directory: Path, prefix: str, *, tz_aware: bool = True
+) -> AsyncIterator[FaultSetup]:
+    """A setup on an async client of its own; its fail point off and its database dropped at
+    the end."""
+    app, name = fresh_names(prefix)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        uri, appname=app, tz_aware=tz_aware
+    )
+    state = FaultSetup(uri, app, client[name], directory)
+    try:
+        yield state
+    finally:
+        state.disarm()
+        with MongoClient(uri) as sync:
+            sync.drop_database(name)
+        await client.close()
+
+
+@contextmanager
+def sync_fault_setup(uri: str, directory: Path, prefix: str) -> Iterator[FaultSetup]:
+    """A setup on a synchronous client, for the command line (which runs its own event
+    loop); its fail point off and its database dropped at the end."""
+    app, name = fresh_names(prefix)
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True)
+    state = FaultSetup(uri, app, client[name], directory)
+    try:
+        yield state
+    finally:
+        state.disarm()
+        client.drop_database(name)
+        client.close()
