@@ -27,7 +27,7 @@ from ..connection import redact_uri
 from ..exceptions import ConfigurationError, ConnectionFailed, OdmError
 from . import loader
 from .autodetect import make
-from .lock import LockHeld, break_lock
+from .lock import LockHeld, break_lock, shown_holder
 from .runner import Runner
 
 EXIT_ERROR = 1
@@ -376,7 +376,7 @@ def _break_lock(args: argparse.Namespace) -> int:
         if removed is None:
             _echo("no lock was held")
         else:
-            _echo(f"removed the lock held by {removed.get('holder', '?')}")
+            _echo(f"removed the lock held by {shown_holder(removed.get('holder', '?'))}")
         return 0
 
     return _with_database(args, work)

@@ -27,7 +27,7 @@ from .loader import Migration
 from .lock import LockLost
 from .positions import lost_lock
 from .reporting import elapsed_ms, failure_reason
-from .retry import TRANSIENT, TransientRetry
+from .retry import TRANSIENT, TransientRetry, is_transient
 from .scope import Direction, RunScope, step_sequence
 from .step_actions import joins_transaction, perform, resolve
 from .transaction import OutcomeUnknown
@@ -106,12 +106,17 @@ class FileRun:
             except PyMongoError as exc:
                 if not (self.tx.open or self.pending):
                     raise  # no transaction failed: what it stored stays stored
-                first = self.pending[0] if self.pending else self.position
+                failed_from = self.pending[0] if self.pending else self.position
+                if failed_from != first:
+                    # Another transaction of the file (the one retried committed): it has the
+                    # whole lease it may retry for, not what is left of the earlier one's.
+                    retry = TransientRetry(self.scope.lock)
+                first = failed_from
                 await quietly(self.tx.abort())  # before waiting: it must not hold its writes
                 if not await retry.again(exc):
-                    if retry.retries:
+                    if retry.retries and is_transient(exc):
                         raise retry.gave_up("its transaction", exc) from exc
-                    raise
+                    raise  # not a conflict: the error is the attempt's own, not the retries'
             self.pending.clear()  # aborted: none of them is stored
             if retry.retries == 1:  # said once: a conflict may last until a retry passes it
                 self.scope.echo(

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from bson.codec_options import DatetimeConversion
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
@@ -62,7 +63,9 @@ class LockHeld(MigrationError):
         self.expires_in = expires_in
         since = f" since {_iso(acquired_at)}" if acquired_at else ""
         lease = f" (lease expires in {expires_in:.0f} s)" if expires_in is not None else ""
-        super().__init__(f"migrations lock held by {holder}{since}{lease}; {advice}")
+        super().__init__(
+            f"migrations lock held by {shown_holder(holder)}{since}{lease}; {advice}"
+        )
 
 
 class LockLost(MigrationError):
@@ -76,6 +79,38 @@ class LockLost(MigrationError):
         super().__init__(message)
 
 
+#: The most of a holder's name a message shows (a lock document edited by hand may hold any).
+_HOLDER_SHOWN = 200
+
+
+def shown_holder(holder: Any) -> str:
+    """Return the lock's ``holder`` as a message shows it: as stored when it is a short
+    printable text; else quoted, its control characters escaped, and cut short.
+
+    A lock document written by hand (or by a hostile process) must not print lines of its own
+    (a newline, a terminal's escape sequence) or megabytes into a deployer's output.
+    """
+    text = holder if isinstance(holder, str) else repr(holder)
+    if text.isprintable() and len(text) <= _HOLDER_SHOWN:
+        return text
+    cut = f"... ({len(text)} characters)" if len(text) > _HOLDER_SHOWN else ""
+    return repr(text[:_HOLDER_SHOWN]) + cut
+
+
+def lock_collection(database: Any) -> Any:
+    """Return the lock's collection, decoding any stored date.
+
+    A date past what Python's ``datetime`` holds (year 10000 on) comes back as a
+    ``DatetimeMS``, where the default options would fail the whole read (``InvalidBSON``): a
+    lock document edited by hand must not crash ``plan``, ``apply`` or ``break-lock``.
+    """
+    collection = database[LOCK]
+    options = collection.codec_options.with_options(
+        datetime_conversion=DatetimeConversion.DATETIME_AUTO
+    )
+    return collection.with_options(codec_options=options)
+
+
 def _lost_message(doc: dict[str, Any] | None) -> tuple[str, str | None]:
     if not doc:
         return (
@@ -85,7 +120,10 @@ def _lost_message(doc: dict[str, Any] | None) -> tuple[str, str | None]:
         )
     holder = str(doc.get("holder", "?"))
     since = f" since {_iso(doc['acquired_at'])}" if doc.get("acquired_at") else ""
-    return f"the migrations lock was lost: it is now held by {holder}{since}", holder
+    return (
+        f"the migrations lock was lost: it is now held by {shown_holder(holder)}{since}",
+        holder,
+    )
 
 
 async def outside_transaction(work: Callable[[], Any]) -> Any:
@@ -140,7 +178,7 @@ class MigrationLock:
                 f"the lock lease must be a number of seconds from {MIN_LEASE:g} to "
                 f"{MAX_LEASE:.0f} (ten years), not {lease!r}"
             )
-        self.collection = database[LOCK]
+        self.collection = lock_collection(database)
         self.lease = lease
         self.timeout = max(0.0, timeout)
         self.poll = poll
@@ -235,7 +273,7 @@ class MigrationLock:
                 told = True
                 self.echo(
                     f"waiting up to {self.timeout:g} s for the migrations lock held by "
-                    f"{doc.get('holder', '?')}"
+                    f"{shown_holder(doc.get('holder', '?'))}"
                 )
             await asyncio.sleep(self.poll)
         self.lost = False
@@ -393,10 +431,22 @@ class MigrationLock:
 
 
 async def read_lock(database: Any) -> dict[str, Any] | None:
-    """Return the lock document with the server's time as ``server_now`` (``None``: no lock)."""
-    doc = await database[LOCK].find_one(
+    """Return the lock document with the server's time as ``server_now`` (``None``: no lock).
+
+    ``live`` says whether its lease has not run out, asked of the server as a takeover asks
+    it: an ``expires_at`` that is no date (edited by hand) is live when it sorts after every
+    date (a timestamp, ``MaxKey``), as no takeover can ever take such a lock.
+    """
+    doc = await lock_collection(database).find_one(
         {"_id": LOCK_ID},
-        {"holder": 1, "token": 1, "acquired_at": 1, "expires_at": 1, "server_now": "$$NOW"},
+        {
+            "holder": 1,
+            "token": 1,
+            "acquired_at": 1,
+            "expires_at": 1,
+            "server_now": "$$NOW",
+            "live": {"$not": [{"$lt": ["$expires_at", "$$NOW"]}]},
+        },
     )
     return dict(doc) if doc else None
 
@@ -413,7 +463,7 @@ async def break_lock(database: Any, *, force: bool = False) -> dict[str, Any] | 
         if doc is None:
             return None
         expires_in = seconds_between(doc.get("expires_at"), doc.get("server_now"))
-        if not force and expires_in is not None and expires_in > 0:
+        if not force and doc.get("live"):
             raise LockHeld(
                 str(doc.get("holder", "?")),
                 doc.get("acquired_at"),
@@ -426,7 +476,7 @@ async def break_lock(database: Any, *, force: bool = False) -> dict[str, Any] | 
             # Only the expired lease just read: not one renewed or taken over meanwhile.
             guard["token"] = doc.get("token")
             guard["$expr"] = {"$lt": ["$expires_at", "$$NOW"]}
-        removed = await database[LOCK].find_one_and_delete(guard)
+        removed = await lock_collection(database).find_one_and_delete(guard)
         if removed is not None:
             return dict(removed)
     return None

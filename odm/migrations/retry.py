@@ -60,8 +60,8 @@ class LeaseBound:
 
 
 class TransientRetry:
-    """The retries of one transaction (or one series of them), bounded by the lock's lease as
-    this run knows it at the first failure."""
+    """The retries of one transaction (each of a file's transactions has its own), bounded by
+    the lock's lease as this run knows it at the first failure."""
 
     def __init__(self, lock: MigrationLock) -> None:
         self.lock = lock

@@ -22,7 +22,7 @@ from .cleanup import quietly
 from .compensation import rollbacks_left
 from .file_run import FileRun
 from .loader import Migration
-from .lock import MigrationLock, read_lock, seconds_between
+from .lock import MigrationLock, read_lock, shown_holder
 from .operations import StepAction, describe_action
 from .planning import describe_step
 from .positions import saved_position
@@ -177,12 +177,11 @@ class Runner:
     async def _warn_if_running(self) -> None:
         """Say so when another run holds the lock: what it does may make the plan wrong."""
         held = await read_lock(self.database)
-        left = held and seconds_between(held.get("expires_at"), held.get("server_now"))
-        if held and left:
+        if held and held.get("live"):
             self.echo(
-                f"note: the migrations lock is held by {held.get('holder', '?')}: a run may be "
-                "applying or rolling back now, and this plan shows what is recorded before it "
-                "ends"
+                f"note: the migrations lock is held by {shown_holder(held.get('holder', '?'))}: "
+                "a run may be applying or rolling back now, and this plan shows what is recorded "
+                "before it ends"
             )
 
     def _mode(self, migration: Migration) -> str:
