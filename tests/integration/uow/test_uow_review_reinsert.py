@@ -34,7 +34,7 @@ class RvItem(odm.Document):
     tags: list[str] = []
 
     class Meta:
-        collection = "rv_items"
+        collection = "uow_rv_items"
 
 
 class RvLocked(odm.Document):
@@ -42,7 +42,7 @@ class RvLocked(odm.Document):
     tags: list[str] = []
 
     class Meta:
-        collection = "rv_locked"
+        collection = "uow_rv_locked"
         optimistic_lock = True
 
 
@@ -50,7 +50,7 @@ class RvAnimal(odm.Document):
     name: str = "a"
 
     class Meta:
-        collection = "rv_animals"
+        collection = "uow_rv_animals"
         polymorphic = True
 
 
@@ -63,7 +63,7 @@ class RvDictId(odm.Document):
     n: int = 0
 
     class Meta:
-        collection = "rv_dict_ids"
+        collection = "uow_rv_dict_ids"
 
 
 class Abort(Exception):
