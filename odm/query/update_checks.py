@@ -13,12 +13,13 @@ a filter that may set the position ``matched()``'s ``$`` writes (:func:`position
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import UnionType
 from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
 
 import bson
+from pydantic import RootModel
 
 from ..models.field_types import analyze, field_type_of, stored_key
 from ..models.options import CLASS_KEY, ID_KEY
@@ -644,7 +645,7 @@ def _element_may_hold(item: FieldType, key: str) -> bool:
     """Tell whether an element of type ``item`` may hold a field named ``key`` (a list
     position in a path: MongoDB reads it in each element too, noting the element)."""
     if item.kind is Kind.MODEL:
-        return bool(_fields_stored_as(item.models, key))
+        return bool(_fields_stored_as(item.models, key)) or _may_hold_list(item)
     return item.kind in (Kind.LIST, Kind.DICT, Kind.ANY) or _may_hold_list(item)
 
 
@@ -671,14 +672,42 @@ def _whole_list_test(op: str, operand: Any, item: FieldType) -> bool:
 
 def _may_hold_list(field: FieldType) -> bool:
     """Tell whether a value of type ``field`` may be a list: a union with a list or a
-    free-form member (``list[str] | str``); an enum, a ``Literal`` or a scalar is not."""
+    free-form member (``list[str] | str``), a collection stored as one (a ``NamedTuple``,
+    a ``MutableSequence``, a ``RootModel`` of a list); an enum, a ``Literal`` or a scalar
+    is not."""
     if field.kind in (Kind.LIST, Kind.ANY):
         return True
+    if field.kind is Kind.MODEL:
+        return any(_root_may_hold_list(model) for model in field.models)
     if field.kind is not Kind.OTHER:
         return False
     return any(
-        _union_may_hold_list(annotation)
+        _union_may_hold_list(annotation) or _stored_as_array(annotation)
         for annotation in (field.annotation, field.store_annotation)
+    )
+
+
+def _root_may_hold_list(model: type[Any]) -> bool:
+    """Tell whether ``model`` is a ``RootModel`` stored as its root, a value that may be a
+    list."""
+    return issubclass(model, RootModel) and _may_hold_list(field_type_of(model, "root"))
+
+
+#: The collections BSON does not store as an array.
+_NOT_ARRAYS: Final = (str, bytes, bytearray, Mapping)
+
+
+def _stored_as_array(annotation: Any) -> bool:
+    """Tell whether values of ``annotation`` are stored as BSON arrays although odm does not
+    read the type as a list: a collection but a string, bytes or a mapping (a
+    ``NamedTuple`` is a tuple, a ``MutableSequence`` a list once stored)."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    kind = get_origin(annotation) or annotation
+    return (
+        isinstance(kind, type)
+        and issubclass(kind, Collection)
+        and not issubclass(kind, _NOT_ARRAYS)
     )
 
 
