@@ -16,15 +16,14 @@ from typing import Any
 from . import executor
 from .exceptions import QueryError
 from .models.options import ID_KEY
+from .query.matched_positions import PositionTests, position_tests
 from .query.update_checks import (
     MISSING,
     Guard,
     Need,
-    PositionTests,
     binds_element,
     located,
     mentions,
-    position_tests,
     value_at,
 )
 from .query.updates import CompiledUpdate
