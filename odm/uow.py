@@ -147,7 +147,7 @@ class UnitOfWork:
         refused as a duplicate key rather than writing over the insert: an object of another
         class of a polymorphic family (its save would store its own class), or one with
         changes of its own under ``Meta.optimistic_lock`` (they were made on a document
-        deleted since, whose version the insert may have stored again)."""
+        deleted since, not on what was inserted, whose version differs)."""
         self.identity.replace(document)
         if not self._deleted:
             return
