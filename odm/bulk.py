@@ -54,6 +54,7 @@ from .models.diffing import same
 from .models.model_plan import standard_dump
 from .models.options import CLASS_KEY, ID_KEY
 from .models.tracking import set_snapshots, unsure
+from .models.writes import start_version, take_version
 from .nesting import check_payload
 from .outcomes import outcome_unknown
 from .session import current_unit_of_work, operation_session
@@ -247,12 +248,15 @@ class BulkInsert:
             for document in documents:
                 uow.remember(document)
         set_snapshots(documents, raws)  # each the very dict that was inserted (or read back)
+        self._take_versions(documents, raws)
         copies.written_each(documents, raws)
         if uow is not None:
             for document in documents:
                 uow.inserted(document)
-        for document, raw in zip(*self.unknown(), strict=True):
+        unknown, sent = self.unknown()
+        for document, raw in zip(unknown, sent, strict=True):
             unsure(document, "bulk_create", raw, None)
+        self._take_versions(unknown, sent)  # they may be stored: as they were sent
 
     def _roll_back_only(self, uow: Any, error: BaseException) -> None:
         """Make the transaction of ``uow`` rollback-only: ``error`` stopped this insert after
@@ -439,6 +443,7 @@ class BulkInsert:
         documents = self.documents[start:stop]
         with paused_gc(stop - start):  # dumping, like validating, makes nothing cyclic
             raws = dump(self.model, documents, batch=self._batch)
+            self._start_versions(documents, raws)
             # A split list is encoded here too, while the previous chunk is at the server:
             # the driver would encode a chunk only when sending it, after the previous reply.
             payload: list[Any]
@@ -449,6 +454,25 @@ class BulkInsert:
                 payload = raws
         self.raws += raws
         return payload
+
+    def _locks(self) -> bool:
+        """Tell whether any of the documents may be under ``Meta.optimistic_lock`` (a list
+        dumped as a batch is all of ``model``: no need to look at each)."""
+        return not self._batch or self.model._meta.optimistic_lock
+
+    def _start_versions(self, documents: Sequence[Any], raws: list[dict[str, Any]]) -> None:
+        """Put in each stored form the version its insert starts at, under the lock
+        (:func:`odm.models.writes.insert_version`: none an object of an earlier document of
+        its id holds)."""
+        if self._locks():
+            for document, raw in zip(documents, raws, strict=True):
+                start_version(document, raw)
+
+    def _take_versions(self, documents: Sequence[Any], raws: Sequence[dict[str, Any]]) -> None:
+        """Give each document, under the lock, the version of its new snapshot."""
+        if self._locks():
+            for document, raw in zip(documents, raws, strict=True):
+                take_version(document, raw)
 
     async def _send(self, payload: list[Any], start: int, session: Any) -> None:
         """Insert ``payload``, the chunk of documents from ``start``, with one ``insert_many``

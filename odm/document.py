@@ -29,7 +29,13 @@ from .models.loading import load_stored
 from .models.options import CLASS_KEY, ID_KEY, Options
 from .models.references import check_saved_references
 from .models.tracking import Unsure, get_snapshot, set_snapshot, will_change
-from .models.writes import commit_update, prepare_update, write_filter
+from .models.writes import (
+    commit_update,
+    prepare_update,
+    start_version,
+    take_version,
+    write_filter,
+)
 from .outcomes import learn_outcome, mark_if_unknown
 from .queryset import DefaultManager
 from .session import current_unit_of_work
@@ -212,20 +218,28 @@ class Document(_OdmModel, metaclass=DocumentMeta):
 
     async def insert(self, *, timeout: float | None = None, write_concern: Any = None) -> Self:
         """Insert this document; raise :class:`odm.DuplicateKey` if its ``_id`` or a unique
-        key is taken. Runs the save hooks and signals with ``created=True``."""
+        key is taken. Runs the save hooks and signals with ``created=True``.
+
+        Under ``Meta.optimistic_lock`` the insert sets the version: 0 for an id odm made for
+        this object, else a fresh number no object of an earlier document of that id holds
+        (see :func:`odm.models.writes.insert_version`)."""
         model = type(self)
         await self.before_save()
         if signals.pre_save.has_receivers():
             await signals.pre_save.send(model, document=self, created=True)
         check_saved_references(self)
         raw = self.to_bson()
+        start_version(self, raw)  # under the lock: one no object of an earlier document holds
         try:
             await executor.insert_one(model, raw, timeout=timeout, write_concern=write_concern)
         except BaseException as error:
             mark_if_unknown(self, error, "insert", raw)
+            if get_snapshot(self).__class__ is Unsure:  # it may be stored: as it was sent
+                take_version(self, raw)
             raise
         will_change(self)
         set_snapshot(self, raw)
+        take_version(self, raw)
         copies.written(self, raw)  # what its copies diff against (not a deleted incarnation)
         uow = current_unit_of_work()
         if uow is not None:

@@ -44,6 +44,7 @@ __all__ = [
     "gone",
     "has_changes",
     "is_partial",
+    "never_tracked",
     "pickled_state",
     "raw_snapshot",
     "restore_state",
@@ -92,6 +93,16 @@ def _slot_or(document: Any, name: str, default: Any) -> Any:
 def set_snapshot(document: Any, raw: dict[str, Any] | None) -> None:
     """Record ``raw`` (a stored form of ``document``) as what the database holds."""
     _set_slot(document, _SNAPSHOT, raw)
+
+
+def never_tracked(document: Any) -> bool:
+    """Tell whether ``document`` never had a snapshot, not even ``None``: it was never loaded,
+    written, deleted, copied, unpickled or put back by an abort (each of them sets one)."""
+    return _slot_or(document, _SNAPSHOT, _NEVER) is _NEVER
+
+
+#: What :func:`never_tracked` reads in a snapshot slot never set.
+_NEVER: Any = object()
 
 
 def set_snapshots(documents: Iterable[Any], raws: Iterable[dict[str, Any]]) -> None:

@@ -12,10 +12,12 @@ since first learns what that copy stored wherever it has no change of its own
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any, Protocol
 
+import bson
 from pydantic import ValidationError
 from pymongo import UpdateOne
 
@@ -29,6 +31,7 @@ from .tracking import (
     Unsure,
     get_snapshot,
     is_partial,
+    never_tracked,
     set_pending,
     set_snapshot,
     take_pending,
@@ -130,6 +133,59 @@ def prepare_update(
             update.get(operator, {}).pop(key, None)
         new_raw[key] = version
     return filter, update, new_raw
+
+
+#: Where an insert that cannot start the optimistic lock's counter at 0 starts it (see
+#: :func:`insert_version`): past any count a document stored with a small version reaches, and
+#: below 2**53, so that the version stays exact as a JSON number (a browser's, say).
+FRESH_VERSIONS = range(2**32, 2**52)
+
+
+def insert_version(document: Stored) -> int:
+    """Return the version an insert of ``document`` stores under ``Meta.optimistic_lock``.
+
+    The version is what tells a write which stored document its object was loaded from, so
+    an insert must not store one that an object of an earlier document of that ``_id`` (one
+    deleted since) may hold, else that stale object's write would pass the version check and
+    land on the newer document. 0 when the id is one odm just made for ``document``: no
+    document can have had it (:func:`_id_made_for`). Otherwise (an id given, a copy's, an
+    insert again after a delete) a fresh random number from :data:`FRESH_VERSIONS`, which an
+    earlier document of the id reaches only by one chance in about 2**52 per version it had.
+    """
+    if _id_made_for(document):
+        return 0
+    return FRESH_VERSIONS[secrets.randbelow(len(FRESH_VERSIONS))]
+
+
+def _id_made_for(document: Any) -> bool:
+    """Tell whether ``document``'s id is the ObjectId odm made for it when it was built (not
+    given, not assigned) and the object was never stored, deleted, copied or unpickled: no
+    document can have had that id before, nor any object have loaded one. A class whose id
+    has a default of its own (a constant, say) does not tell so."""
+    field = type(document).model_fields.get("id")
+    return (
+        field is not None
+        and field.default_factory is bson.ObjectId
+        and "id" not in document.model_fields_set
+        and never_tracked(document)
+    )
+
+
+def start_version(document: Stored, raw: dict[str, Any]) -> None:
+    """Under ``Meta.optimistic_lock``, put in ``raw`` (``document``'s stored form, about to be
+    inserted) the version the insert starts at (:func:`insert_version`), whatever the object
+    holds: the insert owns the counter."""
+    meta = document._meta
+    if meta.optimistic_lock:
+        raw[meta.db_key(meta.version_field)] = insert_version(document)
+
+
+def take_version(document: Stored, raw: Mapping[str, Any]) -> None:
+    """Under ``Meta.optimistic_lock``, give ``document`` the version of ``raw``, its snapshot
+    after an insert (what it sent, or what is stored under its id)."""
+    meta = document._meta
+    if meta.optimistic_lock:
+        document.__dict__[meta.version_field] = raw.get(meta.db_key(meta.version_field), 0)
 
 
 def commit_update(document: Stored, new_snapshot: dict[str, Any]) -> None:
