@@ -15,57 +15,32 @@ from typing import Any
 import pytest
 
 import odm
-from odm import Document, Embedded
 from odm.contrib.admin import ModelAdmin
 from odm.drivers import DriverName
 from tests.integration.admin.admin_refusals_app import serving_app
 from tests.integration.admin.conftest import Client
+from tests.integration.admin.json_models import JsonBoard, JsonKnob, JsonPanel
 from tests.integration.admin.support import ADMIN_HEADER
 from tests.integration.admin.test_admin_bad_input import field_errors
 
 WHEN = dt.datetime(2024, 5, 1, 10, 30, tzinfo=dt.UTC)
 
 
-class S20Panel(Embedded):
-    """An embedded model with a JSON input."""
-
-    extra: dict[str, Any] = {}
-
-
-class S20Knob(Embedded):
-    """A row with a JSON input."""
-
-    label: str
-    extra: dict[str, Any] = {}
-
-
-class S20Gadget(Document):
-    """A document with JSON inputs at every depth the form has."""
-
-    name: str
-    extra: dict[str, Any] = {}
-    panel: S20Panel = S20Panel()
-    knobs: list[S20Knob] = []
-
-    class Meta:
-        collection = "s20_gadgets"
-
-
 @pytest.fixture
 async def gadgets(aiohttp_client: Any, odm_uri: str, odm_driver: DriverName) -> Client:
     """A client of the gadgets' admin, allowed in."""
-    app = serving_app(odm_uri, odm_driver, [S20Gadget], [ModelAdmin(S20Gadget, name="gadget")])
+    app = serving_app(odm_uri, odm_driver, [JsonBoard], [ModelAdmin(JsonBoard, name="gadget")])
     client: Client = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})
     return client
 
 
-async def stored_gadget() -> S20Gadget:
+async def stored_gadget() -> JsonBoard:
     """A gadget whose JSON values hold what JSON cannot say (NaN, infinities, a datetime)."""
-    return await S20Gadget(
+    return await JsonBoard(
         name="before",
         extra={"ratio": math.nan, "when": WHEN},
-        panel=S20Panel(extra={"top": math.inf}),
-        knobs=[S20Knob(label="a", extra={}), S20Knob(label="b", extra={"low": -math.inf})],
+        panel=JsonPanel(extra={"top": math.inf}),
+        knobs=[JsonKnob(label="a", extra={}), JsonKnob(label="b", extra={"low": -math.inf})],
     ).insert()
 
 
@@ -87,7 +62,7 @@ def as_posted(text: str) -> dict[str, str]:
 
 async def raw_gadget(id: Any) -> dict[str, Any]:
     """The gadget as stored."""
-    found = await odm.get_database()["s20_gadgets"].find_one({"_id": id})
+    found = await odm.get_database()["admin_json_boards"].find_one({"_id": id})
     assert found is not None
     return dict(found)
 

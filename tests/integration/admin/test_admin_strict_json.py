@@ -9,39 +9,13 @@ from typing import Any
 
 import pytest
 
-from odm import Document, Embedded
 from odm.contrib.admin import ModelAdmin, forms
 from odm.drivers import DriverName
 from tests.integration.admin.admin_refusals_app import serving_app
 from tests.integration.admin.conftest import Client, csrf
+from tests.integration.admin.json_models import JsonBoard
 from tests.integration.admin.support import ADMIN_HEADER
 from tests.integration.admin.test_admin_bad_input import field_errors, textarea
-
-
-class S19Panel(Embedded):
-    """An embedded model with a JSON input."""
-
-    extra: dict[str, Any] = {}
-
-
-class S19Knob(Embedded):
-    """A row with a JSON input."""
-
-    label: str
-    extra: dict[str, Any] = {}
-
-
-class S19Board(Document):
-    """A document with JSON inputs at every depth the form has."""
-
-    name: str
-    extra: dict[str, Any] = {}
-    panel: S19Panel = S19Panel()
-    knobs: list[S19Knob] = []
-
-    class Meta:
-        collection = "s19_boards"
-
 
 REFUSED = [
     ('{"ratio": NaN}', "not valid JSON: NaN is not a JSON value"),
@@ -59,7 +33,7 @@ INPUTS = ["extra", "panel.extra", "knobs.0.extra"]
 @pytest.fixture
 async def boards(aiohttp_client: Any, odm_uri: str, odm_driver: DriverName) -> Client:
     """A client of the boards' admin, allowed in."""
-    app = serving_app(odm_uri, odm_driver, [S19Board], [ModelAdmin(S19Board, name="board")])
+    app = serving_app(odm_uri, odm_driver, [JsonBoard], [ModelAdmin(JsonBoard, name="board")])
     client: Client = await aiohttp_client(app, headers={ADMIN_HEADER: "yes"})
     return client
 
@@ -76,7 +50,7 @@ def posted(token: str, name: str, typed: str) -> dict[str, str]:
 async def test_json_that_is_not_json_or_ambiguous_is_refused_at_its_input(
     boards: Client, page: str
 ) -> None:
-    stored = await S19Board(name="kept", extra={"a": 1}).insert()
+    stored = await JsonBoard(name="kept", extra={"a": 1}).insert()
     path = "/admin/board/add/" if page == "add" else f"/admin/board/{stored.id}/edit/"
     token = await csrf(boards)
     for name in INPUTS:
@@ -86,7 +60,7 @@ async def test_json_that_is_not_json_or_ambiguous_is_refused_at_its_input(
             text = await response.text()
             assert field_errors(text, name) == [message], (name, typed)
             assert textarea(text, name) == typed  # kept as typed, to fix
-    boards_stored = await S19Board.objects.all()
+    boards_stored = await JsonBoard.objects.all()
     assert [(b.name, b.extra, b.panel.extra, b.knobs) for b in boards_stored] == [
         ("kept", {"a": 1}, {}, [])
     ]
@@ -97,7 +71,7 @@ async def test_strict_json_still_takes_json(boards: Client) -> None:
     form = posted(token, "extra", '{"a": 1.5, "b": [null, {"c": "NaN"}]}')
     response = await boards.post("/admin/board/add/", data=form, allow_redirects=False)
     assert response.status == 303, await response.text()
-    (board,) = await S19Board.objects.all()
+    (board,) = await JsonBoard.objects.all()
     assert board.extra == {"a": 1.5, "b": [None, {"c": "NaN"}]}
 
 
@@ -111,7 +85,7 @@ async def test_strict_json_still_takes_json(boards: Client) -> None:
     ids=["deep", "long-number", "syntax"],
 )
 def test_the_form_reading_names_why_the_text_is_not_json(typed: str, message: str) -> None:
-    specs = forms.describe(S19Board, ("id",))
+    specs = forms.describe(JsonBoard, ("id",))
     data, errors = forms.read_form(specs, {"name": "b", "extra": typed})
     assert errors["extra"].startswith(message), errors
     assert forms.unparsed_paths(data) == {"extra"}
