@@ -48,7 +48,7 @@ from .server_transactions import (
 from .session import _bound_session, _bound_uow, current_unit_of_work
 from .shielding import shielded
 from .timeouts import check_timeout, operation_timeout
-from .uow import UnitOfWork
+from .uow import COMMITTED, UnitOfWork
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -313,7 +313,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
 def _how_it_ended(uow: UnitOfWork, committed: bool) -> str:
     """Say how the block of ``uow`` ended, for :meth:`UnitOfWork.end`."""
     if committed:
-        return "it committed"
+        return COMMITTED
     if uow.failure is not None:
         return f"it failed: {uow.failure}"
     return "it did not commit"

@@ -22,7 +22,7 @@ import inspect
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
@@ -48,6 +48,10 @@ logger = logging.getLogger("odm.uow")
 R = TypeVar("R")
 
 
+COMMITTED: Final = "it committed"
+"""What :attr:`UnitOfWork.ended` holds once its block committed."""
+
+
 class UnitOfWork:
     """One transaction's state: its session, identity map, the tracking states to put back on
     abort (:class:`~odm.journal.Journal`), and the callbacks to run after commit. It serves
@@ -70,8 +74,8 @@ class UnitOfWork:
         self.failure: str | None = None
         #: Whether :attr:`failure` is an inner block's (the outer block may still go on).
         self._inner_failure = False
-        #: How the block ended (``"it committed"``...), or ``None`` while it is open: see
-        #: :meth:`end`.
+        #: How the block ended (:data:`COMMITTED`, or what failed it), or ``None`` while it is
+        #: open: see :meth:`end`.
         self.ended: str | None = None
         #: The driver call that a cancellation or a deadline cut off in the block, or ``None``
         #: (see :meth:`cut_off`).
@@ -382,6 +386,11 @@ class UnitOfWork:
         operations run outside any transaction from now on (:mod:`odm.session`)."""
         if self.ended is None:
             self.ended = how
+
+    @property
+    def committed(self) -> bool:
+        """Whether the block ended by committing its transaction."""
+        return self.ended == COMMITTED
 
     def check_usable(self, model: type[Any] | None = None) -> None:
         """Refuse an operation the transaction cannot run: after the block ended, after it (or

@@ -4,8 +4,10 @@
 ``request.text()`` raises ``UnicodeDecodeError`` for bytes that are not valid in the body's
 charset, and ``LookupError`` for a ``charset=`` of the ``Content-Type`` that Python does not
 know, and :func:`json.loads` a bare ``RecursionError`` or ``ValueError`` for text nested too
-deeply or a number too long. Here each becomes the :class:`json.JSONDecodeError` of a bad body,
-which ``odm_errors_middleware`` answers with a 400. The text is read by
+deeply or a number too long, and ``request.read()`` a ``RequestPayloadError`` for a body not
+valid in its ``Content-Encoding`` (``gzip`` on bytes that are not). Here each becomes the
+:class:`json.JSONDecodeError` of a bad body, which ``odm_errors_middleware`` answers with a 400.
+The text is read by
 :func:`.strict_json.strict_loads` (the admin's JSON inputs are read by it too), which also
 refuses what ``json.loads`` takes but is not JSON, or not one meaning: ``NaN``, ``Infinity``
 and ``-Infinity``, and an object holding a key twice. What does parse is checked further by the
@@ -24,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from .responses import json_dumps
 from .strict_json import NotJSON, strict_loads
@@ -74,10 +77,25 @@ async def json_body(request: web.Request) -> Any:
     A body that cannot be decoded raises :class:`json.JSONDecodeError` (a 400 under
     ``odm_errors_middleware``): one that is not JSON, nests too deeply to be parsed, holds an
     integer of more than 4,300 digits, ``NaN`` or ``Infinity``, or an object with a key twice,
-    is not valid in its charset (UTF-8 unless the ``Content-Type`` names another), or names a
-    charset Python does not know. A body sent as a form or as text, or without a
-    ``Content-Type``, raises ``HTTPUnsupportedMediaType`` (a 415, answered in the same JSON
-    shape) before it is read.
+    is not valid in its charset (UTF-8 unless the ``Content-Type`` names another), names a
+    charset Python does not know, or is not valid in its ``Content-Encoding``. A body sent as a
+    form or as text, or without a ``Content-Type``, raises ``HTTPUnsupportedMediaType`` (a 415,
+    answered in the same JSON shape) before it is read.
     """
     _check_content_type(request)
-    return strict_loads(_decode(await request.read(), request.charset))
+    return strict_loads(_decode(await _read(request), request.charset))
+
+
+async def _read(request: web.Request) -> bytes:
+    """The request's body, as aiohttp decoded it from its ``Content-Encoding``.
+
+    aiohttp raises ``RequestPayloadError`` for a body it cannot read: one not valid in the
+    ``Content-Encoding`` it names (``gzip`` on bytes that are not), or a chunked body whose
+    framing is broken. The client's fault, a 400, not the 500 of an unknown error.
+    """
+    try:
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):
+            raise NotJSON("the body is not valid in the Content-Encoding it names") from None
+        raise NotJSON("the body could not be read: it is cut short or badly framed") from None

@@ -57,7 +57,7 @@ from odm.exceptions import (
 )
 from odm.timeouts import is_timeout
 
-from .middlewares import new_style
+from .middlewares import logged_path, new_style, response_started
 from .responses import json_response
 
 logger = logging.getLogger("odm.contrib.aiohttp")
@@ -68,20 +68,6 @@ RETRY_AFTER_SECONDS = 1
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _logged_path(request: web.Request) -> str:
-    """The request's path for a log line, percent-encoded as the client sent it.
-
-    Not ``request.path``: decoded, a ``%0a`` in it would start a forged line of the log.
-    """
-    return request.rel_url.raw_path
-
-
-def _response_started(request: web.Request) -> bool:
-    """Whether the handler has already sent part of its response (prepared a StreamResponse
-    or a websocket). The same test aiohttp makes before it answers an error itself."""
-    return request.writer.output_size > 0
 
 
 def error_response(
@@ -211,16 +197,16 @@ async def odm_errors_middleware(request: web.Request, handler: Handler) -> web.S
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if _response_started(request):
+        if response_started(request):
             # aiohttp would write it after the body already sent, as a second response; an
             # error of another kind makes it close the connection instead.
             raise RuntimeError(f"{type(exc).__name__} raised after the response started") from exc
         raise
     except Exception as exc:
-        if _response_started(request):
+        if response_started(request):
             raise
         response = response_for(exc)
-        path = _logged_path(request)
+        path = logged_path(request)
         if response is not None:
             if response.status >= 500:
                 # Not a bug but worth seeing in the logs: the database is slow or away.

@@ -4,9 +4,11 @@ A request whose method changes state (POST, PUT, PATCH, DELETE by default) runs 
 inside :func:`odm.blocks.transaction`. The transaction commits when the handler returns a response
 with a status below 400, or raises an ``HTTPException`` below 400 (a redirect such as
 ``HTTPFound``, re-raised after the commit so that aiohttp sends it). Everything else aborts: a
-returned or raised 4xx/5xx, any other exception, and a cancelled handler (the client went away
-and the server runs with ``handler_cancellation=True``). So a handler never has to undo its own
-writes: failing is enough.
+returned or raised 4xx/5xx, any other exception, an ``HTTPException`` of any status raised once
+the handler started its response (it cannot be sent: the client gets a response cut short), and
+a cancelled handler (the client went away and the server runs with
+``handler_cancellation=True``), which is logged with how its transaction ended. So a handler
+never has to undo its own writes: failing is enough.
 
 Safe requests (GET, HEAD, OPTIONS, ...) run without a transaction, optionally inside
 :func:`odm.session.session` so that the reads of one request are causally consistent.
@@ -14,6 +16,8 @@ Safe requests (GET, HEAD, OPTIONS, ...) run without a transaction, optionally in
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -24,6 +28,9 @@ from aiohttp.typedefs import Handler, Middleware
 from odm.blocks import transaction
 from odm.connection import DEFAULT_ALIAS
 from odm.session import session as causal_session
+from odm.uow import UnitOfWork
+
+logger = logging.getLogger("odm.contrib.aiohttp")
 
 UNSAFE_METHODS: frozenset[str] = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 """The methods that run in a transaction unless told otherwise."""
@@ -32,7 +39,6 @@ COMMIT_BELOW = 400
 """A response with a status below this commits the unit of work; any other aborts it."""
 
 _F = TypeVar("_F", bound=Callable[..., object])
-
 
 def new_style(function: _F) -> _F:
     """Mark ``function`` as a ``(request, handler)`` middleware for every aiohttp version.
@@ -44,6 +50,36 @@ def new_style(function: _F) -> _F:
     if int(aiohttp.__version__.split(".", 1)[0]) < 4:
         return web.middleware(function)
     return function
+
+
+def logged_path(request: web.Request) -> str:
+    """The request's path for a log line, percent-encoded as the client sent it.
+
+    Not ``request.path``: decoded, a ``%0a`` in it would start a forged line of the log.
+    """
+    return request.rel_url.raw_path
+
+
+def response_started(request: web.Request) -> bool:
+    """Whether the handler has already sent part of its response (prepared a StreamResponse
+    or a websocket). The same test aiohttp makes before it answers an error itself."""
+    return request.writer.output_size > 0
+
+
+def _log_cancelled(request: web.Request, uow: UnitOfWork | None) -> None:
+    """Say in the log that the handler of ``request`` was cancelled, and what became of its
+    writes: no response tells anyone (the client is gone, or the server is stopping)."""
+    if uow is not None and uow.committed:
+        # Cancelled during the commit, which odm lets finish: the writes are kept.
+        outcome = "after its transaction committed: its writes are kept"
+    else:
+        outcome = "and its transaction aborted: nothing it wrote is kept"
+    logger.info(
+        "%s %s: cancelled (the client went away, or the server is stopping) %s",
+        request.method,
+        logged_path(request),
+        outcome,
+    )
 
 
 class _Rollback(Exception):
@@ -85,12 +121,15 @@ def unit_of_work_middleware_factory(
             async with causal_session(alias):
                 return await handler(request)
         redirect: web.HTTPException | None = None
+        uow: UnitOfWork | None = None
         try:
-            async with transaction(alias):
+            async with transaction(alias) as uow:
                 try:
                     response = await handler(request)
                 except web.HTTPException as exc:
-                    if exc.status >= COMMIT_BELOW:
+                    if exc.status >= COMMIT_BELOW or response_started(request):
+                        # Raised after the response started, even a redirect cannot be sent:
+                        # the client gets a response cut short, a failure, so nothing is kept.
                         raise
                     # A redirect or other success raised as an exception: commit first (by
                     # leaving the block normally), then raise it for aiohttp to send.
@@ -101,6 +140,9 @@ def unit_of_work_middleware_factory(
                         raise _Rollback(response)
         except _Rollback as rollback:
             return rollback.response
+        except asyncio.CancelledError:
+            _log_cancelled(request, uow)
+            raise
         if redirect is not None:
             raise redirect
         return response
