@@ -54,7 +54,7 @@ from .models.diffing import same
 from .models.model_plan import standard_dump
 from .models.options import CLASS_KEY, ID_KEY
 from .models.tracking import set_snapshots, unsure
-from .models.writes import start_version, take_version
+from .models.writes import learnt_insert, start_version, take_version
 from .nesting import check_payload
 from .outcomes import outcome_unknown
 from .session import current_unit_of_work, operation_session
@@ -352,7 +352,9 @@ class BulkInsert:
         not only their ids: an id the list shares with a document stored before the call (a
         retry of a list changed since) holds that document, not this one, and a document told
         it is stored must know what is (its snapshot is what its next ``save()`` diffs
-        against). Within what is left of ``timeout=``; should the read fail, or not match
+        against); under ``Meta.optimistic_lock`` it keeps what it sent instead, so that its
+        ``save()`` is refused as stale (:func:`odm.models.writes.learnt_insert`). Within what is
+        left of ``timeout=``; should the read fail, or not match
         every document it returns to one of the list, the documents stay of unknown outcome.
         """
         if timeout == 0.0:
@@ -374,7 +376,7 @@ class BulkInsert:
                         if index is None:
                             return  # an id the list cannot match: learn nothing
                         raw = self.raws[index]
-                        learnt[index] = raw if same(stored, raw) else stored
+                        learnt[index] = learnt_insert(self.documents[index], raw, stored)
         except (PyMongoError, OperationTimeout):
             return  # they stay of unknown outcome
         self._learnt = learnt

@@ -46,7 +46,7 @@ from .models import copies
 from .models.diffing import same
 from .models.options import ID_KEY
 from .models.tracking import Unsure, set_snapshot, unsure, will_change
-from .models.writes import get_path
+from .models.writes import get_path, learnt_insert
 from .session import current_unit_of_work
 from .timeouts import is_cut_off
 
@@ -89,7 +89,10 @@ async def learn_outcome(
     if stored is None:
         snapshot = None
     elif before is None:
-        snapshot = stored  # an insert cut off: whatever is stored under its id
+        # An insert cut off: whatever is stored under its id; under the lock only when it is
+        # what the insert sent, else the object is stale (see learnt_insert).
+        planned = marked.planned
+        snapshot = stored if planned is None else learnt_insert(document, planned, stored)
     elif model._meta.optimistic_lock:
         meta = model._meta
         key = meta.db_key(meta.version_field)

@@ -188,6 +188,28 @@ def take_version(document: Stored, raw: Mapping[str, Any]) -> None:
         document.__dict__[meta.version_field] = raw.get(meta.db_key(meta.version_field), 0)
 
 
+def learnt_insert(
+    document: Stored, sent: dict[str, Any], stored: dict[str, Any]
+) -> dict[str, Any]:
+    """Return the snapshot ``document`` takes after an insert of ``sent`` that may not have
+    run (cut off, or refused with others of a list), now that ``stored`` is what its ``_id``
+    holds.
+
+    ``stored`` when the model has no ``Meta.optimistic_lock`` (a document told it is stored
+    must know what is), or when it holds the version the insert sent: it is what the insert
+    stored, and nobody wrote since (every write raises the version). Otherwise ``sent``:
+    ``stored`` is another document of the id, or the one the insert stored, saved since by
+    someone else; either way this object never loaded it, and taking its version would let
+    the object's ``save()`` or ``delete()`` pass the version check and write over it. With
+    ``sent``'s version (fresh: :func:`insert_version`) they raise :class:`odm.StaleDocument`,
+    as any stale copy's do, and ``refresh()`` loads ``stored``."""
+    meta = document._meta
+    if not meta.optimistic_lock:
+        return stored
+    key = meta.db_key(meta.version_field)
+    return stored if stored.get(key) == sent.get(key) else sent
+
+
 def commit_update(document: Stored, new_snapshot: dict[str, Any]) -> None:
     """Record that ``new_snapshot`` (from :func:`prepare_update`) is now stored."""
     meta = document._meta
