@@ -13,31 +13,10 @@ from aiohttp import web
 
 import odm
 from odm.contrib.aiohttp import odm_errors_middleware, unit_of_work_middleware_factory
-from odm.session import current_session
-
-READ_LIMIT = 3.0
-"""Seconds a response may take to be read before the test gives up on it."""
+from tests.integration.aiohttp.raw_requests import post_raw, write
 
 COMMIT_BLOCK_MS = 800
 """How long the server holds the commit of the request whose client then goes away."""
-
-
-async def write(n: int) -> None:
-    """Insert one document in the request's transaction (explicit session: Motor cannot bind)."""
-    await odm.get_database()["items"].insert_one({"n": n}, session=current_session())
-
-
-async def post_raw(client: Any, path: str) -> bytes:
-    """POST ``path`` over a socket of its own; return every byte the server sent until it
-    closed the connection."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    try:
-        head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n"
-        writer.write(f"{head}Connection: close\r\n\r\n".encode())
-        async with asyncio.timeout(READ_LIMIT):
-            return await reader.read()
-    finally:
-        writer.close()
 
 
 async def test_a_redirect_raised_after_the_response_started_aborts(

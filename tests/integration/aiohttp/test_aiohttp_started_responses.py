@@ -4,7 +4,6 @@ first one's body (which read as a complete 200 holding an error page)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -12,9 +11,7 @@ from aiohttp import web
 
 import odm
 from odm.session import current_session
-
-READ_LIMIT = 3.0
-"""Seconds a response may take to be read before the test gives up on it."""
+from tests.integration.aiohttp.raw_requests import post_raw
 
 COMMIT_REFUSED = {"errorCode": 2}  # BadValue: no error label, so no retry of the commit
 
@@ -32,19 +29,6 @@ async def arm_commit_failure() -> None:
 async def disarm() -> None:
     """Switch the fail point off, whatever is left of it."""
     await odm.get_client().admin.command({"configureFailPoint": "failCommand", "mode": "off"})
-
-
-async def post_raw(client: Any, path: str) -> bytes:
-    """POST ``path`` over a socket of its own and return every byte the server sent until it
-    closed the connection: what a client reads, framing included."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    try:
-        head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n"
-        writer.write(f"{head}Connection: close\r\n\r\n".encode())
-        async with asyncio.timeout(READ_LIMIT):
-            return await reader.read()
-    finally:
-        writer.close()
 
 
 def assert_cut_short(answer: bytes) -> None:

@@ -13,11 +13,7 @@ import odm
 from odm.contrib.aiohttp import odm_errors_middleware, unit_of_work_middleware_factory
 from odm.document import Document
 from odm.session import current_session, current_unit_of_work
-
-
-async def write(n: int, collection: str = "items") -> None:
-    """Insert one document in the request's transaction (explicit session: Motor cannot bind)."""
-    await odm.get_database()[collection].insert_one({"n": n}, session=current_session())
+from tests.integration.aiohttp.raw_requests import write
 
 
 async def test_exception_after_a_write_leaves_nothing_and_leaks_nothing(
