@@ -376,7 +376,10 @@ class BulkInsert:
                         if index is None:
                             return  # an id the list cannot match: learn nothing
                         raw = self.raws[index]
-                        learnt[index] = learnt_insert(self.documents[index], raw, stored)
+                        learnt[index] = (
+                            raw if same(stored, raw)
+                            else learnt_insert(self.documents[index], raw, stored)
+                        )
         except (PyMongoError, OperationTimeout):
             return  # they stay of unknown outcome
         self._learnt = learnt
