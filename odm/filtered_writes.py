@@ -9,7 +9,7 @@ collection again (:mod:`odm.resync`). A filter on one ``_id`` value is sent as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
@@ -46,10 +46,14 @@ async def update(model: type[Any], query: Query, values: Mapping[str, Any]) -> i
     filter = target.filter
     if filter is None or flush is not None:
         filter = await write_filter(model, query, target, flush)
+    aggregated: list[Mapping[str, Any]] = []
+    if target.pipeline is not None and compiled.matched_lists:
+        filter, aggregated = _with_first_tests(filter, target.pipeline)
     options: dict[str, Any] = _collation(query)
     single = _single(filter)
     written = await checked_filter(
-        model, filter, compiled, single=single, timeout=query.timeout, options=options
+        model, filter, compiled, single=single, timeout=query.timeout, options=options,
+        aggregated=aggregated,
     )
     if compiled.array_filters:
         options["array_filters"] = compiled.array_filters
@@ -114,6 +118,38 @@ async def write_filter(
         model, target.pipeline, timeout=query.timeout, **_collation(query)
     )
     return {ID_KEY: {"$in": [row[ID_KEY] for row in rows]}}
+
+
+def _with_first_tests(
+    ids: dict[str, Any], pipeline: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+    """For a ``matched()`` update of documents an aggregation chose (a filter through a
+    reference, a ``geo_near()``), whose ids are ``ids``: return the filter to write with and
+    the tests of the aggregation's later stages, which the write cannot run.
+
+    ``$`` writes the element of the list that the write's own filter matched, and ``ids``
+    alone matches none: the filter written adds the tests the aggregation's first stage ran
+    on the collection's own fields (``tags="a"`` beside ``owner__name="x"``), which every
+    document found meets and which tell MongoDB the element. The later stages test the
+    joined documents, which the write does not see, so they cannot move ``$``; they are
+    returned only to name the list in an error when the written filter chooses no element.
+    """
+    first = _first_tests(pipeline[0]) if pipeline else None
+    later = [
+        stage["$match"] for stage in pipeline[1:] if isinstance(stage.get("$match"), Mapping)
+    ]
+    if not first:
+        return ids, later
+    return {"$and": [dict(first), ids]}, later
+
+
+def _first_tests(stage: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The filter of the collection's own documents that opens an aggregation: a
+    ``$match``, or the ``query`` of a ``$geoNear`` (``None``: neither)."""
+    tests = stage.get("$match")
+    if tests is None and isinstance(near := stage.get("$geoNear"), Mapping):
+        tests = near.get("query")
+    return tests if isinstance(tests, Mapping) else None
 
 
 def _collation(query: Query) -> dict[str, Any]:

@@ -40,11 +40,14 @@ async def checked_filter(
     single: bool,
     timeout: float | None,
     options: Mapping[str, Any],
+    aggregated: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Run the checks of ``compiled`` against the documents ``filter`` matches (``single``:
     it matches one at most) and return the filter to write with: ``filter`` leaving out the
-    documents a guard refuses. ``options``: the queryset's collation, if any."""
-    _refuse_unmatched_lists(model, filter, compiled.matched_lists)
+    documents a guard refuses. ``options``: the queryset's collation, if any;
+    ``aggregated``: the tests an aggregation ran to choose the documents that ``filter``
+    leaves out (those across a reference)."""
+    _refuse_unmatched_lists(model, filter, compiled.matched_lists, aggregated)
     # The checks read from the primary, where the write goes.
     read = {"timeout": timeout, "read_preference": "primary", **options}
     if compiled.needs and not single and current_unit_of_work() is None:
@@ -58,14 +61,22 @@ async def checked_filter(
 
 
 def _refuse_unmatched_lists(
-    model: type[Any], filter: Mapping[str, Any], matched_lists: Sequence[str]
+    model: type[Any],
+    filter: Mapping[str, Any],
+    matched_lists: Sequence[str],
+    aggregated: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Refuse a ``matched()`` update of a list that a document can match the filter without
     an element of: ``$`` would have no element to write, and MongoDB would stop an
-    ``update_many`` there, keeping what it wrote before (:func:`binds_element`); and one
-    whose filter lets ``$`` take another element's position (:func:`_refuse_ambiguous`)."""
+    ``update_many`` there, keeping what it wrote before (:func:`binds_element`); one whose
+    filter lets ``$`` take another element's position (:func:`_refuse_ambiguous`); and one
+    testing an element of the list among the ``aggregated`` tests, which the write does not
+    repeat (the element ``$`` writes need not meet them)."""
     for path in matched_lists:
-        if not binds_element(filter, path):
+        in_aggregation = any(binds_element(tests, path) for tests in aggregated)
+        if in_aggregation or not binds_element(filter, path):
+            if in_aggregation or mentions(list(aggregated), path):
+                raise QueryError(_aggregated_message(path), field=path)
             if not mentions(filter, path):
                 raise QueryError(
                     f"matched() writes the element of {path!r} that the filter matched, but "
@@ -89,6 +100,21 @@ def _unbound_message(path: str) -> str:
         f"element outside any | (filter({name}=...); {name}__in=[...] rather than an | of "
         f"values; a field of its elements, {name}__<field>=...), or use each() to write "
         "every element (each(Q(...)) on a list of models: those a condition chooses)"
+    )
+
+
+def _aggregated_message(path: str) -> str:
+    """The error of a ``matched()`` update whose filter tests the list at ``path`` together
+    with a test through a reference, which an aggregation runs before the update."""
+    name = path.replace(".", "__")
+    return (
+        f"matched() writes the element of {path!r} that the filter matched, but the filter "
+        f"tests {path!r} together with a test through a reference (in one |, exclude() or "
+        "~Q): such tests run in the aggregation that chooses the documents, and the update, "
+        "sent with their ids and the tests of the collection's own fields alone, cannot "
+        f"tell MongoDB which element of {path!r} met them; the update was not sent: test an "
+        f"element of {path!r} on its own, outside any | (filter({name}=...) beside the "
+        "reference's test), or use each()"
     )
 
 

@@ -21,6 +21,7 @@ import bson
 from pydantic import ValidationError
 from pymongo import UpdateOne
 
+from ..exceptions import StaleDocument
 from ..session import current_unit_of_work
 from .copies import known_state, learn_from, same_family, written
 from .diffing import diff
@@ -79,8 +80,33 @@ def write_filter(
             if path != ID_KEY:
                 filter[path] = get_path(current, path)
     if with_version and meta.optimistic_lock and snapshot is not None:
-        filter[meta.db_key(meta.version_field)] = snapshot.get(meta.db_key(meta.version_field))
+        loaded = snapshot.get(meta.db_key(meta.version_field))
+        _refuse_version_set_by_hand(document, loaded)
+        filter[meta.db_key(meta.version_field)] = loaded
     return filter
+
+
+def _refuse_version_set_by_hand(document: Stored, loaded: Any) -> None:
+    """Raise :class:`odm.StaleDocument` before a write by instance of ``document`` whose
+    optimistic-lock version is not ``loaded``, the one it was loaded with (``None``: a
+    document stored without one, which loads as 0).
+
+    The write checks the loaded version, not the object's: a version set by hand, or taken
+    from a client that sends back the version it read, would otherwise be ignored, and the
+    write would go over whatever that client never saw. A version other than the loaded one
+    says the document is not at the version the caller thinks: stale, as a copy loaded
+    earlier is."""
+    meta = document._meta
+    held = document.__dict__.get(meta.version_field)
+    if held == (0 if loaded is None else loaded):
+        return
+    raise StaleDocument(
+        f"{type(document).__name__} _id={document.id!r}: its {meta.version_field} is "
+        f"{held!r}, but it was loaded at version {loaded!r}; the optimistic lock's counter is "
+        "odm's to set, and a version set by hand (or a client's) that is not the loaded one "
+        "means the document is not at the version its caller saw: nothing was written; "
+        "refresh() and retry"
+    )
 
 
 def get_path(raw: Any, path: str, missing: Any = None) -> Any:

@@ -7,7 +7,10 @@ the filter matched only when no other test may note a position: :func:`position_
 filter's tests that may note one into those of the written list and those of any other field
 that may hold a list (read from the model: a list, ``Any``, a union with a list, a type stored
 as an array), and :mod:`odm.update_prechecks` refuses the update unless the written list is
-tested once and nothing else is.
+tested once and nothing else is. A test only a whole array meets (``$size``, equality with a
+whole array whose elements are never arrays) notes no position, be the array a declared list
+or a type stored as one (a ``NamedTuple`` of numbers): MongoDB 6 matches the whole array after
+its elements, without noting one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import UnionType
-from typing import Annotated, Any, Final, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Union, get_args, get_origin, get_type_hints
 
 from pydantic import RootModel
 
@@ -190,22 +193,93 @@ def _element_may_hold(item: FieldType, key: str) -> bool:
 def _notes_at_end(field: FieldType, op: str, operand: Any) -> bool:
     """Tell whether a test ending at a value of type ``field`` may note an element: one of
     a list it is, or may be; but not a test only the whole list meets (``$size``, ``$type:
-    "array"``, a whole list of values that are not lists: MongoDB notes nothing for them)."""
+    "array"``, a whole list of values that are not lists: MongoDB notes nothing for them),
+    be the list declared one or a type stored as one (:func:`_stored_items`)."""
     if field.kind is Kind.LIST:
         assert field.item is not None
         return not _whole_list_test(op, operand, field.item)
-    return field.kind is Kind.ANY or _may_hold_list(field)
+    if field.kind is Kind.ANY:
+        return True
+    if not _may_hold_list(field):
+        return False
+    items = _stored_items(field)
+    return items is None or not all(_whole_list_test(op, operand, item) for item in items)
 
 
 def _whole_list_test(op: str, operand: Any, item: FieldType) -> bool:
-    """Tell whether ``{op: operand}`` is met only by a list of ``item`` as a whole."""
+    """Tell whether ``{op: operand}`` is met only by a list of ``item`` as a whole.
+
+    An element that is not a list never equals a list: MongoDB 6 then matches the whole
+    list, after its elements, and notes no position (an ``$in`` of lists likewise)."""
     if op == "$size":
         return True
     if op == "$type":
         named = operand if isinstance(operand, list) else [operand]
         return all(t in ("array", 4) for t in named)
     scalars = item.kind not in (Kind.LIST, Kind.ANY) and not _may_hold_list(item)
-    return op == "$eq" and isinstance(operand, list) and scalars
+    if op == "$in":
+        lists = isinstance(operand, list) and all(isinstance(v, _ARRAYS) for v in operand)
+        return lists and bool(operand) and scalars
+    return op == "$eq" and isinstance(operand, _ARRAYS) and scalars
+
+
+#: What a filter's value is sent as a BSON array from (a ``NamedTuple`` stays a tuple).
+_ARRAYS: Final = (list, tuple)
+
+
+def _stored_items(field: FieldType) -> list[FieldType] | None:
+    """The types of the elements of a value of ``field`` stored as an array that odm does
+    not read as a list (a ``NamedTuple``'s fields, a ``MutableSequence[int]``'s item, a
+    ``RootModel`` of a list's), or ``None`` when they are not known (an unparametrized
+    collection, a union with another type that may be a list)."""
+    if field.kind is Kind.MODEL:
+        return _root_items(field.models)
+    items: list[FieldType] = []
+    for annotation in (field.annotation, field.store_annotation):
+        base = _without_none(annotation)
+        if _stored_as_array(base):
+            elements = _element_annotations(base)
+            if elements is None:
+                return None
+            items += [analyze(element) for element in elements]
+        elif _union_may_hold_list(base):
+            return None
+    return items
+
+
+def _root_items(models: Sequence[type[Any]]) -> list[FieldType] | None:
+    """The types of the elements of ``models``, each a ``RootModel`` of a list (``None``:
+    one is not)."""
+    if not all(issubclass(model, RootModel) for model in models):
+        return None
+    roots = [field_type_of(model, "root") for model in models]
+    items = [root.item for root in roots if root.kind is Kind.LIST and root.item is not None]
+    return items if len(items) == len(roots) else None
+
+
+def _without_none(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` and, when it is ``X | None``, without ``None``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        members = [m for m in get_args(annotation) if m is not type(None)]
+        if len(members) == 1:
+            return _without_none(members[0])
+    return annotation
+
+
+def _element_annotations(collection: Any) -> list[Any] | None:
+    """The annotations of the elements of ``collection``, a type stored as an array: a
+    ``NamedTuple``'s fields, a one-parameter generic's item (``None``: not known)."""
+    kind = get_origin(collection) or collection
+    if isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields"):
+        try:
+            hints = get_type_hints(kind)
+        except Exception:  # a name its module cannot resolve: the types are not known
+            return None
+        return [hints.get(name, Any) for name in kind._fields]
+    parameters = get_args(collection)
+    return [parameters[0]] if len(parameters) == 1 else None
 
 
 def _may_hold_list(field: FieldType) -> bool:

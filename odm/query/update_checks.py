@@ -326,8 +326,9 @@ def _binding_operator(op: str, operand: Any, whole: bool) -> bool:
 
 def _binding_literal(value: Any, whole: bool) -> bool:
     """Tell whether equality with ``value`` is met only by an element: a null is met by a
-    missing list (or field), and a list by the list itself."""
-    return value is not None and not (whole and isinstance(value, list))
+    missing list (or field), and a list by the list itself (a tuple too: a ``tuple[str,
+    ...]`` field's value is one, sent as an array)."""
+    return value is not None and not (whole and isinstance(value, list | tuple))
 
 
 #: The ``$type`` operands a list field itself may meet (aliases and numbers).

@@ -251,7 +251,28 @@ def _update_target(model: type[Any], key: str) -> ResolvedPath:
             "its elements with F(list).each(...) / .matched(...))",
             field=key,
         )
+    _refuse_lock_counter(model, key, target)
     return target
+
+
+def _refuse_lock_counter(model: type[Any], key: str, target: ResolvedPath) -> None:
+    """Refuse writing the optimistic lock's counter: ``update()`` raises it by one itself on
+    every document it changes (an ``$inc`` MongoDB refuses beside another write of the
+    path), and a version set by hand would let a copy loaded at that version pass the check
+    of a document it never loaded."""
+    meta = getattr(model, "_meta", None)
+    if meta is None or not meta.optimistic_lock:
+        return
+    name, stored = meta.version_field, meta.db_key(meta.version_field)
+    if target.db_path != stored:
+        return
+    where = f"{model.__name__}.{name}" + (f" (stored as {stored!r})" if stored != name else "")
+    raise QueryError(
+        f"update() cannot write {where}: it is the optimistic lock's counter, which update() "
+        "raises by one itself on every document it changes; to change only documents still "
+        f"at a version you saw, filter on it: filter({name}=seen).update(...)",
+        field=key,
+    )
 
 
 def _item(model: type[Any], key: str, target: ResolvedPath, what: str) -> FieldType:
