@@ -324,7 +324,11 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     async def work(database: Any) -> int:
-        rows = await _runner(args, database).status()
+        runner = _runner(args, database)
+        rows = await runner.status()
+        note = await runner.unfinished_note()
+        if note is not None:
+            _echo(note)
         if not rows:
             _echo(f"no migrations in {_directory(args)}")
         width = max((len(row.id) for row in rows), default=0)

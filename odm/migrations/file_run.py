@@ -26,6 +26,7 @@ from .compensation import Compensation
 from .loader import Migration
 from .lock import LockLost
 from .positions import lost_lock
+from .recorder import log_entry
 from .reporting import elapsed_ms, failure_reason
 from .retry import TRANSIENT, TransientRetry, is_transient
 from .scope import Direction, RunScope, step_sequence
@@ -55,6 +56,7 @@ class FileRun:
         self.record_in_tx = False  # the record is written in the file's transaction
         self.begun = 0.0
         self.elapsed = 0
+        self.entry: dict[str, Any] = {}  # the log entry of the run, once it is being recorded
 
     async def run(self) -> None:
         """Run the steps left, record the file, and say how long it took.
@@ -184,6 +186,13 @@ class FileRun:
         self.record_in_tx = self.tx.open
         await self.scope.lock.prove()
         self.elapsed = elapsed_ms(self.begun)
+        self.entry = self._done_entry()
+        if not self.tx.open:
+            # The record and its log entry are two writes: the entry is kept with the position
+            # first, so that a run cut off between them is logged by the next one.
+            await self.scope.positions.save(
+                self.migration, self.direction, len(self.sequence), logging=self.entry
+            )
         await self._write_record(self.elapsed)
         # Outside a transaction the record is stored for good: from here on nothing may be
         # undone, or the file would be recorded as done with its steps rolled back.
@@ -193,16 +202,26 @@ class FileRun:
         await self.tx.commit()
         return self.elapsed
 
+    def _done_entry(self) -> dict[str, Any]:
+        """Return the log entry saying the file's run is done (made once, with its ``_id``)."""
+        if not self.entry:
+            self.entry = log_entry(
+                self.migration.id, self.direction, checksum=self.migration.checksum,
+                duration_ms=self.elapsed, forced=self.forced,
+            )
+        return self.entry
+
     async def _log_done(self) -> None:
         """Log the file's run as done (stored for good at once outside a transaction)."""
-        await self.scope.recorder.log(
-            self.migration.id,
-            self.direction,
-            checksum=self.migration.checksum,
-            duration_ms=self.elapsed,
-            forced=self.forced,
-        )
+        await self.scope.recorder.log_once(self._done_entry())
         self.logged = not self.tx.open
+
+    async def _settle_recorded(self) -> None:
+        """Log a run whose file is recorded as done and forget its positions, as the rest of its
+        recording would have; the positions (holding the log entry) stay until it is logged."""
+        if not self.logged and not self.record_in_tx:  # a transaction logged it with the record
+            await self._log_done()
+        await self.scope.recorder.clear_state(self.migration.id)
 
     async def _recorded_when_stopped(self) -> bool | None:
         """Tell whether an interrupted run had recorded its file as done (``None``: unknown).
@@ -221,10 +240,8 @@ class FileRun:
     async def _finish_bookkeeping(self) -> None:
         """Log an interrupted run whose file is recorded as done, and forget its positions:
         what the cut-off rest of its recording would have done, so that the log and the
-        positions agree with the record."""
-        if not self.logged and not self.record_in_tx:  # a transaction logged it with the record
-            await quietly(self._log_done())
-        await quietly(self.scope.recorder.clear_state(self.migration.id))
+        positions agree with the record (else the next run does, from its position)."""
+        await quietly(self._settle_recorded())
 
     async def _write_record(self, elapsed: int) -> None:
         """Record the file as applied (or forget it, rolled back).
@@ -268,7 +285,7 @@ class FileRun:
             # Recorded, or unsure whether: nothing is undone. The saved positions stay after an
             # unknown commit: they say where the file stands (committed with the steps, or not).
             if self.recorded:
-                await quietly(scope.recorder.clear_state(migration.id))
+                await quietly(self._settle_recorded())
             return await scope.log.undoing_nothing(
                 migration, direction, exc, self.begun, self.recorded
             )

@@ -49,23 +49,81 @@ MIN_LEASE = 0.001
 MAX_LEASE = 10 * 365 * 24 * 3600.0
 
 class LockHeld(MigrationError):
-    """Another process holds the migrations lock; names the holder and its lease."""
+    """Another process holds the migrations lock; names the holder and its lease.
+
+    ``expires_in`` is how many seconds its lease has left (``None``: unknown, or, with
+    ``never_expires``, a lease no takeover can ever find expired). ``advice`` says what to do;
+    by default what is true of that lease: one that expires frees itself once its holder is
+    gone, one that never expires does not.
+    """
 
     def __init__(
         self,
         holder: str,
         acquired_at: Any,
         expires_in: float | None,
-        advice: str = "try again later, or run `odm migrate break-lock` if that process is gone",
+        advice: str | None = None,
+        *,
+        never_expires: bool = False,
     ) -> None:
         self.holder = holder
         self.acquired_at = acquired_at
         self.expires_in = expires_in
+        self.never_expires = never_expires and expires_in is None
         since = f" since {_iso(acquired_at)}" if acquired_at else ""
-        lease = f" (lease expires in {expires_in:.0f} s)" if expires_in is not None else ""
+        if self.never_expires:
+            lease = " (its lease never expires)"
+        elif expires_in is not None:
+            lease = f" (lease expires in {_duration(expires_in)})"
+        else:
+            lease = ""
+        if advice is None:
+            advice = NEVER_EXPIRES_ADVICE if self.never_expires else EXPIRES_ADVICE
         super().__init__(
             f"migrations lock held by {shown_holder(holder)}{since}{lease}; {advice}"
         )
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], advice: str | None = None) -> LockHeld:
+        """Return the error naming the holder of the lock document ``doc`` (as
+        :func:`read_lock` returns it)."""
+        expires_in = seconds_between(doc.get("expires_at"), doc.get("server_now"))
+        return cls(
+            str(doc.get("holder", "?")),
+            doc.get("acquired_at"),
+            expires_in,
+            advice,
+            never_expires=never_expires(doc),
+        )
+
+
+#: What to do about a held lock whose lease expires.
+EXPIRES_ADVICE = (
+    "try again later: if that process is gone, the lock frees itself when its lease expires, "
+    "or `odm migrate break-lock --force` removes it now"
+)
+#: What to do about a held lock whose lease never expires (written by hand, or by a hostile
+#: process: odm's longest lease is ten years).
+NEVER_EXPIRES_ADVICE = (
+    "it will not free itself: only its holder releasing it, or `odm migrate break-lock "
+    "--force` once that process is gone, frees it"
+)
+
+
+def never_expires(doc: dict[str, Any]) -> bool:
+    """Tell whether the lock document ``doc`` (as :func:`read_lock` returns it) holds a lease
+    no takeover can ever find expired: an ``expires_at`` that sorts after every date (a
+    timestamp, ``MaxKey``) or a date past what Python reads (year 10000 on)."""
+    return bool(doc.get("live")) and not isinstance(doc.get("expires_at"), datetime)
+
+
+def _duration(seconds: float) -> str:
+    """Show a lease's time left in the unit a reader takes in: ``51 s``, ``12 min``, ``3 h``,
+    ``3650 days`` (odm's longest lease is ten years)."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 class LockLost(MigrationError):
@@ -114,8 +172,8 @@ def lock_collection(database: Any) -> Any:
 def _lost_message(doc: dict[str, Any] | None) -> tuple[str, str | None]:
     if not doc:
         return (
-            "the migrations lock was lost: it was removed (`odm migrate break-lock`) and "
-            "nobody holds it now",
+            "the migrations lock was lost: nobody holds it now (`odm migrate break-lock` "
+            "removed it, or another run took it over once its lease expired, and is done)",
             None,
         )
     holder = str(doc.get("holder", "?"))
@@ -264,16 +322,13 @@ class MigrationLock:
                 self._extended_at = sent
                 break
             if time.monotonic() >= deadline:
-                raise LockHeld(
-                    str(doc.get("holder", "?")),
-                    doc.get("acquired_at"),
-                    seconds_between(doc.get("expires_at"), doc.get("server_now")),
-                )
+                raise LockHeld.of(doc)
             if not told:
                 told = True
+                never = " (its lease never expires: only its holder frees it)"
                 self.echo(
                     f"waiting up to {self.timeout:g} s for the migrations lock held by "
-                    f"{shown_holder(doc.get('holder', '?'))}"
+                    f"{shown_holder(doc.get('holder', '?'))}{never if never_expires(doc) else ''}"
                 )
             await asyncio.sleep(self.poll)
         self.lost = False
@@ -462,14 +517,14 @@ async def break_lock(database: Any, *, force: bool = False) -> dict[str, Any] | 
         doc = await read_lock(database)
         if doc is None:
             return None
-        expires_in = seconds_between(doc.get("expires_at"), doc.get("server_now"))
         if not force and doc.get("live"):
-            raise LockHeld(
-                str(doc.get("holder", "?")),
-                doc.get("acquired_at"),
-                expires_in,
-                advice="its lease has not expired, so it may still be running; wait for it, "
-                "or pass --force if that process is gone",
+            raise LockHeld.of(
+                doc,
+                "it never expires by itself, and its holder may still be running: pass --force "
+                "if that process is gone"
+                if never_expires(doc)
+                else "its lease has not expired, so it may still be running; wait for it, or "
+                "pass --force if that process is gone",
             )
         guard: dict[str, Any] = {"_id": LOCK_ID}
         if not force:

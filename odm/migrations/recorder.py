@@ -4,11 +4,17 @@
 applied file; ``_odm_migrations_log`` keeps every apply, rollback, mark and unmark (and failed
 attempts) for audit. ``_odm_migrations_state`` holds the positions a killed run resumes from,
 each with the checksum of the file it was saved for; a file's own position (``file:ID``) also
-holds the lock token of the run that claimed it, and only that run's saves match it.
+holds the lock token of the run that claimed it, and only that run's saves match it. It also
+holds, while one is under way without a transaction, the change a ``mark`` or an ``unmark``
+makes to the records (:class:`RecordsChange`, ``_id`` :data:`CHANGE_KEY`): written before its
+first write and removed after its last, so that a run cut off between them is finished by the
+next one. Likewise a file's position holds, while its run records it without a transaction, the
+log entry to write once recorded (``logging``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import math
 import os
@@ -20,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from ..exceptions import MigrationError
 
@@ -28,6 +36,13 @@ APPLIED = "_odm_migrations"
 LOG = "_odm_migrations_log"
 STATE = "_odm_migrations_state"
 LOCK = "_odm_migrations_lock"
+
+#: The ``_id`` in :data:`STATE` of the change of the records under way (no migration id, which
+#: starts with digits, and no ``file:`` position can take it).
+CHANGE_KEY = "records-change"
+
+#: What a change of the records may be, as its log entry names it.
+CHANGE_ACTIONS = ("mark", "rename", "unmark")
 
 
 def whoami() -> str:
@@ -169,35 +184,9 @@ class Recorder:
         """
         await self.applied_collection.replace_one(
             {"_id": migration_id},
-            {
-                "_id": migration_id,
-                "checksum": checksum,
-                "applied_at": now(),
-                "applied_by": whoami(),
-                "duration_ms": duration_ms,
-                "marked": marked,
-                "depends": sorted(depends),
-            },
+            new_record(migration_id, checksum, duration_ms, marked=marked, depends=depends),
             upsert=True,
         )
-
-    async def record_content(
-        self, migration_id: str, checksum: str, depends: Iterable[str]
-    ) -> None:
-        """Record the file of an applied migration as it is now (edited since it was applied),
-        keeping when, by whom and how it was applied."""
-        await self.applied_collection.update_one(
-            {"_id": migration_id}, {"$set": {"checksum": checksum, "depends": sorted(depends)}}
-        )
-
-    async def rename(self, old_id: str, new_id: str) -> None:
-        """Move the applied record of ``old_id`` to ``new_id`` (its file was renamed)."""
-        doc = await self.applied_collection.find_one({"_id": old_id})
-        if doc is None:
-            return
-        doc["_id"] = new_id
-        await self.applied_collection.replace_one({"_id": new_id}, doc, upsert=True)
-        await self.applied_collection.delete_one({"_id": old_id})
 
     async def forget(self, migration_id: str) -> None:
         """Remove the applied record of ``migration_id``."""
@@ -216,22 +205,71 @@ class Recorder:
         renamed_from: str | None = None,
     ) -> None:
         """Append an entry to the log (apply, rollback, mark, unmark, rename)."""
-        entry: dict[str, Any] = {
-            "migration": migration_id,
-            "action": action,
-            "at": now(),
-            "by": whoami(),
-            "checksum": checksum,
-            "duration_ms": duration_ms,
-            "ok": ok,
-        }
-        if error is not None:
-            entry["error"] = error
-        if forced:
-            entry["forced"] = True
-        if renamed_from is not None:
-            entry["renamed_from"] = renamed_from
-        await self.log_collection.insert_one(entry)
+        await self.log_collection.insert_one(
+            log_entry(
+                migration_id, action, checksum=checksum, duration_ms=duration_ms, ok=ok,
+                error=error, forced=forced, renamed_from=renamed_from,
+            )
+        )
+
+    async def make(self, change: RecordsChange) -> None:
+        """Make every write of ``change``, each one such that making it again changes nothing:
+        the positions forgotten, the record stored, the records removed, the entry logged."""
+        for migration_id in change.forget_positions:
+            await self.clear_state(migration_id)
+        if change.put is not None:
+            await self.applied_collection.replace_one(
+                {"_id": change.put["_id"]}, change.put, upsert=True
+            )
+        if change.update is not None:
+            await self.applied_collection.update_one(
+                {"_id": change.migration}, {"$set": change.update}
+            )
+        if change.remove:
+            await self.applied_collection.delete_many({"_id": {"$in": list(change.remove)}})
+        await self.log_once(change.log)
+
+    async def log_once(self, entry: dict[str, Any]) -> None:
+        """Log ``entry`` (with its ``_id``) unless it is logged already: a run that finishes
+        another's writes may repeat it."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.log_collection.insert_one(entry)
+
+    async def unlogged_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """Return, by migration id, the log entries of runs of files that were being recorded
+        without a transaction when they were cut off: kept in the file's position until logged.
+        """
+        found = []
+        async for doc in self.state.find(
+            {"_id": {"$regex": "^file:"}, "logging": {"$exists": True}}
+        ):
+            migration_id = str(doc["_id"]).removeprefix("file:")
+            entry = doc["logging"]
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("_id"), ObjectId)
+                and entry.get("migration") == migration_id
+                and entry.get("action") in ("apply", "rollback")
+            ):
+                raise not_written_by_odm(
+                    f"{STATE}: the saved position {doc['_id']!r} holds", "logging", entry,
+                    f"the log entry of an apply or a rollback of {migration_id}",
+                )
+            found.append((migration_id, dict(entry)))
+        return found
+
+    async def begin_change(self, change: RecordsChange) -> None:
+        """Note ``change`` as under way, before its first write (refused while another is)."""
+        await self.state.insert_one(change.document())
+
+    async def end_change(self, change: RecordsChange) -> None:
+        """Forget ``change`` as under way: its last write is done (or it never began)."""
+        await self.state.delete_one({"_id": CHANGE_KEY, "log._id": change.log["_id"]})
+
+    async def unfinished_change(self) -> RecordsChange | None:
+        """Return the change of the records an earlier run began and did not finish."""
+        doc = await self.state.find_one({"_id": CHANGE_KEY})
+        return None if doc is None else RecordsChange.from_document(doc)
 
     async def file_state(self, migration_id: str) -> dict[str, Any] | None:
         """Return where an earlier run left ``migration_id`` (``None``: nowhere)."""
@@ -342,6 +380,148 @@ class Recorder:
             prefix = re.escape(f"{migration_id}:apply:{index}:")
             await self.state.delete_many({"_id": {"$regex": f"^{prefix}"}})
         await self.state.delete_one(own)
+
+
+def log_entry(
+    migration_id: str,
+    action: str,
+    *,
+    checksum: str = "",
+    duration_ms: int = 0,
+    ok: bool = True,
+    error: str | None = None,
+    forced: bool = False,
+    renamed_from: str | None = None,
+) -> dict[str, Any]:
+    """Return the log entry of ``action`` on ``migration_id``, by this process, now."""
+    entry: dict[str, Any] = {
+        "_id": ObjectId(),
+        "migration": migration_id,
+        "action": action,
+        "at": now(),
+        "by": whoami(),
+        "checksum": checksum,
+        "duration_ms": duration_ms,
+        "ok": ok,
+    }
+    if error is not None:
+        entry["error"] = error
+    if forced:
+        entry["forced"] = True
+    if renamed_from is not None:
+        entry["renamed_from"] = renamed_from
+    return entry
+
+
+def new_record(
+    migration_id: str, checksum: str, duration_ms: int, *, marked: bool, depends: Iterable[str]
+) -> dict[str, Any]:
+    """Return the applied record of ``migration_id``, applied by this process now."""
+    return {
+        "_id": migration_id,
+        "checksum": checksum,
+        "applied_at": now(),
+        "applied_by": whoami(),
+        "duration_ms": duration_ms,
+        "marked": marked,
+        "depends": sorted(depends),
+    }
+
+
+@dataclass(frozen=True)
+class RecordsChange:
+    """What a ``mark`` or an ``unmark`` writes, decided before its first write.
+
+    The positions of ``forget_positions`` are forgotten; ``put`` (a whole record) is stored,
+    or ``update`` set on the record of ``migration``; the records of ``remove`` are removed;
+    ``log`` (an entry with its ``_id``) is logged. Every value is fixed here, when and by whom
+    included, so a run that finishes the change after a fault writes what the first would have.
+    """
+
+    action: str
+    migration: str
+    log: dict[str, Any]
+    forget_positions: tuple[str, ...] = ()
+    put: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+    remove: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Name the change as its command reads (``mark 0002_b``: a rename is marked too)."""
+        return f"{'mark' if self.action == 'rename' else self.action} {self.migration}"
+
+    def document(self) -> dict[str, Any]:
+        """Return the change as stored while under way (no ``migration`` field: forgetting the
+        file's positions must not forget it)."""
+        return {
+            "_id": CHANGE_KEY,
+            "action": self.action,
+            "target": self.migration,
+            "log": self.log,
+            "forget_positions": list(self.forget_positions),
+            "put": self.put,
+            "update": self.update,
+            "remove": list(self.remove),
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> RecordsChange:
+        """Read a stored change, refusing one of a shape odm never writes."""
+        def refuse(field: str, expected: str) -> MigrationError:
+            return not_written_by_odm(
+                f"{STATE}: the change under way {CHANGE_KEY!r} has", field, doc.get(field),
+                expected,
+            )
+
+        if doc.get("action") not in CHANGE_ACTIONS:
+            raise refuse("action", "mark, rename or unmark")
+        target, log = doc.get("target"), doc.get("log")
+        if not isinstance(target, str) or not target:
+            raise refuse("target", "a migration id")
+        if not (isinstance(log, dict) and isinstance(log.get("_id"), ObjectId)):
+            raise refuse("log", "a log entry with its _id")
+        put, update = doc.get("put"), doc.get("update")
+        if put is not None and not (isinstance(put, dict) and isinstance(put.get("_id"), str)):
+            raise refuse("put", "an applied record")
+        if update is not None and not isinstance(update, dict):
+            raise refuse("update", "the fields of a record")
+        ids: dict[str, tuple[str, ...]] = {}
+        for field in ("forget_positions", "remove"):
+            value = doc.get(field)
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise refuse(field, "a list of migration ids")
+            ids[field] = tuple(value)
+        return cls(
+            action=str(doc["action"]), migration=target, log=dict(log),
+            forget_positions=ids["forget_positions"], put=put, update=update,
+            remove=ids["remove"],
+        )
+
+    def applied_after(self, applied: Mapping[str, AppliedRecord]) -> dict[str, AppliedRecord]:
+        """Return the applied records as they will be once this change is finished."""
+        records = {mid: record for mid, record in applied.items() if mid not in self.remove}
+        if self.put is not None:
+            record = record_of(self.put)
+            records[record.id] = record
+        current = records.get(self.migration)
+        if self.update is not None and current is not None:
+            records[self.migration] = record_of(
+                {**_record_document(current), **self.update}
+            )
+        return records
+
+
+def _record_document(record: AppliedRecord) -> dict[str, Any]:
+    """Return ``record`` as the document it was read from (what :func:`record_of` reads)."""
+    return {
+        "_id": record.id,
+        "checksum": record.checksum,
+        "applied_at": record.applied_at,
+        "applied_by": record.applied_by,
+        "duration_ms": record.duration_ms,
+        "marked": record.marked,
+        "depends": None if record.depends is None else list(record.depends),
+    }
 
 
 def file_key(migration_id: str) -> str:

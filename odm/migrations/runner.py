@@ -11,8 +11,9 @@ finish stopped said and logged (:mod:`.reporting`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,16 @@ from .lock import MigrationLock, read_lock, shown_holder
 from .operations import StepAction, describe_action
 from .planning import describe_step
 from .positions import saved_position
-from .recorder import Recorder, whole_number
+from .recorder import (
+    CHANGE_KEY,
+    STATE,
+    AppliedRecord,
+    Recorder,
+    RecordsChange,
+    log_entry,
+    new_record,
+    whole_number,
+)
 from .reporting import failure_reason
 from .scope import Direction, RunScope
 from .selection import (
@@ -107,15 +117,22 @@ class Runner:
         """Load the files, naming a dependency that is applied but whose file is missing."""
         return loader.load(self.directory, applied)
 
-    async def status(self) -> list[Status]:
+    async def status(self, *, as_finished: bool = False) -> list[Status]:
         """Return every file and every applied record: applied, pending, changed or missing.
 
         A file depending on an applied migration whose file is gone is listed all the same
-        (``apply`` and ``plan`` refuse it, naming that dependency).
+        (``apply`` and ``plan`` refuse it, naming that dependency). ``as_finished``: with the
+        records as they will be once a mark or an unmark left part-way is finished.
         """
-        applied = await self.recorder.applied()
+        applied = await self._applied(as_finished)
         migrations = loader.load(self.directory, applied, allow_applied_missing=True)
         return await self._with_stopped_rollbacks(file_statuses(migrations, applied))
+
+    async def _applied(self, as_finished: bool) -> dict[str, AppliedRecord]:
+        """Return the applied records (``as_finished``: once the change under way is done)."""
+        applied = await self.recorder.applied()
+        change = await self.recorder.unfinished_change() if as_finished else None
+        return applied if change is None else change.applied_after(applied)
 
     async def _with_stopped_rollbacks(self, rows: list[Status]) -> list[Status]:
         """Note on each applied file how many steps an earlier rollback of it left rolled back.
@@ -154,8 +171,11 @@ class Runner:
         may change under the plan.
         """
         await self._warn_if_running()
-        await self._load(await self.recorder.applied())
-        rows = await self.status()
+        note = await self.unfinished_note()
+        if note is not None:
+            self.echo(f"{note}; this plan shows the records as that leaves them")
+        await self._load(await self._applied(as_finished=True))
+        rows = await self.status(as_finished=True)
         pending, restarting = await self._pending_to_apply(rows, to, force, restart)
         self.transactions = await supports_transactions(self.database)
         if not pending:
@@ -202,6 +222,7 @@ class Runner:
         await self._load(await self.recorder.applied())  # fail on a bad file before the lock
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
+            await self._finish_unfinished_change(lock)
             rows = await self.status()
             await self._load([row.id for row in rows if row.record is not None])
             pending, restarting = await self._pending_to_apply(rows, to, force, restart)
@@ -226,6 +247,7 @@ class Runner:
             raise MigrationError("rollback takes --to or --steps, not both")
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
+            await self._finish_unfinished_change(lock)
             rows = await self.status()
             refuse_unknown(rows, force, self.echo)
             targets = rollback_targets(rows, to, steps)
@@ -269,38 +291,61 @@ class Runner:
         mid = loader.resolve_id(await self._load(await self.recorder.applied()), given)
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
+            finished = await self._finish_unfinished_change(lock)
             # Read again under the lock: the file may have been applied, edited or removed
             # while this waited for it.
             row = next((r for r in await self.status() if r.id == mid and r.migration), None)
             if row is None or row.migration is None:
                 raise MigrationError(f"no migration {mid!r} in {self.directory}")
+            if row.state == "applied" and _same(finished, "mark", mid):
+                return mid  # what was asked, finished (and said) above
             if row.state == "applied" and not row.rolled_back:
                 self.echo(f"{mid} is already applied (nothing to mark)")
                 return mid
-            migration = row.migration
-            done = await self._all_or_nothing(
-                lock, f"mark {mid}", lambda: self._mark_row(row, migration)
-            )
-        self.echo(done)
+            change = await self._marking(row, row.migration)
+            await self._change_records(lock, change)
+        self.echo(_said(change))
         return mid
 
-    async def _all_or_nothing(
-        self, lock: MigrationLock, what: str, write: Callable[[], Awaitable[str]]
-    ) -> str:
-        """Make the writes of ``write`` (a mark or an unmark, several writes) all or none:
-        in one transaction fenced by ``lock`` where the server runs them; return what
-        ``write`` says it did.
+    async def _marking(self, row: Status, migration: Migration) -> RecordsChange:
+        """Return what recording ``row``'s file as applied as it is now writes (a rename moves
+        its record)."""
+        mid, checksum = migration.id, migration.checksum
+        if row.state == "renamed" and row.renamed_from is not None:
+            old = row.renamed_from
+            moved = await self.recorder.applied_collection.find_one({"_id": old})
+            if moved is None:  # read under the lock with the rows: only a hand removes it
+                raise MigrationError(f"{old} is no longer applied: nothing to rename")
+            return RecordsChange(
+                "rename", mid,
+                log_entry(mid, "rename", checksum=checksum, renamed_from=old),
+                forget_positions=(mid, old), put={**moved, "_id": mid}, remove=(old,),
+            )
+        log = log_entry(mid, "mark", checksum=checksum)
+        if row.record is not None:
+            # Applied and edited since (or its rollback stopped part-way): the record keeps
+            # when, by whom and how it was applied; it takes the content as it is now.
+            update = {"checksum": checksum, "depends": sorted(migration.depends)}
+            return RecordsChange("mark", mid, log, forget_positions=(mid,), update=update)
+        record = new_record(mid, checksum, 0, marked=True, depends=migration.depends)
+        return RecordsChange("mark", mid, log, forget_positions=(mid,), put=record)
 
-        A failure says that nothing was changed; a commit whose answer was lost and that cannot
-        be read back says so (:class:`OutcomeUnknown`). Without transactions (a standalone
-        server) the writes run one after the other.
+    async def _change_records(self, lock: MigrationLock, change: RecordsChange) -> None:
+        """Make the writes of ``change`` (a mark or an unmark) all or none: in one transaction
+        fenced by ``lock`` where the server runs them, else noted as under way until done.
+
+        A failure says that nothing was changed, or, without a transaction, that the next
+        command finishes what was begun; a commit whose answer was lost and that cannot be read
+        back says so (:class:`OutcomeUnknown`).
         """
+        what = change.describe()
         if not self.transactions:
-            return await write()
+            await self._journaled(lock, change)
+            return
         tx = FencedTransaction(self.database.client, lock)
         try:
             await tx.begin()
-            said = await write()
+            await self.recorder.make(change)
             await tx.commit()
         except OutcomeUnknown as exc:
             raise OutcomeUnknown(
@@ -314,60 +359,156 @@ class Runner:
         except BaseException:
             await quietly(tx.abort())
             raise
-        return said
 
-    async def _mark_row(self, row: Status, migration: Migration) -> str:
-        """Record ``row``'s file as applied as it is now (a rename moves its record); return
-        what was done."""
-        mid = migration.id
-        await self.recorder.clear_state(mid)
-        if row.state == "renamed" and row.renamed_from is not None:
-            await self.recorder.clear_state(row.renamed_from)
-            await self.recorder.rename(row.renamed_from, mid)
-            await self.recorder.log(
-                mid, "rename", checksum=migration.checksum, renamed_from=row.renamed_from
+    async def _journaled(self, lock: MigrationLock, change: RecordsChange) -> None:
+        """Make the writes of ``change`` one after the other (no transaction), noted as under
+        way first and forgotten last: cut off between, the next command finishes it.
+
+        Each write may be made again with the same outcome, so finishing repeats them all.
+        """
+        what = change.describe()
+        try:
+            await lock.prove()
+        except Exception as exc:
+            raise MigrationError(
+                f"{what} failed, nothing was changed: {failure_reason(exc)}"
+            ) from exc
+        try:
+            await self.recorder.begin_change(change)
+        except Exception as exc:
+            raise await self._not_begun(change, exc) from exc
+        try:
+            await self.recorder.make(change)
+            await self.recorder.end_change(change)
+        except Exception as exc:
+            raise MigrationError(
+                f"{what} stopped part-way: {failure_reason(exc)}; it is noted as under way "
+                f"({STATE} {CHANGE_KEY!r}), and the next `odm migrate apply`, `rollback`, `mark` "
+                "or `unmark` finishes it first (`plan` and `list` show it)"
+            ) from exc
+
+    async def _not_begun(self, change: RecordsChange, exc: Exception) -> MigrationError:
+        """Return the error of a change whose note as under way failed: its write's answer may
+        be lost after it was stored, so the note is taken back before saying nothing changed."""
+        what = change.describe()
+        try:
+            await self.recorder.end_change(change)
+        except Exception as unknown:
+            return MigrationError(
+                f"{what} failed: {failure_reason(exc)}; whether it was begun cannot be told "
+                f"({failure_reason(unknown)}): if it was, the next `odm migrate apply`, "
+                "`rollback`, `mark` or `unmark` finishes it first (`plan` and `list` show it)"
             )
-            return f"recorded {row.renamed_from} as renamed to {mid} (already applied)"
-        if row.record is not None:
-            # Applied and edited since (or its rollback stopped part-way): the record keeps
-            # when, by whom and how it was applied; it takes the content as it is now.
-            await self.recorder.record_content(mid, migration.checksum, migration.depends)
-        else:
-            await self.recorder.record_applied(
-                mid, migration.checksum, 0, marked=True, depends=sorted(migration.depends)
-            )
-        await self.recorder.log(mid, "mark", checksum=migration.checksum)
-        return f"marked {mid} as applied"
+        return MigrationError(f"{what} failed, nothing was changed: {failure_reason(exc)}")
+
+    async def _finish_unfinished_change(self, lock: MigrationLock) -> RecordsChange | None:
+        """Finish a mark or an unmark an earlier run began without a transaction and did not
+        finish (cut off by a fault, a kill or Ctrl-C), saying so, before anything else; return
+        it (``None``: there was none). Log the runs recorded and not logged, too."""
+        await self._log_unlogged_runs()
+        change = await self.recorder.unfinished_change()
+        if change is None:
+            return None
+        what = change.describe()
+        self.echo(f"finishing `{what}`, which {_begun_by(change)} and did not finish")
+        try:
+            await lock.prove()
+            await self.recorder.make(change)
+            await self.recorder.end_change(change)
+        except Exception as exc:
+            raise MigrationError(
+                f"`{what}`, which {_begun_by(change)}, could not be finished: "
+                f"{failure_reason(exc)}; nothing else was done: run the command again"
+            ) from exc
+        self.echo(f"  {_said(change)}")
+        return change
+
+    async def _log_unlogged_runs(self) -> None:
+        """Log the applies and rollbacks that an earlier run recorded without a transaction,
+        and was cut off before logging (their entry waits in the file's position)."""
+        applied = await self.recorder.applied()
+        for mid, entry in await self.recorder.unlogged_runs():
+            record = applied.get(mid)
+            if entry["action"] == "apply":
+                recorded = record is not None and record.checksum == entry.get("checksum")
+            else:
+                recorded = record is None
+            if not recorded:
+                continue  # cut off before its record: the next run of the file records it
+            self.echo(f"logging `{entry['action']} {mid}`, recorded by an earlier run that was "
+                      "cut off before logging it")
+            await self.recorder.log_once(entry)
+            await self.recorder.clear_state(mid)
+
+    async def unfinished_note(self) -> str | None:
+        """Say which mark or unmark an earlier run left part-way (``None``: none), for the
+        verbs that only read."""
+        change = await self.recorder.unfinished_change()
+        if change is None:
+            return None
+        return (
+            f"note: `{change.describe()}`, which {_begun_by(change)}, is not finished: the next "
+            "`odm migrate apply`, `rollback`, `mark` or `unmark` finishes it first"
+        )
 
     async def unmark(self, given: str) -> str:
         """Forget that a migration was applied, without running its rollback."""
         applied = await self.recorder.applied()
+        unfinished = await self.recorder.unfinished_change()
+        # A mark or an unmark left part-way counts as done: it is finished under the lock.
+        known = set(applied) | ({unfinished.migration} if unfinished is not None else set())
         try:
             mid = loader.resolve_id(await self._load(applied), given)
         except MigrationError:
             # An applied record whose file is gone is named from the records (id or prefix).
             try:
-                mid = loader.resolve_name(sorted(applied), given)
+                mid = loader.resolve_name(sorted(known), given)
             except MigrationError:
                 mid = given.removesuffix(".py")
-        if mid not in applied:
+        if mid not in known:
             raise MigrationError(f"{mid} is not applied")
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
+            finished = await self._finish_unfinished_change(lock)
             # Read again under the lock: a rollback may have forgotten it while this waited.
             record = (await self.recorder.applied()).get(mid)
+            if record is None and _same(finished, "unmark", mid):
+                return mid  # what was asked, finished (and said) above
             if record is None:
                 raise MigrationError(f"{mid} is not applied")
-
-            async def forget() -> str:
-                await self.recorder.clear_state(mid)
-                await self.recorder.forget(mid)
-                await self.recorder.log(mid, "unmark", checksum=record.checksum)
-                return f"unmarked {mid}"
-
-            done = await self._all_or_nothing(lock, f"unmark {mid}", forget)
-        self.echo(done)
+            change = RecordsChange(
+                "unmark", mid, log_entry(mid, "unmark", checksum=record.checksum),
+                forget_positions=(mid,), remove=(mid,),
+            )
+            await self._change_records(lock, change)
+        self.echo(_said(change))
         return mid
+
+
+def _same(change: RecordsChange | None, action: str, migration_id: str) -> bool:
+    """Tell whether ``change`` is ``action`` (a rename counts as a mark) of ``migration_id``."""
+    if change is None or change.migration != migration_id:
+        return False
+    return change.action == action or (action, change.action) == ("mark", "rename")
+
+
+def _said(change: RecordsChange) -> str:
+    """Say what ``change`` did, once done."""
+    if change.action == "rename":
+        return (
+            f"recorded {change.log.get('renamed_from')} as renamed to {change.migration} "
+            "(already applied)"
+        )
+    if change.action == "unmark":
+        return f"unmarked {change.migration}"
+    return f"marked {change.migration} as applied"
+
+
+def _begun_by(change: RecordsChange) -> str:
+    """Say who began ``change`` and when, as its log entry has it."""
+    at = change.log.get("at")
+    when = f" at {at.isoformat(timespec='seconds')}" if isinstance(at, datetime) else ""
+    return f"{shown_holder(change.log.get('by', '?'))} began{when}"
 
 
 def _steps_rolled_back(position: dict[str, Any], migration: Migration) -> int:
