@@ -78,7 +78,7 @@ GROUP_PIPELINE: list[dict[str, Any]] = [
             "_id": "$category",
             "count": {"$sum": 1},
             "avg_price": {"$avg": "$price"},
-            "stock": {"$sum": "$stock"},
+            "total_stock": {"$sum": "$stock"},
         }
     },
     {"$sort": {"_id": 1}},

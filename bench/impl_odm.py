@@ -120,7 +120,7 @@ async def aggregate_group(ctx: Context) -> int:
     groups = await (
         Item.objects.filter(active=True)
         .values("category")
-        .annotate(count=Count(), avg_price=Avg("price"), stock=Sum("stock"))
+        .annotate(count=Count(), avg_price=Avg("price"), total_stock=Sum("stock"))
         .order_by("category")
     )
     return len(groups)

@@ -7,11 +7,10 @@ field is an :class:`odm.QueryError`); pure data here, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..exceptions import QueryError
-from .expressions import Expression, F
+from .expressions import Expression, F, FieldReader
 from .lookups import check_expression_depth
 from .paths import FieldType, Kind
 
@@ -48,12 +47,13 @@ class Aggregate:
         """Return the field names this aggregate reads."""
         return self.expression.fields() if self.expression is not None else ()
 
-    def argument(self, resolve: Callable[[str], str]) -> Any:
-        """Return the accumulator's argument, ``resolve`` mapping a field name to its db path."""
+    def argument(self, resolve: FieldReader) -> Any:
+        """Return the accumulator's argument, ``resolve`` reading each field
+        (:data:`~odm.query.expressions.FieldReader`)."""
         assert self.expression is not None
         return self.expression.as_expr(resolve)
 
-    def as_accumulator(self, resolve: Callable[[str], str]) -> dict[str, Any]:
+    def as_accumulator(self, resolve: FieldReader) -> dict[str, Any]:
         """Return the ``$group`` accumulator, e.g. ``{"$avg": "$age"}``."""
         return {self.accumulator: self.argument(resolve)}
 
@@ -92,7 +92,7 @@ class Count(Aggregate):
             super().__init__(field)
         self.distinct = distinct
 
-    def as_accumulator(self, resolve: Callable[[str], str]) -> dict[str, Any]:
+    def as_accumulator(self, resolve: FieldReader) -> dict[str, Any]:
         """Return ``{"$sum": 1}``, a null-skipping ``$sum`` or an ``$addToSet`` (distinct)."""
         if self.expression is None:
             return {"$sum": 1}
@@ -127,7 +127,7 @@ class Sum(Aggregate):
     numeric = True
     __slots__ = ()
 
-    def argument(self, resolve: Callable[[str], str]) -> Any:
+    def argument(self, resolve: FieldReader) -> Any:
         """Return the summed expression, an int32 term widened to an int64."""
         return {
             "$let": {
@@ -186,7 +186,7 @@ class StdDev(Aggregate):
         super().__init__(field)
         self.sample = sample
 
-    def as_accumulator(self, resolve: Callable[[str], str]) -> dict[str, Any]:
+    def as_accumulator(self, resolve: FieldReader) -> dict[str, Any]:
         """Return ``$stdDevPop`` or ``$stdDevSamp``."""
         op = "$stdDevSamp" if self.sample else "$stdDevPop"
         return {op: self.argument(resolve)}

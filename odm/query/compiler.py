@@ -21,6 +21,7 @@ from .paths import (
     ID_FIELD,
     ResolvedPath,
     check_name,
+    field_reference,
     remember,
     resolve,
 )
@@ -357,7 +358,7 @@ def compile_aggregate(query: Query, aggregates: Mapping[str, Any]) -> CompiledAg
     project: dict[str, Any] = {"_id": 0}
     for name, agg in aggregates.items():
         paths = resolved[name]
-        group[name] = agg.as_accumulator(lambda n, p=paths: p[n].db_path)
+        group[name] = agg.as_accumulator(lambda n, p=paths: field_reference(p[n]))
         project[name] = agg.finalize(name)
     pipeline += [{"$group": group}, {"$project": project}]
     return CompiledAggregate(pipeline, {name: agg.empty for name, agg in aggregates.items()})

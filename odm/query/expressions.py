@@ -31,6 +31,7 @@ __all__ = [
     "Expression",
     "Extremum",
     "F",
+    "FieldReader",
     "Greatest",
     "Least",
     "Now",
@@ -41,6 +42,11 @@ _PLAIN_NUMBERS: Final = frozenset({int, float})
 #: Python operator -> aggregation expression operator, for ``$expr`` filters.
 _EXPR_OPERATORS: Final = {"+": "$add", "-": "$subtract", "*": "$multiply"}
 
+
+#: How an expression reads a field: its name to its stored path (written ``"$<path>"``), or to
+#: the aggregation expression reading it (a path picking list elements, ``tags__0``: see
+#: :func:`odm.query.paths.field_reference`).
+FieldReader = Callable[[str], "str | dict[str, Any]"]
 
 #: What F() arithmetic takes as a number (a tuple, built once).
 _NUMBERS = (int, float, decimal.Decimal)
@@ -114,8 +120,9 @@ class Expression:
         """Return the field names this expression reads."""
         raise NotImplementedError
 
-    def as_expr(self, resolve: Callable[[str], str]) -> Any:
-        """Return the aggregation expression, ``resolve`` mapping a field name to its db path."""
+    def as_expr(self, resolve: FieldReader) -> Any:
+        """Return the aggregation expression, ``resolve`` reading each field
+        (:data:`FieldReader`)."""
         raise NotImplementedError
 
 
@@ -133,9 +140,11 @@ class F(Expression):
         """Return the field names this expression reads."""
         return (self.name,)
 
-    def as_expr(self, resolve: Callable[[str], str]) -> Any:
-        """Return ``"$<db path>"``, the aggregation reference to this field."""
-        return "$" + resolve(self.name)
+    def as_expr(self, resolve: FieldReader) -> Any:
+        """Return ``"$<db path>"``, the aggregation reference to this field (or the
+        expression reading it, see :data:`FieldReader`)."""
+        found = resolve(self.name)
+        return "$" + found if isinstance(found, str) else found
 
     def push(self, *values: Any) -> ArrayUpdate:
         """Append values to this list field (``$push``)."""
@@ -201,7 +210,7 @@ class CombinedExpression(Expression):
                 found.extend(side.fields())
         return tuple(found)
 
-    def as_expr(self, resolve: Callable[[str], str]) -> Any:
+    def as_expr(self, resolve: FieldReader) -> Any:
         """Return ``{"$add" | "$subtract" | "$multiply": [lhs, rhs]}``."""
         sides = [
             side.as_expr(resolve) if isinstance(side, Expression) else _literal(side)
@@ -302,7 +311,7 @@ class Extremum(Expression):
                 found.extend(argument.fields())
         return tuple(found)
 
-    def as_expr(self, resolve: Callable[[str], str]) -> Any:
+    def as_expr(self, resolve: FieldReader) -> Any:
         """Return ``{"$min" | "$max": [...]}``; values must be numbers, as in arithmetic."""
         parts = []
         for argument in self.arguments:
@@ -362,7 +371,7 @@ class Now(Expression):
         """Return the field names this expression reads: none."""
         return ()
 
-    def as_expr(self, resolve: Callable[[str], str]) -> Any:
+    def as_expr(self, resolve: FieldReader) -> Any:
         """Return ``"$$NOW"``, the server's current time in an aggregation expression."""
         return "$$NOW"
 

@@ -20,7 +20,7 @@ from ..models import tracking
 from ..models.tracking import annotations_of
 from ..utf8 import encodable
 from .geo import Near, geometry_models
-from .paths import ID_FIELD, Kind, check_name, resolve
+from .paths import ID_FIELD, Kind, check_name, names_a_field, resolve
 from .where import Where
 
 __all__ = [
@@ -132,7 +132,7 @@ def _annotation_name(query: QueryState, name: Any, what: str) -> str:
     if not isinstance(name, str):
         raise QueryError(f"{what}: the annotation name must be a string, not {name!r}")
     check_name(name, where="annotation")
-    if "__" in name or name in ("_id", ID_FIELD) or name in query.model.model_fields:
+    if "__" in name or name in ("_id", ID_FIELD) or names_a_field(query.model, name):
         raise QueryError(
             f"{what}: annotation name {name!r} is not allowed (it must differ from the "
             f"fields of {query.model.__name__} and hold no '__')",

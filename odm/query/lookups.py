@@ -20,7 +20,15 @@ from ..exceptions import QueryError
 from ..models.derived import expire_all
 from ..nesting import MAX_DEPTH
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
-from .paths import FieldType, Join, Kind, ResolvedPath, target_id_type
+from .paths import (
+    FieldType,
+    Join,
+    Kind,
+    ResolvedPath,
+    field_reference,
+    read_expression,
+    target_id_type,
+)
 
 __all__ = [
     "LITERAL_COMPARISONS",
@@ -269,22 +277,56 @@ class Lookup:
     def as_mql(self) -> dict[str, Any]:
         """Return the MongoDB filter for this lookup."""
         if isinstance(self.value, Expression):
-            by_name = {p.path: p.db_path for p in self.expression_paths}
+            by_name = {p.path: field_reference(p) for p in self.expression_paths}
             rhs = self.value.as_expr(by_name.__getitem__)
-            compare = {"$expr": {self.expr_operator: ["$" + self.target.db_path, rhs]}}
+            compare = {self.expr_operator: [read_expression(self.target), rhs]}
             if not self.null_is_unknown:
-                return compare
-            # As in SQL (and Django): a comparison with NULL is unknown, so it never matches.
-            # Inside $expr a null or missing field sorts below every number and two missing
-            # fields are equal; so both sides, and every field the right side reads, must
-            # hold a value. Plain conditions (index-friendly) ahead of $expr; exclude() is
-            # the $nor of the whole, so it keeps the rows where either side is null.
-            mql: dict[str, Any] = {self.target.db_path: {"$ne": None}}
-            for resolved in self.expression_paths:
-                mql[resolved.db_path] = {"$ne": None}
-            mql.update(compare)
-            return mql
+                return {"$expr": compare}
+            return self._known(compare)
+        if self.target.element_parts:  # rare: tested first, so other paths pay no call
+            null = self.null_test()
+            if null is not None:
+                return _null_condition(self.target, null)
         return {self.target.db_path: self.operand()}
+
+    def null_test(self) -> bool | None:
+        """Return whether this condition is "null or missing" (``True``) or "holds a value"
+        (``False``); ``None`` for any other condition."""
+        return None
+
+    def _known(self, compare: dict[str, Any]) -> dict[str, Any]:
+        """Return the filter matching where the ``$expr`` comparison ``compare`` holds and
+        neither side is null or missing.
+
+        As in SQL (and Django): a comparison with NULL is unknown, so it never matches.
+        Inside $expr a null or missing field sorts below every number and two missing fields
+        are equal; so both sides, and every field the right side reads, must hold a value.
+        Plain conditions (index-friendly) ahead of $expr; exclude() is the $nor of the whole,
+        so it keeps the rows where either side is null."""
+        mql: dict[str, Any] = {}
+        for resolved in (self.target, *self.expression_paths):
+            mql[resolved.db_path] = _held() if resolved.element_parts else {"$ne": None}
+        mql["$expr"] = compare
+        return mql
+
+
+def _held() -> dict[str, Any]:
+    """The condition of a path picking a list element (``tags.0``, ``items.0.price``) that
+    holds a value, neither null nor missing.
+
+    MongoDB's filters also read such a path's position as a field of each element: for
+    ``items.0.price`` that field is missing, so null: ``{"$ne": None}`` would keep no
+    document whose list has elements, and ``{"items.0.price": None}`` would keep every one;
+    on an empty list ``{"tags.0": {"$ne": None}}`` holds. A missing value has no type, so
+    this condition reads the element alone."""
+    return {"$exists": True, "$not": {"$type": "null"}}
+
+
+def _null_condition(target: ResolvedPath, null: bool) -> dict[str, Any]:
+    """The filter on ``target`` (a path picking a list element) of ``null`` (null or missing)
+    or, with ``null`` False, of a value (see :func:`_held`)."""
+    held = {target.db_path: _held()}
+    return {"$nor": [held]} if null else held
 
 
 def _literal(value: Any) -> Any:
@@ -316,6 +358,10 @@ class Exact(Lookup):
     def operand(self) -> Any:
         """Return the literal value (dicts and lists wrapped in ``$eq``)."""
         return _literal(self.value)
+
+    def null_test(self) -> bool | None:
+        """``field=None``: null or missing."""
+        return True if self.value is None else None
 
 
 def exact_literal_type(target: ResolvedPath) -> type | None:
@@ -351,6 +397,10 @@ class NotEqual(Exact):
     def operand(self) -> Any:
         """Return ``{"$ne": value}``."""
         return {"$ne": self.value}
+
+    def null_test(self) -> bool | None:
+        """``field__ne=None``: a value."""
+        return False if self.value is None else None
 
 
 class _Comparison(Lookup):
@@ -459,6 +509,19 @@ class In(Lookup):
         """Return ``{"$in": [...]}``."""
         return {self.operator: self.value}
 
+    def as_mql(self) -> dict[str, Any]:
+        """Return the filter; on a path picking a list element, ``None`` among the values
+        is tested as :func:`_null_condition` tests it (``$in: [None]`` there has the null
+        reading of ``{path: None}``)."""
+        if self.target.element_parts and None in self.value:
+            return self._with_null([v for v in self.value if v is not None])
+        return super().as_mql()
+
+    def _with_null(self, others: list[Any]) -> dict[str, Any]:
+        """The element is null, missing or one of ``others``."""
+        null = _null_condition(self.target, True)
+        return {"$or": [{self.target.db_path: {"$in": others}}, null]} if others else null
+
 
 @register_lookup
 class NotIn(In):
@@ -466,6 +529,13 @@ class NotIn(In):
 
     lookup_name = "nin"
     operator = "$nin"
+
+    def _with_null(self, others: list[Any]) -> dict[str, Any]:
+        """The element holds a value, none of ``others``."""
+        held = _held()
+        if others:
+            held["$nin"] = others
+        return {self.target.db_path: held}
 
 
 @register_lookup
@@ -520,6 +590,10 @@ class IsNull(Lookup):
     def operand(self) -> Any:
         """Return ``None`` (null or missing) or ``{"$ne": None}``."""
         return None if self.value else {"$ne": None}
+
+    def null_test(self) -> bool | None:
+        """``isnull=True``: null or missing; ``False``: a value."""
+        return bool(self.value)
 
 
 @register_lookup

@@ -46,12 +46,17 @@ __all__ = [
     "analyze",
     "check_literal",
     "check_name",
+    "check_readable",
     "elements",
+    "field_reference",
     "field_type_of",
     "is_index",
     "model_type",
+    "names_a_field",
     "not_a_field_name",
     "peel",
+    "position",
+    "read_expression",
     "remember",
     "resolve",
     "target_id_type",
@@ -164,6 +169,15 @@ class ResolvedPath:
     via_subclass: bool = False
     #: The path names a list position (``tags__0``).
     positioned: bool = False
+    #: The indexes, among the dotted parts of :attr:`db_path`, of the parts that pick a list
+    #: element, which an aggregation expression reads with ``$arrayElemAt`` (a field path
+    #: ``$tags.0`` reads a field ``0`` of each element): the list positions, and the
+    #: ASCII-digit keys of free-form values (``meta__l__0``, a position or a key), none
+    #: after a list the path goes through (see :func:`read_expression`).
+    element_parts: tuple[int, ...] = ()
+    #: The path takes a position in each element of a list it goes through
+    #: (``items__tags__0``): a filter tests it, no aggregation expression reads it.
+    position_in_list: bool = False
 
 
 #: The entry of each model's derived state (odm.models.derived) caching its resolved paths.
@@ -196,6 +210,29 @@ def is_index(part: str) -> bool:
     """Tell whether a path part is a list position: ASCII digits only (an Arabic-Indic digit
     is a name, as any other non-ASCII text)."""
     return part.isascii() and part.isdigit()
+
+
+def position(part: str) -> str:
+    """Return the stored form of the list position ``part`` (ASCII digits): its digits without
+    leading zeros.
+
+    MongoDB's filters, projections and sorts read ``tags.01`` as a field ``01`` of each
+    element, its updates as position 1: written ``tags.1``, ``tags__01`` is the second element
+    everywhere, as ``int("01")`` is 1 (and as a Django JSON path reads it)."""
+    return part.lstrip("0") or "0"
+
+
+#: The largest list position worth telling apart: no list holds more elements (a document
+#: is at most 16 MiB, an element at least 3 bytes), and ``$arrayElemAt`` takes a 32-bit int.
+MAX_POSITION: Final = 2**31 - 1
+
+
+def _position_number(part: str) -> int:
+    """The number of the list position ``part`` (see :func:`position`), at most
+    :data:`MAX_POSITION`: a position of thousands of digits from a request is past any
+    list's end, and ``int()`` refuses a text of over 4,300 digits."""
+    digits = position(part)
+    return MAX_POSITION if len(digits) > 10 else min(int(digits), MAX_POSITION)
 
 
 def resolve(model: type[Any], path: str, *, root: FieldType | None = None) -> ResolvedPath:
@@ -239,7 +276,8 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     db_parts: list[str] = []
     names: list[str] = []
     joins: list[Join] = []
-    through_list = free = via_subclass = positioned = False
+    element_parts: list[int] = []
+    through_list = free = via_subclass = positioned = position_in_list = False
     owner = model.__name__
     for index, part in enumerate(parts):
         check_name(part, path=path)
@@ -250,8 +288,12 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             current = current.item
             through_list = True
         if current.kind is Kind.LIST and is_index(part):
-            current = _at_position(model, current, int(part), names, owner, path)
-            db_parts.append(part)  # a position: tags__0 is "tags.0"
+            current = _at_position(model, current, _position_number(part), names, owner, path)
+            if through_list:
+                position_in_list = True
+            else:
+                element_parts.append(len(db_parts))
+            db_parts.append(position(part))  # a position: tags__0 is "tags.0"
             names.append(part)
             positioned = True
             continue
@@ -282,6 +324,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
                 )
             joins.append(Join(ref_path, ".".join(db_parts), key, target, through_list))
             db_parts = [key]
+            element_parts = []
             current = model_type(target)
             owner = target.__name__
         if current.kind is Kind.MODEL:
@@ -301,6 +344,10 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             owner = current.models[0].__name__ if current.models else owner
             continue
         if current.kind in (Kind.DICT, Kind.ANY):
+            if not through_list and is_index(part) and part == position(part):
+                # A free-form value may be a list there: MongoDB's filters read the part
+                # as its position then (a position never has a leading zero).
+                element_parts.append(len(db_parts))
             db_parts.append(part)
             names.append(part)
             free = True
@@ -320,7 +367,87 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         free=free,
         via_subclass=via_subclass,
         positioned=positioned,
+        element_parts=tuple(element_parts),
+        position_in_list=position_in_list,
     )
+
+
+def names_a_field(model: type[Any], name: str) -> bool:
+    """Tell whether ``name`` is a field of ``model`` or of one of its polymorphic subclasses
+    (which a base-class query may use): an annotation of that name would hide it."""
+    if name in model.model_fields:
+        return True
+    try:
+        return subclass_field(model, name) is not None
+    except QueryError:
+        return True  # several subclasses declare it, differently: a field all the same
+
+
+def check_readable(target: ResolvedPath, what: str) -> None:
+    """Refuse, naming ``what``, a path no aggregation expression reads: a position in each
+    element of a list the path goes through (``items__tags__0``). A filter matches it on
+    any element; ``$items.tags`` is a list of lists, whose position would be an item's."""
+    if target.position_in_list:
+        raise QueryError(
+            f"{what}: {target.path!r} takes a list position in each element of a list; "
+            "MongoDB's aggregation reads no such path (read the list, or filter on it)",
+            field=target.path,
+        )
+
+
+#: The variable of the ``$let`` stages that :func:`field_reference` writes.
+_AT: Final = "at"
+
+
+def field_reference(target: ResolvedPath) -> str | dict[str, Any]:
+    """Return what an aggregation reads ``target`` by: its stored path (``"address.city"``,
+    to be written ``"$address.city"``) or, when it picks list elements, the expression
+    reading it (``tags__0``: ``$arrayElemAt`` of ``$tags``, where ``"$tags.0"`` would be
+    the field ``0`` of each element, an empty list). The path was checked with
+    :func:`check_readable`."""
+    if not target.element_parts:
+        return target.db_path
+    parts = target.db_path.split(".")
+    first = target.element_parts[0]
+    expression: str | dict[str, Any] = "$" + ".".join(parts[:first])
+    start = first
+    for index in target.element_parts:
+        expression = _field_of(expression, parts[start:index])
+        expression = _element_of(expression, parts[index])
+        start = index + 1
+    return _field_of(expression, parts[start:])
+
+
+def read_expression(target: ResolvedPath) -> str | dict[str, Any]:
+    """Return the aggregation expression reading the value at ``target`` (``"$name"``, or
+    :func:`field_reference`'s expression)."""
+    reference = field_reference(target)
+    return "$" + reference if isinstance(reference, str) else reference
+
+
+def _field_of(value: str | dict[str, Any], keys: list[str]) -> str | dict[str, Any]:
+    """The expression reading the dotted ``keys`` inside the value of expression ``value``."""
+    if not keys:
+        return value
+    return {"$let": {"vars": {_AT: value}, "in": f"$${_AT}." + ".".join(keys)}}
+
+
+def _element_of(value: str | dict[str, Any], part: str) -> dict[str, Any]:
+    """The expression reading position ``part`` of the value of ``value`` when it is a list,
+    else its field ``part`` (a free-form document's key), as a MongoDB filter reads it."""
+    at = f"$${_AT}"
+    return {
+        "$let": {
+            "vars": {_AT: value},
+            "in": {
+                "$cond": [
+                    {"$isArray": at},
+                    {"$arrayElemAt": [at, _position_number(part)]},
+                    f"{at}.{part}",
+                ]
+            },
+        }
+    }
 
 
 def _at_position(

@@ -17,7 +17,17 @@ from ..models.derived import table
 from ..models.field_types import INT64_MAX, int_text
 from .aggregates import Aggregate
 from .extras import NO_EXTRAS, Extras
-from .paths import ID_FIELD, FieldType, Kind, check_name, not_a_field_name, remember, resolve
+from .paths import (
+    ID_FIELD,
+    FieldType,
+    Kind,
+    check_name,
+    check_readable,
+    names_a_field,
+    not_a_field_name,
+    remember,
+    resolve,
+)
 from .q import Q
 from .where import Where, compile_kwargs, compile_q
 
@@ -287,6 +297,14 @@ class Query:
                 raise not_a_field_name(what, name) from None
             if target.joins:
                 raise QueryError(f"{what}() cannot reach through a reference: {name!r}", field=name)
+            if target.positioned:
+                # MongoDB's projection reads "tags.0" as a field "0" of each element: the
+                # document would show an empty list, or elements with their fields unset.
+                raise QueryError(
+                    f"{what}() cannot take a list position: {name!r} (a projection would "
+                    "read it as a field of each element); name the whole list",
+                    field=name,
+                )
         return names
 
     def add_only(self, *fields: str) -> None:
@@ -330,6 +348,7 @@ class Query:
                 ) from None
             if any(j.many for j in target.joins):
                 raise QueryError(f"values() cannot read through a list of references: {name!r}")
+            check_readable(target, "values" if mode == "dicts" else "values_list")
         self.values_fields = fields
         self.values_mode = mode
 
@@ -348,8 +367,26 @@ class Query:
                 raise QueryError(f"annotate({name}=...) takes an aggregate such as Count()")
             if name in self.values_fields or name in self.annotations:
                 raise QueryError(f"annotation {name!r} clashes with a field", field=name)
+            self._check_annotation_free(name)
             _resolve_aggregate(self.model, agg)
         self.annotations.update(annotations)
+
+    def _check_annotation_free(self, name: str) -> None:
+        """Refuse an ``annotate()`` name that a field or a computed value (``search()``'s
+        score, ``geo_near()``'s distance) has: ``filter()``, ``order_by()`` and the rows would
+        take the annotation for it, as Django refuses ("conflicts with a field")."""
+        if names_a_field(self.model, name):
+            raise QueryError(
+                f"annotation {name!r} conflicts with a field of {self.model.__name__}: "
+                "name it otherwise",
+                field=name,
+            )
+        if name in self.extras.computed:
+            raise QueryError(
+                f"annotation {name!r} conflicts with the computed value of that name "
+                "(search() or geo_near()): name it otherwise",
+                field=name,
+            )
 
     @property
     def grouped(self) -> bool:
@@ -490,6 +527,7 @@ def _resolve_aggregate(model: type[Any], agg: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name in agg.fields():
         target = resolve(model, name)
+        check_readable(target, repr(agg))
         if any(j.many for j in target.joins):
             raise QueryError(f"{agg!r}: cannot aggregate through a list of references", field=name)
         field: FieldType = target.field

@@ -20,6 +20,8 @@ from .paths import (
     RELATED_PREFIX,
     Join,
     ResolvedPath,
+    field_reference,
+    read_expression,
     resolve,
 )
 from .query import Query, _resolve_aggregate
@@ -335,15 +337,15 @@ def _window(query: Query) -> list[dict[str, Any]]:
     return stages
 
 
-def _group_keys(query: Query) -> dict[str, str]:
-    """The ``$group`` key of grouped rows: each values() name (a field's stored path, or a
+def _group_keys(query: Query) -> dict[str, Any]:
+    """The ``$group`` key of grouped rows: each values() name (the expression reading a field, or a
     computed distance or score, which sits at the top of the row under its own name)."""
     paths = _values_paths(query)
     computed = query.extras.computed
-    keys: dict[str, str] = {}
+    keys: dict[str, Any] = {}
     for name in query.output_names():
         if name in paths:
-            keys[name] = "$" + paths[name].db_path
+            keys[name] = read_expression(paths[name])
         elif name in computed and name not in query.annotations:
             keys[name] = "$" + name
     return keys
@@ -356,7 +358,7 @@ def _group_stages(query: Query) -> list[dict[str, Any]]:
     project.update({name: "$_id." + name for name in by_name})
     for name, agg in query.annotations.items():
         resolved = _resolve_aggregate(query.model, agg)
-        group[name] = agg.as_accumulator(lambda n, r=resolved: r[n].db_path)
+        group[name] = agg.as_accumulator(lambda n, r=resolved: field_reference(r[n]))
         project[name] = agg.finalize(name)
     return [{"$group": group}, {"$project": project}]
 
@@ -365,7 +367,7 @@ def _values_project(query: Query) -> dict[str, Any]:
     # $ifNull: a missing field still gives its key (None), so every row has every name.
     project: dict[str, Any] = {"_id": 0}
     for name, target in _values_paths(query).items():
-        project[name] = {"$ifNull": ["$" + target.db_path, None]}
+        project[name] = {"$ifNull": [read_expression(target), None]}
     return {"$project": project}
 
 

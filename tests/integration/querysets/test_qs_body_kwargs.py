@@ -137,7 +137,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "q": lambda b: BkNote.objects.filter(Q(**b)).explain_query(),
     "q_or": lambda b: BkNote.objects.filter(Q(owner="ann") | Q(**b)).explain_query(),
     "q_not": lambda b: BkNote.objects.filter(~Q(**b)).explain_query(),
-    "annotated": lambda b: BkNote.objects.values("owner").annotate(n=Count()).filter(**b)
+    "annotated": lambda b: BkNote.objects.values("owner").annotate(count=Count()).filter(**b)
     .explain_query(),
     "custom": lambda b: BkNoteCustom.objects.mine("ann").filter(**b).explain_query(),
     "add_filter": _query(False),
@@ -210,14 +210,14 @@ async def test_the_reported_bodies_are_refused(odm_database: Any) -> None:
         await BkNote.objects.filter(Q(owner="ann"), **{"_connector": "OR", "name__ne": ""})
     with pytest.raises(QueryError, match="_connector"):
         await BkNote.objects.get(Q(owner="carol"), **{"_connector": "OR", "id": notes["b1"].id})
-    grouped = BkNote.objects.values("owner").annotate(n=Count())
+    grouped = BkNote.objects.values("owner").annotate(count=Count())
     with pytest.raises(QueryError, match="_negated"):
         await grouped.filter(**{"_negated": True, "owner": "ann"})
     with pytest.raises(QueryError, match="negate"):
         await qs.filter(**{"negate": True})
     # What the developer meant still works.
     assert [n.name for n in await qs.exclude(status="deleted")] == ["a1"]
-    assert await grouped.filter(owner="ann") == [{"owner": "ann", "n": 2}]
+    assert await grouped.filter(owner="ann") == [{"owner": "ann", "count": 2}]
 
 
 async def test_defaults_in_a_body(monitored: MonitoredDatabase) -> None:
