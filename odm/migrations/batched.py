@@ -19,7 +19,9 @@ Exactly once, however the run dies:
 - Elsewhere (a standalone server), every per-document update is guarded by a marker field
   (``_odm_batch``) that it sets in the same single-document write: a document updated before the
   crash no longer matches, so resuming from an older position repeats no update. The markers are
-  removed when the operation finishes.
+  removed when the operation finishes. A batch cut off on its way (Ctrl-C, a network error) is
+  ended on the server before the run goes on: else a run resumed at once could remove the markers
+  before its late writes land, and they would match again.
 
 Before each batch is written, the run proves it still holds the migrations lock (first inside
 the batch's transaction where there is one): a run that lost the lock writes no further batch.
@@ -44,7 +46,7 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from .cleanup import end_on_server
+from .cleanup import STILL_RUNNING, end_on_server, ended_on_server
 from .operations import Context, Operation, collection_name, collection_of, current_context
 from .recorder import STATE, not_written_by_odm, whole_number
 from .retry import LeaseBound
@@ -174,23 +176,19 @@ class BatchedUpdate(Operation):
                         context,
                     )
                 else:
-                    if context.prove is not None:
-                        await context.prove(None)
-                    if requests:
-                        await collection.bulk_write(requests, ordered=False)
-                    if state is not None:
-                        await state.update_one(
-                            {"_id": key},
-                            {"$set": _moved_to(new_last, done + len(batch))},
-                            upsert=True,
-                        )
+                    await self._write_alone(
+                        session, collection, state, key, requests, new_last, done + len(batch),
+                        context,
+                    )
                 last_id = new_last
                 done += len(batch)
                 progress.advance(len(batch))
             await self._check_none_left(collection, last_id, key, transactional)
             if not transactional:
                 # Every document is done: the guards have served their purpose.
-                await collection.update_many({MARKER: key}, {"$unset": {MARKER: ""}})
+                await collection.update_many(
+                    {MARKER: key}, {"$unset": {MARKER: ""}}, session=session
+                )
             if state is not None:
                 await state.update_one(
                     {"_id": key},
@@ -204,9 +202,42 @@ class BatchedUpdate(Operation):
                     },
                     upsert=True,
                 )
+        except BaseException:
+            if not transactional and not await ended_on_server(
+                collection.database.client, session
+            ):
+                context.echo(STILL_RUNNING)
+            raise
         finally:
             progress.close()
             await drivers.resolve(session.end_session())
+
+    async def _write_alone(
+        self,
+        session: Any,
+        collection: Any,
+        state: Any,
+        key: str,
+        requests: list[UpdateOne],
+        new_last: Any,
+        new_done: int,
+        context: Context,
+    ) -> None:
+        """Write a batch without a transaction: prove the lock, then the guarded updates and the
+        new position, in ``session`` (cut off, :meth:`run` ends them on the server before the
+        run may release its lock: a write still running there must not land under the next
+        run, after it removed the guards)."""
+        if context.prove is not None:
+            await context.prove(None)
+        if requests:
+            await collection.bulk_write(requests, ordered=False, session=session)
+        if state is not None:
+            await state.update_one(
+                {"_id": key},
+                {"$set": _moved_to(new_last, new_done)},
+                upsert=True,
+                session=session,
+            )
 
     def _query(self, last_id: Any, key: str, transactional: bool) -> dict[str, Any]:
         """Return the filter of the documents still to do, after ``last_id`` in ``_id`` order."""

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
+
+from .. import drivers
 
 
 async def quietly(awaitable: Any) -> None:
@@ -31,3 +37,66 @@ async def end_on_server(client: Any, session: Any) -> None:
     lock and the next deployer would all wait for it. Used on error paths only, quietly.
     """
     await quietly(client.admin.command({"killSessions": [session.session_id]}))
+
+
+#: How long a run waits for the operations of a session it ended on the server to stop there.
+SETTLE_WAIT = 10.0
+
+#: What a run says when it could not see the operations of a session it ended stop running.
+STILL_RUNNING = (
+    "warning: a write this run sent may still be running on the server (it could not be seen "
+    "to stop): wait a moment before running odm migrate again"
+)
+
+
+async def ended_on_server(client: Any, session: Any, within: float = SETTLE_WAIT) -> bool:
+    """End ``session`` on the server and wait (up to ``within`` seconds) until none of its
+    operations runs there any more; tell whether that was seen.
+
+    A write whose request was cut off on its way (an error, Ctrl-C, a cancelled task) goes on
+    running on the server: without this it could land after the lock is released, under the
+    next run, and undo what that run did (a late ``$inc`` matching again once its guard is
+    removed, a late delete of a record written since). Quiet: used on error paths only.
+    """
+    try:
+        await client.admin.command({"killSessions": [session.session_id]})
+        deadline = time.monotonic() + within
+        while await _running_on_server(client, session):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+    except Exception:
+        return False
+    return True
+
+
+async def _running_on_server(client: Any, session: Any) -> bool:
+    """Tell whether an operation of ``session`` is running on the server (its own, which any
+    user may see)."""
+    reply = await client.admin.command({
+        "aggregate": 1,
+        "pipeline": [
+            {"$currentOp": {"allUsers": False}},
+            {"$match": {"lsid.id": session.session_id["id"]}},
+            {"$limit": 1},
+            {"$project": {"_id": 0, "opid": 1}},
+        ],
+        "cursor": {},
+    })
+    return bool(reply["cursor"]["firstBatch"])
+
+
+@asynccontextmanager
+async def settled_session(client: Any, echo: Callable[[str], None]) -> AsyncIterator[Any]:
+    """Yield a session for writes made without a transaction; should the block be cut off (an
+    error, Ctrl-C, a cancelled task), its operations are ended on the server before the block's
+    exception goes on, so that none lands after the run's lock is released."""
+    session = await drivers.start_session(client)
+    try:
+        yield session
+    except BaseException:
+        if not await ended_on_server(client, session):
+            echo(STILL_RUNNING)
+        raise
+    finally:
+        await quietly(drivers.end_session(session))

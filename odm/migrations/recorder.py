@@ -21,9 +21,10 @@ import os
 import re
 import reprlib
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -212,28 +213,51 @@ class Recorder:
             )
         )
 
-    async def make(self, change: RecordsChange) -> None:
+    async def make(
+        self,
+        change: RecordsChange,
+        *,
+        session: Any = None,
+        before_each: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Make every write of ``change``, each one such that making it again changes nothing:
-        the positions forgotten, the record stored, the records removed, the entry logged."""
-        for migration_id in change.forget_positions:
-            await self.clear_state(migration_id)
-        if change.put is not None:
-            await self.applied_collection.replace_one(
-                {"_id": change.put["_id"]}, change.put, upsert=True
-            )
-        if change.update is not None:
-            await self.applied_collection.update_one(
-                {"_id": change.migration}, {"$set": change.update}
-            )
-        if change.remove:
-            await self.applied_collection.delete_many({"_id": {"$in": list(change.remove)}})
-        await self.log_once(change.log)
+        the positions forgotten, the record stored, the records removed, the entry logged.
 
-    async def log_once(self, entry: dict[str, Any]) -> None:
+        Without a transaction, ``before_each`` (the lock's proof) is awaited before each write,
+        so that a run that lost the lock stops there, and ``session`` carries them.
+        """
+        for write in self._writes_of(change, session):
+            if before_each is not None:
+                await before_each()
+            await write()
+
+    def _writes_of(
+        self, change: RecordsChange, session: Any
+    ) -> list[Callable[[], Awaitable[Any]]]:
+        """Return the writes of ``change``, in the order they are made."""
+        applied, options = self.applied_collection, in_session(session)
+        writes: list[Callable[[], Awaitable[Any]]] = [
+            partial(self.clear_state, migration_id, session=session)
+            for migration_id in change.forget_positions
+        ]
+        if change.put is not None:
+            put = change.put
+            writes.append(partial(applied.replace_one, {"_id": put["_id"]}, put, upsert=True,
+                                  **options))
+        if change.update is not None:
+            writes.append(partial(applied.update_one, {"_id": change.migration},
+                                  {"$set": change.update}, **options))
+        if change.remove:
+            writes.append(partial(applied.delete_many, {"_id": {"$in": list(change.remove)}},
+                                  **options))
+        writes.append(partial(self.log_once, change.log, session=session))
+        return writes
+
+    async def log_once(self, entry: dict[str, Any], *, session: Any = None) -> None:
         """Log ``entry`` (with its ``_id``) unless it is logged already: a run that finishes
         another's writes may repeat it."""
         with contextlib.suppress(DuplicateKeyError):
-            await self.log_collection.insert_one(entry)
+            await self.log_collection.insert_one(entry, **in_session(session))
 
     async def unlogged_runs(self) -> list[tuple[str, dict[str, Any]]]:
         """Return, by migration id, the log entries of runs of files that were being recorded
@@ -258,13 +282,15 @@ class Recorder:
             found.append((migration_id, dict(entry)))
         return found
 
-    async def begin_change(self, change: RecordsChange) -> None:
+    async def begin_change(self, change: RecordsChange, *, session: Any = None) -> None:
         """Note ``change`` as under way, before its first write (refused while another is)."""
-        await self.state.insert_one(change.document())
+        await self.state.insert_one(change.document(), **in_session(session))
 
-    async def end_change(self, change: RecordsChange) -> None:
+    async def end_change(self, change: RecordsChange, *, session: Any = None) -> None:
         """Forget ``change`` as under way: its last write is done (or it never began)."""
-        await self.state.delete_one({"_id": CHANGE_KEY, "log._id": change.log["_id"]})
+        await self.state.delete_one(
+            {"_id": CHANGE_KEY, "log._id": change.log["_id"]}, **in_session(session)
+        )
 
     async def unfinished_change(self) -> RecordsChange | None:
         """Return the change of the records an earlier run began and did not finish."""
@@ -350,6 +376,7 @@ class Recorder:
         *,
         keep_steps_except: Iterable[int] | None = None,
         token: str | None = None,
+        session: Any = None,
     ) -> None:
         """Forget every resume position of ``migration_id`` (its run finished or was undone).
 
@@ -358,28 +385,31 @@ class Recorder:
         rollbacks run to compensate (a later failure must run them again); the resumable
         operations of the other steps keep theirs, so that a new run does not repeat them.
         With ``token``, the file's own position is forgotten only while that run owns it.
+        ``session`` carries the deletes.
         """
+        options = in_session(session)
         own: dict[str, Any] = {"_id": file_key(migration_id)}
         if token is not None:
             own["token"] = token
         if keep_steps_except is None:
             # The file's own position first: cut short after it, the next run starts the file
             # over, and its operations' positions still say what they did.
-            await self.state.delete_one(own)
+            await self.state.delete_one(own, **options)
             every = re.escape(f"{migration_id}:")
             await self.state.delete_many(
-                {"$or": [{"migration": migration_id}, {"_id": {"$regex": f"^{every}"}}]}
+                {"$or": [{"migration": migration_id}, {"_id": {"$regex": f"^{every}"}}]},
+                **options,
             )
             return
         # What was rolled back first, the file's own position last: cut short before it, that
         # position still says the rollback is to be finished and lists what was rolled back,
         # so the next apply forgets these again instead of resuming steps that were undone.
         compensated = re.escape(f"{migration_id}:compensate:")
-        await self.state.delete_many({"_id": {"$regex": f"^{compensated}"}})
+        await self.state.delete_many({"_id": {"$regex": f"^{compensated}"}}, **options)
         for index in keep_steps_except:
             prefix = re.escape(f"{migration_id}:apply:{index}:")
-            await self.state.delete_many({"_id": {"$regex": f"^{prefix}"}})
-        await self.state.delete_one(own)
+            await self.state.delete_many({"_id": {"$regex": f"^{prefix}"}}, **options)
+        await self.state.delete_one(own, **options)
 
 
 def log_entry(
@@ -466,13 +496,17 @@ class RecordsChange:
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> RecordsChange:
-        """Read a stored change, refusing one of a shape odm never writes."""
+        """Read a stored change, refusing one of a shape odm never writes: a field this odm does
+        not know (another version's: finishing without it would do part of the change), or
+        writes other than a mark, a rename or an unmark of its target makes (a record put for
+        another id, fields set that no record holds, records removed that it does not name)."""
         def refuse(field: str, expected: str) -> MigrationError:
             return not_written_by_odm(
                 f"{STATE}: the change under way {CHANGE_KEY!r} has", field, doc.get(field),
                 expected,
             )
 
+        _refuse_unknown_fields(doc)
         if doc.get("action") not in CHANGE_ACTIONS:
             raise refuse("action", "mark, rename or unmark")
         target, log = doc.get("target"), doc.get("log")
@@ -481,7 +515,7 @@ class RecordsChange:
         if not (isinstance(log, dict) and isinstance(log.get("_id"), ObjectId)):
             raise refuse("log", "a log entry with its _id")
         put, update = doc.get("put"), doc.get("update")
-        if put is not None and not (isinstance(put, dict) and isinstance(put.get("_id"), str)):
+        if put is not None and not isinstance(put, dict):
             raise refuse("put", "an applied record")
         if update is not None and not isinstance(update, dict):
             raise refuse("update", "the fields of a record")
@@ -491,11 +525,41 @@ class RecordsChange:
             if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise refuse(field, "a list of migration ids")
             ids[field] = tuple(value)
-        return cls(
+        change = cls(
             action=str(doc["action"]), migration=target, log=dict(log),
             forget_positions=ids["forget_positions"], put=put, update=update,
             remove=ids["remove"],
         )
+        mismatch = change._mismatch()
+        if mismatch is not None:
+            raise refuse(*mismatch)
+        return change
+
+    def _mismatch(self) -> tuple[str, str] | None:
+        """Return the field where this change differs from what its action writes for its
+        target, with what that field should hold (``None``: it is as odm writes it)."""
+        target, action, log = self.migration, self.action, self.log
+        old = log.get("renamed_from")
+        if (log.get("migration"), log.get("action")) != (target, action) or (
+            action == "rename" and not (isinstance(old, str) and old and old != target)
+        ):
+            return "log", f"the log entry of this {action} of {target}"
+        forget, remove = {
+            "mark": ((target,), ()),
+            "unmark": ((target,), (target,)),
+            "rename": ((target, old), (old,)),
+        }[action]
+        if self.forget_positions != forget:
+            return "forget_positions", repr(list(forget))
+        if self.remove != remove:
+            return "remove", repr(list(remove))
+        if (action == "rename" or (action == "mark" and self.update is None)) != (
+            self.put is not None
+        ) or not (self.put is None or _is_record_of(self.put, target)):
+            return "put", f"the applied record of {target}" if self.put is not None else "none"
+        if self.update is not None and not (action == "mark" and _is_content_of(self.update)):
+            return "update", "the checksum and the dependencies of a record"
+        return None
 
     def applied_after(self, applied: Mapping[str, AppliedRecord]) -> dict[str, AppliedRecord]:
         """Return the applied records as they will be once this change is finished."""
@@ -511,6 +575,39 @@ class RecordsChange:
         return records
 
 
+#: The fields of a change under way, as :meth:`RecordsChange.document` writes them.
+CHANGE_FIELDS = ("_id", "action", "target", "log", "forget_positions", "put", "update", "remove")
+
+
+def _refuse_unknown_fields(doc: Mapping[str, Any]) -> None:
+    """Refuse a change under way holding a field this odm does not write (another version's, or
+    a hand's): finishing it without knowing what that field asks would do part of it."""
+    unknown = [str(field) for field in doc if field not in CHANGE_FIELDS]
+    if unknown:
+        raise MigrationError(
+            f"{STATE}: the change under way {CHANGE_KEY!r} has "
+            f"{'fields' if len(unknown) > 1 else 'a field'} this version of odm does not know "
+            f"({stored_value(unknown)}; written by another version?): finish it with the odm "
+            "that began it, or fix or delete that document"
+        )
+
+
+def _is_record_of(doc: Mapping[str, Any], migration_id: str) -> bool:
+    """Tell whether ``doc`` is an applied record of ``migration_id`` as odm writes one."""
+    try:
+        return record_of(doc).id == migration_id
+    except MigrationError:
+        return False
+
+
+def _is_content_of(update: Mapping[str, Any]) -> bool:
+    """Tell whether ``update`` sets what a mark sets on a record it keeps: its checksum and its
+    dependencies, as odm writes them."""
+    if set(update) != {"checksum", "depends"} or not isinstance(update["checksum"], str):
+        return False
+    return _is_record_of({"_id": "-", **update}, "-")
+
+
 def _record_document(record: AppliedRecord) -> dict[str, Any]:
     """Return ``record`` as the document it was read from (what :func:`record_of` reads)."""
     return {
@@ -522,6 +619,11 @@ def _record_document(record: AppliedRecord) -> dict[str, Any]:
         "marked": record.marked,
         "depends": None if record.depends is None else list(record.depends),
     }
+
+
+def in_session(session: Any) -> dict[str, Any]:
+    """Return the options of a write carried by ``session`` (none: the driver's own)."""
+    return {} if session is None else {"session": session}
 
 
 def file_key(migration_id: str) -> str:

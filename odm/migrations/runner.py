@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..exceptions import MigrationError
 from . import loader
-from .cleanup import quietly
+from .cleanup import quietly, settled_session
 from .compensation import rollbacks_left
 from .file_run import FileRun
 from .loader import Migration
@@ -374,25 +375,46 @@ class Runner:
                 f"{what} failed, nothing was changed: {failure_reason(exc)}"
             ) from exc
         try:
-            await self.recorder.begin_change(change)
+            async with self._settled_session() as session:
+                await self.recorder.begin_change(change, session=session)
         except Exception as exc:
-            raise await self._not_begun(change, exc) from exc
+            raise await self._not_begun(lock, change, exc) from exc
+        except BaseException:
+            self.echo(await self._interrupted_while_noting(change))
+            raise
         try:
-            await self.recorder.make(change)
-            await self.recorder.end_change(change)
+            await self._make_noted(lock, change)
         except Exception as exc:
             raise MigrationError(
-                f"{what} stopped part-way: {failure_reason(exc)}; it is noted as under way "
-                f"({STATE} {CHANGE_KEY!r}), and the next `odm migrate apply`, `rollback`, `mark` "
-                "or `unmark` finishes it first (`plan` and `list` show it)"
+                f"{what} stopped part-way: {failure_reason(exc)}; {_NOTED}"
             ) from exc
+        except BaseException:
+            self.echo(f"{what}: interrupted part-way; {_NOTED}")
+            raise
 
-    async def _not_begun(self, change: RecordsChange, exc: Exception) -> MigrationError:
+    def _settled_session(self) -> AbstractAsyncContextManager[Any]:
+        """Return a session for writes made without a transaction, ended on the server if cut
+        off, so that none of them lands after the lock is released (under the next run)."""
+        return settled_session(self.database.client, self.echo)
+
+    async def _make_noted(self, lock: MigrationLock, change: RecordsChange) -> None:
+        """Make the writes of ``change`` (noted as under way), then forget the note: each under
+        a fresh proof of ``lock``, so that a run that lost it stops before the next write."""
+        async with self._settled_session() as session:
+            await self.recorder.make(change, session=session, before_each=lock.prove)
+            await lock.prove()
+            await self.recorder.end_change(change, session=session)
+
+    async def _not_begun(
+        self, lock: MigrationLock, change: RecordsChange, exc: Exception
+    ) -> MigrationError:
         """Return the error of a change whose note as under way failed: its write's answer may
         be lost after it was stored, so the note is taken back before saying nothing changed."""
         what = change.describe()
         try:
-            await self.recorder.end_change(change)
+            async with self._settled_session() as session:
+                await lock.prove()
+                await self.recorder.end_change(change, session=session)
         except Exception as unknown:
             return MigrationError(
                 f"{what} failed: {failure_reason(exc)}; whether it was begun cannot be told "
@@ -401,44 +423,66 @@ class Runner:
             )
         return MigrationError(f"{what} failed, nothing was changed: {failure_reason(exc)}")
 
+    async def _interrupted_while_noting(self, change: RecordsChange) -> str:
+        """Say where a change interrupted while being noted as under way stands (its write
+        ended on the server): noted, not, or unknown."""
+        what = change.describe()
+        try:
+            noted = await self.recorder.unfinished_change()
+        except Exception as exc:
+            return (
+                f"{what}: interrupted; whether it was begun cannot be told "
+                f"({failure_reason(exc)}): if it was, the next `odm migrate apply`, `rollback`, "
+                "`mark` or `unmark` finishes it first (`plan` and `list` show it)"
+            )
+        if noted is not None and noted.log["_id"] == change.log["_id"]:
+            return f"{what}: interrupted part-way; {_NOTED}"
+        return f"{what}: interrupted; nothing was changed"
+
     async def _finish_unfinished_change(self, lock: MigrationLock) -> RecordsChange | None:
         """Finish a mark or an unmark an earlier run began without a transaction and did not
         finish (cut off by a fault, a kill or Ctrl-C), saying so, before anything else; return
         it (``None``: there was none). Log the runs recorded and not logged, too."""
-        await self._log_unlogged_runs()
+        await self._log_unlogged_runs(lock)
         change = await self.recorder.unfinished_change()
         if change is None:
             return None
         what = change.describe()
         self.echo(f"finishing `{what}`, which {_begun_by(change)} and did not finish")
         try:
-            await lock.prove()
-            await self.recorder.make(change)
-            await self.recorder.end_change(change)
+            await self._make_noted(lock, change)
         except Exception as exc:
             raise MigrationError(
                 f"`{what}`, which {_begun_by(change)}, could not be finished: "
                 f"{failure_reason(exc)}; nothing else was done: run the command again"
             ) from exc
+        except BaseException:
+            self.echo(f"finishing `{what}`: interrupted part-way; {_NOTED}")
+            raise
         self.echo(f"  {_said(change)}")
         return change
 
-    async def _log_unlogged_runs(self) -> None:
+    async def _log_unlogged_runs(self, lock: MigrationLock) -> None:
         """Log the applies and rollbacks that an earlier run recorded without a transaction,
         and was cut off before logging (their entry waits in the file's position)."""
         applied = await self.recorder.applied()
         for mid, entry in await self.recorder.unlogged_runs():
-            record = applied.get(mid)
-            if entry["action"] == "apply":
-                recorded = record is not None and record.checksum == entry.get("checksum")
-            else:
-                recorded = record is None
-            if not recorded:
+            if not _recorded_as(entry, applied.get(mid)):
                 continue  # cut off before its record: the next run of the file records it
-            self.echo(f"logging `{entry['action']} {mid}`, recorded by an earlier run that was "
-                      "cut off before logging it")
-            await self.recorder.log_once(entry)
-            await self.recorder.clear_state(mid)
+            what = f"{entry['action']} {mid}"
+            self.echo(f"logging `{what}`, recorded by an earlier run that was cut off before "
+                      "logging it")
+            try:
+                async with self._settled_session() as session:
+                    await lock.prove()
+                    await self.recorder.log_once(entry, session=session)
+                    await lock.prove()
+                    await self.recorder.clear_state(mid, session=session)
+            except Exception as exc:
+                raise MigrationError(
+                    f"logging `{what}` failed: {failure_reason(exc)}; nothing else was done: "
+                    "run the command again"
+                ) from exc
 
     async def unfinished_note(self) -> str | None:
         """Say which mark or unmark an earlier run left part-way (``None``: none), for the
@@ -483,6 +527,20 @@ class Runner:
             await self._change_records(lock, change)
         self.echo(_said(change))
         return mid
+
+
+#: What a mark or an unmark cut off part-way without a transaction leaves, and what then.
+_NOTED = (
+    f"it is noted as under way ({STATE} {CHANGE_KEY!r}), and the next `odm migrate apply`, "
+    "`rollback`, `mark` or `unmark` finishes it first (`plan` and `list` show it)"
+)
+
+
+def _recorded_as(entry: dict[str, Any], record: AppliedRecord | None) -> bool:
+    """Tell whether ``record`` (``None``: none) is what the run logged by ``entry`` recorded."""
+    if entry["action"] == "apply":
+        return record is not None and record.checksum == entry.get("checksum")
+    return record is None
 
 
 def _same(change: RecordsChange | None, action: str, migration_id: str) -> bool:

@@ -289,8 +289,9 @@ async def test_a_fault_while_finishing_leaves_it_noted_for_the_next_run(
     state, _, db = setup
     scenario = Scenario("rename", state.dir)
     scenario.prepare(db)
-    # Cut off after its note, both positions forgotten and the record copied: two records.
-    refuse_writes(db, state.app, {"skip": 8})
+    # Cut off after its note, both positions forgotten and the record copied: two records (the
+    # lock taken and proven, the note, then each write after a proof of the lock).
+    refuse_writes(db, state.app, {"skip": 11})
     with pytest.raises(MigrationError, match="stopped part-way"):
         await scenario.command(state.runner())
     refuse_writes(db, state.app, "off")
