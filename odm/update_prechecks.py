@@ -269,8 +269,8 @@ async def _refuse_guarded(
         if raw is not None:
             raise QueryError(
                 f"{model.__name__} update: cannot write {guard.key!r}: the matching "
-                f"document _id={raw.get(ID_KEY)!r} {guard.reason}, and would no longer "
-                "load; nothing was written",
+                f"document _id={raw.get(ID_KEY)!r} {guard.reason}, and {guard.outcome}; "
+                "nothing was written",
                 field=guard.key,
             )
 

@@ -100,9 +100,10 @@ def _refuse_version_set_by_hand(document: Stored, loaded: Any) -> None:
     held = document.__dict__.get(meta.version_field)
     if held == (0 if loaded is None else loaded):
         return
+    at = "0 (stored without one)" if loaded is None else repr(loaded)
     raise StaleDocument(
         f"{type(document).__name__} _id={document.id!r}: its {meta.version_field} is "
-        f"{held!r}, but it was loaded at version {loaded!r}; the optimistic lock's counter is "
+        f"{held!r}, but it was loaded at version {at}; the optimistic lock's counter is "
         "odm's to set, and a version set by hand (or a client's) that is not the loaded one "
         "means the document is not at the version its caller saw: nothing was written; "
         "refresh() and retry"

@@ -11,14 +11,27 @@ an expression).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ..exceptions import QueryError
 from ..models.options import ID_KEY
-from .paths import SEP, FieldType, Kind, ResolvedPath, elements, is_index, peel, resolve
+from .paths import (
+    MAX_POSITION,
+    SEP,
+    Elements,
+    FieldType,
+    Kind,
+    ResolvedPath,
+    elements,
+    is_index,
+    peel,
+    position,
+    resolve,
+)
 from .update_checks import ELEMENT_INDEX, Guard, Place, placed, prefixed
 
 __all__ = [
+    "MAX_PADDING",
     "RESIZING",
     "length_guard",
     "max_length",
@@ -48,55 +61,152 @@ def _length_limit(field_type: FieldType, name: str) -> int | None:
     return None
 
 
-def position_guards(model: type[Any], key: str, target: ResolvedPath) -> list[Guard]:
+#: The most nulls MongoDB pads a list with to write a position past its end: it refuses
+#: ("can't backfill more than 1500000 elements") a position further past the list's end.
+MAX_PADDING: Final = 1_500_000
+
+
+def position_guards(
+    model: type[Any],
+    key: str,
+    target: ResolvedPath,
+    *,
+    root: FieldType | None = None,
+    place: Place | None = None,
+) -> list[Guard]:
     """Check each list position in ``key`` (``scores__5``): past the list's ``max_length``
-    it is refused here; past the end of a stored list MongoDB pads the list with nulls,
-    which a guard keeps from a list whose elements cannot be null; where no list is stored
+    or past the end of any list (:data:`~odm.query.paths.MAX_POSITION`) it is refused here;
+    past the end of a stored list MongoDB pads the list with nulls, which a guard keeps from a
+    list whose elements cannot be null (and, further than :data:`MAX_PADDING`, from any
+    list: MongoDB refuses it, stopping an ``update_many`` part-way); where no list is stored
     at all it writes a document with the position as a key, which a guard keeps from any
-    list."""
+    list.
+
+    ``root`` and ``place``: ``key`` names a field of the elements an element update writes
+    (``each(tags__3=...)``, resolved from ``root``, the element's type), and the guards look
+    at those elements (:class:`~odm.query.update_checks.Place`)."""
     guards: list[Guard] = []
     stored = target.db_path.split(".")
     for index, name in enumerate(target.names):
         if not is_index(name) or index == 0:
             continue
-        position = int(name)
         list_key = SEP.join(target.names[:index])
-        list_type = resolve(model, list_key).field
+        list_type = resolve(model, list_key, root=root).field
         if list_type.kind is not Kind.LIST:
-            continue
-        limit = max_length(list_type)
-        if limit is not None and position >= limit:
-            raise QueryError(
-                f"update({key}=...): {list_key!r} ({list_type.label}) holds at most {limit} "
-                f"element{'' if limit == 1 else 's'}: it has no position {position}",
-                field=key,
-            )
-        held = elements(model, list_type)
+            continue  # a free-form value: a key where it holds a document
+        named = list_key if place is None else f"{place.key}{SEP}{list_key}"
+        number = _position_written(key, named, list_type, name)
         prefix = ".".join(stored[:index])
-        pads = not (
-            position == 0
-            or held.positions is not None  # a tuple is stored whole, at its length
-            or held.item is None
-            or held.item.nullable
-            or held.item.kind is Kind.ANY
+        held = elements(model, list_type)
+        guards += [
+            _placed_guard(key, padding, _whose(list_key, place), place)
+            for padding in _padding_guards(list_type, held, prefix, number)
+        ]
+    return guards
+
+
+def _position_written(key: str, named: str, list_type: FieldType, name: str) -> int:
+    """The number of the position ``name`` (digits) of the list ``named``, refused
+    (:class:`QueryError` naming ``key``) past the list's ``max_length`` or past the end of any
+    list: MongoDB cannot write it (no list reaches it, MongoDB pads one by at most
+    :data:`MAX_PADDING` nulls and reads a number past 2**63 as a field name), and Python's
+    ``int()`` refuses a text of over 4,300 digits."""
+    digits = position(name)
+    if len(digits) > len(str(MAX_POSITION)) or int(digits) > MAX_POSITION:
+        raise QueryError(
+            f"update() cannot write {named!r} ({list_type.label}) at position "
+            f"{_shown(digits)}: it is past the end of any list (a document of 16 MiB holds "
+            f"far fewer than {MAX_POSITION + 1:,} elements), and MongoDB cannot write it",
+            field=key,
         )
-        if not pads:
-            # No list there at all: MongoDB would write a document {"<position>": ...} in its
-            # place. (The padding guard below matches a missing list too.)
-            guards.append(Guard(
-                key,
-                {prefix: {"$exists": False}},
-                f"holds no list {list_key!r}: MongoDB would write a document with a key "
-                f"{name!r} there instead, which {list_type.label} cannot hold",
-            ))
-            continue
-        guards.append(Guard(
-            key,
-            {f"{prefix}.{position - 1}": {"$exists": False}},
-            f"holds no list {list_key!r} of {position} elements or more: MongoDB would pad "
-            f"it with nulls up to position {position}, which {list_type.label} cannot hold",
+    number = int(digits)
+    limit = max_length(list_type)
+    if limit is not None and number >= limit:
+        raise QueryError(
+            f"update({key}=...): {named!r} ({list_type.label}) holds at most {limit} "
+            f"element{'' if limit == 1 else 's'}: it has no position {number}",
+            field=key,
+        )
+    return number
+
+
+def _shown(digits: str) -> str:
+    """The position ``digits`` for a message: cut when long (a request may send thousands)."""
+    return digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits):,} digits)"
+
+
+class _Padding(NamedTuple):
+    """A guard of a write at a list position, before it is placed (:func:`_placed_guard`)."""
+
+    #: The documents (or elements) it breaks, relative to the one holding the list.
+    bad: dict[str, Any]
+    #: Why, following "holds no list 'name'".
+    reason: str
+    #: What MongoDB would then do (:attr:`Guard.outcome`).
+    outcome: str = "would no longer load"
+
+
+def _padding_guards(
+    list_type: FieldType, held: Elements, prefix: str, number: int
+) -> list[_Padding]:
+    """The guards of a write at position ``number`` of the list ``list_type`` stored at
+    ``prefix``."""
+    label = list_type.label
+    pads_refused = not (
+        number == 0
+        or held.positions is not None  # a tuple is stored whole, at its length
+        or held.item is None
+        or held.item.nullable
+        or held.item.kind is Kind.ANY
+    )
+    if pads_refused:  # (matches a missing list too)
+        return [_Padding(
+            {f"{prefix}.{number - 1}": {"$exists": False}},
+            f" of {_elements(number)} or more: MongoDB would pad it with nulls up to "
+            f"position {number}, which {label} cannot hold",
+        )]
+    # No list there at all: MongoDB would write a document {"<position>": ...} in its place.
+    guards = [_Padding(
+        {prefix: {"$exists": False}},
+        f": MongoDB would write a document with a key {str(number)!r} there instead, which "
+        f"{label} cannot hold",
+    )]
+    if number > MAX_PADDING:
+        shortest = number - MAX_PADDING
+        guards.append(_Padding(
+            {f"{prefix}.{shortest - 1}": {"$exists": False}},
+            f" of {_elements(shortest)} or more: MongoDB refuses to pad a list with more "
+            f"than {MAX_PADDING:,} nulls (up to position {number:,})",
+            "the update would stop there, keeping what it wrote before",
         ))
     return guards
+
+
+def _elements(count: int) -> str:
+    """``count`` elements, in words ("1 element", "1,500 elements")."""
+    return f"{count:,} element{'' if count == 1 else 's'}"
+
+
+def _whose(list_key: str, place: Place | None) -> str:
+    """The start of a position guard's reason: the document, or the element of ``place``
+    (an element update's), that holds no such list ``list_key``."""
+    if place is None:
+        return f"holds no list {list_key!r}"
+    return f"holds an element of {place.key!r} with no list {list_key!r}"
+
+
+def _placed_guard(key: str, padding: _Padding, whose: str, place: Place | None) -> Guard:
+    """The :class:`Guard` of ``key`` refusing what ``padding`` breaks: in the document, in any
+    element of ``place`` (a filter: ``each()`` of every element), or in the elements it
+    writes (an aggregation: those an ``each(Q)`` or ``matched()`` chooses). ``whose``: the
+    start of its reason (:func:`_whose`)."""
+    bad, reason, outcome = padding.bad, whose + padding.reason, padding.outcome
+    if place is None:
+        return Guard(key, bad, reason, outcome=outcome)
+    if place.where is None and not place.matched:
+        return Guard(key, {place.within: {"$elemMatch": bad}}, reason, outcome=outcome)
+    tail = ({"$match": prefixed(bad, place.within)},)
+    return Guard(key, None, reason, tail=tail, outcome=outcome, **placed(place))
 
 
 #: The ``F()`` method behind each operator changing a list's length, for messages.

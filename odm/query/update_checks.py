@@ -143,9 +143,10 @@ def _any_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
 class Guard:
     """A document the update would leave unloadable, and MongoDB would not refuse: a list
     padded with nulls its element type refuses, grown past its ``max_length`` or shrunk below
-    its ``min_length``. The queryset asks for such a document first (and names it), and, when
-    the guard is a filter (:attr:`bad`), keeps them out of the write's filter (so one changed
-    in between is left as it is, not broken)."""
+    its ``min_length``; or one MongoDB would refuse part-way through an ``update_many`` (a
+    list it will not pad that far: :attr:`outcome`). The queryset asks for such a document
+    first (and names it), and, when the guard is a filter (:attr:`bad`), keeps them out of
+    the write's filter (so one changed in between is left as it is, not broken)."""
 
     #: The ``update()`` key.
     key: str
@@ -164,6 +165,8 @@ class Guard:
     #: The aggregation stages keeping, of the documents (or of the elements of
     #: :attr:`within`), those the update would break.
     tail: tuple[dict[str, Any], ...] = ()
+    #: What the update would then do, after :attr:`reason`, for the error.
+    outcome: str = "would no longer load"
 
     def pipeline(self, filter: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         """The aggregation finding one matching document this guard refuses (its ``_id``);

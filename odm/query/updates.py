@@ -462,6 +462,8 @@ def _element_field_update(
         )
     _claim(written, element.db_path, label)
     written.append(element.db_path)
+    # A position in the element (each(tags__3=...)) pads its list as one in the document does.
+    out.guards += position_guards(owner, label, element, root=item, place=place)
     try:
         if isinstance(sub, ArrayUpdate):
             op, operand = _array_update(model, name, sub, element)
