@@ -10,8 +10,9 @@ lands in an operand position, converted by pydantic and checked by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Final
+import reprlib
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, ClassVar, Final, get_origin
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -25,7 +26,9 @@ from .paths import (
     Join,
     Kind,
     ResolvedPath,
+    check_readable,
     field_reference,
+    peel,
     read_expression,
     target_id_type,
 )
@@ -190,7 +193,23 @@ class Lookup:
 
     def convert(self, value: Any, field: FieldType | None = None) -> Any:
         """Validate one value as the field's (element) type; return its BSON-ready form."""
-        return (field or self.subject).convert(value, self.path)
+        expected = field or self.subject
+        try:
+            return expected.convert(value, self.path)
+        except QueryError:
+            if expected.kind is Kind.OTHER and _whole_collection(expected, value):
+                raise self._not_a_whole_value(expected, value) from None
+            raise
+
+    def _not_a_whole_value(self, field: FieldType, value: Any) -> QueryError:
+        """The error of a single value given for a collection odm compares as a whole."""
+        return QueryError(
+            f"{self.path}__{self.lookup_name}: {self.path!r} ({field.label}) is compared as a "
+            f"whole, so it takes a whole value, not the {type(value).__name__} "
+            f"{reprlib.repr(value)}; declare the field as a list (list[...]) to test its "
+            "elements",
+            field=self.path,
+        )
 
     def convert_text(self, value: Any) -> str:
         """Return ``value`` if it is a string, else raise QueryError."""
@@ -248,6 +267,7 @@ class Lookup:
                     f"F() comparisons need single values; {resolved.path!r} goes through a list",
                     field=resolved.path,
                 )
+            check_readable(resolved, f"{self.path}__{self.lookup_name}")
         for resolved in paths:
             if arithmetic and resolved.field.kind not in (Kind.NUMBER, Kind.ANY):
                 raise QueryError(
@@ -284,10 +304,26 @@ class Lookup:
                 return {"$expr": compare}
             return self._known(compare)
         if self.target.element_parts:  # rare: tested first, so other paths pay no call
-            null = self.null_test()
-            if null is not None:
-                return _null_condition(self.target, null)
+            return self.element_mql()
         return {self.target.db_path: self.operand()}
+
+    def element_mql(self) -> dict[str, Any]:
+        """Return the filter on a path picking a list element (``tags__0``,
+        ``items__0__city``, ``grid__0``): null tests read that element alone (see
+        :func:`_held`), and a list reached at a position has its elements tested (see
+        :meth:`list_operand`)."""
+        null = self.null_test()
+        if null is not None:
+            return _null_condition(self.target, null)
+        if lands_on_list(self.target):
+            return {self.target.db_path: self.list_operand()}
+        return {self.target.db_path: self.operand()}
+
+    def list_operand(self) -> Any:
+        """Return the condition on a list reached at a position (``grid__0`` of a
+        ``list[list[int]]``) for this lookup: :meth:`operand`, unless the lookup tests the
+        list's elements (see :func:`_each_element`)."""
+        return self.operand()
 
     def null_test(self) -> bool | None:
         """Return whether this condition is "null or missing" (``True``) or "holds a value"
@@ -310,6 +346,28 @@ class Lookup:
         return mql
 
 
+#: The collections that are not stored as an array (a ``MutableSequence`` or a ``NamedTuple``
+#: is).
+_NOT_ARRAYS: Final = (str, bytes, bytearray, Mapping)
+
+
+def _whole_collection(field: FieldType, value: Any) -> bool:
+    """Tell whether ``value``, refused by ``field`` (a type odm does not read as a list), is a
+    single value given for a collection stored as an array (``seq=3`` on a
+    ``MutableSequence[int]``): compared as a whole, such a field has no element to test."""
+    if isinstance(value, list | tuple):
+        return False
+    peeled = peel(field.annotation)
+    if peeled is None:
+        return False
+    collection = get_origin(peeled[0]) or peeled[0]
+    return (
+        isinstance(collection, type)
+        and issubclass(collection, Collection)
+        and not issubclass(collection, _NOT_ARRAYS)
+    )
+
+
 def _held() -> dict[str, Any]:
     """The condition of a path picking a list element (``tags.0``, ``items.0.price``) that
     holds a value, neither null nor missing.
@@ -320,6 +378,28 @@ def _held() -> dict[str, Any]:
     on an empty list ``{"tags.0": {"$ne": None}}`` holds. A missing value has no type, so
     this condition reads the element alone."""
     return {"$exists": True, "$not": {"$type": "null"}}
+
+
+def lands_on_list(target: ResolvedPath) -> bool:
+    """Tell whether ``target`` (a path picking a list element) ends at a position holding a
+    declared list (``grid__0`` of a ``list[list[int]]``, ``pair__0`` of a
+    ``tuple[list[int], int]``).
+
+    MongoDB's filters search the elements of a list they reach by a field's name
+    (``{"tags": "x"}``), never those of a list they reach by a position: ``{"grid.0": 1}``
+    matches no ``[[1, 2]]``. A lookup testing elements takes ``$elemMatch`` there."""
+    return target.field.kind is Kind.LIST and target.element_parts[-1] == target.db_path.count(".")
+
+
+def _each_element(operators: dict[str, Any]) -> dict[str, Any]:
+    """The condition that an element of a list reached at a position meets ``operators``
+    (our own, such as ``{"$gt": 1}``)."""
+    return {"$elemMatch": operators}
+
+
+def _no_element(values: list[Any]) -> dict[str, Any]:
+    """The condition that no element of a list reached at a position is one of ``values``."""
+    return {"$not": {"$elemMatch": {"$in": values}}}
 
 
 def _null_condition(target: ResolvedPath, null: bool) -> dict[str, Any]:
@@ -363,6 +443,12 @@ class Exact(Lookup):
         """``field=None``: null or missing."""
         return True if self.value is None else None
 
+    def list_operand(self) -> Any:
+        """A list value is the whole list; another value one of its elements."""
+        if isinstance(self.value, list):
+            return self.operand()
+        return _each_element({"$eq": self.value})
+
 
 def exact_literal_type(target: ResolvedPath) -> type | None:
     """Return the one type whose values ``Exact`` on ``target`` validates to themselves (only
@@ -374,6 +460,8 @@ def exact_literal_type(target: ResolvedPath) -> type | None:
     scalar is never wrapped in ``$eq``. Anything else (a subclass, a list, None) takes the
     lookup.
     """
+    if target.element_parts and lands_on_list(target):
+        return None  # its elements are matched by $elemMatch
     field = _elements(target.field)  # a single value on a list field matches an element
     if field.kind is Kind.REFERENCE:
         # A bare id: _convert_reference hands it to the target's id type.
@@ -402,6 +490,12 @@ class NotEqual(Exact):
         """``field__ne=None``: a value."""
         return False if self.value is None else None
 
+    def list_operand(self) -> Any:
+        """Not the whole list (a list value), or no element equal to the value."""
+        if isinstance(self.value, list):
+            return self.operand()
+        return _no_element([self.value])
+
 
 class _Comparison(Lookup):
     kinds = _ORDERED
@@ -414,6 +508,10 @@ class _Comparison(Lookup):
 
     def operand(self) -> Any:
         return {self.operator: self.value}
+
+    def list_operand(self) -> Any:
+        """An element compares so (see :func:`lands_on_list`)."""
+        return _each_element(self.operand())
 
 
 @register_lookup
@@ -470,6 +568,8 @@ def comparison_literal_type(target: ResolvedPath) -> type | None:
     (see ``FieldType.convert``). A kind the comparisons refuse, a reference (its id is
     looked up) and ``Any`` take the lookup.
     """
+    if target.element_parts and lands_on_list(target):
+        return None  # its elements are compared by $elemMatch
     field = _elements(target.field)
     if field.kind not in _ORDERED or field.kind in (Kind.ANY, Kind.REFERENCE, Kind.LIST):
         return None
@@ -493,6 +593,10 @@ class Range(Lookup):
         """Return ``{"$gte": low, "$lte": high}``."""
         return {"$gte": self.value[0], "$lte": self.value[1]}
 
+    def list_operand(self) -> Any:
+        """An element lies within both ends (see :func:`lands_on_list`)."""
+        return _each_element(self.operand())
+
 
 @register_lookup
 class In(Lookup):
@@ -509,18 +613,26 @@ class In(Lookup):
         """Return ``{"$in": [...]}``."""
         return {self.operator: self.value}
 
-    def as_mql(self) -> dict[str, Any]:
-        """Return the filter; on a path picking a list element, ``None`` among the values
-        is tested as :func:`_null_condition` tests it (``$in: [None]`` there has the null
+    def element_mql(self) -> dict[str, Any]:
+        """Return the filter on a path picking a list element: ``None`` among the values is
+        tested as :func:`_null_condition` tests it (``$in: [None]`` there has the null
         reading of ``{path: None}``)."""
-        if self.target.element_parts and None in self.value:
+        if None in self.value:
             return self._with_null([v for v in self.value if v is not None])
-        return super().as_mql()
+        return super().element_mql()
+
+    def list_operand(self) -> Any:
+        """An element is one of the values (see :func:`lands_on_list`)."""
+        return _each_element({"$in": self.value})
 
     def _with_null(self, others: list[Any]) -> dict[str, Any]:
         """The element is null, missing or one of ``others``."""
         null = _null_condition(self.target, True)
-        return {"$or": [{self.target.db_path: {"$in": others}}, null]} if others else null
+        if not others:
+            return null
+        one_of = {"$in": others}
+        held = _each_element(one_of) if lands_on_list(self.target) else one_of
+        return {"$or": [{self.target.db_path: held}, null]}
 
 
 @register_lookup
@@ -530,11 +642,19 @@ class NotIn(In):
     lookup_name = "nin"
     operator = "$nin"
 
+    def list_operand(self) -> Any:
+        """No element is one of the values (see :func:`lands_on_list`)."""
+        return _no_element(self.value)
+
     def _with_null(self, others: list[Any]) -> dict[str, Any]:
         """The element holds a value, none of ``others``."""
         held = _held()
-        if others:
-            held["$nin"] = others
+        if not others:
+            return {self.target.db_path: held}
+        if lands_on_list(self.target):
+            path = self.target.db_path
+            return {"$and": [{path: held}, {path: _no_element(others)}]}
+        held["$nin"] = others
         return {self.target.db_path: held}
 
 
@@ -554,6 +674,10 @@ class All(Lookup):
     def operand(self) -> Any:
         """Return ``{"$all": [...]}``."""
         return {"$all": self.value}
+
+    def list_operand(self) -> Any:
+        """Each value is an element (see :func:`lands_on_list`)."""
+        return {"$all": [_each_element({"$eq": value}) for value in self.value]}
 
 
 @register_lookup
@@ -646,6 +770,10 @@ class _Pattern(Lookup):
             return {"$regex": self.value, "$options": "i"}
         return {"$regex": self.value}
 
+    def list_operand(self) -> Any:
+        """An element matches (see :func:`lands_on_list`)."""
+        return _each_element(self.operand())
+
 
 @register_lookup
 class IExact(_Pattern):
@@ -680,6 +808,10 @@ class Contains(_Pattern):
         if self.target.field.kind is Kind.LIST:
             return _literal(self.value)
         return super().operand()
+
+    def list_operand(self) -> Any:
+        """An element is the value (see :func:`lands_on_list`)."""
+        return _each_element({"$eq": self.value})
 
 
 @register_lookup

@@ -178,6 +178,11 @@ class ResolvedPath:
     #: The path takes a position in each element of a list it goes through
     #: (``items__tags__0``): a filter tests it, no aggregation expression reads it.
     position_in_list: bool = False
+    #: The indexes, among the dotted parts of :attr:`db_path`, of the keys read in a
+    #: free-form value, which may be a list: MongoDB's filters then read the key in each of
+    #: its elements, and a list position after it in each of those (``meta__l__k__0``: the
+    #: first of each element's ``k``), as :func:`field_reference` does.
+    spread_parts: tuple[int, ...] = ()
 
 
 #: The entry of each model's derived state (odm.models.derived) caching its resolved paths.
@@ -277,6 +282,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     names: list[str] = []
     joins: list[Join] = []
     element_parts: list[int] = []
+    spread_parts: list[int] = []
     through_list = free = via_subclass = positioned = position_in_list = False
     owner = model.__name__
     for index, part in enumerate(parts):
@@ -325,6 +331,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             joins.append(Join(ref_path, ".".join(db_parts), key, target, through_list))
             db_parts = [key]
             element_parts = []
+            spread_parts = []
             current = model_type(target)
             owner = target.__name__
         if current.kind is Kind.MODEL:
@@ -348,6 +355,8 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
                 # A free-form value may be a list there: MongoDB's filters read the part
                 # as its position then (a position never has a leading zero).
                 element_parts.append(len(db_parts))
+            elif not through_list and current.kind is Kind.ANY:
+                spread_parts.append(len(db_parts))  # ... and the key in each element
             db_parts.append(part)
             names.append(part)
             free = True
@@ -369,6 +378,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         positioned=positioned,
         element_parts=tuple(element_parts),
         position_in_list=position_in_list,
+        spread_parts=tuple(spread_parts),
     )
 
 
@@ -383,14 +393,34 @@ def names_a_field(model: type[Any], name: str) -> bool:
         return True  # several subclasses declare it, differently: a field all the same
 
 
+#: The most levels the expression reading a path (:func:`field_reference`) may nest: each
+#: list position it reads, and each run of keys after one, is a ``$let`` of three levels.
+#: With an ``F()`` expression's own levels (``lookups.MAX_EXPRESSION_LEVELS``) and what a
+#: command wraps them in, a command stays within the server's 200 levels.
+MAX_READ_LEVELS: Final = MAX_DEPTH - 10
+
+
 def check_readable(target: ResolvedPath, what: str) -> None:
     """Refuse, naming ``what``, a path no aggregation expression reads: a position in each
-    element of a list the path goes through (``items__tags__0``). A filter matches it on
-    any element; ``$items.tags`` is a list of lists, whose position would be an item's."""
+    element of a list the path goes through (``items__tags__0``), or so many positions that
+    the expression reading them would nest deeper than the server takes
+    (``meta__0__0__...``). A filter matches the first on any element; ``$items.tags`` is a
+    list of lists, whose position would be an item's."""
     if target.position_in_list:
         raise QueryError(
             f"{what}: {target.path!r} takes a list position in each element of a list; "
             "MongoDB's aggregation reads no such path (read the list, or filter on it)",
+            field=target.path,
+        )
+    if not target.element_parts:
+        return
+    levels = _reading_levels(target)
+    if levels > MAX_READ_LEVELS:
+        raise QueryError(
+            f"{what}: {reprlib.repr(target.path)} reads {len(target.element_parts)} list "
+            f"positions: the expression reading them would nest {levels} levels deep, "
+            f"deeper than MongoDB allows there (at most {MAX_READ_LEVELS}); filter on it, "
+            "or read a shorter path",
             field=target.path,
         )
 
@@ -408,14 +438,122 @@ def field_reference(target: ResolvedPath) -> str | dict[str, Any]:
     if not target.element_parts:
         return target.db_path
     parts = target.db_path.split(".")
-    first = target.element_parts[0]
-    expression: str | dict[str, Any] = "$" + ".".join(parts[:first])
-    start = first
+    head = _spread_head(target)
+    if head is not None:
+        start = "$" + ".".join(parts[:head])
+        return _spread_reading(start, parts[head:], head, target.element_parts)
+    expression: str | dict[str, Any] = "$" + ".".join(parts[: target.element_parts[0]])
+    for keys, element in _reading_steps(target):
+        expression = (
+            _field_of(expression, keys) if element is None else _element_of(expression, element)
+        )
+    return expression
+
+
+def _spread_head(target: ResolvedPath) -> int | None:
+    """The index of the first part :func:`_spread_reading` reads, when a key read in a
+    free-form value that may be a list comes before a list position (a position after such
+    a key is one in each of its elements, see :attr:`ResolvedPath.spread_parts`); else
+    ``None``."""
+    last = target.element_parts[-1]
+    spread = next((index for index in target.spread_parts if index < last), None)
+    return None if spread is None else min(target.element_parts[0], spread)
+
+
+def _reading_steps(target: ResolvedPath) -> list[tuple[list[str], str | None]]:
+    """The ``$let`` steps of :func:`field_reference`'s expression after the stored path it
+    starts from: ``(keys, None)`` reads a run of keys, ``([], part)`` a list position."""
+    parts = target.db_path.split(".")
+    steps: list[tuple[list[str], str | None]] = []
+    start = target.element_parts[0]
     for index in target.element_parts:
-        expression = _field_of(expression, parts[start:index])
-        expression = _element_of(expression, parts[index])
+        if index > start:
+            steps.append((parts[start:index], None))
+        steps.append(([], parts[index]))
         start = index + 1
-    return _field_of(expression, parts[start:])
+    if start < len(parts):
+        steps.append((parts[start:], None))
+    return steps
+
+
+def _reading_levels(target: ResolvedPath) -> int:
+    """How many levels :func:`field_reference`'s expression for ``target`` nests (counted on
+    it: paths picking list elements are rare, and a count kept by hand would drift)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(field_reference(target), 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        else:
+            deepest = max(deepest, depth)
+    return deepest
+
+
+#: The variable of :func:`_spread_reading`'s ``$let`` stages: the value read so far (``v``)
+#: and whether it was gathered from the elements of a list (``t``).
+_STATE: Final = "s"
+
+
+def _spread_reading(
+    start: str, parts: list[str], head: int, element_parts: tuple[int, ...]
+) -> dict[str, Any]:
+    """The expression reading ``parts`` (the stored path's from index ``head``) in the value
+    of ``start``, as MongoDB's filters read them: a key read in a list is read in each of
+    its elements (the values gathered in a list, as ``"$items.city"`` gathers them), and a
+    position after that is read in each gathered value, not in the gathered list (whose
+    position would be an element's whole value)."""
+    state: dict[str, Any] = {"v": start, "t": False}
+    value, gathered = f"$${_STATE}.v", f"$${_STATE}.t"
+    for index, part in enumerate(parts, start=head):
+        if index in element_parts:
+            read: dict[str, Any] = {
+                "v": {"$cond": [gathered, _in_each(value, part), _picked(value, part)]},
+                "t": gathered,
+            }
+        else:
+            read = {"v": f"{value}.{part}", "t": {"$or": [gathered, {"$isArray": value}]}}
+        state = {"$let": {"vars": {_STATE: state}, "in": read}}
+    return {"$let": {"vars": {_STATE: state}, "in": value}}
+
+
+def _picked(value: str, part: str) -> dict[str, Any]:
+    """The expression reading position ``part`` of the variable ``value`` when it is a list,
+    else its key ``part``."""
+    return {
+        "$cond": [
+            {"$isArray": value},
+            {"$arrayElemAt": [value, _position_number(part)]},
+            f"{value}.{part}",
+        ]
+    }
+
+
+def _in_each(gathered: str, part: str) -> dict[str, Any]:
+    """The expression reading ``part`` (see :func:`_picked`) in each value of the list
+    ``gathered``, leaving out those that hold nothing there (as ``"$items.city"`` leaves
+    out the items without a city)."""
+    kept = {
+        "$let": {
+            "vars": {"w": _picked("$$e", part)},
+            "in": {"$cond": [{"$eq": [{"$type": "$$w"}, "missing"]}, [], ["$$w"]]},
+        }
+    }
+    return {
+        "$reduce": {
+            "input": {
+                "$map": {
+                    "input": {"$cond": [{"$isArray": gathered}, gathered, []]},
+                    "as": "e",
+                    "in": kept,
+                }
+            },
+            "initialValue": [],
+            "in": {"$concatArrays": ["$$value", "$$this"]},
+        }
+    }
 
 
 def read_expression(target: ResolvedPath) -> str | dict[str, Any]:

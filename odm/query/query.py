@@ -349,8 +349,38 @@ class Query:
             if any(j.many for j in target.joins):
                 raise QueryError(f"values() cannot read through a list of references: {name!r}")
             check_readable(target, "values" if mode == "dicts" else "values_list")
+        if self.annotations:
+            self._check_grouping_kept(fields, "values" if mode == "dicts" else "values_list")
         self.values_fields = fields
         self.values_mode = mode
+
+    def _grouped_by(self, fields: tuple[str, ...]) -> list[str]:
+        """The names rows are grouped by when ``fields`` are the values() names: those that
+        are no annotation (every field of the model for none)."""
+        names = fields or tuple(self.model.model_fields)
+        return [name for name in names if name not in self.annotations]
+
+    def _check_grouping_kept(self, fields: tuple[str, ...], what: str) -> None:
+        """Refuse a ``values()`` after ``annotate()`` naming other fields than those the groups
+        are made by: it would group the rows anew (``values("owner").annotate(n=Count())
+        .values("n")`` would count every document as one group), where Django keeps the
+        groups."""
+        grouped = self._grouped_by(self.values_fields or ())
+        asked = self._grouped_by(fields)
+        if set(asked) == set(grouped):
+            return
+        culprit = next(
+            (name for name in (*asked, *grouped) if (name in asked) != (name in grouped)),
+            None,
+        )
+        shown = ", ".join(map(reprlib.repr, fields[:4])) + (", ..." if len(fields) > 4 else "")
+        raise QueryError(
+            f"{what}() after annotate() names the fields the groups are made by "
+            f"({', '.join(map(reprlib.repr, grouped[:4]))}{', ...' if len(grouped) > 4 else ''})"
+            f" and annotations: {what}({shown}) would group the rows anew (call values() "
+            "before annotate() instead)",
+            field=culprit,
+        )
 
     def add_annotations(self, annotations: Mapping[str, Any]) -> None:
         """Add aggregates computed per group of ``values(...)``: ``annotate(n=Count())``."""
@@ -527,7 +557,7 @@ def _resolve_aggregate(model: type[Any], agg: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name in agg.fields():
         target = resolve(model, name)
-        check_readable(target, repr(agg))
+        check_readable(target, f"{type(agg).__name__}({reprlib.repr(name)})")
         if any(j.many for j in target.joins):
             raise QueryError(f"{agg!r}: cannot aggregate through a list of references", field=name)
         field: FieldType = target.field
