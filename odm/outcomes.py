@@ -16,9 +16,11 @@ What is learnt, from the stored document:
 
 - gone: the document is not stored (a ``save()`` inserts it again);
 - under ``Meta.optimistic_lock``: the stored form the cut-off write would leave means it ran
-  (and nobody wrote since): that is the snapshot, with its version; the version the document
-  had means nobody wrote at all: the stored form is the snapshot; anything else means someone
-  else wrote meanwhile: the old snapshot stays, so the next write raises
+  (and nobody wrote since): that is the snapshot, with its version (which the object takes
+  too, unless its version was set by hand since: then the next write raises
+  :class:`odm.StaleDocument`, as without a cut-off); the version the document had means
+  nobody wrote at all: the stored form is the snapshot; anything else means someone else
+  wrote meanwhile: the old snapshot stays, so the next write raises
   :class:`odm.StaleDocument` as any stale copy's does;
 - otherwise: the old snapshot, path by path of the cut-off update (a dotted ``$set`` or
   ``$unset`` path, a ``$push`` target): where the stored value shows the write ran (it equals
@@ -98,7 +100,7 @@ async def learn_outcome(
         key = meta.db_key(meta.version_field)
         if marked.planned is not None and same(stored, marked.planned):
             snapshot = stored
-            document.__dict__[meta.version_field] = stored.get(key)
+            _learn_version(document, before, stored)
         elif stored.get(key) == before.get(key):
             snapshot = stored
         else:
@@ -115,6 +117,24 @@ async def learn_outcome(
     set_snapshot(document, snapshot)
     copies.learnt(document, snapshot, stored=snapshot is stored)
     return snapshot
+
+
+def _learn_version(document: Any, before: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    """Under ``Meta.optimistic_lock``, give ``document`` the version of ``stored``, what its
+    cut-off write left, if it still holds the one it had when that write was sent (that of
+    ``before``, its snapshot then; ``None``: stored without one, which loads as 0).
+
+    As for any other field, what is learnt goes to the snapshot, and the object's value only
+    where the user did not change it since: a version set by hand after the cut-off (a
+    client's, copied on with the rest of a request body) stays, so that the write about to
+    be sent is refused as it is without a cut-off
+    (:func:`odm.models.writes.write_filter`: :class:`odm.StaleDocument`) instead of passing
+    the lock's check with that version silently replaced."""
+    meta = type(document)._meta
+    key = meta.db_key(meta.version_field)
+    sent_at = before.get(key)
+    if document.__dict__.get(meta.version_field) == (0 if sent_at is None else sent_at):
+        document.__dict__[meta.version_field] = stored.get(key)
 
 
 _MISSING: Any = object()
