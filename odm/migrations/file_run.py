@@ -27,6 +27,7 @@ from .loader import Migration
 from .lock import LockLost
 from .positions import lost_lock
 from .recorder import log_entry
+from .records_change import log_once
 from .reporting import elapsed_ms, failure_reason
 from .retry import TRANSIENT, TransientRetry, is_transient
 from .scope import Direction, RunScope, step_sequence
@@ -213,7 +214,7 @@ class FileRun:
 
     async def _log_done(self) -> None:
         """Log the file's run as done (stored for good at once outside a transaction)."""
-        await self.scope.recorder.log_once(self._done_entry())
+        await log_once(self.scope.recorder, self._done_entry())
         self.logged = not self.tx.open
 
     async def _settle_recorded(self) -> None:

@@ -4,32 +4,26 @@
 applied file; ``_odm_migrations_log`` keeps every apply, rollback, mark and unmark (and failed
 attempts) for audit. ``_odm_migrations_state`` holds the positions a killed run resumes from,
 each with the checksum of the file it was saved for; a file's own position (``file:ID``) also
-holds the lock token of the run that claimed it, and only that run's saves match it. It also
-holds, while one is under way without a transaction, the change a ``mark`` or an ``unmark``
-makes to the records (:class:`RecordsChange`, ``_id`` :data:`CHANGE_KEY`): written before its
-first write and removed after its last, so that a run cut off between them is finished by the
-next one. Likewise a file's position holds, while its run records it without a transaction, the
-log entry to write once recorded (``logging``).
+holds the lock token of the run that claimed it, and only that run's saves match it. The
+journal of a ``mark`` or an ``unmark`` made without a transaction (the change under way, the
+log entries not yet written) is kept there too, by :mod:`.records_change`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import math
 import os
 import re
 import reprlib
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from ..exceptions import MigrationError
 
@@ -37,13 +31,6 @@ APPLIED = "_odm_migrations"
 LOG = "_odm_migrations_log"
 STATE = "_odm_migrations_state"
 LOCK = "_odm_migrations_lock"
-
-#: The ``_id`` in :data:`STATE` of the change of the records under way (no migration id, which
-#: starts with digits, and no ``file:`` position can take it).
-CHANGE_KEY = "records-change"
-
-#: What a change of the records may be, as its log entry names it.
-CHANGE_ACTIONS = ("mark", "rename", "unmark")
 
 
 def whoami() -> str:
@@ -213,90 +200,6 @@ class Recorder:
             )
         )
 
-    async def make(
-        self,
-        change: RecordsChange,
-        *,
-        session: Any = None,
-        before_each: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Make every write of ``change``, each one such that making it again changes nothing:
-        the positions forgotten, the record stored, the records removed, the entry logged.
-
-        Without a transaction, ``before_each`` (the lock's proof) is awaited before each write,
-        so that a run that lost the lock stops there, and ``session`` carries them.
-        """
-        for write in self._writes_of(change, session):
-            if before_each is not None:
-                await before_each()
-            await write()
-
-    def _writes_of(
-        self, change: RecordsChange, session: Any
-    ) -> list[Callable[[], Awaitable[Any]]]:
-        """Return the writes of ``change``, in the order they are made."""
-        applied, options = self.applied_collection, in_session(session)
-        writes: list[Callable[[], Awaitable[Any]]] = [
-            partial(self.clear_state, migration_id, session=session)
-            for migration_id in change.forget_positions
-        ]
-        if change.put is not None:
-            put = change.put
-            writes.append(partial(applied.replace_one, {"_id": put["_id"]}, put, upsert=True,
-                                  **options))
-        if change.update is not None:
-            writes.append(partial(applied.update_one, {"_id": change.migration},
-                                  {"$set": change.update}, **options))
-        if change.remove:
-            writes.append(partial(applied.delete_many, {"_id": {"$in": list(change.remove)}},
-                                  **options))
-        writes.append(partial(self.log_once, change.log, session=session))
-        return writes
-
-    async def log_once(self, entry: dict[str, Any], *, session: Any = None) -> None:
-        """Log ``entry`` (with its ``_id``) unless it is logged already: a run that finishes
-        another's writes may repeat it."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self.log_collection.insert_one(entry, **in_session(session))
-
-    async def unlogged_runs(self) -> list[tuple[str, dict[str, Any]]]:
-        """Return, by migration id, the log entries of runs of files that were being recorded
-        without a transaction when they were cut off: kept in the file's position until logged.
-        """
-        found = []
-        async for doc in self.state.find(
-            {"_id": {"$regex": "^file:"}, "logging": {"$exists": True}}
-        ):
-            migration_id = str(doc["_id"]).removeprefix("file:")
-            entry = doc["logging"]
-            if not (
-                isinstance(entry, dict)
-                and isinstance(entry.get("_id"), ObjectId)
-                and entry.get("migration") == migration_id
-                and entry.get("action") in ("apply", "rollback")
-            ):
-                raise not_written_by_odm(
-                    f"{STATE}: the saved position {doc['_id']!r} holds", "logging", entry,
-                    f"the log entry of an apply or a rollback of {migration_id}",
-                )
-            found.append((migration_id, dict(entry)))
-        return found
-
-    async def begin_change(self, change: RecordsChange, *, session: Any = None) -> None:
-        """Note ``change`` as under way, before its first write (refused while another is)."""
-        await self.state.insert_one(change.document(), **in_session(session))
-
-    async def end_change(self, change: RecordsChange, *, session: Any = None) -> None:
-        """Forget ``change`` as under way: its last write is done (or it never began)."""
-        await self.state.delete_one(
-            {"_id": CHANGE_KEY, "log._id": change.log["_id"]}, **in_session(session)
-        )
-
-    async def unfinished_change(self) -> RecordsChange | None:
-        """Return the change of the records an earlier run began and did not finish."""
-        doc = await self.state.find_one({"_id": CHANGE_KEY})
-        return None if doc is None else RecordsChange.from_document(doc)
-
     async def file_state(self, migration_id: str) -> dict[str, Any] | None:
         """Return where an earlier run left ``migration_id`` (``None``: nowhere)."""
         doc = await self.state.find_one({"_id": file_key(migration_id)})
@@ -455,169 +358,6 @@ def new_record(
         "duration_ms": duration_ms,
         "marked": marked,
         "depends": sorted(depends),
-    }
-
-
-@dataclass(frozen=True)
-class RecordsChange:
-    """What a ``mark`` or an ``unmark`` writes, decided before its first write.
-
-    The positions of ``forget_positions`` are forgotten; ``put`` (a whole record) is stored,
-    or ``update`` set on the record of ``migration``; the records of ``remove`` are removed;
-    ``log`` (an entry with its ``_id``) is logged. Every value is fixed here, when and by whom
-    included, so a run that finishes the change after a fault writes what the first would have.
-    """
-
-    action: str
-    migration: str
-    log: dict[str, Any]
-    forget_positions: tuple[str, ...] = ()
-    put: dict[str, Any] | None = None
-    update: dict[str, Any] | None = None
-    remove: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        """Name the change as its command reads (``mark 0002_b``: a rename is marked too)."""
-        return f"{'mark' if self.action == 'rename' else self.action} {self.migration}"
-
-    def document(self) -> dict[str, Any]:
-        """Return the change as stored while under way (no ``migration`` field: forgetting the
-        file's positions must not forget it)."""
-        return {
-            "_id": CHANGE_KEY,
-            "action": self.action,
-            "target": self.migration,
-            "log": self.log,
-            "forget_positions": list(self.forget_positions),
-            "put": self.put,
-            "update": self.update,
-            "remove": list(self.remove),
-        }
-
-    @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> RecordsChange:
-        """Read a stored change, refusing one of a shape odm never writes: a field this odm does
-        not know (another version's: finishing without it would do part of the change), or
-        writes other than a mark, a rename or an unmark of its target makes (a record put for
-        another id, fields set that no record holds, records removed that it does not name)."""
-        def refuse(field: str, expected: str) -> MigrationError:
-            return not_written_by_odm(
-                f"{STATE}: the change under way {CHANGE_KEY!r} has", field, doc.get(field),
-                expected,
-            )
-
-        _refuse_unknown_fields(doc)
-        if doc.get("action") not in CHANGE_ACTIONS:
-            raise refuse("action", "mark, rename or unmark")
-        target, log = doc.get("target"), doc.get("log")
-        if not isinstance(target, str) or not target:
-            raise refuse("target", "a migration id")
-        if not (isinstance(log, dict) and isinstance(log.get("_id"), ObjectId)):
-            raise refuse("log", "a log entry with its _id")
-        put, update = doc.get("put"), doc.get("update")
-        if put is not None and not isinstance(put, dict):
-            raise refuse("put", "an applied record")
-        if update is not None and not isinstance(update, dict):
-            raise refuse("update", "the fields of a record")
-        ids: dict[str, tuple[str, ...]] = {}
-        for field in ("forget_positions", "remove"):
-            value = doc.get(field)
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise refuse(field, "a list of migration ids")
-            ids[field] = tuple(value)
-        change = cls(
-            action=str(doc["action"]), migration=target, log=dict(log),
-            forget_positions=ids["forget_positions"], put=put, update=update,
-            remove=ids["remove"],
-        )
-        mismatch = change._mismatch()
-        if mismatch is not None:
-            raise refuse(*mismatch)
-        return change
-
-    def _mismatch(self) -> tuple[str, str] | None:
-        """Return the field where this change differs from what its action writes for its
-        target, with what that field should hold (``None``: it is as odm writes it)."""
-        target, action, log = self.migration, self.action, self.log
-        old = log.get("renamed_from")
-        if (log.get("migration"), log.get("action")) != (target, action) or (
-            action == "rename" and not (isinstance(old, str) and old and old != target)
-        ):
-            return "log", f"the log entry of this {action} of {target}"
-        forget, remove = {
-            "mark": ((target,), ()),
-            "unmark": ((target,), (target,)),
-            "rename": ((target, old), (old,)),
-        }[action]
-        if self.forget_positions != forget:
-            return "forget_positions", repr(list(forget))
-        if self.remove != remove:
-            return "remove", repr(list(remove))
-        if (action == "rename" or (action == "mark" and self.update is None)) != (
-            self.put is not None
-        ) or not (self.put is None or _is_record_of(self.put, target)):
-            return "put", f"the applied record of {target}" if self.put is not None else "none"
-        if self.update is not None and not (action == "mark" and _is_content_of(self.update)):
-            return "update", "the checksum and the dependencies of a record"
-        return None
-
-    def applied_after(self, applied: Mapping[str, AppliedRecord]) -> dict[str, AppliedRecord]:
-        """Return the applied records as they will be once this change is finished."""
-        records = {mid: record for mid, record in applied.items() if mid not in self.remove}
-        if self.put is not None:
-            record = record_of(self.put)
-            records[record.id] = record
-        current = records.get(self.migration)
-        if self.update is not None and current is not None:
-            records[self.migration] = record_of(
-                {**_record_document(current), **self.update}
-            )
-        return records
-
-
-#: The fields of a change under way, as :meth:`RecordsChange.document` writes them.
-CHANGE_FIELDS = ("_id", "action", "target", "log", "forget_positions", "put", "update", "remove")
-
-
-def _refuse_unknown_fields(doc: Mapping[str, Any]) -> None:
-    """Refuse a change under way holding a field this odm does not write (another version's, or
-    a hand's): finishing it without knowing what that field asks would do part of it."""
-    unknown = [str(field) for field in doc if field not in CHANGE_FIELDS]
-    if unknown:
-        raise MigrationError(
-            f"{STATE}: the change under way {CHANGE_KEY!r} has "
-            f"{'fields' if len(unknown) > 1 else 'a field'} this version of odm does not know "
-            f"({stored_value(unknown)}; written by another version?): finish it with the odm "
-            "that began it, or fix or delete that document"
-        )
-
-
-def _is_record_of(doc: Mapping[str, Any], migration_id: str) -> bool:
-    """Tell whether ``doc`` is an applied record of ``migration_id`` as odm writes one."""
-    try:
-        return record_of(doc).id == migration_id
-    except MigrationError:
-        return False
-
-
-def _is_content_of(update: Mapping[str, Any]) -> bool:
-    """Tell whether ``update`` sets what a mark sets on a record it keeps: its checksum and its
-    dependencies, as odm writes them."""
-    if set(update) != {"checksum", "depends"} or not isinstance(update["checksum"], str):
-        return False
-    return _is_record_of({"_id": "-", **update}, "-")
-
-
-def _record_document(record: AppliedRecord) -> dict[str, Any]:
-    """Return ``record`` as the document it was read from (what :func:`record_of` reads)."""
-    return {
-        "_id": record.id,
-        "checksum": record.checksum,
-        "applied_at": record.applied_at,
-        "applied_by": record.applied_by,
-        "duration_ms": record.duration_ms,
-        "marked": record.marked,
-        "depends": None if record.depends is None else list(record.depends),
     }
 
 

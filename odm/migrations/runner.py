@@ -5,22 +5,21 @@
 order, in a transaction fenced by the lock where they can join one (:mod:`.transaction`), its
 position saved after each step and fenced by the run's lock token (:mod:`.positions`), the
 steps done before a failed one rolled back (:mod:`.compensation`), and where a run that did not
-finish stopped said and logged (:mod:`.reporting`).
+finish stopped said and logged (:mod:`.reporting`). A mark or an unmark writes a change of the
+records decided first, journaled where no transaction holds it (:mod:`.records_change`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import MigrationError
 from . import loader
-from .cleanup import quietly, settled_session
+from .cleanup import quietly
 from .compensation import rollbacks_left
 from .file_run import FileRun
 from .loader import Migration
@@ -28,16 +27,8 @@ from .lock import MigrationLock, read_lock, shown_holder
 from .operations import StepAction, describe_action
 from .planning import describe_step
 from .positions import saved_position
-from .recorder import (
-    CHANGE_KEY,
-    STATE,
-    AppliedRecord,
-    Recorder,
-    RecordsChange,
-    log_entry,
-    new_record,
-    whole_number,
-)
+from .recorder import AppliedRecord, Recorder, log_entry, new_record, whole_number
+from .records_change import ChangeJournal, RecordsChange, said, same_change
 from .reporting import failure_reason
 from .scope import Direction, RunScope
 from .selection import (
@@ -114,6 +105,16 @@ class Runner:
             self.database, lease=self.lock_lease, timeout=self.lock_timeout, echo=self.echo
         )
 
+    def _journal(self) -> ChangeJournal:
+        """Return what makes this runner's changes of the records and keeps their journal
+        (made anew: ``echo`` may have been changed since)."""
+        return ChangeJournal(self.recorder, self.database.client, self.echo)
+
+    async def unfinished_note(self) -> str | None:
+        """Say which mark or unmark an earlier run left part-way (``None``: none), for the
+        verbs that only read."""
+        return await self._journal().unfinished_note()
+
     async def _load(self, applied: Collection[str]) -> list[Migration]:
         """Load the files, naming a dependency that is applied but whose file is missing."""
         return loader.load(self.directory, applied)
@@ -132,7 +133,7 @@ class Runner:
     async def _applied(self, as_finished: bool) -> dict[str, AppliedRecord]:
         """Return the applied records (``as_finished``: once the change under way is done)."""
         applied = await self.recorder.applied()
-        change = await self.recorder.unfinished_change() if as_finished else None
+        change = await self._journal().unfinished() if as_finished else None
         return applied if change is None else change.applied_after(applied)
 
     async def _with_stopped_rollbacks(self, rows: list[Status]) -> list[Status]:
@@ -223,7 +224,7 @@ class Runner:
         await self._load(await self.recorder.applied())  # fail on a bad file before the lock
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
-            await self._finish_unfinished_change(lock)
+            await self._journal().finish_unfinished(lock)
             rows = await self.status()
             await self._load([row.id for row in rows if row.record is not None])
             pending, restarting = await self._pending_to_apply(rows, to, force, restart)
@@ -248,7 +249,7 @@ class Runner:
             raise MigrationError("rollback takes --to or --steps, not both")
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
-            await self._finish_unfinished_change(lock)
+            await self._journal().finish_unfinished(lock)
             rows = await self.status()
             refuse_unknown(rows, force, self.echo)
             targets = rollback_targets(rows, to, steps)
@@ -292,20 +293,20 @@ class Runner:
         mid = loader.resolve_id(await self._load(await self.recorder.applied()), given)
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
-            finished = await self._finish_unfinished_change(lock)
+            finished = await self._journal().finish_unfinished(lock)
             # Read again under the lock: the file may have been applied, edited or removed
             # while this waited for it.
             row = next((r for r in await self.status() if r.id == mid and r.migration), None)
             if row is None or row.migration is None:
                 raise MigrationError(f"no migration {mid!r} in {self.directory}")
-            if row.state == "applied" and _same(finished, "mark", mid):
+            if row.state == "applied" and same_change(finished, "mark", mid):
                 return mid  # what was asked, finished (and said) above
             if row.state == "applied" and not row.rolled_back:
                 self.echo(f"{mid} is already applied (nothing to mark)")
                 return mid
             change = await self._marking(row, row.migration)
             await self._change_records(lock, change)
-        self.echo(_said(change))
+        self.echo(said(change))
         return mid
 
     async def _marking(self, row: Status, migration: Migration) -> RecordsChange:
@@ -341,12 +342,12 @@ class Runner:
         """
         what = change.describe()
         if not self.transactions:
-            await self._journaled(lock, change)
+            await self._journal().journaled(lock, change)
             return
         tx = FencedTransaction(self.database.client, lock)
         try:
             await tx.begin()
-            await self.recorder.make(change)
+            await self._journal().make(change)
             await tx.commit()
         except OutcomeUnknown as exc:
             raise OutcomeUnknown(
@@ -361,144 +362,10 @@ class Runner:
             await quietly(tx.abort())
             raise
 
-    async def _journaled(self, lock: MigrationLock, change: RecordsChange) -> None:
-        """Make the writes of ``change`` one after the other (no transaction), noted as under
-        way first and forgotten last: cut off between, the next command finishes it.
-
-        Each write may be made again with the same outcome, so finishing repeats them all.
-        """
-        what = change.describe()
-        try:
-            await lock.prove()
-        except Exception as exc:
-            raise MigrationError(
-                f"{what} failed, nothing was changed: {failure_reason(exc)}"
-            ) from exc
-        try:
-            async with self._settled_session() as session:
-                await self.recorder.begin_change(change, session=session)
-        except Exception as exc:
-            raise await self._not_begun(lock, change, exc) from exc
-        except BaseException:
-            self.echo(await self._interrupted_while_noting(change))
-            raise
-        try:
-            await self._make_noted(lock, change)
-        except Exception as exc:
-            raise MigrationError(
-                f"{what} stopped part-way: {failure_reason(exc)}; {_NOTED}"
-            ) from exc
-        except BaseException:
-            self.echo(f"{what}: interrupted part-way; {_NOTED}")
-            raise
-
-    def _settled_session(self) -> AbstractAsyncContextManager[Any]:
-        """Return a session for writes made without a transaction, ended on the server if cut
-        off, so that none of them lands after the lock is released (under the next run)."""
-        return settled_session(self.database.client, self.echo)
-
-    async def _make_noted(self, lock: MigrationLock, change: RecordsChange) -> None:
-        """Make the writes of ``change`` (noted as under way), then forget the note: each under
-        a fresh proof of ``lock``, so that a run that lost it stops before the next write."""
-        async with self._settled_session() as session:
-            await self.recorder.make(change, session=session, before_each=lock.prove)
-            await lock.prove()
-            await self.recorder.end_change(change, session=session)
-
-    async def _not_begun(
-        self, lock: MigrationLock, change: RecordsChange, exc: Exception
-    ) -> MigrationError:
-        """Return the error of a change whose note as under way failed: its write's answer may
-        be lost after it was stored, so the note is taken back before saying nothing changed."""
-        what = change.describe()
-        try:
-            async with self._settled_session() as session:
-                await lock.prove()
-                await self.recorder.end_change(change, session=session)
-        except Exception as unknown:
-            return MigrationError(
-                f"{what} failed: {failure_reason(exc)}; whether it was begun cannot be told "
-                f"({failure_reason(unknown)}): if it was, the next `odm migrate apply`, "
-                "`rollback`, `mark` or `unmark` finishes it first (`plan` and `list` show it)"
-            )
-        return MigrationError(f"{what} failed, nothing was changed: {failure_reason(exc)}")
-
-    async def _interrupted_while_noting(self, change: RecordsChange) -> str:
-        """Say where a change interrupted while being noted as under way stands (its write
-        ended on the server): noted, not, or unknown."""
-        what = change.describe()
-        try:
-            noted = await self.recorder.unfinished_change()
-        except Exception as exc:
-            return (
-                f"{what}: interrupted; whether it was begun cannot be told "
-                f"({failure_reason(exc)}): if it was, the next `odm migrate apply`, `rollback`, "
-                "`mark` or `unmark` finishes it first (`plan` and `list` show it)"
-            )
-        if noted is not None and noted.log["_id"] == change.log["_id"]:
-            return f"{what}: interrupted part-way; {_NOTED}"
-        return f"{what}: interrupted; nothing was changed"
-
-    async def _finish_unfinished_change(self, lock: MigrationLock) -> RecordsChange | None:
-        """Finish a mark or an unmark an earlier run began without a transaction and did not
-        finish (cut off by a fault, a kill or Ctrl-C), saying so, before anything else; return
-        it (``None``: there was none). Log the runs recorded and not logged, too."""
-        await self._log_unlogged_runs(lock)
-        change = await self.recorder.unfinished_change()
-        if change is None:
-            return None
-        what = change.describe()
-        self.echo(f"finishing `{what}`, which {_begun_by(change)} and did not finish")
-        try:
-            await self._make_noted(lock, change)
-        except Exception as exc:
-            raise MigrationError(
-                f"`{what}`, which {_begun_by(change)}, could not be finished: "
-                f"{failure_reason(exc)}; nothing else was done: run the command again"
-            ) from exc
-        except BaseException:
-            self.echo(f"finishing `{what}`: interrupted part-way; {_NOTED}")
-            raise
-        self.echo(f"  {_said(change)}")
-        return change
-
-    async def _log_unlogged_runs(self, lock: MigrationLock) -> None:
-        """Log the applies and rollbacks that an earlier run recorded without a transaction,
-        and was cut off before logging (their entry waits in the file's position)."""
-        applied = await self.recorder.applied()
-        for mid, entry in await self.recorder.unlogged_runs():
-            if not _recorded_as(entry, applied.get(mid)):
-                continue  # cut off before its record: the next run of the file records it
-            what = f"{entry['action']} {mid}"
-            self.echo(f"logging `{what}`, recorded by an earlier run that was cut off before "
-                      "logging it")
-            try:
-                async with self._settled_session() as session:
-                    await lock.prove()
-                    await self.recorder.log_once(entry, session=session)
-                    await lock.prove()
-                    await self.recorder.clear_state(mid, session=session)
-            except Exception as exc:
-                raise MigrationError(
-                    f"logging `{what}` failed: {failure_reason(exc)}; nothing else was done: "
-                    "run the command again"
-                ) from exc
-
-    async def unfinished_note(self) -> str | None:
-        """Say which mark or unmark an earlier run left part-way (``None``: none), for the
-        verbs that only read."""
-        change = await self.recorder.unfinished_change()
-        if change is None:
-            return None
-        return (
-            f"note: `{change.describe()}`, which {_begun_by(change)}, is not finished: the next "
-            "`odm migrate apply`, `rollback`, `mark` or `unmark` finishes it first"
-        )
-
     async def unmark(self, given: str) -> str:
         """Forget that a migration was applied, without running its rollback."""
         applied = await self.recorder.applied()
-        unfinished = await self.recorder.unfinished_change()
+        unfinished = await self._journal().unfinished()
         # A mark or an unmark left part-way counts as done: it is finished under the lock.
         known = set(applied) | ({unfinished.migration} if unfinished is not None else set())
         try:
@@ -513,10 +380,10 @@ class Runner:
             raise MigrationError(f"{mid} is not applied")
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
-            finished = await self._finish_unfinished_change(lock)
+            finished = await self._journal().finish_unfinished(lock)
             # Read again under the lock: a rollback may have forgotten it while this waited.
             record = (await self.recorder.applied()).get(mid)
-            if record is None and _same(finished, "unmark", mid):
+            if record is None and same_change(finished, "unmark", mid):
                 return mid  # what was asked, finished (and said) above
             if record is None:
                 raise MigrationError(f"{mid} is not applied")
@@ -525,48 +392,8 @@ class Runner:
                 forget_positions=(mid,), remove=(mid,),
             )
             await self._change_records(lock, change)
-        self.echo(_said(change))
+        self.echo(said(change))
         return mid
-
-
-#: What a mark or an unmark cut off part-way without a transaction leaves, and what then.
-_NOTED = (
-    f"it is noted as under way ({STATE} {CHANGE_KEY!r}), and the next `odm migrate apply`, "
-    "`rollback`, `mark` or `unmark` finishes it first (`plan` and `list` show it)"
-)
-
-
-def _recorded_as(entry: dict[str, Any], record: AppliedRecord | None) -> bool:
-    """Tell whether ``record`` (``None``: none) is what the run logged by ``entry`` recorded."""
-    if entry["action"] == "apply":
-        return record is not None and record.checksum == entry.get("checksum")
-    return record is None
-
-
-def _same(change: RecordsChange | None, action: str, migration_id: str) -> bool:
-    """Tell whether ``change`` is ``action`` (a rename counts as a mark) of ``migration_id``."""
-    if change is None or change.migration != migration_id:
-        return False
-    return change.action == action or (action, change.action) == ("mark", "rename")
-
-
-def _said(change: RecordsChange) -> str:
-    """Say what ``change`` did, once done."""
-    if change.action == "rename":
-        return (
-            f"recorded {change.log.get('renamed_from')} as renamed to {change.migration} "
-            "(already applied)"
-        )
-    if change.action == "unmark":
-        return f"unmarked {change.migration}"
-    return f"marked {change.migration} as applied"
-
-
-def _begun_by(change: RecordsChange) -> str:
-    """Say who began ``change`` and when, as its log entry has it."""
-    at = change.log.get("at")
-    when = f" at {at.isoformat(timespec='seconds')}" if isinstance(at, datetime) else ""
-    return f"{shown_holder(change.log.get('by', '?'))} began{when}"
 
 
 def _steps_rolled_back(position: dict[str, Any], migration: Migration) -> int:
