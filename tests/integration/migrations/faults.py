@@ -20,6 +20,19 @@ from pymongo import AsyncMongoClient, MongoClient
 from odm.cli import main
 from odm.migrations import Runner
 
+#: A migration file whose one step does nothing.
+NOOP = '''
+from odm.migrations import step
+
+
+async def up(db):
+    pass
+
+
+steps = [step(up)]
+'''
+
+
 
 @dataclass
 class FaultSetup:

@@ -34,20 +34,10 @@ from odm.exceptions import MigrationError
 from odm.migrations.loader import checksum
 from odm.migrations.recorder import log_entry, new_record
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import FaultSetup, fresh_names
+from tests.integration.migrations.faults import NOOP, FaultSetup, fresh_names
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
-NOOP = '''
-from odm.migrations import step
-
-
-async def up(db):
-    pass
-
-
-steps = [step(up)]
-'''
 
 BUMP = '''
 from odm.migrations import batched_update, step

@@ -25,21 +25,11 @@ from odm.exceptions import MigrationError
 from odm.migrations import Runner
 from odm.migrations.loader import checksum
 from odm.migrations.lock import MigrationLock
+from tests.integration.migrations.faults import NOOP, fault_setup, sync_fault_setup
 from tests.integration.migrations.faults import FaultSetup as Setup
-from tests.integration.migrations.faults import fault_setup, sync_fault_setup
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
-NOOP = '''
-from odm.migrations import step
-
-
-async def up(db):
-    pass
-
-
-steps = [step(up)]
-'''
 
 #: Two steps in one transaction, each bumping its own collection.
 BUMP_TWO = '''

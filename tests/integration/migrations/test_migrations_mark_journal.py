@@ -26,20 +26,10 @@ from odm.exceptions import MigrationError
 from odm.migrations import Runner, break_lock
 from odm.migrations.loader import checksum
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import FaultSetup, fresh_names, sync_fault_setup
+from tests.integration.migrations.faults import NOOP, FaultSetup, fresh_names, sync_fault_setup
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
-NOOP = '''
-from odm.migrations import step
-
-
-async def up(db):
-    pass
-
-
-steps = [step(up)]
-'''
 
 WRITES = ["insert", "update", "delete", "findAndModify"]
 BOOKKEEPING = ("_odm_migrations", "_odm_migrations_state", "_odm_migrations_log",

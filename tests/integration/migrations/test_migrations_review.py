@@ -25,8 +25,8 @@ from bson import DatetimeMS, MaxKey, Timestamp
 
 from odm.exceptions import MigrationError
 from odm.migrations import LockHeld, Runner, break_lock
+from tests.integration.migrations.faults import NOOP, fault_setup
 from tests.integration.migrations.faults import FaultSetup as Setup
-from tests.integration.migrations.faults import fault_setup
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -56,16 +56,6 @@ steps = [
 ]
 '''
 
-NOOP = '''
-from odm.migrations import step
-
-
-async def up(db):
-    pass
-
-
-steps = [step(up)]
-'''
 
 #: A step inserting the same document twice: a duplicate key, once its first insert passes.
 DUPLICATE = '''
