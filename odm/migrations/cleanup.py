@@ -87,16 +87,26 @@ async def _running_on_server(client: Any, session: Any) -> bool:
 
 
 @asynccontextmanager
-async def settled_session(client: Any, echo: Callable[[str], None]) -> AsyncIterator[Any]:
+async def settled_session(
+    client: Any,
+    echo: Callable[[str], None],
+    still_running: Callable[[], None] | None = None,
+) -> AsyncIterator[Any]:
     """Yield a session for writes made without a transaction; should the block be cut off (an
     error, Ctrl-C, a cancelled task), its operations are ended on the server before the block's
-    exception goes on, so that none lands after the run's lock is released."""
+    exception goes on, so that none lands after the run's lock is released.
+
+    ``still_running`` is called when they could not be seen to stop: what is read back after
+    then may change still.
+    """
     session = await drivers.start_session(client)
     try:
         yield session
     except BaseException:
         if not await ended_on_server(client, session):
             echo(STILL_RUNNING)
+            if still_running is not None:
+                still_running()
         raise
     finally:
         await quietly(drivers.end_session(session))

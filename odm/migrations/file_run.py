@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from ..exceptions import MigrationError
-from .cleanup import discard, quietly
+from .cleanup import discard, ended_on_server, quietly, settled_session
 from .compensation import Compensation
 from .loader import Migration
 from .lock import LockLost
@@ -55,6 +55,7 @@ class FileRun:
         self.recorded = False
         self.logged = False  # the log says the run is done, for good
         self.record_in_tx = False  # the record is written in the file's transaction
+        self.record_unsettled = False  # a record write cut off may still be running on the server
         self.begun = 0.0
         self.elapsed = 0
         self.entry: dict[str, Any] = {}  # the log entry of the run, once it is being recorded
@@ -232,6 +233,8 @@ class FileRun:
         """
         if self.recorded or self.position < len(self.sequence):
             return self.recorded
+        if self.record_unsettled:
+            return None  # a record write still running may land after any reading
         try:
             await self.tx.settle()
             return await self._recorded()
@@ -247,29 +250,56 @@ class FileRun:
     async def _write_record(self, elapsed: int) -> None:
         """Record the file as applied (or forget it, rolled back).
 
-        Outside a transaction a write whose answer was lost (a network or write concern error)
-        may have been stored all the same: it is read back, and counts as done when it was.
+        Outside a transaction the write has a session of its own: cut off (an error, Ctrl-C),
+        it is ended on the server before anything reads the record back, so that what is then
+        said (recorded or not) cannot be undone by the write landing later.
         """
-        migration, recorder = self.migration, self.scope.recorder
-        try:
-            if self.direction == "apply":
-                await recorder.record_applied(
-                    migration.id, migration.checksum, elapsed, depends=sorted(migration.depends)
-                )
-            else:
-                await recorder.forget(migration.id)
-        except PyMongoError as exc:
-            if self.tx.open:
-                raise  # the commit tells
+        if self.tx.open:
+            await self._store_record(elapsed, None)  # bound to the transaction: its commit tells
+            return
+        client = self.scope.database.client
+        async with settled_session(client, self.scope.echo, self._unsettled) as session:
             try:
-                stored = await self._recorded()
-            except PyMongoError as unknown:
-                raise OutcomeUnknown(
-                    f"{type(exc).__name__} while recording it, and whether it was recorded "
-                    f"cannot be read back ({type(unknown).__name__}: {unknown})"
-                ) from exc
-            if not stored:
-                raise
+                await self._store_record(elapsed, session)
+            except PyMongoError as exc:
+                await self._stored_despite(session, exc)
+
+    def _unsettled(self) -> None:
+        """Note that the cut-off record write could not be seen to stop on the server."""
+        self.record_unsettled = True
+
+    async def _store_record(self, elapsed: int, session: Any) -> None:
+        """Write the file's record (``session``: none, or the write's own)."""
+        migration, recorder = self.migration, self.scope.recorder
+        if self.direction == "apply":
+            await recorder.record_applied(
+                migration.id, migration.checksum, elapsed, depends=sorted(migration.depends),
+                session=session,
+            )
+        else:
+            await recorder.forget(migration.id, session=session)
+
+    async def _stored_despite(self, session: Any, exc: PyMongoError) -> None:
+        """Return when the record write that raised ``exc`` was stored all the same (its answer
+        lost: a network or write concern error); else raise.
+
+        The write is ended on the server first: still running, it could land after the read.
+        """
+        if not await ended_on_server(self.scope.database.client, session):
+            self._unsettled()
+            raise OutcomeUnknown(
+                f"{type(exc).__name__} while recording it, and the write may still be running "
+                "on the server, so whether it was recorded cannot be read back"
+            ) from exc
+        try:
+            stored = await self._recorded()
+        except PyMongoError as unknown:
+            raise OutcomeUnknown(
+                f"{type(exc).__name__} while recording it, and whether it was recorded "
+                f"cannot be read back ({type(unknown).__name__}: {unknown})"
+            ) from exc
+        if not stored:
+            raise exc
 
     async def _recorded(self) -> bool:
         """Tell whether the record says the direction is done (the lock keeps others out)."""

@@ -165,8 +165,10 @@ class Recorder:
         *,
         marked: bool = False,
         depends: Iterable[str] = (),
+        session: Any = None,
     ) -> None:
-        """Record ``migration_id`` as applied with the checksum of its file.
+        """Record ``migration_id`` as applied with the checksum of its file (carried by
+        ``session``, if given).
 
         Its dependencies are kept too, so that a rollback still knows them once the file is gone.
         """
@@ -174,11 +176,12 @@ class Recorder:
             {"_id": migration_id},
             new_record(migration_id, checksum, duration_ms, marked=marked, depends=depends),
             upsert=True,
+            **in_session(session),
         )
 
-    async def forget(self, migration_id: str) -> None:
-        """Remove the applied record of ``migration_id``."""
-        await self.applied_collection.delete_one({"_id": migration_id})
+    async def forget(self, migration_id: str, *, session: Any = None) -> None:
+        """Remove the applied record of ``migration_id`` (carried by ``session``, if given)."""
+        await self.applied_collection.delete_one({"_id": migration_id}, **in_session(session))
 
     async def log(
         self,

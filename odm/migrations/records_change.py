@@ -147,6 +147,10 @@ class RecordsChange:
             return "update", "the checksum and the dependencies of a record"
         return None
 
+    def changes_which_applied(self) -> bool:
+        """Tell whether this change adds or removes an applied record (not only updates one)."""
+        return self.put is not None or bool(self.remove)
+
     def applied_after(self, applied: Mapping[str, AppliedRecord]) -> dict[str, AppliedRecord]:
         """Return the applied records as they will be once this change is finished."""
         records = {mid: record for mid, record in applied.items() if mid not in self.remove}

@@ -249,7 +249,9 @@ class Runner:
             raise MigrationError("rollback takes --to or --steps, not both")
         self.transactions = await supports_transactions(self.database)
         async with self.lock() as lock:
-            await self._journal().finish_unfinished(lock)
+            finished = await self._journal().finish_unfinished(lock)
+            if to is None:
+                _refuse_shifted_count(finished, steps)
             rows = await self.status()
             refuse_unknown(rows, force, self.echo)
             targets = rollback_targets(rows, to, steps)
@@ -394,6 +396,21 @@ class Runner:
             await self._change_records(lock, change)
         self.echo(said(change))
         return mid
+
+
+def _refuse_shifted_count(finished: RecordsChange | None, steps: int | None) -> None:
+    """Stop a rollback of the last ``steps`` after finishing ``finished`` (a mark or an unmark
+    an earlier run left part-way) when it changes which migrations are applied: the last ones
+    are then not those the user saw when typing the command (an unfinished unmark of the last
+    would shift the rollback onto the one before it)."""
+    if finished is None or not finished.changes_which_applied():
+        return
+    last = "last applied migration" if steps in (None, 1) else f"last {steps} applied migrations"
+    raise MigrationError(
+        f"rollback stopped after finishing `{finished.describe()}`, which changed which "
+        f"migrations are applied, so the {last} may not be what you meant: nothing was rolled "
+        "back; check `odm migrate list` and run the command again"
+    )
 
 
 def _steps_rolled_back(position: dict[str, Any], migration: Migration) -> int:
