@@ -100,8 +100,11 @@ def escape_regex(text: str) -> str:
 
 
 def _elements(field: FieldType) -> FieldType:
-    while field.kind is Kind.LIST and field.item is not None:
-        field = field.item
+    """The type a lookup testing a list's elements validates its values as: the elements'
+    own, one level only (a ``list[int]`` for a ``list[list[int]]``): MongoDB's filters look
+    one level into an array, so ``{"grid": 1}`` matches no ``[[1, 2]]``."""
+    if field.kind is Kind.LIST and field.item is not None:
+        return field.item
     return field
 
 
@@ -199,7 +202,21 @@ class Lookup:
         except QueryError:
             if expected.kind is Kind.OTHER and _whole_collection(expected, value):
                 raise self._not_a_whole_value(expected, value) from None
+            if expected.kind is Kind.LIST and not isinstance(value, list | tuple):
+                raise self._not_an_element(expected, value) from None
             raise
+
+    def _not_an_element(self, element: FieldType, value: Any) -> QueryError:
+        """The error of a single value tested against the elements of a list of lists
+        (``grid=1`` on a ``list[list[int]]``): MongoDB would compare it with each inner list
+        and match nothing."""
+        return QueryError(
+            f"{self.path}__{self.lookup_name}: the elements of {self.path!r} "
+            f"({self.target.field.label}) are lists ({element.label}), so it takes one of them "
+            f"or the whole list, not the {type(value).__name__} {reprlib.repr(value)}; name "
+            f"a position ({self.path}__0) to test the elements of an inner list",
+            field=self.path,
+        )
 
     def _not_a_whole_value(self, field: FieldType, value: Any) -> QueryError:
         """The error of a single value given for a collection odm compares as a whole."""
@@ -423,6 +440,12 @@ class Exact(Lookup):
     element_wise = False
     accepts_expressions = True
     expr_operator = "$eq"
+    #: The value is one element of a list of lists (``grid=[1, 2]``), not the whole list.
+    is_element: bool = False
+    #: The value (``[]``) is both the whole list and an element of a list of lists.
+    either: bool = False
+    #: What joins the two readings of such a value at a position (see :meth:`element_mql`).
+    either_operator: ClassVar[str] = "$or"
 
     def prepare(self, value: Any) -> Any:
         """Validate the value as the list (for a list value) or as its element type."""
@@ -431,9 +454,35 @@ class Exact(Lookup):
         field = self.subject
         if field.kind is Kind.LIST:
             if isinstance(value, list | tuple):
-                return self.convert(value)
+                return self.convert_list(value, field)
             return self.convert(value, _elements(field))
         return self.convert(value)
+
+    def convert_list(self, value: list[Any] | tuple[Any, ...], field: FieldType) -> Any:
+        """Validate a list value as the whole list, else (on a list of lists, ``grid=[1,
+        2]``) as one of its elements, noted in :attr:`is_element`: MongoDB's equality
+        matches either, as ``tags="x"`` matches an element."""
+        element = _elements(field)
+        try:
+            whole = self.convert(value)
+        except QueryError:
+            if element.kind is not Kind.LIST:
+                raise
+            converted = self.convert(value, element)
+            self.is_element = True
+            return converted
+        if element.kind is Kind.LIST and not value:
+            self.either = True  # [] is an empty list and an empty element
+        return whole
+
+    def element_mql(self) -> dict[str, Any]:
+        """Return the filter on a path picking a list element; on a list of lists at a
+        position, ``[]`` is the empty list or an empty element, as it is without one."""
+        if self.either and lands_on_list(self.target):
+            path = self.target.db_path
+            readings = [{path: {"$eq": []}}, {path: _each_element({"$eq": []})}]
+            return {self.either_operator: readings}
+        return super().element_mql()
 
     def operand(self) -> Any:
         """Return the literal value (dicts and lists wrapped in ``$eq``)."""
@@ -444,8 +493,9 @@ class Exact(Lookup):
         return True if self.value is None else None
 
     def list_operand(self) -> Any:
-        """A list value is the whole list; another value one of its elements."""
-        if isinstance(self.value, list):
+        """A list value is the whole list; another value (an inner list included, see
+        :meth:`convert_list`) one of its elements."""
+        if isinstance(self.value, list) and not self.is_element:
             return self.operand()
         return _each_element({"$eq": self.value})
 
@@ -480,6 +530,7 @@ class NotEqual(Exact):
 
     lookup_name = "ne"
     expr_operator = "$ne"
+    either_operator = "$nor"
     null_is_unknown = False  # MongoDB's $ne: a null or missing side differs from a value
 
     def operand(self) -> Any:
@@ -492,7 +543,7 @@ class NotEqual(Exact):
 
     def list_operand(self) -> Any:
         """Not the whole list (a list value), or no element equal to the value."""
-        if isinstance(self.value, list):
+        if isinstance(self.value, list) and not self.is_element:
             return self.operand()
         return _no_element([self.value])
 

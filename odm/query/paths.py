@@ -287,11 +287,8 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     owner = model.__name__
     for index, part in enumerate(parts):
         check_name(part, path=path)
-        while current.kind is Kind.LIST:
-            assert current.item is not None
-            if is_index(part):
-                break
-            current = current.item
+        if current.kind is Kind.LIST and not is_index(part):
+            current = _list_element(current, names, owner, path)
             through_list = True
         if current.kind is Kind.LIST and is_index(part):
             current = _at_position(model, current, _position_number(part), names, owner, path)
@@ -351,10 +348,14 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             owner = current.models[0].__name__ if current.models else owner
             continue
         if current.kind in (Kind.DICT, Kind.ANY):
-            if not through_list and is_index(part) and part == position(part):
+            if is_index(part) and part == position(part):
                 # A free-form value may be a list there: MongoDB's filters read the part
-                # as its position then (a position never has a leading zero).
-                element_parts.append(len(db_parts))
+                # as its position then (a position never has a leading zero), in each
+                # element of a declared list the path went through (``items__extra__0``).
+                if through_list:
+                    position_in_list = True
+                else:
+                    element_parts.append(len(db_parts))
             elif not through_list and current.kind is Kind.ANY:
                 spread_parts.append(len(db_parts))  # ... and the key in each element
             db_parts.append(part)
@@ -380,6 +381,25 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         position_in_list=position_in_list,
         spread_parts=tuple(spread_parts),
     )
+
+
+def _list_element(list_type: FieldType, names: list[str], owner: str, path: str) -> FieldType:
+    """The element type of the list ``list_type`` (reached by ``names``), which a path reads
+    a sub-field of in each element (``items__city``); refused when the elements are lists
+    themselves (``matrix__name`` on a ``list[list[Item]]``): MongoDB reads a name in the
+    elements of one list only, never in those of the lists inside it, and would match no
+    document."""
+    assert list_type.item is not None
+    element = list_type.item
+    if element.kind is Kind.LIST:
+        name = SEP.join(names)
+        raise QueryError(
+            f"{path!r}: the elements of {name!r} of {owner} ({list_type.label}) are lists: "
+            f"MongoDB reads no field of the elements of a list inside a list; name a "
+            f"position ({name}__0__...)",
+            field=path,
+        )
+    return element
 
 
 def names_a_field(model: type[Any], name: str) -> bool:
@@ -504,7 +524,8 @@ def _spread_reading(
     of ``start``, as MongoDB's filters read them: a key read in a list is read in each of
     its elements (the values gathered in a list, as ``"$items.city"`` gathers them), and a
     position after that is read in each gathered value, not in the gathered list (whose
-    position would be an element's whole value)."""
+    position would be an element's whole value). A key after that is read in each gathered
+    value, in each document of a gathered list (see :func:`_key_in_each`)."""
     state: dict[str, Any] = {"v": start, "t": False}
     value, gathered = f"$${_STATE}.v", f"$${_STATE}.t"
     for index, part in enumerate(parts, start=head):
@@ -514,7 +535,13 @@ def _spread_reading(
                 "t": gathered,
             }
         else:
-            read = {"v": f"{value}.{part}", "t": {"$or": [gathered, {"$isArray": value}]}}
+            key = f"{value}.{part}"
+            # Before any key, nothing is gathered yet: the plain reading is the one.
+            both = {"$cond": [gathered, _key_in_each(value, part), key]}
+            read = {
+                "v": both if index > head else key,
+                "t": {"$or": [gathered, {"$isArray": value}]},
+            }
         state = {"$let": {"vars": {_STATE: state}, "in": read}}
     return {"$let": {"vars": {_STATE: state}, "in": value}}
 
@@ -531,14 +558,23 @@ def _picked(value: str, part: str) -> dict[str, Any]:
     }
 
 
-def _in_each(gathered: str, part: str) -> dict[str, Any]:
-    """The expression reading ``part`` (see :func:`_picked`) in each value of the list
-    ``gathered``, leaving out those that hold nothing there (as ``"$items.city"`` leaves
-    out the items without a city)."""
+def _key_in_each(gathered: str, key: str) -> dict[str, Any]:
+    """The expression reading ``key`` in each value of the list ``gathered`` as MongoDB's
+    filters read it: a value that is a list has the key read in each of its documents
+    (``"$$e.k"``), its values gathered with the others. ``"$$v.k"`` on the gathered list
+    itself would skip a list in it: aggregation field paths look into one list only."""
+    return _gathered_from(gathered, f"$$e.{key}", {"$isArray": "$$e"})
+
+
+def _gathered_from(gathered: str, read: Any, spread: Any = None) -> dict[str, Any]:
+    """The values ``read`` (an expression on the variable ``e``) gives for each value of
+    the list ``gathered``, concatenated: each one a value, or its elements where ``spread``
+    (an expression on ``e``, if given) is true; nothing where it is missing."""
+    one: Any = ["$$w"] if spread is None else {"$cond": [spread, "$$w", ["$$w"]]}
     kept = {
         "$let": {
-            "vars": {"w": _picked("$$e", part)},
-            "in": {"$cond": [{"$eq": [{"$type": "$$w"}, "missing"]}, [], ["$$w"]]},
+            "vars": {"w": read},
+            "in": {"$cond": [{"$eq": [{"$type": "$$w"}, "missing"]}, [], one]},
         }
     }
     return {
@@ -554,6 +590,13 @@ def _in_each(gathered: str, part: str) -> dict[str, Any]:
             "in": {"$concatArrays": ["$$value", "$$this"]},
         }
     }
+
+
+def _in_each(gathered: str, part: str) -> dict[str, Any]:
+    """The expression reading ``part`` (see :func:`_picked`) in each value of the list
+    ``gathered``, leaving out those that hold nothing there (as ``"$items.city"`` leaves
+    out the items without a city)."""
+    return _gathered_from(gathered, _picked("$$e", part))
 
 
 def read_expression(target: ResolvedPath) -> str | dict[str, Any]:
