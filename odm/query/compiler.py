@@ -21,11 +21,11 @@ from .paths import (
     ID_FIELD,
     ResolvedPath,
     check_name,
-    field_reference,
     remember,
     resolve,
 )
 from .query import Query, _resolve_aggregate
+from .reading import field_reference
 from .stages import (
     CompiledAggregate,
     CompiledCount,

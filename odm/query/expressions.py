@@ -45,7 +45,7 @@ _EXPR_OPERATORS: Final = {"+": "$add", "-": "$subtract", "*": "$multiply"}
 
 #: How an expression reads a field: its name to its stored path (written ``"$<path>"``), or to
 #: the aggregation expression reading it (a path picking list elements, ``tags__0``: see
-#: :func:`odm.query.paths.field_reference`).
+#: :func:`odm.query.reading.field_reference`).
 FieldReader = Callable[[str], "str | dict[str, Any]"]
 
 #: What F() arithmetic takes as a number (a tuple, built once).

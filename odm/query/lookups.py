@@ -26,12 +26,10 @@ from .paths import (
     Join,
     Kind,
     ResolvedPath,
-    check_readable,
-    field_reference,
     peel,
-    read_expression,
     target_id_type,
 )
+from .reading import check_readable, field_reference, read_expression
 
 __all__ = [
     "LITERAL_COMPARISONS",

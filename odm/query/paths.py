@@ -46,9 +46,7 @@ __all__ = [
     "analyze",
     "check_literal",
     "check_name",
-    "check_readable",
     "elements",
-    "field_reference",
     "field_type_of",
     "is_index",
     "model_type",
@@ -56,7 +54,7 @@ __all__ = [
     "not_a_field_name",
     "peel",
     "position",
-    "read_expression",
+    "position_number",
     "remember",
     "resolve",
     "target_id_type",
@@ -232,7 +230,7 @@ def position(part: str) -> str:
 MAX_POSITION: Final = 2**31 - 1
 
 
-def _position_number(part: str) -> int:
+def position_number(part: str) -> int:
     """The number of the list position ``part`` (see :func:`position`), at most
     :data:`MAX_POSITION`: a position of thousands of digits from a request is past any
     list's end, and ``int()`` refuses a text of over 4,300 digits."""
@@ -288,10 +286,10 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     for index, part in enumerate(parts):
         check_name(part, path=path)
         if current.kind is Kind.LIST and not is_index(part):
-            current = _list_element(current, names, owner, path)
+            current = _list_element(current, names, owner, part, path)
             through_list = True
         if current.kind is Kind.LIST and is_index(part):
-            current = _at_position(model, current, _position_number(part), names, owner, path)
+            current = _at_position(model, current, position_number(part), names, owner, path)
             if through_list:
                 position_in_list = True
             else:
@@ -383,14 +381,31 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     )
 
 
-def _list_element(list_type: FieldType, names: list[str], owner: str, path: str) -> FieldType:
+#: The kinds of value a name can read a field of (a document, or what may be one).
+_WITH_FIELDS: Final = frozenset({Kind.MODEL, Kind.DICT, Kind.ANY, Kind.REFERENCE})
+
+
+def _list_element(
+    list_type: FieldType, names: list[str], owner: str, part: str, path: str
+) -> FieldType:
     """The element type of the list ``list_type`` (reached by ``names``), which a path reads
     a sub-field of in each element (``items__city``); refused when the elements are lists
     themselves (``matrix__name`` on a ``list[list[Item]]``): MongoDB reads a name in the
     elements of one list only, never in those of the lists inside it, and would match no
-    document."""
+    document; refused too for a fixed-length tuple none of whose positions holds a document
+    (``pair__name`` on a ``tuple[int, str]``)."""
     assert list_type.item is not None
     element = list_type.item
+    positions = _elements_of(list_type).positions
+    if positions is not None and not any(p.kind in _WITH_FIELDS for p in positions):
+        # A fixed-length tuple of plain values (``tuple[int, str]``): its element type reads
+        # as free-form, yet no position holds a document; a name there matches nothing, and
+        # a projection of it (``only("pair__name")``) would load the tuple empty.
+        raise QueryError(
+            f"field {SEP.join(names)!r} of {owner} ({list_type.label}) has no sub-field "
+            f"{part!r}: none of its positions holds a document",
+            field=path,
+        )
     if element.kind is Kind.LIST:
         name = SEP.join(names)
         raise QueryError(
@@ -411,224 +426,6 @@ def names_a_field(model: type[Any], name: str) -> bool:
         return subclass_field(model, name) is not None
     except QueryError:
         return True  # several subclasses declare it, differently: a field all the same
-
-
-#: The most levels the expression reading a path (:func:`field_reference`) may nest: each
-#: list position it reads, and each run of keys after one, is a ``$let`` of three levels.
-#: With an ``F()`` expression's own levels (``lookups.MAX_EXPRESSION_LEVELS``) and what a
-#: command wraps them in, a command stays within the server's 200 levels.
-MAX_READ_LEVELS: Final = MAX_DEPTH - 10
-
-
-def check_readable(target: ResolvedPath, what: str) -> None:
-    """Refuse, naming ``what``, a path no aggregation expression reads: a position in each
-    element of a list the path goes through (``items__tags__0``), or so many positions that
-    the expression reading them would nest deeper than the server takes
-    (``meta__0__0__...``). A filter matches the first on any element; ``$items.tags`` is a
-    list of lists, whose position would be an item's."""
-    if target.position_in_list:
-        raise QueryError(
-            f"{what}: {target.path!r} takes a list position in each element of a list; "
-            "MongoDB's aggregation reads no such path (read the list, or filter on it)",
-            field=target.path,
-        )
-    if not target.element_parts:
-        return
-    levels = _reading_levels(target)
-    if levels > MAX_READ_LEVELS:
-        raise QueryError(
-            f"{what}: {reprlib.repr(target.path)} reads {len(target.element_parts)} list "
-            f"positions: the expression reading them would nest {levels} levels deep, "
-            f"deeper than MongoDB allows there (at most {MAX_READ_LEVELS}); filter on it, "
-            "or read a shorter path",
-            field=target.path,
-        )
-
-
-#: The variable of the ``$let`` stages that :func:`field_reference` writes.
-_AT: Final = "at"
-
-
-def field_reference(target: ResolvedPath) -> str | dict[str, Any]:
-    """Return what an aggregation reads ``target`` by: its stored path (``"address.city"``,
-    to be written ``"$address.city"``) or, when it picks list elements, the expression
-    reading it (``tags__0``: ``$arrayElemAt`` of ``$tags``, where ``"$tags.0"`` would be
-    the field ``0`` of each element, an empty list). The path was checked with
-    :func:`check_readable`."""
-    if not target.element_parts:
-        return target.db_path
-    parts = target.db_path.split(".")
-    head = _spread_head(target)
-    if head is not None:
-        start = "$" + ".".join(parts[:head])
-        return _spread_reading(start, parts[head:], head, target.element_parts)
-    expression: str | dict[str, Any] = "$" + ".".join(parts[: target.element_parts[0]])
-    for keys, element in _reading_steps(target):
-        expression = (
-            _field_of(expression, keys) if element is None else _element_of(expression, element)
-        )
-    return expression
-
-
-def _spread_head(target: ResolvedPath) -> int | None:
-    """The index of the first part :func:`_spread_reading` reads, when a key read in a
-    free-form value that may be a list comes before a list position (a position after such
-    a key is one in each of its elements, see :attr:`ResolvedPath.spread_parts`); else
-    ``None``."""
-    last = target.element_parts[-1]
-    spread = next((index for index in target.spread_parts if index < last), None)
-    return None if spread is None else min(target.element_parts[0], spread)
-
-
-def _reading_steps(target: ResolvedPath) -> list[tuple[list[str], str | None]]:
-    """The ``$let`` steps of :func:`field_reference`'s expression after the stored path it
-    starts from: ``(keys, None)`` reads a run of keys, ``([], part)`` a list position."""
-    parts = target.db_path.split(".")
-    steps: list[tuple[list[str], str | None]] = []
-    start = target.element_parts[0]
-    for index in target.element_parts:
-        if index > start:
-            steps.append((parts[start:index], None))
-        steps.append(([], parts[index]))
-        start = index + 1
-    if start < len(parts):
-        steps.append((parts[start:], None))
-    return steps
-
-
-def _reading_levels(target: ResolvedPath) -> int:
-    """How many levels :func:`field_reference`'s expression for ``target`` nests (counted on
-    it: paths picking list elements are rare, and a count kept by hand would drift)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(field_reference(target), 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-        else:
-            deepest = max(deepest, depth)
-    return deepest
-
-
-#: The variable of :func:`_spread_reading`'s ``$let`` stages: the value read so far (``v``)
-#: and whether it was gathered from the elements of a list (``t``).
-_STATE: Final = "s"
-
-
-def _spread_reading(
-    start: str, parts: list[str], head: int, element_parts: tuple[int, ...]
-) -> dict[str, Any]:
-    """The expression reading ``parts`` (the stored path's from index ``head``) in the value
-    of ``start``, as MongoDB's filters read them: a key read in a list is read in each of
-    its elements (the values gathered in a list, as ``"$items.city"`` gathers them), and a
-    position after that is read in each gathered value, not in the gathered list (whose
-    position would be an element's whole value). A key after that is read in each gathered
-    value, in each document of a gathered list (see :func:`_key_in_each`)."""
-    state: dict[str, Any] = {"v": start, "t": False}
-    value, gathered = f"$${_STATE}.v", f"$${_STATE}.t"
-    for index, part in enumerate(parts, start=head):
-        if index in element_parts:
-            read: dict[str, Any] = {
-                "v": {"$cond": [gathered, _in_each(value, part), _picked(value, part)]},
-                "t": gathered,
-            }
-        else:
-            key = f"{value}.{part}"
-            # Before any key, nothing is gathered yet: the plain reading is the one.
-            both = {"$cond": [gathered, _key_in_each(value, part), key]}
-            read = {
-                "v": both if index > head else key,
-                "t": {"$or": [gathered, {"$isArray": value}]},
-            }
-        state = {"$let": {"vars": {_STATE: state}, "in": read}}
-    return {"$let": {"vars": {_STATE: state}, "in": value}}
-
-
-def _picked(value: str, part: str) -> dict[str, Any]:
-    """The expression reading position ``part`` of the variable ``value`` when it is a list,
-    else its key ``part``."""
-    return {
-        "$cond": [
-            {"$isArray": value},
-            {"$arrayElemAt": [value, _position_number(part)]},
-            f"{value}.{part}",
-        ]
-    }
-
-
-def _key_in_each(gathered: str, key: str) -> dict[str, Any]:
-    """The expression reading ``key`` in each value of the list ``gathered`` as MongoDB's
-    filters read it: a value that is a list has the key read in each of its documents
-    (``"$$e.k"``), its values gathered with the others. ``"$$v.k"`` on the gathered list
-    itself would skip a list in it: aggregation field paths look into one list only."""
-    return _gathered_from(gathered, f"$$e.{key}", {"$isArray": "$$e"})
-
-
-def _gathered_from(gathered: str, read: Any, spread: Any = None) -> dict[str, Any]:
-    """The values ``read`` (an expression on the variable ``e``) gives for each value of
-    the list ``gathered``, concatenated: each one a value, or its elements where ``spread``
-    (an expression on ``e``, if given) is true; nothing where it is missing."""
-    one: Any = ["$$w"] if spread is None else {"$cond": [spread, "$$w", ["$$w"]]}
-    kept = {
-        "$let": {
-            "vars": {"w": read},
-            "in": {"$cond": [{"$eq": [{"$type": "$$w"}, "missing"]}, [], one]},
-        }
-    }
-    return {
-        "$reduce": {
-            "input": {
-                "$map": {
-                    "input": {"$cond": [{"$isArray": gathered}, gathered, []]},
-                    "as": "e",
-                    "in": kept,
-                }
-            },
-            "initialValue": [],
-            "in": {"$concatArrays": ["$$value", "$$this"]},
-        }
-    }
-
-
-def _in_each(gathered: str, part: str) -> dict[str, Any]:
-    """The expression reading ``part`` (see :func:`_picked`) in each value of the list
-    ``gathered``, leaving out those that hold nothing there (as ``"$items.city"`` leaves
-    out the items without a city)."""
-    return _gathered_from(gathered, _picked("$$e", part))
-
-
-def read_expression(target: ResolvedPath) -> str | dict[str, Any]:
-    """Return the aggregation expression reading the value at ``target`` (``"$name"``, or
-    :func:`field_reference`'s expression)."""
-    reference = field_reference(target)
-    return "$" + reference if isinstance(reference, str) else reference
-
-
-def _field_of(value: str | dict[str, Any], keys: list[str]) -> str | dict[str, Any]:
-    """The expression reading the dotted ``keys`` inside the value of expression ``value``."""
-    if not keys:
-        return value
-    return {"$let": {"vars": {_AT: value}, "in": f"$${_AT}." + ".".join(keys)}}
-
-
-def _element_of(value: str | dict[str, Any], part: str) -> dict[str, Any]:
-    """The expression reading position ``part`` of the value of ``value`` when it is a list,
-    else its field ``part`` (a free-form document's key), as a MongoDB filter reads it."""
-    at = f"$${_AT}"
-    return {
-        "$let": {
-            "vars": {_AT: value},
-            "in": {
-                "$cond": [
-                    {"$isArray": at},
-                    {"$arrayElemAt": [at, _position_number(part)]},
-                    f"{at}.{part}",
-                ]
-            },
-        }
-    }
 
 
 def _at_position(

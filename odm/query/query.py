@@ -22,13 +22,13 @@ from .paths import (
     FieldType,
     Kind,
     check_name,
-    check_readable,
     names_a_field,
     not_a_field_name,
     remember,
     resolve,
 )
 from .q import Q
+from .reading import check_readable
 from .where import Where, compile_kwargs, compile_q
 
 __all__ = ["Query", "ValuesMode"]

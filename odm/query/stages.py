@@ -20,11 +20,10 @@ from .paths import (
     RELATED_PREFIX,
     Join,
     ResolvedPath,
-    field_reference,
-    read_expression,
     resolve,
 )
 from .query import Query, _resolve_aggregate
+from .reading import field_reference, read_expression
 from .where import and_mql
 
 __all__ = [

@@ -440,6 +440,8 @@ METHODS: dict[str, Callable[[str], Any]] = {
 @example(method="filter", name="tags__" + "9" * 5000)
 @example(method="order_by", name="nums__0" + "1" * 5000)
 @example(method="annotate_alias", name="owner")
+@example(method="only", name="pair__name")  # a tuple of plain values: no sub-field
+@example(method="filter", name="pair__name")
 async def test_every_name_is_refused_unsent_or_read_as_a_path(
     seeded: Seeded, method: str, name: str
 ) -> None:
