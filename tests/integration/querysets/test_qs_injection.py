@@ -356,9 +356,11 @@ async def test_hostile_values_in_updates(
             check_sent(seeded.log.commands, None)
             return
         assert error.field == field or error.field is None
-        if field.startswith("meta") and seeded.log.commands:
+        if (field.startswith("meta") or "__" in field) and seeded.log.commands:
             # An update_many first looks for a document whose free-form value the operator
-            # refuses ($push on a string): one find of odm's making, and no update.
+            # refuses ($push on a string), or whose parent of the written sub-field holds no
+            # document (an earlier example set address=None): one find of odm's making, and
+            # no update.
             assert seeded.log.names() == ["find"], seeded.log.names()
             check_sent(seeded.log.commands, None)
         else:
