@@ -46,7 +46,7 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from .cleanup import STILL_RUNNING, end_on_server, ended_on_server
+from .cleanup import end_on_server, settle
 from .operations import Context, Operation, collection_name, collection_of, current_context
 from .recorder import STATE, not_written_by_odm, whole_number
 from .retry import LeaseBound
@@ -203,10 +203,8 @@ class BatchedUpdate(Operation):
                     upsert=True,
                 )
         except BaseException:
-            if not transactional and not await ended_on_server(
-                collection.database.client, session
-            ):
-                context.echo(STILL_RUNNING)
+            if not transactional:
+                await settle(collection.database.client, session, context.echo)
             raise
         finally:
             progress.close()

@@ -103,10 +103,22 @@ async def settled_session(
     try:
         yield session
     except BaseException:
-        if not await ended_on_server(client, session):
-            echo(STILL_RUNNING)
-            if still_running is not None:
-                still_running()
+        await settle(client, session, echo, still_running)
         raise
     finally:
         await quietly(drivers.end_session(session))
+
+
+async def settle(
+    client: Any,
+    session: Any,
+    echo: Callable[[str], None],
+    still_running: Callable[[], None] | None = None,
+) -> None:
+    """End the operations of ``session``, whose writes were cut off, on the server
+    (:func:`ended_on_server`); when they could not be seen to stop, say so and call
+    ``still_running``."""
+    if not await ended_on_server(client, session):
+        echo(STILL_RUNNING)
+        if still_running is not None:
+            still_running()

@@ -26,7 +26,7 @@ from .compensation import Compensation
 from .loader import Migration
 from .lock import LockLost
 from .positions import lost_lock
-from .recorder import log_entry
+from .recorder import done_as_recorded, log_entry
 from .records_change import log_once
 from .reporting import elapsed_ms, failure_reason
 from .retry import TRANSIENT, TransientRetry, is_transient
@@ -304,9 +304,7 @@ class FileRun:
     async def _recorded(self) -> bool:
         """Tell whether the record says the direction is done (the lock keeps others out)."""
         record = (await self.scope.recorder.applied()).get(self.migration.id)
-        if self.direction == "rollback":
-            return record is None
-        return record is not None and record.checksum == self.migration.checksum
+        return done_as_recorded(self.direction, self.migration.checksum, record)
 
     async def _failure(self, exc: Exception) -> MigrationError:
         """Undo what may be undone after ``exc``; log and return the error to raise."""

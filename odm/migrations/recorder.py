@@ -364,6 +364,14 @@ def new_record(
     }
 
 
+def done_as_recorded(action: str, checksum: str | None, record: AppliedRecord | None) -> bool:
+    """Tell whether ``record`` (``None``: none) is what a finished ``action`` (``"apply"`` or
+    ``"rollback"``) of the file whose content is ``checksum`` leaves recorded."""
+    if action == "apply":
+        return record is not None and record.checksum == checksum
+    return record is None
+
+
 def in_session(session: Any) -> dict[str, Any]:
     """Return the options of a write carried by ``session`` (none: the driver's own)."""
     return {} if session is None else {"session": session}

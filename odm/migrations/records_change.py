@@ -29,6 +29,7 @@ from .recorder import (
     STATE,
     AppliedRecord,
     Recorder,
+    done_as_recorded,
     in_session,
     not_written_by_odm,
     record_of,
@@ -364,8 +365,7 @@ class ChangeJournal:
         except Exception as unknown:
             return MigrationError(
                 f"{what} failed: {failure_reason(exc)}; whether it was begun cannot be told "
-                f"({failure_reason(unknown)}): if it was, the next `odm migrate apply`, "
-                "`rollback`, `mark` or `unmark` finishes it first (`plan` and `list` show it)"
+                f"({failure_reason(unknown)}): if it was, {_NEXT_FINISHES}{_SHOWN}"
             )
         return MigrationError(f"{what} failed, nothing was changed: {failure_reason(exc)}")
 
@@ -378,8 +378,7 @@ class ChangeJournal:
         except Exception as exc:
             return (
                 f"{what}: interrupted; whether it was begun cannot be told "
-                f"({failure_reason(exc)}): if it was, the next `odm migrate apply`, `rollback`, "
-                "`mark` or `unmark` finishes it first (`plan` and `list` show it)"
+                f"({failure_reason(exc)}): if it was, {_NEXT_FINISHES}{_SHOWN}"
             )
         if noted is not None and noted.log["_id"] == change.log["_id"]:
             return f"{what}: interrupted part-way; {_NOTED}"
@@ -413,7 +412,7 @@ class ChangeJournal:
         and was cut off before logging (their entry waits in the file's position)."""
         applied = await self.recorder.applied()
         for mid, entry in await self.unlogged_runs():
-            if not _recorded_as(entry, applied.get(mid)):
+            if not done_as_recorded(entry["action"], entry.get("checksum"), applied.get(mid)):
                 continue  # cut off before its record: the next run of the file records it
             what = f"{entry['action']} {mid}"
             self.echo(f"logging `{what}`, recorded by an earlier run that was cut off before "
@@ -437,23 +436,17 @@ class ChangeJournal:
         if change is None:
             return None
         return (
-            f"note: `{change.describe()}`, which {_begun_by(change)}, is not finished: the next "
-            "`odm migrate apply`, `rollback`, `mark` or `unmark` finishes it first"
+            f"note: `{change.describe()}`, which {_begun_by(change)}, is not finished: "
+            f"{_NEXT_FINISHES}"
         )
 
 
+#: Who finishes a mark or an unmark left part-way, and where it shows meanwhile.
+_NEXT_FINISHES = "the next `odm migrate apply`, `rollback`, `mark` or `unmark` finishes it first"
+_SHOWN = " (`plan` and `list` show it)"
+
 #: What a mark or an unmark cut off part-way without a transaction leaves, and what then.
-_NOTED = (
-    f"it is noted as under way ({STATE} {CHANGE_KEY!r}), and the next `odm migrate apply`, "
-    "`rollback`, `mark` or `unmark` finishes it first (`plan` and `list` show it)"
-)
-
-
-def _recorded_as(entry: dict[str, Any], record: AppliedRecord | None) -> bool:
-    """Tell whether ``record`` (``None``: none) is what the run logged by ``entry`` recorded."""
-    if entry["action"] == "apply":
-        return record is not None and record.checksum == entry.get("checksum")
-    return record is None
+_NOTED = f"it is noted as under way ({STATE} {CHANGE_KEY!r}), and {_NEXT_FINISHES}{_SHOWN}"
 
 
 def same_change(change: RecordsChange | None, action: str, migration_id: str) -> bool:
