@@ -119,6 +119,19 @@ def _written(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[
     return {old["k"]: new["tags"] for old, new in zip(before, after, strict=True) if old != new}
 
 
+async def _check_matched_writes(
+    monitored: MonitoredDatabase, lookups: dict[str, Any], written: dict[int, list[str]]
+) -> None:
+    """``filter(tags="a", **lookups).update(tags=F("tags").matched("W"))`` writes exactly
+    ``written`` (the new tags by document index) and counts those documents."""
+    before = await _reset(monitored.database)
+    count = await Upd21Holder.objects.filter(tags="a", **lookups).update(
+        tags=F("tags").matched("W")
+    )
+    assert count == len(written)
+    assert _written(before, await _stored(monitored.database)) == written
+
+
 @pytest.mark.parametrize(
     ("lookups", "written"),
     [
@@ -132,12 +145,7 @@ def _written(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[
 async def test_a_reference_lookup_beside_the_list_test_writes_the_element_it_matched(
     monitored: MonitoredDatabase, lookups: dict[str, Any], written: dict[int, list[str]]
 ) -> None:
-    before = await _reset(monitored.database)
-    count = await Upd21Holder.objects.filter(tags="a", **lookups).update(
-        tags=F("tags").matched("W")
-    )
-    assert count == len(written)
-    assert _written(before, await _stored(monitored.database)) == written
+    await _check_matched_writes(monitored, lookups, written)
 
 
 @pytest.mark.parametrize(
@@ -202,12 +210,7 @@ async def test_geo_near_beside_the_list_test_writes_the_element_it_matched(
 async def test_whole_value_equality_of_an_array_of_scalars_writes_the_tested_element(
     monitored: MonitoredDatabase, lookups: dict[str, Any], written: dict[int, list[str]]
 ) -> None:
-    before = await _reset(monitored.database)
-    count = await Upd21Holder.objects.filter(tags="a", **lookups).update(
-        tags=F("tags").matched("W")
-    )
-    assert count == len(written)
-    assert _written(before, await _stored(monitored.database)) == written
+    await _check_matched_writes(monitored, lookups, written)
 
 
 async def test_whole_value_equality_of_an_array_that_may_hold_lists_is_still_refused(
