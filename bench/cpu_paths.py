@@ -12,8 +12,8 @@ paths odm runs between the driver and the user, on the benchmark's own ``Item`` 
 - ``save()``'s change detection over 10,000 loaded documents with one changed field.
 
 To compare two versions, run it from each checkout in turn (``PYTHONPATH=<checkout> python
--m bench.cpu_paths``), alternating, and compare the best of each; docs/performance.md keeps the
-comparison made for the architecture step.
+-m bench.cpu_paths``), alternating, and compare the best of each (docs/performance-internals.md,
+"Changing the code without slowing it").
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Instructions per operation of each one-at-a-time variant: ``python -m bench.instructions``.
 
 The wall and CPU time of a one-at-a-time workload move by a few per cent from run to run on a
-shared 2-core machine, as much as the distance being measured (docs/performance.md). Valgrind's
-callgrind counts the instructions the process runs in user space instead: the same count for the
-same code and data, whatever else the machine is doing. Each variant of :mod:`bench.layers` runs
-in a process of its own under callgrind, twice: once with ``--few`` operations and once with
-``--few`` plus ``--ops``, after the same warm-up. The difference, divided by ``--ops``, is its
-instructions per operation; the start-up, the imports and the warm-up cancel out.
+shared 2-core machine, as much as the distance being measured (docs/performance-internals.md).
+Valgrind's callgrind counts the instructions the process runs in user space instead: the same
+count for the same code and data, whatever else the machine is doing. Each variant of
+:mod:`bench.layers` runs in a process of its own under callgrind, twice: once with ``--few``
+operations and once with ``--few`` plus ``--ops``, after the same warm-up. The difference,
+divided by ``--ops``, is its instructions per operation; the start-up, the imports and the
+warm-up cancel out.
 
 Not counted: the server's work (another process), the kernel's (the system calls), and the time
 lost to cache misses. So a cell is the work odm adds, not the time it takes: an operation that
 waits on the server runs its code with cold caches, and its wall-clock ratio comes out above
-its instruction ratio (docs/performance.md, "Warm and cold").
+its instruction ratio (docs/performance-internals.md, "Warm and cold").
 
 Needs ``valgrind`` on the PATH. Under callgrind each process takes about 30 s (the imports
 alone run ~1.9 billion instructions). ``--jobs`` processes run at once (the counts do not

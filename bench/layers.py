@@ -9,8 +9,8 @@ variant uses odm's own client, since a second client in the process costs severa
 by itself, and the variants run interleaved in a new random order every round, so that drift
 and what one variant leaves in the caches hit all of them alike. Each cell is the variant's
 total wall time over the floor's (CPU time of the process in brackets). Without ``--uri`` a
-throwaway replica set is started with ``odm.server.LocalServer``. See ``docs/performance.md``
-("Layer by layer").
+throwaway replica set is started with ``odm.server.LocalServer``. See
+``docs/performance-internals.md`` ("Layer by layer").
 """
 
 from __future__ import annotations
