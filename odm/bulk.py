@@ -101,6 +101,11 @@ _PER_DOCUMENT = 16
 #: The most documents the server takes in one ``insert`` command (``maxWriteBatchSize``).
 _MAX_WRITE_BATCH = 100_000
 
+#: MongoDB's limit on one document (the driver's ``max_bson_size``, the same on every server).
+_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+#: The server's code for a document over that limit in a command (BSONObjectTooLarge).
+_BSON_OBJECT_TOO_LARGE = 10334
 
 
 def _dumps_as_batch(model: type[Any], documents: Sequence[Any]) -> bool:
@@ -206,6 +211,9 @@ class BulkInsert:
         self._answered = False
         # Bytes of encoded documents that surely go in one message (see _message_budget).
         self._budget: int | None = None
+        # The documents [start, stop) of the run that failed for a document over MongoDB's
+        # limit, and the position of that document when it could be found (_over_the_limit).
+        self._too_large: tuple[int, int, int | None] | None = None
 
     async def run(self) -> None:
         """Insert every document; raise as one ``insert_many`` of them all would. However it
@@ -230,9 +238,48 @@ class BulkInsert:
                         self._roll_back_only(uow, error)
                 elif self._answered and not cut_off:
                     await self._learn_sent(time_left(deadline, 0.0))
+                if self._too_large is not None:
+                    # Raised here, past write_guard, which has told the unit of work that the
+                    # server refused a command of its transaction.
+                    raise executor.CommandTooLarge(self._too_large_message()) from error
                 raise
         finally:
             self._mark()
+
+    def _over_the_limit(self, start: int, stop: int) -> tuple[int, int, int | None]:
+        """Return the run [start, stop) that failed for a document over MongoDB's 16 MB
+        limit, and the position of the first such document in it (``None``: not found)."""
+        for at, raw in enumerate(self.raws[start:stop], start):
+            with suppress(Exception):  # what cannot be encoded is not what is looked for
+                (encoded,) = executor.encode_chunk(self.model, [raw])
+                if len(encoded.raw) > _MAX_DOCUMENT_BYTES:
+                    return start, stop, at
+        return start, stop, None
+
+    def _too_large_message(self) -> str:
+        """Say which document of the list went over the limit, and what was inserted."""
+        assert self._too_large is not None
+        start, stop, at = self._too_large
+        name, total = self.model.__name__, len(self.documents)
+        culprit = (
+            f"document {at} of the {total}" if at is not None
+            else f"a document among {start} to {stop - 1} of the {total}"
+        )
+        if self._in_transaction:
+            outcome = "the transaction can only be rolled back"
+        elif self._partly_sent or self._outcome_unknown:
+            outcome = "the documents before it may have been inserted: is_stored says which"
+        elif self._inserted_count:
+            outcome = (
+                f"{self._inserted_count} documents before it were inserted (is_stored says "
+                "which), none from it on"
+            )
+        else:
+            outcome = "nothing was inserted"
+        return (
+            f"{name} bulk_create: {culprit} is larger than MongoDB's 16 MB limit on a "
+            f"document; {outcome}"
+        )
 
     def _mark(self) -> None:
         """Make each document say what the database holds, as ``insert()`` does for one: the
@@ -533,6 +580,7 @@ class BulkInsert:
             # Before the message it could not build, every message sent was answered.
             self._answered = self._partly_sent
             if isinstance(exc, DocumentTooLarge):
+                self._too_large = self._over_the_limit(start, stop)
                 raise
             # Name the field, as insert() does.
             raise executor.unencodable_error(self.model, self.raws[start:stop], exc) from exc
@@ -569,8 +617,10 @@ class BulkInsert:
             if (errors and (self.ordered or self._in_transaction)) or self._confirmed < stop:
                 raise self._bulk_error() from None
             return
-        except OperationFailure:
+        except OperationFailure as exc:
             self._refused = True
+            if exc.code == _BSON_OBJECT_TOO_LARGE:
+                self._too_large = self._over_the_limit(start, stop)
             # A command error names no document: after earlier messages of a list the driver
             # split, which of them went in is unknown (inside a transaction, the server
             # aborted it).

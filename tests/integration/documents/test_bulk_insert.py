@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure
 
 import odm
 from odm import bulk
 from odm.contrib.pytest import MonitoredDatabase
 from odm.document import Document, Embedded
+from odm.exceptions import QueryError
+from odm.executor import CommandTooLarge
 from odm.models.tracking import get_snapshot
 
 
@@ -290,22 +292,50 @@ async def test_an_unencodable_value_stops_before_its_chunk(odm_database: Any) ->
 
 @pytest.mark.odm_drivers("pymongo")
 async def test_a_document_over_16mb_is_refused_with_its_chunk(odm_database: Any) -> None:
+    # Named by its position, as a QueryError (a 400 in a web layer) that is still the
+    # driver's DocumentTooLarge, wherever it is: first (the driver refuses it), in the middle
+    # of a short list (the server refuses the message), in a later chunk.
     small = items(3)
     small[1].data = "x" * 17_000_000
-    with pytest.raises(OperationFailure, match=r"too large|BSONObj size"):
+    with pytest.raises(CommandTooLarge, match=r"^BulkItem bulk_create: document 1 of the 3 "
+                       r"is larger than MongoDB's 16 MB limit on a document; nothing was "
+                       r"inserted$"):
         await BulkItem.objects.timeout(60).bulk_create(small)
     assert await odm_database["bulk_items"].count_documents({}) == 0
     assert not any(stored_flags(small))
+    first = items(3)
+    first[0].data = "x" * 17_000_000
+    with pytest.raises(CommandTooLarge, match=r"document 0 of the 3 .*nothing was inserted$"):
+        await BulkItem.objects.timeout(60).bulk_create(first)
+    assert await odm_database["bulk_items"].count_documents({}) == 0
+    assert not any(stored_flags(first))
     docs = items(1500)
     docs[1300].data = "x" * 17_000_000
-    with pytest.raises(OperationFailure, match=r"too large|BSONObj size"):
-        await BulkItem.objects.timeout(60).bulk_create(docs)
     sent = chunk_start(1500, 1300)
+    with pytest.raises(CommandTooLarge, match=rf"document 1300 of the 1500 .*; {sent} "
+                       r"documents before it were inserted \(is_stored says which\), none "
+                       r"from it on$") as raised:
+        await BulkItem.objects.timeout(60).bulk_create(docs)
+    assert isinstance(raised.value, QueryError) and isinstance(raised.value, DocumentTooLarge)
+    assert isinstance(raised.value.__cause__, OperationFailure)
     assert sent > 0
     assert await stored_ns(odm_database) == list(range(sent))
     assert stored_flags(docs) == [True] * sent + [False] * (1500 - sent)
     count = await odm_database["bulk_items"].count_documents({"data": {"$ne": ""}})
     assert count == 0
+
+
+@pytest.mark.odm_drivers("pymongo")
+async def test_a_document_over_16mb_in_a_transaction_leaves_nothing(
+    odm_database: Any,
+) -> None:
+    docs = items(3)
+    docs[2].data = "x" * 17_000_000
+    with pytest.raises(CommandTooLarge, match=r"document 2 of the 3 .*rolled back$"):
+        async with odm.transaction():
+            await BulkItem.objects.timeout(60).bulk_create(docs)
+    assert await odm_database["bulk_items"].count_documents({}) == 0
+    assert not any(stored_flags(docs))
 
 
 # -- transactions ---------------------------------------------------------------------------
