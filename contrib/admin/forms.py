@@ -297,7 +297,9 @@ def read_form(
         shown_key = f"{shown_as}{spec.name}"
         stored = _original_part(original, spec.name)
         kind = spec.kind
-        if kind == "bool":
+        if stored is not NO_ORIGINAL and omitted(spec, form, key):
+            data[spec.name] = stored  # left out of the POST: the stored value, not a default
+        elif kind == "bool":
             data[spec.name] = key in form
         elif kind == "embedded":
             sub, sub_errors = read_form(spec.children, form, f"{key}.", f"{shown_key}.", stored)
@@ -316,6 +318,30 @@ def read_form(
             if value is not OMITTED:
                 data[spec.name] = value
     return data, errors
+
+
+def omitted(spec: FieldSpec, form: Mapping[str, str], key: str) -> bool:
+    """Tell whether the POST leaves out every input of ``spec`` (named ``key``): a script or a
+    page of an older version of the form sent none of them, so the field keeps its stored
+    value, as Django's ModelForm leaves a field omitted from the data. An embedded model or a
+    list of them is left out when no input under ``key.`` is posted (the form always posts its
+    rows' inputs, an empty row's too); a field whose inputs are all checkboxes is never left
+    out, as a checkbox is not posted when unticked."""
+    if not _always_posted(spec):
+        return False
+    if spec.kind in ("embedded", "embedded_list"):
+        return not any(name.startswith(f"{key}.") for name in form)
+    return key not in form
+
+
+def _always_posted(spec: FieldSpec) -> bool:
+    """Tell whether the form of ``spec`` posts at least one input whatever is typed: any
+    input but a checkbox (not posted unticked), also in an embedded model or a row."""
+    if spec.kind == "bool":
+        return False
+    if spec.kind in ("embedded", "embedded_list"):
+        return any(_always_posted(child) for child in spec.children)
+    return True
 
 
 def _original_part(original: Any, name: str) -> Any:

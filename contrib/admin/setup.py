@@ -13,6 +13,7 @@ from aiohttp import web
 from ..aiohttp.middlewares import unit_of_work_middleware
 from . import views
 from .errors import admin_errors_middleware
+from .isolation import own_unit_of_work_middleware
 from .options import ModelAdmin, as_admin
 from .security import Authorize, guard_middleware
 from .site import ADMIN_SITE, AdminSite
@@ -56,6 +57,7 @@ def setup_admin(
     subapp = web.Application(
         middlewares=[
             guard_middleware(authorize, prefix),
+            own_unit_of_work_middleware,
             admin_errors_middleware,
             unit_of_work_middleware,
         ]

@@ -7,7 +7,7 @@ answers with an error status, or raises, leaves nothing written.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,7 +257,9 @@ async def _check_references(
     prefix: str = "",
 ) -> None:
     """A reference must name an existing document of its target, wherever it is: at the top,
-    in an embedded model or in a row of a list of them (``prefix``: the inputs' path)."""
+    in an embedded model or in a row of a list of them (``prefix``: the inputs' path). Only
+    what was posted is checked (a dict, a row dict, an id's text): a value kept as stored, its
+    inputs left out of the POST (:func:`forms.omitted`), is not the user's to answer for."""
     for spec in specs:
         value = data.get(spec.name)
         key = f"{prefix}{spec.name}"
@@ -265,10 +267,12 @@ async def _check_references(
             await _check_references(spec.children, value, errors, f"{key}.")
         elif spec.kind == "embedded_list" and isinstance(value, list):
             for index, row in enumerate(value):
-                await _check_references(spec.children, row, errors, f"{key}.{index}.")
+                if isinstance(row, dict):
+                    await _check_references(spec.children, row, errors, f"{key}.{index}.")
         elif (
             spec.kind == "reference"
             and spec.target is not None
+            and isinstance(value, str)
             and value
             and not await _exists(spec.target, value)
         ):
@@ -347,11 +351,14 @@ async def change(request: web.Request) -> web.StreamResponse:
     specs = _specs(admin, editing=True)
     data, errors, form, state = await _submitted(request, admin, specs, doc)
     # Only what the form does not write is the stored document's: a writable field whose
-    # input was posted empty takes its default, as on a new document. One whose input is not
+    # input was posted empty takes its default, as on a new document. One whose inputs are not
     # in the POST at all (a script, an old page) keeps its stored value, as Django's ModelForm
-    # leaves a field omitted from the data (a checkbox is never posted unticked: no such case).
+    # leaves a field omitted from the data (forms.omitted; inside an embedded model or a row
+    # too, which read_form keeps as stored).
     writable = [
-        spec.name for spec in specs if not spec.readonly and not _omitted(spec, form)
+        spec.name
+        for spec in specs
+        if not spec.readonly and not forms.omitted(spec, form, spec.name)
     ]
     kept = {name: getattr(doc, name) for name in admin.model.model_fields if name not in writable}
     meta = admin.model._meta
@@ -391,17 +398,6 @@ async def change(request: web.Request) -> web.StreamResponse:
             await _write(doc, doc.save(), page, found)
             raise web.HTTPSeeOther(site.url(admin.slug, doc.id) + "?msg=saved")
     return await page()
-
-
-def _omitted(spec: forms.FieldSpec, form: Mapping[str, str]) -> bool:
-    """Tell whether the POST leaves out the input of ``spec``, a top-level field with one
-    input (not a checkbox, an embedded model or its rows, whose inputs are the children's)."""
-    return spec.kind not in _SEVERAL_OR_UNPOSTED and spec.name not in form
-
-
-#: Kinds of fields without one input that is always posted: a checkbox (not posted when
-#: unticked), an embedded model and a list of them (their children's inputs).
-_SEVERAL_OR_UNPOSTED = frozenset({"bool", "embedded", "embedded_list"})
 
 
 @routes.get("/{model}/{id}/delete/")

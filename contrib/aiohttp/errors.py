@@ -66,8 +66,30 @@ RETRY_AFTER_SECONDS = 1
 """The ``Retry-After`` header sent with a 503: the client may try again shortly."""
 
 
+ECHO_LIMIT = 1000
+"""The most characters of a field or a message an error answer holds. The messages of a
+``QueryError``, an ``InvalidId`` or a validator quote what the request sent (a key, a field
+name, a value), which may be as long as the body: cut in the middle (the reason, at the end,
+is kept), an answer stays short whatever was sent."""
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text``, or when it is longer than ``limit`` characters its start and its end around a
+    marker saying how much was cut (``limit`` characters in all, at most)."""
+    if len(text) <= limit:
+        return text
+    kept = limit - _MARKER_ROOM
+    head = kept * 2 // 3
+    tail = kept - head
+    return f"{text[:head]}...[{len(text) - kept:,} characters cut]...{text[len(text) - tail:]}"
+
+
+_MARKER_ROOM = 40
+"""Characters :func:`clipped` leaves for its marker (``...[12,345,678 characters cut]...``)."""
 
 
 def error_response(
@@ -80,10 +102,11 @@ def error_response(
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     # Input values and ctx are left out: they may be large, secret or not JSON-serializable.
+    # The location and the message may quote the request's keys and values: cut short.
     return [
         {
-            "field": ".".join(str(part) for part in error["loc"]),
-            "message": error["msg"],
+            "field": clipped(".".join(str(part) for part in error["loc"])),
+            "message": clipped(error["msg"]),
             "type": error["type"],
         }
         for error in exc.errors(include_url=False, include_input=False, include_context=False)
@@ -160,9 +183,10 @@ def response_for(exc: Exception) -> web.Response | None:
             return None
         return error_response(400, "invalid", _field_errors(exc))
     if isinstance(exc, QueryError):
-        return error_response(400, "invalid", [{"field": exc.field, "message": str(exc)}])
+        field = None if exc.field is None else clipped(exc.field)
+        return error_response(400, "invalid", [{"field": field, "message": clipped(str(exc))}])
     if isinstance(exc, InvalidId):
-        return error_response(400, "invalid", [{"field": None, "message": str(exc)}])
+        return error_response(400, "invalid", [{"field": None, "message": clipped(str(exc))}])
     if isinstance(exc, json.JSONDecodeError):
         return error_response(400, "invalid", f"the request body is not valid JSON: {exc.msg}")
     duplicate = _duplicate_error(exc)

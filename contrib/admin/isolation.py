@@ -1,0 +1,42 @@
+"""``own_unit_of_work_middleware``: the admin's requests run apart from the application's
+transaction.
+
+An application may run its own POSTs in a unit of work (``unit_of_work_middleware`` in its
+middlewares, as the demo shop does); aiohttp runs it around the admin's requests too, outside
+the admin's sub-app. The admin's own ``odm.transaction()`` would then join the application's,
+and a write the admin refuses (a duplicate key, a value BSON cannot store) would fail that
+joined transaction for good: the form shown again with the error (its reference pickers read)
+could not run, and the user got a bare 500. So an admin request that starts inside a
+transaction runs in a task of its own, in a new, empty context: none of the application's
+bindings follow (its session, its unit of work, the driver's own binding), the admin's unit of
+work is a transaction of its own, committed or aborted by the admin's answer, and the
+application's transaction holds none of the admin's writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from odm.session import current_unit_of_work
+
+from ..aiohttp.middlewares import new_style
+
+
+@new_style
+async def own_unit_of_work_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Run the admin's ``handler`` (its error pages and unit of work) outside the transaction
+    of the application, when there is one; a cancelled request cancels it too."""
+    if current_unit_of_work() is None:
+        return await handler(request)
+
+    async def apart() -> web.StreamResponse:
+        return await handler(request)
+
+    # A task awaited here is cancelled with the request's task.
+    return await asyncio.create_task(apart(), context=contextvars.Context())
