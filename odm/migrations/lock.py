@@ -25,11 +25,12 @@ import contextlib
 import contextvars
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import pymongo
 from bson.codec_options import DatetimeConversion
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -47,6 +48,15 @@ _WRITE_CONFLICT = 112
 #: longest (ten years), in seconds.
 MIN_LEASE = 0.001
 MAX_LEASE = 10 * 365 * 24 * 3600.0
+
+#: How much shorter than stored a run counts its lease: the server's clock may run faster than
+#: this machine's (each slewed by NTP by up to 500 ppm), and the time left as this run counts
+#: it must never outlast the lease as the server counts it.
+CLOCK_RATE_MARGIN = 0.001
+
+#: The longest time limit the server takes (``maxTimeMS`` is a 32-bit number of milliseconds,
+#: about 24.8 days), in seconds: a write bounded by a longer lease is bounded by this instead.
+MAX_TIME_LIMIT = (2**31 - 1) / 1000
 
 class LockHeld(MigrationError):
     """Another process holds the migrations lock; names the holder and its lease.
@@ -137,6 +147,12 @@ class LockLost(MigrationError):
         super().__init__(message)
 
 
+class LeaseRanOut(LockLost):
+    """A write bounded by the lock's lease (:meth:`MigrationLock.within_lease`) was not done
+    within it: past the lease another run may hold the lock, so the driver did not send it, or
+    the server was told to refuse it from then on."""
+
+
 #: The most of a holder's name a message shows (a lock document edited by hand may hold any).
 _HOLDER_SHOWN = 200
 
@@ -196,6 +212,11 @@ async def outside_transaction(work: Callable[[], Any]) -> Any:
     return await asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
 
 
+def _first_line(exc: BaseException) -> str:
+    """Return an error's message without the server's full reply (PyMongo appends it)."""
+    return str(exc).split(", full error:", 1)[0]
+
+
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -253,13 +274,51 @@ class MigrationLock:
         self._extended_at = 0.0
         self._proof_sent = 0.0
 
+    @property
+    def lease_ms(self) -> int:
+        """Return the lease as stored: whole milliseconds added to the server's ``$$NOW``."""
+        return int(self.lease * 1000)
+
     def lease_left(self) -> float:
         """Return the seconds until the lease runs out, as far as this run knows: counted from
         the last extension known to be stored (0: it may have run out already).
 
-        A retry of a failed write stops there: past it, another deployer may hold the lock.
+        Never more than the server's view: counted from before the request that extended it
+        was sent (the server's ``$$NOW`` was taken later), for the lease as stored (whole
+        milliseconds), made shorter by :data:`CLOCK_RATE_MARGIN`. A retry of a failed write
+        stops there: past it, another deployer may hold the lock.
         """
-        return max(0.0, self._extended_at + self.lease - time.monotonic())
+        counted = self.lease_ms / 1000 * (1 - CLOCK_RATE_MARGIN)
+        return max(0.0, self._extended_at + counted - time.monotonic())
+
+    @contextlib.contextmanager
+    def within_lease(self) -> Iterator[None]:
+        """Bound the driver calls of the block by what is left of the lease (:meth:`lease_left`),
+        raising :class:`LeaseRanOut` for one that does not finish within it.
+
+        A write made without a transaction after a proof of the lock is fenced by nothing else:
+        stalled past the lease (on its way, or on the server), it would land after another run
+        took the lock over. With PyMongo's timeout the driver sends none once the time left is
+        gone, and sends each with that time left as ``maxTimeMS``, which the server counts from
+        when it receives the write and past which it refuses to run it.
+        """
+        left = self.lease_left()
+        if left <= 0:
+            raise LeaseRanOut(
+                "the lock's lease ran out before a write could be sent: another run may hold "
+                "the lock now, so it was not sent"
+            )
+        try:
+            with pymongo.timeout(min(left, MAX_TIME_LIMIT)):
+                yield
+        except PyMongoError as exc:
+            if not exc.timeout:
+                raise
+            raise LeaseRanOut(
+                "a write did not finish within what was left of the lock's lease (its time "
+                "limit, so that it cannot land once another run may hold the lock): "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
 
     def proof_committed(self) -> None:
         """Note that the transaction holding the last proof committed: its extension is stored."""
@@ -272,7 +331,7 @@ class MigrationLock:
         waiting for a held lock never writes it: a write would make the holder's open
         transaction fail its lease proof.
         """
-        lease_ms = int(self.lease * 1000)
+        lease_ms = self.lease_ms
         update = [
             {
                 "$set": {
@@ -344,7 +403,7 @@ class MigrationLock:
             raise
 
     async def _beat(self) -> None:
-        lease_ms = int(self.lease * 1000)
+        lease_ms = self.lease_ms
         while True:
             await asyncio.sleep(self.lease / 3)
             async with self._writing:
@@ -381,7 +440,7 @@ class MigrationLock:
         naming the current holder when the lock is no longer ours. ``stamp`` is stored with the
         proof, so that :meth:`stamped` can tell afterwards whether its transaction committed.
         """
-        lease_ms = int(self.lease * 1000)
+        lease_ms = self.lease_ms
         options: dict[str, Any] = {} if session is None else {"session": session}
         fields: dict[str, Any] = {"expires_at": {"$add": ["$$NOW", lease_ms]}}
         if stamp is not None:

@@ -23,7 +23,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from ..exceptions import MigrationError
-from .cleanup import settled_session
+from .cleanup import quietly, settled_session
 from .lock import MigrationLock, shown_holder
 from .recorder import (
     STATE,
@@ -36,6 +36,7 @@ from .recorder import (
     stored_value,
 )
 from .reporting import failure_reason
+from .transaction import FencedTransaction
 
 #: The ``_id`` in :data:`STATE` of the change of the records under way (no migration id, which
 #: starts with digits, and no ``file:`` position can take it).
@@ -214,9 +215,25 @@ def _record_document(record: AppliedRecord) -> dict[str, Any]:
 
 async def log_once(recorder: Recorder, entry: dict[str, Any], *, session: Any = None) -> None:
     """Log ``entry`` (with its ``_id``) unless it is logged already: a run that finishes
-    another's writes may repeat it."""
-    with contextlib.suppress(DuplicateKeyError):
-        await recorder.log_collection.insert_one(entry, **in_session(session))
+    another's writes may repeat it.
+
+    Looked for first: in a transaction, the insert's duplicate key error would abort it.
+    """
+    options = in_session(session)
+    if await recorder.log_collection.find_one({"_id": entry["_id"]}, {"_id": 1}, **options):
+        return
+    with contextlib.suppress(DuplicateKeyError):  # logged meanwhile: only without a transaction
+        await recorder.log_collection.insert_one(entry, **options)
+
+
+async def fenced(lock: MigrationLock, write: Callable[[], Awaitable[Any]]) -> None:
+    """Make ``write`` (one made without a transaction) under ``lock``: proven just before, so
+    that a run that lost the lock does not make it, and bounded by the lease that proof
+    extended (:meth:`MigrationLock.within_lease`), so that it cannot land once another run may
+    have taken the lock over (stalled on its way or on the server)."""
+    await lock.prove()
+    with lock.within_lease():
+        await write()
 
 
 class ChangeJournal:
@@ -224,28 +241,34 @@ class ChangeJournal:
     the ``client`` whose sessions carry the writes made without a transaction, and where
     progress goes (``echo``)."""
 
-    def __init__(self, recorder: Recorder, client: Any, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        client: Any,
+        echo: Callable[[str], None],
+        *,
+        transactions: bool = False,
+    ) -> None:
         self.recorder = recorder
         self.client = client
         self.echo = echo
+        #: Whether the server runs transactions: what an earlier run left is finished in one.
+        self.transactions = transactions
 
     async def make(
-        self,
-        change: RecordsChange,
-        *,
-        session: Any = None,
-        before_each: Callable[[], Awaitable[None]] | None = None,
+        self, change: RecordsChange, *, session: Any = None, lock: MigrationLock | None = None
     ) -> None:
         """Make every write of ``change``, each one such that making it again changes nothing:
         the positions forgotten, the record stored, the records removed, the entry logged.
 
-        Without a transaction, ``before_each`` (the lock's proof) is awaited before each write,
-        so that a run that lost the lock stops there, and ``session`` carries them.
+        Without a transaction, ``lock`` fences each write (:func:`fenced`), so that a run that
+        lost the lock stops before its next write, and ``session`` carries them.
         """
         for write in self._writes_of(change, session):
-            if before_each is not None:
-                await before_each()
-            await write()
+            if lock is None:
+                await write()
+            else:
+                await fenced(lock, write)
 
     def _writes_of(
         self, change: RecordsChange, session: Any
@@ -323,7 +346,8 @@ class ChangeJournal:
             ) from exc
         try:
             async with self._settled_session() as session:
-                await self._begin(change, session)
+                with lock.within_lease():
+                    await self._begin(change, session)
         except Exception as exc:
             raise await self._not_begun(lock, change, exc) from exc
         except BaseException:
@@ -348,9 +372,37 @@ class ChangeJournal:
         """Make the writes of ``change`` (noted as under way), then forget the note: each under
         a fresh proof of ``lock``, so that a run that lost it stops before the next write."""
         async with self._settled_session() as session:
-            await self.make(change, session=session, before_each=lock.prove)
-            await lock.prove()
-            await self._end(change, session)
+            await self.make(change, session=session, lock=lock)
+            await fenced(lock, partial(self._end, change, session))
+
+    async def _finish(self, lock: MigrationLock, change: RecordsChange) -> None:
+        """Make the writes of ``change``, noted as under way by an earlier run, and forget the
+        note: in one transaction fenced by ``lock`` where the server runs them, so that they
+        land together or not at all; else one after the other (:meth:`_make_noted`)."""
+        if not self.transactions:
+            await self._make_noted(lock, change)
+            return
+
+        async def writes() -> None:
+            await self.make(change)
+            await self._end(change, None)
+
+        await self._in_transaction(lock, writes)
+
+    async def _in_transaction(
+        self, lock: MigrationLock, writes: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Make ``writes`` (driver calls without a session) in one transaction fenced by
+        ``lock``: proven before it opens and once more in it before it commits."""
+        tx = FencedTransaction(self.client, lock)
+        try:
+            await tx.begin()
+            await writes()
+            await tx.commit()
+        except BaseException:
+            await quietly(tx.abort())
+            await quietly(tx.settle())  # a commit cut off on its way must not land later
+            raise
 
     async def _not_begun(
         self, lock: MigrationLock, change: RecordsChange, exc: Exception
@@ -360,8 +412,7 @@ class ChangeJournal:
         what = change.describe()
         try:
             async with self._settled_session() as session:
-                await lock.prove()
-                await self._end(change, session)
+                await fenced(lock, partial(self._end, change, session))
         except Exception as unknown:
             return MigrationError(
                 f"{what} failed: {failure_reason(exc)}; whether it was begun cannot be told "
@@ -395,7 +446,7 @@ class ChangeJournal:
         what = change.describe()
         self.echo(f"finishing `{what}`, which {_begun_by(change)} and did not finish")
         try:
-            await self._make_noted(lock, change)
+            await self._finish(lock, change)
         except Exception as exc:
             raise MigrationError(
                 f"`{what}`, which {_begun_by(change)}, could not be finished: "
@@ -418,16 +469,26 @@ class ChangeJournal:
             self.echo(f"logging `{what}`, recorded by an earlier run that was cut off before "
                       "logging it")
             try:
-                async with self._settled_session() as session:
-                    await lock.prove()
-                    await log_once(self.recorder, entry, session=session)
-                    await lock.prove()
-                    await self.recorder.clear_state(mid, session=session)
+                await self._log_run(lock, mid, entry)
             except Exception as exc:
                 raise MigrationError(
                     f"logging `{what}` failed: {failure_reason(exc)}; nothing else was done: "
                     "run the command again"
                 ) from exc
+
+    async def _log_run(self, lock: MigrationLock, mid: str, entry: dict[str, Any]) -> None:
+        """Log the run of ``mid`` recorded as done (``entry``), then forget its positions: in one
+        transaction where the server runs them, else one write after the other, each fenced."""
+        if self.transactions:
+            async def writes() -> None:
+                await log_once(self.recorder, entry)
+                await self.recorder.clear_state(mid)
+
+            await self._in_transaction(lock, writes)
+            return
+        async with self._settled_session() as session:
+            await fenced(lock, partial(log_once, self.recorder, entry, session=session))
+            await fenced(lock, partial(self.recorder.clear_state, mid, session=session))
 
     async def unfinished_note(self) -> str | None:
         """Say which mark or unmark an earlier run left part-way (``None``: none), for the

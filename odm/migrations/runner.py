@@ -108,7 +108,9 @@ class Runner:
     def _journal(self) -> ChangeJournal:
         """Return what makes this runner's changes of the records and keeps their journal
         (made anew: ``echo`` may have been changed since)."""
-        return ChangeJournal(self.recorder, self.database.client, self.echo)
+        return ChangeJournal(
+            self.recorder, self.database.client, self.echo, transactions=self.transactions
+        )
 
     async def unfinished_note(self) -> str | None:
         """Say which mark or unmark an earlier run left part-way (``None``: none), for the
