@@ -88,13 +88,14 @@ def fresh_names(prefix: str) -> tuple[str, str]:
 
 @asynccontextmanager
 async def fault_setup(
-    uri: str, directory: Path, prefix: str, *, tz_aware: bool = True
+    uri: str, directory: Path, prefix: str, *, tz_aware: bool = True, **client_options: Any
 ) -> AsyncIterator[FaultSetup]:
-    """A setup on an async client of its own; its fail point off and its database dropped at
-    the end."""
+    """A setup on an async client of its own (``client_options``: the client's other
+    options, such as ``retryWrites=False`` or ``event_listeners``); its fail point off and its
+    database dropped at the end."""
     app, name = fresh_names(prefix)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        uri, appname=app, tz_aware=tz_aware
+        uri, appname=app, tz_aware=tz_aware, **client_options
     )
     state = FaultSetup(uri, app, client[name], directory)
     try:
@@ -104,6 +105,18 @@ async def fault_setup(
         with MongoClient(uri) as sync:
             sync.drop_database(name)
         await client.close()
+
+
+@asynccontextmanager
+async def fault_setup_and_reader(
+    uri: str, directory: Path, prefix: str, **client_options: Any
+) -> AsyncIterator[tuple[FaultSetup, Any]]:
+    """:func:`fault_setup`, and its database read through a fault-free synchronous client
+    (which no fail point reaches: it is not named with the setup's ``appName``)."""
+    reader: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True)
+    async with fault_setup(uri, directory, prefix, **client_options) as state:
+        with reader:
+            yield state, reader[state.db.name]
 
 
 @contextmanager

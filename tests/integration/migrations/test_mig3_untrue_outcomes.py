@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient
 
 from odm.exceptions import MigrationError
 from odm.migrations.loader import checksum
 from odm.migrations.recorder import log_entry
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fresh_names
+from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -37,19 +36,8 @@ async def setup(
     """A database of its own, run without transactions by a client that (as on a standalone
     server) sends no retryable-write numbers, and read through a fault-free one."""
     monkeypatch.setenv(NO_TRANSACTIONS_ENV, "1")
-    app, name = fresh_names("mig3")
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        odm_uri, appname=app, tz_aware=True, retryWrites=False
-    )
-    reader: MongoClient[dict[str, Any]] = MongoClient(odm_uri, tz_aware=True)
-    state = FaultSetup(odm_uri, app, client[name], tmp_path)
-    try:
-        yield state, reader[name]
-    finally:
-        state.disarm()
-        reader.drop_database(name)
-        reader.close()
-        await client.close()
+    async with fault_setup_and_reader(odm_uri, tmp_path, "mig3", retryWrites=False) as pair:
+        yield pair
 
 
 def held(db: Any, app: str, name: str) -> list[Any]:

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient, monitoring
+from pymongo import monitoring
 
 from odm.exceptions import MigrationError
 from odm.migrations.loader import checksum
 from odm.migrations.recorder import log_entry, new_record
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fresh_names
+from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -84,20 +84,11 @@ async def setup(
     server) sends no retryable-write numbers, and read through a fault-free one."""
     monkeypatch.setenv(NO_TRANSACTIONS_ENV, "1")
     breaker = LockBreaker()
-    app, name = fresh_names("rv3_cut")
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        odm_uri, appname=app, tz_aware=True, retryWrites=False, event_listeners=[breaker]
-    )
-    reader: MongoClient[dict[str, Any]] = MongoClient(odm_uri, tz_aware=True)
-    breaker.db = reader[name]
-    state = FaultSetup(odm_uri, app, client[name], tmp_path)
-    try:
-        yield state, reader[name], breaker
-    finally:
-        state.disarm()
-        reader.drop_database(name)
-        reader.close()
-        await client.close()
+    async with fault_setup_and_reader(
+        odm_uri, tmp_path, "rv3_cut", retryWrites=False, event_listeners=[breaker]
+    ) as (state, db):
+        breaker.db = db
+        yield state, db, breaker
 
 
 def blocked_ops(db: Any, app: str, name: str, collection: str) -> list[Any]:

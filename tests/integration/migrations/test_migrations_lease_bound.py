@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
 from odm.exceptions import MigrationError
@@ -29,7 +28,7 @@ from odm.migrations.lock import MigrationLock, break_lock, read_lock
 from odm.migrations.recorder import log_entry, new_record
 from odm.migrations.records_change import RecordsChange
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fresh_names
+from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -40,19 +39,9 @@ CHANGE = "records-change"
 @pytest.fixture
 async def mg_setup(odm_uri: str, tmp_path: Path) -> AsyncIterator[tuple[FaultSetup, Any]]:
     """A database of its own with one migration file, and a fault-free synchronous reader."""
-    app, name = fresh_names("MgLease")
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(odm_uri, appname=app,
-                                                                 tz_aware=True)
-    reader: MongoClient[dict[str, Any]] = MongoClient(odm_uri, tz_aware=True)
-    state = FaultSetup(odm_uri, app, client[name], tmp_path)
-    state.write("0001_a.py", NOOP)
-    try:
-        yield state, reader[name]
-    finally:
-        state.disarm()
-        reader.drop_database(name)
-        reader.close()
-        await client.close()
+    async with fault_setup_and_reader(odm_uri, tmp_path, "MgLease") as (state, db):
+        state.write("0001_a.py", NOOP)
+        yield state, db
 
 
 async def _stalled_heartbeat(self: MigrationLock) -> None:

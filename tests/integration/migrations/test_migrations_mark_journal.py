@@ -20,13 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient, monitoring
+from pymongo import monitoring
 
 from odm.exceptions import MigrationError
 from odm.migrations import Runner, break_lock
 from odm.migrations.loader import checksum
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fresh_names, sync_fault_setup
+from tests.integration.migrations.faults import (
+    NOOP,
+    FaultSetup,
+    fault_setup_and_reader,
+    sync_fault_setup,
+)
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -66,19 +71,10 @@ async def setup(
     and read through a fault-free synchronous one."""
     monkeypatch.setenv(NO_TRANSACTIONS_ENV, "1")
     counter = WriteCounter()
-    app, name = fresh_names("mig21_journal")
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        odm_uri, appname=app, tz_aware=True, event_listeners=[counter]
-    )
-    reader: MongoClient[dict[str, Any]] = MongoClient(odm_uri, tz_aware=True)
-    state = FaultSetup(odm_uri, app, client[name], tmp_path)
-    try:
-        yield state, counter, reader[name]
-    finally:
-        state.disarm()
-        reader.drop_database(name)
-        reader.close()
-        await client.close()
+    async with fault_setup_and_reader(
+        odm_uri, tmp_path, "mig21_journal", event_listeners=[counter]
+    ) as (state, db):
+        yield state, counter, db
 
 
 def stored(db: Any) -> Stored:
