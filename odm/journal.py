@@ -51,6 +51,7 @@ from .models.tracking import (
     restore_state,
     set_snapshot,
     stored_id,
+    version_set_by_hand,
 )
 
 __all__ = ["Journal"]
@@ -211,6 +212,7 @@ class Journal:
                 kept = kept_all.get(id(document), [])
                 raw = stored.get(hashable_id(ident))
                 wrote = raw_snapshot(document)  # what the block's writes left it believing
+                hand_set = version_set_by_hand(document)  # the user's: kept, as in restore()
                 if state is not None:
                     restore_state(document, state)
                     before = raw_snapshot(document)
@@ -229,7 +231,7 @@ class Journal:
                 set_snapshot(document, snapshot)
                 if snapshot is not None:
                     written(document, snapshot)
-                if raw is not None and meta.optimistic_lock:
+                if raw is not None and meta.optimistic_lock and not hand_set:
                     document.__dict__[meta.version_field] = raw.get(
                         meta.db_key(meta.version_field)
                     )

@@ -58,6 +58,7 @@ __all__ = [
     "take_pending",
     "unpickle_state",
     "unsure",
+    "version_set_by_hand",
     "will_change",
     "will_read",
     "will_reread",
@@ -356,16 +357,40 @@ def restore_state(document: Any, state: TrackingState) -> None:
     """Put back a state from :func:`capture_state`: the document again says what the database
     held before the aborted writes (its field values, the user's intent, are left alone).
     Restore the states of one transaction newest first, so that a family of copies ends with
-    what it knew before the first of them changed."""
+    what it knew before the first of them changed.
+
+    Under ``Meta.optimistic_lock`` the version the aborted writes bumped in memory goes back
+    too, but not one set by hand since (:func:`version_set_by_hand`): that one is the user's,
+    as the other fields the block changed are, and their next write raises
+    :class:`odm.StaleDocument` as it would outside a block, instead of passing the lock's
+    check with the version silently replaced."""
     snapshot, partial, version, family, latest = state
+    keep_version = version is _NO_VERSION or version_set_by_hand(document)
     _set_slot(document, _SNAPSHOT, snapshot)
     _set_slot(document, _PARTIAL, partial)
     _set_slot(document, _PENDING, None)
-    if version is not _NO_VERSION:
+    if not keep_version:
         document.__dict__[type(document)._meta.version_field] = version
     if family is not None:
         _set_slot(document, _FAMILY, family)  # it may have left it (family_for)
         family.latest = latest
+
+
+def version_set_by_hand(document: Any) -> bool:
+    """Tell whether ``document``, under ``Meta.optimistic_lock``, holds another version than
+    the one its snapshot says odm last stored or read (``None`` in the snapshot: stored
+    without one, which loads as 0): one set by hand, or a client's copied on with a request
+    body. A document with no snapshot (never stored, or deleted), or whose insert was cut off,
+    cannot tell: ``False``."""
+    meta = type(document)._meta
+    snapshot = raw_snapshot(document)
+    if not meta.optimistic_lock or snapshot is None:
+        return False
+    if isinstance(snapshot, Unsure) and not snapshot.existed:
+        return False
+    known = snapshot.get(meta.db_key(meta.version_field))
+    held = document.__dict__.get(meta.version_field)
+    return bool(held != (0 if known is None else known))
 
 
 def will_change(document: Any) -> None:

@@ -2,13 +2,13 @@
 
 The user holds a few objects of one locked document: loaded with ``get()``, made with
 ``model_copy()``, loaded inside a block. It saves, deletes and refreshes them, sets their
-version by hand (as a client's request body would), and saves inside blocks that commit, raise
-or whose commit fails with a transient error. The model of truth: a write by instance succeeds
-iff the object's version is the one it was loaded with (nobody set it by hand) and that is the
-stored version; otherwise it raises ``StaleDocument``. After every step each object's snapshot
-holds the version it was loaded with, its version field what odm or the user put there, an
-object at the stored version agrees with the database, and the stored values are those of the
-last write that succeeded.
+version by hand (as a client's request body would, also after a save in a block that then
+aborts), and saves inside blocks that commit, raise or whose commit fails with a transient
+error. The model of truth: a write by instance succeeds iff the object's version is the one it
+was loaded with (nobody set it by hand) and that is the stored version; otherwise it raises
+``StaleDocument``. After every step each object's snapshot holds the version it was loaded
+with, its version field what odm or the user put there, an object at the stored version agrees
+with the database, and the stored values are those of the last write that succeeded.
 """
 
 from __future__ import annotations
@@ -241,6 +241,33 @@ class LockMachine(RuleBasedStateMachine):
         finally:
             if ending == "transient_commit":  # not sent when the save was refused
                 await _fail_next_commit(self.given["database"], armed=False)
+
+    @precondition(lambda self: bool(self.held))
+    @rule(data=st.data(), delta=st.sampled_from([1, 50]))
+    def set_version_after_a_save_in_an_aborted_block(
+        self, data: st.DataObject, delta: int
+    ) -> None:
+        """Save in a block, then copy a client's version on the object, and abort: the hand-set
+        version is the user's, as the block's other changes are, and stays (an abort used to
+        put back the version from before the block over it)."""
+        held = data.draw(st.sampled_from(self.held))
+        self.run(self._set_version_after_an_aborted_save(held, delta))
+
+    async def _set_version_after_an_aborted_save(self, held: Held, delta: int) -> None:
+        outcome = self._save_outcome(held)
+        held.document.total = next(self.totals)
+        try:
+            async with odm.transaction():
+                await held.document.save()
+                held.version = getattr(held.document, self.name) + delta
+                setattr(held.document, self.name, held.version)
+                raise Abort
+        except StaleDocument:
+            assert outcome == "stale", outcome
+        except odm.DuplicateKey:
+            assert outcome == "duplicate", outcome
+        except Abort:
+            assert outcome in ("write", "insert"), outcome
 
     @precondition(lambda self: bool(self.held))
     @rule(data=st.data())
