@@ -417,6 +417,23 @@ def _no_element(values: list[Any]) -> dict[str, Any]:
     return {"$not": {"$elemMatch": {"$in": values}}}
 
 
+def _is_or_holds(path: str, holds: dict[str, Any], values: list[Any]) -> dict[str, Any]:
+    """The filter that the list at ``path`` (reached at a position, on a list of lists) meets
+    ``holds`` (a condition on its elements), or, when ``[]`` is among ``values``, is itself
+    empty: ``[]`` is both an empty list and an empty element, as MongoDB's equality reads it
+    on a list of lists without a position (``{"grid": {"$in": [[]]}}`` matches ``[]``)."""
+    if [] not in values:
+        return {path: holds}
+    return {"$or": [{path: {"$eq": []}}, {path: holds}]}
+
+
+def _none_of(condition: dict[str, Any]) -> dict[str, Any]:
+    """The filter that ``condition`` does not hold (an ``$or`` becomes a ``$nor``)."""
+    if list(condition) == ["$or"]:
+        return {"$nor": condition["$or"]}
+    return {"$nor": [condition]}
+
+
 def _null_condition(target: ResolvedPath, null: bool) -> dict[str, Any]:
     """The filter on ``target`` (a path picking a list element) of ``null`` (null or missing)
     or, with ``null`` False, of a value (see :func:`_held`)."""
@@ -477,9 +494,8 @@ class Exact(Lookup):
         """Return the filter on a path picking a list element; on a list of lists at a
         position, ``[]`` is the empty list or an empty element, as it is without one."""
         if self.either and lands_on_list(self.target):
-            path = self.target.db_path
-            readings = [{path: {"$eq": []}}, {path: _each_element({"$eq": []})}]
-            return {self.either_operator: readings}
+            either = _is_or_holds(self.target.db_path, _each_element({"$eq": []}), [[]])
+            return {self.either_operator: either["$or"]}
         return super().element_mql()
 
     def operand(self) -> Any:
@@ -550,17 +566,30 @@ class _Comparison(Lookup):
     kinds = _ORDERED
     accepts_expressions = True
     operator: ClassVar[str]
+    #: The value is a whole list, compared with the whole list (see :meth:`prepare`).
+    whole: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.expr_operator = cls.operator
 
+    def prepare(self, value: Any) -> Any:
+        """Validate the value as the field's (element) type; on a list field, a list value
+        as the whole list, which MongoDB compares with the whole stored list: element by
+        element, the first that differs deciding, a shorter list first when it is the
+        start of the other (as Python compares lists; in BSON's order of types)."""
+        if isinstance(value, list | tuple) and self.target.field.kind is Kind.LIST:
+            self.whole = True
+            return self.convert(value, self.target.field)
+        return self.convert(value)
+
     def operand(self) -> Any:
         return {self.operator: self.value}
 
     def list_operand(self) -> Any:
-        """An element compares so (see :func:`lands_on_list`)."""
-        return _each_element(self.operand())
+        """An element compares so (see :func:`lands_on_list`); a whole list value, the
+        list at the position."""
+        return self.operand() if self.whole else _each_element(self.operand())
 
 
 @register_lookup
@@ -668,20 +697,32 @@ class In(Lookup):
         reading of ``{path: None}``)."""
         if None in self.value:
             return self._with_null([v for v in self.value if v is not None])
+        if [] in self.value and lands_on_list(self.target):
+            return self._with_empty_list()
         return super().element_mql()
+
+    def _with_empty_list(self) -> dict[str, Any]:
+        """The filter at a list of lists reached at a position, ``[]`` among the values
+        (see :func:`_is_or_holds`)."""
+        return self._one_of(self.value)
 
     def list_operand(self) -> Any:
         """An element is one of the values (see :func:`lands_on_list`)."""
         return _each_element({"$in": self.value})
+
+    def _one_of(self, values: list[Any]) -> dict[str, Any]:
+        """The filter that the list at this position (see :func:`lands_on_list`) holds one
+        of ``values``, or is one (``[]``, see :func:`_is_or_holds`)."""
+        return _is_or_holds(self.target.db_path, _each_element({"$in": values}), values)
 
     def _with_null(self, others: list[Any]) -> dict[str, Any]:
         """The element is null, missing or one of ``others``."""
         null = _null_condition(self.target, True)
         if not others:
             return null
-        one_of = {"$in": others}
-        held = _each_element(one_of) if lands_on_list(self.target) else one_of
-        return {"$or": [{self.target.db_path: held}, null]}
+        if lands_on_list(self.target):
+            return {"$or": [self._one_of(others), null]}
+        return {"$or": [{self.target.db_path: {"$in": others}}, null]}
 
 
 @register_lookup
@@ -690,6 +731,11 @@ class NotIn(In):
 
     lookup_name = "nin"
     operator = "$nin"
+
+    def _with_empty_list(self) -> dict[str, Any]:
+        """What ``in`` keeps, left out (``[]`` is the empty list too, see
+        :func:`_is_or_holds`)."""
+        return _none_of(self._one_of(self.value))
 
     def list_operand(self) -> Any:
         """No element is one of the values (see :func:`lands_on_list`)."""
@@ -702,7 +748,7 @@ class NotIn(In):
             return {self.target.db_path: held}
         if lands_on_list(self.target):
             path = self.target.db_path
-            return {"$and": [{path: held}, {path: _no_element(others)}]}
+            return {"$and": [{path: held}, _none_of(self._one_of(others))]}
         held["$nin"] = others
         return {self.target.db_path: held}
 
@@ -727,6 +773,19 @@ class All(Lookup):
     def list_operand(self) -> Any:
         """Each value is an element (see :func:`lands_on_list`)."""
         return {"$all": [_each_element({"$eq": value}) for value in self.value]}
+
+    def element_mql(self) -> dict[str, Any]:
+        """Return the filter on a path picking a list element: at a list of lists, ``[]``
+        among the values is an empty element or the empty list itself (as
+        ``{"grid": {"$all": [[]]}}`` reads it, see :func:`_is_or_holds`)."""
+        if [] not in self.value or not lands_on_list(self.target):
+            return super().element_mql()
+        path = self.target.db_path
+        empty = _is_or_holds(path, _each_element({"$eq": []}), [[]])
+        others = [value for value in self.value if value != []]
+        if not others:
+            return empty
+        return {"$and": [{path: {"$all": [_each_element({"$eq": v}) for v in others]}}, empty]}
 
 
 @register_lookup
@@ -861,6 +920,13 @@ class Contains(_Pattern):
     def list_operand(self) -> Any:
         """An element is the value (see :func:`lands_on_list`)."""
         return _each_element({"$eq": self.value})
+
+    def element_mql(self) -> dict[str, Any]:
+        """Return the filter on a path picking a list element: at a list of lists, ``[]`` is
+        an empty element or the empty list itself (see :func:`_is_or_holds`)."""
+        if self.value == [] and lands_on_list(self.target):
+            return _is_or_holds(self.target.db_path, self.list_operand(), [[]])
+        return super().element_mql()
 
 
 @register_lookup

@@ -128,8 +128,12 @@ def _or_tests(branches: list[Mapping[str, Any]]) -> list[_Test]:
     unique = [b for i, b in enumerate(branches) if b not in branches[:i]]
     if len(unique) == 1:
         return _noting_tests(unique[0])
-    tests = [test for branch in unique for test in _noting_tests(branch)]
-    keys = {key for key, _, _ in tests}
+    per_branch = [_noting_tests(branch) for branch in unique]
+    if not all(per_branch):
+        # A branch noting nothing (``~Q(k=0)``, ``k__ne=0``) tests no path: the $or is not
+        # one of a single path, and no branch passes on its element.
+        return []
+    keys = {key for tests in per_branch for key, _, _ in tests}
     return [(keys.pop(), "$or", None)] if len(keys) == 1 else []
 
 

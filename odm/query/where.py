@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from ..exceptions import QueryError
 from ..models.derived import table
@@ -137,7 +137,9 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
             raise QueryError(
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
-        if lookup_cls is Exact:
+        if any(join.many for join in target.joins):
+            literal = None  # see one_target: compile_kwargs checks it in its general path
+        elif lookup_cls is Exact:
             literal = exact_literal_type(target)
         elif lookup_cls in LITERAL_COMPARISONS:
             literal = comparison_literal_type(target)
@@ -286,6 +288,8 @@ def _node(
         # No lookup at all below (Q(), Q(Q()), ~Q(Q())): neutral in any combination, as in
         # Django (an empty node is left out, never "match everything" inside an OR).
         return _EMPTY
+    if q.connector == Q.AND and len(children) > 1:
+        children = one_target(children)
     posts = {c.post for c in children if c.mql}
     if len(posts) > 1 and (q.connector == Q.OR or q.negated):
         raise QueryError(
@@ -337,7 +341,7 @@ def compile_q(
                 where = _leaf(model, child[0], child[1], root, annotations)
                 if where.mql:
                     out.append(where)
-        return out
+        return one_target(out) if len(out) > 1 else out
     where = _node(model, q, root, annotations)
     return [where] if where.mql else []
 
@@ -354,6 +358,7 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
     :func:`field_condition`, the one general entry."""
     plans = table(model, KEY_PLANS)
     out: list[Where] = []
+    joined = False
     for key, value in kwargs.items():
         plan = plans.get(key)
         target, lookup_cls, literal = plan if plan is not None else key_plan(model, key)
@@ -371,6 +376,120 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
         where = field_condition(model, key, value)
         if where.mql:
             out.append(where)
+            # A key through a list of references has no literal type (see key_plan): it
+            # always comes here, so the keys of the model's own fields pay no test.
+            joined = joined or bool(where.joins)
+    return one_target(out) if joined else out
+
+
+# -- conditions of one filter() call on a list of references: one target ---------------------
+#
+# Django's rule for a multi-valued relation: the conditions inside one ``filter()`` call must
+# hold for the same related object, while chained ``filter()`` calls may each match another.
+# A list of references is joined into an array of documents (``__odm_rel_authors``), and MongoDB
+# matches each dotted condition on that array against any of its elements, independently:
+# ``{"__odm_rel_authors.name": "a", "__odm_rel_authors.age": 3}`` also matches one author
+# named ``a`` beside another aged 3. :func:`one_target` puts the positive conditions of one call
+# on one list of references into one ``$elemMatch``, which one element must meet whole.
+#
+# A negative condition (``exclude()``, ``~Q``, ``__ne``, ``__nin``, ``isnull``) is about every
+# target ("no author named a"), as Django's subquery for a negated multi-valued condition is, and
+# as the same lookup on a list of embedded documents is: it is left as it is. A list of embedded
+# documents keeps MongoDB's own reading (each condition any element, ``__elemmatch`` for one):
+# it is part of the document, not a relation.
+
+#: The operators whose condition is not met by one element: negations, and ``$expr``, which
+#: ``$elemMatch`` refuses.
+_NOT_ONE_ELEMENT: Final = frozenset({"$ne", "$nin", "$not", "$nor", "$expr", "$where", "$text"})
+
+
+def one_target(parts: list[Where]) -> list[Where]:
+    """Return ``parts`` (fragments ANDed by one ``filter()`` call, or by one AND of a ``Q``)
+    with the positive conditions on each list of references merged into one ``$elemMatch``
+    of the joined documents, at the place of the first of them; the others unchanged."""
+    groups: dict[str, list[int]] = {}
+    for index, part in enumerate(parts):
+        key = _one_target_key(part)
+        if key is not None:
+            groups.setdefault(key, []).append(index)
+    merged: dict[int, Where] = {}
+    dropped: set[int] = set()
+    for key, indexes in groups.items():
+        if len(indexes) > 1:
+            merged[indexes[0]] = _merged(key, [parts[i] for i in indexes])
+            dropped.update(indexes[1:])
+    if not merged:
+        return parts
+    return [merged.get(i, part) for i, part in enumerate(parts) if i not in dropped]
+
+
+def _one_target_key(part: Where) -> str | None:
+    """The joined key of the list of references whose targets ``part`` tests, when it tests
+    nothing else and one target can meet it whole (else ``None``)."""
+    if part.post:
+        return None
+    many = _many_join(part.joins)
+    if many is None or not _relative(part.mql, many.key + "."):
+        return None
+    return many.key
+
+
+def _many_join(joins: tuple[Join, ...]) -> Join | None:
+    """The last join of ``joins``, when it joins a list of references (an array of
+    documents)."""
+    return joins[-1] if joins and joins[-1].many else None
+
+
+def _relative(mql: Mapping[str, Any], prefix: str) -> bool:
+    """Tell whether every field ``mql`` tests starts with ``prefix`` and every operator in
+    it is one an element can meet (see :data:`_NOT_ONE_ELEMENT`)."""
+    for key, value in mql.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not all(_relative(b, prefix) for b in value):
+                return False
+        elif key.startswith("$") or not key.startswith(prefix) or _negative(value):
+            return False
+    return True
+
+
+def _negative(condition: Any) -> bool:
+    """Tell whether a field's condition holds of no element rather than of one (``$ne``,
+    ``$nin``, ``$not``, ``$exists: false``), or may not stand in an ``$elemMatch``."""
+    if not isinstance(condition, Mapping):
+        return condition is None  # null or missing: also true of no element at all
+    for operator, operand in condition.items():
+        if operator in _NOT_ONE_ELEMENT or (operator == "$exists" and not operand):
+            return True
+        if operator in ("$eq", "$in") and (operand is None or _holds_none(operand)):
+            return True
+    return False
+
+
+def _holds_none(operand: Any) -> bool:
+    """Tell whether an ``$in`` operand lists ``None`` (null or missing)."""
+    return isinstance(operand, list) and None in operand
+
+
+def _merged(key: str, parts: list[Where]) -> Where:
+    """One fragment: an element of ``key`` (a joined list of references) meets every one of
+    ``parts``, each rewritten relative to the element."""
+    start = len(key) + 1
+    conditions = [_stripped(part.mql, start) for part in parts]
+    joins: list[Join] = []
+    for part in parts:
+        joins.extend(j for j in part.joins if j not in joins)
+    return Where({key: {"$elemMatch": and_mql(conditions)}}, tuple(joins))
+
+
+def _stripped(mql: Mapping[str, Any], start: int) -> dict[str, Any]:
+    """``mql`` with each field's name read from ``start`` on (relative to the element);
+    ``$and`` / ``$or`` branches likewise."""
+    out: dict[str, Any] = {}
+    for key, value in mql.items():
+        if key.startswith("$"):
+            out[key] = [_stripped(branch, start) for branch in value]
+        else:
+            out[key[start:]] = value
     return out
 
 

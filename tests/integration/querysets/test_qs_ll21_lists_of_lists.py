@@ -99,20 +99,33 @@ LIST_TESTS: dict[str, tuple[Callable[[str, Any], dict[str, Any]], Callable[[Any,
     "ne": (lambda p, v: {f"{p}__ne": v}, lambda g, v: not holds(g, v)),
     "in": (lambda p, v: {f"{p}__in": [v, [0, 0]]}, lambda g, v: holds(g, v) or holds(g, [0, 0])),
     "contains": (lambda p, v: {f"{p}__contains": v}, lambda g, v: holds(g, v)),
+    "nin": (
+        lambda p, v: {f"{p}__nin": [v, [0, 0]]},
+        lambda g, v: not (holds(g, v) or holds(g, [0, 0])),
+    ),
+    "all": (lambda p, v: {f"{p}__all": [v, [0]]}, lambda g, v: holds(g, v) and holds(g, [0])),
 }
+#: The lookups taking elements only (an inner list), not the whole list.
+ELEMENT_TESTS = ("in", "nin", "contains", "all")
 
 
 @EXAMPLES
 @example(grids=[[[1, 2]], [[1], [2]]], value=[1, 2], test="exact")
 @example(grids=[[[1, 2]], [[1], [2]]], value=[1, 2], test="ne")
 @example(grids=[[], [[]], [[0]]], value=[], test="exact")
+@example(grids=[[], [[]], [[0]]], value=[], test="in")
+@example(grids=[[], [[]], [[0]]], value=[], test="nin")
+@example(grids=[[], [[]], [[0]]], value=[], test="contains")
+@example(grids=[[], [[0], []], [[0]]], value=[], test="all")
 @given(grids=GRIDS, value=VALUES, test=st.sampled_from(sorted(LIST_TESTS)))
 async def test_a_list_value_is_the_whole_list_or_an_element(
     monitored: MonitoredDatabase, grids: list[Any], value: Any, test: str
 ) -> None:
-    """``grid=[1, 2]`` was refused ("Input should be a valid list"): it is an element."""
-    if test in ("in", "contains") and value and isinstance(value[0], list):
-        return  # in and contains take elements, not the whole list
+    """``grid=[1, 2]`` was refused ("Input should be a valid list"): it is an element. At a
+    position, ``in``/``nin``/``contains``/``all`` with ``[]`` tested the elements only,
+    where without one ``[]`` is also the empty list itself."""
+    if test in ELEMENT_TESTS and value and isinstance(value[0], list):
+        return  # these take elements, not the whole list
     collection = monitored.database[Ll21Grid._meta.collection]
     await collection.delete_many({})
     docs = [{"name": f"g{i}", "grid": g, "cube": [g or []]} for i, g in enumerate(grids)]
@@ -121,8 +134,6 @@ async def test_a_list_value_is_the_whole_list_or_an_element(
     qs = Ll21Grid.objects.order_by("name")
     found = await qs.filter(**condition("grid", value)).values_list("name", flat=True)
     assert found == [doc["name"] for doc in docs if keep(doc["grid"], value)]
-    if test in ("in", "contains") and value == []:
-        return  # left alone: at a position, in/contains [] test the elements only
     # The same test on a list of lists reached by a position (``cube__0``).
     found = await qs.filter(**condition("cube__0", value)).values_list("name", flat=True)
     assert found == [doc["name"] for doc in docs if keep(doc["cube"][0], value)]

@@ -249,7 +249,8 @@ _OTHER_TESTS: st.SearchStrategy[tuple[Q, Callable[[str], bool] | None]] = st.sam
     Q(owner__name="x"), Q(owners__name="x"), Q(owner=_Y), Q(owners=_X),
     Q(point=Upd21Point(1, 2)), Q(seq=[1, 2]), Q(root=Upd21Ints([1, 2])),
     Q(pair=Upd21Pair([1, 2], 2)), Q(pair__lte=Upd21Pair([9], 9)),
-    Q(tags="a") | Q(owner__name="y"), ~Q(owners__name="y"),
+    Q(tags="a") | Q(owner__name="y"), ~Q(owners__name="y"), Q(tags="m") | ~Q(k=0),
+    Q(tags="z") | Q(tags__ne="m"),
 ]).map(lambda q: (q, None))
 
 
