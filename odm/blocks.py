@@ -102,7 +102,7 @@ class transaction(AsyncContextDecorator):  # lower case: used as a function (con
 
     # A class rather than an @asynccontextmanager generator with an AsyncExitStack: the
     # generator's frames and the stack's bookkeeping cost each transaction ~18 µs of CPU in
-    # a loop of transfers (docs/performance.md). The exits below keep the order that stack had.
+    # a loop of transfers (docs/performance-internals.md). The exits below keep that stack's order.
     __slots__ = (
         "_alias", "_bind", "_deadline", "_ending", "_options", "_outer", "_scope",
         "_session_token", "_timeout", "_uow", "_uow_token",

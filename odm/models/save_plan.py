@@ -249,7 +249,7 @@ def _usual(
     (a field not stored, a value of another type, a sub-document that changed) is left to the
     walk, which gives what a whole dump and diff would. One save touches a handful of
     functions this way instead of a dozen: in a request, where the driver and the server run
-    between two saves, each function costs more to fetch than to run (docs/performance.md,
+    between two saves, each function costs more to fetch than to run (docs/performance-internals.md,
     "Warm and cold")."""
     group = plan.plain
     if group is None or not plan.keys_addressable:

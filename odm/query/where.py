@@ -191,7 +191,7 @@ def id_filter(model: type[Any], key: str, value: Any) -> dict[str, Any]:
     type can hold nothing :func:`~odm.query.paths.check_literal` refuses, is its own
     condition: the filter then comes from one lookup of a per-class plan. This runs once per
     ``get()``, the read of every one-at-a-time workload, where each function a call passes
-    through costs more than its instructions (docs/performance.md, "Warm and cold")."""
+    through costs more than its instructions (docs/performance-internals.md, "Warm and cold")."""
     plans = table(model, _ID_PLANS)
     plan: tuple[Any, str, dict[str, Any]] | None = plans.get(key)
     if plan is None:
@@ -354,7 +354,7 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
     :func:`~odm.query.paths.check_literal` refuses is its own condition, built here from the
     key's cached :func:`key_plan` without a call per key: this runs for every ``filter()`` of
     the one-at-a-time workloads, where each call a value passes through costs more than its
-    instructions (docs/performance.md, "Warm and cold"). Any other value takes
+    instructions (docs/performance-internals.md, "Warm and cold"). Any other value takes
     :func:`field_condition`, the one general entry."""
     plans = table(model, KEY_PLANS)
     out: list[Where] = []
