@@ -22,20 +22,16 @@ from typing import Any
 
 import bson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from odm import Document, Embedded, F, QueryError, Reference
 from odm.contrib.pytest import MonitoredDatabase
 from odm.query.compiler import CompiledFind, compile_count, compile_query
+from tests.properties import server_property
 
 INT64_MAX = 2**63 - 1
-EXAMPLES = settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+EXAMPLES = server_property(max_examples=30, database=None)
 
 
 class HaAddress(Embedded):

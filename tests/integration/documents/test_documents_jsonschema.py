@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import bson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import Field
 from pymongo import MongoClient
@@ -22,6 +22,7 @@ from odm.document import Document, Embedded
 from odm.executor import CODEC_OPTIONS
 from odm.models.fields import Decimal, ObjectId, Reference
 from odm.models.jsonschema import validator_for
+from tests.properties import server_property
 
 
 class JsColor(enum.Enum):
@@ -147,10 +148,7 @@ def valid() -> dict[str, Any]:
     ).to_bson()
 
 
-@settings(
-    max_examples=60, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@server_property(max_examples=60)
 @given(documents)
 def test_the_validator_accepts_what_the_model_writes(collection: Any, doc: JsEverything) -> None:
     collection.insert_one(doc.to_bson())

@@ -16,12 +16,13 @@ from typing import Any
 
 import bson
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import odm
 from odm.document import Document
 from odm.models.tracking import Unsure, get_snapshot
+from tests.properties import server_property
 
 
 class LrItem(Document):
@@ -285,11 +286,7 @@ async def play(pool: Pool, action: str, index: int) -> None:
         pool.objects[at] = (obj, pool.inserted())
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@server_property(max_examples=20)
 @given(actions=ACTIONS)
 @example(  # the reported sequence: a copy deleted and inserted again, then a stale copy saved
     actions=[("insert_new", 0), ("load", 0), ("copy", 1), ("copy", 1), ("delete", 3),

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from pydantic import Field
@@ -32,6 +31,7 @@ import odm
 from odm import StaleDocument, executor
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models.tracking import get_snapshot
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the checks are odm's, not the driver's
 
@@ -435,12 +435,7 @@ def lock_runner(odm_uri: str, odm_driver: str) -> Iterator[asyncio.Runner]:
 def test_the_lock_state_machine(lock_runner: asyncio.Runner) -> None:
     LockMachine.given.update(runner=lock_runner, database=odm.get_database())
     machine = LockMachine.TestCase
-    machine.settings = settings(
-        max_examples=20,
-        stateful_step_count=8,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
+    machine.settings = server_property(max_examples=20, stateful_step_count=8)
     machine().runTest()
 
 

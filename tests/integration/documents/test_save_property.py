@@ -20,13 +20,14 @@ from typing import Any
 
 import bson
 from bson import json_util
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from odm import executor
 from odm.contrib.pytest import MonitoredDatabase
 from odm.document import Document, Embedded
 from odm.models.fields import Field
+from tests.properties import server_property
 
 
 class PropGeo(Embedded):
@@ -148,11 +149,7 @@ async def check_save(doc: PropDoc) -> None:
     assert canonical(stored) == canonical(doc.to_bson())
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@server_property(max_examples=40)
 @given(first=st.lists(MUTATIONS, max_size=3), steps=STEPS)
 async def test_after_save_the_stored_document_is_the_saved_object(
     monitored: MonitoredDatabase, first: list[tuple[Any, ...]], steps: list[tuple[Any, ...]]

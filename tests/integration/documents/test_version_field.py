@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import Field
 
 import odm
 from odm.contrib.pytest import MonitoredDatabase
 from odm.document import Document
+from tests.properties import server_property
 
 
 class VfInvoice(Document):
@@ -111,11 +112,7 @@ STEPS = st.lists(
 )
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@server_property(max_examples=30)
 @given(steps=STEPS)
 async def test_compare_and_set_across_requests(
     monitored: MonitoredDatabase, steps: list[tuple[int, str, float]]

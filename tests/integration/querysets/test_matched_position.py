@@ -12,12 +12,13 @@ import enum
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import Field
 
 from odm import Document, Embedded, F, Q, QueryError
 from odm.contrib.pytest import MonitoredDatabase
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the checks are odm's, not the driver's
 
@@ -237,8 +238,7 @@ def _element_written(before: list[Any], after: list[Any]) -> list[int]:
     return changed + list(range(len(before), len(after)))
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=30, derandomize=True)
 @given(tests=_TESTS, target=st.sampled_from(["tags", "lines"]))
 @example(tests=[(Q(tags="a"), "tags", lambda e: e == "a"),
                 (Q(lines__qty__gte=3), "lines", None)], target="tags")

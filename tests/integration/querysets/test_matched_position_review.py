@@ -15,12 +15,13 @@ from collections.abc import Callable, MutableSequence
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import Field, RootModel
 
 from odm import Document, Embedded, F, Q, QueryError
 from odm.contrib.pytest import MonitoredDatabase
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the checks are odm's, not the driver's
 
@@ -199,8 +200,7 @@ def _written_positions(before: list[Any], after: list[Any]) -> list[int]:
     return changed + list(range(len(before), len(after)))
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=30, derandomize=True)
 @given(
     drawn=st.lists(_TAG_TESTS | _LINE_TESTS | _OTHER_TESTS, min_size=1, max_size=3),
     target=st.sampled_from(["tags", "lines"]),

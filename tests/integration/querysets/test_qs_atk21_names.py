@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from odm import Document, Embedded, F, Index, Point, Q, QueryError, Reference
@@ -36,15 +36,11 @@ from odm.aggregates import Count, Max, Min, Sum
 from odm.contrib.pytest import MonitoredDatabase
 from odm.query.paths import resolve
 from odm.query.where import split_lookup
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
-EXAMPLES = settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+EXAMPLES = server_property(max_examples=30, database=None)
 
 
 class Atk21Item(Embedded):

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from qs_support import QsCustomer
@@ -17,6 +17,7 @@ import odm
 from odm import QueryError
 from odm.contrib.pytest import MonitoredDatabase
 from odm.nesting import MAX_DEPTH
+from tests.properties import server_property
 
 TYPED = (ValidationError, QueryError)
 WRITES = {"insert", "update", "delete"}
@@ -38,8 +39,7 @@ def q_nest(depth: int) -> odm.Q:
     return q
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=60)
 @given(depth=st.integers(1, 1500) | st.sampled_from([98, 99, 100, 101, 179, 190, 900, 1100]),
        list_every=st.sampled_from([0, 2, 3]),
        how=st.sampled_from(["insert", "save", "bulk", "update", "filter", "exclude", "q"]))

@@ -16,13 +16,14 @@ import operator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pymongo.errors import OperationFailure
 
 from odm import Document, Embedded, F, Q, QueryError
 from odm.contrib.pytest import MonitoredDatabase
 from odm.query.update_checks import binds_element, mentions
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the checks are odm's, not the driver's
 
@@ -289,8 +290,7 @@ def _written(kind: str, before: list[str] | None, after: list[str] | None) -> bo
     )
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=25)
 @given(q=_DRAWN, kind=st.sampled_from(["matched", "each"]))
 async def test_an_element_update_is_refused_first_or_writes_every_matching_document(
     monitored: MonitoredDatabase, q: Q, kind: str

@@ -19,7 +19,7 @@ from typing import Any
 
 import bson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pymongo.errors import OperationFailure
 from qs_support import QsCustomer, QsOrder, seed_people
@@ -28,12 +28,12 @@ from odm import QueryError
 from odm.aggregates import Count, Max, Sum
 from odm.contrib.pytest import MonitoredDatabase
 from odm.query.lookups import LOOKUPS
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
 EXAMPLES = 150
 LONG_EXAMPLES = 2000
-HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 FILTER_OPERATORS = {
     "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$all", "$size", "$exists",
@@ -299,7 +299,7 @@ async def _lookups_run(
 OPS = st.sampled_from(sorted(operations("name", "x")))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=HEALTH)
+@server_property(max_examples=EXAMPLES)
 @given(field=st.sampled_from(FIELDS), lookup=st.sampled_from(sorted(LOOKUPS)), value=HOSTILE,
        op=OPS)
 async def test_hostile_values_on_every_lookup_and_path(
@@ -309,7 +309,7 @@ async def test_hostile_values_on_every_lookup_and_path(
 
 
 @pytest.mark.slow
-@settings(max_examples=LONG_EXAMPLES, deadline=None, suppress_health_check=HEALTH)
+@server_property(max_examples=LONG_EXAMPLES)
 @given(field=st.sampled_from(FIELDS), lookup=st.sampled_from(sorted(LOOKUPS)), value=HOSTILE,
        op=OPS)
 async def test_hostile_values_long(
@@ -318,7 +318,7 @@ async def test_hostile_values_long(
     await _lookups_run(seeded, field, lookup, value, op)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=HEALTH)
+@server_property(max_examples=EXAMPLES)
 @given(
     field=st.sampled_from(["name", "age", "score", "tags", "scores", "address", "address__city",
                            "items", "meta", "meta__source", "nick", "created"]),
@@ -372,7 +372,7 @@ async def test_hostile_values_in_updates(
     await QsCustomer.objects.get(email="ann@x.io")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=HEALTH)
+@server_property(max_examples=EXAMPLES)
 @given(name=HOSTILE_KEYS | st.sampled_from(
     ["name__$ne", "meta__$where", "meta__a.b", "address__$gt", "$where", "name.x", "a____b",
      "customer__$ne", "meta__x\x00y", "items__$elemMatch"]),
@@ -430,7 +430,7 @@ ORACLE: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=HEALTH)
+@server_property(max_examples=EXAMPLES)
 @given(stored=TEXT, query=TEXT, lookup=st.sampled_from(sorted(ORACLE)))
 async def test_text_lookups_match_literally(
     seeded: MonitoredDatabase, stored: str, query: str, lookup: str

@@ -9,21 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from odm import Document, Embedded, QueryError
 from odm.aggregates import Max
 from odm.contrib.pytest import MonitoredDatabase
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
-EXAMPLES = settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+EXAMPLES = server_property(max_examples=30, database=None)
 
 
 class Ll21Cell(Embedded):

@@ -13,22 +13,18 @@ from collections.abc import Callable, MutableSequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import Field
 
 from odm import Document, F, QueryError
 from odm.aggregates import Count, Max, Min, Sum
 from odm.contrib.pytest import MonitoredDatabase
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
-EXAMPLES = settings(
-    max_examples=40,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+EXAMPLES = server_property(max_examples=40, database=None)
 
 
 class Rv2Free(Document):

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from odm import Document, Embedded, Q, QuerySet, Reference
 from odm.contrib.pytest import MonitoredDatabase
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the filters are odm's, not the driver's
 
@@ -116,8 +117,7 @@ _AUTHOR = st.fixed_dictionaries({"name": st.sampled_from("abc"), "age": st.integ
 _CALL = st.lists(st.sampled_from(sorted(_CONDITIONS)), min_size=1, max_size=3, unique=True)
 
 
-@settings(max_examples=15, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=15, database=None)
 @given(
     shelves=st.lists(st.lists(_AUTHOR, max_size=3), min_size=1, max_size=4),
     calls=st.lists(_CALL, min_size=1, max_size=2),

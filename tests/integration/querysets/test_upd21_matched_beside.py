@@ -23,12 +23,13 @@ from typing import Any, NamedTuple
 
 import pytest
 from bson import ObjectId
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import Field, RootModel
 
 from odm import Document, F, Index, Point, Q, QueryError, Reference
 from odm.contrib.pytest import MonitoredDatabase
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the checks are odm's, not the driver's
 
@@ -254,8 +255,7 @@ _OTHER_TESTS: st.SearchStrategy[tuple[Q, Callable[[str], bool] | None]] = st.sam
 ]).map(lambda q: (q, None))
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=25, derandomize=True)
 @given(drawn=st.lists(_TAG_TESTS | _OTHER_TESTS, min_size=1, max_size=3))
 @example(drawn=[(Q(tags="a"), lambda e: e == "a"), (Q(point=Upd21Point(1, 2)), None)])
 @example(drawn=[(Q(root=Upd21Ints([1, 2])), None), (Q(tags__gte="m"), lambda e: e >= "m")])

@@ -19,13 +19,14 @@ from typing import Any
 
 import bson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from uow_support import fail_point, stored, truthful
 
 import odm
 from odm import F, executor, transaction
 from odm.models.tracking import get_snapshot
+from tests.properties import server_property
 
 
 class TtItem(odm.Document):
@@ -394,11 +395,7 @@ OPS = st.lists(
 
 
 @pytest.mark.odm_drivers("pymongo")
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@server_property(max_examples=25)
 @given(start=st.sampled_from(["loaded", "outside", "inserted"]), ops=OPS)
 async def test_an_abort_keeps_exactly_the_blocks_own_changes(
     odm_database: Any, start: str, ops: list[tuple[str, Any]]

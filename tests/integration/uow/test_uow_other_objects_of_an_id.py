@@ -19,13 +19,14 @@ from typing import Any
 
 import bson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from uow_support import fail_points_off, stored, truthful
 
 import odm
 from odm import transaction
 from odm.models.tracking import get_snapshot
+from tests.properties import server_property
 
 
 class OoItem(odm.Document):
@@ -187,11 +188,7 @@ def own_changes(document: OoItem) -> dict[str, int]:
 
 
 @pytest.mark.odm_drivers("pymongo")
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@server_property(max_examples=25)
 @given(steps=STEPS)
 async def test_the_held_object_never_writes_what_it_did_not_change(
     odm_database: Any, steps: list[tuple[Any, ...]]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import odm
@@ -24,6 +24,7 @@ from odm.models.copies import known_state
 from odm.models.diffing import diff
 from odm.models.tracking import get_snapshot
 from odm.session import current_unit_of_work
+from tests.properties import server_property
 
 
 class RpItem(odm.Document):
@@ -161,12 +162,7 @@ async def _check_truth(block: Block) -> None:
 
 @pytest.mark.odm_drivers("pymongo")
 def test_every_object_of_a_block_tells_the_truth(runner: asyncio.Runner) -> None:
-    @settings(
-        max_examples=int(os.environ.get("RP_EXAMPLES", "20")),
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
+    @server_property(max_examples=int(os.environ.get("RP_EXAMPLES", "20")), database=None)
     @given(program=st.lists(STEP, max_size=12), commit=st.booleans())
     # Always run: the id deleted again through the object that inserted it, then inserted
     # once more (the held object learnt the first insert: the delete must reach it too).

@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 import bson
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -43,6 +42,7 @@ from odm.contrib.pytest.queries import capture_queries
 from odm.models.copies import known_state
 from odm.models.tracking import Unsure, get_snapshot, has_changes
 from odm.session import current_unit_of_work
+from tests.properties import server_property
 
 
 class SmPlain(odm.Document):
@@ -466,11 +466,8 @@ def test_the_unit_of_work_state_machine(
 ) -> None:
     UnitOfWorkMachine.given.update(runner=machine_runner, database=machine_runner.run(_database()))
     machine = UnitOfWorkMachine.TestCase
-    machine.settings = settings(
-        max_examples=LONG_EXAMPLES if odm_long else EXAMPLES[odm_driver],
-        stateful_step_count=12,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    machine.settings = server_property(
+        max_examples=LONG_EXAMPLES if odm_long else EXAMPLES[odm_driver], stateful_step_count=12
     )
     machine().runTest()
 
