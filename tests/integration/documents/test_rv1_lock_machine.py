@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -31,7 +30,7 @@ import odm
 from odm import StaleDocument, executor
 from odm.contrib.pytest import MonitoredDatabase
 from odm.models.tracking import get_snapshot
-from tests.properties import server_property
+from tests.properties import connected_runner, server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the checks are odm's, not the driver's
 
@@ -417,19 +416,8 @@ class LockMachine(RuleBasedStateMachine):
 @pytest.fixture
 def lock_runner(odm_uri: str, odm_driver: str) -> Iterator[asyncio.Runner]:
     """A loop of its own (hypothesis drives sync rules) with the ODM connected in it."""
-    name = f"rv1_lock_sm_{uuid.uuid4().hex[:10]}"
-    runner = asyncio.Runner()
-    runner.run(odm.connect(odm_uri, db=name, driver=odm_driver, timeout=30.0))
-    try:
+    with connected_runner(odm_uri, "rv1_lock_sm", driver=odm_driver) as runner:
         yield runner
-    finally:
-
-        async def down() -> None:
-            await odm.get_client().drop_database(name)
-            await odm.disconnect()
-
-        runner.run(down())
-        runner.close()
 
 
 def test_the_lock_state_machine(lock_runner: asyncio.Runner) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from odm.models.copies import known_state
 from odm.models.diffing import diff
 from odm.models.tracking import get_snapshot
 from odm.session import current_unit_of_work
-from tests.properties import server_property
+from tests.properties import connected_runner, server_property
 
 
 class RpItem(odm.Document):
@@ -57,19 +56,8 @@ STEP = st.tuples(
 @pytest.fixture
 def runner(odm_uri: str) -> Iterator[asyncio.Runner]:
     """A loop of its own (hypothesis calls the test synchronously) with the ODM connected."""
-    name = f"odm_uow_rp_{uuid.uuid4().hex[:10]}"
-    loop = asyncio.Runner()
-    loop.run(odm.connect(odm_uri, db=name, timeout=30.0))
-    try:
+    with connected_runner(odm_uri, "odm_uow_rp") as loop:
         yield loop
-    finally:
-
-        async def down() -> None:
-            await odm.get_client().drop_database(name)
-            await odm.disconnect()
-
-        loop.run(down())
-        loop.close()
 
 
 async def _step(

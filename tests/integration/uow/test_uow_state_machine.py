@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
-import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -42,7 +41,7 @@ from odm.contrib.pytest.queries import capture_queries
 from odm.models.copies import known_state
 from odm.models.tracking import Unsure, get_snapshot, has_changes
 from odm.session import current_unit_of_work
-from tests.properties import server_property
+from tests.properties import connected_runner, server_property
 
 
 class SmPlain(odm.Document):
@@ -434,24 +433,8 @@ async def fail_command(db: Any, command: str, *, transient: bool) -> None:
 @pytest.fixture
 def machine_runner(odm_uri: str, odm_driver: str) -> Iterator[asyncio.Runner]:
     """A loop of its own (hypothesis drives sync rules) with the ODM connected in it."""
-    name = f"odm_uow_sm_{uuid.uuid4().hex[:10]}"
-    runner = asyncio.Runner()
-
-    async def up() -> Any:
-        connection = await odm.connect(odm_uri, db=name, driver=odm_driver, timeout=30.0)
-        return connection
-
-    runner.run(up())
-    try:
+    with connected_runner(odm_uri, "odm_uow_sm", driver=odm_driver) as runner:
         yield runner
-    finally:
-
-        async def down() -> None:
-            await odm.get_client().drop_database(name)
-            await odm.disconnect()
-
-        runner.run(down())
-        runner.close()
 
 
 #: Examples per run: the long variant (``--odm-long``) runs many on both drivers; the default
