@@ -67,6 +67,22 @@ def current_unit_of_work() -> Any | None:
     return uow
 
 
+def leave_bindings() -> None:
+    """Leave, in the current context only, the session and the unit of work bound to it: odm's
+    bindings and the driver's own (PyMongo's ``bind()``, which a transaction block enters).
+
+    What runs in this context afterwards runs outside the enclosing block, as in a task started
+    outside it; the block goes on in its own context. For a task spawned inside a block that
+    must run apart from it (the admin's requests inside an application's transaction,
+    :mod:`odm.contrib.admin.isolation`)."""
+    uow = _bound_uow.get()
+    for bound in (None if uow is None else uow.session, _bound_session.get()):
+        if bound is not None:
+            drivers.leave_binding(bound)
+    _bound_uow.set(None)
+    _bound_session.set(None)
+
+
 def _leave(uow: Any) -> None:
     """Leave, in this context, the driver's own binding of the session of ``uow``, whose
     block has ended (PyMongo's ``bind()``, inherited with odm's): the context has no session

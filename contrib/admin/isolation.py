@@ -7,21 +7,23 @@ the admin's sub-app. The admin's own ``odm.transaction()`` would then join the a
 and a write the admin refuses (a duplicate key, a value BSON cannot store) would fail that
 joined transaction for good: the form shown again with the error (its reference pickers read)
 could not run, and the user got a bare 500. So an admin request that starts inside a
-transaction runs in a task of its own, in a new, empty context: none of the application's
-bindings follow (its session, its unit of work, the driver's own binding), the admin's unit of
-work is a transaction of its own, committed or aborted by the admin's answer, and the
-application's transaction holds none of the admin's writes.
+transaction runs in a task of its own, in a copy of the request's context that has left the
+transaction: none of its bindings follow (odm's session and unit of work, the driver's own
+binding of that session), the admin's unit of work is a transaction of its own, committed or
+aborted by the admin's answer, and the application's transaction holds none of the admin's
+writes. Everything else the application set in the context stays (the acting user that its
+``before_save`` hooks stamp, a request id its log lines carry, a ``pymongo.timeout()``), as for
+an admin request made outside a transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from odm.session import current_unit_of_work
+from odm.session import current_unit_of_work, leave_bindings
 
 from ..aiohttp.middlewares import new_style
 
@@ -36,7 +38,10 @@ async def own_unit_of_work_middleware(
         return await handler(request)
 
     async def apart() -> web.StreamResponse:
+        leave_bindings()
         return await handler(request)
 
-    # A task awaited here is cancelled with the request's task.
-    return await asyncio.create_task(apart(), context=contextvars.Context())
+    # A copy of this context (create_task's default): what is left of the transaction is left
+    # in the copy only. A task awaited here is cancelled with the request's task.
+    return await asyncio.create_task(apart())
+

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -150,7 +152,15 @@ class LockLost(MigrationError):
 class LeaseRanOut(LockLost):
     """A write bounded by the lock's lease (:meth:`MigrationLock.within_lease`) was not done
     within it: past the lease another run may hold the lock, so the driver did not send it, or
-    the server was told to refuse it from then on."""
+    the server was told to refuse it from then on.
+
+    ``sent`` tells whether the write may have reached the server (``False``: the lease had run
+    out before it could be sent, so nothing of it was written).
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        self.sent = sent
+        super().__init__(message)
 
 
 #: The most of a holder's name a message shows (a lock document edited by hand may hold any).
@@ -210,6 +220,20 @@ async def outside_transaction(work: Callable[[], Any]) -> Any:
         return await work()
 
     return await asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
+
+
+def _enclosing_deadline() -> float:
+    """Return when the enclosing ``pymongo.timeout()`` block ends, on this machine's monotonic
+    clock (infinity: there is none). PyMongo keeps it in a context variable of its own and says
+    nothing of it publicly: a version without it counts as none."""
+    csot = sys.modules.get("pymongo._csot")
+    get_deadline = getattr(csot, "get_deadline", None)
+    return float(get_deadline()) if callable(get_deadline) else math.inf
+
+
+def _seconds(lease: float) -> str:
+    """Show a lease as given (``0.25 s``, ``30 s``), which a too short one must make plain."""
+    return f"{lease:g} s"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -303,21 +327,28 @@ class MigrationLock:
         when it receives the write and past which it refuses to run it.
         """
         left = self.lease_left()
+        lease = f"the lock's lease ({_seconds(self.lease)})"
         if left <= 0:
             raise LeaseRanOut(
-                "the lock's lease ran out before a write could be sent: another run may hold "
-                "the lock now, so it was not sent"
+                f"{lease} ran out before a write could be sent: another run may hold the lock "
+                "now, so it was not sent",
+                sent=False,
             )
+        bound = min(left, MAX_TIME_LIMIT)
+        # A caller's own pymongo.timeout() (or odm's timeout=) ending first bounds the block
+        # instead (the driver keeps the earlier deadline): its timeout is then no lease's.
+        callers_first = _enclosing_deadline() <= time.monotonic() + bound
         try:
-            with pymongo.timeout(min(left, MAX_TIME_LIMIT)):
+            with pymongo.timeout(bound):
                 yield
         except PyMongoError as exc:
-            if not exc.timeout:
+            if not exc.timeout or callers_first:
                 raise
             raise LeaseRanOut(
-                "a write did not finish within what was left of the lock's lease (its time "
-                "limit, so that it cannot land once another run may hold the lock): "
-                f"{type(exc).__name__}: {_first_line(exc)}"
+                f"a write did not finish within what was left of {lease} (its time limit, so "
+                "that it cannot land once another run may hold the lock): "
+                f"{type(exc).__name__}: {_first_line(exc)}",
+                sent=True,
             ) from exc
 
     def proof_committed(self) -> None:

@@ -24,7 +24,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..exceptions import MigrationError
 from .cleanup import quietly, settled_session
-from .lock import MigrationLock, shown_holder
+from .lock import LeaseRanOut, MigrationLock, shown_holder
 from .recorder import (
     STATE,
     AppliedRecord,
@@ -36,6 +36,7 @@ from .recorder import (
     stored_value,
 )
 from .reporting import failure_reason
+from .retry import TransientRetry, is_transient
 from .transaction import FencedTransaction
 
 #: The ``_id`` in :data:`STATE` of the change of the records under way (no migration id, which
@@ -393,7 +394,27 @@ class ChangeJournal:
         self, lock: MigrationLock, writes: Callable[[], Awaitable[None]]
     ) -> None:
         """Make ``writes`` (driver calls without a session) in one transaction fenced by
-        ``lock``: proven before it opens and once more in it before it commits."""
+        ``lock``: proven before it opens and once more in it before it commits. One that fails
+        transiently (a write conflict, a primary stepping down) runs again while the lease
+        lasts, as a file's transaction does (:class:`TransientRetry`): each of its writes
+        changes nothing made again."""
+        retry = TransientRetry(lock)
+        while True:
+            try:
+                await self._transaction_attempt(lock, writes)
+                return
+            except Exception as exc:
+                if await retry.again(exc):
+                    continue
+                if retry.retries and is_transient(exc):
+                    raise retry.gave_up("its transaction", exc) from exc
+                raise
+
+    async def _transaction_attempt(
+        self, lock: MigrationLock, writes: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Make ``writes`` once in a transaction fenced by ``lock``; nothing is kept of it when
+        it fails."""
         tx = FencedTransaction(self.client, lock)
         try:
             await tx.begin()
@@ -410,6 +431,9 @@ class ChangeJournal:
         """Return the error of a change whose note as under way failed: its write's answer may
         be lost after it was stored, so the note is taken back before saying nothing changed."""
         what = change.describe()
+        if isinstance(exc, LeaseRanOut) and not exc.sent:
+            # Refused before it was sent: no note to take back (and no lease left to do it in).
+            return MigrationError(f"{what} failed, nothing was changed: {failure_reason(exc)}")
         try:
             async with self._settled_session() as session:
                 await fenced(lock, partial(self._end, change, session))
