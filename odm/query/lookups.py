@@ -417,6 +417,14 @@ def _no_element(values: list[Any]) -> dict[str, Any]:
     return {"$not": {"$elemMatch": {"$in": values}}}
 
 
+def _unordered(field: FieldType) -> bool:
+    """Tell whether the list field ``field`` is a set or a frozenset (stored as an array in
+    whatever order Python iterated it)."""
+    peeled = peel(field.annotation)
+    container = peeled[0] if peeled is not None else None
+    return container in (set, frozenset) or get_origin(container) in (set, frozenset)
+
+
 def _is_or_holds(path: str, holds: dict[str, Any], values: list[Any]) -> dict[str, Any]:
     """The filter that the list at ``path`` (reached at a position, on a list of lists) meets
     ``holds`` (a condition on its elements), or, when ``[]`` is among ``values``, is itself
@@ -579,9 +587,22 @@ class _Comparison(Lookup):
         element, the first that differs deciding, a shorter list first when it is the
         start of the other (as Python compares lists; in BSON's order of types)."""
         if isinstance(value, list | tuple) and self.target.field.kind is Kind.LIST:
+            if _unordered(self.target.field):
+                raise self._no_order(value)
             self.whole = True
             return self.convert(value, self.target.field)
         return self.convert(value)
+
+    def _no_order(self, value: Any) -> QueryError:
+        """The error of a whole list compared with a set, which is stored in the order the
+        writing process happened to iterate it: no order a list could be compared with."""
+        return QueryError(
+            f"{self.path}__{self.lookup_name}: {self.path!r} ({self.target.field.label}) is a "
+            f"set, whose elements have no order to compare the list {reprlib.repr(value)} with; "
+            f"compare its elements ({self.path}__{self.lookup_name}=1) or test them "
+            f"({self.path}__all=[...], {self.path}__size=2)",
+            field=self.path,
+        )
 
     def operand(self) -> Any:
         return {self.operator: self.value}

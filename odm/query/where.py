@@ -288,8 +288,8 @@ def _node(
         # No lookup at all below (Q(), Q(Q()), ~Q(Q())): neutral in any combination, as in
         # Django (an empty node is left out, never "match everything" inside an OR).
         return _EMPTY
-    if q.connector == Q.AND and len(children) > 1:
-        children = one_target(children)
+    if any(c.joins for c in children):
+        children = one_target(children) if q.connector == Q.AND else _each_one_target(children)
     posts = {c.post for c in children if c.mql}
     if len(posts) > 1 and (q.connector == Q.OR or q.negated):
         raise QueryError(
@@ -341,7 +341,7 @@ def compile_q(
                 where = _leaf(model, child[0], child[1], root, annotations)
                 if where.mql:
                     out.append(where)
-        return one_target(out) if len(out) > 1 else out
+        return one_target(out) if any(where.joins for where in out) else out
     where = _node(model, q, root, annotations)
     return [where] if where.mql else []
 
@@ -397,6 +397,13 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
 # as the same lookup on a list of embedded documents is: it is left as it is. A list of embedded
 # documents keeps MongoDB's own reading (each condition any element, ``__elemmatch`` for one):
 # it is part of the document, not a relation.
+#
+# One lookup may itself be several conditions (``authors__age__range=(1, 3)`` is ``$gte`` and
+# ``$lte``, ``authors__tags__all=["x", "y"]`` one ``$all`` of two values): MongoDB meets each of
+# them with any element too, so such a condition alone, or in a branch of an ``|``, is put in an
+# ``$elemMatch`` as well. An ``$elemMatch`` made so for one part of a ``Q`` is opened again when
+# the part is merged with the others of its call (``Q(authors__name="a") & (Q(authors__age=3,
+# authors__tags="x") | Q(authors__age=4))``: one author meets all of it).
 
 #: The operators whose condition is not met by one element: negations, and ``$expr``, which
 #: ``$elemMatch`` refuses.
@@ -415,12 +422,36 @@ def one_target(parts: list[Where]) -> list[Where]:
     merged: dict[int, Where] = {}
     dropped: set[int] = set()
     for key, indexes in groups.items():
-        if len(indexes) > 1:
+        if len(indexes) > 1 or _several_conditions(parts[indexes[0]].mql):
             merged[indexes[0]] = _merged(key, [parts[i] for i in indexes])
             dropped.update(indexes[1:])
     if not merged:
         return parts
     return [merged.get(i, part) for i, part in enumerate(parts) if i not in dropped]
+
+
+def _each_one_target(branches: list[Where]) -> list[Where]:
+    """Return the branches of an ``|``, each one target's conditions (see :func:`one_target`):
+    a branch is one ``filter()`` call of its own."""
+    return [one_target([branch])[0] for branch in branches]
+
+
+def _several_conditions(mql: Mapping[str, Any]) -> bool:
+    """Tell whether ``mql`` (a part of one list of references, see :func:`_one_target_key`)
+    ANDs several conditions, which MongoDB would let different elements meet: several fields,
+    several operators on one (``$gte`` and ``$lte``), an ``$all`` of several values."""
+    if len(mql) > 1:
+        return True
+    for key, value in mql.items():
+        if key == "$or":
+            return any(_several_conditions(branch) for branch in value)
+        if key == "$and":
+            return True
+        if isinstance(value, Mapping) and value and all(str(op).startswith("$") for op in value):
+            operators = [op for op in value if op != "$options"]  # a $regex's flags
+            all_of = value.get("$all")
+            return len(operators) > 1 or (isinstance(all_of, list) and len(all_of) > 1)
+    return False
 
 
 def _one_target_key(part: Where) -> str | None:
@@ -429,7 +460,7 @@ def _one_target_key(part: Where) -> str | None:
     if part.post:
         return None
     many = _many_join(part.joins)
-    if many is None or not _relative(part.mql, many.key + "."):
+    if many is None or not _relative(part.mql, many.key):
         return None
     return many.key
 
@@ -440,16 +471,31 @@ def _many_join(joins: tuple[Join, ...]) -> Join | None:
     return joins[-1] if joins and joins[-1].many else None
 
 
-def _relative(mql: Mapping[str, Any], prefix: str) -> bool:
-    """Tell whether every field ``mql`` tests starts with ``prefix`` and every operator in
-    it is one an element can meet (see :data:`_NOT_ONE_ELEMENT`)."""
+def _relative(mql: Mapping[str, Any], many_key: str) -> bool:
+    """Tell whether every field ``mql`` tests is in a document joined at ``many_key`` (or is
+    one ``$elemMatch`` of them that :func:`one_target` made) and every operator in it is one
+    an element can meet (see :data:`_NOT_ONE_ELEMENT`)."""
+    prefix = many_key + "."
     for key, value in mql.items():
         if key in ("$and", "$or"):
-            if not isinstance(value, list) or not all(_relative(b, prefix) for b in value):
+            if not isinstance(value, list) or not all(_relative(b, many_key) for b in value):
+                return False
+        elif key == many_key:
+            if not _one_element_match(value):
                 return False
         elif key.startswith("$") or not key.startswith(prefix) or _negative(value):
             return False
     return True
+
+
+def _one_element_match(condition: Any) -> bool:
+    """Tell whether ``condition`` on a joined list of references is ``{"$elemMatch": {...}}``
+    alone: one target's conditions, already relative to it (see :func:`_merged`)."""
+    return (
+        isinstance(condition, Mapping)
+        and list(condition) == ["$elemMatch"]
+        and isinstance(condition["$elemMatch"], Mapping)
+    )
 
 
 def _negative(condition: Any) -> bool:
@@ -473,24 +519,28 @@ def _holds_none(operand: Any) -> bool:
 def _merged(key: str, parts: list[Where]) -> Where:
     """One fragment: an element of ``key`` (a joined list of references) meets every one of
     ``parts``, each rewritten relative to the element."""
-    start = len(key) + 1
-    conditions = [_stripped(part.mql, start) for part in parts]
+    conditions = [_stripped(part.mql, key) for part in parts]
     joins: list[Join] = []
     for part in parts:
         joins.extend(j for j in part.joins if j not in joins)
     return Where({key: {"$elemMatch": and_mql(conditions)}}, tuple(joins))
 
 
-def _stripped(mql: Mapping[str, Any], start: int) -> dict[str, Any]:
-    """``mql`` with each field's name read from ``start`` on (relative to the element);
-    ``$and`` / ``$or`` branches likewise."""
+def _stripped(mql: Mapping[str, Any], many_key: str) -> dict[str, Any]:
+    """``mql`` relative to one element joined at ``many_key``: each field's name without
+    ``many_key``'s prefix, ``$and`` / ``$or`` branches likewise, and an ``$elemMatch`` of
+    the element (see :func:`_one_element_match`) its conditions."""
+    start = len(many_key) + 1
     out: dict[str, Any] = {}
+    opened: list[dict[str, Any]] = []
     for key, value in mql.items():
-        if key.startswith("$"):
-            out[key] = [_stripped(branch, start) for branch in value]
+        if key == many_key:
+            opened.append(dict(value["$elemMatch"]))
+        elif key.startswith("$"):
+            out[key] = [_stripped(branch, many_key) for branch in value]
         else:
             out[key[start:]] = value
-    return out
+    return and_mql([out, *opened]) if opened else out
 
 
 # -- the lookup whose value is itself a set of conditions ------------------------------------
