@@ -107,6 +107,11 @@ _MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 #: The server's code for a document over that limit in a command (BSONObjectTooLarge).
 _BSON_OBJECT_TOO_LARGE = 10334
 
+#: The largest document the server parses in a command (its BSONObjMaxInternalSize): one of
+#: up to 16 KB over the limit only gets a write error of its own (code 2), so the document
+#: a BSONObjectTooLarge refusal is about is over this.
+_MAX_COMMAND_DOCUMENT_BYTES = _MAX_DOCUMENT_BYTES + 16 * 1024
+
 
 def _dumps_as_batch(model: type[Any], documents: Sequence[Any]) -> bool:
     """Tell whether ``documents`` can be dumped with one pydantic call over the list: all of
@@ -246,13 +251,15 @@ class BulkInsert:
         finally:
             self._mark()
 
-    def _over_the_limit(self, start: int, stop: int) -> tuple[int, int, int | None]:
-        """Return the run [start, stop) that failed for a document over MongoDB's 16 MB
-        limit, and the position of the first such document in it (``None``: not found)."""
+    def _over_the_limit(
+        self, start: int, stop: int, limit: int = _MAX_DOCUMENT_BYTES
+    ) -> tuple[int, int, int | None]:
+        """Return the run [start, stop) that failed for a document over ``limit`` bytes, and
+        the position of the first such document in it (``None``: not found)."""
         for at, raw in enumerate(self.raws[start:stop], start):
             with suppress(Exception):  # what cannot be encoded is not what is looked for
                 (encoded,) = executor.encode_chunk(self.model, [raw])
-                if len(encoded.raw) > _MAX_DOCUMENT_BYTES:
+                if len(encoded.raw) > limit:
                     return start, stop, at
         return start, stop, None
 
@@ -620,7 +627,9 @@ class BulkInsert:
         except OperationFailure as exc:
             self._refused = True
             if exc.code == _BSON_OBJECT_TOO_LARGE:
-                self._too_large = self._over_the_limit(start, stop)
+                # Not the first document over 16 MB: one only slightly over it, earlier in
+                # the run, is not what the server refused the command for.
+                self._too_large = self._over_the_limit(start, stop, _MAX_COMMAND_DOCUMENT_BYTES)
             # A command error names no document: after earlier messages of a list the driver
             # split, which of them went in is unknown (inside a transaction, the server
             # aborted it).

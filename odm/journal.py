@@ -53,6 +53,7 @@ from .models.tracking import (
     stored_id,
     version_set_by_hand,
 )
+from .models.writes import take_version
 
 __all__ = ["Journal"]
 
@@ -232,9 +233,9 @@ class Journal:
                 if snapshot is not None:
                     written(document, snapshot)
                 if raw is not None and meta.optimistic_lock and not hand_set:
-                    document.__dict__[meta.version_field] = raw.get(
-                        meta.db_key(meta.version_field)
-                    )
+                    # A document stored without a version loads as 0, not None: None would
+                    # pass for one set by hand, and refuse the next save() as stale.
+                    take_version(document, raw)
                 if read is not None:
                     take_back_reads(document, read, snapshot, kept)
 
