@@ -14,6 +14,12 @@ Two rules keep an update faithful to the values it writes:
 - a dict key is data, not structure: a key is addressed in an update path only when it is a
   plain path segment (:func:`addressable`); a change under any other key (``"a.b"``,
   ``"$x"``, ``""``, a non-string) rewrites the nearest ancestor that can be addressed, whole.
+
+A ``set`` or ``frozenset`` field is stored as an array in one canonical order
+(:func:`stored_set`), the same in every process whatever its hash seed, so that equality
+filters and unique indexes see one array per set. Its dump is a :class:`StoredSet`, which
+:func:`same` compares with a stored array as a set: an array another process wrote in another
+order is the same set, so an unchanged set is never written back.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import datetime as _dt
 import enum
 from collections.abc import Iterable, Mapping
 from math import copysign
-from operator import is_
+from operator import is_, itemgetter, lt
 from typing import Any
 
 import bson
@@ -32,12 +38,14 @@ from ..utf8 import encodable
 __all__ = [
     "ChangeSet",
     "Path",
+    "StoredSet",
     "addressable",
     "diff",
     "diff_changes",
     "diff_value",
     "same",
     "same_values",
+    "stored_set",
 ]
 
 
@@ -114,6 +122,67 @@ def _same_equal(a: Any, b: Any) -> bool:
     return _same_scalar(_bson_value(a), _bson_value(b))
 
 
+class StoredSet(list[Any]):
+    """The stored form of a set: a list in canonical order (:func:`stored_set`), encoded as a
+    BSON array like any list, and compared with another array as a set by :func:`same`."""
+
+    __slots__ = ()
+
+
+def _order_key(value: Any) -> Any:
+    """``value`` as it is stored, in a form Python orders as it orders the stored values
+    (an enum as its value, a date as a datetime, a tuple as a list, a set in its order)."""
+    value = _bson_value(value)
+    if isinstance(value, set | frozenset):
+        return list(map(_order_key, stored_set(value)))
+    if isinstance(value, _SEQUENCES):
+        return list(map(_order_key, value))
+    return value
+
+
+def _bson_key(value: Any) -> tuple[int, bytes | str]:
+    """A key that orders any stored value the same way in every process: its BSON encoding
+    (equal for values stored alike, whose order then does not matter), or, for a value BSON
+    cannot encode (refused when it is written anyway), its type's name and ``repr``."""
+    try:
+        return (0, bson.encode({"": _order_key(value)}))
+    except Exception:  # anything the encoder refuses has no stored form
+        return (1, f"{type(value).__qualname__}:{value!r}")
+
+
+def _ordered_strictly(keys: list[Any]) -> bool:
+    """Tell whether each key of sorted ``keys`` is below the next: then ``<`` chains them,
+    and the order is the only one sorting gives, whatever order the keys came in (a NaN, or
+    sets ordered by inclusion, break the chain)."""
+    return all(map(lt, keys, keys[1:]))
+
+
+def stored_set(values: Iterable[Any]) -> StoredSet:
+    """Return the elements of a set (its dump) in the order they are stored: sorted by
+    value when they sort (text by code point, which is MongoDB's order for UTF-8; numbers by
+    value; enums by their value), else by their BSON encoding. The order depends only on the
+    elements, never on the hash seed of the process that dumps them."""
+    items = list(values)
+    if len(items) < 2:
+        return StoredSet(items)
+    try:
+        keyed = sorted(
+            zip(map(_order_key, items), range(len(items)), strict=True), key=itemgetter(0)
+        )
+        keys = [key for key, _ in keyed]
+        if _ordered_strictly(keys):
+            return StoredSet(items[at] for _, at in keyed)
+    except TypeError:  # elements of kinds Python does not order against each other
+        pass
+    return StoredSet(sorted(items, key=_bson_key))
+
+
+def _same_members(a: Any, b: Any) -> bool:
+    """Tell whether the arrays ``a`` and ``b`` (one the dump of a set) hold the same values
+    stored alike, in any order."""
+    return sorted(map(_bson_key, a)) == sorted(map(_bson_key, b))
+
+
 def same(a: Any, b: Any) -> bool:
     """Tell whether ``a`` and ``b`` are stored as the same BSON value (type and value)."""
     if a is b:
@@ -126,7 +195,12 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
-        return len(a) == len(b) and all(map(same, a, b))
+        if len(a) != len(b):
+            return False
+        if all(map(same, a, b)):
+            return True
+        # A set is the same set in any order (one stored by another process, say).
+        return (type(a) is StoredSet or type(b) is StoredSet) and _same_members(a, b)
     if type(a) is float and type(b) is float:
         return a != a and b != b  # NaN is stored as NaN (and NaN != NaN)
     a, b = _bson_value(a), _bson_value(b)

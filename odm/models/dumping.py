@@ -9,6 +9,11 @@ that field alone. A class with a field of a kind only pydantic dumps (a ``dict``
 ``Decimal``, a serializer: ``ModelPlan.dumps_alone`` is false) is dumped whole by pydantic,
 which is then faster than the plan plus a pydantic call per model for what is left.
 
+A ``set`` / ``frozenset`` field is the exception to "what pydantic returns": pydantic dumps a
+Python set, which would be stored in the order this process iterates it (for text, an order
+that changes with the hash seed); its dump here is a list in the one order every process
+stores (:func:`~odm.models.diffing.stored_set`), also when pydantic dumped the document.
+
 The result is what ``__pydantic_serializer__.to_python(document, by_alias=True)`` returns:
 the same keys in the same order, equal values of the same types, and no mutable object
 shared with the instance (containers are new, as pydantic's are). tests/unit/test_dumping.py
@@ -20,6 +25,7 @@ from __future__ import annotations
 from operator import contains
 from typing import Any
 
+from .diffing import stored_set
 from .model_plan import (
     ANY,
     AS_IS,
@@ -27,6 +33,7 @@ from .model_plan import (
     MODEL_LIST,
     PLAIN,
     PLAIN_LIST,
+    SET,
     FieldPlan,
     ModelPlan,
     document_plan,
@@ -36,29 +43,69 @@ __all__ = ["dump_document", "dump_field"]
 
 #: Returned by :func:`_dump_value` for a value that pydantic must dump.
 _PYDANTIC: Any = object()
+#: The types of a set field's value that :func:`_dump_value` dumps itself.
+_SETS = (set, frozenset)
 
 
 def dump_document(document: Any) -> dict[str, Any] | None:
     """Return the stored form of ``document`` (without ``_cls``), or ``None`` when its class
-    has no plan, or fields only pydantic dumps (then pydantic's serializer dumps it whole)."""
+    has no plan, or fields only pydantic dumps and no set (then pydantic's serializer dumps it
+    whole)."""
     plan = document_plan(type(document))
-    if plan is None or not plan.dumps_alone:
+    if plan is None:
         return None
-    try:
-        return _dump_model(plan, document)
-    except KeyError:  # a field missing from the instance (model_construct, del)
+    if plan.dumps_alone:
+        try:
+            return _dump_model(plan, document)
+        except KeyError:  # a field missing from the instance (model_construct, del)
+            pass
+    if not plan.has_sets:
         return None
+    dumped: dict[str, Any] = type(document).__pydantic_serializer__.to_python(
+        document, by_alias=True
+    )
+    _order_sets(plan, dumped)
+    return dumped
+
+
+def _order_sets(plan: ModelPlan, dumped: Any) -> None:
+    """Put the sets of ``dumped`` (a model of ``plan`` as pydantic dumps it) in their stored
+    order, in place, following the plan down to every set field."""
+    if type(dumped) is not dict:
+        return  # None, or what pydantic made of a value that did not fit
+    for field in plan.fields:
+        _order_field(field, dumped)
+
+
+def _order_field(field: FieldPlan, dumped: dict[str, Any]) -> None:
+    """Put the sets of ``field`` in ``dumped`` (its model as pydantic dumps it) in order."""
+    key, kind, sub = field[1], field[2], field[4]
+    value = dumped.get(key)
+    if kind == SET:
+        if isinstance(value, set | frozenset):
+            dumped[key] = stored_set(value)
+    elif sub is not None and sub.has_sets:
+        models = value if kind == MODEL_LIST and type(value) is list else (value,)
+        for model in models:
+            _order_sets(sub, model)
 
 
 def dump_field(owner: Any, field: FieldPlan) -> Any:
     """Return the stored form of one field of model instance ``owner``."""
-    name, key = field[0], field[1]
-    dumped = _dump_value(field, owner.__dict__[name])
+    dumped = _dump_value(field, owner.__dict__[field[0]])
     if dumped is _PYDANTIC:
-        return type(owner).__pydantic_serializer__.to_python(
-            owner, by_alias=True, include={name}
-        )[key]
+        return _by_pydantic(owner, field)
     return dumped
+
+
+def _by_pydantic(owner: Any, field: FieldPlan) -> Any:
+    """The stored form of one field of ``owner`` as pydantic dumps it (its sets, if it
+    holds any, put in order)."""
+    dumped = type(owner).__pydantic_serializer__.to_python(
+        owner, by_alias=True, include={field[0]}
+    )
+    _order_field(field, dumped)
+    return dumped[field[1]]
 
 
 def _dump_flat(plan: ModelPlan, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,6 +150,7 @@ def _dump_model(plan: ModelPlan, model: Any) -> dict[str, Any]:
             model, by_alias=True, include=names
         )
         for field in by_pydantic:
+            _order_field(field, dumped_apart)
             out[field[1]] = dumped_apart[field[1]]
     return out
 
@@ -127,5 +175,10 @@ def _dump_value(field: FieldPlan, value: Any) -> Any:
     if kind == PLAIN_LIST:
         if type(value) is list and all(map(types.__contains__, map(type, value))):
             return list(value)
+        return _PYDANTIC
+    if kind == SET:
+        # pydantic dumps a set of plain values as a set of the same values.
+        if type(value) in _SETS and all(map(types.__contains__, map(type, value))):
+            return stored_set(value)
         return _PYDANTIC
     return _PYDANTIC

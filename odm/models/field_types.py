@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import enum
+import operator
 import re
 import threading
 import types
@@ -28,6 +29,7 @@ from ..exceptions import QueryError, UnsavedReference
 from ..nesting import CONTAINERS, MAX_DEPTH
 from ..utf8 import encodable
 from .derived import derived, table
+from .diffing import stored_set
 from .fields import ObjectId, Reference, reference_target
 from .tracking import get_snapshot
 
@@ -307,7 +309,9 @@ class FieldType:
                 f"invalid value for {field!r} ({self.label}): {first['msg']}", field=field
             ) from None
         check_literal(converted, field)
-        return converted
+        if type(converted) in _PLAIN_TYPES:
+            return converted
+        return _sets_in_order(converted)
 
     def _convert_reference(self, value: Any, field: str) -> Any:
         target = self.target
@@ -351,6 +355,28 @@ _AS_IS: Final[dict[Any, type]] = {
     bson.ObjectId: bson.ObjectId,
     ObjectId: bson.ObjectId,
 }
+
+
+#: Converted values that hold no set (most filter values): returned without a walk.
+_PLAIN_TYPES: Final = frozenset({str, int, *PLAIN_SCALARS})
+
+
+def _sets_in_order(value: Any) -> Any:
+    """``value`` (a converted filter or update value, checked by :func:`check_literal`, so
+    of bounded depth) with every set in it as the list it is stored as
+    (:func:`~odm.models.diffing.stored_set`): a set sent in this process's order would
+    compare unequal with the array another process stored. ``value`` itself when it holds
+    no set."""
+    if isinstance(value, set | frozenset):
+        return stored_set(map(_sets_in_order, value))
+    if type(value) is dict:
+        items = {key: _sets_in_order(item) for key, item in value.items()}
+        same_items = all(map(operator.is_, items.values(), value.values()))
+        return value if same_items else items
+    if type(value) is list or type(value) is tuple:
+        ordered = [_sets_in_order(item) for item in value]
+        return value if all(map(operator.is_, ordered, value)) else ordered
+    return value
 
 
 def _check_stored(value: Any, field: str) -> None:

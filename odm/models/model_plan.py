@@ -13,6 +13,9 @@ whole document. Each field of a plan has a kind:
 - :data:`MODEL_LIST`: a ``list`` of such models;
 - :data:`PLAIN_LIST`: a ``list`` of plain values (``list[str]``...): its dump is a new list
   holding the same values;
+- :data:`SET`: a ``set`` or ``frozenset`` (``types``: its elements' plain types, empty when
+  pydantic dumps them): its dump is a :class:`~odm.models.diffing.StoredSet`, the elements in
+  the one order every process stores them in (:func:`~odm.models.diffing.stored_set`);
 - :data:`OTHER`: anything else (other containers, custom types, serializers, a subclass
   instance...): pydantic dumps it, that field only.
 
@@ -49,6 +52,7 @@ __all__ = [
     "OTHER",
     "PLAIN",
     "PLAIN_LIST",
+    "SET",
     "FieldPlan",
     "Group",
     "ModelPlan",
@@ -63,6 +67,7 @@ MODEL = 2
 MODEL_LIST = 3
 OTHER = 4
 PLAIN_LIST = 5
+SET = 6
 
 #: The types that pydantic's serializer returns as they are when it infers (``Any``, or a
 #: serializer used in JSON mode only, such as ``odm.ObjectId``'s).
@@ -131,6 +136,7 @@ class ModelPlan:
         "dumps_alone",
         "fields",
         "flat",
+        "has_sets",
         "keys",
         "keys_addressable",
         "keys_in_order",
@@ -159,6 +165,9 @@ class ModelPlan:
         #: :func:`document_plan`; a plan with such fields is dumped whole by pydantic, which is
         #: faster than one pydantic call per model for the fields left over).
         self.dumps_alone = False
+        #: A field here or in an embedded model's plan is a set (:data:`SET`): a dump of the
+        #: instance by pydantic has them put in order (set by :func:`document_plan`).
+        self.has_sets = False
         # Every field plain and stored under its own name: an instance is unchanged when its
         # ``__dict__`` equals the stored sub-document (one C-level comparison, which tries
         # identity first) and the values are the stored objects or stored alike
@@ -298,7 +307,22 @@ def _field_plan(
         item_types = _plain_types(items, items_nullable, definitions)
         if item_types is not None:
             return (name, key, PLAIN_LIST, item_types, None)
+    if kind in ("set", "frozenset"):
+        return (name, key, SET, _set_item_types(target, definitions), None)
     return other
+
+
+def _set_item_types(
+    target: Mapping[str, Any], definitions: Mapping[str, Any]
+) -> frozenset[type[Any]]:
+    """The plain types of the elements of a ``set`` / ``frozenset`` schema (none when
+    pydantic must dump them: tuples, models, serializers...)."""
+    items, items_nullable = _unwrap(target.get("items_schema", {"type": "any"}), definitions)
+    if items is None:
+        return frozenset()
+    if items.get("type") == "any":
+        return AS_IS
+    return _plain_types(items, items_nullable, definitions) or frozenset()
 
 
 def _model_plan(
@@ -372,8 +396,18 @@ def _for_schema(cls: type[Any], entry: str, build: Callable[[type[Any], Any], An
 
 def standard_dump(cls: type[Any]) -> bool:
     """Tell whether a Document class dumps as every Document does: it overrides neither
-    pydantic's ``model_dump`` nor ``Document.to_bson`` (then its plan, or one pydantic call
-    over a batch, gives what its own methods would)."""
+    pydantic's ``model_dump`` nor ``Document.to_bson``, and has no set field (then its plan,
+    or one pydantic call over a batch, gives what its own methods would; pydantic would dump
+    a set as a Python set, in this process's order, where ``to_bson`` puts it in order)."""
+    if not _own_dumps(cls):
+        return False
+    plan = document_plan(cls)
+    return plan is None or not plan.has_sets
+
+
+def _own_dumps(cls: type[Any]) -> bool:
+    """Tell whether a Document class overrides neither pydantic's ``model_dump`` nor
+    ``Document.to_bson``."""
     return cls.model_dump is BaseModel.model_dump and not overrides(cls, "to_bson")
 
 
@@ -381,7 +415,7 @@ def _build_document_plan(cls: type[Any], schema: Any) -> ModelPlan | None:
     if (
         not getattr(cls, "__pydantic_complete__", False)
         or not isinstance(schema, Mapping)
-        or not standard_dump(cls)
+        or not _own_dumps(cls)
     ):
         return None
     definitions: dict[str, Any] = {}
@@ -395,6 +429,7 @@ def _build_document_plan(cls: type[Any], schema: Any) -> ModelPlan | None:
     plan = _model_plan(schema, definitions, {})
     if plan is not None:
         _mark_dumps_alone(plan, set())
+        _mark_sets(plan)
     return plan
 
 
@@ -406,13 +441,38 @@ def _mark_dumps_alone(plan: ModelPlan, seen: set[int]) -> bool:
     seen.add(id(plan))
     alone = True
     for field in plan.fields:
-        if field[2] == OTHER:
+        if field[2] == OTHER or (field[2] == SET and not field[3]):
             alone = False
         sub = field[4]
         if sub is not None and not _mark_dumps_alone(sub, seen):
             alone = False
     plan.dumps_alone = alone
     return alone
+
+
+def _mark_sets(plan: ModelPlan) -> None:
+    """Set :attr:`ModelPlan.has_sets` on ``plan`` and every plan below it: whether a set
+    field is reachable from it (repeated until nothing changes: a recursive model reaches
+    itself)."""
+    plans: list[ModelPlan] = []
+    stack = [plan]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) not in seen:
+            seen.add(id(current))
+            plans.append(current)
+            stack.extend(field[4] for field in current.fields if field[4] is not None)
+    changed = True
+    while changed:
+        changed = False
+        for current in plans:
+            found = any(
+                kind == SET or (sub is not None and sub.has_sets)
+                for _, _, kind, _, sub in current.fields
+            )
+            if found and not current.has_sets:
+                current.has_sets = changed = True
 
 
 # -- reads: where a stored document's datetimes go (decoding naive, then the fix-up) ---------

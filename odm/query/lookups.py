@@ -478,6 +478,8 @@ class Exact(Lookup):
         if field.kind is Kind.LIST:
             if isinstance(value, list | tuple):
                 return self.convert_list(value, field)
+            if isinstance(value, set | frozenset) and _unordered(field):
+                return self.convert(value)  # the whole set, as it is stored
             return self.convert(value, _elements(field))
         return self.convert(value)
 
