@@ -47,6 +47,7 @@ from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
 from .session import current_session, current_unit_of_work, operation_session
+from .stored_order import stored_set
 from .timeouts import check_timeout, deadline_after, is_timeout, time_left
 
 __all__ = [
@@ -89,7 +90,9 @@ def _encode_fallback(value: Any) -> Any:
     if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
         return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.UTC)
     if isinstance(value, set | frozenset):
-        return list(value)
+        # In the order every process stores a set in (a set in an Any or dict field, or of a
+        # class without a dump plan): its iteration order changes with the hash seed.
+        return stored_set(value)
     return value
 
 

@@ -25,14 +25,14 @@ order is the same set, so an unchanged set is never written back.
 from __future__ import annotations
 
 import datetime as _dt
-import enum
 from collections.abc import Iterable, Mapping
 from math import copysign
-from operator import is_, itemgetter, lt
+from operator import is_
 from typing import Any
 
 import bson
 
+from ..stored_order import StoredSet, bson_key, bson_value, stored_set
 from ..utf8 import encodable
 
 __all__ = [
@@ -47,25 +47,6 @@ __all__ = [
     "same_values",
     "stored_set",
 ]
-
-
-def _bson_value(value: Any) -> Any:
-    """Return ``value`` as it reads back from BSON, for comparisons only."""
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is not None:
-            try:
-                value = value.astimezone(_dt.UTC).replace(tzinfo=None)
-            except OverflowError:
-                # Past year 9999 in UTC: BSON cannot hold it either. Compared as it is, it
-                # differs from whatever is stored, so save() sends it and the encoder refuses
-                # it naming the field, as insert() does.
-                return value
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
-    if isinstance(value, _dt.date):
-        return _dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, enum.Enum):
-        return _bson_value(value.value)
-    return value
 
 
 #: Types whose equal values are stored alike: ``a == b`` with ``type(a) is type(b)`` is enough.
@@ -119,68 +100,13 @@ def _same_equal(a: Any, b: Any) -> bool:
         return all(map(is_, a.values(), map(b.__getitem__, a))) or all(
             same(value, b[key]) for key, value in a.items()
         )
-    return _same_scalar(_bson_value(a), _bson_value(b))
-
-
-class StoredSet(list[Any]):
-    """The stored form of a set: a list in canonical order (:func:`stored_set`), encoded as a
-    BSON array like any list, and compared with another array as a set by :func:`same`."""
-
-    __slots__ = ()
-
-
-def _order_key(value: Any) -> Any:
-    """``value`` as it is stored, in a form Python orders as it orders the stored values
-    (an enum as its value, a date as a datetime, a tuple as a list, a set in its order)."""
-    value = _bson_value(value)
-    if isinstance(value, set | frozenset):
-        return list(map(_order_key, stored_set(value)))
-    if isinstance(value, _SEQUENCES):
-        return list(map(_order_key, value))
-    return value
-
-
-def _bson_key(value: Any) -> tuple[int, bytes | str]:
-    """A key that orders any stored value the same way in every process: its BSON encoding
-    (equal for values stored alike, whose order then does not matter), or, for a value BSON
-    cannot encode (refused when it is written anyway), its type's name and ``repr``."""
-    try:
-        return (0, bson.encode({"": _order_key(value)}))
-    except Exception:  # anything the encoder refuses has no stored form
-        return (1, f"{type(value).__qualname__}:{value!r}")
-
-
-def _ordered_strictly(keys: list[Any]) -> bool:
-    """Tell whether each key of sorted ``keys`` is below the next: then ``<`` chains them,
-    and the order is the only one sorting gives, whatever order the keys came in (a NaN, or
-    sets ordered by inclusion, break the chain)."""
-    return all(map(lt, keys, keys[1:]))
-
-
-def stored_set(values: Iterable[Any]) -> StoredSet:
-    """Return the elements of a set (its dump) in the order they are stored: sorted by
-    value when they sort (text by code point, which is MongoDB's order for UTF-8; numbers by
-    value; enums by their value), else by their BSON encoding. The order depends only on the
-    elements, never on the hash seed of the process that dumps them."""
-    items = list(values)
-    if len(items) < 2:
-        return StoredSet(items)
-    try:
-        keyed = sorted(
-            zip(map(_order_key, items), range(len(items)), strict=True), key=itemgetter(0)
-        )
-        keys = [key for key, _ in keyed]
-        if _ordered_strictly(keys):
-            return StoredSet(items[at] for _, at in keyed)
-    except TypeError:  # elements of kinds Python does not order against each other
-        pass
-    return StoredSet(sorted(items, key=_bson_key))
+    return _same_scalar(bson_value(a), bson_value(b))
 
 
 def _same_members(a: Any, b: Any) -> bool:
     """Tell whether the arrays ``a`` and ``b`` (one the dump of a set) hold the same values
     stored alike, in any order."""
-    return sorted(map(_bson_key, a)) == sorted(map(_bson_key, b))
+    return sorted(map(bson_key, a)) == sorted(map(bson_key, b))
 
 
 def same(a: Any, b: Any) -> bool:
@@ -203,7 +129,7 @@ def same(a: Any, b: Any) -> bool:
         return (type(a) is StoredSet or type(b) is StoredSet) and _same_members(a, b)
     if type(a) is float and type(b) is float:
         return a != a and b != b  # NaN is stored as NaN (and NaN != NaN)
-    a, b = _bson_value(a), _bson_value(b)
+    a, b = bson_value(a), bson_value(b)
     return bool(a == b) and _same_scalar(a, b)
 
 

@@ -203,3 +203,21 @@ async def test_a_set_another_process_inserted_is_found(odm_database: Any, odm_ur
     assert list(found) == ["by-1", "by-2"]
     stored = [raw["tags"] async for raw in odm_database["hs22_tagged"].find()]
     assert stored == [sorted(texts), sorted(texts)]
+
+
+class HsFreeForm(Document):
+    extra: Any = None
+
+    class Meta:
+        collection = "hs22_free_form"
+
+
+async def test_a_set_in_a_free_form_field_is_stored_in_order(odm_database: Any) -> None:
+    # Where no dump plan orders it (an Any or dict field: the encoder meets the set), a set is
+    # stored in the same order as a set field's.
+    first, second = unsorted_pair()
+    names = {first, second, *(f"x{n}" for n in range(30))}
+    doc = HsFreeForm(extra={"names": names, "inner": [frozenset({3, 1, 2})]})
+    await doc.insert()
+    raw = await odm_database["hs22_free_form"].find_one({"_id": doc.id})
+    assert raw["extra"] == {"names": sorted(names), "inner": [[1, 2, 3]]}
