@@ -396,12 +396,24 @@ def learn_stored(document: Stored, stored: dict[str, Any]) -> bool:
     snapshot = get_snapshot(document)
     if snapshot is None or isinstance(snapshot, Unsure):
         return False
-    own = bool(changes(document, snapshot)[0])
-    if own and document._meta.optimistic_lock:
+    snapshot = at_loaded_version(document, snapshot)
+    if document._meta.optimistic_lock and changes(document, snapshot)[0]:
         return False
     _merge_learnt(document, snapshot, stored)
     written(document, stored)
     return True
+
+
+def at_loaded_version(document: Stored, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Return ``snapshot`` with the version ``document`` loaded at: under
+    ``Meta.optimistic_lock`` a document stored without one (before the lock was enabled)
+    loads at 0 (:func:`take_version`), which is then no change of its own; else ``snapshot``
+    itself."""
+    meta = document._meta
+    if not meta.optimistic_lock:
+        return snapshot
+    key = meta.db_key(meta.version_field)
+    return snapshot if key in snapshot else {**snapshot, key: 0}
 
 
 def another_object(document: Any, other: Any) -> bool:

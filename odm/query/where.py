@@ -22,6 +22,7 @@ from .lookups import (
     LITERAL_COMPARISONS,
     LOOKUPS,
     Exact,
+    IsNull,
     Lookup,
     comparison_literal_type,
     exact_literal_type,
@@ -92,7 +93,7 @@ def condition_for(
     lookup_cls = LOOKUPS.get(lookup_name)
     if lookup_cls is None:
         raise QueryError(f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path)
-    lookup: Lookup = lookup_cls(target, value, resolve_f=resolve_f)
+    lookup: Lookup = _relation_lookup(target, lookup_cls)(target, value, resolve_f=resolve_f)
     return Where(lookup.as_mql(), lookup.joins)
 
 
@@ -137,6 +138,7 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
             raise QueryError(
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
+        lookup_cls = _relation_lookup(target, lookup_cls)
         if any(join.many for join in target.joins):
             literal = None  # see one_target: compile_kwargs checks it in its general path
         elif lookup_cls is Exact:
@@ -392,11 +394,16 @@ def compile_kwargs(model: type[Any], kwargs: Mapping[str, Any]) -> list[Where]:
 # named ``a`` beside another aged 3. :func:`one_target` puts the positive conditions of one call
 # on one list of references into one ``$elemMatch``, which one element must meet whole.
 #
-# A negative condition (``exclude()``, ``~Q``, ``__ne``, ``__nin``, ``isnull``) is about every
-# target ("no author named a"), as Django's subquery for a negated multi-valued condition is, and
-# as the same lookup on a list of embedded documents is: it is left as it is. A list of embedded
-# documents keeps MongoDB's own reading (each condition any element, ``__elemmatch`` for one):
-# it is part of the document, not a relation.
+# A negative condition (``exclude()``, ``~Q``, ``__ne``, ``__nin``) is about every target ("no
+# author named a"), as Django's subquery for a negated multi-valued condition is, and as the same
+# lookup on a list of embedded documents is: it is left as it is. ``isnull`` is a positive
+# condition, as in Django, whose join of a multi-valued relation is a LEFT JOIN: a document
+# without targets is one row whose target's fields are all null. ``authors__nick__isnull=False``
+# asks one author with a nick; ``isnull=True`` (and ``authors__nick=None``) one author without,
+# or no author at all: the ``$elemMatch`` of such conditions has the alternative of an empty
+# joined list (see :func:`_merged`). ``authors__isnull`` is about the relation: no author.
+# A list of embedded documents keeps MongoDB's own reading (each condition any element,
+# ``__elemmatch`` for one): it is part of the document, not a relation.
 #
 # One lookup may itself be several conditions (``authors__age__range=(1, 3)`` is ``$gte`` and
 # ``$lte``, ``authors__tags__all=["x", "y"]`` one ``$all`` of two values): MongoDB meets each of
@@ -422,7 +429,8 @@ def one_target(parts: list[Where]) -> list[Where]:
     merged: dict[int, Where] = {}
     dropped: set[int] = set()
     for key, indexes in groups.items():
-        if len(indexes) > 1 or _several_conditions(parts[indexes[0]].mql):
+        first = parts[indexes[0]].mql
+        if len(indexes) > 1 or _several_conditions(first) or _null_row_meets(first, key):
             merged[indexes[0]] = _merged(key, [parts[i] for i in indexes])
             dropped.update(indexes[1:])
     if not merged:
@@ -477,6 +485,8 @@ def _relative(mql: Mapping[str, Any], many_key: str) -> bool:
     an element can meet (see :data:`_NOT_ONE_ELEMENT`)."""
     prefix = many_key + "."
     for key, value in mql.items():
+        if key == "$or" and _no_target_alternative(value, many_key) is not None:
+            continue
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not all(_relative(b, many_key) for b in value):
                 return False
@@ -502,7 +512,7 @@ def _negative(condition: Any) -> bool:
     """Tell whether a field's condition holds of no element rather than of one (``$ne``,
     ``$nin``, ``$not``, ``$exists: false``), or may not stand in an ``$elemMatch``."""
     if not isinstance(condition, Mapping):
-        return condition is None  # null or missing: also true of no element at all
+        return False  # a value, or None: null or missing, met by one target (see one_target)
     for operator, operand in condition.items():
         if operator in _NOT_ONE_ELEMENT or (operator == "$exists" and not operand):
             return True
@@ -519,11 +529,104 @@ def _holds_none(operand: Any) -> bool:
 def _merged(key: str, parts: list[Where]) -> Where:
     """One fragment: an element of ``key`` (a joined list of references) meets every one of
     ``parts``, each rewritten relative to the element."""
-    conditions = [_stripped(part.mql, key) for part in parts]
+    condition = and_mql([_stripped(part.mql, key) for part in parts])
     joins: list[Join] = []
     for part in parts:
         joins.extend(j for j in part.joins if j not in joins)
-    return Where({key: {"$elemMatch": and_mql(conditions)}}, tuple(joins))
+    one_target_meets: dict[str, Any] = {key: {"$elemMatch": condition}}
+    if not _met_without_target(condition):
+        return Where(one_target_meets, tuple(joins))
+    # Django's LEFT JOIN: a document without targets is a row whose target is all null.
+    return Where({"$or": [one_target_meets, {key: _NO_TARGET}]}, tuple(joins))
+
+
+#: The condition on a joined list of references that it holds no target (see
+#: :func:`_merged`).
+_NO_TARGET: Final = {"$size": 0}
+
+
+def _met_without_target(condition: Mapping[str, Any]) -> bool:
+    """Tell whether ``condition``, relative to one target (see :func:`_stripped`), holds of
+    the null row that a document without targets is (a SQL LEFT JOIN's): only where each of
+    its fields is asked to be null (``isnull=True``, ``=None``), as in SQL, where any other
+    comparison with NULL is not true."""
+    if not condition:
+        return False
+    for key, value in condition.items():
+        if key == "$or":
+            met = any(_met_without_target(branch) for branch in value)
+        elif key == "$and":
+            met = all(_met_without_target(branch) for branch in value)
+        else:
+            met = value is None
+        if not met:
+            return False
+    return True
+
+
+def _null_row_meets(mql: Mapping[str, Any], many_key: str) -> bool:
+    """Tell whether ``mql``, a part of one list of references (see
+    :func:`_one_target_key`), also holds of a document without targets but does not say so
+    yet (``{"__odm_rel_authors.nick": None}``, which MongoDB does not match with an empty
+    list)."""
+    return _met_without_target(_stripped(mql, many_key)) and not (
+        list(mql) == ["$or"] and _no_target_alternative(mql["$or"], many_key) is not None
+    )
+
+
+def _no_target_alternative(branches: Any, many_key: str) -> Mapping[str, Any] | None:
+    """The conditions on one target of ``branches``, when they are the ``$or`` that
+    :func:`_merged` makes of one target's ``$elemMatch`` and the document without targets;
+    else ``None``."""
+    if not isinstance(branches, list) or len(branches) != 2:
+        return None
+    one, none = branches
+    if none != {many_key: _NO_TARGET} or not isinstance(one, Mapping) or list(one) != [many_key]:
+        return None
+    return one[many_key]["$elemMatch"] if _one_element_match(one[many_key]) else None
+
+
+# -- isnull on a list of references and on its targets (see one_target) ---------------------
+
+
+class _TargetsIsNull(IsNull):
+    """``authors__nick__isnull`` on the targets of a list of references: ``False`` is met by
+    one target with a value (``{"$ne": None}`` on the joined list, what ``__ne=None`` is,
+    would ask it of every target); ``True`` is ``{path: None}``, which :func:`one_target`
+    also meets with a document without targets."""
+
+    def as_mql(self) -> dict[str, Any]:
+        """Return ``{joined list: {"$elemMatch": {field: {"$ne": None}}}}`` for ``False``."""
+        if self.value:
+            return super().as_mql()
+        many_key = self.target.joins[-1].key
+        field = self.target.db_path[len(many_key) + 1 :]
+        return {many_key: {"$elemMatch": {field: {"$ne": None}}}}
+
+
+class _RelationIsNull(IsNull):
+    """``authors__isnull`` on a list of references itself, as Django's on a many-to-many
+    relation: ``True`` keeps the documents without a target (the list empty, null or
+    missing), ``False`` those with one. It reads the stored ids, as ``authors__id`` does."""
+
+    def operand(self) -> Any:
+        """Return ``{"$in": [None, []]}`` or ``{"$nin": [None, []]}``."""
+        no_target: list[Any] = [None, []]
+        return {"$in": no_target} if self.value else {"$nin": no_target}
+
+
+def _relation_lookup(target: ResolvedPath, lookup_cls: type[Lookup]) -> type[Lookup]:
+    """Return the class of ``lookup_cls`` on ``target``: the ``isnull`` of a list of
+    references, or of a field of its targets, where it is one (see :func:`one_target`)."""
+    if lookup_cls is not IsNull or target.element_parts:
+        return lookup_cls
+    field = target.field
+    if field.kind is Kind.LIST and field.item is not None and field.item.kind is Kind.REFERENCE:
+        return _RelationIsNull
+    many = _many_join(target.joins)
+    if many is not None and target.db_path.startswith(many.key + "."):
+        return _TargetsIsNull
+    return lookup_cls
 
 
 def _stripped(mql: Mapping[str, Any], many_key: str) -> dict[str, Any]:
@@ -534,8 +637,12 @@ def _stripped(mql: Mapping[str, Any], many_key: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     opened: list[dict[str, Any]] = []
     for key, value in mql.items():
+        alternative = _no_target_alternative(value, many_key) if key == "$or" else None
         if key == many_key:
             opened.append(dict(value["$elemMatch"]))
+        elif alternative is not None:
+            # made by _merged: its target's conditions, whose null row _merged weighs again
+            opened.append(dict(alternative))
         elif key.startswith("$"):
             out[key] = [_stripped(branch, many_key) for branch in value]
         else:
