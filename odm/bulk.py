@@ -65,6 +65,7 @@ __all__ = [
     "FIRST_CHUNK",
     "MIN_CHUNK",
     "SPLIT_ABOVE",
+    "BulkCreateTooLarge",
     "BulkInsert",
     "chunk_size",
     "dump",
@@ -98,6 +99,10 @@ _COMMAND_ROOM = 16 * 1024
 #: Bytes a message spends on each document besides its BSON (none in an ``OP_MSG``; its type
 #: and array key with automatic encryption).
 _PER_DOCUMENT = 16
+#: How many characters of the first earlier write error a too-large error's message quotes
+#: (the rest, and every other write error, are in its ``details``).
+_QUOTED_ERROR_CHARS = 200
+
 #: The most documents the server takes in one ``insert`` command (``maxWriteBatchSize``).
 _MAX_WRITE_BATCH = 100_000
 
@@ -111,6 +116,20 @@ _BSON_OBJECT_TOO_LARGE = 10334
 #: up to 16 KB over the limit only gets a write error of its own (code 2), so the document
 #: a BSONObjectTooLarge refusal is about is over this.
 _MAX_COMMAND_DOCUMENT_BYTES = _MAX_DOCUMENT_BYTES + 16 * 1024
+
+
+class BulkCreateTooLarge(executor.CommandTooLarge):
+    """``bulk_create``'s :class:`~odm.executor.CommandTooLarge`: a document over MongoDB's
+    16 MB limit stopped the insert. With ``ordered=False``, documents of the chunks sent
+    before it may have had write errors (a duplicate key...): the message says so, and
+    :attr:`details` holds them as a ``BulkWriteError``'s do (``writeErrors`` indexing the
+    whole list, ``nInserted``...)."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        #: The write errors of the documents before the one too large, as a
+        #: ``BulkWriteError.details`` (``writeErrors`` empty when there were none).
+        self.details = details
 
 
 def _dumps_as_batch(model: type[Any], documents: Sequence[Any]) -> bool:
@@ -246,7 +265,9 @@ class BulkInsert:
                 if self._too_large is not None:
                     # Raised here, past write_guard, which has told the unit of work that the
                     # server refused a command of its transaction.
-                    raise executor.CommandTooLarge(self._too_large_message()) from error
+                    raise BulkCreateTooLarge(
+                        self._too_large_message(), self._bulk_details()
+                    ) from error
                 raise
         finally:
             self._mark()
@@ -285,7 +306,24 @@ class BulkInsert:
             outcome = "nothing was inserted"
         return (
             f"{name} bulk_create: {culprit} is larger than MongoDB's 16 MB limit on a "
-            f"document; {outcome}"
+            f"document; {outcome}{self._earlier_errors_message()}"
+        )
+
+    def _earlier_errors_message(self) -> str:
+        """Say, for a too-large error's message, which documents before the culprit had write
+        errors (an unordered insert went on past them): empty when none had."""
+        errors = sorted(self._write_errors, key=lambda error: error["index"])
+        if not errors:
+            return ""
+        first = errors[0]
+        quoted = str(first.get("errmsg", "")).strip()
+        if len(quoted) > _QUOTED_ERROR_CHARS:
+            quoted = quoted[:_QUOTED_ERROR_CHARS] + "..."
+        more = f", and {len(errors) - 1} more" if len(errors) > 1 else ""
+        had = "a write error" if len(errors) == 1 else "write errors"
+        return (
+            f"; and {len(errors)} earlier document{'s' if len(errors) > 1 else ''} had {had} "
+            f"(the error's details list them): document {first['index']}: {quoted}{more}"
         )
 
     def _mark(self) -> None:
@@ -695,7 +733,11 @@ class BulkInsert:
     def _bulk_error(self) -> BulkWriteError:
         """Return the errors of every chunk as one ``BulkWriteError``, as the driver reports
         one ``insert_many`` (``writeErrors`` sorted, indexes into the whole list)."""
-        return BulkWriteError({
+        return BulkWriteError(self._bulk_details())
+
+    def _bulk_details(self) -> dict[str, Any]:
+        """Return the errors of every chunk so far as a ``BulkWriteError``'s ``details``."""
+        return {
             "writeErrors": sorted(self._write_errors, key=lambda error: error["index"]),
             "writeConcernErrors": list(self._concern_errors),
             "nInserted": self._inserted_count,
@@ -704,7 +746,7 @@ class BulkInsert:
             "nModified": 0,
             "nRemoved": 0,
             "upserted": [],
-        })
+        }
 
 
 class _IdIndex:

@@ -12,21 +12,23 @@ cannot follow, and matches the filter on what each event carries (:func:`event_p
 
 from __future__ import annotations
 
+import asyncio
 import string
 from collections.abc import Callable, Generator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 
 from bson import Timestamp
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from . import executor
 from .exceptions import ConfigurationError, QueryError, TransactionError
 from .models.loading import load_documents
 from .models.options import ID_KEY
 from .query.where import and_mql
-from .session import current_unit_of_work
+from .session import current_session, current_unit_of_work, leave_bindings
 
 if TYPE_CHECKING:
     from .query.query import Query
@@ -49,6 +51,10 @@ _TOKEN_KEYS: Final = frozenset({"_data", "_typeBits"})
 #: The server's refusals of a resume token it cannot decode: a bad token (40647), a string
 #: that is not hex (FailedToParse, 9), and hex that is not a key (KeyString format errors).
 _BAD_TOKEN_CODES: Final = frozenset({9, 40647, 50615, 50811})
+
+#: The options that say where a stream starts: a stream that goes on after its session block
+#: ended starts again from its own resume token instead.
+_STARTS: Final = frozenset({"resume_after", "start_after", "start_at_operation_time"})
 
 #: Events about the collection itself, not a document: no filter can be proved on them, and a
 #: consumer must see them whatever it filters (after ``invalidate`` the server has closed the
@@ -197,9 +203,13 @@ class ChangeStream(Generic[M]):
     ``stream = await qs.watch()`` (then ``await stream.close()``); it is live from that
     line on. ``async for event in qs.watch()`` still works and opens the stream when the loop
     starts, so changes made before that are not seen.
+
+    A stream opened inside ``odm.session()`` and read after that block ended goes on outside
+    it, as any operation of the block's tasks does then: it is opened again, outside any
+    block, from its own resume token, so no change is lost or delivered twice.
     """
 
-    __slots__ = ("_closed", "_load", "_model", "_options", "_pipeline", "_stream")
+    __slots__ = ("_closed", "_load", "_model", "_options", "_pipeline", "_session", "_stream")
 
     def __init__(
         self,
@@ -214,6 +224,8 @@ class ChangeStream(Generic[M]):
         self._load = load
         self._stream: Any = None
         self._closed = False
+        # The odm.session() block's session the server cursor belongs to, if any.
+        self._session: Any = None
 
     @property
     def model(self) -> type[Any]:
@@ -242,13 +254,39 @@ class ChangeStream(Generic[M]):
             raise QueryError("this change stream is closed: call watch() again")
         if self._stream is None:
             refuse_in_transaction()
+            session = current_session()  # what the executor sends the stream in
             try:
                 self._stream = await executor.watch(self._model, self._pipeline, **self._options)
             except OperationFailure as exc:
                 raise_if_no_change_streams(exc)
                 self._raise_if_bad_token(exc)
                 raise
+            self._session = session
         return self
+
+    async def _outlive_ended_session(self) -> None:
+        """Open the stream again, outside any block, from its resume token when the session
+        block it was opened in has ended: the server cursor belongs to that session, which
+        the driver can no longer send a getMore in (``Cannot use ended session``)."""
+        if self._session is None or not self._session.has_ended:
+            return
+        ended, token = self._stream, self.resume_token
+        if not ended.alive or token is None:
+            self._session = None
+            return  # the server ended the stream itself (invalidate): nothing to go on with
+        options = {name: value for name, value in self._options.items() if name not in _STARTS}
+        options["resume_after"] = token
+        # A task of its own leaves the reader's blocks in its context only: the new cursor
+        # must not belong to a session block (or transaction) the stream is read in now.
+        self._stream = await asyncio.create_task(self._open_outside_blocks(options))
+        self._session = None  # only now: a failed reopening is tried again at the next read
+        with suppress(PyMongoError):  # its session has ended: the server times the cursor out
+            await ended.close()
+
+    async def _open_outside_blocks(self, options: dict[str, Any]) -> Any:
+        """Open the driver's stream with ``options`` outside any session block."""
+        leave_bindings()
+        return await executor.watch(self._model, self._pipeline, **options)
 
     def _raise_if_bad_token(self, exc: OperationFailure) -> None:
         """Raise a QueryError naming the starting token when the server could not decode it."""
@@ -283,6 +321,7 @@ class ChangeStream(Generic[M]):
         if self._closed:
             raise StopAsyncIteration
         await self.open()
+        await self._outlive_ended_session()
         try:
             raw = await self._stream.next()
         except OperationFailure as exc:
@@ -294,6 +333,7 @@ class ChangeStream(Generic[M]):
         """Return the next event, or ``None`` when the server has none now (one round trip,
         waiting at most ``max_await_time_ms``); opens the stream if needed."""
         await self.open()
+        await self._outlive_ended_session()
         raw = await self._stream.try_next()
         return None if raw is None else self._event(raw)
 
