@@ -3,7 +3,6 @@ error on the server, and on a document that no longer fits its model."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -12,10 +11,8 @@ from bson import Timestamp
 from pydantic import ValidationError
 
 import odm
-from odm import ChangeStream, Document, QueryError, TransactionError
-
-#: Each stream waits this long per round trip: the events the tests read are already written.
-AWAIT_MS = 100
+from odm import Document, QueryError, TransactionError
+from tests.integration.stream_support import AWAIT_MS, names
 
 
 class CsWatched(Document):
@@ -23,21 +20,6 @@ class CsWatched(Document):
 
     class Meta:
         collection = "cs22_watched"
-
-
-async def _names(stream: ChangeStream[CsWatched], count: int) -> list[str]:
-    """The names of the next ``count`` documents ``stream`` delivers (5 s at most)."""
-
-    async def read() -> list[str]:
-        names = []
-        async for event in stream:
-            assert event.document is not None
-            names.append(event.document.name)
-            if len(names) == count:
-                break
-        return names
-
-    return await asyncio.wait_for(read(), 5)
 
 
 @pytest.mark.parametrize("start", ["resume_after", "start_after"])
@@ -99,7 +81,7 @@ async def test_a_real_token_and_operation_time_still_start_the_stream(odm_databa
     async with CsWatched.objects.watch(start_at_operation_time=start) as stream:
         first = await anext(stream)
     async with CsWatched.objects.watch(resume_after=first.resume_token) as stream:
-        assert await _names(stream, 1) == ["b"]
+        assert await names(stream, 1) == ["b"]
 
 
 async def test_watch_inside_a_transaction_is_refused_and_the_transaction_goes_on(
@@ -121,7 +103,7 @@ async def test_a_stream_opened_before_a_transaction_reads_inside_it(odm_database
         async with odm.transaction():
             await CsWatched(name="in").insert()
         async with odm.transaction():
-            assert await _names(stream, 1) == ["in"]
+            assert await names(stream, 1) == ["in"]
 
 
 async def test_a_resumable_error_on_getmore_loses_and_repeats_no_event(odm_database: Any) -> None:
@@ -129,7 +111,7 @@ async def test_a_resumable_error_on_getmore_loses_and_repeats_no_event(odm_datab
     await odm_database.create_collection("cs22_watched")
     async with CsWatched.objects.watch(max_await_time_ms=AWAIT_MS, batch_size=1) as stream:
         await CsWatched(name="a1").insert()
-        assert await _names(stream, 1) == ["a1"]
+        assert await names(stream, 1) == ["a1"]
         await admin.command({
             "configureFailPoint": "failCommand", "mode": {"times": 1},
             "data": {"failCommands": ["getMore"], "errorCode": 6,
@@ -138,7 +120,7 @@ async def test_a_resumable_error_on_getmore_loses_and_repeats_no_event(odm_datab
         try:
             for name in ("a2", "a3"):
                 await CsWatched(name=name).insert()
-            assert await _names(stream, 2) == ["a2", "a3"]
+            assert await names(stream, 2) == ["a2", "a3"]
         finally:
             await admin.command({"configureFailPoint": "failCommand", "mode": "off"})
         assert stream.is_open
@@ -153,4 +135,4 @@ async def test_a_document_that_no_longer_fits_names_itself_and_the_stream_goes_o
         await CsWatched(name="fits").insert()
         with pytest.raises(ValidationError, match=rf"CsWatched.*{bad.inserted_id}"):
             await anext(stream)
-        assert await _names(stream, 1) == ["fits"]
+        assert await names(stream, 1) == ["fits"]

@@ -5,14 +5,11 @@ use ended session`` on its next read, while ``is_open`` said True."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import odm
 from odm import ChangeStream, Document
-
-#: Each stream waits this long per round trip: the events the tests read are already written.
-AWAIT_MS = 100
+from tests.integration.stream_support import AWAIT_MS, names
 
 
 class HbSessionWatched(Document):
@@ -20,21 +17,6 @@ class HbSessionWatched(Document):
 
     class Meta:
         collection = "hb22_session_watched"
-
-
-async def _names(stream: ChangeStream[HbSessionWatched], count: int) -> list[str]:
-    """The names of the next ``count`` documents ``stream`` delivers (5 s at most)."""
-
-    async def read() -> list[str]:
-        names = []
-        async for event in stream:
-            assert event.document is not None
-            names.append(event.document.name)
-            if len(names) == count:
-                break
-        return names
-
-    return await asyncio.wait_for(read(), 5)
 
 
 async def _opened_in_a_session_block() -> ChangeStream[HbSessionWatched]:
@@ -54,17 +36,17 @@ async def test_a_stream_read_after_its_session_block_goes_on_without_a_gap(
     stream = await _opened_in_a_session_block()
     try:
         assert stream.is_open
-        assert await _names(stream, 2) == ["inside", "after"]
+        assert await names(stream, 2) == ["inside", "after"]
         assert stream.is_open
         await HbSessionWatched(name="later").insert()
-        assert await _names(stream, 1) == ["later"]
+        assert await names(stream, 1) == ["later"]
         token = stream.resume_token
     finally:
         await stream.close()
     assert not stream.is_open
     await HbSessionWatched(name="resumed").insert()
     async with HbSessionWatched.objects.watch(resume_after=token) as resumed:
-        assert await _names(resumed, 1) == ["resumed"]
+        assert await names(resumed, 1) == ["resumed"]
 
 
 async def test_try_next_after_the_block_and_inside_a_transaction_goes_on(
@@ -78,7 +60,7 @@ async def test_try_next_after_the_block_and_inside_a_transaction_goes_on(
             await HbSessionWatched(name="in transaction").insert()
         assert first is not None and first.document is not None
         assert first.document.name == "inside"
-        assert await _names(stream, 2) == ["after", "in transaction"]
+        assert await names(stream, 2) == ["after", "in transaction"]
     finally:
         await stream.close()
     assert await HbSessionWatched.objects.count() == 3
