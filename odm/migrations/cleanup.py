@@ -1,4 +1,5 @@
-"""Cleaning up after a step or a write that failed, without hiding why it failed."""
+"""Cleaning up after a step or a write that failed, without hiding why it failed, and saying
+why in a line a person reads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,43 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pymongo.errors import OperationFailure
+
 from .. import drivers
+
+#: What PyMongo puts between a server error's message and the whole reply it appends (cluster
+#: times, signatures, the command's other fields): noise in a message meant for a person.
+_FULL_REPLY = ", full error:"
+
+
+def error_text(exc: BaseException) -> str:
+    """Return the class of ``exc`` and what it says (:func:`server_message`), as an error
+    message shows a failure it did not raise itself."""
+    return f"{type(exc).__name__}: {server_message(exc)}"
+
+
+def server_message(exc: BaseException) -> str:
+    """Return what ``exc`` says, without the server's full reply that PyMongo appends: for a
+    server's error, its message and its code."""
+    if not isinstance(exc, OperationFailure):
+        return _before_full_reply(exc)
+    said, code = _said_by_server(exc)
+    said = said or _before_full_reply(exc)
+    return said if code is None else f"{said} (code {code})"
+
+
+def _said_by_server(exc: OperationFailure) -> tuple[str | None, Any]:
+    """Return the server's message and code of ``exc``: a bulk write's are those of its first
+    refused write, since its own message says only that a batch failed."""
+    details: Any = exc.details or {}
+    refused = details.get("writeErrors") or details.get("writeConcernErrors")
+    if refused and isinstance(refused[0], dict) and refused[0].get("errmsg"):
+        return refused[0]["errmsg"], refused[0].get("code")
+    return details.get("errmsg"), exc.code
+
+
+def _before_full_reply(exc: BaseException) -> str:
+    return str(exc).split(_FULL_REPLY, 1)[0]
 
 
 async def quietly(awaitable: Any) -> None:

@@ -27,6 +27,7 @@ from ..connection import redact_uri
 from ..exceptions import ConfigurationError, ConnectionFailed, OdmError
 from . import loader
 from .autodetect import make
+from .cleanup import error_text
 from .lock import LockHeld, break_lock, shown_holder
 from .runner import Runner
 
@@ -246,7 +247,7 @@ def _guarded(run: Callable[[], int]) -> int:
     except OdmError as exc:
         return _fail(str(exc))
     except PyMongoError as exc:
-        return _fail(f"{type(exc).__name__}: {exc}")
+        return _fail(error_text(exc))
     except OSError as exc:
         return _fail(f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug of ours: still one line, with what it was

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from ..exceptions import MigrationError
-from .cleanup import discard, quietly
+from .cleanup import discard, error_text, quietly
 from .loader import Migration
 from .lock import LockLost
 from .operations import StepAction
@@ -114,7 +114,7 @@ class Compensation:
             )
         except Exception as exc:
             return (
-                f"; rolling back step {step_number} also failed ({type(exc).__name__}: {exc}): "
+                f"; rolling back step {step_number} also failed ({error_text(exc)}): "
                 "the database is partly migrated; the next apply tries rolling back from step "
                 f"{step_number} again before starting the file over (`--restart "
                 f"{migration.id}` starts it over without)",

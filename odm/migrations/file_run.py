@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from ..exceptions import MigrationError
-from .cleanup import discard, ended_on_server, quietly, settled_session
+from .cleanup import discard, ended_on_server, error_text, quietly, settled_session
 from .compensation import Compensation
 from .loader import Migration
 from .lock import LockLost
@@ -296,7 +296,7 @@ class FileRun:
         except PyMongoError as unknown:
             raise OutcomeUnknown(
                 f"{type(exc).__name__} while recording it, and whether it was recorded "
-                f"cannot be read back ({type(unknown).__name__}: {unknown})"
+                f"cannot be read back ({error_text(unknown)})"
             ) from exc
         if not stored:
             raise exc

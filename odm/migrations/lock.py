@@ -38,7 +38,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..exceptions import MigrationError
-from .cleanup import quietly
+from .cleanup import error_text, quietly
 from .recorder import LOCK, whoami
 
 LOCK_ID = "migrations"
@@ -236,11 +236,6 @@ def _seconds(lease: float) -> str:
     return f"{lease:g} s"
 
 
-def _first_line(exc: BaseException) -> str:
-    """Return an error's message without the server's full reply (PyMongo appends it)."""
-    return str(exc).split(", full error:", 1)[0]
-
-
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -347,7 +342,7 @@ class MigrationLock:
             raise LeaseRanOut(
                 f"a write did not finish within what was left of {lease} (its time limit, so "
                 "that it cannot land once another run may hold the lock): "
-                f"{type(exc).__name__}: {_first_line(exc)}",
+                f"{error_text(exc)}",
                 sent=True,
             ) from exc
 
@@ -558,8 +553,8 @@ class MigrationLock:
             await self.collection.delete_one({"_id": LOCK_ID, "token": self.token})
         except PyMongoError as exc:
             self.echo(
-                f"warning: the migrations lock could not be released ({type(exc).__name__}: "
-                f"{exc}); it expires with its lease ({self.lease:g} s)"
+                f"warning: the migrations lock could not be released ({error_text(exc)}); "
+                f"it expires with its lease ({self.lease:g} s)"
             )
 
     async def __aenter__(self) -> MigrationLock:

@@ -388,9 +388,9 @@ class ChangeJournal:
             await self.make(change)
             await self._end(change, None)
 
-        await self._in_transaction(lock, writes)
+        await self.in_transaction(lock, writes)
 
-    async def _in_transaction(
+    async def in_transaction(
         self, lock: MigrationLock, writes: Callable[[], Awaitable[None]]
     ) -> None:
         """Make ``writes`` (driver calls without a session) in one transaction fenced by
@@ -508,7 +508,7 @@ class ChangeJournal:
                 await log_once(self.recorder, entry)
                 await self.recorder.clear_state(mid)
 
-            await self._in_transaction(lock, writes)
+            await self.in_transaction(lock, writes)
             return
         async with self._settled_session() as session:
             await fenced(lock, partial(log_once, self.recorder, entry, session=session))

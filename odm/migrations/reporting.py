@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from ..exceptions import MigrationError
-from .cleanup import quietly
+from .cleanup import error_text, quietly
 from .loader import Migration
 from .lock import LockLost
 from .recorder import Recorder
@@ -23,8 +23,9 @@ def elapsed_ms(begun: float) -> int:
 
 
 def failure_reason(exc: BaseException) -> str:
-    """Describe why something failed: an odm error's own words, else the error's type too."""
-    return str(exc) if isinstance(exc, MigrationError) else f"{type(exc).__name__}: {exc}"
+    """Describe why something failed: an odm error's own words, else the error's type and
+    what it says, a server's error cut to the server's message and code (:func:`error_text`)."""
+    return str(exc) if isinstance(exc, MigrationError) else error_text(exc)
 
 
 def _how_stopped(exc: BaseException) -> str:

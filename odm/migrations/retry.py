@@ -17,6 +17,7 @@ import time
 from pymongo.errors import PyMongoError
 
 from ..exceptions import MigrationError
+from .cleanup import error_text
 from .lock import MigrationLock
 
 #: The error label of a transaction that may succeed if run again from its start.
@@ -49,7 +50,7 @@ class LeaseBound:
     def gave_up(self, what: str, exc: BaseException | None) -> MigrationError:
         """Return the error for ``what`` still failing transiently (with ``exc``, when known)
         when the attempts stopped at the bound."""
-        why = f": {type(exc).__name__}: {exc}" if exc is not None else f" ({TRANSIENT})"
+        why = f": {error_text(exc)}" if exc is not None else f" ({TRANSIENT})"
         return MigrationError(
             f"{what} kept failing{why}; gave up after {self.attempts} attempts in "
             f"{time.monotonic() - self.started:.1f} s, before the lock's lease may run out. "

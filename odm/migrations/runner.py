@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import MigrationError
 from . import loader
-from .cleanup import quietly
 from .compensation import rollbacks_left
 from .file_run import FileRun
 from .loader import Migration
@@ -48,7 +48,6 @@ from .selection import (
 )
 from .transaction import (
     NO_TRANSACTIONS_ENV,
-    FencedTransaction,
     OutcomeUnknown,
     supports_transactions,
 )
@@ -338,33 +337,30 @@ class Runner:
 
     async def _change_records(self, lock: MigrationLock, change: RecordsChange) -> None:
         """Make the writes of ``change`` (a mark or an unmark) all or none: in one transaction
-        fenced by ``lock`` where the server runs them, else noted as under way until done.
+        fenced by ``lock`` where the server runs them, else noted as under way until done. The
+        transaction runs again when it fails transiently (a write conflict), while the lease
+        lasts (:meth:`ChangeJournal.in_transaction`).
 
         A failure says that nothing was changed, or, without a transaction, that the next
         command finishes what was begun; a commit whose answer was lost and that cannot be read
         back says so (:class:`OutcomeUnknown`).
         """
         what = change.describe()
+        journal = self._journal()
         if not self.transactions:
-            await self._journal().journaled(lock, change)
+            await journal.journaled(lock, change)
             return
-        tx = FencedTransaction(self.database.client, lock)
         try:
-            await tx.begin()
-            await self._journal().make(change)
-            await tx.commit()
+            # Run again on a transient failure (a write conflict), as a file's transaction is.
+            await journal.in_transaction(lock, partial(journal.make, change))
         except OutcomeUnknown as exc:
             raise OutcomeUnknown(
                 f"{what}: {exc}; `odm migrate list` shows what is recorded"
             ) from exc
         except Exception as exc:
-            await quietly(tx.abort())
             raise MigrationError(
                 f"{what} failed, nothing was changed: {failure_reason(exc)}"
             ) from exc
-        except BaseException:
-            await quietly(tx.abort())
-            raise
 
     async def unmark(self, given: str) -> str:
         """Forget that a migration was applied, without running its rollback."""

@@ -22,7 +22,7 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from .cleanup import end_on_server, quietly
+from .cleanup import end_on_server, error_text, quietly
 from .lock import MigrationLock
 
 #: Set to ``1`` to run as on a server without transactions (tests of the standalone path).
@@ -163,5 +163,5 @@ class FencedTransaction:
         except PyMongoError as unknown:
             raise OutcomeUnknown(
                 f"{type(exc).__name__} while committing, and whether it committed cannot be "
-                f"read back ({type(unknown).__name__}: {unknown})"
+                f"read back ({error_text(unknown)})"
             ) from exc
