@@ -81,7 +81,8 @@ def stored_set(values: Iterable[Any]) -> StoredSet:
     """Return the elements of a set (its dump) in the order they are stored: sorted by
     value when they sort (text by code point, which is MongoDB's order for UTF-8; numbers by
     value; enums by their value), else by their BSON encoding. The order depends only on the
-    elements, never on the hash seed of the process that dumps them."""
+    elements, never on the hash seed of the process that dumps them. Elements stored alike
+    (two datetimes in one millisecond, say) are stored once, as the one value they are."""
     items = list(values)
     if len(items) < 2:
         return StoredSet(items)
@@ -92,6 +93,50 @@ def stored_set(values: Iterable[Any]) -> StoredSet:
         keys = [key for key, _ in keyed]
         if _ordered_strictly(keys):
             return StoredSet(items[at] for _, at in keyed)
+        in_order = _ties_stored_alike(items, keyed)
+        if in_order is not None:
+            return in_order
     except TypeError:  # elements of kinds Python does not order against each other
         pass
-    return StoredSet(sorted(items, key=bson_key))
+    return _by_encoding(items)
+
+
+def _ties_stored_alike(items: list[Any], keyed: list[tuple[Any, int]]) -> StoredSet | None:
+    """Return the elements of ``items`` in the order of ``keyed`` (their order keys, sorted),
+    each stored value once, when every two neighbours are in strict order or tie as values
+    stored alike (two datetimes in one millisecond, an aware and a naive one for the same
+    instant); else ``None`` (a NaN, sets ordered by inclusion: they are ordered by encoding)."""
+    kept = StoredSet([items[keyed[0][1]]])
+    last_key = keyed[0][0]
+    for key, at in keyed[1:]:
+        if last_key < key:
+            kept.append(items[at])
+            last_key = key
+        elif not (last_key == key and _stored_alike(kept[-1], items[at])):
+            return None
+    return kept
+
+
+def _stored_alike(first: Any, second: Any) -> bool:
+    """Tell whether BSON encodes ``first`` and ``second`` alike (never for a value it cannot
+    encode: that one is kept, for the encoder to refuse by name)."""
+    key = bson_key(first)
+    return key[0] == 0 and key == bson_key(second)
+
+
+def _by_encoding(items: list[Any]) -> StoredSet:
+    """Return ``items`` sorted by :func:`bson_key`, each stored value once: elements that
+    differ in Python but are stored alike (two datetimes in one millisecond, an aware and a
+    naive one for the same instant, two NaNs) are one element of the stored set, as MongoDB
+    and every other process read it back (else the array holds a value twice, an equality
+    filter or a unique index sees another array for the same set, and the set read back is
+    written back by the next save)."""
+    keyed = sorted(zip(map(bson_key, items), range(len(items)), strict=True), key=itemgetter(0))
+    kept = StoredSet()
+    previous: Any = None
+    for key, at in keyed:
+        # A value BSON cannot encode (key[0] == 1) is kept: the encoder refuses it by name.
+        if key != previous or key[0] != 0:
+            kept.append(items[at])
+        previous = key
+    return kept

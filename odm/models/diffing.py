@@ -215,7 +215,8 @@ def diff_value(path: Path, old: Any, new: Any, changes: ChangeSet) -> None:
     """Record in ``changes`` what turns the stored value ``old`` at ``path`` into ``new``.
 
     A sub-document is changed key by key when every key a change names is
-    :func:`addressable`, else it is set whole; a list is pushed to when it only grew.
+    :func:`addressable`, else it is set whole; a list (not a set) is pushed to when it only
+    grew.
     """
     mappings = isinstance(old, Mapping) and isinstance(new, Mapping) and new
     if mappings and _keys_addressable(old, new):
@@ -230,7 +231,10 @@ def diff_value(path: Path, old: Any, new: Any, changes: ChangeSet) -> None:
                 changes.unsets[(*path, key)] = ""
         return
     appended = isinstance(old, list) and isinstance(new, _SEQUENCES) and len(old) < len(new)
-    if appended and same(old, new[: len(old)]):
+    # A set is set whole, never pushed to: its snapshot may hold it in another order than
+    # the stored array (a set stored in another order is the same set, so the snapshot takes
+    # the dump's), and a push would keep that order, which equality filters then miss.
+    if appended and type(new) is not StoredSet and same(old, new[: len(old)]):
         changes.pushes[path] = {"$each": list(new[len(old) :])}
         return
     changes.sets[path] = new
