@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from odm import Document, Q, QuerySet, Reference
+from tests.integration.querysets.q_trees import Leaves, kept, q_of, trees
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the filters are odm's, not the driver's
 
@@ -119,7 +121,7 @@ async def test_a_book_with_a_null_list_has_no_author(odm_database: Any) -> None:
 
 # -- drawn: a Q tree of one call, against Django's rows (a null one for a book without) ------
 
-_LEAVES: dict[str, tuple[dict[str, Any], Callable[[_Author | None], bool]]] = {
+_LEAVES: Leaves = {
     "name": ({"authors__name": "a"}, lambda a: a is not None and a[0] == "a"),
     "nick": ({"authors__nick": "x"}, lambda a: a is not None and a[1] == "x"),
     "null": ({"authors__nick__isnull": True}, lambda a: a is None or a[1] in (None, ...)),
@@ -127,62 +129,19 @@ _LEAVES: dict[str, tuple[dict[str, Any], Callable[[_Author | None], bool]]] = {
     "set": ({"authors__nick__isnull": False}, lambda a: a is not None and a[1] not in (None, ...)),
 }
 
-# A tree: a leaf name, ("not", tree), ("and", [trees]) or ("or", [trees]).
-_TREES = st.recursive(
-    st.sampled_from(sorted(_LEAVES)),
-    lambda inner: st.one_of(
-        st.tuples(st.just("not"), inner),
-        st.tuples(st.sampled_from(["and", "or"]), st.lists(inner, min_size=2, max_size=3)),
-    ),
-    max_leaves=5,
-)
-
-
-def _q(tree: Any) -> Q:
-    if isinstance(tree, str):
-        return Q(**_LEAVES[tree][0])
-    if tree[0] == "not":
-        return ~_q(tree[1])
-    combined = _q(tree[1][0])
-    for branch in tree[1][1:]:
-        combined = combined & _q(branch) if tree[0] == "and" else combined | _q(branch)
-    return combined
-
-
-def _on(tree: Any, author: _Author | None, authors: list[_Author]) -> bool:
-    """Django's reading of ``tree`` on one row (``author``; ``None``: the null row of a book
-    without authors): a negation is a subquery over every author, and so is each branch of an
-    ``|`` beside one (docs/querysets.md)."""
-    if isinstance(tree, str):
-        return _LEAVES[tree][1](author)
-    if tree[0] == "not":
-        return not _kept(tree[1], authors)
-    if tree[0] == "or" and any(_negates(branch) for branch in tree[1]):
-        return any(_kept(branch, authors) for branch in tree[1])
-    results = [_on(branch, author, authors) for branch in tree[1]]
-    return all(results) if tree[0] == "and" else any(results)
-
-
-def _negates(tree: Any) -> bool:
-    return not isinstance(tree, str) and (tree[0] == "not" or any(map(_negates, tree[1])))
-
-
-def _kept(tree: Any, authors: list[_Author]) -> bool:
-    rows: list[_Author | None] = list(authors) or [None]
-    return any(_on(tree, row, authors) for row in rows)
+_TREES = trees(_LEAVES)
 
 
 _AUTHOR = st.tuples(st.sampled_from("ab"), st.sampled_from(["x", "y", None, ...]))
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=30, database=None)
 @given(shelves=st.lists(st.lists(_AUTHOR, max_size=3), min_size=1, max_size=4), tree=_TREES)
 async def test_a_q_of_one_call_with_isnull_follows_djangos_rows(
     odm_database: Any, shelves: list[list[_Author]], tree: Any
 ) -> None:
     await _store(odm_database, {f"b{b}": shelf for b, shelf in enumerate(shelves)})
-    expected = [f"b{b}" for b, shelf in enumerate(shelves) if _kept(tree, shelf)]
-    assert await _titles(HrBook.objects.filter(_q(tree))) == expected, tree
+    expected = [f"b{b}" for b, shelf in enumerate(shelves) if kept(tree, _LEAVES, shelf)]
+    assert await _titles(HrBook.objects.filter(q_of(tree, _LEAVES))) == expected, tree
     kept_out = [f"b{b}" for b in range(len(shelves)) if f"b{b}" not in expected]
-    assert await _titles(HrBook.objects.exclude(_q(tree))) == kept_out, tree
+    assert await _titles(HrBook.objects.exclude(q_of(tree, _LEAVES))) == kept_out, tree

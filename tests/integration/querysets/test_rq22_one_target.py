@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from odm import Document, Q, QuerySet, Reference
 from odm.contrib.pytest import MonitoredDatabase
+from tests.integration.querysets.q_trees import Leaves, kept, q_of, trees
+from tests.properties import server_property
 
 pytestmark = pytest.mark.odm_drivers("pymongo")  # the filters are odm's, not the driver's
 
@@ -109,58 +111,17 @@ async def test_every_method_reads_the_filter_alike(monitored: MonitoredDatabase)
 # -- drawn: a Q tree of one call, against Django's rule ---------------------------------------
 
 _Author = tuple[str, int, list[str]]
-_LEAVES: dict[str, tuple[dict[str, Any], Callable[[_Author], bool]]] = {
-    "name": ({"authors__name": "a"}, lambda a: a[0] == "a"),
-    "age": ({"authors__age": 2}, lambda a: a[1] == 2),
-    "range": ({"authors__age__range": (1, 3)}, lambda a: 1 <= a[1] <= 3),
-    "all": ({"authors__tags__all": ["x", "y"]}, lambda a: {"x", "y"} <= set(a[2])),
-    "tag": ({"authors__tags": "x"}, lambda a: "x" in a[2]),
+_LEAVES: Leaves = {
+    "name": ({"authors__name": "a"}, lambda a: a is not None and a[0] == "a"),
+    "age": ({"authors__age": 2}, lambda a: a is not None and a[1] == 2),
+    "range": ({"authors__age__range": (1, 3)}, lambda a: a is not None and 1 <= a[1] <= 3),
+    "all": (
+        {"authors__tags__all": ["x", "y"]}, lambda a: a is not None and {"x", "y"} <= set(a[2])
+    ),
+    "tag": ({"authors__tags": "x"}, lambda a: a is not None and "x" in a[2]),
 }
 
-# A tree: a leaf name, ("not", tree), ("and", [trees]) or ("or", [trees]).
-_TREES = st.recursive(
-    st.sampled_from(sorted(_LEAVES)),
-    lambda inner: st.one_of(
-        st.tuples(st.just("not"), inner),
-        st.tuples(st.sampled_from(["and", "or"]), st.lists(inner, min_size=2, max_size=3)),
-    ),
-    max_leaves=5,
-)
-
-
-def _q(tree: Any) -> Q:
-    if isinstance(tree, str):
-        return Q(**_LEAVES[tree][0])
-    if tree[0] == "not":
-        return ~_q(tree[1])
-    combined = _q(tree[1][0])
-    for branch in tree[1][1:]:
-        combined = combined & _q(branch) if tree[0] == "and" else combined | _q(branch)
-    return combined
-
-
-def _on(tree: Any, author: _Author | None, authors: list[_Author]) -> bool:
-    """Django's reading of ``tree`` on one joined row (``author``; ``None``: a book without
-    authors, left joined): a negation is a subquery over every author, and so is each branch
-    of an ``|`` beside one (odm's documented exception)."""
-    if isinstance(tree, str):
-        return author is not None and _LEAVES[tree][1](author)
-    if tree[0] == "not":
-        return not _kept(tree[1], authors)
-    if tree[0] == "or" and any(_negates(branch) for branch in tree[1]):
-        # docs/querysets.md: an | beside a negative condition stays one on any target
-        return any(_kept(branch, authors) for branch in tree[1])
-    results = [_on(branch, author, authors) for branch in tree[1]]
-    return all(results) if tree[0] == "and" else any(results)
-
-
-def _negates(tree: Any) -> bool:
-    return not isinstance(tree, str) and (tree[0] == "not" or any(map(_negates, tree[1])))
-
-
-def _kept(tree: Any, authors: list[_Author]) -> bool:
-    rows: list[_Author | None] = list(authors) or [None]
-    return any(_on(tree, row, authors) for row in rows)
+_TREES = trees(_LEAVES)
 
 
 _AUTHOR = st.tuples(
@@ -168,8 +129,7 @@ _AUTHOR = st.tuples(
 )
 
 
-@settings(max_examples=25, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@server_property(max_examples=25, database=None)
 @example(shelves=[[("a", 0, ["x"]), ("b", 5, ["y"])]], tree=("not", "range"))
 @given(shelves=st.lists(st.lists(_AUTHOR, max_size=3), min_size=1, max_size=4), tree=_TREES)
 async def test_a_q_of_one_call_follows_djangos_rule(
@@ -180,5 +140,5 @@ async def test_a_q_of_one_call_follows_djangos_rule(
     }
     books = {f"b{b}": [f"{b}.{i}" for i in range(len(shelf))] for b, shelf in enumerate(shelves)}
     await _store(odm_database, authors, books)
-    expected = [f"b{b}" for b, shelf in enumerate(shelves) if _kept(tree, shelf)]
-    assert await _titles(Rq22Book.objects.filter(_q(tree))) == expected, tree
+    expected = [f"b{b}" for b, shelf in enumerate(shelves) if kept(tree, _LEAVES, shelf)]
+    assert await _titles(Rq22Book.objects.filter(q_of(tree, _LEAVES))) == expected, tree
