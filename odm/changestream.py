@@ -12,11 +12,11 @@ cannot follow, and matches the filter on what each event carries (:func:`event_p
 
 from __future__ import annotations
 
-import asyncio
 import string
 from collections.abc import Callable, Generator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 
@@ -28,7 +28,7 @@ from .exceptions import ConfigurationError, QueryError, TransactionError
 from .models.loading import load_documents
 from .models.options import ID_KEY
 from .query.where import and_mql
-from .session import current_session, current_unit_of_work, leave_bindings
+from .session import current_session, current_unit_of_work, outside_blocks
 
 if TYPE_CHECKING:
     from .query.query import Query
@@ -276,17 +276,14 @@ class ChangeStream(Generic[M]):
             return  # the server ended the stream itself (invalidate): nothing to go on with
         options = {name: value for name, value in self._options.items() if name not in _STARTS}
         options["resume_after"] = token
-        # A task of its own leaves the reader's blocks in its context only: the new cursor
-        # must not belong to a session block (or transaction) the stream is read in now.
-        self._stream = await asyncio.create_task(self._open_outside_blocks(options))
+        # The new cursor must not belong to a session block (or transaction) the stream is
+        # read in now.
+        self._stream = await outside_blocks(
+            partial(executor.watch, self._model, self._pipeline, **options)
+        )
         self._session = None  # only now: a failed reopening is tried again at the next read
         with suppress(PyMongoError):  # its session has ended: the server times the cursor out
             await ended.close()
-
-    async def _open_outside_blocks(self, options: dict[str, Any]) -> Any:
-        """Open the driver's stream with ``options`` outside any session block."""
-        leave_bindings()
-        return await executor.watch(self._model, self._pipeline, **options)
 
     def _raise_if_bad_token(self, exc: OperationFailure) -> None:
         """Raise a QueryError naming the starting token when the server could not decode it."""

@@ -15,13 +15,16 @@ ended). While the block is open, the transaction refuses them (:mod:`odm.uow`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from . import drivers
 from .connection import DEFAULT_ALIAS, get_client
+
+T = TypeVar("T")
 
 _bound_session: ContextVar[Any | None] = ContextVar("odm_session", default=None)
 # Holds the odm.uow.UnitOfWork of the enclosing transaction() block (typed loosely to keep this
@@ -73,14 +76,25 @@ def leave_bindings() -> None:
 
     What runs in this context afterwards runs outside the enclosing block, as in a task started
     outside it; the block goes on in its own context. For a task spawned inside a block that
-    must run apart from it (the admin's requests inside an application's transaction,
-    :mod:`odm.contrib.admin.isolation`)."""
+    must run apart from it (:func:`outside_blocks`)."""
     uow = _bound_uow.get()
     for bound in (None if uow is None else uow.session, _bound_session.get()):
         if bound is not None:
             drivers.leave_binding(bound)
     _bound_uow.set(None)
     _bound_session.set(None)
+
+
+async def outside_blocks(work: Callable[[], Awaitable[T]]) -> T:
+    """Return what ``work()`` gives, run outside the enclosing block: in a task of its own whose
+    copy of this context has left the block (:func:`leave_bindings`), everything else in it
+    kept. A cancellation of the caller cancels the task too (it is awaited here)."""
+
+    async def apart() -> T:
+        leave_bindings()
+        return await work()
+
+    return await asyncio.create_task(apart())
 
 
 def _leave(uow: Any) -> None:

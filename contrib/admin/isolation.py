@@ -18,12 +18,12 @@ an admin request made outside a transaction.
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from odm.session import current_unit_of_work, leave_bindings
+from odm.session import current_unit_of_work, outside_blocks
 
 from ..aiohttp.middlewares import new_style
 
@@ -36,12 +36,6 @@ async def own_unit_of_work_middleware(
     of the application, when there is one; a cancelled request cancels it too."""
     if current_unit_of_work() is None:
         return await handler(request)
-
-    async def apart() -> web.StreamResponse:
-        leave_bindings()
-        return await handler(request)
-
-    # A copy of this context (create_task's default): what is left of the transaction is left
-    # in the copy only. A task awaited here is cancelled with the request's task.
-    return await asyncio.create_task(apart())
+    # The transaction is left in a copy of this context only; a cancelled request cancels it.
+    return await outside_blocks(partial(handler, request))
 
