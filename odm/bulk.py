@@ -278,10 +278,9 @@ class BulkInsert:
         """Return the run [start, stop) that failed for a document over ``limit`` bytes, and
         the position of the first such document in it (``None``: not found)."""
         for at, raw in enumerate(self.raws[start:stop], start):
-            with suppress(Exception):  # what cannot be encoded is not what is looked for
-                (encoded,) = executor.encode_chunk(self.model, [raw])
-                if len(encoded.raw) > limit:
-                    return start, stop, at
+            size = self._encoded_size(raw)  # None: not what is looked for
+            if size is not None and size > limit:
+                return start, stop, at
         return start, stop, None
 
     def _too_large_message(self) -> str:
@@ -723,12 +722,20 @@ class BulkInsert:
         """Yield the bytes documents [start, stop) take in a message of the driver's, in
         order, then ``None`` for one it cannot encode (and stop there)."""
         for raw in self.raws[start:stop]:
-            try:
-                (encoded,) = executor.encode_chunk(self.model, [raw])
-            except Exception:  # ValidationError, or whatever else stops the encoder
+            size = self._encoded_size(raw)
+            if size is None:
                 yield None
                 return
-            yield len(encoded.raw) + _PER_DOCUMENT
+            yield size + _PER_DOCUMENT
+
+    def _encoded_size(self, raw: dict[str, Any]) -> int | None:
+        """Return the bytes of the stored form ``raw`` encoded as BSON (``None``: it cannot
+        be encoded)."""
+        try:
+            (encoded,) = executor.encode_chunk(self.model, [raw])
+        except Exception:  # ValidationError, or whatever else stops the encoder
+            return None
+        return len(encoded.raw)
 
     def _bulk_error(self) -> BulkWriteError:
         """Return the errors of every chunk as one ``BulkWriteError``, as the driver reports
