@@ -26,6 +26,7 @@ from typing import Any
 import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
+from set_support import unsorted_pair
 
 from odm import Document, Embedded, Field
 from odm.contrib.pytest import MonitoredDatabase
@@ -55,15 +56,6 @@ def writes(monitored: MonitoredDatabase) -> list[dict[str, Any]]:
         if name == "update"
         for update in command["updates"]
     ]
-
-
-def unsorted_pair() -> tuple[str, str]:
-    """Two texts this process iterates, as a set, in other than sorted order."""
-    for n in range(1000):
-        first, second = f"t{n}", f"u{n}"
-        if list({first, second}) != [first, second]:
-            return first, second
-    raise AssertionError("no pair iterated out of order")  # pragma: no cover
 
 
 async def test_an_element_added_after_another_field_was_saved_is_stored_in_order(

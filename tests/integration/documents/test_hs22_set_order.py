@@ -17,6 +17,7 @@ import textwrap
 from typing import Any
 
 import pytest
+from set_support import unsorted_pair
 
 from odm import Document, DuplicateKey, Embedded, Field
 from odm.contrib.pytest import MonitoredDatabase
@@ -54,16 +55,6 @@ class HsUniqueLabel(Document):
         # The sub-document is indexed whole, its array in its stored order (an index on the
         # array itself would index each element, whatever the order).
         indexes = [Index("label", unique=True, name="hs22_label_unique")]
-
-
-def unsorted_pair() -> tuple[str, str]:
-    """Two texts this process iterates, as a set, in other than sorted order (what the old
-    code stored and sent): the sorted array is what another process stored."""
-    for n in range(1000):
-        first, second = f"t{n}", f"u{n}"
-        if list({first, second}) != [first, second]:
-            return first, second
-    raise AssertionError("no pair iterated out of order")  # pragma: no cover
 
 
 async def test_a_filter_on_a_whole_set_matches_the_array_another_process_stored(

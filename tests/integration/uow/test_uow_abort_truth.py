@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import ConnectionFailure, PyMongoError
-from uow_support import fail_point, stored, truthful
+from uow_support import close_connection_at_next, fail_point, stored, truthful
 
 import odm
 from odm import F, drivers, executor, transaction
@@ -76,20 +76,6 @@ async def elsewhere(document: odm.Document, update: dict[str, Any]) -> None:
         await drivers.end_session(session)
 
 
-async def fail_next(db: Any, command: str) -> None:
-    """Arm ``failCommand`` to close the connection at the next ``command``: from a session of
-    its own, since PyMongo sends a call inside a block in the block's transaction."""
-    session = await drivers.start_session(db.client)
-    try:
-        await drivers.resolve(db.client.admin.command(
-            {"configureFailPoint": "failCommand", "mode": {"times": 1},
-             "data": {"failCommands": [command], "closeConnection": True}},
-            session=session,
-        ))
-    finally:
-        await drivers.end_session(session)
-
-
 # -- a lost connection or a commit of unknown outcome: the documents are read back ---------
 
 
@@ -101,7 +87,7 @@ async def test_a_lost_connection_keeps_what_another_client_committed(odm_databas
         async with transaction():
             ann.tags.append("x")
             await ann.save()
-            await fail_next(odm_database, "insert")
+            await close_connection_at_next(odm_database, "insert")
             await AtEntry(amount=1).insert()
     # Read back from the server: the block never changed the balance, so it is the stored
     # one; the tag it pushed was rolled back, and stays the block's change, to save again.
@@ -234,7 +220,7 @@ async def test_a_write_whose_connection_was_lost_makes_the_block_rollback_only(
         async with transaction():
             await AtEntry(amount=1).insert()
             ann.tags.append("x")
-            await fail_next(odm_database, "update")
+            await close_connection_at_next(odm_database, "update")
             with pytest.raises(ConnectionFailure):
                 await ann.save()  # the push may have run: nobody can tell
             with pytest.raises(odm.TransactionError, match="AtAccount update"):

@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 from pymongo.errors import ConnectionFailure
-from uow_support import fail_point, stored
+from uow_support import close_connection_at_next, fail_point, stored
 
 import odm
-from odm import drivers
 from odm.contrib.pytest.queries import capture_queries
 from odm.models.tracking import Unsure, get_snapshot
 
@@ -60,18 +59,12 @@ class Abort(Exception):
     """The block's own failure."""
 
 
-async def lose_connection_at(db: Any, command: str) -> None:
-    """Make the server close the connection at the next ``command``, armed from a session of
-    its own (inside a block the call would go in the block's transaction)."""
-    session = await drivers.start_session(db.client)
-    try:
-        await drivers.resolve(db.client.admin.command(
-            {"configureFailPoint": "failCommand", "mode": {"times": 1},
-             "data": {"failCommands": [command], "closeConnection": True}},
-            session=session,
-        ))
-    finally:
-        await drivers.end_session(session)
+async def stored_locked_item() -> tuple[UwLockedItem, dict[str, Any]]:
+    """A locked item inserted, and what the database holds of it."""
+    original = await UwLockedItem().insert()
+    raw = await stored(original)
+    assert raw is not None
+    return original, raw
 
 
 async def refused_and_unwritten(document: UwLockedItem, raw: dict[str, Any]) -> None:
@@ -88,9 +81,7 @@ async def refused_and_unwritten(document: UwLockedItem, raw: dict[str, Any]) -> 
 async def test_a_version_set_by_hand_after_a_save_in_an_aborted_block_stays(
     odm_database: Any,
 ) -> None:
-    original = await UwLockedItem().insert()
-    raw = await stored(original)
-    assert raw is not None
+    original, raw = await stored_locked_item()
     with pytest.raises(Abort):
         async with odm.transaction():
             held = await UwLockedItem.objects.get(id=original.id)
@@ -107,16 +98,14 @@ async def test_a_version_set_by_hand_after_a_save_in_an_aborted_block_stays(
 async def test_a_version_set_by_hand_stays_when_the_block_is_read_back(
     odm_database: Any,
 ) -> None:
-    original = await UwLockedItem().insert()
-    raw = await stored(original)
-    assert raw is not None
+    original, raw = await stored_locked_item()
     with pytest.raises(ConnectionFailure):  # the documents are read back from the server
         async with odm.transaction():
             held = await UwLockedItem.objects.get(id=original.id)
             held.n = 1
             await held.save()
             held.version = HAND_SET
-            await lose_connection_at(odm_database, "insert")
+            await close_connection_at_next(odm_database, "insert")
             await UwEntry().insert()
     assert (held.n, held.version) == (1, HAND_SET)
     assert get_snapshot(held) == raw
@@ -126,9 +115,7 @@ async def test_a_version_set_by_hand_stays_when_the_block_is_read_back(
 async def test_a_version_set_by_hand_in_a_block_that_wrote_nothing_stays(
     odm_database: Any,
 ) -> None:
-    original = await UwLockedItem().insert()
-    raw = await stored(original)
-    assert raw is not None
+    original, raw = await stored_locked_item()
     with pytest.raises(Abort):
         async with odm.transaction():
             held = await UwLockedItem.objects.get(id=original.id)

@@ -19,6 +19,20 @@ async def fail_point(db: Any, data: dict[str, Any], times: int = 1) -> None:
     )
 
 
+async def close_connection_at_next(db: Any, command: str) -> None:
+    """Arm ``failCommand`` to close the connection at the next ``command``: from a session of
+    its own, since PyMongo sends a call inside a block in the block's transaction."""
+    session = await drivers.start_session(db.client)
+    try:
+        await drivers.resolve(db.client.admin.command(
+            {"configureFailPoint": "failCommand", "mode": {"times": 1},
+             "data": {"failCommands": [command], "closeConnection": True}},
+            session=session,
+        ))
+    finally:
+        await drivers.end_session(session)
+
+
 async def fail_points_off(db: Any) -> None:
     """Disarm the ``failCommand`` fail point."""
     await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
