@@ -16,10 +16,11 @@ Two rules keep an update faithful to the values it writes:
   ``"$x"``, ``""``, a non-string) rewrites the nearest ancestor that can be addressed, whole.
 
 A ``set`` or ``frozenset`` field is stored as an array in one canonical order
-(:func:`stored_set`), the same in every process whatever its hash seed, so that equality
-filters and unique indexes see one array per set. Its dump is a :class:`StoredSet`, which
-:func:`same` compares with a stored array as a set: an array another process wrote in another
-order is the same set, so an unchanged set is never written back.
+(:func:`odm.stored_order.stored_set`), the same in every process whatever its hash seed, so that
+equality filters and unique indexes see one array per set. Its dump is a
+:class:`~odm.stored_order.StoredSet`, which :func:`same` compares with a stored array as a set:
+an array another process wrote in another order is the same set, so an unchanged set is never
+written back.
 """
 
 from __future__ import annotations
@@ -32,20 +33,18 @@ from typing import Any
 
 import bson
 
-from ..stored_order import StoredSet, bson_key, bson_value, stored_set
+from ..stored_order import StoredSet, bson_key, bson_value
 from ..utf8 import encodable
 
 __all__ = [
     "ChangeSet",
     "Path",
-    "StoredSet",
     "addressable",
     "diff",
     "diff_changes",
     "diff_value",
     "same",
     "same_values",
-    "stored_set",
 ]
 
 

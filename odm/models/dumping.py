@@ -12,7 +12,7 @@ which is then faster than the plan plus a pydantic call per model for what is le
 A ``set`` / ``frozenset`` field is the exception to "what pydantic returns": pydantic dumps a
 Python set, which would be stored in the order this process iterates it (for text, an order
 that changes with the hash seed); its dump here is a list in the one order every process
-stores (:func:`~odm.models.diffing.stored_set`), also when pydantic dumped the document.
+stores (:func:`~odm.stored_order.stored_set`), also when pydantic dumped the document.
 
 The result is what ``__pydantic_serializer__.to_python(document, by_alias=True)`` returns:
 the same keys in the same order, equal values of the same types, and no mutable object
@@ -25,7 +25,7 @@ from __future__ import annotations
 from operator import contains
 from typing import Any
 
-from .diffing import stored_set
+from ..stored_order import stored_set
 from .model_plan import (
     ANY,
     AS_IS,

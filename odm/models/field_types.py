@@ -27,9 +27,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError, UnsavedReference
 from ..nesting import CONTAINERS, MAX_DEPTH
+from ..stored_order import stored_set
 from ..utf8 import encodable
 from .derived import derived, table
-from .diffing import stored_set
 from .fields import ObjectId, Reference, reference_target
 from .tracking import get_snapshot
 
@@ -364,7 +364,7 @@ _PLAIN_TYPES: Final = frozenset({str, int, *PLAIN_SCALARS})
 def _sets_in_order(value: Any) -> Any:
     """``value`` (a converted filter or update value, checked by :func:`check_literal`, so
     of bounded depth) with every set in it as the list it is stored as
-    (:func:`~odm.models.diffing.stored_set`): a set sent in this process's order would
+    (:func:`~odm.stored_order.stored_set`): a set sent in this process's order would
     compare unequal with the array another process stored. ``value`` itself when it holds
     no set."""
     if isinstance(value, set | frozenset):

@@ -14,8 +14,8 @@ whole document. Each field of a plan has a kind:
 - :data:`PLAIN_LIST`: a ``list`` of plain values (``list[str]``...): its dump is a new list
   holding the same values;
 - :data:`SET`: a ``set`` or ``frozenset`` (``types``: its elements' plain types, empty when
-  pydantic dumps them): its dump is a :class:`~odm.models.diffing.StoredSet`, the elements in
-  the one order every process stores them in (:func:`~odm.models.diffing.stored_set`);
+  pydantic dumps them): its dump is a :class:`~odm.stored_order.StoredSet`, the elements in
+  the one order every process stores them in (:func:`~odm.stored_order.stored_set`);
 - :data:`OTHER`: anything else (other containers, custom types, serializers, a subclass
   instance...): pydantic dumps it, that field only.
 
