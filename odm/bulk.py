@@ -109,6 +109,10 @@ _MAX_WRITE_BATCH = 100_000
 #: MongoDB's limit on one document (the driver's ``max_bson_size``, the same on every server).
 _MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
+#: The server's code of the write error of a document over that limit by less than 16 KB
+#: (BadValue, "object to insert too large"), as of any other bad value.
+_BAD_VALUE = 2
+
 #: The server's code for a document over that limit in a command (BSONObjectTooLarge).
 _BSON_OBJECT_TOO_LARGE = 10334
 
@@ -292,10 +296,19 @@ class BulkInsert:
             f"document {at} of the {total}" if at is not None
             else f"a document among {start} to {stop - 1} of the {total}"
         )
+        after = self._inserted_after(at)
         if self._in_transaction:
             outcome = "the transaction can only be rolled back"
         elif self._partly_sent or self._outcome_unknown:
             outcome = "the documents before it may have been inserted: is_stored says which"
+        elif after:
+            # Unordered, the server went on past a document it refused alone (see
+            # _first_too_large) to the others of its insert.
+            later = f", none after document {stop - 1}" if stop < total else ""
+            outcome = (
+                f"{self._inserted_count} other documents were inserted, {after} of them "
+                f"after it (is_stored says which){later}"
+            )
         elif self._inserted_count:
             outcome = (
                 f"{self._inserted_count} documents before it were inserted (is_stored says "
@@ -308,12 +321,23 @@ class BulkInsert:
             f"document; {outcome}{self._earlier_errors_message()}"
         )
 
+    def _inserted_after(self, at: int | None) -> int:
+        """Return how many documents after the one too large at ``at`` were inserted (an
+        unordered insert the server went on with past it)."""
+        if at is None:
+            return 0
+        left_out = self._missing | self._unconfirmed
+        return sum(1 for i in range(at + 1, self._confirmed) if i not in left_out)
+
     def _earlier_errors_message(self) -> str:
-        """Say, for a too-large error's message, which documents before the culprit had write
-        errors (an unordered insert went on past them): empty when none had."""
+        """Say, for a too-large error's message, which other documents had write errors (an
+        unordered insert went on past them): empty when none had."""
         errors = sorted(self._write_errors, key=lambda error: error["index"])
         if not errors:
             return ""
+        assert self._too_large is not None
+        at = self._too_large[2]
+        which = "earlier" if at is None or errors[-1]["index"] < at else "other"
         first = errors[0]
         quoted = str(first.get("errmsg", "")).strip()
         if len(quoted) > _QUOTED_ERROR_CHARS:
@@ -321,7 +345,7 @@ class BulkInsert:
         more = f", and {len(errors) - 1} more" if len(errors) > 1 else ""
         had = "a write error" if len(errors) == 1 else "write errors"
         return (
-            f"; and {len(errors)} earlier document{'s' if len(errors) > 1 else ''} had {had} "
+            f"; and {len(errors)} {which} document{'s' if len(errors) > 1 else ''} had {had} "
             f"(the error's details list them): document {first['index']}: {quoted}{more}"
         )
 
@@ -639,6 +663,9 @@ class BulkInsert:
                 error["op"] = self.raws[index]  # the stored form, as one insert_many reports it
                 self._write_errors.append(error)
                 failed.append(index)
+            culprit = self._first_too_large(
+                [error["index"] for error in errors if error.get("code") == _BAD_VALUE], start
+            )
             concern_errors = details.get("writeConcernErrors") or []
             self._concern_errors += concern_errors
             inserted = int(details.get("nInserted", 0))
@@ -655,6 +682,11 @@ class BulkInsert:
                 self._unconfirmed.update(
                     i for i in range(start, self._confirmed) if i not in self._missing
                 )
+            if culprit is not None:
+                # As when the server refuses the command for a document over its parsing
+                # limit: run() raises BulkCreateTooLarge, and no later chunk is sent.
+                self._too_large = (start, stop, culprit)
+                raise self._bulk_error() from None
             # In a transaction the server aborted it at the write error: the next chunk would
             # only fail with NoSuchTransaction (labelled transient, so atomic() would run the
             # body again), hiding this error. So an unordered insert stops there too.
@@ -682,6 +714,22 @@ class BulkInsert:
             raise
         self._inserted_count += stop - start
         self._confirmed = stop
+
+    def _first_too_large(self, failed: Sequence[int], start: int) -> int | None:
+        """Return the position in the list of the first document the server refused for being
+        over MongoDB's 16 MB limit, among those of its BadValue write errors (``failed``,
+        positions in the run from ``start``), and take its write error out of those kept
+        (the too-large error says it); ``None`` when there is none.
+
+        Such a document is over the limit by less than 16 KB: the driver lets it through, and
+        the server refuses it alone, with a write error (BadValue, "object to insert too
+        large"), not the whole command."""
+        for index in sorted(start + int(position) for position in failed):
+            size = self._encoded_size(self.raws[index])
+            if size is not None and size > _MAX_DOCUMENT_BYTES:
+                self._write_errors = [e for e in self._write_errors if e["index"] != index]
+                return index
+        return None
 
     def _may_have_sent(self, start: int, stop: int, exc: BaseException) -> bool:
         """Tell whether the driver may have sent some of documents [start, stop) before it

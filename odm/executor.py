@@ -319,7 +319,9 @@ _BAD_VALUE = 2
 
 class CommandTooLarge(QueryError, DocumentTooLarge):
     """A command over MongoDB's 16 MB limit, refused by the driver before it was sent: a
-    filter holding a huge list or string, an update or a document too big to store.
+    filter holding a huge list or string, an update or a document too big to store; or a
+    write the server refused because the document it would store is over that limit
+    (:func:`_too_large_write`).
 
     A :class:`~odm.exceptions.QueryError` (the caller's input is at fault: a web layer
     answers it 400), and still the driver's ``DocumentTooLarge`` for code that catches that.
@@ -354,6 +356,39 @@ def _too_large_message(model: type[Any], what: str, exc: BaseException) -> str:
     return (
         f"{model.__name__} {what}: {subject} is larger than MongoDB's 16 MB limit on a "
         f"command, so nothing was sent ({exc}){hint}"
+    )
+
+
+# -- a write the server refused for a document over 16 MB ------------------------------------
+
+#: The server's codes for a write whose document is over 16 MB: BadValue ("object to insert
+#: too large", a document over by less than 16 KB, which the driver lets through), an update
+#: whose result would be over it, BSONObjectTooLarge (a result over by more).
+_TOO_LARGE_RESULT: Final = 17419
+_TOO_LARGE_DOCUMENT_CODES: Final = frozenset({_BAD_VALUE, _TOO_LARGE_RESULT, 10334})
+#: What was too large, by write (the others: "the updated document would be").
+_TOO_LARGE_STORED: Final = {
+    "insert": "the document is",
+    "replace": "the document is",
+    "update_many": "a matching document, updated, would be",
+}
+
+
+def _too_large_write(model: type[Any], what: str, exc: OperationFailure) -> QueryError | None:
+    """Return the :class:`CommandTooLarge` for a single write (``insert()``, ``save()``,
+    ``update()``) the server refused because the document it would store is over MongoDB's
+    16 MB limit; ``None`` for any other error. Only the server's short message is quoted:
+    its whole reply (cluster time, signature, the document) stays in ``__cause__``."""
+    if exc.code not in _TOO_LARGE_DOCUMENT_CODES or what not in _TOO_LARGE_SUBJECT:
+        return None
+    message = str((exc.details or {}).get("errmsg") or "")
+    if exc.code == _BAD_VALUE and "too large" not in message:
+        return None
+    subject = _TOO_LARGE_STORED.get(what, "the updated document would be")
+    return CommandTooLarge(
+        f"{model.__name__} {what}: {subject} larger than MongoDB's 16 MB limit on a "
+        f"document, so the server refused it; {_unfit_outcome(what)} (the server said: "
+        f"{message[:200]})"
     )
 
 
@@ -449,6 +484,10 @@ class _run:
                 + (f" (sorted by {', '.join(fields)})" if fields else ""),
                 field=fields[0] if fields else None,
             ) from exc
+        if isinstance(exc, OperationFailure) and not isinstance(exc, BulkWriteError):
+            too_large = _too_large_write(self.model, self.what, exc)
+            if too_large is not None:
+                raise too_large from exc
         if isinstance(exc, WriteError) and exc.code in _UNFIT:
             unfit = _unfit_value(self.model, self.what, self.payload, exc)
             if unfit is not None:

@@ -58,7 +58,9 @@ async def update(model: type[Any], query: Query, values: Mapping[str, Any]) -> i
     if compiled.array_filters:
         options["array_filters"] = compiled.array_filters
     write = executor.update_one if single else executor.update_many
-    result = await write(model, written, update, timeout=query.timeout, **options)
+    result = await write(
+        model, written, compiled.document(options), timeout=query.timeout, **options
+    )
     if flush is not None:  # the unit of work tracks documents: they may have changed
         await resync.read_again(
             flush, model, only=filter[ID_KEY] if single else None, write="update"

@@ -21,6 +21,8 @@ __all__ = ["StoredSet", "bson_key", "bson_value", "stored_set"]
 
 #: The containers stored as BSON arrays.
 _SEQUENCES = (list, tuple)
+#: The types of the numbers :func:`_nans_first` orders (a bool is stored as a bool).
+_NUMBERS = (int, float)
 
 
 def bson_value(value: Any) -> Any:
@@ -80,9 +82,10 @@ def _ordered_strictly(keys: list[Any]) -> bool:
 def stored_set(values: Iterable[Any]) -> StoredSet:
     """Return the elements of a set (its dump) in the order they are stored: sorted by
     value when they sort (text by code point, which is MongoDB's order for UTF-8; numbers by
-    value; enums by their value), else by their BSON encoding. The order depends only on the
-    elements, never on the hash seed of the process that dumps them. Elements stored alike
-    (two datetimes in one millisecond, say) are stored once, as the one value they are."""
+    value, a NaN below them all, as MongoDB sorts them; enums by their value), else by their
+    BSON encoding. The order depends only on the elements, never on the hash seed of the
+    process that dumps them. Elements stored alike (two datetimes in one millisecond, say) are
+    stored once, as the one value they are."""
     items = list(values)
     if len(items) < 2:
         return StoredSet(items)
@@ -98,7 +101,22 @@ def stored_set(values: Iterable[Any]) -> StoredSet:
             return in_order
     except TypeError:  # elements of kinds Python does not order against each other
         pass
-    return _by_encoding(items)
+    with_nans = _nans_first(items)
+    return with_nans if with_nans is not None else _by_encoding(items)
+
+
+def _nans_first(items: list[Any]) -> StoredSet | None:
+    """Return numbers holding a NaN in MongoDB's order (its NaNs, each stored value once,
+    below every other number, then the others by value), which an update adding to the set
+    on the server keeps; ``None`` when ``items`` are not all numbers, or their order is
+    not that simple (two zeros of both signs, which compare equal)."""
+    if not all(type(item) in _NUMBERS for item in items):
+        return None
+    nans = [item for item in items if item != item]
+    others = [item for item in items if item == item]
+    if not nans or not _ordered_strictly(sorted(others)):
+        return None
+    return StoredSet([*_by_encoding(nans), *sorted(others)])
 
 
 def _ties_stored_alike(items: list[Any], keyed: list[tuple[Any, int]]) -> StoredSet | None:

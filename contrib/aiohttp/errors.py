@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -58,7 +59,7 @@ from odm.exceptions import (
 from odm.timeouts import is_timeout
 
 from .middlewares import logged_path, new_style, response_started
-from .responses import json_response
+from .responses import json_dumps
 
 logger = logging.getLogger("odm.contrib.aiohttp")
 
@@ -67,25 +68,78 @@ RETRY_AFTER_SECONDS = 1
 
 
 ECHO_LIMIT = 1000
-"""The most characters of a field or a message an error answer holds. The messages of a
-``QueryError``, an ``InvalidId`` or a validator quote what the request sent (a key, a field
-name, a value), which may be as long as the body: cut in the middle (the reason, at the end,
-is kept), an answer stays short whatever was sent."""
+"""The most characters of a field or a message an error answer holds, and the most bytes it
+takes once written as JSON (an escaped NUL or a non-ASCII character takes six). The messages
+of a ``QueryError``, an ``InvalidId`` or a validator quote what the request sent (a key, a
+field name, a value), which may be as long as the body: cut in the middle (the reason, at the
+end, is kept), an answer stays short whatever was sent."""
+
+MIN_ECHO = 100
+"""The most bytes a field or a message of a validation error takes when the answer lists
+:data:`MAX_LISTED` of them (they share :data:`ECHO_LIMIT`, down to this)."""
+
+MAX_LISTED = 10
+"""The most validation errors (or fields of a duplicate key) an answer lists; a last entry
+says how many more there were."""
+
+_FULL_REPLY = ", full error:"
+"""What PyMongo puts between a server error's message and the whole reply it appends
+(cluster times, signatures, the command): an odm error whose message quotes a driver error
+would carry it, and an answer never does."""
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _json_bytes(char: str) -> int:
+    """Bytes ``char`` takes inside a JSON string of an error answer (ASCII only, see
+    :func:`error_response`)."""
+    if " " <= char <= "~":
+        if char in "<>&":  # escaped by error_response
+            return 6
+        return 2 if char in '"\\' else 1
+    if char in "\n\r\t\b\f":
+        return 2
+    return 12 if ord(char) > 0xFFFF else 6
+
+
+def _fitting(chars: Iterable[str], budget: int) -> int:
+    """Return how many of ``chars`` fit, from the first, in ``budget`` bytes of JSON."""
+    count = 0
+    for char in chars:
+        budget -= _json_bytes(char)
+        if budget < 0:
+            break
+        count += 1
+    return count
+
+
+def _without_server_reply(text: str) -> str:
+    """``text`` up to the server's whole reply a driver error's text appends, if any."""
+    before, found, _ = text.partition(_FULL_REPLY)
+    return f"{before} [the server's reply left out]" if found else text
+
+
+def _plain_unicode(text: str) -> str:
+    """``text`` with every lone surrogate (which no UTF-8 and no strict JSON parser takes)
+    replaced by U+FFFD; a pair of surrogates becomes the character it spells."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
-    """``text``, or when it is longer than ``limit`` characters its start and its end around a
-    marker saying how much was cut (``limit`` characters in all, at most)."""
-    if len(text) <= limit:
-        return text
-    kept = limit - _MARKER_ROOM
-    head = kept * 2 // 3
-    tail = kept - head
-    return f"{text[:head]}...[{len(text) - kept:,} characters cut]...{text[len(text) - tail:]}"
+    """``text``, or when it is longer than ``limit`` characters or takes more than ``limit``
+    bytes as JSON, its start and its end around a marker saying how much was cut (``limit``
+    characters and bytes in all, at most). The server's whole reply a driver error's text
+    appends is left out, and lone surrogates are replaced (U+FFFD)."""
+    text = _without_server_reply(text)
+    if len(text) > limit or _fitting(text, limit) < len(text):
+        kept = limit - _MARKER_ROOM
+        head = _fitting(text, kept * 2 // 3)
+        tail = _fitting(reversed(text), kept - kept * 2 // 3)
+        cut = len(text) - head - tail
+        text = f"{text[:head]}...[{cut:,} characters cut]...{text[len(text) - tail:]}"
+    return _plain_unicode(text)
 
 
 _MARKER_ROOM = 40
@@ -95,22 +149,45 @@ _MARKER_ROOM = 40
 def error_response(
     status: int, error: str, detail: Any = None, *, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """Return the JSON error response ``{"error": error, "detail": detail}`` with ``status``."""
-    # Through odm.to_jsonable: a detail may hold an ObjectId or a Decimal.
-    return json_response({"error": error, "detail": detail}, status=status, headers=headers)
+    """Return the JSON error response ``{"error": error, "detail": detail}`` with ``status``.
+
+    ``<``, ``>`` and ``&`` are written as JSON escapes: a detail quoting ``</script>`` from
+    the request reads the same to a JSON parser, and stays inert in a page that embeds it."""
+    # Through odm.to_jsonable: a detail may hold an ObjectId or a Decimal. Outside strings
+    # JSON has none of the three characters, so replacing them in the text is safe.
+    text = json_dumps({"error": error, "detail": detail}).translate(_HTML_ESCAPES)
+    return web.Response(
+        text=text, status=status, headers=headers, content_type="application/json"
+    )
+
+
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+"""The JSON escapes of the characters that mean something in HTML."""
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     # Input values and ctx are left out: they may be large, secret or not JSON-serializable.
-    # The location and the message may quote the request's keys and values: cut short.
-    return [
+    # The location and the message may quote the request's keys and values: cut short, the
+    # more errors there are the shorter, and no more than MAX_LISTED of them.
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    listed = errors[:MAX_LISTED]
+    limit = max(ECHO_LIMIT // max(len(listed), 1), MIN_ECHO)
+    answer = [
         {
-            "field": clipped(".".join(str(part) for part in error["loc"])),
-            "message": clipped(error["msg"]),
-            "type": error["type"],
+            "field": clipped(".".join(str(part) for part in error["loc"]), limit),
+            "message": clipped(error["msg"], limit),
+            "type": clipped(error["type"], MIN_ECHO),
         }
-        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        for error in listed
     ]
+    if len(errors) > len(listed):
+        answer.append(_more(len(errors) - len(listed), "errors"))
+    return answer
+
+
+def _more(count: int, what: str) -> dict[str, Any]:
+    """The last entry of a list cut at :data:`MAX_LISTED`: how many more there were."""
+    return {"field": None, "message": f"and {count:,} more {what}", "type": "too_many"}
 
 
 DUPLICATE_KEY_CODES = frozenset({11000, 11001})
@@ -146,9 +223,9 @@ def _duplicate_fields(exc: BaseException, error: dict[str, Any]) -> list[str]:
     # odm's DuplicateKey names them for its model (field names, as filter() takes them), else
     # the server's key pattern (stored keys: a raw driver write).
     fields = exc.fields if isinstance(exc, DuplicateKey) else ()
-    if fields:
-        return [str(f) for f in fields]
-    return [str(name) for name in error.get("keyPattern") or {}]
+    names = [str(f) for f in fields] or [str(name) for name in error.get("keyPattern") or {}]
+    # A DuplicateKey raised by hand may name anything: as short as a validation error's.
+    return [clipped(name, MIN_ECHO) for name in names[:MAX_LISTED]]
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -171,7 +248,8 @@ def _not_found_detail(exc: DoesNotExist) -> str:
     model = type(exc).model
     if model is not None:
         return f"no {model.__name__} matches the request"
-    return str(exc) or "no such document"
+    # Raised by hand, its message may quote what the request asked for.
+    return clipped(str(exc)) or "no such document"
 
 
 def response_for(exc: Exception) -> web.Response | None:
@@ -188,7 +266,9 @@ def response_for(exc: Exception) -> web.Response | None:
     if isinstance(exc, InvalidId):
         return error_response(400, "invalid", [{"field": None, "message": clipped(str(exc))}])
     if isinstance(exc, json.JSONDecodeError):
-        return error_response(400, "invalid", f"the request body is not valid JSON: {exc.msg}")
+        return error_response(
+            400, "invalid", f"the request body is not valid JSON: {clipped(exc.msg)}"
+        )
     duplicate = _duplicate_error(exc)
     if duplicate is not None:
         return error_response(

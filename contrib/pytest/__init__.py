@@ -1,8 +1,9 @@
 """The pytest plugin ``odm.contrib.pytest``: a real MongoDB for every test run.
 
 Registered through the ``pytest11`` entry point, so installing the package is enough. It starts
-ONE ephemeral single-node replica set per run (lazily, the first time a test needs it), or uses
-the server at ``$ODM_TEST_URI``. Fixtures:
+ONE ephemeral single-node replica set per run (lazily, the first time a test needs it), its
+data in ``$TMPDIR`` if set, else in memory where the machine has a ``/dev/shm`` with room
+(:func:`odm.server.memory_temp_dir`); or it uses the server at ``$ODM_TEST_URI``. Fixtures:
 
 - ``odm_server``: the :class:`odm.server.LocalServer` (``None`` with ``$ODM_TEST_URI``).
 - ``odm_uri``: the server's URI, session-wide.
@@ -40,6 +41,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,7 +49,7 @@ from pymongo.errors import PyMongoError
 
 from odm import connection
 from odm.drivers import DRIVERS, DriverName, close_client, create_client
-from odm.server import LocalServer
+from odm.server import LocalServer, memory_temp_dir
 
 from .leftovers import Leftovers
 from .log import HOUSEKEEPING, CommandLog
@@ -135,13 +137,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _data_parent() -> Path | None:
+    """Where the run's server keeps its data: the temporary directory a user named
+    (``$TMPDIR``), else memory where the machine has room, else the system's temporary
+    directory (``None``). Memory, because each test database's creation and drop wait for the
+    journal's flushes, which on disk cost more than most tests' own work."""
+    if os.environ.get("TMPDIR"):
+        return None
+    return memory_temp_dir()
+
+
 @pytest.fixture(scope="session")
 def odm_server() -> Iterator[LocalServer | None]:
     """Start the run's replica set once (``None`` when ``$ODM_TEST_URI`` names a server)."""
     if os.environ.get("ODM_TEST_URI"):
         yield None
         return
-    server = LocalServer()
+    server = LocalServer(temp_dir=_data_parent())
     server.start()
     try:
         yield server

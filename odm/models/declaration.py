@@ -536,7 +536,8 @@ def _field_bare_decimal(
 
 
 def _check_storable(cls: type[Any], name: str) -> None:
-    """Refuse a field whose values BSON cannot store: a plain ``decimal.Decimal``."""
+    """Refuse a field whose values BSON cannot store: a plain ``decimal.Decimal``, or a set
+    whose elements cannot be set elements once dumped (:func:`_unhashable_set_element`)."""
     if cls.__pydantic_decorators__.model_serializers:
         return
     for field_name, info in cls.model_fields.items():
@@ -547,6 +548,68 @@ def _check_storable(cls: type[Any], name: str) -> None:
                 f"{name}.{field_name}: a decimal.Decimal{where} cannot be stored in BSON as is; "
                 "annotate it odm.Decimal (a Decimal stored as BSON Decimal128)"
             )
+        unhashable = _unhashable_set_element(info.annotation, set())
+        if unhashable is not None:
+            raise DeclarationError(
+                f"{name}.{field_name}: a set cannot hold {unhashable}: pydantic dumps a set as a "
+                "set, and such a value cannot be in one (every dump of the document would fail); "
+                "declare a list (list[...]) instead"
+            )
+
+
+#: The containers whose values cannot be set elements, and what they are stored as.
+_UNHASHABLE_ORIGINS: dict[Any, str] = {list: "a list", dict: "a dict", set: "a set"}
+
+
+def _unhashable_set_element(annotation: Any, seen: set[int]) -> str | None:
+    """Return what, in ``annotation`` (through unions, containers and embedded models), is
+    the element type of a ``set`` / ``frozenset`` whose values, or their dumps, cannot be
+    set elements (an ``odm.Decimal``, dumped as an unhashable ``Decimal128``; an embedded
+    model, dumped as a dict; a list...), named with where it is; else ``None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if id(annotation) in seen or not _is_complete(annotation):
+            return None
+        seen.add(id(annotation))
+        for field_name, info in annotation.model_fields.items():
+            found = _unhashable_set_element(info.annotation, seen)
+            if found is not None:
+                return f"{found} (at {annotation.__name__}.{field_name})"
+        return None
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin in (set, frozenset) and args:
+        found = _unhashable_dump(args[0])
+        if found is not None:
+            return found
+    for arg in args:
+        found = _unhashable_set_element(arg, seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _unhashable_dump(annotation: Any) -> str | None:
+    """Return what a value of ``annotation``, as pydantic dumps it in Python mode, is when it
+    cannot be a set element (``None``: it can, or a serializer of the user's decides)."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        inner, *markers = get_args(annotation)
+        if any(marker is DecimalAnnotation for marker in markers):
+            return "an odm.Decimal (stored as a bson.Decimal128, which cannot be in a set)"
+        if any(_converts(marker) for marker in markers):
+            return None
+        return _unhashable_dump(inner)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"an embedded {annotation.__name__} (dumped as a dict)"
+    base = origin if origin is not None else annotation
+    if isinstance(base, type) and base in _UNHASHABLE_ORIGINS:
+        return _UNHASHABLE_ORIGINS[base]
+    if origin in (Union, types.UnionType, tuple, frozenset):
+        for arg in get_args(annotation):
+            found = _unhashable_dump(arg)
+            if found is not None:
+                return found
+    return None
 
 
 def _check_ttl(cls: type[Any], name: str, index: Index) -> None:

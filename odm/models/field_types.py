@@ -45,8 +45,10 @@ __all__ = [
     "check_literal",
     "field_type_of",
     "int_text",
+    "is_set_type",
     "may_nest",
     "model_type",
+    "server_sorts_alike",
     "stored_key",
     "target_id_type",
 ]
@@ -377,6 +379,47 @@ def _sets_in_order(value: Any) -> Any:
         ordered = [_sets_in_order(item) for item in value]
         return value if all(map(operator.is_, ordered, value)) else ordered
     return value
+
+
+def is_set_type(field_type: FieldType) -> bool:
+    """Tell whether ``field_type`` is a ``set`` or ``frozenset`` (``| None`` too): a list
+    field stored in one canonical order, each element once (:mod:`odm.stored_order`)."""
+    if field_type.kind is not Kind.LIST:
+        return False
+    container = _strip(field_type.annotation)
+    if get_origin(container) in (Union, types.UnionType):
+        members = [a for a in get_args(container) if a is not _NONE_TYPE]
+        container = _strip(members[0]) if len(members) == 1 else None
+    return container in _SET_ORIGINS or get_origin(container) in _SET_ORIGINS
+
+
+_SET_ORIGINS: Final = (set, frozenset)
+#: The element types whose stored values MongoDB sorts as :func:`~odm.stored_order.stored_set`
+#: orders them (text by code point, which is the order of its UTF-8 bytes; numbers by value;
+#: dates by instant; ObjectIds and UUIDs, binaries of one length, by their bytes). Not
+#: ``bytes``: MongoDB orders binaries by length first.
+_SORTED_ALIKE: Final = frozenset(
+    {str, int, float, bool, _dt.datetime, _dt.date, bson.ObjectId, uuid.UUID}
+)
+
+
+def server_sorts_alike(element: FieldType) -> bool:
+    """Tell whether MongoDB sorts the stored values of a set's ``element`` type in the order
+    the set is stored in, so that the server can add to the set in place: one plain type of
+    :data:`_SORTED_ALIKE` (not a union, nor ``| None``: values of several types are stored
+    by their encoding), an enum or a ``Literal`` whose values are all text or all integers."""
+    base = _strip(element.annotation)
+    if get_origin(base) is Literal:
+        return _one_sorted_kind(get_args(base))
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return _one_sorted_kind([member.value for member in base])
+    return isinstance(base, type) and base in _SORTED_ALIKE
+
+
+def _one_sorted_kind(values: Sequence[Any]) -> bool:
+    """Tell whether ``values`` are all of one type, text or integer."""
+    kinds = {type(value) for value in values}
+    return kinds == {str} or kinds == {int}
 
 
 def _check_stored(value: Any, field: str) -> None:

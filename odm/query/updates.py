@@ -17,6 +17,8 @@ import bson
 
 from ..exceptions import QueryError
 from ..models.derived import table
+from ..models.field_types import is_set_type, server_sorts_alike
+from ..stored_order import stored_set
 from .expressions import (
     ArrayUpdate,
     CombinedExpression,
@@ -26,7 +28,17 @@ from .expressions import (
     Now,
 )
 from .list_guards import RESIZING, length_guard, max_length, min_length, position_guards
-from .paths import ID_FIELD, SEP, FieldType, Kind, ResolvedPath, elements, remember, resolve
+from .paths import (
+    ID_FIELD,
+    SEP,
+    FieldType,
+    Kind,
+    ResolvedPath,
+    elements,
+    is_index,
+    remember,
+    resolve,
+)
 from .q import Q
 from .update_checks import (
     ARRAY,
@@ -84,6 +96,27 @@ class CompiledUpdate:
     needs: list[Need] = field(default_factory=list)
     #: Conditions no matching document may meet (:class:`Guard`).
     guards: list[Guard] = field(default_factory=list)
+    #: The stored paths of the sets that :attr:`update` adds to (an ``$addToSet`` with
+    #: ``$each``, its values in their stored order): sent as an update pipeline that puts
+    #: each value at its place (:meth:`document`).
+    set_additions: list[str] = field(default_factory=list)
+
+    def document(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]] | list[Any]:
+        """Return what to send: :attr:`update` (with what was added to it since it was
+        compiled, such as the optimistic lock's ``$inc``), or, when it adds to a set, the
+        update pipeline writing the same values (``options``: the write's, whose collation
+        would change how the server compares text, so it is refused)."""
+        if not self.set_additions:
+            return self.update
+        if "collation" in options:
+            paths = ", ".join(map(repr, self.set_additions))
+            raise QueryError(
+                f"update(): adding to the set {paths} keeps its stored order by comparing "
+                "its elements on the server, which a collation would change; run this "
+                "update on a queryset without collation()",
+                field=self.set_additions[0],
+            )
+        return [{"$set": _pipeline_fields(self.update, self.set_additions)}]
 
 
 def compile_update(model: type[Any], values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -132,6 +165,8 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
             continue
         if isinstance(value, ArrayUpdate):
             op, operand = _array_update(model, key, value, target)
+            if op == "$addToSet" and is_set_type(target.field):
+                _note_set_addition(key, target, out)
         else:
             op, operand = _operation(key, value, target.field)
         out.update.setdefault(op, {})[target.db_path] = operand
@@ -144,6 +179,8 @@ def compile_update_spec(model: type[Any], values: Mapping[str, Any]) -> Compiled
         need = operator_need(key, target, op)
         if need is not None:
             add_needs(out.needs, (need,))
+    if out.set_additions:
+        _refuse_beside_set_additions(values, targets, out)
     return out
 
 
@@ -252,7 +289,26 @@ def _update_target(model: type[Any], key: str) -> ResolvedPath:
             field=key,
         )
     _refuse_lock_counter(model, key, target)
+    if target.positioned:
+        _refuse_set_position(model, key, target)
     return target
+
+
+def _refuse_set_position(model: type[Any], key: str, target: ResolvedPath) -> None:
+    """Refuse writing a position of a set (``tags__0="x"``): a set has no positions, and the
+    value written there would leave its stored array out of order, or holding a value twice."""
+    names = target.names
+    for index in range(1, len(names)):
+        if not is_index(names[index]):
+            continue
+        held = SEP.join(names[:index])
+        if is_set_type(resolve(model, held).field):
+            raise QueryError(
+                f"update() cannot write {key!r}: {held!r} is a set, which has no positions; "
+                f"write the whole set (update({held}={{...}})), or add and remove elements "
+                f"(F({held!r}).add_to_set(...) / .pull(...))",
+                field=key,
+            )
 
 
 def _refuse_lock_counter(model: type[Any], key: str, target: ResolvedPath) -> None:
@@ -344,8 +400,11 @@ def _has_expr(mql: Any) -> bool:
 
 
 def _array_update(
-    model: type[Any], key: str, value: ArrayUpdate, target: ResolvedPath
+    model: type[Any], key: str, value: ArrayUpdate, target: ResolvedPath, *,
+    in_element: bool = False,
 ) -> tuple[str, Any]:
+    """The operator and operand of ``push`` / ``add_to_set`` / ``pull`` on ``target``
+    (``in_element``: a field of the elements an element update writes)."""
     if value.field != key:
         raise QueryError(
             f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
@@ -355,6 +414,8 @@ def _array_update(
     if field_type.kind not in (Kind.LIST, Kind.ANY):
         raise QueryError(f"{value.kind}() needs a list field; {key!r} is {field_type.label}")
     _refuse_fixed_length(model, key, value, field_type)
+    if value.kind != "pull" and is_set_type(field_type):
+        return _set_addition(model, key, value, target, in_element)
     conditions = [v for v in value.values if isinstance(v, Q)]
     if conditions:
         if value.kind != "pull" or len(value.values) != 1:
@@ -388,6 +449,14 @@ def _element_update(
     if value.field != key:
         raise QueryError(
             f"update({key}=F({value.field!r}).{value.kind}(...)): F() must name {key!r}",
+            field=key,
+        )
+    if is_set_type(target.field):
+        raise QueryError(
+            f"F({key!r}).{value.kind}(...): {key!r} is a set, whose elements are written "
+            "whole: replacing them in place would leave the set out of its stored order, or "
+            f"holding a value twice; pull() the old values and add_to_set() the new ones, "
+            f"or write the whole set (update({key}={{...}}))",
             field=key,
         )
     item = _item(model, key, target, f"{value.kind}()")
@@ -466,7 +535,7 @@ def _element_field_update(
     out.guards += position_guards(owner, label, element, root=item, place=place)
     try:
         if isinstance(sub, ArrayUpdate):
-            op, operand = _array_update(model, name, sub, element)
+            op, operand = _array_update(model, name, sub, element, in_element=True)
         else:
             op, operand = _operation(name, sub, element.field)
     except QueryError as exc:
@@ -480,3 +549,130 @@ def _element_field_update(
         guard = length_guard(label, element.field, element.db_path, op, operand, place)
         if guard is not None:
             out.guards.append(guard)
+
+
+# -- adding to a set -------------------------------------------------------------------------
+
+
+def _set_addition(
+    model: type[Any], key: str, value: ArrayUpdate, target: ResolvedPath, in_element: bool
+) -> tuple[str, Any]:
+    """``push`` / ``add_to_set`` on a set: the values, validated and in their stored order,
+    as an ``$addToSet`` with ``$each`` (noted for :meth:`CompiledUpdate.document`, which
+    sends it as a pipeline inserting each value at its place). A ``push`` adds to a set as
+    ``add_to_set`` does: a set holds each value once."""
+    label = f"F({key!r}).{value.kind}(...)"
+    if in_element or "." in target.db_path:
+        raise QueryError(
+            f"{label}: {key!r} is a set inside "
+            f"{'the elements of a list' if in_element else 'an embedded document'}, which "
+            "update() adds to only at the top of the document (in order); write the whole "
+            "set instead",
+            field=key,
+        )
+    item = _item(model, key, target, value.kind)
+    if not server_sorts_alike(item):
+        raise QueryError(
+            f"{label}: {key!r} is a set of {item.label}, whose stored order MongoDB does not "
+            "sort by (it takes text, numbers, bools, dates, ObjectIds, UUIDs, and enums or "
+            "Literals of text or of integers); write the whole set instead",
+            field=key,
+        )
+    if any(isinstance(v, Q) for v in value.values):
+        raise QueryError(f"{label}: a Q is a condition, given alone to pull()", field=key)
+    converted = [item.convert(v, key, store=True) for v in value.values]
+    return "$addToSet", {"$each": list(stored_set(converted))}
+
+
+def _note_set_addition(key: str, target: ResolvedPath, out: CompiledUpdate) -> None:
+    """Note in ``out`` the addition to the set ``target``, and, when the model lets it be
+    null, the guard refusing a document holding no list there, asked before any write (a
+    :class:`Need` is not asked when one document is written, as the server's refusal of
+    ``$addToSet`` names the field; its refusal of the pipeline does not)."""
+    path = target.db_path
+    out.set_additions.append(path)
+    if target.field.nullable:
+        out.guards.append(
+            Guard(
+                key,
+                {path: {"$exists": True, "$not": {"$type": "array"}}},
+                f"holds a null (or another value than a list) at {key!r}",
+                outcome="a set cannot be added to there: store a set there first",
+            )
+        )
+
+
+def _refuse_beside_set_additions(
+    values: Mapping[str, Any], targets: Mapping[str, Any], out: CompiledUpdate
+) -> None:
+    """Refuse, in an update adding to a set (sent as a pipeline), what a pipeline would not
+    write as the update operator does: anything but the set additions and whole top-level
+    values (``$set``)."""
+    for key in values:
+        path = targets[key][0].db_path
+        op = next(op for op, fields in out.update.items() if path in fields)
+        if path in out.set_additions or (op == "$set" and "." not in path):
+            continue
+        raise QueryError(
+            f"update(): {key!r} cannot be written in the update that adds to the set "
+            f"{out.set_additions[0]!r} (sent as an update pipeline, to keep the set in its "
+            f"stored order); write {key!r} in an update() of its own",
+            field=key,
+        )
+
+
+def _pipeline_fields(
+    update: Mapping[str, Mapping[str, Any]], set_additions: list[str]
+) -> dict[str, Any]:
+    """The ``$set`` stage of the pipeline writing ``update`` (:meth:`CompiledUpdate.document`):
+    each value as a literal (nothing in it read as a path or an expression), each set addition
+    inserting its values in order, and ``$inc`` (the optimistic lock's) adding to the number."""
+    fields: dict[str, Any] = {}
+    for op, written in update.items():
+        for path, operand in written.items():
+            if op == "$set":
+                fields[path] = {"$literal": operand}
+            elif op == "$inc":
+                fields[path] = {"$add": [{"$ifNull": ["$" + path, 0]}, {"$literal": operand}]}
+            elif op == "$addToSet" and path in set_additions:
+                fields[path] = _inserted_in_order(path, operand["$each"])
+            else:  # refused when compiled (_refuse_beside_set_additions)
+                raise QueryError(f"update(): {op} on {path!r} cannot be sent in a pipeline")
+    return fields
+
+
+def _inserted_in_order(path: str, values: list[Any]) -> dict[str, Any]:
+    """The expression of the set at ``path`` (a sorted array, or missing: empty) with each of
+    ``values`` it does not hold inserted between the elements below it and those above it,
+    as MongoDB compares them (the stored order of the set's element types). Anything but an
+    array or a missing value there makes the server refuse the update (``$in`` needs an
+    array), as it refuses ``$addToSet`` there."""
+    current = "$" + path
+    start = {"$cond": [{"$eq": [{"$type": current}, "missing"]}, [], current]}
+    return {
+        "$reduce": {
+            "input": {"$literal": values},
+            "initialValue": start,
+            "in": {
+                "$cond": [
+                    {"$in": ["$$this", "$$value"]},
+                    "$$value",
+                    {"$concatArrays": [
+                        _elements_where("$lt"), ["$$this"], _elements_where("$gt"),
+                    ]},
+                ]
+            },
+        }
+    }
+
+
+def _elements_where(comparison: str) -> dict[str, Any]:
+    """The elements of the set built so far (``$$value``) that ``comparison`` puts before
+    (``$lt``) or after (``$gt``) the value inserted (``$$this``)."""
+    return {
+        "$filter": {
+            "input": "$$value",
+            "as": "odm_e",
+            "cond": {comparison: ["$$odm_e", "$$this"]},
+        }
+    }

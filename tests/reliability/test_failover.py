@@ -33,7 +33,7 @@ from odm.document import Document
 from odm.exceptions import OdmError
 from odm.models.fields import Indexed
 from odm.query.expressions import F
-from odm.server import LocalServer
+from odm.server import LocalServer, memory_temp_dir
 
 Recorder = Callable[..., None]
 
@@ -158,7 +158,8 @@ def replica_set() -> Iterator[LocalServer]:
     # of 10 s, so that a dead primary is replaced quickly; set at initiation, not by a
     # reconfiguration, which an election on a loaded machine can interrupt.
     server = LocalServer(
-        members=3, startup_timeout=45.0, equal_priorities=True, election_timeout_ms=2000
+        members=3, startup_timeout=45.0, equal_priorities=True, election_timeout_ms=2000,
+        temp_dir=memory_temp_dir(),
     )
     server.start()
     took = time.monotonic() - started

@@ -94,9 +94,9 @@ def project(odm_uri: str, tmp_path: Path) -> Iterator[Project]:
 @pytest.fixture(scope="module")
 def standalone_uri() -> Iterator[str]:
     """A standalone server (no replica set, so no transactions) for this module's tests."""
-    from odm.server import LocalServer
+    from odm.server import LocalServer, memory_temp_dir
 
-    server = LocalServer(replica_set=None)
+    server = LocalServer(replica_set=None, temp_dir=memory_temp_dir())
     server.start()
     try:
         yield server.uri

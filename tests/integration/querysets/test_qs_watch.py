@@ -12,7 +12,7 @@ from qs_support import QsCustomer
 import odm
 from odm import ChangeEvent
 from odm.drivers import DriverName
-from odm.server import LocalServer
+from odm.server import LocalServer, memory_temp_dir
 
 
 async def test_watch_yields_typed_events_matching_the_filter(odm_database: Any) -> None:
@@ -48,7 +48,7 @@ async def test_watch_yields_typed_events_matching_the_filter(odm_database: Any) 
 
 @pytest.fixture(scope="module")
 def standalone() -> Iterator[LocalServer]:
-    server = LocalServer(replica_set=None)
+    server = LocalServer(replica_set=None, temp_dir=memory_temp_dir())
     server.start()
     try:
         yield server
