@@ -12,9 +12,10 @@ cannot follow, and matches the filter on what each event carries (:func:`event_p
 
 from __future__ import annotations
 
+import asyncio
 import string
-from collections.abc import Callable, Generator, Mapping
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -29,6 +30,7 @@ from .models.loading import load_documents
 from .models.options import ID_KEY
 from .query.where import and_mql
 from .session import current_session, current_unit_of_work, outside_blocks
+from .shielding import shielded
 
 if TYPE_CHECKING:
     from .query.query import Query
@@ -202,14 +204,29 @@ class ChangeStream(Generic[M]):
     Open it with ``async with qs.watch() as stream:`` (closed when the block ends) or
     ``stream = await qs.watch()`` (then ``await stream.close()``); it is live from that
     line on. ``async for event in qs.watch()`` still works and opens the stream when the loop
-    starts, so changes made before that are not seen.
+    starts, so changes made before that are not seen; it closes the stream when the loop ends.
 
     A stream opened inside ``odm.session()`` and read after that block ended goes on outside
     it, as any operation of the block's tasks does then: it is opened again, outside any
     block, from its own resume token, so no change is lost or delivered twice.
+
+    One task reads a stream at a time, in the event loop that opened it: a read from a second
+    task while one waits, or from another loop, raises :class:`QueryError` before anything is
+    sent. Another task may close it meanwhile: the waiting read then ends as a read of a
+    closed stream does.
     """
 
-    __slots__ = ("_closed", "_load", "_model", "_options", "_pipeline", "_session", "_stream")
+    __slots__ = (
+        "_closed",
+        "_load",
+        "_loop",
+        "_model",
+        "_options",
+        "_pipeline",
+        "_session",
+        "_stream",
+        "_user",
+    )
 
     def __init__(
         self,
@@ -226,6 +243,11 @@ class ChangeStream(Generic[M]):
         self._closed = False
         # The odm.session() block's session the server cursor belongs to, if any.
         self._session: Any = None
+        # The event loop the server cursor was opened in (its client belongs to that loop).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The task opening or reading the stream now, if any: a cursor takes one getMore at a
+        # time.
+        self._user: asyncio.Task[Any] | None = None
 
     @property
     def model(self) -> type[Any]:
@@ -249,41 +271,83 @@ class ChangeStream(Generic[M]):
         return dict(token) if token is not None else None
 
     async def open(self) -> Self:
-        """Open the server cursor now (once; again does nothing) and return the stream."""
+        """Open the server cursor now (once; again does nothing) and return the stream.
+
+        The opening runs to its end even when the caller is cancelled meanwhile (a cursor the
+        server opened but whose reply the cancellation dropped would stay open, known to no
+        one): then the stream is closed and the cancellation goes on."""
         if self._closed:
             raise QueryError("this change stream is closed: call watch() again")
         if self._stream is None:
             refuse_in_transaction()
-            session = current_session()  # what the executor sends the stream in
-            try:
-                self._stream = await executor.watch(self._model, self._pipeline, **self._options)
-            except OperationFailure as exc:
-                raise_if_no_change_streams(exc)
-                self._raise_if_bad_token(exc)
-                raise
-            self._session = session
+            with self._in_use():
+                await self._to_its_end(self._open_cursor(), "opened")
         return self
+
+    async def _open_cursor(self) -> None:
+        """Open the server cursor, in the enclosing session block if any."""
+        session = current_session()  # what the executor sends the stream in
+        try:
+            stream = await executor.watch(self._model, self._pipeline, **self._options)
+        except OperationFailure as exc:
+            raise_if_no_change_streams(exc)
+            self._raise_if_bad_token(exc)
+            raise
+        self._stream, self._session = stream, session
+        self._loop = asyncio.get_running_loop()
+        if self._closed:  # another task closed the stream while it opened
+            await stream.close()
+
+    async def _to_its_end(self, opening: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``opening`` (which opens a server cursor) to its end even if the caller is
+        cancelled meanwhile; then close the stream, so that no cursor it opened stays open,
+        and let the cancellation go on (``what``: what the stream was doing, for its
+        message)."""
+        try:
+            cancelled = await shielded(opening)
+        except asyncio.CancelledError:  # the opening failed after the caller was cancelled
+            await self._close_after_cancellation()
+            raise
+        if cancelled:
+            await self._close_after_cancellation()
+            raise asyncio.CancelledError(f"cancelled while the change stream {what}")
 
     async def _outlive_ended_session(self) -> None:
         """Open the stream again, outside any block, from its resume token when the session
         block it was opened in has ended: the server cursor belongs to that session, which
-        the driver can no longer send a getMore in (``Cannot use ended session``)."""
+        the driver can no longer send a getMore in (``Cannot use ended session``).
+
+        The reopening runs to its end even when the reader is cancelled meanwhile (a cursor
+        the server opened but whose reply the cancellation dropped would stay open, known to
+        no one): then the stream is closed, both cursors with it, and the cancellation goes
+        on."""
         if self._session is None or not self._session.has_ended:
             return
-        ended, token = self._stream, self.resume_token
-        if not ended.alive or token is None:
+        if not self._stream.alive or self.resume_token is None:
             self._session = None
             return  # the server ended the stream itself (invalidate): nothing to go on with
+        await self._to_its_end(self._reopen(), "reopened")
+
+    async def _reopen(self) -> None:
+        """Open the stream again from its resume token, outside any block (the new cursor must
+        not belong to a session block, or transaction, the stream is read in now), and drop
+        the cursor of the ended session."""
         options = {name: value for name, value in self._options.items() if name not in _STARTS}
-        options["resume_after"] = token
-        # The new cursor must not belong to a session block (or transaction) the stream is
-        # read in now.
-        self._stream = await outside_blocks(
+        options["resume_after"] = self.resume_token
+        reopened = await outside_blocks(
             partial(executor.watch, self._model, self._pipeline, **options)
         )
-        self._session = None  # only now: a failed reopening is tried again at the next read
-        with suppress(PyMongoError):  # its session has ended: the server times the cursor out
-            await ended.close()
+        # Only now: a failed reopening keeps the ended stream, and is tried again at the next
+        # read.
+        ended, self._stream, self._session = self._stream, reopened, None
+        await _close_quietly(ended)
+        if self._closed:  # another task closed the stream while it reopened
+            await _close_quietly(reopened)
+
+    async def _close_after_cancellation(self) -> None:
+        """Close the stream to its end for a caller cancelled while it opened a cursor (a
+        second cancellation meanwhile changes nothing: the caller raises one anyway)."""
+        await shielded(self.close())
 
     def _raise_if_bad_token(self, exc: OperationFailure) -> None:
         """Raise a QueryError naming the starting token when the server could not decode it."""
@@ -311,31 +375,103 @@ class ChangeStream(Generic[M]):
     ) -> None:
         await self.close()
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncIterator[ChangeEvent[M]]:
+        """Iterate the events. An open stream (``async with``, ``await``) is iterated as it
+        is, and stays open after the loop: whoever opened it closes it. A stream not opened
+        yet (``async for change in qs.watch():``) belongs to the loop: it opens when the loop
+        starts and closes when the loop ends, however it ends (``break``, an exception, a
+        cancellation), at the event loop's next turn at the latest, as a queryset's loop
+        does; its ``resume_token`` still tells where to carry on."""
+        if self._stream is not None or self._closed:
+            return self
+        return self._events_of_its_own()
+
+    async def _events_of_its_own(self) -> AsyncIterator[ChangeEvent[M]]:
+        """The events of a stream this iteration opens and closes (see :meth:`__aiter__`)."""
+        # Opened by another task since __aiter__ (or being opened: open() refuses), it is that
+        # task's to close. Nothing runs between this test and open()'s claim of the stream.
+        opens_it = self._stream is None
+        await self.open()
+        try:
+            while (raw := await self._next_raw(wait=True)) is not None:
+                yield self._event(raw)
+        finally:
+            if opens_it:
+                await self.close()
 
     async def __anext__(self) -> ChangeEvent[M]:
         if self._closed:
             raise StopAsyncIteration
-        await self.open()
-        await self._outlive_ended_session()
-        try:
-            raw = await self._stream.next()
-        except OperationFailure as exc:
-            raise_if_no_change_streams(exc)
-            raise
+        raw = await self._next_raw(wait=True)
+        if raw is None:
+            raise StopAsyncIteration
         return self._event(raw)
 
     async def try_next(self) -> ChangeEvent[M] | None:
         """Return the next event, or ``None`` when the server has none now (one round trip,
         waiting at most ``max_await_time_ms``); opens the stream if needed."""
-        await self.open()
-        await self._outlive_ended_session()
-        raw = await self._stream.try_next()
+        raw = await self._next_raw(wait=False)
         return None if raw is None else self._event(raw)
 
+    async def _next_raw(self, *, wait: bool) -> dict[str, Any] | None:
+        """Return the next raw event: waiting for one (``wait``; ``None`` once the stream has
+        ended), or ``None`` when the server has none now. Opens the stream if needed, and
+        opens it again when its session block has ended."""
+        self._refuse_other_loop("read")
+        with self._in_use():
+            await self.open()
+            await self._outlive_ended_session()
+            try:
+                raw: dict[str, Any] | None = await (
+                    self._stream.next() if wait else self._stream.try_next()
+                )
+            except StopAsyncIteration:
+                return None
+            except PyMongoError as exc:
+                if self._closed:  # another task closed it meanwhile: the server killed the read
+                    return None
+                if isinstance(exc, OperationFailure):
+                    raise_if_no_change_streams(exc)
+                raise
+            return raw
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Mark this task as the one opening or reading the stream until the block ends (the
+        same task may enter again); refuse, before anything is sent, another task meanwhile:
+        the server would refuse a second getMore and the driver then kill the cursor under the
+        first, and a second opening would open a second cursor."""
+        task, user = asyncio.current_task(), self._user
+        if user is task:
+            yield
+            return
+        if user is not None:
+            raise QueryError(
+                f"this change stream is being read (or opened) by task {user.get_name()!r}: "
+                "read a stream from one task at a time (give each task a watch() of its own, "
+                "or pass the events on through an asyncio.Queue)"
+            )
+        self._user = task
+        try:
+            yield
+        finally:
+            self._user = None
+
+    def _refuse_other_loop(self, action: str) -> None:
+        """Raise :class:`QueryError` when the running event loop is not the one the stream was
+        opened in: its cursor belongs to that loop's client, which cannot ``action`` it from
+        here (or, with Motor, would and lose what it read)."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise QueryError(
+                f"cannot {action} this change stream in another event loop than the one that "
+                "opened it: its cursor belongs to that loop's client; open a stream with "
+                "watch() in each event loop"
+            )
+
     async def close(self) -> None:
-        """Close the server cursor; iterating afterwards ends at once."""
+        """Close the server cursor; iterating afterwards ends at once, and so does a read
+        another task is waiting on."""
+        self._refuse_other_loop("close")
         self._closed = True
         if self._stream is not None:
             await self._stream.close()
@@ -354,6 +490,14 @@ class ChangeStream(Generic[M]):
             raw=raw,
             before=self._load(self._model, before) if before else None,
         )
+
+
+async def _close_quietly(stream: Any) -> None:
+    """Close a driver stream the change stream no longer reads, whatever the driver answers:
+    a cursor it cannot kill now (one of an ended session) it kills from its background task,
+    within about a second."""
+    with suppress(PyMongoError):
+        await stream.close()
 
 
 # -- from a queryset to a stream -------------------------------------------------------------

@@ -406,7 +406,9 @@ class _run:
     the message is only built when there is an error).
 
     A class rather than a generator-based context manager: it runs around every driver call,
-    and without a timeout it costs two method calls.
+    and without a timeout it costs two method calls. The calls of every get(), page, save()
+    and update() (``find_one``, ``find_list``, ``update_one``) without a timeout do its work
+    without it: an ``except`` calling :func:`_raise_mapped` costs nothing until a call fails.
     """
 
     __slots__ = ("_deadline", "model", "payload", "sort", "timeout", "what")
@@ -443,61 +445,74 @@ class _run:
         if self._deadline is not None:
             self._deadline.__exit__(exc_type, exc, tb)
             self._deadline = None
-        if isinstance(exc, _ENCODING_ERRORS):
-            if isinstance(exc, DocumentTooLarge):
-                if self.what in _SPLIT_WRITES:
-                    return  # odm.bulk tells which of its messages went out
-                _unstart_unsent()
-                raise CommandTooLarge(_too_large_message(self.model, self.what, exc)) from exc
+        if exc is not None:
+            _raise_mapped(exc, self.model, self.what, self.timeout, self.payload, self.sort)
+
+
+def _raise_mapped(
+    exc: BaseException,
+    model: type[Any],
+    what: str,
+    timeout: float | None,
+    payload: Any = None,
+    sort: Any = None,
+) -> None:
+    """Raise odm's error for ``exc``, which the driver call ``what`` on ``model`` raised (or
+    tell the bound unit of work that it was cut off or refused, and return: the caller lets
+    ``exc`` go on). What :class:`_run` does on exit; the hottest calls (``find_one``,
+    ``find_list``, ``update_one``) call it from an ``except`` of their own instead, which
+    costs nothing until something fails."""
+    if isinstance(exc, _ENCODING_ERRORS):
+        if isinstance(exc, DocumentTooLarge):
+            if what in _SPLIT_WRITES:
+                return  # odm.bulk tells which of its messages went out
             _unstart_unsent()
-            raise _unencodable(self.model, self.payload, exc) from exc
-        if exc is None:
-            return
-        if isinstance(exc, asyncio.CancelledError):
-            _cut_off(self.model, self.what)
-            return
-        if not isinstance(exc, PyMongoError):
-            return
-        if is_timeout(exc):
-            _cut_off(self.model, self.what)
-            timeout = self.timeout
-            limit = f" within {timeout:g} s" if timeout is not None else ""
-            raise OperationTimeout(
-                f"{self.model.__name__} {self.what} did not finish{limit}: {exc}"
-            ) from exc
-        if isinstance(exc, ConnectionFailure):
-            # The command may have run on the server, inside the transaction, with its reply
-            # lost: committing would keep a write its caller could not record.
-            _cut_off(self.model, self.what)
-            return
-        if isinstance(exc, OperationFailure):
-            # Inside a transaction the server aborted it (or will not let it commit).
-            _refused(self.model, self.what, exc)
-        if isinstance(exc, OperationFailure) and (
-            exc.code in _REFUSED_QUERY_CODES or _parallel_arrays(exc)
-        ):
-            message = (exc.details or {}).get("errmsg") or str(exc)
-            sort = self.sort
-            fields = [key for key, _ in sort] if sort else []
-            raise QueryError(
-                f"{self.model.__name__} {self.what}: the server refused it: {message}"
-                + (f" (sorted by {', '.join(fields)})" if fields else ""),
-                field=fields[0] if fields else None,
-            ) from exc
-        if isinstance(exc, OperationFailure) and not isinstance(exc, BulkWriteError):
-            too_large = _too_large_write(self.model, self.what, exc)
-            if too_large is not None:
-                raise too_large from exc
-        if isinstance(exc, WriteError) and exc.code in _UNFIT:
-            unfit = _unfit_value(self.model, self.what, self.payload, exc)
-            if unfit is not None:
-                raise unfit from exc
-        if isinstance(exc, DuplicateKeyError):
-            raise _duplicate(self.model, exc.details, exc) from exc
-        if isinstance(exc, BulkWriteError):
-            errors = (exc.details or {}).get("writeErrors") or []
-            if errors and all(e.get("code") == 11000 for e in errors):
-                raise _duplicate(self.model, errors[0], exc) from exc
+            raise CommandTooLarge(_too_large_message(model, what, exc)) from exc
+        _unstart_unsent()
+        raise _unencodable(model, payload, exc) from exc
+    if isinstance(exc, asyncio.CancelledError):
+        _cut_off(model, what)
+        return
+    if not isinstance(exc, PyMongoError):
+        return
+    if is_timeout(exc):
+        _cut_off(model, what)
+        limit = f" within {timeout:g} s" if timeout is not None else ""
+        raise OperationTimeout(
+            f"{model.__name__} {what} did not finish{limit}: {exc}"
+        ) from exc
+    if isinstance(exc, ConnectionFailure):
+        # The command may have run on the server, inside the transaction, with its reply
+        # lost: committing would keep a write its caller could not record.
+        _cut_off(model, what)
+        return
+    if isinstance(exc, OperationFailure):
+        # Inside a transaction the server aborted it (or will not let it commit).
+        _refused(model, what, exc)
+    if isinstance(exc, OperationFailure) and (
+        exc.code in _REFUSED_QUERY_CODES or _parallel_arrays(exc)
+    ):
+        message = (exc.details or {}).get("errmsg") or str(exc)
+        fields = [key for key, _ in sort] if sort else []
+        raise QueryError(
+            f"{model.__name__} {what}: the server refused it: {message}"
+            + (f" (sorted by {', '.join(fields)})" if fields else ""),
+            field=fields[0] if fields else None,
+        ) from exc
+    if isinstance(exc, OperationFailure) and not isinstance(exc, BulkWriteError):
+        too_large = _too_large_write(model, what, exc)
+        if too_large is not None:
+            raise too_large from exc
+    if isinstance(exc, WriteError) and exc.code in _UNFIT:
+        unfit = _unfit_value(model, what, payload, exc)
+        if unfit is not None:
+            raise unfit from exc
+    if isinstance(exc, DuplicateKeyError):
+        raise _duplicate(model, exc.details, exc) from exc
+    if isinstance(exc, BulkWriteError):
+        errors = (exc.details or {}).get("writeErrors") or []
+        if errors and all(e.get("code") == 11000 for e in errors):
+            raise _duplicate(model, errors[0], exc) from exc
 
 
 def _sent(call: Any) -> Any:
@@ -552,10 +567,21 @@ async def find_one(
     datetimes decoded naive, for ``load_documents(fixer=...)``)."""
     source = collection(model) if tz_aware else _naive_collection(model)
     coll = _with(source, read_preference=read_preference)
-    with _run(model, "find_one", timeout):
+    if timeout is not None:
+        with _run(model, "find_one", timeout):
+            timed: dict[str, Any] | None = await _sent(coll.find_one(
+                filter, projection, sort=sort, skip=skip, session=operation_session(model),
+                **options,
+            ))
+        return timed
+    # _run's work without its object: one read per get(), and nothing to do unless it fails.
+    try:
         result: dict[str, Any] | None = await _sent(coll.find_one(
             filter, projection, sort=sort, skip=skip, session=operation_session(model), **options
         ))
+    except BaseException as exc:
+        _raise_mapped(exc, model, "find_one", None)
+        raise
     return result
 
 
@@ -620,12 +646,24 @@ async def find_list(
     datetimes decoded naive, for ``load_documents(fixer=...)``)."""
     source = collection(model) if tz_aware else _naive_collection(model)
     coll = _with(source, read_preference=read_preference)
-    with _run(model, "find", timeout, sort=sort):
+    if timeout is not None:
+        with _run(model, "find", timeout, sort=sort):
+            timed = coll.find(
+                filter, projection, sort=sort, skip=skip, limit=limit,
+                session=operation_session(model), **options,
+            )
+            found: list[dict[str, Any]] = await _sent(timed.to_list(None))
+        return found
+    # _run's work without its object (see find_one).
+    try:
         cursor = coll.find(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),
             **options,
         )
         result: list[dict[str, Any]] = await _sent(cursor.to_list(None))
+    except BaseException as exc:
+        _raise_mapped(exc, model, "find", None, sort=sort)
+        raise
     return result
 
 
@@ -790,10 +828,21 @@ async def update_one(
 ) -> Any:
     """Update the first document matching ``filter``; return the ``UpdateResult``."""
     coll = _with(collection(model), write_concern)
-    with _run(model, "update", timeout, [update]):
+    payload = [update]
+    if timeout is not None:
+        with _run(model, "update", timeout, payload):
+            return await _sent(coll.update_one(
+                filter, update, upsert=upsert, session=operation_session(model), **options
+            ))
+    # _run's work without its object (see find_one): one call per save() and per update().
+    check_payload(model, payload)  # the server's depth errors are untyped
+    try:
         return await _sent(coll.update_one(
             filter, update, upsert=upsert, session=operation_session(model), **options
         ))
+    except BaseException as exc:
+        _raise_mapped(exc, model, "update", None, payload)
+        raise
 
 
 async def update_many(

@@ -12,8 +12,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from bson.errors import InvalidId
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from odm.exceptions import DoesNotExist, StaleDocument
+from odm.exceptions import DoesNotExist, StaleDocument, is_stored_document_error
 
 from ..aiohttp.middlewares import new_style
 from .forms import FormError
@@ -57,6 +59,42 @@ def error_page(request: web.Request, status: int, title: str, message: str) -> w
     )
 
 
+PROBLEMS_SHOWN = 20
+"""How many fields that do not fit its model the page of a stored document names (a stored
+mapping of a million bad entries is a million errors: the page says how many more there are)."""
+
+TEXT_SHOWN = 200
+"""How many characters of a document's name (its ``_id``), of a field's path (a stored
+mapping's key) and of a message the page quotes: the database's text may be megabytes."""
+
+
+def stored_document_page(request: web.Request, error: ValidationError) -> web.Response:
+    """The admin's page (a 500) for a stored document that does not fit its model (written by
+    another program, or before the model changed): it names the document and each field that
+    does not fit, and why, so that it can be mended; nothing is shown as if it were valid.
+    Its size is bounded whatever the document holds (:data:`PROBLEMS_SHOWN`,
+    :data:`TEXT_SHOWN`)."""
+    found = error.errors(include_url=False, include_input=False, include_context=False)
+    problems = "; ".join(_problem(problem) for problem in found[:PROBLEMS_SHOWN])
+    if len(found) > PROBLEMS_SHOWN:
+        problems += f"; and {len(found) - PROBLEMS_SHOWN} more"
+    message = f"{_cut(error.title)} does not fit the model: {problems}"
+    return error_page(request, 500, "A stored document does not fit its model", message)
+
+
+def _problem(problem: ErrorDetails) -> str:
+    """One field that does not fit, as the page names it: its path, then why."""
+    path = ".".join(str(part) for part in problem["loc"]) or "(document)"
+    return f"{_cut(path)}: {_cut(problem['msg'])}"
+
+
+def _cut(text: str) -> str:
+    """``text``, cut after :data:`TEXT_SHOWN` characters with its length said."""
+    if len(text) <= TEXT_SHOWN:
+        return text
+    return f"{text[:TEXT_SHOWN]}... ({len(text)} characters)"
+
+
 TOO_MANY_FIELDS_MARK = "form fields"
 """What aiohttp's message says of its cap on a form's fields (and not of its cap on a body's
 size, the other 413 of ``request.post()``)."""
@@ -96,3 +134,7 @@ async def admin_errors_middleware(request: web.Request, handler: Handler) -> web
         return error_page(request, 404, "Not found", str(exc) or "no such document")
     except web.HTTPNotFound as exc:
         return error_page(request, 404, "Not found", exc.text or "not found")
+    except ValidationError as exc:
+        if not is_stored_document_error(exc):
+            raise
+        return stored_document_page(request, exc)

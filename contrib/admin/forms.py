@@ -45,7 +45,31 @@ CONTROL_KEYS = frozenset({"csrf_token", "_version", PICK})
 """Posted names that are the form's own, not fields."""
 
 DELETE_ROW = "_delete"
-"""The checkbox of a row of an embedded list that removes the row."""
+"""The checkbox of a row of an embedded list that removes the row, and of an optional embedded
+model that sets it to ``None``."""
+
+SHOWN_MARK = "_shown"
+"""The hidden input of each row of an embedded list and of each optional embedded model:
+:data:`SHOWN` when the form showed a value there, empty for a row offered for adding or a
+model shown as ``None``. A browser posts nothing for an unticked checkbox, so a row (a model)
+whose inputs are all checkboxes, all unticked, is in the POST by its mark alone."""
+
+SHOWN = "yes"
+"""The value of :data:`SHOWN_MARK` where the form showed a value: it is kept even when nothing
+of it but the mark is posted, or every input is left empty (only its removal box removes
+it)."""
+
+TICKED = "on"
+"""What a browser posts for a ticked checkbox without a ``value`` (the form's are): a checkbox
+is read by its presence, so any other value is no answer of the form's and is refused (a
+script's ``_delete=no`` would otherwise remove a row, ``active=false`` tick a box)."""
+
+SELECT_ANSWERS: dict[str, bool | None] = {"": None, "true": True, "false": False}
+"""The options of an ``Optional[bool]``'s select (—, yes, no) and what each stands for; any
+other text (``yes``, ``1``, which pydantic would take) is no option of the form's."""
+
+NOT_AN_ANSWER = "Input should be a valid boolean: one of \u2014, yes or no ('', 'true', 'false')"
+"""What an ``Optional[bool]``'s select posted with another text is told, at the input."""
 
 BLANK_ROWS = 1
 """Empty rows offered under an embedded list, to add one."""
@@ -77,12 +101,24 @@ def unparsed_paths(data: Any, prefix: str = "") -> set[str]:
     return found
 
 
+NAME_SHOWN = 80
+"""How many characters of a refused name its message quotes (a name may be a megabyte)."""
+
+
 class FormError(ValueError):
     """A posted form names something that is not a writable input of the model's form."""
 
     def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name!r}: {message}")
+        super().__init__(f"{quoted_name(name)}: {message}")
         self.name = name
+
+
+def quoted_name(name: str) -> str:
+    """``name`` quoted as a message names it: its ``repr`` (a NUL or a line break shown as
+    such), cut after :data:`NAME_SHOWN` characters with its length said."""
+    if len(name) <= NAME_SHOWN:
+        return repr(name)
+    return f"{name[:NAME_SHOWN]!r}... ({len(name)} characters)"
 
 
 @dataclass(frozen=True)
@@ -196,8 +232,17 @@ def shown(spec: FieldSpec, value: Any) -> Any:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.isoformat(timespec="seconds")
     if kind == "bool":
-        return "on" if value else ""
+        return _shown_bool(spec, value)
     return str(value)
+
+
+def _shown_bool(spec: FieldSpec, value: Any) -> str:
+    """A checkbox's value (``on`` ticked), or the option of an ``Optional[bool]``'s select
+    (``""``, ``true``, ``false``: a checkbox cannot say ``None``). A posted text that is no
+    option is :class:`Unparsed`, shown as it was posted by :func:`shown`."""
+    if spec.nullable:
+        return "true" if value else "false"
+    return "on" if value else ""
 
 
 def _part(value: Any, name: str) -> Any:
@@ -227,9 +272,15 @@ def defaults(model: type[BaseModel], specs: tuple[FieldSpec, ...]) -> dict[str, 
 
 
 def check_names(specs: tuple[FieldSpec, ...], names: Iterable[str]) -> None:
-    """Refuse (:class:`FormError`) any posted name that is not a writable input of the form."""
+    """Refuse (:class:`FormError`) any posted name that is not a writable input of the form,
+    or that is posted more than once (the form has one input of each name: which value would
+    be read is not the user's to guess)."""
     by_name = {s.name: s for s in specs}
+    seen: set[str] = set()
     for name in names:
+        if name in seen:
+            raise FormError(name, "sent more than once: the form has one input of that name")
+        seen.add(name)
         if name in CONTROL_KEYS:
             continue
         if name.startswith((SEARCH, SEARCHED)):
@@ -248,6 +299,8 @@ def check_names(specs: tuple[FieldSpec, ...], names: Iterable[str]) -> None:
 
 def _check_rest(spec: FieldSpec, name: str, rest: str) -> None:
     if spec.kind == "embedded":
+        if spec.nullable and rest in (DELETE_ROW, SHOWN_MARK):
+            return
         head, _, deeper = rest.partition(".")
         child = {c.name: c for c in spec.children}.get(head)
         if child is None:
@@ -257,7 +310,7 @@ def _check_rest(spec: FieldSpec, name: str, rest: str) -> None:
         index, _, deeper = rest.partition(".")
         if not _INDEX.match(index):
             raise FormError(name, "expected a row number")
-        if deeper == DELETE_ROW:
+        if deeper in (DELETE_ROW, SHOWN_MARK):
             return
         head, _, deepest = deeper.partition(".")
         child = {c.name: c for c in spec.children}.get(head)
@@ -266,6 +319,48 @@ def _check_rest(spec: FieldSpec, name: str, rest: str) -> None:
         _check_rest(child, name, deepest)
     elif rest:
         raise FormError(name, "the field has no parts")
+
+
+def check_values(specs: tuple[FieldSpec, ...], form: Mapping[str, str]) -> None:
+    """Refuse (:class:`FormError`) a posted value that no input of the form posts: a row's or
+    an optional model's mark other than :data:`SHOWN` or empty, and a checkbox (a field's, or a
+    removal box) other than :data:`TICKED`. The names are those :func:`check_names` accepted;
+    every one is checked, also inside a row that is being removed."""
+    for name, value in form.items():
+        refusal = _refused_value(specs, name, value)
+        if refusal is not None:
+            raise FormError(name, refusal)
+
+
+def _refused_value(specs: tuple[FieldSpec, ...], name: str, value: str) -> str | None:
+    """Why ``value`` is no value the form posts as ``name``; ``None`` when it may be one."""
+    last = name.rpartition(".")[2]
+    if "." in name and last == SHOWN_MARK:
+        return None if value in ("", SHOWN) else f"the form's mark is {SHOWN!r} or empty"
+    box = ("." in name and last == DELETE_ROW) or _is_checkbox(_named_spec(specs, name))
+    if box and value != TICKED:
+        return f"a ticked checkbox posts {TICKED!r} (an unticked one, nothing)"
+    return None
+
+
+def _is_checkbox(spec: FieldSpec | None) -> bool:
+    """Tell whether ``spec`` is shown as a checkbox (a ``bool``; an optional one is a select)."""
+    return spec is not None and spec.kind == "bool" and not spec.nullable
+
+
+def _named_spec(specs: tuple[FieldSpec, ...], name: str) -> FieldSpec | None:
+    """The input named ``name`` (``rows.0.leaf.on``), ``None`` for a name that is not a
+    field's (a control, a picker's, a mark, a removal box)."""
+    found: FieldSpec | None = None
+    children = specs
+    for part in name.split("."):
+        if found is not None and found.kind == "embedded_list" and part.isdigit():
+            continue  # a row number
+        found = {c.name: c for c in children}.get(part)
+        if found is None:
+            return None
+        children = found.children
+    return found
 
 
 NO_ORIGINAL = object()
@@ -299,13 +394,14 @@ def read_form(
         kind = spec.kind
         if stored is not NO_ORIGINAL and omitted(spec, form, key):
             data[spec.name] = stored  # left out of the POST: the stored value, not a default
-        elif kind == "bool":
+        elif kind == "bool" and not spec.nullable:
             data[spec.name] = key in form
+        elif kind == "bool":
+            data[spec.name] = _chosen_bool(form.get(key, ""), shown_key, errors)
         elif kind == "embedded":
             sub, sub_errors = read_form(spec.children, form, f"{key}.", f"{shown_key}.", stored)
             errors.update(sub_errors)
-            # Left blank (checked by what was typed: the values read hold defaults).
-            data[spec.name] = None if spec.nullable and _blank(form, key) else sub
+            data[spec.name] = None if spec.nullable and _cleared(form, key) else sub
         elif kind == "embedded_list":
             data[spec.name] = _read_rows(spec, form, key, shown_key, errors, stored)
         elif kind == "lines":
@@ -325,8 +421,8 @@ def omitted(spec: FieldSpec, form: Mapping[str, str], key: str) -> bool:
     page of an older version of the form sent none of them, so the field keeps its stored
     value, as Django's ModelForm leaves a field omitted from the data. An embedded model or a
     list of them is left out when no input under ``key.`` is posted (the form always posts its
-    rows' inputs, an empty row's too); a field whose inputs are all checkboxes is never left
-    out, as a checkbox is not posted when unticked."""
+    rows' marks, an empty row's too, and an optional model's mark); a field whose inputs are
+    all checkboxes is never left out, as a checkbox is not posted when unticked."""
     if not _always_posted(spec):
         return False
     if spec.kind in ("embedded", "embedded_list"):
@@ -336,10 +432,14 @@ def omitted(spec: FieldSpec, form: Mapping[str, str], key: str) -> bool:
 
 def _always_posted(spec: FieldSpec) -> bool:
     """Tell whether the form of ``spec`` posts at least one input whatever is typed: any
-    input but a checkbox (not posted unticked), also in an embedded model or a row."""
+    input but a checkbox (not posted unticked), also in an embedded model; a list of rows
+    always posts its rows' marks (:data:`SHOWN_MARK`), its empty row's too, and an optional
+    embedded model its own."""
     if spec.kind == "bool":
-        return False
-    if spec.kind in ("embedded", "embedded_list"):
+        return spec.nullable  # a select, not a checkbox
+    if spec.kind == "embedded_list" or (spec.kind == "embedded" and spec.nullable):
+        return True
+    if spec.kind == "embedded":
         return any(_always_posted(child) for child in spec.children)
     return True
 
@@ -364,6 +464,16 @@ def _unchanged(spec: FieldSpec, text: str, stored: Any) -> bool:
         return False
     typed = text.replace("\r\n", "\n").strip()
     return bool(typed) and typed == shown(spec, stored).strip()
+
+
+def _chosen_bool(text: str, shown_key: str, errors: dict[str, str]) -> Any:
+    """The answer of an ``Optional[bool]``'s select: one of :data:`SELECT_ANSWERS`; any other
+    text is an error at ``shown_key``, kept as :class:`Unparsed` (shown again with no option
+    chosen, and not read by pydantic, which would take ``yes`` or ``1``)."""
+    if text in SELECT_ANSWERS:
+        return SELECT_ANSWERS[text]
+    errors[shown_key] = NOT_AN_ANSWER
+    return Unparsed(text)
 
 
 def _input_value(spec: FieldSpec, text: str, shown_key: str, errors: dict[str, str]) -> Any:
@@ -419,8 +529,12 @@ def _read_rows(
     errors: dict[str, str],
     stored: Any = NO_ORIGINAL,
 ) -> list[dict[str, Any]]:
-    """The rows posted under ``key``, in the order of their numbers, without the removed and
-    the empty ones; their errors go into ``errors``.
+    """The rows posted under ``key``, in the order of their numbers, without the removed ones
+    and the empty ones offered for adding; their errors go into ``errors``.
+
+    A row marked as shown (:data:`SHOWN_MARK`) is kept even when nothing else of it is posted:
+    its checkboxes are all unticked. A row without the mark (a script, a page of an older
+    version of the form) is taken as before the marks: left out when its inputs are empty.
 
     A row is what its place in the list read is: the form shown again numbers the rows so,
     as pydantic's locations and :func:`unparsed_paths` do, so its errors are keyed by that
@@ -435,9 +549,7 @@ def _read_rows(
     rows: list[dict[str, Any]] = []
     for index in indexes:
         row_key = f"{key}.{index}"
-        if f"{row_key}.{DELETE_ROW}" in form:
-            continue
-        if _blank(form, row_key):
+        if _cleared(form, row_key):
             continue  # an empty row offered for adding, left empty
         row, row_errors = read_form(
             spec.children, form, f"{row_key}.", f"{shown_as}.{len(rows)}.", _row(stored, index)
@@ -445,6 +557,26 @@ def _read_rows(
         errors.update(row_errors)
         rows.append(row)
     return rows
+
+
+def _cleared(form: Mapping[str, str], key: str) -> bool:
+    """Tell whether the row or optional embedded model ``key`` is none: its removal box is
+    ticked, or it was not shown with a value (:data:`SHOWN_MARK`: a row offered for adding, a
+    model shown as ``None``, or no mark: a script, a page of an older version of the form) and
+    every input posted under it is empty (what was typed decides: the values read hold
+    defaults)."""
+    shown = _shown(form, key)
+    return f"{key}.{DELETE_ROW}" in form or (not shown and _blank(form, key))
+
+
+def _shown(form: Mapping[str, str], key: str) -> bool:
+    """Tell whether ``key`` is marked as shown with a value; a mark of another value than the
+    form's is refused (:class:`FormError`)."""
+    name = f"{key}.{SHOWN_MARK}"
+    mark = form.get(name)
+    if mark not in (None, "", SHOWN):
+        raise FormError(name, f"the form's mark is {SHOWN!r} or empty")
+    return mark == SHOWN
 
 
 def _row(stored: Any, index: int) -> Any:

@@ -7,7 +7,7 @@ answers with an error status, or raises, leaves nothing written.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +167,7 @@ async def add_form(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/{model}/{id}/")
+@routes.get("/{model}/{id:[^/]+}/")
 async def detail_page(request: web.Request) -> web.Response:
     """A document, read-only: every field, references as links; links to edit and delete."""
     site = _site(request)
@@ -177,7 +177,7 @@ async def detail_page(request: web.Request) -> web.Response:
     return _render(request, "detail.html", admin=admin, doc=doc, fields=fields)
 
 
-@routes.get("/{model}/{id}/edit/")
+@routes.get("/{model}/{id:[^/]+}/edit/")
 async def change_form(request: web.Request) -> web.Response:
     """A document in a form: every field, the writable ones as inputs."""
     admin = _site(request).admin_for(request.match_info["model"])
@@ -297,8 +297,9 @@ async def _submitted(
     and the pickers' state when the form asks a picker for documents instead of being saved.
     ``original``: the stored document of an edit (a JSON input left as shown keeps its value)."""
     form = await request.post()
-    plain = {k: v for k, v in form.items() if isinstance(v, str)}
-    forms.check_names(specs, form.keys())
+    forms.check_names(specs, [name for name, _ in form.items()])  # repeated ones too
+    plain = _texts(form)
+    forms.check_values(specs, plain)
     picker.check_searches(_site(request), specs, plain)
     data, read_errors = forms.read_form(specs, plain, original=original)
     errors = {key: [message] for key, message in read_errors.items()}
@@ -306,6 +307,15 @@ async def _submitted(
     if state is None:
         await _check_references(specs, data, errors)
     return data, errors, plain, state
+
+
+def _texts(form: Mapping[str, Any]) -> dict[str, str]:
+    """The posted values by name; a file (a multipart part with a file name) is refused, by
+    name: the form has no file input, and a value left out would keep the stored one."""
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise forms.FormError(name, "a file was sent: the form has no file input")
+    return dict(form)
 
 
 @routes.post("/{model}/add/")
@@ -342,7 +352,7 @@ async def add(request: web.Request) -> web.StreamResponse:
     return await page()
 
 
-@routes.post("/{model}/{id}/edit/")
+@routes.post("/{model}/{id:[^/]+}/edit/")
 async def change(request: web.Request) -> web.StreamResponse:
     """Save the edited fields; a copy edited from a stale page is refused (409)."""
     site = _site(request)
@@ -400,7 +410,7 @@ async def change(request: web.Request) -> web.StreamResponse:
     return await page()
 
 
-@routes.get("/{model}/{id}/delete/")
+@routes.get("/{model}/{id:[^/]+}/delete/")
 async def delete_form(request: web.Request) -> web.Response:
     """Ask before deleting."""
     admin = _site(request).admin_for(request.match_info["model"])
@@ -408,7 +418,7 @@ async def delete_form(request: web.Request) -> web.Response:
     return _render(request, "delete.html", admin=admin, doc=doc)
 
 
-@routes.post("/{model}/{id}/delete/")
+@routes.post("/{model}/{id:[^/]+}/delete/")
 async def delete(request: web.Request) -> web.StreamResponse:
     """Delete the document, then show the list."""
     site = _site(request)

@@ -25,6 +25,12 @@ Exactly once, however the run dies:
 
 Before each batch is written, the run proves it still holds the migrations lock (first inside
 the batch's transaction where there is one): a run that lost the lock writes no further batch.
+Every write made outside a transaction (a batch without transactions, the position's bookkeeping)
+is also bounded by what is left of the lock's lease (``MigrationLock.bounded``): stalled past
+it, the driver does not send it or the server refuses it, so it cannot land once another run may
+hold the lock. A batch cut off at the lease is ended on the server and the step fails saying
+what is known to be written: the batches before it (the stored position), and of that batch
+only what its markers show, which the next run does not write again.
 
 The documents are read and the updates computed outside the transaction, which stays open for
 milliseconds: the 60 s transaction limit never applies, whatever the collection's size.
@@ -37,7 +43,8 @@ import datetime
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 from bson import Binary, Code, DatetimeMS, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Timestamp
@@ -47,6 +54,7 @@ from pymongo.errors import PyMongoError
 from .. import drivers
 from ..exceptions import MigrationError
 from .cleanup import end_on_server, settle
+from .lock import LeaseRanOut
 from .operations import Context, Operation, collection_name, collection_of, current_context
 from .recorder import STATE, not_written_by_odm, whole_number
 from .retry import LeaseBound
@@ -176,15 +184,37 @@ class BatchedUpdate(Operation):
                         context,
                     )
                 else:
-                    await self._write_alone(
-                        session, collection, state, key, requests, new_last, done + len(batch),
-                        context,
-                    )
+                    try:
+                        await self._write_alone(
+                            session, collection, state, key, requests, new_last,
+                            done + len(batch), context,
+                        )
+                    except LeaseRanOut as exc:
+                        raise self._cut_at_lease(exc, len(batch), done) from exc
                 last_id = new_last
                 done += len(batch)
                 progress.advance(len(batch))
             await self._check_none_left(collection, last_id, key, transactional)
+            await self._finish(collection, state, key, done, session, context)
+        except BaseException:
             if not transactional:
+                await settle(collection.database.client, session, context.echo)
+            raise
+        finally:
+            progress.close()
+            await drivers.resolve(session.end_session())
+
+    async def _finish(
+        self, collection: Any, state: Any, key: str, done: int, session: Any, context: Context
+    ) -> None:
+        """Remove the guards (without transactions) and store the operation as finished,
+        under a fresh proof of the lock and within its lease: a run that lost the lock must not
+        remove the markers the new holder's batches rely on."""
+        if context.prove is not None:
+            await context.prove(None)
+
+        async def unmark_and_store() -> None:
+            if not context.transactions:
                 # Every document is done: the guards have served their purpose.
                 await collection.update_many(
                     {MARKER: key}, {"$unset": {MARKER: ""}}, session=session
@@ -201,14 +231,10 @@ class BatchedUpdate(Operation):
                         }
                     },
                     upsert=True,
+                    session=session,
                 )
-        except BaseException:
-            if not transactional:
-                await settle(collection.database.client, session, context.echo)
-            raise
-        finally:
-            progress.close()
-            await drivers.resolve(session.end_session())
+
+        await _lease_bound(context, unmark_and_store)
 
     async def _write_alone(
         self,
@@ -227,15 +253,36 @@ class BatchedUpdate(Operation):
         run, after it removed the guards)."""
         if context.prove is not None:
             await context.prove(None)
-        if requests:
-            await collection.bulk_write(requests, ordered=False, session=session)
-        if state is not None:
-            await state.update_one(
-                {"_id": key},
-                {"$set": _moved_to(new_last, new_done)},
-                upsert=True,
-                session=session,
+
+        async def write_and_move() -> None:
+            if requests:
+                await collection.bulk_write(requests, ordered=False, session=session)
+            if state is not None:
+                await state.update_one(
+                    {"_id": key},
+                    {"$set": _moved_to(new_last, new_done)},
+                    upsert=True,
+                    session=session,
+                )
+
+        await _lease_bound(context, write_and_move)
+
+    def _cut_at_lease(self, exc: LeaseRanOut, size: int, done: int) -> LeaseRanOut:
+        """Return the error of a batch (``size`` documents, after ``done`` documents stored as
+        done) whose writes ran out of the lock's lease, saying what is known to be written."""
+        if exc.sent:
+            batch = (
+                f"the next batch ({size} document(s)) was cut off and may be partly written: "
+                f"each document it updated carries the marker {MARKER!r}, so no run updates it "
+                "again"
             )
+        else:
+            batch = f"the next batch ({size} document(s)) was not sent"
+        return LeaseRanOut(
+            f"{self.describe()}: {done} document(s) done and stored as done; {batch}; the next "
+            f"run resumes after the last stored: {exc}",
+            sent=exc.sent,
+        )
 
     def _query(self, last_id: Any, key: str, transactional: bool) -> dict[str, Any]:
         """Return the filter of the documents still to do, after ``last_id`` in ``_id`` order."""
@@ -281,6 +328,10 @@ class BatchedUpdate(Operation):
             }
             with contextlib.suppress(PyMongoError):
                 await state.database.client.admin.command({"killSessions": [lsid]})
+        await _lease_bound(context, partial(self._note_session, state, key, session, context))
+
+    async def _note_session(self, state: Any, key: str, session: Any, context: Context) -> None:
+        """Store this run's session id with the position, for a resumed run to end it."""
         await state.update_one(
             {"_id": key},
             {
@@ -349,6 +400,14 @@ class BatchedUpdate(Operation):
             # Its abort ignores its own failure: see end_on_server.
             await end_on_server(collection.database.client, session)
             raise
+
+
+async def _lease_bound(context: Context, write: Callable[[], Awaitable[Any]]) -> None:
+    """Await ``write()``, its driver calls bounded by the lock's lease (none without a lock)."""
+    if context.lease_bounded is None:
+        await write()
+    else:
+        await context.lease_bounded(write)
 
 
 def _all_of(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,13 +7,15 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.errors import OperationFailure
 
 from .. import drivers
+
+T = TypeVar("T")
 
 #: What PyMongo puts between a server error's message and the whole reply it appends (cluster
 #: times, signatures, the command's other fields): noise in a message meant for a person.
@@ -63,6 +65,42 @@ def discard(target: Any) -> None:
     """Close a step's coroutine that will not run now, rather than leave it never awaited."""
     if inspect.iscoroutine(target):
         target.close()
+
+
+#: How long a task told to stop (:func:`cancellable`) is given before it is told again, in
+#: seconds: a driver call that lost the first cancellation has sent its command by then.
+CANCEL_AGAIN_AFTER = 0.02
+
+
+async def cancellable(work: Awaitable[T]) -> T:
+    """Await ``work`` in a task of its own, so that a cancellation of the caller is never lost:
+    passed on to that task (again, while it has not stopped), then raised.
+
+    Python 3.11's ``asyncio.wait_for`` (fixed in 3.12) returns normally when it is cancelled
+    as what it waits for finishes, and PyMongo sends each command of a call bounded by a
+    timeout (``pymongo.timeout()``, ``timeoutMS``) through it: a Ctrl-C that came just as the
+    command was sent was lost, and the call waited for the server's answer (a write held there,
+    for as long as it was held) and returned as if nothing had happened, so the run went on. A
+    cancellation told again reaches the call in its next wait.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        await _stopped(task)
+        raise
+    return task.result()
+
+
+async def _stopped(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` until it has stopped; a further cancellation of the caller meanwhile is
+    the one being raised already."""
+    while not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
+    if not task.cancelled():
+        task.exception()  # retrieved: the caller's cancellation is what is raised
 
 
 async def end_on_server(client: Any, session: Any) -> None:

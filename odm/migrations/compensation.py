@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from ..exceptions import MigrationError
 from .cleanup import discard, error_text, quietly
@@ -17,6 +18,7 @@ from .lock import LockLost
 from .operations import StepAction
 from .positions import SavedPosition, saved_position
 from .recorder import Recorder
+from .records_change import fenced
 from .reporting import elapsed_ms
 from .scope import RunScope, StepSequence
 from .step_actions import joins_transaction, perform, resolve
@@ -69,12 +71,16 @@ class Compensation:
             message = f"apply {migration.id}: finishing the rollback an earlier run left{told}"
             await scope.log.failed(migration, "apply", message, begun)
             raise MigrationError(message)
-        await scope.recorder.clear_state(
-            migration.id, keep_steps_except=undone, token=scope.lock.token
-        )
-        await scope.recorder.log(
-            migration.id, "compensate", checksum=migration.checksum, duration_ms=elapsed_ms(begun)
-        )
+        # Fenced, as every write made without a transaction: a run that lost the lock since
+        # its last rollback must not forget the positions (nor log) under the new holder.
+        lock = scope.lock
+        await fenced(lock, partial(
+            scope.recorder.clear_state, migration.id, keep_steps_except=undone, token=lock.token
+        ))
+        await fenced(lock, partial(
+            scope.recorder.log, migration.id, "compensate", checksum=migration.checksum,
+            duration_ms=elapsed_ms(begun),
+        ))
         if not done:
             told = ""  # nothing was left: "no rollback, left applied" would speak of nothing
         scope.echo(f"apply {migration.id}: rollback finished{told}; starting the file over")

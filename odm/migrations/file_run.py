@@ -16,6 +16,8 @@ are rolled back, newest first, where they have a rollback (see :mod:`.compensati
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -24,10 +26,10 @@ from ..exceptions import MigrationError
 from .cleanup import discard, ended_on_server, error_text, quietly, settled_session
 from .compensation import Compensation
 from .loader import Migration
-from .lock import LockLost
+from .lock import LeaseRanOut, LockLost
 from .positions import lost_lock
 from .recorder import done_as_recorded, log_entry
-from .records_change import log_once
+from .records_change import fenced, log_once
 from .reporting import elapsed_ms, failure_reason
 from .retry import TRANSIENT, TransientRetry, is_transient
 from .scope import Direction, RunScope, step_sequence
@@ -199,10 +201,19 @@ class FileRun:
         # Outside a transaction the record is stored for good: from here on nothing may be
         # undone, or the file would be recorded as done with its steps rolled back.
         self.recorded = not self.tx.open
-        await self._log_done()
-        await self.scope.recorder.clear_state(self.migration.id)
+        await self._within_lease(self._log_done)
+        await self._within_lease(partial(self.scope.recorder.clear_state, self.migration.id))
         await self.tx.commit()
         return self.elapsed
+
+    async def _within_lease(self, write: Callable[[], Awaitable[Any]]) -> None:
+        """Await ``write()``: in the open transaction (fenced by its commit), else bounded by
+        what is left of the lock's lease, so that it cannot land once another run may hold
+        the lock (a late forgetting of positions would undo the new holder's)."""
+        if self.tx.open:
+            await write()
+            return
+        await self.scope.lock.bounded(write)
 
     def _done_entry(self) -> dict[str, Any]:
         """Return the log entry saying the file's run is done (made once, with its ``_id``)."""
@@ -220,10 +231,15 @@ class FileRun:
 
     async def _settle_recorded(self) -> None:
         """Log a run whose file is recorded as done and forget its positions, as the rest of its
-        recording would have; the positions (holding the log entry) stay until it is logged."""
+        recording would have; the positions (holding the log entry) stay until it is logged.
+
+        Each write is fenced by the lock (:func:`fenced`): after a failure the lease may be
+        over, and another run may be running the file from its positions.
+        """
+        lock = self.scope.lock
         if not self.logged and not self.record_in_tx:  # a transaction logged it with the record
-            await self._log_done()
-        await self.scope.recorder.clear_state(self.migration.id)
+            await fenced(lock, self._log_done)
+        await fenced(lock, partial(self.scope.recorder.clear_state, self.migration.id))
 
     async def _recorded_when_stopped(self) -> bool | None:
         """Tell whether an interrupted run had recorded its file as done (``None``: unknown).
@@ -237,7 +253,7 @@ class FileRun:
             return None  # a record write still running may land after any reading
         try:
             await self.tx.settle()
-            return await self._recorded()
+            return await self._recorded_under_lock()
         except Exception:
             return None
 
@@ -250,9 +266,12 @@ class FileRun:
     async def _write_record(self, elapsed: int) -> None:
         """Record the file as applied (or forget it, rolled back).
 
-        Outside a transaction the write has a session of its own: cut off (an error, Ctrl-C),
-        it is ended on the server before anything reads the record back, so that what is then
-        said (recorded or not) cannot be undone by the write landing later.
+        Outside a transaction the write has a session of its own, and is bounded by what is
+        left of the lock's lease (:meth:`MigrationLock.within_lease`): stalled past it, the
+        driver does not send it or the server refuses it, so it lands before the lease ends or
+        never. Cut off (an error, the lease, Ctrl-C), it is ended on the server before anything
+        reads the record back, so that what is then said (recorded or not) cannot be undone by
+        the write landing later.
         """
         if self.tx.open:
             await self._store_record(elapsed, None)  # bound to the transaction: its commit tells
@@ -260,8 +279,8 @@ class FileRun:
         client = self.scope.database.client
         async with settled_session(client, self.scope.echo, self._unsettled) as session:
             try:
-                await self._store_record(elapsed, session)
-            except PyMongoError as exc:
+                await self.scope.lock.bounded(partial(self._store_record, elapsed, session))
+            except (PyMongoError, LeaseRanOut) as exc:
                 await self._stored_despite(session, exc)
 
     def _unsettled(self) -> None:
@@ -279,27 +298,61 @@ class FileRun:
         else:
             await recorder.forget(migration.id, session=session)
 
-    async def _stored_despite(self, session: Any, exc: PyMongoError) -> None:
+    async def _stored_despite(self, session: Any, exc: PyMongoError | LeaseRanOut) -> None:
         """Return when the record write that raised ``exc`` was stored all the same (its answer
-        lost: a network or write concern error); else raise.
+        lost: a network or write concern error, the lease running out); else raise.
 
         The write is ended on the server first: still running, it could land after the read.
+        Then the record is read back only under a fresh proof of the lock: once the lease ran
+        out, another run may have taken the lock over and written or removed the record itself,
+        and what is read would be its doing, not this write's.
         """
+        if isinstance(exc, LeaseRanOut) and not exc.sent:
+            raise exc  # never sent: not recorded
+        what = f"{type(exc).__name__} while recording it"
         if not await ended_on_server(self.scope.database.client, session):
             self._unsettled()
             raise OutcomeUnknown(
-                f"{type(exc).__name__} while recording it, and the write may still be running "
-                "on the server, so whether it was recorded cannot be read back"
+                f"{what}, and the write may still be running on the server, so whether it was "
+                "recorded cannot be read back"
             ) from exc
         try:
-            stored = await self._recorded()
+            stored = await self._recorded_under_lock()
+        except LockLost as lost:
+            raise OutcomeUnknown(
+                f"{failure_reason(exc)}; and since then {lost}: the record write landed before "
+                "the lease ended or not at all, and whether it did is not this run's to read "
+                "back (the run holding the lock may have changed the record since)"
+            ) from exc
         except PyMongoError as unknown:
             raise OutcomeUnknown(
-                f"{type(exc).__name__} while recording it, and whether it was recorded "
-                f"cannot be read back ({error_text(unknown)})"
+                f"{what}, and whether it was recorded cannot be read back "
+                f"({error_text(unknown)})"
             ) from exc
         if not stored:
             raise exc
+
+    async def _lock_lost_by(self, exc: Exception) -> LockLost | None:
+        """Return the :class:`LockLost` saying the lock is no longer ours after ``exc``
+        (``None``: still ours, or unknown).
+
+        A write cut off at the lease (:class:`LeaseRanOut`) says only that another run may
+        hold the lock: whether one does is asked, so that a run whose lock is still its own
+        (nobody took it over) fails as any other does, rolling back what it may.
+        """
+        if isinstance(exc, LockLost) and not isinstance(exc, LeaseRanOut):
+            return exc
+        lost = await lost_lock(self.scope.lock)
+        if lost is None or not isinstance(exc, LeaseRanOut):
+            return lost
+        return LockLost(f"{exc}; and since then {lost}", lost.holder)
+
+    async def _recorded_under_lock(self) -> bool:
+        """Prove the lock, then tell whether the record says the direction is done: with the
+        lock proven still ours, no other run can have written the record since this run took
+        it, so what is read is this run's doing (else :class:`LockLost`)."""
+        await self.scope.lock.prove()
+        return await self._recorded()
 
     async def _recorded(self) -> bool:
         """Tell whether the record says the direction is done (the lock keeps others out)."""
@@ -318,7 +371,7 @@ class FileRun:
             return await scope.log.undoing_nothing(
                 migration, direction, exc, self.begun, self.recorded
             )
-        lost = exc if isinstance(exc, LockLost) else await lost_lock(scope.lock)
+        lost = await self._lock_lost_by(exc)
         if lost is not None:
             # Another deployer holds the lock now and may be resuming this very file from
             # the saved position: undoing steps or forgetting positions would corrupt its run.
@@ -342,10 +395,11 @@ class FileRun:
             # The file starts over at its first step, but resumable operations keep their
             # positions unless their step was rolled back: a batched update that failed
             # half-way (or finished, in a step without rollback) does not repeat its
-            # documents when the file is applied again.
-            await quietly(
-                scope.recorder.clear_state(
-                    migration.id, keep_steps_except=undone, token=scope.lock.token
-                )
+            # documents when the file is applied again. Fenced: a run that lost the lock
+            # meanwhile must not forget the positions the new holder's run is saving.
+            forget = partial(
+                scope.recorder.clear_state,
+                migration.id, keep_steps_except=undone, token=scope.lock.token,
             )
+            await quietly(fenced(scope.lock, forget))
         return MigrationError(message)

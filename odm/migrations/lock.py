@@ -24,13 +24,12 @@ import asyncio
 import contextlib
 import contextvars
 import math
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pymongo
 from bson.codec_options import DatetimeConversion
@@ -38,10 +37,12 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..exceptions import MigrationError
-from .cleanup import error_text, quietly
+from .cleanup import cancellable, error_text, quietly
 from .recorder import LOCK, whoami
 
 LOCK_ID = "migrations"
+
+T = TypeVar("T")
 
 #: MongoDB's code for a write that conflicts with another write since the transaction began.
 _WRITE_CONFLICT = 112
@@ -59,6 +60,10 @@ CLOCK_RATE_MARGIN = 0.001
 #: The longest time limit the server takes (``maxTimeMS`` is a 32-bit number of milliseconds,
 #: about 24.8 days), in seconds: a write bounded by a longer lease is bounded by this instead.
 MAX_TIME_LIMIT = (2**31 - 1) / 1000
+
+#: How long before the end of the lease a timeout still counts as the lease running out (the
+#: driver takes a round trip off the time it sends as ``maxTimeMS``), in seconds.
+LEASE_END_SLACK = 0.5
 
 class LockHeld(MigrationError):
     """Another process holds the migrations lock; names the holder and its lease.
@@ -222,13 +227,15 @@ async def outside_transaction(work: Callable[[], Any]) -> Any:
     return await asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
 
 
-def _enclosing_deadline() -> float:
-    """Return when the enclosing ``pymongo.timeout()`` block ends, on this machine's monotonic
-    clock (infinity: there is none). PyMongo keeps it in a context variable of its own and says
-    nothing of it publicly: a version without it counts as none."""
-    csot = sys.modules.get("pymongo._csot")
-    get_deadline = getattr(csot, "get_deadline", None)
-    return float(get_deadline()) if callable(get_deadline) else math.inf
+def _about_over(lease_ends: float, left: float) -> bool:
+    """Tell whether a timeout raised now came at the end of a lease that had ``left`` seconds
+    left and ends at ``lease_ends`` (this machine's monotonic clock).
+
+    The driver sends a write with the time left less a round trip as its ``maxTimeMS``, so the
+    server may refuse it a little before the deadline: within :data:`LEASE_END_SLACK` (or half
+    the time left, for a short one) of the end, the timeout counts as the lease's.
+    """
+    return time.monotonic() >= lease_ends - min(LEASE_END_SLACK, left / 2)
 
 
 def _seconds(lease: float) -> str:
@@ -320,6 +327,11 @@ class MigrationLock:
         took the lock over. With PyMongo's timeout the driver sends none once the time left is
         gone, and sends each with that time left as ``maxTimeMS``, which the server counts from
         when it receives the write and past which it refuses to run it.
+
+        A shorter bound of the caller's wins: the client's own ``timeoutMS`` (the lease does
+        not extend it), or an enclosing ``pymongo.timeout()`` (an inner one never extends an
+        outer one, as PyMongo documents). A timeout that ends the block while the lease still
+        had time left is then the caller's, raised as the driver raised it.
         """
         left = self.lease_left()
         lease = f"the lock's lease ({_seconds(self.lease)})"
@@ -329,15 +341,12 @@ class MigrationLock:
                 "now, so it was not sent",
                 sent=False,
             )
-        bound = min(left, MAX_TIME_LIMIT)
-        # A caller's own pymongo.timeout() (or odm's timeout=) ending first bounds the block
-        # instead (the driver keeps the earlier deadline): its timeout is then no lease's.
-        callers_first = _enclosing_deadline() <= time.monotonic() + bound
+        lease_ends = time.monotonic() + left
         try:
-            with pymongo.timeout(bound):
+            with pymongo.timeout(min(left, MAX_TIME_LIMIT, self._client_timeout())):
                 yield
         except PyMongoError as exc:
-            if not exc.timeout or callers_first:
+            if not exc.timeout or not _about_over(lease_ends, left):
                 raise
             raise LeaseRanOut(
                 f"a write did not finish within what was left of {lease} (its time limit, so "
@@ -345,6 +354,30 @@ class MigrationLock:
                 f"{error_text(exc)}",
                 sent=True,
             ) from exc
+
+    async def bounded(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Return what ``write()`` returns, its driver calls bounded by what is left of the
+        lease (:meth:`within_lease`); a write made without a transaction is made through this.
+
+        A lease already over (the heartbeat stalled) is proven again first, renewed if the lock
+        is still ours (else :class:`LockLost`, and nothing is sent): no other run can have
+        taken it meanwhile. The write runs in a task of its own (:func:`cancellable`), so that
+        a cancellation that comes as it is sent stops it rather than being lost.
+        """
+        if self.lease_left() <= 0:
+            await self.prove()
+
+        async def run() -> T:
+            with self.within_lease():
+                return await write()
+
+        return await cancellable(run())
+
+    def _client_timeout(self) -> float:
+        """Return the lock's client's own ``timeoutMS``, in seconds (infinity: none)."""
+        options = getattr(self.collection.database.client, "options", None)
+        timeout = getattr(options, "timeout", None)
+        return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else math.inf
 
     def proof_committed(self) -> None:
         """Note that the transaction holding the last proof committed: its extension is stored."""

@@ -52,6 +52,11 @@ class Context:
     #: Returns the seconds left of the lock's lease as the run knows it to be stored: retries
     #: of a failed transaction stop there. ``None``: no lock, the driver's own bound.
     lease_left: Callable[[], float] | None = None
+    #: Awaits a write with its driver calls bounded by what is left of the lock's lease,
+    #: raising ``LeaseRanOut`` for one that does not finish within it
+    #: (``MigrationLock.bounded``): a write made without a transaction then cannot land once
+    #: another run may hold the lock. ``None``: no lock.
+    lease_bounded: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None
     #: Counts the operations a step has run so that each has its own resume position.
     ordinal: int = 0
     #: The checksum of the migration's file, stored with every resume position so that a

@@ -233,8 +233,7 @@ async def fenced(lock: MigrationLock, write: Callable[[], Awaitable[Any]]) -> No
     extended (:meth:`MigrationLock.within_lease`), so that it cannot land once another run may
     have taken the lock over (stalled on its way or on the server)."""
     await lock.prove()
-    with lock.within_lease():
-        await write()
+    await lock.bounded(write)
 
 
 class ChangeJournal:
@@ -347,8 +346,7 @@ class ChangeJournal:
             ) from exc
         try:
             async with self._settled_session() as session:
-                with lock.within_lease():
-                    await self._begin(change, session)
+                await lock.bounded(partial(self._begin, change, session))
         except Exception as exc:
             raise await self._not_begun(lock, change, exc) from exc
         except BaseException:

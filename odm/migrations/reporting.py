@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 from ..exceptions import MigrationError
 from .cleanup import error_text, quietly
 from .loader import Migration
-from .lock import LockLost
+from .lock import LockLost, MigrationLock
 from .recorder import Recorder
 
 
@@ -36,20 +37,28 @@ def _how_stopped(exc: BaseException) -> str:
 class RunLog:
     """Tells the user (``echo``) and the migrations log (``recorder``) where a run stopped."""
 
-    def __init__(self, recorder: Recorder, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, recorder: Recorder, echo: Callable[[str], None], lock: MigrationLock | None = None
+    ) -> None:
         self.recorder = recorder
+        self.lock = lock
         self.echo = echo
 
     async def failed(
         self, migration: Migration, action: str, message: str, begun: float | None = None
     ) -> None:
-        """Log a failed ``action`` of ``migration`` (a failure to log does not hide it)."""
-        await quietly(
-            self.recorder.log(
-                migration.id, action, checksum=migration.checksum, ok=False, error=message,
-                duration_ms=0 if begun is None else elapsed_ms(begun),
-            )
+        """Log a failed ``action`` of ``migration`` (a failure to log does not hide it).
+
+        With a lock, the entry is written within its lease (:meth:`MigrationLock.bounded`):
+        a run that lost the lock logs nothing more, rather than an entry landing among the new
+        holder's; what it would have said is in the error it raises.
+        """
+        write = partial(
+            self.recorder.log,
+            migration.id, action, checksum=migration.checksum, ok=False, error=message,
+            duration_ms=0 if begun is None else elapsed_ms(begun),
         )
+        await quietly(write() if self.lock is None else self.lock.bounded(write))
 
     async def interrupted(
         self,

@@ -47,7 +47,7 @@ class RunScope:
     @property
     def log(self) -> RunLog:
         """Where this run says (and logs) how a file's run ended when it did not finish."""
-        return RunLog(self.recorder, self.echo)
+        return RunLog(self.recorder, self.echo, self.lock)
 
     def transaction(self) -> FencedTransaction:
         """Return a (not yet open) transaction fenced by this run's lock."""
@@ -60,6 +60,7 @@ class RunScope:
         return Context(
             prove=self.lock.prove,
             lease_left=self.lock.lease_left,
+            lease_bounded=self.lock.bounded,
             database=self.database,
             migration_id=migration.id,
             checksum=migration.checksum,

@@ -14,11 +14,13 @@ import reprlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar, Final, get_origin
 
+import bson
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
 from ..models.derived import expire_all
+from ..models.field_types import PLAIN_SCALARS
 from ..nesting import MAX_DEPTH
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import (
@@ -196,13 +198,18 @@ class Lookup:
         """Validate one value as the field's (element) type; return its BSON-ready form."""
         expected = field or self.subject
         try:
-            return expected.convert(value, self.path)
+            converted = expected.convert(value, self.path)
         except QueryError:
             if expected.kind is Kind.OTHER and _whole_collection(expected, value):
                 raise self._not_a_whole_value(expected, value) from None
             if expected.kind is Kind.LIST and not isinstance(value, list | tuple):
                 raise self._not_an_element(expected, value) from None
             raise
+        # After the type's own refusal, whose message says what the field takes: here only
+        # what the type took by dropping or reading it as something else.
+        if type(value) not in _PLAIN_INPUTS:  # the usual value skips the walk
+            self.refuse_operators(value)
+        return converted
 
     def _not_an_element(self, element: FieldType, value: Any) -> QueryError:
         """The error of a single value tested against the elements of a list of lists
@@ -226,8 +233,37 @@ class Lookup:
             field=self.path,
         )
 
+    def refuse_operators(self, value: Any) -> None:
+        """Raise QueryError, naming the field, when ``value`` holds a document with a key
+        starting with ``$`` (``{"$ne": None}``, a ``SON``, a ``RawBSONDocument``) or a regex
+        or JavaScript object, at any depth: a request body's operator is refused here, never
+        dropped as a key the field's model does not declare (``lines={"$ne": None}`` was a
+        line of default values) nor read as the text it holds (``Code("1")`` was ``1``)."""
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, _NOT_VALUES):
+                raise self._not_a_value(f"a {type(item).__name__} object")
+            if isinstance(item, Mapping):
+                for key in item:
+                    if isinstance(key, str) and key.startswith("$"):
+                        raise self._not_a_value(f"the operator key {key!r}")
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend(item)
+
+    def _not_a_value(self, what: str) -> QueryError:
+        """The error of a value holding ``what``, which is no value to compare with."""
+        return QueryError(
+            f"{self.path}__{self.lookup_name}: the value holds {what}, which no filter value "
+            "may hold (a lookup is named in the key, not in the value)",
+            field=self.path,
+        )
+
     def convert_text(self, value: Any) -> str:
         """Return ``value`` if it is a string, else raise QueryError."""
+        if type(value) is not str and isinstance(value, _NOT_VALUES):
+            raise self._not_a_value(f"a {type(value).__name__} object")
         if not isinstance(value, str):
             raise QueryError(
                 f"lookup {self.lookup_name!r} on {self.path!r} takes a string, "
@@ -252,6 +288,8 @@ class Lookup:
 
     def convert_bool(self, value: Any) -> bool:
         """Validate a boolean switch (``isnull=True``)."""
+        if type(value) not in _PLAIN_INPUTS:
+            self.refuse_operators(value)
         try:
             return _BOOL.validate_python(value)
         except PydanticValidationError:
@@ -359,6 +397,13 @@ class Lookup:
             mql[resolved.db_path] = _held() if resolved.element_parts else {"$ne": None}
         mql["$expr"] = compare
         return mql
+
+
+#: The exact types of the usual filter values, which hold nothing
+#: :meth:`Lookup.refuse_operators` refuses.
+_PLAIN_INPUTS: Final = frozenset({str, int, *PLAIN_SCALARS})
+#: The objects a value may not hold: a regex matches inside ``$in``, and JavaScript is code.
+_NOT_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
 
 
 #: The collections that are not stored as an array (a ``MutableSequence`` or a ``NamedTuple``
@@ -679,7 +724,8 @@ def comparison_literal_type(target: ResolvedPath) -> type | None:
 
 @register_lookup
 class Range(Lookup):
-    """``field__range=(low, high)``: both ends included."""
+    """``field__range=(low, high)``: both ends included; through a list, one element lies
+    within both (see :meth:`as_mql`)."""
 
     lookup_name = "range"
     kinds = _ORDERED
@@ -690,13 +736,35 @@ class Range(Lookup):
             raise QueryError(f"{self.path}__range takes a (low, high) pair", field=self.path)
         return [self.convert(value[0]), self.convert(value[1])]
 
-    def operand(self) -> Any:
+    def bounds(self) -> dict[str, Any]:
         """Return ``{"$gte": low, "$lte": high}``."""
         return {"$gte": self.value[0], "$lte": self.value[1]}
 
-    def list_operand(self) -> Any:
-        """An element lies within both ends (see :func:`lands_on_list`)."""
-        return _each_element(self.operand())
+    def operand(self) -> Any:
+        """Return the bounds; on a list, an element within both (``$elemMatch``): MongoDB
+        meets each operator of ``{"nums": {"$gte": 1, "$lte": 3}}`` with any element, so
+        ``[0, 5]`` would lie "within" 1 and 3."""
+        if self.target.field.kind is Kind.LIST:
+            return _each_element(self.bounds())
+        return self.bounds()
+
+    def as_mql(self) -> dict[str, Any]:
+        """Return the filter; through a declared list (``lines__qty``, ``orders__lines__qty``)
+        one element of the last such list holds a value within both ends, for the reason
+        :meth:`operand` gives. (Through a list of references the list is joined: there
+        :func:`odm.query.where.one_target` puts one target's conditions in ``$elemMatch``.)"""
+        mql = super().as_mql()
+        ends = self.target.list_parts
+        if not ends or self.target.field.kind is Kind.LIST:
+            return mql
+        db_path = self.target.db_path
+        parts = db_path.split(".")
+        if ends[-1] == len(parts):
+            # The path ends at the list's elements themselves (``authors__id``: the stored
+            # ids of a list of references): they are met whole, with no field inside them.
+            return {db_path: _each_element(mql[db_path])}
+        within, rest = ".".join(parts[: ends[-1]]), ".".join(parts[ends[-1] :])
+        return {within: _each_element({rest: mql[db_path]})}
 
 
 @register_lookup

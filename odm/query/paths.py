@@ -181,6 +181,10 @@ class ResolvedPath:
     #: its elements, and a list position after it in each of those (``meta__l__k__0``: the
     #: first of each element's ``k``), as :func:`field_reference` does.
     spread_parts: tuple[int, ...] = ()
+    #: For each declared list the path goes through by a field's name (``lines`` in
+    #: ``lines__qty``), after its last join: how many dotted parts of :attr:`db_path` name
+    #: that list. A lookup met by one element (``range``) puts its conditions on it.
+    list_parts: tuple[int, ...] = ()
 
 
 #: The entry of each model's derived state (odm.models.derived) caching its resolved paths.
@@ -281,6 +285,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
     joins: list[Join] = []
     element_parts: list[int] = []
     spread_parts: list[int] = []
+    list_parts: list[int] = []
     through_list = free = via_subclass = positioned = position_in_list = False
     owner = model.__name__
     for index, part in enumerate(parts):
@@ -288,6 +293,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         if current.kind is Kind.LIST and not is_index(part):
             current = _list_element(current, names, owner, part, path)
             through_list = True
+            list_parts.append(len(db_parts))
         if current.kind is Kind.LIST and is_index(part):
             current = _at_position(model, current, position_number(part), names, owner, path)
             if through_list:
@@ -327,6 +333,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
             db_parts = [key]
             element_parts = []
             spread_parts = []
+            list_parts = []
             current = model_type(target)
             owner = target.__name__
         if current.kind is Kind.MODEL:
@@ -378,6 +385,7 @@ def _resolve(model: type[Any], path: str, root: FieldType) -> ResolvedPath:
         element_parts=tuple(element_parts),
         position_in_list=position_in_list,
         spread_parts=tuple(spread_parts),
+        list_parts=tuple(list_parts),
     )
 
 

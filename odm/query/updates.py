@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import bson
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions
+from bson.errors import InvalidDocument
 
 from ..exceptions import QueryError
 from ..models.derived import table
 from ..models.field_types import is_set_type, server_sorts_alike
-from ..stored_order import stored_set
+from ..stored_order import bson_value, stored_set
 from .expressions import (
     ArrayUpdate,
     CombinedExpression,
@@ -100,6 +103,9 @@ class CompiledUpdate:
     #: ``$each``, its values in their stored order): sent as an update pipeline that puts
     #: each value at its place (:meth:`document`).
     set_additions: list[str] = field(default_factory=list)
+    #: The ``update()`` keys of :attr:`set_additions`, one each, for errors (a stored path
+    #: is the field's alias, not the name the caller wrote).
+    set_keys: list[str] = field(default_factory=list)
 
     def document(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]] | list[Any]:
         """Return what to send: :attr:`update` (with what was added to it since it was
@@ -109,12 +115,12 @@ class CompiledUpdate:
         if not self.set_additions:
             return self.update
         if "collation" in options:
-            paths = ", ".join(map(repr, self.set_additions))
+            paths = ", ".join(map(repr, self.set_keys))
             raise QueryError(
                 f"update(): adding to the set {paths} keeps its stored order by comparing "
                 "its elements on the server, which a collation would change; run this "
                 "update on a queryset without collation()",
-                field=self.set_additions[0],
+                field=self.set_keys[0],
             )
         return [{"$set": _pipeline_fields(self.update, self.set_additions)}]
 
@@ -128,11 +134,19 @@ def compile_update(model: type[Any], values: Mapping[str, Any]) -> dict[str, dic
     field); ``Least(F("n"), v)`` / ``Greatest(F("n"), v)`` ``$min`` / ``$max``; ``Now()``
     ``$currentDate``; ``F("tags").push(v)`` / ``.add_to_set(v)`` / ``.pull(v)`` are ``$push`` /
     ``$addToSet`` / ``$pull`` (``$pullAll`` for several values or a document, so that a value
-    is never read as a condition). Element updates need :func:`compile_update_spec`.
+    is never read as a condition). Element updates, and additions to a set (an update
+    pipeline), need :func:`compile_update_spec`.
     """
     compiled = compile_update_spec(model, values)
     if compiled.array_filters or compiled.matched_lists:
         raise QueryError("element updates need compile_update_spec() (arrayFilters, $)")
+    if compiled.set_additions:
+        # Sent as is, $addToSet would append to the set, out of its stored order.
+        raise QueryError(
+            "additions to a set need compile_update_spec() (sent as an update pipeline: "
+            "CompiledUpdate.document())",
+            field=compiled.set_keys[0],
+        )
     return compiled.update
 
 
@@ -581,25 +595,49 @@ def _set_addition(
     if any(isinstance(v, Q) for v in value.values):
         raise QueryError(f"{label}: a Q is a condition, given alone to pull()", field=key)
     converted = [item.convert(v, key, store=True) for v in value.values]
-    return "$addToSet", {"$each": list(stored_set(converted))}
+    _refuse_unstorable(label, key, converted)
+    # Of values equal in Python (0.0 and -0.0), the first given is the one added, as a
+    # Python set keeps it: the server keeps the first of its $each it meets.
+    return "$addToSet", {"$each": list(stored_set(dict.fromkeys(converted)))}
+
+
+#: How the values added to a set are encoded to be checked (as the executor stores them:
+#: UUIDs in the standard representation).
+_STORED_FORM: Final[CodecOptions[dict[str, Any]]] = CodecOptions(
+    uuid_representation=UuidRepresentation.STANDARD
+)
+
+
+def _refuse_unstorable(label: str, key: str, values: list[Any]) -> None:
+    """Refuse, naming the field, a value BSON cannot store (an aware datetime whose UTC
+    instant is past year 9999): the encoder's refusal of the pipeline could not say which
+    field it was for."""
+    for value in values:
+        try:
+            bson.encode({"": bson_value(value)}, codec_options=_STORED_FORM)
+        except (InvalidDocument, OverflowError, UnicodeEncodeError) as error:
+            raise QueryError(
+                f"{label}: {value!r} cannot be stored in BSON ({error})", field=key
+            ) from None
 
 
 def _note_set_addition(key: str, target: ResolvedPath, out: CompiledUpdate) -> None:
-    """Note in ``out`` the addition to the set ``target``, and, when the model lets it be
-    null, the guard refusing a document holding no list there, asked before any write (a
-    :class:`Need` is not asked when one document is written, as the server's refusal of
-    ``$addToSet`` names the field; its refusal of the pipeline does not)."""
+    """Note in ``out`` the addition to the set ``target``, and the guard refusing a document
+    holding no list there (a null, or a value another program wrote), asked before any
+    write and kept out of the write's filter: the server's refusal of the pipeline names
+    no field, and an ``update_many`` would stop at such a document, keeping what it wrote
+    before it."""
     path = target.db_path
     out.set_additions.append(path)
-    if target.field.nullable:
-        out.guards.append(
-            Guard(
-                key,
-                {path: {"$exists": True, "$not": {"$type": "array"}}},
-                f"holds a null (or another value than a list) at {key!r}",
-                outcome="a set cannot be added to there: store a set there first",
-            )
+    out.set_keys.append(key)
+    out.guards.append(
+        Guard(
+            key,
+            {path: {"$exists": True, "$not": {"$type": "array"}}},
+            f"holds a null (or another value than a list) at {key!r}",
+            outcome="a set cannot be added to there: store a set there first",
         )
+    )
 
 
 def _refuse_beside_set_additions(
@@ -615,7 +653,7 @@ def _refuse_beside_set_additions(
             continue
         raise QueryError(
             f"update(): {key!r} cannot be written in the update that adds to the set "
-            f"{out.set_additions[0]!r} (sent as an update pipeline, to keep the set in its "
+            f"{out.set_keys[0]!r} (sent as an update pipeline, to keep the set in its "
             f"stored order); write {key!r} in an update() of its own",
             field=key,
         )
@@ -644,25 +682,63 @@ def _pipeline_fields(
 def _inserted_in_order(path: str, values: list[Any]) -> dict[str, Any]:
     """The expression of the set at ``path`` (a sorted array, or missing: empty) with each of
     ``values`` it does not hold inserted between the elements below it and those above it,
-    as MongoDB compares them (the stored order of the set's element types). Anything but an
-    array or a missing value there makes the server refuse the update (``$in`` needs an
-    array), as it refuses ``$addToSet`` there."""
+    as MongoDB compares them (the stored order of the set's element types). An array out of
+    that order, or holding a value twice (written by another program, or by an
+    ``add_to_set`` of odm before it kept the order), has its own elements inserted so too,
+    first: the result is the set's stored array whatever was there. Anything but an array or
+    a missing value there makes the server refuse the update (the guard of
+    :func:`_note_set_addition` leaves such documents out first)."""
     current = "$" + path
-    start = {"$cond": [{"$eq": [{"$type": current}, "missing"]}, [], current]}
+    held = {"$cond": [{"$eq": [{"$type": current}, "missing"]}, [], current]}
+    added = {"$literal": values}
     return {
-        "$reduce": {
-            "input": {"$literal": values},
-            "initialValue": start,
+        "$let": {
+            "vars": {"odm_held": held},
             "in": {
-                "$cond": [
-                    {"$in": ["$$this", "$$value"]},
-                    "$$value",
-                    {"$concatArrays": [
-                        _elements_where("$lt"), ["$$this"], _elements_where("$gt"),
-                    ]},
-                ]
+                "$let": {
+                    "vars": {"odm_in_order": _in_strict_order("$$odm_held")},
+                    "in": {
+                        "$reduce": {
+                            "input": {"$cond": [
+                                "$$odm_in_order", added, {"$concatArrays": ["$$odm_held", added]},
+                            ]},
+                            "initialValue": {"$cond": ["$$odm_in_order", "$$odm_held", []]},
+                            "in": _inserted_at_its_place(),
+                        }
+                    },
+                }
             },
         }
+    }
+
+
+def _in_strict_order(array: str) -> dict[str, Any]:
+    """Whether each element of ``array`` (a variable holding an array) is below the next, as
+    MongoDB compares them: then it is a set's stored array, each value once, in order."""
+    return {
+        "$allElementsTrue": [{
+            "$map": {
+                "input": {"$range": [1, {"$size": array}]},
+                "as": "odm_i",
+                "in": {"$lt": [
+                    {"$arrayElemAt": [array, {"$subtract": ["$$odm_i", 1]}]},
+                    {"$arrayElemAt": [array, "$$odm_i"]},
+                ]},
+            }
+        }]
+    }
+
+
+def _inserted_at_its_place() -> dict[str, Any]:
+    """The ``in`` of the ``$reduce`` building the set: the set so far (``$$value``) with the
+    next value (``$$this``) between the elements below it and those above it, unless it
+    holds it."""
+    return {
+        "$cond": [
+            {"$in": ["$$this", "$$value"]},
+            "$$value",
+            {"$concatArrays": [_elements_where("$lt"), ["$$this"], _elements_where("$gt")]},
+        ]
     }
 
 

@@ -22,8 +22,11 @@ from .lookups import (
     LITERAL_COMPARISONS,
     LOOKUPS,
     Exact,
+    In,
     IsNull,
     Lookup,
+    NotEqual,
+    NotIn,
     comparison_literal_type,
     exact_literal_type,
     get_lookup,
@@ -138,16 +141,16 @@ def key_plan(model: type[Any], key: str) -> tuple[ResolvedPath, type[Lookup], ty
             raise QueryError(
                 f"unknown lookup {lookup_name!r} on {target.path!r}", field=target.path
             )
-        lookup_cls = _relation_lookup(target, lookup_cls)
         if any(join.many for join in target.joins):
             literal = None  # see one_target: compile_kwargs checks it in its general path
         elif lookup_cls is Exact:
+            # also of _RelationExact's: a value of this type is the same condition there
             literal = exact_literal_type(target)
         elif lookup_cls in LITERAL_COMPARISONS:
             literal = comparison_literal_type(target)
         else:
             literal = None
-        found = (target, lookup_cls, literal)
+        found = (target, _relation_lookup(target, lookup_cls), literal)
         if not target.via_subclass:  # see paths.resolve: not cached
             remember(per_model, key, found)
     return found
@@ -604,29 +607,98 @@ class _TargetsIsNull(IsNull):
         return {many_key: {"$elemMatch": {field: {"$ne": None}}}}
 
 
+def _no_target(no: bool) -> dict[str, Any]:
+    """The condition on the stored list of a relation that it holds no target (``no``) or
+    one: a list empty, null or missing is no target, as Django's LEFT JOIN row is."""
+    no_target: list[Any] = [None, []]
+    return {"$in": no_target} if no else {"$nin": no_target}
+
+
 class _RelationIsNull(IsNull):
-    """``authors__isnull`` on a list of references itself, as Django's on a many-to-many
-    relation: ``True`` keeps the documents without a target (the list empty, null or
-    missing), ``False`` those with one. It reads the stored ids, as ``authors__id`` does."""
+    """``authors__isnull`` (and ``authors__id__isnull``) on a list of references itself, as
+    Django's on a many-to-many relation: ``True`` keeps the documents without a target (the
+    list empty, null or missing), ``False`` those with one. Like Django's, it reads the
+    stored ids, not the targets, as ``authors__id`` does: a dangling id is a target."""
 
     def operand(self) -> Any:
         """Return ``{"$in": [None, []]}`` or ``{"$nin": [None, []]}``."""
-        no_target: list[Any] = [None, []]
-        return {"$in": no_target} if self.value else {"$nin": no_target}
+        return _no_target(bool(self.value))
+
+
+class _RelationExact(Exact):
+    """``authors=value`` and ``authors__id=value`` on a list of references: the stored ids
+    hold the value; ``None`` is Django's ``authors=None``, ``authors__isnull=True``."""
+
+    def operand(self) -> Any:
+        """Return the value, or for ``None`` the no-target condition (see :func:`_no_target`)."""
+        return _no_target(True) if self.value is None else super().operand()
+
+
+class _RelationNotEqual(NotEqual):
+    """``authors__ne=value`` on a list of references: no stored id is the value; for
+    ``None``, the opposite of ``authors=None``: a target (see :class:`_RelationExact`)."""
+
+    def operand(self) -> Any:
+        """Return ``{"$ne": value}``, or for ``None`` the condition of holding a target."""
+        return _no_target(False) if self.value is None else super().operand()
+
+
+class _RelationIn(In):
+    """``authors__in=[...]`` (``nin``) on a list of references: a stored id is (none is) one
+    of the values; ``None`` among them is no target, as ``authors=None`` is."""
+
+    def operand(self) -> Any:
+        """Return ``{"$in": values}`` (``$nin``), with ``[]`` beside a ``None``: the empty
+        list, which ``None`` does not match as a whole."""
+        values = self.value
+        return {self.operator: [*values, []] if None in values else values}
+
+
+class _RelationNotIn(_RelationIn):
+    """``authors__nin=[...]``: what ``authors__in`` keeps, left out."""
+
+    lookup_name = "nin"
+    operator = "$nin"
+
+
+#: The lookups that read a list of references as a relation (see :func:`_relation_lookup`).
+_ON_RELATION: Final[dict[type[Lookup], type[Lookup]]] = {
+    IsNull: _RelationIsNull,
+    Exact: _RelationExact,
+    NotEqual: _RelationNotEqual,
+    In: _RelationIn,
+    NotIn: _RelationNotIn,
+}
 
 
 def _relation_lookup(target: ResolvedPath, lookup_cls: type[Lookup]) -> type[Lookup]:
-    """Return the class of ``lookup_cls`` on ``target``: the ``isnull`` of a list of
-    references, or of a field of its targets, where it is one (see :func:`one_target`)."""
-    if lookup_cls is not IsNull or target.element_parts:
+    """Return the class of ``lookup_cls`` on ``target``: the ``isnull``, ``exact``, ``ne``,
+    ``in`` or ``nin`` of a list of references (or of its ids, ``authors__id``), or the
+    ``isnull`` of a field of its targets, where it is one (see :func:`one_target`)."""
+    if lookup_cls not in _ON_RELATION or target.element_parts:
         return lookup_cls
-    field = target.field
-    if field.kind is Kind.LIST and field.item is not None and field.item.kind is Kind.REFERENCE:
-        return _RelationIsNull
+    if _is_relation(target):
+        return _ON_RELATION[lookup_cls]
+    if lookup_cls is not IsNull:
+        return lookup_cls
     many = _many_join(target.joins)
     if many is not None and target.db_path.startswith(many.key + "."):
         return _TargetsIsNull
     return lookup_cls
+
+
+def _is_relation(target: ResolvedPath) -> bool:
+    """Tell whether ``target`` is a list of references (``authors``) or the stored ids of one
+    (``authors__id``: a reference read through the list that ends at it)."""
+    field = target.field
+    if field.kind is Kind.LIST:
+        return field.item is not None and field.item.kind is Kind.REFERENCE
+    ends = target.list_parts
+    return (
+        field.kind is Kind.REFERENCE
+        and bool(ends)
+        and ends[-1] == target.db_path.count(".") + 1
+    )
 
 
 def _stripped(mql: Mapping[str, Any], many_key: str) -> dict[str, Any]:
@@ -677,11 +749,24 @@ class ElemMatch(Lookup):
         token = _ELEMMATCH_ROOM.set((room - 1, key))
         try:
             mql = self._compile(value)
+        except QueryError as error:
+            raise self._through_list(error, key) from None
         finally:
             _ELEMMATCH_ROOM.reset(token)
         if too_deep(mql, room - 1):
             raise self._too_deep(key)
         return mql
+
+    def _through_list(self, error: QueryError, key: str) -> QueryError:
+        """Return ``error``, raised by a condition on a field of the list's elements, naming
+        that field through the list (``lines__elemmatch={"qty": {...}}``: ``lines__qty``,
+        not ``qty``, which may as well be a field of the document); an error naming the list
+        itself or the outermost elemmatch (``key``, its depth) is returned as it is."""
+        if error.field is None or error.field in (self.path, key):
+            return error
+        return QueryError(
+            f"{self.path}__elemmatch: {error}", field=f"{self.path}{SEP}{error.field}"
+        )
 
     def _too_deep(self, key: str) -> QueryError:
         return QueryError(
@@ -776,8 +861,15 @@ def _is_literal(mql: dict[str, Any]) -> bool:
 
 
 def _key(name: Any, path: str) -> str:
+    """Return ``name``, a key of an elemmatch's dict, refused (naming the list) unless it is
+    a string that is no operator: a request body's ``{"$ne": None}`` is no lookup."""
     if not isinstance(name, str):
         raise QueryError(f"{path}__elemmatch: keys must be strings", field=path)
+    if name.startswith("$"):
+        raise QueryError(
+            f"{path}__elemmatch takes lookups (field__lookup keys), not the operator {name!r}",
+            field=path,
+        )
     return name
 
 

@@ -192,7 +192,11 @@ def test_an_addition_to_a_set_is_sent_as_a_pipeline_of_literal_values() -> None:
     assert compiled.update == {"$addToSet": {"tags": {"$each": ["$n", "a", "b"]}}, "$set": {"n": 3}}
     (stage,) = compiled.document({})
     assert stage["$set"]["n"] == {"$literal": 3}
-    assert stage["$set"]["tags"]["$reduce"]["input"] == {"$literal": ["$n", "a", "b"]}
+    reduced = stage["$set"]["tags"]["$let"]["in"]["$let"]["in"]["$reduce"]
+    # Added to the held array as it is (in order), or to its elements (out of order).
+    when_in_order, when_not = reduced["input"]["$cond"][1:]
+    assert when_in_order == {"$literal": ["$n", "a", "b"]}
+    assert when_not["$concatArrays"][1] == when_in_order
     with pytest.raises(QueryError, match="collation"):
         compiled.document({"collation": {"locale": "en"}})
     plain = compile_update_spec(St23Holder, {"names": F("names").push("x"), "n": 1})

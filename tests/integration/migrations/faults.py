@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 from odm.cli import main
 from odm.migrations import Runner
@@ -132,3 +132,21 @@ def sync_fault_setup(uri: str, directory: Path, prefix: str) -> Iterator[FaultSe
         state.disarm()
         client.drop_database(name)
         client.close()
+
+
+class CommandHook(monitoring.CommandListener):
+    """Calls ``hook(event)`` as each command of its client is about to be sent (synchronously,
+    so that what it does on the server happens before the command reaches it)."""
+
+    def __init__(self) -> None:
+        self.hook: Any = None
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.hook is not None:
+            self.hook(event)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Not watched."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Not watched."""
