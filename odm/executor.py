@@ -17,6 +17,7 @@ import asyncio
 import datetime as _dt
 import enum
 import re
+import sys
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import CoroutineType
@@ -392,6 +393,34 @@ def _too_large_write(model: type[Any], what: str, exc: OperationFailure) -> Quer
     )
 
 
+# -- a cancellation Python 3.11 loses --------------------------------------------------------
+
+#: Python 3.11's ``asyncio.wait_for`` returns what it waited for when its caller is cancelled
+#: as that finishes (gh-86296, fixed in 3.12), and PyMongo sends every command through it when
+#: the call has a time limit (``timeout()``, ``pymongo.timeout()``, a client's ``timeoutMS`` or
+#: ``socketTimeoutMS``): a cancellation in the first turns of the event loop after a command was
+#: sent was lost, and the caller ran on as if never cancelled (to its next write, to its
+#: block's commit). Where the interpreter loses them, each driver call counts the
+#: cancellations requested of its task, and raises the one it lost.
+_LOSES_CANCELS: Final = sys.version_info < (3, 12)
+
+
+def _cancels_requested() -> int:
+    """Return how many cancellations of the current task are pending (0 outside a task)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _raise_lost_cancel(model: type[Any], what: str, before: int) -> None:
+    """Raise the ``CancelledError`` of a cancellation requested since ``before`` (the count
+    of :func:`_cancels_requested` when the call started) that the driver call ``what`` on
+    ``model`` returned through; the call is cut off for the unit of work, as one that the
+    cancellation reached on its way would be (its outcome is learnt or the block fails)."""
+    if _cancels_requested() > before:
+        _cut_off(model, what)
+        raise asyncio.CancelledError(f"cancelled while {model.__name__} {what} finished")
+
+
 def _unstart_unsent() -> None:
     """Nothing was sent: leave the current transaction (if any) as it was."""
     session = current_session()
@@ -411,7 +440,7 @@ class _run:
     without it: an ``except`` calling :func:`_raise_mapped` costs nothing until a call fails.
     """
 
-    __slots__ = ("_deadline", "model", "payload", "sort", "timeout", "what")
+    __slots__ = ("_cancels", "_deadline", "model", "payload", "sort", "timeout", "what")
 
     def __init__(
         self,
@@ -430,8 +459,11 @@ class _run:
         #: The sort of a read, to name its fields when the server refuses it.
         self.sort = sort
         self._deadline: Any = None
+        self._cancels = 0
 
     def __enter__(self) -> None:
+        if _LOSES_CANCELS:
+            self._cancels = _cancels_requested()
         payload = self.payload
         if payload is not None:
             check_payload(self.model, payload)  # the server's depth errors are untyped
@@ -447,6 +479,8 @@ class _run:
             self._deadline = None
         if exc is not None:
             _raise_mapped(exc, self.model, self.what, self.timeout, self.payload, self.sort)
+        elif _LOSES_CANCELS:
+            _raise_lost_cancel(self.model, self.what, self._cancels)
 
 
 def _raise_mapped(
@@ -575,6 +609,7 @@ async def find_one(
             ))
         return timed
     # _run's work without its object: one read per get(), and nothing to do unless it fails.
+    cancels = _cancels_requested() if _LOSES_CANCELS else 0
     try:
         result: dict[str, Any] | None = await _sent(coll.find_one(
             filter, projection, sort=sort, skip=skip, session=operation_session(model), **options
@@ -582,6 +617,8 @@ async def find_one(
     except BaseException as exc:
         _raise_mapped(exc, model, "find_one", None)
         raise
+    if _LOSES_CANCELS:
+        _raise_lost_cancel(model, "find_one", cancels)
     return result
 
 
@@ -655,6 +692,7 @@ async def find_list(
             found: list[dict[str, Any]] = await _sent(timed.to_list(None))
         return found
     # _run's work without its object (see find_one).
+    cancels = _cancels_requested() if _LOSES_CANCELS else 0
     try:
         cursor = coll.find(
             filter, projection, sort=sort, skip=skip, limit=limit, session=operation_session(model),
@@ -664,6 +702,8 @@ async def find_list(
     except BaseException as exc:
         _raise_mapped(exc, model, "find", None, sort=sort)
         raise
+    if _LOSES_CANCELS:
+        _raise_lost_cancel(model, "find", cancels)
     return result
 
 
@@ -836,13 +876,17 @@ async def update_one(
             ))
     # _run's work without its object (see find_one): one call per save() and per update().
     check_payload(model, payload)  # the server's depth errors are untyped
+    cancels = _cancels_requested() if _LOSES_CANCELS else 0
     try:
-        return await _sent(coll.update_one(
+        updated = await _sent(coll.update_one(
             filter, update, upsert=upsert, session=operation_session(model), **options
         ))
     except BaseException as exc:
         _raise_mapped(exc, model, "update", None, payload)
         raise
+    if _LOSES_CANCELS:
+        _raise_lost_cancel(model, "update", cancels)
+    return updated
 
 
 async def update_many(
