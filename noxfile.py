@@ -50,15 +50,23 @@ MAIN_PYTHON = "3.11"
 #: answer: ruff and mypy check the source against ``target-version``/``python_version`` 3.11
 #: whatever runs them; the typing tests run mypy and pyright on samples (static analysis, the
 #: same verdict whichever interpreter starts them); the documentation site is built by mkdocs
-#: from the source's text (mkdocstrings reads it statically); and the wheel is pure Python
-#: (``py3-none-any``), built and installed the same way by every interpreter. Together they
-#: are the slowest tests, and leaving them out keeps the three runs within CI's time. A path
-#: is left out whole (``--ignore``), a test id (``file::test``) alone (``--deselect``).
+#: from the source's text (mkdocstrings reads it statically); the wheel is pure Python
+#: (``py3-none-any``), built and installed the same way by every interpreter; the layer
+#: contracts and the package list are read from the source (import-linter, ``ast``); and the
+#: benchmark's tools (``bench/``, in no wheel: a maintainer's tool) are tested for their
+#: plumbing (arguments, reports, plots), while their figures on each Python are measured by
+#: hand (docs/performance.md). Together they are the slowest tests, and leaving them out keeps
+#: the three runs within CI's time. A path is left out whole (``--ignore``), a test id
+#: (``file::test``) alone (``--deselect``).
 INTERPRETER_INDEPENDENT = [
     "tests/unit/test_static.py",
     "tests/unit/test_typed_constructors.py",
     "tests/unit/test_typed_version.py",
     "tests/unit/test_mypy_plugin.py",
+    "tests/unit/test_architecture.py",
+    "tests/unit/test_packaging.py",
+    "tests/unit/test_bench_cpu_paths.py",
+    "tests/integration/bench",
     "tests/integration/querysets/test_qs_typing.py",
     "tests/docs/test_docs.py::test_site_builds_strictly",
     "tests/install",
