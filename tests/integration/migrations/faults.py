@@ -7,6 +7,7 @@ run and no other test's."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -150,3 +151,25 @@ class CommandHook(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         """Not watched."""
+
+
+async def stalled_heartbeat(self: Any) -> None:
+    """A heartbeat that never beats, as in a process frozen (SIGSTOP, a paused VM): patched in
+    for ``MigrationLock._beat``."""
+    await asyncio.Event().wait()
+
+
+def held_ops(db: Any, app: str, name: str, collection: str) -> list[Any]:
+    """The ``name`` commands on ``collection`` the clients named ``app`` have running (read
+    through the fault-free client of ``db``)."""
+    return list(db.client.admin.aggregate([
+        {"$currentOp": {"allUsers": True}},
+        {"$match": {"appName": app, f"command.{name}": collection}},
+    ]))
+
+
+async def until_none_left(db: Any, app: str, name: str, collection: str) -> None:
+    """Wait until the held command has ended on the server (at once, when it was ended)."""
+    async with asyncio.timeout(5):
+        while held_ops(db, app, name, collection):
+            await asyncio.sleep(0.01)

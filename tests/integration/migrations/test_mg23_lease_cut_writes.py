@@ -50,6 +50,9 @@ from tests.integration.migrations.faults import (
     CommandHook,
     FaultSetup,
     fault_setup_and_reader,
+    held_ops,
+    stalled_heartbeat,
+    until_none_left,
 )
 from tests.properties import server_property
 
@@ -81,32 +84,12 @@ async def setup(
         yield state, db, hook
 
 
-async def _stalled_heartbeat(self: MigrationLock) -> None:
-    """A heartbeat that never beats, as in a process frozen (SIGSTOP, a paused VM)."""
-    await asyncio.Event().wait()
-
-
-def held_ops(db: Any, app: str, name: str, collection: str) -> list[Any]:
-    """The ``name`` commands on ``collection`` the clients named ``app`` have running."""
-    return list(db.client.admin.aggregate([
-        {"$currentOp": {"allUsers": True}},
-        {"$match": {"appName": app, f"command.{name}": collection}},
-    ]))
-
-
 async def until_held(db: Any, app: str, name: str, collection: str, task: Any) -> None:
     """Wait until the held command is running on the server (failing if ``task`` ended)."""
     async with asyncio.timeout(5):
         while not held_ops(db, app, name, collection):
             assert not task.done(), task
             await asyncio.sleep(0.005)
-
-
-async def until_none_left(db: Any, app: str, name: str, collection: str) -> None:
-    """Wait until the held command has ended on the server (at once, when it was ended)."""
-    async with asyncio.timeout(5):
-        while held_ops(db, app, name, collection):
-            await asyncio.sleep(0.01)
 
 
 def ok_log(db: Any) -> list[tuple[str, str]]:
@@ -119,7 +102,7 @@ async def test_Mg23_a_record_write_held_past_the_lease_never_lands_under_the_nex
 ) -> None:
     state, db, _ = setup
     monkeypatch.setenv(NO_TRANSACTIONS_ENV, "1")
-    monkeypatch.setattr(MigrationLock, "_beat", _stalled_heartbeat)
+    monkeypatch.setattr(MigrationLock, "_beat", stalled_heartbeat)
     state.write("0001_a.py", NOOP)
     state.arm(["update"], "_odm_migrations",
               {"blockConnection": True, "blockTimeMS": HELD_MS}, {"times": 1})
@@ -147,7 +130,7 @@ async def test_Mg23_a_batch_held_past_the_lease_is_not_applied_twice_and_resumes
 ) -> None:
     state, db, hook = setup
     monkeypatch.setenv(NO_TRANSACTIONS_ENV, "1")
-    monkeypatch.setattr(MigrationLock, "_beat", _stalled_heartbeat)
+    monkeypatch.setattr(MigrationLock, "_beat", stalled_heartbeat)
     state.write("0001_bump.py", BUMP)
     db[ITEMS].insert_many([{"_id": i, "n": 0} for i in range(6)])
     batches = 0

@@ -34,7 +34,13 @@ from odm.exceptions import MigrationError
 from odm.migrations.loader import checksum
 from odm.migrations.recorder import log_entry, new_record
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader
+from tests.integration.migrations.faults import (
+    NOOP,
+    FaultSetup,
+    fault_setup_and_reader,
+    held_ops,
+    until_none_left,
+)
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -91,14 +97,6 @@ async def setup(
         yield state, db, breaker
 
 
-def blocked_ops(db: Any, app: str, name: str, collection: str) -> list[Any]:
-    """The ``name`` commands on ``collection`` the clients named ``app`` have running."""
-    return list(db.client.admin.aggregate([
-        {"$currentOp": {"allUsers": True}},
-        {"$match": {"appName": app, f"command.{name}": collection}},
-    ]))
-
-
 async def cancel_while_blocked(
     state: FaultSetup, db: Any, work: Any, name: str, collection: str
 ) -> list[str]:
@@ -108,19 +106,12 @@ async def cancel_while_blocked(
     lines: list[str] = []
     task = asyncio.create_task(work(lines.append))
     async with asyncio.timeout(5):
-        while not blocked_ops(db, state.app, name, collection):
+        while not held_ops(db, state.app, name, collection):
             await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     return lines
-
-
-async def until_none_left(db: Any, app: str, name: str, collection: str) -> None:
-    """Wait until the held command has ended on the server (at once, when it was ended)."""
-    async with asyncio.timeout(5):
-        while blocked_ops(db, app, name, collection):
-            await asyncio.sleep(0.01)
 
 
 async def test_a_batched_update_cut_off_mid_batch_and_resumed_at_once_updates_each_once(

@@ -28,7 +28,12 @@ from odm.migrations.lock import MigrationLock, break_lock, read_lock
 from odm.migrations.recorder import log_entry, new_record
 from odm.migrations.records_change import RecordsChange
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader
+from tests.integration.migrations.faults import (
+    NOOP,
+    FaultSetup,
+    fault_setup_and_reader,
+    stalled_heartbeat,
+)
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -42,11 +47,6 @@ async def mg_setup(odm_uri: str, tmp_path: Path) -> AsyncIterator[tuple[FaultSet
     async with fault_setup_and_reader(odm_uri, tmp_path, "MgLease") as (state, db):
         state.write("0001_a.py", NOOP)
         yield state, db
-
-
-async def _stalled_heartbeat(self: MigrationLock) -> None:
-    """A heartbeat that never beats, as in a process frozen (SIGSTOP, a paused VM)."""
-    await asyncio.Event().wait()
 
 
 async def wait_for_expiry(state: FaultSetup, within: float = 5.0) -> None:
@@ -68,7 +68,7 @@ async def test_MgLease_a_mark_write_stalled_past_the_lease_does_not_land_under_t
 ) -> None:
     state, db = mg_setup
     monkeypatch.setenv(NO_TRANSACTIONS_ENV, "1")
-    monkeypatch.setattr(MigrationLock, "_beat", _stalled_heartbeat)
+    monkeypatch.setattr(MigrationLock, "_beat", stalled_heartbeat)
     if not ends_it:  # then only the server's own time limit keeps it from landing late
         monkeypatch.setattr(cleanup, "ended_on_server", cannot_end_it)
     # The mark's record write is held on the server for longer than the lease.

@@ -31,6 +31,8 @@ from tests.integration.migrations.faults import (
     CommandHook,
     FaultSetup,
     fault_setup_and_reader,
+    held_ops,
+    stalled_heartbeat,
 )
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
@@ -108,30 +110,17 @@ async def test_mr23_a_rollback_cancelled_as_its_record_write_is_sent_stops(
         state.disarm()
 
 
-async def _stalled_heartbeat(self: MigrationLock) -> None:
-    """A heartbeat that never beats, as in a process frozen (SIGSTOP, a paused VM)."""
-    await asyncio.Event().wait()
-
-
-def held(db: Any, app: str, name: str, collection: str) -> bool:
-    """Tell whether a ``name`` command on ``collection`` of the clients ``app`` is running."""
-    return bool(list(db.client.admin.aggregate([
-        {"$currentOp": {"allUsers": True}},
-        {"$match": {"appName": app, f"command.{name}": collection}},
-    ])))
-
-
 async def test_mr23_a_run_that_lost_its_lock_while_failing_leaves_the_new_holder_alone(
     setup: tuple[FaultSetup, Any, CommandHook], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state, db, _ = setup
-    monkeypatch.setattr(MigrationLock, "_beat", _stalled_heartbeat)
+    monkeypatch.setattr(MigrationLock, "_beat", stalled_heartbeat)
     state.write("0001_a.py", FAILS_AFTER_ONE)
     # The failure's log entry held on the server past the lease.
     state.arm(["insert"], LOG, {"blockConnection": True, "blockTimeMS": 700}, {"times": 1})
     first = asyncio.create_task(state.runner(lock_lease=0.3).apply())
     async with asyncio.timeout(5):
-        while not held(db, state.app, "insert", LOG):
+        while not held_ops(db, state.app, "insert", LOG):
             assert not first.done(), first
             await asyncio.sleep(0.005)
     # Meanwhile another deployer takes the lock over and resumes a batched update of step 1.
@@ -144,7 +133,7 @@ async def test_mr23_a_run_that_lost_its_lock_while_failing_leaves_the_new_holder
         with pytest.raises(MigrationError, match=r"^apply 0001_a failed at step 2: "):
             await first
         async with asyncio.timeout(5):
-            while held(db, state.app, "insert", LOG):
+            while held_ops(db, state.app, "insert", LOG):
                 await asyncio.sleep(0.01)
         assert db[STATE].find_one({"_id": theirs["_id"]}) == theirs
         assert list(db[LOG].find()) == []  # nothing of the old run's among the new holder's
