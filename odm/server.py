@@ -217,6 +217,13 @@ class LocalServer:
     ``election_timeout_ms`` shortens the time a dead primary goes unnoticed (the server's
     default is 10 s). Both go into the set's first configuration, so that no reconfiguration
     has to race a busy machine's elections.
+
+    ``journaled_majority=False`` acknowledges a majority write once a majority of members have
+    applied it, without waiting for their journals (the set's
+    ``writeConcernMajorityJournalDefault``): what each write, transaction commit and database
+    drop then waits for is the members' work, not a journal flush. Only for a server whose data
+    nothing needs after a crash (a test run's; on a disk in memory, the journal keeps nothing
+    anyway): a write acknowledged there may be lost when every member dies at once.
     """
 
     def __init__(
@@ -232,6 +239,7 @@ class LocalServer:
         equal_priorities: bool = False,
         election_timeout_ms: int | None = None,
         temp_dir: str | os.PathLike[str] | None = None,
+        journaled_majority: bool = True,
     ) -> None:
         if members < 1:
             raise ValueError(f"members must be at least 1, not {members}")
@@ -245,6 +253,7 @@ class LocalServer:
         if election_timeout_ms is not None and election_timeout_ms <= 0:
             raise ValueError(f"election_timeout_ms must be positive, not {election_timeout_ms}")
         self.election_timeout_ms = election_timeout_ms
+        self.journaled_majority = journaled_majority
         self._requested_port = port
         self._requested_dbpath = Path(dbpath) if dbpath is not None else None
         self._temp_dir = Path(temp_dir) if temp_dir is not None else None
@@ -409,6 +418,8 @@ class LocalServer:
         }
         if self.election_timeout_ms is not None:
             config["settings"] = {"electionTimeoutMillis": self.election_timeout_ms}
+        if not self.journaled_majority:
+            config["writeConcernMajorityJournalDefault"] = False
         return config
 
     def _member_states(self) -> list[str | None]:

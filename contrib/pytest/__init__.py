@@ -149,11 +149,16 @@ def _data_parent() -> Path | None:
 
 @pytest.fixture(scope="session")
 def odm_server() -> Iterator[LocalServer | None]:
-    """Start the run's replica set once (``None`` when ``$ODM_TEST_URI`` names a server)."""
+    """Start the run's replica set once (``None`` when ``$ODM_TEST_URI`` names a server).
+
+    Its majority writes are acknowledged without waiting for the journal
+    (``LocalServer(journaled_majority=False)``): what a test sees of each write is the same,
+    and the data goes with the server at the end of the run."""
     if os.environ.get("ODM_TEST_URI"):
         yield None
         return
-    server = LocalServer(temp_dir=_data_parent())
+    # Thrown away at the end of the run: majority writes need not wait for journal flushes.
+    server = LocalServer(temp_dir=_data_parent(), journaled_majority=False)
     server.start()
     try:
         yield server

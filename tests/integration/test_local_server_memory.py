@@ -1,5 +1,6 @@
 """Where a LocalServer keeps its temporary data: ``temp_dir`` (the pytest plugin's server in
-memory, :func:`odm.server.memory_temp_dir`), removed at stop, swept from there after a crash."""
+memory, :func:`odm.server.memory_temp_dir`), removed at stop, swept from there after a crash;
+and whether its majority writes wait for the journal (the plugin's do not)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, WriteConcern
 
 from odm.server import (
     SHARED_MEMORY_DIR,
@@ -63,3 +64,30 @@ def test_the_plugins_server_keeps_its_data_in_memory_where_it_can(
     if expected is None:
         pytest.skip("this machine has no /dev/shm to write to")
     assert odm_server.dbpath.parent == expected
+
+
+def _journal_default(uri: str) -> bool:
+    with MongoClient(uri, serverSelectionTimeoutMS=30_000) as client:
+        config = client.admin.command("replSetGetConfig")["config"]
+    return bool(config.get("writeConcernMajorityJournalDefault", True))
+
+
+def test_majority_writes_wait_for_the_journal_unless_told_not_to(tmp_path: Path) -> None:
+    for journaled in (True, False):
+        with LocalServer(temp_dir=tmp_path, journaled_majority=journaled) as server:
+            assert _journal_default(server.uri) is journaled
+            with MongoClient(server.uri, serverSelectionTimeoutMS=30_000) as client:
+                # A majority write is acknowledged either way, and then read back.
+                client.kept.items.with_options(
+                    write_concern=WriteConcern(w="majority")
+                ).insert_one({"_id": 1})
+                assert client.kept.items.find_one({"_id": 1}) == {"_id": 1}
+
+
+def test_the_plugins_server_does_not_wait_for_the_journal(
+    odm_server: LocalServer | None, odm_uri: str
+) -> None:
+    if odm_server is None:
+        pytest.skip("$ODM_TEST_URI names a server of the user's own")
+    assert odm_server.journaled_majority is False
+    assert _journal_default(odm_uri) is False

@@ -16,6 +16,7 @@ from pydantic.mypy import PydanticPlugin
 
 import odm.mypy
 from odm.query.lookups import LOOKUPS
+from tests.mypy_cache import shared_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "typing" / "sample_lookups.py"
@@ -24,11 +25,12 @@ EXPECTED = re.compile(r"#\s*error:\s*(?P<message>.+)$")
 
 def run_mypy(tmp_path: Path, source: str | None = None) -> tuple[str, dict[int, str]]:
     (tmp_path / "sample.py").write_text(SAMPLE.read_text() if source is None else source)
-    (tmp_path / "mypy.ini").write_text("[mypy]\nstrict = True\nplugins = odm.mypy\n")
+    config = "[mypy]\nstrict = True\nplugins = odm.mypy\n"
+    (tmp_path / "mypy.ini").write_text(config)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("mypy")), "--config-file", "mypy.ini",
-         "--python-executable", sys.executable, "--cache-dir", str(tmp_path / ".cache"),
-         "sample.py"],
+         "--python-executable", sys.executable,
+         "--cache-dir", str(shared_cache("--strict", config)), "sample.py"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
     )
     out = result.stdout + result.stderr

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.mypy_cache import shared_cache
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "typing" / "sample_constructors.py"
 BIN = Path(sys.executable).parent
@@ -36,7 +38,7 @@ def checked_project(tmp_path: Path, extra: str = "") -> Path:
 def mypy(project: Path) -> str:
     result = subprocess.run(
         [str(BIN / "mypy"), "--strict", "--python-executable", sys.executable,
-         "--cache-dir", str(project / ".mypy_cache"), "sample.py"],
+         "--cache-dir", str(shared_cache("--strict", "")), "sample.py"],
         cwd=project, capture_output=True, text=True, timeout=600, check=False,
     )
     return result.stdout + result.stderr

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.mypy_cache import shared_cache
+
 ROOT = Path(__file__).resolve().parents[2]
 TYPING = ROOT / "tests" / "typing"
 DECLARED = TYPING / "sample_version_declared.py"
@@ -35,11 +37,17 @@ def project(tmp_path: Path, sample: Path, plugin: bool) -> Path:
     return directory
 
 
+def config_of(directory: Path) -> str:
+    """The text of ``directory``'s mypy configuration ("" when it has none)."""
+    config = directory / "mypy.ini"
+    return config.read_text() if config.exists() else ""
+
+
 def mypy(directory: Path) -> tuple[str, dict[int, str]]:
     """Run mypy --strict in ``directory``; return its output and its errors by line."""
     result = subprocess.run(
         [str(BIN / "mypy"), "--strict", "--python-executable", sys.executable,
-         "--cache-dir", str(directory / ".mypy_cache"), "sample.py"],
+         "--cache-dir", str(shared_cache("--strict", config_of(directory))), "sample.py"],
         cwd=directory, capture_output=True, text=True, timeout=600, check=False,
     )
     out = result.stdout + result.stderr

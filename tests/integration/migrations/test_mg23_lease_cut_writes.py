@@ -87,8 +87,13 @@ async def setup(
 async def until_held(db: Any, app: str, name: str, collection: str, task: Any) -> None:
     """Wait until the held command is running on the server (failing if ``task`` ended)."""
     async with asyncio.timeout(5):
-        while not held_ops(db, app, name, collection):
-            assert not task.done(), task
+        while True:
+            # Whether it had ended before the server was asked: one that ends as its held
+            # command is asked about is no failure. Asked from a thread, so that the run goes on.
+            ended = task.done()
+            if await asyncio.to_thread(held_ops, db, app, name, collection):
+                return
+            assert not ended, task
             await asyncio.sleep(0.005)
 
 
@@ -133,22 +138,24 @@ async def test_Mg23_a_batch_held_past_the_lease_is_not_applied_twice_and_resumes
     monkeypatch.setattr(MigrationLock, "_beat", stalled_heartbeat)
     state.write("0001_bump.py", BUMP)
     db[ITEMS].insert_many([{"_id": i, "n": 0} for i in range(6)])
+    # The second batch is held: armed before the run, so that nothing slow happens between its
+    # proof of the lock and the batch (the lease is short), and turned off once it is held.
+    state.arm(["update"], ITEMS, {"blockConnection": True, "blockTimeMS": HELD_MS}, {"skip": 1})
     batches = 0
 
-    def hold_the_second_batch(event: monitoring.CommandStartedEvent) -> None:
+    def take_the_lock_at_the_second_batch(event: monitoring.CommandStartedEvent) -> None:
         nonlocal batches
         if event.command_name == "update" and event.command.get("update") == ITEMS:
             batches += 1
             if batches == 2:
-                state.arm(["update"], ITEMS,
-                          {"blockConnection": True, "blockTimeMS": HELD_MS}, {"times": 1})
                 # Taken over (`break-lock --force`) as the batch goes out, before its lease can
                 # run out: a run slowed down here must not find its lock still its own.
                 db["_odm_migrations_lock"].delete_many({})
 
-    hook.hook = hold_the_second_batch
+    hook.hook = take_the_lock_at_the_second_batch
     first = asyncio.create_task(state.runner(lock_lease=0.3).apply())
     await until_held(db, state.app, "update", ITEMS, first)
+    state.disarm()
     hook.hook = None
     # The next run ends the session the first one noted, which stops the batch if it runs on
     # the server by then; one still on its way in the network would run after: as here.

@@ -32,7 +32,7 @@ import bson
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from uow_support import fail_point, fail_points_off
 
 import odm
@@ -314,13 +314,13 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
 
     async def _save_cut_off(self, held: Any, ran: bool) -> None:
         db = self.given["database"]
-        await hold_update(db, ran=ran)
+        entered_before = await hold_update(db, ran=ran)
         try:
             with capture_queries() as sent, contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CUT_AFTER):
                     await held.save()
             if "update" in sent.names():
-                await held_update_over(db)
+                await held_update_over(db, entered_before)
         finally:
             await fail_points_off(db)
 
@@ -373,37 +373,54 @@ CUTTABLE = ("commit", "raise", "transient_body")
 #: Seconds after which a cut-off save gives up, and milliseconds the server holds it.
 CUT_AFTER = 0.01
 HOLD_MS = 40
+#: How long a cut-off update sent whole may take to reach the server, in milliseconds.
+ARRIVAL_MS = 3000
+#: The server's code for a command that ran out of its ``maxTimeMS``.
+MAX_TIME_EXPIRED = 50
 
 
-async def hold_update(db: Any, *, ran: bool = True) -> None:
+async def hold_update(db: Any, *, ran: bool = True) -> int:
     """Make the server hold the next ``update`` for ``HOLD_MS``, then run it (``ran``) or
-    refuse it."""
+    refuse it; return how many times the fail point had been entered before (what
+    :func:`held_update_over` counts from)."""
     data: dict[str, Any] = {
         "failCommands": ["update"], "blockConnection": True, "blockTimeMS": HOLD_MS,
     }
     if not ran:
         data["errorCode"] = 2
-    await fail_point(db, data)
+    reply = await db.client.admin.command(
+        {"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data}
+    )
+    return int(reply["count"])
 
 
-async def held_update_over(db: Any) -> None:
-    """Return once the update the server holds (``hold_update``) has run or been refused:
-    seen in ``$currentOp`` and gone, or not seen at all for longer than it is held (it was
-    over, or never arrived), so that it cannot write behind the check's back."""
+async def held_update_over(db: Any, entered_before: int) -> None:
+    """Return once the update the server holds (``hold_update``, which returned
+    ``entered_before``) has run or been refused, so that it cannot write behind the check's
+    back: once the server says the fail point held it, when it has left ``$currentOp``.
+
+    An update that has not reached the fail point within a few seconds never will: it was cut
+    off before it was sent whole (the driver then closes the connection)."""
+    try:
+        await db.client.admin.command({
+            "waitForFailPoint": "failCommand", "timesEntered": entered_before + 1,
+            "maxTimeMS": ARRIVAL_MS,
+        })
+    except OperationFailure as error:
+        if error.code != MAX_TIME_EXPIRED:
+            raise
+        return
     names = [model._meta.collection for model in MODELS]
     match = {"command.$db": db.name, "command.update": {"$in": names}}
     loop = asyncio.get_running_loop()
-    unseen_until = loop.time() + HOLD_MS / 1000 + 0.02
-    seen = False
-    while seen or loop.time() < unseen_until:
+    give_up = loop.time() + 5
+    while True:
         cursor = db.client.admin.aggregate([{"$currentOp": {}}, {"$match": match}])
         if asyncio.iscoroutine(cursor):
             cursor = await cursor  # PyMongo's async aggregate is a coroutine, Motor's a cursor
-        running = bool(await cursor.to_list(None))
-        if seen and not running:
+        if not await cursor.to_list(None):
             return
-        seen = running
-        assert loop.time() < unseen_until + 2, "the held update did not end"
+        assert loop.time() < give_up, "the held update did not end"
         await asyncio.sleep(0.003)
 
 
