@@ -21,7 +21,7 @@ from .exceptions import (
     StaleDocument,
 )
 from .models import copies, tracking
-from .models.declaration import DocumentMeta
+from .models.declaration import DocumentMeta, check_stored_keys
 from .models.derived import expire_all
 from .models.dumping import dump_document
 from .models.fields import Field, ObjectId
@@ -84,6 +84,13 @@ class _OdmModel(BaseModel):
     __slots__ = ()  # instances keep the layout of their own class (Document's slots)
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, as the class is made, a field stored under a key MongoDB would not read as
+        one field (:func:`odm.models.declaration.check_stored_keys`)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        check_stored_keys(cls)
 
     @classmethod
     def __pydantic_on_complete__(cls) -> None:

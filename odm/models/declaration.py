@@ -535,6 +535,39 @@ def _field_bare_decimal(
     return _bare_decimal(info.annotation, seen)
 
 
+def check_stored_keys(model: type[Any]) -> None:
+    """Refuse a field of ``model`` (a Document or an Embedded) whose stored key (its alias,
+    else its name) MongoDB would not read as one field, naming the class and the field.
+
+    Stored as given, such a key would come back under another field's reading: the ODM's
+    updates and filters name a field by its key, and MongoDB reads a key with a ``.`` in
+    them as a path into an embedded document (``$set: {"a.b": 1}`` writes ``{"a": {"b": 1}}``
+    beside the stored ``"a.b"``), one starting with ``$`` as an operator, and an empty one
+    matches no field of pydantic's (the object would say one thing and the database another).
+    """
+    for field_name, info in model.model_fields.items():
+        key = info.serialization_alias if info.serialization_alias is not None else field_name
+        problem = _stored_key_problem(key)
+        if problem is not None:
+            raise DeclarationError(
+                f"{model.__name__}.{field_name}: stored under {key!r}, which {problem}; "
+                "give the field an alias MongoDB reads as one field"
+            )
+
+
+def _stored_key_problem(key: str) -> str | None:
+    """Say why MongoDB would not read ``key`` as one stored field (``None``: it would)."""
+    if not key:
+        return "is empty: no update or filter can name it"
+    if key.startswith("$"):
+        return "starts with '$': updates and filters would read it as an operator"
+    if "." in key:
+        return "contains '.': updates and filters would read it as a path into a document"
+    if "\x00" in key:
+        return "contains a NUL character, which BSON cannot store in a key"
+    return None
+
+
 def _check_storable(cls: type[Any], name: str) -> None:
     """Refuse a field whose values BSON cannot store: a plain ``decimal.Decimal``, or a set
     whose elements cannot be set elements once dumped (:func:`_unhashable_set_element`)."""
