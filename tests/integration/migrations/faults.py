@@ -75,6 +75,11 @@ class FaultSetup:
             self._admin_client = MongoClient(self.uri, tz_aware=True)
         return self._admin_client
 
+    def ready(self) -> None:
+        """Connect the admin client now: a test that arms the fail point from a command hook
+        (inside the time it measures) then pays one round trip, not a connection's set-up."""
+        self.admin_client().admin.command("ping")
+
     def close(self) -> None:
         """Turn the fail point off, drop the database, and close the admin client."""
         try:
@@ -117,6 +122,7 @@ async def fault_setup(
     )
     state = FaultSetup(uri, app, client[name], directory)
     try:
+        state.ready()
         yield state
     finally:
         state.close()
@@ -141,6 +147,7 @@ def sync_fault_setup(uri: str, directory: Path, prefix: str) -> Iterator[FaultSe
     client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True)
     state = FaultSetup(uri, app, client[name], directory)
     try:
+        state.ready()
         yield state
     finally:
         state.close()
