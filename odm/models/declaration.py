@@ -539,11 +539,11 @@ def check_stored_keys(model: type[Any]) -> None:
     """Refuse a field of ``model`` (a Document or an Embedded) whose stored key (its alias,
     else its name) MongoDB would not read as one field, naming the class and the field.
 
-    Stored as given, such a key would come back under another field's reading: the ODM's
-    updates and filters name a field by its key, and MongoDB reads a key with a ``.`` in
-    them as a path into an embedded document (``$set: {"a.b": 1}`` writes ``{"a": {"b": 1}}``
-    beside the stored ``"a.b"``), one starting with ``$`` as an operator, and an empty one
-    matches no field of pydantic's (the object would say one thing and the database another).
+    The ODM's updates and filters name a field by its key. In them MongoDB reads a key with
+    a ``.`` as a path into an embedded document (``$set: {"a.b": 1}`` writes
+    ``{"a": {"b": 1}}`` beside the stored ``"a.b"``) and one starting with ``$`` as an
+    operator; an empty key is one pydantic stores but the ODM's paths never name. Each would
+    let the object say one thing and the database another; BSON cannot store a NUL in a key.
     """
     for field_name, info in model.model_fields.items():
         key = info.serialization_alias if info.serialization_alias is not None else field_name
