@@ -43,10 +43,14 @@ class FaultSetup:
     app: str
     db: Any
     dir: Path
-    #: The fault-free client that arms the fail point, made at the first use and kept: a new
-    #: client per command would cost a connection and a handshake each time, which a test that
-    #: arms from a command hook pays inside the time it measures.
-    _admin_client: Any = field(default=None, repr=False)
+    #: The fault-free synchronous client that arms the fail point (and reads the database),
+    #: kept for the whole setup: a new client per command would cost a connection and a
+    #: handshake each time, which a test that arms from a command hook pays inside the time it
+    #: measures.
+    admin: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.admin = MongoClient(self.uri, tz_aware=True)
 
     def write(self, name: str, source: str) -> Path:
         """Write the migration file ``name`` (``source`` dedented); return its path."""
@@ -67,26 +71,20 @@ class FaultSetup:
         self._admin({"configureFailPoint": "failCommand", "mode": "off"})
 
     def _admin(self, command: dict[str, Any]) -> None:
-        self.admin_client().admin.command(command)
-
-    def admin_client(self) -> Any:
-        """The fault-free synchronous client this setup arms its fail point with."""
-        if self._admin_client is None:
-            self._admin_client = MongoClient(self.uri, tz_aware=True)
-        return self._admin_client
+        self.admin.admin.command(command)
 
     def ready(self) -> None:
         """Connect the admin client now: a test that arms the fail point from a command hook
         (inside the time it measures) then pays one round trip, not a connection's set-up."""
-        self.admin_client().admin.command("ping")
+        self.admin.admin.command("ping")
 
     def close(self) -> None:
         """Turn the fail point off, drop the database, and close the admin client."""
         try:
             self.disarm()
-            self.admin_client().drop_database(self.db.name)
+            self.admin.drop_database(self.db.name)
         finally:
-            self.admin_client().close()
+            self.admin.close()
 
     def runner(self, **options: Any) -> Runner:
         """A runner of this setup's directory on its database (its client's ``appName``)."""
@@ -136,7 +134,7 @@ async def fault_setup_and_reader(
     """:func:`fault_setup`, and its database read through a fault-free synchronous client
     (which no fail point reaches: it is not named with the setup's ``appName``)."""
     async with fault_setup(uri, directory, prefix, **client_options) as state:
-        yield state, state.admin_client()[state.db.name]
+        yield state, state.admin[state.db.name]
 
 
 @contextmanager
@@ -185,6 +183,21 @@ def held_ops(db: Any, app: str, name: str, collection: str) -> list[Any]:
         {"$currentOp": {"allUsers": True}},
         {"$match": {"appName": app, f"command.{name}": collection}},
     ]))
+
+
+async def until_held(
+    db: Any, app: str, name: str, collection: str, task: asyncio.Task[Any] | None = None
+) -> None:
+    """Wait until the held command is running on the server, failing if ``task`` (the work
+    that sends it) had ended before the server was asked. Asked from a thread, so that the
+    work goes on meanwhile, as it would."""
+    async with asyncio.timeout(5):
+        while True:
+            ended = task is not None and task.done()
+            if await asyncio.to_thread(held_ops, db, app, name, collection):
+                return
+            assert not ended, task
+            await asyncio.sleep(0.005)
 
 
 async def until_none_left(db: Any, app: str, name: str, collection: str) -> None:

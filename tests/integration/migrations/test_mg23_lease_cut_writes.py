@@ -51,8 +51,8 @@ from tests.integration.migrations.faults import (
     CommandHook,
     FaultSetup,
     fault_setup_and_reader,
-    held_ops,
     stalled_heartbeat,
+    until_held,
     until_none_left,
 )
 from tests.properties import server_property
@@ -83,19 +83,6 @@ async def setup(
         odm_uri, tmp_path, "Mg23", retryWrites=False, event_listeners=[hook]
     ) as (state, db):
         yield state, db, hook
-
-
-async def until_held(db: Any, app: str, name: str, collection: str, task: Any) -> None:
-    """Wait until the held command is running on the server (failing if ``task`` ended)."""
-    async with asyncio.timeout(5):
-        while True:
-            # Whether it had ended before the server was asked: one that ends as its held
-            # command is asked about is no failure. Asked from a thread, so that the run goes on.
-            ended = task.done()
-            if await asyncio.to_thread(held_ops, db, app, name, collection):
-                return
-            assert not ended, task
-            await asyncio.sleep(0.005)
 
 
 def ok_log(db: Any) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from odm.exceptions import MigrationError
 from odm.migrations.loader import checksum
 from odm.migrations.recorder import log_entry
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
-from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader
+from tests.integration.migrations.faults import NOOP, FaultSetup, fault_setup_and_reader, until_held
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
 
@@ -40,23 +40,13 @@ async def setup(
         yield pair
 
 
-def held(db: Any, app: str, name: str) -> list[Any]:
-    """The ``name`` commands on the applied records the clients named ``app`` have running."""
-    return list(db.client.admin.aggregate([
-        {"$currentOp": {"allUsers": True}},
-        {"$match": {"appName": app, f"command.{name}": RECORDS}},
-    ]))
-
-
 async def cancel_record_write(state: FaultSetup, db: Any, work: Any, name: str) -> list[str]:
     """Run ``work(echo)``, cancel it while its ``name`` command on the records is held on the
     server (for 400 ms), wait past that hold, and return what it said."""
     state.arm([name], RECORDS, {"blockConnection": True, "blockTimeMS": 400}, {"times": 1})
     lines: list[str] = []
     task = asyncio.create_task(work(lines.append))
-    async with asyncio.timeout(5):
-        while not held(db, state.app, name):
-            await asyncio.sleep(0.005)
+    await until_held(db, state.app, name, RECORDS)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

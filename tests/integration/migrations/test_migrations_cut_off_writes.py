@@ -38,7 +38,7 @@ from tests.integration.migrations.faults import (
     NOOP,
     FaultSetup,
     fault_setup_and_reader,
-    held_ops,
+    until_held,
     until_none_left,
 )
 
@@ -105,9 +105,7 @@ async def cancel_while_blocked(
     state.arm([name], collection, {"blockConnection": True, "blockTimeMS": 400}, {"times": 1})
     lines: list[str] = []
     task = asyncio.create_task(work(lines.append))
-    async with asyncio.timeout(5):
-        while not held_ops(db, state.app, name, collection):
-            await asyncio.sleep(0.005)
+    await until_held(db, state.app, name, collection)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -31,8 +31,9 @@ from tests.integration.migrations.faults import (
     CommandHook,
     FaultSetup,
     fault_setup_and_reader,
-    held_ops,
     stalled_heartbeat,
+    until_held,
+    until_none_left,
 )
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
@@ -119,10 +120,7 @@ async def test_mr23_a_run_that_lost_its_lock_while_failing_leaves_the_new_holder
     # The failure's log entry held on the server past the lease.
     state.arm(["insert"], LOG, {"blockConnection": True, "blockTimeMS": 700}, {"times": 1})
     first = asyncio.create_task(state.runner(lock_lease=0.3).apply())
-    async with asyncio.timeout(5):
-        while not held_ops(db, state.app, "insert", LOG):
-            assert not first.done(), first
-            await asyncio.sleep(0.005)
+    await until_held(db, state.app, "insert", LOG, first)
     # Meanwhile another deployer takes the lock over and resumes a batched update of step 1.
     await break_lock(state.db, force=True)
     other = MigrationLock(state.db, lease=30.0, timeout=0)
@@ -132,9 +130,7 @@ async def test_mr23_a_run_that_lost_its_lock_while_failing_leaves_the_new_holder
         db[STATE].insert_one(theirs)
         with pytest.raises(MigrationError, match=r"^apply 0001_a failed at step 2: "):
             await first
-        async with asyncio.timeout(5):
-            while held_ops(db, state.app, "insert", LOG):
-                await asyncio.sleep(0.01)
+        await until_none_left(db, state.app, "insert", LOG)
         assert db[STATE].find_one({"_id": theirs["_id"]}) == theirs
         assert list(db[LOG].find()) == []  # nothing of the old run's among the new holder's
     finally:
