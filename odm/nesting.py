@@ -11,6 +11,7 @@ with a typed error naming the field, before anything is sent. Every walk here is
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain, compress
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -45,23 +46,81 @@ def path_too_deep(path: str, sep: str = ".") -> bool:
     return levels_below(path, sep) < 0
 
 
+#: Types known to be encoded as a nested document or array (:data:`CONTAINERS` and their
+#: subclasses met so far), and types known not to be: a level of many values is sorted by
+#: the set of their types, in C, rather than value by value.
+_NESTING: set[type[Any]] = set(CONTAINERS)
+_FLAT: set[type[Any]] = {str, int, float, bool, type(None), bytes}
+#: How many types :func:`_learn` remembers at most (a program making classes at run time
+#: must not grow the sets without bound).
+_LEARNT_AT_MOST: Final = 512
+#: Up to this many values at one level, they are looked at one by one (sorting them by type
+#: costs more than it saves).
+_FEW: Final = 16
+#: The sequence types whose values are their items, chained as they are.
+_SEQUENCES: Final = frozenset({list, tuple, set, frozenset})
+_values_of = dict.values
+
+
 def too_deep(value: Any, levels: int) -> bool:
     """Tell whether ``value`` nests more than ``levels`` containers deep (a scalar: 0, a flat
-    dict or list: 1; so any value when ``levels`` is negative). Stops as soon as it knows."""
+    dict or list: 1; so any value when ``levels`` is negative). Stops as soon as it knows.
+
+    The walk goes one level at a time: the containers of a level, then all their values at
+    once. A level of many values is sorted by the types they hold (known flat: the walk is
+    over; known containers: the next level is all of them) with C loops, so that a large
+    ``dict`` of scalars costs about what encoding it costs, not a Python step per value."""
     if levels < 0:
         return True
     if not isinstance(value, CONTAINERS):
         return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+    level: list[Any] = [value]
+    depth = 1
+    while level:
         if depth > levels:
             return True
-        subs = item.values() if isinstance(item, Mapping) else item
-        for sub in subs:
-            if isinstance(sub, CONTAINERS):
-                stack.append((sub, depth + 1))
+        values = _values_below(level)
+        if len(values) <= _FEW:
+            level = [sub for sub in values if isinstance(sub, CONTAINERS)]
+        else:
+            level = _containers_among(values)
+        depth += 1
     return False
+
+
+def _values_below(level: list[Any]) -> Sequence[Any] | Any:
+    """Return the values held by the containers of ``level`` (a mapping's values)."""
+    if len(level) == 1:
+        item = level[0]
+        return item.values() if isinstance(item, Mapping) else item
+    kinds = set(map(type, level))
+    if kinds == {dict}:
+        return list(chain.from_iterable(map(_values_of, level)))
+    if kinds <= _SEQUENCES:
+        return list(chain.from_iterable(level))
+    return list(
+        chain.from_iterable([i.values() if isinstance(i, Mapping) else i for i in level])
+    )
+
+
+def _containers_among(values: Any) -> list[Any]:
+    """Return the containers among ``values`` (many of them), sorted out by type."""
+    kinds = set(map(type, values))
+    if kinds <= _FLAT:
+        return []
+    if kinds <= _NESTING:
+        return list(values)
+    nesting = {kind for kind in kinds if kind in _NESTING or _nests(kind)}
+    return list(compress(values, map(nesting.__contains__, map(type, values))))
+
+
+def _nests(kind: type[Any]) -> bool:
+    """Tell whether values of ``kind`` are encoded nested, and remember it (within bounds)."""
+    nests = issubclass(kind, CONTAINERS)
+    known = _NESTING if nests else _FLAT
+    if len(known) < _LEARNT_AT_MOST:
+        known.add(kind)
+    return nests
 
 
 def check_payload(model: type[Any], payload: Sequence[Any]) -> None:

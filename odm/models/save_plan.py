@@ -49,6 +49,7 @@ from .diffing import (
     same_values,
 )
 from .dumping import dump_field
+from .loadable import check_loadable
 from .model_plan import (
     ANY,
     MODEL,
@@ -289,13 +290,17 @@ def _usual(
     return {"$set": sets}, new_snapshot
 
 
-def changes(document: Any, snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def changes(
+    document: Any, snapshot: dict[str, Any], *, check: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(update, new_snapshot)``: the update document that turns ``snapshot`` into
     what ``document`` stores now (``{}`` when nothing changed), and the snapshot to keep once
     it is written (``snapshot`` itself when nothing changed; never mutated).
 
     Raise pydantic's ``ValidationError`` for a changed top-level key that an update cannot
-    name (see the module docstring)."""
+    name (see the module docstring), and, unless ``check`` is false (a caller that only asks
+    whether something changed, and writes nothing), for a change its model would not load
+    back (:func:`~odm.models.loadable.check_loadable`)."""
     cls = type(document)
     plan = document_plan(cls)
     if plan is not None:
@@ -316,11 +321,21 @@ def changes(document: Any, snapshot: dict[str, Any]) -> tuple[dict[str, Any], di
             if not found:
                 return {}, snapshot
             if found.unaddressable() is None:
-                return found.update(), _apply(snapshot, found)
+                new_snapshot = _apply(snapshot, found)
+                if check:
+                    check_loadable(document, new_snapshot, _changed_keys(found))
+                return found.update(), new_snapshot
             # A declared key that is no plain segment: the whole-dump diff sets its ancestor.
     new_raw: dict[str, Any] = document.to_bson()
     whole = diff_changes(snapshot, new_raw)
     bad = whole.unaddressable()
     if bad is not None:
         raise _refuse(cls, bad[:1], new_raw.get(bad[0]))
+    if check:
+        check_loadable(document, new_raw, _changed_keys(whole))
     return whole.update(), new_raw
+
+
+def _changed_keys(found: ChangeSet) -> set[str]:
+    """Return the top-level stored keys that ``found`` changes."""
+    return {path[0] for changed in (found.sets, found.unsets, found.pushes) for path in changed}

@@ -130,11 +130,13 @@ def get_path(raw: Any, path: str, missing: Any = None) -> Any:
 
 
 def prepare_update(
-    document: Stored, *, snapshot: Any = _UNREAD
+    document: Stored, *, snapshot: Any = _UNREAD, check: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
     """Return ``(filter, update, new_snapshot)`` for what changed since ``document`` was
     loaded, or ``None`` when nothing changed (or it was never stored). ``snapshot``: what
     :func:`~odm.models.tracking.get_snapshot` returned for it, when the caller has it.
+    Pydantic's ``ValidationError`` is raised for a change its model would not load back,
+    unless ``check`` is false (the caller only asks whether there is a change).
 
     After the update succeeded, call :func:`commit_update` with ``new_snapshot``. Under
     ``Meta.optimistic_lock`` the update also raises the version by one.
@@ -147,7 +149,7 @@ def prepare_update(
     # new_raw is a new dict (the snapshot's unchanged sub-documents are shared, never mutated).
     # A copy of the document may have written since this snapshot (odm.models.copies): the
     # changes are found against what it wrote; the filter keeps this snapshot's version.
-    update, new_raw = changes(document, known_state(document, snapshot))
+    update, new_raw = changes(document, known_state(document, snapshot), check=check)
     if not update:
         return None
     meta = document._meta
@@ -255,7 +257,11 @@ def is_dirty(document: Stored) -> bool:
     if is_partial(document):
         return False
     snapshot = flush_snapshot(document)
-    return snapshot is not None and prepare_update(document, snapshot=snapshot) is not None
+    # Asked before the save hooks run, which may still make the change valid.
+    return (
+        snapshot is not None
+        and prepare_update(document, snapshot=snapshot, check=False) is not None
+    )
 
 
 def pending_update(document: Stored) -> UpdateOne | None:
@@ -303,7 +309,7 @@ def flush_snapshot(document: Stored) -> dict[str, Any] | None:
     latest = known_state(document, snapshot)
     if latest is snapshot:
         return snapshot
-    own = changes(document, snapshot)[0]
+    own = changes(document, snapshot, check=False)[0]  # the flush's write checks them
     if isinstance(latest, Unsure) or (own and document._meta.optimistic_lock):
         return snapshot if own else None  # a copy's write cut off: nothing to learn yet
     if not own:
@@ -397,7 +403,7 @@ def learn_stored(document: Stored, stored: dict[str, Any]) -> bool:
     if snapshot is None or isinstance(snapshot, Unsure):
         return False
     snapshot = at_loaded_version(document, snapshot)
-    if document._meta.optimistic_lock and changes(document, snapshot)[0]:
+    if document._meta.optimistic_lock and changes(document, snapshot, check=False)[0]:
         return False
     _merge_learnt(document, snapshot, stored)
     written(document, stored)

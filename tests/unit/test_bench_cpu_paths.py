@@ -14,6 +14,8 @@ def test_cpu_paths_reports_each_path(run_module: Callable[..., str]) -> None:
         "load 10k documents (ms)",
         "to_bson 10k documents (ms)",
         "save diff 10k documents (ms)",
+        "depth check of a free-form document (us/document)",
+        "to_bson of that document (us/document)",
     }
     assert all(value > 0 for value in report.values())
 
