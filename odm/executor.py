@@ -14,8 +14,6 @@ Kept small on purpose: this is the hot path that benchmarks compare with raw PyM
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
-import enum
 import re
 import sys
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -25,8 +23,6 @@ from typing import Any, Final
 
 import bson
 import pymongo
-from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions, TypeRegistry
 from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
 from pydantic import ValidationError
@@ -43,12 +39,12 @@ from pymongo.errors import (
 
 from . import connection as _connection
 from . import drivers
+from .codec import CODEC_OPTIONS, NAIVE_CODEC_OPTIONS
 from .concerns import as_read_preference, as_write_concern
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
 from .session import current_session, current_unit_of_work, operation_session
-from .stored_order import stored_set
 from .timeouts import check_timeout, deadline_after, is_timeout, time_left
 
 __all__ = [
@@ -83,31 +79,6 @@ __all__ = [
     "write_guard",
 ]
 
-
-def _encode_fallback(value: Any) -> Any:
-    # Types that BSON cannot encode but a pydantic dump holds: stored as their plain value.
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.UTC)
-    if isinstance(value, set | frozenset):
-        # In the order every process stores a set in (a set in an Any or dict field, or of a
-        # class without a dump plan): its iteration order changes with the hash seed.
-        return stored_set(value)
-    return value
-
-
-#: How the ODM's collections encode and decode: aware UTC datetimes, standard UUIDs.
-CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
-    document_class=dict,
-    tz_aware=True,
-    uuid_representation=UuidRepresentation.STANDARD,
-    type_registry=TypeRegistry(fallback_encoder=_encode_fallback),
-)
-
-#: The same, with naive datetimes: for the reads whose documents go to a class's datetime
-#: fix-up (``odm.models.loading.load_documents(fixer=...)``), which makes them aware.
-NAIVE_CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CODEC_OPTIONS.with_options(tz_aware=False)
 
 # model -> (connection.version, collection object): the collection is rebuilt after a
 # connect or disconnect (its database may have changed), and otherwise costs one dict lookup.

@@ -21,19 +21,29 @@ alone or in ``odm.transaction()`` (a refused save there aborts it).
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import bson
 import pytest
 from bson import json_util
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 import odm
 from odm import executor
 from odm.contrib.pytest import MonitoredDatabase
 from odm.document import Document, Embedded
+from odm.executor import CODEC_OPTIONS
 from odm.models.fields import Field
 from tests.properties import server_property
 
@@ -71,10 +81,36 @@ class LoadDoc(PlainDoc):
         return self
 
 
-Doc = LoadDoc | PlainDoc
+def _fewer_than_limit(tags: list[str], info: ValidationInfo) -> list[str]:
+    # A read validates in declared order: info.data has no "limit" (declared later) yet.
+    limit = info.data.get("limit")
+    if limit is not None and len(tags) > limit:
+        raise ValueError("sees a field declared later")
+    return tags
+
+
+def _covers(limit: int, info: ValidationInfo) -> int:
+    # Reads fields declared earlier, as a read validated them ("5" in counts is then 5).
+    if len(info.data.get("tags", ())) > limit + 1 or sum(info.data.get("counts", {}).values()) > 50:
+        raise ValueError("limit below what the other fields hold")
+    return limit
+
+
+class InfoDoc(PlainDoc):
+    """Validators given ``info`` that read other fields (``Annotated``, not decorators): its
+    whole new stored document is validated, in declared order, as a read validates it."""
+
+    tags: Annotated[list[str], AfterValidator(_fewer_than_limit)] = []
+    limit: Annotated[int, AfterValidator(_covers)] = 3
+
+    class Meta:
+        collection = "save_loadable_info_docs"
+
+
+Doc = LoadDoc | PlainDoc | InfoDoc
 
 ITEMS = st.sampled_from(["a", "b", 1, None, 2.5, ["x"], {"k": "v"}])
-COUNTS = st.sampled_from([0, 7, "x", 1.5, None, [1]])
+COUNTS = st.sampled_from([0, 7, "5", 49, "x", 1.5, None, [1]])
 
 
 def mutate(doc: Doc, step: tuple[Any, ...]) -> None:
@@ -124,9 +160,12 @@ def canonical(value: Any) -> Any:
 
 
 def loads(model: type[Doc], raw: dict[str, Any]) -> bool:
-    """The oracle: whether ``model`` validates ``raw`` (what a read does)."""
+    """The oracle: whether ``model`` validates ``raw`` as a read gets it back."""
+    back = read_back(raw)
+    if back is None:
+        return False
     try:
-        model.model_validate(raw)
+        model.model_validate(back)
     except ValidationError:
         return False
     return True
@@ -138,7 +177,7 @@ async def stored(doc: Doc) -> dict[str, Any]:
     return found
 
 
-@pytest.mark.parametrize("model", [LoadDoc, PlainDoc])
+@pytest.mark.parametrize("model", [LoadDoc, PlainDoc, InfoDoc])
 @server_property(max_examples=40)
 @given(steps=STEPS)
 async def test_a_save_stores_only_what_its_model_loads(
@@ -247,3 +286,140 @@ async def test_an_embedded_models_in_place_change_is_validated_from_what_is_stor
     doc.geos[0].tags.append("b")  # well typed: saved, and it loads
     await doc.save()
     assert (await PlainDoc.objects.get(id=doc.id)).geos[0].tags == ["a", "b"]
+
+
+# -- fields of every kind: no valid save is refused -----------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class RichPart(Embedded):
+    label: str = Field(default="", alias="lbl")
+    sizes: tuple[int, ...] = ()
+
+
+class RichDoc(Document):
+    """Kinds whose dump differs from what a read gets back (tuples, sets, dates, enums,
+    aliases), a constrained list, and a frozen list, which refuses assignments but not a
+    change in place."""
+
+    colour: Colour = Colour.RED
+    day: dt.date = dt.date(2024, 1, 2)
+    labels: set[str] = set()
+    short: list[Annotated[str, StringConstraints(max_length=3)]] = []
+    frozen: list[int] = Field(default_factory=list, frozen=True)
+    part: RichPart = Field(default_factory=RichPart, alias="p")
+    parts: list[RichPart] = []
+    maybe: int | None = None
+    kind: Literal["a", "b"] = "a"
+
+    class Meta:
+        collection = "save_loadable_rich_docs"
+
+
+RICH_VALUES = st.sampled_from(
+    [
+        "ab", "abcdef", 3, None, 2.5, Colour.BLUE, "blue", "c", dt.date(2025, 5, 6),
+        dt.datetime(2025, 5, 6, tzinfo=dt.UTC), (1, 2), [1, "x"], {"lbl": "z"},
+    ]
+)
+RICH_FIELDS = st.sampled_from(["colour", "day", "maybe", "kind", "part"])
+
+
+def mutate_rich(doc: RichDoc, step: tuple[Any, ...]) -> None:
+    """Apply one drawn change to ``doc``, in place or past pydantic (``__dict__``)."""
+    kind, *args = step
+    if kind == "labels.add":
+        if isinstance(args[0], str):
+            doc.labels.add(args[0])
+    elif kind == "short.append":
+        doc.short.append(args[0])
+    elif kind == "frozen.append":
+        doc.frozen.append(args[0])
+    elif kind in ("part.sizes", "part.label"):
+        if isinstance(doc.part, RichPart):  # not when "part" itself was put past pydantic
+            doc.part.__dict__[kind.removeprefix("part.")] = args[0]
+    elif kind == "parts.append":
+        doc.parts.append(RichPart())
+    elif kind == "bypass":
+        doc.__dict__[args[0]] = args[1]
+
+
+RICH_MUTATIONS = st.one_of(
+    st.tuples(st.just("labels.add"), RICH_VALUES),
+    st.tuples(st.just("short.append"), RICH_VALUES),
+    st.tuples(st.just("frozen.append"), RICH_VALUES),
+    st.tuples(st.just("part.sizes"), RICH_VALUES),
+    st.tuples(st.just("part.label"), RICH_VALUES),
+    st.tuples(st.just("parts.append")),
+    st.tuples(st.just("bypass"), RICH_FIELDS, RICH_VALUES),
+)
+
+
+def read_back(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """``raw`` as a read would get it back (BSON encoded and decoded with the ODM's codec),
+    or ``None`` when BSON cannot hold it (the driver refuses it before sending)."""
+    try:
+        return bson.decode(bson.encode(raw, codec_options=CODEC_OPTIONS), CODEC_OPTIONS)
+    except (bson.errors.InvalidDocument, TypeError, OverflowError):
+        return None
+
+
+@server_property(max_examples=40)
+@given(steps=st.lists(st.one_of(RICH_MUTATIONS, st.just(("save",))), min_size=1, max_size=10))
+async def test_a_save_of_any_kind_of_field_is_refused_only_when_a_read_would_fail(
+    monitored: MonitoredDatabase, steps: list[tuple[Any, ...]]
+) -> None:
+    doc = RichDoc()
+    await doc.insert()
+    for step in [*steps, ("save",)]:
+        if step[0] != "save":
+            with _quiet():
+                mutate_rich(doc, step)
+            continue
+        with _quiet():
+            back = read_back(doc.to_bson())
+            expected_to_load = loads(RichDoc, doc.to_bson())
+        before = await stored(doc)
+        try:
+            with _quiet():
+                await doc.save()
+        except ValidationError as error:
+            assert not expected_to_load, f"a save a read would load was refused: {error}"
+            assert canonical(await stored(doc)) == canonical(before)
+            doc = await RichDoc.objects.get(id=doc.id)
+            continue
+        except (bson.errors.InvalidDocument, odm.QueryError):
+            assert back is None  # BSON cannot hold it: refused by the encoder, unsent
+            assert canonical(await stored(doc)) == canonical(before)
+            doc = await RichDoc.objects.get(id=doc.id)
+            continue
+        assert expected_to_load, "stored what RichDoc cannot load"
+        await RichDoc.objects.get(id=doc.id)
+
+
+async def test_validators_given_info_see_what_a_read_gives_them(
+    monitored: MonitoredDatabase,
+) -> None:
+    """``InfoDoc``'s validators read other fields through ``info.data``: the save's check
+    gives them what a read gives them (the fields declared before, validated), so a save a
+    read loads is never refused, one a read refuses always is, and none raises anything else."""
+    doc = await InfoDoc(tags=["a"]).insert()
+    doc.tags.extend(["b", "c", "d"])  # four tags, limit 3: only "limit" sees "tags" on a read
+    await doc.save()
+    assert (await InfoDoc.objects.get(id=doc.id)).tags == ["a", "b", "c", "d"]
+
+    doc.tags.append("e")  # five: "limit"'s validator refuses it on a read
+    with pytest.raises(ValidationError, match="limit below"):
+        await doc.save()
+    assert (await stored(doc))["tags"] == ["a", "b", "c", "d"]
+
+    doc = await InfoDoc.objects.get(id=doc.id)
+    doc.counts["k"] = "5"  # type: ignore[assignment]  # a read makes it 5
+    doc.tags.pop()
+    with _quiet():
+        await doc.save()  # "limit"'s validator sums the counts as a read validated them
+    assert (await InfoDoc.objects.get(id=doc.id)).counts == {"k": 5}
