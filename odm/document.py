@@ -23,7 +23,7 @@ from .exceptions import (
 from .models import copies, tracking
 from .models.declaration import DocumentMeta, check_stored_keys
 from .models.derived import expire_all
-from .models.dumping import dump_document
+from .models.dumping import dump_document, serialized
 from .models.fields import Field, ObjectId
 from .models.loading import load_stored
 from .models.options import CLASS_KEY, ID_KEY, Options
@@ -203,7 +203,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         if raw is None:
             cls = type(self)
             if cls.model_dump is _MODEL_DUMP:
-                raw = cls.__pydantic_serializer__.to_python(self, by_alias=True)
+                raw = serialized(self)
             else:
                 raw = self.model_dump(by_alias=True)
         class_name = self._meta.class_name

@@ -25,6 +25,9 @@ from __future__ import annotations
 from operator import contains
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+
 from ..stored_order import stored_set
 from .model_plan import (
     ANY,
@@ -39,7 +42,7 @@ from .model_plan import (
     document_plan,
 )
 
-__all__ = ["dump_document", "dump_field"]
+__all__ = ["dump_document", "dump_field", "serialized"]
 
 #: Returned by :func:`_dump_value` for a value that pydantic must dump.
 _PYDANTIC: Any = object()
@@ -61,11 +64,50 @@ def dump_document(document: Any) -> dict[str, Any] | None:
             pass
     if not plan.has_sets:
         return None
-    dumped: dict[str, Any] = type(document).__pydantic_serializer__.to_python(
-        document, by_alias=True
-    )
+    dumped = serialized(document)
     _order_sets(plan, dumped)
     return dumped
+
+
+def serialized(model: Any, include: set[str] | None = None) -> dict[str, Any]:
+    """Return pydantic's dump of model instance ``model`` by alias (``include``: those fields
+    only). A value its serializer cannot dump (put in place past validation: a document
+    appended to a list of references, text to a list of decimals) raises pydantic's
+    ``ValidationError`` naming the class and the field, where pydantic's own error names
+    neither; nothing has been sent then."""
+    try:
+        dumped: dict[str, Any] = type(model).__pydantic_serializer__.to_python(
+            model, by_alias=True, include=include
+        )
+    except PydanticSerializationError as error:
+        raise _unstorable(model, include, error) from error
+    return dumped
+
+
+def _unstorable(
+    model: Any, include: set[str] | None, error: PydanticSerializationError
+) -> ValidationError:
+    """The ``ValidationError`` for ``error``, naming the first field of ``model`` (among
+    ``include``) that pydantic cannot dump alone (found on this error path only)."""
+    cls = type(model)
+    names = sorted(include) if include is not None else list(cls.model_fields)
+    culprit: tuple[str, ...] = ()
+    for name in names:
+        try:
+            cls.__pydantic_serializer__.to_python(model, by_alias=True, include={name})
+        except PydanticSerializationError:
+            culprit = (name,)
+            break
+    value = model.__dict__.get(culprit[0]) if culprit else None
+    return ValidationError.from_exception_data(
+        cls.__name__,
+        [{
+            "type": "value_error",
+            "loc": culprit,
+            "input": value,
+            "ctx": {"error": ValueError(f"cannot be stored: {error}")},
+        }],
+    )
 
 
 def _order_sets(plan: ModelPlan, dumped: Any) -> None:
@@ -101,9 +143,7 @@ def dump_field(owner: Any, field: FieldPlan) -> Any:
 def _by_pydantic(owner: Any, field: FieldPlan) -> Any:
     """The stored form of one field of ``owner`` as pydantic dumps it (its sets, if it
     holds any, put in order)."""
-    dumped = type(owner).__pydantic_serializer__.to_python(
-        owner, by_alias=True, include={field[0]}
-    )
+    dumped = serialized(owner, {field[0]})
     _order_field(field, dumped)
     return dumped[field[1]]
 
@@ -146,9 +186,7 @@ def _dump_model(plan: ModelPlan, model: Any) -> dict[str, Any]:
         out[key] = dumped  # the placeholder keeps the key's position
     if by_pydantic:
         names = {field[0] for field in by_pydantic}
-        dumped_apart = type(model).__pydantic_serializer__.to_python(
-            model, by_alias=True, include=names
-        )
+        dumped_apart = serialized(model, names)
         for field in by_pydantic:
             _order_field(field, dumped_apart)
             out[field[1]] = dumped_apart[field[1]]

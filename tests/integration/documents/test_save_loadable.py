@@ -423,3 +423,43 @@ async def test_validators_given_info_see_what_a_read_gives_them(
     with _quiet():
         await doc.save()  # "limit"'s validator sums the counts as a read validated them
     assert (await InfoDoc.objects.get(id=doc.id)).counts == {"k": 5}
+
+
+class RefTarget(Document):
+    name: str = "t"
+
+    class Meta:
+        collection = "save_loadable_targets"
+
+
+class RefHolder(Document):
+    refs: list[odm.Reference[RefTarget]] = []
+    amounts: list[odm.Decimal] = []
+
+    class Meta:
+        collection = "save_loadable_holders"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("refs", "document"), ("refs", "id"), ("amounts", "abc")],
+)
+async def test_a_value_pydantic_cannot_dump_is_refused_naming_the_field(
+    monitored: MonitoredDatabase, field: str, value: str
+) -> None:
+    """A document (or a bare id) appended to a list of references, text to a list of
+    decimals: pydantic's serializer fails on them with an error that names neither class
+    nor field; ``save()`` raises pydantic's ``ValidationError`` naming both, unsent."""
+    target = await RefTarget().insert()
+    holder = await RefHolder().insert()
+    item = {"document": target, "id": target.id}.get(value, value)
+    getattr(holder, field).append(item)
+    monitored.log.clear()
+    with _quiet(), pytest.raises(ValidationError) as raised:
+        await holder.save()
+    assert raised.value.title == "RefHolder"
+    assert raised.value.errors()[0]["loc"] == (field,)
+    assert "cannot be stored" in str(raised.value)
+    assert monitored.log.names() == []
+    with _quiet(), pytest.raises(ValidationError):  # and so does its stored form
+        holder.to_bson()
