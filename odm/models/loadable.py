@@ -144,9 +144,10 @@ def check_loadable(document: Any, new_raw: Mapping[str, Any], keys: Iterable[str
     ``document`` stores under one of the top-level stored ``keys`` is one its model would not
     load back; ``new_raw`` is the stored document once the update is applied. What is
     validated is what a read gets back (:func:`_read_back`). Keys that are not declared fields
-    (``_cls``, an ``extra="allow"`` key) and removed keys are left alone: a read does not
-    validate the former, and gives the default for the latter. A value BSON cannot hold is
-    left to the driver, which refuses to encode the update."""
+    (``_cls``, an ``extra="allow"`` key) are left alone: a read does not validate them; nor
+    is a key the update removes (a declared field is never removed whole: a ``del`` of one
+    sends nothing). A value BSON cannot hold is left to the driver, which refuses to encode
+    the update."""
     model = type(document)
     field_of_key = _field_of_key(model)
     if field_of_key is None:
