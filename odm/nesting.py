@@ -51,7 +51,7 @@ def path_too_deep(path: str, sep: str = ".") -> bool:
 #: the set of their types, in C, rather than value by value.
 _NESTING: set[type[Any]] = set(CONTAINERS)
 _FLAT: set[type[Any]] = {str, int, float, bool, type(None), bytes}
-#: How many types :func:`_learn` remembers at most (a program making classes at run time
+#: How many types :func:`_nests` remembers at most (a program making classes at run time
 #: must not grow the sets without bound).
 _LEARNT_AT_MOST: Final = 512
 #: Up to this many values at one level, they are looked at one by one (sorting them by type

@@ -177,6 +177,10 @@ class ChangeSet:
     def __bool__(self) -> bool:
         return bool(self.sets or self.unsets or self.pushes)
 
+    def changed_keys(self) -> set[str]:
+        """Return the top-level stored keys this change set writes."""
+        return {path[0] for changed in (self.sets, self.unsets, self.pushes) for path in changed}
+
     def unaddressable(self) -> Path | None:
         """Return the first path of a change with a segment that is not
         :func:`addressable` (a declared key such as an alias with a dot, or a top-level key

@@ -31,13 +31,16 @@ import bson
 from bson.errors import BSONError
 
 from ..codec import CODEC_OPTIONS
-from .derived import table
+from .derived import derived
 
 __all__ = ["check_loadable"]
 
 #: The entry of each model's derived state: ``{stored key: field name}``, or ``None`` when
 #: the whole new document is validated instead (see :func:`_field_of_key`).
 _FIELD_OF_KEY: Final = "loadable.field_of_key"
+
+#: Not worked out yet (``None`` is an answer: validate the whole document).
+_UNKNOWN: Final = object()
 
 _new = object.__new__
 _set = object.__setattr__
@@ -49,18 +52,18 @@ def _field_of_key(model: type[Any]) -> dict[str, str] | None:
     validator, or a validator given ``info`` (:func:`_reads_other_fields`), may read other
     fields, and a frozen field refuses any assignment, even of a valid value (a frozen list
     is still changed in place)."""
-    state = table(model, _FIELD_OF_KEY)
-    if "plan" not in state:
+    state = derived(model)
+    plan: Any = state.get(_FIELD_OF_KEY, _UNKNOWN)
+    if plan is _UNKNOWN:
         whole = bool(model.__pydantic_decorators__.model_validators) or any(
             info.frozen for info in model.model_fields.values()
         )
         whole = whole or _reads_other_fields(model.__pydantic_core_schema__)
         meta = model._meta
-        state["plan"] = None if whole else {
+        plan = state[_FIELD_OF_KEY] = None if whole else {
             meta.db_key(name): name for name in model.model_fields
         }
-    plan: dict[str, str] | None = state["plan"]
-    return plan
+    return plan  # type: ignore[no-any-return]
 
 
 #: Keys of a core schema that hold no validation: how a value is dumped, and annotations.

@@ -323,7 +323,7 @@ def changes(
             if found.unaddressable() is None:
                 new_snapshot = _apply(snapshot, found)
                 if check:
-                    check_loadable(document, new_snapshot, _changed_keys(found))
+                    check_loadable(document, new_snapshot, found.changed_keys())
                 return found.update(), new_snapshot
             # A declared key that is no plain segment: the whole-dump diff sets its ancestor.
     new_raw: dict[str, Any] = document.to_bson()
@@ -332,10 +332,5 @@ def changes(
     if bad is not None:
         raise _refuse(cls, bad[:1], new_raw.get(bad[0]))
     if check:
-        check_loadable(document, new_raw, _changed_keys(whole))
+        check_loadable(document, new_raw, whole.changed_keys())
     return whole.update(), new_raw
-
-
-def _changed_keys(found: ChangeSet) -> set[str]:
-    """Return the top-level stored keys that ``found`` changes."""
-    return {path[0] for changed in (found.sets, found.unsets, found.pushes) for path in changed}

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import bson
-from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, TypeRegistry
 from bson.errors import InvalidDocument
 
+from ..codec import CODEC_OPTIONS
 from ..exceptions import QueryError
 from ..models.derived import table
 from ..models.field_types import is_set_type, server_sorts_alike
@@ -601,10 +601,11 @@ def _set_addition(
     return "$addToSet", {"$each": list(stored_set(dict.fromkeys(converted)))}
 
 
-#: How the values added to a set are encoded to be checked (as the executor stores them:
-#: UUIDs in the standard representation).
-_STORED_FORM: Final[CodecOptions[dict[str, Any]]] = CodecOptions(
-    uuid_representation=UuidRepresentation.STANDARD
+#: How the values added to a set are encoded to be checked: as the collections store them
+#: (:data:`odm.codec.CODEC_OPTIONS`: UUIDs in the standard representation), without the
+#: fallback encoder, so that a value BSON has no type for is refused here.
+_STORED_FORM: Final[CodecOptions[dict[str, Any]]] = CODEC_OPTIONS.with_options(
+    type_registry=TypeRegistry()
 )
 
 
