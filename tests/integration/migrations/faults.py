@@ -8,6 +8,7 @@ run and no other test's."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -154,14 +155,25 @@ def sync_fault_setup(uri: str, directory: Path, prefix: str) -> Iterator[FaultSe
 
 class CommandHook(monitoring.CommandListener):
     """Calls ``hook(event)`` as each command of its client is about to be sent (synchronously,
-    so that what it does on the server happens before the command reaches it)."""
+    so that what it does on the server happens before the command reaches it).
+
+    The hook runs in a context of its own: the command's task may be inside a
+    ``pymongo.timeout()`` (a lease's), whose deadline a synchronous client's call made from the
+    hook would otherwise inherit and, on a loaded machine, miss. What the hook raises (which
+    PyMongo would only log) is kept in :attr:`errors` for the test to fail on.
+    """
 
     def __init__(self) -> None:
         self.hook: Any = None
+        self.errors: list[BaseException] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if self.hook is not None:
-            self.hook(event)
+            try:
+                contextvars.Context().run(self.hook, event)
+            except Exception as exc:
+                self.errors.append(exc)
+                raise
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         """Not watched."""

@@ -83,6 +83,7 @@ async def setup(
         odm_uri, tmp_path, "Mg23", retryWrites=False, event_listeners=[hook]
     ) as (state, db):
         yield state, db, hook
+    assert not hook.errors, hook.errors  # a hook that failed did not do what the test says
 
 
 def ok_log(db: Any) -> list[tuple[str, str]]:
