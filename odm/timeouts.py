@@ -46,15 +46,29 @@ def time_left(deadline: float | None, at_least: float) -> float | None:
     return max(deadline - time.monotonic(), at_least)
 
 
+#: The longest timeout the server can be told: the driver sends what is left of a deadline as
+#: ``maxTimeMS``, which the server refuses above 2**31 - 1 ms (about 24.8 days).
+MAX_TIMEOUT = (2**31 - 1) / 1000
+
+
 def check_timeout(seconds: float | None) -> None:
-    """Refuse a timeout that is not a positive number of seconds (``None``: no timeout) with
-    ``ValueError``, the one error every ``timeout=`` of the ODM raises for it."""
+    """Refuse a timeout that is not a positive number of seconds of at most
+    :data:`MAX_TIMEOUT` (``None``: no timeout) with ``ValueError``, the one error every
+    ``timeout=`` of the ODM raises for it."""
     if seconds is None:
         return
     # A str or a bool (from a request's query string, say) is no number of seconds; NaN is
-    # refused by the comparison.
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {seconds!r}")
+    # refused by the comparisons, infinity and other huge values by the second: else they would
+    # fail later, at the server or in the driver's arithmetic, as if the operation's data were bad.
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_TIMEOUT
+    ):
+        raise ValueError(
+            f"timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g} (the "
+            f"server's limit, about 24.8 days), not {seconds!r}"
+        )
 
 
 @contextmanager

@@ -106,7 +106,9 @@ def check_literal(value: Any, field: str) -> None:
             raise _not_text(field)
         return
     if kind in PLAIN_SCALARS or (kind is int and INT64_MIN <= value <= INT64_MAX):
-        return  # the usual filter value: nothing inside it to check
+        if kind is _dt.datetime and value.year in _EDGE_YEARS:
+            _check_datetime(value, field)
+        return  # the usual filter value: nothing else inside it to check
     # The document is a level, and so is each part of the path before the value.
     levels = MAX_DEPTH - 1 - field.count(SEP)
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -152,8 +154,31 @@ def check_literal(value: Any, field: str) -> None:
                 raise _not_text(field)
         elif isinstance(item, enum.Enum):
             stack.append((item.value, depth))  # stored as its value
+        elif isinstance(item, _dt.datetime):
+            if item.year in _EDGE_YEARS:
+                _check_datetime(item, field)
         elif not isinstance(item, _BSON_LEAVES) and not hasattr(item, _BSON_TYPE_MARKER):
             raise _unencodable_literal(item, field)
+
+
+#: The years in which an aware datetime can fall outside BSON's range once in UTC (a UTC
+#: offset is less than a day): ``9999-12-31T23:00-05:00`` is in year 10000 there.
+_EDGE_YEARS: Final = frozenset({_dt.MINYEAR, _dt.MAXYEAR})
+
+
+def _check_datetime(value: _dt.datetime, field: str) -> None:
+    """Refuse an aware datetime that BSON cannot store: the encoder moves it to UTC first,
+    which overflows past year 9999 or before year 1 (an untyped error at send time)."""
+    try:
+        offset = value.utcoffset()
+        if offset:
+            value - offset
+    except (OverflowError, ValueError) as exc:
+        raise QueryError(
+            f"value for {field!r}: {value.isoformat()} is outside the datetimes BSON stores "
+            f"(years {_dt.MINYEAR}-{_dt.MAXYEAR} in UTC): {exc}",
+            field=field,
+        ) from None
 
 
 def int_text(value: int) -> str:

@@ -13,6 +13,7 @@ import math
 import pytest
 
 import odm
+from odm.timeouts import MAX_TIMEOUT
 
 
 class TmItem(odm.Document):
@@ -22,7 +23,9 @@ class TmItem(odm.Document):
         collection = "timeouts_refused"
 
 
-BAD = [0, 0.0, -1, -0.5, math.nan]
+#: Besides zero, negatives and NaN: infinity and the first values past the server's limit on
+#: ``maxTimeMS`` (2**31 - 1 ms), which the driver would otherwise send or fail to convert.
+BAD = [0, 0.0, -1, -0.5, math.nan, math.inf, -math.inf, 1e300, 2**31 / 1000, 10**9]
 
 
 @pytest.mark.parametrize("seconds", BAD)
@@ -67,5 +70,6 @@ async def _nothing() -> None:
 def test_none_means_no_timeout_and_positive_values_pass() -> None:
     assert TmItem.objects.timeout(None).query.timeout is None
     assert TmItem.objects.timeout(0.25).query.timeout == 0.25
+    assert TmItem.objects.timeout(MAX_TIMEOUT).query.timeout == (2**31 - 1) / 1000
     with odm.operation_timeout(None):
         pass

@@ -14,6 +14,7 @@ from odm.document import Document, Embedded
 from odm.models.fields import Field, Indexed, Reference, utcnow
 from odm.models.loading import load_documents
 from odm.schema import ensure_indexes
+from odm.timeouts import MAX_TIMEOUT
 
 
 class LifeAddress(Embedded):
@@ -333,6 +334,26 @@ async def test_timeout_and_write_concern_are_accepted(monitored: MonitoredDataba
     await c.delete(timeout=5.0)
     with pytest.raises(ValueError):
         await c.insert(timeout=0)
+
+
+async def test_the_longest_timeout_accepted_is_one_the_server_takes(
+    monitored: MonitoredDatabase,
+) -> None:
+    """``MAX_TIMEOUT`` is what the server takes as ``maxTimeMS``: every operation
+    and block works under it, and a millisecond more is refused before anything is sent."""
+    longest = MAX_TIMEOUT
+    c = LifeCustomer(email="a@x.io", name="Ann")
+    await c.insert(timeout=longest)
+    async with odm.transaction(timeout=longest):
+        loaded = await LifeCustomer.objects.timeout(longest).get(id=c.id)
+        loaded.age = 3
+    assert await LifeCustomer.objects.timeout(longest).filter(age=3).count() == 1
+    (find,) = [cmd for cmd in monitored.log.named("find") if "maxTimeMS" in cmd]
+    assert 0 < find["maxTimeMS"] <= 2**31 - 1
+    sent = len(monitored.log.commands)
+    with pytest.raises(ValueError, match=r"at most 2\.14748e\+06"):
+        await c.refresh(timeout=longest + 0.001)
+    assert len(monitored.log.commands) == sent
 
 
 async def test_stored_document_that_no_longer_fits(monitored: MonitoredDatabase) -> None:
