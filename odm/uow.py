@@ -543,6 +543,10 @@ class UnitOfWork:
         :meth:`on_commit`)."""
         callbacks = self._on_commit
         first_error: BaseException | None = None
+        # A cancellation cuts off the callback it reaches, as it would any code; the callbacks
+        # after it still run (the transaction committed: dropping them would be a silent loss),
+        # and it is raised once all ran, saying the transaction committed.
+        cancelled: asyncio.CancelledError | None = None
         self._running_callbacks = True
         try:
             index = 0
@@ -553,6 +557,8 @@ class UnitOfWork:
                     result = callback()
                     if inspect.isawaitable(result):
                         await result
+                except asyncio.CancelledError as exc:
+                    cancelled = cancelled or exc
                 except Exception as exc:
                     if robust:
                         logger.exception("on_commit callback %r failed", callback)
@@ -561,6 +567,11 @@ class UnitOfWork:
         finally:
             self._running_callbacks = False
             self._on_commit = []
+        if cancelled is not None:
+            raise asyncio.CancelledError(
+                "cancelled while the on_commit callbacks ran: the transaction committed, and "
+                "every callback was run (the one the cancellation reached was cut off there)"
+            ) from first_error
         if first_error is not None:
             raise OnCommitError(
                 f"the transaction committed, but an on_commit callback failed: "
