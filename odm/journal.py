@@ -12,14 +12,15 @@ user's intent, and the next ``save()`` writes exactly what differs from what the
 Values the block only *read* are another matter: a document loaded, refreshed or read again
 after the transaction wrote may hold the transaction's own writes (a queryset ``update()``, a
 raw driver call). So the journal keeps what each such document was read with
-(:meth:`Journal.read`), and after an abort every value still equal to it goes back to what the
-database holds (a three-way merge, :func:`take_back_reads`); otherwise the next ``save()``
-would write the aborted transaction's values as if they were the user's. A read may hold the
-block's own writes of the document too (the flush before a queryset ``update()`` sent the
-user's changes, then the update read them back): so before each such read the journal keeps
-what the block's writes made of the document since it was last read (:meth:`Journal.reading`),
-and an abort applies those changes again on what the database holds, before the merge. A
-document inserted in the block is merged onto what its insert wrote.
+(:meth:`Journal.read`; since a raw driver call writes unseen, an abort marks every document the
+block loaded so: ``UnitOfWork._read_back_every_load``), and after an abort every value still
+equal to it goes back to what the database holds (a three-way merge, :func:`take_back_reads`);
+otherwise the next ``save()`` would write the aborted transaction's values as if they were the
+user's. A read may hold the block's own writes of the document too (the flush before a queryset
+``update()`` sent the user's changes, then the update read them back): so before each such read
+the journal keeps what the block's writes made of the document since it was last read
+(:meth:`Journal.reading`), and an abort applies those changes again on what the database holds,
+before the merge. A document inserted in the block is merged onto what its insert wrote.
 
 SQLAlchemy does the same on ``Session.rollback()`` (it expires instance state); odm keeps the
 old state instead of reloading it, so that an optimistic lock still sees a concurrent write.
@@ -44,6 +45,7 @@ from .models.loading import _snapshot_of, load_into
 from .models.options import ID_KEY
 from .models.tracking import (
     TrackingState,
+    Unsure,
     capture_state,
     collection_model,
     family_of,
@@ -143,6 +145,17 @@ class Journal:
         key = id(document)
         if key not in self._entries:
             self._entries[key] = (document, capture_state(document))
+
+    def read_back(self, document: Any) -> bool:
+        """:meth:`read` ``document``, loaded in the block (what it was loaded with may hold
+        writes the block made unseen), and say whether it was marked so: not when the journal
+        holds it already, nor when its snapshot is :class:`~odm.models.tracking.Unsure` (a
+        write of it outside the block was cut off since: it claims nothing, and its next
+        write learns what is stored first)."""
+        if id(document) in self._entries or isinstance(raw_snapshot(document), Unsure):
+            return False
+        self.read(document)
+        return True
 
     def remember_to_reload(self, document: Any) -> None:
         """Mark ``document``, loaded after the transaction wrote, to be read back on abort."""

@@ -128,7 +128,16 @@ class UnitOfWork:
         """Keep ``document``'s tracking state as it is before its first change in this block,
         so that an abort puts it back (see :class:`~odm.journal.Journal`)."""
         self.wrote = True
-        self.journal.remember(document)
+        self._keep(document)
+
+    def _keep(self, document: Any) -> None:
+        """:meth:`remember` ``document`` without noting a write. One the block loaded before
+        its first write is not trusted as it was loaded: a raw driver call of the block may
+        have written it unseen (:meth:`_read_back_every_load`), so, as one loaded after a
+        write, it is read back on abort and the block's changes merged onto what is stored."""
+        journal = self.journal
+        if document not in self.identity or not journal.read_back(document):
+            journal.remember(document)
 
     def note_write(self) -> None:
         """Record that the transaction wrote without an instance (a queryset update or
@@ -529,7 +538,7 @@ class UnitOfWork:
                 )
                 raise mismatch
             for document, _ in items:
-                self.journal.remember(document)
+                self._keep(document)
                 writes.mark_clean(document)
             self._flushed += len(items)
 
@@ -595,6 +604,7 @@ class UnitOfWork:
             return
         self.failure = f"{type(exc).__name__}: {exc}"
         self._inner_failure = inner
+        self._read_back_every_load()
         # An operation cut off by a cancellation or a deadline may have reached the server
         # without the driver knowing: it may even be the one that started the server
         # transaction, which the driver's abort would then not end.
@@ -604,6 +614,18 @@ class UnitOfWork:
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
+
+    def _read_back_every_load(self) -> None:
+        """Mark every document the block loaded to be read back after the abort, not only those
+        loaded after one of odm's writes (:meth:`track`): a raw driver call in the block
+        (``session=odm.current_session()``, or PyMongo's ``bind()`` with no ``session=`` at
+        all) writes unseen, and a document loaded after it would keep the aborted values, which
+        its next ``save()`` would store as the user's. SQLAlchemy expires every instance of a
+        session on rollback for the same reason. Documents the journal holds already (written
+        by the block, or read after its writes) keep their entries."""
+        journal = self.journal
+        for document in self.identity:
+            journal.read_back(document)
 
     async def fence(self) -> None:
         """Give the session, just aborted by a failed inner block, a new transaction that is
