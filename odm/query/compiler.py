@@ -290,15 +290,24 @@ def explain_command(query: Query) -> dict[str, Any]:
 
 
 def compile_count(query: Query) -> CompiledCount:
-    """Compile ``count()``: ``count_documents`` arguments, or a pipeline ending in ``$count``."""
+    """Compile ``count()``: ``count_documents`` arguments, or a pipeline ending in ``$count``.
+
+    The ordering and ``select_related`` are dropped first, and the choice between the two is
+    made on what is left: neither changes how many rows there are (their joins are left joins
+    of one document, and a slice ``[a:b]`` keeps ``min(b, n) - a`` rows whatever the order),
+    and deciding on the query as given took the pipeline branch for the joins of an ordering
+    across a reference (``order_by("author__name")``) that the unordered query then no longer
+    had, so it compiled to a ``find``.
+    """
     if query.extras.computed:
         return CompiledCount(pipeline=count_pipeline(query))
-    parts = _parts(query)
+    counted = query.clone()
+    counted.ordering = ()
+    counted.related = ()
+    parts = _parts(counted)
     _refuse_near(parts, "count()")
     if not parts.joins and not query.grouped:
         return CompiledCount(filter=parts.pre, skip=query.low_mark, limit=query.limit)
-    counted = query.clone()
-    counted.ordering = ()
     compiled = compile_query(counted)
     assert isinstance(compiled, CompiledPipeline)
     pipeline = [s for s in compiled.pipeline if not ({"$unset", "$project"} & s.keys())]
