@@ -14,7 +14,6 @@ Kept small on purpose: this is the hot path that benchmarks compare with raw PyM
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -34,7 +33,6 @@ from pymongo.errors import (
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
-    WriteError,
 )
 
 from . import connection as _connection
@@ -44,6 +42,9 @@ from .concerns import as_read_preference, as_write_concern
 from .connection import database_for
 from .exceptions import DuplicateKey, OperationTimeout, QueryError
 from .nesting import check_payload
+from .refusals import field_path as _field_path
+from .refusals import outcome as _refusal_outcome
+from .refusals import stored_value_refusal
 from .session import current_session, current_unit_of_work, operation_session
 from .timeouts import check_timeout, deadline_after, is_timeout, time_left
 
@@ -152,24 +153,11 @@ def _duplicate(model: type[Any], details: Mapping[str, Any] | None, exc: BaseExc
     )
 
 
-def _field_path(model: type[Any], stored: str) -> str:
-    """Return the ``filter()`` spelling of a stored dotted key: ``_id`` is ``id``, a
-    top-level alias is its field's name, dots become ``__``."""
-    head, dot, rest = stored.partition(".")
-    if head == "_id":  # the stored name of every id field
-        head = "id"
-    else:
-        for name, info in model.model_fields.items():
-            if info.alias == head:
-                head = name
-                break
-    return head + ("__" + rest.replace(".", "__") if dot else "")
-
-
-#: Server errors that mean the query or update itself is wrong, not the server: an invalid
-#: regular expression (51091, the ``regex`` lookups pass the caller's pattern on) and a path
-#: that cannot be created (28, e.g. setting ``address.city`` where ``address`` is null).
-_REFUSED_QUERY_CODES = frozenset({28, 51091})
+#: Server errors that mean the query itself is wrong, not the server: an invalid regular
+#: expression (51091, the ``regex`` lookups pass the caller's pattern on, which its message
+#: quotes; it quotes nothing stored). A path that cannot be created (28, ``address.city``
+#: where ``address`` is null) quotes the stored value in the way: see :mod:`odm.refusals`.
+_REFUSED_QUERY_CODES = frozenset({51091})
 
 
 def _unencodable(model: type[Any], payload: Any, exc: BaseException) -> Exception:
@@ -213,72 +201,6 @@ def _parallel_arrays(exc: OperationFailure) -> bool:
     """Tell whether the server refused a sort on two array fields of one document (a free-form
     field can hold arrays the model does not announce, so order_by cannot always see it)."""
     return exc.code == _BAD_VALUE and "parallel arrays" in str(exc)
-
-
-#: The server's errors for an update operator that the stored value refuses, by code:
-#: TypeMismatch (``$inc`` / ``$mul`` on null or a string) and BadValue (``$push`` /
-#: ``$addToSet`` / ``$pull`` on what is not an array). Each: words of the message that tell
-#: it from other errors of its code, the update operators it is about, what they need.
-_UNFIT: dict[int, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    14: (("non-numeric",), ("$inc", "$mul"), "a number"),
-    2: (
-        ("must be an array", "non-array"),
-        ("$push", "$addToSet", "$pull", "$pullAll"),
-        "a list",
-    ),
-}
-
-#: The field the server names ("the field 'n'", "Field named 'tags'") and the type it found
-#: ("type null").
-_NAMED_FIELD = re.compile(r"[Ff]ield (?:named )?'([^']+)'")
-_FOUND_TYPE = re.compile(r"type (\w+)")
-
-
-def _unfit_value(
-    model: type[Any], what: str, payload: Any, exc: WriteError
-) -> QueryError | None:
-    """Return the ``QueryError`` for an update that a stored value refused (``F("n") + 1`` on
-    a document whose ``n`` is null), naming the field as ``update()`` takes it and what it
-    holds; ``None`` when ``exc`` is another error."""
-    message = str((exc.details or {}).get("errmsg") or exc)
-    words, operators, need = _UNFIT[exc.code or 0]  # the caller checked the code
-    update = payload[0] if payload else None
-    if not any(w in message for w in words) or not isinstance(update, Mapping):
-        return None
-    paths = [p for op in operators for p in (update.get(op) or {})]
-    named = _NAMED_FIELD.search(message)
-    if named is not None:
-        name = named.group(1)
-        paths = [p for p in paths if p == name or p.endswith("." + name)] or paths
-    if not paths:
-        return None
-    fields = [_field_path(model, p) for p in paths]
-    found = _FOUND_TYPE.findall(message)
-    held = f"holds {found[-1]} there, not {need}" if found else f"does not hold {need} there"
-    leave = (
-        f"leave such documents out (filter({fields[0]}__isnull=False)) or "
-        if found and found[-1] == "null"
-        else ""
-    )
-    return QueryError(
-        f"{model.__name__} {what}: cannot write {', '.join(repr(f) for f in fields)}: a "
-        f"matching document {held}, so the update cannot apply; {_unfit_outcome(what)}; "
-        f"{leave}store {need} there first (the server said: {message})",
-        field=fields[0],
-    )
-
-
-def _unfit_outcome(what: str) -> str:
-    """Say what a refused update left behind: in a transaction the server aborted it; an
-    ``update_many`` keeps what it wrote before the refused document."""
-    if current_unit_of_work() is not None:
-        return "the server aborted the transaction"
-    if what == "update_many":
-        return (
-            "the documents it updated before that one keep the change (MongoDB does not "
-            "undo an update_many part-way)"
-        )
-    return "nothing was written"
 
 
 #: What the encoder raises for a value BSON cannot hold: a NUL in a key, an integer beyond
@@ -338,6 +260,8 @@ def _too_large_message(model: type[Any], what: str, exc: BaseException) -> str:
 #: whose result would be over it, BSONObjectTooLarge (a result over by more).
 _TOO_LARGE_RESULT: Final = 17419
 _TOO_LARGE_DOCUMENT_CODES: Final = frozenset({_BAD_VALUE, _TOO_LARGE_RESULT, 10334})
+#: Where the server's message of a BSONObjectTooLarge starts quoting the document.
+_FIRST_ELEMENT: Final = " First element:"
 #: What was too large, by write (the others: "the updated document would be").
 _TOO_LARGE_STORED: Final = {
     "insert": "the document is",
@@ -356,10 +280,12 @@ def _too_large_write(model: type[Any], what: str, exc: OperationFailure) -> Quer
     message = str((exc.details or {}).get("errmsg") or "")
     if exc.code == _BAD_VALUE and "too large" not in message:
         return None
+    # BSONObjectTooLarge goes on with the document's first element (its _id, stored data).
+    message = message.partition(_FIRST_ELEMENT)[0]
     subject = _TOO_LARGE_STORED.get(what, "the updated document would be")
     return CommandTooLarge(
         f"{model.__name__} {what}: {subject} larger than MongoDB's 16 MB limit on a "
-        f"document, so the server refused it; {_unfit_outcome(what)} (the server said: "
+        f"document, so the server refused it; {_refusal_outcome(what)} (the server said: "
         f"{message[:200]})"
     )
 
@@ -492,8 +418,14 @@ def _raise_mapped(
         _cut_off(model, what)
         return
     if isinstance(exc, OperationFailure):
+        # An update a stored value refused: the server's message quotes the document, the
+        # QueryError only the update's fields and the type held (the server's error stays
+        # its __cause__, for logs).
+        refusal = _stored_value_refusal(model, what, payload, exc)
         # Inside a transaction the server aborted it (or will not let it commit).
-        _refused(model, what, exc)
+        _refused(model, what, exc, refusal)
+        if refusal is not None:
+            raise refusal from exc
     if isinstance(exc, OperationFailure) and (
         exc.code in _REFUSED_QUERY_CODES or _parallel_arrays(exc)
     ):
@@ -508,10 +440,6 @@ def _raise_mapped(
         too_large = _too_large_write(model, what, exc)
         if too_large is not None:
             raise too_large from exc
-    if isinstance(exc, WriteError) and exc.code in _UNFIT:
-        unfit = _unfit_value(model, what, payload, exc)
-        if unfit is not None:
-            raise unfit from exc
     if isinstance(exc, DuplicateKeyError):
         raise _duplicate(model, exc.details, exc) from exc
     if isinstance(exc, BulkWriteError):
@@ -545,12 +473,41 @@ def _cut_off(model: type[Any], what: str) -> None:
         uow.cut_off(f"{model.__name__} {what}")
 
 
-def _refused(model: type[Any], what: str, exc: OperationFailure) -> None:
+def _refused(
+    model: type[Any], what: str, exc: OperationFailure, refusal: QueryError | None = None
+) -> None:
     """Tell the bound unit of work, if any, that the server refused the driver call ``what``
-    on ``model`` with ``exc`` (see :meth:`odm.uow.UnitOfWork.refused`)."""
+    on ``model`` with ``exc`` (see :meth:`odm.uow.UnitOfWork.refused`); ``refusal``, odm's
+    words for it, when the server's message quotes stored values."""
     uow = current_unit_of_work()
     if uow is not None:
-        uow.refused(f"{model.__name__} {what}", exc)
+        prefix = f"{model.__name__} {what}"
+        shown = None if refusal is None else str(refusal).removeprefix(prefix + ": ")
+        uow.refused(prefix, exc, shown)
+
+
+def _stored_value_refusal(
+    model: type[Any], what: str, payload: Any, exc: OperationFailure
+) -> QueryError | None:
+    """Return the ``QueryError`` for ``exc`` when it is an update a stored value refused
+    (:func:`odm.refusals.stored_value_refusal`), a bulk write's first write error included
+    (the unit of work's flush: ``payload`` holds its updates in order); else ``None``."""
+    details = exc.details if isinstance(exc.details, Mapping) else {}
+    if isinstance(exc, BulkWriteError):
+        errors = details.get("writeErrors") or []
+        first = errors[0] if errors and isinstance(errors[0], Mapping) else None
+        if first is None:
+            return None
+        index = first.get("index")
+        update = (
+            payload[index : index + 1]
+            if isinstance(index, int) and isinstance(payload, Sequence)
+            else None
+        )
+        return stored_value_refusal(
+            model, what, update, first.get("code"), str(first.get("errmsg") or "")
+        )
+    return stored_value_refusal(model, what, payload, exc.code, str(details.get("errmsg") or ""))
 
 
 # -- reads -----------------------------------------------------------------------------------

@@ -340,7 +340,7 @@ class UnitOfWork:
                 "the whole block"
             )
 
-    def refused(self, call: str, error: BaseException) -> None:
+    def refused(self, call: str, error: BaseException, shown: str | None = None) -> None:
         """Record that the server refused ``call`` (a driver call of the block: an insert that
         breaks a unique index, an update a stored value refuses, a query it cannot run) with
         ``error``. MongoDB aborts the transaction at such an error, so the block's next
@@ -350,13 +350,16 @@ class UnitOfWork:
         (:meth:`rollback_only`): the block's next operation and its end raise
         :class:`odm.TransactionError` naming the refused call. An error labelled
         ``TransientTransactionError`` (a write conflict) is left alone: ``atomic`` retries it.
+        ``shown``: what to say of the refusal instead of the server's message, which quotes
+        stored values for some (an update a stored value refused, :mod:`odm.refusals`).
         """
         if isinstance(error, PyMongoError) and error.has_error_label(
             "TransientTransactionError"
         ):
             return
         self.rollback_only(
-            f"{call} was refused by the server in this transaction ({_refusal(error)})", error
+            f"{call} was refused by the server in this transaction ({_refusal(error, shown)})",
+            error,
         )
 
     def on_commit(self, callback: Callable[[], Any], *, robust: bool = False) -> None:
@@ -701,13 +704,16 @@ def _noted(error: BaseException) -> bool:
 _REFUSAL_CHARS = 300
 
 
-def _refusal(error: BaseException) -> str:
+def _refusal(error: BaseException, shown: str | None = None) -> str:
     """The server's refusal ``error`` in a few words: its type and the server's message (a
-    bulk write's first write error), on one line and cut to a readable length."""
-    details = getattr(error, "details", None) or {}
-    errors = details.get("writeErrors") if isinstance(details, dict) else None
-    source = errors[0] if errors and isinstance(errors[0], dict) else details
-    message = source.get("errmsg") if isinstance(source, dict) else None
+    bulk write's first write error), or ``shown`` instead of that message, on one line and
+    cut to a readable length."""
+    message = shown
+    if message is None:
+        details = getattr(error, "details", None) or {}
+        errors = details.get("writeErrors") if isinstance(details, dict) else None
+        source = errors[0] if errors and isinstance(errors[0], dict) else details
+        message = source.get("errmsg") if isinstance(source, dict) else None
     text = " ".join(str(message or error).split())
     if len(text) > _REFUSAL_CHARS:
         text = text[: _REFUSAL_CHARS - 3] + "..."
