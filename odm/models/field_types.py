@@ -44,6 +44,7 @@ __all__ = [
     "analyze",
     "check_literal",
     "field_type_of",
+    "held_operator",
     "int_text",
     "is_set_type",
     "may_nest",
@@ -159,6 +160,51 @@ def check_literal(value: Any, field: str) -> None:
                 _check_datetime(item, field)
         elif not isinstance(item, _BSON_LEAVES) and not hasattr(item, _BSON_TYPE_MARKER):
             raise _unencodable_literal(item, field)
+
+
+def held_operator(value: Any) -> str | None:
+    """Describe what ``value`` holds, at any depth, that no filter or update value may hold
+    and that a field's type would take without a word: a dict key starting with ``$``
+    (``{"$set": ...}``, a ``SON``, a ``RawBSONDocument``) or holding ``.`` or NUL, which an
+    embedded model drops as a key it does not declare, and a regex or JavaScript object,
+    which a str field reads as the text it holds (``None``: it holds none of them).
+
+    The value is the caller's raw one, before its type converted it (after, nothing dropped
+    is left to see): :meth:`odm.query.lookups.Lookup.refuse_operators` (a filter value) and
+    :meth:`FieldType.convert` with ``store=True`` (an update value) refuse what this names.
+    Each dict or collection is walked once (iterative, a shared or cyclic one included), so
+    no value can blow the stack or loop."""
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _PLAIN_TYPES:
+            continue
+        if kind is dict or (kind not in _ARRAYS and isinstance(item, Mapping)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            for key in item:
+                if not isinstance(key, str):
+                    continue
+                if key.startswith("$"):
+                    return f"the operator key {key!r}"
+                if "." in key or "\x00" in key:
+                    return f"the key {key!r} (a '.' or NUL in a key is read as a path)"
+            stack.extend(item.values())
+        elif kind in _ARRAYS or isinstance(item, list | tuple | set | frozenset):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            stack.extend(item)
+        elif isinstance(item, _UNSAFE_VALUES):
+            return f"a {kind.__name__} object"
+    return None
+
+
+#: The collections :func:`held_operator` walks into without an ``isinstance`` test.
+_ARRAYS: Final = frozenset({list, tuple, set, frozenset})
 
 
 #: The years in which an aware datetime can fall outside BSON's range once in UTC (a UTC
@@ -309,7 +355,20 @@ class FieldType:
         return self._store_adapter
 
     def convert(self, value: Any, field: str, *, store: bool = False) -> Any:
-        """Validate ``value`` as this type and return its BSON-ready form, or raise QueryError."""
+        """Validate ``value`` as this type and return its BSON-ready form, or raise QueryError.
+
+        ``store``: ``value`` is written (an update's value, or an element it adds or pulls),
+        validated with the field's constraints. Then, besides what :func:`check_literal`
+        refuses in the converted value, the raw value may not hold what its type would drop
+        or read as text (:func:`held_operator`): ``update(prefs={"$set": {...}})`` on an
+        embedded model would store the model's defaults, and ``items=[{"$where": "..."}]``
+        a list of them. It is refused, naming the field and the key, as a filter value is
+        (:meth:`odm.query.lookups.Lookup.refuse_operators`). A free-form field (``dict``,
+        ``Any``, ``list[dict]``) keeps every key, so such a key is refused there as in a
+        filter, by :func:`check_literal`, naming it too; only ``save()`` stores a free-form
+        document's keys as they are (a document is data, an update and a filter may not
+        carry an operator in a value).
+        """
         if self.kind is Kind.ANY:
             check_literal(value, field)
             return value
@@ -336,6 +395,15 @@ class FieldType:
                 f"invalid value for {field!r} ({self.label}): {first['msg']}", field=field
             ) from None
         check_literal(converted, field)
+        if store and type(value) not in _PLAIN_TYPES:  # the usual value skips the walk
+            held = held_operator(value)
+            if held is not None:
+                raise QueryError(
+                    f"value for {field!r} holds {held}, which no update value may hold: "
+                    f"the field's type ({self.label}) would drop it or read it as text, "
+                    "not store it",
+                    field=field,
+                )
         if type(converted) in _PLAIN_TYPES:
             return converted
         return _sets_in_order(converted)

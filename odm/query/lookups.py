@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
 from ..models.derived import expire_all
-from ..models.field_types import PLAIN_SCALARS
+from ..models.field_types import PLAIN_SCALARS, held_operator
 from ..nesting import MAX_DEPTH
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import (
@@ -235,22 +235,15 @@ class Lookup:
 
     def refuse_operators(self, value: Any) -> None:
         """Raise QueryError, naming the field, when ``value`` holds a document with a key
-        starting with ``$`` (``{"$ne": None}``, a ``SON``, a ``RawBSONDocument``) or a regex
-        or JavaScript object, at any depth: a request body's operator is refused here, never
-        dropped as a key the field's model does not declare (``lines={"$ne": None}`` was a
-        line of default values) nor read as the text it holds (``Code("1")`` was ``1``)."""
-        stack = [value]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, _NOT_VALUES):
-                raise self._not_a_value(f"a {type(item).__name__} object")
-            if isinstance(item, Mapping):
-                for key in item:
-                    if isinstance(key, str) and key.startswith("$"):
-                        raise self._not_a_value(f"the operator key {key!r}")
-                stack.extend(item.values())
-            elif isinstance(item, list | tuple | set | frozenset):
-                stack.extend(item)
+        starting with ``$`` (``{"$ne": None}``, a ``SON``, a ``RawBSONDocument``) or holding
+        ``.`` or NUL, or a regex or JavaScript object, at any depth
+        (:func:`~odm.models.field_types.held_operator`, which an update value's check shares):
+        a request body's operator is refused here, never dropped as a key the field's model
+        does not declare (``lines={"$ne": None}`` was a line of default values) nor read as
+        the text it holds (``Code("1")`` was ``1``)."""
+        held = held_operator(value)
+        if held is not None:
+            raise self._not_a_value(held)
 
     def _not_a_value(self, what: str) -> QueryError:
         """The error of a value holding ``what``, which is no value to compare with."""
