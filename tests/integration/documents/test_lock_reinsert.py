@@ -171,7 +171,7 @@ async def test_a_reinsert_cut_off_knows_the_version_it_sent(database: Any, hold:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
             await item.insert()
-    await asyncio.sleep(0.25)  # the server is done with the held insert
+    await hold.over()  # the server is done with the held insert
     assert isinstance(get_snapshot(item), Unsure)
     sent = item.version
     await item.save()  # nothing to send: what is stored is what it holds

@@ -32,7 +32,7 @@ async def insert_cut_off(item: VerCutItem, hold: Any, ran: bool) -> None:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
             await item.insert()
-    await asyncio.sleep(0.25)  # the server is done with the held insert
+    await hold.over()  # the server is done with the held insert
 
 
 async def stored(database: Any, ident: Any) -> dict[str, Any]:
