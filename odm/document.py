@@ -235,6 +235,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         if signals.pre_save.has_receivers():
             await signals.pre_save.send(model, document=self, created=True)
         check_saved_references(self)
+        tracking.check_own_block(self)
         raw = self.to_bson()
         start_version(self, raw)  # under the lock: one no object of an earlier document holds
         try:
@@ -302,6 +303,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         plan = prepare_update(self, snapshot=get_snapshot(self) if hooked else snapshot)
         if plan is not None:
             filter, update, new_raw = plan
+            tracking.check_own_block(self)
             try:
                 result = await executor.update_one(
                     model, filter, update, timeout=timeout, write_concern=write_concern
@@ -332,6 +334,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         await self.before_delete()
         if signals.pre_delete.has_receivers():
             await signals.pre_delete.send(model, document=self)
+        tracking.check_own_block(self)
         try:
             result = await executor.delete_one(
                 model, write_filter(self), timeout=timeout, write_concern=write_concern
@@ -351,6 +354,7 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         """Reload every field from the database (``Model.DoesNotExist`` if it is gone)."""
         model = type(self)
         filter = write_filter(self, with_version=False)
+        tracking.check_own_block(self)
         raw = await executor.find_one(model, filter, timeout=timeout)
         if raw is None:
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")

@@ -49,6 +49,7 @@ from .models.tracking import (
     capture_state,
     collection_model,
     family_of,
+    held_by,
     raw_snapshot,
     restore_state,
     set_snapshot,
@@ -66,9 +67,13 @@ class Journal:
     """Documents whose tracking state a transaction changed, with their state before it, and
     documents loaded after the transaction wrote (their state is read back after an abort)."""
 
-    __slots__ = ("_entries", "_kept", "_reading", "_reads")
+    __slots__ = ("_entries", "_kept", "_reading", "_reads", "owner")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Any = None) -> None:
+        #: The unit of work whose journal this is: each document it holds is marked with it
+        #: (:func:`~odm.models.tracking.held_by`), so that a write of the document from outside
+        #: that block is refused while the block is open.
+        self.owner = owner
         # Keyed by id(): the entry holds the document, so its id() stays its own. A state of
         # None means "read it back": the document was loaded after the transaction wrote, so
         # what it was loaded with may be one of the transaction's own writes.
@@ -135,6 +140,7 @@ class Journal:
                 self._entries[key] = (source, state)
         mine = id(copy)
         self._entries[mine] = (copy, state)
+        held_by(copy, self.owner)
         if key in self._reads:
             self._reads[mine] = self._reads[key]
         if key in self._kept:
@@ -145,6 +151,7 @@ class Journal:
         key = id(document)
         if key not in self._entries:
             self._entries[key] = (document, capture_state(document))
+            held_by(document, self.owner)
 
     def read_back(self, document: Any) -> bool:
         """:meth:`read` ``document``, loaded in the block (what it was loaded with may hold
@@ -162,9 +169,14 @@ class Journal:
         key = id(document)
         if key not in self._entries:
             self._entries[key] = (document, None)
+            held_by(document, self.owner)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def holds(self, document: Any) -> bool:
+        """Whether the journal keeps a state of ``document``, or marks it to be read back."""
+        return id(document) in self._entries
 
     def restore(self) -> None:
         """Put every kept state back (the transaction was aborted) and forget them; documents
@@ -174,6 +186,7 @@ class Journal:
             if state is None:
                 left[key] = (document, state)
             else:
+                held_by(document, None)
                 restore_state(document, state)
                 read = self._reads.pop(key, None)
                 kept = self._kept.pop(key, ())
@@ -184,6 +197,7 @@ class Journal:
 
     def clear(self) -> None:
         """Forget the kept states (the transaction committed: the new states are true)."""
+        _release(self._entries.values())
         self._entries = {}
         self._reads = {}
         self._kept = {}
@@ -197,6 +211,7 @@ class Journal:
         read back is left as it is) and a warning logged: the outcome is the caller's to
         check then."""
         entries, self._entries = self._entries, {}
+        _release(entries.values())
         reads, self._reads = self._reads, {}
         kept_all, self._kept = self._kept, {}
         self._reading = {}
@@ -251,6 +266,13 @@ class Journal:
                     take_version(document, raw)
                 if read is not None:
                     take_back_reads(document, read, snapshot, kept)
+
+
+def _release(entries: Iterable[tuple[Any, Any]]) -> None:
+    """Unmark the documents of ``entries``, no longer kept: the block no longer refuses
+    writes of them from outside, nor keeps itself alive through them."""
+    for document, _ in entries:
+        held_by(document, None)
 
 
 def _landed(

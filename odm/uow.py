@@ -65,7 +65,7 @@ class UnitOfWork:
         #: The driver's ``start_transaction`` keywords of the block.
         self.options = options or {}
         self.identity = IdentityMap()
-        self.journal = Journal()
+        self.journal = Journal(self)
         #: Whether the transaction sent a write yet (see :meth:`track`).
         self.wrote = False
         self.owner: asyncio.Task[Any] | None = asyncio.current_task()
@@ -617,6 +617,22 @@ class UnitOfWork:
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError("cancelled while the transaction was aborted") from exc
+
+    def refuse_outside(self, document: Any) -> None:
+        """Raise :class:`odm.TransactionError` when this block is open and keeps a state of
+        ``document`` (it wrote or read it): the caller, outside the block, is about to write
+        or read it (see :func:`~odm.models.tracking.check_own_block`). Once the block has
+        ended, the document is free again."""
+        if self.ended is not None or not self.journal.holds(document):
+            return
+        owner = self.owner.get_name() if self.owner is not None else "?"
+        raise TransactionError(
+            f"{type(document).__name__} _id={tracking.stored_id(document)!r} has uncommitted "
+            f"changes of the transaction block open in task {owner!r}: write or refresh it "
+            "inside that block, or once the block has ended (from outside, the write would "
+            "wait on the block's own uncommitted write, and the object would then say what "
+            "neither committed)"
+        )
 
     def _read_back_every_load(self) -> None:
         """Mark every document the block loaded to be read back after the abort, not only those

@@ -35,6 +35,7 @@ __all__ = [
     "Unsure",
     "annotations_of",
     "capture_state",
+    "check_own_block",
     "collection_model",
     "copied",
     "copy_state",
@@ -43,6 +44,7 @@ __all__ = [
     "get_snapshot",
     "gone",
     "has_changes",
+    "held_by",
     "is_partial",
     "never_tracked",
     "pickled_state",
@@ -71,8 +73,10 @@ _PARTIAL = "_odm_partial"
 _PENDING = "_odm_pending"
 _FAMILY = "_odm_family"
 _ANNOTATIONS = "_odm_annotations"
+#: The unit of work whose journal keeps a state of the document (see :func:`held_by`).
+_BLOCK = "_odm_block"
 #: The slots, for ``Document.__slots__``.
-SLOTS = (_ANNOTATIONS, _FAMILY, _PARTIAL, _PENDING, _SNAPSHOT)
+SLOTS = (_ANNOTATIONS, _BLOCK, _FAMILY, _PARTIAL, _PENDING, _SNAPSHOT)
 _NO_ANNOTATIONS: Mapping[str, Any] = MappingProxyType({})
 _set_slot = object.__setattr__
 _get_slot = object.__getattribute__
@@ -391,6 +395,27 @@ def version_set_by_hand(document: Any) -> bool:
     known = snapshot.get(meta.db_key(meta.version_field))
     held = document.__dict__.get(meta.version_field)
     return bool(held != (0 if known is None else known))
+
+
+def held_by(document: Any, block: Any) -> None:
+    """Record that ``block`` (a unit of work) keeps a state of ``document`` for an abort: until
+    the block ends, a write or read of the document from outside it is refused
+    (:func:`check_own_block`)."""
+    _set_slot(document, _BLOCK, block)
+
+
+def check_own_block(document: Any) -> None:
+    """Refuse (``odm.TransactionError``) an instance write or read of ``document`` from outside
+    the open block that wrote it: from another task, or through ``outside_blocks()``.
+
+    Such a write would wait on the server for the block's own uncommitted write (until the
+    server's transaction lifetime limit ends the block), and either way the object would end
+    up saying what neither side committed: the block puts back its state on abort over what
+    the outside write stored, or the outside write records a state built on the block's
+    uncommitted one. One slot read when nothing holds the document."""
+    block = _slot_or(document, _BLOCK, None)
+    if block is not None and block is not current_unit_of_work():
+        block.refuse_outside(document)
 
 
 def will_change(document: Any) -> None:
