@@ -22,8 +22,10 @@ the journal keeps what the block's writes made of the document since it was last
 (:meth:`Journal.reading`), and an abort applies those changes again on what the database holds,
 before the merge. A document inserted in the block is merged onto what its insert wrote.
 
-SQLAlchemy does the same on ``Session.rollback()`` (it expires instance state); odm keeps the
-old state instead of reloading it, so that an optimistic lock still sees a concurrent write.
+SQLAlchemy expires every instance of a session on ``Session.rollback()``. odm reads back the
+documents the block loaded (as they may hold its unseen writes), but keeps the old state of a
+document loaded before the block instead of reloading it, so that an optimistic lock still sees
+a concurrent write.
 """
 
 from __future__ import annotations

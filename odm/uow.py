@@ -623,12 +623,15 @@ class UnitOfWork:
         ``document`` (it wrote or read it): the caller, outside the block, is about to write
         or read it (see :func:`~odm.models.tracking.check_own_block`). Once the block has
         ended, the document is free again."""
+        owner = self.owner
         if self.ended is not None or not self.journal.holds(document):
             return
-        owner = self.owner.get_name() if self.owner is not None else "?"
+        if owner is not None and owner.done():  # a block whose task died without ending it
+            return
+        name = owner.get_name() if owner is not None else "?"
         raise TransactionError(
             f"{type(document).__name__} _id={tracking.stored_id(document)!r} has uncommitted "
-            f"changes of the transaction block open in task {owner!r}: write or refresh it "
+            f"changes of the transaction block open in task {name!r}: write or refresh it "
             "inside that block, or once the block has ended (from outside, the write would "
             "wait on the block's own uncommitted write, and the object would then say what "
             "neither committed)"
