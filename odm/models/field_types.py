@@ -37,7 +37,9 @@ __all__ = [
     "ID_FIELD",
     "INT64_MAX",
     "INT64_MIN",
+    "NOT_VALUES",
     "PLAIN_SCALARS",
+    "PLAIN_TYPES",
     "SEP",
     "FieldType",
     "Kind",
@@ -79,7 +81,9 @@ class Kind(enum.Enum):
     __hash__ = object.__hash__
 
 
-_UNSAFE_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
+#: The objects no filter or update value may hold: a regex matches inside ``$in``, and
+#: JavaScript is code (a str field would read either as the text it holds).
+NOT_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
 #: The integers BSON can hold (an int64); the encoder fails untyped beyond them.
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -144,7 +148,7 @@ def check_literal(value: Any, field: str) -> None:
                     "integer",
                     field=field,
                 )
-        elif isinstance(item, _UNSAFE_VALUES):
+        elif isinstance(item, NOT_VALUES):
             raise QueryError(
                 f"value for {field!r}: {type(item).__name__} objects are not accepted as values; "
                 "use the regex/iregex lookups",
@@ -179,7 +183,7 @@ def held_operator(value: Any) -> str | None:
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind in _PLAIN_TYPES:
+        if kind in PLAIN_TYPES:
             continue
         if kind is dict or (kind not in _ARRAYS and isinstance(item, Mapping)):
             if id(item) in seen:
@@ -198,7 +202,7 @@ def held_operator(value: Any) -> str | None:
                 continue
             seen.add(id(item))
             stack.extend(item)
-        elif isinstance(item, _UNSAFE_VALUES):
+        elif isinstance(item, NOT_VALUES):
             return f"a {kind.__name__} object"
     return None
 
@@ -395,7 +399,7 @@ class FieldType:
                 f"invalid value for {field!r} ({self.label}): {first['msg']}", field=field
             ) from None
         check_literal(converted, field)
-        if store and type(value) not in _PLAIN_TYPES:  # the usual value skips the walk
+        if store and type(value) not in PLAIN_TYPES:  # the usual value skips the walk
             held = held_operator(value)
             if held is not None:
                 raise QueryError(
@@ -404,7 +408,7 @@ class FieldType:
                     "not store it",
                     field=field,
                 )
-        if type(converted) in _PLAIN_TYPES:
+        if type(converted) in PLAIN_TYPES:
             return converted
         return _sets_in_order(converted)
 
@@ -452,8 +456,9 @@ _AS_IS: Final[dict[Any, type]] = {
 }
 
 
-#: Converted values that hold no set (most filter values): returned without a walk.
-_PLAIN_TYPES: Final = frozenset({str, int, *PLAIN_SCALARS})
+#: The exact types of the usual filter and update values, before conversion and after: they
+#: hold nothing :func:`held_operator` refuses, and no set (returned without a walk).
+PLAIN_TYPES: Final = frozenset({str, int, *PLAIN_SCALARS})
 
 
 def _sets_in_order(value: Any) -> Any:

@@ -14,13 +14,12 @@ import reprlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar, Final, get_origin
 
-import bson
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import QueryError
 from ..models.derived import expire_all
-from ..models.field_types import PLAIN_SCALARS, held_operator
+from ..models.field_types import NOT_VALUES, PLAIN_TYPES, held_operator
 from ..nesting import MAX_DEPTH
 from .expressions import ArrayUpdate, CombinedExpression, Expression, Extremum
 from .paths import (
@@ -207,7 +206,7 @@ class Lookup:
             raise
         # After the type's own refusal, whose message says what the field takes: here only
         # what the type took by dropping or reading it as something else.
-        if type(value) not in _PLAIN_INPUTS:  # the usual value skips the walk
+        if type(value) not in PLAIN_TYPES:  # the usual value skips the walk
             self.refuse_operators(value)
         return converted
 
@@ -255,7 +254,7 @@ class Lookup:
 
     def convert_text(self, value: Any) -> str:
         """Return ``value`` if it is a string, else raise QueryError."""
-        if type(value) is not str and isinstance(value, _NOT_VALUES):
+        if type(value) is not str and isinstance(value, NOT_VALUES):
             raise self._not_a_value(f"a {type(value).__name__} object")
         if not isinstance(value, str):
             raise QueryError(
@@ -281,7 +280,7 @@ class Lookup:
 
     def convert_bool(self, value: Any) -> bool:
         """Validate a boolean switch (``isnull=True``)."""
-        if type(value) not in _PLAIN_INPUTS:
+        if type(value) not in PLAIN_TYPES:
             self.refuse_operators(value)
         try:
             return _BOOL.validate_python(value)
@@ -392,11 +391,6 @@ class Lookup:
         return mql
 
 
-#: The exact types of the usual filter values, which hold nothing
-#: :meth:`Lookup.refuse_operators` refuses.
-_PLAIN_INPUTS: Final = frozenset({str, int, *PLAIN_SCALARS})
-#: The objects a value may not hold: a regex matches inside ``$in``, and JavaScript is code.
-_NOT_VALUES: Final = (re.Pattern, bson.Regex, bson.Code)
 
 
 #: The collections that are not stored as an array (a ``MutableSequence`` or a ``NamedTuple``
