@@ -132,7 +132,9 @@ def commit_outcome_unknown(exc: BaseException) -> bool:
     )
 
 
-async def abort_server_transaction(session: Any, *, kill: bool = False) -> None:
+async def abort_server_transaction(
+    session: Any, *, kill: bool = False, fence_in: str | None = None
+) -> None:
     """End the server transaction of ``session`` now, whatever state it is in.
 
     The driver ignores abort errors (as its spec says), will not abort after a commit was sent,
@@ -141,8 +143,9 @@ async def abort_server_transaction(session: Any, *, kill: bool = False) -> None:
     So when the abort fails (the driver swallows its error: :func:`odm.drivers.abort_transaction`
     tells), a commit was sent (and failed, or its outcome is unknown), or ``kill`` is given (an
     operation was interrupted), the server session is killed, which ends its transaction at
-    once (a commit that did go through stays committed). An abort that succeeds costs nothing
-    more."""
+    once (a commit that did go through stays committed), and then fenced
+    (:func:`fence_session`, in the database named ``fence_in``). An abort that succeeds costs
+    nothing more."""
     if session.in_transaction:
         try:
             with pymongo.timeout(ABORT_TIME_LIMIT):
@@ -153,6 +156,36 @@ async def abort_server_transaction(session: Any, *, kill: bool = False) -> None:
             pass
     with suppress(PyMongoError), pymongo.timeout(ABORT_TIME_LIMIT):
         await session.client.admin.command("killSessions", [session.session_id])
+    if fence_in is not None:
+        await fence_session(session, fence_in)
+
+
+async def fence_session(session: Any, database: str) -> None:
+    """Make the server refuse every command still on its way in the transaction ``session``
+    ran last: run one more transaction on it (a read, in ``database``), then abort that.
+
+    A command cut off on the client (a cancellation, a deadline) may reach the server after
+    the abort and the ``killSessions`` that were to end its transaction: still unread in the
+    socket of the connection the driver closed, it had no operation on the server to kill. It
+    then starts or continues that transaction, which holds its locks until the server's
+    lifetime limit (seen in CI: a transaction opened ~10 ms after its block had been aborted).
+    A server refuses a command whose transaction number is older than its session's newest
+    (``TransactionTooOld``), and starting a newer one aborts an older one still open; so once
+    this fence has run, nothing of the earlier transaction can run or stay open. Quiet: a
+    failure leaves the session as the kill left it."""
+    with suppress(PyMongoError), pymongo.timeout(ABORT_TIME_LIMIT):
+        if session.in_transaction:
+            await drivers.resolve(session.abort_transaction())
+        await drivers.start_transaction(session)
+        try:
+            await session.client[database][FENCE_COLLECTION].find_one({}, session=session)
+        finally:
+            await drivers.resolve(session.abort_transaction())
+
+
+#: The collection the fence of :func:`fence_session` reads (no such collection is needed: a
+#: read of a missing collection starts the transaction all the same).
+FENCE_COLLECTION = "odm.fence"
 
 
 #: Seconds an abort (or the killSessions after it) may take.

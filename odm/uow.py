@@ -28,8 +28,9 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from . import drivers, executor, signals
-from .connection import alias_for
+from .connection import alias_for, get_connection
 from .exceptions import (
+    NotConnected,
     OnCommitError,
     StaleDocument,
     TransactionError,
@@ -668,7 +669,15 @@ class UnitOfWork:
 
     async def _abort(self, *, kill: bool) -> None:
         await self.settle()  # a command still to be sent would reopen the transaction
-        await abort_server_transaction(self.session, kill=kill)
+        await abort_server_transaction(self.session, kill=kill, fence_in=self._fence_database())
+
+    def _fence_database(self) -> str | None:
+        """The database of the block's connection, which a fence of its session reads (see
+        :func:`~odm.server_transactions.fence_session`): the one the application may read."""
+        try:
+            return get_connection(self.alias).database.name  # type: ignore[no-any-return]
+        except NotConnected:  # disconnected meanwhile: the kill alone must do
+            return None
 
 
 MAX_FLUSH_PASSES = 10
