@@ -4,7 +4,7 @@ was no operation on the server yet that the abort or ``killSessions`` could end.
 the first command of a cancelled block, with ``startTransaction``, opened a transaction ~10 ms
 after the block had been aborted, which held its locks until the server's lifetime limit.
 
-Here a TCP proxy (:class:`late_delivery.LateDelivery`) holds back each command of a block in
+Here a TCP proxy (:class:`tests.late_delivery.LateDelivery`) holds back each command of a block in
 turn, the block is cancelled while waiting for its answer, and the command is delivered once
 the block has ended: the server must refuse it (no transaction opened or continued, nothing
 written), and every object still tells the truth.
@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-from late_delivery import LateDelivery
 from pymongo import AsyncMongoClient
 from uow_support import open_transactions, stored, truthful
 
 import odm
+from tests.late_delivery import LateDelivery
 
 ALIAS = "late"
 
