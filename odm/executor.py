@@ -314,7 +314,7 @@ def _raise_lost_cancel(model: type[Any], what: str, before: int) -> None:
     ``model`` returned through; the call is cut off for the unit of work, as one that the
     cancellation reached on its way would be (its outcome is learnt or the block fails)."""
     if _cancels_requested() > before:
-        _cut_off(model, what)
+        _cut_off(model, what, answered=True)
         raise asyncio.CancelledError(f"cancelled while {model.__name__} {what} finished")
 
 
@@ -407,7 +407,7 @@ def _raise_mapped(
     if not isinstance(exc, PyMongoError):
         return
     if is_timeout(exc):
-        _cut_off(model, what)
+        _cut_off(model, what, answered=isinstance(exc, OperationFailure))
         limit = f" within {timeout:g} s" if timeout is not None else ""
         raise OperationTimeout(
             f"{model.__name__} {what} did not finish{limit}: {exc}"
@@ -465,12 +465,13 @@ def _sent(call: Any) -> Any:
     return uow.outlive(call)
 
 
-def _cut_off(model: type[Any], what: str) -> None:
+def _cut_off(model: type[Any], what: str, *, answered: bool = False) -> None:
     """Tell the bound unit of work, if any, that the driver call ``what`` on ``model`` was cut
-    off (see :meth:`odm.uow.UnitOfWork.cut_off`)."""
+    off (see :meth:`odm.uow.UnitOfWork.cut_off`); ``answered``: the server's answer came (a
+    timeout it reported, a cancellation that came as the call returned)."""
     uow = current_unit_of_work()
     if uow is not None:
-        uow.cut_off(f"{model.__name__} {what}")
+        uow.cut_off(f"{model.__name__} {what}", answered=answered)
 
 
 def _refused(

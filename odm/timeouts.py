@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from .exceptions import OperationTimeout
 
@@ -29,6 +29,18 @@ def is_cut_off(exc: BaseException) -> bool:
     """Tell whether ``exc`` ended a call before its outcome was known: a cancellation, or a
     deadline that passed (:class:`odm.OperationTimeout` or the driver's own timeout error)."""
     return isinstance(exc, asyncio.CancelledError | OperationTimeout) or is_timeout(exc)
+
+
+def left_unanswered(exc: BaseException) -> bool:
+    """Tell whether ``exc`` ended a call whose command may still reach the server: the client
+    stopped waiting for its answer (a cancellation, a client-side deadline, a dropped
+    connection) rather than the server answering, even with an error (``maxTimeMS``)."""
+    seen: BaseException | None = exc
+    while isinstance(seen, OperationTimeout) and seen.__cause__ is not None:
+        seen = seen.__cause__
+    if isinstance(seen, asyncio.CancelledError | OperationTimeout):
+        return True
+    return isinstance(seen, ConnectionFailure) and not isinstance(seen, OperationFailure)
 
 
 def deadline_after(seconds: float | None) -> float | None:

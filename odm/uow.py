@@ -42,7 +42,7 @@ from .models.declaration import overrides
 from .models.options import ID_KEY
 from .server_transactions import ABORT_TIME_LIMIT, abort_server_transaction, commit_outcome_unknown
 from .shielding import shielded
-from .timeouts import is_cut_off, time_left
+from .timeouts import is_cut_off, left_unanswered, time_left
 
 logger = logging.getLogger("odm.uow")
 
@@ -81,6 +81,9 @@ class UnitOfWork:
         #: The driver call that a cancellation or a deadline cut off in the block, or ``None``
         #: (see :meth:`cut_off`).
         self.interrupted: str | None = None
+        #: Whether a call was cut off before its answer came: its command may still reach the
+        #: server, after the abort (see :func:`~odm.server_transactions.fence_session`).
+        self.unanswered = False
         #: Why the transaction can only be rolled back although nothing failed or was cut off
         #: (a write of the block went through in part: see :meth:`rollback_only`), or ``None``.
         self.doomed: str | None = None
@@ -314,7 +317,7 @@ class UnitOfWork:
         if running:
             await asyncio.wait(tuple(running), timeout=ABORT_TIME_LIMIT)
 
-    def cut_off(self, call: str) -> None:
+    def cut_off(self, call: str, *, answered: bool = False) -> None:
         """Record that ``call`` (a driver call of the block) was cut off by a cancellation or a
         deadline: it may have run on the server or not, and whoever called it (a ``save()``,
         a flush) could not record what it did. So the transaction can only be rolled back, as
@@ -324,6 +327,8 @@ class UnitOfWork:
         of: a ``save()`` cut off after its ``$push`` was applied would push again.)"""
         if self.interrupted is None:
             self.interrupted = call
+        if not answered:
+            self.unanswered = True
 
     def rollback_only(self, reason: str, error: BaseException | None = None) -> None:
         """Make the transaction rollback-only because of ``reason`` (a sentence naming a write
@@ -595,7 +600,8 @@ class UnitOfWork:
         """Abort the transaction that ``exc`` ended (the whole block, or an ``inner`` one: the
         transaction is then rollback-only) and make its documents tell the truth.
 
-        The server transaction ends now (its session killed when an operation was cut off),
+        The server transaction ends now (its session killed when an operation was cut off, and
+        fenced when one may still be on its way: :func:`~odm.server_transactions.fence_session`),
         the callbacks are dropped, and the tracking states are put back; after a commit of
         unknown outcome they stay in the journal, to be read again from the server once the
         session is gone. A cancellation that came meanwhile is re-raised."""
@@ -611,9 +617,11 @@ class UnitOfWork:
         self._read_back_every_load()
         # An operation cut off by a cancellation or a deadline may have reached the server
         # without the driver knowing: it may even be the one that started the server
-        # transaction, which the driver's abort would then not end.
+        # transaction, which the driver's abort would then not end. One cut off before its
+        # answer came may even reach it after the abort: the session is then fenced too.
         interrupted = self.interrupted is not None or is_cut_off(exc)
-        cancelled = await shielded(self._abort(kill=interrupted))
+        unanswered = self.unanswered or left_unanswered(exc)
+        cancelled = await shielded(self._abort(kill=interrupted or unanswered, fence=unanswered))
         if not commit_outcome_unknown(exc):
             self.journal.restore()
         if cancelled and not isinstance(exc, asyncio.CancelledError):
@@ -667,9 +675,10 @@ class UnitOfWork:
         except PyMongoError:  # the block is failing: its own error goes on
             logger.warning("could not fence off the aborted transaction's session", exc_info=True)
 
-    async def _abort(self, *, kill: bool) -> None:
+    async def _abort(self, *, kill: bool, fence: bool) -> None:
         await self.settle()  # a command still to be sent would reopen the transaction
-        await abort_server_transaction(self.session, kill=kill, fence_in=self._fence_database())
+        fence_in = self._fence_database() if fence else None
+        await abort_server_transaction(self.session, kill=kill, fence_in=fence_in)
 
     def _fence_database(self) -> str | None:
         """The database of the block's connection, which a fence of its session reads (see
