@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
+
+import bson
 
 
 class LateDelivery:
@@ -21,6 +24,7 @@ class LateDelivery:
         self._marker: bytes | None = None
         self._left = 0
         self._held: tuple[bytes, asyncio.StreamWriter, asyncio.Event] | None = None
+        self._drop = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -30,10 +34,23 @@ class LateDelivery:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return int(self._server.sockets[0].getsockname()[1])
 
-    def hold(self, marker: bytes, nth: int) -> None:
-        """Keep back the ``nth`` next message containing ``marker`` (on any connection)."""
+    def hold(self, marker: bytes, nth: int, *, drop: bool = False) -> None:
+        """Keep back the ``nth`` next message containing ``marker`` (on any connection);
+        ``drop``: then close the client's connection, as a network that failed after the
+        command was sent (the driver sees a network error, not a command still running)."""
         self.held.clear()
-        self._marker, self._left, self._held = marker, nth, None
+        self._marker, self._left, self._held, self._drop = marker, nth, None, drop
+
+    def held_command(self) -> dict[str, Any]:
+        """The command the held message carries (its OP_MSG's body), for a test to check that
+        what it held is the command it meant to hold."""
+        assert self._held is not None, "no message was held"
+        data = self._held[0]
+        # An OP_MSG (opcode 2013): a 16-byte header and 4 bytes of flags, then its body, a
+        # section of kind 0 holding one BSON document.
+        assert int.from_bytes(data[12:16], "little") == 2013 and data[20] == 0, data[:21]
+        size = int.from_bytes(data[21:25], "little")
+        return dict(bson.decode(data[21 : 21 + size]))
 
     async def deliver(self, within: float = 5.0) -> bool:
         """Send the held message to the server on its own connection (the client closed its
@@ -63,7 +80,7 @@ class LateDelivery:
         self._writers += [writer, up_writer]
         answered = asyncio.Event()
         for pump in (
-            self._client_to_server(reader, up_writer, answered),
+            self._client_to_server(reader, writer, up_writer, answered),
             self._server_to_client(up_reader, writer, answered),
         ):
             task = asyncio.create_task(pump)
@@ -71,7 +88,11 @@ class LateDelivery:
             task.add_done_callback(self._tasks.discard)
 
     async def _client_to_server(
-        self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, answered: asyncio.Event
+        self,
+        reader: asyncio.StreamReader,
+        client: asyncio.StreamWriter,
+        upstream: asyncio.StreamWriter,
+        answered: asyncio.Event,
     ) -> None:
         while data := await reader.read(1 << 16):
             if self._marker is not None and self._marker in data:
@@ -79,6 +100,8 @@ class LateDelivery:
                     self._marker = None
                     answered.clear()  # from now on: the held message's answer
                     self._held = (data, upstream, answered)
+                    if self._drop:
+                        client.close()
                     self.held.set()
                     return  # the client's end closes; the server's stays open for deliver()
                 self._left -= 1
