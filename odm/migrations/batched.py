@@ -20,8 +20,8 @@ Exactly once, however the run dies:
   (``_odm_batch``) that it sets in the same single-document write: a document updated before the
   crash no longer matches, so resuming from an older position repeats no update. The markers are
   removed when the operation finishes. A batch cut off on its way (Ctrl-C, a network error) is
-  ended on the server before the run goes on: else a run resumed at once could remove the markers
-  before its late writes land, and they would match again.
+  ended on the server, and its session fenced there, before the run goes on: else a run resumed
+  at once could remove the markers before its late writes land, and they would match again.
 
 Before each batch is written, the run proves it still holds the migrations lock (first inside
 the batch's transaction where there is one): a run that lost the lock writes no further batch.
@@ -198,7 +198,10 @@ class BatchedUpdate(Operation):
             await self._finish(collection, state, key, done, session, context)
         except BaseException:
             if not transactional:
-                await settle(collection.database.client, session, context.echo)
+                await settle(
+                    collection.database.client, session, context.echo,
+                    fence_in=context.database.name,
+                )
             raise
         finally:
             progress.close()
@@ -397,8 +400,11 @@ class BatchedUpdate(Operation):
         try:
             await drivers.resolve(session.with_transaction(write))
         except BaseException:
-            # Its abort ignores its own failure: see end_on_server.
-            await end_on_server(collection.database.client, session)
+            # Its abort ignores its own failure, and a command of it still on its way would open
+            # it again: see end_on_server.
+            await end_on_server(
+                collection.database.client, session, fence_in=context.database.name
+            )
             raise
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pymongo.errors import OperationFailure
 
 from .. import drivers
+from ..server_transactions import fence_session
 
 T = TypeVar("T")
 
@@ -103,15 +104,20 @@ async def _stopped(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved: the caller's cancellation is what is raised
 
 
-async def end_on_server(client: Any, session: Any) -> None:
-    """End ``session`` on the server, and with it a transaction left open there.
+async def end_on_server(client: Any, session: Any, *, fence_in: str) -> None:
+    """End ``session`` on the server, and with it a transaction left open there; then fence
+    it, in the database named ``fence_in`` (:func:`fence_session`).
 
     The driver's abort ignores its own failure (a connection dropped on the way): the
     transaction would then stay open until the server reaps it (a minute by default), holding
     what it wrote (the lock's document, a position), and the run's clean-up, its release of the
-    lock and the next deployer would all wait for it. Used on error paths only, quietly.
+    lock and the next deployer would all wait for it. The kill ends only what has reached the
+    server: a command still on its way (its connection dropped, the task cancelled) would open
+    the transaction again when it arrives, and the fence makes the server refuse it. Used on
+    error paths only, quietly.
     """
     await quietly(client.admin.command({"killSessions": [session.session_id]}))
+    await fence_session(session, fence_in)
 
 
 #: How long a run waits for the operations of a session it ended on the server to stop there.
@@ -124,24 +130,34 @@ STILL_RUNNING = (
 )
 
 
-async def ended_on_server(client: Any, session: Any, within: float = SETTLE_WAIT) -> bool:
-    """End ``session`` on the server and wait (up to ``within`` seconds) until none of its
-    operations runs there any more; tell whether that was seen.
+async def ended_on_server(
+    client: Any, session: Any, within: float = SETTLE_WAIT, *, fence_in: str
+) -> bool:
+    """End ``session`` on the server, wait (up to ``within`` seconds) until none of its
+    operations runs there any more, then fence it in the database named ``fence_in``
+    (:func:`fence_session`); tell whether its operations were seen to stop.
 
     A write whose request was cut off on its way (an error, Ctrl-C, a cancelled task) goes on
     running on the server: without this it could land after the lock is released, under the
     next run, and undo what that run did (a late ``$inc`` matching again once its guard is
-    removed, a late delete of a record written since). Quiet: used on error paths only.
+    removed, a late delete of a record written since). The kill and ``$currentOp`` see only
+    what has reached the server: a write still on its way (unread in the socket the driver
+    closed) would run when it arrives, after the run read back what it stored. A retryable
+    write carries the session's transaction number, and once the fence has run the server
+    refuses any older one. Quiet: used on error paths only.
     """
     try:
         await client.admin.command({"killSessions": [session.session_id]})
         deadline = time.monotonic() + within
         while await _running_on_server(client, session):
             if time.monotonic() >= deadline:
+                # Not fenced: the fence would wait for the session until that operation ends,
+                # and the caller says that a write may still land anyway.
                 return False
             await asyncio.sleep(0.01)
     except Exception:
         return False
+    await fence_session(session, fence_in)
     return True
 
 
@@ -166,10 +182,13 @@ async def settled_session(
     client: Any,
     echo: Callable[[str], None],
     still_running: Callable[[], None] | None = None,
+    *,
+    fence_in: str,
 ) -> AsyncIterator[Any]:
     """Yield a session for writes made without a transaction; should the block be cut off (an
-    error, Ctrl-C, a cancelled task), its operations are ended on the server before the block's
-    exception goes on, so that none lands after the run's lock is released.
+    error, Ctrl-C, a cancelled task), its operations are ended on the server and the session
+    fenced in the database named ``fence_in`` before the block's exception goes on, so that
+    none lands after the run's lock is released.
 
     ``still_running`` is called when they could not be seen to stop: what is read back after
     then may change still.
@@ -178,7 +197,7 @@ async def settled_session(
     try:
         yield session
     except BaseException:
-        await settle(client, session, echo, still_running)
+        await settle(client, session, echo, still_running, fence_in=fence_in)
         raise
     finally:
         await quietly(drivers.end_session(session))
@@ -189,11 +208,13 @@ async def settle(
     session: Any,
     echo: Callable[[str], None],
     still_running: Callable[[], None] | None = None,
+    *,
+    fence_in: str,
 ) -> None:
-    """End the operations of ``session``, whose writes were cut off, on the server
-    (:func:`ended_on_server`); when they could not be seen to stop, say so and call
-    ``still_running``."""
-    if not await ended_on_server(client, session):
+    """End the operations of ``session``, whose writes were cut off, on the server and fence
+    it in the database named ``fence_in`` (:func:`ended_on_server`); when they could not be
+    seen to stop, say so and call ``still_running``."""
+    if not await ended_on_server(client, session, fence_in=fence_in):
         echo(STILL_RUNNING)
         if still_running is not None:
             still_running()

@@ -276,8 +276,10 @@ class FileRun:
         if self.tx.open:
             await self._store_record(elapsed, None)  # bound to the transaction: its commit tells
             return
-        client = self.scope.database.client
-        async with settled_session(client, self.scope.echo, self._unsettled) as session:
+        database = self.scope.database
+        async with settled_session(
+            database.client, self.scope.echo, self._unsettled, fence_in=database.name
+        ) as session:
             try:
                 await self.scope.lock.bounded(partial(self._store_record, elapsed, session))
             except (PyMongoError, LeaseRanOut) as exc:
@@ -310,7 +312,8 @@ class FileRun:
         if isinstance(exc, LeaseRanOut) and not exc.sent:
             raise exc  # never sent: not recorded
         what = f"{type(exc).__name__} while recording it"
-        if not await ended_on_server(self.scope.database.client, session):
+        database = self.scope.database
+        if not await ended_on_server(database.client, session, fence_in=database.name):
             self._unsettled()
             raise OutcomeUnknown(
                 f"{what}, and the write may still be running on the server, so whether it was "

@@ -363,9 +363,10 @@ class ChangeJournal:
             raise
 
     def _settled_session(self) -> AbstractAsyncContextManager[Any]:
-        """Return a session for writes made without a transaction, ended on the server if cut
-        off, so that none of them lands after the lock is released (under the next run)."""
-        return settled_session(self.client, self.echo)
+        """Return a session for writes made without a transaction, ended on the server and
+        fenced there if cut off, so that none of them lands after the lock is released (under
+        the next run), nor after what it stored was read back."""
+        return settled_session(self.client, self.echo, fence_in=self.recorder.database.name)
 
     async def _make_noted(self, lock: MigrationLock, change: RecordsChange) -> None:
         """Make the writes of ``change`` (noted as under way), then forget the note: each under
@@ -413,7 +414,7 @@ class ChangeJournal:
     ) -> None:
         """Make ``writes`` once in a transaction fenced by ``lock``; nothing is kept of it when
         it fails."""
-        tx = FencedTransaction(self.client, lock)
+        tx = FencedTransaction(self.recorder.database, lock)
         try:
             await tx.begin()
             await writes()

@@ -51,7 +51,7 @@ class RunScope:
 
     def transaction(self) -> FencedTransaction:
         """Return a (not yet open) transaction fenced by this run's lock."""
-        return FencedTransaction(self.database.client, self.lock)
+        return FencedTransaction(self.database, self.lock)
 
     def context(
         self, migration: Migration, direction: str, index: int, in_transaction: bool

@@ -63,8 +63,11 @@ class FencedTransaction:
     inside the transaction fail on exactly that. It commits only after one more proof in it.
     """
 
-    def __init__(self, client: Any, lock: MigrationLock) -> None:
-        self.client = client
+    def __init__(self, database: Any, lock: MigrationLock) -> None:
+        self.client = database.client
+        #: Where a cut-off session is fenced (:func:`end_on_server`): the migrations' database,
+        #: which the run reads.
+        self.fence_in: str = database.name
         self.lock = lock
         self.session: Any = None
         self.binding: Any = None
@@ -121,14 +124,21 @@ class FencedTransaction:
             finally:
                 if session.in_transaction:  # not committed: an abort, or a failed proof
                     await quietly(session.abort_transaction())
-                    await end_on_server(self.client, session)  # should the abort have failed
+                    # Should the abort have failed; fenced: a command of the transaction still
+                    # on its way (its connection dropped) must not open it again later.
+                    await end_on_server(self.client, session, fence_in=self.fence_in)
                 await drivers.resolve(session.end_session())
         finally:
             self.lock.resume()
 
     async def settle(self) -> None:
         """End the transaction of a commit cut off by an interruption on the server, so that a
-        commit still on its way cannot land after what it stored is read back."""
+        commit still on its way cannot land after what it stored is read back.
+
+        The kill is enough, with no fence (:func:`end_on_server`): every other command of the
+        transaction was answered before the commit was sent, so the transaction is open on the
+        server, the kill aborts it, and a commit arriving later finds it aborted
+        (``NoSuchTransaction``)."""
         session_id, self.unsettled = self.unsettled, None
         if session_id is not None:
             await self.client.admin.command({"killSessions": [session_id]})
@@ -153,9 +163,9 @@ class FencedTransaction:
         error): undoing steps or starting the file over would then repeat committed work. The
         lock proof made last in the transaction carries a stamp only its commit stores.
         Killing the session first settles it: a commit still on its way cannot land after the
-        stamp is read, and one that failed leaves no open transaction behind holding locks (the
-        driver does not abort after a failed commit; a rollback's DDL would wait for the server
-        to reap it).
+        stamp is read (it finds its transaction aborted, as in :meth:`settle`), and one that
+        failed leaves no open transaction behind holding locks (the driver does not abort after
+        a failed commit; a rollback's DDL would wait for the server to reap it).
         """
         try:
             await self.client.admin.command({"killSessions": [session.session_id]})

@@ -57,7 +57,9 @@ async def wait_for_expiry(state: FaultSetup, within: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def cannot_end_it(client: Any, session: Any, within: float = 0.0) -> bool:
+async def cannot_end_it(
+    client: Any, session: Any, within: float = 0.0, *, fence_in: str = ""
+) -> bool:
     """A run that cannot end its cut-off write on the server (the network to it down)."""
     return False
 
