@@ -154,25 +154,32 @@ async def abort_server_transaction(
                 return
         except PyMongoError:
             pass
-    with suppress(PyMongoError), pymongo.timeout(ABORT_TIME_LIMIT):
-        await session.client.admin.command("killSessions", [session.session_id])
+    try:
+        with pymongo.timeout(ABORT_TIME_LIMIT):
+            await session.client.admin.command("killSessions", [session.session_id])
+    except ConnectionFailure:
+        return  # the server is out of reach: a fence would wait as long again, and fail alike
+    except PyMongoError:
+        pass
     if fence_in is not None:
         await fence_session(session, fence_in)
 
 
 async def fence_session(session: Any, database: str) -> None:
-    """Make the server refuse every command still on its way in the transaction ``session``
-    ran last: run one more transaction on it (a read, in ``database``), then abort that.
+    """Make the server refuse every command of ``session`` still on its way that carries a
+    transaction number (a transaction's, a retryable write's): run one more transaction on it
+    (a read, in ``database``), then abort that.
 
-    A command cut off on the client (a cancellation, a deadline) may reach the server after
-    the abort and the ``killSessions`` that were to end its transaction: still unread in the
-    socket of the connection the driver closed, it had no operation on the server to kill. It
-    then starts or continues that transaction, which holds its locks until the server's
-    lifetime limit (seen in CI: a transaction opened ~10 ms after its block had been aborted).
-    A server refuses a command whose transaction number is older than its session's newest
-    (``TransactionTooOld``), and starting a newer one aborts an older one still open; so once
-    this fence has run, nothing of the earlier transaction can run or stay open. Quiet: a
-    failure leaves the session as the kill left it."""
+    A command cut off on the client (a cancellation, a deadline, a dropped connection) may
+    reach the server after the abort and the ``killSessions`` that were to end its work: still
+    unread in the socket of the connection the driver closed, it had no operation on the server
+    to kill. It then runs: it starts or continues its transaction, which holds its locks until
+    the server's lifetime limit (seen in CI: a transaction opened ~10 ms after its block had
+    been aborted), or, a retryable write, it lands. A server refuses a command whose
+    transaction number is older than its session's newest (``TransactionTooOld``), and starting
+    a newer transaction aborts an older one still open; so once this fence has run, nothing
+    numbered before it can run or stay open. Writes with no number (``update_many``,
+    ``delete_many``) are not fenced. Quiet: a failure leaves the session as the kill left it."""
     with suppress(PyMongoError), pymongo.timeout(ABORT_TIME_LIMIT):
         if session.in_transaction:
             await drivers.resolve(session.abort_transaction())
