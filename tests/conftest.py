@@ -11,24 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pymongo.network_layer
 import pytest
-
-# After a connection drops, PyMongo cancels its monitor's awaited `hello` and selects no server
-# until the monitor has checked again; the monitor notices the cancellation only at its next
-# poll, every `_POLL_TIMEOUT` (0.5 s: its own comment says "we've already waited 500ms to
-# discover that we've been cancelled"). The tests drop connections on purpose hundreds of
-# times (`closeConnection` fail points, cut-off calls), and each drop cost them that half
-# second doing nothing: a third of the unit-of-work state machine's time. Polling every 20 ms
-# changes what the driver does in no way but how soon it notices; an application keeps the
-# driver's half second, which it meets only after a real network error.
-if not hasattr(pymongo.network_layer, "_POLL_TIMEOUT"):
-    raise RuntimeError(
-        "pymongo.network_layer._POLL_TIMEOUT is gone: find what now sets how soon the driver's "
-        "monitor notices a cancelled check, or the suite waits 0.5 s after each dropped "
-        "connection (tests/conftest.py)"
-    )
-pymongo.network_layer._POLL_TIMEOUT = 0.02  # type: ignore[attr-defined]
 
 #: The checkout's root, where ``python -m bench...`` finds the benchmark package.
 ROOT = Path(__file__).resolve().parents[1]
