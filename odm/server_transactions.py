@@ -2,8 +2,9 @@
 retries, the abort that always ends the server transaction, and how to read the errors that
 end one.
 
-Shared by the unit of work (:mod:`odm.uow`, which aborts) and the blocks that open one
-(:mod:`odm.blocks`, which commit); none of it holds state of a block.
+Shared by the unit of work (:mod:`odm.uow`, which aborts), the blocks that open one
+(:mod:`odm.blocks`, which commit) and the migrations' transactions (which abort); none of it
+holds state of a block.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from .cleanup import end_on_server, settle
+from ..server_transactions import abort_server_transaction
+from .cleanup import settle
 from .lock import LeaseRanOut
 from .operations import Context, Operation, collection_name, collection_of, current_context
 from .recorder import STATE, not_written_by_odm, whole_number
@@ -401,10 +402,8 @@ class BatchedUpdate(Operation):
             await drivers.resolve(session.with_transaction(write))
         except BaseException:
             # Its abort ignores its own failure, and a command of it still on its way would open
-            # it again: see end_on_server.
-            await end_on_server(
-                collection.database.client, session, fence_in=context.database.name
-            )
+            # it again: killed and fenced.
+            await abort_server_transaction(session, kill=True, fence_in=context.database.name)
             raise
 
 

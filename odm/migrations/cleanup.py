@@ -104,22 +104,6 @@ async def _stopped(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved: the caller's cancellation is what is raised
 
 
-async def end_on_server(client: Any, session: Any, *, fence_in: str) -> None:
-    """End ``session`` on the server, and with it a transaction left open there; then fence
-    it, in the database named ``fence_in`` (:func:`fence_session`).
-
-    The driver's abort ignores its own failure (a connection dropped on the way): the
-    transaction would then stay open until the server reaps it (a minute by default), holding
-    what it wrote (the lock's document, a position), and the run's clean-up, its release of the
-    lock and the next deployer would all wait for it. The kill ends only what has reached the
-    server: a command still on its way (its connection dropped, the task cancelled) would open
-    the transaction again when it arrives, and the fence makes the server refuse it. Used on
-    error paths only, quietly.
-    """
-    await quietly(client.admin.command({"killSessions": [session.session_id]}))
-    await fence_session(session, fence_in)
-
-
 #: How long a run waits for the operations of a session it ended on the server to stop there.
 SETTLE_WAIT = 10.0
 

@@ -22,7 +22,8 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from .cleanup import end_on_server, error_text, quietly
+from ..server_transactions import abort_server_transaction
+from .cleanup import error_text
 from .lock import MigrationLock
 
 #: Set to ``1`` to run as on a server without transactions (tests of the standalone path).
@@ -65,8 +66,8 @@ class FencedTransaction:
 
     def __init__(self, database: Any, lock: MigrationLock) -> None:
         self.client = database.client
-        #: Where a cut-off session is fenced (:func:`end_on_server`): the migrations' database,
-        #: which the run reads.
+        #: Where a cut-off session is fenced (:func:`~odm.server_transactions.fence_session`):
+        #: the migrations' database, which the run reads.
         self.fence_in: str = database.name
         self.lock = lock
         self.session: Any = None
@@ -123,10 +124,9 @@ class FencedTransaction:
                     await self._commit(session, stamp)
             finally:
                 if session.in_transaction:  # not committed: an abort, or a failed proof
-                    await quietly(session.abort_transaction())
-                    # Should the abort have failed; fenced: a command of the transaction still
-                    # on its way (its connection dropped) must not open it again later.
-                    await end_on_server(self.client, session, fence_in=self.fence_in)
+                    # Killed should the abort have failed; fenced: a command of the transaction
+                    # still on its way (its connection dropped) must not open it again later.
+                    await abort_server_transaction(session, kill=True, fence_in=self.fence_in)
                 await drivers.resolve(session.end_session())
         finally:
             self.lock.resume()
@@ -135,10 +135,10 @@ class FencedTransaction:
         """End the transaction of a commit cut off by an interruption on the server, so that a
         commit still on its way cannot land after what it stored is read back.
 
-        The kill is enough, with no fence (:func:`end_on_server`): every other command of the
-        transaction was answered before the commit was sent, so the transaction is open on the
-        server, the kill aborts it, and a commit arriving later finds it aborted
-        (``NoSuchTransaction``)."""
+        The kill is enough, with no fence (:func:`~odm.server_transactions.fence_session`):
+        every other command of the transaction was answered before the commit was sent, so the
+        transaction is open on the server, the kill aborts it, and a commit arriving later finds
+        it aborted (``NoSuchTransaction``)."""
         session_id, self.unsettled = self.unsettled, None
         if session_id is not None:
             await self.client.admin.command({"killSessions": [session_id]})
