@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import bson
 from pydantic import BaseModel, ConfigDict
 
-from . import executor, signals
+from . import drivers, executor, signals
 from .exceptions import (
     DoesNotExist,
     MultipleObjectsReturned,
@@ -355,6 +355,9 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         model = type(self)
         filter = write_filter(self, with_version=False)
         tracking.check_own_block(self)
+        if _unknown_outcome(self, get_snapshot(self)) is not None:
+            # A write of it cut off may still wait in a driver's thread (Motor): read after it.
+            await drivers.thread_calls_finished(timeout)
         raw = await executor.find_one(model, filter, timeout=timeout)
         if raw is None:
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")

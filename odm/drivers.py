@@ -8,6 +8,7 @@ no other module tests which driver it holds.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import sys
 from contextvars import ContextVar
@@ -195,3 +196,44 @@ def _watched(finish: Any, failed: list[BaseException]) -> Any:
             raise
 
     return watched
+
+
+# -- driver calls that run in a thread (Motor) -----------------------------------------------
+
+#: Motor's calls outside any unit of work whose caller was cut off (cancelled) before their
+#: thread was done, until it is (a unit of work keeps its own: ``UnitOfWork.outlive``).
+_CUT_OFF_THREADS: set[asyncio.Future[Any]] = set()
+
+#: Seconds :func:`thread_calls_finished` waits at most, when its caller gives no time limit.
+THREAD_CALLS_WAIT = 10.0
+
+
+async def outlived(future: asyncio.Future[Any]) -> Any:
+    """Await ``future``, a driver call running in a thread (Motor); should the caller be cut
+    off first, keep the call until its thread is done, for :func:`thread_calls_finished`.
+
+    Cancelling the caller cancels Motor's future, not its thread: a call cut off (a
+    deadline, a cancelled request) may still send its command once the caller has moved on
+    (the listeners' ``started`` event comes after the command is built, before it is sent).
+    A write cut off so leaves its document unsure of what is stored (:mod:`odm.outcomes`),
+    and what that document reads next must come after the write, not before it."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if not future.done():
+            _CUT_OFF_THREADS.add(future)
+            future.add_done_callback(_CUT_OFF_THREADS.discard)
+        raise
+
+
+async def thread_calls_finished(timeout: float | None = None) -> None:
+    """Wait until no driver call of this event loop cut off by its caller still runs in a
+    thread (:func:`outlived`), at most ``timeout`` seconds (:data:`THREAD_CALLS_WAIT` when
+    ``None``). Costs nothing when none runs: PyMongo's calls stop with their caller, and
+    Motor's are kept only after a cancellation."""
+    if not _CUT_OFF_THREADS:
+        return
+    loop = asyncio.get_running_loop()
+    running = [call for call in _CUT_OFF_THREADS if call.get_loop() is loop]
+    if running:
+        await asyncio.wait(running, timeout=THREAD_CALLS_WAIT if timeout is None else timeout)

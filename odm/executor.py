@@ -455,13 +455,14 @@ def _sent(call: Any) -> Any:
     PyMongo's calls are coroutines of the caller's task, which a cancellation stops. Motor
     runs each call in a thread and returns a future; a cancellation cancels the future, not
     the thread, which may still send its command after the block has ended (see
-    :meth:`odm.uow.UnitOfWork.outlive`).
+    :meth:`odm.uow.UnitOfWork.outlive`), or, outside a block, after the document whose write
+    it is read what is stored (see :func:`odm.drivers.outlived`).
     """
-    if type(call) is CoroutineType:
+    if type(call) is CoroutineType or not isinstance(call, asyncio.Future):
         return call
     uow = current_unit_of_work()
-    if uow is None or not isinstance(call, asyncio.Future):
-        return call
+    if uow is None:
+        return drivers.outlived(call)
     return uow.outlive(call)
 
 

@@ -32,8 +32,11 @@ What is learnt, from the stored document:
 
 Its copies (:mod:`odm.models.copies`) learn it too (:func:`odm.models.copies.learnt`).
 
-A write the server runs only after that read (it was still queued there) is beyond what a
-client can see; ``docs/documents.md`` says so ("A write cut off").
+The read comes after the cut-off write has left the client: under Motor a cut-off call's
+thread may still be about to send it, and the read waits for that thread
+(:func:`odm.drivers.thread_calls_finished`). A write the server runs only after that read (it
+was still queued there) is beyond what a client can see; ``docs/documents.md`` says so ("A
+write cut off").
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import Any
 
 from pymongo.errors import ConnectionFailure, WriteConcernError
 
-from . import executor
+from . import drivers, executor
 from .models import copies
 from .models.diffing import same
 from .models.options import ID_KEY
@@ -84,6 +87,8 @@ async def learn_outcome(
     snapshot ``marked`` with what that tells (see the module's rules) and return the new
     snapshot (``None``: not stored)."""
     model = type(document)
+    # Its own write may still wait in a driver's thread (Motor): read after it, not before.
+    await drivers.thread_calls_finished(timeout)
     stored = await executor.find_one(model, {ID_KEY: document.id}, timeout=timeout)
     will_change(document)
     before = dict(marked) if marked.existed else None

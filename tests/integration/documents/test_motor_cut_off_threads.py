@@ -1,0 +1,142 @@
+"""Under Motor, a write of a document cut off outside a transaction may still be in the driver's
+thread, built but not yet sent: a cancellation stops the caller, not the thread. The document
+says it does not know what is stored (:mod:`odm.outcomes`), and its next ``save()`` or
+``refresh()`` reads the stored document; a read made while its own write still waits in the
+thread learns a state that write then changes: a ``$push`` learnt as not run was pushed again
+(the object said ``['c']``, the database held ``['c', 'c']``), and under the optimistic lock
+the object's next save was refused as stale by its own write.
+
+A command listener holds the ``update`` in Motor's thread (its ``started`` event comes after
+the command is built, before it is sent) past the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import monitoring
+
+import odm
+from odm import connection, drivers, executor
+from odm.models.tracking import Unsure, get_snapshot
+
+pytestmark = pytest.mark.odm_drivers("motor")
+
+#: Seconds the listener holds the update in the thread, and the caller's deadline.
+HOLD = 0.3
+CUT_AFTER = 0.02
+
+
+class MctPlain(odm.Document):
+    tags: list[str] = []
+    n: int = 0
+
+    class Meta:
+        collection = "mct_plain"
+
+
+class MctLocked(odm.Document):
+    tags: list[str] = []
+    n: int = 0
+
+    class Meta:
+        collection = "mct_locked"
+        optimistic_lock = True
+
+
+class HoldUpdate(monitoring.CommandListener):
+    """Holds, in the driver's thread, the next ``update`` once armed."""
+
+    def __init__(self) -> None:
+        self.armed = threading.Event()
+        self.sent = threading.Event()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.armed.is_set() and event.command_name == "update":
+            self.armed.clear()
+            time.sleep(HOLD)
+            self.sent.set()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def held(odm_uri: str) -> AsyncIterator[HoldUpdate]:
+    """A fresh database bound to the default alias through a Motor client whose next
+    ``update`` can be held in its thread."""
+    listener = HoldUpdate()
+    client = drivers.create_client(
+        odm_uri, "motor", event_listeners=[listener], tz_aware=True,
+        uuidRepresentation="standard",
+    )
+    name = f"odm_test_{uuid.uuid4().hex[:12]}"
+    await connection.open_connection(client=client, db=name, timeout=30.0)
+    try:
+        yield listener
+    finally:
+        try:
+            await client.drop_database(name)
+        finally:
+            await connection.disconnect(None)
+            await drivers.close_client(client)
+
+
+async def cut_off_push(held: HoldUpdate, document: Any) -> None:
+    """Append to ``document`` and save it, cut off while its update waits in the thread."""
+    document.tags.append("c")
+    held.armed.set()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(CUT_AFTER):
+            await document.save()
+    assert isinstance(get_snapshot(document), Unsure)
+    assert not held.sent.is_set(), "the update left the thread before the deadline"
+
+
+async def stored(document: Any) -> dict[str, Any]:
+    # Once the thread is surely done: whatever it sent has run.
+    await asyncio.sleep(HOLD)
+    raw = await executor.collection(type(document)).find_one({"_id": document.id})
+    assert raw is not None
+    return raw
+
+
+@pytest.mark.parametrize("model", [MctPlain, MctLocked])
+async def test_the_next_save_learns_the_write_still_in_the_thread(
+    held: HoldUpdate, model: type[Any]
+) -> None:
+    document = await model(tags=["a"]).insert()
+    await cut_off_push(held, document)
+
+    await document.save()  # learns what is stored: after the held $push, not before it
+
+    raw = await stored(document)
+    assert raw["tags"] == ["a", "c"]
+    assert document.tags == ["a", "c"]
+    assert get_snapshot(document) == raw
+    assert document.to_bson() == raw
+    document.n += 1
+    await document.save()  # not refused as stale by its own write, nor pushing again
+    assert await stored(document) == document.to_bson()
+
+
+async def test_a_refresh_reads_what_the_write_in_the_thread_left(held: HoldUpdate) -> None:
+    document = await MctPlain(tags=["a"]).insert()
+    await cut_off_push(held, document)
+
+    await document.refresh()
+
+    raw = await stored(document)
+    assert document.tags == raw["tags"] == ["a", "c"]
+    assert get_snapshot(document) == raw
+    await document.save()
+    assert await stored(document) == document.to_bson()
