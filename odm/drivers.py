@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
 from types import CoroutineType, GeneratorType
 from typing import Any, Literal
@@ -100,6 +101,38 @@ async def start_session(client: Any, **kwargs: Any) -> Any:
 async def start_transaction(session: Any, **kwargs: Any) -> None:
     """Start a transaction on ``session`` (a coroutine in PyMongo >= 4.10, plain in Motor)."""
     await resolve(session.start_transaction(**kwargs))
+
+
+async def start_session_as(
+    client: Any, session_id: Mapping[str, Any], transaction_number: int
+) -> Any | None:
+    """Start a session of ``client`` whose commands go in the server session ``session_id``
+    (another client's, known only by its id), as if that session's last transaction number
+    were ``transaction_number``; ``None`` when the driver's sessions are not built as expected.
+
+    Neither driver sends a command in a server session of the caller's choosing: an ``lsid``
+    given in ``db.command(...)`` is replaced by the driver's own implicit session's. So the
+    driver's session is made to stand for ``session_id`` (PyMongo's ``_ServerSession``, which
+    a Motor session's PyMongo session holds too), and marked dirty so that the driver never
+    pools it again: a later operation of this client must not go in the other client's
+    session. End it with :func:`end_session`."""
+    session = await start_session(client)
+    target = getattr(session, "delegate", session)  # Motor wraps PyMongo's session
+    try:
+        target._materialize()  # the driver takes its server session on first use otherwise
+        server_session = target._server_session
+        if not hasattr(server_session, "_transaction_id"):
+            raise AttributeError("_transaction_id")
+        server_session.mark_dirty()  # first: never back in the pool, whatever happens next
+        server_session.session_id = dict(session_id)
+        server_session._transaction_id = transaction_number
+    except AttributeError:
+        await end_session(session)
+        return None
+    except BaseException:
+        await end_session(session)
+        raise
+    return session
 
 
 async def end_session(session: Any) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 import weakref
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -189,6 +190,39 @@ async def fence_session(session: Any, database: str) -> None:
             await session.client[database][FENCE_COLLECTION].find_one({}, session=session)
         finally:
             await drivers.resolve(session.abort_transaction())
+
+
+async def fence_session_id(client: Any, session_id: Mapping[str, Any], database: str) -> None:
+    """Fence the server session ``session_id`` as :func:`fence_session` fences a session of
+    this process: for a session known only by its id, a dead process's (a killed migration
+    run's, whose id it stored), in which a command it sent may still be on its way.
+
+    The fence's transaction is numbered :data:`FENCE_TRANSACTION_NUMBER`: the dead client's
+    last number is not known, and the server refuses only what is older than the session's
+    newest. The session is sent through ``client``'s own driver session made to
+    stand for ``session_id`` (:func:`odm.drivers.start_session_as`: neither driver sends an
+    ``lsid`` given in a command), never pooled again. Call it after ``killSessions``, which ends
+    a command of that session already running; quiet, as :func:`fence_session` (a driver whose
+    sessions are not built as expected fences nothing)."""
+    with suppress(PyMongoError):
+        session = await drivers.start_session_as(
+            client, session_id, FENCE_TRANSACTION_NUMBER - 1
+        )
+        if session is None:
+            return
+        try:
+            await fence_session(session, database)
+        finally:
+            await drivers.end_session(session)
+
+
+#: The transaction number of :func:`fence_session_id`'s fence. A driver numbers a session's
+#: transactions and retryable writes from 1, one more for each: no client can have reached
+#: 2**62 (a million a second for 146,000 years), so every command the dead client sent is
+#: older; and it is well within an Int64 (at most 2**63 - 1).
+#: A second fence of the same session (a run that died after fencing it, before storing its
+#: own session) is numbered the same and refused: quiet, and the first fence still stands.
+FENCE_TRANSACTION_NUMBER = 2**62
 
 
 #: The collection the fence of :func:`fence_session` reads (no such collection is needed: a

@@ -12,6 +12,9 @@ one ``$currentOp`` could show. It then ran late:
 - the first command of a file's transaction, its connection dropped: it opened the transaction
   on the server after the run had retried it and gone on, holding its locks until the server's
   lifetime limit.
+- the first command of a ``batched_update`` batch's transaction, its process killed: it opened
+  the transaction after the run that resumed the update had killed the dead run's session, and
+  held its locks against that run (which hit write conflicts until it timed out).
 
 A write cut off by a timeout or a network error leaves its session out of the driver's pool
 (PyMongo drops a session that saw a network error), so no later write of the run reuses it
@@ -25,6 +28,9 @@ back one command of a run, and delivers it once the run has ended: the server mu
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Coroutine
@@ -40,6 +46,7 @@ from odm.migrations import Runner
 from odm.migrations.recorder import APPLIED, LOG, STATE
 from odm.migrations.records_change import CHANGE_KEY
 from odm.migrations.runner import NO_TRANSACTIONS_ENV
+from tests.integration.migrations.conftest import ROOT
 from tests.late_delivery import LateDelivery
 
 pytestmark = pytest.mark.odm_drivers("pymongo")
@@ -101,6 +108,8 @@ class Late:
     db: Any
     direct: Any
     dir: Path
+    #: The test's database through the proxy, as a URI (for a run in another process).
+    proxied_uri: str
     #: The sessions of the commands held, ended at the end of the test: a transaction one
     #: opened late (the test failing) would hold its locks until the server's lifetime limit,
     #: and the database's drop would wait for it.
@@ -144,12 +153,14 @@ async def late(odm_uri: str, tmp_path: Path) -> AsyncIterator[Late]:
     direct: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(odm_uri, tz_aware=True)
     host, port = (await direct.admin.command("hello"))["primary"].rsplit(":", 1)
     proxy = LateDelivery(host, int(port))
+    proxy_port = await proxy.start()
     proxied: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        f"mongodb://127.0.0.1:{await proxy.start()}/?directConnection=true", tz_aware=True
+        f"mongodb://127.0.0.1:{proxy_port}/?directConnection=true", tz_aware=True
     )
+    proxied_uri = f"mongodb://127.0.0.1:{proxy_port}/{name}?directConnection=true"
     try:
         await direct[name].late_items.insert_many(ITEMS)
-        yield (late := Late(proxy, proxied[name], direct[name], tmp_path))
+        yield (late := Late(proxy, proxied[name], direct[name], tmp_path, proxied_uri))
         if late.held_sessions:
             await direct.admin.command("killSessions", late.held_sessions)
     finally:
@@ -229,4 +240,52 @@ async def test_a_transaction_s_first_command_cut_off_with_its_connection_opens_n
     assert await late.open_transactions(held) == []
     assert [doc async for doc in late.direct.late_items.find()] == [
         {"_id": 0, "n": 1}, *ITEMS[1:]
+    ]
+
+
+async def test_a_killed_run_s_batch_transaction_delivered_after_the_takeover_opens_nothing(
+    late: Late,
+) -> None:
+    # The first run, in a process of its own through the proxy: its second batch's transaction
+    # is opened by a first command that the proxy holds back; the process is then killed
+    # (SIGKILL: nothing of it ends or fences its session), as a deployer's run killed with a
+    # command on its way.
+    late.write(BATCHED)
+    late.proxy.hold(b"startTransaction", 1)
+    dead = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "odm", "migrate", "apply", "--uri", late.proxied_uri,
+        "--dir", str(late.dir), "--lock-lease", "1",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await asyncio.wait_for(late.proxy.held.wait(), 30)
+    finally:
+        dead.send_signal(signal.SIGKILL)
+        output = await dead.communicate()
+    assert dead.returncode == -signal.SIGKILL, output
+    held = late.proxy.held_command()
+    late.held_sessions.append(held["lsid"])
+    # The held command is the dead run's second batch transaction's first: in the session it
+    # stored with its position (for the next run to kill), after one batch stored as done.
+    (position,) = [doc async for doc in late.direct[STATE].find({"lsid": {"$exists": True}})]
+    assert held.get("startTransaction") is True and held["lsid"] == position["lsid"], held
+    assert position["done"] == 2, position
+    assert [doc async for doc in late.direct.late_items.find()] == [
+        {"_id": 0, "n": 1}, {"_id": 1, "n": 1}, {"_id": 2, "n": 0}, {"_id": 3, "n": 0}
+    ]
+
+    # The next run (its lock taken over once the dead run's lease ran out) kills the dead
+    # run's session, resumes and finishes; then the held command reaches the server.
+    lines: list[str] = []
+    async with asyncio.timeout(30):
+        assert await Runner(late.direct, late.dir, echo=lines.append).apply() == ["0001_a"]
+    assert any("resuming late_items after 2 document(s)" in line for line in lines), lines
+    assert await late.proxy.deliver(), "the server did not answer the late command"
+
+    # Refused: no transaction open in the dead run's session (it would hold its locks until
+    # the server's lifetime limit), and every document updated exactly once.
+    assert await late.open_transactions(held) == []
+    assert [doc async for doc in late.direct.late_items.find()] == [
+        {"_id": i, "n": 1} for i in range(4)
     ]
