@@ -39,7 +39,7 @@ from .models.writes import (
 from .outcomes import learn_outcome, mark_if_unknown
 from .queryset import DefaultManager
 from .session import current_unit_of_work
-from .timeouts import deadline_after
+from .timeouts import deadline_after, time_left
 
 _MODEL_DUMP = BaseModel.model_dump
 
@@ -356,8 +356,11 @@ class Document(_OdmModel, metaclass=DocumentMeta):
         filter = write_filter(self, with_version=False)
         tracking.check_own_block(self)
         if _unknown_outcome(self, get_snapshot(self)) is not None:
-            # A write of it cut off may still wait in a driver's thread (Motor): read after it.
+            # A write of it cut off may still wait in a driver's thread (Motor): read after it,
+            # both within the one timeout=.
+            deadline = deadline_after(timeout)
             await drivers.thread_calls_finished(timeout)
+            timeout = time_left(deadline, 0.001)
         raw = await executor.find_one(model, filter, timeout=timeout)
         if raw is None:
             raise model.DoesNotExist(f"{model.__name__} with _id={self.id!r} does not exist")

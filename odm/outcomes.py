@@ -53,7 +53,7 @@ from .models.options import ID_KEY
 from .models.tracking import Unsure, set_snapshot, unsure, will_change
 from .models.writes import get_path, learnt_insert
 from .session import current_unit_of_work
-from .timeouts import is_cut_off
+from .timeouts import deadline_after, is_cut_off, time_left
 
 __all__ = ["learn_outcome", "mark_if_unknown", "outcome_unknown"]
 
@@ -87,9 +87,13 @@ async def learn_outcome(
     snapshot ``marked`` with what that tells (see the module's rules) and return the new
     snapshot (``None``: not stored)."""
     model = type(document)
-    # Its own write may still wait in a driver's thread (Motor): read after it, not before.
+    # Its own write may still wait in a driver's thread (Motor): read after it, not before,
+    # both within the one timeout=.
+    deadline = deadline_after(timeout)
     await drivers.thread_calls_finished(timeout)
-    stored = await executor.find_one(model, {ID_KEY: document.id}, timeout=timeout)
+    stored = await executor.find_one(
+        model, {ID_KEY: document.id}, timeout=time_left(deadline, 0.001)
+    )
     will_change(document)
     before = dict(marked) if marked.existed else None
     snapshot: dict[str, Any] | None
