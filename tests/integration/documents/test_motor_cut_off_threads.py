@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,8 +22,9 @@ import pytest
 from pymongo import monitoring
 
 import odm
-from odm import connection, drivers, executor
+from odm import executor
 from odm.models.tracking import Unsure, get_snapshot
+from tests.motor_listening import bound_through_motor
 
 pytestmark = pytest.mark.odm_drivers("motor")
 
@@ -75,20 +75,8 @@ async def held(odm_uri: str) -> AsyncIterator[HoldUpdate]:
     """A fresh database bound to the default alias through a Motor client whose next
     ``update`` can be held in its thread."""
     listener = HoldUpdate()
-    client = drivers.create_client(
-        odm_uri, "motor", event_listeners=[listener], tz_aware=True,
-        uuidRepresentation="standard",
-    )
-    name = f"odm_test_{uuid.uuid4().hex[:12]}"
-    await connection.open_connection(client=client, db=name, timeout=30.0)
-    try:
+    async with bound_through_motor(odm_uri, listener):
         yield listener
-    finally:
-        try:
-            await client.drop_database(name)
-        finally:
-            await connection.disconnect(None)
-            await drivers.close_client(client)
 
 
 async def cut_off_push(held: HoldUpdate, document: Any) -> None:

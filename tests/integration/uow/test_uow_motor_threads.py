@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -21,8 +20,9 @@ from pymongo import monitoring
 from uow_support import open_transactions
 
 import odm
-from odm import connection, drivers, executor
+from odm import executor
 from odm.session import current_unit_of_work
+from tests.motor_listening import bound_through_motor
 
 pytestmark = pytest.mark.odm_drivers("motor")
 
@@ -63,20 +63,8 @@ async def held(odm_uri: str) -> AsyncIterator[HoldFirstCommand]:
     """A fresh database bound to the default alias through a Motor client whose first command
     of a transaction can be held in its thread."""
     listener = HoldFirstCommand()
-    client = drivers.create_client(
-        odm_uri, "motor", event_listeners=[listener], tz_aware=True,
-        uuidRepresentation="standard",
-    )
-    name = f"odm_test_{uuid.uuid4().hex[:12]}"
-    await connection.open_connection(client=client, db=name, timeout=30.0)
-    try:
+    async with bound_through_motor(odm_uri, listener):
         yield listener
-    finally:
-        try:
-            await client.drop_database(name)
-        finally:
-            await connection.disconnect(None)
-            await drivers.close_client(client)
 
 
 async def stored_statuses() -> list[str]:
