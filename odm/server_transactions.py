@@ -156,15 +156,32 @@ async def abort_server_transaction(
                 return
         except PyMongoError:
             pass
+    if await _killed(session.client, session.session_id) and fence_in is not None:
+        await fence_session(session, fence_in)
+
+
+async def end_session_by_id(client: Any, session_id: Mapping[str, Any], *, fence_in: str) -> None:
+    """Kill the server session ``session_id`` (another process's, known only by its id: a
+    killed migration run's), which ends a transaction it left open and a command of it still
+    running, then fence it in the database named ``fence_in`` (:func:`fence_session_id`)
+    against a command of it still on its way. Quiet, as :func:`abort_server_transaction`'s
+    kill and fence."""
+    if await _killed(client, session_id):
+        await fence_session_id(client, session_id, fence_in)
+
+
+async def _killed(client: Any, session_id: Mapping[str, Any]) -> bool:
+    """Send ``killSessions`` for ``session_id`` (within :data:`ABORT_TIME_LIMIT`); tell whether
+    the server was reached. ``False``: it is out of reach, and a fence after the kill would
+    wait as long again, and fail alike."""
     try:
         with pymongo.timeout(ABORT_TIME_LIMIT):
-            await session.client.admin.command("killSessions", [session.session_id])
+            await client.admin.command("killSessions", [session_id])
     except ConnectionFailure:
-        return  # the server is out of reach: a fence would wait as long again, and fail alike
+        return False
     except PyMongoError:
         pass
-    if fence_in is not None:
-        await fence_session(session, fence_in)
+    return True
 
 
 async def fence_session(session: Any, database: str) -> None:

@@ -38,7 +38,6 @@ milliseconds: the 60 s transaction limit never applies, whatever the collection'
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import sys
 import time
@@ -53,7 +52,7 @@ from pymongo.errors import PyMongoError
 
 from .. import drivers
 from ..exceptions import MigrationError
-from ..server_transactions import abort_server_transaction, fence_session_id
+from ..server_transactions import abort_server_transaction, end_session_by_id
 from .cleanup import settle
 from .lock import LeaseRanOut
 from .operations import Context, Operation, collection_name, collection_of, current_context
@@ -330,14 +329,10 @@ class BatchedUpdate(Operation):
                 k: Binary.from_uuid(v) if isinstance(v, uuid.UUID) else v
                 for k, v in dict(previous).items()
             }
-            client = state.database.client
-            with contextlib.suppress(PyMongoError):
-                await client.admin.command({"killSessions": [lsid]})
-            # A command of it still on its way (unread in the socket of the dead process, or
-            # delayed on the network) was no operation for the kill to end: arriving after
-            # it, a transaction's first command would open the transaction again. The fence
-            # makes the server refuse every command of that session sent before it.
-            await fence_session_id(client, lsid, context.database.name)
+            # Fenced too: a command of it still on its way (unread in the socket of the dead
+            # process, or delayed on the network) was no operation for the kill to end, and
+            # arriving after it, a transaction's first command would open the transaction again.
+            await end_session_by_id(state.database.client, lsid, fence_in=context.database.name)
         await _lease_bound(context, partial(self._note_session, state, key, session, context))
 
     async def _note_session(self, state: Any, key: str, session: Any, context: Context) -> None:
