@@ -31,6 +31,7 @@ a concurrent write.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -69,13 +70,14 @@ class Journal:
     """Documents whose tracking state a transaction changed, with their state before it, and
     documents loaded after the transaction wrote (their state is read back after an abort)."""
 
-    __slots__ = ("_entries", "_kept", "_reading", "_reads", "owner")
+    __slots__ = ("_entries", "_kept", "_owner", "_reading", "_reads")
 
     def __init__(self, owner: Any = None) -> None:
-        #: The unit of work whose journal this is: each document it holds is marked with it
-        #: (:func:`~odm.models.tracking.held_by`), so that a write of the document from outside
-        #: that block is refused while the block is open.
-        self.owner = owner
+        # Weakly: the unit of work holds its journal, and a strong reference back would make
+        # every block a reference cycle, freed only by the cyclic garbage collector, whose
+        # collections then walk the heap (a transfer's block cost ~7 % more instructions and
+        # half again the floor's cache misses; docs/performance-internals.md).
+        self._owner = None if owner is None else weakref.ref(owner)
         # Keyed by id(): the entry holds the document, so its id() stays its own. A state of
         # None means "read it back": the document was loaded after the transaction wrote, so
         # what it was loaded with may be one of the transaction's own writes.
@@ -88,6 +90,13 @@ class Journal:
         self._kept: dict[int, list[Written]] = {}
         # id(document) -> the pair for the read under way (kept once the read is done).
         self._reading: dict[int, Written] = {}
+
+    @property
+    def owner(self) -> Any:
+        """The unit of work whose journal this is (``None`` for a journal of none): each
+        document it holds is marked with it (:func:`~odm.models.tracking.held_by`), so that a
+        write of the document from outside that block is refused while the block is open."""
+        return None if self._owner is None else self._owner()
 
     def reading(self, document: Any) -> None:
         """Note that ``document``'s fields are about to be set from the database: what the
