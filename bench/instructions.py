@@ -185,28 +185,28 @@ def measure(
             "--uri", uri, "--db", db,
         ]
 
-    def counted(command: list[str]) -> PerOperation:
+    def one_run(command: list[str]) -> dict[str, int]:
         events = count_events(command, misses=misses)
-        found = {"instructions": float(events["Ir"])}
+        found = {"instructions": events["Ir"]}
         if misses:
-            found["L2 misses"] = float(l2_misses(events))
+            found["L2 misses"] = l2_misses(events)
         return found
 
     # Two transfers at once would move the same accounts and fail on write conflicts: the
     # processes of a workload that writes to shared documents run one at a time.
     runs = {(w, v, n): child(w, v, n) for w, v in wanted for n in (few, few + ops)}
-    counts: dict[tuple[str, str, int], PerOperation] = {}
+    counts: dict[tuple[str, str, int], dict[str, int]] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         apart = [key for key in runs if key[0] not in ALONE]
-        counts.update(zip(apart, pool.map(counted, [runs[key] for key in apart]), strict=True))
+        counts.update(zip(apart, pool.map(one_run, [runs[key] for key in apart]), strict=True))
     for key in runs:
         if key not in counts:
-            counts[key] = counted(runs[key])
+            counts[key] = one_run(runs[key])
     report: dict[str, dict[str, PerOperation]] = {}
     for workload, variant in wanted:
         low, high = counts[workload, variant, few], counts[workload, variant, few + ops]
         report.setdefault(workload, {})[variant] = {
-            event: per_operation(int(low[event]), int(high[event]), ops) for event in low
+            event: per_operation(low[event], high[event], ops) for event in low
         }
     return report
 
