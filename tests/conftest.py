@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.bytecode_cache import share_bytecode, unshare_bytecode
+
+#: Where the run keeps the bytecode cache it made (``None``: it made none).
+_BYTECODE = pytest.StashKey[str | None]()
+
 #: The checkout's root, where ``python -m bench...`` finds the benchmark package.
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +47,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``slow`` marker (also declared in pyproject.toml)."""
+    """Register the ``slow`` marker (also declared in pyproject.toml), and give the Python
+    processes the run starts one bytecode cache (:mod:`tests.bytecode_cache`)."""
     config.addinivalue_line("markers", "slow: long soak or fuzz variants, run with --odm-long")
+    # The run that starts the others (pytest-xdist's controller, or the only process): its
+    # workers inherit the environment, and so the cache, when they are started.
+    if not hasattr(config, "workerinput"):
+        config.stash[_BYTECODE] = share_bytecode()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's bytecode cache, if it made one."""
+    directory = config.stash.get(_BYTECODE, None)
+    if directory is not None:
+        unshare_bytecode(directory)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
