@@ -140,6 +140,25 @@ async def end_session(session: Any) -> None:
     await resolve(session.end_session())
 
 
+async def end_session_unpooled(session: Any) -> None:
+    """End ``session`` and keep its server session out of the driver's pool, so that no later
+    operation of the client goes in it.
+
+    For a session whose id is stored for a later run to kill and fence
+    (:func:`odm.server_transactions.end_session_by_id`): that fence numbers its transaction
+    beyond any number this client would give the session, after which the server refuses
+    every transaction and retryable write of the client in it (``TransactionTooOld``, or
+    "a newer transaction ... has already started"). Pooled, the session would be handed to
+    a later operation of this process: a migration run again in the same process after a
+    failure would fence the session it is about to use. A session the driver never took a
+    server session for (no command sent) has nothing to keep out."""
+    target = getattr(session, "delegate", session)  # Motor wraps PyMongo's session
+    mark_dirty = getattr(getattr(target, "_server_session", None), "mark_dirty", None)
+    if mark_dirty is not None:
+        mark_dirty()  # the driver's pool discards a dirty server session instead of keeping it
+    await end_session(session)
+
+
 def unstart_unsent_transaction(session: Any) -> None:
     """Undo the driver's start of ``session``'s transaction when no command of it has reached
     the server yet: call it after a command failed on the client (a value BSON cannot hold).

@@ -205,7 +205,9 @@ class BatchedUpdate(Operation):
             raise
         finally:
             progress.close()
-            await drivers.resolve(session.end_session())
+            # Its id is stored with the position: a later run fences it, so it must never
+            # serve another operation of this process.
+            await drivers.end_session_unpooled(session)
 
     async def _finish(
         self, collection: Any, state: Any, key: str, done: int, session: Any, context: Context
