@@ -16,7 +16,8 @@ exactly what differs: the machine saves the objects it holds and compares their 
 the database. The field ``bulk`` is only ever changed on the server, by queryset updates: its
 stored value must be what the committed ones made it (the machine replays each block's
 writes of it when the block commits), so that a save writing a value of an aborted block, or a
-held object that missed an update, is caught.
+held object that missed an update, is caught. After each run, every session the client
+pools can still run a transaction (none is left killed or fenced past the driver's count).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from uow_support import fail_point, fail_points_off
 
 import odm
-from odm import F, executor
+from odm import F, drivers, executor
 from odm.contrib.pytest.queries import capture_queries
 from odm.models.copies import known_state
 from odm.models.tracking import Unsure, get_snapshot, has_changes
@@ -334,6 +335,12 @@ class UnitOfWorkMachine(RuleBasedStateMachine):
     def every_object_tells_the_truth(self) -> None:
         self.run(self._check())
 
+    def teardown(self) -> None:
+        """After the run, the sessions the client will hand out can all run a transaction:
+        a session the unit of work killed or fenced, and pooled again, must not refuse the
+        next block its transaction."""
+        self.run(every_pooled_session_runs_a_transaction(self.given["database"]))
+
     async def _check(self) -> None:
         for where, document in self.held.items():
             model = MODELS[where[0]]
@@ -422,6 +429,26 @@ async def held_update_over(db: Any, entered_before: int) -> None:
             return
         assert loop.time() < give_up, "the held update did not end"
         await asyncio.sleep(0.003)
+
+
+#: How many of the client's pooled server sessions the teardown tries (more than the machine,
+#: which runs one block at a time, leaves pooled).
+POOLED = 6
+
+
+async def every_pooled_session_runs_a_transaction(db: Any) -> None:
+    """Start a transaction, read and abort in each of the next :data:`POOLED` sessions the
+    client hands out (each held until the end, so that each is a different one); a session
+    whose server state refuses it (a fence numbered past the driver's count) raises."""
+    sessions = [await drivers.start_session(db.client) for _ in range(POOLED)]
+    try:
+        for session in sessions:
+            await drivers.start_transaction(session)
+            await drivers.resolve(db[MODELS[0]._meta.collection].find_one({}, session=session))
+            await drivers.resolve(session.abort_transaction())
+    finally:
+        for session in sessions:
+            await drivers.end_session(session)
 
 
 async def outside_the_block(admin_call: Any) -> None:
