@@ -32,7 +32,7 @@ async def seed(count: int = 5) -> None:
         [QaCustomer(email=f"c{i}@x.io", status="vip" if i % 2 else "new", age=20 + i)
          for i in range(count)]
     )
-    await odm.ensure_indexes()
+    await odm.ensure_indexes(models=[QaCustomer])
 
 
 async def test_assert_num_queries_counts_the_commands_of_the_block(odm_database: Any) -> None:
@@ -96,7 +96,7 @@ async def test_collection_scans_are_named_with_the_index_that_serves_them(
 
 
 async def test_a_scan_of_an_empty_collection_is_not_reported(odm_database: Any) -> None:
-    await odm.ensure_indexes()
+    await odm.ensure_indexes(models=[QaCustomer])
     with capture_queries() as log:
         assert await QaCustomer.objects.filter(age__gte=21) == []
     await assert_no_collection_scans(log)
