@@ -1,7 +1,6 @@
 """connect/disconnect against the real server, under both drivers."""
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -59,12 +58,17 @@ async def test_dead_port_fails_within_timeout_naming_the_address(
 
 async def test_server_starting_late_is_reached_by_the_retries(clean_aliases: None) -> None:
     port = free_port()
-    # A standalone: a replica set member closes its clients' connections as it is initiated,
-    # which the ping below, sent in that window on a loaded machine, would meet (seen in CI).
-    # What is tested is that connect() waits for the server, whatever kind.
     server = LocalServer(port=port, replica_set=None)
-    starter = threading.Timer(1.5, server.start)
-    starter.start()
+
+    async def start_late() -> None:
+        await asyncio.sleep(1.5)
+        # In the loop's executor, whose thread outlives the test: a member dies with the
+        # thread that started it (PR_SET_PDEATHSIG), and a thread of its own (a Timer, as
+        # before) ended as soon as start() returned, killing the server under the test's
+        # ping (seen in CI as a connection reset, or as no answer within the 30 s).
+        await asyncio.to_thread(server.start)
+
+    starter = asyncio.create_task(start_late())
     try:
         conn = await odm.connect(
             f"mongodb://127.0.0.1:{port}/late?directConnection=true",
@@ -73,7 +77,7 @@ async def test_server_starting_late_is_reached_by_the_retries(clean_aliases: Non
         )
         assert (await conn.database.command("ping"))["ok"] == 1
     finally:
-        starter.join()
+        await starter
         await odm.disconnect()
         await asyncio.to_thread(server.stop)
 
