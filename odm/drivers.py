@@ -103,6 +103,11 @@ async def start_transaction(session: Any, **kwargs: Any) -> None:
     await resolve(session.start_transaction(**kwargs))
 
 
+def _pymongo_session(session: Any) -> Any:
+    """The PyMongo session behind ``session``: Motor's wraps one, PyMongo's is its own."""
+    return getattr(session, "delegate", session)
+
+
 async def start_session_as(
     client: Any, session_id: Mapping[str, Any], transaction_number: int
 ) -> Any | None:
@@ -117,7 +122,7 @@ async def start_session_as(
     pools it again: a later operation of this client must not go in the other client's
     session. End it with :func:`end_session`."""
     session = await start_session(client)
-    target = getattr(session, "delegate", session)  # Motor wraps PyMongo's session
+    target = _pymongo_session(session)
     try:
         target._materialize()  # the driver takes its server session on first use otherwise
         server_session = target._server_session
@@ -152,7 +157,7 @@ async def end_session_unpooled(session: Any) -> None:
     a later operation of this process: a migration run again in the same process after a
     failure would fence the session it is about to use. A session the driver never took a
     server session for (no command sent) has nothing to keep out."""
-    target = getattr(session, "delegate", session)  # Motor wraps PyMongo's session
+    target = _pymongo_session(session)
     mark_dirty = getattr(getattr(target, "_server_session", None), "mark_dirty", None)
     if mark_dirty is not None:
         mark_dirty()  # the driver's pool discards a dirty server session instead of keeping it
@@ -170,7 +175,7 @@ def unstart_unsent_transaction(session: Any) -> None:
     the rest of the block. The driver itself goes back to the starting state the same way when
     the server refuses a first command as overloaded. A driver without these attributes (a
     version that does not need it) is left alone."""
-    transaction = getattr(getattr(session, "delegate", session), "_transaction", None)
+    transaction = getattr(_pymongo_session(session), "_transaction", None)
     if transaction is None or getattr(transaction, "has_completed_command", True):
         return
     set_starting = getattr(transaction, "set_starting", None)
@@ -212,7 +217,7 @@ async def abort_transaction(session: Any) -> bool:
     So the driver's one call that sends the command (``_finish_transaction_with_retry``, in
     PyMongo's sessions and in the PyMongo session a Motor session wraps) is watched for the
     duration of the abort. A driver without it returns ``False``: the caller cannot tell."""
-    target = getattr(session, "delegate", session)  # Motor wraps PyMongo's session
+    target = _pymongo_session(session)
     finish = getattr(target, "_finish_transaction_with_retry", None)
     if finish is None:
         await resolve(session.abort_transaction())
