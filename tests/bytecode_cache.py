@@ -37,7 +37,8 @@ def share_bytecode() -> str | None:
 
 
 def unshare_bytecode(directory: str) -> None:
-    """Put the environment back as :func:`share_bytecode` found it and remove the cache."""
+    """Undo :func:`share_bytecode`: no prefix, ``PYTHONDONTWRITEBYTECODE=1`` again (any
+    non-empty value means the same to Python), and the cache removed."""
     if os.environ.get(PREFIX) == directory:
         del os.environ[PREFIX]
         os.environ[DONT_WRITE] = "1"

@@ -46,7 +46,14 @@ async def test_a_session_ended_unpooled_is_never_handed_out_again(odm_database: 
     assert retired_id not in await _next_ids(odm_database)
 
 
-async def test_a_session_that_sent_nothing_ends_unpooled_quietly(odm_database: Any) -> None:
-    session = await drivers.start_session(odm_database.client)
-    await drivers.end_session_unpooled(session)
-    assert len(set(map(str, await _next_ids(odm_database)))) == TAKEN
+async def test_a_session_that_sent_nothing_takes_no_pooled_session_out(
+    odm_database: Any,
+) -> None:
+    pooled = await _used_session(odm_database)
+    pooled_id = pooled.session_id
+    await drivers.end_session(pooled)
+    # Ended unpooled before it sent anything: it holds no server session, and must not take
+    # one from the pool (its id asked for, say) only to discard it.
+    unused = await drivers.start_session(odm_database.client)
+    await drivers.end_session_unpooled(unused)
+    assert pooled_id in await _next_ids(odm_database)
