@@ -16,6 +16,9 @@ from contextvars import ContextVar
 from types import CoroutineType, GeneratorType
 from typing import Any, Literal
 
+from pymongo.errors import OperationFailure
+from pymongo.topology_description import TOPOLOGY_TYPE
+
 from .exceptions import ConfigurationError
 
 DriverName = Literal["pymongo", "motor"]
@@ -228,7 +231,25 @@ async def abort_transaction(session: Any) -> bool:
         await resolve(session.abort_transaction())
     finally:
         del target._finish_transaction_with_retry
-    return not failed
+    return not failed or _no_such_transaction(target, failed[-1])
+
+
+#: The server's code for "no such transaction": the session has no open transaction of that
+#: number (never started there, or aborted already).
+NO_SUCH_TRANSACTION = 251
+
+
+def _no_such_transaction(session: Any, error: BaseException) -> bool:
+    """Tell whether ``error``, the answer to an abort, says that the server holds no open
+    transaction of ``session``: ``NoSuchTransaction`` from a replica set member, which the
+    server answers once it aborted the transaction itself (after a write conflict, a
+    failover). That abort did end it. A router's answer is not taken so: it speaks of its own
+    record of the transaction, which it may have lost while a shard still holds one."""
+    return (
+        isinstance(error, OperationFailure)
+        and error.code == NO_SUCH_TRANSACTION
+        and session.client.topology_description.topology_type != TOPOLOGY_TYPE.Sharded
+    )
 
 
 def _watched(finish: Any, failed: list[BaseException]) -> Any:
