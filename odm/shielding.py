@@ -11,27 +11,28 @@ step: a cancellation of the caller cancels that future, never the task, and the 
 again in the next turn of the event loop (``asyncio.shield`` wakes it through a done callback,
 one turn later).
 
-On Python 3.12 and later the task is an eager one: its first step runs at once, in the
-caller's turn of the event loop, with the task as the current task (so that a timeout the
-operation starts there cuts off the operation, not its caller). An operation that waits on
-nothing then costs no turn of the event loop at all. Python 3.11 has no eager tasks, and
-running the first step in the caller's own task instead would make it the current task of that
-step: an ``asyncio.timeout()`` the driver starts there (its ``wait_for``, since 3.12) would
-cancel the caller.
+The task's first step runs at once, in the caller's turn of the event loop, with the task as
+the current task (so that a timeout the operation starts there cuts off the operation, not its
+caller): a commit is sent now, not after every other callback ready in the loop, which under
+load is what decides how long the transaction holds its writes. On Python 3.12 and later the
+task is an eager one. Python 3.11 has no eager tasks: :func:`_started_now` does there what an
+eager start does (the step run in the task's context, the task made the current one for it),
+and the task goes on from where that step left the operation. An operation that waits on
+nothing then costs no turn of the event loop on 3.12 (on 3.11, the turn in which its task
+ends; its caller does not wait for it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
-from collections.abc import Awaitable, Coroutine
+import types
+from asyncio.tasks import _enter_task, _leave_task  # what an eager task does, for 3.11
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["EAGER_TASKS", "shielded"]
-
-#: Whether tasks can run their first step at once (``asyncio.Task(..., eager_start=True)``,
-#: Python 3.12 and later).
-EAGER_TASKS = sys.version_info >= (3, 12)
+__all__ = ["shielded"]
 
 
 async def shielded(operation: Awaitable[Any]) -> bool:
@@ -89,10 +90,102 @@ async def _run(operation: Awaitable[Any], handoff: _Handoff) -> Any:
         handoff.wake()
 
 
-def _start(operation: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """Return the task that runs ``operation``; where the interpreter has eager tasks, its
-    first step has already run (the task may be done)."""
+def _start(operation: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+    """Return the task that runs ``operation``, whose first step has already run (as an
+    eager task's: done already if the operation ended there; on 3.11 a future of its outcome
+    then)."""
     loop = asyncio.get_running_loop()
-    if sys.version_info >= (3, 12):  # EAGER_TASKS, spelled so that type checkers follow it
+    if sys.version_info >= (3, 12):  # asyncio.Task(eager_start=...)
         return asyncio.Task(operation, loop=loop, eager_start=True)
-    return loop.create_task(operation)
+    return _started_now(loop, operation)
+
+
+class _FirstStep:
+    """What the first step of an operation started by :func:`_started_now` left: the
+    awaitable it waits on, or how it ended (``StopIteration`` carrying its result)."""
+
+    __slots__ = ("ended", "waits_on")
+
+    def __init__(self) -> None:
+        self.waits_on: Any = None
+        self.ended: BaseException | None = None
+
+
+#: What :class:`_FirstStep` holds once the outcome of an operation ended in its first step was
+#: handed to its caller.
+_ENDED_EARLIER = StopIteration()
+
+
+def _started_now(
+    loop: asyncio.AbstractEventLoop, operation: Coroutine[Any, Any, Any]
+) -> asyncio.Future[Any]:
+    """Python 3.11's stand-in for an eager task: the task of ``operation``, whose first step
+    runs now, as the task's own (its context, and the task as the current one), not one turn
+    of the event loop later.
+
+    Under load that turn is long: every callback ready in the loop runs first. A commit sent a
+    turn late holds the transaction's writes that much longer, and every transaction touching
+    them meanwhile fails with a write conflict (400 concurrent transfers over 8 accounts: most
+    gave up after a minute on 3.11, none on 3.12, whose commit task is eager)."""
+    first = _FirstStep()
+    context = contextvars.copy_context()
+    task = loop.create_task(_resumed(operation, first), context=context)
+    caller = asyncio.current_task(loop)
+    if caller is not None:
+        _leave_task(loop, caller)
+    _enter_task(loop, task)
+    try:
+        first.waits_on = context.run(operation.send, None)
+    except BaseException as ended:  # StopIteration too: the operation ended in this step
+        first.ended = ended
+    finally:
+        _leave_task(loop, task)
+        if caller is not None:
+            _enter_task(loop, caller)
+    if first.ended is None:
+        return task
+    return _outcome_now(loop, first)
+
+
+def _outcome_now(loop: asyncio.AbstractEventLoop, first: _FirstStep) -> asyncio.Future[Any]:
+    """The outcome of an operation that ended in its first step, in a future done now, as an
+    eager task would be (the operation's task ends in its turn with nothing to report; the
+    operation woke no one, since nobody waited yet). A function of its own, so that no frame
+    the error's traceback holds keeps the future (a reference cycle)."""
+    ended, first.ended = first.ended, _ENDED_EARLIER
+    if isinstance(ended, KeyboardInterrupt | SystemExit):
+        raise ended  # as an eager task's first step raises them to its starter
+    done: asyncio.Future[Any] = loop.create_future()
+    if isinstance(ended, StopIteration):
+        done.set_result(ended.value)
+    elif isinstance(ended, asyncio.CancelledError):
+        done.cancel()
+    else:
+        done.set_exception(ended)  # type: ignore[arg-type]
+    return done
+
+
+@types.coroutine
+def _resumed(operation: Coroutine[Any, Any, Any], first: _FirstStep) -> Generator[Any, Any, Any]:
+    """Go on with ``operation`` from where its first step (``first``) left it, as ``await``
+    would: what the task sends or throws in goes to the operation."""
+    if first.ended is not None:  # its outcome went to the caller (see _started_now)
+        return None
+    waits_on = first.waits_on
+    first.waits_on = None
+    while True:
+        try:
+            sent = yield waits_on
+        except GeneratorExit:
+            operation.close()
+            raise
+        except BaseException as error:  # a cancellation of the task: the operation's to handle
+            try:
+                waits_on = operation.throw(error)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waits_on = operation.send(sent)
+            except StopIteration as done:
+                return done.value

@@ -1,5 +1,6 @@
 """odm.shielding: an operation runs to its end whatever cancellation reaches its caller, in a
-task of its own whose first step runs at once where tasks can be eager (Python 3.12+).
+task of its own whose first step runs at once (an eager task on Python 3.12+, and the same done
+by hand on 3.11).
 
 Hypothesis draws operations as sequences of steps (finish, suspend on a future, set a context
 variable, fail) and cancellations of the caller at each suspension; whatever the draw, the
@@ -17,15 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odm.shielding import EAGER_TASKS, shielded
+from odm.shielding import shielded
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="caller's")
 
 
-async def test_the_operation_runs_in_a_task_of_its_own_at_once_where_tasks_can_be_eager() -> None:
+async def test_the_operation_runs_in_a_task_of_its_own_at_once() -> None:
     """The operation's current task is never the caller (a timeout it starts must cut off the
-    operation, not its caller); on Python 3.12+ its first step runs before the event loop
-    turns, and an operation that waits on nothing leaves no task behind."""
+    operation, not its caller), its first step runs before the event loop turns, and an
+    operation that waits on nothing leaves no task behind once the loop turned."""
     caller = asyncio.current_task()
     loop_turned: list[bool] = []
     seen: dict[str, Any] = {}
@@ -40,10 +41,42 @@ async def test_the_operation_runs_in_a_task_of_its_own_at_once_where_tasks_can_b
     asyncio.get_running_loop().call_soon(loop_turned.append, True)
     assert await shielded(operation()) is False
     assert seen["task"] is not None and seen["task"] is not caller
-    assert seen["turned"] is (not EAGER_TASKS)
+    assert seen["turned"] is False
+    assert loop_turned == []  # the caller did not wait for the loop either
+    await asyncio.sleep(0)
     assert len(asyncio.all_tasks()) == tasks_before
     # It ran in a copy of the caller's context, as a task does.
     assert marker.get() == "caller's"
+
+
+async def test_the_first_step_and_the_next_run_as_one_task_in_one_context() -> None:
+    """What the first step sets in its context is there in the steps after it, which run in
+    the same task (as they would in a task started the usual way); the caller's context and
+    current task stay its own, also while the operation waits."""
+    caller = asyncio.current_task()
+    seen: dict[str, Any] = {}
+    gate = asyncio.get_running_loop().create_future()
+
+    async def operation() -> int:
+        seen["first"] = asyncio.current_task()
+        marker.set("operation's")
+        await gate
+        seen["next"] = asyncio.current_task()
+        seen["marker"] = marker.get()
+        return 7
+
+    async def open_gate() -> None:
+        seen["caller's while waiting"] = (asyncio.current_task() is not caller, marker.get())
+        gate.set_result(None)
+
+    opener = asyncio.create_task(open_gate())
+    task = asyncio.ensure_future(shielded(operation()))
+    assert await task is False
+    await opener
+    assert seen["first"] is seen["next"] and seen["first"] not in (caller, task)
+    assert seen["marker"] == "operation's"
+    assert seen["caller's while waiting"] == (True, "caller's")
+    assert marker.get() == "caller's" and asyncio.current_task() is caller
 
 
 async def test_a_timeout_started_in_the_first_step_cuts_off_the_operation_not_its_caller() -> None:
@@ -264,10 +297,10 @@ async def _scenario(steps: list[str], ending: str, cancels: list[bool]) -> None:
 
     assert ran == list(range(len(steps))), "every step of the operation ran"
     assert outcome["marker"] == "caller's", "the operation's context stayed its own"
-    # A cancellation can only be delivered while the caller waits: while the operation
-    # suspends, or (without eager tasks) until its task first runs. One delivered then is
-    # reported, never swallowed.
-    suspends = any(step in ("wait", "sleep0") for step in steps) or not EAGER_TASKS
+    # A cancellation can only be delivered while the caller waits, which is while the
+    # operation suspends (its first step runs at once). One delivered then is reported, never
+    # swallowed.
+    suspends = any(step in ("wait", "sleep0") for step in steps)
     error = outcome.get("error")
     if ending == "raise":
         assert error is not None
