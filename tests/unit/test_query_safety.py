@@ -23,8 +23,11 @@ from odm.query.lookups import LOOKUPS
 LOGICAL = {"$and", "$or", "$nor"}
 OPERATORS = {
     "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$all", "$size",
-    "$exists", "$regex", "$options", "$elemMatch",
+    "$exists", "$regex", "$options", "$elemMatch", "$not", "$type",
 }
+#: The BSON type names odm's own ``$type`` conditions name (``None`` at a list position of a
+#: free-form field: ``{"$not": {"$type": "null"}}``); a user's value never becomes one.
+TYPE_NAMES = {"null", "array", "object"}
 UPDATE_OPERATORS = {"$set", "$inc", "$mul", "$push", "$pull", "$pullAll", "$addToSet"}
 
 HOSTILE_KEYS = st.sampled_from(
@@ -99,6 +102,11 @@ def check_condition(value: Any, path: str) -> None:
                 check_filter(operand)
         elif op in ("$regex", "$options"):
             assert isinstance(operand, str) and "\x00" not in operand
+        elif op == "$not":
+            assert isinstance(operand, dict), f"$not of a literal under {path!r}"
+            check_condition(operand, path)
+        elif op == "$type":
+            assert operand in TYPE_NAMES, f"$type {operand!r} under {path!r}"
         else:
             assert_literal(operand, path)
 
