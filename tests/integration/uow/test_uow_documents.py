@@ -240,10 +240,12 @@ async def test_causal_session_without_transaction(odm_database: Any) -> None:
 async def test_concurrent_document_transfers_keep_the_total(
     odm_database: Any, odm_long: bool
 ) -> None:
+    load = concurrent_transfers(odm_long)
     accounts = await UowAccount.objects.bulk_create(
-        [UowAccount(owner=f"acc{i}", balance=1000) for i in range(8)]
+        [UowAccount(owner=f"acc{i}", balance=1000) for i in range(load.accounts)]
     )
     ids = [a.id for a in accounts]
+    n = load.accounts
 
     @odm.atomic(retries=50, timeout=60)
     async def transfer(src: Any, dst: Any, amount: int) -> None:
@@ -253,14 +255,14 @@ async def test_concurrent_document_transfers_keep_the_total(
 
     results = await asyncio.gather(
         *(
-            transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5)
-            for i in range(concurrent_transfers(odm_long))
+            transfer(ids[i % n], ids[(i * 3 + 1) % n], 1 + i % 5)
+            for i in range(load.transfers)
         ),
         return_exceptions=True,
     )
     gave_up(results)  # the total stays exact all the same
     total = sum(a.balance for a in await UowAccount.objects.all())
-    assert total == 8000
+    assert total == n * 1000
 
 
 async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_half_the_time(
@@ -269,10 +271,12 @@ async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_hal
     """Each transfer moves money in an inner atomic block that fails between the debit and
     the credit for every other transfer; the caller swallows the error and leaves normally.
     The whole transaction must then refuse to commit, so no debit lands without its credit."""
+    load = concurrent_transfers(odm_long)
     accounts = await UowAccount.objects.bulk_create(
-        [UowAccount(owner=f"acc{i}", balance=1000) for i in range(8)]
+        [UowAccount(owner=f"acc{i}", balance=1000) for i in range(load.accounts)]
     )
     ids = [a.id for a in accounts]
+    n = load.accounts
 
     @odm.atomic
     async def move(src: Any, dst: Any, amount: int, fail: bool) -> None:
@@ -291,7 +295,7 @@ async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_hal
     async def attempt(i: int) -> tuple[bool, str]:
         failing = i % 2 == 1
         try:
-            await transfer(ids[i % 8], ids[(i * 3 + 1) % 8], 1 + i % 5, failing)
+            await transfer(ids[i % n], ids[(i * 3 + 1) % n], 1 + i % 5, failing)
             return failing, "committed"
         except odm.TransactionError:
             return failing, "rolled back"
@@ -300,9 +304,9 @@ async def test_concurrent_transfers_keep_the_total_with_inner_blocks_failing_hal
             assert exc.has_error_label("TransientTransactionError"), exc
             return failing, "gave up"
 
-    outcomes = await asyncio.gather(*(attempt(i) for i in range(concurrent_transfers(odm_long))))
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(load.transfers)))
     total = sum(a.balance for a in await UowAccount.objects.all())
-    assert total == 8000
+    assert total == n * 1000
     assert all(o in ("rolled back", "gave up") for failing, o in outcomes if failing)
     assert all(o in ("committed", "gave up") for failing, o in outcomes if not failing)
     assert sum(o == "gave up" for _, o in outcomes) <= len(outcomes) // 4, outcomes

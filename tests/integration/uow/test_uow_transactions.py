@@ -232,7 +232,8 @@ async def test_non_retryable_error_aborts_cleanly(
 
 
 async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any, odm_long: bool) -> None:
-    accounts = 8
+    load = concurrent_transfers(odm_long)
+    accounts = load.accounts
     await odm_database.accounts.insert_many([{"_id": i, "balance": 1000} for i in range(accounts)])
 
     @atomic(retries=50, timeout=60)
@@ -248,7 +249,7 @@ async def test_concurrent_transfers_keep_the_total_exact(odm_database: Any, odm_
     results = await asyncio.gather(
         *(
             transfer(i % accounts, (i * 3 + 1) % accounts, 1 + i % 7)
-            for i in range(concurrent_transfers(odm_long))
+            for i in range(load.transfers)
         ),
         return_exceptions=True,
     )

@@ -3,7 +3,7 @@ server's open transactions and the outcome of concurrent runs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo.errors import PyMongoError
 
@@ -38,11 +38,26 @@ async def fail_points_off(db: Any) -> None:
     await db.client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
 
 
-def concurrent_transfers(long: bool) -> int:
-    """How many transfers the concurrency tests run at once over their 8 accounts: 100 (a
-    dozen contending for each account, write conflicts and retries on every one) by default,
-    400 with ``--odm-long``."""
-    return 400 if long else 100
+class Contention(NamedTuple):
+    """How many transfers the concurrency tests run at once, over how many accounts."""
+
+    transfers: int
+    accounts: int
+
+
+def concurrent_transfers(long: bool) -> Contention:
+    """The load of the concurrency tests: 100 transfers at once over 8 accounts (a dozen
+    contending for each account, write conflicts and retries on every one) by default, and
+    with ``--odm-long`` four times the transfers over four times the accounts: as much
+    contention for each account, four times the volume.
+
+    Not 400 over 8 accounts: with 50 transfers contending for each, the retries of
+    ``atomic(timeout=60)`` collapse on Python 3.11 for the driver as much as for odm (each
+    command under a deadline costs PyMongo an extra task there, in ``asyncio.wait_for``, so a
+    transaction holds its writes for more turns of a loop of 400 tasks): raw PyMongo's
+    ``with_transaction`` under ``pymongo.timeout(60)`` gave up on 279 of 400 after a minute,
+    as odm did, where 3.12 finished all in ~25 s (docs/unit-of-work.md, "Contention")."""
+    return Contention(400, 32) if long else Contention(100, 8)
 
 
 def gave_up(results: list[Any]) -> list[BaseException]:
