@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-import types
 from asyncio.tasks import _enter_task, _leave_task  # what an eager task does, for 3.11
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
@@ -125,11 +124,12 @@ def _started_now(
 
     Under load that turn is long: every callback ready in the loop runs first. A commit sent a
     turn late holds the transaction's writes that much longer, and every transaction touching
-    them meanwhile fails with a write conflict (400 concurrent transfers over 8 accounts: most
-    gave up after a minute on 3.11, none on 3.12, whose commit task is eager)."""
+    them meanwhile fails with a write conflict: 400 transfers at once over 8 accounts, each an
+    ``odm.transaction()`` re-run with backoff, had more than half give up after a minute on
+    3.11 with the commit a turn late, and none with it sent at once (``bench.contention``)."""
     first = _FirstStep()
     context = contextvars.copy_context()
-    task = loop.create_task(_resumed(operation, first), context=context)
+    task = loop.create_task(_Resumed(operation, first), context=context)
     caller = asyncio.current_task(loop)
     if caller is not None:
         _leave_task(loop, caller)
@@ -165,27 +165,45 @@ def _outcome_now(loop: asyncio.AbstractEventLoop, first: _FirstStep) -> asyncio.
     return done
 
 
-@types.coroutine
-def _resumed(operation: Coroutine[Any, Any, Any], first: _FirstStep) -> Generator[Any, Any, Any]:
-    """Go on with ``operation`` from where its first step (``first``) left it, as ``await``
-    would: what the task sends or throws in goes to the operation."""
-    if first.ended is not None:  # its outcome went to the caller (see _started_now)
-        return None
-    waits_on = first.waits_on
-    first.waits_on = None
-    while True:
-        try:
-            sent = yield waits_on
-        except GeneratorExit:
-            operation.close()
-            raise
-        except BaseException as error:  # a cancellation of the task: the operation's to handle
-            try:
-                waits_on = operation.throw(error)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                waits_on = operation.send(sent)
-            except StopIteration as done:
-                return done.value
+class _Resumed(Coroutine[Any, Any, Any]):
+    """What the task of an operation started by :func:`_started_now` runs: the operation,
+    from where its first step left it, as ``await`` would go on with it. The task's own first
+    step hands it what the operation waits on; what the task sends or throws in after that
+    (a cancellation too, even one that came before that first step) goes to the operation."""
+
+    __slots__ = ("_first", "_operation")
+
+    def __init__(self, operation: Coroutine[Any, Any, Any], first: _FirstStep) -> None:
+        self._operation = operation
+        self._first: _FirstStep | None = first
+
+    def send(self, value: Any) -> Any:
+        """Go on with the operation (the task's first step: what it waits on already)."""
+        first, self._first = self._first, None
+        if first is None:
+            return self._operation.send(value)
+        if first.ended is not None:  # its outcome went to the caller (see _outcome_now)
+            raise StopIteration(None)
+        waits_on, first.waits_on = first.waits_on, None
+        return waits_on
+
+    def throw(self, error: Any, value: Any = None, traceback: Any = None) -> Any:
+        """Throw ``error`` (a cancellation of the task) into the operation where it waits."""
+        first, self._first = self._first, None
+        if first is not None and first.ended is not None:
+            raise error if value is None else value
+        if first is not None:
+            waits_on, first.waits_on = first.waits_on, None
+            if asyncio.isfuture(waits_on):  # as a task cancelled while it waits cancels it
+                waits_on.cancel()
+        if value is None and traceback is None:
+            return self._operation.throw(error)
+        return self._operation.throw(error, value, traceback)  # the old signature
+
+    def close(self) -> None:
+        """Close the operation (the task is dropped)."""
+        self._first = None
+        self._operation.close()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        raise TypeError("awaited only by its task")

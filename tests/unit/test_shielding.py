@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from odm import shielding
 from odm.shielding import shielded
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="caller's")
@@ -234,6 +235,45 @@ async def test_a_cancellation_of_the_continuing_task_reaches_the_coroutine() -> 
     await canceller
     assert str(caught.value) == "the operation was cancelled"
     assert seen == ["cancelled"]
+
+
+async def test_a_cancellation_before_the_task_runs_again_reaches_the_operation() -> None:
+    """The task that goes on with the operation is cancelled in the very turn that started it
+    (before it ran again): the cancellation is thrown in where the operation waits, as into a
+    task cancelled while it waits, never dropped with the operation left hanging."""
+    gate = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+
+    async def operation() -> None:
+        seen.append("first step")
+        try:
+            await gate
+        except asyncio.CancelledError:
+            seen.append("cancelled where it waits")
+            raise
+
+    task = shielding._start(operation())
+    assert seen == ["first step"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["first step", "cancelled where it waits"]
+    assert gate.cancelled()  # as a task cancelled while it waits cancels what it waits on
+
+
+async def test_an_operation_ended_in_its_first_step_leaves_a_task_with_nothing_to_report() -> None:
+    """Its outcome is the caller's at once; the task that would have gone on with it ends in
+    its turn without a result or an error of its own (none is reported twice)."""
+    before = asyncio.all_tasks()
+
+    async def fails() -> None:
+        raise KeyError("early")
+
+    outcome = shielding._start(fails())
+    assert outcome.done() and isinstance(outcome.exception(), KeyError)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == before
 
 
 # -- any operation, any cancellations ----------------------------------------------------------
