@@ -212,7 +212,8 @@ def leave_binding(session: Any) -> None:
 
 async def abort_transaction(session: Any) -> bool:
     """Abort the transaction of ``session``; return whether the abort is known to have ended
-    it on the server (its ``abortTransaction`` succeeded, or none was needed).
+    it on the server (its ``abortTransaction`` succeeded, none was needed, or a replica set
+    member answered that it holds none: see :func:`_no_such_transaction`).
 
     The driver ignores abort errors, as the transactions specification says, so its
     ``abort_transaction()`` returns the same whether the server aborted or refused: a
