@@ -99,20 +99,10 @@ def _start(operation: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
     return _started_now(loop, operation)
 
 
-class _FirstStep:
-    """What the first step of an operation started by :func:`_started_now` left: the
-    awaitable it waits on, or how it ended (``StopIteration`` carrying its result)."""
-
-    __slots__ = ("ended", "waits_on")
-
-    def __init__(self) -> None:
-        self.waits_on: Any = None
-        self.ended: BaseException | None = None
-
-
-#: What :class:`_FirstStep` holds once the outcome of an operation ended in its first step was
-#: handed to its caller.
-_ENDED_EARLIER = StopIteration()
+#: What :class:`_Resumed` holds in place of what its operation waits on: nothing left of the
+#: first step (handed to the task already, or not yet run), or an operation that ended in it.
+_GONE = object()
+_ENDED = object()
 
 
 def _started_now(
@@ -127,32 +117,30 @@ def _started_now(
     them meanwhile fails with a write conflict: 400 transfers at once over 8 accounts, each an
     ``odm.transaction()`` re-run with backoff, had more than half give up after a minute on
     3.11 with the commit a turn late, and none with it sent at once (``bench.contention``)."""
-    first = _FirstStep()
     context = contextvars.copy_context()
-    task = loop.create_task(_Resumed(operation, first), context=context)
+    resumed = _Resumed(operation)
+    task = loop.create_task(resumed, context=context)
     caller = asyncio.current_task(loop)
     if caller is not None:
         _leave_task(loop, caller)
     _enter_task(loop, task)
     try:
-        first.waits_on = context.run(operation.send, None)
+        resumed.left = context.run(operation.send, None)
     except BaseException as ended:  # StopIteration too: the operation ended in this step
-        first.ended = ended
+        resumed.left = _ENDED
+        # Here, so that no frame the error's traceback holds keeps it (a reference cycle).
+        return _outcome_now(loop, ended)
     finally:
         _leave_task(loop, task)
         if caller is not None:
             _enter_task(loop, caller)
-    if first.ended is None:
-        return task
-    return _outcome_now(loop, first)
+    return task
 
 
-def _outcome_now(loop: asyncio.AbstractEventLoop, first: _FirstStep) -> asyncio.Future[Any]:
-    """The outcome of an operation that ended in its first step, in a future done now, as an
-    eager task would be (the operation's task ends in its turn with nothing to report; the
-    operation woke no one, since nobody waited yet). A function of its own, so that no frame
-    the error's traceback holds keeps the future (a reference cycle)."""
-    ended, first.ended = first.ended, _ENDED_EARLIER
+def _outcome_now(loop: asyncio.AbstractEventLoop, ended: BaseException) -> asyncio.Future[Any]:
+    """How an operation ended in its first step, in a future done now, as an eager task
+    would be (the operation's task ends in its turn with nothing to report; the operation
+    woke no one, since nobody waited yet)."""
     if isinstance(ended, KeyboardInterrupt | SystemExit):
         raise ended  # as an eager task's first step raises them to its starter
     done: asyncio.Future[Any] = loop.create_future()
@@ -161,48 +149,51 @@ def _outcome_now(loop: asyncio.AbstractEventLoop, first: _FirstStep) -> asyncio.
     elif isinstance(ended, asyncio.CancelledError):
         done.cancel()
     else:
-        done.set_exception(ended)  # type: ignore[arg-type]
+        done.set_exception(ended)
     return done
 
 
 class _Resumed(Coroutine[Any, Any, Any]):
     """What the task of an operation started by :func:`_started_now` runs: the operation,
     from where its first step left it, as ``await`` would go on with it. The task's own first
-    step hands it what the operation waits on; what the task sends or throws in after that
-    (a cancellation too, even one that came before that first step) goes to the operation."""
+    step hands it what the operation waits on (:attr:`left`); what the task sends or throws in
+    after that (a cancellation too, even one that came before that first step) goes to the
+    operation."""
 
-    __slots__ = ("_first", "_operation")
+    __slots__ = ("_operation", "left")
 
-    def __init__(self, operation: Coroutine[Any, Any, Any], first: _FirstStep) -> None:
+    def __init__(self, operation: Coroutine[Any, Any, Any]) -> None:
         self._operation = operation
-        self._first: _FirstStep | None = first
+        #: What the first step left: the awaitable the operation waits on, or ``_ENDED``.
+        self.left: Any = _GONE
+
+    def _take_left(self) -> Any:
+        left, self.left = self.left, _GONE
+        return left
 
     def send(self, value: Any) -> Any:
         """Go on with the operation (the task's first step: what it waits on already)."""
-        first, self._first = self._first, None
-        if first is None:
+        left = self._take_left()
+        if left is _GONE:
             return self._operation.send(value)
-        if first.ended is not None:  # its outcome went to the caller (see _outcome_now)
+        if left is _ENDED:  # its outcome went to the caller (see _outcome_now)
             raise StopIteration(None)
-        waits_on, first.waits_on = first.waits_on, None
-        return waits_on
+        return left
 
     def throw(self, error: Any, value: Any = None, traceback: Any = None) -> Any:
         """Throw ``error`` (a cancellation of the task) into the operation where it waits."""
-        first, self._first = self._first, None
-        if first is not None and first.ended is not None:
+        left = self._take_left()
+        if left is _ENDED:
             raise error if value is None else value
-        if first is not None:
-            waits_on, first.waits_on = first.waits_on, None
-            if asyncio.isfuture(waits_on):  # as a task cancelled while it waits cancels it
-                waits_on.cancel()
+        if asyncio.isfuture(left):  # as a task cancelled while it waits cancels it
+            left.cancel()
         if value is None and traceback is None:
             return self._operation.throw(error)
         return self._operation.throw(error, value, traceback)  # the old signature
 
     def close(self) -> None:
         """Close the operation (the task is dropped)."""
-        self._first = None
+        self.left = _GONE
         self._operation.close()
 
     def __await__(self) -> Generator[Any, Any, Any]:
