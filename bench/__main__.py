@@ -29,7 +29,14 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from .common import IMPLEMENTATIONS, WORKLOAD_NAMES, Counts, machine_info, with_write_concern
+from .common import (
+    IMPLEMENTATIONS,
+    WORKLOAD_NAMES,
+    Counts,
+    machine_info,
+    on_server,
+    with_write_concern,
+)
 from .growth import DEFAULT_SIZES, QUICK_SIZES, format_growth_table, run_growth
 from .harness import format_table, run_workloads
 from .plot import draw
@@ -239,14 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--plot-from needs --plot FILE.png")
         print(f"chart written to {draw(json.loads(args.plot_from.read_text()), args.plot)}")
         return 0
-    if args.uri:
-        out = asyncio.run(_run(args, args.uri))
-    else:
-        from odm.server import LocalServer
-
+    if not args.uri:
         print("starting a local mongod (odm.server.LocalServer) ...")
-        with LocalServer(cache_size_gb=1.0) as server:
-            out = asyncio.run(_run(args, server.uri))
+    out = on_server(args.uri, lambda uri: asyncio.run(_run(args, uri)))
     _write_json(args.json, out)
     print(f"results written to {args.json}")
     if args.plot is not None:

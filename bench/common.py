@@ -34,11 +34,12 @@ import platform
 import random
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
 
@@ -228,6 +229,20 @@ def machine_info(mongod_version: str | None) -> dict[str, Any]:
         "odm": _version("odm-mongo"),
         "mongod": mongod_version,
     }
+
+
+T = TypeVar("T")
+
+
+def on_server(uri: str | None, work: Callable[[str], T]) -> T:
+    """Return ``work(uri)``; without ``uri``, ``work`` gets the URI of a throwaway single-node
+    replica set (``odm.server.LocalServer``), stopped when it returns."""
+    if uri:
+        return work(uri)
+    from odm.server import LocalServer
+
+    with LocalServer(cache_size_gb=1.0) as server:
+        return work(server.uri)
 
 
 def add_data_options(parser: argparse.ArgumentParser, db: str) -> None:

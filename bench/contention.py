@@ -32,6 +32,8 @@ import odm
 from odm import F, executor
 from odm.server_transactions import backoff_delay, is_transient
 
+from .common import on_server
+
 
 class ContendedAccount(odm.Document):
     """An account of the contention benchmark."""
@@ -203,16 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     only = args.only.split(",") if args.only else None
 
-    def report(uri: str) -> list[str]:
-        return asyncio.run(run(uri, args.db, args.transfers, args.accounts, args.timeout, only))
-
-    if args.uri:
-        lines = report(args.uri)
-    else:
-        from odm.server import LocalServer
-
-        with LocalServer(cache_size_gb=1.0) as server:
-            lines = report(server.uri)
+    lines = on_server(
+        args.uri,
+        lambda uri: asyncio.run(
+            run(uri, args.db, args.transfers, args.accounts, args.timeout, only)
+        ),
+    )
     print(f"{args.transfers} transfers at once over {args.accounts} accounts")
     print("\n".join(lines))
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import odm
 from odm import executor
 
-from .common import add_data_options
+from .common import add_data_options, on_server
 
 #: The checkout: the counted processes import ``bench`` from it.
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,13 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             asyncio.run(_drop(uri, args.db))
 
-    if args.uri:
-        report = counted(args.uri)
-    else:
-        from odm.server import LocalServer
-
-        with LocalServer(cache_size_gb=1.0) as server:
-            report = counted(server.uri)
+    report = on_server(args.uri, counted)
     version = subprocess.run(
         [args.python, "-c", "import platform; print(platform.python_version())"],
         capture_output=True, text=True, check=True,

@@ -29,7 +29,14 @@ from odm.models.writes import commit_update, prepare_update
 from odm.session import current_session
 
 from . import impl_odm, impl_raw
-from .common import ACCOUNT_COUNT, PAGE_SIZE, add_data_options, make_queries, make_rows
+from .common import (
+    ACCOUNT_COUNT,
+    PAGE_SIZE,
+    add_data_options,
+    make_queries,
+    make_rows,
+    on_server,
+)
 from .impl_pydantic import ITEM_LIST
 from .impl_pydantic import Item as FloorItem
 
@@ -259,13 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ops", type=int, default=50, help="operations per variant and round")
     args = parser.parse_args(argv)
     only = args.only.split(",") if args.only else None
-    if args.uri:
-        text = asyncio.run(run(args.uri, args.db, args.rounds, args.ops, args.n, only))
-    else:
-        from odm.server import LocalServer
-
-        with LocalServer(cache_size_gb=1.0) as server:
-            text = asyncio.run(run(server.uri, args.db, args.rounds, args.ops, args.n, only))
+    text = on_server(
+        args.uri, lambda uri: asyncio.run(run(uri, args.db, args.rounds, args.ops, args.n, only))
+    )
     print("wall time over the floor's (CPU time in brackets), odm's client for every variant")
     print(text)
 
