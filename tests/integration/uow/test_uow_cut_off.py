@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from uow_support import fail_point, open_transactions, stored, truthful
+from uow_support import armed, open_transactions, stored, truthful
 
 import odm
 from odm.session import current_unit_of_work
@@ -50,7 +49,7 @@ async def hold_next(db: Any, command: str) -> None:
     """Make the server hold the next ``command`` for ``BLOCK_MS``. Armed from a task with an
     empty context: inside the block the driver would send it in the transaction."""
     data = {"failCommands": [command], "blockConnection": True, "blockTimeMS": BLOCK_MS}
-    await asyncio.create_task(fail_point(db, data), context=contextvars.Context())
+    await armed(db, data)
 
 
 async def cut_by_asyncio_timeout(call: Awaitable[Any]) -> None:

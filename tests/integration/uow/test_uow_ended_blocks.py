@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from typing import Annotated, Any
 
 import pymongo
 import pytest
 from pymongo.errors import PyMongoError
-from uow_support import fail_point, open_transactions, stored, truthful
+from uow_support import armed, open_transactions, stored, truthful
 
 import odm
 from odm import F, drivers, executor, signals, transaction
@@ -75,11 +74,6 @@ HOOKS_ON = False
 
 class Abort(Exception):
     """The block's own failure."""
-
-
-async def armed(db: Any, data: dict[str, Any]) -> None:
-    """Arm ``failCommand`` once, from an empty context (inside a block it would join it)."""
-    await asyncio.create_task(fail_point(db, data), context=contextvars.Context())
 
 
 # -- an ended unit of work --------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import PyMongoError
-from uow_support import fail_point, fail_points_off, open_transactions, truthful
+from uow_support import armed, fail_points_off, open_transactions, truthful
 
 import odm
 from odm import F, drivers, executor, transaction
@@ -99,10 +99,7 @@ async def test_an_abort_refused_for_another_reason_still_kills_the_session(
                 loaded = await WcAccount.objects.get(id=payer.id)
                 loaded.balance -= 5
                 await WcAccount.objects.filter(id=payee.id).update(balance=F("balance") + 5)
-                await asyncio.create_task(
-                    fail_point(database, {"failCommands": ["abortTransaction"], "errorCode": 2}),
-                    context=contextvars.Context(),
-                )
+                await armed(database, {"failCommands": ["abortTransaction"], "errorCode": 2})
                 raise ZeroDivisionError
     finally:
         await fail_points_off(database)

@@ -3,6 +3,8 @@ server's open transactions and the outcome of concurrent runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from typing import Any, NamedTuple
 
 from pymongo.errors import PyMongoError
@@ -17,6 +19,12 @@ async def fail_point(db: Any, data: dict[str, Any], times: int = 1) -> None:
     await db.client.admin.command(
         {"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data}
     )
+
+
+async def armed(db: Any, data: dict[str, Any]) -> None:
+    """Arm ``failCommand`` once, from an empty context (inside a block the driver would send
+    the command in the block's transaction)."""
+    await asyncio.create_task(fail_point(db, data), context=contextvars.Context())
 
 
 async def close_connection_at_next(db: Any, command: str) -> None:
